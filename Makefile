@@ -1,0 +1,43 @@
+# Every target runs on the Node 24 that package.json pins (node_modules/.bin/node),
+# never on whatever node happens to be first on the machine's PATH.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+NODE_BIN := $(CURDIR)/node_modules/.bin/node
+TEST_FILES = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null | sort)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run check lint format typecheck test test-unit hash-password clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+node_modules/.package-lock.json: package.json package-lock.json relay/package.json operator/package.json e2e/package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.package-lock.json ## Install npm packages (Node 24 comes with them)
+
+run: install ## Start the relay on its embedded default (no Redis, no Kubernetes)
+	node relay/src/main.ts
+
+hash-password: install ## Hash a password for the users file (reads it from stdin)
+	@node relay/src/main.ts hash-password
+
+check: install lint typecheck ## Lint, format check and type check
+
+lint: install ## Lint and check formatting (biome)
+	biome check .
+
+format: install ## Rewrite files in the project's format
+	biome check --write .
+
+typecheck: install ## Type check (tsc, strict)
+	tsc -p .
+
+test-unit: install ## Run the unit and integration tests (node:test)
+	node --test --test-concurrency=2 --test-timeout=120000 $(TEST_FILES)
+
+test: check test-unit ## Everything CI runs: checks, then all tests
+
+clean: ## Remove the local spool and generated state
+	rm -rf var

@@ -1,0 +1,181 @@
+// Every SMTP reply Sluice itself sends, in one table: code, RFC 3463 enhanced code,
+// text, and the reason label that metrics and logs carry. Protocol replies that
+// smtp-server makes on its own (syntax errors, bad sequence, unknown commands) keep
+// its wording but carry enhanced codes too; they are listed in LIBRARY_REPLIES so the
+// README table is the whole catalogue.
+
+export const REASONS = [
+  'accepted',
+  'auth_required',
+  'auth_failed',
+  'auth_suspended',
+  'auth_tempfail',
+  'sender_not_allowed',
+  'message_too_big',
+  'too_many_recipients',
+  'blocked_attachment',
+  'malformed_message',
+  'too_many_connections',
+  'too_many_connections_ip',
+  'spool_error',
+  'shutting_down',
+  'dnsbl_listed',
+  'dnsbl_tempfail',
+  'rate_limited',
+  'auth_locked_out',
+  'client_disconnected',
+  'timeout',
+  'protocol_error',
+] as const;
+export type Reason = (typeof REASONS)[number];
+
+export interface ReplySpec {
+  readonly code: number;
+  readonly enhanced: string;
+  readonly text: string;
+  readonly reason: Reason;
+}
+
+export const REPLIES = {
+  MESSAGE_QUEUED: { code: 250, enhanced: '2.0.0', text: 'Ok: queued as {queueId}', reason: 'accepted' },
+  AUTH_REQUIRED: { code: 530, enhanced: '5.7.0', text: 'Authentication required', reason: 'auth_required' },
+  AUTH_FAILED: {
+    code: 535,
+    enhanced: '5.7.8',
+    text: 'Authentication credentials invalid',
+    reason: 'auth_failed',
+  },
+  AUTH_SUSPENDED: {
+    code: 535,
+    enhanced: '5.7.8',
+    text: 'Authentication credentials invalid: account suspended',
+    reason: 'auth_suspended',
+  },
+  AUTH_TEMPFAIL: {
+    code: 454,
+    enhanced: '4.7.0',
+    text: 'Temporary authentication failure, try again later',
+    reason: 'auth_tempfail',
+  },
+  SENDER_NOT_ALLOWED: {
+    code: 553,
+    enhanced: '5.7.1',
+    text: 'Sender address <{sender}> is not allowed for user {user}',
+    reason: 'sender_not_allowed',
+  },
+  MESSAGE_TOO_BIG: {
+    code: 552,
+    enhanced: '5.3.4',
+    text: 'Message size exceeds fixed limit of {limit} bytes',
+    reason: 'message_too_big',
+  },
+  TOO_MANY_RECIPIENTS: {
+    code: 452,
+    enhanced: '4.5.3',
+    text: 'Too many recipients, at most {limit} per message; send the rest in a new transaction',
+    reason: 'too_many_recipients',
+  },
+  BLOCKED_ATTACHMENT: {
+    code: 550,
+    enhanced: '5.7.1',
+    text: 'Attachment "{filename}" refused: .{extension} files are not allowed',
+    reason: 'blocked_attachment',
+  },
+  MALFORMED_MESSAGE: {
+    code: 550,
+    enhanced: '5.6.0',
+    text: 'Message could not be parsed: {detail}',
+    reason: 'malformed_message',
+  },
+  TOO_MANY_CONNECTIONS: {
+    code: 421,
+    enhanced: '4.7.0',
+    text: '{hostname} Too many connections, try again later',
+    reason: 'too_many_connections',
+  },
+  TOO_MANY_CONNECTIONS_IP: {
+    code: 421,
+    enhanced: '4.7.0',
+    text: '{hostname} Too many connections from your address, try again later',
+    reason: 'too_many_connections_ip',
+  },
+  SPOOL_FAILED: {
+    code: 451,
+    enhanced: '4.3.0',
+    text: 'Local error in processing, try again later',
+    reason: 'spool_error',
+  },
+  SHUTTING_DOWN: {
+    code: 421,
+    enhanced: '4.3.2',
+    text: '{hostname} Service shutting down, try again later',
+    reason: 'shutting_down',
+  },
+  SESSION_TIMEOUT: {
+    code: 421,
+    enhanced: '4.4.2',
+    text: '{hostname} Session time limit exceeded, closing connection',
+    reason: 'timeout',
+  },
+} as const satisfies Record<string, ReplySpec>;
+export type ReplyKey = keyof typeof REPLIES;
+
+/** Replies smtp-server makes itself; listed so the catalogue is complete. */
+export const LIBRARY_REPLIES: readonly ReplySpec[] = [
+  { code: 500, enhanced: '5.5.2', text: 'Error: command not recognized', reason: 'protocol_error' },
+  {
+    code: 501,
+    enhanced: '5.5.4',
+    text: 'Error: bad syntax (address or parameter)',
+    reason: 'protocol_error',
+  },
+  { code: 503, enhanced: '5.5.1', text: 'Error: bad sequence of commands', reason: 'protocol_error' },
+  {
+    code: 538,
+    enhanced: '5.7.0',
+    text: 'Error: Must issue a STARTTLS command first',
+    reason: 'auth_required',
+  },
+  {
+    code: 552,
+    enhanced: '5.3.4',
+    text: 'Error: message exceeds fixed maximum message size N (declared SIZE= or streamed)',
+    reason: 'message_too_big',
+  },
+  { code: 421, enhanced: '4.4.2', text: 'Timeout - closing connection', reason: 'timeout' },
+  { code: 421, enhanced: '5.5.2', text: 'Error: too many unrecognized commands', reason: 'protocol_error' },
+];
+
+/** A rejection that smtp-server turns into a reply: err.responseCode and err.message. */
+export class SmtpReplyError extends Error {
+  readonly responseCode: number;
+  readonly reason: Reason;
+  readonly replyKey: ReplyKey;
+  constructor(key: ReplyKey, text: string) {
+    const spec: ReplySpec = REPLIES[key];
+    super(`${spec.enhanced} ${text}`);
+    this.name = 'SmtpReplyError';
+    this.responseCode = spec.code;
+    this.reason = spec.reason;
+    this.replyKey = key;
+  }
+}
+
+/** Renders a table entry's text with its {placeholders} filled in. */
+export function replyText(key: ReplyKey, vars: Record<string, string | number> = {}): string {
+  const spec: ReplySpec = REPLIES[key];
+  return spec.text.replace(/\{(\w+)\}/g, (_m, name: string) => String(vars[name] ?? `{${name}}`));
+}
+
+/** The error to hand to an smtp-server callback for this reply. */
+export function reject(key: ReplyKey, vars: Record<string, string | number> = {}): SmtpReplyError {
+  return new SmtpReplyError(key, replyText(key, vars));
+}
+
+/** The full reply line (without CRLF), e.g. "250 2.0.0 Ok: queued as X". */
+export function replyLine(key: ReplyKey, vars: Record<string, string | number> = {}): string {
+  const spec: ReplySpec = REPLIES[key];
+  return `${spec.code} ${spec.enhanced} ${replyText(key, vars)}`;
+}
+
+export const ENHANCED_CODE_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
