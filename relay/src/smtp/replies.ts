@@ -51,6 +51,12 @@ export const REPLIES = {
     text: 'Authentication credentials invalid: account suspended',
     reason: 'auth_suspended',
   },
+  ACCOUNT_DISABLED: {
+    code: 550,
+    enhanced: '5.7.13',
+    text: 'Account {user} is disabled',
+    reason: 'auth_suspended',
+  },
   AUTH_TEMPFAIL: {
     code: 454,
     enhanced: '4.7.0',

@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// Entry point: the only place that reads process.env, argv and signals.
+//   sluice-relay                      the embedded default (./var, loopback ports, demo user)
+//   sluice-relay --config FILE        run from a config file (or SLUICE_CONFIG=FILE)
+//   sluice-relay check-config FILE    validate a config and its users file, then exit
+//   sluice-relay hash-password        read a password on stdin, print its hash
+import { hashPassword } from './auth/password.ts';
+import { runHashPassword } from './cli/hash-password.ts';
+import { demoPassword, embeddedConfig } from './config/defaults.ts';
+import { loadRelayConfig, loadUsersFile } from './config/load.ts';
+import { Reloader } from './config/reloader.ts';
+import type { RelayConfig, UsersFile } from './config/schema.ts';
+import { isSluiceError } from './errors.ts';
+import { createLogger } from './observability/logger.ts';
+import { Relay } from './relay.ts';
+
+const SHUTDOWN_GRACE_MS = 25_000;
+
+function usage(): string {
+  return [
+    'usage: sluice-relay [--config FILE]',
+    '       sluice-relay check-config FILE',
+    '       sluice-relay hash-password [--scheme scrypt|argon2id] < password',
+  ].join('\n');
+}
+
+function fail(err: unknown): never {
+  if (isSluiceError(err)) {
+    process.stderr.write(`sluice-relay: ${err.code}\n${err.message}\n`);
+  } else {
+    process.stderr.write(`sluice-relay: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  }
+  process.exit(1);
+}
+
+async function runEmbedded(): Promise<void> {
+  const config = embeddedConfig(process.env.SLUICE_HOME ?? 'var');
+  const password = demoPassword();
+  const users: UsersFile = {
+    users: [{ username: 'demo', passwordHash: await hashPassword(password), suspended: false }],
+  };
+  const logger = createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? config.log.level });
+  const relay = await Relay.start({ config, users, logger });
+  const { submission, smtps } = relay.ports;
+  process.stderr.write(
+    [
+      '',
+      'Sluice is running on its embedded default (in-memory state, no Redis, no Kubernetes).',
+      `  submission (STARTTLS): 127.0.0.1:${submission}`,
+      `  implicit TLS:          127.0.0.1:${smtps}`,
+      `  admin:                 http://127.0.0.1:${relay.adminPort}/healthz  /readyz  /metrics`,
+      `  spool:                 ${config.spoolDir}`,
+      `  demo user:             demo  password: ${password}`,
+      '',
+      `  swaks --server 127.0.0.1:${submission} --tls --auth PLAIN --auth-user demo \\`,
+      `        --auth-password '${password}' --from demo@example.com --to you@example.net`,
+      '',
+    ].join('\n'),
+  );
+  handleSignals(relay);
+}
+
+async function runFromFile(configPath: string): Promise<void> {
+  const first = await loadRelayConfig(configPath);
+  const logger = createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? first.log.level });
+  let relay: Relay | undefined;
+  const reloader = new Reloader<RelayConfig, UsersFile>({
+    config: { path: configPath, load: loadRelayConfig },
+    users: { path: first.usersFile, load: loadUsersFile },
+    logger,
+    apply: async (config, users) => {
+      await relay?.apply(config, users);
+      relay?.metrics.configReloadsTotal.inc({ result: 'applied' });
+    },
+  });
+  reloader.on('rejected', () => relay?.metrics.configReloadsTotal.inc({ result: 'rejected' }));
+  const { config, users } = await reloader.start();
+  relay = await Relay.start({ config, users, logger });
+  process.on('SIGHUP', () => {
+    logger.info({ event: 'sighup' }, 'reloading config and users');
+    void reloader.reload();
+  });
+  handleSignals(relay, () => reloader.close());
+}
+
+function handleSignals(relay: Relay, beforeExit?: () => void): void {
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    relay.logger.info({ event: 'shutdown', signal }, 'draining');
+    beforeExit?.();
+    relay.close(SHUTDOWN_GRACE_MS).then(
+      () => process.exit(0),
+      (err: unknown) => fail(err),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === 'hash-password') {
+    process.exitCode = await runHashPassword(rest, {
+      stdin: process.stdin,
+      stdout: process.stdout,
+      stderr: process.stderr,
+    });
+    return;
+  }
+  if (command === 'check-config') {
+    const path = rest[0];
+    if (!path) throw new Error(usage());
+    const config = await loadRelayConfig(path);
+    const users = await loadUsersFile(config.usersFile);
+    process.stdout.write(`${path}: ok (${config.listeners.length} listeners, ${users.users.length} users)\n`);
+    return;
+  }
+  if (command === '--help' || command === '-h') {
+    process.stdout.write(`${usage()}\n`);
+    return;
+  }
+  if (command === '--config') {
+    const path = rest[0];
+    if (!path) throw new Error(usage());
+    return runFromFile(path);
+  }
+  if (command !== undefined) throw new Error(`unknown argument ${command}\n${usage()}`);
+  if (process.env.SLUICE_CONFIG) return runFromFile(process.env.SLUICE_CONFIG);
+  return runEmbedded();
+}
+
+main(process.argv.slice(2)).catch(fail);

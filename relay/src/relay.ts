@@ -1,0 +1,166 @@
+// The relay as one object: SMTP listeners, spool, authenticator, metrics and the admin
+// server, built from a validated config and users file. It knows nothing of where the
+// config came from (a file, the operator's ConfigMap, a test); main.ts does.
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { startAdminServer } from './admin/server.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import type { RelayConfig, UserRecord, UsersFile } from './config/schema.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { RelayMetrics } from './observability/metrics.ts';
+import type { ReplyObserver } from './smtp/connection.ts';
+import { type RelayRuntime, SmtpHandlers } from './smtp/handlers.ts';
+import { SmtpListener } from './smtp/listener.ts';
+import { Spool } from './spool/spool.ts';
+import { type CertificatePair, loadCertificate } from './tls/certificate.ts';
+
+export interface StartRelayOptions {
+  config: RelayConfig;
+  users: UsersFile;
+  logger?: Logger;
+  /** Off only in benchmarks that measure the cost of durability. */
+  fsync?: boolean;
+  defaultMetrics?: boolean;
+}
+
+/** Fields that shape sockets and directories: a change needs a restart. */
+const RESTART_FIELDS = ['listeners', 'admin', 'spoolDir', 'stateDir', 'usersFile'] as const;
+
+export class Relay implements RelayRuntime {
+  readonly metrics: RelayMetrics;
+  readonly logger: Logger;
+  readonly authenticator: Authenticator;
+  readonly spool: Spool;
+  readonly listeners: SmtpListener[] = [];
+  #config: RelayConfig;
+  #users = new Map<string, UserRecord>();
+  #draining = false;
+  #admin?: FastifyInstance;
+  #adminPort = 0;
+
+  private constructor(options: StartRelayOptions) {
+    this.#config = options.config;
+    this.logger = options.logger ?? createLogger({ level: options.config.log.level });
+    this.metrics = new RelayMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+    this.authenticator = new Authenticator({ cacheTtlMs: options.config.auth.cacheTtlSeconds * 1000 });
+    this.spool = new Spool({ dir: options.config.spoolDir, fsync: options.fsync ?? true });
+    this.#setUsers(options.users);
+  }
+
+  static async start(options: StartRelayOptions): Promise<Relay> {
+    const relay = new Relay(options);
+    await relay.#start();
+    return relay;
+  }
+
+  get config(): RelayConfig {
+    return this.#config;
+  }
+  get users(): ReadonlyMap<string, UserRecord> {
+    return this.#users;
+  }
+  get draining(): boolean {
+    return this.#draining;
+  }
+  get adminPort(): number {
+    return this.#adminPort;
+  }
+  /** The bound port of each listener, by listener name. */
+  get ports(): Record<string, number> {
+    return Object.fromEntries(this.listeners.map((l) => [l.config.name, l.port]));
+  }
+
+  async #start(): Promise<void> {
+    const config = this.#config;
+    await this.spool.init();
+    const certificate = await this.#certificate(config);
+    if (certificate.selfSigned) {
+      this.logger.warn({ event: 'tls_self_signed' }, 'using a self-signed certificate; configure tls.certFile');
+    }
+    const shared = { perIp: new Map<string, number>(), open: { count: 0 } };
+    const observer: ReplyObserver = {
+      libraryError: (sessionId, code, reason, text) => {
+        this.metrics.rejectionsTotal.inc({ reason, stage: 'protocol' });
+        const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
+        if (state) state.rejections++;
+        (state?.log ?? this.logger).info({ event: 'rejected', reason, stage: 'protocol', reply: `${code} ${text}` });
+      },
+      tooManyErrors: (sessionId) => {
+        const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
+        if (state) state.closeReason = 'too_many_errors';
+      },
+    };
+    for (const listenerConfig of config.listeners) {
+      const handlers = new SmtpHandlers(this, listenerConfig.name, shared);
+      const listener = new SmtpListener({
+        listener: listenerConfig,
+        config,
+        certificate,
+        handlers,
+        logger: this.logger,
+        observer,
+      });
+      await listener.listen();
+      this.listeners.push(listener);
+    }
+    const admin = await startAdminServer({
+      address: config.admin.address,
+      port: config.admin.port,
+      registry: this.metrics.registry,
+      checks: [
+        { name: 'draining', check: () => ({ ok: !this.#draining, detail: this.#draining ? 'draining' : 'serving' }) },
+        {
+          name: 'listeners',
+          check: () => ({
+            ok: this.listeners.every((l) => l.port > 0),
+            detail: this.listeners.map((l) => `${l.config.name}:${l.port}`).join(' '),
+          }),
+        },
+        { name: 'users', check: () => ({ ok: true, detail: `${this.#users.size} users` }) },
+      ],
+    });
+    this.#admin = admin.server;
+    this.#adminPort = admin.port;
+    this.logger.info(
+      { event: 'started', ports: this.ports, adminPort: this.#adminPort, users: this.#users.size },
+      'relay started',
+    );
+  }
+
+  #certificate(config: RelayConfig): Promise<CertificatePair> {
+    return loadCertificate({
+      certFile: config.tls.certFile,
+      keyFile: config.tls.keyFile,
+      stateDir: config.stateDir ?? join(config.spoolDir, '..', 'state'),
+      hostname: config.hostname,
+    });
+  }
+
+  #setUsers(users: UsersFile): void {
+    this.#users = new Map(users.users.map((u) => [u.username, u]));
+    this.authenticator.setUsers(users.users);
+  }
+
+  /** Applies a reloaded config and users file to new and open sessions, without dropping any. */
+  async apply(config: RelayConfig, users: UsersFile): Promise<void> {
+    const kept = { ...config };
+    for (const field of RESTART_FIELDS) {
+      if (JSON.stringify(config[field]) !== JSON.stringify(this.#config[field])) {
+        this.logger.warn({ event: 'config_needs_restart', field }, `${field} changes take effect after a restart`);
+        Object.assign(kept, { [field]: this.#config[field] });
+      }
+    }
+    const certificate = await this.#certificate(kept);
+    this.#config = kept;
+    this.#setUsers(users);
+    for (const listener of this.listeners) listener.update(kept, certificate);
+  }
+
+  /** Readiness goes false, listeners stop accepting, open sessions get graceMs to finish. */
+  async close(graceMs = 10_000): Promise<void> {
+    this.#draining = true;
+    await Promise.all(this.listeners.map((l) => l.close(graceMs)));
+    await this.#admin?.close();
+    this.logger.info({ event: 'stopped' }, 'relay stopped');
+  }
+}

@@ -1,0 +1,64 @@
+// smtp-server's connection, with two changes made where every reply passes (send):
+// a reply whose text already starts with an enhanced status code comes from our reply
+// table and is sent as it is (smtp-server would otherwise derive a second, generic
+// code from the reply code alone); and every error reply is counted, so a client that
+// keeps sending bad commands is disconnected after maxBadCommands (Postfix's
+// smtpd_hard_error_limit).
+import type { Socket } from 'node:net';
+import type { SMTPServer } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { ENHANCED_CODE_PREFIX, type Reason } from './replies.ts';
+
+export interface ReplyObserver {
+  /** Called for each 4xx/5xx reply smtp-server made on its own (not from our table). */
+  libraryError(sessionId: string, code: number, reason: Reason, text: string): void;
+  /** Called when the connection is closed for too many errors. */
+  tooManyErrors(sessionId: string): void;
+}
+
+const PROTOCOL_ERROR_CODES = new Set([500, 501, 502, 503, 504, 555]);
+
+function libraryReason(code: number): Reason {
+  if (code === 530 || code === 538) return 'auth_required';
+  if (code === 552) return 'message_too_big';
+  if (code === 421) return 'timeout';
+  return 'protocol_error';
+}
+
+export class SluiceConnection extends SMTPConnection {
+  #errors = 0;
+  #maxErrors: () => number;
+  #observer: ReplyObserver;
+
+  constructor(
+    server: SMTPServer,
+    socket: Socket,
+    socketOptions: ConstructorParameters<typeof SMTPConnection>[2],
+    options: { maxErrors: () => number; observer: ReplyObserver },
+  ) {
+    super(server, socket, socketOptions);
+    this.#maxErrors = options.maxErrors;
+    this.#observer = options.observer;
+  }
+
+  override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    const ours = typeof data === 'string' && ENHANCED_CODE_PREFIX.test(data);
+    super.send(code, data, ours ? false : context);
+    if (code < 400) return;
+    if (!ours) {
+      this.#observer.libraryError(this.id, code, libraryReason(code), typeof data === 'string' ? data : '');
+    }
+    if (PROTOCOL_ERROR_CODES.has(code) && ++this.#errors >= this.#maxErrors() && code !== 421) {
+      this.#observer.tooManyErrors(this.id);
+      super.send(421, `4.7.0 ${this.name} Too many errors, closing connection`, false);
+    }
+  }
+}
+
+/** What SMTPServer.connect() does, with our connection class. */
+export function attachConnection(server: SMTPServer, connection: SluiceConnection): void {
+  server.connections.add(connection);
+  connection.on('error', (err: Error) => server.emit('error', err));
+  connection.on('connect', (data: unknown) => server.emit('connect', data));
+  connection.init();
+}

@@ -1,0 +1,77 @@
+// SMTP smuggling defence: the relay stores and forwards only CRLF line endings. A bare
+// LF or a bare CR in the body becomes CRLF here, so once delivery dot-stuffs the
+// message, no sequence in it can look like an end-of-data marker to any server
+// downstream (e.g. "\n.\n" or "\r.\r" becomes "\r\n.\r\n", which is then sent as
+// "\r\n..\r\n"). Counts what it changed so the session log can say so.
+import { Transform, type TransformCallback } from 'node:stream';
+
+const CR = 0x0d;
+const LF = 0x0a;
+const CRLF = Buffer.from('\r\n');
+
+export class LineEndingNormaliser extends Transform {
+  /** Bare LF line endings rewritten to CRLF. */
+  bareLf = 0;
+  /** Bare CR line endings rewritten to CRLF. */
+  bareCr = 0;
+  #pendingCr = false;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    callback(null, this.#normalise(chunk));
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#pendingCr) {
+      this.#pendingCr = false;
+      this.bareCr++;
+      this.push(CRLF);
+    }
+    callback();
+  }
+
+  #normalise(chunk: Buffer): Buffer {
+    const parts: Buffer[] = [];
+    let start = 0;
+    let i = 0;
+    if (this.#pendingCr) {
+      this.#pendingCr = false;
+      parts.push(CRLF);
+      if (chunk[0] === LF) {
+        i = 1;
+      } else {
+        this.bareCr++;
+      }
+      start = i;
+    }
+    const len = chunk.length;
+    while (i < len) {
+      // indexOf runs in native code; most chunks hold only well-formed CRLF pairs
+      const nextCr = chunk.indexOf(CR, i);
+      const nextLf = chunk.indexOf(LF, i);
+      if (nextCr === -1 && nextLf === -1) break;
+      if (nextLf !== -1 && (nextCr === -1 || nextLf < nextCr)) {
+        // LF with no CR right before it (a CRLF pair is consumed in the CR branch)
+        parts.push(chunk.subarray(start, nextLf), CRLF);
+        this.bareLf++;
+        i = start = nextLf + 1;
+        continue;
+      }
+      if (nextCr === len - 1) {
+        // the LF, if any, is in the next chunk
+        parts.push(chunk.subarray(start, nextCr));
+        this.#pendingCr = true;
+        return Buffer.concat(parts);
+      }
+      if (chunk[nextCr + 1] === LF) {
+        i = nextCr + 2;
+        continue;
+      }
+      parts.push(chunk.subarray(start, nextCr), CRLF);
+      this.bareCr++;
+      i = start = nextCr + 1;
+    }
+    if (parts.length === 0) return chunk;
+    parts.push(chunk.subarray(start));
+    return Buffer.concat(parts);
+  }
+}

@@ -1,0 +1,179 @@
+// One SMTP listener: our own TCP server in front of smtp-server, so that the PROXY
+// protocol (v1 and v2, from trusted networks only) and the implicit TLS handshake
+// happen before the SMTP session, and so that every session runs on SluiceConnection.
+import net from 'node:net';
+import tls from 'node:tls';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { ListenerConfig, RelayConfig } from '../config/schema.ts';
+import { TrustedNetworks } from '../net/trusted-networks.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { CertificatePair } from '../tls/certificate.ts';
+import { attachConnection, type ReplyObserver, SluiceConnection } from './connection.ts';
+import type { SmtpHandlers } from './handlers.ts';
+import { readProxyHeader } from './proxy-protocol.ts';
+import { REPLIES, replyText } from './replies.ts';
+
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+
+function serverOptions(config: RelayConfig, listener: ListenerConfig): Partial<SMTPServerOptions> {
+  return {
+    size: config.limits.maxMessageBytes,
+    authMethods: [...config.auth.methods],
+    allowInsecureAuth: config.auth.allowPlaintext,
+    socketTimeout: config.limits.idleTimeoutSeconds * 1000,
+    maxAllowedUnauthenticatedCommands: config.limits.maxBadCommands,
+    hideSTARTTLS: listener.tls !== 'starttls',
+    authRequiredMessage: replyText('AUTH_REQUIRED'),
+  };
+}
+
+export class SmtpListener {
+  readonly config: ListenerConfig;
+  readonly #smtp: SMTPServer;
+  readonly #net: net.Server;
+  readonly #log: Logger;
+  readonly #trusted: TrustedNetworks;
+  readonly handlers: SmtpHandlers;
+  #secureContext: tls.SecureContext;
+  #relayConfig: RelayConfig;
+  readonly #observer: ReplyObserver;
+  readonly #sockets = new Set<net.Socket>();
+
+  constructor(options: {
+    listener: ListenerConfig;
+    config: RelayConfig;
+    certificate: CertificatePair;
+    handlers: SmtpHandlers;
+    logger: Logger;
+    observer: ReplyObserver;
+  }) {
+    const { listener, config, certificate, handlers } = options;
+    this.config = listener;
+    this.#relayConfig = config;
+    this.handlers = handlers;
+    this.#observer = options.observer;
+    this.#log = options.logger.child({ listener: listener.name });
+    this.#trusted = new TrustedNetworks(listener.proxyProtocol ? listener.trustedProxies : []);
+    this.#secureContext = tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
+    this.#smtp = new SMTPServer({
+      ...serverOptions(config, listener),
+      name: config.hostname,
+      banner: 'Sluice',
+      secure: listener.tls === 'implicit',
+      key: certificate.key,
+      cert: certificate.cert,
+      hideENHANCEDSTATUSCODES: false,
+      hideDSN: true,
+      disableReverseLookup: true,
+      closeTimeout: 30_000,
+      logger: false,
+      onConnect: handlers.onConnect,
+      onAuth: handlers.onAuth,
+      onMailFrom: handlers.onMailFrom,
+      onRcptTo: handlers.onRcptTo,
+      onData: handlers.onData,
+      onClose: handlers.onClose,
+    });
+    this.#smtp.on('error', (err: Error) => this.#log.debug({ event: 'smtp_error', err: err.message }));
+    this.#net = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#net.once('error', reject);
+      this.#net.listen(this.config.port, this.config.address, () => {
+        this.#net.off('error', reject);
+        const address = this.#net.address() as net.AddressInfo;
+        this.#log.info({ event: 'listening', port: address.port, tls: this.config.tls }, 'SMTP listener up');
+        resolve(address.port);
+      });
+    });
+  }
+
+  get port(): number {
+    return (this.#net.address() as net.AddressInfo | null)?.port ?? 0;
+  }
+
+  /** Applies a reloaded config to new and open sessions (limits, auth, certificate). */
+  update(config: RelayConfig, certificate?: CertificatePair): void {
+    this.#relayConfig = config;
+    Object.assign(this.#smtp.options, serverOptions(config, this.config));
+    if (certificate) {
+      this.#secureContext = tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
+      this.#smtp.updateSecureContext({ key: certificate.key, cert: certificate.cert });
+    }
+  }
+
+  /** Stops accepting; open sessions get 421 after the grace period. */
+  close(graceMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#net.close(() => resolve());
+      const deadline = setTimeout(() => {
+        for (const connection of this.#smtp.connections) {
+          connection.send(421, `${REPLIES.SHUTTING_DOWN.enhanced} ${replyText('SHUTTING_DOWN', { hostname: this.#relayConfig.hostname })}`);
+          connection.close();
+        }
+        for (const socket of this.#sockets) socket.destroy();
+      }, graceMs);
+      deadline.unref();
+      this.#net.once('close', () => clearTimeout(deadline));
+    });
+  }
+
+  #accept(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    socket.on('error', (err) => this.#log.debug({ event: 'socket_error', err: err.message }));
+    const peer = socket.remoteAddress ?? '';
+    const start = async () => {
+      let remoteAddress = peer;
+      let remotePort = socket.remotePort ?? 0;
+      if (this.#trusted.size > 0 && this.#trusted.contains(peer)) {
+        const info = await readProxyHeader(socket, { timeoutMs: HANDSHAKE_TIMEOUT_MS });
+        if (info.kind === 'proxied') {
+          remoteAddress = info.remoteAddress;
+          remotePort = info.remotePort;
+        }
+      }
+      let sessionSocket: net.Socket = socket;
+      if (this.config.tls === 'implicit') sessionSocket = await this.#handshake(socket);
+      const connection = new SluiceConnection(
+        this.#smtp,
+        sessionSocket,
+        { remoteAddress, remotePort },
+        { maxErrors: () => this.#relayConfig.limits.maxBadCommands, observer: this.#observer },
+      );
+      attachConnection(this.#smtp, connection);
+      this.#armSessionTimer(connection, socket);
+    };
+    start().catch((err: unknown) => {
+      this.#log.info({ event: 'connection_refused', peer, err: (err as Error).message }, 'connection dropped');
+      socket.destroy();
+    });
+  }
+
+  #handshake(socket: net.Socket): Promise<tls.TLSSocket> {
+    return new Promise((resolve, reject) => {
+      const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext: this.#secureContext });
+      const timer = setTimeout(() => reject(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+      tlsSocket.once('secure', () => {
+        clearTimeout(timer);
+        resolve(tlsSocket);
+      });
+      tlsSocket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+  }
+
+  #armSessionTimer(connection: SluiceConnection, socket: net.Socket): void {
+    const timer = setTimeout(() => {
+      const text = replyText('SESSION_TIMEOUT', { hostname: this.#relayConfig.hostname });
+      this.handlers.state(connection.id)?.log.info({ event: 'session_timeout' }, 'session time limit');
+      connection.send(421, `${REPLIES.SESSION_TIMEOUT.enhanced} ${text}`);
+    }, this.#relayConfig.limits.sessionTimeoutSeconds * 1000);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  }
+}

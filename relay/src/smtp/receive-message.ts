@@ -1,0 +1,147 @@
+// End of the SMTP transaction: stream DATA through the smuggling defence into the
+// attachment scanner and the spool at once (never buffering the message), then decide.
+// The message is acknowledged only after the spool has it on disk; every refusal
+// removes what was written.
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
+import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { newQueueId } from '../spool/queue-id.ts';
+import type { SpoolWriter } from '../spool/spool.ts';
+import type { RelayRuntime, SmtpHandlers } from './handlers.ts';
+import { LineEndingNormaliser } from './line-endings.ts';
+import { receivedHeader } from './received-header.ts';
+import { REPLIES, type SmtpReplyError, replyText } from './replies.ts';
+import type { ConnectionState, TransactionState } from './session-state.ts';
+
+/** Passes data until smtp-server flags the message as over the size limit, then drops it. */
+class SizeGuard extends Transform {
+  exceeded = false;
+  readonly #source: SMTPServerDataStream;
+  constructor(source: SMTPServerDataStream) {
+    super();
+    this.#source = source;
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.exceeded || this.#source.sizeExceeded) {
+      this.exceeded = true;
+      return callback();
+    }
+    callback(null, chunk);
+  }
+}
+
+export async function receiveMessage(options: {
+  rt: RelayRuntime;
+  handlers: SmtpHandlers;
+  state: ConnectionState;
+  tx: TransactionState;
+  session: SMTPServerSession;
+  stream: SMTPServerDataStream;
+}): Promise<string> {
+  const { rt, handlers, state, tx, session, stream } = options;
+  const config = rt.config;
+  const queueId = newQueueId();
+  const log = state.log.child({ queueId });
+  const guard = new SizeGuard(stream);
+  const normaliser = new LineEndingNormaliser();
+  const scanner = new AttachmentScanner(config.attachments.blockedExtensions);
+  let writer: SpoolWriter | undefined;
+
+  const refuse = (key: Parameters<SmtpHandlers['refuse']>[2], vars: Record<string, string | number>) => {
+    rt.metrics.messagesTotal.inc({ result: REPLIES[key].code >= 500 ? 'rejected' : 'tempfail', reason: REPLIES[key].reason });
+    const fields = { sender: tx.sender, recipients: tx.recipients.length };
+    return handlers.refuse(state, 'data', key, vars, fields, log);
+  };
+
+  try {
+    writer = rt.spool.createWriter(queueId);
+    writer.write(
+      receivedHeader({
+        helo: session.hostNameAppearsAs || '',
+        clientIp: state.clientIp,
+        hostname: config.hostname,
+        tls: Boolean(session.secure),
+        authenticated: true,
+        queueId,
+        recipients: tx.recipients,
+        date: new Date(),
+      }),
+    );
+    normaliser.pipe(scanner);
+    normaliser.pipe(writer);
+    const scanned: Promise<ScanResult> = scanner.result();
+    scanned.catch(() => undefined); // awaited below unless the stream fails first
+    await pipeline(stream, guard, normaliser);
+    const [scan] = await Promise.all([scanned, new Promise<void>((resolve, reject) => {
+      if (writer?.writableFinished) return resolve();
+      writer?.once('finish', resolve).once('error', reject);
+    })]);
+
+    if (guard.exceeded || stream.sizeExceeded) {
+      await writer.abort();
+      throw refuse('MESSAGE_TOO_BIG', { limit: config.limits.maxMessageBytes });
+    }
+    if (scan.kind === 'blocked') {
+      await writer.abort();
+      throw refuse('BLOCKED_ATTACHMENT', { filename: scan.filename, extension: scan.extension });
+    }
+    if (scan.kind === 'malformed') {
+      await writer.abort();
+      throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
+    }
+    const envelope: SpooledEnvelope = {
+      version: 1,
+      queueId,
+      receivedAt: new Date().toISOString(),
+      sender: tx.sender,
+      recipients: tx.recipients.map((address) => ({ address, state: 'pending' })),
+      droppedRecipients: tx.dropped,
+      user: state.user?.username ?? '',
+      clientIp: state.clientIp,
+      clientHelo: session.hostNameAppearsAs || '',
+      listener: state.listener,
+      tls: Boolean(session.secure),
+      size: writer.bytes,
+      sessionId: state.sessionId,
+    };
+    try {
+      await writer.commit(envelope);
+    } catch (err: unknown) {
+      log.error({ event: 'spool_error', err }, 'cannot write message to spool');
+      throw refuse('SPOOL_FAILED', {});
+    }
+    state.messages++;
+    rt.metrics.messagesTotal.inc({ result: 'accepted', reason: 'accepted' });
+    rt.metrics.receivedBytesTotal.inc(envelope.size);
+    rt.metrics.messageSizeBytes.observe(envelope.size);
+    if (normaliser.bareLf) rt.metrics.bareLineEndingsTotal.inc({ kind: 'lf' }, normaliser.bareLf);
+    if (normaliser.bareCr) rt.metrics.bareLineEndingsTotal.inc({ kind: 'cr' }, normaliser.bareCr);
+    log.info(
+      {
+        event: 'accepted',
+        sender: tx.sender,
+        recipients: tx.recipients.length,
+        dropped: tx.dropped || undefined,
+        size: envelope.size,
+        bareLf: normaliser.bareLf || undefined,
+        bareCr: normaliser.bareCr || undefined,
+      },
+      'message queued',
+    );
+    const spec = REPLIES.MESSAGE_QUEUED;
+    return `${spec.enhanced} ${replyText('MESSAGE_QUEUED', { queueId })}`;
+  } catch (err: unknown) {
+    await writer?.abort();
+    if ((err as SmtpReplyError).responseCode) throw err;
+    // the client went away mid-DATA (or a stream failed): nothing was acknowledged
+    state.closeReason = 'client_disconnected';
+    rt.metrics.messagesTotal.inc({ result: 'aborted', reason: 'client_disconnected' });
+    log.info({ event: 'aborted', reason: 'client_disconnected', err: String(err) }, 'message aborted');
+    throw err;
+  } finally {
+    normaliser.unpipe();
+    if (!scanner.writableFinished) scanner.destroy();
+  }
+}
