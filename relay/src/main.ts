@@ -28,7 +28,9 @@ function fail(err: unknown): never {
   if (isSluiceError(err)) {
     process.stderr.write(`sluice-relay: ${err.code}\n${err.message}\n`);
   } else {
-    process.stderr.write(`sluice-relay: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `sluice-relay: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
   }
   process.exit(1);
 }
@@ -77,8 +79,10 @@ async function runFromFile(configPath: string): Promise<void> {
   const { config, users } = await reloader.start();
   relay = await Relay.start({ config, users, logger });
   process.on('SIGHUP', () => {
-    logger.info({ event: 'sighup' }, 'reloading config and users');
-    void reloader.reload();
+    reloader.reload().then(
+      (applied) => logger.info({ event: 'sighup_reload', applied }, 'config and users re-read on SIGHUP'),
+      (err: unknown) => logger.error({ event: 'config_reload_failed', err }, 'reload on SIGHUP failed'),
+    );
   });
   handleSignals(relay, () => reloader.close());
 }

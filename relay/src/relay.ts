@@ -75,7 +75,10 @@ export class Relay implements RelayRuntime {
     await this.spool.init();
     const certificate = await this.#certificate(config);
     if (certificate.selfSigned) {
-      this.logger.warn({ event: 'tls_self_signed' }, 'using a self-signed certificate; configure tls.certFile');
+      this.logger.warn(
+        { event: 'tls_self_signed' },
+        'using a self-signed certificate; configure tls.certFile',
+      );
     }
     const shared = { perIp: new Map<string, number>(), open: { count: 0 } };
     const observer: ReplyObserver = {
@@ -83,7 +86,12 @@ export class Relay implements RelayRuntime {
         this.metrics.rejectionsTotal.inc({ reason, stage: 'protocol' });
         const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
         if (state) state.rejections++;
-        (state?.log ?? this.logger).info({ event: 'rejected', reason, stage: 'protocol', reply: `${code} ${text}` });
+        (state?.log ?? this.logger).info({
+          event: 'rejected',
+          reason,
+          stage: 'protocol',
+          reply: `${code} ${text}`,
+        });
       },
       tooManyErrors: (sessionId) => {
         const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
@@ -108,7 +116,10 @@ export class Relay implements RelayRuntime {
       port: config.admin.port,
       registry: this.metrics.registry,
       checks: [
-        { name: 'draining', check: () => ({ ok: !this.#draining, detail: this.#draining ? 'draining' : 'serving' }) },
+        {
+          name: 'draining',
+          check: () => ({ ok: !this.#draining, detail: this.#draining ? 'draining' : 'serving' }),
+        },
         {
           name: 'listeners',
           check: () => ({
@@ -146,7 +157,10 @@ export class Relay implements RelayRuntime {
     const kept = { ...config };
     for (const field of RESTART_FIELDS) {
       if (JSON.stringify(config[field]) !== JSON.stringify(this.#config[field])) {
-        this.logger.warn({ event: 'config_needs_restart', field }, `${field} changes take effect after a restart`);
+        this.logger.warn(
+          { event: 'config_needs_restart', field },
+          `${field} changes take effect after a restart`,
+        );
         Object.assign(kept, { [field]: this.#config[field] });
       }
     }

@@ -1,6 +1,6 @@
 // One root logger (pino, NDJSON on stdout); every session gets a child with its
 // sessionId, every message adds its queueId. Field names are the contract in DESIGN.md.
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 

@@ -1,7 +1,7 @@
 // The relay's Prometheus metrics. One registry per relay instance, so tests can run
 // several relays in one process. No label ever carries a user name or an IP address:
 // cardinality stays bounded by the listeners and the closed reason list.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { REASONS } from '../smtp/replies.ts';
 
 export class RelayMetrics {

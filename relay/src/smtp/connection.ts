@@ -1,4 +1,6 @@
-// smtp-server's connection, with two changes made where every reply passes (send):
+// smtp-server's connection, with three changes made where every reply passes (send):
+// EHLO advertises AUTH only where AUTH would be accepted (after TLS, unless the policy
+// allows plaintext; smtp-server itself lists it and then answers 538);
 // a reply whose text already starts with an enhanced status code comes from our reply
 // table and is sent as it is (smtp-server would otherwise derive a second, generic
 // code from the reply code alone); and every error reply is counted, so a client that
@@ -29,19 +31,28 @@ export class SluiceConnection extends SMTPConnection {
   #errors = 0;
   #maxErrors: () => number;
   #observer: ReplyObserver;
+  #allowPlaintextAuth: () => boolean;
 
   constructor(
     server: SMTPServer,
     socket: Socket,
     socketOptions: ConstructorParameters<typeof SMTPConnection>[2],
-    options: { maxErrors: () => number; observer: ReplyObserver },
+    options: { maxErrors: () => number; observer: ReplyObserver; allowPlaintextAuth: () => boolean },
   ) {
     super(server, socket, socketOptions);
     this.#maxErrors = options.maxErrors;
     this.#observer = options.observer;
+    this.#allowPlaintextAuth = options.allowPlaintextAuth;
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    if (code === 250 && Array.isArray(data) && !this.secure && !this.#allowPlaintextAuth()) {
+      return super.send(
+        code,
+        data.filter((line) => !line.startsWith('AUTH ')),
+        context,
+      );
+    }
     const ours = typeof data === 'string' && ENHANCED_CODE_PREFIX.test(data);
     super.send(code, data, ours ? false : context);
     if (code < 400) return;

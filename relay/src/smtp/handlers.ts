@@ -15,7 +15,7 @@ import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
 import type { Spool } from '../spool/spool.ts';
 import { receiveMessage } from './receive-message.ts';
-import { type ReplyKey, type SmtpReplyError, reject } from './replies.ts';
+import { type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState } from './session-state.ts';
 
 export interface RelayRuntime {
@@ -39,7 +39,11 @@ export class SmtpHandlers {
   readonly #open: { count: number };
 
   /** perIp and open are shared by all listeners of one relay, so the caps are per relay. */
-  constructor(rt: RelayRuntime, listener: string, shared: { perIp: Map<string, number>; open: { count: number } }) {
+  constructor(
+    rt: RelayRuntime,
+    listener: string,
+    shared: { perIp: Map<string, number>; open: { count: number } },
+  ) {
     this.#rt = rt;
     this.#listener = listener;
     this.#perIp = shared.perIp;
@@ -63,7 +67,13 @@ export class SmtpHandlers {
     this.#rt.metrics.rejectionsTotal.inc({ reason: err.reason, stage });
     if (state) state.rejections++;
     (log ?? this.#rt.logger).info(
-      { event: 'rejected', reason: err.reason, stage, reply: `${err.responseCode} ${err.message}`, ...fields },
+      {
+        event: 'rejected',
+        reason: err.reason,
+        stage,
+        reply: `${err.responseCode} ${err.message}`,
+        ...fields,
+      },
       'rejected',
     );
     return err;
@@ -201,7 +211,13 @@ export class SmtpHandlers {
       case 'reject':
         this.#rt.metrics.recipientsTotal.inc({ result: 'rejected' });
         return callback(
-          this.refuse(state, 'rcpt', 'TOO_MANY_RECIPIENTS', { limit: limits.maxRecipients }, { recipient: rcpt }),
+          this.refuse(
+            state,
+            'rcpt',
+            'TOO_MANY_RECIPIENTS',
+            { limit: limits.maxRecipients },
+            { recipient: rcpt },
+          ),
         );
     }
   };

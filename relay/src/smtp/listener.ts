@@ -110,7 +110,10 @@ export class SmtpListener {
       this.#net.close(() => resolve());
       const deadline = setTimeout(() => {
         for (const connection of this.#smtp.connections) {
-          connection.send(421, `${REPLIES.SHUTTING_DOWN.enhanced} ${replyText('SHUTTING_DOWN', { hostname: this.#relayConfig.hostname })}`);
+          connection.send(
+            421,
+            `${REPLIES.SHUTTING_DOWN.enhanced} ${replyText('SHUTTING_DOWN', { hostname: this.#relayConfig.hostname })}`,
+          );
           connection.close();
         }
         for (const socket of this.#sockets) socket.destroy();
@@ -141,13 +144,20 @@ export class SmtpListener {
         this.#smtp,
         sessionSocket,
         { remoteAddress, remotePort },
-        { maxErrors: () => this.#relayConfig.limits.maxBadCommands, observer: this.#observer },
+        {
+          maxErrors: () => this.#relayConfig.limits.maxBadCommands,
+          observer: this.#observer,
+          allowPlaintextAuth: () => this.#relayConfig.auth.allowPlaintext,
+        },
       );
       attachConnection(this.#smtp, connection);
       this.#armSessionTimer(connection, socket);
     };
     start().catch((err: unknown) => {
-      this.#log.info({ event: 'connection_refused', peer, err: (err as Error).message }, 'connection dropped');
+      this.#log.info(
+        { event: 'connection_refused', peer, err: (err as Error).message },
+        'connection dropped',
+      );
       socket.destroy();
     });
   }

@@ -12,7 +12,7 @@ import type { SpoolWriter } from '../spool/spool.ts';
 import type { RelayRuntime, SmtpHandlers } from './handlers.ts';
 import { LineEndingNormaliser } from './line-endings.ts';
 import { receivedHeader } from './received-header.ts';
-import { REPLIES, type SmtpReplyError, replyText } from './replies.ts';
+import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 
 /** Passes data until smtp-server flags the message as over the size limit, then drops it. */
@@ -50,7 +50,10 @@ export async function receiveMessage(options: {
   let writer: SpoolWriter | undefined;
 
   const refuse = (key: Parameters<SmtpHandlers['refuse']>[2], vars: Record<string, string | number>) => {
-    rt.metrics.messagesTotal.inc({ result: REPLIES[key].code >= 500 ? 'rejected' : 'tempfail', reason: REPLIES[key].reason });
+    rt.metrics.messagesTotal.inc({
+      result: REPLIES[key].code >= 500 ? 'rejected' : 'tempfail',
+      reason: REPLIES[key].reason,
+    });
     const fields = { sender: tx.sender, recipients: tx.recipients.length };
     return handlers.refuse(state, 'data', key, vars, fields, log);
   };
@@ -74,10 +77,13 @@ export async function receiveMessage(options: {
     const scanned: Promise<ScanResult> = scanner.result();
     scanned.catch(() => undefined); // awaited below unless the stream fails first
     await pipeline(stream, guard, normaliser);
-    const [scan] = await Promise.all([scanned, new Promise<void>((resolve, reject) => {
-      if (writer?.writableFinished) return resolve();
-      writer?.once('finish', resolve).once('error', reject);
-    })]);
+    const [scan] = await Promise.all([
+      scanned,
+      new Promise<void>((resolve, reject) => {
+        if (writer?.writableFinished) return resolve();
+        writer?.once('finish', resolve).once('error', reject);
+      }),
+    ]);
 
     if (guard.exceeded || stream.sizeExceeded) {
       await writer.abort();
@@ -85,7 +91,9 @@ export async function receiveMessage(options: {
     }
     if (scan.kind === 'blocked') {
       await writer.abort();
-      throw refuse('BLOCKED_ATTACHMENT', { filename: scan.filename, extension: scan.extension });
+      // the name is the sender's text: no control characters, bounded length
+      const filename = scan.filename.replace(/[\p{Cc}"]/gu, '?').slice(0, 120);
+      throw refuse('BLOCKED_ATTACHMENT', { filename, extension: scan.extension });
     }
     if (scan.kind === 'malformed') {
       await writer.abort();

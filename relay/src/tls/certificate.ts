@@ -17,7 +17,9 @@ async function readPem(path: string, what: string): Promise<string> {
     return await readFile(path, 'utf8');
   } catch (err: unknown) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-    throw new SluiceError('SLUICE_ERR_CONFIG_READ', `tls.${what}: cannot read ${path} (${code})`, { cause: err });
+    throw new SluiceError('SLUICE_ERR_CONFIG_READ', `tls.${what}: cannot read ${path} (${code})`, {
+      cause: err,
+    });
   }
 }
 

@@ -1,0 +1,234 @@
+// Hot reload of the config and users files. Kubernetes updates a mounted ConfigMap or
+// Secret by swapping a `..data` symlink, after which a watch on the file itself never
+// fires again; so each file's directory is watched, any event there schedules a
+// debounced re-read, and a content hash keeps identical content from being re-applied.
+// The users file path is fixed at start(): a changed config.usersFile needs a restart.
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { type FSWatcher, watch } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { SluiceError } from '../errors.ts';
+import { readConfigFile } from './load.ts';
+import { ConfigError } from './validate.ts';
+
+export interface ReloadTarget<T> {
+  path: string;
+  load: (path: string) => Promise<T>;
+}
+
+export type ReloadWhich = 'config' | 'users';
+export type ReloadTrigger = 'watch' | 'manual';
+
+export interface ReloaderLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface ReloaderOptions<C, U> {
+  config: ReloadTarget<C>;
+  users: ReloadTarget<U>;
+  /** Puts new values in force; if it throws, the new content is rejected (retried when it changes or on reload()). */
+  apply: (config: C, users: U, changed: { config: boolean; users: boolean }) => void | Promise<void>;
+  debounceMs?: number;
+  logger: ReloaderLogger;
+}
+
+export type ReloaderEvents = {
+  applied: [{ which: ReloadWhich }];
+  rejected: [{ which: ReloadWhich; error: SluiceError }];
+  /** After every reload pass, whatever its outcome (lets tests and metrics see a pass finish). */
+  checked: [{ trigger: ReloadTrigger; applied: boolean }];
+};
+
+interface Slot<T> {
+  readonly which: ReloadWhich;
+  readonly target: ReloadTarget<T>;
+  value: T;
+  hash: string;
+  /** Content already rejected, so that unrelated directory events do not log it again. */
+  rejectedKey: string | undefined;
+}
+
+interface Fresh<T> {
+  value: T;
+  hash: string;
+}
+
+const DEFAULT_DEBOUNCE_MS = 500;
+
+export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
+  readonly #options: ReloaderOptions<C, U>;
+  readonly #debounceMs: number;
+  #config: Slot<C> | undefined;
+  #users: Slot<U> | undefined;
+  #watchers: FSWatcher[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+  #started = false;
+  #closed = false;
+
+  constructor(options: ReloaderOptions<C, U>) {
+    super();
+    this.#options = options;
+    this.#debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  }
+
+  /** Loads both files (throwing on a bad one: the relay must not start on it), then starts watching. */
+  async start(): Promise<{ config: C; users: U }> {
+    if (this.#started) throw new Error('Reloader.start() called twice');
+    this.#started = true;
+    const config = await readFresh(this.#options.config);
+    const users = await readFresh(this.#options.users);
+    this.#config = { which: 'config', target: this.#options.config, ...config, rejectedKey: undefined };
+    this.#users = { which: 'users', target: this.#options.users, ...users, rejectedKey: undefined };
+    if (!this.#closed) this.#watch();
+    return { config: config.value, users: users.value };
+  }
+
+  /** Re-reads both files now (SIGHUP); true if something new was applied. */
+  reload(): Promise<boolean> {
+    return this.#enqueue('manual');
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    for (const watcher of this.#watchers) watcher.close();
+    this.#watchers = [];
+  }
+
+  #watch(): void {
+    const dirs = new Set(
+      [this.#options.config.path, this.#options.users.path].map((p) => dirname(resolve(p))),
+    );
+    for (const dir of dirs) {
+      const watcher = watch(dir, () => this.#schedule());
+      watcher.on('error', (err: unknown) => {
+        // Only SIGHUP reloads from here on; say so loudly rather than go quiet.
+        this.#options.logger.error(
+          { event: 'config_watch_failed', dir, err },
+          'watching a config directory failed',
+        );
+      });
+      this.#watchers.push(watcher);
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#enqueue('watch').catch((err: unknown) => {
+        this.#options.logger.error({ event: 'config_reload_failed', err }, 'config reload failed');
+      });
+    }, this.#debounceMs);
+  }
+
+  // Passes run one at a time, so two reads never race to apply.
+  #enqueue(trigger: ReloadTrigger): Promise<boolean> {
+    const run = this.#queue.then(() => this.#pass(trigger));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #pass(trigger: ReloadTrigger): Promise<boolean> {
+    const configSlot = this.#config;
+    const usersSlot = this.#users;
+    if (this.#closed || configSlot === undefined || usersSlot === undefined) return false;
+    const config = await this.#check(configSlot, trigger);
+    const users = await this.#check(usersSlot, trigger);
+    const applied =
+      (config !== undefined || users !== undefined) &&
+      (await this.#apply(configSlot, config, usersSlot, users));
+    this.emit('checked', { trigger, applied });
+    return applied;
+  }
+
+  /** New valid content of one file, or undefined when it is unchanged or rejected. */
+  async #check<T>(slot: Slot<T>, trigger: ReloadTrigger): Promise<Fresh<T> | undefined> {
+    const { path } = slot.target;
+    let key: string | undefined;
+    try {
+      const text = await readConfigFile(path);
+      key = sha256(text);
+      if (key === slot.hash) {
+        slot.rejectedKey = undefined;
+        return undefined;
+      }
+      if (key === slot.rejectedKey && trigger === 'watch') return undefined;
+      return { value: await slot.target.load(path), hash: key };
+    } catch (err: unknown) {
+      const rejectedKey = key ?? 'unreadable';
+      if (rejectedKey !== slot.rejectedKey || trigger === 'manual') {
+        this.#reject(slot, asSluiceError(err, path), 'warn');
+      }
+      slot.rejectedKey = rejectedKey;
+      return undefined;
+    }
+  }
+
+  async #apply(
+    configSlot: Slot<C>,
+    config: Fresh<C> | undefined,
+    usersSlot: Slot<U>,
+    users: Fresh<U> | undefined,
+  ): Promise<boolean> {
+    if (this.#closed) return false;
+    const changed = { config: config !== undefined, users: users !== undefined };
+    try {
+      await this.#options.apply(config?.value ?? configSlot.value, users?.value ?? usersSlot.value, changed);
+    } catch (err: unknown) {
+      this.#refuse(configSlot, config, err);
+      this.#refuse(usersSlot, users, err);
+      return false;
+    }
+    this.#commit(configSlot, config);
+    this.#commit(usersSlot, users);
+    return true;
+  }
+
+  #commit<T>(slot: Slot<T>, fresh: Fresh<T> | undefined): void {
+    if (fresh === undefined) return;
+    slot.value = fresh.value;
+    slot.hash = fresh.hash;
+    slot.rejectedKey = undefined;
+    this.#options.logger.info(
+      { event: 'config_applied', which: slot.which, file: slot.target.path },
+      `${slot.which} file applied`,
+    );
+    this.emit('applied', { which: slot.which });
+  }
+
+  /** apply() threw: the new content is rejected like an invalid file (until it changes or reload()). */
+  #refuse<T>(slot: Slot<T>, fresh: Fresh<T> | undefined, err: unknown): void {
+    if (fresh === undefined) return;
+    this.#reject(slot, asSluiceError(err, slot.target.path, 'could not be applied: '), 'error');
+    slot.rejectedKey = fresh.hash;
+  }
+
+  #reject<T>(slot: Slot<T>, error: SluiceError, level: 'warn' | 'error'): void {
+    const problems = error instanceof ConfigError ? error.problems : [error.message];
+    this.#options.logger[level](
+      { event: 'config_rejected', which: slot.which, file: slot.target.path, code: error.code, problems },
+      `${slot.which} file rejected; the previous one stays in force`,
+    );
+    this.emit('rejected', { which: slot.which, error });
+  }
+}
+
+async function readFresh<T>(target: ReloadTarget<T>): Promise<Fresh<T>> {
+  const hash = sha256(await readConfigFile(target.path));
+  return { value: await target.load(target.path), hash };
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function asSluiceError(err: unknown, path: string, prefix = ''): SluiceError {
+  if (err instanceof SluiceError && prefix === '') return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const code = err instanceof SluiceError ? err.code : 'SLUICE_ERR_CONFIG_INVALID';
+  return new ConfigError(code, path, [`${path}: ${prefix}${message}`], { cause: err });
+}

@@ -1,0 +1,253 @@
+// Schema validation of the config and users files, with one readable line per problem:
+// `<file>: <field path>: got <value>, expected <what>`. Secrets are never echoed.
+import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv';
+import { type ErrorCode, SluiceError } from '../errors.ts';
+import { type RelayConfig, RelayConfigSchema, type UsersFile, UsersFileSchema } from './schema.ts';
+
+/** A config-file failure; `problems` holds one human-readable line per problem, for structured logs. */
+export class ConfigError extends SluiceError {
+  readonly source: string;
+  readonly problems: readonly string[];
+  constructor(code: ErrorCode, source: string, problems: readonly string[], options?: ErrorOptions) {
+    const head = problems.length === 1 ? '' : `${source}: ${problems.length} problems\n`;
+    super(code, head + problems.join('\n'), options);
+    this.name = 'ConfigError';
+    this.source = source;
+    this.problems = problems;
+  }
+}
+
+// strict mode stays on: TypeBox 0.34 keeps its Kind marker under a Symbol, which ajv never
+// sees, so the schemas use only standard keywords and a typo in them fails at startup.
+// verbose puts the failing value and its schema on each error, which the messages need.
+const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: true, verbose: true });
+const relayConfigValidator = ajv.compile<RelayConfig>(RelayConfigSchema);
+const usersFileValidator = ajv.compile<UsersFile>(UsersFileSchema);
+
+/** Validates a parsed config file; returns a copy with every default filled in. */
+export function validateRelayConfig(data: unknown, source: string): RelayConfig {
+  const copy = structuredClone(data);
+  if (relayConfigValidator(copy)) return copy;
+  throw new ConfigError(
+    'SLUICE_ERR_CONFIG_INVALID',
+    source,
+    describeErrors(relayConfigValidator.errors, copy, source),
+  );
+}
+
+/** Validates a parsed users file; returns a copy with every default filled in. */
+export function validateUsersFile(data: unknown, source: string): UsersFile {
+  const copy = structuredClone(data);
+  if (!usersFileValidator(copy)) {
+    throw new ConfigError(
+      'SLUICE_ERR_CONFIG_INVALID',
+      source,
+      describeErrors(usersFileValidator.errors, copy, source),
+    );
+  }
+  const firstIndex = new Map<string, number>();
+  const duplicates: string[] = [];
+  copy.users.forEach((user, i) => {
+    const first = firstIndex.get(user.username);
+    if (first === undefined) firstIndex.set(user.username, i);
+    else {
+      duplicates.push(
+        `${source}: users[${i}].username: ${JSON.stringify(user.username)} is already used by users[${first}]`,
+      );
+    }
+  });
+  if (duplicates.length > 0) throw new ConfigError('SLUICE_ERR_DUPLICATE_USER', source, duplicates);
+  return copy;
+}
+
+const SENSITIVE_NAME = /password|passwd|passphrase|^pass$|hash|secret|token/i;
+const MAX_VALUE_CHARS = 60;
+
+// Patterns from schema.ts described in words; any other pattern is shown as a regex.
+const PATTERN_WORDS: Record<string, string> = {
+  '^\\$(scrypt|argon2id|2a|2b|2y)\\$': 'a scrypt/argon2id/bcrypt hash',
+  '^[a-z][a-z0-9-]{0,30}$':
+    'a lowercase name of at most 31 letters, digits and dashes, starting with a letter',
+  '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$': 'an IP address or CIDR network such as 10.0.0.0/8',
+  '^[A-Za-z0-9_-]{1,16}$': 'a file extension without the dot (1-16 letters, digits, _ or -)',
+  '^[^\\s:]+$': 'a name without spaces or colons',
+  '^[^\\s<>]+$': 'an address or domain without spaces or angle brackets',
+};
+
+const TYPE_WORDS: Record<string, string> = {
+  integer: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'a list',
+  null: 'null',
+};
+
+/** Turns ajv's errors into one line per problem (union branches collapsed into one line). */
+function describeErrors(
+  errors: readonly ErrorObject[] | null | undefined,
+  data: unknown,
+  source: string,
+): string[] {
+  const all = errors ?? [];
+  // ajv reports every failed branch of a union before the union itself; the union's line covers them.
+  const unions = all.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf');
+  const covered = (e: ErrorObject): boolean =>
+    unions.some((u) => u !== e && e.schemaPath.startsWith(`${u.schemaPath}/`));
+  const lines = new Set<string>();
+  for (const e of all) if (!covered(e)) lines.add(describeError(e, data, source));
+  return [...lines];
+}
+
+function describeError(e: ErrorObject, root: unknown, source: string): string {
+  const segments = pointerSegments(e.instancePath);
+  const params = e.params as Record<string, unknown>;
+  if (e.keyword === 'required') {
+    return line(
+      source,
+      fieldPath(root, [...segments, String(params.missingProperty)]),
+      'required field missing',
+    );
+  }
+  if (e.keyword === 'additionalProperties') {
+    const name = String(params.additionalProperty);
+    const known = Object.keys((e.parentSchema?.properties as object | undefined) ?? {});
+    const guess = suggest(name, known);
+    const hint = guess === undefined ? '' : ` (did you mean ${guess}?)`;
+    return line(source, fieldPath(root, [...segments, name]), `unknown field${hint}`);
+  }
+  const expected = `expected ${expectation(e, params)}`;
+  const sensitive = segments.some((s) => SENSITIVE_NAME.test(s));
+  // A secret's value is left out altogether; the path and expectation say enough.
+  const detail = sensitive ? expected : `got ${renderValue(e.data)}, ${expected}`;
+  return line(source, fieldPath(root, segments), detail);
+}
+
+function line(source: string, path: string, detail: string): string {
+  return path === '' ? `${source}: ${detail}` : `${source}: ${path}: ${detail}`;
+}
+
+function expectation(e: ErrorObject, params: Record<string, unknown>): string {
+  const parent = e.parentSchema ?? {};
+  switch (e.keyword) {
+    case 'type':
+      return typeWords(params.type);
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return `${typeWords(parent.type ?? 'number')} ${String(params.comparison)} ${String(params.limit)}`;
+    case 'minLength':
+      return params.limit === 1
+        ? 'a non-empty string'
+        : `a string of at least ${String(params.limit)} characters`;
+    case 'maxLength':
+      return `a string of at most ${String(params.limit)} characters`;
+    case 'pattern': {
+      const pattern = String(params.pattern);
+      return PATTERN_WORDS[pattern] ?? `a string matching /${pattern}/`;
+    }
+    case 'minItems':
+      return `at least ${plural(Number(params.limit), 'item')}`;
+    case 'maxItems':
+      return `at most ${plural(Number(params.limit), 'item')}`;
+    case 'uniqueItems':
+      return `no duplicates (items ${String(params.j)} and ${String(params.i)} are the same)`;
+    case 'const':
+      return renderValue(params.allowedValue);
+    case 'enum':
+      return `one of ${(params.allowedValues as unknown[]).map(renderValue).join(', ')}`;
+    case 'anyOf':
+    case 'oneOf':
+      return `one of ${(e.schema as AnySchemaObject[]).map(describeSchema).join(', ')}`;
+    default:
+      return (e.message ?? `to satisfy ${e.keyword}`).replace(/^must (be )?/, '');
+  }
+}
+
+function describeSchema(schema: AnySchemaObject): string {
+  if ('const' in schema) return renderValue(schema.const);
+  if (schema.type !== undefined) return typeWords(schema.type);
+  return 'a value of another shape';
+}
+
+function typeWords(type: unknown): string {
+  const types = Array.isArray(type) ? type : String(type).split(',');
+  return types.map((t) => TYPE_WORDS[String(t)] ?? String(t)).join(' or ');
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+function pointerSegments(pointer: string): string[] {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'));
+}
+
+/** `listeners[1].port`: walks the data so a numeric key is an index only where the value is a list. */
+function fieldPath(root: unknown, segments: readonly string[]): string {
+  let out = '';
+  let node: unknown = root;
+  for (const segment of segments) {
+    if (Array.isArray(node)) {
+      out += `[${segment}]`;
+      node = node[Number(segment)];
+      continue;
+    }
+    out += /^[A-Za-z_$][\w$-]*$/.test(segment)
+      ? `${out === '' ? '' : '.'}${segment}`
+      : `[${JSON.stringify(segment)}]`;
+    node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[segment] : undefined;
+  }
+  return out;
+}
+
+/** JSON of a value found in the file, secrets masked, cut to about 60 characters. */
+function renderValue(value: unknown): string {
+  let text: string;
+  if (typeof value === 'number' && !Number.isFinite(value)) text = String(value);
+  else if (value === undefined) text = 'nothing';
+  else {
+    try {
+      text =
+        JSON.stringify(value, (key, v: unknown) =>
+          key !== '' && SENSITIVE_NAME.test(key) ? '<redacted>' : v,
+        ) ?? String(value);
+    } catch {
+      text = String(value);
+    }
+  }
+  return text.length > MAX_VALUE_CHARS ? `${text.slice(0, MAX_VALUE_CHARS - 1)}…` : text;
+}
+
+/** The known name closest to a misspelt one, if any is close enough to be a plausible typo. */
+function suggest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.floor(name.length / 4)) + 1;
+  for (const candidate of known) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}

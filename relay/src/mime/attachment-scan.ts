@@ -1,0 +1,252 @@
+// Streaming check for attachments with a blocked file name extension. The message flows
+// through mailsplit; only part headers are kept, bodies are dropped as they pass, except
+// embedded messages, whose (decoded) bodies stream into a nested scan of their own.
+
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { type Transform, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import libmime from 'libmime';
+import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
+
+export { blockedExtension } from './filename.ts';
+
+export const DEFAULT_BLOCKED_EXTENSIONS: readonly string[] = [
+  'pif',
+  'bat',
+  'exe',
+  'scr',
+  'com',
+  'cmd',
+  'vbs',
+  'js',
+  'jse',
+  'wsf',
+  'msi',
+  'cpl',
+  'lnk',
+  'hta',
+];
+
+export interface BlockedAttachment {
+  filename: string;
+  extension: string;
+}
+
+export type ScanResult =
+  | { kind: 'clean' }
+  | { kind: 'blocked'; filename: string; extension: string }
+  | { kind: 'malformed'; detail: string };
+
+// Embedded messages nest; a bound keeps a crafted message from costing unbounded work.
+const MAX_NESTING = 8;
+// mailsplit re-concatenates a line that spans chunks on every chunk, so an endless line
+// would cost memory and quadratic time. RFC 5322 allows 998 octets; this is far above it.
+const MAX_LINE_BYTES = 1024 * 1024;
+const LF = 0x0a;
+
+// The parts of mailsplit (untyped CommonJS) this file uses.
+interface MailsplitNode {
+  type: 'node';
+  contentType: string | false;
+  headers: { get(key: string): string[] };
+  getDecoder(): Transform;
+}
+interface MailsplitChunk {
+  type: 'body' | 'data';
+  node: MailsplitNode;
+  value: Buffer;
+}
+type MailsplitPart = MailsplitNode | MailsplitChunk;
+interface SplitterOptions {
+  ignoreEmbedded?: boolean;
+}
+const { Splitter } = createRequire(import.meta.url)('mailsplit') as {
+  Splitter: new (options?: SplitterOptions) => Transform;
+};
+
+interface Embedded {
+  node: MailsplitNode;
+  decoder: Transform;
+  scan: MessageScan;
+}
+
+class MessageScan extends Writable {
+  readonly #blocked: ReadonlySet<string>;
+  readonly #depth: number;
+  readonly #splitter: Transform;
+  readonly #parts: Writable;
+  readonly #result: Promise<ScanResult>;
+  #verdict: ScanResult | null = null;
+  #lineBytes = 0;
+  #embedded: Embedded | null = null;
+  // Completes a write or final that waits on the parser; called early once the verdict is in.
+  #release: (() => void) | null = null;
+
+  constructor(blocked: ReadonlySet<string>, depth: number) {
+    super();
+    this.#blocked = blocked;
+    this.#depth = depth;
+    // Embedded messages are scanned by a nested MessageScan rather than by mailsplit, which
+    // parses them only when inline and not base64/quoted-printable encoded.
+    this.#splitter = new Splitter({ ignoreEmbedded: true });
+    this.#parts = new Writable({
+      objectMode: true,
+      write: (part: MailsplitPart, _encoding, callback) => {
+        this.#onPart(part).then(
+          () => callback(),
+          (err: unknown) => callback(asError(err)),
+        );
+      },
+      final: (callback) => {
+        this.#closeEmbedded().then(
+          () => callback(),
+          (err: unknown) => callback(asError(err)),
+        );
+      },
+    });
+    this.#splitter.on('error', (err: unknown) => this.#settle(malformed(err)));
+    this.#parts.on('error', (err: unknown) => this.#settle(malformed(err)));
+    this.#splitter.pipe(this.#parts);
+    this.#result = finished(this).then(() => this.#verdict ?? { kind: 'clean' });
+    // Callers may never ask for the result; a destroyed scanner must not crash the process.
+    this.#result.catch(() => {});
+  }
+
+  /** Resolves once the input has finished; rejects only if the scanner is destroyed first. */
+  result(): Promise<ScanResult> {
+    return this.#result;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    if (this.#verdict === null) this.#checkLineLength(chunk);
+    // After a verdict the input is drained unread, so the writer never stalls.
+    if (this.#verdict !== null || this.#splitter.write(chunk)) callback();
+    else this.#waitFor(this.#splitter, 'drain', callback);
+  }
+
+  override _final(callback: () => void): void {
+    if (this.#verdict !== null) {
+      callback();
+      return;
+    }
+    this.#waitFor(this.#parts, 'finish', callback);
+    this.#splitter.end();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.#teardown();
+    callback(err);
+  }
+
+  #waitFor(emitter: Transform | Writable, event: 'drain' | 'finish', done: () => void): void {
+    const release = (): void => {
+      emitter.off(event, release);
+      this.#release = null;
+      done();
+    };
+    emitter.on(event, release);
+    this.#release = release;
+  }
+
+  #checkLineLength(chunk: Buffer): void {
+    const lf = chunk.lastIndexOf(LF);
+    this.#lineBytes = lf === -1 ? this.#lineBytes + chunk.length : chunk.length - lf - 1;
+    if (this.#lineBytes > MAX_LINE_BYTES) {
+      this.#settle({ kind: 'malformed', detail: `line longer than ${MAX_LINE_BYTES} bytes` });
+    }
+  }
+
+  async #onPart(part: MailsplitPart): Promise<void> {
+    if (this.#embedded !== null && (part.type === 'node' || part.node !== this.#embedded.node)) {
+      await this.#closeEmbedded();
+    }
+    if (this.#verdict !== null) return;
+    if (part.type === 'node') this.#inspect(part);
+    else if (part.type === 'body' && this.#embedded?.node === part.node) await this.#feedEmbedded(part.value);
+  }
+
+  #inspect(node: MailsplitNode): void {
+    const found = blockedName(node, this.#blocked);
+    if (found !== null) this.#settle({ kind: 'blocked', ...found });
+    else if (node.contentType === 'message/rfc822' || node.contentType === 'message/global') {
+      this.#openEmbedded(node);
+    }
+  }
+
+  #openEmbedded(node: MailsplitNode): void {
+    if (this.#depth >= MAX_NESTING) {
+      this.#settle({ kind: 'malformed', detail: `messages nested deeper than ${MAX_NESTING}` });
+      return;
+    }
+    const decoder = node.getDecoder();
+    const scan = new MessageScan(this.#blocked, this.#depth + 1);
+    decoder.on('error', (err: unknown) => this.#settle(malformed(err)));
+    decoder.pipe(scan);
+    this.#embedded = { node, decoder, scan };
+  }
+
+  async #feedEmbedded(chunk: Buffer): Promise<void> {
+    const decoder = this.#embedded?.decoder;
+    if (decoder !== undefined && !decoder.write(chunk)) await once(decoder, 'drain');
+  }
+
+  async #closeEmbedded(): Promise<void> {
+    const embedded = this.#embedded;
+    if (embedded === null) return;
+    this.#embedded = null;
+    embedded.decoder.end();
+    const result = await embedded.scan.result();
+    if (result.kind !== 'clean') this.#settle(result);
+  }
+
+  #settle(verdict: ScanResult): void {
+    if (this.#verdict !== null) return;
+    this.#verdict = verdict;
+    this.#teardown();
+    this.#release?.();
+  }
+
+  #teardown(): void {
+    this.#splitter.destroy();
+    this.#parts.destroy();
+    this.#embedded?.decoder.destroy();
+    this.#embedded?.scan.destroy();
+  }
+}
+
+/**
+ * A Writable: write the raw message bytes (CRLF line endings) into it, then read
+ * `result()`. Streams; after a verdict the rest of the input is drained unread.
+ */
+export class AttachmentScanner extends MessageScan {
+  constructor(blockedExtensions: readonly string[]) {
+    super(normaliseExtensions(blockedExtensions), 0);
+  }
+}
+
+/** The first file name in the part's Content-Disposition or Content-Type headers with a blocked extension. */
+function blockedName(node: MailsplitNode, blocked: ReadonlySet<string>): BlockedAttachment | null {
+  for (const header of ['content-disposition', 'content-type']) {
+    for (const line of node.headers.get(header)) {
+      for (const filename of headerFileNames(headerValue(line))) {
+        const extension = blockedExtension(filename, blocked);
+        if (extension !== null) return { filename, extension };
+      }
+    }
+  }
+  return null;
+}
+
+/** Unfolded value of a raw header line; mailsplit keeps lines as binary strings. */
+function headerValue(line: string): string {
+  return libmime.decodeHeader(Buffer.from(line, 'latin1').toString('utf8')).value;
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function malformed(err: unknown): ScanResult {
+  return { kind: 'malformed', detail: err instanceof Error ? err.message : String(err) };
+}

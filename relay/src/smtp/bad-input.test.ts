@@ -1,0 +1,192 @@
+// Garbage, out-of-order and abusive clients: the right reply code or a clean close,
+// no crash, nothing half-written in the spool, and the next client is served.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import {
+  PASSWORD,
+  PLAIN_LISTENER,
+  RawSmtpClient,
+  startTestRelay,
+  type TestRelay,
+  waitFor,
+} from '../testing/index.ts';
+
+const PLAIN = { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } };
+
+async function assertServes(t: TestRelay): Promise<void> {
+  const c = await RawSmtpClient.connect(t.port('plain'));
+  assert.equal((await c.greeting()).code, 220);
+  await c.ehlo();
+  assert.equal((await c.authPlain('alice', PASSWORD)).code, 235);
+  const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], 'Subject: ok\r\n\r\nok\r\n');
+  assert.equal(replies.at(-1)?.code, 250);
+  await c.quit();
+}
+
+describe('bad input', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: PLAIN });
+  });
+  after(() => t.close());
+
+  it('answers unknown commands with 500 and commands out of order with 503', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    assert.equal((await c.command('FROB')).code, 500);
+    assert.equal((await c.command('MAIL FROM:<a@b.test>')).code, 503, 'MAIL before EHLO');
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    assert.equal((await c.command('RCPT TO:<b@c.test>')).code, 503, 'RCPT before MAIL');
+    assert.equal((await c.command('DATA')).code, 503, 'DATA before MAIL');
+    assert.equal((await c.command('MAIL FROM:<a@b.test>')).code, 250);
+    assert.equal((await c.command('DATA')).code, 503, 'DATA before RCPT');
+    assert.equal((await c.command('MAIL FROM:<a@b.test>')).code, 503, 'nested MAIL');
+    assert.equal((await c.command('RSET')).code, 250);
+    await c.quit();
+  });
+
+  it('refuses a malformed address with 501', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    const r = await c.command('MAIL FROM:<a@b.test');
+    assert.equal(r.code, 501);
+    await c.quit();
+  });
+
+  it('closes the connection after too many bad commands with 421', async () => {
+    const strict = await startTestRelay({ config: { ...PLAIN, limits: { maxBadCommands: 5 } } });
+    after(() => strict.close());
+    const c = await RawSmtpClient.connect(strict.port('plain'));
+    await c.greeting();
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++) codes.push((await c.command(`GARBAGE${i}`)).code);
+    const last = await c.reply();
+    assert.deepEqual(codes, [500, 500, 500, 500, 500]);
+    assert.equal(last.code, 421);
+    assert.match(last.text, /^4\.7\.0 .*Too many errors/);
+    await c.waitClosed();
+    await assertServes(strict);
+  });
+
+  it('survives binary garbage and an over-long command line', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    c.write(Buffer.from([0, 1, 2, 0xff, 0xfe, 13, 10]));
+    assert.equal((await c.reply()).code, 500);
+    c.write(`EHLO ${'a'.repeat(20_000)}\r\n`);
+    // either an error reply or a close: never a crash, never a hang
+    await Promise.race([c.reply().catch(() => undefined), c.waitClosed()]);
+    await assertServes(t);
+  });
+
+  it('keeps nothing of a message whose client disconnects mid-DATA', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    await c.command('MAIL FROM:<alice@example.com>');
+    await c.command('RCPT TO:<bob@example.net>');
+    assert.equal((await c.command('DATA')).code, 354);
+    const before = (await t.queued()).length;
+    c.write(`Subject: cut\r\n\r\n${'partial line\r\n'.repeat(5000)}`);
+    c.destroy();
+    await waitFor(() => t.logs.events('aborted').length > 0, 'the aborted message is logged');
+    assert.equal((await t.queued()).length, before);
+    await assertServes(t);
+  });
+
+  it('pipelined commands get their replies in order', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    c.write(
+      'MAIL FROM:<alice@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n',
+    );
+    const codes = [
+      (await c.reply()).code,
+      (await c.reply()).code,
+      (await c.reply()).code,
+      (await c.reply()).code,
+    ];
+    assert.deepEqual(codes, [250, 250, 250, 354]);
+    c.write('Subject: piped\r\n\r\nbody\r\n.\r\nQUIT\r\n');
+    assert.equal((await c.reply()).code, 250);
+    assert.equal((await c.reply()).code, 221);
+  });
+});
+
+describe('timeouts and connection caps', () => {
+  it('closes an idle client with 421', async () => {
+    const t = await startTestRelay({ config: { ...PLAIN, limits: { idleTimeoutSeconds: 1 } } });
+    try {
+      const c = await RawSmtpClient.connect(t.port('plain'));
+      await c.greeting();
+      const r = await c.reply(5000);
+      assert.equal(r.code, 421);
+      await c.waitClosed();
+      await assertServes(t);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('refuses connections over the per-IP and overall caps with 421 4.7.0', async () => {
+    const t = await startTestRelay({
+      config: { ...PLAIN, limits: { maxConnectionsPerIp: 2, maxConnections: 3 } },
+    });
+    const open: RawSmtpClient[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = await RawSmtpClient.connect(t.port('plain'));
+        assert.equal((await c.greeting()).code, 220);
+        open.push(c);
+      }
+      const third = await RawSmtpClient.connect(t.port('plain'));
+      const refused = await third.greeting();
+      assert.equal(refused.code, 421);
+      assert.match(refused.text, /^4\.7\.0 .*Too many connections from your address/);
+      await third.waitClosed();
+      // another client address (127.0.0.2 is loopback too) still gets in, up to the overall cap
+      const other = await RawSmtpClient.connect(t.port('plain'), { localAddress: '127.0.0.2' });
+      assert.equal((await other.greeting()).code, 220);
+      open.push(other);
+      const fourth = await RawSmtpClient.connect(t.port('plain'), { localAddress: '127.0.0.3' });
+      const over = await fourth.greeting();
+      assert.equal(over.code, 421);
+      assert.match(over.text, /^4\.7\.0 .*Too many connections, try again/);
+      // a slot frees when a client leaves
+      await open.shift()?.quit();
+      await waitFor(async () => {
+        const c = await RawSmtpClient.connect(t.port('plain'));
+        const g = await c.greeting();
+        c.destroy();
+        return g.code === 220;
+      }, 'a freed slot is reusable');
+    } finally {
+      for (const c of open) c.destroy();
+      await t.close();
+    }
+  });
+});
+
+describe('listener binding', () => {
+  it('serves a socket that connects and leaves without a word', async () => {
+    const t = await startTestRelay({ config: PLAIN });
+    try {
+      await new Promise<void>((resolve) => {
+        const s = net.connect(t.port('plain'), '127.0.0.1', () => {
+          s.destroy();
+          resolve();
+        });
+      });
+      await assertServes(t);
+    } finally {
+      await t.close();
+    }
+  });
+});

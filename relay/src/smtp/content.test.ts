@@ -1,0 +1,183 @@
+// What the relay does with message content: blocked attachments are refused at end
+// of DATA naming the file, and bare CR/LF line endings can never end the data early
+// here or downstream (SMTP smuggling).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import nodemailer from 'nodemailer';
+import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay, type TestRelay } from '../testing/index.ts';
+
+describe('blocked attachments', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } } });
+  });
+  after(() => t.close());
+
+  const transport = () =>
+    nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: t.port('plain'),
+      secure: false,
+      ignoreTLS: true,
+      auth: { user: 'alice', pass: PASSWORD },
+    });
+
+  it('refuses an .exe attachment with 550 5.7.1 naming the file, and spools nothing', async () => {
+    const before = (await t.queued()).length;
+    await assert.rejects(
+      transport().sendMail({
+        from: 'alice@example.com',
+        to: 'bob@example.net',
+        subject: 'invoice',
+        text: 'see attached',
+        attachments: [{ filename: 'Invoice 2026.PDF.exe', content: Buffer.from('MZ...') }],
+      }),
+      (err: { responseCode?: number; response?: string }) => {
+        assert.equal(err.responseCode, 550);
+        assert.equal(
+          err.response,
+          '550 5.7.1 Attachment "Invoice 2026.PDF.exe" refused: .exe files are not allowed',
+        );
+        return true;
+      },
+    );
+    assert.equal((await t.queued()).length, before);
+    const metrics = await t.relay.metrics.registry.getSingleMetricAsString('sluice_smtp_rejections_total');
+    assert.match(metrics, /reason="blocked_attachment",stage="data"} 1/);
+  });
+
+  it('finds an RFC 2231 encoded name inside an attached message', async () => {
+    const inner = [
+      'Subject: fwd',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="in"',
+      '',
+      '--in',
+      'Content-Type: text/plain',
+      '',
+      'hi',
+      '--in',
+      'Content-Type: application/octet-stream',
+      "Content-Disposition: attachment; filename*0*=utf-8''r%C3%A9sum%C3%A9; filename*1*=.scr",
+      'Content-Transfer-Encoding: base64',
+      '',
+      'TVo=',
+      '--in--',
+      '',
+    ].join('\r\n');
+    await assert.rejects(
+      transport().sendMail({
+        from: 'alice@example.com',
+        to: 'bob@example.net',
+        subject: 'fwd',
+        text: 'forwarded',
+        attachments: [{ filename: 'forwarded.eml', content: inner, contentType: 'message/rfc822' }],
+      }),
+      (err: { response?: string }) => {
+        assert.equal(err.response, '550 5.7.1 Attachment "résumé.scr" refused: .scr files are not allowed');
+        return true;
+      },
+    );
+  });
+
+  it('accepts harmless attachments', async () => {
+    const info = await transport().sendMail({
+      from: 'alice@example.com',
+      to: 'bob@example.net',
+      subject: 'report',
+      text: 'attached',
+      attachments: [
+        { filename: 'report.pdf', content: Buffer.alloc(1000, 1) },
+        { filename: 'notes.exe.txt', content: 'x' },
+      ],
+    });
+    assert.match(info.response, /^250 2\.0\.0 /);
+  });
+
+  it('honours a configured list', async () => {
+    const custom = await startTestRelay({
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        attachments: { blockedExtensions: ['docm'] },
+      },
+    });
+    try {
+      const send = (filename: string) =>
+        nodemailer
+          .createTransport({
+            host: '127.0.0.1',
+            port: custom.port('plain'),
+            ignoreTLS: true,
+            auth: { user: 'alice', pass: PASSWORD },
+          })
+          .sendMail({
+            from: 'alice@example.com',
+            to: 'b@example.net',
+            text: 'x',
+            attachments: [{ filename, content: 'x' }],
+          })
+          .then(
+            (info) => Number(info.response.slice(0, 3)),
+            (err: { responseCode: number }) => err.responseCode,
+          );
+      assert.equal(await send('macro.DOCM'), 550);
+      assert.equal(await send('tool.exe'), 250);
+    } finally {
+      await custom.close();
+    }
+  });
+});
+
+describe('SMTP smuggling', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } } });
+  });
+  after(() => t.close());
+
+  for (const [name, sequence] of [
+    ['\\n.\\n', '\n.\n'],
+    ['\\n.\\r\\n', '\n.\r\n'],
+    ['\\r\\n.\\n', '\r\n.\n'],
+    ['\\r.\\r', '\r.\r'],
+  ] as const) {
+    it(`keeps ${name} inside the message and stores CRLF line endings only`, async () => {
+      const c = await RawSmtpClient.connect(t.port('plain'));
+      await c.greeting();
+      await c.ehlo();
+      await c.authPlain('alice', PASSWORD);
+      const smuggled =
+        `Subject: smuggle\r\n\r\nbefore${sequence}MAIL FROM:<admin@victim.test>\r\n` +
+        'RCPT TO:<target@victim.test>\r\nDATA\r\nSubject: forged\r\n\r\nforged\r\n';
+      const before = (await t.queued()).length;
+      const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], smuggled);
+      assert.equal(replies.at(-1)?.code, 250, 'one message, one 250');
+      assert.equal((await c.command('NOOP')).code, 250, 'no stray replies from smuggled commands');
+      await c.quit();
+      const queued = await t.queued();
+      assert.equal(queued.length, before + 1);
+      const body = queued.find((m) => m.envelope.queueId === replies.at(-1)?.text.split(' ').pop())?.body;
+      assert.ok(body);
+      const text = body.toString('latin1');
+      assert.equal(text.replace(/\r\n/g, '').match(/[\r\n]/), null, 'no bare CR or LF is left');
+      assert.match(
+        text,
+        /before\r\n\.\r\nMAIL FROM:<admin@victim\.test>\r\n/,
+        'the smuggled text is plain content',
+      );
+      assert.deepEqual(
+        queued.at(-1)?.envelope.recipients.map((r) => r.address),
+        ['bob@example.net'],
+      );
+    });
+  }
+
+  it('counts rewritten line endings in a metric', async () => {
+    const metrics = await t.relay.metrics.registry.getSingleMetricAsString(
+      'sluice_smtp_bare_line_endings_total',
+    );
+    assert.match(metrics, /kind="lf"} [1-9]/);
+    assert.match(metrics, /kind="cr"} [1-9]/);
+  });
+});

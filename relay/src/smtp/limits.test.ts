@@ -1,0 +1,142 @@
+// Size, recipient and sender rules at the SMTP front.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  PASSWORD,
+  PLAIN_LISTENER,
+  RawSmtpClient,
+  startTestRelay,
+  type TestRelay,
+  testUser,
+} from '../testing/index.ts';
+
+const PLAIN = { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } };
+
+async function session(t: TestRelay, user = 'alice'): Promise<RawSmtpClient> {
+  const c = await RawSmtpClient.connect(t.port('plain'));
+  await c.greeting();
+  await c.ehlo();
+  const auth = await c.authPlain(user, PASSWORD);
+  assert.equal(auth.code, 235);
+  return c;
+}
+
+const rcpts = (n: number) => Array.from({ length: n }, (_, i) => `rcpt${i + 1}@example.net`);
+const message = 'Subject: hi\r\n\r\nhello\r\n';
+
+describe('message size', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: { ...PLAIN, limits: { maxMessageBytes: 64 * 1024 } } });
+  });
+  after(() => t.close());
+
+  it('advertises SIZE and refuses a declared size over the limit with 552 5.3.4', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    const ehlo = await c.ehlo();
+    assert.ok(ehlo.lines.some((l) => l.endsWith(`SIZE ${64 * 1024}`)));
+    await c.authPlain('alice', PASSWORD);
+    const r = await c.command(`MAIL FROM:<alice@example.com> SIZE=${64 * 1024 + 1}`);
+    assert.equal(r.code, 552);
+    assert.match(r.text, /^5\.3\.4 /);
+    const ok = await c.command(`MAIL FROM:<alice@example.com> SIZE=${64 * 1024}`);
+    assert.equal(ok.code, 250);
+    await c.quit();
+  });
+
+  it('drains a streamed body over the limit, answers 552 5.3.4 and spools nothing', async () => {
+    const c = await session(t);
+    const big = `Subject: big\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(100);
+    const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], big);
+    const last = replies.at(-1);
+    assert.equal(last?.code, 552);
+    assert.match(last?.text ?? '', /^5\.3\.4 /);
+    assert.equal((await t.queued()).length, 0);
+    // the session goes on: the next message is accepted
+    const next = await c.sendRaw('alice@example.com', ['bob@example.net'], message);
+    assert.equal(next.at(-1)?.code, 250);
+    assert.equal((await t.queued()).length, 1);
+    await c.quit();
+    const metrics = await t.relay.metrics.registry.getSingleMetricAsString('sluice_smtp_messages_total');
+    assert.match(metrics, /result="rejected",reason="message_too_big"} 1/);
+  });
+});
+
+describe('recipient limit', () => {
+  it('accepts 30 recipients and answers each further RCPT with 452 4.5.3', async () => {
+    const t = await startTestRelay({ config: PLAIN });
+    try {
+      const c = await session(t);
+      const replies = await c.sendRaw('alice@example.com', rcpts(32), message);
+      const rcptReplies = replies.slice(1, 33);
+      assert.deepEqual(
+        rcptReplies.map((r) => r.code),
+        [...Array(30).fill(250), 452, 452],
+      );
+      assert.match(rcptReplies[30]?.text ?? '', /^4\.5\.3 Too many recipients, at most 30/);
+      assert.equal(replies.at(-1)?.code, 250);
+      const [queued] = await t.queued();
+      assert.deepEqual(
+        queued?.envelope.recipients.map((r) => r.address),
+        rcpts(30),
+      );
+      // a well-behaved client sends the rest in a new transaction
+      const rest = await c.sendRaw('alice@example.com', rcpts(32).slice(30), message);
+      assert.equal(rest.at(-1)?.code, 250);
+      await c.quit();
+      const metrics = await t.relay.metrics.registry.getSingleMetricAsString('sluice_smtp_recipients_total');
+      assert.match(metrics, /result="rejected"} 2/);
+      assert.match(metrics, /result="accepted"} 32/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('in truncate mode accepts every RCPT and delivers only to the first N', async () => {
+    const t = await startTestRelay({
+      config: { ...PLAIN, limits: { maxRecipients: 3, recipientOverflow: 'truncate' } },
+    });
+    try {
+      const c = await session(t);
+      const replies = await c.sendRaw('alice@example.com', rcpts(5), message);
+      assert.deepEqual(
+        replies.map((r) => r.code),
+        [250, 250, 250, 250, 250, 250, 354, 250],
+      );
+      const [queued] = await t.queued();
+      assert.deepEqual(
+        queued?.envelope.recipients.map((r) => r.address),
+        rcpts(3),
+      );
+      assert.equal(queued?.envelope.droppedRecipients, 2);
+      await c.quit();
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('allowed senders', () => {
+  it('refuses MAIL FROM outside the user list with 553 5.7.1', async () => {
+    const t = await startTestRelay({
+      config: PLAIN,
+      users: [await testUser('shop', { allowedSenders: ['@shop.test', 'billing@corp.test'] })],
+    });
+    try {
+      const c = await session(t, 'shop');
+      const bad = await c.command('MAIL FROM:<ceo@corp.test>');
+      assert.equal(bad.code, 553);
+      assert.equal(bad.text, '5.7.1 Sender address <ceo@corp.test> is not allowed for user shop');
+      assert.equal((await c.command('MAIL FROM:<Orders@SHOP.test>')).code, 250);
+      assert.equal((await c.command('RSET')).code, 250);
+      assert.equal((await c.command('MAIL FROM:<billing@corp.test>')).code, 250);
+      await c.quit();
+      const rejected = t.logs.events('rejected').find((l) => l.reason === 'sender_not_allowed');
+      assert.equal(rejected?.user, 'shop');
+      assert.equal(rejected?.sender, 'ceo@corp.test');
+    } finally {
+      await t.close();
+    }
+  });
+});

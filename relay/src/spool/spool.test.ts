@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { SpooledEnvelope } from './envelope.ts';
+import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
+import { Spool } from './spool.ts';
+
+function envelope(queueId: string): SpooledEnvelope {
+  return {
+    version: 1,
+    queueId,
+    receivedAt: new Date().toISOString(),
+    sender: 'a@example.com',
+    recipients: [{ address: 'b@example.net', state: 'pending' }],
+    droppedRecipients: 0,
+    user: 'alice',
+    clientIp: '192.0.2.1',
+    clientHelo: 'client.test',
+    listener: 'submission',
+    tls: true,
+    size: 5,
+    sessionId: 's1',
+  };
+}
+
+describe('Spool', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-spool-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('commits body and envelope into queue/ and tells its listeners', async () => {
+    const spool = new Spool({ dir: join(dir, 'a') });
+    await spool.init();
+    const seen: string[] = [];
+    spool.onCommitted((m) => seen.push(m.queueId));
+    const id = newQueueId();
+    const writer = spool.createWriter(id);
+    writer.end(Buffer.from('hello'));
+    const message = await writer.commit(envelope(id));
+    assert.equal(await readFile(message.bodyPath, 'utf8'), 'hello');
+    assert.equal((JSON.parse(await readFile(message.envelopePath, 'utf8')) as SpooledEnvelope).queueId, id);
+    assert.deepEqual(await spool.list(), [id]);
+    assert.deepEqual(seen, [id]);
+    assert.deepEqual(await readdir(spool.incomingDir), []);
+  });
+
+  it('abort leaves nothing behind', async () => {
+    const spool = new Spool({ dir: join(dir, 'b') });
+    await spool.init();
+    const writer = spool.createWriter(newQueueId());
+    writer.write(Buffer.alloc(100_000));
+    await writer.abort();
+    assert.deepEqual(await readdir(spool.incomingDir), []);
+    assert.deepEqual(await spool.list(), []);
+  });
+
+  it('rebuilds the queue from a directory scan and removes unfinished writes', async () => {
+    const spool = new Spool({ dir: join(dir, 'c') });
+    await spool.init();
+    const kept = newQueueId(1_000);
+    const w = spool.createWriter(kept);
+    w.end('x');
+    await w.commit(envelope(kept));
+    // what a crash can leave: a half-written incoming file, and a body whose envelope never landed
+    await writeFile(join(spool.incomingDir, 'HALF.1234.eml'), 'partial');
+    await writeFile(join(spool.queueDir, `${newQueueId(2_000)}.eml`), 'orphan');
+    const restarted = new Spool({ dir: join(dir, 'c') });
+    await restarted.init();
+    assert.deepEqual(await restarted.list(), [kept]);
+    assert.deepEqual((await readdir(restarted.queueDir)).sort(), [`${kept}.eml`, `${kept}.json`]);
+    assert.deepEqual(await readdir(restarted.incomingDir), []);
+  });
+
+  it('makes queue ids that sort by arrival', () => {
+    const a = newQueueId(1_700_000_000_000);
+    const b = newQueueId(1_700_000_000_001);
+    assert.match(a, QUEUE_ID_PATTERN);
+    assert.ok(a < b);
+  });
+});
