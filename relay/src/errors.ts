@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   SLUICE_ERR_PASSWORD_HASH: 'A password hash is malformed or uses an unsupported scheme',
   SLUICE_ERR_PROXY_HEADER: 'A PROXY protocol header is missing or malformed',
   SLUICE_ERR_SPOOL: 'A message could not be written to the spool',
+  SLUICE_ERR_STATE_UNAVAILABLE: 'Shared state (Redis) is unreachable and the policy says to fail temporarily',
   SLUICE_ERR_USAGE: 'The command line is wrong',
 } as const;
 

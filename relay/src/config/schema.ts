@@ -136,6 +136,176 @@ export const AttachmentsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** One rate limit: at most `limit` messages or recipients per sliding window of `windowSeconds`. */
+export const RateLimitSchema = Type.Object(
+  {
+    what: Type.Union([Type.Literal('messages'), Type.Literal('recipients')], {
+      description: 'What is counted: accepted messages, or their recipients',
+    }),
+    limit: Type.Integer({ minimum: 1, maximum: 100_000_000, description: 'How many per window' }),
+    windowSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 30 * 86400,
+      description: 'Length of the sliding window, e.g. 3600 for per hour, 86400 for per day',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type RateLimit = Static<typeof RateLimitSchema>;
+
+export const RateLimitsSchema = Type.Object(
+  {
+    perUser: Type.Array(RateLimitSchema, {
+      default: [
+        { what: 'messages', limit: 500, windowSeconds: 3600 },
+        { what: 'recipients', limit: 2000, windowSeconds: 86400 },
+      ],
+      description: 'Limits per authenticated user, shared by all relay pods',
+    }),
+    perIp: Type.Array(RateLimitSchema, {
+      default: [],
+      description: 'Limits per client IP address, shared by all relay pods',
+    }),
+    concurrentConnectionsPerIp: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description: 'Open SMTP connections per client IP across all relay pods',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const AuthLockoutSchema = Type.Object(
+  {
+    maxFailuresPerUser: Type.Integer({
+      minimum: 1,
+      default: 10,
+      description: 'Failed AUTH attempts for one username (from any IP) before it is locked',
+    }),
+    maxFailuresPerIp: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description: 'Failed AUTH attempts from one IP (for any username) before it is locked',
+    }),
+    windowSeconds: Type.Integer({ minimum: 1, maximum: 86400, default: 900, description: 'Counting window' }),
+    cooldownSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 86400,
+      default: 900,
+      description: 'How long a locked user or IP is refused',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** A return-code range such as 127.0.0.2-127.0.0.11, or one address. */
+const ReturnCodes = Type.String({
+  pattern: '^127\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3}(-127\\.\\d{1,3}\\.\\d{1,3}\\.\\d{1,3})?$',
+  description: 'An answer such as 127.0.0.4 or a range 127.0.0.4-127.0.0.7',
+});
+
+export const DnsblZoneSchema = Type.Object(
+  {
+    zone: Type.String({ pattern: '^[A-Za-z0-9.-]+$', description: 'DNS zone, e.g. xbl.spamhaus.org' }),
+    listedCodes: Type.Array(ReturnCodes, {
+      minItems: 1,
+      default: ['127.0.0.2-127.0.0.255'],
+      description: 'Answers that mean listed; any other answer is not a listing',
+    }),
+    action: Type.Union([Type.Literal('reject'), Type.Literal('tag')], {
+      default: 'reject',
+      description: 'reject refuses the client; tag only logs and counts it',
+    }),
+    message: Type.String({
+      default: 'Client host [{ip}] is listed in {zone}',
+      description: 'Reply text; {ip}, {zone} and {url} are filled in',
+    }),
+    lookupUrl: Type.Optional(
+      Type.String({ description: 'Where the client can look the IP up; {ip} is filled in' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type DnsblZone = Static<typeof DnsblZoneSchema>;
+
+export const DEFAULT_DNSBL_ZONES: DnsblZone[] = [
+  {
+    zone: 'xbl.spamhaus.org',
+    listedCodes: ['127.0.0.4-127.0.0.7'],
+    action: 'reject',
+    message: 'Client host [{ip}] is listed in the Spamhaus XBL; see {url}',
+    lookupUrl: 'https://check.spamhaus.org/listed/?searchterm={ip}',
+  },
+];
+
+export const DnsblSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true }),
+    checkAt: Type.Union([Type.Literal('connect'), Type.Literal('auth')], {
+      default: 'connect',
+      description: 'connect checks every client before the greeting; auth checks after a successful AUTH',
+    }),
+    zones: Type.Array(DnsblZoneSchema, { default: DEFAULT_DNSBL_ZONES }),
+    resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
+      default: [],
+      description: 'DNS servers (ip, ip:port or [ipv6]:port); empty uses the system resolver',
+    }),
+    timeoutMs: Type.Integer({ minimum: 50, maximum: 30_000, default: 2000, description: 'Per query' }),
+    onError: Type.Union([Type.Literal('open'), Type.Literal('tempfail')], {
+      default: 'open',
+      description: 'A zone that times out or fails: open lets the client on; tempfail answers 451 4.7.1',
+    }),
+    minTtlSeconds: Type.Integer({ minimum: 0, default: 60, description: 'Shortest time an answer is cached' }),
+    maxTtlSeconds: Type.Integer({ minimum: 1, default: 3600, description: 'Longest time an answer is cached' }),
+    errorBackoffSeconds: Type.Integer({
+      minimum: 1,
+      default: 600,
+      description: 'How long a zone is disabled after it answered with an error code',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const RedisSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('standalone'), Type.Literal('sentinel'), Type.Literal('cluster')], {
+      default: 'standalone',
+    }),
+    nodes: Type.Array(Type.String({ pattern: '^[^\\s:]+:[0-9]{1,5}$' }), {
+      minItems: 1,
+      description: 'host:port of the server, the sentinels, or the cluster seed nodes',
+    }),
+    sentinelName: Type.Optional(Type.String({ minLength: 1, description: 'Master name (sentinel mode)' })),
+    username: Type.Optional(Type.String()),
+    passwordFile: Type.Optional(Type.String({ minLength: 1, description: 'File holding the password' })),
+    tls: Type.Boolean({ default: false }),
+    db: Type.Integer({ minimum: 0, default: 0 }),
+    commandTimeoutMs: Type.Integer({ minimum: 10, default: 500 }),
+  },
+  { additionalProperties: false },
+);
+
+export const StateSchema = Type.Object(
+  {
+    backend: Type.Union([Type.Literal('memory'), Type.Literal('redis')], {
+      default: 'memory',
+      description: 'memory: this process only; redis: shared by every relay pod',
+    }),
+    redis: Type.Optional(RedisSchema),
+    namespace: Type.String({
+      pattern: '^[A-Za-z0-9_.:-]{1,100}$',
+      default: 'default',
+      description: 'Key prefix; the operator sets it to the RelayPolicy namespace/name',
+    }),
+    onSharedStateDown: Type.Union([Type.Literal('local'), Type.Literal('tempfail')], {
+      default: 'local',
+      description:
+        'While Redis is unreachable: local keeps serving with per-pod state and limits; tempfail answers 4xx to checks that need it',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 export const TlsSchema = Type.Object(
   {
     certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain' })),
@@ -161,6 +331,10 @@ export const RelayConfigSchema = Type.Object(
     auth: Type.Object(AuthSchema.properties, { additionalProperties: false, default: {} }),
     limits: Type.Object(LimitsSchema.properties, { additionalProperties: false, default: {} }),
     attachments: Type.Object(AttachmentsSchema.properties, { additionalProperties: false, default: {} }),
+    rateLimits: Type.Object(RateLimitsSchema.properties, { additionalProperties: false, default: {} }),
+    authLockout: Type.Object(AuthLockoutSchema.properties, { additionalProperties: false, default: {} }),
+    dnsbl: Type.Object(DnsblSchema.properties, { additionalProperties: false, default: {} }),
+    state: Type.Object(StateSchema.properties, { additionalProperties: false, default: {} }),
     spoolDir: Type.String({ minLength: 1, description: 'Directory of the durable queue' }),
     stateDir: Type.Optional(
       Type.String({ minLength: 1, description: 'Directory for generated state (self-signed certificate)' }),
@@ -208,6 +382,9 @@ export const UserSchema = Type.Object(
       Type.Array(SenderPattern, { description: 'MAIL FROM allowed for this user; absent means any' }),
     ),
     suspended: Type.Boolean({ default: false, description: 'A suspended user cannot authenticate' }),
+    rateLimits: Type.Optional(
+      Type.Array(RateLimitSchema, { description: "Replaces the policy's perUser limits for this user" }),
+    ),
   },
   { additionalProperties: false },
 );
