@@ -1,3 +1,5 @@
+import { SluiceError } from '../errors.ts';
+
 // Shared state behind one interface: rate counters, AUTH failure counters and locks,
 // connection slots, and a small cache (DNSBL answers). Two backends implement it, an
 // in-memory one (one process) and a Redis one (every relay pod of a policy); the same
@@ -51,10 +53,9 @@ export interface StateStore {
 }
 
 /** Raised by a store that cannot answer (shared state unreachable and policy says tempfail). */
-export class StateUnavailableError extends Error {
-  readonly code = 'SLUICE_ERR_STATE_UNAVAILABLE';
+export class StateUnavailableError extends SluiceError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
+    super('SLUICE_ERR_STATE_UNAVAILABLE', message, options);
     this.name = 'StateUnavailableError';
   }
 }
