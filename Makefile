@@ -6,7 +6,7 @@ NODE_BIN := $(CURDIR)/node_modules/.bin/node
 TEST_FILES = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run check lint format typecheck test test-unit hash-password clean
+.PHONY: help install run check lint format typecheck generate test test-unit hash-password clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ hash-password: install ## Hash a password for the users file (reads it from stdi
 	@node relay/src/main.ts hash-password
 
 check: install lint typecheck ## Lint, format check and type check
+
+generate: install ## Rewrite generated files (README reference tables)
+	node scripts/generate.ts
 
 lint: install ## Lint and check formatting (biome)
 	biome check .

@@ -21,6 +21,8 @@ export function embeddedConfig(baseDir: string): RelayConfig {
       stateDir: join(dir, 'state'),
       usersFile: join(dir, 'users.yaml'),
       admin: { address: '127.0.0.1', port: DEFAULT_PORTS.admin },
+      // a laptop has no DNSBL-friendly resolver; a cluster policy turns this on
+      dnsbl: { enabled: false },
     },
     'embedded default',
   );

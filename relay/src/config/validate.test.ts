@@ -201,3 +201,51 @@ describe('validateUsersFile', () => {
     );
   });
 });
+
+describe('cross-field checks', () => {
+  const base = { spoolDir: 's', usersFile: 'u' };
+  it('refuses two listeners with one name or one address and port', () => {
+    assert.throws(
+      () =>
+        validateRelayConfig(
+          {
+            ...base,
+            listeners: [
+              { name: 'a', port: 587 },
+              { name: 'a', port: 465 },
+              { name: 'b', port: 587 },
+            ],
+          },
+          'config.yaml',
+        ),
+      (err: ConfigError) => {
+        assert.deepEqual(err.problems, [
+          'config.yaml: listeners[1].name: "a" is already used by listeners[0]',
+          'config.yaml: listeners[2].port: 0.0.0.0:587 is already used by listeners[0]',
+        ]);
+        return true;
+      },
+    );
+  });
+  it('requires state.redis when the backend is redis, and min TTL <= max TTL', () => {
+    assert.throws(
+      () =>
+        validateRelayConfig(
+          {
+            ...base,
+            listeners: [{ name: 'a', port: 0 }],
+            state: { backend: 'redis' },
+            dnsbl: { minTtlSeconds: 10, maxTtlSeconds: 5 },
+          },
+          'c.yaml',
+        ),
+      (err: ConfigError) => {
+        assert.deepEqual(err.problems, [
+          'c.yaml: state.redis: required field missing (state.backend is redis)',
+          'c.yaml: dnsbl.minTtlSeconds: got 10, expected at most dnsbl.maxTtlSeconds (5)',
+        ]);
+        return true;
+      },
+    );
+  });
+});

@@ -27,12 +27,59 @@ const usersFileValidator = ajv.compile<UsersFile>(UsersFileSchema);
 /** Validates a parsed config file; returns a copy with every default filled in. */
 export function validateRelayConfig(data: unknown, source: string): RelayConfig {
   const copy = structuredClone(data);
-  if (relayConfigValidator(copy)) return copy;
-  throw new ConfigError(
-    'SLUICE_ERR_CONFIG_INVALID',
-    source,
-    describeErrors(relayConfigValidator.errors, copy, source),
-  );
+  if (!relayConfigValidator(copy)) {
+    throw new ConfigError(
+      'SLUICE_ERR_CONFIG_INVALID',
+      source,
+      describeErrors(relayConfigValidator.errors, copy, source),
+    );
+  }
+  const problems = [
+    ...duplicatesOf(
+      copy.listeners,
+      (l) => l.name,
+      (i, first, name) =>
+        `${source}: listeners[${i}].name: ${JSON.stringify(name)} is already used by listeners[${first}]`,
+    ),
+    ...duplicatesOf(
+      copy.listeners,
+      (l) => `${l.address}:${l.port}`,
+      (i, first, key) =>
+        key.endsWith(':0')
+          ? undefined
+          : `${source}: listeners[${i}].port: ${key} is already used by listeners[${first}]`,
+    ),
+  ];
+  if (copy.state.backend === 'redis' && !copy.state.redis) {
+    problems.push(`${source}: state.redis: required field missing (state.backend is redis)`);
+  }
+  if (copy.dnsbl.minTtlSeconds > copy.dnsbl.maxTtlSeconds) {
+    problems.push(
+      `${source}: dnsbl.minTtlSeconds: got ${copy.dnsbl.minTtlSeconds}, expected at most dnsbl.maxTtlSeconds (${copy.dnsbl.maxTtlSeconds})`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError('SLUICE_ERR_CONFIG_INVALID', source, problems);
+  return copy;
+}
+
+/** One problem line per item whose key an earlier item already has. */
+function duplicatesOf<T>(
+  items: readonly T[],
+  key: (item: T) => string,
+  describe: (index: number, first: number, key: string) => string | undefined,
+): string[] {
+  const firstIndex = new Map<string, number>();
+  const problems: string[] = [];
+  items.forEach((item, i) => {
+    const k = key(item);
+    const first = firstIndex.get(k);
+    if (first === undefined) firstIndex.set(k, i);
+    else {
+      const line = describe(i, first, k);
+      if (line) problems.push(line);
+    }
+  });
+  return problems;
 }
 
 /** Validates a parsed users file; returns a copy with every default filled in. */
@@ -45,17 +92,12 @@ export function validateUsersFile(data: unknown, source: string): UsersFile {
       describeErrors(usersFileValidator.errors, copy, source),
     );
   }
-  const firstIndex = new Map<string, number>();
-  const duplicates: string[] = [];
-  copy.users.forEach((user, i) => {
-    const first = firstIndex.get(user.username);
-    if (first === undefined) firstIndex.set(user.username, i);
-    else {
-      duplicates.push(
-        `${source}: users[${i}].username: ${JSON.stringify(user.username)} is already used by users[${first}]`,
-      );
-    }
-  });
+  const duplicates = duplicatesOf(
+    copy.users,
+    (u) => u.username,
+    (i, first, name) =>
+      `${source}: users[${i}].username: ${JSON.stringify(name)} is already used by users[${first}]`,
+  );
   if (duplicates.length > 0) throw new ConfigError('SLUICE_ERR_DUPLICATE_USER', source, duplicates);
   return copy;
 }

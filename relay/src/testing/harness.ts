@@ -63,6 +63,7 @@ export async function startTestRelay(
       stateDir: join(dir, 'state'),
       usersFile: join(dir, 'users.yaml'),
       admin: { address: '127.0.0.1', port: 0 },
+      dnsbl: { enabled: false },
       ...rest,
     },
     'test config',
