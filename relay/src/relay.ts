@@ -6,12 +6,16 @@ import type { FastifyInstance } from 'fastify';
 import { startAdminServer } from './admin/server.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import type { RelayConfig, UserRecord, UsersFile } from './config/schema.ts';
+import { createDnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
+import { SharedChecks } from './policy/shared-checks.ts';
 import type { ReplyObserver } from './smtp/connection.ts';
 import { type RelayRuntime, SmtpHandlers } from './smtp/handlers.ts';
 import { SmtpListener } from './smtp/listener.ts';
 import { Spool } from './spool/spool.ts';
+import { createStateStore, type StateHealth } from './state/create-store.ts';
+import type { StateStore } from './state/store.ts';
 import { type CertificatePair, loadCertificate } from './tls/certificate.ts';
 
 export interface StartRelayOptions {
@@ -24,7 +28,7 @@ export interface StartRelayOptions {
 }
 
 /** Fields that shape sockets and directories: a change needs a restart. */
-const RESTART_FIELDS = ['listeners', 'admin', 'spoolDir', 'stateDir', 'usersFile'] as const;
+const RESTART_FIELDS = ['listeners', 'admin', 'spoolDir', 'stateDir', 'usersFile', 'state'] as const;
 
 export class Relay implements RelayRuntime {
   readonly metrics: RelayMetrics;
@@ -32,6 +36,9 @@ export class Relay implements RelayRuntime {
   readonly authenticator: Authenticator;
   readonly spool: Spool;
   readonly listeners: SmtpListener[] = [];
+  #checks?: SharedChecks;
+  #store?: StateStore;
+  #stateHealth: StateHealth = { shared: false, detail: 'not started' };
   #config: RelayConfig;
   #users = new Map<string, UserRecord>();
   #draining = false;
@@ -45,6 +52,30 @@ export class Relay implements RelayRuntime {
     this.authenticator = new Authenticator({ cacheTtlMs: options.config.auth.cacheTtlSeconds * 1000 });
     this.spool = new Spool({ dir: options.config.spoolDir, fsync: options.fsync ?? true });
     this.#setUsers(options.users);
+  }
+
+  /** DNSBL, lockout and rate-limit checks (available once started). */
+  get checks(): SharedChecks {
+    if (!this.#checks) throw new Error('relay not started');
+    return this.#checks;
+  }
+
+  #dnsblObserver(): DnsblObserver {
+    return {
+      lookup: (zone, result, tier, seconds) => {
+        this.metrics.dnsblLookupsTotal.inc({ zone, result, tier });
+        this.metrics.dnsblLookupSeconds.observe({ zone, tier }, seconds);
+      },
+      zoneDisabled: (zone) => this.metrics.dnsblZoneDisabledTotal.inc({ zone }),
+    };
+  }
+
+  #buildDnsbl(config: RelayConfig): void {
+    const store = this.#store;
+    this.checks.dnsbl =
+      config.dnsbl.enabled && store
+        ? createDnsblChecker(config.dnsbl, store, this.logger, this.#dnsblObserver())
+        : undefined;
   }
 
   static async start(options: StartRelayOptions): Promise<Relay> {
@@ -73,6 +104,18 @@ export class Relay implements RelayRuntime {
   async #start(): Promise<void> {
     const config = this.#config;
     await this.spool.init();
+    const state = await createStateStore(config.state, this.logger);
+    this.#store = state.store;
+    this.#stateHealth = state.health;
+    this.#checks = new SharedChecks({
+      store: state.store,
+      metrics: this.metrics,
+      logger: this.logger,
+      config: () => this.#config,
+    });
+    this.metrics.stateShared.set(state.health.shared ? 1 : 0);
+    state.onHealth((shared) => this.metrics.stateShared.set(shared ? 1 : 0));
+    this.#buildDnsbl(config);
     const certificate = await this.#certificate(config);
     if (certificate.selfSigned) {
       this.logger.warn(
@@ -128,6 +171,8 @@ export class Relay implements RelayRuntime {
           }),
         },
         { name: 'users', check: () => ({ ok: true, detail: `${this.#users.size} users` }) },
+        // the relay keeps serving on local state while Redis is down; the detail says so
+        { name: 'state', check: () => ({ ok: true, detail: this.#stateHealth.detail }) },
       ],
     });
     this.#admin = admin.server;
@@ -165,7 +210,9 @@ export class Relay implements RelayRuntime {
       }
     }
     const certificate = await this.#certificate(kept);
+    const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
     this.#config = kept;
+    if (dnsblChanged) this.#buildDnsbl(kept);
     this.#setUsers(users);
     for (const listener of this.listeners) listener.update(kept, certificate);
   }
@@ -175,6 +222,7 @@ export class Relay implements RelayRuntime {
     this.#draining = true;
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
     await this.#admin?.close();
+    await this.#store?.close();
     this.logger.info({ event: 'stopped' }, 'relay stopped');
   }
 }

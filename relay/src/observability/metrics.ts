@@ -16,6 +16,15 @@ export class RelayMetrics {
   readonly messageSizeBytes: Histogram;
   readonly configReloadsTotal: Counter<'result'>;
   readonly bareLineEndingsTotal: Counter<'kind'>;
+  readonly stateOperationsTotal: Counter<'op'>;
+  readonly stateErrorsTotal: Counter<'op'>;
+  readonly stateShared: Gauge;
+  readonly rateLimitHitsTotal: Counter<'scope' | 'what'>;
+  readonly authLockoutsTotal: Counter<'scope'>;
+  readonly dnsblLookupsTotal: Counter<'zone' | 'result' | 'tier'>;
+  readonly dnsblLookupSeconds: Histogram<'zone' | 'tier'>;
+  readonly dnsblZoneDisabledTotal: Counter<'zone'>;
+  readonly dnsblListedTotal: Counter<'zone' | 'action'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -77,6 +86,60 @@ export class RelayMetrics {
       name: 'sluice_smtp_bare_line_endings_total',
       help: 'Bare CR or LF line endings rewritten to CRLF (SMTP smuggling defence)',
       labelNames: ['kind'],
+      registers,
+    });
+    this.stateOperationsTotal = new Counter({
+      name: 'sluice_state_operations_total',
+      help: 'Calls to the state store (one round trip each on Redis), by operation',
+      labelNames: ['op'],
+      registers,
+    });
+    this.stateErrorsTotal = new Counter({
+      name: 'sluice_state_errors_total',
+      help: 'State store calls that failed, by operation',
+      labelNames: ['op'],
+      registers,
+    });
+    this.stateShared = new Gauge({
+      name: 'sluice_state_shared',
+      help: '1 while shared state (Redis) is in use, 0 while the relay runs on local state',
+      registers,
+    });
+    this.rateLimitHitsTotal = new Counter({
+      name: 'sluice_ratelimit_hits_total',
+      help: 'Refusals because a rate limit was reached, by scope (user, ip) and what was counted',
+      labelNames: ['scope', 'what'],
+      registers,
+    });
+    this.authLockoutsTotal = new Counter({
+      name: 'sluice_auth_lockouts_total',
+      help: 'AUTH lockouts started, by scope (user, ip)',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.dnsblLookupsTotal = new Counter({
+      name: 'sluice_dnsbl_lookups_total',
+      help: 'DNSBL lookups by zone, result (listed, clear, error, failure, skipped) and cache tier (local, shared, dns)',
+      labelNames: ['zone', 'result', 'tier'],
+      registers,
+    });
+    this.dnsblLookupSeconds = new Histogram({
+      name: 'sluice_dnsbl_lookup_duration_seconds',
+      help: 'DNSBL lookup latency by zone and cache tier',
+      labelNames: ['zone', 'tier'],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5],
+      registers,
+    });
+    this.dnsblZoneDisabledTotal = new Counter({
+      name: 'sluice_dnsbl_zone_disabled_total',
+      help: 'Times a DNSBL zone was disabled after an error answer (e.g. Spamhaus 127.255.255.254)',
+      labelNames: ['zone'],
+      registers,
+    });
+    this.dnsblListedTotal = new Counter({
+      name: 'sluice_dnsbl_listed_total',
+      help: 'Clients found listed, by zone and action (reject, tag)',
+      labelNames: ['zone', 'action'],
       registers,
     });
     // zero every reason so dashboards see the series before the first event

@@ -9,10 +9,12 @@ import type {
 } from 'smtp-server';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { RelayConfig, UserRecord } from '../config/schema.ts';
+import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
+import type { CheckOutcome, SharedChecks } from '../policy/shared-checks.ts';
 import type { Spool } from '../spool/spool.ts';
 import { receiveMessage } from './receive-message.ts';
 import { type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
@@ -25,6 +27,7 @@ export interface RelayRuntime {
   readonly spool: Spool;
   readonly metrics: RelayMetrics;
   readonly logger: Logger;
+  readonly checks: SharedChecks;
   readonly draining: boolean;
 }
 
@@ -90,6 +93,8 @@ export class SmtpHandlers {
       openedAt: Date.now(),
       log,
       counted: false,
+      slot: false,
+      tags: [],
       messages: 0,
       rejections: 0,
     };
@@ -112,8 +117,78 @@ export class SmtpHandlers {
     this.#perIp.set(clientIp, fromIp + 1);
     state.counted = true;
     this.#rt.metrics.connectionsOpen.inc({ listener: this.#listener });
-    callback();
+    this.#sharedConnectChecks(state).then(
+      () => callback(),
+      (err: Error) => callback(err),
+    );
   };
+
+  /** Cross-pod connection slot, then the DNSBL when it is checked at connect. */
+  async #sharedConnectChecks(state: ConnectionState): Promise<void> {
+    const { hostname, dnsbl } = this.#rt.config;
+    const slot = await this.#rt.checks.acquireConnection(state.clientIp, state.sessionId);
+    if (slot.kind === 'rate_limited') {
+      state.closeReason = 'too_many_connections_ip';
+      throw this.refuse(state, 'connect', 'TOO_MANY_CONNECTIONS_IP', { hostname });
+    }
+    if (slot.kind === 'unavailable')
+      throw this.refuse(state, 'connect', 'STATE_TEMPFAIL_CONNECT', { hostname });
+    state.slot = slot.kind === 'ok';
+    if (dnsbl.checkAt !== 'connect') return;
+    const refusal = this.#dnsblRefusal(state, await this.#rt.checks.dnsblVerdict(state.clientIp), 'connect');
+    if (refusal) {
+      state.closeReason = refusal.reason;
+      throw refusal;
+    }
+  }
+
+  /** Applies a DNSBL verdict: the refusal to send, or undefined to let the client on. */
+  #dnsblRefusal(
+    state: ConnectionState,
+    verdict: DnsblVerdict | undefined,
+    stage: 'connect' | 'mail',
+  ): SmtpReplyError | undefined {
+    if (!verdict) return undefined;
+    const { hostname, dnsbl } = this.#rt.config;
+    for (const hit of verdict.listed) {
+      this.#rt.metrics.dnsblListedTotal.inc({ zone: hit.zone, action: hit.action });
+      if (hit.action === 'tag') {
+        state.tags.push(`dnsbl:${hit.zone}`);
+        state.log.info({ event: 'dnsbl_tagged', zone: hit.zone, code: hit.code }, 'client listed (tag only)');
+      }
+    }
+    const reject = verdict.listed.find((h) => h.action === 'reject');
+    if (reject) {
+      const key = stage === 'connect' ? 'DNSBL_LISTED_CONNECT' : 'DNSBL_LISTED';
+      return this.refuse(
+        state,
+        stage,
+        key,
+        { message: reject.message },
+        { zone: reject.zone, code: reject.code },
+      );
+    }
+    const failed = verdict.failed[0];
+    if (failed && dnsbl.onError === 'tempfail') {
+      const key = stage === 'connect' ? 'DNSBL_TEMPFAIL_CONNECT' : 'DNSBL_TEMPFAIL';
+      return this.refuse(state, stage, key, { hostname, zone: failed.zone }, { failure: failed.reason });
+    }
+    return undefined;
+  }
+
+  /** The refusal for a shared check that did not pass, or undefined. */
+  checkRefusal(state: ConnectionState, stage: Stage, outcome: CheckOutcome): SmtpReplyError | undefined {
+    switch (outcome.kind) {
+      case 'ok':
+        return undefined;
+      case 'rate_limited':
+        return this.refuse(state, stage, 'RATE_LIMITED', outcome.vars);
+      case 'locked':
+        return this.refuse(state, stage, 'AUTH_LOCKED_OUT', { retry: outcome.retry });
+      case 'unavailable':
+        return this.refuse(state, stage, 'STATE_TEMPFAIL');
+    }
+  }
 
   onClose = (session: SMTPServerSession): void => {
     const state = this.#states.get(session.id);
@@ -126,6 +201,7 @@ export class SmtpHandlers {
       else this.#perIp.delete(state.clientIp);
       this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
     }
+    if (state.slot) void this.#rt.checks.releaseConnection(state.clientIp, state.sessionId);
     state.log.info(
       {
         event: 'connection',
@@ -148,29 +224,49 @@ export class SmtpHandlers {
   ): void => {
     const state = this.#states.get(session.id);
     const username = auth.username ?? '';
-    this.#rt.authenticator.authenticate(username, auth.password ?? '').then(
-      (outcome) => {
-        if (outcome.ok) {
-          this.#rt.metrics.authTotal.inc({ result: 'success' });
-          if (state) {
-            state.user = outcome.user;
-            state.log = state.log.child({ user: outcome.user.username });
-            state.log.info({ event: 'auth', method: auth.method, result: 'success' }, 'authenticated');
-          }
-          return callback(null, { user: outcome.user.username });
-        }
-        const suspended = outcome.reason === 'auth_suspended';
-        this.#rt.metrics.authTotal.inc({ result: suspended ? 'suspended' : 'failure' });
-        callback(
-          this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, { user: username }),
-        );
-      },
+    this.#authenticate(state, username, auth.password ?? '', auth.method).then(
+      (err) => (err ? callback(err) : callback(null, { user: username })),
       (err: unknown) => {
         (state?.log ?? this.#rt.logger).error({ event: 'auth_error', err }, 'password verification failed');
         callback(this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username }));
       },
     );
   };
+
+  /** Lockout check, password check, failure counting; the refusal or undefined on success. */
+  async #authenticate(
+    state: ConnectionState | undefined,
+    username: string,
+    password: string,
+    method: string,
+  ): Promise<SmtpReplyError | undefined> {
+    const ip = state?.clientIp ?? '';
+    const lock = await this.#rt.checks.authLocked(username, ip);
+    if (lock.kind === 'locked' || lock.kind === 'unavailable') {
+      this.#rt.metrics.authTotal.inc({ result: 'locked' });
+      return state
+        ? this.checkRefusal(state, 'auth', lock)
+        : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username });
+    }
+    const outcome = await this.#rt.authenticator.authenticate(username, password);
+    if (outcome.ok) {
+      this.#rt.metrics.authTotal.inc({ result: 'success' });
+      if (state) {
+        state.user = outcome.user;
+        state.log = state.log.child({ user: outcome.user.username });
+        state.log.info({ event: 'auth', method, result: 'success' }, 'authenticated');
+        if (this.#rt.config.dnsbl.checkAt === 'auth') {
+          state.dnsbl = this.#rt.checks.dnsblVerdict(ip);
+          state.dnsbl.catch(() => undefined);
+        }
+      }
+      return undefined;
+    }
+    const suspended = outcome.reason === 'auth_suspended';
+    this.#rt.metrics.authTotal.inc({ result: suspended ? 'suspended' : 'failure' });
+    if (!suspended) await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger);
+    return this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, { user: username });
+  }
 
   onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
     const state = this.#states.get(session.id);
@@ -187,9 +283,26 @@ export class SmtpHandlers {
         this.refuse(state, 'mail', 'SENDER_NOT_ALLOWED', { sender, user: user.username }, { sender }),
       );
     }
-    state.tx = { sender, recipients: [], dropped: 0 };
-    callback();
+    this.#mailChecks(state, user).then(
+      (allowance) => {
+        state.tx = { sender, recipients: [], dropped: 0, allowance };
+        callback();
+      },
+      (err: Error) => callback(err),
+    );
   };
+
+  /** DNSBL verdict from AUTH (checkAt: auth) and the message rate limits; the recipient allowance. */
+  async #mailChecks(state: ConnectionState, user: UserRecord): Promise<number> {
+    if (state.dnsbl) {
+      const refusal = this.#dnsblRefusal(state, await state.dnsbl, 'mail');
+      if (refusal) throw refusal;
+    }
+    const allowed = await this.#rt.checks.allowMail(user, state.clientIp);
+    const refusal = this.checkRefusal(state, 'mail', allowed.outcome);
+    if (refusal) throw refusal;
+    return allowed.recipients;
+  }
 
   onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
     const state = this.#states.get(session.id);
@@ -201,6 +314,12 @@ export class SmtpHandlers {
     if (tx.recipients.some((r) => r.toLowerCase() === rcpt.toLowerCase())) return callback();
     switch (decideRecipient(tx.recipients.length, limits)) {
       case 'accept':
+        if (tx.recipients.length >= tx.allowance && state.user) {
+          this.#rt.metrics.recipientsTotal.inc({ result: 'rejected' });
+          return callback(
+            this.checkRefusal(state, 'rcpt', this.#rt.checks.recipientLimited(state.user, state.clientIp)),
+          );
+        }
         tx.recipients.push(rcpt);
         this.#rt.metrics.recipientsTotal.inc({ result: 'accepted' });
         return callback();

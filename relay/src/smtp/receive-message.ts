@@ -99,6 +99,16 @@ export async function receiveMessage(options: {
       await writer.abort();
       throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
     }
+    const user = state.user;
+    if (user) {
+      const counted = await rt.checks.consumeRecipients(user, state.clientIp, tx.recipients.length);
+      const refusal = handlers.checkRefusal(state, 'data', counted);
+      if (refusal) {
+        await writer.abort();
+        rt.metrics.messagesTotal.inc({ result: 'tempfail', reason: refusal.reason });
+        throw refusal;
+      }
+    }
     const envelope: SpooledEnvelope = {
       version: 1,
       queueId,
@@ -113,6 +123,7 @@ export async function receiveMessage(options: {
       tls: Boolean(session.secure),
       size: writer.bytes,
       sessionId: state.sessionId,
+      tags: state.tags.length ? [...state.tags] : undefined,
     };
     try {
       await writer.commit(envelope);

@@ -1,6 +1,7 @@
 // Per-connection and per-transaction state are separate objects: a connection holds
 // many transactions, and nothing of one transaction may leak into the next.
 import type { UserRecord } from '../config/schema.ts';
+import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 
 export interface TransactionState {
@@ -9,6 +10,8 @@ export interface TransactionState {
   recipients: string[];
   /** Recipients accepted with 250 and dropped (truncate mode). */
   dropped: number;
+  /** Recipients the rate limits still allow for this message (read at MAIL FROM). */
+  allowance: number;
 }
 
 export interface ConnectionState {
@@ -19,6 +22,12 @@ export interface ConnectionState {
   log: Logger;
   /** Counted against the connection caps (released on close). */
   counted: boolean;
+  /** Holds a cross-pod connection slot in the state store (released on close). */
+  slot: boolean;
+  /** DNSBL verdict started after AUTH (checkAt: auth), enforced at MAIL FROM. */
+  dnsbl?: Promise<DnsblVerdict | undefined>;
+  /** Tags from DNSBL zones with action tag, carried into the envelope. */
+  tags: string[];
   user?: UserRecord;
   tx?: TransactionState;
   messages: number;

@@ -24,4 +24,6 @@ export interface SpooledEnvelope {
   tls: boolean;
   size: number;
   sessionId: string;
+  /** Marks from checks that only tag (e.g. dnsbl:zone for a tag-only DNSBL listing). */
+  tags?: string[] | undefined;
 }

@@ -1,0 +1,201 @@
+// The checks that need shared state or DNS: DNSBL, AUTH lockout, rate limits and
+// cross-pod connection slots. Each returns a decision for the SMTP handlers (which turn
+// it into a reply) and counts what it did; none of them knows about sockets.
+import type { RelayConfig, UserRecord } from '../config/schema.ts';
+import type { DnsblVerdict } from '../dnsbl/checker.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { RelayMetrics } from '../observability/metrics.ts';
+import { type StateStore, StateUnavailableError } from '../state/store.ts';
+import { mailRules, recipientRules, type ScopedRule, waitText, windowName } from './rate-rules.ts';
+
+export type CheckOutcome =
+  | { kind: 'ok' }
+  | { kind: 'rate_limited'; vars: Record<string, string | number> }
+  | { kind: 'locked'; retry: string }
+  | { kind: 'unavailable' };
+
+export interface MailAllowance {
+  outcome: CheckOutcome;
+  /** Recipients this message may still have under every recipient limit. */
+  recipients: number;
+}
+
+export interface DnsblSource {
+  check(ip: string): Promise<DnsblVerdict>;
+}
+
+const lockKeys = (user: string, ip: string) => [`lock:auth:user:${user}`, `lock:auth:ip:${ip}`];
+
+export class SharedChecks {
+  readonly #store: StateStore;
+  readonly #metrics: RelayMetrics;
+  readonly #logger: Logger;
+  readonly #config: () => RelayConfig;
+  readonly #now: () => number;
+  #dnsbl: DnsblSource | undefined;
+
+  constructor(options: {
+    store: StateStore;
+    dnsbl?: DnsblSource;
+    metrics: RelayMetrics;
+    logger: Logger;
+    config: () => RelayConfig;
+    now?: () => number;
+  }) {
+    this.#store = options.store;
+    this.#dnsbl = options.dnsbl;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger;
+    this.#config = options.config;
+    this.#now = options.now ?? Date.now;
+  }
+
+  set dnsbl(source: DnsblSource | undefined) {
+    this.#dnsbl = source;
+  }
+
+  /** Counts a store call by operation, so benchmarks can report round trips per message. */
+  async #call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    this.#metrics.stateOperationsTotal.inc({ op });
+    try {
+      return await fn();
+    } catch (err: unknown) {
+      this.#metrics.stateErrorsTotal.inc({ op });
+      throw err;
+    }
+  }
+
+  /** The DNSBL verdict, or undefined when DNSBL checks are off. */
+  async dnsblVerdict(ip: string): Promise<DnsblVerdict | undefined> {
+    if (!this.#config().dnsbl.enabled || !this.#dnsbl) return undefined;
+    return this.#dnsbl.check(ip);
+  }
+
+  async acquireConnection(ip: string, sessionId: string): Promise<CheckOutcome> {
+    const config = this.#config();
+    const limit = config.rateLimits.concurrentConnectionsPerIp;
+    const ttl = (config.limits.sessionTimeoutSeconds + 60) * 1000;
+    try {
+      const ok = await this.#call('acquire_slot', () =>
+        this.#store.acquireSlot(`conn:ip:${ip}`, sessionId, limit, ttl, this.#now()),
+      );
+      if (ok) return { kind: 'ok' };
+      this.#metrics.rateLimitHitsTotal.inc({ scope: 'ip', what: 'connections' });
+      return {
+        kind: 'rate_limited',
+        vars: { limit, what: 'connections', window: 'moment', scope: 'IP address', retry: 'a moment' },
+      };
+    } catch (err: unknown) {
+      return this.#unavailable(err);
+    }
+  }
+
+  async releaseConnection(ip: string, sessionId: string): Promise<void> {
+    await this.#call('release_slot', () => this.#store.releaseSlot(`conn:ip:${ip}`, sessionId)).catch(
+      () => undefined, // the slot expires by itself
+    );
+  }
+
+  async authLocked(username: string, ip: string): Promise<CheckOutcome> {
+    try {
+      const left = await this.#call('lock_check', () => this.#store.lockRemaining(lockKeys(username, ip)));
+      const wait = Math.max(...left);
+      return wait > 0 ? { kind: 'locked', retry: waitText(wait) } : { kind: 'ok' };
+    } catch (err: unknown) {
+      return this.#unavailable(err);
+    }
+  }
+
+  async recordAuthFailure(username: string, ip: string, log: Logger): Promise<void> {
+    const l = this.#config().authLockout;
+    const [userLock, ipLock] = lockKeys(username, ip) as [string, string];
+    const common = { windowMs: l.windowSeconds * 1000, cooldownMs: l.cooldownSeconds * 1000 };
+    try {
+      const locked = await this.#call('auth_failure', () =>
+        this.#store.recordFailure(
+          [
+            {
+              counterKey: `fail:auth:user:${username}`,
+              lockKey: userLock,
+              threshold: l.maxFailuresPerUser,
+              ...common,
+            },
+            { counterKey: `fail:auth:ip:${ip}`, lockKey: ipLock, threshold: l.maxFailuresPerIp, ...common },
+          ],
+          this.#now(),
+        ),
+      );
+      (['user', 'ip'] as const).forEach((scope, i) => {
+        if (!locked[i]) return;
+        this.#metrics.authLockoutsTotal.inc({ scope });
+        log.warn(
+          { event: 'auth_lockout', scope, user: username, cooldownSeconds: l.cooldownSeconds },
+          `AUTH locked for this ${scope}`,
+        );
+      });
+    } catch (err: unknown) {
+      this.#unavailable(err);
+    }
+  }
+
+  /** At MAIL FROM: one message against every message limit, and the recipient allowance. */
+  async allowMail(user: UserRecord, ip: string): Promise<MailAllowance> {
+    const rules = mailRules(this.#config(), user, ip);
+    if (rules.length === 0) return { outcome: { kind: 'ok' }, recipients: Number.POSITIVE_INFINITY };
+    try {
+      const decision = await this.#call('consume', () => this.#store.consume(rules, this.#now()));
+      const recipients = Math.min(
+        Number.POSITIVE_INFINITY,
+        ...rules.flatMap((r, i) => (r.limitSpec.what === 'recipients' ? [decision.remaining[i] ?? 0] : [])),
+      );
+      if (decision.allowed) return { outcome: { kind: 'ok' }, recipients };
+      return { outcome: this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs), recipients: 0 };
+    } catch (err: unknown) {
+      return { outcome: this.#unavailable(err), recipients: 0 };
+    }
+  }
+
+  /** At end of DATA: the message's recipients against every recipient limit. */
+  async consumeRecipients(user: UserRecord, ip: string, count: number): Promise<CheckOutcome> {
+    const rules = recipientRules(this.#config(), user, ip, count);
+    if (rules.length === 0) return { kind: 'ok' };
+    try {
+      const decision = await this.#call('consume', () => this.#store.consume(rules, this.#now()));
+      return decision.allowed
+        ? { kind: 'ok' }
+        : this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs);
+    } catch (err: unknown) {
+      return this.#unavailable(err);
+    }
+  }
+
+  /** The RCPT past a recipient allowance read at MAIL FROM. */
+  recipientLimited(user: UserRecord, ip: string): CheckOutcome {
+    const rules = mailRules(this.#config(), user, ip);
+    const index = rules.findIndex((r) => r.limitSpec.what === 'recipients');
+    return this.#limited(rules, Math.max(0, index), 0);
+  }
+
+  #limited(rules: readonly ScopedRule[], index: number, retryAfterMs: number): CheckOutcome {
+    const rule = rules[index];
+    if (!rule) return { kind: 'ok' };
+    this.#metrics.rateLimitHitsTotal.inc({ scope: rule.scope, what: rule.limitSpec.what });
+    return {
+      kind: 'rate_limited',
+      vars: {
+        limit: rule.limit,
+        what: rule.limitSpec.what,
+        window: windowName(rule.limitSpec.windowSeconds),
+        scope: rule.scope === 'user' ? 'account' : 'IP address',
+        retry: retryAfterMs > 0 ? waitText(retryAfterMs) : 'a while',
+      },
+    };
+  }
+
+  #unavailable(err: unknown): CheckOutcome {
+    if (err instanceof StateUnavailableError) return { kind: 'unavailable' };
+    // a store that fails in another way: say so once per call site and let mail through
+    this.#logger.error({ event: 'state_error', err }, 'shared state call failed');
+    return { kind: 'ok' };
+  }
+}

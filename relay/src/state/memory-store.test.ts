@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MemoryStore } from './memory-store.ts';
+import { storeContract, waitFor } from './store.contract.ts';
+
+storeContract('memory', async () => {
+  let now = 1_000_000;
+  const store = new MemoryStore({ clock: () => now });
+  return {
+    store,
+    advance: (ms) => {
+      now += ms;
+    },
+    cleanup: () => store.close(),
+  };
+});
+
+describe('MemoryStore memory bounds', () => {
+  it('sweeps expired entries of every kind', async () => {
+    let now = 1_000_000;
+    const store = new MemoryStore({ clock: () => now });
+    try {
+      for (let i = 0; i < 100; i++) {
+        await store.setCache(`cache:${i}`, 'v', 100);
+        await store.consume([{ key: `rate:${i}`, cost: 1, limit: 10, windowMs: 50 }], now);
+        await store.acquireSlot(`conn:${i}`, 's', 1, 100, now);
+        await store.recordFailure(
+          [{ counterKey: `fail:${i}`, lockKey: `lock:${i}`, threshold: 1, windowMs: 50, cooldownMs: 100 }],
+          now,
+        );
+      }
+      assert.equal(store.size, 500);
+      now += 100;
+      store.sweep();
+      assert.equal(store.size, 0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('sweeps on its own timer', async () => {
+    let now = 1_000_000;
+    const store = new MemoryStore({ clock: () => now, sweepIntervalMs: 5 });
+    try {
+      await store.setCache('a', 'v', 100);
+      await store.setCache('b', 'v', 10_000);
+      now += 100;
+      await waitFor(async () => store.size === 1, 'the sweep');
+      assert.equal(await store.getCache('b'), 'v');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('evicts the oldest entries beyond the size cap', async () => {
+    const store = new MemoryStore({ maxEntries: 10 });
+    try {
+      for (let i = 0; i < 25; i++) await store.setCache(`k${i}`, String(i), 60_000);
+      assert.equal(store.size, 10);
+      assert.equal(await store.getCache('k14'), null);
+      assert.equal(await store.getCache('k15'), '15');
+      assert.equal(await store.getCache('k24'), '24');
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { type RedisServerHandle, startRedisServer } from '../testing/redis-server.ts';
+import { createRedisClient, type RedisClient, type RedisClientConfig, RedisStore } from './redis-store.ts';
+import { storeContract } from './store.contract.ts';
+
+const T = 28_333_334 * 60_000;
+let server: RedisServerHandle;
+
+before(async () => {
+  server = await startRedisServer();
+});
+after(async () => {
+  await server?.stop();
+});
+
+function config(nodes: string[], extra: Partial<RedisClientConfig> = {}): RedisClientConfig {
+  return { mode: 'standalone', nodes, tls: false, db: 0, commandTimeoutMs: 2000, ...extra };
+}
+
+async function ready<C extends RedisClient>(client: C): Promise<C> {
+  if (client.status !== 'ready') await once(client, 'ready', { signal: AbortSignal.timeout(10_000) });
+  return client;
+}
+
+/** A relay pod's view: its own client and store on the shared server. */
+async function pod(namespace: string): Promise<RedisStore> {
+  return new RedisStore({ client: await ready(createRedisClient(config(server.nodes))), namespace });
+}
+
+/** A plain client for looking at what the store wrote. */
+async function inspector(): Promise<Redis> {
+  return (await ready(createRedisClient(config(server.nodes)))) as Redis;
+}
+
+async function scan(client: Redis, match: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await client.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
+storeContract('redis', async () => {
+  const store = await pod(`test-${randomUUID()}`);
+  return { store, cleanup: () => store.close() };
+});
+
+describe('RedisStore', () => {
+  it('gives every key it writes a TTL', async () => {
+    const ns = `ttl-${randomUUID()}`;
+    const store = await pod(ns);
+    const look = await inspector();
+    try {
+      await store.consume([{ key: 'rate:user:a', cost: 2, limit: 10, windowMs: 60_000 }], T);
+      await store.consume([{ key: 'rate:user:a', cost: 1, limit: 10, windowMs: 60_000 }], T + 61_000);
+      await store.consume([{ key: 'rate:user:b', cost: 0, limit: 10, windowMs: 60_000 }], T);
+      const rule = {
+        counterKey: 'authfail:a',
+        lockKey: 'lock:a',
+        threshold: 2,
+        windowMs: 60_000,
+        cooldownMs: 30_000,
+      };
+      await store.recordFailure([rule], T);
+      await store.recordFailure([rule], T);
+      await store.acquireSlot('conn:ip:a', 's1', 5, 60_000, T);
+      await store.acquireSlot('conn:ip:a', 's2', 5, 60_000, T);
+      await store.releaseSlot('conn:ip:a', 's1');
+      await store.setCache('dnsbl:a', 'none', 60_000);
+      const keys = await scan(look, `sluice:{${ns}}:*`);
+      // Two rate buckets, one failure bucket, the lock, the slot set, the cache entry.
+      assert.equal(keys.length, 6, keys.join(' '));
+      for (const key of keys) {
+        const pttl = await look.pttl(key);
+        assert.ok(pttl > 0 && pttl <= 120_000, `${key} has PTTL ${pttl}`);
+      }
+    } finally {
+      await store.close();
+      await look.quit();
+    }
+  });
+
+  it('puts every key under sluice:{namespace}:', async () => {
+    const ns = `prefix-${randomUUID()}`;
+    const marker = randomUUID();
+    const store = await pod(ns);
+    const look = await inspector();
+    try {
+      await store.consume([{ key: `rate:${marker}`, cost: 1, limit: 10, windowMs: 60_000 }], T);
+      await store.recordFailure(
+        [
+          {
+            counterKey: `fail:${marker}`,
+            lockKey: `lock:${marker}`,
+            threshold: 1,
+            windowMs: 60_000,
+            cooldownMs: 1000,
+          },
+        ],
+        T,
+      );
+      await store.acquireSlot(`conn:${marker}`, 's', 1, 60_000, T);
+      await store.setCache(`cache:${marker}`, 'v', 60_000);
+      const keys = await scan(look, `*${marker}*`);
+      assert.equal(keys.length, 5, keys.join(' '));
+      for (const key of keys) assert.ok(key.startsWith(`sluice:{${ns}}:`), key);
+      assert.equal(await look.get(`sluice:{${ns}}:cache:${marker}`), 'v');
+    } finally {
+      await store.close();
+      await look.quit();
+    }
+  });
+
+  it('shares one limit between two pods (two clients)', async () => {
+    const ns = `pods-${randomUUID()}`;
+    const [a, b] = [await pod(ns), await pod(ns)];
+    const rule = { key: 'rate:user:shared', cost: 1, limit: 10, windowMs: 60_000 };
+    try {
+      for (let i = 0; i < 6; i++) assert.equal((await a.consume([rule], T)).allowed, true);
+      for (let i = 0; i < 4; i++) assert.equal((await b.consume([rule], T)).allowed, true);
+      assert.equal((await a.consume([rule], T)).allowed, false);
+      assert.equal((await b.consume([rule], T)).allowed, false);
+      assert.equal(await a.acquireSlot('conn:ip:x', 'pod-a-1', 1, 60_000, T), true);
+      assert.equal(await b.acquireSlot('conn:ip:x', 'pod-b-1', 1, 60_000, T), false);
+      await b.setCache('dnsbl:x', 'listed', 60_000);
+      assert.equal(await a.getCache('dnsbl:x'), 'listed');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('never admits more than the limit under concurrent calls from two pods', async () => {
+    const ns = `race-${randomUUID()}`;
+    const [a, b] = [await pod(ns), await pod(ns)];
+    const rule = { key: 'rate:user:race', cost: 1, limit: 30, windowMs: 60_000 };
+    try {
+      const calls = Array.from({ length: 80 }, (_, i) => (i % 2 ? a : b).consume([rule], T));
+      const admitted = (await Promise.all(calls)).filter((d) => d.allowed).length;
+      assert.equal(admitted, 30);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('keeps working after the server forgets its scripts (EVALSHA falls back to EVAL)', async () => {
+    const store = await pod(`noscript-${randomUUID()}`);
+    const look = await inspector();
+    const rule = { key: 'rate:user:n', cost: 1, limit: 2, windowMs: 60_000 };
+    try {
+      assert.equal((await store.consume([rule], T)).allowed, true);
+      await look.script('FLUSH');
+      assert.equal((await store.consume([rule], T)).allowed, true);
+      assert.equal((await store.consume([rule], T)).allowed, false);
+    } finally {
+      await store.close();
+      await look.quit();
+    }
+  });
+
+  it('refuses a namespace that would break the cluster hash tag', async () => {
+    const client = await inspector();
+    try {
+      assert.throws(() => new RedisStore({ client, namespace: 'a}b' }), {
+        code: 'SLUICE_ERR_CONFIG_INVALID',
+      });
+    } finally {
+      await client.quit();
+    }
+  });
+});
+
+describe('createRedisClient in cluster mode', () => {
+  let cluster: RedisServerHandle;
+  before(async () => {
+    // A one-node cluster still refuses multi-key scripts across slots (CROSSSLOT).
+    // Announce the address, or CLUSTER SLOTS names the node with an empty host.
+    cluster = await startRedisServer({
+      args: ['--cluster-enabled', 'yes', '--cluster-announce-ip', '127.0.0.1'],
+    });
+    const admin = await ready(createRedisClient(config(cluster.nodes)) as Redis);
+    try {
+      await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+      const deadline = Date.now() + 10_000;
+      while (!String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) assert.fail('cluster did not become ok');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      await admin.quit();
+    }
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('runs multi-key scripts: the namespace hash tag keeps keys in one slot', async () => {
+    const client = createRedisClient(config(cluster.nodes, { mode: 'cluster' }));
+    const store = new RedisStore({ client, namespace: 'acme/relay' });
+    try {
+      await ready(client);
+      const rules = [
+        { key: 'rate:user:a:messages', cost: 1, limit: 2, windowMs: 60_000 },
+        { key: 'rate:ip:192.0.2.1:messages', cost: 1, limit: 5, windowMs: 3_600_000 },
+      ];
+      assert.deepEqual((await store.consume(rules, T)).remaining, [1, 4]);
+      assert.deepEqual((await store.consume(rules, T)).remaining, [0, 3]);
+      assert.equal((await store.consume(rules, T)).blockedBy, 0);
+      const failure = { counterKey: 'f', lockKey: 'l', threshold: 1, windowMs: 60_000, cooldownMs: 60_000 };
+      assert.deepEqual(
+        await store.recordFailure([failure, { ...failure, counterKey: 'g', lockKey: 'm' }], T),
+        [true, true],
+      );
+      assert.equal((await store.lockRemaining(['l', 'm', 'n'])).filter((ms) => ms > 0).length, 2);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses a database other than 0', () => {
+    assert.throws(() => createRedisClient(config(cluster.nodes, { mode: 'cluster', db: 1 })), {
+      code: 'SLUICE_ERR_CONFIG_INVALID',
+    });
+  });
+});

@@ -1,0 +1,311 @@
+// The shared state store on Redis: every relay pod of a policy sees the same counters,
+// locks and slots. Each operation is one round trip: one Lua script (EVALSHA, EVAL on
+// NOSCRIPT) that checks and updates atomically and sets the TTL of every key it writes,
+// so a crash can never leave a key behind without one. Keys are `sluice:{namespace}:key`;
+// the hash tag puts one policy's keys in one Cluster slot, so multi-key scripts work.
+// Time comes from the caller (`now`), never from the Redis server, so tests inject it;
+// only TTLs run on the server's clock.
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { SluiceError } from '../errors.ts';
+import { bucketAt, bucketKey, rateDecision, type WindowCounts } from './memory-store.ts';
+import type { FailureRule, RateDecision, RateRule, StateStore } from './store.ts';
+
+// KEYS: per rule the current and previous bucket. ARGV: per rule cost, limit, window,
+// elapsed, bucket TTL. Returns the first blocked rule (0-based, -1 for none), then per
+// rule the current and previous counts read before any update.
+const CONSUME = `
+local n = #KEYS / 2
+local out = { -1 }
+for i = 1, n do
+  local a = (i - 1) * 5
+  local cost, limit = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local window, elapsed = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  local curr = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local prev = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  out[2 * i] = curr
+  out[2 * i + 1] = prev
+  if out[1] < 0 and prev * (window - elapsed) / window + curr + cost > limit then out[1] = i - 1 end
+end
+if out[1] < 0 then
+  for i = 1, n do
+    local a = (i - 1) * 5
+    if tonumber(ARGV[a + 1]) > 0 then
+      redis.call('INCRBY', KEYS[2 * i - 1], ARGV[a + 1])
+      redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[a + 5])
+    end
+  end
+end
+return out
+`;
+
+// KEYS: per rule current bucket, previous bucket, lock. ARGV: per rule threshold,
+// window, elapsed, bucket TTL, cooldown. Returns per rule 1 when the lock is set.
+const RECORD_FAILURE = `
+local out = {}
+for i = 1, #KEYS / 3 do
+  local k, a = (i - 1) * 3, (i - 1) * 5
+  local threshold, window, elapsed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local curr = redis.call('INCRBY', KEYS[k + 1], 1)
+  redis.call('PEXPIRE', KEYS[k + 1], ARGV[a + 4])
+  local prev = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
+  if prev * (window - elapsed) / window + curr >= threshold then
+    redis.call('SET', KEYS[k + 3], '1', 'PX', ARGV[a + 5], 'NX')
+  end
+  out[i] = redis.call('EXISTS', KEYS[k + 3])
+end
+return out
+`;
+
+const LOCK_REMAINING = `
+local out = {}
+for i = 1, #KEYS do
+  out[i] = math.max(0, redis.call('PTTL', KEYS[i]))
+end
+return out
+`;
+
+// KEYS: the slot set. ARGV: slotId, limit, now, expiry of the slot. Members are scored
+// by expiry; the set lives as long as its longest-lived member.
+const ACQUIRE_SLOT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local taken = 0
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+  taken = 1
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+if last then
+  redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil(tonumber(last) - tonumber(ARGV[3]))))
+end
+return taken
+`;
+
+type Arg = string | number;
+
+/** The commands defineCommand adds; the key count comes first because it varies per call. */
+interface ScriptCommands {
+  sluiceConsume(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceRecordFailure(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceLockRemaining(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceAcquireSlot(numKeys: number, ...args: Arg[]): Promise<unknown>;
+}
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisStoreOptions {
+  client: RedisClient;
+  /** Usually the RelayPolicy's namespace/name; no braces (it is the Cluster hash tag). */
+  namespace: string;
+}
+
+export class RedisStore implements StateStore {
+  readonly kind = 'redis';
+  readonly #client: RedisClient;
+  readonly #scripts: ScriptCommands;
+  readonly #prefix: string;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: RedisStoreOptions) {
+    if (/[{}]/.test(options.namespace) || options.namespace === '') {
+      throw new SluiceError(
+        'SLUICE_ERR_CONFIG_INVALID',
+        `state namespace ${JSON.stringify(options.namespace)} is empty or has braces`,
+      );
+    }
+    this.#client = options.client;
+    this.#prefix = `sluice:{${options.namespace}}:`;
+    const c = options.client;
+    c.defineCommand('sluiceConsume', { lua: CONSUME });
+    c.defineCommand('sluiceRecordFailure', { lua: RECORD_FAILURE });
+    c.defineCommand('sluiceLockRemaining', { lua: LOCK_REMAINING, readOnly: true });
+    c.defineCommand('sluiceAcquireSlot', { lua: ACQUIRE_SLOT });
+    this.#scripts = c as unknown as ScriptCommands;
+  }
+
+  /** The Redis key for a store key. */
+  key(key: string): string {
+    return this.#prefix + key;
+  }
+
+  async consume(rules: readonly RateRule[], now: number): Promise<RateDecision> {
+    if (rules.length === 0) return { allowed: true, retryAfterMs: 0, remaining: [] };
+    const keys: string[] = [];
+    const args: Arg[] = [];
+    const elapsed: number[] = [];
+    for (const r of rules) {
+      const bucket = bucketAt(now, r.windowMs);
+      keys.push(
+        this.#bucket(r.key, r.windowMs, bucket.index),
+        this.#bucket(r.key, r.windowMs, bucket.index - 1),
+      );
+      args.push(r.cost, r.limit, r.windowMs, bucket.elapsed, 2 * r.windowMs);
+      elapsed.push(bucket.elapsed);
+    }
+    const reply = integers(await this.#scripts.sluiceConsume(keys.length, ...keys, ...args), 1 + keys.length);
+    const counts = rules.map(
+      (_, i): WindowCounts => ({ curr: reply[1 + 2 * i]!, prev: reply[2 + 2 * i]!, elapsed: elapsed[i]! }),
+    );
+    return rateDecision(rules, counts, reply[0]!);
+  }
+
+  async recordFailure(rules: readonly FailureRule[], now: number): Promise<boolean[]> {
+    if (rules.length === 0) return [];
+    const keys: string[] = [];
+    const args: Arg[] = [];
+    for (const r of rules) {
+      const bucket = bucketAt(now, r.windowMs);
+      keys.push(
+        this.#bucket(r.counterKey, r.windowMs, bucket.index),
+        this.#bucket(r.counterKey, r.windowMs, bucket.index - 1),
+        this.key(r.lockKey),
+      );
+      args.push(r.threshold, r.windowMs, bucket.elapsed, 2 * r.windowMs, ttl(r.cooldownMs));
+    }
+    const reply = await this.#scripts.sluiceRecordFailure(keys.length, ...keys, ...args);
+    return integers(reply, rules.length).map((locked) => locked === 1);
+  }
+
+  async lockRemaining(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const reply = await this.#scripts.sluiceLockRemaining(keys.length, ...keys.map((k) => this.key(k)));
+    return integers(reply, keys.length);
+  }
+
+  async acquireSlot(
+    key: string,
+    slotId: string,
+    limit: number,
+    ttlMs: number,
+    now: number,
+  ): Promise<boolean> {
+    const reply = await this.#scripts.sluiceAcquireSlot(1, this.key(key), slotId, limit, now, now + ttlMs);
+    return reply === 1;
+  }
+
+  async releaseSlot(key: string, slotId: string): Promise<void> {
+    await this.#client.zrem(this.key(key), slotId);
+  }
+
+  async getCache(key: string): Promise<string | null> {
+    return this.#client.get(this.key(key));
+  }
+
+  async setCache(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.#client.set(this.key(key), value, 'PX', ttl(ttlMs));
+  }
+
+  /** Quits the client; later calls wait for the same. */
+  close(): Promise<void> {
+    this.#closed ??= this.#quit();
+    return this.#closed;
+  }
+
+  async #quit(): Promise<void> {
+    // QUIT needs a live connection (the offline queue is off); otherwise just drop it.
+    if (this.#client.status === 'ready') {
+      await this.#client.quit().catch(() => this.#client.disconnect());
+    } else {
+      this.#client.disconnect();
+    }
+  }
+
+  #bucket(key: string, windowMs: number, index: number): string {
+    return this.key(bucketKey(key, windowMs, index));
+  }
+}
+
+export interface RedisClientConfig {
+  mode: 'standalone' | 'sentinel' | 'cluster';
+  /** host:port of the server, the sentinels, or the cluster seed nodes. */
+  nodes: string[];
+  sentinelName?: string;
+  username?: string;
+  password?: string;
+  tls: boolean;
+  db: number;
+  commandTimeoutMs: number;
+}
+
+/** Reconnect delay: exponential from 50 ms, capped at 5 s, and it never gives up. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(50 * 2 ** Math.max(0, attempt - 1), 5000);
+}
+
+/**
+ * An ioredis client for the configured topology. Commands fail fast while the
+ * connection is down (no offline queue) so the relay can fall back instead of waiting.
+ */
+export function createRedisClient(config: RedisClientConfig): RedisClient {
+  const [first] = config.nodes;
+  if (first === undefined) throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', 'redis: no nodes given');
+  const connection = {
+    username: config.username,
+    password: config.password,
+    tls: config.tls ? {} : undefined,
+    commandTimeout: config.commandTimeoutMs,
+    maxRetriesPerRequest: 1,
+    // After a failover the old master answers READONLY: reconnect to find the new one.
+    // Branching on the reply's error code (its first word), which is Redis protocol.
+    reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
+  };
+  const resilience = { enableOfflineQueue: false, lazyConnect: false };
+  switch (config.mode) {
+    case 'standalone':
+      return new Redis({
+        ...parseNode(first, 6379),
+        ...connection,
+        ...resilience,
+        db: config.db,
+        retryStrategy: reconnectDelay,
+      });
+    case 'sentinel': {
+      if (config.sentinelName === undefined) {
+        throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', 'redis: sentinel mode needs sentinelName');
+      }
+      const options: RedisOptions = {
+        sentinels: config.nodes.map((n) => parseNode(n, 26379)),
+        name: config.sentinelName,
+        ...connection,
+        ...resilience,
+        db: config.db,
+        retryStrategy: reconnectDelay,
+        sentinelRetryStrategy: reconnectDelay,
+        // One switch for both hops: the sentinels and the master they name.
+        enableTLSForSentinelMode: config.tls,
+        sentinelTLS: config.tls ? {} : undefined,
+      };
+      return new Redis(options);
+    }
+    case 'cluster':
+      if (config.db !== 0)
+        throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', 'redis: cluster mode has only db 0');
+      return new Cluster(
+        config.nodes.map((n) => parseNode(n, 6379)),
+        { ...resilience, clusterRetryStrategy: reconnectDelay, redisOptions: connection },
+      );
+  }
+}
+
+/** "host:port" (the config schema's form) into ioredis's { host, port }. */
+function parseNode(node: string, defaultPort: number): { host: string; port: number } {
+  const colon = node.lastIndexOf(':');
+  if (colon < 0) return { host: node, port: defaultPort };
+  const port = Number(node.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', `redis: bad node address ${JSON.stringify(node)}`);
+  }
+  return { host: node.slice(0, colon), port };
+}
+
+/** A script reply as `length` integers; anything else means a bug, not an outage. */
+function integers(reply: unknown, length: number): number[] {
+  if (!Array.isArray(reply) || reply.length !== length || !reply.every((v) => Number.isInteger(v))) {
+    throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+  }
+  return reply as number[];
+}
+
+/** TTLs are whole milliseconds, at least 1 (Redis refuses PX 0). */
+function ttl(ms: number): number {
+  return Math.max(1, Math.ceil(ms));
+}

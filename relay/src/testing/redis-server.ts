@@ -1,0 +1,173 @@
+// A real redis-server for tests, on 127.0.0.1 and a free port, with no persistence.
+// It can be stopped, killed (to play an outage) and restarted on the same port.
+// Every test that starts one stops it in `after`; an exit hook kills any left over.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const REDIS_SERVER = '/usr/bin/redis-server';
+const START_DEADLINE_MS = 10_000;
+
+export interface RedisServerHandle {
+  port: number;
+  /** The address list a Redis config takes. */
+  nodes: string[];
+  /** SIGTERM, and wait for the process to exit. */
+  stop(): Promise<void>;
+  /** SIGKILL (an outage), and wait for the process to exit. */
+  kill(): Promise<void>;
+  /** Starts again on the same port, with an empty data set. */
+  restart(): Promise<void>;
+  /** SIGSTOP: connections stay open but nothing answers (a hung server). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+}
+
+export interface RedisServerOptions {
+  /** Extra command-line arguments, e.g. ['--cluster-enabled', 'yes']. */
+  args?: string[];
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-'));
+  let child: ChildProcess | undefined;
+  let port = 0;
+  let lastError: unknown;
+  // A port found free can be taken before redis binds it: try a few.
+  for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
+    port = await freePort();
+    try {
+      child = await launch(port, dir, options.args ?? []);
+    } catch (err: unknown) {
+      lastError = err;
+    }
+  }
+  if (child === undefined) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error('redis-server did not start', { cause: lastError });
+  }
+  let current: ChildProcess = child;
+  const end = async (signal: NodeJS.Signals) => {
+    await terminate(current, signal);
+    await rm(dir, { recursive: true, force: true });
+  };
+  return {
+    port,
+    nodes: [`127.0.0.1:${port}`],
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
+    pause: () => current.kill('SIGSTOP'),
+    resume: () => current.kill('SIGCONT'),
+    async restart() {
+      await terminate(current, 'SIGKILL');
+      const deadline = Date.now() + START_DEADLINE_MS;
+      for (;;) {
+        try {
+          await mkdir(dir, { recursive: true });
+          current = await launch(port, dir, options.args ?? []);
+          return;
+        } catch (err: unknown) {
+          if (Date.now() > deadline) throw err;
+        }
+      }
+    },
+  };
+}
+
+/** Spawns redis-server and resolves once it answers PING; rejects if it exits first. */
+async function launch(port: number, dir: string, extra: string[]): Promise<ChildProcess> {
+  const child = spawn(
+    REDIS_SERVER,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--protected-mode',
+      'no',
+      '--dir',
+      dir,
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output = (output + chunk.toString('utf8')).slice(-4000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
+
+  const exited = new Promise<never>((_, reject) => {
+    child.once('exit', (code, signal) =>
+      reject(new Error(`redis-server exited (${code ?? signal}) on port ${port}: ${output}`)),
+    );
+    child.once('error', reject);
+  });
+  exited.catch(() => {}); // only observed while starting
+  const deadline = Date.now() + START_DEADLINE_MS;
+  try {
+    while (!(await Promise.race([ping(port), exited]))) {
+      if (Date.now() > deadline)
+        throw new Error(`redis-server on port ${port} did not answer PING: ${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } catch (err: unknown) {
+    await terminate(child, 'SIGKILL');
+    throw err;
+  }
+  return child;
+}
+
+/** Sends the signal and waits until the process has exited. */
+async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  if (signal !== 'SIGKILL') child.kill('SIGCONT'); // a paused server acts on SIGTERM only once running
+  await exited;
+}
+
+/** True when something on the port answers +PONG. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}
+
+/** A port that was free a moment ago: listen on port 0, read it back, close. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address !== null && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
