@@ -6,7 +6,7 @@ NODE_BIN := $(CURDIR)/node_modules/.bin/node
 TEST_FILES = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run check lint format typecheck generate test test-unit hash-password clean
+.PHONY: help install run check lint format typecheck generate test test-unit bench hash-password clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test-unit: install ## Run the unit and integration tests (node:test)
 	node --test --test-concurrency=2 --test-timeout=120000 $(TEST_FILES)
 
 test: check test-unit ## Everything CI runs: checks, then all tests
+
+bench: install ## Benchmarks (not part of make test); reports go to bench/results/
+	node bench/shared-state.bench.ts
 
 clean: ## Remove the local spool and generated state
 	rm -rf var
