@@ -314,6 +314,112 @@ export const StateSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const HostPort = Type.Integer({ minimum: 1, maximum: 65535 });
+
+export const RetrySchema = Type.Object(
+  {
+    minBackoffSeconds: Type.Integer({
+      minimum: 1,
+      default: 300,
+      description: 'Wait before the first retry; doubles after each attempt (Postfix minimal_backoff_time)',
+    }),
+    maxBackoffSeconds: Type.Integer({
+      minimum: 1,
+      default: 3600,
+      description: 'Longest wait between attempts (Postfix maximal_backoff_time)',
+    }),
+    queueLifetimeSeconds: Type.Integer({
+      minimum: 60,
+      default: 5 * 86400,
+      description: 'A recipient still deferred after this long is bounced (Postfix maximal_queue_lifetime)',
+    }),
+    delayWarningSeconds: Type.Integer({
+      minimum: 0,
+      default: 4 * 3600,
+      description: 'Send the sender one delay notice after this long; 0 sends none',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const SmarthostSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1, description: 'Smarthost name or address' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 587 }),
+    tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
+      default: 'starttls',
+      description: 'starttls upgrades (required), implicit connects with TLS, none never encrypts',
+    }),
+    username: Type.Optional(Type.String({ minLength: 1 })),
+    passwordFile: Type.Optional(Type.String({ minLength: 1, description: 'File holding the AUTH password' })),
+    rejectUnauthorized: Type.Boolean({ default: true, description: "Verify the smarthost's certificate" }),
+  },
+  { additionalProperties: false },
+);
+
+export const DeliverySchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('direct'), Type.Literal('smarthost')], {
+      default: 'direct',
+      description: 'direct looks up each domain\'s MX; smarthost hands every message to one relay',
+    }),
+    smarthost: Type.Optional(SmarthostSchema),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 25, description: 'Port of MX hosts (direct mode)' }),
+    resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
+      default: [],
+      description: 'DNS servers for MX lookups (ip, ip:port); empty uses the system resolver',
+    }),
+    allowLocalAddresses: Type.Boolean({
+      default: false,
+      description: 'Deliver to MX hosts on loopback or private addresses (off: such MX records are skipped)',
+    }),
+    requireTls: Type.Boolean({
+      default: false,
+      description: 'Defer instead of sending in clear text when an MX does not offer STARTTLS',
+    }),
+    heloName: Type.Optional(Type.String({ minLength: 1, description: 'Name in EHLO; default hostname' })),
+    connectTimeoutSeconds: Type.Integer({ minimum: 1, default: 30 }),
+    maxConnections: Type.Integer({ minimum: 1, default: 100, description: 'Outgoing SMTP connections per relay' }),
+    maxConnectionsPerDomain: Type.Integer({
+      minimum: 1,
+      default: 10,
+      description: 'Outgoing SMTP connections per destination domain per relay',
+    }),
+    messagesPerConnection: Type.Integer({
+      minimum: 1,
+      default: 100,
+      description: 'Messages sent over one connection before it is closed',
+    }),
+    retry: Type.Object(RetrySchema.properties, { additionalProperties: false, default: {} }),
+  },
+  { additionalProperties: false },
+);
+
+export const DrainSchema = Type.Object(
+  {
+    deadlineSeconds: Type.Integer({
+      minimum: 0,
+      default: 60,
+      description: 'On shutdown, keep delivering this long before handing the queue on (or leaving it)',
+    }),
+    handoff: Type.Optional(
+      Type.Object(
+        {
+          host: Type.String({ minLength: 1, description: 'The relay Service to hand queued mail to' }),
+          port: HostPort,
+          tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
+            default: 'starttls',
+          }),
+          username: Type.String({ minLength: 1, description: 'Internal credential for the handoff' }),
+          passwordFile: Type.String({ minLength: 1 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const TlsSchema = Type.Object(
   {
     certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain' })),
@@ -366,6 +472,25 @@ export const RelayConfigSchema = Type.Object(
       default: {},
       description: 'DNS blocklist checks of the client IP',
     }),
+    delivery: Type.Object(DeliverySchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Delivery from the queue: direct to MX or through a smarthost',
+    }),
+    drain: Type.Object(DrainSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'What a stopping relay does with its queue',
+    }),
+    spool: Type.Object(
+      {
+        groupCommit: Type.Boolean({
+          default: true,
+          description: 'Concurrent messages share directory fsyncs (durability is the same either way)',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'Spool tuning' },
+    ),
     state: Type.Object(StateSchema.properties, {
       additionalProperties: false,
       default: {},
@@ -380,6 +505,9 @@ export const RelayConfigSchema = Type.Object(
       {
         address: Type.String({ default: '0.0.0.0' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 9587 }),
+        tokenFile: Type.Optional(
+          Type.String({ minLength: 1, description: 'Bearer token for the queue API; without it the API is off' }),
+        ),
       },
       { additionalProperties: false, default: {}, description: 'Health and metrics HTTP server' },
     ),

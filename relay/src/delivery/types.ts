@@ -1,0 +1,35 @@
+// The seam between the queue and the transports that send mail onward.
+
+/** One connection's worth of work: a message to some recipients of one destination. */
+export interface DeliveryJob {
+  queueId: string;
+  /** Envelope sender ('' for a bounce). */
+  sender: string;
+  /** Recipients, all of one domain (direct mode) or any (smarthost mode). */
+  recipients: string[];
+  /** The destination domain (direct mode) or the smarthost name. */
+  domain: string;
+  /** The message body in the spool: CRLF line endings, not dot-stuffed. */
+  bodyPath: string;
+  size: number;
+}
+
+export type RecipientOutcome = 'delivered' | 'deferred' | 'bounced';
+
+export interface RecipientResult {
+  address: string;
+  outcome: RecipientOutcome;
+  /** The answer as the sender should read it: "250 2.0.0 Ok", "550 5.1.1 no such user", or a local error. */
+  response: string;
+  /** RFC 3463 status: from the reply's enhanced code, else derived from the reply code. */
+  status: string;
+  /** The host that answered (MX or smarthost name), when one did. */
+  remoteHost?: string;
+}
+
+export interface Transport {
+  /** Sends the job; resolves with one result per recipient, never rejects. */
+  deliver(job: DeliveryJob): Promise<RecipientResult[]>;
+  /** Closes pooled connections. */
+  close(): Promise<void>;
+}
