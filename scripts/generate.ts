@@ -1,11 +1,19 @@
-// `make generate`: rewrites the generated parts of the repository from their sources.
+// `make generate`: rewrites the generated parts of the repository from their sources:
+// the README reference tables and the CRDs.
 import { readFile, writeFile } from 'node:fs/promises';
+import { renderCrds } from '../operator/src/api/render.ts';
 import { renderReadme } from '../relay/src/docs/reference.ts';
 
-const readmePath = new URL('../README.md', import.meta.url);
-const readme = await readFile(readmePath, 'utf8');
-const next = renderReadme(readme);
-if (next !== readme) {
-  await writeFile(readmePath, next);
-  process.stdout.write('README.md updated\n');
+async function update(url: URL, render: (current: string) => string): Promise<void> {
+  const current = await readFile(url, 'utf8').catch(() => '');
+  const next = render(current);
+  if (next !== current) {
+    await writeFile(url, next);
+    process.stdout.write(`${url.pathname.split('/').slice(-2).join('/')} updated\n`);
+  }
+}
+
+await update(new URL('../README.md', import.meta.url), renderReadme);
+for (const [file, text] of Object.entries(renderCrds())) {
+  await update(new URL(`../crds/${file}`, import.meta.url), () => text);
 }

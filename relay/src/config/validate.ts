@@ -53,6 +53,14 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
   if (copy.state.backend === 'redis' && !copy.state.redis) {
     problems.push(`${source}: state.redis: required field missing (state.backend is redis)`);
   }
+  if (copy.delivery.mode === 'smarthost' && !copy.delivery.smarthost) {
+    problems.push(`${source}: delivery.smarthost: required field missing (delivery.mode is smarthost)`);
+  }
+  if (copy.delivery.retry.minBackoffSeconds > copy.delivery.retry.maxBackoffSeconds) {
+    problems.push(
+      `${source}: delivery.retry.minBackoffSeconds: got ${copy.delivery.retry.minBackoffSeconds}, expected at most delivery.retry.maxBackoffSeconds (${copy.delivery.retry.maxBackoffSeconds})`,
+    );
+  }
   if (copy.dnsbl.minTtlSeconds > copy.dnsbl.maxTtlSeconds) {
     problems.push(
       `${source}: dnsbl.minTtlSeconds: got ${copy.dnsbl.minTtlSeconds}, expected at most dnsbl.maxTtlSeconds (${copy.dnsbl.maxTtlSeconds})`,

@@ -25,6 +25,13 @@ export class RelayMetrics {
   readonly dnsblLookupSeconds: Histogram<'zone' | 'tier'>;
   readonly dnsblZoneDisabledTotal: Counter<'zone'>;
   readonly dnsblListedTotal: Counter<'zone' | 'action'>;
+  readonly queueMessages: Gauge;
+  readonly queueOldestAgeSeconds: Gauge;
+  readonly deliveryAttemptsTotal: Counter<'result'>;
+  readonly deliveryDurationSeconds: Histogram<'result'>;
+  readonly deliveryRetriesTotal: Counter;
+  readonly dsnTotal: Counter<'action'>;
+  readonly handoffTotal: Counter<'result'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -140,6 +147,46 @@ export class RelayMetrics {
       name: 'sluice_dnsbl_listed_total',
       help: 'Clients found listed, by zone and action (reject, tag)',
       labelNames: ['zone', 'action'],
+      registers,
+    });
+    this.queueMessages = new Gauge({
+      name: 'sluice_queue_messages',
+      help: 'Messages in the queue (spool) of this relay',
+      registers,
+    });
+    this.queueOldestAgeSeconds = new Gauge({
+      name: 'sluice_queue_oldest_message_age_seconds',
+      help: 'Age of the oldest message in the queue (0 when empty)',
+      registers,
+    });
+    this.deliveryAttemptsTotal = new Counter({
+      name: 'sluice_delivery_attempts_total',
+      help: 'Delivery attempts per recipient by result (delivered, deferred, bounced)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.deliveryDurationSeconds = new Histogram({
+      name: 'sluice_delivery_duration_seconds',
+      help: 'Time of one delivery attempt (one connection transaction), by result',
+      labelNames: ['result'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.deliveryRetriesTotal = new Counter({
+      name: 'sluice_delivery_retries_total',
+      help: 'Messages rescheduled for another attempt',
+      registers,
+    });
+    this.dsnTotal = new Counter({
+      name: 'sluice_delivery_dsn_total',
+      help: 'Delivery status notifications generated, by action (failed = bounce, delayed = warning)',
+      labelNames: ['action'],
+      registers,
+    });
+    this.handoffTotal = new Counter({
+      name: 'sluice_drain_handoff_total',
+      help: 'Messages handed to a peer relay on shutdown, by result (handed_off, kept)',
+      labelNames: ['result'],
       registers,
     });
     // zero every reason so dashboards see the series before the first event

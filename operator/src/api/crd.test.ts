@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { Type } from '@sinclair/typebox';
+import { relayPolicyCrd, structural } from './crd.ts';
+import { renderCrds } from './render.ts';
+
+type Json = Record<string, unknown>;
+
+/** Every schema node must be typed or preserve unknown fields; no forbidden keywords. */
+function assertStructural(node: Json, path: string): void {
+  for (const banned of ['additionalProperties', 'uniqueItems', 'anyOf', 'const', '$id']) {
+    if (banned === 'additionalProperties' && typeof node[banned] === 'object') continue;
+    assert.ok(!(banned in node), `${path} has ${banned}`);
+  }
+  assert.ok(node.type || node['x-kubernetes-preserve-unknown-fields'], `${path} has no type`);
+  for (const [k, v] of Object.entries((node.properties as Record<string, Json>) ?? {}))
+    assertStructural(v, `${path}.${k}`);
+  if (node.items) assertStructural(node.items as Json, `${path}[]`);
+  if (typeof node.additionalProperties === 'object')
+    assertStructural(node.additionalProperties as Json, `${path}{}`);
+}
+
+describe('CRD generation', () => {
+  it('turns unions of literals into enums and unique lists into sets', () => {
+    const s = structural(
+      Type.Object(
+        {
+          mode: Type.Union([Type.Literal('a'), Type.Literal('b')], { default: 'a' }),
+          tags: Type.Array(Type.String(), { uniqueItems: true }),
+        },
+        { additionalProperties: false },
+      ),
+    );
+    assert.deepEqual(s.properties, {
+      mode: { type: 'string', enum: ['a', 'b'], default: 'a' },
+      tags: { type: 'array', items: { type: 'string' }, 'x-kubernetes-list-type': 'set' },
+    });
+  });
+
+  it('produces structural schemas with CEL rules, a scale subresource and printer columns', () => {
+    const crd = relayPolicyCrd() as { spec: { versions: Json[] } };
+    const version = crd.spec.versions[0] as Json;
+    const schema = (version.schema as Json).openAPIV3Schema as Json;
+    assertStructural(schema, 'RelayPolicy');
+    const spec = (schema.properties as Record<string, Json>).spec as Json;
+    const autoscaling = (spec.properties as Record<string, Json>).autoscaling as Json;
+    assert.deepEqual(autoscaling['x-kubernetes-validations'], [
+      { rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' },
+    ]);
+    assert.deepEqual((version.subresources as Json).scale, {
+      specReplicasPath: '.spec.replicas',
+      statusReplicasPath: '.status.replicas',
+      labelSelectorPath: '.status.selector',
+    });
+    const limits = (spec.properties as Record<string, Json>).limits as Json;
+    const maxRecipients = (limits.properties as Record<string, Json>).maxRecipients as Json;
+    assert.equal(maxRecipients.default, 30, 'the relay schema default reaches the CRD');
+  });
+
+  it('matches the files in crds/ (run `make generate` if not)', async () => {
+    for (const [file, text] of Object.entries(renderCrds())) {
+      const onDisk = await readFile(new URL(`../../../crds/${file}`, import.meta.url), 'utf8').catch(
+        () => '',
+      );
+      assert.equal(onDisk, text, `crds/${file} is stale`);
+    }
+  });
+});

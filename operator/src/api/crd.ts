@@ -1,0 +1,170 @@
+// Turns the TypeBox schemas into CustomResourceDefinitions. Kubernetes wants a
+// structural OpenAPI v3 subset: no additionalProperties: false (pruning does that job),
+// no uniqueItems (x-kubernetes-list-type: set instead), enums instead of anyOf of
+// constants, no $id, and every node typed.
+import type { TSchema } from '@sinclair/typebox';
+import {
+  GROUP,
+  RelayPolicySpecSchema,
+  RelayPolicyStatusSchema,
+  SmtpUserSpecSchema,
+  SmtpUserStatusSchema,
+  VERSION,
+} from './schema.ts';
+
+type Json = Record<string, unknown>;
+
+const DROP = new Set(['$id', 'additionalProperties', 'uniqueItems', 'anyOf', 'const']);
+
+/** The structural OpenAPI form of a TypeBox schema. */
+export function structural(schema: TSchema): Json {
+  const out: Json = {};
+  const literals = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const);
+  if (literals && literals.every((v) => v !== undefined)) {
+    out.type = typeof literals[0] === 'number' ? 'integer' : 'string';
+    out.enum = literals;
+  } else if (schema.anyOf) {
+    throw new Error(`unsupported anyOf in CRD schema: ${JSON.stringify(schema).slice(0, 120)}`);
+  }
+  for (const [key, value] of Object.entries(schema)) {
+    if (DROP.has(key)) continue;
+    if (key === 'properties') {
+      out.properties = Object.fromEntries(
+        Object.entries(value as Record<string, TSchema>).map(([k, v]) => [k, structural(v)]),
+      );
+    } else if (key === 'items') {
+      out.items = structural(value as TSchema);
+    } else if (key === 'patternProperties') {
+      // Type.Record(String, X): a map
+      const [inner] = Object.values(value as Record<string, TSchema>);
+      if (inner) out.additionalProperties = structural(inner);
+    } else {
+      out[key] = value;
+    }
+  }
+  if (schema.uniqueItems && (schema.items as TSchema | undefined)?.type !== 'object') {
+    out['x-kubernetes-list-type'] = 'set';
+  }
+  if (schema.type === 'object' && !out.properties && !out.additionalProperties) {
+    out['x-kubernetes-preserve-unknown-fields'] = true;
+  }
+  return out;
+}
+
+interface CrdOptions {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  spec: TSchema;
+  status: TSchema;
+  description: string;
+  columns: Array<{ name: string; type: string; jsonPath: string; description?: string; priority?: number }>;
+  scale?: boolean;
+}
+
+function crd(o: CrdOptions): Json {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${o.plural}.${GROUP}`, labels: { 'app.kubernetes.io/part-of': 'sluice' } },
+    spec: {
+      group: GROUP,
+      scope: 'Namespaced',
+      names: {
+        kind: o.kind,
+        listKind: `${o.kind}List`,
+        plural: o.plural,
+        singular: o.singular,
+        shortNames: o.shortNames,
+        categories: ['sluice'],
+      },
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: o.description,
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: structural(o.spec),
+                status: structural(o.status),
+              },
+            },
+          },
+          subresources: {
+            status: {},
+            ...(o.scale
+              ? {
+                  scale: {
+                    specReplicasPath: '.spec.replicas',
+                    statusReplicasPath: '.status.replicas',
+                    labelSelectorPath: '.status.selector',
+                  },
+                }
+              : {}),
+          },
+          additionalPrinterColumns: [
+            ...o.columns,
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+const ready = { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' };
+const reason = {
+  name: 'Reason',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+  priority: 1,
+};
+
+export function relayPolicyCrd(): Json {
+  return crd({
+    kind: 'RelayPolicy',
+    plural: 'relaypolicies',
+    singular: 'relaypolicy',
+    shortNames: ['rp'],
+    spec: RelayPolicySpecSchema,
+    status: RelayPolicyStatusSchema,
+    description:
+      'A cluster of Sluice SMTP relay pods and the rules they enforce: listeners, limits, DNS blocklists, blocked attachments, rate limits and delivery.',
+    scale: true,
+    columns: [
+      { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
+      { name: 'Ready-Pods', type: 'integer', jsonPath: '.status.readyReplicas' },
+      { name: 'Users', type: 'integer', jsonPath: '.status.userCount' },
+      ready,
+      reason,
+      { name: 'Hostname', type: 'string', jsonPath: '.spec.hostname', priority: 1 },
+    ],
+  });
+}
+
+export function smtpUserCrd(): Json {
+  return crd({
+    kind: 'SmtpUser',
+    plural: 'smtpusers',
+    singular: 'smtpuser',
+    shortNames: ['su'],
+    spec: SmtpUserSpecSchema,
+    status: SmtpUserStatusSchema,
+    description: 'A customer account that may relay mail through the RelayPolicy it names.',
+    columns: [
+      { name: 'Username', type: 'string', jsonPath: '.spec.username' },
+      { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name' },
+      { name: 'Suspended', type: 'boolean', jsonPath: '.spec.suspended' },
+      ready,
+      reason,
+    ],
+  });
+}

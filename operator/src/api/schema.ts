@@ -1,0 +1,283 @@
+// The sluice.dev/v1alpha1 API: RelayPolicy and SmtpUser. The policy parts of a
+// RelayPolicy are the relay's own config schemas, imported from the relay package, so
+// what kubectl accepts, what the operator writes and what the relay validates are one
+// schema. The CRD YAML in crds/ is generated from this file (`make generate`).
+import { type TSchema, Type } from '@sinclair/typebox';
+import {
+  AttachmentsSchema,
+  AuthLockoutSchema,
+  AuthSchema,
+  DeliverySchema,
+  DnsblSchema,
+  LimitsSchema,
+  ListenerSchema,
+  RateLimitSchema,
+  RateLimitsSchema,
+  RetrySchema,
+  SmarthostSchema,
+} from '@sluice/relay/config-schema';
+
+export const GROUP = 'sluice.dev';
+export const VERSION = 'v1alpha1';
+
+/** Extra keywords for the CRD (CEL rules, list types); ajv never sees these schemas. */
+function cel(schema: TSchema, rules: Array<{ rule: string; message: string }>): TSchema {
+  return { ...schema, 'x-kubernetes-validations': rules };
+}
+
+const Quantity = Type.String({
+  pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$',
+  description: 'A Kubernetes quantity such as 500m, 256Mi or 10Gi',
+});
+
+const SecretKeyRef = (what: string, defaultKey: string) =>
+  Type.Object(
+    {
+      name: Type.String({ minLength: 1, maxLength: 253, description: `Secret holding the ${what}` }),
+      key: Type.String({ minLength: 1, default: defaultKey, description: 'Key in the Secret' }),
+    },
+    { additionalProperties: false, description: `Secret key holding the ${what}` },
+  );
+
+const Conditions = Type.Array(
+  Type.Object({
+    type: Type.String({ description: 'Ready, Progressing or Degraded' }),
+    status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')]),
+    reason: Type.String({ description: 'CamelCase reason' }),
+    message: Type.String({ description: 'What happened, for a human' }),
+    lastTransitionTime: Type.String({ format: 'date-time' }),
+    observedGeneration: Type.Optional(Type.Integer()),
+  }),
+  { description: 'Current state, as Kubernetes conditions' },
+);
+
+const Autoscaling = cel(
+  Type.Object(
+    {
+      enabled: Type.Boolean({ default: false, description: 'Create a HorizontalPodAutoscaler' }),
+      minReplicas: Type.Integer({ minimum: 1, default: 2 }),
+      maxReplicas: Type.Integer({ minimum: 1, default: 10 }),
+      targetCPUUtilizationPercentage: Type.Integer({ minimum: 1, maximum: 100, default: 70 }),
+    },
+    { additionalProperties: false, default: {}, description: 'Horizontal autoscaling on CPU' },
+  ),
+  [{ rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' }],
+);
+
+const { smarthost: _smarthost, ...deliveryProperties } = DeliverySchema.properties;
+const { username: _u, passwordFile: _p, ...smarthostProperties } = SmarthostSchema.properties;
+
+const Delivery = cel(
+  Type.Object(
+    {
+      ...deliveryProperties,
+      smarthost: Type.Optional(
+        Type.Object(
+          {
+            ...smarthostProperties,
+            credentialsSecretRef: Type.Optional(
+              Type.Object(
+                {
+                  name: Type.String({ minLength: 1, description: 'Secret with the smarthost credentials' }),
+                  usernameKey: Type.String({ default: 'username' }),
+                  passwordKey: Type.String({ default: 'password' }),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          },
+          {
+            additionalProperties: false,
+            description: 'The relay every message is handed to (smarthost mode)',
+          },
+        ),
+      ),
+      retry: cel(Type.Object(RetrySchema.properties, { additionalProperties: false, default: {} }), [
+        {
+          rule: 'self.minBackoffSeconds <= self.maxBackoffSeconds',
+          message: 'minBackoffSeconds must not exceed maxBackoffSeconds',
+        },
+      ]),
+    },
+    {
+      additionalProperties: false,
+      default: {},
+      description: 'Delivery: direct to MX or through a smarthost',
+    },
+  ),
+  [
+    {
+      rule: "self.mode != 'smarthost' || has(self.smarthost)",
+      message: 'smarthost mode needs delivery.smarthost',
+    },
+  ],
+);
+
+export const RelayPolicySpecSchema = Type.Object(
+  {
+    replicas: Type.Integer({
+      minimum: 0,
+      maximum: 1000,
+      default: 2,
+      description: 'Relay pods (without autoscaling)',
+    }),
+    autoscaling: Autoscaling,
+    image: Type.String({
+      minLength: 1,
+      default: 'ghcr.io/sluice-dev/relay:0.1.0',
+      description: 'Relay image',
+    }),
+    imagePullPolicy: Type.Union(
+      [Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')],
+      {
+        default: 'IfNotPresent',
+      },
+    ),
+    resources: Type.Object(
+      {
+        requests: Type.Object(
+          { cpu: Type.Optional(Quantity), memory: Type.Optional(Quantity) },
+          { default: {} },
+        ),
+        limits: Type.Object(
+          { cpu: Type.Optional(Quantity), memory: Type.Optional(Quantity) },
+          { default: {} },
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Relay container resources' },
+    ),
+    nodeSelector: Type.Optional(
+      Type.Record(Type.String(), Type.String(), { description: 'Pod node selector' }),
+    ),
+    tolerations: Type.Optional(
+      Type.Array(Type.Object({}, { 'x-kubernetes-preserve-unknown-fields': true }), {
+        description: 'Pod tolerations (core/v1 Toleration)',
+      }),
+    ),
+    hostname: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      description: 'Name in the SMTP greeting and Received headers',
+    }),
+    listeners: Type.Array(ListenerSchema, {
+      minItems: 1,
+      default: [
+        { name: 'submission', port: 587, tls: 'starttls' },
+        { name: 'smtps', port: 465, tls: 'implicit' },
+      ],
+      description: 'SMTP listeners',
+    }),
+    tlsSecretName: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'kubernetes.io/tls Secret with the certificate; self-signed if absent',
+      }),
+    ),
+    service: Type.Object(
+      {
+        type: Type.Union(
+          [Type.Literal('ClusterIP'), Type.Literal('NodePort'), Type.Literal('LoadBalancer')],
+          {
+            default: 'LoadBalancer',
+          },
+        ),
+        externalTrafficPolicy: Type.Union([Type.Literal('Local'), Type.Literal('Cluster')], {
+          default: 'Local',
+          description: 'Local keeps the client IP (use PROXY protocol listeners otherwise)',
+        }),
+        annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+      },
+      { additionalProperties: false, default: {}, description: 'The SMTP Service' },
+    ),
+    limits: Type.Object(LimitsSchema.properties, { additionalProperties: false, default: {} }),
+    auth: Type.Object(AuthSchema.properties, { additionalProperties: false, default: {} }),
+    attachments: Type.Object(AttachmentsSchema.properties, { additionalProperties: false, default: {} }),
+    rateLimits: Type.Object(RateLimitsSchema.properties, { additionalProperties: false, default: {} }),
+    authLockout: Type.Object(AuthLockoutSchema.properties, { additionalProperties: false, default: {} }),
+    dnsbl: cel(Type.Object(DnsblSchema.properties, { additionalProperties: false, default: {} }), [
+      {
+        rule: 'self.minTtlSeconds <= self.maxTtlSeconds',
+        message: 'minTtlSeconds must not exceed maxTtlSeconds',
+      },
+    ]),
+    delivery: Delivery,
+    redis: Type.Optional(
+      Type.Object(
+        {
+          mode: Type.Union([Type.Literal('standalone'), Type.Literal('sentinel'), Type.Literal('cluster')], {
+            default: 'standalone',
+          }),
+          nodes: Type.Array(Type.String({ pattern: '^[^\\s:]+:[0-9]{1,5}$' }), { minItems: 1 }),
+          sentinelName: Type.Optional(Type.String({ minLength: 1 })),
+          passwordSecretRef: Type.Optional(SecretKeyRef('Redis password', 'password')),
+          tls: Type.Boolean({ default: false }),
+          db: Type.Integer({ minimum: 0, default: 0 }),
+          onDown: Type.Union([Type.Literal('local'), Type.Literal('tempfail')], { default: 'local' }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Shared state for rate limits, lockouts and the DNSBL cache; without it each pod counts alone',
+        },
+      ),
+    ),
+    spool: Type.Object(
+      {
+        size: Type.String({ default: '10Gi', description: 'Spool volume per pod' }),
+        storageClassName: Type.Optional(Type.String()),
+      },
+      { additionalProperties: false, default: {}, description: 'The durable queue volume of each pod' },
+    ),
+    drainDeadlineSeconds: Type.Integer({
+      minimum: 0,
+      default: 60,
+      description: 'A stopping pod delivers this long, then hands its queue to the other pods',
+    }),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const RelayPolicyStatusSchema = Type.Object({
+  observedGeneration: Type.Optional(Type.Integer()),
+  conditions: Type.Optional(Conditions),
+  replicas: Type.Optional(Type.Integer({ description: 'Pods the StatefulSet has' })),
+  readyReplicas: Type.Optional(Type.Integer({ description: 'Pods ready to take mail' })),
+  userCount: Type.Optional(Type.Integer({ description: 'SmtpUsers that reference this policy' })),
+  selector: Type.Optional(Type.String({ description: 'Label selector of the pods (scale subresource)' })),
+});
+
+export const SmtpUserSpecSchema = Type.Object(
+  {
+    username: Type.String({
+      minLength: 1,
+      maxLength: 256,
+      pattern: '^[^\\s:]+$',
+      description: 'SMTP AUTH username',
+    }),
+    policyRef: Type.Object(
+      { name: Type.String({ minLength: 1, maxLength: 253, description: 'RelayPolicy in this namespace' }) },
+      { additionalProperties: false },
+    ),
+    passwordSecretRef: SecretKeyRef('password (plain, or a scrypt/argon2id/bcrypt hash)', 'password'),
+    allowedSenders: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 320, pattern: '^[^\\s<>]+$' }), {
+        description: 'MAIL FROM addresses (user@example.com) or domains (@example.com); absent allows any',
+      }),
+    ),
+    rateLimits: Type.Optional(
+      Type.Array(RateLimitSchema, { description: "Replaces the policy's perUser limits" }),
+    ),
+    suspended: Type.Boolean({ default: false, description: 'A suspended user cannot authenticate' }),
+  },
+  { additionalProperties: false },
+);
+
+export const SmtpUserStatusSchema = Type.Object({
+  observedGeneration: Type.Optional(Type.Integer()),
+  conditions: Type.Optional(Conditions),
+  usage: Type.Optional(Type.Object({}, { 'x-kubernetes-preserve-unknown-fields': true })),
+});

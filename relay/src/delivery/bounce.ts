@@ -1,0 +1,51 @@
+// Writes delivery status notifications into the spool as messages of their own: null
+// reverse-path (so they are never bounced in turn), addressed to the original sender,
+// delivered like any other message.
+import type { DsnRequest } from '../queue/delivery-manager.ts';
+import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { newQueueId } from '../spool/queue-id.ts';
+import type { Spool } from '../spool/spool.ts';
+import { buildDsn, readHeaderBlock } from './dsn.ts';
+
+export function createDsnEnqueuer(options: {
+  spool: Spool;
+  hostname: () => string;
+  now?: () => number;
+}): (request: DsnRequest) => Promise<void> {
+  const now = options.now ?? Date.now;
+  return async (request) => {
+    const { envelope } = request;
+    // never a bounce for a bounce
+    if (envelope.sender === '' || envelope.dsn || request.recipients.length === 0) return;
+    const queueId = newQueueId(now());
+    const host = options.hostname();
+    const message = buildDsn({
+      reportingMta: host,
+      envelope,
+      recipients: request.recipients,
+      action: request.action,
+      originalHeaders: await readHeaderBlock(request.bodyPath),
+      now: new Date(now()),
+      messageId: `<${queueId}.dsn@${host}>`,
+    });
+    const writer = options.spool.createWriter(queueId);
+    writer.end(message);
+    const dsnEnvelope: SpooledEnvelope = {
+      version: 1,
+      queueId,
+      receivedAt: new Date(now()).toISOString(),
+      sender: '',
+      recipients: [{ address: envelope.sender, state: 'pending' }],
+      droppedRecipients: 0,
+      user: '',
+      clientIp: '',
+      clientHelo: '',
+      listener: 'dsn',
+      tls: false,
+      size: message.length,
+      sessionId: envelope.sessionId,
+      dsn: true,
+    };
+    await writer.commit(dsnEnvelope);
+  };
+}

@@ -1,0 +1,89 @@
+// Drain: a relay that stops hands what is still queued to a peer relay (the policy's
+// relay Service) over SMTP with an internal credential, and removes each message only
+// after the peer acknowledged it with 250. Whatever cannot be handed on stays in the
+// spool and is delivered when this pod starts again: nothing is dropped.
+import { createReadStream } from 'node:fs';
+import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import type { RelayConfig } from '../config/schema.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { SpooledEnvelope } from '../spool/envelope.ts';
+
+export type HandoffConfig = NonNullable<RelayConfig['drain']['handoff']>;
+
+export interface HandoffQueue {
+  get(queueId: string): SpooledEnvelope | undefined;
+  remove(queueId: string): Promise<boolean>;
+  bodyPath(queueId: string): string;
+}
+
+function call<T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T | undefined> {
+  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+export async function handOff(options: {
+  ids: readonly string[];
+  queue: HandoffQueue;
+  config: HandoffConfig;
+  password: string;
+  hostname: string;
+  logger: Logger;
+}): Promise<{ handedOff: string[]; kept: string[] }> {
+  const { config, queue, logger } = options;
+  const handedOff: string[] = [];
+  const kept: string[] = [];
+  const connection = new SMTPConnection({
+    host: config.host,
+    port: config.port,
+    secure: config.tls === 'implicit',
+    requireTLS: config.tls === 'starttls',
+    ignoreTLS: config.tls === 'none',
+    // an in-cluster peer with the policy's own certificate, reached by Service name
+    tls: { rejectUnauthorized: false },
+    name: options.hostname,
+    connectionTimeout: 10_000,
+  });
+  connection.on('error', () => undefined);
+  try {
+    await call<void>((cb) => connection.connect(cb));
+    await call<unknown>((cb) => connection.login({ user: config.username, pass: options.password }, cb));
+  } catch (err: unknown) {
+    logger.error({ event: 'handoff_failed', peer: config.host, err: String(err) }, 'cannot reach the handoff peer');
+    connection.close();
+    return { handedOff, kept: [...options.ids] };
+  }
+  for (const queueId of options.ids) {
+    const envelope = queue.get(queueId);
+    const recipients = (envelope?.recipients ?? [])
+      .filter((r) => r.state === 'pending' || r.state === 'deferred')
+      .map((r) => r.address);
+    if (!envelope || recipients.length === 0) continue;
+    try {
+      const info = await call<SMTPConnection.SentMessageInfo>((cb) =>
+        connection.send(
+          { from: envelope.sender, to: recipients },
+          createReadStream(queue.bodyPath(queueId)),
+          cb,
+        ),
+      );
+      if (!info || info.rejected.length > 0) throw new Error(`peer refused ${info?.rejected.join(', ')}`);
+      await queue.remove(queueId);
+      handedOff.push(queueId);
+      logger.info(
+        { event: 'handed_off', queueId, peer: config.host, recipients: recipients.length, response: info.response },
+        'message handed to peer relay',
+      );
+      await call<unknown>((cb) => connection.reset(cb));
+    } catch (err: unknown) {
+      kept.push(queueId);
+      logger.warn({ event: 'handoff_kept', queueId, err: String(err) }, 'message stays in the spool');
+      try {
+        await call<unknown>((cb) => connection.reset(cb));
+      } catch {
+        break;
+      }
+    }
+  }
+  for (const id of options.ids) if (!handedOff.includes(id) && !kept.includes(id)) kept.push(id);
+  connection.quit();
+  return { handedOff, kept };
+}
