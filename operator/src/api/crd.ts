@@ -42,6 +42,13 @@ export function structural(schema: TSchema): Json {
       out[key] = value;
     }
   }
+  // a defaulted field is filled in before validation, so it is not required of the user
+  if (Array.isArray(out.required) && schema.properties) {
+    const props = schema.properties as Record<string, TSchema>;
+    const required = (out.required as string[]).filter((k) => props[k]?.default === undefined);
+    if (required.length > 0) out.required = required;
+    else delete out.required;
+  }
   if (schema.uniqueItems && (schema.items as TSchema | undefined)?.type !== 'object') {
     out['x-kubernetes-list-type'] = 'set';
   }
