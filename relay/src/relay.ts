@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { startAdminServer } from './admin/server.ts';
 import { Authenticator } from './auth/authenticator.ts';
-import type { RelayConfig, UserRecord, UsersFile } from './config/schema.ts';
+import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
 import { createDnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
@@ -27,8 +27,6 @@ export interface StartRelayOptions {
   defaultMetrics?: boolean;
 }
 
-/** Fields that shape sockets and directories: a change needs a restart. */
-const RESTART_FIELDS = ['listeners', 'admin', 'spoolDir', 'stateDir', 'usersFile', 'state'] as const;
 
 export class Relay implements RelayRuntime {
   readonly metrics: RelayMetrics;

@@ -21,7 +21,7 @@ export const GROUP = 'sluice.dev';
 export const VERSION = 'v1alpha1';
 
 /** Extra keywords for the CRD (CEL rules, list types); ajv never sees these schemas. */
-function cel(schema: TSchema, rules: Array<{ rule: string; message: string }>): TSchema {
+function cel<T extends TSchema>(schema: T, rules: Array<{ rule: string; message: string }>): T {
   return { ...schema, 'x-kubernetes-validations': rules };
 }
 

@@ -561,3 +561,10 @@ export const UsersFileSchema = Type.Object(
 );
 export type UserRecord = Static<typeof UserSchema>;
 export type UsersFile = Static<typeof UsersFileSchema>;
+
+/**
+ * Config fields that shape sockets, directories and connections: the relay applies a
+ * change to them only after a restart (everything else is reloaded in place). The
+ * operator hashes these into the pod template, so such a change rolls the pods.
+ */
+export const RESTART_FIELDS = ['listeners', 'admin', 'spoolDir', 'stateDir', 'usersFile', 'state'] as const;

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { verifyPassword } from '@sluice/relay/password';
+import { parse } from 'yaml';
+import { relayPolicy, smtpUser } from '../api/defaults.ts';
+import { buildRelayConfig, restartHash } from './relay-config.ts';
+import { buildUsersFile } from './users.ts';
+import { horizontalPodAutoscaler, smtpService, statefulSet } from './workload.ts';
+
+const meta = { name: 'mail', namespace: 'prod', uid: 'uid-1', generation: 3 };
+const policy = relayPolicy(meta, { hostname: 'relay.example.net' });
+
+describe('relay config from a RelayPolicy', () => {
+  it('is valid for the relay and carries the policy defaults', () => {
+    const config = buildRelayConfig(policy);
+    assert.equal(config.limits.maxRecipients, 30);
+    assert.equal(config.limits.maxMessageBytes, 30 * 1024 * 1024);
+    assert.deepEqual(
+      config.listeners.map((l) => [l.name, l.port, l.tls]),
+      [
+        ['submission', 587, 'starttls'],
+        ['smtps', 465, 'implicit'],
+      ],
+    );
+    assert.equal(config.state.backend, 'memory');
+    assert.equal(config.state.namespace, 'prod:mail');
+    assert.equal(config.usersFile, '/etc/sluice/users/users.yaml');
+    assert.equal(config.drain.handoff?.host, 'mail-smtp.prod.svc');
+  });
+
+  it('uses Redis with a mounted password when the policy names one', () => {
+    const p = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      redis: {
+        mode: 'standalone',
+        nodes: ['redis:6379'],
+        passwordSecretRef: { name: 'redis', key: 'pw' },
+        tls: false,
+        db: 0,
+        onDown: 'local',
+      },
+    });
+    const config = buildRelayConfig(p);
+    assert.equal(config.state.backend, 'redis');
+    assert.equal(config.state.redis?.passwordFile, '/etc/sluice/redis/password');
+    const sts = statefulSet(p, 'h');
+    const volume = sts.spec?.template.spec?.volumes?.find((v) => v.name === 'redis');
+    assert.deepEqual(volume?.secret, { secretName: 'redis', items: [{ key: 'pw', path: 'password' }] });
+  });
+
+  it('changes the restart hash for listener changes only', () => {
+    const base = restartHash(buildRelayConfig(policy));
+    const limits = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      limits: { ...policy.spec.limits, maxRecipients: 5 },
+    });
+    assert.equal(restartHash(buildRelayConfig(limits)), base, 'a limit is reloaded in place');
+    const listeners = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      listeners: [
+        {
+          name: 'submission',
+          address: '0.0.0.0',
+          port: 2587,
+          tls: 'starttls',
+          proxyProtocol: false,
+          trustedProxies: [],
+        },
+      ],
+    });
+    assert.notEqual(restartHash(buildRelayConfig(listeners)), base, 'a listener change rolls the pods');
+  });
+});
+
+describe('users file', () => {
+  const user = (name: string, username: string, created: string) =>
+    smtpUser(
+      { name, namespace: 'prod', creationTimestamp: created },
+      { username, policyRef: { name: 'mail' }, passwordSecretRef: { name: `${name}-pw` } },
+    );
+
+  it('hashes plain passwords once, keeps given hashes, and reports users it cannot add', async () => {
+    const given = '$2b$10$abcdefghijklmnopqrstuu5LG1JlLDYXoKk1vBy0W3YvHqBzz2Khm';
+    const first = await buildUsersFile({
+      users: [
+        { user: user('a', 'alice', '2026-01-01T00:00:00Z'), password: 'plain secret' },
+        { user: user('b', 'bob', '2026-01-02T00:00:00Z'), password: given },
+        { user: user('c', 'alice', '2026-01-03T00:00:00Z'), password: 'other' },
+        { user: user('d', 'dave', '2026-01-04T00:00:00Z'), password: undefined },
+      ],
+      previous: new Map(),
+      handoffPassword: 'internal',
+    });
+    const file = parse(first.yaml) as { users: Array<{ username: string; passwordHash: string }> };
+    assert.deepEqual(
+      file.users.map((u) => u.username),
+      ['alice', 'bob', 'sluice-internal-handoff'],
+    );
+    assert.ok(!first.yaml.includes('plain secret'), 'never a plain password');
+    const alice = file.users[0]?.passwordHash ?? '';
+    assert.ok(await verifyPassword('plain secret', alice));
+    assert.equal(file.users[1]?.passwordHash, given);
+    assert.deepEqual(
+      first.outcomes.map((o) => [o.name, o.ok, o.reason]),
+      [
+        ['a', true, 'Active'],
+        ['b', true, 'Active'],
+        ['c', false, 'DuplicateUsername'],
+        ['d', false, 'SecretNotFound'],
+      ],
+    );
+    const second = await buildUsersFile({
+      users: [{ user: user('a', 'alice', '2026-01-01T00:00:00Z'), password: 'plain secret' }],
+      previous: first.hashes,
+      handoffPassword: 'internal',
+    });
+    assert.equal(second.hashes.get('alice'), alice, 'an unchanged password is not re-hashed');
+    const changed = await buildUsersFile({
+      users: [{ user: user('a', 'alice', '2026-01-01T00:00:00Z'), password: 'new secret' }],
+      previous: first.hashes,
+      handoffPassword: 'internal',
+    });
+    assert.notEqual(changed.hashes.get('alice'), alice);
+  });
+});
+
+describe('workload', () => {
+  it('runs non-root on a read-only root filesystem with a spool volume per pod', () => {
+    const sts = statefulSet(policy, 'abc');
+    const pod = sts.spec?.template.spec;
+    const container = pod?.containers[0];
+    assert.equal(sts.spec?.replicas, 2);
+    assert.equal(pod?.securityContext?.runAsNonRoot, true);
+    assert.equal(container?.securityContext?.readOnlyRootFilesystem, true);
+    assert.equal(sts.spec?.template.metadata?.annotations?.['sluice.dev/config-hash'], 'abc');
+    assert.equal(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '10Gi');
+    assert.deepEqual(sts.metadata?.ownerReferences?.[0]?.uid, 'uid-1');
+  });
+
+  it('leaves replicas to the HPA when autoscaling is on, and keeps client IPs on the Service', () => {
+    const auto = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 9, targetCPUUtilizationPercentage: 60 },
+    });
+    assert.equal(statefulSet(auto, 'h').spec?.replicas, undefined);
+    assert.equal(horizontalPodAutoscaler(auto)?.spec?.maxReplicas, 9);
+    assert.equal(horizontalPodAutoscaler(policy), undefined);
+    assert.equal(smtpService(policy).spec?.externalTrafficPolicy, 'Local');
+    assert.equal(smtpService(policy).spec?.type, 'LoadBalancer');
+  });
+});

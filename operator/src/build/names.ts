@@ -1,0 +1,59 @@
+// Names and labels of what the operator creates for a RelayPolicy, in one place.
+import type { RelayPolicy } from '../api/types.ts';
+
+export const MANAGED_BY = 'sluice-operator';
+
+export function names(policy: RelayPolicy) {
+  const base = policy.metadata.name;
+  return {
+    configMap: `${base}-relay-config`,
+    usersSecret: `${base}-relay-users`,
+    internalSecret: `${base}-relay-internal`,
+    statefulSet: `${base}-relay`,
+    smtpService: `${base}-smtp`,
+    adminService: `${base}-relay-admin`,
+    headlessService: `${base}-relay-headless`,
+    pdb: `${base}-relay`,
+    hpa: `${base}-relay`,
+    serviceMonitor: `${base}-relay`,
+  };
+}
+
+/** Labels on every object of a policy; the pod selector uses the first two. */
+export function labels(policy: RelayPolicy): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'sluice-relay',
+    'app.kubernetes.io/instance': policy.metadata.name,
+    'app.kubernetes.io/managed-by': MANAGED_BY,
+    'app.kubernetes.io/part-of': 'sluice',
+  };
+}
+
+export function selector(policy: RelayPolicy): Record<string, string> {
+  const l = labels(policy);
+  return {
+    'app.kubernetes.io/name': l['app.kubernetes.io/name'] as string,
+    'app.kubernetes.io/instance': l['app.kubernetes.io/instance'] as string,
+  };
+}
+
+export function selectorString(policy: RelayPolicy): string {
+  return Object.entries(selector(policy))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+/** Where the pods mount what the operator writes. */
+export const PATHS = {
+  configDir: '/etc/sluice/config',
+  config: '/etc/sluice/config/config.yaml',
+  usersDir: '/etc/sluice/users',
+  users: '/etc/sluice/users/users.yaml',
+  tlsDir: '/etc/sluice/tls',
+  internalDir: '/etc/sluice/internal',
+  spool: '/var/spool/sluice',
+  state: '/var/spool/sluice/state',
+} as const;
+
+export const ADMIN_PORT = 9587;
+export const INTERNAL_USER = 'sluice-internal-handoff';

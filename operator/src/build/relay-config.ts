@@ -1,0 +1,99 @@
+// RelayPolicy → the relay's config file. Pure: what the operator read from Secrets comes
+// in through `inputs`. The result is validated with the relay's own schema, so a config
+// the relay would refuse never reaches a ConfigMap.
+
+import { createHash } from 'node:crypto';
+import { RESTART_FIELDS, type RelayConfig } from '@sluice/relay/config-schema';
+import { validateRelayConfig } from '@sluice/relay/config-validate';
+import type { RelayPolicy } from '../api/types.ts';
+import { ADMIN_PORT, INTERNAL_USER, names, PATHS } from './names.ts';
+
+export interface ConfigInputs {
+  /** Smarthost username read from its credentials Secret. */
+  smarthostUsername?: string;
+}
+
+export const REDIS_PASSWORD_PATH = '/etc/sluice/redis/password';
+export const SMARTHOST_PASSWORD_PATH = '/etc/sluice/smarthost/password';
+export const HANDOFF_PASSWORD_PATH = `${PATHS.internalDir}/handoff-password`;
+export const ADMIN_TOKEN_PATH = `${PATHS.internalDir}/admin-token`;
+
+export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {}): RelayConfig {
+  const { spec, metadata } = policy;
+  const n = names(policy);
+  const first = spec.listeners[0];
+  const { smarthost, ...delivery } = spec.delivery;
+  const raw = {
+    hostname: spec.hostname,
+    listeners: spec.listeners,
+    tls: spec.tlsSecretName
+      ? { certFile: `${PATHS.tlsDir}/tls.crt`, keyFile: `${PATHS.tlsDir}/tls.key` }
+      : {},
+    auth: spec.auth,
+    limits: spec.limits,
+    attachments: spec.attachments,
+    rateLimits: spec.rateLimits,
+    authLockout: spec.authLockout,
+    dnsbl: spec.dnsbl,
+    delivery: {
+      ...delivery,
+      ...(smarthost
+        ? {
+            smarthost: {
+              host: smarthost.host,
+              port: smarthost.port,
+              tls: smarthost.tls,
+              rejectUnauthorized: smarthost.rejectUnauthorized,
+              ...(smarthost.credentialsSecretRef && inputs.smarthostUsername
+                ? { username: inputs.smarthostUsername, passwordFile: SMARTHOST_PASSWORD_PATH }
+                : {}),
+            },
+          }
+        : {}),
+    },
+    drain: {
+      deadlineSeconds: spec.drainDeadlineSeconds,
+      ...(first
+        ? {
+            handoff: {
+              host: `${n.smtpService}.${metadata.namespace}.svc`,
+              port: first.port,
+              tls: first.tls,
+              username: INTERNAL_USER,
+              passwordFile: HANDOFF_PASSWORD_PATH,
+            },
+          }
+        : {}),
+    },
+    state: spec.redis
+      ? {
+          backend: 'redis',
+          namespace: `${metadata.namespace}:${metadata.name}`,
+          onSharedStateDown: spec.redis.onDown,
+          redis: {
+            mode: spec.redis.mode,
+            nodes: spec.redis.nodes,
+            ...(spec.redis.sentinelName ? { sentinelName: spec.redis.sentinelName } : {}),
+            ...(spec.redis.passwordSecretRef ? { passwordFile: REDIS_PASSWORD_PATH } : {}),
+            tls: spec.redis.tls,
+            db: spec.redis.db,
+          },
+        }
+      : { backend: 'memory', namespace: `${metadata.namespace}:${metadata.name}` },
+    spoolDir: PATHS.spool,
+    stateDir: PATHS.state,
+    usersFile: PATHS.users,
+    admin: { address: '0.0.0.0', port: ADMIN_PORT, tokenFile: ADMIN_TOKEN_PATH },
+    log: { level: spec.logLevel },
+  };
+  return validateRelayConfig(raw, `RelayPolicy ${metadata.namespace}/${metadata.name}`);
+}
+
+/**
+ * Hash of what the relay applies only on restart (and of the TLS Secret's version):
+ * it goes into the pod template, so exactly those changes roll the pods.
+ */
+export function restartHash(config: RelayConfig, tlsVersion = ''): string {
+  const picked = Object.fromEntries(RESTART_FIELDS.map((f) => [f, config[f]]));
+  return createHash('sha256').update(JSON.stringify(picked)).update(tlsVersion).digest('hex').slice(0, 16);
+}

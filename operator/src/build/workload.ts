@@ -1,0 +1,289 @@
+// RelayPolicy → the Kubernetes objects that run it: StatefulSet (a spool volume per
+// pod), Services, PodDisruptionBudget, HorizontalPodAutoscaler, ServiceMonitor. Pure:
+// the same policy always gives the same objects, so server-side apply is a no-op when
+// nothing changed.
+import type {
+  V1ConfigMap,
+  V1PodDisruptionBudget,
+  V1ResourceRequirements,
+  V1Secret,
+  V1Service,
+  V1StatefulSet,
+  V1Volume,
+  V1VolumeMount,
+  V2HorizontalPodAutoscaler,
+} from '@kubernetes/client-node';
+import type { RelayPolicy } from '../api/types.ts';
+import { ADMIN_PORT, labels, names, PATHS, selector } from './names.ts';
+
+export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
+
+function meta(policy: RelayPolicy, name: string) {
+  return {
+    name,
+    namespace: policy.metadata.namespace,
+    labels: labels(policy),
+    ...(policy.metadata.uid
+      ? {
+          ownerReferences: [
+            {
+              apiVersion: 'sluice.dev/v1alpha1',
+              kind: 'RelayPolicy',
+              name: policy.metadata.name,
+              uid: policy.metadata.uid,
+              controller: true,
+              blockOwnerDeletion: true,
+            },
+          ],
+        }
+      : {}),
+  };
+}
+
+export function configMap(policy: RelayPolicy, configYaml: string): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: meta(policy, names(policy).configMap),
+    data: { 'config.yaml': configYaml },
+  };
+}
+
+export function usersSecret(policy: RelayPolicy, usersYaml: string): V1Secret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: meta(policy, names(policy).usersSecret),
+    stringData: { 'users.yaml': usersYaml },
+  };
+}
+
+export function internalSecret(policy: RelayPolicy, handoffPassword: string, adminToken: string): V1Secret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: meta(policy, names(policy).internalSecret),
+    stringData: { 'handoff-password': handoffPassword, 'admin-token': adminToken },
+  };
+}
+
+export function statefulSet(policy: RelayPolicy, configHash: string): V1StatefulSet {
+  const { spec } = policy;
+  const n = names(policy);
+  const volumes: V1Volume[] = [
+    { name: 'config', configMap: { name: n.configMap } },
+    { name: 'users', secret: { secretName: n.usersSecret } },
+    { name: 'internal', secret: { secretName: n.internalSecret } },
+    { name: 'tmp', emptyDir: {} },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: 'config', mountPath: PATHS.configDir, readOnly: true },
+    { name: 'users', mountPath: PATHS.usersDir, readOnly: true },
+    { name: 'internal', mountPath: PATHS.internalDir, readOnly: true },
+    { name: 'spool', mountPath: PATHS.spool },
+    { name: 'tmp', mountPath: '/tmp' },
+  ];
+  if (spec.tlsSecretName) {
+    volumes.push({ name: 'tls', secret: { secretName: spec.tlsSecretName } });
+    mounts.push({ name: 'tls', mountPath: PATHS.tlsDir, readOnly: true });
+  }
+  const redisRef = spec.redis?.passwordSecretRef;
+  if (redisRef) {
+    volumes.push({
+      name: 'redis',
+      secret: { secretName: redisRef.name, items: [{ key: redisRef.key, path: 'password' }] },
+    });
+    mounts.push({ name: 'redis', mountPath: '/etc/sluice/redis', readOnly: true });
+  }
+  const smarthostRef = spec.delivery.smarthost?.credentialsSecretRef;
+  if (smarthostRef) {
+    volumes.push({
+      name: 'smarthost',
+      secret: { secretName: smarthostRef.name, items: [{ key: smarthostRef.passwordKey, path: 'password' }] },
+    });
+    mounts.push({ name: 'smarthost', mountPath: '/etc/sluice/smarthost', readOnly: true });
+  }
+  const resources: V1ResourceRequirements = {
+    ...(Object.keys(spec.resources.requests).length ? { requests: spec.resources.requests } : {}),
+    ...(Object.keys(spec.resources.limits).length ? { limits: spec.resources.limits } : {}),
+  };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: meta(policy, n.statefulSet),
+    spec: {
+      serviceName: n.headlessService,
+      // with autoscaling on, the HPA owns the replica count
+      ...(spec.autoscaling.enabled ? {} : { replicas: spec.replicas }),
+      podManagementPolicy: 'Parallel',
+      selector: { matchLabels: selector(policy) },
+      updateStrategy: { type: 'RollingUpdate' },
+      template: {
+        metadata: { labels: labels(policy), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
+        spec: {
+          terminationGracePeriodSeconds: spec.drainDeadlineSeconds + 30,
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 10001,
+            runAsGroup: 10001,
+            fsGroup: 10001,
+            seccompProfile: { type: 'RuntimeDefault' },
+            // SMTP ports (25, 465, 587) without root or capabilities
+            sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }],
+          },
+          ...(spec.nodeSelector ? { nodeSelector: spec.nodeSelector } : {}),
+          ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+          containers: [
+            {
+              name: 'relay',
+              image: spec.image,
+              imagePullPolicy: spec.imagePullPolicy,
+              args: ['--config', PATHS.config],
+              ports: [
+                ...spec.listeners.map((l) => ({
+                  name: l.name.slice(0, 15),
+                  containerPort: l.port,
+                  protocol: 'TCP',
+                })),
+                { name: 'admin', containerPort: ADMIN_PORT, protocol: 'TCP' },
+              ],
+              readinessProbe: {
+                httpGet: { path: '/readyz', port: 'admin' },
+                periodSeconds: 5,
+                failureThreshold: 2,
+              },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: 'admin' },
+                periodSeconds: 10,
+                failureThreshold: 6,
+              },
+              resources,
+              securityContext: {
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: mounts,
+            },
+          ],
+          volumes,
+        },
+      },
+      volumeClaimTemplates: [
+        {
+          metadata: { name: 'spool', labels: labels(policy) },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            resources: { requests: { storage: spec.spool.size } },
+            ...(spec.spool.storageClassName ? { storageClassName: spec.spool.storageClassName } : {}),
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function smtpService(policy: RelayPolicy): V1Service {
+  const { service } = policy.spec;
+  const external = service.type !== 'ClusterIP';
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      ...meta(policy, names(policy).smtpService),
+      ...(service.annotations ? { annotations: service.annotations } : {}),
+    },
+    spec: {
+      type: service.type,
+      ...(external ? { externalTrafficPolicy: service.externalTrafficPolicy } : {}),
+      selector: selector(policy),
+      ports: policy.spec.listeners.map((l) => ({
+        name: l.name.slice(0, 15),
+        port: l.port,
+        targetPort: l.port,
+        protocol: 'TCP',
+      })),
+    },
+  };
+}
+
+export function adminService(policy: RelayPolicy): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      ...meta(policy, names(policy).adminService),
+      labels: { ...labels(policy), 'sluice.dev/metrics': 'true' },
+    },
+    spec: {
+      type: 'ClusterIP',
+      selector: selector(policy),
+      ports: [{ name: 'admin', port: ADMIN_PORT, targetPort: 'admin', protocol: 'TCP' }],
+    },
+  };
+}
+
+export function headlessService(policy: RelayPolicy): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: meta(policy, names(policy).headlessService),
+    spec: {
+      clusterIP: 'None',
+      selector: selector(policy),
+      ports: policy.spec.listeners.map((l) => ({
+        name: l.name.slice(0, 15),
+        port: l.port,
+        targetPort: l.port,
+        protocol: 'TCP',
+      })),
+    },
+  };
+}
+
+export function podDisruptionBudget(policy: RelayPolicy): V1PodDisruptionBudget {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: meta(policy, names(policy).pdb),
+    spec: { maxUnavailable: 1, selector: { matchLabels: selector(policy) } },
+  };
+}
+
+export function horizontalPodAutoscaler(policy: RelayPolicy): V2HorizontalPodAutoscaler | undefined {
+  const a = policy.spec.autoscaling;
+  if (!a.enabled) return undefined;
+  return {
+    apiVersion: 'autoscaling/v2',
+    kind: 'HorizontalPodAutoscaler',
+    metadata: meta(policy, names(policy).hpa),
+    spec: {
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'StatefulSet', name: names(policy).statefulSet },
+      minReplicas: a.minReplicas,
+      maxReplicas: a.maxReplicas,
+      metrics: [
+        {
+          type: 'Resource',
+          resource: {
+            name: 'cpu',
+            target: { type: 'Utilization', averageUtilization: a.targetCPUUtilizationPercentage },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function serviceMonitor(policy: RelayPolicy): Record<string, unknown> {
+  return {
+    apiVersion: 'monitoring.coreos.com/v1',
+    kind: 'ServiceMonitor',
+    metadata: meta(policy, names(policy).serviceMonitor),
+    spec: {
+      selector: { matchLabels: { ...selector(policy), 'sluice.dev/metrics': 'true' } },
+      endpoints: [{ port: 'admin', path: '/metrics', interval: '30s' }],
+    },
+  };
+}
