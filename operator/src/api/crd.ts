@@ -20,7 +20,7 @@ const DROP = new Set(['$id', 'additionalProperties', 'uniqueItems', 'anyOf', 'co
 export function structural(schema: TSchema): Json {
   const out: Json = {};
   const literals = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const);
-  if (literals && literals.every((v) => v !== undefined)) {
+  if (literals?.every((v) => v !== undefined)) {
     out.type = typeof literals[0] === 'number' ? 'integer' : 'string';
     out.enum = literals;
   } else if (schema.anyOf) {
