@@ -1,15 +1,25 @@
 // The relay as one object: SMTP listeners, spool, authenticator, metrics and the admin
 // server, built from a validated config and users file. It knows nothing of where the
 // config came from (a file, the operator's ConfigMap, a test); main.ts does.
+
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { registerQueueApi } from './admin/queue-api.ts';
 import { startAdminServer } from './admin/server.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
+import { createDsnEnqueuer } from './delivery/bounce.ts';
+import { SmtpTransport } from './delivery/smtp-transport.ts';
+import type { Transport } from './delivery/types.ts';
 import { createDnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
+import { SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
 import { SharedChecks } from './policy/shared-checks.ts';
+import { DeliveryManager, type DeliveryObserver } from './queue/delivery-manager.ts';
+import { handOff } from './queue/handoff.ts';
+import { QueueStore } from './queue/queue-store.ts';
 import type { ReplyObserver } from './smtp/connection.ts';
 import { type RelayRuntime, SmtpHandlers } from './smtp/handlers.ts';
 import { SmtpListener } from './smtp/listener.ts';
@@ -25,8 +35,21 @@ export interface StartRelayOptions {
   /** Off only in benchmarks that measure the cost of durability. */
   fsync?: boolean;
   defaultMetrics?: boolean;
+  /** Deliver queued mail (default true); tests of the SMTP front alone turn it off. */
+  deliver?: boolean;
 }
 
+async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
+  if (!path) return undefined;
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (err: unknown) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new SluiceError('SLUICE_ERR_CONFIG_READ', `${field}: cannot read ${path} (${code})`, {
+      cause: err,
+    });
+  }
+}
 
 export class Relay implements RelayRuntime {
   readonly metrics: RelayMetrics;
@@ -42,14 +65,76 @@ export class Relay implements RelayRuntime {
   #draining = false;
   #admin?: FastifyInstance;
   #adminPort = 0;
+  #deliver: boolean;
+  #transport?: Transport;
+  #delivery?: DeliveryManager;
+  #queue?: QueueStore;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
     this.logger = options.logger ?? createLogger({ level: options.config.log.level });
     this.metrics = new RelayMetrics({ defaultMetrics: options.defaultMetrics ?? true });
     this.authenticator = new Authenticator({ cacheTtlMs: options.config.auth.cacheTtlSeconds * 1000 });
-    this.spool = new Spool({ dir: options.config.spoolDir, fsync: options.fsync ?? true });
+    this.spool = new Spool({
+      dir: options.config.spoolDir,
+      fsync: options.fsync ?? true,
+      groupCommit: options.config.spool.groupCommit,
+    });
+    this.#deliver = options.deliver ?? true;
     this.#setUsers(options.users);
+  }
+
+  /** The delivery manager (undefined when delivery is off). */
+  get delivery(): DeliveryManager | undefined {
+    return this.#delivery;
+  }
+
+  async #buildTransport(config: RelayConfig): Promise<Transport> {
+    const smarthostPassword = await readSecretFile(
+      config.delivery.smarthost?.passwordFile,
+      'delivery.smarthost.passwordFile',
+    );
+    return new SmtpTransport({
+      mode: config.delivery.mode,
+      config: config.delivery,
+      hostname: config.hostname,
+      ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
+      logger: this.logger,
+    });
+  }
+
+  #deliveryObserver(): DeliveryObserver {
+    return {
+      attempt: (result, seconds) => {
+        this.metrics.deliveryAttemptsTotal.inc({ result });
+        this.metrics.deliveryDurationSeconds.observe({ result }, seconds);
+      },
+      retryScheduled: () => this.metrics.deliveryRetriesTotal.inc(),
+      bounceGenerated: (action) => this.metrics.dsnTotal.inc({ action }),
+    };
+  }
+
+  async #startDelivery(config: RelayConfig): Promise<void> {
+    this.#queue = new QueueStore({
+      spool: this.spool,
+      committer: this.spool.committer,
+      fsync: this.spool.fsync,
+      logger: this.logger,
+    });
+    if (!this.#deliver) return;
+    this.#transport = await this.#buildTransport(config);
+    const delivery = new DeliveryManager({
+      spool: this.spool,
+      queue: this.#queue,
+      transport: () => this.#transport as Transport,
+      config: () => this.#config,
+      enqueueDsn: createDsnEnqueuer({ spool: this.spool, hostname: () => this.#config.hostname }),
+      logger: this.logger,
+      observer: this.#deliveryObserver(),
+    });
+    this.#delivery = delivery;
+    await delivery.start();
+    this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
   }
 
   /** DNSBL, lockout and rate-limit checks (available once started). */
@@ -121,6 +206,8 @@ export class Relay implements RelayRuntime {
         'using a self-signed certificate; configure tls.certFile',
       );
     }
+    await this.#startDelivery(config);
+    const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
     const shared = { perIp: new Map<string, number>(), open: { count: 0 } };
     const observer: ReplyObserver = {
       libraryError: (sessionId, code, reason, text) => {
@@ -156,6 +243,10 @@ export class Relay implements RelayRuntime {
       address: config.admin.address,
       port: config.admin.port,
       registry: this.metrics.registry,
+      register: (server) => {
+        if (adminToken && this.#delivery)
+          registerQueueApi(server, { admin: this.#delivery, token: adminToken });
+      },
       checks: [
         {
           name: 'draining',
@@ -209,16 +300,49 @@ export class Relay implements RelayRuntime {
     }
     const certificate = await this.#certificate(kept);
     const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
+    const deliveryChanged = JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery);
+    const transport = deliveryChanged && this.#transport ? await this.#buildTransport(kept) : undefined;
     this.#config = kept;
+    if (transport) {
+      const old = this.#transport;
+      this.#transport = transport;
+      void old?.close();
+    }
     if (dnsblChanged) this.#buildDnsbl(kept);
     this.#setUsers(users);
     for (const listener of this.listeners) listener.update(kept, certificate);
   }
 
-  /** Readiness goes false, listeners stop accepting, open sessions get graceMs to finish. */
-  async close(graceMs = 10_000): Promise<void> {
+  /**
+   * Drain: readiness goes false, listeners stop accepting, open sessions get graceMs to
+   * finish; delivery goes on until the drain deadline; what is still queued then is
+   * handed to a peer relay when the policy names one, or stays in the spool.
+   */
+  async close(graceMs = 10_000, drainDeadlineMs?: number): Promise<void> {
     this.#draining = true;
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
+    const remaining =
+      (await this.#delivery?.stop(drainDeadlineMs ?? this.#config.drain.deadlineSeconds * 1000)) ?? [];
+    const handoff = this.#config.drain.handoff;
+    if (remaining.length > 0 && handoff && this.#queue && this.#delivery) {
+      const password = (await readSecretFile(handoff.passwordFile, 'drain.handoff.passwordFile')) ?? '';
+      const result = await handOff({
+        ids: remaining,
+        queue: this.#delivery,
+        config: handoff,
+        password,
+        hostname: this.#config.hostname,
+        logger: this.logger,
+      });
+      this.metrics.handoffTotal.inc({ result: 'handed_off' }, result.handedOff.length);
+      this.metrics.handoffTotal.inc({ result: 'kept' }, result.kept.length);
+    } else if (remaining.length > 0) {
+      this.logger.info(
+        { event: 'drain_left_in_spool', messages: remaining.length },
+        'queued mail stays in the spool',
+      );
+    }
+    await this.#transport?.close();
     await this.#admin?.close();
     await this.#store?.close();
     this.logger.info({ event: 'stopped' }, 'relay stopped');

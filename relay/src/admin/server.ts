@@ -14,8 +14,11 @@ export async function startAdminServer(options: {
   port: number;
   registry: Registry;
   checks: readonly ReadinessCheck[];
+  /** Adds further routes (the queue API) before the server listens. */
+  register?: (server: FastifyInstance) => void;
 }): Promise<{ server: FastifyInstance; port: number }> {
   const server = Fastify({ logger: false });
+  options.register?.(server);
   server.get('/healthz', async () => ({ status: 'ok' }));
   server.get('/readyz', async (_request, reply) => {
     const results = options.checks.map((c) => ({ name: c.name, ...c.check() }));

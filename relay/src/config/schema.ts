@@ -361,10 +361,15 @@ export const DeliverySchema = Type.Object(
   {
     mode: Type.Union([Type.Literal('direct'), Type.Literal('smarthost')], {
       default: 'direct',
-      description: 'direct looks up each domain\'s MX; smarthost hands every message to one relay',
+      description: "direct looks up each domain's MX; smarthost hands every message to one relay",
     }),
     smarthost: Type.Optional(SmarthostSchema),
-    port: Type.Integer({ minimum: 1, maximum: 65535, default: 25, description: 'Port of MX hosts (direct mode)' }),
+    port: Type.Integer({
+      minimum: 1,
+      maximum: 65535,
+      default: 25,
+      description: 'Port of MX hosts (direct mode)',
+    }),
     resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
       default: [],
       description: 'DNS servers for MX lookups (ip, ip:port); empty uses the system resolver',
@@ -379,7 +384,11 @@ export const DeliverySchema = Type.Object(
     }),
     heloName: Type.Optional(Type.String({ minLength: 1, description: 'Name in EHLO; default hostname' })),
     connectTimeoutSeconds: Type.Integer({ minimum: 1, default: 30 }),
-    maxConnections: Type.Integer({ minimum: 1, default: 100, description: 'Outgoing SMTP connections per relay' }),
+    maxConnections: Type.Integer({
+      minimum: 1,
+      default: 100,
+      description: 'Outgoing SMTP connections per relay',
+    }),
     maxConnectionsPerDomain: Type.Integer({
       minimum: 1,
       default: 10,
@@ -506,7 +515,10 @@ export const RelayConfigSchema = Type.Object(
         address: Type.String({ default: '0.0.0.0' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 9587 }),
         tokenFile: Type.Optional(
-          Type.String({ minLength: 1, description: 'Bearer token for the queue API; without it the API is off' }),
+          Type.String({
+            minLength: 1,
+            description: 'Bearer token for the queue API; without it the API is off',
+          }),
         ),
       },
       { additionalProperties: false, default: {}, description: 'Health and metrics HTTP server' },

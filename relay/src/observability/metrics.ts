@@ -6,6 +6,8 @@ import { REASONS } from '../smtp/replies.ts';
 
 export class RelayMetrics {
   readonly registry = new Registry();
+  /** Where the queue gauges read from at scrape time (set once delivery runs). */
+  queueSource: (() => { size: number; oldestReceivedAt: number | undefined }) | undefined;
   readonly connectionsTotal: Counter<'listener'>;
   readonly connectionsOpen: Gauge<'listener'>;
   readonly authTotal: Counter<'result'>;
@@ -149,15 +151,23 @@ export class RelayMetrics {
       labelNames: ['zone', 'action'],
       registers,
     });
+    const metrics = this;
     this.queueMessages = new Gauge({
       name: 'sluice_queue_messages',
       help: 'Messages in the queue (spool) of this relay',
       registers,
+      collect() {
+        this.set(metrics.queueSource?.().size ?? 0);
+      },
     });
     this.queueOldestAgeSeconds = new Gauge({
       name: 'sluice_queue_oldest_message_age_seconds',
       help: 'Age of the oldest message in the queue (0 when empty)',
       registers,
+      collect() {
+        const oldest = metrics.queueSource?.().oldestReceivedAt;
+        this.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      },
     });
     this.deliveryAttemptsTotal = new Counter({
       name: 'sluice_delivery_attempts_total',

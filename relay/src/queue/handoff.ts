@@ -16,7 +16,9 @@ export interface HandoffQueue {
   bodyPath(queueId: string): string;
 }
 
-function call<T>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T | undefined> {
+function call<T>(
+  fn: (cb: (err: Error | null | undefined, value?: T) => void) => void,
+): Promise<T | undefined> {
   return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
 }
 
@@ -47,7 +49,10 @@ export async function handOff(options: {
     await call<void>((cb) => connection.connect(cb));
     await call<unknown>((cb) => connection.login({ user: config.username, pass: options.password }, cb));
   } catch (err: unknown) {
-    logger.error({ event: 'handoff_failed', peer: config.host, err: String(err) }, 'cannot reach the handoff peer');
+    logger.error(
+      { event: 'handoff_failed', peer: config.host, err: String(err) },
+      'cannot reach the handoff peer',
+    );
     connection.close();
     return { handedOff, kept: [...options.ids] };
   }
@@ -69,7 +74,13 @@ export async function handOff(options: {
       await queue.remove(queueId);
       handedOff.push(queueId);
       logger.info(
-        { event: 'handed_off', queueId, peer: config.host, recipients: recipients.length, response: info.response },
+        {
+          event: 'handed_off',
+          queueId,
+          peer: config.host,
+          recipients: recipients.length,
+          response: info.response,
+        },
         'message handed to peer relay',
       );
       await call<unknown>((cb) => connection.reset(cb));

@@ -75,6 +75,39 @@ describe('Spool', () => {
     assert.deepEqual(await readdir(restarted.incomingDir), []);
   });
 
+  it('shares directory fsyncs between concurrent commits with group commit on', async () => {
+    const spool = new Spool({ dir: join(dir, 'd'), groupCommit: true });
+    await spool.init();
+    const ids = Array.from({ length: 50 }, (_, i) => newQueueId(3_000 + i));
+    await Promise.all(
+      ids.map((id) => {
+        const writer = spool.createWriter(id);
+        writer.end(`message ${id}`);
+        return writer.commit(envelope(id));
+      }),
+    );
+    assert.deepEqual(await spool.list(), ids);
+    for (const id of ids)
+      assert.equal(await readFile(join(spool.queueDir, `${id}.eml`), 'utf8'), `message ${id}`);
+    assert.equal(spool.committer.requests, 50);
+    assert.ok(spool.committer.fsyncs <= 10, `${spool.committer.fsyncs} directory fsyncs for 50 commits`);
+  });
+
+  it('fsyncs the directory once per commit with group commit off', async () => {
+    const spool = new Spool({ dir: join(dir, 'e'), groupCommit: false });
+    await spool.init();
+    const ids = Array.from({ length: 10 }, (_, i) => newQueueId(4_000 + i));
+    await Promise.all(
+      ids.map((id) => {
+        const writer = spool.createWriter(id);
+        writer.end('x');
+        return writer.commit(envelope(id));
+      }),
+    );
+    assert.deepEqual(await spool.list(), ids);
+    assert.equal(spool.committer.fsyncs, 10);
+  });
+
   it('makes queue ids that sort by arrival', () => {
     const a = newQueueId(1_700_000_000_000);
     const b = newQueueId(1_700_000_000_001);

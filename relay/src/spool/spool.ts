@@ -11,20 +11,27 @@ import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { SluiceError } from '../errors.ts';
 import type { SpooledEnvelope } from './envelope.ts';
+import { GroupCommitter } from './group-commit.ts';
 
 export interface SpoolOptions {
   dir: string;
   /** Off only for benchmarks that measure what durability costs. */
   fsync?: boolean;
+  /** Concurrent commits share directory fsyncs (config spool.groupCommit); default on. */
+  groupCommit?: boolean;
+  /** Shares one committer with other writers of the queue directory; overrides groupCommit. */
+  committer?: GroupCommitter;
 }
 
 export interface SpooledMessage {
   queueId: string;
   bodyPath: string;
   envelopePath: string;
+  /** The envelope as committed. */
+  envelope: SpooledEnvelope;
 }
 
-async function fsyncPath(path: string): Promise<void> {
+export async function fsyncPath(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
     await handle.sync();
@@ -37,6 +44,8 @@ export class Spool {
   readonly dir: string;
   readonly queueDir: string;
   readonly incomingDir: string;
+  /** Directory fsyncs of queue/ go through it, so commits and envelope updates share them. */
+  readonly committer: GroupCommitter;
   readonly #fsync: boolean;
   #listeners = new Set<(message: SpooledMessage) => void>();
 
@@ -45,6 +54,13 @@ export class Spool {
     this.queueDir = join(options.dir, 'queue');
     this.incomingDir = join(options.dir, 'incoming');
     this.#fsync = options.fsync ?? true;
+    this.committer =
+      options.committer ?? new GroupCommitter({ enabled: options.groupCommit ?? true, fsyncDir: fsyncPath });
+  }
+
+  /** Whether files and directory entries are fsynced. */
+  get fsync(): boolean {
+    return this.#fsync;
   }
 
   /** Creates the directories and removes what a crash left half written. */
@@ -134,14 +150,14 @@ export class SpoolWriter extends Writable {
       await writeFile(tmpEnvelope, JSON.stringify(envelope), { flag: 'wx', flush: this.#fsync });
       await rename(this.#tmpBody, bodyPath);
       await rename(tmpEnvelope, envelopePath);
-      if (this.#fsync) await fsyncPath(this.#spool.queueDir);
+      if (this.#fsync) await this.#spool.committer.sync(this.#spool.queueDir);
     } catch (err: unknown) {
       await rm(this.#tmpBody, { force: true });
       await rm(tmpEnvelope, { force: true });
       await rm(bodyPath, { force: true });
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot commit message ${this.queueId}`, { cause: err });
     }
-    const message = { queueId: this.queueId, bodyPath, envelopePath };
+    const message: SpooledMessage = { queueId: this.queueId, bodyPath, envelopePath, envelope };
     this.#onCommitted(message);
     return message;
   }

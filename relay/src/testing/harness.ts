@@ -48,7 +48,7 @@ export interface TestRelay {
 }
 
 export async function startTestRelay(
-  options: { config?: Record<string, unknown>; users?: UserRecord[] } = {},
+  options: { config?: Record<string, unknown>; users?: UserRecord[]; deliver?: boolean } = {},
 ): Promise<TestRelay> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-test-'));
   const { listeners, ...rest } = options.config ?? {};
@@ -75,6 +75,7 @@ export async function startTestRelay(
     users: { users },
     logger: createLogger({ level: 'debug', destination: logs }),
     defaultMetrics: false,
+    deliver: options.deliver ?? false,
   });
   return {
     relay,
@@ -96,7 +97,7 @@ export async function startTestRelay(
       );
     },
     close: async () => {
-      await relay.close(200);
+      await relay.close(200, 200);
       const leftovers = await readdir(relay.spool.incomingDir).catch(() => []);
       await rm(dir, { recursive: true, force: true });
       if (leftovers.length > 0) throw new Error(`spool incoming/ not empty at close: ${leftovers.join(' ')}`);

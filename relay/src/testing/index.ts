@@ -2,3 +2,4 @@ export * from './dns-server.ts';
 export * from './harness.ts';
 export * from './redis-server.ts';
 export * from './smtp-client.ts';
+export * from './smtp-sink.ts';

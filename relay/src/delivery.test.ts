@@ -1,0 +1,180 @@
+// Mail in, mail out: messages accepted by a relay arrive at real SMTP sinks found
+// through MX records on a real DNS server, or at a smarthost; per-recipient outcomes,
+// bounces (RFC 3464) to the sender, and the drain hand-off to a peer relay.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import nodemailer, { type SendMailOptions, type SentMessageInfo } from 'nodemailer';
+import {
+  PASSWORD,
+  PLAIN_LISTENER,
+  type SmtpSink,
+  startDnsServer,
+  startSmtpSink,
+  startTestRelay,
+  type TestDnsServer,
+  type TestRelay,
+  waitFor,
+} from './testing/index.ts';
+
+function send(t: TestRelay, mail: SendMailOptions): Promise<SentMessageInfo> {
+  return nodemailer
+    .createTransport({
+      host: '127.0.0.1',
+      port: t.port('plain'),
+      ignoreTLS: true,
+      auth: { user: 'alice', pass: PASSWORD },
+    })
+    .sendMail(mail);
+}
+
+describe('delivery by MX', () => {
+  let dns: TestDnsServer;
+  let sinks: SmtpSink[];
+  let relay: TestRelay;
+  before(async () => {
+    dns = await startDnsServer();
+    const first = await startSmtpSink({ host: '127.0.0.2', tls: true });
+    // every MX host listens on the same port (MX records carry no port), on its own loopback address
+    sinks = [
+      first,
+      await startSmtpSink({ host: '127.0.0.3', port: first.port }),
+      await startSmtpSink({ host: '127.0.0.4', port: first.port }),
+    ];
+    dns.setMx('one.test', [{ exchange: 'mx.one.test', priority: 10 }]);
+    dns.setA('mx.one.test', ['127.0.0.2']);
+    dns.setMx('two.test', [{ exchange: 'mx.two.test', priority: 10 }]);
+    dns.setA('mx.two.test', ['127.0.0.3']);
+    dns.setMx('sender.test', [{ exchange: 'mx.sender.test', priority: 10 }]);
+    dns.setA('mx.sender.test', ['127.0.0.4']);
+    dns.setMx('nullmx.test', [{ exchange: '', priority: 0 }]);
+    relay = await startTestRelay({
+      deliver: true,
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        delivery: { resolvers: [dns.address], port: first.port, allowLocalAddresses: true },
+      },
+    });
+  });
+  after(async () => {
+    await relay.close();
+    for (const s of sinks) await s.close();
+    await dns.close();
+  });
+
+  it('delivers each domain to its MX with the bytes the client sent', async () => {
+    const info = await send(relay, {
+      from: 'alice@sender.test',
+      to: ['a@one.test', 'b@one.test', 'c@two.test'],
+      subject: 'by MX',
+      text: 'line one\n.\nline three',
+      messageId: '<mx-1@sender.test>',
+    });
+    assert.match(String(info.response), /^250 /);
+    const [one, two] = sinks as [SmtpSink, SmtpSink];
+    await one.waitForMessages(1);
+    await two.waitForMessages(1);
+    assert.deepEqual(one.messages[0]?.recipients, ['a@one.test', 'b@one.test']);
+    assert.deepEqual(two.messages[0]?.recipients, ['c@two.test']);
+    assert.equal(one.messages[0]?.tls, true, 'STARTTLS used where offered');
+    const raw = one.messages[0]?.raw.toString() ?? '';
+    assert.match(raw, /^Received: from .*\s+by relay\.test \(Sluice\) with ESMTPA id /s);
+    assert.match(raw, /Message-ID: <mx-1@sender\.test>/i);
+    assert.match(raw, /line one\r\n\.\r\nline three/, 'a lone dot line arrives as content');
+    await waitFor(() => relay.relay.delivery?.size === 0, 'the queue is empty after delivery');
+  });
+
+  it('records mixed outcomes per recipient and bounces the failures to the sender (RFC 3464)', async () => {
+    const [one] = sinks as [SmtpSink];
+    const senderMx = sinks[2] as SmtpSink;
+    one.setRecipientReply('gone@one.test', { code: 550, text: '5.1.1 no such user' });
+    one.setRecipientReply('later@one.test', { code: 451, text: '4.2.1 mailbox busy' });
+    const before = one.messages.length;
+    await send(relay, {
+      from: 'alice@sender.test',
+      to: ['ok@one.test', 'gone@one.test', 'later@one.test', 'x@nullmx.test'],
+      subject: 'mixed',
+      text: 'mixed',
+    });
+    await one.waitForMessages(before + 1);
+    assert.deepEqual(one.messages.at(-1)?.recipients, ['ok@one.test']);
+    await senderMx.waitForMessages(1, 10_000);
+    const dsn = senderMx.messages[0];
+    assert.equal(dsn?.sender, '', 'a bounce has the null reverse-path');
+    assert.deepEqual(dsn?.recipients, ['alice@sender.test']);
+    const text = dsn?.raw.toString() ?? '';
+    assert.match(text, /Content-Type: multipart\/report; report-type=delivery-status/i);
+    assert.match(text, /Final-Recipient: rfc822; gone@one\.test\r\nAction: failed\r\nStatus: 5\.1\.1/);
+    assert.match(text, /Diagnostic-Code: smtp; 550 5\.1\.1 no such user/);
+    assert.match(text, /Final-Recipient: rfc822; x@nullmx\.test\r\nAction: failed\r\nStatus: 5\.1\.10/);
+    assert.doesNotMatch(text, /later@one\.test\r\nAction: failed/, 'the deferred recipient is not bounced');
+    const queued = relay.relay.delivery?.list() ?? [];
+    const pending = queued.flatMap((e) => e.recipients).filter((r) => r.state === 'deferred');
+    assert.deepEqual(
+      pending.map((r) => [r.address, r.status]),
+      [['later@one.test', '4.2.1']],
+    );
+    const metrics = await relay.relay.metrics.registry.getSingleMetricAsString(
+      'sluice_delivery_attempts_total',
+    );
+    assert.match(metrics, /result="bounced"} 2/);
+    assert.match(metrics, /result="deferred"} 1/);
+  });
+});
+
+describe('delivery through a smarthost', () => {
+  it('sends every message to the smarthost with STARTTLS and AUTH, over one connection', async () => {
+    const smarthost = await startSmtpSink({ tls: true, auth: { username: 'relay', password: 's3cret' } });
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-smarthost-'));
+    const passwordFile = join(dir, 'password');
+    const config = {
+      listeners: [PLAIN_LISTENER],
+      auth: { allowPlaintext: true },
+      delivery: {
+        mode: 'smarthost',
+        smarthost: {
+          host: '127.0.0.1',
+          port: smarthost.port,
+          tls: 'starttls',
+          username: 'relay',
+          passwordFile,
+          rejectUnauthorized: false,
+        },
+      },
+    };
+    // a missing password file is a config error that names the field
+    await assert.rejects(
+      startTestRelay({ deliver: true, config }),
+      /delivery\.smarthost\.passwordFile: cannot read/,
+    );
+    await writeFile(passwordFile, 's3cret\n');
+    const relay = await startTestRelay({ deliver: true, config });
+    try {
+      for (let i = 0; i < 3; i++) {
+        await send(relay, {
+          from: 'alice@example.com',
+          to: [`r${i}@a.test`, `s${i}@b.test`],
+          subject: `s${i}`,
+          text: 'x',
+        });
+      }
+      await smarthost.waitForMessages(3);
+      assert.deepEqual(
+        smarthost.messages.map((m) => [m.authUser, m.tls, m.recipients.length]),
+        [
+          ['relay', true, 2],
+          ['relay', true, 2],
+          ['relay', true, 2],
+        ],
+      );
+      assert.equal(smarthost.connections, 1, 'one connection carries every message');
+    } finally {
+      await relay.close();
+      await smarthost.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

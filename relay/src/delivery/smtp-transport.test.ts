@@ -1,0 +1,798 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import type { RelayConfig } from '../config/schema.ts';
+import { validateRelayConfig } from '../config/validate.ts';
+import { isSluiceError } from '../errors.ts';
+import { createLogger } from '../observability/logger.ts';
+import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
+import { type SmtpSink, type SmtpSinkOptions, startSmtpSink } from '../testing/smtp-sink.ts';
+import { parseReply, SmtpTransport, type SmtpTransportOptions } from './smtp-transport.ts';
+import type { DeliveryJob, RecipientResult } from './types.ts';
+
+// Real SMTP sinks on 127.0.0.x stand in for MX hosts and smarthosts; a real DNS server on
+// loopback answers the MX and address lookups.
+
+class LogLines extends Writable {
+  readonly lines: Array<Record<string, unknown>> = [];
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+    callback();
+  }
+}
+
+const BODY = 'From: a@sender.test\r\nTo: b@dest.test\r\nSubject: hello\r\n\r\nHello there.\r\n';
+
+let dns: TestDnsServer;
+let dir: string;
+let bodyPath: string;
+let seq = 0;
+
+before(async () => {
+  dns = await startDnsServer();
+  dir = await mkdtemp(join(tmpdir(), 'sluice-delivery-'));
+  bodyPath = join(dir, 'plain.eml');
+  await writeFile(bodyPath, BODY);
+});
+after(async () => {
+  await dns.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function deliveryConfig(delivery: Record<string, unknown>): RelayConfig['delivery'] {
+  return validateRelayConfig(
+    {
+      listeners: [{ name: 'submission', address: '127.0.0.1', port: 0 }],
+      spoolDir: join(dir, 'spool'),
+      usersFile: join(dir, 'users.yaml'),
+      delivery: {
+        resolvers: [dns.address],
+        allowLocalAddresses: true,
+        connectTimeoutSeconds: 5,
+        ...delivery,
+      },
+    },
+    'test config',
+  ).delivery;
+}
+
+function transport(
+  delivery: Record<string, unknown>,
+  extra: Partial<SmtpTransportOptions> = {},
+): { transport: SmtpTransport; logs: LogLines } {
+  const logs = new LogLines();
+  const config = deliveryConfig(delivery);
+  const t = new SmtpTransport({
+    mode: config.mode,
+    config,
+    hostname: 'relay.test',
+    logger: createLogger({ level: 'debug', destination: logs }),
+    ...extra,
+  });
+  return { transport: t, logs };
+}
+
+function job(domain: string, recipients: string[], extra: Partial<DeliveryJob> = {}): DeliveryJob {
+  seq++;
+  return {
+    queueId: `Q${seq}`,
+    sender: 'a@sender.test',
+    recipients,
+    domain,
+    bodyPath,
+    size: Buffer.byteLength(BODY),
+    ...extra,
+  };
+}
+
+/** A domain whose single MX is `host` (an address on loopback). */
+function mxAt(domain: string, host: string): void {
+  dns.setMx(domain, [{ exchange: `mx.${domain}`, priority: 10 }]);
+  dns.setA(`mx.${domain}`, [host]);
+}
+
+async function withSink<T>(options: SmtpSinkOptions, run: (sink: SmtpSink) => Promise<T>): Promise<T> {
+  const sink = await startSmtpSink(options);
+  try {
+    return await run(sink);
+  } finally {
+    await sink.close();
+  }
+}
+
+async function waitFor(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function only(results: RecipientResult[]): RecipientResult {
+  assert.equal(results.length, 1);
+  const [result] = results;
+  assert.ok(result);
+  return result;
+}
+
+describe('SmtpTransport, direct to MX', () => {
+  it('tries MX hosts by priority: the first is down, the second gets the message', async () => {
+    await withSink({ host: '127.0.0.3' }, async (sink) => {
+      dns.setMx('two.test', [
+        { exchange: 'mx2.two.test', priority: 20 },
+        { exchange: 'mx1.two.test', priority: 10 },
+      ]);
+      dns.setA('mx1.two.test', ['127.0.0.2']); // nothing listens there
+      dns.setA('mx2.two.test', ['127.0.0.3']);
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const result = only(await t.deliver(job('two.test', ['bob@two.test'])));
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(result.status, '2.0.0');
+        assert.equal(result.remoteHost, 'mx2.two.test');
+        assert.match(result.response, /^250 /);
+        assert.equal(sink.messages.length, 1);
+        assert.deepEqual(sink.messages[0]?.recipients, ['bob@two.test']);
+        assert.equal(sink.messages[0]?.sender, 'a@sender.test');
+        assert.equal(sink.messages[0]?.raw.toString(), BODY);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('moves on to the next MX host when one refuses the session (421 greeting)', async () => {
+    await withSink({ host: '127.0.0.3' }, async (sink) => {
+      const busy = net.createServer((socket) => socket.end('421 4.3.2 busy, try another\r\n'));
+      await new Promise<void>((resolve) => busy.listen(sink.port, '127.0.0.2', resolve));
+      try {
+        dns.setMx('busy.test', [
+          { exchange: 'mx1.busy.test', priority: 10 },
+          { exchange: 'mx2.busy.test', priority: 20 },
+        ]);
+        dns.setA('mx1.busy.test', ['127.0.0.2']);
+        dns.setA('mx2.busy.test', ['127.0.0.3']);
+        const { transport: t } = transport({ port: sink.port });
+        const result = only(await t.deliver(job('busy.test', ['a@busy.test'])));
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(result.remoteHost, 'mx2.busy.test');
+        await t.close();
+
+        dns.setMx('busy.test', [{ exchange: 'mx1.busy.test', priority: 10 }]);
+        const { transport: t2 } = transport({ port: sink.port });
+        const refused = only(await t2.deliver(job('busy.test', ['a@busy.test'])));
+        assert.deepEqual(
+          [refused.outcome, refused.status, refused.remoteHost],
+          ['deferred', '4.3.2', 'mx1.busy.test'],
+        );
+        assert.match(refused.response, /421 4\.3\.2 busy/);
+        await t2.close();
+      } finally {
+        await new Promise((resolve) => busy.close(resolve));
+      }
+    });
+  });
+
+  it('delivers to the domain itself when it has an address but no MX (implicit MX)', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      dns.setA('implicit.test', ['127.0.0.2']);
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const result = only(await t.deliver(job('implicit.test', ['x@implicit.test'])));
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(result.remoteHost, 'implicit.test');
+        assert.equal(sink.messages.length, 1);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('bounces every recipient of a null-MX domain with 5.1.10', async () => {
+    dns.setMx('nullmx.test', [{ exchange: '.', priority: 0 }]);
+    const { transport: t, logs } = transport({});
+    const results = await t.deliver(job('nullmx.test', ['a@nullmx.test', 'b@nullmx.test']));
+    assert.deepEqual(
+      results.map((r) => [r.address, r.outcome, r.status]),
+      [
+        ['a@nullmx.test', 'bounced', '5.1.10'],
+        ['b@nullmx.test', 'bounced', '5.1.10'],
+      ],
+    );
+    assert.match(results[0]?.response ?? '', /nullmx\.test does not accept mail \(null MX/);
+    const line = logs.lines.find((l) => l.event === 'delivery_attempt');
+    assert.equal(line?.reason, 'null_mx');
+    assert.equal(line?.queueId, `Q${seq}`);
+    await t.close();
+  });
+
+  it('bounces a domain that does not exist with 5.1.2', async () => {
+    const { transport: t } = transport({});
+    const result = only(await t.deliver(job('no-such-domain.test', ['a@no-such-domain.test'])));
+    assert.equal(result.outcome, 'bounced');
+    assert.equal(result.status, '5.1.2');
+    await t.close();
+  });
+
+  it('defers when the MX lookup fails (SERVFAIL) with 4.4.3', async () => {
+    dns.setBehaviour('servfail.test', 'servfail');
+    const { transport: t } = transport({});
+    const result = only(await t.deliver(job('servfail.test', ['a@servfail.test'])));
+    assert.equal(result.outcome, 'deferred');
+    assert.equal(result.status, '4.4.3');
+    assert.match(result.response, /SERVFAIL/);
+    await t.close();
+  });
+
+  it('defers with 4.4.1 when no MX host accepts a connection', async () => {
+    mxAt('down.test', '127.0.0.2');
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    await new Promise((resolve) => server.close(resolve)); // a port nobody listens on now
+    const { transport: t } = transport({ port });
+    const result = only(await t.deliver(job('down.test', ['a@down.test'])));
+    assert.equal(result.outcome, 'deferred');
+    assert.equal(result.status, '4.4.1');
+    await t.close();
+  });
+
+  it('refuses MX hosts on loopback or private addresses unless allowed: deferred 4.4.4', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('local.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port, allowLocalAddresses: false });
+      try {
+        const result = only(await t.deliver(job('local.test', ['a@local.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.equal(result.status, '4.4.4');
+        assert.match(result.response, /no usable MX host for local\.test/);
+        assert.equal(sink.connections, 0, 'no connection was made');
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('gives each recipient its own answer: 250, 451 and 550 in one transaction', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('mixed.test', '127.0.0.2');
+      sink.setRecipientReply('later@mixed.test', { code: 451, text: '4.2.1 try later' });
+      sink.setRecipientReply('gone@mixed.test', { code: 550, text: '5.1.1 no such user' });
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const results = await t.deliver(
+          job('mixed.test', ['ok@mixed.test', 'later@mixed.test', 'gone@mixed.test']),
+        );
+        assert.deepEqual(
+          results.map((r) => [r.address, r.outcome, r.status, r.response, r.remoteHost]),
+          [
+            ['ok@mixed.test', 'delivered', '2.0.0', results[0]?.response, 'mx.mixed.test'],
+            ['later@mixed.test', 'deferred', '4.2.1', '451 4.2.1 try later', 'mx.mixed.test'],
+            ['gone@mixed.test', 'bounced', '5.1.1', '550 5.1.1 no such user', 'mx.mixed.test'],
+          ],
+        );
+        assert.equal(sink.messages.length, 1);
+        assert.deepEqual(sink.messages[0]?.recipients, ['ok@mixed.test']);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('sends no DATA when no recipient was accepted', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('none.test', '127.0.0.2');
+      sink.setRecipientReply('a@none.test', { code: 550, text: '5.1.1 no such user' });
+      sink.setRecipientReply('b@none.test', { code: 452, text: '4.5.3 too many recipients' });
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const results = await t.deliver(job('none.test', ['a@none.test', 'b@none.test']));
+        assert.deepEqual(
+          results.map((r) => [r.outcome, r.status]),
+          [
+            ['bounced', '5.1.1'],
+            ['deferred', '4.5.3'],
+          ],
+        );
+        assert.equal(sink.messages.length, 0);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('applies the reply at end of DATA to every accepted recipient', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('data.test', '127.0.0.2');
+      sink.setRecipientReply('gone@data.test', { code: 550, text: '5.1.1 no such user' });
+      sink.setDataReply({ code: 554, text: '5.6.0 content rejected' });
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const results = await t.deliver(job('data.test', ['a@data.test', 'b@data.test', 'gone@data.test']));
+        assert.deepEqual(
+          results.map((r) => [r.address, r.outcome, r.status, r.response]),
+          [
+            ['a@data.test', 'bounced', '5.6.0', '554 5.6.0 content rejected'],
+            ['b@data.test', 'bounced', '5.6.0', '554 5.6.0 content rejected'],
+            ['gone@data.test', 'bounced', '5.1.1', '550 5.1.1 no such user'],
+          ],
+        );
+        sink.setDataReply({ code: 451, text: '4.3.0 queue full' });
+        const later = await t.deliver(job('data.test', ['a@data.test']));
+        assert.deepEqual(
+          later.map((r) => [r.outcome, r.status]),
+          [['deferred', '4.3.0']],
+        );
+        sink.setDataReply(undefined);
+        const fine = await t.deliver(job('data.test', ['a@data.test']));
+        assert.equal(fine[0]?.outcome, 'delivered', 'the connection is still good after refusals');
+        assert.equal(sink.messages.length, 1);
+        assert.equal(sink.connections, 1);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('sends the null sender as MAIL FROM:<>', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('bounce.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const result = only(await t.deliver(job('bounce.test', ['a@bounce.test'], { sender: '' })));
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(sink.messages[0]?.sender, '');
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('uses STARTTLS when the MX offers it, whatever its certificate', async () => {
+    await withSink({ host: '127.0.0.2', tls: true }, async (sink) => {
+      mxAt('tls.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port, requireTls: true });
+      try {
+        const result = only(await t.deliver(job('tls.test', ['a@tls.test'])));
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(sink.messages[0]?.tls, true);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('with requireTls, defers (4.7.10) instead of sending in clear to an MX without STARTTLS', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('cleartext.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port, requireTls: true });
+      try {
+        const result = only(await t.deliver(job('cleartext.test', ['a@cleartext.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.equal(result.status, '4.7.10');
+        assert.equal(result.response, 'TLS required but not offered by mx.cleartext.test');
+        assert.equal(result.remoteHost, 'mx.cleartext.test');
+        assert.equal(sink.transactions, 0);
+        assert.equal(sink.messages.length, 0);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('sends in clear to an MX without STARTTLS when TLS is not required', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('plain.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        assert.equal(only(await t.deliver(job('plain.test', ['a@plain.test']))).outcome, 'delivered');
+        assert.equal(sink.messages[0]?.tls, false);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('sends the EHLO name from heloName, else the hostname', async () => {
+    const seen: string[] = [];
+    const server = net.createServer((socket) => {
+      socket.write('220 helo.test ESMTP\r\n');
+      socket.on('data', (chunk) => {
+        const line = chunk.toString('latin1');
+        if (/^EHLO /i.test(line)) {
+          seen.push(line.trim().slice(5));
+          socket.end('421 4.3.2 not today\r\n');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      mxAt('helo.test', '127.0.0.2');
+      for (const delivery of [{ port }, { port, heloName: 'out.relay.test' }]) {
+        const { transport: t } = transport(delivery);
+        const result = only(await t.deliver(job('helo.test', ['a@helo.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.equal(result.status, '4.3.2');
+        await t.close();
+      }
+      assert.deepEqual(seen, ['relay.test', 'out.relay.test']);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('defers the recipients (4.4.2) when the connection drops during DATA, never delivered', async () => {
+    // A server that takes the envelope and hangs up while the message is on its way.
+    const server = net.createServer((socket) => {
+      socket.write('220 drop.test ESMTP\r\n');
+      let buffer = '';
+      let inData = false;
+      socket.on('data', (chunk) => {
+        if (inData) {
+          socket.destroy();
+          return;
+        }
+        buffer += chunk.toString('latin1');
+        for (let end = buffer.indexOf('\r\n'); end !== -1; end = buffer.indexOf('\r\n')) {
+          const command = buffer.slice(0, 4).toUpperCase();
+          buffer = buffer.slice(end + 2);
+          if (command === 'EHLO') socket.write('250 drop.test\r\n');
+          else if (command === 'DATA') {
+            inData = true;
+            socket.write('354 go ahead\r\n');
+          } else socket.write('250 2.1.0 ok\r\n');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      mxAt('drop.test', '127.0.0.2');
+      const { transport: t } = transport({ port });
+      const results = await t.deliver(job('drop.test', ['a@drop.test', 'b@drop.test']));
+      assert.deepEqual(
+        results.map((r) => [r.outcome, r.status, r.remoteHost]),
+        [
+          ['deferred', '4.4.2', 'mx.drop.test'],
+          ['deferred', '4.4.2', 'mx.drop.test'],
+        ],
+      );
+      await t.close();
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('defers (4.3.0) when the spooled body cannot be read, without rejecting', async () => {
+    mxAt('nobody.test', '127.0.0.2');
+    const { transport: t } = transport({});
+    const result = only(
+      await t.deliver(job('nobody.test', ['a@nobody.test'], { bodyPath: join(dir, 'missing.eml') })),
+    );
+    assert.equal(result.outcome, 'deferred');
+    assert.equal(result.status, '4.3.0');
+    await t.close();
+  });
+});
+
+describe('SmtpTransport, message data', () => {
+  it('dot-stuffs the body so a "." line in the middle arrives as text, not as the end', async () => {
+    const body =
+      'Subject: dots\r\n\r\nfirst\r\n.\r\n.leading dot\r\n..two dots\r\n.\r\nQUIT\r\nlast line\r\n';
+    const path = join(dir, 'dots.eml');
+    await writeFile(path, body);
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('dots.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const result = only(
+          await t.deliver(job('dots.test', ['a@dots.test'], { bodyPath: path, size: body.length })),
+        );
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(sink.messages.length, 1, 'one message, not cut at the lone dot');
+        assert.equal(sink.messages[0]?.raw.toString('latin1'), body);
+        assert.equal(sink.transactions, 1);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('streams a 20 MB body from the spool without holding it in memory', async () => {
+    // Live memory is what counts: collect before each sample, and free ArrayBuffers in the
+    // collection itself rather than later on a background thread.
+    v8.setFlagsFromString('--expose-gc');
+    v8.setFlagsFromString('--no-concurrent-array-buffer-sweeping');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const path = join(dir, 'big.eml');
+    const hash = createHash('sha256');
+    await new Promise<void>((resolve, reject) => {
+      const out = createWriteStream(path);
+      out.on('error', reject);
+      out.write('Subject: big\r\n\r\n');
+      hash.update('Subject: big\r\n\r\n');
+      const line = `${'x'.repeat(74)}\r\n`;
+      const dotLine = `.${'y'.repeat(73)}\r\n`;
+      const block = Array.from({ length: 1024 }, (_, i) => (i % 64 === 0 ? dotLine : line)).join('');
+      for (let i = 0; i < 256; i++) {
+        out.write(block);
+        hash.update(block);
+      }
+      out.end(resolve);
+    });
+    const size = 256 * 1024 * 76 + 16;
+    await withSink({ host: '127.0.0.2', keepBodies: false }, async (sink) => {
+      mxAt('big.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        gc();
+        const used = () => {
+          const m = process.memoryUsage();
+          return m.heapUsed + m.arrayBuffers;
+        };
+        const baseline = used();
+        let peak = baseline;
+        const sampler = setInterval(() => {
+          gc();
+          peak = Math.max(peak, used());
+        }, 50);
+        let result: RecipientResult;
+        try {
+          result = only(await t.deliver(job('big.test', ['a@big.test'], { bodyPath: path, size })));
+        } finally {
+          clearInterval(sampler);
+        }
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(sink.messages[0]?.size, size);
+        assert.equal(sink.messages[0]?.sha256, hash.digest('hex'));
+        // holding the body would take 20 MB at once; streaming keeps a few chunks in flight
+        const growth = peak - baseline;
+        assert.ok(growth < 8 * 1024 * 1024, `live memory grew by ${(growth / 1048576).toFixed(1)} MB`);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+});
+
+describe('SmtpTransport, connection reuse', () => {
+  it('sends 10 sequential jobs to one destination over one connection', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('reuse.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        for (let i = 0; i < 10; i++) {
+          const result = only(await t.deliver(job('reuse.test', [`u${i}@reuse.test`])));
+          assert.equal(result.outcome, 'delivered');
+        }
+        assert.equal(sink.messages.length, 10);
+        assert.equal(sink.transactions, 10);
+        assert.equal(sink.connections, 1);
+      } finally {
+        await t.close();
+      }
+      await waitFor(() => sink.openConnections === 0, 'the pooled connection to close');
+    });
+  });
+
+  it('opens a new connection after messagesPerConnection messages', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('wear.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port, messagesPerConnection: 3 });
+      try {
+        for (let i = 0; i < 10; i++) await t.deliver(job('wear.test', [`u${i}@wear.test`]));
+        assert.equal(sink.messages.length, 10);
+        assert.equal(sink.connections, 4);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('keeps at most maxConnectionsPerDomain connections to a destination', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('limit.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port, maxConnectionsPerDomain: 2 });
+      try {
+        const results = await Promise.all(
+          Array.from({ length: 6 }, (_, i) => t.deliver(job('limit.test', [`u${i}@limit.test`]))),
+        );
+        assert.ok(results.every((r) => r[0]?.outcome === 'delivered'));
+        assert.equal(sink.messages.length, 6);
+        assert.equal(sink.connections, 2, 'two in parallel, then reused');
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('closes an idle connection after the idle timeout', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('idle.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port }, { idleTimeoutMs: 50 });
+      try {
+        await t.deliver(job('idle.test', ['a@idle.test']));
+        await waitFor(() => sink.openConnections === 0, 'the idle connection to close');
+        await t.deliver(job('idle.test', ['b@idle.test']));
+        assert.equal(sink.connections, 2);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('opens a new connection when the pooled one was closed by the server', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('stale.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        await t.deliver(job('stale.test', ['a@stale.test']));
+        sink.dropConnections();
+        const result = only(await t.deliver(job('stale.test', ['b@stale.test'])));
+        assert.equal(result.outcome, 'delivered');
+        assert.equal(sink.messages.length, 2);
+        assert.equal(sink.connections, 2);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('after close, ends pooled connections and defers new jobs', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('closing.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      await t.deliver(job('closing.test', ['a@closing.test']));
+      await t.close();
+      await waitFor(() => sink.openConnections === 0, 'the pooled connection to close');
+      const result = only(await t.deliver(job('closing.test', ['b@closing.test'])));
+      assert.equal(result.outcome, 'deferred');
+      assert.equal(result.status, '4.3.2');
+      assert.equal(sink.messages.length, 1);
+    });
+  });
+});
+
+describe('parseReply', () => {
+  it('takes the enhanced status code from the reply, or derives one from the reply code', () => {
+    assert.deepEqual(parseReply('250 2.0.0 Ok: queued'), { code: 250, status: '2.0.0' });
+    assert.deepEqual(parseReply('250 Ok'), { code: 250, status: '2.0.0' });
+    assert.deepEqual(parseReply('550 5.1.1 no such user'), { code: 550, status: '5.1.1' });
+    assert.deepEqual(parseReply('552 5.3.4 too big'), { code: 552, status: '5.3.4' });
+    assert.deepEqual(parseReply('451 try later'), { code: 451, status: '4.0.0' });
+    assert.deepEqual(parseReply('550 4.2.1 mismatched class'), { code: 550, status: '5.0.0' });
+    assert.deepEqual(parseReply('421-4.4.2 first line\n421 4.4.2 closing'), { code: 421, status: '4.4.2' });
+    assert.deepEqual(parseReply('550 5.1.10 null MX'), { code: 550, status: '5.1.10' });
+    assert.deepEqual(parseReply('nonsense'), { code: 0, status: '4.0.0' });
+  });
+});
+
+describe('SmtpTransport, smarthost', () => {
+  const AUTH = { username: 'relay', password: 'smarthost-secret' };
+
+  function smarthost(sink: SmtpSink, extra: Record<string, unknown> = {}) {
+    return {
+      mode: 'smarthost',
+      smarthost: { host: sink.host, port: sink.port, tls: 'starttls', rejectUnauthorized: false, ...extra },
+    };
+  }
+
+  it('hands every message to the smarthost over STARTTLS with AUTH', async () => {
+    await withSink({ tls: true, auth: AUTH }, async (sink) => {
+      const { transport: t } = transport(smarthost(sink, { username: AUTH.username }), {
+        smarthostPassword: AUTH.password,
+      });
+      try {
+        const results = await t.deliver(job('smarthost', ['a@one.test', 'b@two.test']));
+        assert.deepEqual(
+          results.map((r) => [r.outcome, r.remoteHost]),
+          [
+            ['delivered', '127.0.0.1'],
+            ['delivered', '127.0.0.1'],
+          ],
+        );
+        assert.equal(sink.messages[0]?.tls, true);
+        assert.equal(sink.messages[0]?.authUser, 'relay');
+        assert.deepEqual(sink.messages[0]?.recipients, ['a@one.test', 'b@two.test']);
+        assert.equal(dns.queries('one.test'), 0, 'no MX lookup in smarthost mode');
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('defers (4.7.0) and logs an error when the smarthost refuses our credentials', async () => {
+    await withSink({ tls: true, auth: AUTH }, async (sink) => {
+      const { transport: t, logs } = transport(smarthost(sink, { username: AUTH.username }), {
+        smarthostPassword: 'wrong',
+      });
+      try {
+        const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.equal(result.status, '4.7.0');
+        assert.match(result.response, /535/);
+        assert.equal(sink.messages.length, 0);
+        const line = logs.lines.find((l) => l.event === 'smarthost_failed');
+        assert.equal(line?.level, 'error');
+        assert.equal(line?.reason, 'auth_failed');
+        assert.ok(!JSON.stringify(logs.lines).includes('wrong'), 'the password is not logged');
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it("verifies the smarthost's certificate when rejectUnauthorized is on: 4.7.5", async () => {
+    await withSink({ tls: true }, async (sink) => {
+      const { transport: t } = transport(smarthost(sink, { rejectUnauthorized: true }));
+      try {
+        const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.equal(result.status, '4.7.5');
+        assert.equal(sink.messages.length, 0);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('defers (4.7.10) when tls is starttls and the smarthost does not offer it', async () => {
+    await withSink({}, async (sink) => {
+      const { transport: t } = transport(smarthost(sink));
+      try {
+        const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.equal(result.status, '4.7.10');
+        assert.equal(sink.messages.length, 0);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('speaks implicit TLS, or plain SMTP when tls is none', async () => {
+    await withSink({ implicitTls: true }, async (sink) => {
+      const { transport: t } = transport(smarthost(sink, { tls: 'implicit' }));
+      try {
+        assert.equal(only(await t.deliver(job('smarthost', ['a@one.test']))).outcome, 'delivered');
+        assert.equal(sink.messages[0]?.tls, true);
+      } finally {
+        await t.close();
+      }
+    });
+    await withSink({ tls: true }, async (sink) => {
+      const { transport: t } = transport(smarthost(sink, { tls: 'none' }));
+      try {
+        assert.equal(only(await t.deliver(job('smarthost', ['a@one.test']))).outcome, 'delivered');
+        assert.equal(sink.messages[0]?.tls, false, 'STARTTLS offered but not used');
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('refuses a smarthost configuration without the smarthost or its password', () => {
+    const config = deliveryConfig({});
+    const logger = createLogger({ level: 'silent' });
+    assert.throws(
+      () => new SmtpTransport({ mode: 'smarthost', config, hostname: 'relay.test', logger }),
+      (err: unknown) => isSluiceError(err, 'SLUICE_ERR_CONFIG_INVALID'),
+    );
+    const withUser = deliveryConfig({ smarthost: { host: 'smtp.example', username: 'u' } });
+    assert.throws(
+      () => new SmtpTransport({ mode: 'smarthost', config: withUser, hostname: 'relay.test', logger }),
+      (err: unknown) => isSluiceError(err, 'SLUICE_ERR_CONFIG_INVALID'),
+    );
+  });
+});

@@ -1,0 +1,277 @@
+// The delivery manager against a real spool on disk and a fake in-process transport (see
+// test-kit.ts; the real SMTP transports have their own tests against real SMTP peers).
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { RecipientOutcome } from '../delivery/types.ts';
+import { newQueueId } from '../spool/queue-id.ts';
+import {
+  bootQueue,
+  FakeClock,
+  FakeTransport,
+  flush,
+  T0,
+  testConfig,
+  testEnvelope,
+  waitFor,
+} from './test-kit.ts';
+
+const SECOND = 1000;
+
+describe('DeliveryManager', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-delivery-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('sends per domain, records each recipient, bounces once and retries only the deferred ones on time', async () => {
+    const answers: Record<string, RecipientOutcome> = {
+      'b2@beta.test': 'bounced',
+      'c1@gamma.test': 'deferred',
+      'c2@gamma.test': 'deferred',
+    };
+    const transport = new FakeTransport((address) => answers[address] ?? 'delivered');
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir, 'mixed'), transport, clock, testConfig(dir));
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    const recipients = ['a1@alpha.test', 'a2@Alpha.Test', 'a3@alpha.test', 'b1@beta.test', 'b2@beta.test'];
+    await q.submit(testEnvelope(id, [...recipients, 'c1@gamma.test', 'c2@gamma.test'], clock.now));
+    await waitFor(() => q.events('retry_scheduled').length === 1, 'first attempt finished');
+
+    assert.deepEqual(transport.jobs.map((j) => [j.domain, j.recipients.length]).sort(), [
+      ['alpha.test', 3],
+      ['beta.test', 2],
+      ['gamma.test', 2],
+    ]);
+    const stored = await q.onDisk(id);
+    const states = Object.fromEntries(stored!.recipients.map((r) => [r.address, r.state]));
+    assert.deepEqual(states, {
+      'a1@alpha.test': 'delivered',
+      'a2@Alpha.Test': 'delivered',
+      'a3@alpha.test': 'delivered',
+      'b1@beta.test': 'delivered',
+      'b2@beta.test': 'bounced',
+      'c1@gamma.test': 'deferred',
+      'c2@gamma.test': 'deferred',
+    });
+    assert.equal(
+      stored!.recipients.find((r) => r.address === 'b2@beta.test')?.response,
+      '550 5.1.1 no such user',
+    );
+    assert.equal(stored!.attempts, 1);
+    assert.equal(stored!.nextAttemptAt, new Date(T0 + 300 * SECOND).toISOString());
+    assert.deepEqual(
+      q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address), d.bodyPath]),
+      [['failed', ['b2@beta.test'], q.queue.bodyPath(id)]],
+    );
+    assert.equal(q.events('delivery_attempt').length, 3);
+    assert.equal(q.events('delivered').length, 4);
+    assert.deepEqual(
+      q.events('bounced').map((l) => [l.queueId, l.recipient, l.response]),
+      [[id, 'b2@beta.test', '550 5.1.1 no such user']],
+    );
+    assert.ok(
+      q.logs
+        .filter((l) => typeof l.event === 'string' && l.event !== 'queue_loaded')
+        .every((l) => l.queueId === id),
+    );
+    assert.deepEqual([...q.metrics.attempts].sort(), [
+      'bounced',
+      'deferred',
+      'deferred',
+      'delivered',
+      'delivered',
+      'delivered',
+      'delivered',
+    ]);
+    assert.equal(q.metrics.retries, 1);
+
+    // nothing before the scheduled time, the retry right at it, only to the deferred ones
+    clock.advance(300 * SECOND - 1);
+    await flush();
+    assert.equal(transport.jobs.length, 3);
+    answers['c1@gamma.test'] = 'delivered';
+    clock.advance(1);
+    await waitFor(() => q.events('retry_scheduled').length === 2, 'second attempt finished');
+    assert.deepEqual(transport.jobs[3]?.recipients, ['c1@gamma.test', 'c2@gamma.test']);
+    assert.equal((await q.onDisk(id))?.nextAttemptAt, new Date(clock.now + 600 * SECOND).toISOString());
+
+    answers['c2@gamma.test'] = 'delivered';
+    clock.advance(600 * SECOND);
+    await waitFor(() => q.manager.size === 0 && q.events('message_done').length === 1, 'message done');
+    assert.deepEqual(transport.jobs[4]?.recipients, ['c2@gamma.test']);
+    assert.equal(transport.sentTo().filter((a) => a.startsWith('a1@')).length, 1, 'never sent twice');
+    assert.deepEqual(await readdir(q.spool.queueDir), []);
+    assert.equal(q.dsn.length, 1, 'no further DSN');
+    await q.manager.stop(1000);
+  });
+
+  it('keeps to maxConnections and maxConnectionsPerDomain', async () => {
+    const transport = new FakeTransport();
+    let open = () => {};
+    transport.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const clock = new FakeClock();
+    const config = testConfig(dir, { maxConnections: 3, maxConnectionsPerDomain: 2 });
+    const q = await bootQueue(join(dir, 'limits'), transport, clock, config);
+    // queued before start: the scan makes all of them due at once
+    for (let i = 0; i < 8; i++) {
+      await q.submit(
+        testEnvelope(newQueueId(clock.now + i), [`u${i}@${i < 5 ? 'busy' : 'other'}.test`], clock.now),
+      );
+    }
+    await q.manager.start();
+    await waitFor(() => transport.inFlight === 3, 'three connections open');
+    await flush();
+    assert.equal(transport.inFlight, 3);
+    assert.equal(transport.maxPerDomain.get('busy.test'), 2);
+    open();
+    await waitFor(() => q.manager.size === 0, 'all delivered');
+    assert.equal(transport.jobs.length, 8);
+    assert.equal(transport.maxInFlight, 3);
+    assert.equal(transport.maxPerDomain.get('busy.test'), 2);
+    await q.manager.stop(1000);
+  });
+
+  it('treats a transport that throws as deferred 4.0.0 for the whole job', async () => {
+    const transport = new FakeTransport();
+    transport.fail.add('broken.test');
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir, 'throws'), transport, clock, testConfig(dir));
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    await q.submit(testEnvelope(id, ['a@broken.test', 'b@fine.test'], clock.now));
+    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt finished');
+    const [a, b] = (await q.onDisk(id))!.recipients;
+    assert.equal(a?.state, 'deferred');
+    assert.equal(a?.status, '4.0.0');
+    assert.match(a?.response ?? '', /connection pool exploded/);
+    assert.equal(b?.state, 'delivered');
+    assert.deepEqual(q.dsn, []);
+    await q.manager.stop(1000);
+  });
+
+  it('bounces with 5.4.7 at the end of the queue lifetime, on time', async () => {
+    const transport = new FakeTransport(() => 'deferred');
+    const clock = new FakeClock();
+    const config = testConfig(dir, {}, { queueLifetimeSeconds: 3600, delayWarningSeconds: 0 });
+    const q = await bootQueue(join(dir, 'expiry'), transport, clock, config);
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    await q.submit(testEnvelope(id, ['a@slow.test'], clock.now));
+    // attempts at 0, 300, 900, 2100 s; the next would be 4500 s but the lifetime ends at 3600 s
+    for (const [n, at] of [
+      [1, 0],
+      [2, 300],
+      [3, 900],
+      [4, 2100],
+    ] as const) {
+      clock.advanceTo(T0 + at * SECOND);
+      await waitFor(() => q.events('retry_scheduled').length === n, `attempt ${n}`);
+    }
+    assert.equal((await q.onDisk(id))?.nextAttemptAt, new Date(T0 + 3600 * SECOND).toISOString());
+    clock.advanceTo(T0 + 3600 * SECOND);
+    await waitFor(() => q.manager.size === 0, 'message bounced and removed');
+    assert.equal(transport.jobs.length, 5);
+    assert.equal(q.dsn.length, 1);
+    assert.equal(q.dsn[0]?.action, 'failed');
+    assert.equal(q.dsn[0]?.recipients[0]?.status, '5.4.7');
+    assert.equal(q.dsn[0]?.recipients[0]?.response, 'delivery time expired: 451 4.3.0 try again later');
+    assert.deepEqual(await readdir(q.spool.queueDir), []);
+    await q.manager.stop(1000);
+  });
+
+  it('asks for one delay notice, once delayWarningSeconds have passed', async () => {
+    const transport = new FakeTransport((address) => (address.startsWith('ok') ? 'delivered' : 'deferred'));
+    const clock = new FakeClock();
+    const q = await bootQueue(
+      join(dir, 'delay'),
+      transport,
+      clock,
+      testConfig(dir, {}, { delayWarningSeconds: 600 }),
+    );
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    await q.submit(testEnvelope(id, ['ok@fine.test', 'late@slow.test'], clock.now));
+    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt 1');
+    clock.advance(300 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 2, 'attempt 2');
+    assert.equal(q.dsn.length, 0, 'not before 600 s');
+    clock.advance(600 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 3, 'attempt 3');
+    assert.deepEqual(
+      q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
+      [['delayed', ['late@slow.test']]],
+    );
+    assert.equal((await q.onDisk(id))?.delayWarned, true);
+    clock.advance(1200 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 4, 'attempt 4');
+    assert.equal(q.dsn.length, 1, 'only once');
+    assert.deepEqual(q.metrics.notices, ['delayed']);
+    await q.manager.stop(1000);
+  });
+
+  it('never asks for a DSN about a bounce (null sender) or a DSN', async () => {
+    const transport = new FakeTransport((address) => (address.startsWith('gone') ? 'bounced' : 'deferred'));
+    const clock = new FakeClock();
+    const config = testConfig(dir, {}, { delayWarningSeconds: 1, queueLifetimeSeconds: 600 });
+    const q = await bootQueue(join(dir, 'no-dsn'), transport, clock, config);
+    await q.manager.start();
+    const bounce = newQueueId(clock.now);
+    const notice = newQueueId(clock.now + 1);
+    await q.submit(testEnvelope(bounce, ['gone@x.test', 'late@y.test'], clock.now, { sender: '' }));
+    await q.submit(testEnvelope(notice, ['gone@x.test', 'late@y.test'], clock.now, { dsn: true }));
+    await waitFor(() => q.events('retry_scheduled').length === 2, 'first attempts');
+    clock.advance(300 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 4, 'second attempts, past the delay warning');
+    clock.advance(300 * SECOND);
+    await waitFor(() => q.manager.size === 0, 'both expired');
+    assert.equal(q.events('bounced').length, 4);
+    assert.deepEqual(q.dsn, []);
+    await q.manager.stop(1000);
+  });
+
+  it('retryNow makes a message due at once; remove takes it out of the queue', async () => {
+    const transport = new FakeTransport(() => 'deferred');
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir, 'admin'), transport, clock, testConfig(dir));
+    await q.manager.start();
+    const first = newQueueId(clock.now);
+    const second = newQueueId(clock.now + 1);
+    await q.submit(testEnvelope(first, ['a@slow.test'], clock.now));
+    clock.advance(SECOND);
+    await q.submit(testEnvelope(second, ['b@slow.test'], clock.now));
+    await waitFor(() => q.events('retry_scheduled').length === 2, 'first attempts');
+    assert.deepEqual(
+      q.manager.list().map((e) => e.queueId),
+      [first, second],
+    );
+    assert.equal(q.manager.oldestReceivedAt(), T0);
+    assert.equal(q.manager.get(first)?.attempts, 1);
+
+    assert.equal(q.manager.retryNow(first), true);
+    await waitFor(() => q.events('retry_scheduled').length === 3, 'retried now');
+    assert.deepEqual(transport.jobs.at(-1)?.recipients, ['a@slow.test']);
+    assert.equal(q.manager.retryNow('NOSUCHMESSAGE'), false);
+    assert.equal(q.manager.retryNow(), true);
+    await waitFor(() => q.events('retry_scheduled').length === 5, 'all retried now');
+
+    assert.equal(await q.manager.remove(first), true);
+    assert.equal(await q.manager.remove(first), false);
+    assert.equal(q.manager.get(first), undefined);
+    assert.equal(q.manager.size, 1);
+    assert.deepEqual((await readdir(q.spool.queueDir)).sort(), [`${second}.eml`, `${second}.json`]);
+    // the removed message's retry time comes and goes without a send
+    const sent = transport.jobs.length;
+    clock.advance(3600 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 6, 'second retried');
+    assert.equal(transport.jobs.length, sent + 1);
+    assert.deepEqual(transport.jobs.at(-1)?.recipients, ['b@slow.test']);
+    await q.manager.stop(1000);
+  });
+});

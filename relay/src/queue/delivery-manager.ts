@@ -1,0 +1,401 @@
+// Runs the queue: when a message is due its open recipients go out as jobs (one per domain,
+// or one to the smarthost) under the connection limits. Each job's results are persisted as
+// soon as it finishes, so a crash between two domains never re-sends to recipients already
+// delivered. Then the message either leaves the queue or waits for its next attempt.
+import type { RelayConfig } from '../config/schema.ts';
+import type { DeliveryJob, RecipientResult, Transport } from '../delivery/types.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import type { Spool } from '../spool/spool.ts';
+import { KeyedSemaphore } from './concurrency.ts';
+import { applyResults, completeResults, isOpen } from './outcomes.ts';
+import { planJobs } from './plan-jobs.ts';
+import type { QueueStore } from './queue-store.ts';
+import { delayWarningDue, expiresAt, retryDelayMs } from './retry-schedule.ts';
+import { Scheduler, type Timer } from './scheduler.ts';
+
+/** Metrics hooks; every call is optional to act on. */
+export interface DeliveryObserver {
+  /** One per recipient per attempt, with the recipient's state after it. */
+  attempt(result: 'delivered' | 'deferred' | 'bounced', seconds: number): void;
+  retryScheduled(): void;
+  bounceGenerated(action: 'failed' | 'delayed'): void;
+}
+
+export interface DsnRequest {
+  envelope: SpooledEnvelope;
+  recipients: SpooledRecipient[];
+  action: 'failed' | 'delayed';
+  bodyPath: string;
+}
+
+export interface DeliveryManagerOptions {
+  spool: Spool;
+  queue: QueueStore;
+  /** The current transport (a config reload swaps it); asked for each job. */
+  transport: () => Transport;
+  /** delivery.* is read on each use. */
+  config: () => RelayConfig;
+  /** Writes a bounce or delay notice into the spool; never called for a null sender or a DSN. */
+  enqueueDsn: (request: DsnRequest) => Promise<void>;
+  /** Wall-clock milliseconds (due times are persisted as ISO times); tests inject their own. */
+  now?: () => number;
+  setTimer?: (fn: () => void, ms: number) => Timer;
+  logger: Logger;
+  observer?: DeliveryObserver;
+}
+
+function realTimer(fn: () => void, ms: number): Timer {
+  const timer = setTimeout(fn, ms);
+  // the listeners keep a relay alive; a pending retry alone must not
+  timer.unref();
+  return { cancel: () => clearTimeout(timer) };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class DeliveryManager {
+  readonly #spool: Spool;
+  readonly #queue: QueueStore;
+  readonly #transport: () => Transport;
+  readonly #config: () => RelayConfig;
+  readonly #enqueueDsn: (request: DsnRequest) => Promise<void>;
+  readonly #now: () => number;
+  readonly #logger: Logger;
+  readonly #observer: DeliveryObserver | undefined;
+  readonly #scheduler: Scheduler;
+  readonly #slots: KeyedSemaphore;
+  /** The current envelope of every queued message; replaced, never mutated. */
+  readonly #envelopes = new Map<string, SpooledEnvelope>();
+  /** Attempts running, by queue id: a message has at most one. */
+  readonly #inFlight = new Map<string, Promise<void>>();
+  #unsubscribe: (() => void) | undefined;
+  #started = false;
+  #stopping = false;
+
+  constructor(options: DeliveryManagerOptions) {
+    this.#spool = options.spool;
+    this.#queue = options.queue;
+    this.#transport = options.transport;
+    this.#config = options.config;
+    this.#enqueueDsn = options.enqueueDsn;
+    this.#now = options.now ?? Date.now;
+    this.#logger = options.logger;
+    this.#observer = options.observer;
+    this.#scheduler = new Scheduler({
+      now: this.#now,
+      setTimer: options.setTimer ?? realTimer,
+      onDue: (ids) => {
+        for (const id of ids) this.#begin(id);
+      },
+    });
+    this.#slots = new KeyedSemaphore(() => {
+      const delivery = this.#config().delivery;
+      // the smarthost is one destination built to take all of the relay's mail
+      const perKey =
+        delivery.mode === 'smarthost' ? Number.POSITIVE_INFINITY : delivery.maxConnectionsPerDomain;
+      return { total: delivery.maxConnections, perKey };
+    });
+  }
+
+  /** Loads the queue from disk, starts what is due and picks up every message committed from now on. */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error('delivery manager already started');
+    this.#started = true;
+    // subscribe before the scan so a message committed meanwhile is not missed (ids dedupe)
+    this.#unsubscribe = this.#spool.onCommitted((message) => {
+      try {
+        this.#accept(structuredClone(message.envelope));
+        this.#scheduler.wake();
+      } catch (err: unknown) {
+        this.#logger.error({ event: 'queue_error', queueId: message.queueId, err }, 'cannot queue message');
+      }
+    });
+    const envelopes = await this.#queue.scan();
+    for (const envelope of envelopes) this.#accept(envelope);
+    this.#logger.info({ event: 'queue_loaded', messages: envelopes.length }, 'queue loaded');
+    this.#scheduler.wake();
+  }
+
+  #accept(envelope: SpooledEnvelope): void {
+    if (this.#stopping || this.#envelopes.has(envelope.queueId)) return;
+    this.#envelopes.set(envelope.queueId, envelope);
+    const dueAt = envelope.nextAttemptAt === undefined ? Number.NaN : Date.parse(envelope.nextAttemptAt);
+    this.#scheduler.schedule(envelope.queueId, Number.isNaN(dueAt) ? this.#now() : dueAt);
+  }
+
+  /** Makes one message (or every message) due now; false if that message is not queued. */
+  retryNow(queueId?: string): boolean {
+    if (this.#stopping) return false;
+    const ids = queueId === undefined ? [...this.#envelopes.keys()] : [queueId];
+    if (queueId !== undefined && !this.#envelopes.has(queueId)) return false;
+    const now = this.#now();
+    // a message in flight is being tried right now; its next schedule follows that attempt
+    for (const id of ids) if (!this.#inFlight.has(id)) this.#scheduler.schedule(id, now);
+    this.#scheduler.wake();
+    return true;
+  }
+
+  /** Takes a message out of the queue without delivering it further; false if it is not queued. */
+  async remove(queueId: string): Promise<boolean> {
+    if (!this.#envelopes.delete(queueId)) return false;
+    this.#scheduler.remove(queueId);
+    await this.#queue.remove(queueId);
+    this.#logger.info({ event: 'removed', queueId }, 'message removed from the queue');
+    return true;
+  }
+
+  /** The queued messages, oldest first. */
+  list(): SpooledEnvelope[] {
+    return [...this.#envelopes.values()].sort(
+      (a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || (a.queueId < b.queueId ? -1 : 1),
+    );
+  }
+
+  get(queueId: string): SpooledEnvelope | undefined {
+    return this.#envelopes.get(queueId);
+  }
+
+  get size(): number {
+    return this.#envelopes.size;
+  }
+
+  /** Where a queued message's body is. */
+  bodyPath(queueId: string): string {
+    return this.#queue.bodyPath(queueId);
+  }
+
+  /** When the oldest queued message was received (ms since the epoch). */
+  oldestReceivedAt(): number | undefined {
+    let oldest: number | undefined;
+    for (const envelope of this.#envelopes.values()) {
+      const at = Date.parse(envelope.receivedAt);
+      if (oldest === undefined || at < oldest) oldest = at;
+    }
+    return oldest;
+  }
+
+  /** Stops starting new attempts; waits for attempts in flight (up to deadlineMs); returns the ids still queued. */
+  async stop(deadlineMs: number): Promise<string[]> {
+    this.#stopping = true;
+    this.#unsubscribe?.();
+    this.#scheduler.stop();
+    // jobs still waiting for a connection slot are not started; their recipients stay as they were
+    this.#slots.close();
+    const running = Promise.allSettled(this.#inFlight.values());
+    // wall-clock, not the injected clock: this bounds a real shutdown
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs);
+    });
+    await Promise.race([running, deadline]);
+    clearTimeout(timer);
+    return [...this.#envelopes.keys()].sort();
+  }
+
+  #begin(queueId: string): void {
+    if (this.#stopping || this.#inFlight.has(queueId) || !this.#envelopes.has(queueId)) return;
+    const run = this.#attempt(queueId)
+      .catch((err: unknown) => {
+        this.#logger.error({ event: 'delivery_error', queueId, err }, 'delivery attempt failed');
+        // retry later rather than leave the message stranded without a schedule
+        const retry = this.#config().delivery.retry;
+        if (this.#envelopes.has(queueId))
+          this.#scheduler.schedule(queueId, this.#now() + retryDelayMs(1, retry));
+      })
+      .finally(() => this.#inFlight.delete(queueId));
+    this.#inFlight.set(queueId, run);
+  }
+
+  async #attempt(queueId: string): Promise<void> {
+    const envelope = this.#envelopes.get(queueId);
+    if (!envelope) return;
+    const bodyPath = this.#queue.bodyPath(queueId);
+    const jobs = planJobs(envelope, this.#config().delivery, bodyPath);
+    const bounced: SpooledRecipient[] = [];
+    const ran = await Promise.all(jobs.map((job) => this.#runJob(job, bounced)));
+    const current = this.#envelopes.get(queueId);
+    if (!current) return; // removed while in flight
+    if (bounced.length > 0) await this.#requestDsn(current, bounced, 'failed', bodyPath);
+    // stopped before every job got a connection: the attempt does not count
+    if (ran.includes(false)) return;
+    if (!current.recipients.some(isOpen)) {
+      await this.#finish(current);
+      return;
+    }
+    await this.#defer(current, bodyPath);
+  }
+
+  /** Runs one job; false if it never started because the manager is stopping. */
+  async #runJob(job: DeliveryJob, bounced: SpooledRecipient[]): Promise<boolean> {
+    const release = await this.#slots.acquire(job.domain);
+    if (!release) return false;
+    if (this.#stopping) {
+      release();
+      return false;
+    }
+    const started = performance.now();
+    let results: RecipientResult[];
+    try {
+      results = completeResults(
+        job.recipients,
+        await this.#transport().deliver(job),
+        'local error: the transport gave no result for this recipient',
+      );
+    } catch (err: unknown) {
+      // a transport must not reject; if one does, nobody bounces for a local bug
+      this.#logger.error(
+        { event: 'transport_error', queueId: job.queueId, domain: job.domain, err },
+        'transport failed',
+      );
+      results = completeResults(job.recipients, [], `local error: ${errorText(err)}`);
+    } finally {
+      release();
+    }
+    await this.#record(job, results, (performance.now() - started) / 1000, bounced);
+    return true;
+  }
+
+  /** Applies one job's results and persists them before anything else happens to the message. */
+  async #record(
+    job: DeliveryJob,
+    results: RecipientResult[],
+    seconds: number,
+    bounced: SpooledRecipient[],
+  ): Promise<void> {
+    const { queueId } = job;
+    const current = this.#envelopes.get(queueId);
+    const counts = { delivered: 0, deferred: 0, bounced: 0 };
+    if (!current) {
+      for (const r of results) counts[r.outcome]++;
+      this.#logger.info(
+        {
+          event: 'delivery_attempt',
+          queueId,
+          domain: job.domain,
+          recipients: job.recipients.length,
+          results: counts,
+          seconds,
+          removed: true,
+        },
+        'delivery attempt (message removed meanwhile)',
+      );
+      return;
+    }
+    const applied = applyResults(current, results, this.#now(), this.#config().delivery.retry);
+    this.#envelopes.set(queueId, applied.envelope);
+    bounced.push(...applied.newlyBounced);
+    const byAddress = new Map(applied.envelope.recipients.map((r) => [r.address, r]));
+    const deferrals = new Set<string>();
+    for (const result of results) {
+      const recipient = byAddress.get(result.address);
+      if (!recipient || recipient.state === 'pending') continue;
+      counts[recipient.state]++;
+      this.#observer?.attempt(recipient.state, seconds);
+      if (recipient.state === 'deferred') {
+        deferrals.add(recipient.response ?? '');
+        continue;
+      }
+      this.#logger.info(
+        {
+          event: recipient.state,
+          queueId,
+          recipient: recipient.address,
+          response: recipient.response,
+          status: recipient.status,
+          remoteHost: recipient.remoteHost,
+        },
+        recipient.state === 'delivered' ? 'delivered' : 'bounced',
+      );
+    }
+    this.#logger.info(
+      {
+        event: 'delivery_attempt',
+        queueId,
+        domain: job.domain,
+        recipients: job.recipients.length,
+        results: counts,
+        ...(deferrals.size > 0 ? { deferrals: [...deferrals] } : {}),
+        attempt: (current.attempts ?? 0) + 1,
+        seconds,
+      },
+      'delivery attempt',
+    );
+    try {
+      await this.#queue.update(applied.envelope);
+    } catch (err: unknown) {
+      // the next write of this message carries the same state; until then a crash may re-send
+      this.#logger.error({ event: 'queue_write_failed', queueId, err }, 'cannot persist delivery results');
+    }
+  }
+
+  async #finish(envelope: SpooledEnvelope): Promise<void> {
+    const { queueId } = envelope;
+    await this.#queue.remove(queueId);
+    this.#envelopes.delete(queueId);
+    this.#scheduler.remove(queueId);
+    const delivered = envelope.recipients.filter((r) => r.state === 'delivered').length;
+    this.#logger.info(
+      { event: 'message_done', queueId, delivered, bounced: envelope.recipients.length - delivered },
+      'message left the queue',
+    );
+  }
+
+  async #defer(current: SpooledEnvelope, bodyPath: string): Promise<void> {
+    const { queueId } = current;
+    const retry = this.#config().delivery.retry;
+    const now = this.#now();
+    const attempts = (current.attempts ?? 0) + 1;
+    // never wait past the end of the queue lifetime: the expiry bounce comes on time
+    const dueAt = Math.min(
+      now + retryDelayMs(attempts, retry),
+      Math.max(now, expiresAt(new Date(current.receivedAt), retry)),
+    );
+    let next: SpooledEnvelope = { ...current, attempts, nextAttemptAt: new Date(dueAt).toISOString() };
+    if (delayWarningDue(next, now, retry)) {
+      const deferred = next.recipients.filter((r) => r.state === 'deferred');
+      if (await this.#requestDsn(next, deferred, 'delayed', bodyPath)) next = { ...next, delayWarned: true };
+    }
+    if (!this.#envelopes.has(queueId)) return; // removed while the notice was written
+    this.#envelopes.set(queueId, next);
+    try {
+      await this.#queue.update(next);
+    } catch (err: unknown) {
+      this.#logger.error({ event: 'queue_write_failed', queueId, err }, 'cannot persist retry schedule');
+    }
+    if (this.#stopping || !this.#envelopes.has(queueId)) return;
+    this.#scheduler.schedule(queueId, dueAt);
+    this.#observer?.retryScheduled();
+    this.#logger.info(
+      { event: 'retry_scheduled', queueId, attempts, nextAttemptAt: next.nextAttemptAt },
+      'retry scheduled',
+    );
+  }
+
+  /** Asks for a bounce or delay notice; a null sender or a DSN never gets one. */
+  async #requestDsn(
+    envelope: SpooledEnvelope,
+    recipients: SpooledRecipient[],
+    action: 'failed' | 'delayed',
+    bodyPath: string,
+  ): Promise<boolean> {
+    if (envelope.sender === '' || envelope.dsn || recipients.length === 0) return false;
+    try {
+      await this.#enqueueDsn({ envelope, recipients, action, bodyPath });
+    } catch (err: unknown) {
+      this.#logger.error(
+        { event: 'dsn_failed', queueId: envelope.queueId, action, err },
+        'cannot queue a DSN',
+      );
+      return false;
+    }
+    this.#observer?.bounceGenerated(action);
+    this.#logger.info(
+      { event: 'dsn_queued', queueId: envelope.queueId, action, recipients: recipients.length },
+      'delivery status notification queued',
+    );
+    return true;
+  }
+}

@@ -1,0 +1,140 @@
+// Restarts, crashes and shutdown of the delivery manager, on a real spool on disk with a
+// fake in-process transport (see test-kit.ts; real SMTP transports have their own tests).
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { newQueueId } from '../spool/queue-id.ts';
+import {
+  bootQueue,
+  FakeClock,
+  FakeTransport,
+  flush,
+  T0,
+  testConfig,
+  testEnvelope,
+  waitFor,
+} from './test-kit.ts';
+
+const SECOND = 1000;
+
+describe('DeliveryManager recovery', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-recovery-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('resumes from the envelopes on disk after a restart, at the scheduled time', async () => {
+    const spoolDir = join(dir, 'restart');
+    const clock = new FakeClock();
+    const config = testConfig(dir);
+    const first = await bootQueue(spoolDir, new FakeTransport(() => 'deferred'), clock, config);
+    await first.manager.start();
+    const id = newQueueId(clock.now);
+    await first.submit(testEnvelope(id, ['a@slow.test', 'b@slow.test'], clock.now));
+    await waitFor(() => first.events('retry_scheduled').length === 1, 'first attempt');
+    assert.deepEqual(await first.manager.stop(1000), [id]);
+
+    clock.advance(100 * SECOND);
+    const transport = new FakeTransport();
+    const second = await bootQueue(spoolDir, transport, clock, config);
+    await second.manager.start();
+    assert.equal(second.manager.size, 1);
+    assert.equal(second.manager.get(id)?.attempts, 1);
+    await flush();
+    assert.deepEqual(transport.jobs, [], 'not before its next attempt');
+    clock.advanceTo(T0 + 300 * SECOND);
+    await waitFor(() => second.manager.size === 0, 'delivered after the restart');
+    assert.deepEqual(transport.sentTo(), ['a@slow.test', 'b@slow.test']);
+    assert.deepEqual(await readdir(second.spool.queueDir), []);
+    await second.manager.stop(1000);
+  });
+
+  it('never re-sends to a domain already delivered when it crashes between domains', async () => {
+    const spoolDir = join(dir, 'crash');
+    const clock = new FakeClock();
+    const config = testConfig(dir);
+    const doomed = new FakeTransport();
+    doomed.hang.add('beta.test');
+    const first = await bootQueue(spoolDir, doomed, clock, config);
+    await first.manager.start();
+    const id = newQueueId(clock.now);
+    await first.submit(testEnvelope(id, ['a1@alpha.test', 'a2@alpha.test', 'b@beta.test'], clock.now));
+    await waitFor(
+      async () => (await first.onDisk(id))?.recipients.filter((r) => r.state === 'delivered').length === 2,
+      'alpha persisted as delivered',
+    );
+    // the crash: beta's connection never answers and the process goes away
+    assert.deepEqual(await first.manager.stop(20), [id]);
+
+    const transport = new FakeTransport();
+    const second = await bootQueue(spoolDir, transport, clock, config);
+    await second.manager.start();
+    await waitFor(() => second.manager.size === 0, 'the rest delivered after the restart');
+    assert.deepEqual(
+      transport.jobs.map((j) => [j.domain, j.recipients]),
+      [['beta.test', ['b@beta.test']]],
+    );
+    await second.manager.stop(1000);
+  });
+
+  it('stop(deadline) waits for attempts in flight up to the deadline and returns what is still queued', async () => {
+    const clock = new FakeClock();
+    const transport = new FakeTransport(() => 'deferred');
+    transport.hang.add('hang.test');
+    const q = await bootQueue(join(dir, 'stop'), transport, clock, testConfig(dir));
+    await q.manager.start();
+    const hung = newQueueId(clock.now);
+    const deferred = newQueueId(clock.now + 1);
+    await q.submit(testEnvelope(hung, ['a@hang.test'], clock.now));
+    await q.submit(testEnvelope(deferred, ['b@later.test'], clock.now));
+    await waitFor(
+      () => q.events('retry_scheduled').length === 1 && transport.inFlight === 1,
+      'both attempted',
+    );
+    assert.deepEqual(await q.manager.stop(30), [hung, deferred].sort());
+
+    // stopped: no retries, no new messages, no admin retries
+    clock.advance(3600 * SECOND);
+    const late = newQueueId(clock.now);
+    await q.submit(testEnvelope(late, ['c@later.test'], clock.now));
+    assert.equal(q.manager.retryNow(), false);
+    await flush();
+    assert.equal(transport.jobs.length, 2);
+    assert.equal(q.manager.get(late), undefined);
+    assert.deepEqual(
+      await q.spool.list(),
+      [hung, deferred, late].sort(),
+      'everything stays on disk for the next run',
+    );
+  });
+
+  it('does not start jobs still waiting for a connection when it stops', async () => {
+    const clock = new FakeClock();
+    const transport = new FakeTransport();
+    let open = () => {};
+    transport.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const q = await bootQueue(
+      join(dir, 'stop-waiting'),
+      transport,
+      clock,
+      testConfig(dir, { maxConnections: 1 }),
+    );
+    const ids = [newQueueId(clock.now), newQueueId(clock.now + 1)];
+    await q.submit(testEnvelope(ids[0]!, ['a@one.test'], clock.now));
+    await q.submit(testEnvelope(ids[1]!, ['b@two.test'], clock.now));
+    await q.manager.start();
+    await waitFor(() => transport.inFlight === 1, 'one connection open');
+    const stopped = q.manager.stop(5000);
+    open();
+    assert.deepEqual(await stopped, [ids[1]]);
+    assert.equal(transport.jobs.length, 1);
+    const waiting = await q.onDisk(ids[1]!);
+    assert.equal(waiting?.recipients[0]?.state, 'pending');
+    assert.equal(waiting?.attempts, undefined, 'an attempt that never ran does not count');
+  });
+});

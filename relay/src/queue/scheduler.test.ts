@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Scheduler } from './scheduler.ts';
+
+/** A clock and timers that move only when the test says so. */
+class FakeClock {
+  now = 1_000_000;
+  timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
+  setTimer = (fn: () => void, ms: number) => {
+    const timer = { at: this.now + ms, fn, cancelled: false };
+    this.timers.push(timer);
+    return {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+    };
+  };
+  get armed() {
+    return this.timers.filter((t) => !t.cancelled);
+  }
+  advance(ms: number): void {
+    const end = this.now + ms;
+    for (;;) {
+      const next = this.armed.filter((t) => t.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!next) break;
+      this.now = Math.max(this.now, next.at);
+      next.cancelled = true;
+      next.fn();
+    }
+    this.now = end;
+  }
+}
+
+function setup() {
+  const clock = new FakeClock();
+  const fired: string[][] = [];
+  const scheduler = new Scheduler({
+    now: () => clock.now,
+    setTimer: clock.setTimer,
+    onDue: (ids) => fired.push(ids),
+  });
+  return { clock, fired, scheduler };
+}
+
+describe('Scheduler', () => {
+  it('fires each id at its due time and not before', () => {
+    const { clock, fired, scheduler } = setup();
+    scheduler.schedule('b', clock.now + 2000);
+    scheduler.schedule('a', clock.now + 1000);
+    assert.equal(scheduler.nextDueAt(), clock.now + 1000);
+    assert.equal(clock.armed.length, 1, 'one timer, for the earliest');
+    clock.advance(999);
+    assert.deepEqual(fired, []);
+    clock.advance(1);
+    assert.deepEqual(fired, [['a']]);
+    assert.equal(scheduler.has('a'), false);
+    assert.equal(scheduler.size, 1);
+    clock.advance(1000);
+    assert.deepEqual(fired, [['a'], ['b']]);
+    assert.equal(scheduler.size, 0);
+    assert.equal(scheduler.nextDueAt(), undefined);
+    assert.equal(clock.armed.length, 0);
+  });
+
+  it('fires ids due together in one call, in order of scheduling', () => {
+    const { clock, fired, scheduler } = setup();
+    for (const id of ['x', 'y', 'z']) scheduler.schedule(id, clock.now + 10);
+    clock.advance(10);
+    assert.deepEqual(fired, [['x', 'y', 'z']]);
+  });
+
+  it('reschedules and removes', () => {
+    const { clock, fired, scheduler } = setup();
+    scheduler.schedule('a', clock.now + 1000);
+    scheduler.schedule('b', clock.now + 500);
+    scheduler.schedule('a', clock.now + 5000);
+    scheduler.remove('b');
+    assert.equal(scheduler.nextDueAt(), clock.now + 5000);
+    assert.equal(clock.armed.length, 1);
+    clock.advance(4999);
+    assert.deepEqual(fired, []);
+    clock.advance(1);
+    assert.deepEqual(fired, [['a']]);
+  });
+
+  it('wake() fires what is already due without waiting for the timer', () => {
+    const { clock, fired, scheduler } = setup();
+    scheduler.schedule('now', clock.now);
+    scheduler.schedule('later', clock.now + 60_000);
+    scheduler.wake();
+    assert.deepEqual(fired, [['now']]);
+    assert.equal(scheduler.has('later'), true);
+  });
+
+  it('keeps memory bounded when one id is rescheduled many times', () => {
+    const { clock, fired, scheduler } = setup();
+    for (let i = 0; i < 10_000; i++) scheduler.schedule('a', clock.now + 10_000 - i);
+    assert.equal(scheduler.size, 1);
+    assert.equal(scheduler.nextDueAt(), clock.now + 10_001 - 10_000);
+    clock.advance(1);
+    assert.deepEqual(fired, [['a']]);
+  });
+
+  it('orders many ids correctly', () => {
+    const { clock, fired, scheduler } = setup();
+    const dues = Array.from({ length: 200 }, (_, i) => ({ id: `m${i}`, at: ((i * 7919) % 200) + 1 }));
+    for (const d of dues) scheduler.schedule(d.id, clock.now + d.at);
+    for (let t = 1; t <= 200; t++) clock.advance(1);
+    const order = fired.flat();
+    const expected = [...dues].sort((a, b) => a.at - b.at).map((d) => d.id);
+    assert.deepEqual(order, expected);
+  });
+
+  it('stop() cancels the timer and nothing fires after', () => {
+    const { clock, fired, scheduler } = setup();
+    scheduler.schedule('a', clock.now + 10);
+    scheduler.stop();
+    assert.equal(clock.armed.length, 0);
+    clock.advance(100);
+    scheduler.wake();
+    assert.deepEqual(fired, []);
+  });
+});

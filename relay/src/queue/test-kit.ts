@@ -1,0 +1,212 @@
+// Test support for the queue: a fake clock, a fake transport and a manager wired to a real
+// spool in a temporary directory. The transport is a fake on purpose: these tests are about
+// the queue's bookkeeping; the real SMTP transports have their own tests against real peers.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { embeddedConfig } from '../config/defaults.ts';
+import type { RelayConfig } from '../config/schema.ts';
+import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '../delivery/types.ts';
+import { createLogger } from '../observability/logger.ts';
+import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { Spool } from '../spool/spool.ts';
+import { DeliveryManager, type DsnRequest } from './delivery-manager.ts';
+import { QueueStore } from './queue-store.ts';
+
+export const T0 = Date.parse('2025-01-01T00:00:00Z');
+
+/** A clock and timers that move only when the test says so. */
+export class FakeClock {
+  now = T0;
+  readonly timers: Array<{ at: number; fn: () => void; cancelled: boolean }> = [];
+  setTimer = (fn: () => void, ms: number) => {
+    const timer = { at: this.now + ms, fn, cancelled: false };
+    this.timers.push(timer);
+    return {
+      cancel: () => {
+        timer.cancelled = true;
+      },
+    };
+  };
+  /** Moves time forward, firing every timer that comes due on the way, in order. */
+  advance(ms: number): void {
+    const end = this.now + ms;
+    for (;;) {
+      const next = this.timers.filter((t) => !t.cancelled && t.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!next) break;
+      this.now = Math.max(this.now, next.at);
+      next.cancelled = true;
+      next.fn();
+    }
+    this.now = end;
+  }
+  /** Sets the clock to an absolute time (forward only). */
+  advanceTo(at: number): void {
+    this.advance(at - this.now);
+  }
+}
+
+const REPLIES: Record<RecipientOutcome, [string, string]> = {
+  delivered: ['250 2.0.0 Ok: queued', '2.0.0'],
+  deferred: ['451 4.3.0 try again later', '4.3.0'],
+  bounced: ['550 5.1.1 no such user', '5.1.1'],
+};
+
+/** Records every job and answers each recipient by its address; can hold or hang jobs. */
+export class FakeTransport implements Transport {
+  readonly jobs: DeliveryJob[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  readonly maxPerDomain = new Map<string, number>();
+  readonly #perDomain = new Map<string, number>();
+  /** While set, every job waits for it before answering. */
+  gate: Promise<void> | undefined;
+  /** Jobs to these domains never answer (a connection that hangs through a crash). */
+  readonly hang = new Set<string>();
+  /** Jobs to these domains throw (a transport breaking its contract). */
+  readonly fail = new Set<string>();
+  outcome: (address: string) => RecipientOutcome;
+
+  constructor(outcome: (address: string) => RecipientOutcome = () => 'delivered') {
+    this.outcome = outcome;
+  }
+
+  sentTo(): string[] {
+    return this.jobs.flatMap((j) => j.recipients);
+  }
+
+  async deliver(job: DeliveryJob): Promise<RecipientResult[]> {
+    this.jobs.push(structuredClone(job));
+    const inDomain = (this.#perDomain.get(job.domain) ?? 0) + 1;
+    this.#perDomain.set(job.domain, inDomain);
+    this.maxPerDomain.set(job.domain, Math.max(this.maxPerDomain.get(job.domain) ?? 0, inDomain));
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    try {
+      if (this.hang.has(job.domain)) await new Promise(() => {});
+      if (this.gate) await this.gate;
+      if (this.fail.has(job.domain)) throw new Error('connection pool exploded');
+      return job.recipients.map((address) => {
+        const outcome = this.outcome(address);
+        const [response, status] = REPLIES[outcome];
+        return { address, outcome, response, status, remoteHost: `mx.${job.domain}` };
+      });
+    } finally {
+      this.inFlight--;
+      this.#perDomain.set(job.domain, (this.#perDomain.get(job.domain) ?? 1) - 1);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function testConfig(
+  dir: string,
+  delivery: Partial<RelayConfig['delivery']> = {},
+  retry: Partial<RelayConfig['delivery']['retry']> = {},
+): RelayConfig {
+  const base = embeddedConfig(dir);
+  return {
+    ...base,
+    delivery: { ...base.delivery, ...delivery, retry: { ...base.delivery.retry, ...retry } },
+  };
+}
+
+export function testEnvelope(
+  queueId: string,
+  addresses: string[],
+  receivedAt: number,
+  extra: Partial<SpooledEnvelope> = {},
+): SpooledEnvelope {
+  return {
+    version: 1,
+    queueId,
+    receivedAt: new Date(receivedAt).toISOString(),
+    sender: 'alice@example.com',
+    recipients: addresses.map((address): SpooledRecipient => ({ address, state: 'pending' })),
+    droppedRecipients: 0,
+    user: 'alice',
+    clientIp: '192.0.2.1',
+    clientHelo: 'client.test',
+    listener: 'submission',
+    tls: true,
+    size: 4,
+    sessionId: 's1',
+    ...extra,
+  };
+}
+
+export interface ObservedMetrics {
+  attempts: string[];
+  retries: number;
+  notices: string[];
+}
+
+/** One relay's queue on spoolDir: a real spool and store, the given transport and clock. */
+export async function bootQueue(
+  spoolDir: string,
+  transport: Transport,
+  clock: FakeClock,
+  config: RelayConfig,
+) {
+  const spool = new Spool({ dir: spoolDir });
+  await spool.init();
+  const logs: Array<Record<string, unknown>> = [];
+  const logger = createLogger({
+    level: 'debug',
+    destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  const queue = new QueueStore({ spool, committer: spool.committer, fsync: true, logger });
+  const dsn: DsnRequest[] = [];
+  const metrics: ObservedMetrics = { attempts: [], retries: 0, notices: [] };
+  const manager = new DeliveryManager({
+    spool,
+    queue,
+    transport: () => transport,
+    config: () => config,
+    enqueueDsn: async (request) => void dsn.push(structuredClone(request)),
+    now: () => clock.now,
+    setTimer: clock.setTimer,
+    logger,
+    observer: {
+      attempt: (result) => void metrics.attempts.push(result),
+      retryScheduled: () => void metrics.retries++,
+      bounceGenerated: (action) => void metrics.notices.push(action),
+    },
+  });
+  return {
+    spool,
+    queue,
+    manager,
+    logs,
+    dsn,
+    metrics,
+    events: (event: string) => logs.filter((l) => l.event === event),
+    /** Writes a message through the real spool (as the SMTP side does). */
+    async submit(envelope: SpooledEnvelope): Promise<void> {
+      const writer = spool.createWriter(envelope.queueId);
+      writer.end('body');
+      await writer.commit(envelope);
+    },
+    /** The envelope as it is on disk now, or undefined once the message is gone. */
+    async onDisk(queueId: string): Promise<SpooledEnvelope | undefined> {
+      try {
+        return JSON.parse(await readFile(join(spool.queueDir, `${queueId}.json`), 'utf8')) as SpooledEnvelope;
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+/** Polls until check() is true; fails with the message after the deadline. */
+export async function waitFor(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${message}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Lets every promise continuation that is already queued run (not a sleep: no time passes). */
+export function flush(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -1,0 +1,254 @@
+// A real SMTP server for tests of outgoing delivery (an MX host or a smarthost): it records
+// exactly what arrived — envelope, bytes after dot-unstuffing, TLS, AUTH user — and tests
+// script its replies per recipient and at end of DATA.
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { generate } from 'selfsigned';
+import {
+  SMTPServer,
+  type SMTPServerAuthentication,
+  type SMTPServerDataStream,
+  type SMTPServerSession,
+} from 'smtp-server';
+
+export interface SinkReply {
+  code: number;
+  /** The reply text after the code, e.g. '5.1.1 no such user'. */
+  text: string;
+}
+
+export interface SinkMessage {
+  sender: string;
+  /** The recipients the sink accepted, in RCPT order. */
+  recipients: string[];
+  /** The message as received (dot-unstuffing undone); empty when keepBodies is false. */
+  raw: Buffer;
+  size: number;
+  /** Hex SHA-256 of the received bytes, kept even when the body is not. */
+  sha256: string;
+  tls: boolean;
+  authUser?: string;
+}
+
+export interface SmtpSinkOptions {
+  /** Address to bind; 127.0.0.2, 127.0.0.3 … stand in for several MX hosts. */
+  host?: string;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** Offer STARTTLS with a self-signed certificate. */
+  tls?: boolean;
+  /** TLS from the first byte (port 465 style). */
+  implicitTls?: boolean;
+  /** Require AUTH with these credentials before MAIL. */
+  auth?: { username: string; password: string };
+  /** false: record size and digest only, so a test can measure the sender's memory. */
+  keepBodies?: boolean;
+}
+
+export interface SmtpSink {
+  readonly host: string;
+  readonly port: number;
+  readonly messages: SinkMessage[];
+  /** SMTP sessions opened so far. */
+  readonly connections: number;
+  /** SMTP sessions open right now. */
+  readonly openConnections: number;
+  /** MAIL FROM commands accepted so far. */
+  readonly transactions: number;
+  /** Answers RCPT TO for this address with the reply; undefined accepts it again. */
+  setRecipientReply(address: string, reply: SinkReply | undefined): void;
+  /** Answers the end of DATA with the reply (a 4xx/5xx rejects the message); undefined accepts. */
+  setDataReply(reply: SinkReply | undefined): void;
+  /** Resolves once at least n messages arrived; rejects after timeoutMs. */
+  waitForMessages(n: number, timeoutMs?: number): Promise<void>;
+  /** Hangs up on every client at once, as a server restarting or timing out idle clients would. */
+  dropConnections(): void;
+  close(): Promise<void>;
+}
+
+let certificate: Promise<{ key: string; cert: string }> | undefined;
+
+/** One self-signed certificate per test process (key generation is slow). */
+function testCertificate(): Promise<{ key: string; cert: string }> {
+  certificate ??= generate([{ name: 'commonName', value: 'sink.test' }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+  }).then((pems) => ({ key: pems.private, cert: pems.cert }));
+  return certificate;
+}
+
+function replyError(reply: SinkReply): Error & { responseCode: number } {
+  return Object.assign(new Error(reply.text), { responseCode: reply.code });
+}
+
+export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
+  const sink = new Sink(options);
+  await sink.listen(options.tls || options.implicitTls ? await testCertificate() : undefined);
+  return sink;
+}
+
+class Sink implements SmtpSink {
+  readonly host: string;
+  #port = 0;
+  readonly messages: SinkMessage[] = [];
+  connections = 0;
+  transactions = 0;
+  readonly #open = new Set<string>();
+  readonly #options: SmtpSinkOptions;
+  readonly #recipientReplies = new Map<string, SinkReply>();
+  #dataReply: SinkReply | undefined;
+  readonly #waiters = new Set<() => void>();
+  readonly #sockets = new Set<Socket>();
+  #server: SMTPServer | undefined;
+
+  constructor(options: SmtpSinkOptions) {
+    this.#options = options;
+    this.host = options.host ?? '127.0.0.1';
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get openConnections(): number {
+    return this.#open.size;
+  }
+
+  async listen(pems: { key: string; cert: string } | undefined): Promise<void> {
+    const { auth } = this.#options;
+    const disabledCommands: string[] = [];
+    if (!this.#options.tls) disabledCommands.push('STARTTLS');
+    if (!auth) disabledCommands.push('AUTH');
+    const server = new SMTPServer({
+      ...(pems ?? {}),
+      name: 'sink.test',
+      secure: this.#options.implicitTls === true,
+      disabledCommands,
+      authOptional: auth === undefined,
+      allowInsecureAuth: true,
+      disableReverseLookup: true,
+      logger: false,
+      onConnect: (session, callback) => {
+        this.connections++;
+        this.#open.add(session.id);
+        callback();
+      },
+      onClose: (session) => {
+        this.#open.delete(session.id);
+      },
+      onAuth: (login: SMTPServerAuthentication, _session, callback) => {
+        if (auth && login.username === auth.username && login.password === auth.password) {
+          callback(null, { user: login.username });
+        } else {
+          callback(
+            Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }),
+          );
+        }
+      },
+      onMailFrom: (_address, _session, callback) => {
+        this.transactions++;
+        callback();
+      },
+      onRcptTo: (address, _session, callback) => {
+        const reply = this.#recipientReplies.get(address.address.toLowerCase());
+        callback(reply && reply.code >= 400 ? replyError(reply) : undefined);
+      },
+      onData: (stream, session, callback) => this.#receive(stream, session, callback),
+    });
+    server.on('error', () => {
+      // a client that vanishes mid-session is what some tests do on purpose
+    });
+    server.server.on('connection', (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.listen(this.#options.port ?? 0, this.host, () => {
+        server.server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.server.address();
+    if (address === null || typeof address === 'string') throw new Error('sink has no TCP address');
+    this.#port = address.port;
+  }
+
+  #receive(
+    stream: SMTPServerDataStream,
+    session: SMTPServerSession,
+    callback: (err?: Error | null, message?: string) => void,
+  ): void {
+    const chunks: Buffer[] = [];
+    const hash = createHash('sha256');
+    let size = 0;
+    const keep = this.#options.keepBodies !== false;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      hash.update(chunk);
+      if (keep) chunks.push(chunk);
+    });
+    stream.once('end', () => {
+      const reply = this.#dataReply;
+      if (reply && reply.code >= 400) {
+        callback(replyError(reply));
+        return;
+      }
+      const mailFrom = session.envelope.mailFrom;
+      const message: SinkMessage = {
+        sender: mailFrom ? mailFrom.address : '',
+        recipients: session.envelope.rcptTo.map((r) => r.address),
+        raw: keep ? Buffer.concat(chunks) : Buffer.alloc(0),
+        size,
+        sha256: hash.digest('hex'),
+        tls: session.secure,
+      };
+      if (typeof session.user === 'string') message.authUser = session.user;
+      this.messages.push(message);
+      for (const wake of this.#waiters) wake();
+      callback(null, reply?.text ?? 'Ok: queued');
+    });
+  }
+
+  setRecipientReply(address: string, reply: SinkReply | undefined): void {
+    if (reply === undefined) this.#recipientReplies.delete(address.toLowerCase());
+    else this.#recipientReplies.set(address.toLowerCase(), reply);
+  }
+
+  setDataReply(reply: SinkReply | undefined): void {
+    this.#dataReply = reply;
+  }
+
+  waitForMessages(n: number, timeoutMs = 5000): Promise<void> {
+    if (this.messages.length >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`sink ${this.host}:${this.port}: ${this.messages.length} of ${n} messages arrived`));
+      }, timeoutMs);
+      const check = (): void => {
+        if (this.messages.length < n) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve();
+      };
+      this.#waiters.add(check);
+    });
+  }
+
+  dropConnections(): void {
+    for (const socket of this.#sockets) socket.destroy();
+  }
+
+  close(): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return Promise.resolve();
+    this.#server = undefined;
+    return new Promise((resolve) => {
+      server.close(() => resolve());
+      // smtp-server would wait for clients to leave; a test sink just hangs up on them.
+      this.dropConnections();
+    });
+  }
+}
