@@ -43,6 +43,7 @@ test-unit: install ## Run the unit and integration tests (node:test)
 test: check test-unit ## Everything CI runs: checks, then all tests
 
 bench: install ## Benchmarks (not part of make test); reports go to bench/results/
+	node bench/accept.bench.ts
 	node bench/shared-state.bench.ts
 
 clean: ## Remove the local spool and generated state

@@ -16,6 +16,7 @@ import {
   startTestRelay,
   type TestDnsServer,
   type TestRelay,
+  testUser,
   waitFor,
 } from './testing/index.ts';
 
@@ -174,6 +175,73 @@ describe('delivery through a smarthost', () => {
     } finally {
       await relay.close();
       await smarthost.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('drain', () => {
+  it('hands queued mail to a peer relay on shutdown, which delivers it', async () => {
+    const sink = await startSmtpSink();
+    const deadProbe = await startSmtpSink();
+    const deadPort = deadProbe.port;
+    await deadProbe.close();
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-drain-'));
+    await writeFile(join(dir, 'handoff-password'), `${PASSWORD}\n`);
+    const peer = await startTestRelay({
+      deliver: true,
+      users: [await testUser('alice'), await testUser('handoff', { rateLimits: [] })],
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } },
+      },
+    });
+    const leaving = await startTestRelay({
+      deliver: true,
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        // its own downstream is unreachable: everything stays queued
+        delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: deadPort, tls: 'none' } },
+        drain: {
+          deadlineSeconds: 0,
+          handoff: {
+            host: '127.0.0.1',
+            port: peer.port('plain'),
+            tls: 'none',
+            username: 'handoff',
+            passwordFile: join(dir, 'handoff-password'),
+          },
+        },
+      },
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        await send(leaving, {
+          from: 'alice@example.com',
+          to: [`d${i}@example.net`],
+          subject: `drain ${i}`,
+          text: 'x',
+        });
+      }
+      await waitFor(
+        () => (leaving.relay.delivery?.list() ?? []).every((e) => (e.attempts ?? 0) > 0),
+        'the first attempts failed',
+      );
+      await leaving.relay.close(200, 0);
+      assert.equal((await leaving.queued()).length, 0, 'nothing is left in the leaving relay');
+      await sink.waitForMessages(3, 10_000);
+      assert.deepEqual(sink.messages.map((m) => m.recipients[0]).sort(), [
+        'd0@example.net',
+        'd1@example.net',
+        'd2@example.net',
+      ]);
+      assert.equal(leaving.logs.events('handed_off').length, 3);
+    } finally {
+      await leaving.close().catch(() => undefined);
+      await peer.close();
+      await sink.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

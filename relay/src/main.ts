@@ -4,8 +4,10 @@
 //   sluice-relay --config FILE        run from a config file (or SLUICE_CONFIG=FILE)
 //   sluice-relay check-config FILE    validate a config and its users file, then exit
 //   sluice-relay hash-password        read a password on stdin, print its hash
+//   sluice-relay queue list|show|retry|flush|delete   the queue API (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)
 import { hashPassword } from './auth/password.ts';
 import { runHashPassword } from './cli/hash-password.ts';
+import { runQueueCli } from './cli/queue.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import { loadRelayConfig, loadUsersFile } from './config/load.ts';
 import { Reloader } from './config/reloader.ts';
@@ -21,6 +23,7 @@ function usage(): string {
     'usage: sluice-relay [--config FILE]',
     '       sluice-relay check-config FILE',
     '       sluice-relay hash-password [--scheme scrypt|argon2id] < password',
+    '       sluice-relay queue list|show ID|retry ID|flush|delete ID   (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)',
   ].join('\n');
 }
 
@@ -110,6 +113,15 @@ async function main(argv: string[]): Promise<void> {
       stdin: process.stdin,
       stdout: process.stdout,
       stderr: process.stderr,
+    });
+    return;
+  }
+  if (command === 'queue') {
+    process.exitCode = await runQueueCli(rest, {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      url: process.env.SLUICE_ADMIN_URL ?? 'http://127.0.0.1:9587',
+      token: process.env.SLUICE_ADMIN_TOKEN ?? '',
     });
     return;
   }

@@ -60,6 +60,28 @@ describe('loadRelayConfig', () => {
     assert.equal(config.stateDir, undefined);
   });
 
+  it('resolves every *File path, wherever it sits in the config', async () => {
+    const path = join(dir, 'yaml', 'files.yaml');
+    await writeFile(
+      path,
+      [
+        'listeners: [{ name: a, port: 0 }]',
+        'spoolDir: spool',
+        'usersFile: users.yaml',
+        'admin: { tokenFile: token }',
+        'delivery: { mode: smarthost, smarthost: { host: h, passwordFile: pw/smarthost } }',
+        'drain: { handoff: { host: peer, port: 587, username: u, passwordFile: pw/handoff } }',
+        'state: { backend: redis, redis: { nodes: ["r:6379"], passwordFile: /abs/redis } }',
+      ].join('\n'),
+    );
+    const config = await loadRelayConfig(path);
+    assert.equal(config.admin.tokenFile, join(dir, 'yaml', 'token'));
+    assert.equal(config.delivery.smarthost?.passwordFile, join(dir, 'yaml', 'pw', 'smarthost'));
+    assert.equal(config.drain.handoff?.passwordFile, join(dir, 'yaml', 'pw', 'handoff'));
+    assert.equal(config.state.redis?.passwordFile, '/abs/redis');
+    assert.equal(config.delivery.smarthost?.host, 'h', 'other strings are left alone');
+  });
+
   it('loads the same config from JSON', async () => {
     const path = join(dir, 'yaml', 'config.json');
     const json = {

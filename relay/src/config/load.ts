@@ -53,18 +53,15 @@ export function parseConfigText(text: string, source: string): unknown {
   }
 }
 
-/** Makes spoolDir, stateDir, usersFile and the TLS files absolute, relative to baseDir. */
+/** Every path in the config (fields named *File or *Dir) made absolute, relative to baseDir. */
 export function resolveConfigPaths(config: RelayConfig, baseDir: string): RelayConfig {
-  const at = (p: string): string => resolve(baseDir, p);
-  const tls = { ...config.tls };
-  if (tls.certFile !== undefined) tls.certFile = at(tls.certFile);
-  if (tls.keyFile !== undefined) tls.keyFile = at(tls.keyFile);
-  const resolved: RelayConfig = {
-    ...config,
-    tls,
-    spoolDir: at(config.spoolDir),
-    usersFile: at(config.usersFile),
+  const walk = (value: unknown, key: string): unknown => {
+    if (typeof value === 'string') return /(File|Dir)$/.test(key) ? resolve(baseDir, value) : value;
+    if (Array.isArray(value)) return value.map((v) => walk(v, ''));
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, k)]));
+    }
+    return value;
   };
-  if (config.stateDir !== undefined) resolved.stateDir = at(config.stateDir);
-  return resolved;
+  return walk(config, '') as RelayConfig;
 }

@@ -48,7 +48,12 @@ export interface TestRelay {
 }
 
 export async function startTestRelay(
-  options: { config?: Record<string, unknown>; users?: UserRecord[]; deliver?: boolean } = {},
+  options: {
+    config?: Record<string, unknown>;
+    users?: UserRecord[];
+    deliver?: boolean;
+    fsync?: boolean;
+  } = {},
 ): Promise<TestRelay> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-test-'));
   const { listeners, ...rest } = options.config ?? {};
@@ -76,6 +81,7 @@ export async function startTestRelay(
     logger: createLogger({ level: 'debug', destination: logs }),
     defaultMetrics: false,
     deliver: options.deliver ?? false,
+    ...(options.fsync === undefined ? {} : { fsync: options.fsync }),
   });
   return {
     relay,
