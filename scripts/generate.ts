@@ -14,6 +14,8 @@ async function update(url: URL, render: (current: string) => string): Promise<vo
 }
 
 await update(new URL('../README.md', import.meta.url), renderReadme);
+// crds/ for kubectl apply, and the chart's crds/ for helm install (the same bytes)
 for (const [file, text] of Object.entries(renderCrds())) {
   await update(new URL(`../crds/${file}`, import.meta.url), () => text);
+  await update(new URL(`../charts/sluice/crds/${file}`, import.meta.url), () => text);
 }
