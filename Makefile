@@ -3,10 +3,11 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_BIN := $(CURDIR)/node_modules/.bin/node
-TEST_FILES = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null | sort)
+UNIT_TESTS = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null | sort)
+E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run check lint format typecheck generate test test-unit bench hash-password clean
+.PHONY: help install run check lint format typecheck generate test test-unit test-e2e controlplane bench hash-password clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -37,10 +38,16 @@ format: install ## Rewrite files in the project's format
 typecheck: install ## Type check (tsc, strict)
 	tsc -p .
 
-test-unit: install ## Run the unit and integration tests (node:test)
-	node --test --test-concurrency=2 --test-timeout=120000 $(TEST_FILES)
+controlplane: ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached by version)
+	e2e/controlplane/build.sh
 
-test: check test-unit ## Everything CI runs: checks, then all tests
+test-unit: install ## Unit and integration tests: relay and operator (operator tests use the control plane)
+	node --test --test-concurrency=2 --test-timeout=180000 $(UNIT_TESTS)
+
+test-e2e: install controlplane ## End-to-end tests on a real API server
+	node --test --test-concurrency=1 --test-timeout=600000 $(E2E_TESTS)
+
+test: check controlplane test-unit test-e2e ## Everything CI runs: checks, then all tests
 
 bench: install ## Benchmarks (not part of make test); reports go to bench/results/
 	node bench/accept.bench.ts

@@ -3,6 +3,7 @@
 // no uniqueItems (x-kubernetes-list-type: set instead), enums instead of anyOf of
 // constants, no $id, and every node typed.
 import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import {
   GROUP,
   RelayPolicySpecSchema,
@@ -38,6 +39,11 @@ export function structural(schema: TSchema): Json {
       // Type.Record(String, X): a map
       const [inner] = Object.values(value as Record<string, TSchema>);
       if (inner) out.additionalProperties = structural(inner);
+    } else if (key === 'default' && schema.type === 'object' && schema.properties) {
+      // an object default carries its fields' defaults: the API server checks a default
+      // against the object's CEL rules, which read those fields
+      const { default: _d, ...withoutDefault } = schema;
+      out.default = Value.Default(withoutDefault, structuredClone(value));
     } else {
       out[key] = value;
     }

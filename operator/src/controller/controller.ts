@@ -1,0 +1,319 @@
+// Wires watches to the work queue and the queue to the reconcile: RelayPolicy events
+// queue the policy; SmtpUser events queue their policy; Secret events queue the policies
+// that read the Secret (an index, kept from the caches) or own it; StatefulSet events
+// queue their owner. N workers reconcile keys, forget them on success and requeue them
+// with backoff on error; every key is queued again periodically (resync). With leader
+// election, watches and workers run only while this replica leads.
+import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import { MANAGED_BY } from '../build/names.ts';
+import type { KubeClient, KubeObject } from '../kube/client.ts';
+import { EventRecorder } from '../kube/events.ts';
+import { apiListWatch, Informer, type InformerLogger, type ListWatch } from '../kube/informer.ts';
+import { LeaderElector, type LeaseStore } from '../kube/leader.ts';
+import {
+  keyOf,
+  RELAY_POLICIES,
+  type ResourceType,
+  SECRETS,
+  SMTP_USERS,
+  STATEFUL_SETS,
+} from '../kube/resources.ts';
+import { type SecretObject, secretsOfPolicy, usersOfPolicy } from '../reconcile/policy-inputs.ts';
+import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
+import { SecretIndex } from './secret-index.ts';
+import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
+
+export interface ControllerLogger extends InformerLogger {
+  info(details: object, message: string): void;
+  warn(details: object, message: string): void;
+  error(details: object, message: string): void;
+}
+
+export interface ControllerMetrics {
+  reconciled(kind: string, result: 'success' | 'error', seconds: number): void;
+  leading(isLeader: boolean): void;
+}
+
+export interface LeaderElectionOptions {
+  /** Where the Lease is read and written; the controller's client by default. */
+  leases?: LeaseStore;
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs?: number;
+  renewIntervalMs?: number;
+  retryIntervalMs?: number;
+  renewDeadlineMs?: number;
+}
+
+export interface ControllerOptions {
+  client: KubeClient;
+  /** Watch one namespace; all namespaces when absent. */
+  namespace?: string;
+  /** Parallel reconciles; default 2. */
+  workers?: number;
+  /** Every policy is reconciled again this often; default 10 min. */
+  resyncMs?: number;
+  /** Informer stall detection; default 5 min. */
+  stallMs?: number;
+  queue?: WorkQueueOptions;
+  leaderElection?: LeaderElectionOptions;
+  log?: ControllerLogger;
+  metrics?: ControllerMetrics;
+  /** Where the informers list and watch; the API server by default. */
+  listWatch?: <T extends KubeObject>(resource: ResourceType, labelSelector?: string) => ListWatch<T>;
+}
+
+const KIND = 'RelayPolicy';
+
+function ownerPolicyKey(obj: KubeObject): string | undefined {
+  const owner = obj.metadata.ownerReferences?.find((r) => r.kind === 'RelayPolicy' && r.controller);
+  return owner ? keyOf(obj.metadata.namespace, owner.name) : undefined;
+}
+
+/** One term of leadership: informers, queue, workers. A new one starts each time. */
+class Session {
+  readonly policies: Informer<RelayPolicy>;
+  readonly users: Informer<SmtpUser>;
+  readonly secrets: Informer<SecretObject>;
+  readonly statefulSets: Informer<KubeObject>;
+  readonly queue: WorkQueue;
+  readonly #index = new SecretIndex();
+  readonly #reconciler: RelayPolicyReconciler;
+  readonly #o: ControllerOptions;
+  readonly #workers: Promise<void>[] = [];
+  #resync: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #stop: () => void = () => {};
+  readonly #stopSignal = new Promise<void>((resolve) => {
+    this.#stop = resolve;
+  });
+
+  constructor(o: ControllerOptions) {
+    this.#o = o;
+    const lw =
+      o.listWatch ??
+      (<T extends KubeObject>(resource: ResourceType, labelSelector?: string) =>
+        apiListWatch<T>(o.client, resource, {
+          ...(o.namespace ? { namespace: o.namespace } : {}),
+          ...(labelSelector ? { labelSelector } : {}),
+        }));
+    const informer = <T extends KubeObject>(resource: ResourceType, labelSelector?: string) =>
+      new Informer<T>({
+        listWatch: lw<T>(resource, labelSelector),
+        name: resource.plural,
+        ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
+        ...(o.log ? { log: o.log } : {}),
+      });
+    this.policies = informer<RelayPolicy>(RELAY_POLICIES);
+    this.users = informer<SmtpUser>(SMTP_USERS);
+    this.secrets = informer<SecretObject>(SECRETS);
+    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, `app.kubernetes.io/managed-by=${MANAGED_BY}`);
+    this.queue = new WorkQueue(o.queue);
+    this.#reconciler = new RelayPolicyReconciler({
+      client: o.client,
+      policies: this.policies,
+      users: this.users,
+      secrets: this.secrets,
+      events: new EventRecorder(o.client, o.log),
+      ...(o.log ? { log: o.log } : {}),
+    });
+    this.#wire();
+  }
+
+  #reindex(policyKey: string): void {
+    const [namespace = '', name = ''] = policyKey.split('/');
+    const users = usersOfPolicy(this.users.list(), namespace, name);
+    this.#index.set(policyKey, secretsOfPolicy(this.policies.get(namespace, name), users));
+  }
+
+  #wire(): void {
+    const policyChanged = (p: RelayPolicy) => {
+      const key = keyOf(p.metadata.namespace, p.metadata.name);
+      this.#reindex(key);
+      this.queue.add(key);
+    };
+    this.policies.on({
+      add: policyChanged,
+      update: policyChanged,
+      delete: (p) => {
+        policyChanged(p);
+        if (p.metadata.uid) this.#reconciler.forget(p.metadata.uid);
+      },
+    });
+    const policyKeyOf = (u: SmtpUser) => keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? '');
+    const userChanged = (u: SmtpUser, old?: SmtpUser) => {
+      for (const key of new Set([policyKeyOf(u), ...(old ? [policyKeyOf(old)] : [])])) {
+        this.#reindex(key);
+        this.queue.add(key);
+      }
+    };
+    this.users.on({
+      add: (u) => userChanged(u),
+      update: userChanged,
+      delete: (u) => {
+        userChanged(u);
+        if (u.metadata.uid) this.#reconciler.forget(u.metadata.uid);
+      },
+    });
+    const secretChanged = (s: SecretObject) => {
+      const keys = new Set(this.#index.policiesFor(keyOf(s.metadata.namespace, s.metadata.name)));
+      const owner = ownerPolicyKey(s);
+      if (owner) keys.add(owner);
+      for (const key of keys) this.queue.add(key);
+    };
+    this.secrets.on({ add: secretChanged, update: secretChanged, delete: secretChanged });
+    const ownedChanged = (o: KubeObject) => {
+      const owner = ownerPolicyKey(o);
+      if (owner) this.queue.add(owner);
+    };
+    this.statefulSets.on({ add: ownedChanged, update: ownedChanged, delete: ownedChanged });
+  }
+
+  get informers(): Informer<KubeObject>[] {
+    return [this.policies, this.users, this.secrets, this.statefulSets] as Informer<KubeObject>[];
+  }
+
+  hasSynced(): boolean {
+    return this.informers.every((i) => i.hasSynced());
+  }
+
+  async start(): Promise<void> {
+    if (this.#stopped) return;
+    for (const i of this.informers) i.start();
+    await Promise.race([Promise.all(this.informers.map((i) => i.synced())), this.#stopSignal]);
+    if (this.#stopped) return;
+    this.#o.log?.info({ policies: this.policies.list().length }, 'caches synced; reconciling');
+    for (let w = 0; w < (this.#o.workers ?? 2); w++) this.#workers.push(this.#work());
+    this.#resync = setInterval(() => this.resync(), this.#o.resyncMs ?? 600_000);
+    this.#resync.unref();
+  }
+
+  /** Queues every policy (and every policy key that users name). */
+  resync(): void {
+    for (const p of this.policies.list()) this.queue.add(keyOf(p.metadata.namespace, p.metadata.name));
+    for (const u of this.users.list())
+      this.queue.add(keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? ''));
+  }
+
+  async #work(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      const started = performance.now();
+      try {
+        await this.#reconciler.reconcile(key);
+        this.queue.forget(key);
+        this.#o.metrics?.reconciled(KIND, 'success', (performance.now() - started) / 1000);
+      } catch (err: unknown) {
+        const retryInMs = this.queue.addRateLimited(key);
+        this.#o.metrics?.reconciled(KIND, 'error', (performance.now() - started) / 1000);
+        this.#o.log?.warn(
+          { relayPolicy: key, err: err instanceof Error ? err.message : String(err), retryInMs },
+          'reconcile failed',
+        );
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#stop();
+    clearInterval(this.#resync);
+    this.queue.close();
+    await Promise.all(this.#workers);
+    await Promise.all(this.informers.map((i) => i.stop()));
+  }
+}
+
+export class Controller {
+  readonly #o: ControllerOptions;
+  readonly #elector: LeaderElector | undefined;
+  #session: Session | undefined;
+  #transition: Promise<void> = Promise.resolve();
+
+  constructor(options: ControllerOptions) {
+    this.#o = options;
+    const le = options.leaderElection;
+    if (le) {
+      this.#elector = new LeaderElector({
+        ...le,
+        leases: le.leases ?? options.client,
+        onStartedLeading: () => {
+          this.#o.metrics?.leading(true);
+          this.#startWork();
+        },
+        onStoppedLeading: async () => {
+          this.#o.metrics?.leading(false);
+          await this.#stopWork();
+        },
+        ...(options.log ? { log: options.log } : {}),
+      });
+    }
+  }
+
+  start(): void {
+    if (this.#elector) this.#elector.start();
+    else {
+      this.#o.metrics?.leading(true);
+      this.#startWork();
+    }
+  }
+
+  /** Stops the work, then (with leader election) releases the Lease. */
+  async stop(): Promise<void> {
+    if (this.#elector) await this.#elector.stop();
+    else await this.#stopWork();
+    this.#o.metrics?.leading(false);
+  }
+
+  /** Whether this replica does the work (always, without leader election). */
+  get leading(): boolean {
+    return this.#elector ? this.#elector.isLeader : this.#session !== undefined;
+  }
+
+  get queueDepth(): number {
+    return this.#session?.queue.depth ?? 0;
+  }
+
+  /** Ready: a leader whose caches are synced, or a standby that can reach the API server. */
+  readiness(): { ok: boolean; detail: string } {
+    if (this.#session) {
+      const synced = this.#session.hasSynced();
+      return { ok: synced, detail: synced ? 'leading; caches synced' : 'leading; caches syncing' };
+    }
+    if (this.#elector) {
+      const healthy = this.#elector.healthy;
+      return { ok: healthy, detail: healthy ? 'standby' : 'standby; cannot read the lease' };
+    }
+    return { ok: false, detail: 'not started' };
+  }
+
+  /** Queues every policy now (tests; the resync timer does this periodically). */
+  resync(): void {
+    this.#session?.resync();
+  }
+
+  #startWork(): void {
+    if (this.#session) return;
+    const session = new Session(this.#o);
+    this.#session = session;
+    // a new term starts only after the previous one has fully stopped
+    this.#transition = this.#transition
+      .then(() => session.start())
+      .catch((err: unknown) => this.#o.log?.error({ err: String(err) }, 'could not start the controller'));
+  }
+
+  #stopWork(): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    if (session) {
+      // stop at once: a start still waiting for its caches sees the stop and returns
+      const stopped = session.stop();
+      this.#transition = this.#transition.then(() => stopped);
+    }
+    return this.#transition;
+  }
+}

@@ -1,0 +1,60 @@
+// A JSON request to the API server with the KubeConfig's credentials (node:https), for
+// what the generated clients do not fit: lists as the raw JSON the watch also delivers,
+// and API discovery.
+import http from 'node:http';
+import https from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { httpError, KubeApiError } from './api-error.ts';
+
+export interface RawRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  path: string;
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  contentType?: string;
+  timeoutMs?: number;
+}
+
+export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unknown> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new KubeApiError(0, '', 'the kubeconfig has no current cluster');
+  const url = new URL(cluster.server.replace(/\/$/, '') + req.path);
+  for (const [k, v] of Object.entries(req.query ?? {})) {
+    if (v !== undefined) url.searchParams.set(k, String(v));
+  }
+  const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
+  const options: https.RequestOptions = {
+    method: req.method,
+    headers: {
+      Accept: 'application/json',
+      ...(payload ? { 'Content-Type': req.contentType ?? 'application/json' } : {}),
+    },
+  };
+  await kc.applyToHTTPSOptions(options);
+  const transport = url.protocol === 'http:' ? http : https;
+  return new Promise((resolve, reject) => {
+    const request = transport.request(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (err) => reject(new KubeApiError(0, '', err.message, { cause: err })));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 299) {
+          reject(httpError(status, text));
+          return;
+        }
+        try {
+          resolve(text ? JSON.parse(text) : undefined);
+        } catch (err: unknown) {
+          reject(new KubeApiError(status, '', `unparsable response from ${url.pathname}`, { cause: err }));
+        }
+      });
+    });
+    request.setTimeout(req.timeoutMs ?? 30_000, () => {
+      request.destroy(new Error(`no answer from the API server within ${req.timeoutMs ?? 30_000} ms`));
+    });
+    request.on('error', (err) => reject(new KubeApiError(0, '', err.message, { cause: err })));
+    request.end(payload);
+  });
+}

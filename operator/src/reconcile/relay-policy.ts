@@ -1,0 +1,247 @@
+// The reconcile of one RelayPolicy: from the policy, its SmtpUsers and the Secrets they
+// name, apply the ConfigMap, the users and internal Secrets, the StatefulSet, Services,
+// PDB, HPA and ServiceMonitor (each only when it changed), then write the status of the
+// policy and of its users once. Idempotent: run twice, the second run writes nothing.
+// Owned objects carry owner references; deleting the policy leaves them to the garbage
+// collector, so a policy that is gone (NotFound) only updates its users' status.
+import { randomBytes } from 'node:crypto';
+import type { RelayConfig } from '@sluice/relay/config-schema';
+import { ConfigError } from '@sluice/relay/config-validate';
+import { parse, stringify } from 'yaml';
+import { withPolicyDefaults } from '../api/defaults.ts';
+import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import { names, selectorString } from '../build/names.ts';
+import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
+import { buildUsersFile } from '../build/users.ts';
+import {
+  adminService,
+  configMap,
+  headlessService,
+  horizontalPodAutoscaler,
+  internalSecret,
+  podDisruptionBudget,
+  serviceMonitor,
+  smtpService,
+  statefulSet,
+  usersSecret,
+} from '../build/workload.ts';
+import type { KubeClient, KubeObject } from '../kube/client.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
+import { applyIfChanged } from './applied-hash.ts';
+import { findCondition, type LiveCondition } from './conditions.ts';
+import {
+  type Lookup,
+  readPolicySecrets,
+  type SecretObject,
+  secretValue,
+  userInputs,
+  usersOfPolicy,
+} from './policy-inputs.ts';
+import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-status.ts';
+import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
+import { StatusWriter } from './status-writer.ts';
+
+interface StatefulSetObject extends KubeObject {
+  spec?: { replicas?: number };
+  status?: Omit<StatefulSetState, 'generation'>;
+}
+
+export interface ReconcileLogger {
+  info(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+export interface RelayPolicyReconcilerOptions {
+  client: KubeClient;
+  policies: Lookup<RelayPolicy>;
+  users: Lookup<SmtpUser>;
+  secrets: Lookup<SecretObject>;
+  events: EventRecorder;
+  log?: ReconcileLogger;
+  now?: () => number;
+  /** A new random secret (handoff password, admin token) */
+  randomSecret?: () => string;
+}
+
+export interface ReconcileOutcome {
+  /** Objects applied or deleted (0 in steady state) */
+  changed: number;
+  statusWritten: boolean;
+}
+
+const SERVICE_MONITOR_API = 'monitoring.coreos.com/v1';
+
+function previousHashes(secret: SecretObject | undefined): Map<string, string> {
+  const text = secretValue(secret, 'users.yaml');
+  const out = new Map<string, string>();
+  if (!text) return out;
+  try {
+    const doc = parse(text) as { users?: Array<{ username?: unknown; passwordHash?: unknown }> } | null;
+    for (const u of doc?.users ?? []) {
+      if (typeof u.username === 'string' && typeof u.passwordHash === 'string')
+        out.set(u.username, u.passwordHash);
+    }
+  } catch {
+    // an unreadable users file is rewritten from scratch
+  }
+  return out;
+}
+
+export class RelayPolicyReconciler {
+  readonly #o: RelayPolicyReconcilerOptions;
+  readonly #status: StatusWriter;
+  readonly #userStatus: SmtpUserStatusUpdater;
+  readonly #now: () => number;
+  readonly #random: () => string;
+  #serviceMonitors: Promise<boolean> | undefined;
+
+  constructor(options: RelayPolicyReconcilerOptions) {
+    this.#o = options;
+    this.#status = new StatusWriter(options.client, RELAY_POLICIES);
+    this.#now = options.now ?? Date.now;
+    this.#random = options.randomSecret ?? (() => randomBytes(32).toString('base64url'));
+    this.#userStatus = new SmtpUserStatusUpdater({
+      client: options.client,
+      events: options.events,
+      now: this.#now,
+      ...(options.log ? { log: options.log } : {}),
+    });
+  }
+
+  async reconcile(key: string): Promise<ReconcileOutcome> {
+    const { namespace, name } = splitKey(key);
+    const cached = this.#o.policies.get(namespace, name);
+    const users = usersOfPolicy(this.#o.users.list(), namespace, name);
+    if (!cached || cached.metadata.deletionTimestamp) {
+      await this.#userStatus.update(
+        users.map((user) => ({ user, outcome: policyNotFound(name, namespace) })),
+      );
+      return { changed: 0, statusWritten: false };
+    }
+    const policy = withPolicyDefaults(cached);
+    const { client } = this.#o;
+    const n = names(policy);
+    const secrets = readPolicySecrets(policy, this.#o.secrets);
+
+    let config: RelayConfig | undefined;
+    let configError: string | undefined;
+    try {
+      config = buildRelayConfig(
+        policy,
+        secrets.smarthostUsername ? { smarthostUsername: secrets.smarthostUsername } : {},
+      );
+    } catch (err: unknown) {
+      if (!(err instanceof ConfigError)) throw err;
+      configError = err.problems.join('; ');
+    }
+
+    // the internal secrets are generated once and kept; the users file keeps unchanged hashes
+    const [liveInternal, liveUsers] = await Promise.all([
+      client.get<SecretObject>('v1', 'Secret', namespace, n.internalSecret),
+      client.get<SecretObject>('v1', 'Secret', namespace, n.usersSecret),
+    ]);
+    const handoffPassword = secretValue(liveInternal, 'handoff-password') || this.#random();
+    const adminToken = secretValue(liveInternal, 'admin-token') || this.#random();
+    const built = await buildUsersFile({
+      users: userInputs(users, this.#o.secrets),
+      previous: previousHashes(liveUsers),
+      handoffPassword,
+    });
+
+    let changed = 0;
+    const apply = async <T extends KubeObject>(desired: KubeObject, live?: T | null): Promise<T> => {
+      const result = await applyIfChanged<T>(client, desired, live);
+      if (result.applied) changed++;
+      return result.object;
+    };
+    await apply(internalSecret(policy, handoffPassword, adminToken) as KubeObject, liveInternal ?? null);
+    await apply(usersSecret(policy, built.yaml) as KubeObject, liveUsers ?? null);
+
+    let sts: StatefulSetObject | undefined;
+    if (config) {
+      await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
+      sts = await apply<StatefulSetObject>(
+        statefulSet(policy, restartHash(config, secrets.tlsVersion)) as KubeObject,
+      );
+      await apply(smtpService(policy) as KubeObject);
+      await apply(adminService(policy) as KubeObject);
+      await apply(headlessService(policy) as KubeObject);
+      await apply(podDisruptionBudget(policy) as KubeObject);
+      const hpa = horizontalPodAutoscaler(policy);
+      if (hpa) await apply(hpa as KubeObject);
+      else if (await this.#deleteOwned(policy, 'autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa)) changed++;
+      if (await this.#servesServiceMonitors()) await apply(serviceMonitor(policy) as unknown as KubeObject);
+    } else {
+      sts = await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
+    }
+
+    const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
+    const { autoscaling } = policy.spec;
+    const facts: PolicyFacts = {
+      generation: policy.metadata.generation ?? 0,
+      desiredReplicas: autoscaling.enabled
+        ? (sts?.spec?.replicas ?? autoscaling.minReplicas)
+        : policy.spec.replicas,
+      multiplePods: autoscaling.enabled ? autoscaling.maxReplicas > 1 : policy.spec.replicas > 1,
+      sharedState: policy.spec.redis !== undefined,
+      ...(sts ? { statefulSet: { ...sts.status, generation: sts.metadata.generation } } : {}),
+      ...(configError ? { configError } : {}),
+      missingSecrets: secrets.missing,
+      rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
+      userCount: users.length,
+      selector: selectorString(policy),
+    };
+    const statusWritten = await this.#writeStatus(cached, facts);
+
+    await this.#userStatus.update(
+      users.map((user) => ({
+        user,
+        outcome: outcomes.get(user.metadata.name) ?? {
+          ok: false,
+          reason: 'Unknown',
+          message: 'The operator has not evaluated this user yet',
+        },
+      })),
+    );
+    if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
+    return { changed, statusWritten };
+  }
+
+  /** Forgets what was remembered about a deleted object (its uid). */
+  forget(uid: string): void {
+    this.#status.forget(uid);
+    this.#userStatus.forget(uid);
+  }
+
+  async #writeStatus(cached: RelayPolicy, facts: PolicyFacts): Promise<boolean> {
+    const live = { ...cached, status: cached.status as Record<string, unknown> | undefined };
+    const current = this.#status.current(live) as { conditions?: LiveCondition[] } | undefined;
+    const status = policyStatus(facts, current?.conditions, new Date(this.#now()).toISOString());
+    const wrote = await this.#status.write(live, status);
+    if (!wrote) return false;
+    const before = findCondition(current?.conditions, 'Degraded');
+    const after = findCondition(status.conditions, 'Degraded');
+    if (after?.status === 'True' && (before?.status !== 'True' || before.reason !== after.reason)) {
+      await this.#o.events.record(cached, 'Warning', after.reason ?? 'Degraded', after.message ?? '');
+    }
+    return true;
+  }
+
+  /** Deletes an object this policy owns (e.g. the HPA once autoscaling is off). */
+  async #deleteOwned(policy: RelayPolicy, apiVersion: string, kind: string, name: string): Promise<boolean> {
+    const live = await this.#o.client.get(apiVersion, kind, policy.metadata.namespace, name);
+    const owned = live?.metadata.ownerReferences?.some((r) => r.uid === policy.metadata.uid);
+    if (!live || !owned) return false;
+    return this.#o.client.delete(apiVersion, kind, policy.metadata.namespace, name);
+  }
+
+  /** Whether the cluster has the ServiceMonitor API (asked once; asked again after a failure). */
+  #servesServiceMonitors(): Promise<boolean> {
+    this.#serviceMonitors ??= this.#o.client.servesApi(SERVICE_MONITOR_API).catch((err: unknown) => {
+      this.#serviceMonitors = undefined;
+      throw err;
+    });
+    return this.#serviceMonitors;
+  }
+}
