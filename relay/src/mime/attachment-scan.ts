@@ -11,22 +11,8 @@ import { blockedExtension, headerFileNames, normaliseExtensions } from './filena
 
 export { blockedExtension } from './filename.ts';
 
-export const DEFAULT_BLOCKED_EXTENSIONS: readonly string[] = [
-  'pif',
-  'bat',
-  'exe',
-  'scr',
-  'com',
-  'cmd',
-  'vbs',
-  'js',
-  'jse',
-  'wsf',
-  'msi',
-  'cpl',
-  'lnk',
-  'hta',
-];
+/** The policy default list; the config schema owns it. */
+export { DEFAULT_BLOCKED_EXTENSIONS } from '../config/schema.ts';
 
 export interface BlockedAttachment {
   filename: string;
