@@ -7,7 +7,7 @@ UNIT_TESTS = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null |
 E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run check lint format typecheck generate test test-unit test-e2e controlplane bench hash-password clean
+.PHONY: help install run check lint format typecheck generate test test-unit test-e2e controlplane promtool bench hash-password clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -41,17 +41,22 @@ typecheck: install ## Type check (tsc, strict)
 controlplane: ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached by version)
 	e2e/controlplane/build.sh
 
+promtool: ## Build promtool from its Go module (cached by version) for the chart's alert-rule tests
+	e2e/promtool/build.sh
+
 test-unit: install ## Unit and integration tests: relay and operator (operator tests use the control plane)
 	node --test --test-concurrency=2 --test-timeout=180000 $(UNIT_TESTS)
 
 test-e2e: install controlplane ## End-to-end tests on a real API server
 	node --test --test-concurrency=1 --test-timeout=600000 $(E2E_TESTS)
 
-test: check controlplane test-unit test-e2e ## Everything CI runs: checks, then all tests
+test: check controlplane promtool test-unit test-e2e ## Everything CI runs: checks, then all tests
 
-bench: install ## Benchmarks (not part of make test); reports go to bench/results/
+bench: install ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix; reports go to bench/results/
 	node bench/accept.bench.ts
 	node bench/shared-state.bench.ts
+	node bench/compare.bench.ts
+	node bench/profile.bench.ts
 
 clean: ## Remove the local spool and generated state
 	rm -rf var

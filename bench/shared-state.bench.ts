@@ -64,12 +64,14 @@ for (let sent = 0, i = 0; sent < messages; i++) {
 let accepted = 0;
 let sessionOps = 0;
 let messageOps = 0;
+let usageOps = 0;
 const tiers: Record<string, number> = { local: 0, shared: 0, dns: 0 };
 for (const t of relays) {
   for (const v of await metric(t, 'sluice_smtp_messages_total'))
     if (v.labels.result === 'accepted') accepted += v.value;
   for (const v of await metric(t, 'sluice_state_operations_total')) {
     if (v.labels.op === 'consume') messageOps += v.value;
+    else if (v.labels.op === 'usage_flush') usageOps += v.value;
     else sessionOps += v.value;
   }
   for (const v of await metric(t, 'sluice_dnsbl_lookups_total')) {
@@ -89,7 +91,8 @@ const report = [
   '| --- | --- |',
   `| Redis round trips per accepted message (rate limits) | ${(messageOps / accepted).toFixed(2)} |`,
   `| Redis round trips per connection (slot, lock check, DNSBL cache) | ${(sessionOps / Math.ceil(accepted / 10)).toFixed(2)} |`,
-  `| all round trips per message | ${((messageOps + sessionOps) / accepted).toFixed(2)} |`,
+  `| Redis round trips for usage per user (batched: one per relay per flush interval, ${usageOps} in all) | ${(usageOps / accepted).toFixed(3)} per message |`,
+  `| all round trips per message | ${((messageOps + sessionOps + usageOps) / accepted).toFixed(2)} |`,
   `| DNSBL lookups answered by the local cache | ${tiers.local} |`,
   `| … by the shared cache (Redis) | ${tiers.shared} |`,
   `| … by DNS | ${tiers.dns} (DNS server saw ${dns.queries()} queries) |`,

@@ -9,6 +9,10 @@
 //   ADMIN_PORT          /healthz, /readyz and /metrics (8080)
 //   WORKERS             parallel reconciles (2)
 //   LOG_LEVEL           pino level (info)
+//   USAGE_INTERVAL_SECONDS  how often each policy's relays are asked for usage and abuse
+//                       (GET /usage, /abuse on the admin Service) for SmtpUser status (300; 0: never)
+//   OTEL_EXPORTER_OTLP_ENDPOINT   export reconcile spans over OTLP/HTTP; unset, no SDK is loaded
+//   OTEL_SERVICE_NAME   service name of the spans (sluice-operator)
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
@@ -16,6 +20,8 @@ import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { startAdminServer } from './server/admin.ts';
 import { OperatorMetrics } from './server/metrics.ts';
+import { startTracing } from './server/tracing.ts';
+import { RelayAdminUsageSource } from './usage/relay-usage.ts';
 
 const SHUTDOWN_DEADLINE_MS = 20_000;
 
@@ -31,6 +37,10 @@ function intFromEnv(name: string, fallback: number): number {
 async function main(): Promise<void> {
   const env = process.env;
   const log = pino({ level: env.LOG_LEVEL ?? 'info', base: { component: 'sluice-operator' } });
+  const tracing = await startTracing({
+    serviceName: env.OTEL_SERVICE_NAME || 'sluice-operator',
+    ...(env.OTEL_EXPORTER_OTLP_ENDPOINT ? { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT } : {}),
+  });
   const identity = env.POD_NAME || `${hostname()}-${randomBytes(3).toString('hex')}`;
   const watchNamespace = env.WATCH_NAMESPACE || undefined;
   const metrics = new OperatorMetrics({ processMetrics: true });
@@ -42,12 +52,16 @@ async function main(): Promise<void> {
   // Lease renewals go through their own client: the writes metric then shows reconcile
   // writes only, which are zero in steady state
   const leases = new KubeClient(kubeConfig, { instance: identity });
+  const usageIntervalSeconds = intFromEnv('USAGE_INTERVAL_SECONDS', 300);
   const controller = new Controller({
     client,
     ...(watchNamespace ? { namespace: watchNamespace } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
     log,
     metrics,
+    ...(usageIntervalSeconds > 0
+      ? { usageSource: new RelayAdminUsageSource(), usageIntervalMs: usageIntervalSeconds * 1000 }
+      : {}),
     ...(env.LEADER_ELECT === 'false'
       ? {}
       : {
@@ -82,6 +96,7 @@ async function main(): Promise<void> {
     controller
       .stop()
       .then(() => admin.close())
+      .then(() => tracing.shutdown())
       .then(
         () => process.exit(0),
         (err: unknown) => {

@@ -5,15 +5,20 @@
 //   sluice-relay check-config FILE    validate a config and its users file, then exit
 //   sluice-relay hash-password        read a password on stdin, print its hash
 //   sluice-relay queue list|show|retry|flush|delete   the queue API (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)
+//   sluice-relay usage [--user U] [--period hour|day] [--csv]   usage per user (the same variables)
+// OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
+// OTLP/HTTP, OTEL_SERVICE_NAME names the service (sluice-relay); unset, no SDK is loaded.
 import { hashPassword } from './auth/password.ts';
 import { runHashPassword } from './cli/hash-password.ts';
 import { runQueueCli } from './cli/queue.ts';
+import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import { loadRelayConfig, loadUsersFile } from './config/load.ts';
 import { Reloader } from './config/reloader.ts';
 import type { RelayConfig, UsersFile } from './config/schema.ts';
 import { isSluiceError } from './errors.ts';
 import { createLogger } from './observability/logger.ts';
+import { startTracing, type Tracing } from './observability/tracing.ts';
 import { Relay } from './relay.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
@@ -24,6 +29,7 @@ function usage(): string {
     '       sluice-relay check-config FILE',
     '       sluice-relay hash-password [--scheme scrypt|argon2id] < password',
     '       sluice-relay queue list|show ID|retry ID|flush|delete ID   (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)',
+    '       sluice-relay usage [--user U] [--period hour|day] [--from T] [--to T] [--csv|--json]   (the same)',
   ].join('\n');
 }
 
@@ -38,7 +44,17 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+/** Span export, only when an OTLP endpoint is configured. */
+function tracingFromEnv(): Promise<Tracing> {
+  const endpoint = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  return startTracing({
+    serviceName: process.env.OTEL_SERVICE_NAME || 'sluice-relay',
+    ...(endpoint ? { endpoint } : {}),
+  });
+}
+
 async function runEmbedded(): Promise<void> {
+  const tracing = await tracingFromEnv();
   const config = embeddedConfig(process.env.SLUICE_HOME ?? 'var');
   const password = demoPassword();
   const users: UsersFile = {
@@ -62,10 +78,11 @@ async function runEmbedded(): Promise<void> {
       '',
     ].join('\n'),
   );
-  handleSignals(relay);
+  handleSignals(relay, tracing);
 }
 
 async function runFromFile(configPath: string): Promise<void> {
+  const tracing = await tracingFromEnv();
   const first = await loadRelayConfig(configPath);
   const logger = createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? first.log.level });
   let relay: Relay | undefined;
@@ -87,20 +104,28 @@ async function runFromFile(configPath: string): Promise<void> {
       (err: unknown) => logger.error({ event: 'config_reload_failed', err }, 'reload on SIGHUP failed'),
     );
   });
-  handleSignals(relay, () => reloader.close());
+  handleSignals(relay, tracing, () => reloader.close());
 }
 
-function handleSignals(relay: Relay, beforeExit?: () => void): void {
+/** SIGTERM drains the relay, then flushes the spans still buffered, then exits. */
+function handleSignals(relay: Relay, tracing: Tracing, beforeExit?: () => void): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     relay.logger.info({ event: 'shutdown', signal }, 'draining');
     beforeExit?.();
-    relay.close(SHUTDOWN_GRACE_MS).then(
-      () => process.exit(0),
-      (err: unknown) => fail(err),
-    );
+    relay
+      .close(SHUTDOWN_GRACE_MS)
+      .then(() =>
+        tracing.shutdown().catch((err: unknown) => {
+          relay.logger.warn({ event: 'tracing_shutdown_failed', err }, 'spans may be lost');
+        }),
+      )
+      .then(
+        () => process.exit(0),
+        (err: unknown) => fail(err),
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
@@ -116,13 +141,14 @@ async function main(argv: string[]): Promise<void> {
     });
     return;
   }
-  if (command === 'queue') {
-    process.exitCode = await runQueueCli(rest, {
+  if (command === 'queue' || command === 'usage') {
+    const io = {
       stdout: process.stdout,
       stderr: process.stderr,
       url: process.env.SLUICE_ADMIN_URL ?? 'http://127.0.0.1:9587',
       token: process.env.SLUICE_ADMIN_TOKEN ?? '',
-    });
+    };
+    process.exitCode = command === 'queue' ? await runQueueCli(rest, io) : await runUsageCli(rest, io);
     return;
   }
   if (command === 'check-config') {

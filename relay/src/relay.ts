@@ -2,11 +2,16 @@
 // server, built from a validated config and users file. It knows nothing of where the
 // config came from (a file, the operator's ConfigMap, a test); main.ts does.
 
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { AbuseWatch } from './abuse/watch.ts';
+import { registerAbuseApi } from './admin/abuse-api.ts';
 import { registerQueueApi } from './admin/queue-api.ts';
 import { startAdminServer } from './admin/server.ts';
+import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
 import { createDsnEnqueuer } from './delivery/bounce.ts';
@@ -14,8 +19,12 @@ import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
 import { createDnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
 import { SluiceError } from './errors.ts';
+import { AbuseMetrics } from './observability/abuse-metrics.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
+import { OwnIpMetrics } from './observability/own-ip-metrics.ts';
+import { relayTracer, type Tracer } from './observability/spans.ts';
+import { OwnIpWatch } from './own-ip/watch.ts';
 import { SharedChecks } from './policy/shared-checks.ts';
 import { DeliveryManager, type DeliveryObserver } from './queue/delivery-manager.ts';
 import { handOff } from './queue/handoff.ts';
@@ -27,6 +36,8 @@ import { Spool } from './spool/spool.ts';
 import { createStateStore, type StateHealth } from './state/create-store.ts';
 import type { StateStore } from './state/store.ts';
 import { type CertificatePair, loadCertificate } from './tls/certificate.ts';
+import { UsageRecorder } from './usage/recorder.ts';
+import { readUsageReport } from './usage/report.ts';
 
 export interface StartRelayOptions {
   config: RelayConfig;
@@ -37,6 +48,10 @@ export interface StartRelayOptions {
   defaultMetrics?: boolean;
   /** Deliver queued mail (default true); tests of the SMTP front alone turn it off. */
   deliver?: boolean;
+  /** Clock of usage buckets, abuse detection and rate limits; tests inject one. Default Date.now. */
+  now?: () => number;
+  /** Where spans go; the global API's tracer (a no-op until startTracing) by default. */
+  tracer?: Tracer;
 }
 
 async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
@@ -56,6 +71,7 @@ export class Relay implements RelayRuntime {
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly spool: Spool;
+  readonly tracer: Tracer;
   readonly listeners: SmtpListener[] = [];
   #checks?: SharedChecks;
   #store?: StateStore;
@@ -69,6 +85,10 @@ export class Relay implements RelayRuntime {
   #transport?: Transport;
   #delivery?: DeliveryManager;
   #queue?: QueueStore;
+  readonly #now: () => number;
+  #usage?: UsageRecorder;
+  #abuse?: AbuseWatch;
+  #ownIp?: OwnIpWatch;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
@@ -81,6 +101,8 @@ export class Relay implements RelayRuntime {
       groupCommit: options.config.spool.groupCommit,
     });
     this.#deliver = options.deliver ?? true;
+    this.#now = options.now ?? Date.now;
+    this.tracer = options.tracer ?? relayTracer();
     this.#setUsers(options.users);
   }
 
@@ -131,6 +153,7 @@ export class Relay implements RelayRuntime {
       enqueueDsn: createDsnEnqueuer({ spool: this.spool, hostname: () => this.#config.hostname }),
       logger: this.logger,
       observer: this.#deliveryObserver(),
+      tracer: this.tracer,
     });
     this.#delivery = delivery;
     await delivery.start();
@@ -195,7 +218,9 @@ export class Relay implements RelayRuntime {
       metrics: this.metrics,
       logger: this.logger,
       config: () => this.#config,
+      now: this.#now,
     });
+    this.#startWatches(state.store);
     this.metrics.stateShared.set(state.health.shared ? 1 : 0);
     state.onHealth((shared) => this.metrics.stateShared.set(shared ? 1 : 0));
     this.#buildDnsbl(config);
@@ -246,6 +271,7 @@ export class Relay implements RelayRuntime {
       register: (server) => {
         if (adminToken && this.#delivery)
           registerQueueApi(server, { admin: this.#delivery, token: adminToken });
+        if (adminToken) this.#registerUsageApis(server, adminToken);
       },
       checks: [
         {
@@ -262,6 +288,8 @@ export class Relay implements RelayRuntime {
         { name: 'users', check: () => ({ ok: true, detail: `${this.#users.size} users` }) },
         // the relay keeps serving on local state while Redis is down; the detail says so
         { name: 'state', check: () => ({ ok: true, detail: this.#stateHealth.detail }) },
+        // a listed egress address needs an SRE, not fewer pods: detail only
+        { name: 'own_ip', check: () => ({ ok: true, detail: this.#ownIp?.detail ?? 'not started' }) },
       ],
     });
     this.#admin = admin.server;
@@ -344,7 +372,72 @@ export class Relay implements RelayRuntime {
     }
     await this.#transport?.close();
     await this.#admin?.close();
+    await this.#stopWatches();
     await this.#store?.close();
     this.logger.info({ event: 'stopped' }, 'relay stopped');
+  }
+
+  /** Usage per user (available once started). */
+  get usage(): UsageRecorder | undefined {
+    return this.#usage;
+  }
+  /** Abuse detection and automatic suspensions (available once started). */
+  get abuse(): AbuseWatch | undefined {
+    return this.#abuse;
+  }
+  /** The own-IP blacklist watch (available once started). */
+  get ownIp(): OwnIpWatch | undefined {
+    return this.#ownIp;
+  }
+
+  /** Usage per user, abuse detection and the own-IP watch, all on timers of their own. */
+  #startWatches(store: StateStore): void {
+    this.#usage = new UsageRecorder({
+      store,
+      config: () => this.#config.usage,
+      now: this.#now,
+      logger: this.logger,
+      onFlush: (ok) => {
+        this.metrics.stateOperationsTotal.inc({ op: 'usage_flush' });
+        if (!ok) this.metrics.stateErrorsTotal.inc({ op: 'usage_flush' });
+      },
+    });
+    this.#usage.start();
+    this.#abuse = new AbuseWatch({
+      store,
+      config: () => this.#config.abuse,
+      logger: this.logger,
+      instance: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      now: this.#now,
+      observer: new AbuseMetrics(this.metrics.registry),
+    });
+    // suspensions hold from the start; the first evaluation comes after one interval
+    void this.#abuse.refresh().catch(() => undefined);
+    this.#abuse.start();
+    this.#ownIp = new OwnIpWatch({
+      config: () => this.#config,
+      logger: this.logger,
+      observer: new OwnIpMetrics(this.metrics.registry),
+    });
+    this.#ownIp.start();
+  }
+
+  async #stopWatches(): Promise<void> {
+    this.#ownIp?.close();
+    this.#abuse?.close();
+    await this.#usage?.close();
+  }
+
+  #registerUsageApis(server: FastifyInstance, token: string): void {
+    const store = this.#store;
+    const abuse = this.#abuse;
+    if (store) {
+      registerUsageApi(server, {
+        usage: { report: (q) => readUsageReport(store, q) },
+        token,
+        now: this.#now,
+      });
+    }
+    if (abuse) registerAbuseApi(server, { abuse, token });
   }
 }

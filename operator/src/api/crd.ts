@@ -177,6 +177,12 @@ export function smtpUserCrd(): Json {
       { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name' },
       { name: 'Suspended', type: 'boolean', jsonPath: '.spec.suspended' },
       ready,
+      {
+        name: 'Abuse',
+        type: 'string',
+        jsonPath: '.status.conditions[?(@.type=="AbuseSuspected")].reason',
+        description: 'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected), else NoneDetected',
+      },
       reason,
     ],
   });

@@ -4,6 +4,7 @@
 // schema. The CRD YAML in crds/ is generated from this file (`make generate`).
 import { type TSchema, Type } from '@sinclair/typebox';
 import {
+  AbuseSchema,
   AttachmentsSchema,
   AuthLockoutSchema,
   AuthSchema,
@@ -11,10 +12,12 @@ import {
   DnsblSchema,
   LimitsSchema,
   ListenerSchema,
+  OwnIpWatchSchema,
   RateLimitSchema,
   RateLimitsSchema,
   RetrySchema,
   SmarthostSchema,
+  UsageSchema,
 } from '@sluice/relay/config-schema';
 
 export const GROUP = 'sluice.dev';
@@ -41,7 +44,7 @@ const SecretKeyRef = (what: string, defaultKey: string) =>
 
 const Conditions = Type.Array(
   Type.Object({
-    type: Type.String({ description: 'Ready, Progressing or Degraded' }),
+    type: Type.String({ description: 'Ready, Progressing, Degraded (policies) or AbuseSuspected (users)' }),
     status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')]),
     reason: Type.String({ description: 'CamelCase reason' }),
     message: Type.String({ description: 'What happened, for a human' }),
@@ -201,6 +204,22 @@ export const RelayPolicySpecSchema = Type.Object(
       },
     ]),
     delivery: Delivery,
+    usage: Type.Object(UsageSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Usage per user per hour and per day (in Redis with spec.redis)',
+    }),
+    abuse: Type.Object(AbuseSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description:
+        'Abuse detection: flags show as the AbuseSuspected condition of the SmtpUser; with autoSuspend the relays refuse the user',
+    }),
+    ownIpWatch: Type.Object(OwnIpWatchSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: "Periodic DNSBL check of the relays' egress addresses (sluice_own_ip_listed)",
+    }),
     redis: Type.Optional(
       Type.Object(
         {
@@ -233,6 +252,18 @@ export const RelayPolicySpecSchema = Type.Object(
       default: 60,
       description: 'A stopping pod delivers this long, then hands its queue to the other pods',
     }),
+    tracing: Type.Object(
+      {
+        otlpEndpoint: Type.Optional(
+          Type.String({
+            minLength: 1,
+            description:
+              'OTLP/HTTP endpoint for traces (OTEL_EXPORTER_OTLP_ENDPOINT of the relay pods); none: no tracing',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'OpenTelemetry traces of the relay pods' },
+    ),
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug'].map((l) => Type.Literal(l)),
       { default: 'info' },
@@ -279,5 +310,14 @@ export const SmtpUserSpecSchema = Type.Object(
 export const SmtpUserStatusSchema = Type.Object({
   observedGeneration: Type.Optional(Type.Integer()),
   conditions: Type.Optional(Conditions),
-  usage: Type.Optional(Type.Object({}, { 'x-kubernetes-preserve-unknown-fields': true })),
+  usage: Type.Optional(
+    Type.Object(
+      {},
+      {
+        'x-kubernetes-preserve-unknown-fields': true,
+        description:
+          "Today's and this hour's usage as the relays count it (messages, recipients, bytes, refusals, client IPs), refreshed at most every 5 minutes",
+      },
+    ),
+  ),
 });

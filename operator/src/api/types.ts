@@ -39,7 +39,7 @@ export interface SmtpUser {
 }
 
 export interface Condition {
-  type: 'Ready' | 'Progressing' | 'Degraded';
+  type: 'Ready' | 'Progressing' | 'Degraded' | 'AbuseSuspected';
   status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;

@@ -135,6 +135,19 @@ describe('workload', () => {
     assert.equal(sts.spec?.template.metadata?.annotations?.['sluice.dev/config-hash'], 'abc');
     assert.equal(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '10Gi');
     assert.deepEqual(sts.metadata?.ownerReferences?.[0]?.uid, 'uid-1');
+    assert.equal(
+      container?.env?.some((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT'),
+      false,
+    );
+  });
+
+  it('passes the OTLP endpoint to the relay pods when the policy sets one', () => {
+    const traced = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      tracing: { otlpEndpoint: 'http://otel:4318' },
+    });
+    const env = statefulSet(traced, 'h').spec?.template.spec?.containers[0]?.env ?? [];
+    assert.equal(env.find((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT')?.value, 'http://otel:4318');
   });
 
   it('leaves replicas to the HPA when autoscaling is on, and keeps client IPs on the Service', () => {

@@ -35,6 +35,9 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     rateLimits: spec.rateLimits,
     authLockout: spec.authLockout,
     dnsbl: spec.dnsbl,
+    usage: spec.usage,
+    abuse: spec.abuse,
+    ownIpWatch: spec.ownIpWatch,
     delivery: {
       ...delivery,
       ...(smarthost

@@ -141,6 +141,15 @@ export function statefulSet(policy: RelayPolicy, configHash: string): V1Stateful
               image: spec.image,
               imagePullPolicy: spec.imagePullPolicy,
               args: ['--config', PATHS.config],
+              env: [
+                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                ...(spec.tracing.otlpEndpoint
+                  ? [
+                      { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: spec.tracing.otlpEndpoint },
+                      { name: 'OTEL_SERVICE_NAME', value: 'sluice-relay' },
+                    ]
+                  : []),
+              ],
               ports: [
                 ...spec.listeners.map((l) => ({
                   name: l.name.slice(0, 15),

@@ -4,6 +4,7 @@
 // queue their owner. N workers reconcile keys, forget them on success and requeue them
 // with backoff on error; every key is queued again periodically (resync). With leader
 // election, watches and workers run only while this replica leads.
+import type { Tracer } from '@opentelemetry/api';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { MANAGED_BY } from '../build/names.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
@@ -20,6 +21,9 @@ import {
 } from '../kube/resources.ts';
 import { type SecretObject, secretsOfPolicy, usersOfPolicy } from '../reconcile/policy-inputs.ts';
 import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
+import type { UsageSource } from '../usage/relay-usage.ts';
+import { DEFAULT_USAGE_INTERVAL_MS, UsageSummaries } from '../usage/summaries.ts';
+import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
 import { SecretIndex } from './secret-index.ts';
 import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
 
@@ -60,6 +64,12 @@ export interface ControllerOptions {
   leaderElection?: LeaderElectionOptions;
   log?: ControllerLogger;
   metrics?: ControllerMetrics;
+  /** Where reconcile spans go; the global API's tracer (a no-op until startTracing) by default. */
+  tracer?: Tracer;
+  /** Usage and abuse of the SmtpUsers (the relays' admin API); without it status.usage stays unset. */
+  usageSource?: UsageSource;
+  /** Each policy's relays are asked at most this often; default 5 min. */
+  usageIntervalMs?: number;
   /** Where the informers list and watch; the API server by default. */
   listWatch?: <T extends KubeObject>(resource: ResourceType, labelSelector?: string) => ListWatch<T>;
 }
@@ -117,6 +127,17 @@ class Session {
       secrets: this.secrets,
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
+      ...(o.usageSource
+        ? {
+            usage: new UsageSummaries({
+              source: o.usageSource,
+              // a changed answer queues the policy, whose reconcile writes it
+              onUpdate: (key) => this.queue.add(key),
+              ...(o.usageIntervalMs !== undefined ? { intervalMs: o.usageIntervalMs } : {}),
+              ...(o.log ? { log: o.log } : {}),
+            }),
+          }
+        : {}),
     });
     this.#wire();
   }
@@ -185,7 +206,12 @@ class Session {
     if (this.#stopped) return;
     this.#o.log?.info({ policies: this.policies.list().length }, 'caches synced; reconciling');
     for (let w = 0; w < (this.#o.workers ?? 2); w++) this.#workers.push(this.#work());
-    this.#resync = setInterval(() => this.resync(), this.#o.resyncMs ?? 600_000);
+    // with usage summaries, often enough that each policy's users get them once per interval
+    const resyncMs = Math.min(
+      this.#o.resyncMs ?? 600_000,
+      this.#o.usageSource ? (this.#o.usageIntervalMs ?? DEFAULT_USAGE_INTERVAL_MS) : Number.POSITIVE_INFINITY,
+    );
+    this.#resync = setInterval(() => this.resync(), resyncMs);
     this.#resync.unref();
   }
 
@@ -202,7 +228,9 @@ class Session {
       if (key === undefined) return;
       const started = performance.now();
       try {
-        await this.#reconciler.reconcile(key);
+        await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, () =>
+          this.#reconciler.reconcile(key),
+        );
         this.queue.forget(key);
         this.#o.metrics?.reconciled(KIND, 'success', (performance.now() - started) / 1000);
       } catch (err: unknown) {

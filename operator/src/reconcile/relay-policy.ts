@@ -10,7 +10,7 @@ import { ConfigError } from '@sluice/relay/config-validate';
 import { parse, stringify } from 'yaml';
 import { withPolicyDefaults } from '../api/defaults.ts';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
-import { names, selectorString } from '../build/names.ts';
+import { ADMIN_PORT, names, selectorString } from '../build/names.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
 import { buildUsersFile } from '../build/users.ts';
 import {
@@ -28,6 +28,7 @@ import {
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
+import type { UsageSummaries } from '../usage/summaries.ts';
 import { applyIfChanged } from './applied-hash.ts';
 import { findCondition, type LiveCondition } from './conditions.ts';
 import {
@@ -62,6 +63,8 @@ export interface RelayPolicyReconcilerOptions {
   now?: () => number;
   /** A new random secret (handoff password, admin token) */
   randomSecret?: () => string;
+  /** Usage and abuse from the relays, at a bounded rate, for the SmtpUsers' status */
+  usage?: UsageSummaries;
 }
 
 export interface ReconcileOutcome {
@@ -114,6 +117,7 @@ export class RelayPolicyReconciler {
     const cached = this.#o.policies.get(namespace, name);
     const users = usersOfPolicy(this.#o.users.list(), namespace, name);
     if (!cached || cached.metadata.deletionTimestamp) {
+      this.#o.usage?.forget(key);
       await this.#userStatus.update(
         users.map((user) => ({ user, outcome: policyNotFound(name, namespace) })),
       );
@@ -194,6 +198,12 @@ export class RelayPolicyReconciler {
     };
     const statusWritten = await this.#writeStatus(cached, facts);
 
+    const usage = this.#o.usage?.get(key, {
+      namespace,
+      policy: name,
+      url: `http://${n.adminService}.${namespace}.svc:${ADMIN_PORT}`,
+      token: adminToken,
+    });
     await this.#userStatus.update(
       users.map((user) => ({
         user,
@@ -203,6 +213,7 @@ export class RelayPolicyReconciler {
           message: 'The operator has not evaluated this user yet',
         },
       })),
+      usage,
     );
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
     return { changed, statusWritten };

@@ -1,14 +1,18 @@
 // The status of each SmtpUser, from what the policy's reconcile made of it: Ready True
 // (Active or Suspended) or False with the reason (PolicyNotFound, SecretNotFound,
-// DuplicateUsername, ReservedUsername) and a Warning Event when a user stops being ready.
+// DuplicateUsername, ReservedUsername, AbuseSuspended) and a Warning Event when a user
+// stops being ready; with the relays' usage report also status.usage and the
+// AbuseSuspected condition, with a Warning Event when abuse is first suspected.
 // Each user is written on its own: one user's problem never holds back the others.
 import type { SmtpUser } from '../api/types.ts';
 import type { UserOutcome } from '../build/users.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { SMTP_USERS } from '../kube/resources.ts';
-import { findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
+import type { PolicyUsage } from '../usage/relay-usage.ts';
+import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
 import { StatusWriter } from './status-writer.ts';
+import { abuseCondition, type SmtpUserUsage, userUsage, withAbuseSuspension } from './user-usage.ts';
 
 export type Outcome = Omit<UserOutcome, 'name'>;
 
@@ -20,28 +24,38 @@ export function policyNotFound(policyName: string, namespace: string): Outcome {
   };
 }
 
+/**
+ * The status to write. With the relays' usage (`usage`) it carries status.usage and the
+ * AbuseSuspected condition; without it (not fetched yet, relays unreachable) the live
+ * AbuseSuspected condition is kept as it is and status.usage is left alone.
+ */
 export function smtpUserStatus(
   user: SmtpUser,
   outcome: Outcome,
   previous: readonly LiveCondition[] | undefined,
   now: string,
-): { observedGeneration: number; conditions: ReturnType<typeof mergeConditions> } {
+  usage?: PolicyUsage,
+): { observedGeneration: number; conditions: ReturnType<typeof mergeConditions>; usage?: SmtpUserUsage } {
   const generation = user.metadata.generation ?? 0;
+  const username = user.spec.username;
+  const ready = withAbuseSuspension(outcome, username, usage);
+  const conditions: ConditionInput[] = [
+    {
+      type: 'Ready',
+      status: ready.ok ? 'True' : 'False',
+      reason: ready.reason,
+      message: ready.message,
+      observedGeneration: generation,
+    },
+  ];
+  const kept = findCondition(previous, 'AbuseSuspected');
+  if (usage) conditions.push(abuseCondition(username, usage, generation));
+  else if (kept) conditions.push(kept as ConditionInput);
+  const merged = mergeConditions(previous, conditions, now);
   return {
     observedGeneration: generation,
-    conditions: mergeConditions(
-      previous,
-      [
-        {
-          type: 'Ready',
-          status: outcome.ok ? 'True' : 'False',
-          reason: outcome.reason,
-          message: outcome.message,
-          observedGeneration: generation,
-        },
-      ],
-      now,
-    ),
+    conditions: merged,
+    ...(usage ? { usage: userUsage(username, usage) } : {}),
   };
 }
 
@@ -68,11 +82,14 @@ export class SmtpUserStatusUpdater {
   }
 
   /** Writes each user's status; throws after trying all of them if any write failed. */
-  async update(entries: ReadonlyArray<{ user: SmtpUser; outcome: Outcome }>): Promise<void> {
+  async update(
+    entries: ReadonlyArray<{ user: SmtpUser; outcome: Outcome }>,
+    usage?: PolicyUsage,
+  ): Promise<void> {
     const failures: unknown[] = [];
     for (const { user, outcome } of entries) {
       try {
-        await this.#updateOne(user, outcome);
+        await this.#updateOne(user, outcome, usage);
       } catch (err: unknown) {
         failures.push(err);
         this.#log?.warn(
@@ -86,14 +103,33 @@ export class SmtpUserStatusUpdater {
     }
   }
 
-  async #updateOne(user: SmtpUser, outcome: Outcome): Promise<void> {
+  async #updateOne(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): Promise<void> {
     const live = { ...user, status: user.status as Record<string, unknown> | undefined };
     const current = this.#writer.current(live) as { conditions?: LiveCondition[] } | undefined;
     const before = findCondition(current?.conditions, 'Ready');
-    const status = smtpUserStatus(user, outcome, current?.conditions, new Date(this.#now()).toISOString());
-    const wrote = await this.#writer.write(live, status);
-    if (wrote && !outcome.ok && (before?.status !== 'False' || before.reason !== outcome.reason)) {
-      await this.#events.record(user, 'Warning', outcome.reason, outcome.message);
+    const abuseBefore = findCondition(current?.conditions, 'AbuseSuspected');
+    const status = smtpUserStatus(
+      user,
+      outcome,
+      current?.conditions,
+      new Date(this.#now()).toISOString(),
+      usage,
+    );
+    const wrote = await this.#writer.write(live, status as Record<string, unknown>);
+    if (!wrote) return;
+    const ready = findCondition(status.conditions, 'Ready');
+    if (ready?.status === 'False' && (before?.status !== 'False' || before.reason !== ready.reason)) {
+      await this.#events.record(user, 'Warning', ready.reason ?? 'NotReady', ready.message ?? '');
+    }
+    const abuse = findCondition(status.conditions, 'AbuseSuspected');
+    if (abuse?.status === 'True' && (abuseBefore?.status !== 'True' || abuseBefore.reason !== abuse.reason)) {
+      await this.#events.record(
+        user,
+        'Warning',
+        abuse.reason ?? 'AbuseSuspected',
+        abuse.message ?? '',
+        'DetectAbuse',
+      );
     }
   }
 

@@ -1,10 +1,10 @@
 // The queue API on the admin server: what `postqueue -p`, `postqueue -f`, `postqueue -i`
 // and `postsuper -d` give Postfix users, behind a bearer token. Responses are built field
 // by field from the envelope so nothing else (client IP, tags) leaks by accident.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RecipientState, SpooledEnvelope } from '../spool/envelope.ts';
 import { QUEUE_ID_PATTERN } from '../spool/queue-id.ts';
+import { bearerCheck } from './bearer.ts';
 
 /** What the API needs from the queue. */
 export interface QueueAdmin {
@@ -101,27 +101,6 @@ export function registerQueueApi(
     if (!removed) return notFound(reply, queueId);
     return reply.code(200).send({ queueId, deleted: true });
   });
-}
-
-/**
- * An onRequest hook that answers 401 unless the request carries `Authorization: Bearer
- * <token>`. The comparison is of SHA-256 digests in constant time, so neither the token's
- * content nor its length leaks through timing. An empty token never matches.
- */
-function bearerCheck(token: string) {
-  const expected = digest(token);
-  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-    const presented = /^Bearer +([^\s]+) *$/i.exec(request.headers.authorization ?? '')?.[1];
-    const valid = presented !== undefined && timingSafeEqual(digest(presented), expected) && token !== '';
-    if (valid) return undefined;
-    const challenge =
-      presented === undefined ? 'Bearer realm="sluice"' : 'Bearer realm="sluice", error="invalid_token"';
-    return reply.code(401).header('www-authenticate', challenge).send({ error: 'unauthorized' });
-  };
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
 }
 
 /** The queue id from the path, or undefined after answering 400. */

@@ -4,17 +4,9 @@
 import { parseArgs } from 'node:util';
 import type { QueueListResponse, QueueMessageView, QueueRecipientView } from '../admin/queue-api.ts';
 import { QUEUE_ID_PATTERN } from '../spool/queue-id.ts';
+import { type AdminCliIo, adminRequest, field, printable, write } from './admin-request.ts';
 
-export type QueueCliIo = {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  /** The admin server, e.g. http://127.0.0.1:9587 */
-  url: string;
-  /** The queue API's bearer token. */
-  token: string;
-  /** For tests; defaults to the global fetch. */
-  fetch?: typeof fetch;
-};
+export type QueueCliIo = AdminCliIo;
 
 export const QUEUE_USAGE = `Usage: sluice-relay queue <command> [--json]
 
@@ -37,9 +29,6 @@ const EXIT_OK = 0;
 const EXIT_ERROR = 1;
 const EXIT_USAGE = 2;
 
-// An admin server that does not answer within this is not going to.
-const REQUEST_TIMEOUT_MS = 30_000;
-
 type Command = 'list' | 'show' | 'flush' | 'retry' | 'delete';
 const TAKES_ID: Readonly<Record<Command, boolean>> = {
   list: false,
@@ -48,8 +37,6 @@ const TAKES_ID: Readonly<Record<Command, boolean>> = {
   retry: true,
   delete: true,
 };
-
-type ApiResult = { ok: true; body: unknown } | { ok: false; message: string };
 
 /** Runs the command; resolves to the process exit code (0 ok, 1 API error, 2 usage). */
 export async function runQueueCli(args: string[], io: QueueCliIo): Promise<number> {
@@ -90,7 +77,7 @@ export async function runQueueCli(args: string[], io: QueueCliIo): Promise<numbe
   if (io.token === '') return usageError(io, 'the queue API token is not set');
 
   const { method, path } = route(name, queueId);
-  const result = await call(io, method, path);
+  const result = await adminRequest(io, method, path);
   if (!result.ok) {
     await write(io.stderr, `queue: ${result.message}\n`);
     return EXIT_ERROR;
@@ -131,56 +118,6 @@ function isCommand(name: string): name is Command {
 async function usageError(io: QueueCliIo, message: string): Promise<number> {
   await write(io.stderr, `queue: ${message}\n\n${QUEUE_USAGE}`);
   return EXIT_USAGE;
-}
-
-async function call(io: QueueCliIo, method: string, path: string): Promise<ApiResult> {
-  const base = io.url.endsWith('/') ? io.url : `${io.url}/`;
-  let url: URL;
-  try {
-    url = new URL(path, base);
-  } catch {
-    return { ok: false, message: `the admin API URL "${io.url}" is not a URL` };
-  }
-  let response: Response;
-  let text: string;
-  try {
-    response = await (io.fetch ?? fetch)(url, {
-      method,
-      headers: { authorization: `Bearer ${io.token}`, accept: 'application/json' },
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    text = await response.text();
-  } catch (err: unknown) {
-    return { ok: false, message: `cannot reach the admin API at ${io.url}: ${describe(err)}` };
-  }
-  let body: unknown;
-  try {
-    body = text === '' ? {} : JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  if (response.ok && body !== undefined) return { ok: true, body };
-  if (response.status === 401) {
-    return { ok: false, message: 'the admin API refused the token (401 unauthorized)' };
-  }
-  const error = field(body, 'error');
-  const id = field(body, 'queueId');
-  const what = typeof error === 'string' ? printable(error) : `unexpected answer`;
-  return {
-    ok: false,
-    message: `${typeof id === 'string' ? `${printable(id)}: ` : ''}${what} (HTTP ${response.status})`,
-  };
-}
-
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return 'unknown error';
-  // fetch wraps the socket error (ECONNREFUSED, ENOTFOUND) in its cause.
-  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-  return `${err.message}${cause}`;
-}
-
-function field(body: unknown, key: string): unknown {
-  return typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[key] : undefined;
 }
 
 /** The text for a successful answer, or undefined when it does not have the expected shape. */
@@ -295,15 +232,4 @@ function postfixTime(iso: string): string {
     `${DAYS[date.getUTCDay()] ?? ''} ${MONTHS[date.getUTCMonth()] ?? ''} ${String(date.getUTCDate()).padStart(2)} ` +
     `${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())}`
   );
-}
-
-/** Remote answers end up on a terminal: control characters (escape sequences) must not. */
-function printable(value: string): string {
-  return value.replace(/\p{Cc}+/gu, ' ').trim();
-}
-
-function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    stream.write(text, (err?: Error | null) => (err ? reject(err) : resolve()));
-  });
 }

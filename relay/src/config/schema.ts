@@ -314,6 +314,122 @@ export const StateSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const UsageSchema = Type.Object(
+  {
+    hourRetentionHours: Type.Integer({
+      minimum: 25,
+      maximum: 24 * 31,
+      default: 72,
+      description:
+        'How long hourly usage per user is kept (at least 25: abuse detection compares the last hour with the 24 before it)',
+    }),
+    dayRetentionDays: Type.Integer({
+      minimum: 1,
+      maximum: 400,
+      default: 35,
+      description: 'How long daily usage per user is kept',
+    }),
+    flushIntervalSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 60,
+      default: 5,
+      description:
+        'Each relay adds up usage in memory and writes it to the state store this often (one round trip)',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const AbuseSchema = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description: 'Evaluate per-user usage for signs of a compromised account',
+    }),
+    intervalSeconds: Type.Integer({
+      minimum: 10,
+      maximum: 3600,
+      default: 60,
+      description: 'How often usage is evaluated (by one relay of the policy at a time)',
+    }),
+    volumeFactor: Type.Number({
+      minimum: 1,
+      default: 10,
+      description:
+        'Flag a user whose messages in the last hour exceed this many times the median of their 24 hours before',
+    }),
+    volumeFloor: Type.Integer({
+      minimum: 1,
+      default: 100,
+      description: '... and are at least this many (a quiet account may send a few dozen without a flag)',
+    }),
+    maxClientIps: Type.Integer({
+      minimum: 1,
+      default: 10,
+      description:
+        'Flag a user who authenticated from more distinct client IPs than this within the current hour',
+    }),
+    rejectRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.5,
+      description:
+        'Flag a user when more than this share of their transactions in the last hour was refused ...',
+    }),
+    minAttempts: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description: '... out of at least this many (accepted plus refused)',
+    }),
+    flagTtlSeconds: Type.Integer({
+      minimum: 60,
+      maximum: 86400,
+      default: 3600,
+      description: 'A flag is kept (and not raised again) this long',
+    }),
+    autoSuspend: Type.Boolean({
+      default: false,
+      description: 'Refuse a flagged user on every relay, as a suspended one, for suspendSeconds',
+    }),
+    suspendSeconds: Type.Integer({
+      minimum: 60,
+      maximum: 30 * 86400,
+      default: 86400,
+      description: 'How long an automatic suspension lasts (DELETE /abuse/<user> lifts it earlier)',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const IpAddress = Type.String({
+  pattern: '^[0-9a-fA-F:.]{2,45}$',
+  description: 'An IPv4 or IPv6 address',
+});
+
+export const OwnIpWatchSchema = Type.Object(
+  {
+    ips: Type.Array(IpAddress, {
+      maxItems: 16,
+      uniqueItems: true,
+      default: [],
+      description:
+        'Egress IP addresses of the relays (the addresses receivers see); empty turns the watch off',
+    }),
+    zones: Type.Optional(
+      Type.Array(DnsblZoneSchema, {
+        description: 'Zones to check them in; the dnsbl zones when absent',
+      }),
+    ),
+    intervalSeconds: Type.Integer({
+      minimum: 30,
+      maximum: 86400,
+      default: 900,
+      description: 'How often every address is looked up (no cache: each check asks DNS)',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 const HostPort = Type.Integer({ minimum: 1, maximum: 65535 });
 
 export const RetrySchema = Type.Object(
@@ -505,6 +621,21 @@ export const RelayConfigSchema = Type.Object(
       default: {},
       description: 'Where shared state (rate counters, lockouts, DNSBL cache) lives',
     }),
+    usage: Type.Object(UsageSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Usage per user, per hour and per day, kept in the state store',
+    }),
+    abuse: Type.Object(AbuseSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Detection of compromised accounts from their usage',
+    }),
+    ownIpWatch: Type.Object(OwnIpWatchSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: "Periodic DNSBL check of the relays' own egress addresses",
+    }),
     spoolDir: Type.String({ minLength: 1, description: 'Directory of the durable queue' }),
     stateDir: Type.Optional(
       Type.String({ minLength: 1, description: 'Directory for generated state (self-signed certificate)' }),
@@ -517,7 +648,7 @@ export const RelayConfigSchema = Type.Object(
         tokenFile: Type.Optional(
           Type.String({
             minLength: 1,
-            description: 'Bearer token for the queue API; without it the API is off',
+            description: 'Bearer token for the queue, usage and abuse APIs; without it those APIs are off',
           }),
         ),
       },

@@ -1,10 +1,11 @@
 // Markdown reference tables generated from the sources of truth (the config schema,
-// the reply table, the error catalogue), so the README cannot drift from the code.
+// the reply table, the error catalogue, the metrics), so the README cannot drift from the code.
 // `make generate` writes them into README.md; a test fails when README.md is stale.
 import type { TSchema } from '@sinclair/typebox';
 import { RelayConfigSchema, UsersFileSchema } from '../config/schema.ts';
 import { ERROR_CODES } from '../errors.ts';
 import { LIBRARY_REPLIES, REPLIES, type ReplySpec } from '../smtp/replies.ts';
+import { metricsTable, relayMetricDocs } from './metrics-catalogue.ts';
 
 interface Row {
   path: string;
@@ -105,12 +106,16 @@ export const GENERATED_SECTIONS: Record<string, () => string> = {
   'users-reference': usersReference,
   'reply-catalogue': replyCatalogue,
   'error-catalogue': errorCatalogue,
+  'relay-metrics': () => metricsTable(relayMetricDocs()),
 };
 
-/** README text with every generated section replaced by its current content. */
-export function renderReadme(readme: string): string {
+/** README text with every generated section (these, or the relay's) replaced by its current content. */
+export function renderReadme(
+  readme: string,
+  sections: Record<string, () => string> = GENERATED_SECTIONS,
+): string {
   let out = readme;
-  for (const [name, render] of Object.entries(GENERATED_SECTIONS)) {
+  for (const [name, render] of Object.entries(sections)) {
     const begin = `<!-- BEGIN generated:${name} -->`;
     const end = `<!-- END generated:${name} -->`;
     const start = out.indexOf(begin);

@@ -9,10 +9,9 @@ import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
 
-export { blockedExtension } from './filename.ts';
-
 /** The policy default list; the config schema owns it. */
 export { DEFAULT_BLOCKED_EXTENSIONS } from '../config/schema.ts';
+export { blockedExtension } from './filename.ts';
 
 export interface BlockedAttachment {
   filename: string;

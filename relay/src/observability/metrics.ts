@@ -10,6 +10,7 @@ export class RelayMetrics {
   queueSource: (() => { size: number; oldestReceivedAt: number | undefined }) | undefined;
   readonly connectionsTotal: Counter<'listener'>;
   readonly connectionsOpen: Gauge<'listener'>;
+  readonly tlsConnectionsTotal: Counter<'listener' | 'version'>;
   readonly authTotal: Counter<'result'>;
   readonly messagesTotal: Counter<'result' | 'reason'>;
   readonly rejectionsTotal: Counter<'reason' | 'stage'>;
@@ -50,15 +51,21 @@ export class RelayMetrics {
       labelNames: ['listener'],
       registers,
     });
+    this.tlsConnectionsTotal = new Counter({
+      name: 'sluice_smtp_tls_connections_total',
+      help: 'TLS handshakes completed on SMTP connections (implicit TLS or STARTTLS), by listener and protocol version',
+      labelNames: ['listener', 'version'],
+      registers,
+    });
     this.authTotal = new Counter({
       name: 'sluice_smtp_auth_total',
-      help: 'SMTP AUTH attempts by result (success, failure, suspended)',
+      help: 'SMTP AUTH attempts by result (success, failure, suspended, locked)',
       labelNames: ['result'],
       registers,
     });
     this.messagesTotal = new Counter({
       name: 'sluice_smtp_messages_total',
-      help: 'Messages at end of DATA by result (accepted, rejected, tempfail) and reason',
+      help: 'Messages at end of DATA by result (accepted, rejected, tempfail, aborted) and reason',
       labelNames: ['result', 'reason'],
       registers,
     });

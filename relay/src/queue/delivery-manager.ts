@@ -5,6 +5,7 @@
 import type { RelayConfig } from '../config/schema.ts';
 import type { DeliveryJob, RecipientResult, Transport } from '../delivery/types.ts';
 import type { Logger } from '../observability/logger.ts';
+import { ATTR, endSpan, relayTracer, startSpan, type Tracer } from '../observability/spans.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import { KeyedSemaphore } from './concurrency.ts';
@@ -43,6 +44,8 @@ export interface DeliveryManagerOptions {
   setTimer?: (fn: () => void, ms: number) => Timer;
   logger: Logger;
   observer?: DeliveryObserver;
+  /** delivery.attempt spans; the global API's tracer by default. */
+  tracer?: Tracer;
 }
 
 function realTimer(fn: () => void, ms: number): Timer {
@@ -50,6 +53,18 @@ function realTimer(fn: () => void, ms: number): Timer {
   // the listeners keep a relay alive; a pending retry alone must not
   timer.unref();
   return { cancel: () => clearTimeout(timer) };
+}
+
+/** One word for a job's results: delivered, deferred or bounced when they agree, else mixed. */
+function attemptResult(results: readonly RecipientResult[]): string {
+  const outcomes = new Set(results.map((r) => r.outcome));
+  const [only] = outcomes;
+  return outcomes.size === 1 && only ? only : outcomes.size === 0 ? 'empty' : 'mixed';
+}
+
+function remoteHost(results: readonly RecipientResult[]): Record<string, string> {
+  const host = results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+  return host === undefined ? {} : { 'server.address': host };
 }
 
 function errorText(err: unknown): string {
@@ -65,6 +80,7 @@ export class DeliveryManager {
   readonly #now: () => number;
   readonly #logger: Logger;
   readonly #observer: DeliveryObserver | undefined;
+  readonly #tracer: Tracer;
   readonly #scheduler: Scheduler;
   readonly #slots: KeyedSemaphore;
   /** The current envelope of every queued message; replaced, never mutated. */
@@ -84,6 +100,7 @@ export class DeliveryManager {
     this.#now = options.now ?? Date.now;
     this.#logger = options.logger;
     this.#observer = options.observer;
+    this.#tracer = options.tracer ?? relayTracer();
     this.#scheduler = new Scheduler({
       now: this.#now,
       setTimer: options.setTimer ?? realTimer,
@@ -237,6 +254,13 @@ export class DeliveryManager {
       return false;
     }
     const started = performance.now();
+    // one trace per attempt; the queue id ties it to the transaction that accepted the message
+    const span = startSpan(this.#tracer, 'delivery.attempt', undefined, {
+      [ATTR.queueId]: job.queueId,
+      'sluice.delivery.domain': job.domain,
+      [ATTR.recipients]: job.recipients.length,
+      'sluice.delivery.attempt': (this.#envelopes.get(job.queueId)?.attempts ?? 0) + 1,
+    });
     let results: RecipientResult[];
     try {
       results = completeResults(
@@ -254,6 +278,12 @@ export class DeliveryManager {
     } finally {
       release();
     }
+    endSpan(span, attemptResult(results), {
+      'sluice.delivery.delivered': results.filter((r) => r.outcome === 'delivered').length,
+      'sluice.delivery.deferred': results.filter((r) => r.outcome === 'deferred').length,
+      'sluice.delivery.bounced': results.filter((r) => r.outcome === 'bounced').length,
+      ...remoteHost(results),
+    });
     await this.#record(job, results, (performance.now() - started) / 1000, bounced);
     return true;
   }

@@ -1,5 +1,6 @@
 // The SMTP front's decisions, wired into smtp-server's callbacks. Each refusal comes
 // from the reply table and is counted and logged once, with its reason.
+import type { TLSSocket } from 'node:tls';
 import type {
   SMTPServerAddress,
   SMTPServerAuthentication,
@@ -12,13 +13,23 @@ import type { RelayConfig, UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
+import { ATTR, inSpan, startSpan, type Tracer, traced } from '../observability/spans.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
 import type { CheckOutcome, SharedChecks } from '../policy/shared-checks.ts';
 import type { Spool } from '../spool/spool.ts';
+import type { UsageEvents } from '../usage/recorder.ts';
 import { receiveMessage } from './receive-message.ts';
 import { type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState } from './session-state.ts';
+import {
+  describeCheck,
+  describeDnsbl,
+  endSession,
+  endTransaction,
+  failTransaction,
+  startTransaction,
+} from './session-trace.ts';
 
 export interface RelayRuntime {
   readonly config: RelayConfig;
@@ -29,6 +40,11 @@ export interface RelayRuntime {
   readonly logger: Logger;
   readonly checks: SharedChecks;
   readonly draining: boolean;
+  /** Usage per user, added up in memory (absent where a runtime is built without it). */
+  readonly usage?: UsageEvents | undefined;
+  /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
+  readonly abuse?: { isSuspended(user: string): boolean } | undefined;
+  readonly tracer: Tracer;
 }
 
 type Callback = (err?: Error | null) => void;
@@ -69,6 +85,7 @@ export class SmtpHandlers {
     const err = reject(key, vars);
     this.#rt.metrics.rejectionsTotal.inc({ reason: err.reason, stage });
     if (state) state.rejections++;
+    if (state?.user) this.#rt.usage?.rejected(state.user.username, err.reason, stage);
     (log ?? this.#rt.logger).info(
       {
         event: 'rejected',
@@ -86,6 +103,11 @@ export class SmtpHandlers {
     const { limits, hostname } = this.#rt.config;
     const clientIp = session.remoteAddress;
     const log = this.#rt.logger.child({ sessionId: session.id, clientIp, listener: this.#listener });
+    const span = startSpan(this.#rt.tracer, 'smtp.session', undefined, {
+      [ATTR.sessionId]: session.id,
+      [ATTR.listener]: this.#listener,
+      [ATTR.clientAddress]: clientIp,
+    });
     const state: ConnectionState = {
       sessionId: session.id,
       listener: this.#listener,
@@ -97,6 +119,7 @@ export class SmtpHandlers {
       tags: [],
       messages: 0,
       rejections: 0,
+      span,
     };
     this.#states.set(session.id, state);
     this.#rt.metrics.connectionsTotal.inc({ listener: this.#listener });
@@ -126,7 +149,14 @@ export class SmtpHandlers {
   /** Cross-pod connection slot, then the DNSBL when it is checked at connect. */
   async #sharedConnectChecks(state: ConnectionState): Promise<void> {
     const { hostname, dnsbl } = this.#rt.config;
-    const slot = await this.#rt.checks.acquireConnection(state.clientIp, state.sessionId);
+    const slot = await traced(
+      this.#rt.tracer,
+      'ratelimit.check',
+      state.span,
+      { [ATTR.stage]: 'connect' },
+      () => this.#rt.checks.acquireConnection(state.clientIp, state.sessionId),
+      describeCheck,
+    );
     if (slot.kind === 'rate_limited') {
       state.closeReason = 'too_many_connections_ip';
       throw this.refuse(state, 'connect', 'TOO_MANY_CONNECTIONS_IP', { hostname });
@@ -135,11 +165,24 @@ export class SmtpHandlers {
       throw this.refuse(state, 'connect', 'STATE_TEMPFAIL_CONNECT', { hostname });
     state.slot = slot.kind === 'ok';
     if (dnsbl.checkAt !== 'connect') return;
-    const refusal = this.#dnsblRefusal(state, await this.#rt.checks.dnsblVerdict(state.clientIp), 'connect');
+    const refusal = this.#dnsblRefusal(state, await this.#dnsblVerdict(state, 'connect'), 'connect');
     if (refusal) {
       state.closeReason = refusal.reason;
       throw refusal;
     }
+  }
+
+  /** The DNSBL verdict for the client, in a dnsbl.check span under the session. */
+  #dnsblVerdict(state: ConnectionState, stage: 'connect' | 'auth'): Promise<DnsblVerdict | undefined> {
+    if (!this.#rt.config.dnsbl.enabled) return Promise.resolve(undefined);
+    return traced(
+      this.#rt.tracer,
+      'dnsbl.check',
+      state.span,
+      { [ATTR.stage]: stage },
+      () => this.#rt.checks.dnsblVerdict(state.clientIp),
+      describeDnsbl,
+    );
   }
 
   /** Applies a DNSBL verdict: the refusal to send, or undefined to let the client on. */
@@ -190,6 +233,17 @@ export class SmtpHandlers {
     }
   }
 
+  /** After the TLS handshake (implicit TLS or STARTTLS): counts it by protocol version. */
+  onSecure = (socket: TLSSocket, session: SMTPServerSession, callback: Callback): void => {
+    const version = socket.getProtocol?.() ?? 'unknown';
+    this.#rt.metrics.tlsConnectionsTotal.inc({ listener: this.#listener, version });
+    this.#states.get(session.id)?.span.setAttributes({
+      [ATTR.tlsVersion]: version,
+      [ATTR.tlsCipher]: socket.getCipher?.()?.standardName ?? 'unknown',
+    });
+    callback();
+  };
+
   onClose = (session: SMTPServerSession): void => {
     const state = this.#states.get(session.id);
     if (!state) return;
@@ -202,6 +256,7 @@ export class SmtpHandlers {
       this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
     }
     if (state.slot) void this.#rt.checks.releaseConnection(state.clientIp, state.sessionId);
+    endSession(state, Boolean(session.secure));
     state.log.info(
       {
         event: 'connection',
@@ -224,7 +279,16 @@ export class SmtpHandlers {
   ): void => {
     const state = this.#states.get(session.id);
     const username = auth.username ?? '';
-    this.#authenticate(state, username, auth.password ?? '', auth.method).then(
+    // the username goes on the span only once it authenticated: a failed one may be a mistyped password
+    inSpan(this.#rt.tracer, 'smtp.auth', state?.span, { 'sluice.auth.method': auth.method }, async (span) => {
+      const refusal = await this.#authenticate(state, username, auth.password ?? '', auth.method);
+      span.setAttribute(ATTR.result, authResult(refusal));
+      if (!refusal) {
+        span.setAttribute(ATTR.user, username);
+        state?.span.setAttribute(ATTR.user, username);
+      }
+      return refusal;
+    }).then(
       (err) => (err ? callback(err) : callback(null, { user: username })),
       (err: unknown) => {
         (state?.log ?? this.#rt.logger).error({ event: 'auth_error', err }, 'password verification failed');
@@ -249,14 +313,19 @@ export class SmtpHandlers {
         : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username });
     }
     const outcome = await this.#rt.authenticator.authenticate(username, password);
+    if (outcome.ok && this.#rt.abuse?.isSuspended(outcome.user.username)) {
+      this.#rt.metrics.authTotal.inc({ result: 'suspended' });
+      return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { user: username, abuse: true });
+    }
     if (outcome.ok) {
       this.#rt.metrics.authTotal.inc({ result: 'success' });
       if (state) {
+        this.#rt.usage?.authenticated(outcome.user.username, state.clientIp);
         state.user = outcome.user;
         state.log = state.log.child({ user: outcome.user.username });
         state.log.info({ event: 'auth', method, result: 'success' }, 'authenticated');
         if (this.#rt.config.dnsbl.checkAt === 'auth') {
-          state.dnsbl = this.#rt.checks.dnsblVerdict(ip);
+          state.dnsbl = this.#dnsblVerdict(state, 'auth');
           state.dnsbl.catch(() => undefined);
         }
       }
@@ -270,16 +339,22 @@ export class SmtpHandlers {
 
   onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
     const state = this.#states.get(session.id);
-    if (!state?.user) return callback(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
+    if (!state) return callback(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
+    startTransaction(this.#rt.tracer, state);
+    const refused = (err: Error) => {
+      failTransaction(state, err, 'error');
+      callback(err);
+    };
+    if (!state.user) return refused(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
     // the users file may have changed since AUTH: a removed or suspended user stops here
     const user = this.#rt.users.get(state.user.username);
-    if (!user || user.suspended) {
-      return callback(this.refuse(state, 'mail', 'ACCOUNT_DISABLED', { user: state.user.username }));
+    if (!user || user.suspended || this.#rt.abuse?.isSuspended(user.username)) {
+      return refused(this.refuse(state, 'mail', 'ACCOUNT_DISABLED', { user: state.user.username }));
     }
     state.user = user;
     const sender = address.address;
     if (!isSenderAllowed(sender, user.allowedSenders)) {
-      return callback(
+      return refused(
         this.refuse(state, 'mail', 'SENDER_NOT_ALLOWED', { sender, user: user.username }, { sender }),
       );
     }
@@ -288,7 +363,7 @@ export class SmtpHandlers {
         state.tx = { sender, recipients: [], dropped: 0, allowance };
         callback();
       },
-      (err: Error) => callback(err),
+      (err: Error) => refused(err),
     );
   };
 
@@ -298,7 +373,14 @@ export class SmtpHandlers {
       const refusal = this.#dnsblRefusal(state, await state.dnsbl, 'mail');
       if (refusal) throw refusal;
     }
-    const allowed = await this.#rt.checks.allowMail(user, state.clientIp);
+    const allowed = await traced(
+      this.#rt.tracer,
+      'ratelimit.check',
+      state.txSpan,
+      { [ATTR.stage]: 'mail' },
+      () => this.#rt.checks.allowMail(user, state.clientIp),
+      (a) => describeCheck(a.outcome),
+    );
     const refusal = this.checkRefusal(state, 'mail', allowed.outcome);
     if (refusal) throw refusal;
     return allowed.recipients;
@@ -351,16 +433,35 @@ export class SmtpHandlers {
       stream.resume();
       return callback(this.refuse(state, 'data', 'AUTH_REQUIRED'));
     }
-    receiveMessage({
-      rt: this.#rt,
-      handlers: this,
-      state,
-      tx: state.tx,
-      session,
-      stream,
-    }).then(
-      (reply) => callback(null, reply),
-      (err: Error) => callback(err),
+    const tx = state.tx;
+    receiveMessage({ rt: this.#rt, handlers: this, state, tx, session, stream }).then(
+      (reply) => {
+        endTransaction(state, 'accepted', { [ATTR.recipients]: tx.recipients.length });
+        callback(null, reply);
+      },
+      (err: Error) => {
+        // a failure that is no refusal is the client leaving mid-DATA (see receiveMessage)
+        failTransaction(state, err, 'aborted', {
+          [ATTR.recipients]: tx.recipients.length,
+          [ATTR.reason]: 'client_disconnected',
+        });
+        callback(err);
+      },
     );
   };
+}
+
+/** The smtp.auth span's result, from the refusal #authenticate returned (or none). */
+function authResult(refusal: SmtpReplyError | undefined): string {
+  if (!refusal) return 'success';
+  switch (refusal.reason) {
+    case 'auth_failed':
+      return 'failure';
+    case 'auth_suspended':
+      return 'suspended';
+    case 'auth_locked_out':
+      return 'locked';
+    default:
+      return refusal.reason;
+  }
 }

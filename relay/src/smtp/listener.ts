@@ -68,6 +68,7 @@ export class SmtpListener {
       closeTimeout: 30_000,
       logger: false,
       onConnect: handlers.onConnect,
+      onSecure: handlers.onSecure,
       onAuth: handlers.onAuth,
       onMailFrom: handlers.onMailFrom,
       onRcptTo: handlers.onRcptTo,

@@ -6,6 +6,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
+import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import type { SpoolWriter } from '../spool/spool.ts';
@@ -14,6 +15,7 @@ import { LineEndingNormaliser } from './line-endings.ts';
 import { receivedHeader } from './received-header.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
+import { describeCheck } from './session-trace.ts';
 
 /** Passes data until smtp-server flags the message as over the size limit, then drops it. */
 class SizeGuard extends Transform {
@@ -48,6 +50,22 @@ export async function receiveMessage(options: {
   const normaliser = new LineEndingNormaliser();
   const scanner = new AttachmentScanner(config.attachments.blockedExtensions);
   let writer: SpoolWriter | undefined;
+  // the scan and the spool write run side by side on the same stream, so their spans overlap
+  state.txSpan?.setAttribute(ATTR.queueId, queueId);
+  let inspectSpan: Span | undefined = startSpan(rt.tracer, 'mime.inspect', state.txSpan, {
+    [ATTR.queueId]: queueId,
+  });
+  const endInspect = (result: string, extension?: string) => {
+    if (inspectSpan) endSpan(inspectSpan, result, extension ? { 'sluice.mime.extension': extension } : {});
+    inspectSpan = undefined;
+  };
+  let spoolSpan: Span | undefined = startSpan(rt.tracer, 'spool.write', state.txSpan, {
+    [ATTR.queueId]: queueId,
+  });
+  const endSpool = (result: string) => {
+    if (spoolSpan) endSpan(spoolSpan, result, { [ATTR.sizeBytes]: writer?.bytes ?? 0 });
+    spoolSpan = undefined;
+  };
 
   const refuse = (key: Parameters<SmtpHandlers['refuse']>[2], vars: Record<string, string | number>) => {
     rt.metrics.messagesTotal.inc({
@@ -75,7 +93,11 @@ export async function receiveMessage(options: {
     normaliser.pipe(scanner);
     normaliser.pipe(writer);
     const scanned: Promise<ScanResult> = scanner.result();
-    scanned.catch(() => undefined); // awaited below unless the stream fails first
+    // awaited below unless the stream fails first
+    scanned.then(
+      (scan) => endInspect(scan.kind, scan.kind === 'blocked' ? scan.extension : undefined),
+      () => endInspect('failed'),
+    );
     await pipeline(stream, guard, normaliser);
     const [scan] = await Promise.all([
       scanned,
@@ -101,7 +123,14 @@ export async function receiveMessage(options: {
     }
     const user = state.user;
     if (user) {
-      const counted = await rt.checks.consumeRecipients(user, state.clientIp, tx.recipients.length);
+      const counted = await traced(
+        rt.tracer,
+        'ratelimit.check',
+        state.txSpan,
+        { [ATTR.stage]: 'data', [ATTR.recipients]: tx.recipients.length },
+        () => rt.checks.consumeRecipients(user, state.clientIp, tx.recipients.length),
+        describeCheck,
+      );
       const refusal = handlers.checkRefusal(state, 'data', counted);
       if (refusal) {
         await writer.abort();
@@ -127,11 +156,16 @@ export async function receiveMessage(options: {
     };
     try {
       await writer.commit(envelope);
+      endSpool('committed');
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot write message to spool');
+      endSpool('failed');
       throw refuse('SPOOL_FAILED', {});
     }
+    state.txSpan?.setAttribute(ATTR.sizeBytes, envelope.size);
     state.messages++;
+    if (state.user)
+      rt.usage?.accepted(state.user.username, { recipients: tx.recipients.length, bytes: envelope.size });
     rt.metrics.messagesTotal.inc({ result: 'accepted', reason: 'accepted' });
     rt.metrics.receivedBytesTotal.inc(envelope.size);
     rt.metrics.messageSizeBytes.observe(envelope.size);
@@ -153,6 +187,7 @@ export async function receiveMessage(options: {
     return `${spec.enhanced} ${replyText('MESSAGE_QUEUED', { queueId })}`;
   } catch (err: unknown) {
     await writer?.abort();
+    endSpool('removed');
     if ((err as SmtpReplyError).responseCode) throw err;
     // the client went away mid-DATA (or a stream failed): nothing was acknowledged
     state.closeReason = 'client_disconnected';
@@ -160,6 +195,7 @@ export async function receiveMessage(options: {
     log.info({ event: 'aborted', reason: 'client_disconnected', err: String(err) }, 'message aborted');
     throw err;
   } finally {
+    endInspect('incomplete');
     normaliser.unpipe();
     if (!scanner.writableFinished) scanner.destroy();
   }

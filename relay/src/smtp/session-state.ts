@@ -3,6 +3,7 @@
 import type { UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { Span } from '../observability/spans.ts';
 
 export interface TransactionState {
   sender: string;
@@ -33,4 +34,8 @@ export interface ConnectionState {
   messages: number;
   rejections: number;
   closeReason?: string;
+  /** smtp.session: connect to close. */
+  span: Span;
+  /** smtp.transaction: MAIL FROM to the end of DATA (or a refusal, or abandoned). */
+  txSpan?: Span;
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemoryStore } from './memory-store.ts';
+import { MAX_DISTINCT_IN_MEMORY, MemoryStore } from './memory-store.ts';
 import { storeContract, waitFor } from './store.contract.ts';
 
 storeContract('memory', async () => {
@@ -47,6 +47,23 @@ describe('MemoryStore memory bounds', () => {
       now += 100;
       await waitFor(async () => store.size === 1, 'the sweep');
       assert.equal(await store.getCache('b'), 'v');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('caps the distinct values kept per usage bucket and user', async () => {
+    const store = new MemoryStore();
+    try {
+      const distinct = Array.from(
+        { length: MAX_DISTINCT_IN_MEMORY + 50 },
+        (_, i) => `10.0.${i >> 8}.${i & 255}`,
+      );
+      await store.addUsage([
+        { bucket: 'usage:h:1', user: 'a', counts: { auths: 1 }, distinct, ttlMs: 60_000 },
+      ]);
+      const [row] = await store.readUsage(['usage:h:1']);
+      assert.equal(row?.distinct, MAX_DISTINCT_IN_MEMORY);
     } finally {
       await store.close();
     }

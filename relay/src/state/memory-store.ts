@@ -3,7 +3,15 @@
 // both backends compute identical decisions). Bounded memory: entries expire lazily on
 // access, an unref'd timer sweeps the rest, and a size cap evicts the oldest entries
 // should a flood of distinct keys outrun the sweep.
-import type { FailureRule, RateDecision, RateRule, StateStore } from './store.ts';
+import type {
+  FailureRule,
+  MapEntry,
+  RateDecision,
+  RateRule,
+  StateStore,
+  UsageRow,
+  UsageUpdate,
+} from './store.ts';
 
 /** Counts of one sliding window at `now`: the current and previous fixed buckets. */
 export interface WindowCounts {
@@ -69,10 +77,24 @@ export function rateDecision(
   };
 }
 
+/** The keys of one user's usage in one bucket (the same in both backends). */
+export function usageKeys(bucket: string, user: string): { users: string; counts: string; distinct: string } {
+  return { users: `${bucket}:users`, counts: `${bucket}:c:${user}`, distinct: `${bucket}:d:${user}` };
+}
+
+/**
+ * Distinct values kept per usage bucket and user in memory; beyond it the count stays
+ * there (Redis counts on with a HyperLogLog). Far above any abuse threshold.
+ */
+export const MAX_DISTINCT_IN_MEMORY = 1024;
+
 type Entry =
   | { type: 'counter'; count: number; expiresAt: number }
   | { type: 'string'; value: string; expiresAt: number }
-  | { type: 'slots'; slots: Map<string, number>; expiresAt: number };
+  | { type: 'slots'; slots: Map<string, number>; expiresAt: number }
+  | { type: 'counts'; counts: Map<string, number>; expiresAt: number }
+  | { type: 'set'; values: Set<string>; expiresAt: number }
+  | { type: 'map'; fields: Map<string, { value: string; expiresAt: number }>; expiresAt: number };
 
 export interface MemoryStoreOptions {
   /** Clock for TTLs (the Redis server's clock in the other backend). Default Date.now. */
@@ -180,6 +202,76 @@ export class MemoryStore implements StateStore {
     this.#set(key, { type: 'string', value, expiresAt: this.#clock() + ttl(ttlMs) });
   }
 
+  async addUsage(updates: readonly UsageUpdate[]): Promise<void> {
+    for (const u of updates) {
+      const keys = usageKeys(u.bucket, u.user);
+      const expiresAt = this.#clock() + ttl(u.ttlMs);
+      const counts = this.#live(keys.counts);
+      const map = counts?.type === 'counts' ? counts.counts : new Map<string, number>();
+      for (const [name, n] of Object.entries(u.counts)) map.set(name, (map.get(name) ?? 0) + n);
+      this.#set(keys.counts, { type: 'counts', counts: map, expiresAt });
+      if (u.distinct.length > 0) {
+        const values = this.#setOf(keys.distinct);
+        for (const v of u.distinct) if (values.size < MAX_DISTINCT_IN_MEMORY) values.add(v);
+        this.#set(keys.distinct, { type: 'set', values, expiresAt });
+      }
+      const users = this.#setOf(keys.users);
+      users.add(u.user);
+      this.#set(keys.users, { type: 'set', values: users, expiresAt });
+    }
+  }
+
+  async readUsage(buckets: readonly string[], users?: readonly string[]): Promise<UsageRow[]> {
+    const rows: UsageRow[] = [];
+    for (const bucket of buckets) {
+      const names = users ?? [...this.#setOf(usageKeys(bucket, '').users)].sort();
+      for (const name of names) {
+        const keys = usageKeys(bucket, name);
+        const counts = this.#live(keys.counts);
+        const distinct = this.#live(keys.distinct);
+        if (counts?.type !== 'counts' && distinct?.type !== 'set') continue;
+        rows.push({
+          bucket,
+          user: name,
+          counts: counts?.type === 'counts' ? Object.fromEntries(counts.counts) : {},
+          distinct: distinct?.type === 'set' ? distinct.values.size : 0,
+        });
+      }
+    }
+    return rows;
+  }
+
+  async mapPut(
+    key: string,
+    field: string,
+    value: string,
+    ttlMs: number,
+    now: number,
+    onlyIfAbsent: boolean,
+  ): Promise<boolean> {
+    const fields = this.#liveMap(key, now);
+    if (onlyIfAbsent && fields.has(field)) return false;
+    fields.set(field, { value, expiresAt: now + ttlMs });
+    // Like the Redis pair of keys: the map lives as long as its longest-lived field.
+    const last = Math.max(...[...fields.values()].map((f) => f.expiresAt));
+    this.#set(key, { type: 'map', fields, expiresAt: this.#clock() + ttl(last - now) });
+    return true;
+  }
+
+  async mapEntries(key: string, now: number): Promise<MapEntry[]> {
+    return [...this.#liveMap(key, now)]
+      .map(([field, f]) => ({ field, value: f.value, expiresAt: f.expiresAt }))
+      .sort((a, b) => a.expiresAt - b.expiresAt || (a.field < b.field ? -1 : 1));
+  }
+
+  async mapDelete(key: string, field: string): Promise<boolean> {
+    const entry = this.#live(key);
+    if (entry?.type !== 'map') return false;
+    const had = entry.fields.delete(field);
+    if (entry.fields.size === 0) this.#entries.delete(key);
+    return had;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#entries.clear();
@@ -192,6 +284,21 @@ export class MemoryStore implements StateStore {
     if (entry.expiresAt > this.#clock()) return entry;
     this.#entries.delete(key);
     return undefined;
+  }
+
+  /** The set under key, empty (and not stored) when there is none. */
+  #setOf(key: string): Set<string> {
+    const entry = this.#live(key);
+    return entry?.type === 'set' ? entry.values : new Set<string>();
+  }
+
+  /** The fields of a map that are live at `now` (expired ones are dropped). */
+  #liveMap(key: string, now: number): Map<string, { value: string; expiresAt: number }> {
+    const entry = this.#live(key);
+    const fields =
+      entry?.type === 'map' ? entry.fields : new Map<string, { value: string; expiresAt: number }>();
+    for (const [field, f] of fields) if (f.expiresAt <= now) fields.delete(field);
+    return fields;
   }
 
   #count(key: string): number {

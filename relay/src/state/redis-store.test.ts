@@ -74,9 +74,16 @@ describe('RedisStore', () => {
       await store.acquireSlot('conn:ip:a', 's2', 5, 60_000, T);
       await store.releaseSlot('conn:ip:a', 's1');
       await store.setCache('dnsbl:a', 'none', 60_000);
+      await store.addUsage([
+        { bucket: 'usage:h:1', user: 'a', counts: { messages: 1 }, distinct: ['192.0.2.1'], ttlMs: 60_000 },
+      ]);
+      await store.mapPut('abuse:flags', 'a:many_ips', 'x', 60_000, T, true);
+      await store.mapPut('abuse:flags', 'b:many_ips', 'x', 60_000, T, true);
+      await store.mapDelete('abuse:flags', 'b:many_ips');
       const keys = await scan(look, `sluice:{${ns}}:*`);
-      // Two rate buckets, one failure bucket, the lock, the slot set, the cache entry.
-      assert.equal(keys.length, 6, keys.join(' '));
+      // Two rate buckets, one failure bucket, the lock, the slot set, the cache entry;
+      // the usage bucket's user set, counters and HyperLogLog; the map's two keys.
+      assert.equal(keys.length, 11, keys.join(' '));
       for (const key of keys) {
         const pttl = await look.pttl(key);
         assert.ok(pttl > 0 && pttl <= 120_000, `${key} has PTTL ${pttl}`);
@@ -220,6 +227,23 @@ describe('createRedisClient in cluster mode', () => {
         [true, true],
       );
       assert.equal((await store.lockRemaining(['l', 'm', 'n'])).filter((ms) => ms > 0).length, 2);
+      const usage = { counts: { messages: 1 }, distinct: ['192.0.2.1'], ttlMs: 60_000 };
+      await store.addUsage([
+        { bucket: 'usage:h:1', user: 'a', ...usage },
+        { bucket: 'usage:h:1', user: 'b', ...usage },
+      ]);
+      assert.deepEqual(
+        (await store.readUsage(['usage:h:1'])).map((r) => [r.user, r.counts.messages, r.distinct]),
+        [
+          ['a', 1, 1],
+          ['b', 1, 1],
+        ],
+      );
+      assert.equal(await store.mapPut('abuse:flags', 'a', 'x', 60_000, T, true), true);
+      assert.deepEqual(
+        (await store.mapEntries('abuse:flags', T)).map((e) => e.field),
+        ['a'],
+      );
     } finally {
       await store.close();
     }

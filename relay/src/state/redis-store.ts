@@ -1,14 +1,23 @@
 // The shared state store on Redis: every relay pod of a policy sees the same counters,
-// locks and slots. Each operation is one round trip: one Lua script (EVALSHA, EVAL on
-// NOSCRIPT) that checks and updates atomically and sets the TTL of every key it writes,
-// so a crash can never leave a key behind without one. Keys are `sluice:{namespace}:key`;
-// the hash tag puts one policy's keys in one Cluster slot, so multi-key scripts work.
+// locks, slots, usage and maps. Each update is one round trip: one Lua script (EVALSHA,
+// EVAL on NOSCRIPT) that checks and updates atomically and sets the TTL of every key it
+// writes, so a crash can never leave a key behind without one (a usage report, read
+// only, takes two). Keys are `sluice:{namespace}:key`; the hash tag puts one policy's
+// keys in one Cluster slot, so multi-key scripts work.
 // Time comes from the caller (`now`), never from the Redis server, so tests inject it;
 // only TTLs run on the server's clock.
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { SluiceError } from '../errors.ts';
-import { bucketAt, bucketKey, rateDecision, type WindowCounts } from './memory-store.ts';
-import type { FailureRule, RateDecision, RateRule, StateStore } from './store.ts';
+import { bucketAt, bucketKey, rateDecision, usageKeys, type WindowCounts } from './memory-store.ts';
+import type {
+  FailureRule,
+  MapEntry,
+  RateDecision,
+  RateRule,
+  StateStore,
+  UsageRow,
+  UsageUpdate,
+} from './store.ts';
 
 // KEYS: per rule the current and previous bucket. ARGV: per rule cost, limit, window,
 // elapsed, bucket TTL. Returns the first blocked rule (0-based, -1 for none), then per
@@ -80,6 +89,90 @@ end
 return taken
 `;
 
+// KEYS: per update the bucket's user set, the user's counter hash and distinct-value
+// HyperLogLog. ARGV: per update user, TTL, number of counters, (name, amount) pairs,
+// number of distinct values, the values.
+const ADD_USAGE = `
+local a = 1
+for i = 0, #KEYS / 3 - 1 do
+  local users, counts, distinct = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local user, ttl, nc = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  for j = 1, nc do
+    redis.call('HINCRBY', counts, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  if nc > 0 then redis.call('PEXPIRE', counts, ttl) end
+  local nd = tonumber(ARGV[a])
+  a = a + 1
+  if nd > 0 then
+    redis.call('PFADD', distinct, unpack(ARGV, a, a + nd - 1))
+    redis.call('PEXPIRE', distinct, ttl)
+    a = a + nd
+  end
+  redis.call('SADD', users, user)
+  redis.call('PEXPIRE', users, ttl)
+end
+return 0
+`;
+
+// KEYS: user sets of buckets. Returns each one's members.
+const USAGE_USERS = `
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('SMEMBERS', KEYS[i]) end
+return out
+`;
+
+// KEYS: per row the counter hash and the HyperLogLog. Returns per row the hash's fields
+// and values (flat) and the distinct count.
+const READ_USAGE = `
+local out = {}
+for i = 0, #KEYS / 2 - 1 do
+  out[2 * i + 1] = redis.call('HGETALL', KEYS[2 * i + 1])
+  out[2 * i + 2] = redis.call('PFCOUNT', KEYS[2 * i + 2])
+end
+return out
+`;
+
+// KEYS: the expiry sorted set and the value hash of a map. ARGV: field, value, now,
+// expiry, onlyIfAbsent. Drops expired fields, sets the field unless kept, and gives both
+// keys the lifetime of the longest-lived field.
+const MAP_PUT = `
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+if ARGV[5] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local last = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+local keep = math.max(1, math.ceil(last - tonumber(ARGV[3])))
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PEXPIRE', KEYS[2], keep)
+return 1
+`;
+
+// KEYS: as MAP_PUT. ARGV: now. Returns field, expiry, value triples of the live fields.
+const MAP_ENTRIES = `
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')
+local out = {}
+for i = 1, #live, 2 do
+  out[#out + 1] = live[i]
+  out[#out + 1] = live[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], live[i]) or ''
+end
+return out
+`;
+
+const MAP_DELETE = `
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+`;
+
+/** Rows read per script call, so one large report never blocks Redis for long. */
+const READ_CHUNK = 1000;
+
 type Arg = string | number;
 
 /** The commands defineCommand adds; the key count comes first because it varies per call. */
@@ -88,6 +181,12 @@ interface ScriptCommands {
   sluiceRecordFailure(numKeys: number, ...args: Arg[]): Promise<unknown>;
   sluiceLockRemaining(numKeys: number, ...args: Arg[]): Promise<unknown>;
   sluiceAcquireSlot(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceAddUsage(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceUsageUsers(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceReadUsage(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceMapPut(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceMapEntries(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceMapDelete(numKeys: number, ...args: Arg[]): Promise<unknown>;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -119,6 +218,12 @@ export class RedisStore implements StateStore {
     c.defineCommand('sluiceRecordFailure', { lua: RECORD_FAILURE });
     c.defineCommand('sluiceLockRemaining', { lua: LOCK_REMAINING, readOnly: true });
     c.defineCommand('sluiceAcquireSlot', { lua: ACQUIRE_SLOT });
+    c.defineCommand('sluiceAddUsage', { lua: ADD_USAGE });
+    c.defineCommand('sluiceUsageUsers', { lua: USAGE_USERS, readOnly: true });
+    c.defineCommand('sluiceReadUsage', { lua: READ_USAGE, readOnly: true });
+    c.defineCommand('sluiceMapPut', { lua: MAP_PUT });
+    c.defineCommand('sluiceMapEntries', { lua: MAP_ENTRIES, readOnly: true });
+    c.defineCommand('sluiceMapDelete', { lua: MAP_DELETE });
     this.#scripts = c as unknown as ScriptCommands;
   }
 
@@ -192,6 +297,106 @@ export class RedisStore implements StateStore {
 
   async setCache(key: string, value: string, ttlMs: number): Promise<void> {
     await this.#client.set(this.key(key), value, 'PX', ttl(ttlMs));
+  }
+
+  async addUsage(updates: readonly UsageUpdate[]): Promise<void> {
+    if (updates.length === 0) return;
+    const keys: string[] = [];
+    const args: Arg[] = [];
+    for (const u of updates) {
+      const k = usageKeys(u.bucket, u.user);
+      keys.push(this.key(k.users), this.key(k.counts), this.key(k.distinct));
+      const counts = Object.entries(u.counts);
+      args.push(u.user, ttl(u.ttlMs), counts.length, ...counts.flat(), u.distinct.length, ...u.distinct);
+    }
+    await this.#scripts.sluiceAddUsage(keys.length, ...keys, ...args);
+  }
+
+  /**
+   * Two steps, both read-only: the users each bucket lists, then their rows (in chunks),
+   * so every key a script touches is one it was given.
+   */
+  async readUsage(buckets: readonly string[], users?: readonly string[]): Promise<UsageRow[]> {
+    if (buckets.length === 0) return [];
+    let pairs: Array<[string, string]>;
+    if (users === undefined) {
+      const reply = await this.#scripts.sluiceUsageUsers(
+        buckets.length,
+        ...buckets.map((b) => this.key(usageKeys(b, '').users)),
+      );
+      const members = stringLists(reply, buckets.length);
+      pairs = buckets.flatMap((b, i) => [...(members[i] ?? [])].sort().map((u): [string, string] => [b, u]));
+    } else {
+      pairs = buckets.flatMap((b) => users.map((u): [string, string] => [b, u]));
+    }
+    const rows: UsageRow[] = [];
+    for (let start = 0; start < pairs.length; start += READ_CHUNK) {
+      const chunk = pairs.slice(start, start + READ_CHUNK);
+      const keys = chunk.flatMap(([b, u]) => {
+        const k = usageKeys(b, u);
+        return [this.key(k.counts), this.key(k.distinct)];
+      });
+      const reply = await this.#scripts.sluiceReadUsage(keys.length, ...keys);
+      if (!Array.isArray(reply) || reply.length !== keys.length) {
+        throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+      }
+      chunk.forEach(([bucket, name], i) => {
+        const flat = reply[2 * i] as unknown;
+        const distinct = reply[2 * i + 1] as unknown;
+        if (!Array.isArray(flat) || !Number.isInteger(distinct)) {
+          throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+        }
+        if (flat.length === 0 && distinct === 0) return;
+        const counts: Record<string, number> = {};
+        for (let j = 0; j + 1 < flat.length; j += 2) counts[String(flat[j])] = Number(flat[j + 1]);
+        rows.push({ bucket, user: name, counts, distinct: distinct as number });
+      });
+    }
+    return rows;
+  }
+
+  async mapPut(
+    key: string,
+    field: string,
+    value: string,
+    ttlMs: number,
+    now: number,
+    onlyIfAbsent: boolean,
+  ): Promise<boolean> {
+    const k = this.#mapKeys(key);
+    const reply = await this.#scripts.sluiceMapPut(
+      2,
+      k.expiry,
+      k.values,
+      field,
+      value,
+      now,
+      now + ttlMs,
+      onlyIfAbsent ? '1' : '0',
+    );
+    return reply === 1;
+  }
+
+  async mapEntries(key: string, now: number): Promise<MapEntry[]> {
+    const k = this.#mapKeys(key);
+    const reply = await this.#scripts.sluiceMapEntries(2, k.expiry, k.values, now);
+    if (!Array.isArray(reply) || reply.length % 3 !== 0) {
+      throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+    }
+    const out: MapEntry[] = [];
+    for (let i = 0; i < reply.length; i += 3) {
+      out.push({ field: String(reply[i]), expiresAt: Number(reply[i + 1]), value: String(reply[i + 2]) });
+    }
+    return out;
+  }
+
+  async mapDelete(key: string, field: string): Promise<boolean> {
+    const k = this.#mapKeys(key);
+    return (await this.#scripts.sluiceMapDelete(2, k.expiry, k.values, field)) === 1;
+  }
+
+  #mapKeys(key: string): { expiry: string; values: string } {
+    return { expiry: this.key(`${key}:expiry`), values: this.key(`${key}:values`) };
   }
 
   /** Quits the client; later calls wait for the same. */
@@ -303,6 +508,18 @@ function integers(reply: unknown, length: number): number[] {
     throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
   }
   return reply as number[];
+}
+
+/** A script reply as `length` lists of strings. */
+function stringLists(reply: unknown, length: number): string[][] {
+  if (
+    !Array.isArray(reply) ||
+    reply.length !== length ||
+    !reply.every((l) => Array.isArray(l) && l.every((v) => typeof v === 'string'))
+  ) {
+    throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+  }
+  return reply as string[][];
 }
 
 /** TTLs are whole milliseconds, at least 1 (Redis refuses PX 0). */

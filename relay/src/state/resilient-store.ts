@@ -10,10 +10,13 @@ import type { MemoryStore } from './memory-store.ts';
 import type { RedisClient, RedisStore } from './redis-store.ts';
 import {
   type FailureRule,
+  type MapEntry,
   type RateDecision,
   type RateRule,
   type StateStore,
   StateUnavailableError,
+  type UsageRow,
+  type UsageUpdate,
 } from './store.ts';
 
 export interface StateHealth {
@@ -112,6 +115,33 @@ export class ResilientStore extends EventEmitter<{ health: [StateHealth] }> impl
 
   setCache(key: string, value: string, ttlMs: number): Promise<void> {
     return this.#call((s) => s.setCache(key, value, ttlMs));
+  }
+
+  addUsage(updates: readonly UsageUpdate[]): Promise<void> {
+    return this.#call((s) => s.addUsage(updates));
+  }
+
+  readUsage(buckets: readonly string[], users?: readonly string[]): Promise<UsageRow[]> {
+    return this.#call((s) => s.readUsage(buckets, users));
+  }
+
+  mapPut(
+    key: string,
+    field: string,
+    value: string,
+    ttlMs: number,
+    now: number,
+    onlyIfAbsent: boolean,
+  ): Promise<boolean> {
+    return this.#call((s) => s.mapPut(key, field, value, ttlMs, now, onlyIfAbsent));
+  }
+
+  mapEntries(key: string, now: number): Promise<MapEntry[]> {
+    return this.#call((s) => s.mapEntries(key, now));
+  }
+
+  mapDelete(key: string, field: string): Promise<boolean> {
+    return this.#call((s) => s.mapDelete(key, field));
   }
 
   close(): Promise<void> {

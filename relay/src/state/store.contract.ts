@@ -250,6 +250,119 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
       });
     });
 
+    describe('usage', () => {
+      const update = (
+        bucket: string,
+        user: string,
+        counts: Record<string, number>,
+        distinct: string[] = [],
+        ttlMs = MINUTE,
+      ) => ({ bucket, user, counts, distinct, ttlMs });
+
+      it('adds counters up per bucket and user, and counts distinct values once', async () => {
+        await store.addUsage([
+          update('usage:h:T10', 'alice', { messages: 1, bytes: 300 }, ['192.0.2.1']),
+          update('usage:d:T', 'alice', { messages: 1, bytes: 300 }, ['192.0.2.1']),
+          update('usage:h:T10', 'bob', { 'rej:rate_limited': 1 }),
+        ]);
+        await store.addUsage([
+          update('usage:h:T10', 'alice', { messages: 2, recipients: 5 }, ['192.0.2.1', '192.0.2.2']),
+        ]);
+        assert.deepEqual(await store.readUsage(['usage:h:T10']), [
+          {
+            bucket: 'usage:h:T10',
+            user: 'alice',
+            counts: { messages: 3, bytes: 300, recipients: 5 },
+            distinct: 2,
+          },
+          { bucket: 'usage:h:T10', user: 'bob', counts: { 'rej:rate_limited': 1 }, distinct: 0 },
+        ]);
+        assert.deepEqual(await store.readUsage(['usage:d:T', 'usage:h:T10'], ['alice']), [
+          { bucket: 'usage:d:T', user: 'alice', counts: { messages: 1, bytes: 300 }, distinct: 1 },
+          {
+            bucket: 'usage:h:T10',
+            user: 'alice',
+            counts: { messages: 3, bytes: 300, recipients: 5 },
+            distinct: 2,
+          },
+        ]);
+      });
+
+      it('reads nothing for buckets or users without usage', async () => {
+        await store.addUsage([update('usage:h:T11', 'carol', { messages: 1 })]);
+        assert.deepEqual(await store.readUsage([]), []);
+        assert.deepEqual(await store.readUsage(['usage:h:T12']), []);
+        assert.deepEqual(await store.readUsage(['usage:h:T11'], ['dave', 'erin']), []);
+        await store.addUsage([]);
+      });
+
+      it('counts a dozen client IPs exactly', async () => {
+        const ips = Array.from({ length: 12 }, (_, i) => `198.51.100.${i + 1}`);
+        await store.addUsage([update('usage:h:T13', 'erin', { auths: 12 }, ips)]);
+        await store.addUsage([update('usage:h:T13', 'erin', { auths: 1 }, ips.slice(0, 3))]);
+        const [row] = await store.readUsage(['usage:h:T13'], ['erin']);
+        assert.equal(row?.distinct, 12);
+        assert.equal(row?.counts.auths, 13);
+      });
+
+      it('forgets a bucket after its lifetime', async () => {
+        await store.addUsage([update('usage:h:T14', 'frank', { messages: 1 }, ['192.0.2.9'], 200)]);
+        assert.equal((await store.readUsage(['usage:h:T14'])).length, 1);
+        await afterTtl(
+          200,
+          async () => (await store.readUsage(['usage:h:T14'])).length === 0,
+          'the bucket to expire',
+        );
+      });
+    });
+
+    describe('expiring maps', () => {
+      it('sets, keeps with onlyIfAbsent, lists live fields in expiry order, deletes', async () => {
+        assert.equal(await store.mapPut('abuse:flags', 'alice:many_ips', '{"n":12}', MINUTE, T, true), true);
+        assert.equal(
+          await store.mapPut('abuse:flags', 'alice:many_ips', '{"n":13}', MINUTE, T + 1, true),
+          false,
+        );
+        assert.equal(await store.mapPut('abuse:flags', 'bob:volume', 'v', 30_000, T, true), true);
+        assert.deepEqual(await store.mapEntries('abuse:flags', T + 10), [
+          { field: 'bob:volume', value: 'v', expiresAt: T + 30_000 },
+          { field: 'alice:many_ips', value: '{"n":12}', expiresAt: T + MINUTE },
+        ]);
+        // without onlyIfAbsent the field is replaced and its expiry renewed
+        assert.equal(await store.mapPut('abuse:flags', 'bob:volume', 'w', MINUTE, T + 1000, false), true);
+        assert.deepEqual(await store.mapEntries('abuse:flags', T + 1000), [
+          { field: 'alice:many_ips', value: '{"n":12}', expiresAt: T + MINUTE },
+          { field: 'bob:volume', value: 'w', expiresAt: T + 1000 + MINUTE },
+        ]);
+        assert.equal(await store.mapDelete('abuse:flags', 'alice:many_ips'), true);
+        assert.equal(await store.mapDelete('abuse:flags', 'alice:many_ips'), false);
+        assert.equal(await store.mapDelete('abuse:none', 'x'), false);
+        assert.deepEqual(
+          (await store.mapEntries('abuse:flags', T + 1000)).map((e) => e.field),
+          ['bob:volume'],
+        );
+        assert.deepEqual(await store.mapEntries('abuse:none', T), []);
+      });
+
+      it('drops fields at their expiry; an expired field may be set again', async () => {
+        await store.mapPut('abuse:suspended', 'carol', 'x', 1000, T, true);
+        await store.mapPut('abuse:suspended', 'dave', 'y', 5000, T, true);
+        assert.deepEqual(
+          (await store.mapEntries('abuse:suspended', T + 999)).map((e) => e.field),
+          ['carol', 'dave'],
+        );
+        assert.deepEqual(
+          (await store.mapEntries('abuse:suspended', T + 1000)).map((e) => e.field),
+          ['dave'],
+        );
+        assert.equal(await store.mapPut('abuse:suspended', 'carol', 'z', 1000, T + 2000, true), true);
+        assert.deepEqual(await store.mapEntries('abuse:suspended', T + 2500), [
+          { field: 'carol', value: 'z', expiresAt: T + 3000 },
+          { field: 'dave', value: 'y', expiresAt: T + 5000 },
+        ]);
+      });
+    });
+
     describe('cache', () => {
       it('returns what was set until it expires', async () => {
         assert.equal(await store.getCache('dnsbl:xbl:192.0.2.1'), null);

@@ -53,6 +53,10 @@ export async function startTestRelay(
     users?: UserRecord[];
     deliver?: boolean;
     fsync?: boolean;
+    /** Clock of usage buckets, abuse detection and rate limits. */
+    now?: () => number;
+    /** Process metrics (event-loop lag, memory) as in production; off by default. */
+    defaultMetrics?: boolean;
   } = {},
 ): Promise<TestRelay> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-test-'));
@@ -79,9 +83,10 @@ export async function startTestRelay(
     config,
     users: { users },
     logger: createLogger({ level: 'debug', destination: logs }),
-    defaultMetrics: false,
+    defaultMetrics: options.defaultMetrics ?? false,
     deliver: options.deliver ?? false,
     ...(options.fsync === undefined ? {} : { fsync: options.fsync }),
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   return {
     relay,

@@ -3,3 +3,4 @@ export * from './harness.ts';
 export * from './redis-server.ts';
 export * from './smtp-client.ts';
 export * from './smtp-sink.ts';
+export * from './traffic.ts';

@@ -1,0 +1,250 @@
+// The chart's dashboard and alert rules: the rules pass `promtool check rules` and their
+// unit tests (`promtool test rules`), the dashboard is valid Grafana JSON, every metric
+// either of them names exists in the relay's or the operator's registry, and the chart
+// lints and renders both with the toggles on. promtool and helm are built from Go modules
+// into the cache (e2e/promtool/build.sh, e2e/controlplane/build.sh); a test whose binary
+// is missing is skipped and says how to build it.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { parse, parseAllDocuments } from 'yaml';
+import { OperatorMetrics } from '../../operator/src/server/metrics.ts';
+import { startTestRelay, type TestRelay } from '../../relay/src/testing/index.ts';
+import { binaryPaths, cacheDir } from './control-plane.ts';
+
+const execFileAsync = promisify(execFile);
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CHART = join(ROOT, 'charts', 'sluice');
+const RULES = join(CHART, 'rules', 'sluice.rules.yaml');
+const RULE_TESTS = join(CHART, 'rules', 'sluice.rules.test.yaml');
+const DASHBOARD = join(CHART, 'dashboards', 'sluice.json');
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's variable syntax, not a template
+const DATASOURCE_VARIABLE = '${datasource}';
+
+/** Where e2e/promtool/build.sh puts promtool: <cache>/bin/promtool-<version from its go.mod>. */
+function promtoolPath(): string {
+  const goMod = readFileSync(join(ROOT, 'e2e', 'promtool', 'go.mod'), 'utf8');
+  const version = goMod.match(/^require github\.com\/prometheus\/prometheus (v\S+)/m)?.[1];
+  if (version === undefined)
+    throw new Error('e2e/promtool/go.mod does not require github.com/prometheus/prometheus');
+  return join(cacheDir(), 'bin', `promtool-${version}`);
+}
+
+function skipUnless(path: string, build: string): string | false {
+  try {
+    accessSync(path, constants.X_OK);
+    return false;
+  } catch {
+    const reason = `${path} is not built; run ${build}`;
+    console.log(`# SKIP ${reason}`);
+    return reason;
+  }
+}
+
+const promtool = promtoolPath();
+const helm = binaryPaths().helm;
+const noPromtool = skipUnless(promtool, 'e2e/promtool/build.sh');
+const noHelm = skipUnless(helm, 'e2e/controlplane/build.sh');
+
+interface Panel {
+  id?: number;
+  type?: string;
+  title?: string;
+  datasource?: { type?: string; uid?: string };
+  gridPos?: { x: number; y: number; w: number; h: number };
+  targets?: Array<{ refId?: string; expr?: string; datasource?: { uid?: string } }>;
+}
+interface Dashboard {
+  uid?: string;
+  title?: string;
+  panels?: Panel[];
+  templating?: { list?: Array<{ name: string; type: string }> };
+}
+interface RuleFile {
+  groups: Array<{
+    name: string;
+    rules: Array<{ alert?: string; expr: string; annotations?: Record<string, string> }>;
+  }>;
+}
+
+/** Metric names an expression uses (every sluice_ identifier). */
+function metricNames(expr: string): string[] {
+  return [...expr.matchAll(/\bsluice_[a-z0-9_]+/g)].map((m) => m[0]);
+}
+
+describe('chart dashboard and alert rules', () => {
+  let relay: TestRelay;
+  /** Metric name -> type, from a real relay's registry and the operator's. */
+  const known = new Map<string, string>();
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard;
+  const rules = parse(readFileSync(RULES, 'utf8')) as RuleFile;
+
+  before(async () => {
+    // The relay's registry as a running relay has it (process metrics included).
+    relay = await startTestRelay({ defaultMetrics: true });
+    const operator = new OperatorMetrics({ processMetrics: true });
+    for (const registry of [relay.relay.metrics.registry, operator.registry]) {
+      for (const m of await registry.getMetricsAsJSON()) known.set(m.name, String(m.type));
+    }
+  });
+  after(() => relay?.close());
+
+  /** Whether a name exists, a histogram's _bucket/_sum/_count series included. */
+  function exists(name: string): boolean {
+    if (known.has(name)) return true;
+    const base = name.replace(/_(bucket|sum|count)$/, '');
+    return base !== name && known.get(base) === 'histogram';
+  }
+
+  it('has alert rules that promtool accepts and whose unit tests pass', { skip: noPromtool }, async () => {
+    const checked = await execFileAsync(promtool, ['check', 'rules', RULES]);
+    assert.match(checked.stdout, /SUCCESS: \d+ rules found/);
+    const tested = await execFileAsync(promtool, ['test', 'rules', RULE_TESTS]);
+    assert.match(tested.stdout, /SUCCESS/);
+  });
+
+  it('has every alert the SREs asked for, each with summary, description and a one-line runbook', () => {
+    const alerts = rules.groups.flatMap((g) => g.rules);
+    assert.deepEqual(alerts.map((r) => r.alert).sort(), [
+      'SluiceAbuseSuspected',
+      'SluiceDeliveryFailureRatioHigh',
+      'SluiceDnsblZoneDisabled',
+      'SluiceOldMailInQueue',
+      'SluiceOperatorReconcileErrors',
+      'SluiceOwnIpListed',
+      'SluiceQueueGrowing',
+      'SluiceSharedStateDown',
+    ]);
+    for (const r of alerts) {
+      for (const key of ['summary', 'description', 'runbook']) {
+        const text = r.annotations?.[key] ?? '';
+        assert.ok(text.length > 10, `${r.alert} has a ${key}`);
+        assert.ok(!text.includes('\n'), `${r.alert}'s ${key} is one line`);
+      }
+    }
+  });
+
+  it('names only metrics that the relay or the operator exports', () => {
+    const used = [
+      ...rules.groups.flatMap((g) => g.rules.flatMap((r) => metricNames(r.expr))),
+      ...(dashboard.panels ?? []).flatMap((p) => (p.targets ?? []).flatMap((t) => metricNames(t.expr ?? ''))),
+    ];
+    assert.ok(used.length > 30, `found ${used.length} metric references`);
+    const unknown = [...new Set(used.filter((name) => !exists(name)))];
+    assert.deepEqual(unknown, [], `metrics in the chart that no registry has: ${unknown.join(', ')}`);
+  });
+
+  it('has a valid dashboard: datasource and expressions on every panel, unique ids, a 24-column grid', () => {
+    assert.equal(dashboard.uid, 'sluice-overview');
+    const variables = dashboard.templating?.list?.map((v) => `${v.name}:${v.type}`) ?? [];
+    assert.ok(variables.includes('datasource:datasource'), 'a data source variable');
+    const panels = dashboard.panels ?? [];
+    const ids = panels.map((p) => p.id);
+    assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+    assert.ok(
+      ids.every((id) => Number.isInteger(id)),
+      'every panel has an id',
+    );
+    for (const p of panels) {
+      const g = p.gridPos;
+      assert.ok(g && g.x >= 0 && g.w > 0 && g.x + g.w <= 24 && g.h > 0, `${p.title} fits the grid`);
+      if (p.type === 'row') continue;
+      assert.equal(p.datasource?.uid, DATASOURCE_VARIABLE, `${p.title} has the datasource`);
+      assert.ok((p.targets ?? []).length > 0, `${p.title} has targets`);
+      for (const t of p.targets ?? []) {
+        assert.ok((t.expr ?? '').trim() !== '', `${p.title} target ${t.refId} has an expr`);
+        assert.ok(t.refId, `${p.title} targets have refIds`);
+      }
+      const refIds = (p.targets ?? []).map((t) => t.refId);
+      assert.equal(new Set(refIds).size, refIds.length, `${p.title} refIds are unique`);
+    }
+    const titles = panels.filter((p) => p.type === 'row').map((p) => p.title);
+    for (const row of [
+      'Throughput',
+      'Rejections',
+      'Queue and delivery',
+      'DNSBL',
+      'Shared state (Redis)',
+      'Saturation per pod',
+      'Abuse and own IP',
+    ]) {
+      assert.ok(titles.includes(row), `a ${row} row`);
+    }
+  });
+
+  describe('helm', { skip: noHelm }, () => {
+    let home: string;
+    const run = (args: string[]) =>
+      execFileAsync(helm, args, {
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: home,
+          HELM_CACHE_HOME: join(home, 'cache'),
+          HELM_CONFIG_HOME: join(home, 'config'),
+          HELM_DATA_HOME: join(home, 'data'),
+        },
+        maxBuffer: 16 * 1024 * 1024,
+      });
+    before(async () => {
+      home = await mkdtemp(join(tmpdir(), 'sluice-helm-'));
+    });
+    after(() => rm(home, { recursive: true, force: true }));
+
+    it('lints strictly with the dashboard and the rules on', async () => {
+      await run(['lint', '--strict', CHART]);
+      await run([
+        'lint',
+        '--strict',
+        CHART,
+        '--set',
+        'grafanaDashboard.enabled=true',
+        '--set',
+        'prometheusRule.enabled=true',
+      ]);
+    });
+
+    it('renders the dashboard ConfigMap and the PrometheusRule from the files as they are', async () => {
+      const { stdout } = await run([
+        'template',
+        'mail',
+        CHART,
+        '--namespace',
+        'sluice-system',
+        '--set',
+        'grafanaDashboard.enabled=true',
+        '--set',
+        'prometheusRule.enabled=true',
+        '--set',
+        'prometheusRule.labels.release=prometheus',
+      ]);
+      type Doc = {
+        kind?: string;
+        metadata: { name?: string; labels: Record<string, string> };
+        data: Record<string, string>;
+        spec: unknown;
+      };
+      const docs = parseAllDocuments(stdout).map((d) => d.toJS() as Doc | null);
+      const cm = docs.find((d) => d?.kind === 'ConfigMap' && d.metadata?.name === 'mail-sluice-dashboard');
+      assert.ok(cm, 'the dashboard ConfigMap');
+      assert.equal(cm.metadata.labels.grafana_dashboard, '1');
+      assert.deepEqual(JSON.parse(cm.data['sluice.json'] ?? ''), dashboard);
+      const rule = docs.find((d) => d?.kind === 'PrometheusRule');
+      assert.ok(rule, 'the PrometheusRule');
+      assert.equal(rule.metadata.labels.release, 'prometheus');
+      assert.deepEqual(
+        rule.spec,
+        rules,
+        'the rule file, embedded unchanged (no Helm templating of {{ $labels }})',
+      );
+      const off = await run(['template', 'mail', CHART]);
+      assert.doesNotMatch(off.stdout, /PrometheusRule|sluice-dashboard/, 'both are off by default');
+      assert.equal(await readFile(RULES, 'utf8').then((t) => t.includes('{{ $labels')), true);
+    });
+  });
+});

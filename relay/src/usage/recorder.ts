@@ -1,0 +1,192 @@
+// Usage per user, added up in memory and written to the state store in one batch every
+// flushIntervalSeconds: an accepted message costs no state-store round trip of its own,
+// a relay makes one per interval whatever its traffic. close() writes what is left; a
+// crash loses at most one interval of usage (never mail).
+import type { RelayConfig } from '../config/schema.ts';
+import { MAX_DISTINCT_IN_MEMORY } from '../state/memory-store.ts';
+import type { StateStore, UsageUpdate } from '../state/store.ts';
+import { bucketName, bucketStart, PERIOD_MS, type UsagePeriod } from './buckets.ts';
+
+/** Counter names in a usage bucket; refusals are counted by reason as `rej:<reason>`. */
+export const USAGE_COUNTERS = {
+  messages: 'messages',
+  recipients: 'recipients',
+  bytes: 'bytes',
+  /** Refusals that ended a transaction (at MAIL FROM or end of DATA). */
+  rejected: 'rejected',
+  auths: 'auths',
+} as const;
+
+export const REJECTION_PREFIX = 'rej:';
+
+/** SMTP stages whose refusal ends the transaction: the message was not sent. */
+const ENDS_TRANSACTION = new Set(['mail', 'data']);
+
+/** What the SMTP front reports; every call is in memory only. */
+export interface UsageEvents {
+  accepted(user: string, message: { recipients: number; bytes: number }): void;
+  rejected(user: string, reason: string, stage: string): void;
+  authenticated(user: string, clientIp: string): void;
+}
+
+export interface UsageLogger {
+  warn(details: object, message: string): void;
+  info(details: object, message: string): void;
+}
+
+export interface UsageRecorderOptions {
+  store: Pick<StateStore, 'addUsage'>;
+  config: () => RelayConfig['usage'];
+  now?: () => number;
+  logger: UsageLogger;
+  /** Told of every flush (one state-store call) and whether it worked. */
+  onFlush?: (ok: boolean) => void;
+}
+
+interface Pending {
+  bucket: string;
+  period: UsagePeriod;
+  start: number;
+  user: string;
+  counts: Map<string, number>;
+  distinct: Set<string>;
+}
+
+const PERIODS: readonly UsagePeriod[] = ['hour', 'day'];
+
+export class UsageRecorder implements UsageEvents {
+  readonly #store: Pick<StateStore, 'addUsage'>;
+  readonly #config: () => RelayConfig['usage'];
+  readonly #now: () => number;
+  readonly #logger: UsageLogger;
+  readonly #onFlush: ((ok: boolean) => void) | undefined;
+  #pending = new Map<string, Pending>();
+  #flushing: Promise<void> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #failing = false;
+  #closed = false;
+
+  constructor(options: UsageRecorderOptions) {
+    this.#store = options.store;
+    this.#config = options.config;
+    this.#now = options.now ?? Date.now;
+    this.#logger = options.logger;
+    this.#onFlush = options.onFlush;
+  }
+
+  accepted(user: string, message: { recipients: number; bytes: number }): void {
+    this.#add(user, [
+      [USAGE_COUNTERS.messages, 1],
+      [USAGE_COUNTERS.recipients, message.recipients],
+      [USAGE_COUNTERS.bytes, message.bytes],
+    ]);
+  }
+
+  rejected(user: string, reason: string, stage: string): void {
+    const counts: Array<[string, number]> = [[`${REJECTION_PREFIX}${reason}`, 1]];
+    if (ENDS_TRANSACTION.has(stage)) counts.push([USAGE_COUNTERS.rejected, 1]);
+    this.#add(user, counts);
+  }
+
+  authenticated(user: string, clientIp: string): void {
+    this.#add(user, [[USAGE_COUNTERS.auths, 1]], clientIp);
+  }
+
+  /** Bucket-and-user entries waiting for the next flush. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Writes what has been added up so far in one state-store call. */
+  flush(): Promise<void> {
+    this.#flushing = this.#flushing.then(() => this.#flushOnce());
+    return this.#flushing;
+  }
+
+  /** Flushes every flushIntervalSeconds (read anew each time, so a reload applies). */
+  start(): void {
+    if (this.#closed || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush().finally(() => this.start());
+    }, this.#config().flushIntervalSeconds * 1000);
+    this.#timer.unref();
+  }
+
+  /** Stops the timer and writes what is left. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.flush();
+  }
+
+  #add(user: string, counts: ReadonlyArray<[string, number]>, distinct?: string): void {
+    const now = this.#now();
+    for (const period of PERIODS) {
+      const start = bucketStart(now, period);
+      const bucket = bucketName(period, start);
+      const key = `${bucket}\u0000${user}`;
+      let entry = this.#pending.get(key);
+      if (!entry) {
+        entry = { bucket, period, start, user, counts: new Map(), distinct: new Set() };
+        this.#pending.set(key, entry);
+      }
+      for (const [name, n] of counts) entry.counts.set(name, (entry.counts.get(name) ?? 0) + n);
+      if (distinct !== undefined && entry.distinct.size < MAX_DISTINCT_IN_MEMORY)
+        entry.distinct.add(distinct);
+    }
+  }
+
+  async #flushOnce(): Promise<void> {
+    const batch = this.#pending;
+    if (batch.size === 0) return;
+    this.#pending = new Map();
+    const now = this.#now();
+    const updates = [...batch.values()]
+      .map(
+        (p): UsageUpdate => ({
+          bucket: p.bucket,
+          user: p.user,
+          counts: Object.fromEntries(p.counts),
+          distinct: [...p.distinct],
+          ttlMs: this.#keepUntil(p) - now,
+        }),
+      )
+      .filter((u) => u.ttlMs > 0);
+    try {
+      await this.#store.addUsage(updates);
+      this.#onFlush?.(true);
+      if (this.#failing) this.#logger.info({ event: 'usage_flush_recovered' }, 'usage written again');
+      this.#failing = false;
+    } catch (err: unknown) {
+      this.#onFlush?.(false);
+      if (!this.#failing) {
+        this.#logger.warn(
+          { event: 'usage_flush_failed', err: err instanceof Error ? err.message : String(err) },
+          'cannot write usage to the state store; keeping it for the next flush',
+        );
+      }
+      this.#failing = true;
+      for (const [key, p] of batch) this.#mergeBack(key, p);
+    }
+  }
+
+  /** A bucket is kept for the retention after its end. */
+  #keepUntil(p: Pending): number {
+    const { hourRetentionHours, dayRetentionDays } = this.#config();
+    const retention =
+      p.period === 'hour' ? hourRetentionHours * PERIOD_MS.hour : dayRetentionDays * PERIOD_MS.day;
+    return p.start + PERIOD_MS[p.period] + retention;
+  }
+
+  #mergeBack(key: string, p: Pending): void {
+    const newer = this.#pending.get(key);
+    if (!newer) {
+      this.#pending.set(key, p);
+      return;
+    }
+    for (const [name, n] of p.counts) newer.counts.set(name, (newer.counts.get(name) ?? 0) + n);
+    for (const v of p.distinct) if (newer.distinct.size < MAX_DISTINCT_IN_MEMORY) newer.distinct.add(v);
+  }
+}
