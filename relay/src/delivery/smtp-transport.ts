@@ -5,18 +5,27 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
-import type { NodemailerError } from 'nodemailer/lib/errors';
-import SMTPConnection, {
-  type SMTPConnectionEnvelope,
-  type SMTPConnectionOptions,
-  type SMTPEnvelope,
-} from 'nodemailer/lib/smtp-connection';
+import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ConnectionPool, type Poolable } from './connection-pool.ts';
+import { ConnectionPool } from './connection-pool.ts';
+import {
+  errorText,
+  type Failure,
+  fail,
+  local,
+  mxConnectFailure,
+  type Sent,
+  SHUTTING_DOWN,
+  setupFailure,
+  transactionResults,
+} from './delivery-results.ts';
 import { type MxHost, MxResolver } from './mx-resolver.ts';
+import { OutboundSession } from './outbound-session.ts';
+
+export { parseReply } from './delivery-results.ts';
+
 import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from './types.ts';
 
 type DeliveryConfig = RelayConfig['delivery'];
@@ -44,7 +53,6 @@ const SOCKET_TIMEOUT_MS = 5 * 60_000;
 const DNS_TIMEOUT_MS = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 /** A QUIT that gets no answer does not hold the socket open for longer than this. */
-const QUIT_TIMEOUT_MS = 2_000;
 
 export interface SmtpTransportOptions {
   mode: 'direct' | 'smarthost';
@@ -55,24 +63,6 @@ export interface SmtpTransportOptions {
   logger: Logger;
   /** How long an unused connection is kept for the next job to its destination. */
   idleTimeoutMs?: number;
-}
-
-/** Why a whole job failed before (or instead of) a transaction; `reason` goes to the log. */
-interface Failure {
-  outcome: RecipientOutcome;
-  status: string;
-  response: string;
-  reason: string;
-  remoteHost?: string;
-}
-
-/** The answers one transaction got. */
-interface Sent {
-  /** The final reply to the message data, when the server took it. */
-  response?: string;
-  error?: NodemailerError;
-  accepted: string[];
-  rejected: Array<{ recipient: string; response: string }>;
 }
 
 interface Route {
@@ -358,312 +348,4 @@ export class SmtpTransport implements Transport {
       logger: false,
     };
   }
-}
-
-/** One SMTP client connection (nodemailer's SMTPConnection) behind promises. */
-class OutboundSession implements Poolable {
-  /** The MX or smarthost name this connection went to. */
-  readonly remoteHost: string;
-  readonly #conn: SMTPConnection;
-  #failed = false;
-  /** True while the session is between transactions in a known state (QUIT or reuse is fine). */
-  #clean = true;
-
-  private constructor(remoteHost: string, conn: SMTPConnection) {
-    this.remoteHost = remoteHost;
-    this.#conn = conn;
-    // SMTPConnection emits 'error' besides failing the call in flight; without a listener
-    // an error on an idle pooled connection would crash the process.
-    conn.on('error', () => {
-      this.#failed = true;
-    });
-    conn.on('end', () => {
-      this.#failed = true;
-    });
-  }
-
-  static async open(
-    remoteHost: string,
-    options: SMTPConnectionOptions,
-    auth?: { user: string; pass: string },
-  ): Promise<OutboundSession> {
-    const session = new OutboundSession(remoteHost, new SMTPConnection(options));
-    try {
-      await session.#run((done) => session.#conn.connect((err) => done(err)));
-      if (auth !== undefined) await session.#run((done) => session.#conn.login(auth, (err) => done(err)));
-    } catch (err: unknown) {
-      const tls = session.#conn.upgrading === true || isTlsError(err);
-      session.#clean = false;
-      session.close();
-      throw tls ? new TlsSetupError(err) : err;
-    }
-    return session;
-  }
-
-  get usable(): boolean {
-    return !this.#failed && !this.#conn.destroyed;
-  }
-
-  get secure(): boolean {
-    return this.#conn.secure;
-  }
-
-  get clean(): boolean {
-    return this.#clean && this.usable;
-  }
-
-  /** One transaction; never rejects. The body is streamed, dot-stuffed by nodemailer. */
-  async send(job: DeliveryJob, body: Readable): Promise<Sent> {
-    // nodemailer keeps its per-recipient bookkeeping on the envelope object it is given
-    const envelope: SMTPEnvelope & Partial<Pick<SMTPConnectionEnvelope, 'accepted' | 'rejectedErrors'>> = {
-      from: job.sender,
-      to: [...job.recipients],
-      size: job.size,
-      use8BitMime: true,
-    };
-    const sent: Sent = { accepted: [], rejected: [] };
-    try {
-      await this.#run((done) =>
-        this.#conn.send(envelope, body, (err, info) => {
-          if (err === null) sent.response = info.response;
-          done(err);
-        }),
-      );
-    } catch (err: unknown) {
-      sent.error = asSmtpError(err);
-      body.destroy();
-    }
-    sent.accepted = envelope.accepted ?? [];
-    for (const rejected of envelope.rejectedErrors ?? []) {
-      if (rejected.recipient !== undefined && rejected.response !== undefined) {
-        sent.rejected.push({ recipient: rejected.recipient, response: rejected.response });
-      }
-    }
-    // After a reply-level refusal the session is still in step; after anything else it is not.
-    const refused =
-      sent.error?.response !== undefined && ['EENVELOPE', 'EMESSAGE'].includes(sent.error.code ?? '');
-    this.#clean = sent.error === undefined || refused;
-    return sent;
-  }
-
-  /** RSET before reusing a pooled connection; false when it no longer answers. */
-  async reset(): Promise<boolean> {
-    try {
-      await this.#run((done) => this.#conn.reset((err) => done(err)));
-      return true;
-    } catch {
-      this.#clean = false;
-      return false;
-    }
-  }
-
-  close(): void {
-    if (!this.clean) {
-      this.#conn.close();
-      return;
-    }
-    this.#clean = false;
-    this.#conn.quit();
-    setTimeout(() => this.#conn.close(), QUIT_TIMEOUT_MS).unref();
-  }
-
-  /** Runs one command sequence, failing it too when the connection errors or ends meanwhile. */
-  #run(start: (done: (err?: Error | null) => void) => void): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.#failed) {
-        reject(new Error(`connection to ${this.remoteHost} is closed`));
-        return;
-      }
-      let settled = false;
-      const finish = (err?: Error | null): void => {
-        if (settled) return;
-        settled = true;
-        this.#conn.off('error', finish);
-        this.#conn.off('end', onEnd);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onEnd = (): void => finish(new Error(`connection to ${this.remoteHost} closed`));
-      this.#conn.on('error', finish);
-      this.#conn.on('end', onEnd);
-      start(finish);
-    });
-  }
-}
-
-/** A failed TLS handshake (certificate, protocol), at STARTTLS or at connect. */
-class TlsSetupError extends Error {
-  constructor(cause: unknown) {
-    super(errorText(cause), { cause });
-    this.name = 'TlsSetupError';
-  }
-}
-
-/** nodemailer reports handshake failures as socket errors; the original code tells them apart. */
-function isTlsError(err: unknown): boolean {
-  const e = asSmtpError(err);
-  if (e.code === 'ETLS') return e.response === undefined;
-  const code = e.originalCode ?? '';
-  return code === 'EPROTO' || /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_/.test(code);
-}
-
-const SHUTTING_DOWN: Failure = local('deferred', '4.3.2', 'delivery is shutting down', 'shutting_down');
-
-function local(outcome: RecipientOutcome, status: string, response: string, reason: string): Failure {
-  return { outcome, status, response, reason };
-}
-
-function fail(recipients: string[], failure: Failure): { results: RecipientResult[]; reason: string } {
-  const { outcome, status, response, remoteHost } = failure;
-  return {
-    reason: failure.reason,
-    results: recipients.map((address) => ({
-      address,
-      outcome,
-      status,
-      response,
-      ...(remoteHost !== undefined ? { remoteHost } : {}),
-    })),
-  };
-}
-
-/** The reply code, and the enhanced status code (or one derived from the reply code). */
-export function parseReply(reply: string): { code: number; status: string } {
-  const code = Number(/^\d{3}/.exec(reply)?.[0] ?? 0);
-  const cls = Math.floor(code / 100);
-  const klass = cls === 2 || cls === 5 ? cls : 4;
-  const enhanced = /^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])/.exec(reply);
-  const status =
-    enhanced !== null && Number(enhanced[1]) === klass
-      ? `${enhanced[1]}.${enhanced[2]}.${enhanced[3]}`
-      : `${klass}.0.0`;
-  return { code, status };
-}
-
-function fromReply(address: string, reply: string, remoteHost: string): RecipientResult {
-  const { code, status } = parseReply(reply);
-  const outcome: RecipientOutcome =
-    code >= 200 && code < 300 ? 'delivered' : code >= 500 && code < 600 ? 'bounced' : 'deferred';
-  return { address, outcome, status, response: reply.replace(/\r?\n/g, ' '), remoteHost };
-}
-
-/** Per-recipient results of one transaction. Only a 2xx to the message data means delivered. */
-function transactionResults(recipients: string[], sent: Sent, remoteHost: string): RecipientResult[] {
-  const { error } = sent;
-  if (error?.command === 'MAIL FROM') {
-    const reply = error.response;
-    if (reply !== undefined) return recipients.map((address) => fromReply(address, reply, remoteHost));
-    // nodemailer refuses before MAIL FROM when the message is over the host's advertised SIZE
-    const response = `message size exceeds the limit of ${remoteHost}`;
-    return recipients.map((address) => ({
-      address,
-      outcome: 'bounced',
-      status: '5.3.4',
-      response,
-      remoteHost,
-    }));
-  }
-  const rejected = new Map(sent.rejected.map((r) => [r.recipient, r.response]));
-  const accepted = new Set(sent.accepted);
-  const dataReply = sent.response ?? (error?.command === 'DATA' ? error.response : undefined);
-  return recipients.map((address) => {
-    const rcptReply = rejected.get(address);
-    if (rcptReply !== undefined) return fromReply(address, rcptReply, remoteHost);
-    if (accepted.has(address) && dataReply !== undefined) return fromReply(address, dataReply, remoteHost);
-    return unfinished(address, error, remoteHost);
-  });
-}
-
-/** A recipient whose transaction broke off before its final answer: try again later. */
-function unfinished(
-  address: string,
-  error: NodemailerError | undefined,
-  remoteHost: string,
-): RecipientResult {
-  if (error?.response !== undefined && /^4/.test(error.response))
-    return fromReply(address, error.response, remoteHost);
-  if (error?.code === 'ESTREAM') {
-    return {
-      address,
-      outcome: 'deferred',
-      status: '4.3.0',
-      response: 'cannot read the spooled message',
-      remoteHost,
-    };
-  }
-  const response = `connection to ${remoteHost} lost: ${error?.message ?? 'no answer'}`;
-  return { address, outcome: 'deferred', status: '4.4.2', response, remoteHost };
-}
-
-/** A session that could not be set up (greeting, EHLO, STARTTLS, AUTH) is always retried. */
-function setupFailure(err: unknown, remoteHost: string): Failure {
-  if (err instanceof TlsSetupError) {
-    return {
-      outcome: 'deferred',
-      status: '4.7.5',
-      response: `TLS with ${remoteHost} failed: ${err.message}`,
-      reason: 'tls_failed',
-      remoteHost,
-    };
-  }
-  const e = asSmtpError(err);
-  const failure = (status: string, response: string, reason: string): Failure => ({
-    outcome: 'deferred',
-    status,
-    response,
-    reason,
-    remoteHost,
-  });
-  if (e.code === 'EAUTH') {
-    return failure(
-      '4.7.0',
-      `authentication at ${remoteHost} failed: ${e.response ?? e.message}`,
-      'auth_failed',
-    );
-  }
-  if (e.code === 'ETLS') {
-    return failure('4.7.10', `TLS required but not offered by ${remoteHost}: ${e.response}`, 'tls_required');
-  }
-  if (e.response !== undefined) {
-    // a refusal of the whole session (say a 554 greeting) is about this host, not the message
-    const { status } = parseReply(e.response);
-    return failure(
-      `4${status.slice(1)}`,
-      `${remoteHost} refused the session: ${e.response}`,
-      'remote_refused',
-    );
-  }
-  return failure('4.4.1', `no usable SMTP session with ${remoteHost}: ${e.message}`, 'connect_failed');
-}
-
-/**
- * mx-connect found no host to connect to. Hosts on loopback or private addresses count as
- * no usable MX and are deferred (4.4.4) rather than bounced: allowLocalAddresses or a DNS
- * fix can change that within the queue lifetime.
- */
-function mxConnectFailure(domain: string, err: unknown): Failure {
-  const e = err as { code?: unknown; category?: unknown; temporary?: unknown; message?: unknown };
-  const detail = typeof e.message === 'string' ? e.message : String(err);
-  if (e.code === 'InvalidIpAddress') {
-    return local('deferred', '4.4.4', `no usable MX host for ${domain}: ${detail}`, 'no_usable_mx');
-  }
-  if (e.category === 'dns') {
-    return e.temporary === true
-      ? local('deferred', '4.4.3', detail, 'dns_tempfail')
-      : local('deferred', '4.4.4', `no usable MX host for ${domain}: ${detail}`, 'no_usable_mx');
-  }
-  return local(
-    'deferred',
-    '4.4.1',
-    `could not connect to any MX host of ${domain}: ${detail}`,
-    'connect_failed',
-  );
-}
-
-function asSmtpError(err: unknown): NodemailerError {
-  return err instanceof Error ? (err as NodemailerError) : new Error(String(err));
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

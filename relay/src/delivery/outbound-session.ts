@@ -1,0 +1,144 @@
+import type { Readable } from 'node:stream';
+import SMTPConnection, {
+  type SMTPConnectionEnvelope,
+  type SMTPConnectionOptions,
+  type SMTPEnvelope,
+} from 'nodemailer/lib/smtp-connection';
+import type { Poolable } from './connection-pool.ts';
+import { asSmtpError, isTlsError, type Sent, TlsSetupError } from './delivery-results.ts';
+import type { DeliveryJob } from './types.ts';
+
+const QUIT_TIMEOUT_MS = 2_000;
+
+/** One SMTP client connection (nodemailer's SMTPConnection) behind promises. */
+export class OutboundSession implements Poolable {
+  /** The MX or smarthost name this connection went to. */
+  readonly remoteHost: string;
+  readonly #conn: SMTPConnection;
+  #failed = false;
+  /** True while the session is between transactions in a known state (QUIT or reuse is fine). */
+  #clean = true;
+
+  private constructor(remoteHost: string, conn: SMTPConnection) {
+    this.remoteHost = remoteHost;
+    this.#conn = conn;
+    // SMTPConnection emits 'error' besides failing the call in flight; without a listener
+    // an error on an idle pooled connection would crash the process.
+    conn.on('error', () => {
+      this.#failed = true;
+    });
+    conn.on('end', () => {
+      this.#failed = true;
+    });
+  }
+
+  static async open(
+    remoteHost: string,
+    options: SMTPConnectionOptions,
+    auth?: { user: string; pass: string },
+  ): Promise<OutboundSession> {
+    const session = new OutboundSession(remoteHost, new SMTPConnection(options));
+    try {
+      await session.#run((done) => session.#conn.connect((err) => done(err)));
+      if (auth !== undefined) await session.#run((done) => session.#conn.login(auth, (err) => done(err)));
+    } catch (err: unknown) {
+      const tls = session.#conn.upgrading === true || isTlsError(err);
+      session.#clean = false;
+      session.close();
+      throw tls ? new TlsSetupError(err) : err;
+    }
+    return session;
+  }
+
+  get usable(): boolean {
+    return !this.#failed && !this.#conn.destroyed;
+  }
+
+  get secure(): boolean {
+    return this.#conn.secure;
+  }
+
+  get clean(): boolean {
+    return this.#clean && this.usable;
+  }
+
+  /** One transaction; never rejects. The body is streamed, dot-stuffed by nodemailer. */
+  async send(job: DeliveryJob, body: Readable): Promise<Sent> {
+    // nodemailer keeps its per-recipient bookkeeping on the envelope object it is given
+    const envelope: SMTPEnvelope & Partial<Pick<SMTPConnectionEnvelope, 'accepted' | 'rejectedErrors'>> = {
+      from: job.sender,
+      to: [...job.recipients],
+      size: job.size,
+      use8BitMime: true,
+    };
+    const sent: Sent = { accepted: [], rejected: [] };
+    try {
+      await this.#run((done) =>
+        this.#conn.send(envelope, body, (err, info) => {
+          if (err === null) sent.response = info.response;
+          done(err);
+        }),
+      );
+    } catch (err: unknown) {
+      sent.error = asSmtpError(err);
+      body.destroy();
+    }
+    sent.accepted = envelope.accepted ?? [];
+    for (const rejected of envelope.rejectedErrors ?? []) {
+      if (rejected.recipient !== undefined && rejected.response !== undefined) {
+        sent.rejected.push({ recipient: rejected.recipient, response: rejected.response });
+      }
+    }
+    // After a reply-level refusal the session is still in step; after anything else it is not.
+    const refused =
+      sent.error?.response !== undefined && ['EENVELOPE', 'EMESSAGE'].includes(sent.error.code ?? '');
+    this.#clean = sent.error === undefined || refused;
+    return sent;
+  }
+
+  /** RSET before reusing a pooled connection; false when it no longer answers. */
+  async reset(): Promise<boolean> {
+    try {
+      await this.#run((done) => this.#conn.reset((err) => done(err)));
+      return true;
+    } catch {
+      this.#clean = false;
+      return false;
+    }
+  }
+
+  close(): void {
+    if (!this.clean) {
+      this.#conn.close();
+      return;
+    }
+    this.#clean = false;
+    this.#conn.quit();
+    setTimeout(() => this.#conn.close(), QUIT_TIMEOUT_MS).unref();
+  }
+
+  /** Runs one command sequence, failing it too when the connection errors or ends meanwhile. */
+  #run(start: (done: (err?: Error | null) => void) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.#failed) {
+        reject(new Error(`connection to ${this.remoteHost} is closed`));
+        return;
+      }
+      let settled = false;
+      const finish = (err?: Error | null): void => {
+        if (settled) return;
+        settled = true;
+        this.#conn.off('error', finish);
+        this.#conn.off('end', onEnd);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onEnd = (): void => finish(new Error(`connection to ${this.remoteHost} closed`));
+      this.#conn.on('error', finish);
+      this.#conn.on('end', onEnd);
+      start(finish);
+    });
+  }
+}
+
+/** A failed TLS handshake (certificate, protocol), at STARTTLS or at connect. */
