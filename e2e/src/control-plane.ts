@@ -19,11 +19,11 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { accessSync, constants, createWriteStream, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { freePort } from '../../relay/src/testing/ports.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -366,20 +366,6 @@ async function retryOnPortClash<T>(start: () => Promise<T>): Promise<T> {
       if (!(err instanceof PortClash) || attempt >= 3) throw err;
     }
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === 'object') resolve(address.port);
-        else reject(new Error('no port'));
-      });
-    });
-  });
 }
 
 async function etcdHealthy(endpoint: string): Promise<boolean> {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
-import { freePortOn } from './ports.ts';
+import { freePortOn } from '../../relay/src/testing/ports.ts';
 import {
   DOMAIN,
   eventually,

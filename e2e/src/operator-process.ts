@@ -5,9 +5,9 @@
 // and a free port, since 8080 may be taken on this machine.
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../relay/src/testing/ports.ts';
 import type { ControlPlane } from './control-plane.ts';
 import { PodProcess } from './pod-process.ts';
-import { freePort } from './ports.ts';
 
 const OPERATOR_MAIN = resolve(
   dirname(fileURLToPath(import.meta.url)),

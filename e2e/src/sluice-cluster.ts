@@ -25,7 +25,7 @@ import { type ControlPlane, type KubectlResult, startControlPlane } from './cont
 import { helm } from './helm.ts';
 import { KubeletShim, type PodView } from './kubelet-shim.ts';
 import { type OperatorProcess, startOperator } from './operator-process.ts';
-import { freePortOn } from './ports.ts';
+import { freePortOn } from '../../relay/src/testing/ports.ts';
 import type { Endpoint } from './smtp-clients.ts';
 
 const CHART = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'charts', 'sluice');

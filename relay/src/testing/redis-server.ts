@@ -3,9 +3,10 @@
 // Every test that starts one stops it in `after`; an exit hook kills any left over.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 
 const REDIS_SERVER = '/usr/bin/redis-server';
 const START_DEADLINE_MS = 10_000;
@@ -153,21 +154,6 @@ function ping(port: number): Promise<boolean> {
     socket.on('data', (chunk) => {
       reply += chunk.toString('latin1');
       if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
-    });
-  });
-}
-
-/** A port that was free a moment ago: listen on port 0, read it back, close. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address !== null && typeof address === 'object') resolve(address.port);
-        else reject(new Error('no port'));
-      });
     });
   });
 }

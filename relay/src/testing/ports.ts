@@ -1,4 +1,4 @@
-// Free TCP ports for the e2e tests: bind port 0, read the port back, close. A port found
+// Free TCP ports for tests: bind port 0, read the port back, close. A port found
 // this way can be taken by someone else before it is used again; callers that bind it
 // later retry or fail with a clear error.
 import { createServer, type Server } from 'node:net';
