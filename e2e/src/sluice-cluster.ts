@@ -21,11 +21,11 @@ import {
   startSmtpSink,
   type TestDnsServer,
 } from '../../relay/src/testing/index.ts';
+import { freePortOn } from '../../relay/src/testing/ports.ts';
 import { type ControlPlane, type KubectlResult, startControlPlane } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { KubeletShim, type PodView } from './kubelet-shim.ts';
 import { type OperatorProcess, startOperator } from './operator-process.ts';
-import { freePortOn } from '../../relay/src/testing/ports.ts';
 import type { Endpoint } from './smtp-clients.ts';
 
 const CHART = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'charts', 'sluice');
