@@ -1,0 +1,131 @@
+// Sluice as the harness runs it: `node relay/src/main.ts --config <generated>`, a separate
+// process like the peers, with its ports read back from its `started` log line.
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { hashPassword } from '../../relay/src/auth/password.ts';
+import { spawnLogged, stopChild, waitFor } from '../util.ts';
+import { type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
+
+const MAIN = fileURLToPath(new URL('../../relay/src/main.ts', import.meta.url));
+
+export interface SluiceOptions extends PeerOptions {
+  state: 'memory' | 'redis';
+  redisNodes?: string[];
+  /** '127.0.0.1:PORT' of the DNS server holding the DNSBL zone; undefined turns DNSBL off. */
+  dnsbl?: string;
+  groupCommit: boolean;
+  /** Extra Node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
+  nodeFlags?: string[];
+}
+
+export interface RunningSluice extends RunningPeer {
+  adminPort: number;
+  /** Values of a metric from /metrics, with their label strings. */
+  metric(name: string): Promise<Array<{ labels: string; value: number }>>;
+}
+
+let hashed: { password: string; hash: Promise<string> } | undefined;
+
+export const DNSBL_ZONE = 'bl.bench';
+
+export async function startSluice(options: SluiceOptions): Promise<RunningSluice> {
+  if (hashed?.password !== options.password) {
+    hashed = { password: options.password, hash: hashPassword(options.password) };
+  }
+  const usersFile = join(options.workDir, 'users.json');
+  await writeFile(
+    usersFile,
+    JSON.stringify({ users: [{ username: options.user, passwordHash: await hashed.hash }] }),
+  );
+  const config = {
+    hostname: 'sluice.bench',
+    listeners: [{ name: 'submission', address: '127.0.0.1', port: 0, tls: 'starttls' }],
+    tls: { certFile: options.certFile, keyFile: options.keyFile },
+    auth: { allowPlaintext: true, methods: ['PLAIN', 'LOGIN'] },
+    limits: {
+      maxMessageBytes: POLICY.maxMessageBytes,
+      maxRecipients: POLICY.maxRecipients,
+      maxBadCommands: POLICY.maxBadCommands,
+      maxConnectionsPerIp: 1000,
+    },
+    attachments: { blockedExtensions: POLICY.blockedExtensions },
+    rateLimits: {
+      // on, and high enough never to trigger: the cost of counting is what is measured
+      perUser: [
+        { what: 'messages', limit: 100_000_000, windowSeconds: 3600 },
+        { what: 'recipients', limit: 100_000_000, windowSeconds: 86400 },
+      ],
+      concurrentConnectionsPerIp: 1000,
+    },
+    dnsbl: options.dnsbl
+      ? {
+          enabled: true,
+          checkAt: 'connect',
+          resolvers: [options.dnsbl],
+          zones: [{ zone: DNSBL_ZONE, listedCodes: ['127.0.0.2-127.0.0.255'], action: 'reject' }],
+        }
+      : { enabled: false },
+    delivery: {
+      mode: 'smarthost',
+      smarthost: { host: '127.0.0.1', port: options.sinkPort, tls: 'none' },
+    },
+    spool: { groupCommit: options.groupCommit },
+    state:
+      options.state === 'redis'
+        ? { backend: 'redis', namespace: 'bench', redis: { nodes: options.redisNodes ?? [] } }
+        : { backend: 'memory' },
+    spoolDir: join(options.workDir, 'spool'),
+    stateDir: join(options.workDir, 'state'),
+    usersFile,
+    admin: { address: '127.0.0.1', port: 0 },
+    log: { level: 'info' },
+  };
+  const configFile = join(options.workDir, 'config.json');
+  await writeFile(configFile, JSON.stringify(config, null, 2));
+  const logFile = join(options.workDir, 'sluice.log');
+  const child = spawnLogged(
+    process.execPath,
+    [...(options.nodeFlags ?? []), MAIN, '--config', configFile],
+    logFile,
+  );
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', async (code) =>
+      reject(new Error(`sluice exited (${code}): ${(await readFile(logFile, 'utf8')).slice(-2000)}`)),
+    ),
+  );
+  exited.catch(() => {});
+  const started = await Promise.race([
+    waitFor(async () => {
+      const text = await readFile(logFile, 'utf8').catch(() => '');
+      for (const line of text.split('\n')) {
+        if (!line.includes('"started"')) continue;
+        const parsed = JSON.parse(line) as { ports: Record<string, number>; adminPort: number };
+        return parsed;
+      }
+      return undefined;
+    }, 'sluice to start'),
+    exited,
+  ]);
+  const port = started.ports.submission;
+  if (port === undefined) throw new Error('sluice started without a submission port');
+  const adminPort = started.adminPort;
+  const pid = child.pid ?? 0;
+  return {
+    name: 'Sluice',
+    port,
+    adminPort,
+    pids: () => [pid],
+    stop: () => stopChild(child, 30_000),
+    async metric(name) {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      const out: Array<{ labels: string; value: number }> = [];
+      for (const line of text.split('\n')) {
+        if (!line.startsWith(name)) continue;
+        const match = /^([a-z_]+)(\{[^}]*\})?\s+(\S+)/.exec(line);
+        if (match?.[1] === name) out.push({ labels: match[2] ?? '', value: Number(match[3]) });
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,175 @@
+// Benchmark entry (not a test): where Sluice spends its CPU under the small workload.
+// Runs the relay as compare.bench.ts does (Redis, DNSBL warm, group commit, fsync) with
+// `node --cpu-prof`, then ranks functions and packages by self time and functions by
+// inclusive time. The profile itself is kept in bench/results/ (git-ignored) for a flame
+// graph in Chrome DevTools or speedscope.
+//   node bench/profile.bench.ts [--quick]
+import { copyFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEnvironment } from './environment.ts';
+import { percentiles, runLoad } from './loadgen.ts';
+import { startSluice } from './peers/sluice.ts';
+import { flushAll } from './redis-admin.ts';
+import { awaitArrival } from './run-one.ts';
+
+const QUICK = process.argv.includes('--quick');
+const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+/** Where a frame's code lives: a package, a part of Sluice, Node itself, or V8's own bins. */
+function owner(url: string, name: string): string {
+  if (!url) return name.startsWith('(') ? name : '(native)';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg) return pkg[1] ?? url;
+  if (url.startsWith('node:')) return 'node: internals';
+  const local = url.replace(/^file:\/\//, '').replace(ROOT, '');
+  const dir = /^(relay\/src\/[^/]+)\//.exec(local);
+  return dir ? `sluice ${dir[1]}` : local;
+}
+
+function frameName(node: ProfileNode): string {
+  const { functionName, url, lineNumber } = node.callFrame;
+  const file = url.replace(/^file:\/\//, '').replace(ROOT, '');
+  return `${functionName || '(anonymous)'} ${file ? `${file.replace(/^.*node_modules\//, '')}:${lineNumber + 1}` : ''}`.trim();
+}
+
+/** Ranks the samples taken between from and to (µs on the monotonic clock V8 and process.hrtime share). */
+function analyse(profile: CpuProfile, from: number, to: number) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const self = new Map<string, number>();
+  const selfByOwner = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    if (at < from || at > to) return;
+    const dt = (profile.timeDeltas[i] ?? 0) / 1000; // µs → ms
+    const node = byId.get(id);
+    if (!node) return;
+    total += dt;
+    if (node.callFrame.functionName === '(idle)') {
+      idle += dt;
+      return;
+    }
+    const name = frameName(node);
+    self.set(name, (self.get(name) ?? 0) + dt);
+    const o = owner(node.callFrame.url, node.callFrame.functionName);
+    selfByOwner.set(o, (selfByOwner.get(o) ?? 0) + dt);
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const frame = byId.get(cur);
+      if (!frame || frame.callFrame.functionName === '(root)') continue;
+      const n = frameName(frame);
+      if (seen.has(n)) continue; // recursion counts once per sample
+      seen.add(n);
+      inclusive.set(n, (inclusive.get(n) ?? 0) + dt);
+    }
+  });
+  const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
+  return {
+    total,
+    idle,
+    busy: total - idle,
+    self: top(self, 25),
+    owners: top(selfByOwner, 20),
+    inclusive: top(inclusive, 30),
+  };
+}
+
+const env = await startEnvironment();
+const workDir = await mkdtemp(join(env.tmpRoot, 'profile-'));
+const profDir = join(workDir, 'prof');
+await mkdir(profDir);
+await flushAll(env.redisPort);
+const relay = await startSluice({
+  workDir,
+  sinkPort: env.sink.port,
+  certFile: env.certFile,
+  keyFile: env.keyFile,
+  user: env.user,
+  password: env.password,
+  state: 'redis',
+  redisNodes: [`127.0.0.1:${env.redisPort}`],
+  dnsbl: env.dns.address,
+  groupCommit: true,
+  nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=250'],
+});
+const load = (runId: string, messages: number) =>
+  runLoad({
+    port: relay.port,
+    connections: QUICK ? 4 : 20,
+    messagesPerConnection: messages,
+    recipients: 3,
+    messageBytes: 10_000,
+    pipelining: true,
+    starttls: false,
+    auth: { user: env.user, password: env.password },
+    runId,
+  });
+await load('profile-warm', 2);
+const micros = () => Number(process.hrtime.bigint() / 1000n);
+const loadStart = micros();
+const result = await load('profile', QUICK ? 25 : 100);
+const missing = await awaitArrival(env.sink, result.accepted, 60_000);
+const loadEnd = micros();
+await relay.stop(); // SIGTERM: the relay exits and Node writes the profile
+const file = (await readdir(profDir)).find((f) => f.endsWith('.cpuprofile'));
+if (!file) throw new Error('no .cpuprofile written');
+const profile = JSON.parse(await readFile(join(profDir, file), 'utf8')) as CpuProfile;
+// only the load and the delivery it caused, not start-up and shutdown (module loading, config)
+const windowed = profile.startTime < loadStart && profile.endTime > loadEnd;
+const a = windowed ? analyse(profile, loadStart, loadEnd) : analyse(profile, 0, Number.POSITIVE_INFINITY);
+await copyFile(join(profDir, file), join(RESULTS, 'sluice-small.cpuprofile'));
+await env.close();
+
+const pct = (ms: number) => `${((100 * ms) / a.busy).toFixed(1)} %`;
+const lat = percentiles(result.latenciesMs);
+const report = [
+  '# Where Sluice spends its CPU (small messages)',
+  '',
+  `${new Date().toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version}${QUICK ? ' · **quick check**' : ''}`,
+  '',
+  `\`node --cpu-prof\` of \`relay/src/main.ts\` (Redis state, DNSBL warm, attachment scan, group commit, fsync on, delivery to the sink) while ${result.accepted.length} messages of 10 KB with 3 recipients were sent over ${QUICK ? 4 : 20} connections with pipelining (${result.msgsPerSecond.toFixed(0)} msgs/s, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, ${missing.length} missing at the sink). ${windowed ? 'Only the samples from the start of the measured load until the last message reached the sink are counted (start-up, warm-up and shutdown are left out).' : 'The whole process life is counted (the profile clock did not line up with the load window).'} The profile is \`bench/results/sluice-small.cpuprofile\` (git-ignored; open it in Chrome DevTools or speedscope for the flame graph).`,
+  '',
+  `Profiled ${(a.total / 1000).toFixed(1)} s, of which the main thread was busy ${(a.busy / 1000).toFixed(1)} s (${((100 * a.busy) / a.total).toFixed(0)} %); that is ${(a.busy / Math.max(1, result.accepted.length)).toFixed(2)} ms of main-thread CPU per message. Percentages below are of the busy time.`,
+  '',
+  '## Self time by package or part of Sluice',
+  '',
+  '| where | self ms | share |',
+  '| --- | --- | --- |',
+  ...a.owners.map(([o, ms]) => `| ${o} | ${ms.toFixed(0)} | ${pct(ms)} |`),
+  '',
+  '## Top functions by self time',
+  '',
+  '| function | self ms | share |',
+  '| --- | --- | --- |',
+  ...a.self.map(([f, ms]) => `| \`${f}\` | ${ms.toFixed(0)} | ${pct(ms)} |`),
+  '',
+  '## Top functions by inclusive time',
+  '',
+  '| function | inclusive ms | share |',
+  '| --- | --- | --- |',
+  ...a.inclusive.map(([f, ms]) => `| \`${f}\` | ${ms.toFixed(0)} | ${pct(ms)} |`),
+  '',
+].join('\n');
+await writeFile(join(RESULTS, QUICK ? 'profile-quick.tmp' : 'profile.md'), report);
+process.stdout.write(`profile: ${join(RESULTS, QUICK ? 'profile-quick.tmp' : 'profile.md')}\n`);
