@@ -231,11 +231,17 @@ export class DeliveryManager {
     if (!envelope) return;
     const bodyPath = this.#queue.bodyPath(queueId);
     const jobs = planJobs(envelope, this.#config().delivery, bodyPath);
-    const bounced: SpooledRecipient[] = [];
+    // bounces recorded before a crash whose notice was never queued are reported now
+    const bounced: SpooledRecipient[] = envelope.recipients.filter(
+      (r) => r.state === 'bounced' && !r.notified,
+    );
     const ran = await Promise.all(jobs.map((job) => this.#runJob(job, bounced)));
     const current = this.#envelopes.get(queueId);
     if (!current) return; // removed while in flight
-    if (bounced.length > 0) await this.#requestDsn(current, bounced, 'failed', bodyPath);
+    if (bounced.length > 0 && (await this.#requestDsn(current, bounced, 'failed', bodyPath))) {
+      const notified = new Set(bounced.map((r) => r.address));
+      for (const r of current.recipients) if (notified.has(r.address)) r.notified = true;
+    }
     // stopped before every job got a connection: the attempt does not count
     if (ran.includes(false)) return;
     if (!current.recipients.some(isOpen)) {

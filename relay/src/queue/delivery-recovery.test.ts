@@ -80,6 +80,33 @@ describe('DeliveryManager recovery', () => {
     await second.manager.stop(1000);
   });
 
+  it('queues the bounce notice that a crash cut off, once', async () => {
+    const spoolDir = join(dir, 'lost-dsn');
+    const clock = new FakeClock();
+    const config = testConfig(dir);
+    const id = newQueueId(clock.now);
+    const envelope = testEnvelope(id, ['gone@alpha.test', 'later@beta.test'], clock.now);
+    // on disk as a crash left it: one recipient bounced, its notice never queued
+    envelope.recipients[0] = {
+      address: 'gone@alpha.test',
+      state: 'bounced',
+      response: '550 5.1.1 no such user',
+      status: '5.1.1',
+      attempts: 1,
+    };
+    const transport = new FakeTransport();
+    const q = await bootQueue(spoolDir, transport, clock, config);
+    await q.submit(envelope);
+    await q.manager.start();
+    await waitFor(() => q.manager.size === 0, 'the rest delivered');
+    assert.deepEqual(
+      q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
+      [['failed', ['gone@alpha.test']]],
+    );
+    assert.deepEqual(transport.sentTo(), ['later@beta.test'], 'the bounced recipient is not sent to');
+    await q.manager.stop(1000);
+  });
+
   it('stop(deadline) waits for attempts in flight up to the deadline and returns what is still queued', async () => {
     const clock = new FakeClock();
     const transport = new FakeTransport(() => 'deferred');

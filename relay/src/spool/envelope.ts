@@ -17,6 +17,8 @@ export interface SpooledRecipient {
   remoteHost?: string;
   /** When the recipient reached its final state (ISO time). */
   finishedAt?: string;
+  /** A bounced recipient whose bounce notice has been queued. */
+  notified?: boolean;
 }
 
 export interface SpooledEnvelope {
