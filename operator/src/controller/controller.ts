@@ -12,10 +12,12 @@ import { EventRecorder } from '../kube/events.ts';
 import { apiListWatch, Informer, type InformerLogger, type ListWatch } from '../kube/informer.ts';
 import { LeaderElector, type LeaseStore } from '../kube/leader.ts';
 import {
+  CONFIG_MAPS,
   keyOf,
   RELAY_POLICIES,
   type ResourceType,
   SECRETS,
+  SERVICES,
   SMTP_USERS,
   STATEFUL_SETS,
 } from '../kube/resources.ts';
@@ -87,6 +89,9 @@ class Session {
   readonly users: Informer<SmtpUser>;
   readonly secrets: Informer<SecretObject>;
   readonly statefulSets: Informer<KubeObject>;
+  /** Owned ConfigMaps and Services: a deleted one is put back at once, not at the next resync. */
+  readonly configMaps: Informer<KubeObject>;
+  readonly services: Informer<KubeObject>;
   readonly queue: WorkQueue;
   readonly #index = new SecretIndex();
   readonly #reconciler: RelayPolicyReconciler;
@@ -118,7 +123,10 @@ class Session {
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     this.users = informer<SmtpUser>(SMTP_USERS);
     this.secrets = informer<SecretObject>(SECRETS);
-    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, `app.kubernetes.io/managed-by=${MANAGED_BY}`);
+    const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
+    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, managed);
+    this.configMaps = informer<KubeObject>(CONFIG_MAPS, managed);
+    this.services = informer<KubeObject>(SERVICES, managed);
     this.queue = new WorkQueue(o.queue);
     this.#reconciler = new RelayPolicyReconciler({
       client: o.client,
@@ -189,10 +197,20 @@ class Session {
       if (owner) this.queue.add(owner);
     };
     this.statefulSets.on({ add: ownedChanged, update: ownedChanged, delete: ownedChanged });
+    // ConfigMaps and Services only matter when they disappear (their content is ours)
+    this.configMaps.on({ delete: ownedChanged });
+    this.services.on({ delete: ownedChanged });
   }
 
   get informers(): Informer<KubeObject>[] {
-    return [this.policies, this.users, this.secrets, this.statefulSets] as Informer<KubeObject>[];
+    return [
+      this.policies,
+      this.users,
+      this.secrets,
+      this.statefulSets,
+      this.configMaps,
+      this.services,
+    ] as Informer<KubeObject>[];
   }
 
   hasSynced(): boolean {

@@ -41,6 +41,22 @@ export const STATEFUL_SETS: ResourceType = {
   namespaced: true,
 };
 
+export const CONFIG_MAPS: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+
+export const SERVICES: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'Service',
+  plural: 'services',
+  namespaced: true,
+};
+
 export const LEASES: ResourceType = {
   group: 'coordination.k8s.io',
   version: 'v1',
