@@ -55,7 +55,12 @@ function tracingFromEnv(): Promise<Tracing> {
 
 async function runEmbedded(): Promise<void> {
   const tracing = await tracingFromEnv();
-  const config = embeddedConfig(process.env.SLUICE_HOME ?? 'var');
+  // SLUICE_EMBEDDED_PORTS=random binds free ports instead of 2587/2465/9587 (the banner says which)
+  const random = process.env.SLUICE_EMBEDDED_PORTS === 'random';
+  const config = embeddedConfig(
+    process.env.SLUICE_HOME ?? 'var',
+    random ? { submission: 0, smtps: 0, admin: 0 } : undefined,
+  );
   const password = demoPassword();
   const users: UsersFile = {
     users: [{ username: 'demo', passwordHash: await hashPassword(password), suspended: false }],

@@ -8,19 +8,22 @@ import { validateRelayConfig } from './validate.ts';
 
 export const DEFAULT_PORTS = { submission: 2587, smtps: 2465, admin: 9587 } as const;
 
-export function embeddedConfig(baseDir: string): RelayConfig {
+export function embeddedConfig(
+  baseDir: string,
+  ports: { submission: number; smtps: number; admin: number } = DEFAULT_PORTS,
+): RelayConfig {
   const dir = resolve(baseDir);
   return validateRelayConfig(
     {
       hostname: 'localhost',
       listeners: [
-        { name: 'submission', address: '127.0.0.1', port: DEFAULT_PORTS.submission, tls: 'starttls' },
-        { name: 'smtps', address: '127.0.0.1', port: DEFAULT_PORTS.smtps, tls: 'implicit' },
+        { name: 'submission', address: '127.0.0.1', port: ports.submission, tls: 'starttls' },
+        { name: 'smtps', address: '127.0.0.1', port: ports.smtps, tls: 'implicit' },
       ],
       spoolDir: join(dir, 'spool'),
       stateDir: join(dir, 'state'),
       usersFile: join(dir, 'users.yaml'),
-      admin: { address: '127.0.0.1', port: DEFAULT_PORTS.admin },
+      admin: { address: '127.0.0.1', port: ports.admin },
       // a laptop has no DNSBL-friendly resolver; a cluster policy turns this on
       dnsbl: { enabled: false },
     },
