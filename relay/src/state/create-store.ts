@@ -9,6 +9,8 @@ import { createRedisClient, RedisStore } from './redis-store.ts';
 import { ResilientStore } from './resilient-store.ts';
 import type { StateStore } from './store.ts';
 
+const INITIAL_CONNECT_WAIT_MS = 3000;
+
 export interface StateHealth {
   /** True while state is shared with the other pods. */
   readonly shared: boolean;
@@ -49,6 +51,18 @@ export async function createStateStore(
     onDown: config.onSharedStateDown,
     logger,
   });
+  // Give Redis a moment before the relay takes mail, so the first sessions already count
+  // in shared state; a Redis that is down at start-up only delays it by this much.
+  if (!store.shared) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, INITIAL_CONNECT_WAIT_MS);
+      timer.unref();
+      store.once('health', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
   return {
     store,
     health: store,

@@ -59,6 +59,8 @@ describe('ResilientStore', () => {
     o.on('error', () => {});
     other = new RedisStore({ client: o, namespace });
     await waitFor(async () => store.shared, 'the store to connect');
+    // commands are refused until a client is connected (no offline queue): wait for both
+    await waitFor(async () => o.status === 'ready', 'the other pod to connect');
   }
 
   /** Forgets what connecting logged and emitted, so a test sees only what follows. */
