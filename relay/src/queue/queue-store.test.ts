@@ -8,24 +8,10 @@ import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import { Spool } from '../spool/spool.ts';
 import { QueueStore } from './queue-store.ts';
+import { testEnvelope } from './test-kit.ts';
 
-function envelope(queueId: string): SpooledEnvelope {
-  return {
-    version: 1,
-    queueId,
-    receivedAt: new Date().toISOString(),
-    sender: 'a@example.com',
-    recipients: [{ address: 'b@example.net', state: 'pending' }],
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
-    size: 5,
-    sessionId: 's1',
-  };
-}
+/** One recipient on a fresh message (the fixture every queue test uses). */
+const envelope = (queueId: string): SpooledEnvelope => testEnvelope(queueId, ['b@example.net'], Date.now());
 
 function logCapture() {
   const lines: Array<Record<string, unknown>> = [];
