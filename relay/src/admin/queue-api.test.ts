@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import {
   type QueueAdmin,
   type QueueListResponse,
@@ -20,23 +21,14 @@ function envelope(
   recipients: SpooledRecipient[],
   extra: Partial<SpooledEnvelope> = {},
 ): SpooledEnvelope {
-  return {
-    version: 1,
+  return spooledEnvelope({
     queueId,
     receivedAt,
-    sender: 'alice@example.com',
     recipients,
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
     size: 2048,
-    sessionId: 's1',
     tags: ['dnsbl:zone.test'],
     ...extra,
-  };
+  });
 }
 
 /**

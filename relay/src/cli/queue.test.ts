@@ -4,6 +4,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type QueueAdmin, type QueueListResponse, registerQueueApi } from '../admin/queue-api.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import { QUEUE_USAGE, runQueueCli } from './queue.ts';
 
 const TOKEN = 'cli-test-token';
@@ -16,22 +17,7 @@ function envelope(
   recipients: SpooledRecipient[],
   extra: Partial<SpooledEnvelope> = {},
 ): SpooledEnvelope {
-  return {
-    version: 1,
-    queueId,
-    receivedAt,
-    sender: 'alice@example.com',
-    recipients,
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
-    size: 2048,
-    sessionId: 's1',
-    ...extra,
-  };
+  return spooledEnvelope({ queueId, receivedAt, recipients, size: 2048, ...extra });
 }
 
 /**

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Transform } from 'node:stream';
 import { after, before, describe, it, mock } from 'node:test';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import { buildDsn, readHeaderBlock } from './dsn.ts';
 
 // The parts of mailsplit (untyped CommonJS) the test reads the notice back with.
@@ -79,22 +80,13 @@ const ORIGINAL_HEADERS = Buffer.from(
 );
 
 function envelope(recipients: SpooledRecipient[], overrides: Partial<SpooledEnvelope> = {}): SpooledEnvelope {
-  return {
-    version: 1,
+  return spooledEnvelope({
     queueId: '0MCJ5ZQ8WAB12CD34EF',
     receivedAt: ARRIVED,
-    sender: 'alice@example.com',
     recipients,
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
     size: 1234,
-    sessionId: 's1',
     ...overrides,
-  };
+  });
 }
 
 describe('buildDsn', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RecipientResult } from '../delivery/types.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import { applyResults, completeResults } from './outcomes.ts';
 
 const retry = {
@@ -14,21 +15,8 @@ const T0 = Date.parse('2025-01-01T00:00:00Z');
 const NOW = T0 + 60_000;
 
 function envelope(recipients: SpooledEnvelope['recipients']): SpooledEnvelope {
-  return {
-    version: 1,
-    queueId: 'Q1',
-    receivedAt: new Date(T0).toISOString(),
-    sender: 'a@example.com',
-    recipients,
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
-    size: 5,
-    sessionId: 's1',
-  };
+  const receivedAt = new Date(T0).toISOString();
+  return spooledEnvelope({ queueId: 'Q1', receivedAt, sender: 'a@example.com', recipients, size: 5 });
 }
 
 const ok = (address: string): RecipientResult => ({

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import { delayWarningDue, expired, retryDelayMs } from './retry-schedule.ts';
 
 const retry = {
@@ -13,8 +14,7 @@ const T0 = Date.parse('2025-01-01T00:00:00Z');
 const HOUR = 3600_000;
 
 function envelope(extra: Partial<SpooledEnvelope> = {}): SpooledEnvelope {
-  return {
-    version: 1,
+  return spooledEnvelope({
     queueId: 'Q1',
     receivedAt: new Date(T0).toISOString(),
     sender: 'a@example.com',
@@ -22,16 +22,9 @@ function envelope(extra: Partial<SpooledEnvelope> = {}): SpooledEnvelope {
       { address: 'b@example.net', state: 'deferred' },
       { address: 'c@example.net', state: 'delivered' },
     ],
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
     size: 5,
-    sessionId: 's1',
     ...extra,
-  };
+  });
 }
 
 describe('retryDelayMs', () => {

@@ -9,6 +9,7 @@ import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '
 import { createLogger } from '../observability/logger.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { Spool } from '../spool/spool.ts';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import { DeliveryManager, type DsnRequest } from './delivery-manager.ts';
 import { QueueStore } from './queue-store.ts';
 
@@ -116,22 +117,13 @@ export function testEnvelope(
   receivedAt: number,
   extra: Partial<SpooledEnvelope> = {},
 ): SpooledEnvelope {
-  return {
-    version: 1,
+  return spooledEnvelope({
     queueId,
     receivedAt: new Date(receivedAt).toISOString(),
-    sender: 'alice@example.com',
     recipients: addresses.map((address): SpooledRecipient => ({ address, state: 'pending' })),
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
     size: 4,
-    sessionId: 's1',
     ...extra,
-  };
+  });
 }
 
 export interface ObservedMetrics {

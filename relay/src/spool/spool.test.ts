@@ -3,26 +3,14 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { spooledEnvelope } from '../testing/envelope.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
 import { Spool } from './spool.ts';
 
 function envelope(queueId: string): SpooledEnvelope {
-  return {
-    version: 1,
-    queueId,
-    receivedAt: new Date().toISOString(),
-    sender: 'a@example.com',
-    recipients: [{ address: 'b@example.net', state: 'pending' }],
-    droppedRecipients: 0,
-    user: 'alice',
-    clientIp: '192.0.2.1',
-    clientHelo: 'client.test',
-    listener: 'submission',
-    tls: true,
-    size: 5,
-    sessionId: 's1',
-  };
+  const recipients: SpooledEnvelope['recipients'] = [{ address: 'b@example.net', state: 'pending' }];
+  return spooledEnvelope({ queueId, sender: 'a@example.com', recipients, size: 5 });
 }
 
 describe('Spool', () => {
