@@ -3,7 +3,7 @@
 // `node --cpu-prof`, then ranks functions and packages by self time and functions by
 // inclusive time. The profile itself is kept in bench/results/ (git-ignored) for a flame
 // graph in Chrome DevTools or speedscope.
-//   node bench/profile.bench.ts [--quick]
+//   node bench/profile.bench.ts [--quick] [--medium]   (--medium: 1 MB messages, 20 × 10)
 import { copyFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,10 @@ import { flushAll } from './redis-admin.ts';
 import { awaitArrival } from './run-one.ts';
 
 const QUICK = process.argv.includes('--quick');
+const MEDIUM = process.argv.includes('--medium');
+const BYTES = MEDIUM ? 1_000_000 : 10_000;
+const SIZE_LABEL = MEDIUM ? '1 MB' : '10 KB';
+const NAME = MEDIUM ? 'medium' : 'small';
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
@@ -119,7 +123,7 @@ const load = (runId: string, messages: number) =>
     connections: QUICK ? 4 : 20,
     messagesPerConnection: messages,
     recipients: 3,
-    messageBytes: 10_000,
+    messageBytes: BYTES,
     pipelining: true,
     starttls: false,
     auth: { user: env.user, password: env.password },
@@ -128,7 +132,7 @@ const load = (runId: string, messages: number) =>
 await load('profile-warm', 2);
 const micros = () => Number(process.hrtime.bigint() / 1000n);
 const loadStart = micros();
-const result = await load('profile', QUICK ? 25 : 100);
+const result = await load('profile', QUICK ? 5 : MEDIUM ? 10 : 100);
 const missing = await awaitArrival(env.sink, result.accepted, 60_000);
 const loadEnd = micros();
 await relay.stop(); // SIGTERM: the relay exits and Node writes the profile
@@ -138,17 +142,17 @@ const profile = JSON.parse(await readFile(join(profDir, file), 'utf8')) as CpuPr
 // only the load and the delivery it caused, not start-up and shutdown (module loading, config)
 const windowed = profile.startTime < loadStart && profile.endTime > loadEnd;
 const a = windowed ? analyse(profile, loadStart, loadEnd) : analyse(profile, 0, Number.POSITIVE_INFINITY);
-await copyFile(join(profDir, file), join(RESULTS, 'sluice-small.cpuprofile'));
+await copyFile(join(profDir, file), join(RESULTS, `sluice-${NAME}.cpuprofile`));
 await env.close();
 
 const pct = (ms: number) => `${((100 * ms) / a.busy).toFixed(1)} %`;
 const lat = percentiles(result.latenciesMs);
 const report = [
-  '# Where Sluice spends its CPU (small messages)',
+  `# Where Sluice spends its CPU (${NAME} messages)`,
   '',
   `${new Date().toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version}${QUICK ? ' · **quick check**' : ''}`,
   '',
-  `\`node --cpu-prof\` of \`relay/src/main.ts\` (Redis state, DNSBL warm, attachment scan, group commit, fsync on, delivery to the sink) while ${result.accepted.length} messages of 10 KB with 3 recipients were sent over ${QUICK ? 4 : 20} connections with pipelining (${result.msgsPerSecond.toFixed(0)} msgs/s, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, ${missing.length} missing at the sink). ${windowed ? 'Only the samples from the start of the measured load until the last message reached the sink are counted (start-up, warm-up and shutdown are left out).' : 'The whole process life is counted (the profile clock did not line up with the load window).'} The profile is \`bench/results/sluice-small.cpuprofile\` (git-ignored; open it in Chrome DevTools or speedscope for the flame graph).`,
+  `\`node --cpu-prof\` of \`relay/src/main.ts\` (Redis state, DNSBL warm, attachment scan, group commit, fsync on, delivery to the sink) while ${result.accepted.length} messages of ${SIZE_LABEL} with 3 recipients were sent over ${QUICK ? 4 : 20} connections with pipelining (${result.msgsPerSecond.toFixed(0)} msgs/s, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, ${missing.length} missing at the sink). ${windowed ? 'Only the samples from the start of the measured load until the last message reached the sink are counted (start-up, warm-up and shutdown are left out).' : 'The whole process life is counted (the profile clock did not line up with the load window).'} The profile is \`bench/results/sluice-${NAME}.cpuprofile\` (git-ignored; open it in Chrome DevTools or speedscope for the flame graph).`,
   '',
   `Profiled ${(a.total / 1000).toFixed(1)} s, of which the main thread was busy ${(a.busy / 1000).toFixed(1)} s (${((100 * a.busy) / a.total).toFixed(0)} %); that is ${(a.busy / Math.max(1, result.accepted.length)).toFixed(2)} ms of main-thread CPU per message. Percentages below are of the busy time.`,
   '',
@@ -171,5 +175,6 @@ const report = [
   ...a.inclusive.map(([f, ms]) => `| \`${f}\` | ${ms.toFixed(0)} | ${pct(ms)} |`),
   '',
 ].join('\n');
-await writeFile(join(RESULTS, QUICK ? 'profile-quick.tmp' : 'profile.md'), report);
-process.stdout.write(`profile: ${join(RESULTS, QUICK ? 'profile-quick.tmp' : 'profile.md')}\n`);
+const out = join(RESULTS, QUICK ? 'profile-quick.tmp' : MEDIUM ? 'profile-medium.md' : 'profile.md');
+await writeFile(out, report);
+process.stdout.write(`profile: ${out}\n`);

@@ -1,16 +1,18 @@
 import type { Readable } from 'node:stream';
-import SMTPConnection, {
-  type SMTPConnectionEnvelope,
-  type SMTPConnectionOptions,
-  type SMTPEnvelope,
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type {
+  SMTPConnectionEnvelope,
+  SMTPConnectionOptions,
+  SMTPEnvelope,
 } from 'nodemailer/lib/smtp-connection';
 import type { Poolable } from './connection-pool.ts';
 import { asSmtpError, isTlsError, type Sent, TlsSetupError } from './delivery-results.ts';
+import { StuffingSMTPConnection } from './dot-stuffing.ts';
 import type { DeliveryJob } from './types.ts';
 
 const QUIT_TIMEOUT_MS = 2_000;
 
-/** One SMTP client connection (nodemailer's SMTPConnection) behind promises. */
+/** One SMTP client connection (nodemailer's SMTPConnection, with the DATA encoder of dot-stuffing.ts) behind promises. */
 export class OutboundSession implements Poolable {
   /** The MX or smarthost name this connection went to. */
   readonly remoteHost: string;
@@ -37,7 +39,7 @@ export class OutboundSession implements Poolable {
     options: SMTPConnectionOptions,
     auth?: { user: string; pass: string },
   ): Promise<OutboundSession> {
-    const session = new OutboundSession(remoteHost, new SMTPConnection(options));
+    const session = new OutboundSession(remoteHost, new StuffingSMTPConnection(options));
     try {
       await session.#run((done) => session.#conn.connect((err) => done(err)));
       if (auth !== undefined) await session.#run((done) => session.#conn.login(auth, (err) => done(err)));
@@ -62,7 +64,7 @@ export class OutboundSession implements Poolable {
     return this.#clean && this.usable;
   }
 
-  /** One transaction; never rejects. The body is streamed, dot-stuffed by nodemailer. */
+  /** One transaction; never rejects. The body is streamed and dot-stuffed (dot-stuffing.ts). */
   async send(job: DeliveryJob, body: Readable): Promise<Sent> {
     // nodemailer keeps its per-recipient bookkeeping on the envelope object it is given
     const envelope: SMTPEnvelope & Partial<Pick<SMTPConnectionEnvelope, 'accepted' | 'rejectedErrors'>> = {

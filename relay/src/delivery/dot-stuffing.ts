@@ -1,0 +1,106 @@
+// The DATA encoding for delivery (RFC 5321 4.5.2): a dot that starts a line is doubled,
+// bare CR and bare LF become CRLF (so no receiver can be made to see an early end of
+// data, "SMTP smuggling"), and the end is CRLF.CRLF. It does what nodemailer's own
+// DataStream does, byte for byte, but finds the few places to change with native
+// Buffer.indexOf scans instead of a JavaScript loop over every byte: on 1 MB messages
+// that loop was the relay's largest single CPU cost (about 6 ms per message).
+import { Transform, type TransformCallback } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
+const INSERT_LF = Buffer.from('\n');
+const INSERT_LF_DOT = Buffer.from('\n.');
+const INSERT_CR = Buffer.from('\r');
+const INSERT_DOT = Buffer.from('.');
+
+/** Dot-stuffs and canonicalises line ends; counts bytes in and out as nodemailer's stream does. */
+export class DotStuffer extends Transform {
+  inByteCount = 0;
+  outByteCount = 0;
+  /** The last byte of the previous chunk; -1 before the first. */
+  #last = -1;
+
+  override _transform(chunk: Buffer | string, _encoding: BufferEncoding, done: TransformCallback): void {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (buf.length === 0) {
+      done();
+      return;
+    }
+    this.inByteCount += buf.length;
+    const out = stuff(buf, this.#last);
+    this.#last = buf[buf.length - 1] ?? -1;
+    this.outByteCount += out.length;
+    this.push(out);
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    const end = this.#last === LF ? '.\r\n' : this.#last === CR ? '\n.\r\n' : '\r\n.\r\n';
+    this.outByteCount += end.length;
+    this.push(Buffer.from(end));
+    done();
+  }
+}
+
+/**
+ * One chunk, encoded. `last` is the byte before it (-1 at the start of the data). Each
+ * position needs at most one insertion: which one depends only on the byte before it
+ * (CR: a missing LF; LF: a dot to double; otherwise a missing CR before a LF).
+ */
+export function stuff(buf: Buffer, last: number): Buffer {
+  const insertions: Array<[number, Buffer]> = [];
+  // after a CR: anything but LF is a bare CR
+  if (last === CR && buf[0] !== LF) insertions.push([0, buf[0] === DOT ? INSERT_LF_DOT : INSERT_LF]);
+  for (let i = buf.indexOf(CR); i !== -1 && i + 1 < buf.length; i = buf.indexOf(CR, i + 1)) {
+    const next = buf[i + 1];
+    if (next !== LF) insertions.push([i + 1, next === DOT ? INSERT_LF_DOT : INSERT_LF]);
+  }
+  // at the start of the data or of a line: a leading dot
+  if ((last === -1 || last === LF) && buf[0] === DOT) insertions.push([0, INSERT_DOT]);
+  for (let i = buf.indexOf(LF); i !== -1; i = buf.indexOf(LF, i + 1)) {
+    const prev = i > 0 ? buf[i - 1] : last;
+    if (prev !== CR) insertions.push([i, INSERT_CR]);
+    if (buf[i + 1] === DOT) insertions.push([i + 1, INSERT_DOT]);
+  }
+  if (insertions.length === 0) return buf;
+  insertions.sort((a, b) => a[0] - b[0]);
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (const [pos, insert] of insertions) {
+    if (pos > from) parts.push(buf.subarray(from, pos));
+    parts.push(insert);
+    from = pos;
+  }
+  if (from < buf.length) parts.push(buf.subarray(from));
+  return Buffer.concat(parts);
+}
+
+/** nodemailer's internals that its DATA stream set-up touches. */
+interface SendInternals {
+  _envelope: unknown;
+  _responseActions: Array<(str: string) => void>;
+  _actionSMTPStream(str: string, callback: (err: Error | null, str?: string) => void): void;
+  _currentDataStream: Transform | false;
+  _socket: NodeJS.WritableStream;
+}
+
+/**
+ * nodemailer's SMTP client with the DATA stream above in place of its own. Only the
+ * stream set-up is replaced (`_createSendStream`, nodemailer 10, SMTP not LMTP, no debug
+ * copy of the data); the DATA command, the reply handling and the result are nodemailer's.
+ */
+export class StuffingSMTPConnection extends SMTPConnection {
+  _createSendStream(callback: (err: Error | null, str?: string) => void): DotStuffer {
+    const self = this as unknown as SendInternals;
+    const stream = new DotStuffer();
+    self._responseActions.push((str) => self._actionSMTPStream(str, callback));
+    self._currentDataStream = stream;
+    stream.pipe(self._socket, { end: false });
+    stream.once('end', () => {
+      if (self._currentDataStream === stream) self._currentDataStream = false;
+    });
+    return stream;
+  }
+}
