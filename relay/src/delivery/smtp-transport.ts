@@ -52,6 +52,8 @@ const mxConnect = createRequire(import.meta.url)('mx-connect') as MxConnect;
 const SOCKET_TIMEOUT_MS = 5 * 60_000;
 const DNS_TIMEOUT_MS = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
+// Spool reads for delivery: a few large reads per message rather than 16 per megabyte.
+const READ_CHUNK_BYTES = 256 * 1024;
 /** A QUIT that gets no answer does not hold the socket open for longer than this. */
 
 export interface SmtpTransportOptions {
@@ -175,7 +177,7 @@ export class SmtpTransport implements Transport {
       if (!(session instanceof OutboundSession)) return fail(job.recipients, session);
       let sent: Sent | undefined;
       try {
-        sent = await session.send(job, body.createReadStream({ autoClose: false, start: 0 }));
+        sent = await session.send(job, body.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK_BYTES }));
       } finally {
         this.#pool.release(route.key, session, sent !== undefined && session.clean);
       }

@@ -359,6 +359,11 @@ export class DeliveryManager {
       },
       'delivery attempt',
     );
+    // Every recipient delivered: the message is removed next (#finish), and writing its
+    // envelope first would cost a write, an fsync and a rename for nothing. A crash between
+    // the remote 250 and the removal can repeat the delivery either way; the write would
+    // only have narrowed that window by the time one unlink takes.
+    if (applied.envelope.recipients.every((r) => r.state === 'delivered')) return;
     try {
       await this.#queue.update(applied.envelope);
     } catch (err: unknown) {

@@ -1,8 +1,9 @@
 // Persistence of envelope updates after delivery attempts. An update writes <id>.json.tmp,
 // flushes it and renames it over <id>.json, so a crash leaves the old or the new envelope,
-// never a torn one; a leftover .tmp is ignored. Removal deletes the envelope first (the
-// commit point), then the body; Spool.init() removes a body whose envelope is gone.
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+// never a torn one; a failed write removes its .tmp, and Spool.init() removes what a crash
+// left. Removal deletes the envelope first (the commit point), then the body;
+// Spool.init() removes a body whose envelope is gone.
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
@@ -107,8 +108,13 @@ export class QueueStore {
     return this.#serial(queueId, async () => {
       const path = this.#envelopePath(queueId);
       const tmp = `${path}.tmp`;
-      await writeFile(tmp, text, { flush: this.#fsync });
-      await rename(tmp, path);
+      try {
+        await writeFile(tmp, text, { flush: this.#fsync });
+        await rename(tmp, path);
+      } catch (err: unknown) {
+        await unlinkIfThere(tmp).catch(() => undefined);
+        throw err;
+      }
       if (this.#fsync) await this.#committer.sync(this.#spool.queueDir);
     });
   }
@@ -117,11 +123,10 @@ export class QueueStore {
   remove(queueId: string): Promise<void> {
     return this.#serial(queueId, async () => {
       const path = this.#envelopePath(queueId);
-      await rm(path, { force: true });
+      await unlinkIfThere(path);
       // durable removal: a message delivered must not come back after a crash and be sent twice
       if (this.#fsync) await this.#committer.sync(this.#spool.queueDir);
-      await rm(`${path}.tmp`, { force: true });
-      await rm(this.bodyPath(queueId), { force: true });
+      await unlinkIfThere(this.bodyPath(queueId));
     });
   }
 
@@ -135,5 +140,14 @@ export class QueueStore {
       if (this.#tails.get(queueId) === tail) this.#tails.delete(queueId);
     });
     return result;
+  }
+}
+
+/** unlink, where a file already gone is fine (one syscall; rm({force}) costs three). */
+async function unlinkIfThere(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

@@ -53,9 +53,11 @@ describe('Spool', () => {
     const w = spool.createWriter(kept);
     w.end('x');
     await w.commit(envelope(kept));
-    // what a crash can leave: a half-written incoming file, and a body whose envelope never landed
+    // what a crash can leave: a half-written incoming file, a body whose envelope never
+    // landed, and an envelope update that was never renamed into place
     await writeFile(join(spool.incomingDir, 'HALF.1234.eml'), 'partial');
     await writeFile(join(spool.queueDir, `${newQueueId(2_000)}.eml`), 'orphan');
+    await writeFile(join(spool.queueDir, `${kept}.json.tmp`), '{"torn":');
     const restarted = new Spool({ dir: join(dir, 'c') });
     await restarted.init();
     assert.deepEqual(await restarted.list(), [kept]);

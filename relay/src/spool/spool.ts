@@ -1,8 +1,9 @@
 // The spool is the queue: each accepted message is two files in queue/, the body
 // (<id>.eml) and its envelope (<id>.json). The envelope is written last and is the
 // commit point, so a directory scan rebuilds the queue after a crash: a body without
-// an envelope is an unfinished write and is removed. Nothing is acknowledged with 250
-// before both files and the directory entry are fsynced.
+// an envelope is an unfinished write and is removed, as is an envelope update (.json.tmp)
+// that a crash interrupted. Nothing is acknowledged with 250 before both files and the
+// directory entry are fsynced.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -71,9 +72,9 @@ export class Spool {
       await mkdir(this.incomingDir, { recursive: true });
       const names = new Set(await readdir(this.queueDir));
       for (const name of names) {
-        if (name.endsWith('.eml') && !names.has(`${name.slice(0, -4)}.json`)) {
-          await rm(join(this.queueDir, name), { force: true });
-        }
+        const unfinished =
+          (name.endsWith('.eml') && !names.has(`${name.slice(0, -4)}.json`)) || name.endsWith('.json.tmp');
+        if (unfinished) await rm(join(this.queueDir, name), { force: true });
       }
     } catch (err: unknown) {
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot prepare spool directory ${this.dir}`, { cause: err });
