@@ -2,13 +2,16 @@
 // STARTTLS, local addresses refused unless allowed) or through one smarthost (its TLS mode,
 // AUTH). Connections are pooled per destination. Every outcome is a per-recipient result:
 // a reply the remote server gave, or a local reason with an RFC 3463 status.
+import { readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
+import { SMALL_WRITE_BYTES } from '../spool/files.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import {
   errorText,
@@ -52,7 +55,7 @@ const mxConnect = createRequire(import.meta.url)('mx-connect') as MxConnect;
 const SOCKET_TIMEOUT_MS = 5 * 60_000;
 const DNS_TIMEOUT_MS = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
-// Spool reads for delivery: a few large reads per message rather than 16 per megabyte.
+// Spool reads of large messages for delivery: a few large reads rather than 16 per megabyte.
 const READ_CHUNK_BYTES = 256 * 1024;
 /** A QUIT that gets no answer does not hold the socket open for longer than this. */
 
@@ -162,9 +165,10 @@ export class SmtpTransport implements Transport {
     const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain);
     if (!('key' in route)) return fail(job.recipients, route);
 
-    let body: FileHandle;
+    let body: FileHandle | Buffer;
     try {
-      body = await open(job.bodyPath, 'r');
+      // a small message is read at once, synchronously (see spool/files.ts); a large one streams
+      body = job.size <= SMALL_WRITE_BYTES ? readFileSync(job.bodyPath) : await open(job.bodyPath, 'r');
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot read the spooled message');
       return fail(
@@ -177,13 +181,16 @@ export class SmtpTransport implements Transport {
       if (!(session instanceof OutboundSession)) return fail(job.recipients, session);
       let sent: Sent | undefined;
       try {
-        sent = await session.send(job, body.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK_BYTES }));
+        const stream = Buffer.isBuffer(body)
+          ? Readable.from([body], { objectMode: false })
+          : body.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK_BYTES });
+        sent = await session.send(job, stream);
       } finally {
         this.#pool.release(route.key, session, sent !== undefined && session.clean);
       }
       return { results: transactionResults(job.recipients, sent, session.remoteHost) };
     } finally {
-      await body.close().catch(() => undefined);
+      if (!Buffer.isBuffer(body)) await body.close().catch(() => undefined);
     }
   }
 

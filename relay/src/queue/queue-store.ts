@@ -3,10 +3,12 @@
 // never a torn one; a failed write removes its .tmp, and Spool.init() removes what a crash
 // left. Removal deletes the envelope first (the commit point), then the body;
 // Spool.init() removes a body whose envelope is gone.
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, renameSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { fsyncFd, unlinkIfThere, unlinkLater, writeAllSync } from '../spool/files.ts';
 import type { GroupCommitter } from '../spool/group-commit.ts';
 import type { Spool } from '../spool/spool.ts';
 
@@ -109,10 +111,20 @@ export class QueueStore {
       const path = this.#envelopePath(queueId);
       const tmp = `${path}.tmp`;
       try {
-        await writeFile(tmp, text, { flush: this.#fsync });
-        await rename(tmp, path);
+        const fd = openSync(tmp, 'w');
+        try {
+          writeAllSync(fd, [Buffer.from(text)]);
+          if (this.#fsync) await fsyncFd(fd);
+        } finally {
+          closeSync(fd);
+        }
+        renameSync(tmp, path);
       } catch (err: unknown) {
-        await unlinkIfThere(tmp).catch(() => undefined);
+        try {
+          unlinkIfThere(tmp);
+        } catch {
+          // the write's own error is the one to report
+        }
         throw err;
       }
       if (this.#fsync) await this.#committer.sync(this.#spool.queueDir);
@@ -123,10 +135,10 @@ export class QueueStore {
   remove(queueId: string): Promise<void> {
     return this.#serial(queueId, async () => {
       const path = this.#envelopePath(queueId);
-      await unlinkIfThere(path);
+      await unlinkLater(path);
       // durable removal: a message delivered must not come back after a crash and be sent twice
       if (this.#fsync) await this.#committer.sync(this.#spool.queueDir);
-      await unlinkIfThere(this.bodyPath(queueId));
+      await unlinkLater(this.bodyPath(queueId));
     });
   }
 
@@ -140,14 +152,5 @@ export class QueueStore {
       if (this.#tails.get(queueId) === tail) this.#tails.delete(queueId);
     });
     return result;
-  }
-}
-
-/** unlink, where a file already gone is fine (one syscall; rm({force}) costs three). */
-async function unlinkIfThere(path: string): Promise<void> {
-  try {
-    await unlink(path);
-  } catch (err: unknown) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

@@ -32,6 +32,8 @@ function libraryReason(code: number): Reason {
 
 export class SluiceConnection extends SMTPConnection {
   #errors = 0;
+  /** The socket whose writes are held until the end of this tick (see #holdReplies). */
+  #held: Socket | null = null;
   #maxErrors: () => number;
   #observer: ReplyObserver;
   #allowPlaintextAuth: () => boolean;
@@ -57,6 +59,34 @@ export class SluiceConnection extends SMTPConnection {
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    const batch = code === 250 || code === 354;
+    if (batch) this.#holdReplies();
+    this.#reply(code, data, context);
+    if (!batch) this.#flushReplies();
+  }
+
+  /**
+   * Replies made in one turn of the event loop leave in one write: the 250s to a pipelined
+   * batch of RCPTs and the 354 to its DATA (RFC 2920 lets a server buffer its replies up
+   * to the next command that needs an answer first). Any other reply (a refusal, the 220
+   * before a TLS handshake, 221) is written at once, after what is held.
+   */
+  #holdReplies(): void {
+    const socket = this._socket;
+    if (this.#held !== null || socket.destroyed) return;
+    this.#held = socket;
+    socket.cork();
+    process.nextTick(() => this.#flushReplies());
+  }
+
+  #flushReplies(): void {
+    const socket = this.#held;
+    if (socket === null) return;
+    this.#held = null;
+    socket.uncork();
+  }
+
+  #reply(code: number, data?: string | string[] | null, context?: string | false): void {
     if (code === 250 && Array.isArray(data) && !this.secure && !this.#allowPlaintextAuth()) {
       return super.send(
         code,

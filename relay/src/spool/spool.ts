@@ -5,13 +5,22 @@
 // that a crash interrupted. Nothing is acknowledged with 250 before both files and the
 // directory entry are fsynced.
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { closeSync, open, renameSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { SluiceError } from '../errors.ts';
 import type { SpooledEnvelope } from './envelope.ts';
+import {
+  closeQuietly,
+  fsyncFd,
+  fsyncPath,
+  SMALL_WRITE_BYTES,
+  unlinkIfThere,
+  writeAll,
+  writeAllSync,
+} from './files.ts';
 import { GroupCommitter } from './group-commit.ts';
 
 export interface SpoolOptions {
@@ -32,14 +41,7 @@ export interface SpooledMessage {
   envelope: SpooledEnvelope;
 }
 
-export async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+export { fsyncPath } from './files.ts';
 
 export class Spool {
   readonly dir: string;
@@ -103,39 +105,94 @@ export class Spool {
   }
 }
 
-/** Streams one message body into the spool; commit() makes it durable, abort() removes it. */
+/**
+ * Streams one message body into the spool; commit() makes it durable, abort() removes it.
+ * A message of up to SMALL_WRITE_BYTES is collected and written with one call at the end;
+ * a larger one is written as it arrives, SMALL_WRITE_BYTES at a time (files.ts).
+ */
 export class SpoolWriter extends Writable {
   readonly queueId: string;
   bytes = 0;
   readonly #spool: Spool;
   readonly #fsync: boolean;
   readonly #tmpBody: string;
-  readonly #file: WriteStream;
+  #fd = -1;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** The asynchronous write in flight, if any. */
+  #io: Promise<void> | null = null;
   readonly #onCommitted: (message: SpooledMessage) => void;
   #settled = false;
 
   constructor(spool: Spool, queueId: string, fsync: boolean, onCommitted: (m: SpooledMessage) => void) {
-    super();
+    // not destroyed at 'finish': the file stays open until commit() or abort()
+    super({ autoDestroy: false });
     this.#spool = spool;
     this.queueId = queueId;
     this.#fsync = fsync;
     this.#onCommitted = onCommitted;
     this.#tmpBody = join(spool.incomingDir, `${queueId}.${randomBytes(4).toString('hex')}.eml`);
-    this.#file = createWriteStream(this.#tmpBody, { flags: 'wx', flush: fsync });
-    this.#file.on('error', (err) => this.destroy(err));
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    open(this.#tmpBody, 'wx', (err, fd) => {
+      if (err) return callback(err);
+      this.#fd = fd;
+      callback();
+    });
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.bytes += chunk.length;
-    if (this.#file.write(chunk)) {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes < SMALL_WRITE_BYTES) {
       callback();
-    } else {
-      this.#file.once('drain', () => callback());
+      return;
     }
+    const io = writeAll(this.#fd, this.#takePending());
+    this.#io = io;
+    io.then(
+      () => {
+        this.#io = null;
+        callback();
+      },
+      (err: Error) => {
+        this.#io = null;
+        callback(err);
+      },
+    );
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.#file.end(callback);
+    try {
+      writeAllSync(this.#fd, this.#takePending());
+      callback();
+    } catch (err: unknown) {
+      callback(err as Error);
+    }
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    // never close under a write in flight: the number could be reused by another file
+    const io = this.#io ?? Promise.resolve();
+    io.catch(() => undefined).then(() => {
+      this.#close();
+      callback(err);
+    });
+  }
+
+  #takePending(): Buffer[] {
+    const buffers = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    return buffers;
+  }
+
+  #close(): void {
+    if (this.#fd === -1) return;
+    closeQuietly(this.#fd);
+    this.#fd = -1;
   }
 
   /** Waits for the body to be written, then writes the envelope and moves both into the queue. */
@@ -147,15 +204,18 @@ export class SpoolWriter extends Writable {
     const tmpEnvelope = `${this.#tmpBody.slice(0, -4)}.json`;
     try {
       if (!this.writableFinished) await finished(this);
-      // flush: true on the stream fsyncs the body before it closes
-      await writeFile(tmpEnvelope, JSON.stringify(envelope), { flag: 'wx', flush: this.#fsync });
-      await rename(this.#tmpBody, bodyPath);
-      await rename(tmpEnvelope, envelopePath);
+      // body and envelope are flushed side by side; both before either is renamed in
+      const flushed = await Promise.allSettled([
+        this.#syncBody(),
+        writeEnvelope(tmpEnvelope, envelope, this.#fsync),
+      ]);
+      for (const result of flushed) if (result.status === 'rejected') throw result.reason;
+      renameSync(this.#tmpBody, bodyPath);
+      renameSync(tmpEnvelope, envelopePath);
       if (this.#fsync) await this.#spool.committer.sync(this.#spool.queueDir);
     } catch (err: unknown) {
-      await rm(this.#tmpBody, { force: true });
-      await rm(tmpEnvelope, { force: true });
-      await rm(bodyPath, { force: true });
+      this.#close();
+      for (const path of [this.#tmpBody, tmpEnvelope, bodyPath]) unlinkIfThere(path);
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot commit message ${this.queueId}`, { cause: err });
     }
     const message: SpooledMessage = { queueId: this.queueId, bodyPath, envelopePath, envelope };
@@ -163,12 +223,34 @@ export class SpoolWriter extends Writable {
     return message;
   }
 
+  async #syncBody(): Promise<void> {
+    try {
+      if (this.#fsync) await fsyncFd(this.#fd);
+    } finally {
+      this.#close();
+    }
+  }
+
   /** Drops a message that will not be acknowledged; nothing of it stays on disk. */
   async abort(): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    this.#file.destroy();
+    this.#pending = [];
     if (!this.destroyed) this.destroy();
-    await rm(this.#tmpBody, { force: true });
+    await this.#io?.catch(() => undefined);
+    this.#close();
+    unlinkIfThere(this.#tmpBody);
+  }
+}
+
+async function writeEnvelope(path: string, envelope: SpooledEnvelope, fsync: boolean): Promise<void> {
+  const fd = await new Promise<number>((resolve, reject) =>
+    open(path, 'wx', (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
+  try {
+    writeAllSync(fd, [Buffer.from(JSON.stringify(envelope))]);
+    if (fsync) await fsyncFd(fd);
+  } finally {
+    closeSync(fd);
   }
 }
