@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+
+// Standard output is written in batches; these run a real process and read its output.
+const LOGGER = new URL('./logger.ts', import.meta.url).href;
+
+function run(
+  script: string,
+  onLine?: (line: string, child: ReturnType<typeof spawn>) => void,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      for (const line of out.split('\n').filter(Boolean)) onLine?.(line, child);
+    });
+    child.on('error', reject);
+    child.on('exit', () => resolve(out));
+  });
+}
+
+describe('log output', () => {
+  it('writes a buffered line on exit, also on process.exit()', async () => {
+    const out = await run(
+      `import { createLogger } from '${LOGGER}';
+       const log = createLogger();
+       log.info({ event: 'one' }, 'first');
+       log.info({ event: 'two' }, 'second');
+       process.exit(3);`,
+    );
+    const events = out
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { event: string }).event);
+    assert.deepEqual(events, ['one', 'two']);
+  });
+
+  it('writes a line within a fraction of a second while the process keeps running', async () => {
+    const spawned = Date.now();
+    let seenAfter = -1;
+    await run(
+      `import { createLogger } from '${LOGGER}';
+       const log = createLogger();
+       log.info({ event: 'alive' }, 'still running');
+       setTimeout(() => process.exit(0), 20000);`,
+      (line, child) => {
+        if (seenAfter === -1 && line.includes('"alive"')) {
+          seenAfter = Date.now() - spawned;
+          child.kill('SIGKILL');
+        }
+      },
+    );
+    // start-up takes some of it; without the periodic flush the line would wait the 20 s for exit
+    assert.ok(seenAfter !== -1 && seenAfter < 5000, `line arrived after ${seenAfter} ms`);
+  });
+});
