@@ -2,8 +2,8 @@
 // attachment scanner and the spool at once (never buffering the message), then decide.
 // The message is acknowledged only after the spool has it on disk; every refusal
 // removes what was written.
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
 import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
@@ -31,6 +31,22 @@ class SizeGuard extends Transform {
       return callback();
     }
     callback(null, chunk);
+  }
+}
+
+/**
+ * source → guard → normaliser, settled when all three are done or one fails (then the
+ * other two are destroyed). stream.pipeline would do it too, but it makes an AbortError
+ * and a few more errors, stack traces included, for every message it finishes.
+ */
+async function pipeInto(source: Readable, guard: Transform, normaliser: Transform): Promise<void> {
+  source.pipe(guard).pipe(normaliser);
+  try {
+    await Promise.all([finished(source), finished(guard), finished(normaliser, { readable: false })]);
+  } catch (err: unknown) {
+    guard.destroy();
+    normaliser.destroy();
+    throw err;
   }
 }
 
@@ -98,7 +114,7 @@ export async function receiveMessage(options: {
       (scan) => endInspect(scan.kind, scan.kind === 'blocked' ? scan.extension : undefined),
       () => endInspect('failed'),
     );
-    await pipeline(stream, guard, normaliser);
+    await pipeInto(stream, guard, normaliser);
     const [scan] = await Promise.all([
       scanned,
       new Promise<void>((resolve, reject) => {

@@ -4,7 +4,6 @@
 // an envelope is an unfinished write and is removed, as is an envelope update (.json.tmp)
 // that a crash interrupted. Nothing is acknowledged with 250 before both files and the
 // directory entry are fsynced.
-import { randomBytes } from 'node:crypto';
 import { closeSync, open, renameSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -131,7 +130,8 @@ export class SpoolWriter extends Writable {
     this.queueId = queueId;
     this.#fsync = fsync;
     this.#onCommitted = onCommitted;
-    this.#tmpBody = join(spool.incomingDir, `${queueId}.${randomBytes(4).toString('hex')}.eml`);
+    // queue ids are unique, and 'wx' would refuse a clash rather than overwrite
+    this.#tmpBody = join(spool.incomingDir, `${queueId}.eml`);
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
