@@ -1,6 +1,7 @@
 // Garbage, out-of-order and abusive clients: the right reply code or a clean close,
 // no crash, nothing half-written in the spool, and the next client is served.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -117,6 +118,36 @@ describe('bad input', () => {
     c.write('Subject: piped\r\n\r\nbody\r\n.\r\nQUIT\r\n');
     assert.equal((await c.reply()).code, 250);
     assert.equal((await c.reply()).code, 221);
+  });
+});
+
+describe('clients that talk before the greeting', () => {
+  it('refuses a command sent while the connect check is still running', async () => {
+    // a DNS server that never answers holds the DNSBL check at connect (and the greeting)
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+    const t = await startTestRelay({
+      config: {
+        ...PLAIN,
+        dnsbl: {
+          enabled: true,
+          checkAt: 'connect',
+          timeoutMs: 1000,
+          resolvers: [`127.0.0.1:${silent.address().port}`],
+          zones: [{ zone: 'bl.test' }],
+        },
+      },
+    });
+    try {
+      const c = await RawSmtpClient.connect(t.port('plain'));
+      c.write('EHLO early.example\r\n');
+      const reply = await c.reply(5000);
+      assert.equal(reply.code, 421);
+      assert.match(reply.text, /talk too soon/);
+    } finally {
+      await t.close();
+      silent.close();
+    }
   });
 });
 
