@@ -14,10 +14,10 @@ import { runLoad, SmtpConnection } from './loadgen.ts';
 import { ensureHaraka, startHaraka } from './peers/haraka.ts';
 import { POLICY } from './peers/peer.ts';
 import { ensurePostfix, startPostfix } from './peers/postfix.ts';
-import { startSluice } from './peers/sluice.ts';
+import { startSluice, startSluiceReplicas } from './peers/sluice.ts';
 import { type ProbeResult, probePolicy } from './policy-probe.ts';
 import { flushAll } from './redis-admin.ts';
-import { type MachineInfo, renderReport, type SyncCount } from './report.ts';
+import { type MachineInfo, PODS, renderReport, type SyncCount } from './report.ts';
 import {
   awaitArrival,
   type Context,
@@ -80,6 +80,8 @@ const workloads = {
 interface SluiceVariant {
   state: 'memory' | 'redis';
   groupCommit: boolean;
+  /** Instances sharing Redis, as pods behind a Service (default 1). */
+  replicas?: number;
 }
 function sluice(
   key: string,
@@ -92,13 +94,15 @@ function sluice(
     label,
     start: async (ctx, workDir) => {
       await flushAll(ctx.redisPort); // every run starts from empty shared state and caches
-      return startSluice({
+      const options = {
         ...peerOptions(ctx, workDir),
         state: variant.state,
         redisNodes: [`127.0.0.1:${ctx.redisPort}`],
         dnsbl: ctx.dns.address,
         groupCommit: variant.groupCommit,
-      });
+      };
+      const replicas = variant.replicas ?? 1;
+      return replicas === 1 ? startSluice(options) : startSluiceReplicas(options, replicas);
     },
     ...(prepare ? { prepare } : {}),
   };
@@ -127,6 +131,7 @@ const FULL = { state: 'redis', groupCommit: true } as const;
 const systems = {
   ceiling: { key: 'ceiling', label: 'client → sink (ceiling)' } satisfies SystemSpec,
   sluice: sluice('sluice', 'Sluice', FULL),
+  sluicePods: sluice(PODS, 'Sluice ×2 (two pods sharing Redis)', { ...FULL, replicas: 2 }),
   sluiceMemory: sluice('sluice-memory', 'Sluice, in-memory state', { state: 'memory', groupCommit: true }),
   sluiceNoGroupCommit: sluice('sluice-no-gc', 'Sluice, group commit off', {
     state: 'redis',
@@ -152,11 +157,13 @@ export interface Group {
   systems: SystemSpec[];
 }
 const peers = [systems.sluice, systems.haraka, systems.postfix];
+// Sluice scales out by pods; two processes sharing Redis is what two pods on this box are
+const peersAndPods = [systems.sluice, systems.sluicePods, systems.haraka, systems.postfix];
 const groups: Group[] = [
-  { title: 'Small messages', workload: workloads.small, systems: [systems.ceiling, ...peers] },
+  { title: 'Small messages', workload: workloads.small, systems: [systems.ceiling, ...peersAndPods] },
   { title: 'Small messages, no pipelining', workload: workloads.smallNoPipe, systems: peers },
-  { title: 'Small messages over STARTTLS', workload: workloads.smallTls, systems: peers },
-  { title: 'Medium messages', workload: workloads.medium, systems: [systems.ceiling, ...peers] },
+  { title: 'Small messages over STARTTLS', workload: workloads.smallTls, systems: peersAndPods },
+  { title: 'Medium messages', workload: workloads.medium, systems: [systems.ceiling, ...peersAndPods] },
   { title: 'Large messages (memory watched)', workload: workloads.large, systems: peers },
   {
     title: 'Sluice: Redis vs in-memory state',

@@ -15,6 +15,8 @@ export interface SmtpReply {
 
 export interface LoadOptions {
   port: number;
+  /** Several instances of one system (as pods behind a Service): connection w goes to ports[w % n]. */
+  ports?: number[];
   host?: string;
   /** Concurrent connections (workers). */
   connections: number;
@@ -304,8 +306,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 
   const runConnection = async (worker: number, index: number): Promise<void> => {
     const opened = performance.now();
+    const ports = options.ports ?? [options.port];
     const c = await SmtpConnection.connect(
-      options.port,
+      ports[worker % ports.length] ?? options.port,
       host,
       options.localAddress?.(worker, index),
       idleTimeoutMs,

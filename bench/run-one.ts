@@ -159,9 +159,11 @@ export async function runOne(
   try {
     peer = await system.start?.(ctx, workDir);
     const port = peer?.port ?? ctx.sink.port;
+    const ports = peer?.ports ? { ports: peer.ports } : {};
     // warm-up: JIT, password cache, pooled downstream connections; not measured
     const warm = await runLoad({
       port,
+      ...ports,
       connections: 2,
       messagesPerConnection: 5,
       recipients: 3,
@@ -187,6 +189,7 @@ export async function runOne(
 
     const result = await runLoad({
       port,
+      ...ports,
       connections: workload.connections,
       messagesPerConnection: workload.messages,
       connectionsPerWorker: workload.connectionsPerWorker ?? 1,

@@ -18,6 +18,8 @@ export interface RunningPeer {
   name: string;
   /** Submission port on 127.0.0.1: STARTTLS offered, AUTH PLAIN allowed without it. */
   port: number;
+  /** Every instance's port when the system runs as several (port is the first). */
+  ports?: number[];
   /** The processes whose memory and CPU count for this system. */
   pids(): number[];
   stop(): Promise<void>;

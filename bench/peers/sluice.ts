@@ -1,6 +1,6 @@
 // Sluice as the harness runs it: `node relay/src/main.ts --config <generated>`, a separate
 // process like the peers, with its ports read back from its `started` log line.
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashPassword } from '../../relay/src/auth/password.ts';
@@ -126,6 +126,39 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
         if (match?.[1] === name) out.push({ labels: match[2] ?? '', value: Number(match[3]) });
       }
       return out;
+    },
+  };
+}
+
+/**
+ * n instances sharing one Redis, each with its own spool: what n relay pods behind a
+ * Kubernetes Service are (the load generator spreads connections over them as the
+ * Service would). Metrics are summed over the instances.
+ */
+export async function startSluiceReplicas(options: SluiceOptions, n: number): Promise<RunningSluice> {
+  const instances: RunningSluice[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const workDir = join(options.workDir, `pod-${i}`);
+      await mkdir(workDir);
+      instances.push(await startSluice({ ...options, workDir }));
+    }
+  } catch (err: unknown) {
+    await Promise.all(instances.map((s) => s.stop()));
+    throw err;
+  }
+  const first = instances[0] as RunningSluice;
+  return {
+    name: `Sluice ×${n}`,
+    port: first.port,
+    ports: instances.map((s) => s.port),
+    adminPort: first.adminPort,
+    pids: () => instances.flatMap((s) => s.pids()),
+    stop: async () => {
+      await Promise.all(instances.map((s) => s.stop()));
+    },
+    async metric(name) {
+      return (await Promise.all(instances.map((s) => s.metric(name)))).flat();
     },
   };
 }
