@@ -87,6 +87,53 @@ describe('two relays sharing one Redis', () => {
     }
   });
 
+  it('cost one round trip per message in a session, and still hold the limit another relay used up', async () => {
+    const config = sharedConfig(redis, 'credit', {
+      rateLimits: {
+        perUser: [
+          { what: 'messages', limit: 5, windowSeconds: 3600 },
+          { what: 'recipients', limit: 1000, windowSeconds: 86400 },
+        ],
+      },
+    });
+    const a = await startTestRelay({ config });
+    const b = await startTestRelay({ config });
+    const consumes = async () => {
+      const ops = await a.relay.metrics.registry.getSingleMetric('sluice_state_operations_total')?.get();
+      return ops?.values.find((v) => v.labels.op === 'consume')?.value ?? 0;
+    };
+    try {
+      const c = await RawSmtpClient.connect(a.port('plain'));
+      await c.greeting();
+      await c.ehlo();
+      await c.authPlain('alice', PASSWORD);
+      const body = 'Subject: s\r\n\r\nx\r\n';
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await c.sendRaw('alice@example.com', ['bob@example.net'], body)).at(-1)?.code, 250);
+      }
+      // the first MAIL FROM asks Redis; after that, one consume at the end of each DATA
+      // counts message and recipients together (it was two per message: MAIL and DATA)
+      assert.equal(await consumes(), 4);
+      // meanwhile the other relay uses up the rest of the hour's limit
+      assert.equal((await send(b)).at(-1), 250);
+      assert.equal((await send(b)).at(-1), 250);
+      // this session still believes two are left: MAIL passes, the count at DATA refuses
+      const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], body);
+      assert.deepEqual(
+        replies.map((r) => r.code),
+        [250, 250, 354, 451],
+      );
+      assert.match(replies.at(-1)?.text ?? '', /^4\.7\.1 Rate limit reached: 5 messages per hour/);
+      // and the next MAIL FROM asks Redis again, and is refused there
+      assert.equal((await c.command('MAIL FROM:<alice@example.com>')).code, 451);
+      await c.quit();
+      assert.equal(a.logs.events('accepted').length, 3, 'nothing past the limit was queued');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('count recipients across relays and refuse the RCPT past the allowance', async () => {
     const config = sharedConfig(redis, 'rcpt', {
       rateLimits: { perUser: [{ what: 'recipients', limit: 3, windowSeconds: 86400 }] },

@@ -74,3 +74,20 @@ export function waitText(ms: number): string {
   if (s < 7200) return `${Math.ceil(s / 60)} min`;
   return `${Math.ceil(s / 3600)} h`;
 }
+
+/**
+ * At end of DATA when MAIL FROM was allowed from what the session already knew of its
+ * limits (SharedChecks' credit): the message and its recipients, counted in one consume.
+ */
+export function messageAndRecipientRules(
+  config: RelayConfig,
+  user: UserRecord,
+  clientIp: string,
+  recipients: number,
+): ScopedRule[] {
+  return applicable(config, user).flatMap(([scope, limits]) =>
+    rules(scope, scope === 'user' ? user.username : clientIp, limits, (l) =>
+      l.what === 'messages' ? 1 : recipients,
+    ),
+  );
+}

@@ -6,7 +6,14 @@ import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import { type StateStore, StateUnavailableError } from '../state/store.ts';
-import { mailRules, recipientRules, type ScopedRule, waitText, windowName } from './rate-rules.ts';
+import {
+  mailRules,
+  messageAndRecipientRules,
+  recipientRules,
+  type ScopedRule,
+  waitText,
+  windowName,
+} from './rate-rules.ts';
 
 export type CheckOutcome =
   | { kind: 'ok' }
@@ -18,6 +25,39 @@ export interface MailAllowance {
   outcome: CheckOutcome;
   /** Recipients this message may still have under every recipient limit. */
   recipients: number;
+  /** False when the message was not counted at MAIL FROM: consumeRecipients counts it. */
+  counted: boolean;
+  /** What the store said is left after this message (message limits; recipients as read). */
+  credit?: Credit;
+}
+
+/**
+ * What a session's last rate-limit consume said is left: messages under its tightest
+ * message limit, recipients under its tightest recipient limit. Usage only goes down as
+ * windows move on, so it can only understate what is left, except for what other
+ * sessions (other pods) use meanwhile; the next consume is atomic and catches that.
+ */
+export interface Credit {
+  messages: number;
+  recipients: number;
+}
+
+export interface RecipientsOutcome {
+  outcome: CheckOutcome;
+  /** For the session's next MAIL FROM; undefined when it must ask the store. */
+  credit?: Credit;
+}
+
+/** The smallest remaining count among the rules of one kind (Infinity when there are none). */
+function left(
+  rules: readonly ScopedRule[],
+  remaining: readonly number[],
+  what: 'messages' | 'recipients',
+): number {
+  return Math.min(
+    Number.POSITIVE_INFINITY,
+    ...rules.flatMap((r, i) => (r.limitSpec.what === what ? [remaining[i] ?? 0] : [])),
+  );
 }
 
 export interface DnsblSource {
@@ -138,34 +178,61 @@ export class SharedChecks {
     }
   }
 
-  /** At MAIL FROM: one message against every message limit, and the recipient allowance. */
-  async allowMail(user: UserRecord, ip: string): Promise<MailAllowance> {
+  /**
+   * At MAIL FROM: one message against every message limit, and the recipient allowance.
+   * With a credit that still has room for a message, no store call: the message is then
+   * counted at the end of DATA together with its recipients (one round trip a message).
+   */
+  async allowMail(user: UserRecord, ip: string, credit?: Credit): Promise<MailAllowance> {
     const rules = mailRules(this.#config(), user, ip);
-    if (rules.length === 0) return { outcome: { kind: 'ok' }, recipients: Number.POSITIVE_INFINITY };
+    if (rules.length === 0) {
+      return { outcome: { kind: 'ok' }, recipients: Number.POSITIVE_INFINITY, counted: true };
+    }
+    if (credit && credit.messages >= 1) {
+      return { outcome: { kind: 'ok' }, recipients: credit.recipients, counted: false };
+    }
     try {
       const decision = await this.#call('consume', () => this.#store.consume(rules, this.#now()));
-      const recipients = Math.min(
-        Number.POSITIVE_INFINITY,
-        ...rules.flatMap((r, i) => (r.limitSpec.what === 'recipients' ? [decision.remaining[i] ?? 0] : [])),
-      );
-      if (decision.allowed) return { outcome: { kind: 'ok' }, recipients };
-      return { outcome: this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs), recipients: 0 };
+      const recipients = left(rules, decision.remaining, 'recipients');
+      if (!decision.allowed) {
+        const outcome = this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs);
+        return { outcome, recipients: 0, counted: true };
+      }
+      const messages = left(rules, decision.remaining, 'messages');
+      return { outcome: { kind: 'ok' }, recipients, counted: true, credit: { messages, recipients } };
     } catch (err: unknown) {
-      return { outcome: this.#unavailable(err), recipients: 0 };
+      return { outcome: this.#unavailable(err), recipients: 0, counted: true };
     }
   }
 
-  /** At end of DATA: the message's recipients against every recipient limit. */
-  async consumeRecipients(user: UserRecord, ip: string, count: number): Promise<CheckOutcome> {
-    const rules = recipientRules(this.#config(), user, ip, count);
-    if (rules.length === 0) return { kind: 'ok' };
+  /**
+   * At end of DATA: the message's recipients against every recipient limit, and the
+   * message itself when MAIL FROM did not count it. Returns the session's new credit.
+   */
+  async consumeRecipients(
+    user: UserRecord,
+    ip: string,
+    count: number,
+    mail: Pick<MailAllowance, 'counted' | 'credit'> = { counted: true },
+  ): Promise<RecipientsOutcome> {
+    const config = this.#config();
+    const rules = mail.counted
+      ? recipientRules(config, user, ip, count)
+      : messageAndRecipientRules(config, user, ip, count);
+    if (rules.length === 0)
+      return { outcome: { kind: 'ok' }, ...(mail.credit ? { credit: mail.credit } : {}) };
     try {
       const decision = await this.#call('consume', () => this.#store.consume(rules, this.#now()));
-      return decision.allowed
-        ? { kind: 'ok' }
-        : this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs);
+      if (!decision.allowed) {
+        return { outcome: this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs) };
+      }
+      const recipients = left(rules, decision.remaining, 'recipients');
+      const messages = mail.counted
+        ? (mail.credit?.messages ?? 0)
+        : left(rules, decision.remaining, 'messages');
+      return { outcome: { kind: 'ok' }, credit: { messages, recipients } };
     } catch (err: unknown) {
-      return this.#unavailable(err);
+      return { outcome: this.#unavailable(err) };
     }
   }
 

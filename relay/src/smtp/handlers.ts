@@ -16,7 +16,7 @@ import type { RelayMetrics } from '../observability/metrics.ts';
 import { ATTR, inSpan, startSpan, type Tracer, traced } from '../observability/spans.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
-import type { CheckOutcome, SharedChecks } from '../policy/shared-checks.ts';
+import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared-checks.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
 import { receiveMessage } from './receive-message.ts';
@@ -360,7 +360,13 @@ export class SmtpHandlers {
     }
     this.#mailChecks(state, user).then(
       (allowance) => {
-        state.tx = { sender, recipients: [], dropped: 0, allowance };
+        state.tx = {
+          sender,
+          recipients: [],
+          dropped: 0,
+          allowance: allowance.recipients,
+          mail: { counted: allowance.counted, ...(allowance.credit ? { credit: allowance.credit } : {}) },
+        };
         callback();
       },
       (err: Error) => refused(err),
@@ -368,7 +374,7 @@ export class SmtpHandlers {
   };
 
   /** DNSBL verdict from AUTH (checkAt: auth) and the message rate limits; the recipient allowance. */
-  async #mailChecks(state: ConnectionState, user: UserRecord): Promise<number> {
+  async #mailChecks(state: ConnectionState, user: UserRecord): Promise<MailAllowance> {
     if (state.dnsbl) {
       const refusal = this.#dnsblRefusal(state, await state.dnsbl, 'mail');
       if (refusal) throw refusal;
@@ -378,12 +384,14 @@ export class SmtpHandlers {
       'ratelimit.check',
       state.txSpan,
       { [ATTR.stage]: 'mail' },
-      () => this.#rt.checks.allowMail(user, state.clientIp),
+      () => this.#rt.checks.allowMail(user, state.clientIp, state.credit),
       (a) => describeCheck(a.outcome),
     );
+    // the credit is spent on this message; the end of DATA gives the next one
+    state.credit = undefined;
     const refusal = this.checkRefusal(state, 'mail', allowed.outcome);
     if (refusal) throw refusal;
-    return allowed.recipients;
+    return allowed;
   }
 
   onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {

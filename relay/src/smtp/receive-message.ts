@@ -144,10 +144,11 @@ export async function receiveMessage(options: {
         'ratelimit.check',
         state.txSpan,
         { [ATTR.stage]: 'data', [ATTR.recipients]: tx.recipients.length },
-        () => rt.checks.consumeRecipients(user, state.clientIp, tx.recipients.length),
-        describeCheck,
+        () => rt.checks.consumeRecipients(user, state.clientIp, tx.recipients.length, tx.mail),
+        (r) => describeCheck(r.outcome),
       );
-      const refusal = handlers.checkRefusal(state, 'data', counted);
+      state.credit = counted.credit;
+      const refusal = handlers.checkRefusal(state, 'data', counted.outcome);
       if (refusal) {
         await writer.abort();
         rt.metrics.messagesTotal.inc({ result: 'tempfail', reason: refusal.reason });

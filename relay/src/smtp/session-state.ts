@@ -4,6 +4,7 @@ import type { UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Span } from '../observability/spans.ts';
+import type { MailAllowance } from '../policy/shared-checks.ts';
 
 export interface TransactionState {
   sender: string;
@@ -13,6 +14,8 @@ export interface TransactionState {
   dropped: number;
   /** Recipients the rate limits still allow for this message (read at MAIL FROM). */
   allowance: number;
+  /** Whether MAIL FROM counted the message, and what the store said was left then. */
+  mail: Pick<MailAllowance, 'counted' | 'credit'>;
 }
 
 export interface ConnectionState {
@@ -30,6 +33,8 @@ export interface ConnectionState {
   /** Tags from DNSBL zones with action tag, carried into the envelope. */
   tags: string[];
   user?: UserRecord;
+  /** What the last rate-limit consume said is left (lets MAIL FROM skip the store). */
+  credit?: MailAllowance['credit'];
   tx?: TransactionState;
   messages: number;
   rejections: number;
