@@ -31,10 +31,10 @@ const erin: TestUser = { name: 'erin', username: 'erin', password: 'erin-e2e-Pa5
 const LATER = 'later.example';
 const QUEUED = /^250 2\.0\.0 Ok: queued as (\S+)/;
 
-/** Queue ids in a spool directory (queue/<id>.json is the commit point). */
+/** Queue ids in a spool directory (queue/<id>.msg is the message; its rename the commit point). */
 async function queued(spoolDir: string): Promise<string[]> {
   const files = await readdir(join(spoolDir, 'queue')).catch(() => []);
-  return files.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length));
+  return files.filter((f) => f.endsWith('.msg')).map((f) => f.slice(0, -'.msg'.length));
 }
 
 describe('scaling in drains the removed replica', { timeout: 400_000 }, () => {

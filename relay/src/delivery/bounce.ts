@@ -24,7 +24,7 @@ export function createDsnEnqueuer(options: {
       envelope,
       recipients: request.recipients,
       action: request.action,
-      originalHeaders: await readHeaderBlock(request.bodyPath),
+      originalHeaders: await readHeaderBlock(request.bodyPath, undefined, envelope.size),
       now: new Date(now()),
       messageId: `<${queueId}.dsn@${host}>`,
     });

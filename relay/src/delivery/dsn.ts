@@ -122,6 +122,8 @@ export function buildDsn(options: DsnOptions): Buffer {
 export async function readHeaderBlock(
   bodyPath: string,
   maxBytes: number = DEFAULT_HEADER_BLOCK_BYTES,
+  /** Where the message ends in the file (a spool file holds its envelope after it). */
+  bodyBytes: number = Number.POSITIVE_INFINITY,
 ): Promise<Buffer> {
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
     throw new RangeError(`readHeaderBlock: maxBytes must be a positive integer, not ${maxBytes}`);
@@ -131,13 +133,9 @@ export async function readHeaderBlock(
     const buffer = Buffer.alloc(maxBytes);
     let length = 0;
     while (length < maxBytes) {
-      const { bytesRead } = await handle.read(
-        buffer,
-        length,
-        Math.min(READ_CHUNK, maxBytes - length),
-        length,
-      );
-      if (bytesRead === 0) return Buffer.from(buffer.subarray(0, length)); // the file is all header
+      const want = Math.min(READ_CHUNK, maxBytes - length, bodyBytes - length);
+      const { bytesRead } = want > 0 ? await handle.read(buffer, length, want, length) : { bytesRead: 0 };
+      if (bytesRead === 0) return Buffer.from(buffer.subarray(0, length)); // the message is all header
       const searchFrom = Math.max(0, length - 2);
       length += bytesRead;
       const end = headerEnd(buffer.subarray(0, length), searchFrom);

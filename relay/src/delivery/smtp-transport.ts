@@ -168,7 +168,11 @@ export class SmtpTransport implements Transport {
     let body: FileHandle | Buffer;
     try {
       // a small message is read at once, synchronously (see spool/files.ts); a large one streams
-      body = job.size <= SMALL_WRITE_BYTES ? readFileSync(job.bodyPath) : await open(job.bodyPath, 'r');
+      // the file holds the message's envelope after its job.size bytes
+      body =
+        job.size <= SMALL_WRITE_BYTES
+          ? readFileSync(job.bodyPath).subarray(0, job.size)
+          : await open(job.bodyPath, 'r');
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot read the spooled message');
       return fail(
@@ -183,7 +187,12 @@ export class SmtpTransport implements Transport {
       try {
         const stream = Buffer.isBuffer(body)
           ? Readable.from([body], { objectMode: false })
-          : body.createReadStream({ autoClose: false, start: 0, highWaterMark: READ_CHUNK_BYTES });
+          : body.createReadStream({
+              autoClose: false,
+              start: 0,
+              end: job.size - 1,
+              highWaterMark: READ_CHUNK_BYTES,
+            });
         sent = await session.send(job, stream);
       } finally {
         this.#pool.release(route.key, session, sent !== undefined && session.clean);

@@ -2,10 +2,9 @@
 // recipients and bytes of accepted mail, an AUTH failure, a blocked attachment, and TLS
 // connections by listener and protocol version (STARTTLS and implicit TLS).
 import assert from 'node:assert/strict';
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
+import { readSpooled } from '../spool/message-file.ts';
 import { PASSWORD, RawSmtpClient, startTestRelay, type TestRelay, waitFor } from '../testing/index.ts';
 import { type Scrape, scrapeMetrics } from '../testing/metrics-scrape.ts';
 
@@ -63,7 +62,7 @@ describe('counters after real SMTP traffic', () => {
     await client.quit();
     // what the spool holds, with the Received header the relay added
     let bytes = 0;
-    for (const id of ids) bytes += (await stat(join(relay.relay.spool.queueDir, `${id}.eml`))).size;
+    for (const id of ids) bytes += (await readSpooled(relay.relay.spool.queueDir, id)).body.length;
     await waitFor(
       async () => (await scrape()).value('sluice_smtp_connections_open', { listener: 'submission' }) === 0,
       'the connection is closed',

@@ -2,11 +2,11 @@
 // relay Service) over SMTP with an internal credential, and removes each message only
 // after the peer acknowledged it with 250. Whatever cannot be handed on stays in the
 // spool and is delivered when this pod starts again: nothing is dropped.
-import { createReadStream } from 'node:fs';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { RelayConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { messageStream } from '../spool/message-file.ts';
 
 export type HandoffConfig = NonNullable<RelayConfig['drain']['handoff']>;
 
@@ -66,7 +66,7 @@ export async function handOff(options: {
       const info = await call<SMTPConnection.SentMessageInfo>((cb) =>
         connection.send(
           { from: envelope.sender, to: recipients },
-          createReadStream(queue.bodyPath(queueId)),
+          messageStream(queue.bodyPath(queueId), envelope.size),
           cb,
         ),
       );

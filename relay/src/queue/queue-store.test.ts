@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -59,7 +59,9 @@ describe('QueueStore', () => {
     await store.update({ ...envelope(id), attempts: 3 });
     assert.equal(JSON.parse(await readFile(join(spool.queueDir, `${id}.json`), 'utf8')).attempts, 3);
     assert.ok(spool.committer.fsyncs > before, 'the rename is made durable');
-    assert.deepEqual((await readdir(spool.queueDir)).sort(), [`${id}.eml`, `${id}.json`]);
+    // the newer envelope sits beside the message file and wins over the one inside it
+    assert.deepEqual((await readdir(spool.queueDir)).sort(), [`${id}.json`, `${id}.msg`]);
+    assert.equal((await store.scan())[0]?.attempts, 3);
   });
 
   it('writes concurrent updates of one message in call order', async () => {
@@ -91,17 +93,21 @@ describe('QueueStore', () => {
     // and the next update goes through over the leftover
     await store2.update({ ...envelope(id), attempts: 2 });
     assert.equal((await store2.scan())[0]?.attempts, 2);
-    assert.deepEqual((await readdir(restarted.queueDir)).sort(), [`${id}.eml`, `${id}.json`]);
+    assert.deepEqual((await readdir(restarted.queueDir)).sort(), [`${id}.json`, `${id}.msg`]);
   });
 
-  it('moves a corrupt envelope and its body to corrupt/ and logs it', async () => {
+  it('moves a corrupt envelope and its message to corrupt/ and logs it', async () => {
     const { spool, store, lines, commit } = await setup('corrupt');
     const good = newQueueId(1_000);
     const bad = newQueueId(2_000);
     const wrongShape = newQueueId(3_000);
+    const truncated = newQueueId(4_000);
     await commit(good);
     await commit(bad);
     await commit(wrongShape);
+    await commit(truncated);
+    // a message file cut short has no envelope footer left
+    await truncate(join(spool.queueDir, `${truncated}.msg`), 10);
     await writeFile(join(spool.queueDir, `${bad}.json`), '{"version":1,"queu');
     await writeFile(
       join(spool.queueDir, `${wrongShape}.json`),
@@ -113,14 +119,15 @@ describe('QueueStore', () => {
       [good],
     );
     assert.deepEqual((await readdir(join(spool.dir, 'corrupt'))).sort(), [
-      `${bad}.eml`,
       `${bad}.json`,
-      `${wrongShape}.eml`,
+      `${bad}.msg`,
       `${wrongShape}.json`,
+      `${wrongShape}.msg`,
+      `${truncated}.msg`,
     ]);
     assert.deepEqual(await spool.list(), [good]);
     const logged = lines.filter((l) => l.event === 'queue_corrupt').map((l) => l.queueId);
-    assert.deepEqual(logged, [bad, wrongShape]);
+    assert.deepEqual(logged, [bad, wrongShape, truncated]);
   });
 
   it('removes the envelope and the body', async () => {
@@ -131,6 +138,21 @@ describe('QueueStore', () => {
     await store.remove(id);
     assert.deepEqual(await readdir(spool.queueDir), []);
     assert.deepEqual(await store.scan(), []);
+    assert.equal(store.bodyPath(id), join(spool.queueDir, `${id}.msg`));
+  });
+
+  it('reads, updates and removes a message spooled in the older two-file layout', async () => {
+    const { spool, store } = await setup('legacy');
+    const id = newQueueId();
+    await writeFile(join(spool.queueDir, `${id}.eml`), 'Subject: old\r\n\r\nbody\r\n');
+    await writeFile(join(spool.queueDir, `${id}.json`), JSON.stringify({ ...envelope(id), size: 1 }));
+    const [scanned] = await store.scan();
+    assert.equal(scanned?.queueId, id);
+    assert.equal(scanned?.size, 22, 'the size is the body file');
     assert.equal(store.bodyPath(id), join(spool.queueDir, `${id}.eml`));
+    await store.update({ ...envelope(id), attempts: 1 });
+    assert.deepEqual((await readdir(spool.queueDir)).sort(), [`${id}.eml`, `${id}.json`]);
+    await store.remove(id);
+    assert.deepEqual(await readdir(spool.queueDir), []);
   });
 });

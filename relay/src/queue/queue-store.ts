@@ -1,15 +1,18 @@
-// Persistence of envelope updates after delivery attempts. An update writes <id>.json.tmp,
-// flushes it and renames it over <id>.json, so a crash leaves the old or the new envelope,
-// never a torn one; a failed write removes its .tmp, and Spool.init() removes what a crash
-// left. Removal deletes the envelope first (the commit point), then the body;
-// Spool.init() removes a body whose envelope is gone.
+// The queue on disk after commit (layout: spool/message-file.ts). An envelope update
+// after a delivery attempt writes <id>.json.tmp, flushes it and renames it over
+// <id>.json, so a crash leaves the old or the new envelope, never a torn one; a failed
+// write removes its .tmp, and Spool.init() removes what a crash left. Removal deletes
+// the message file first (the commit point), then any envelope beside it; Spool.init()
+// removes an envelope left beside no message. A message of the older two-file layout is
+// removed envelope first, then body, as that layout was written.
 import { closeSync, openSync, renameSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { fsyncFd, unlinkIfThere, unlinkLater, writeAllSync } from '../spool/files.ts';
 import type { GroupCommitter } from '../spool/group-commit.ts';
+import { ENVELOPE, LEGACY_BODY, MESSAGE, readTrailer, TrailerError } from '../spool/message-file.ts';
 import type { Spool } from '../spool/spool.ts';
 
 export interface QueueStoreOptions {
@@ -20,8 +23,6 @@ export interface QueueStoreOptions {
   fsync: boolean;
   logger: Logger;
 }
-
-const ENVELOPE = '.json';
 
 /** Enough shape to deliver from; anything else is treated as corrupt. */
 function isEnvelope(value: unknown, queueId: string): value is SpooledEnvelope {
@@ -45,6 +46,10 @@ export class QueueStore {
   readonly #logger: Logger;
   /** The last write of each message, so writes of one message happen in call order. */
   readonly #tails = new Map<string, Promise<void>>();
+  /** Messages of the older layout (<id>.eml and <id>.json), found by scan(). */
+  readonly #legacy = new Set<string>();
+  /** Messages with an envelope written beside them (<id>.json). */
+  readonly #beside = new Set<string>();
 
   constructor(options: QueueStoreOptions) {
     this.#spool = options.spool;
@@ -53,9 +58,9 @@ export class QueueStore {
     this.#logger = options.logger;
   }
 
-  /** Where a message's body is. */
+  /** Where a message is: its first envelope.size bytes. */
   bodyPath(queueId: string): string {
-    return join(this.#spool.queueDir, `${queueId}.eml`);
+    return join(this.#spool.queueDir, `${queueId}${this.#legacy.has(queueId) ? LEGACY_BODY : MESSAGE}`);
   }
 
   #envelopePath(queueId: string): string {
@@ -64,39 +69,66 @@ export class QueueStore {
 
   /** Every envelope in the queue, oldest first; corrupt ones are moved to <spoolDir>/corrupt/. */
   async scan(): Promise<SpooledEnvelope[]> {
-    const names = (await readdir(this.#spool.queueDir)).filter((n) => n.endsWith(ENVELOPE)).sort();
+    const dir = this.#spool.queueDir;
+    const names = new Set(await readdir(dir));
     const envelopes: SpooledEnvelope[] = [];
-    for (const name of names) {
-      const queueId = name.slice(0, -ENVELOPE.length);
-      let text: string;
+    for (const queueId of await this.#spool.list()) {
+      let found: { envelope: unknown; bodyBytes: number } | undefined;
       try {
-        text = await readFile(join(this.#spool.queueDir, name), 'utf8');
+        found = await this.#read(queueId, names);
       } catch (err: unknown) {
         // removed since the listing (delivered meanwhile): not an error
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw err;
+        if (!(err instanceof TrailerError)) throw err;
       }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
+      if (found && isEnvelope(found.envelope, queueId)) {
+        // the file says how long the message is
+        envelopes.push({ ...found.envelope, size: found.bodyBytes });
+      } else {
+        await this.#quarantine(queueId);
       }
-      if (isEnvelope(parsed, queueId)) envelopes.push(parsed);
-      else await this.#quarantine(queueId);
     }
     return envelopes;
+  }
+
+  /** A message's current envelope: beside it if updated, else in its file (or the older layout's). */
+  async #read(
+    queueId: string,
+    names: ReadonlySet<string>,
+  ): Promise<{ envelope: unknown; bodyBytes: number }> {
+    const dir = this.#spool.queueDir;
+    const parse = (text: string): unknown => {
+      try {
+        return JSON.parse(text);
+      } catch {
+        return undefined;
+      }
+    };
+    if (!names.has(`${queueId}${MESSAGE}`)) {
+      this.#legacy.add(queueId);
+      const envelope = parse(await readFile(join(dir, `${queueId}${ENVELOPE}`), 'utf8'));
+      return { envelope, bodyBytes: (await stat(join(dir, `${queueId}${LEGACY_BODY}`))).size };
+    }
+    const inFile = await readTrailer(join(dir, `${queueId}${MESSAGE}`));
+    if (!names.has(`${queueId}${ENVELOPE}`)) return inFile;
+    this.#beside.add(queueId);
+    return {
+      envelope: parse(await readFile(join(dir, `${queueId}${ENVELOPE}`), 'utf8')),
+      bodyBytes: inFile.bodyBytes,
+    };
   }
 
   async #quarantine(queueId: string): Promise<void> {
     const corruptDir = join(this.#spool.dir, 'corrupt');
     await mkdir(corruptDir, { recursive: true });
-    // the body goes too: left alone, Spool.init() would delete it as an unfinished write
-    for (const name of [`${queueId}${ENVELOPE}`, `${queueId}.eml`]) {
+    // every file of the message goes: left alone, Spool.init() would delete a part of it
+    for (const name of [MESSAGE, ENVELOPE, LEGACY_BODY].map((ext) => `${queueId}${ext}`)) {
       await rename(join(this.#spool.queueDir, name), join(corruptDir, name)).catch((err: unknown) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       });
     }
+    this.#legacy.delete(queueId);
+    this.#beside.delete(queueId);
     this.#logger.error(
       { event: 'queue_corrupt', queueId, reason: 'corrupt_envelope', movedTo: corruptDir },
       'unreadable envelope moved out of the queue',
@@ -119,6 +151,7 @@ export class QueueStore {
           closeSync(fd);
         }
         renameSync(tmp, path);
+        this.#beside.add(queueId);
       } catch (err: unknown) {
         try {
           unlinkIfThere(tmp);
@@ -131,14 +164,18 @@ export class QueueStore {
     });
   }
 
-  /** Takes a message out of the queue: the envelope first (the commit point), then the body. */
+  /** Takes a message out of the queue, durably: a delivered message must not come back after a crash. */
   remove(queueId: string): Promise<void> {
     return this.#serial(queueId, async () => {
-      const path = this.#envelopePath(queueId);
-      await unlinkLater(path);
-      // durable removal: a message delivered must not come back after a crash and be sent twice
-      if (this.#fsync) await this.#committer.sync(this.#spool.queueDir);
-      await unlinkLater(this.bodyPath(queueId));
+      const dir = this.#spool.queueDir;
+      const legacy = this.#legacy.has(queueId);
+      // the commit point first: the message file (older layout: the envelope)
+      await unlinkLater(join(dir, `${queueId}${legacy ? ENVELOPE : MESSAGE}`));
+      if (this.#fsync) await this.#committer.sync(dir);
+      if (legacy) await unlinkLater(join(dir, `${queueId}${LEGACY_BODY}`));
+      else if (this.#beside.has(queueId)) await unlinkLater(this.#envelopePath(queueId));
+      this.#legacy.delete(queueId);
+      this.#beside.delete(queueId);
     });
   }
 

@@ -1,13 +1,12 @@
 // Test support for the queue: a fake clock, a fake transport and a manager wired to a real
 // spool in a temporary directory. The transport is a fake on purpose: these tests are about
 // the queue's bookkeeping; the real SMTP transports have their own tests against real peers.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { embeddedConfig } from '../config/defaults.ts';
 import type { RelayConfig } from '../config/schema.ts';
 import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '../delivery/types.ts';
 import { createLogger } from '../observability/logger.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { readSpooled } from '../spool/message-file.ts';
 import { Spool } from '../spool/spool.ts';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import { DeliveryManager, type DsnRequest } from './delivery-manager.ts';
@@ -181,7 +180,7 @@ export async function bootQueue(
     /** The envelope as it is on disk now, or undefined once the message is gone. */
     async onDisk(queueId: string): Promise<SpooledEnvelope | undefined> {
       try {
-        return JSON.parse(await readFile(join(spool.queueDir, `${queueId}.json`), 'utf8')) as SpooledEnvelope;
+        return (await readSpooled(spool.queueDir, queueId)).envelope as SpooledEnvelope;
       } catch {
         return undefined;
       }

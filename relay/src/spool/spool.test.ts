@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import type { SpooledEnvelope } from './envelope.ts';
+import { readSpooled, readTrailer } from './message-file.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
 import { Spool } from './spool.ts';
 
@@ -20,7 +21,7 @@ describe('Spool', () => {
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  it('commits body and envelope into queue/ and tells its listeners', async () => {
+  it('commits the message and its envelope as one file in queue/ and tells its listeners', async () => {
     const spool = new Spool({ dir: join(dir, 'a') });
     await spool.init();
     const seen: string[] = [];
@@ -28,9 +29,16 @@ describe('Spool', () => {
     const id = newQueueId();
     const writer = spool.createWriter(id);
     writer.end(Buffer.from('hello'));
-    const message = await writer.commit(envelope(id));
-    assert.equal(await readFile(message.bodyPath, 'utf8'), 'hello');
-    assert.equal((JSON.parse(await readFile(message.envelopePath, 'utf8')) as SpooledEnvelope).queueId, id);
+    const given = envelope(id);
+    const message = await writer.commit({ ...given, size: 999 });
+    assert.deepEqual(await readdir(spool.queueDir), [`${id}.msg`]);
+    const file = await readFile(message.bodyPath);
+    assert.equal(file.subarray(0, 5).toString(), 'hello', 'the message comes first');
+    const trailer = await readTrailer(message.bodyPath);
+    assert.equal(trailer.bodyBytes, 5);
+    // the spool sets the size from what was written, whatever the caller said
+    assert.deepEqual(trailer.envelope, { ...given, size: 5 });
+    assert.equal(message.envelope.size, 5);
     assert.deepEqual(await spool.list(), [id]);
     assert.deepEqual(seen, [id]);
     assert.deepEqual(await readdir(spool.incomingDir), []);
@@ -53,16 +61,27 @@ describe('Spool', () => {
     const w = spool.createWriter(kept);
     w.end('x');
     await w.commit(envelope(kept));
-    // what a crash can leave: a half-written incoming file, a body whose envelope never
-    // landed, and an envelope update that was never renamed into place
-    await writeFile(join(spool.incomingDir, 'HALF.1234.eml'), 'partial');
+    // a message of the older layout (body and envelope in two files) stays and is listed
+    const legacy = newQueueId(1_500);
+    await writeFile(join(spool.queueDir, `${legacy}.eml`), 'old body');
+    await writeFile(join(spool.queueDir, `${legacy}.json`), JSON.stringify(envelope(legacy)));
+    // what a crash can leave: a half-written incoming file, a body of the older layout
+    // whose envelope never landed, an envelope update never renamed into place, and an
+    // envelope beside no message (its message was being removed)
+    await writeFile(join(spool.incomingDir, `${newQueueId(1_800)}.msg`), 'partial');
     await writeFile(join(spool.queueDir, `${newQueueId(2_000)}.eml`), 'orphan');
     await writeFile(join(spool.queueDir, `${kept}.json.tmp`), '{"torn":');
+    await writeFile(join(spool.queueDir, `${newQueueId(2_500)}.json`), JSON.stringify(envelope('x')));
     const restarted = new Spool({ dir: join(dir, 'c') });
     await restarted.init();
-    assert.deepEqual(await restarted.list(), [kept]);
-    assert.deepEqual((await readdir(restarted.queueDir)).sort(), [`${kept}.eml`, `${kept}.json`]);
+    assert.deepEqual(await restarted.list(), [kept, legacy]);
+    assert.deepEqual(
+      (await readdir(restarted.queueDir)).sort(),
+      [`${kept}.msg`, `${legacy}.eml`, `${legacy}.json`].sort(),
+    );
     assert.deepEqual(await readdir(restarted.incomingDir), []);
+    assert.equal((await readSpooled(restarted.queueDir, legacy)).body.toString(), 'old body');
+    assert.equal((await readSpooled(restarted.queueDir, kept)).body.toString(), 'x');
   });
 
   it('shares directory fsyncs between concurrent commits with group commit on', async () => {
@@ -78,7 +97,7 @@ describe('Spool', () => {
     );
     assert.deepEqual(await spool.list(), ids);
     for (const id of ids)
-      assert.equal(await readFile(join(spool.queueDir, `${id}.eml`), 'utf8'), `message ${id}`);
+      assert.equal((await readSpooled(spool.queueDir, id)).body.toString(), `message ${id}`);
     assert.equal(spool.committer.requests, 50);
     assert.ok(spool.committer.fsyncs <= 10, `${spool.committer.fsyncs} directory fsyncs for 50 commits`);
   });

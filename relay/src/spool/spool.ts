@@ -1,10 +1,9 @@
-// The spool is the queue: each accepted message is two files in queue/, the body
-// (<id>.eml) and its envelope (<id>.json). The envelope is written last and is the
-// commit point, so a directory scan rebuilds the queue after a crash: a body without
-// an envelope is an unfinished write and is removed, as is an envelope update (.json.tmp)
-// that a crash interrupted. Nothing is acknowledged with 250 before both files and the
-// directory entry are fsynced.
-import { closeSync, open, renameSync } from 'node:fs';
+// The spool is the queue: each accepted message is one file, queue/<id>.msg, the message
+// followed by its envelope (message-file.ts). It is written in incoming/ and renamed into
+// queue/ once complete and fsynced: the rename is the commit point, so a directory scan
+// rebuilds the queue after a crash, and whatever is in incoming/ is an unfinished write.
+// Nothing is acknowledged with 250 before the file and its directory entry are fsynced.
+import { open, renameSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -21,6 +20,7 @@ import {
   writeAllSync,
 } from './files.ts';
 import { GroupCommitter } from './group-commit.ts';
+import { ENVELOPE, envelopeTrailer, LEGACY_BODY, MESSAGE } from './message-file.ts';
 
 export interface SpoolOptions {
   dir: string;
@@ -34,9 +34,9 @@ export interface SpoolOptions {
 
 export interface SpooledMessage {
   queueId: string;
+  /** The message file; its first envelope.size bytes are the message. */
   bodyPath: string;
-  envelopePath: string;
-  /** The envelope as committed. */
+  /** The envelope as committed (size set to the bytes written). */
   envelope: SpooledEnvelope;
 }
 
@@ -73,22 +73,24 @@ export class Spool {
       await mkdir(this.incomingDir, { recursive: true });
       const names = new Set(await readdir(this.queueDir));
       for (const name of names) {
-        const unfinished =
-          (name.endsWith('.eml') && !names.has(`${name.slice(0, -4)}.json`)) || name.endsWith('.json.tmp');
-        if (unfinished) await rm(join(this.queueDir, name), { force: true });
+        if (unfinished(name, names)) await rm(join(this.queueDir, name), { force: true });
       }
     } catch (err: unknown) {
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot prepare spool directory ${this.dir}`, { cause: err });
     }
   }
 
-  /** The queue ids in the spool, oldest first. */
+  /** The queue ids in the spool, oldest first (both layouts). */
   async list(): Promise<string[]> {
-    const names = await readdir(this.queueDir);
-    return names
-      .filter((n) => n.endsWith('.json'))
-      .map((n) => n.slice(0, -5))
-      .sort();
+    const names = new Set(await readdir(this.queueDir));
+    const ids = [...names].flatMap((n) => {
+      if (n.endsWith(MESSAGE)) return [n.slice(0, -MESSAGE.length)];
+      const id = n.slice(0, -ENVELOPE.length);
+      return n.endsWith(ENVELOPE) && names.has(`${id}${LEGACY_BODY}`) && !names.has(`${id}${MESSAGE}`)
+        ? [id]
+        : [];
+    });
+    return ids.sort();
   }
 
   /** Called with every message once it is committed (the seam for delivery). */
@@ -131,7 +133,7 @@ export class SpoolWriter extends Writable {
     this.#fsync = fsync;
     this.#onCommitted = onCommitted;
     // queue ids are unique, and 'wx' would refuse a clash rather than overwrite
-    this.#tmpBody = join(spool.incomingDir, `${queueId}.eml`);
+    this.#tmpBody = join(spool.incomingDir, `${queueId}${MESSAGE}`);
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -195,40 +197,29 @@ export class SpoolWriter extends Writable {
     this.#fd = -1;
   }
 
-  /** Waits for the body to be written, then writes the envelope and moves both into the queue. */
+  /** Waits for the message to be written, appends the envelope and moves the file into the queue. */
   async commit(envelope: SpooledEnvelope): Promise<SpooledMessage> {
     if (this.#settled) throw new SluiceError('SLUICE_ERR_SPOOL', `message ${this.queueId} already settled`);
     this.#settled = true;
-    const bodyPath = join(this.#spool.queueDir, `${this.queueId}.eml`);
-    const envelopePath = join(this.#spool.queueDir, `${this.queueId}.json`);
-    const tmpEnvelope = `${this.#tmpBody.slice(0, -4)}.json`;
+    const bodyPath = join(this.#spool.queueDir, `${this.queueId}${MESSAGE}`);
+    let committed = envelope;
     try {
       if (!this.writableFinished) await finished(this);
-      // body and envelope are flushed side by side; both before either is renamed in
-      const flushed = await Promise.allSettled([
-        this.#syncBody(),
-        writeEnvelope(tmpEnvelope, envelope, this.#fsync),
-      ]);
-      for (const result of flushed) if (result.status === 'rejected') throw result.reason;
+      // the spool knows how long the message is: readers stop there, before the envelope
+      committed = { ...envelope, size: this.bytes };
+      writeAllSync(this.#fd, [envelopeTrailer(committed)]);
+      if (this.#fsync) await fsyncFd(this.#fd);
+      this.#close();
       renameSync(this.#tmpBody, bodyPath);
-      renameSync(tmpEnvelope, envelopePath);
       if (this.#fsync) await this.#spool.committer.sync(this.#spool.queueDir);
     } catch (err: unknown) {
       this.#close();
-      for (const path of [this.#tmpBody, tmpEnvelope, bodyPath]) unlinkIfThere(path);
+      for (const path of [this.#tmpBody, bodyPath]) unlinkIfThere(path);
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot commit message ${this.queueId}`, { cause: err });
     }
-    const message: SpooledMessage = { queueId: this.queueId, bodyPath, envelopePath, envelope };
+    const message: SpooledMessage = { queueId: this.queueId, bodyPath, envelope: committed };
     this.#onCommitted(message);
     return message;
-  }
-
-  async #syncBody(): Promise<void> {
-    try {
-      if (this.#fsync) await fsyncFd(this.#fd);
-    } finally {
-      this.#close();
-    }
   }
 
   /** Drops a message that will not be acknowledged; nothing of it stays on disk. */
@@ -243,14 +234,17 @@ export class SpoolWriter extends Writable {
   }
 }
 
-async function writeEnvelope(path: string, envelope: SpooledEnvelope, fsync: boolean): Promise<void> {
-  const fd = await new Promise<number>((resolve, reject) =>
-    open(path, 'wx', (err, fd) => (err ? reject(err) : resolve(fd))),
-  );
-  try {
-    writeAllSync(fd, [Buffer.from(JSON.stringify(envelope))]);
-    if (fsync) await fsyncFd(fd);
-  } finally {
-    closeSync(fd);
+/**
+ * What a crash can leave in queue/ that is no message: an envelope update never renamed
+ * into place, an envelope beside no message (its message was being removed), and a body
+ * of the older layout whose envelope never landed.
+ */
+function unfinished(name: string, names: ReadonlySet<string>): boolean {
+  if (name.endsWith(`${ENVELOPE}.tmp`)) return true;
+  if (name.endsWith(ENVELOPE)) {
+    const id = name.slice(0, -ENVELOPE.length);
+    return !names.has(`${id}${MESSAGE}`) && !names.has(`${id}${LEGACY_BODY}`);
   }
+  if (name.endsWith(LEGACY_BODY)) return !names.has(`${name.slice(0, -LEGACY_BODY.length)}${ENVELOPE}`);
+  return false;
 }

@@ -1,6 +1,6 @@
 // Starts a real relay in-process on port 0 for tests, with its logs captured as parsed
 // JSON lines, and a spool in a fresh temporary directory.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,6 +10,7 @@ import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
 import { Relay } from '../relay.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { readSpooled } from '../spool/message-file.ts';
 
 export const PASSWORD = 'correct horse battery staple';
 let passwordHash: Promise<string> | undefined;
@@ -101,10 +102,10 @@ export async function startTestRelay(
       const queueDir = relay.spool.queueDir;
       const ids = await relay.spool.list();
       return Promise.all(
-        ids.map(async (id) => ({
-          envelope: JSON.parse(await readFile(join(queueDir, `${id}.json`), 'utf8')) as SpooledEnvelope,
-          body: await readFile(join(queueDir, `${id}.eml`)),
-        })),
+        ids.map(async (id) => {
+          const { envelope, body } = await readSpooled(queueDir, id);
+          return { envelope: envelope as SpooledEnvelope, body };
+        }),
       );
     },
     close: async () => {

@@ -1,0 +1,89 @@
+// One spooled message is one file, queue/<id>.msg: the message as received, then its
+// envelope as JSON, then a fixed-size footer giving the envelope's length. One file
+// means one create, one fsync, one rename and one unlink per message (a body file and
+// an envelope file took twice each). After delivery attempts a newer envelope is kept
+// beside it in <id>.json (written to .json.tmp, fsynced, renamed), which wins over the
+// one in the file. Spools written before this layout hold <id>.eml (the body) and
+// <id>.json (the envelope); they are read and delivered as they are.
+import { createReadStream } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+
+export const MESSAGE = '.msg';
+/** The envelope beside a message: newer than its trailer, or the only one (older layout). */
+export const ENVELOPE = '.json';
+/** The body of a message spooled in the older two-file layout. */
+export const LEGACY_BODY = '.eml';
+
+const FOOTER_PREFIX = '\nSLUICE-ENVELOPE ';
+const LENGTH_DIGITS = 10;
+/** "\nSLUICE-ENVELOPE 0000000123\n" */
+export const FOOTER_BYTES = FOOTER_PREFIX.length + LENGTH_DIGITS + 1;
+
+/** What follows the body in a .msg file: the envelope and the footer. */
+export function envelopeTrailer(envelope: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(envelope));
+  const footer = `${FOOTER_PREFIX}${String(json.length).padStart(LENGTH_DIGITS, '0')}\n`;
+  return Buffer.concat([json, Buffer.from(footer, 'latin1')]);
+}
+
+export class TrailerError extends Error {}
+
+/** Reads the envelope at the end of a .msg file; the body is the bytes before it. */
+export async function readTrailer(path: string): Promise<{ envelope: unknown; bodyBytes: number }> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size < FOOTER_BYTES) throw new TrailerError(`${path}: too short for an envelope`);
+    const footer = Buffer.alloc(FOOTER_BYTES);
+    await handle.read(footer, 0, FOOTER_BYTES, size - FOOTER_BYTES);
+    const text = footer.toString('latin1');
+    const digits = text.slice(FOOTER_PREFIX.length, -1);
+    if (!text.startsWith(FOOTER_PREFIX) || !text.endsWith('\n') || !/^\d+$/.test(digits)) {
+      throw new TrailerError(`${path}: no envelope footer`);
+    }
+    const length = Number(digits);
+    const bodyBytes = size - FOOTER_BYTES - length;
+    if (bodyBytes < 0) throw new TrailerError(`${path}: envelope longer than the file`);
+    const json = Buffer.alloc(length);
+    await handle.read(json, 0, length, bodyBytes);
+    try {
+      return { envelope: JSON.parse(json.toString('utf8')), bodyBytes };
+    } catch {
+      throw new TrailerError(`${path}: envelope is not JSON`);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The message of a spool file (its first `bytes` bytes) as a stream. */
+export function messageStream(path: string, bytes: number): Readable {
+  return bytes > 0 ? createReadStream(path, { start: 0, end: bytes - 1 }) : Readable.from([]);
+}
+
+/**
+ * A spooled message as it is on disk now, in either layout: its current envelope (the
+ * one beside it if there is one) and its bytes. For tools and tests; delivery streams.
+ */
+export async function readSpooled(
+  queueDir: string,
+  queueId: string,
+): Promise<{ envelope: unknown; body: Buffer }> {
+  const beside = join(queueDir, `${queueId}${ENVELOPE}`);
+  const readBeside = async () => JSON.parse(await readFile(beside, 'utf8')) as unknown;
+  let file: Buffer;
+  try {
+    file = await readFile(join(queueDir, `${queueId}${MESSAGE}`));
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return { envelope: await readBeside(), body: await readFile(join(queueDir, `${queueId}${LEGACY_BODY}`)) };
+  }
+  const { envelope, bodyBytes } = await readTrailer(join(queueDir, `${queueId}${MESSAGE}`));
+  const current = await readBeside().catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return envelope;
+    throw err;
+  });
+  return { envelope: current, body: file.subarray(0, bodyBytes) };
+}
