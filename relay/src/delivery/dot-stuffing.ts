@@ -21,6 +21,11 @@ export class DotStuffer extends Transform {
   outByteCount = 0;
   /** The last byte of the previous chunk; -1 before the first. */
   #last = -1;
+  /**
+   * The latest encoded chunk, held until the next one comes or the end, so the end of
+   * data leaves in the same write as the last of the message (a small message: one write).
+   */
+  #held: Buffer | null = null;
 
   override _transform(chunk: Buffer | string, _encoding: BufferEncoding, done: TransformCallback): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
@@ -32,14 +37,16 @@ export class DotStuffer extends Transform {
     const out = stuff(buf, this.#last);
     this.#last = buf[buf.length - 1] ?? -1;
     this.outByteCount += out.length;
-    this.push(out);
+    if (this.#held) this.push(this.#held);
+    this.#held = out;
     done();
   }
 
   override _flush(done: TransformCallback): void {
-    const end = this.#last === LF ? '.\r\n' : this.#last === CR ? '\n.\r\n' : '\r\n.\r\n';
+    const end = Buffer.from(this.#last === LF ? '.\r\n' : this.#last === CR ? '\n.\r\n' : '\r\n.\r\n');
     this.outByteCount += end.length;
-    this.push(Buffer.from(end));
+    this.push(this.#held ? Buffer.concat([this.#held, end]) : end);
+    this.#held = null;
     done();
   }
 }
