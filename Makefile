@@ -57,6 +57,8 @@ bench: install ## Benchmarks (not part of make test), Sluice vs Haraka and Postf
 	node bench/shared-state.bench.ts
 	node bench/compare.bench.ts
 	node bench/profile.bench.ts
+	node bench/profile.bench.ts --medium
+	node bench/syscalls.bench.ts
 
 clean: ## Remove the local spool and generated state
 	rm -rf var

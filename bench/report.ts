@@ -292,7 +292,7 @@ export function renderReport(input: ReportInput): string {
       .map((op) => `${op} ${fmt(median(sl('small').ok.map((r) => r.stateOps?.[op] ?? 0)), 2)}`)
       .join(
         ', ',
-      )}; total **${fmt(median(smallOps), 2)}** (acquire_slot, lock_check and release_slot are once per connection, consume twice per message). Redis itself counted ${fmt(redisCalls, 2)} script calls (EVALSHA) per message (\`INFO commandstats\`).`,
+      )}; total **${fmt(median(smallOps), 2)}** (acquire_slot, lock_check and release_slot are once per connection; consume is at MAIL FROM and end of DATA for a session's first message, then once per message at end of DATA). Redis itself counted ${fmt(redisCalls, 2)} script calls (EVALSHA) per message (\`INFO commandstats\`).`,
   );
   line();
   if (input.syncCounts.length > 0) {
