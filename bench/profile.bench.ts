@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
 import { percentiles, runLoad } from './loadgen.ts';
-import { startSluice } from './peers/sluice.ts';
-import { flushAll } from './redis-admin.ts';
+import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
 
 const QUICK = process.argv.includes('--quick');
@@ -103,20 +102,11 @@ const env = await startEnvironment();
 const workDir = await mkdtemp(join(env.tmpRoot, 'profile-'));
 const profDir = join(workDir, 'prof');
 await mkdir(profDir);
-await flushAll(env.redisPort);
-const relay = await startSluice({
-  workDir,
-  sinkPort: env.sink.port,
-  certFile: env.certFile,
-  keyFile: env.keyFile,
-  user: env.user,
-  password: env.password,
-  state: 'redis',
-  redisNodes: [`127.0.0.1:${env.redisPort}`],
-  dnsbl: env.dns.address,
-  groupCommit: true,
-  nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval=250'],
-});
+const relay = await startFullSluice(env, workDir, [
+  '--cpu-prof',
+  `--cpu-prof-dir=${profDir}`,
+  '--cpu-prof-interval=250',
+]);
 const load = (runId: string, messages: number) =>
   runLoad({
     port: relay.port,

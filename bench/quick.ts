@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startEnvironment } from './environment.ts';
 import { percentiles, runLoad } from './loadgen.ts';
-import { startSluice } from './peers/sluice.ts';
-import { flushAll } from './redis-admin.ts';
+import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
 
 const { values } = parseArgs({
@@ -23,19 +22,8 @@ const rates: number[] = [];
 const p99s: number[] = [];
 for (let round = 0; round < rounds; round++) {
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
-  await flushAll(env.redisPort);
-  const relay = await startSluice({
-    workDir,
-    sinkPort: env.sink.port,
-    certFile: env.certFile,
-    keyFile: env.keyFile,
-    user: env.user,
-    password: env.password,
-    state: 'redis',
-    redisNodes: [`127.0.0.1:${env.redisPort}`],
-    dnsbl: env.dns.address,
-    groupCommit: true,
-  });
+  const relay = await startFullSluice(env, workDir);
+
   const load = (runId: string, perConnection: number) =>
     runLoad({
       port: relay.port,

@@ -10,26 +10,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
 import { runLoad } from './loadgen.ts';
-import { startSluice } from './peers/sluice.ts';
-import { flushAll } from './redis-admin.ts';
+import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
 
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 const env = await startEnvironment();
 const workDir = await mkdtemp(join(env.tmpRoot, 'syscalls-'));
-await flushAll(env.redisPort);
-const relay = await startSluice({
-  workDir,
-  sinkPort: env.sink.port,
-  certFile: env.certFile,
-  keyFile: env.keyFile,
-  user: env.user,
-  password: env.password,
-  state: 'redis',
-  redisNodes: [`127.0.0.1:${env.redisPort}`],
-  dnsbl: env.dns.address,
-  groupCommit: true,
-});
+const relay = await startFullSluice(env, workDir);
 const load = (runId: string, messages: number) =>
   runLoad({
     port: relay.port,

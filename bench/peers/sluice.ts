@@ -4,6 +4,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashPassword } from '../../relay/src/auth/password.ts';
+import { flushAll } from '../redis-admin.ts';
+import type { Context } from '../run-one.ts';
 import { spawnLogged, stopChild, waitFor } from '../util.ts';
 import { type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
@@ -161,4 +163,29 @@ export async function startSluiceReplicas(options: SluiceOptions, n: number): Pr
       return (await Promise.all(instances.map((s) => s.metric(name)))).flat();
     },
   };
+}
+
+/**
+ * Sluice with everything on, as the benchmarks measure it: Redis state (flushed first),
+ * DNSBL against the environment's DNS server, attachment scan, group commit, fsync.
+ */
+export async function startFullSluice(
+  env: Context,
+  workDir: string,
+  nodeFlags: string[] = [],
+): Promise<RunningSluice> {
+  await flushAll(env.redisPort);
+  return startSluice({
+    workDir,
+    sinkPort: env.sink.port,
+    certFile: env.certFile,
+    keyFile: env.keyFile,
+    user: env.user,
+    password: env.password,
+    state: 'redis',
+    redisNodes: [`127.0.0.1:${env.redisPort}`],
+    dnsbl: env.dns.address,
+    groupCommit: true,
+    nodeFlags,
+  });
 }

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { Readable, type Transform } from 'node:stream';
 import { describe, it } from 'node:test';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { randomFrom, splitRandomly } from '../testing/random-input.ts';
 import { DotStuffer, StuffingSMTPConnection, stuff } from './dot-stuffing.ts';
 
 // nodemailer's own DATA encoder is the reference: the relay's must write the same bytes.
@@ -22,35 +23,11 @@ async function encode(stream: Transform, chunks: Buffer[]): Promise<Buffer> {
   return Buffer.concat(out);
 }
 
-/** A byte string made mostly of the bytes that matter here. */
-function randomInput(seed: number, length: number): Buffer {
-  let x = seed;
-  const alphabet = Buffer.from('\r\n.\r\n.a.b\r\r\n\n.');
-  const buf = Buffer.alloc(length);
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    buf[i] = alphabet[x % alphabet.length] as number;
-  }
-  return buf;
-}
-
-function split(buf: Buffer, seed: number): Buffer[] {
-  const chunks: Buffer[] = [];
-  let x = seed;
-  for (let from = 0; from < buf.length; ) {
-    x = (x * 69069 + 1) & 0x7fffffff;
-    const size = 1 + (x % 7);
-    chunks.push(buf.subarray(from, from + size));
-    from += size;
-  }
-  return chunks;
-}
-
 describe('DATA encoding for delivery', () => {
   it('writes what nodemailer writes, for bare CR, bare LF and dots across any chunk boundary', async () => {
     for (let seed = 1; seed <= 300; seed++) {
-      const input = randomInput(seed, 1 + (seed % 61));
-      const chunks = split(input, seed);
+      const input = randomFrom('\r\n.\r\n.a.b\r\r\n\n.', seed, 1 + (seed % 61));
+      const chunks = splitRandomly(input, seed, 7);
       const expected = await encode(new NodemailerDataStream(), chunks);
       const ours = new DotStuffer();
       const actual = await encode(ours, chunks);

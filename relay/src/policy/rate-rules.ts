@@ -30,13 +30,31 @@ function applicable(config: RelayConfig, user: UserRecord): Array<[RateScope, re
   ];
 }
 
+/** Every applicable limit of the given kinds, for the user and for the client IP. */
+function scopedRules(
+  config: RelayConfig,
+  user: UserRecord,
+  clientIp: string,
+  kinds: ReadonlyArray<RateLimit['what']>,
+  cost: (l: RateLimit) => number,
+): ScopedRule[] {
+  return applicable(config, user).flatMap(([scope, limits]) =>
+    rules(
+      scope,
+      scope === 'user' ? user.username : clientIp,
+      limits.filter((l) => kinds.includes(l.what)),
+      cost,
+    ),
+  );
+}
+
 /**
  * At MAIL FROM: one message is consumed from every message limit, and the recipient
  * limits are read (cost 0) so RCPTs can be checked without another round trip.
  */
 export function mailRules(config: RelayConfig, user: UserRecord, clientIp: string): ScopedRule[] {
-  return applicable(config, user).flatMap(([scope, limits]) =>
-    rules(scope, scope === 'user' ? user.username : clientIp, limits, (l) => (l.what === 'messages' ? 1 : 0)),
+  return scopedRules(config, user, clientIp, ['messages', 'recipients'], (l) =>
+    l.what === 'messages' ? 1 : 0,
   );
 }
 
@@ -47,13 +65,21 @@ export function recipientRules(
   clientIp: string,
   recipients: number,
 ): ScopedRule[] {
-  return applicable(config, user).flatMap(([scope, limits]) =>
-    rules(
-      scope,
-      scope === 'user' ? user.username : clientIp,
-      limits.filter((l) => l.what === 'recipients'),
-      () => recipients,
-    ),
+  return scopedRules(config, user, clientIp, ['recipients'], () => recipients);
+}
+
+/**
+ * At end of DATA when MAIL FROM was allowed from what the session already knew of its
+ * limits (SharedChecks' credit): the message and its recipients, counted in one consume.
+ */
+export function messageAndRecipientRules(
+  config: RelayConfig,
+  user: UserRecord,
+  clientIp: string,
+  recipients: number,
+): ScopedRule[] {
+  return scopedRules(config, user, clientIp, ['messages', 'recipients'], (l) =>
+    l.what === 'messages' ? 1 : recipients,
   );
 }
 
@@ -73,21 +99,4 @@ export function waitText(ms: number): string {
   if (s < 120) return `${s} s`;
   if (s < 7200) return `${Math.ceil(s / 60)} min`;
   return `${Math.ceil(s / 3600)} h`;
-}
-
-/**
- * At end of DATA when MAIL FROM was allowed from what the session already knew of its
- * limits (SharedChecks' credit): the message and its recipients, counted in one consume.
- */
-export function messageAndRecipientRules(
-  config: RelayConfig,
-  user: UserRecord,
-  clientIp: string,
-  recipients: number,
-): ScopedRule[] {
-  return applicable(config, user).flatMap(([scope, limits]) =>
-    rules(scope, scope === 'user' ? user.username : clientIp, limits, (l) =>
-      l.what === 'messages' ? 1 : recipients,
-    ),
-  );
 }

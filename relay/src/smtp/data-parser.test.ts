@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { randomFrom, splitRandomly } from '../testing/random-input.ts';
 import { SluiceParser } from './data-parser.ts';
 
 // smtp-server's own parser is the reference: the relay's must hand the application the
@@ -34,34 +35,14 @@ async function parse(parser: SMTPStream, chunks: Buffer[]): Promise<Seen> {
   return seen;
 }
 
-function randomBody(seed: number, length: number): Buffer {
-  let x = seed;
-  const alphabet = Buffer.from('\r\n.\r\n..ab\r\n.\r\n');
-  const buf = Buffer.alloc(length);
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    buf[i] = alphabet[x % alphabet.length] as number;
-  }
-  return buf;
-}
-
-function split(buf: Buffer, seed: number): Buffer[] {
-  const chunks: Buffer[] = [];
-  let x = seed;
-  for (let from = 0; from < buf.length; ) {
-    x = (x * 69069 + 1) & 0x7fffffff;
-    const size = 1 + (x % 9);
-    chunks.push(buf.subarray(from, from + size));
-    from += size;
-  }
-  return chunks;
-}
-
 describe('DATA parsing', () => {
   it('gives the same message and the same following commands as smtp-server, for any split', async () => {
     for (let seed = 1; seed <= 300; seed++) {
-      const input = Buffer.concat([randomBody(seed, seed % 40), Buffer.from('\r\n.\r\nRSET\r\nQUIT\r\n')]);
-      const chunks = split(input, seed);
+      const input = Buffer.concat([
+        randomFrom('\r\n.\r\n..ab\r\n.\r\n', seed, seed % 40),
+        Buffer.from('\r\n.\r\nRSET\r\nQUIT\r\n'),
+      ]);
+      const chunks = splitRandomly(input, seed, 9);
       const expected = await parse(new SMTPStream(), chunks);
       const actual = await parse(new SluiceParser(), chunks);
       assert.deepEqual(actual, expected, `input ${JSON.stringify(input.toString('latin1'))}`);
