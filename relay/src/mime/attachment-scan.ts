@@ -1,13 +1,13 @@
 // Streaming check for attachments with a blocked file name extension. The message flows
-// through mailsplit; only part headers are kept, bodies are dropped as they pass, except
+// through mailsplit (its splitter, sped up in splitter.ts); only part headers are kept, bodies are dropped as they pass, except
 // embedded messages, whose (decoded) bodies stream into a nested scan of their own.
 
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
+import { FastSplitter } from './splitter.ts';
 
 /** The policy default list; the config schema owns it. */
 export { DEFAULT_BLOCKED_EXTENSIONS } from '../config/schema.ts';
@@ -43,12 +43,6 @@ interface MailsplitChunk {
   value: Buffer;
 }
 type MailsplitPart = MailsplitNode | MailsplitChunk;
-interface SplitterOptions {
-  ignoreEmbedded?: boolean;
-}
-const { Splitter } = createRequire(import.meta.url)('mailsplit') as {
-  Splitter: new (options?: SplitterOptions) => Transform;
-};
 
 interface Embedded {
   node: MailsplitNode;
@@ -74,7 +68,7 @@ class MessageScan extends Writable {
     this.#depth = depth;
     // Embedded messages are scanned by a nested MessageScan rather than by mailsplit, which
     // parses them only when inline and not base64/quoted-printable encoded.
-    this.#splitter = new Splitter({ ignoreEmbedded: true });
+    this.#splitter = new FastSplitter({ ignoreEmbedded: true });
     this.#parts = new Writable({
       objectMode: true,
       write: (part: MailsplitPart, _encoding, callback) => {
@@ -105,8 +99,9 @@ class MessageScan extends Writable {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
     if (this.#verdict === null) this.#checkLineLength(chunk);
-    // After a verdict the input is drained unread, so the writer never stalls.
-    if (this.#verdict !== null || this.#splitter.write(chunk)) callback();
+    // After a verdict the input is drained unread, so the writer never stalls. The verdict
+    // can also come while the splitter handles this very chunk (it parses synchronously).
+    if (this.#verdict !== null || this.#splitter.write(chunk) || this.#verdict !== null) callback();
     else this.#waitFor(this.#splitter, 'drain', callback);
   }
 

@@ -1,0 +1,168 @@
+// mailsplit's MessageSplitter with a faster way through each chunk. mailsplit finds line
+// ends by testing every byte in JavaScript and goes back to the event loop (setImmediate)
+// after every line, although the line handler (processLine) always answers at once: on
+// 1 MB messages that was a fifth of the relay's main thread. This is its _transform with
+// the line ends found by Buffer.indexOf and the lines of a chunk handled in one loop.
+// What it emits, in which groups and order, is mailsplit's: the bookkeeping below is its
+// code, and a test compares both splitters' output on random MIME split at random points.
+import { createRequire } from 'node:module';
+import type { Transform, TransformCallback } from 'node:stream';
+
+interface Part {
+  type: string;
+  node: { parentNode: unknown };
+  value?: Buffer;
+}
+type LineCallback = (err?: Error | null, data?: Part | false, flush?: boolean) => void;
+
+/** The parts of mailsplit's MessageSplitter (untyped CommonJS) this file uses. */
+interface SplitterInternals extends Transform {
+  line: Buffer | false;
+  hasFailed: boolean;
+  processLine(line: Buffer | false, final: boolean, next: LineCallback): void;
+}
+
+const mailsplit = createRequire(import.meta.url)('mailsplit') as {
+  Splitter: new (options?: Record<string, unknown>) => SplitterInternals;
+};
+
+const LF = 0x0a;
+const CR = 0x0d;
+const NONE: Part = { type: 'none', node: { parentNode: null } };
+
+export class FastSplitter extends mailsplit.Splitter {
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let pos = 0;
+    let i = 0;
+    let group: Part = NONE;
+    let groupstart = this.line ? -this.line.length : 0;
+    let groupend = 0;
+
+    const checkTrailingLinebreak = (data: Part): void => {
+      const value = data.value;
+      if (data.type !== 'body' || !data.node.parentNode || !value || value.length === 0) return;
+      if (value[value.length - 1] === LF) {
+        groupstart--;
+        groupend--;
+        pos--;
+        if (value.length > 1 && value[value.length - 2] === CR) {
+          groupstart--;
+          groupend--;
+          pos--;
+          if (groupstart < 0 && !this.line) {
+            // store only <CR> as <LF> should be on the positive side
+            this.line = Buffer.from([CR]);
+          }
+          data.value = value.subarray(0, value.length - 2);
+        } else {
+          data.value = value.subarray(0, value.length - 1);
+        }
+      } else if (value[value.length - 1] === CR) {
+        groupstart--;
+        groupend--;
+        pos--;
+        data.value = value.subarray(0, value.length - 1);
+      }
+    };
+
+    // do not include the last line ending of a body group
+    const trimBodyEnd = (): void => {
+      if (group.type === 'body' && groupend >= groupstart && group.node.parentNode) {
+        if (chunk[groupend - 1] === LF) {
+          groupend--;
+          if (groupend >= groupstart && chunk[groupend - 1] === CR) groupend--;
+        }
+      }
+    };
+
+    for (let lf = chunk.indexOf(LF, i); lf !== -1; lf = chunk.indexOf(LF, i)) {
+      const start = Math.max(pos, 0);
+      i = lf + 1;
+      pos = i;
+      let answered = false;
+      let failure: Error | null | undefined;
+      let data: Part | false | undefined;
+      let flush: boolean | undefined;
+      this.processLine(chunk.subarray(start, i), false, (err, d, f) => {
+        answered = true;
+        failure = err;
+        data = d;
+        flush = f;
+      });
+      if (!answered) failure = new Error('mailsplit answered a line later than expected');
+      if (failure) {
+        this.hasFailed = true;
+        const err = failure;
+        setImmediate(() => callback(err));
+        return;
+      }
+      if (!data) continue;
+      const part: Part = data;
+
+      if (flush) {
+        if (group.type !== 'none') {
+          trimBodyEnd();
+          if (groupstart !== groupend) {
+            group.value = chunk.subarray(groupstart, groupend);
+            if (groupend < i) part.value = chunk.subarray(groupend, i);
+          }
+          this.push(group);
+          group = NONE;
+          groupstart = groupend = i;
+        }
+        this.push(part);
+        groupend = i;
+        continue;
+      }
+
+      if (part.type === group.type) {
+        // shift slice end position forward
+        groupend = i;
+        continue;
+      }
+      trimBodyEnd();
+      if (group.type !== 'none' && group.type !== 'node') {
+        // a previous data/body chunk to output
+        if (groupstart !== groupend) {
+          group.value = chunk.subarray(groupstart, groupend);
+          if (group.value.length) {
+            this.push(group);
+            group = NONE;
+          }
+        }
+      }
+      if (part.type === 'node') {
+        this.push(part);
+        groupstart = i;
+        groupend = i;
+      } else if (groupstart < 0) {
+        groupstart = i;
+        groupend = i;
+        checkTrailingLinebreak(part);
+        if (part.value?.length) this.push(part);
+      } else {
+        // start a new body/data chunk
+        group = part;
+        groupstart = groupend;
+        groupend = i;
+      }
+    }
+
+    // skip the last line break of a body
+    if (pos >= groupstart + 1 && group.type === 'body' && group.node.parentNode) {
+      if (chunk[pos - 1] === LF) {
+        pos--;
+        if (pos >= groupstart && chunk[pos - 1] === CR) pos--;
+      }
+    }
+    if (group.type !== 'none' && group.type !== 'node' && pos > groupstart) {
+      // a leftover data/body chunk to push out
+      group.value = chunk.subarray(groupstart, pos);
+      if (group.value.length) this.push(group);
+    }
+    if (pos < chunk.length) {
+      this.line = this.line ? Buffer.concat([this.line, chunk.subarray(pos)]) : chunk.subarray(pos);
+    }
+    callback();
+  }
+}
