@@ -6,7 +6,7 @@ import type { RelayConfig } from '../config/schema.ts';
 import type { DeliveryJob, RecipientResult, Transport } from '../delivery/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ATTR, endSpan, relayTracer, startSpan, type Tracer } from '../observability/spans.ts';
-import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import { KeyedSemaphore } from './concurrency.ts';
 import { applyResults, completeResults, isOpen } from './outcomes.ts';
@@ -124,7 +124,7 @@ export class DeliveryManager {
     // subscribe before the scan so a message committed meanwhile is not missed (ids dedupe)
     this.#unsubscribe = this.#spool.onCommitted((message) => {
       try {
-        this.#accept(structuredClone(message.envelope));
+        this.#accept(copyEnvelope(message.envelope));
         this.#scheduler.wake();
       } catch (err: unknown) {
         this.#logger.error({ event: 'queue_error', queueId: message.queueId, err }, 'cannot queue message');
