@@ -99,6 +99,8 @@ export class Relay implements RelayRuntime {
       dir: options.config.spoolDir,
       fsync: options.fsync ?? true,
       groupCommit: options.config.spool.groupCommit,
+      onFileThreadError: (message) =>
+        this.logger.error({ event: 'spool_error', detail: message }, 'spool file thread'),
     });
     this.#deliver = options.deliver ?? true;
     this.#now = options.now ?? Date.now;
@@ -374,6 +376,7 @@ export class Relay implements RelayRuntime {
     await this.#admin?.close();
     await this.#stopWatches();
     await this.#store?.close();
+    await this.spool.close();
     this.logger.info({ event: 'stopped' }, 'relay stopped');
   }
 

@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
-import { fsyncFd, unlinkIfThere, unlinkLater, writeAllSync } from '../spool/files.ts';
+import { fsyncFd, unlinkIfThere, writeAllSync } from '../spool/files.ts';
 import type { GroupCommitter } from '../spool/group-commit.ts';
 import { ENVELOPE, LEGACY_BODY, MESSAGE, readTrailer, TrailerError } from '../spool/message-file.ts';
 import type { Spool } from '../spool/spool.ts';
@@ -170,10 +170,10 @@ export class QueueStore {
       const dir = this.#spool.queueDir;
       const legacy = this.#legacy.has(queueId);
       // the commit point first: the message file (older layout: the envelope)
-      await unlinkLater(join(dir, `${queueId}${legacy ? ENVELOPE : MESSAGE}`));
+      await this.#spool.removeFile(join(dir, `${queueId}${legacy ? ENVELOPE : MESSAGE}`));
       if (this.#fsync) await this.#committer.sync(dir);
-      if (legacy) await unlinkLater(join(dir, `${queueId}${LEGACY_BODY}`));
-      else if (this.#beside.has(queueId)) await unlinkLater(this.#envelopePath(queueId));
+      if (legacy) await this.#spool.removeFile(join(dir, `${queueId}${LEGACY_BODY}`));
+      else if (this.#beside.has(queueId)) await this.#spool.removeFile(this.#envelopePath(queueId));
       this.#legacy.delete(queueId);
       this.#beside.delete(queueId);
     });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spooledEnvelope } from '../testing/envelope.ts';
+import { waitFor } from '../testing/harness.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { readSpooled, readTrailer } from './message-file.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
@@ -82,6 +83,51 @@ describe('Spool', () => {
     assert.deepEqual(await readdir(restarted.incomingDir), []);
     assert.equal((await readSpooled(restarted.queueDir, legacy)).body.toString(), 'old body');
     assert.equal((await readSpooled(restarted.queueDir, kept)).body.toString(), 'x');
+  });
+
+  it('writes into files its thread created ahead, and its thread deletes removed messages', async () => {
+    const spool = new Spool({ dir: join(dir, 'thread') });
+    await spool.init();
+    await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
+    const id = newQueueId();
+    const writer = spool.createWriter(id);
+    writer.end('ahead');
+    const message = await writer.commit(envelope(id));
+    assert.equal((await readSpooled(spool.queueDir, id)).body.toString(), 'ahead');
+    await spool.removeFile(message.bodyPath);
+    // gone from queue/ at once (the removal's commit point), then deleted from trash/
+    assert.deepEqual(await readdir(spool.queueDir), []);
+    await waitFor(async () => (await readdir(spool.trashDir)).length === 0, 'trash emptied by the thread');
+    await spool.close();
+    assert.deepEqual(await readdir(spool.incomingDir), [], 'files made ahead are removed on close');
+  });
+
+  it("keeps a message being written when the file thread stops (the file is the main thread's)", async () => {
+    const spool = new Spool({ dir: join(dir, 'stop') });
+    await spool.init();
+    await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
+    const id = newQueueId();
+    const writer = spool.createWriter(id);
+    writer.write('first half, ');
+    await spool.close(); // the thread exits; Node closes whatever descriptors it opened
+    writer.end('second half');
+    await writer.commit(envelope(id));
+    assert.equal((await readSpooled(spool.queueDir, id)).body.toString(), 'first half, second half');
+  });
+
+  it('works without its thread, and clears trash/ left by a crash', async () => {
+    const spool = new Spool({ dir: join(dir, 'nothread'), fileThread: false });
+    await spool.init();
+    await writeFile(join(spool.trashDir, 'LEFT.msg'), 'removed before a crash');
+    const id = newQueueId();
+    const writer = spool.createWriter(id);
+    writer.end('own file');
+    const message = await writer.commit(envelope(id));
+    await spool.removeFile(message.bodyPath);
+    assert.deepEqual(await readdir(spool.queueDir), []);
+    const restarted = new Spool({ dir: join(dir, 'nothread'), fileThread: false });
+    await restarted.init();
+    assert.deepEqual(await readdir(restarted.trashDir), []);
   });
 
   it('shares directory fsyncs between concurrent commits with group commit on', async () => {

@@ -3,19 +3,21 @@
 // queue/ once complete and fsynced: the rename is the commit point, so a directory scan
 // rebuilds the queue after a crash, and whatever is in incoming/ is an unfinished write.
 // Nothing is acknowledged with 250 before the file and its directory entry are fsynced.
-import { open, renameSync } from 'node:fs';
+import { open, openSync, renameSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { SluiceError } from '../errors.ts';
 import type { SpooledEnvelope } from './envelope.ts';
+import { FileWorker } from './file-worker.ts';
 import {
   closeQuietly,
   fsyncFd,
   fsyncPath,
   SMALL_WRITE_BYTES,
   unlinkIfThere,
+  unlinkLater,
   writeAll,
   writeAllSync,
 } from './files.ts';
@@ -30,6 +32,10 @@ export interface SpoolOptions {
   groupCommit?: boolean;
   /** Shares one committer with other writers of the queue directory; overrides groupCommit. */
   committer?: GroupCommitter;
+  /** Creates files ahead and deletes removed ones on a worker thread (file-worker.ts); default on. */
+  fileThread?: boolean;
+  /** Told when the file thread fails (the spool then does the work itself). */
+  onFileThreadError?: (message: string) => void;
 }
 
 export interface SpooledMessage {
@@ -46,16 +52,24 @@ export class Spool {
   readonly dir: string;
   readonly queueDir: string;
   readonly incomingDir: string;
+  /** Removed messages wait here for the file thread to delete them. */
+  readonly trashDir: string;
   /** Directory fsyncs of queue/ go through it, so commits and envelope updates share them. */
   readonly committer: GroupCommitter;
   readonly #fsync: boolean;
+  readonly #fileThread: boolean;
+  readonly #onFileThreadError: (message: string) => void;
+  #files: FileWorker | undefined;
   #listeners = new Set<(message: SpooledMessage) => void>();
 
   constructor(options: SpoolOptions) {
     this.dir = options.dir;
     this.queueDir = join(options.dir, 'queue');
     this.incomingDir = join(options.dir, 'incoming');
+    this.trashDir = join(options.dir, 'trash');
     this.#fsync = options.fsync ?? true;
+    this.#fileThread = options.fileThread ?? true;
+    this.#onFileThreadError = options.onFileThreadError ?? (() => undefined);
     this.committer =
       options.committer ?? new GroupCommitter({ enabled: options.groupCommit ?? true, fsyncDir: fsyncPath });
   }
@@ -69,8 +83,10 @@ export class Spool {
   async init(): Promise<void> {
     try {
       await mkdir(this.queueDir, { recursive: true });
-      await rm(this.incomingDir, { recursive: true, force: true });
-      await mkdir(this.incomingDir, { recursive: true });
+      for (const dir of [this.incomingDir, this.trashDir]) {
+        await rm(dir, { recursive: true, force: true });
+        await mkdir(dir, { recursive: true });
+      }
       const names = new Set(await readdir(this.queueDir));
       for (const name of names) {
         if (unfinished(name, names)) await rm(join(this.queueDir, name), { force: true });
@@ -78,6 +94,48 @@ export class Spool {
     } catch (err: unknown) {
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot prepare spool directory ${this.dir}`, { cause: err });
     }
+    if (this.#fileThread && !this.#files)
+      this.#files = new FileWorker(this.incomingDir, this.#onFileThreadError);
+  }
+
+  /** Stops the file thread (after the deletions asked of it) and removes the files it made ahead. */
+  async close(): Promise<void> {
+    const files = this.#files;
+    this.#files = undefined;
+    await files?.close();
+  }
+
+  /** An empty file created ahead in incoming/, opened for writing, if one is ready. */
+  takeSpare(): { path: string; fd: number } | undefined {
+    const path = this.#files?.take();
+    if (path === undefined) return undefined;
+    try {
+      return { path, fd: openSync(path, 'r+') };
+    } catch {
+      return undefined; // the writer creates its own
+    }
+  }
+
+  /**
+   * Takes a file out of queue/ (or incoming/): with the file thread, a synchronous
+   * rename into trash/, where the thread deletes it; without, an unlink. Either way the
+   * name is gone from its directory when this resolves (fsync that directory to make it
+   * durable).
+   */
+  async removeFile(path: string): Promise<void> {
+    const files = this.#files;
+    if (!files) {
+      await unlinkLater(path);
+      return;
+    }
+    const trashed = join(this.trashDir, basename(path));
+    try {
+      renameSync(path, trashed);
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    files.unlink(trashed);
   }
 
   /** The queue ids in the spool, oldest first (both layouts). */
@@ -133,10 +191,17 @@ export class SpoolWriter extends Writable {
     this.#fsync = fsync;
     this.#onCommitted = onCommitted;
     // queue ids are unique, and 'wx' would refuse a clash rather than overwrite
-    this.#tmpBody = join(spool.incomingDir, `${queueId}${MESSAGE}`);
+    // a file the spool's thread created ahead, or one of its own (opened in _construct)
+    const spare = spool.takeSpare();
+    this.#tmpBody = spare?.path ?? join(spool.incomingDir, `${queueId}${MESSAGE}`);
+    if (spare) this.#fd = spare.fd;
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
+    if (this.#fd !== -1) {
+      callback();
+      return;
+    }
     open(this.#tmpBody, 'wx', (err, fd) => {
       if (err) return callback(err);
       this.#fd = fd;
