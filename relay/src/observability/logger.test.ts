@@ -39,6 +39,23 @@ describe('log output', () => {
     assert.deepEqual(events, ['one', 'two']);
   });
 
+  it('keeps the order of lines from several loggers (one buffer for standard output)', async () => {
+    const out = await run(
+      `import { createLogger } from '${LOGGER}';
+       const a = createLogger();
+       const b = createLogger();
+       a.info({ event: 'a1' }, 'x');
+       b.info({ event: 'b1' }, 'x');
+       a.info({ event: 'a2' }, 'x');
+       process.exit(0);`,
+    );
+    const events = out
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { event: string }).event);
+    assert.deepEqual(events, ['a1', 'b1', 'a2']);
+  });
+
   it('writes a line within a fraction of a second while the process keeps running', async () => {
     const spawned = Date.now();
     let seenAfter = -1;

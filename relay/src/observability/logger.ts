@@ -10,7 +10,11 @@ export type { Logger } from 'pino';
 const BATCH_BYTES = 4096;
 const FLUSH_MS = 100;
 
+let stdout: DestinationStream | undefined;
+
+/** One for the process, shared by every logger that writes to standard output. */
 function stdoutDestination(): DestinationStream {
+  if (stdout) return stdout;
   const destination = pino.destination({
     dest: 1,
     sync: true,
@@ -18,6 +22,7 @@ function stdoutDestination(): DestinationStream {
     periodicFlush: FLUSH_MS,
   });
   process.on('exit', () => destination.flushSync());
+  stdout = destination;
   return destination;
 }
 
