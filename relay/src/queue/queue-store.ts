@@ -6,13 +6,13 @@
 // removes an envelope left beside no message. A message of the older two-file layout is
 // removed envelope first, then body, as that layout was written.
 import { closeSync, openSync, renameSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { fsyncFd, unlinkIfThere, writeAllSync } from '../spool/files.ts';
 import type { GroupCommitter } from '../spool/group-commit.ts';
-import { ENVELOPE, LEGACY_BODY, MESSAGE, readTrailer, TrailerError } from '../spool/message-file.ts';
+import { ENVELOPE, LEGACY_BODY, MESSAGE, readEnvelope, TrailerError } from '../spool/message-file.ts';
 import type { Spool } from '../spool/spool.ts';
 
 export interface QueueStoreOptions {
@@ -91,31 +91,15 @@ export class QueueStore {
     return envelopes;
   }
 
-  /** A message's current envelope: beside it if updated, else in its file (or the older layout's). */
+  /** A message's current envelope (message-file.ts), noting its layout for bodyPath() and remove(). */
   async #read(
     queueId: string,
     names: ReadonlySet<string>,
   ): Promise<{ envelope: unknown; bodyBytes: number }> {
-    const dir = this.#spool.queueDir;
-    const parse = (text: string): unknown => {
-      try {
-        return JSON.parse(text);
-      } catch {
-        return undefined;
-      }
-    };
-    if (!names.has(`${queueId}${MESSAGE}`)) {
-      this.#legacy.add(queueId);
-      const envelope = parse(await readFile(join(dir, `${queueId}${ENVELOPE}`), 'utf8'));
-      return { envelope, bodyBytes: (await stat(join(dir, `${queueId}${LEGACY_BODY}`))).size };
-    }
-    const inFile = await readTrailer(join(dir, `${queueId}${MESSAGE}`));
-    if (!names.has(`${queueId}${ENVELOPE}`)) return inFile;
-    this.#beside.add(queueId);
-    return {
-      envelope: parse(await readFile(join(dir, `${queueId}${ENVELOPE}`), 'utf8')),
-      bodyBytes: inFile.bodyBytes,
-    };
+    const found = await readEnvelope(this.#spool.queueDir, queueId, names);
+    if (found.legacy) this.#legacy.add(queueId);
+    if (found.beside) this.#beside.add(queueId);
+    return found;
   }
 
   async #quarantine(queueId: string): Promise<void> {

@@ -3,9 +3,10 @@
 // with synchronous calls that block only this thread, and talks to the main thread in
 // batches: one message per batch instead of a thread-pool hand-off per file. It hands
 // over paths, never descriptors: Node closes a worker's descriptors when it exits.
-import { closeSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
+import { unlinkIfThere } from './files.ts';
 
 export type ToThread = { spares: number } | { unlink: string[] } | { stop: true };
 export type FromThread = { spares: string[] } | { error: string };
@@ -30,10 +31,9 @@ function createSpares(count: number): void {
 function unlinkAll(paths: string[]): void {
   for (const path of paths) {
     try {
-      unlinkSync(path);
+      unlinkIfThere(path);
     } catch (err: unknown) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-        post({ error: `cannot delete ${path}: ${String(err)}` });
+      post({ error: `cannot delete ${path}: ${String(err)}` });
     }
   }
 }

@@ -6,7 +6,7 @@
 // one in the file. Spools written before this layout hold <id>.eml (the body) and
 // <id>.json (the envelope); they are read and delivered as they are.
 import { createReadStream } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -63,27 +63,56 @@ export function messageStream(path: string, bytes: number): Readable {
   return bytes > 0 ? createReadStream(path, { start: 0, end: bytes - 1 }) : Readable.from([]);
 }
 
+/** A queued message's current envelope, as found on disk. */
+export interface EnvelopeOnDisk {
+  /** The envelope as parsed; undefined when it is not JSON. */
+  envelope: unknown;
+  /** How many bytes at the start of the message file are the message. */
+  bodyBytes: number;
+  /** Spooled in the older two-file layout (<id>.eml, <id>.json). */
+  legacy: boolean;
+  /** An envelope written after a delivery attempt sits beside the message (<id>.json). */
+  beside: boolean;
+}
+
 /**
- * A spooled message as it is on disk now, in either layout: its current envelope (the
- * one beside it if there is one) and its bytes. For tools and tests; delivery streams.
+ * Which file holds a queued message's current envelope, by the layout rules above, and
+ * what it says. `names` is the queue directory's listing (read when not given).
+ */
+export async function readEnvelope(
+  queueDir: string,
+  queueId: string,
+  names?: ReadonlySet<string>,
+): Promise<EnvelopeOnDisk> {
+  const listing = names ?? new Set(await readdir(queueDir));
+  const besidePath = join(queueDir, `${queueId}${ENVELOPE}`);
+  const parse = (text: string): unknown => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+  };
+  if (!listing.has(`${queueId}${MESSAGE}`)) {
+    const envelope = parse(await readFile(besidePath, 'utf8'));
+    const bodyBytes = (await stat(join(queueDir, `${queueId}${LEGACY_BODY}`))).size;
+    return { envelope, bodyBytes, legacy: true, beside: false };
+  }
+  const inFile = await readTrailer(join(queueDir, `${queueId}${MESSAGE}`));
+  if (!listing.has(`${queueId}${ENVELOPE}`)) return { ...inFile, legacy: false, beside: false };
+  const envelope = parse(await readFile(besidePath, 'utf8'));
+  return { envelope, bodyBytes: inFile.bodyBytes, legacy: false, beside: true };
+}
+
+/**
+ * A spooled message as it is on disk now, in either layout: its current envelope and its
+ * bytes. For tools and tests; delivery streams.
  */
 export async function readSpooled(
   queueDir: string,
   queueId: string,
 ): Promise<{ envelope: unknown; body: Buffer }> {
-  const beside = join(queueDir, `${queueId}${ENVELOPE}`);
-  const readBeside = async () => JSON.parse(await readFile(beside, 'utf8')) as unknown;
-  let file: Buffer;
-  try {
-    file = await readFile(join(queueDir, `${queueId}${MESSAGE}`));
-  } catch (err: unknown) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    return { envelope: await readBeside(), body: await readFile(join(queueDir, `${queueId}${LEGACY_BODY}`)) };
-  }
-  const { envelope, bodyBytes } = await readTrailer(join(queueDir, `${queueId}${MESSAGE}`));
-  const current = await readBeside().catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return envelope;
-    throw err;
-  });
-  return { envelope: current, body: file.subarray(0, bodyBytes) };
+  const found = await readEnvelope(queueDir, queueId);
+  const file = await readFile(join(queueDir, `${queueId}${found.legacy ? LEGACY_BODY : MESSAGE}`));
+  return { envelope: found.envelope, body: file.subarray(0, found.bodyBytes) };
 }

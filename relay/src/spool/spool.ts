@@ -46,8 +46,6 @@ export interface SpooledMessage {
   envelope: SpooledEnvelope;
 }
 
-export { fsyncPath } from './files.ts';
-
 export class Spool {
   readonly dir: string;
   readonly queueDir: string;
