@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RecipientOutcome } from '../delivery/types.ts';
 import { newQueueId } from '../spool/queue-id.ts';
+import { closeTestSpools } from '../testing/spools.ts';
 import {
   bootQueue,
   FakeClock,
@@ -25,7 +26,10 @@ describe('DeliveryManager', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sluice-delivery-'));
   });
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(async () => {
+    await closeTestSpools();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('sends per domain, records each recipient, bounces once and retries only the deferred ones on time', async () => {
     const answers: Record<string, RecipientOutcome> = {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { newQueueId } from '../spool/queue-id.ts';
+import { closeTestSpools } from '../testing/spools.ts';
 import {
   bootQueue,
   FakeClock,
@@ -24,7 +25,10 @@ describe('DeliveryManager recovery', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sluice-recovery-'));
   });
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(async () => {
+    await closeTestSpools();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('resumes from the envelopes on disk after a restart, at the scheduled time', async () => {
     const spoolDir = join(dir, 'restart');

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
-import { Spool } from '../spool/spool.ts';
+import { closeTestSpools, testSpool } from '../testing/spools.ts';
 import { QueueStore } from './queue-store.ts';
 import { testEnvelope } from './test-kit.ts';
 
@@ -26,10 +26,13 @@ describe('QueueStore', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sluice-queue-store-'));
   });
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(async () => {
+    await closeTestSpools();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   async function setup(name: string) {
-    const spool = new Spool({ dir: join(dir, name) });
+    const spool = testSpool({ dir: join(dir, name) });
     await spool.init();
     const { lines, logger } = logCapture();
     const store = new QueueStore({ spool, committer: spool.committer, fsync: true, logger });
@@ -79,7 +82,7 @@ describe('QueueStore', () => {
     await store.update({ ...envelope(id), attempts: 1 });
     // a crash in the middle of the next update: half a temp file, never renamed
     await writeFile(join(spool.queueDir, `${id}.json.tmp`), '{"version":1,"queueId":"');
-    const restarted = new Spool({ dir: spool.dir });
+    const restarted = testSpool({ dir: spool.dir });
     await restarted.init();
     const store2 = new QueueStore({
       spool: restarted,

@@ -7,8 +7,8 @@ import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '
 import { createLogger } from '../observability/logger.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { readSpooled } from '../spool/message-file.ts';
-import { Spool } from '../spool/spool.ts';
 import { spooledEnvelope } from '../testing/envelope.ts';
+import { testSpool } from '../testing/spools.ts';
 import { DeliveryManager, type DsnRequest } from './delivery-manager.ts';
 import { QueueStore } from './queue-store.ts';
 
@@ -138,7 +138,7 @@ export async function bootQueue(
   clock: FakeClock,
   config: RelayConfig,
 ) {
-  const spool = new Spool({ dir: spoolDir });
+  const spool = testSpool({ dir: spoolDir });
   await spool.init();
   const logs: Array<Record<string, unknown>> = [];
   const logger = createLogger({

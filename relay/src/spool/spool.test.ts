@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import { waitFor } from '../testing/harness.ts';
+import { closeTestSpools, testSpool } from '../testing/spools.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { readSpooled, readTrailer } from './message-file.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
-import { Spool } from './spool.ts';
 
 function envelope(queueId: string): SpooledEnvelope {
   const recipients: SpooledEnvelope['recipients'] = [{ address: 'b@example.net', state: 'pending' }];
@@ -20,10 +20,13 @@ describe('Spool', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sluice-spool-'));
   });
-  after(() => rm(dir, { recursive: true, force: true }));
+  after(async () => {
+    await closeTestSpools();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('commits the message and its envelope as one file in queue/ and tells its listeners', async () => {
-    const spool = new Spool({ dir: join(dir, 'a') });
+    const spool = testSpool({ dir: join(dir, 'a') });
     await spool.init();
     const seen: string[] = [];
     spool.onCommitted((m) => seen.push(m.queueId));
@@ -46,7 +49,7 @@ describe('Spool', () => {
   });
 
   it('abort leaves nothing behind', async () => {
-    const spool = new Spool({ dir: join(dir, 'b') });
+    const spool = testSpool({ dir: join(dir, 'b') });
     await spool.init();
     const writer = spool.createWriter(newQueueId());
     writer.write(Buffer.alloc(100_000));
@@ -56,7 +59,7 @@ describe('Spool', () => {
   });
 
   it('rebuilds the queue from a directory scan and removes unfinished writes', async () => {
-    const spool = new Spool({ dir: join(dir, 'c') });
+    const spool = testSpool({ dir: join(dir, 'c') });
     await spool.init();
     const kept = newQueueId(1_000);
     const w = spool.createWriter(kept);
@@ -73,7 +76,7 @@ describe('Spool', () => {
     await writeFile(join(spool.queueDir, `${newQueueId(2_000)}.eml`), 'orphan');
     await writeFile(join(spool.queueDir, `${kept}.json.tmp`), '{"torn":');
     await writeFile(join(spool.queueDir, `${newQueueId(2_500)}.json`), JSON.stringify(envelope('x')));
-    const restarted = new Spool({ dir: join(dir, 'c') });
+    const restarted = testSpool({ dir: join(dir, 'c') });
     await restarted.init();
     assert.deepEqual(await restarted.list(), [kept, legacy]);
     assert.deepEqual(
@@ -86,7 +89,7 @@ describe('Spool', () => {
   });
 
   it('writes into files its thread created ahead, and its thread deletes removed messages', async () => {
-    const spool = new Spool({ dir: join(dir, 'thread') });
+    const spool = testSpool({ dir: join(dir, 'thread') });
     await spool.init();
     await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
     const id = newQueueId();
@@ -103,7 +106,7 @@ describe('Spool', () => {
   });
 
   it("keeps a message being written when the file thread stops (the file is the main thread's)", async () => {
-    const spool = new Spool({ dir: join(dir, 'stop') });
+    const spool = testSpool({ dir: join(dir, 'stop') });
     await spool.init();
     await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
     const id = newQueueId();
@@ -116,7 +119,7 @@ describe('Spool', () => {
   });
 
   it('works without its thread, and clears trash/ left by a crash', async () => {
-    const spool = new Spool({ dir: join(dir, 'nothread'), fileThread: false });
+    const spool = testSpool({ dir: join(dir, 'nothread'), fileThread: false });
     await spool.init();
     await writeFile(join(spool.trashDir, 'LEFT.msg'), 'removed before a crash');
     const id = newQueueId();
@@ -125,13 +128,13 @@ describe('Spool', () => {
     const message = await writer.commit(envelope(id));
     await spool.removeFile(message.bodyPath);
     assert.deepEqual(await readdir(spool.queueDir), []);
-    const restarted = new Spool({ dir: join(dir, 'nothread'), fileThread: false });
+    const restarted = testSpool({ dir: join(dir, 'nothread'), fileThread: false });
     await restarted.init();
     assert.deepEqual(await readdir(restarted.trashDir), []);
   });
 
   it('shares directory fsyncs between concurrent commits with group commit on', async () => {
-    const spool = new Spool({ dir: join(dir, 'd'), groupCommit: true });
+    const spool = testSpool({ dir: join(dir, 'd'), groupCommit: true });
     await spool.init();
     const ids = Array.from({ length: 50 }, (_, i) => newQueueId(3_000 + i));
     await Promise.all(
@@ -149,7 +152,7 @@ describe('Spool', () => {
   });
 
   it('fsyncs the directory once per commit with group commit off', async () => {
-    const spool = new Spool({ dir: join(dir, 'e'), groupCommit: false });
+    const spool = testSpool({ dir: join(dir, 'e'), groupCommit: false });
     await spool.init();
     const ids = Array.from({ length: 10 }, (_, i) => newQueueId(4_000 + i));
     await Promise.all(
