@@ -41,6 +41,20 @@ describe('DATA encoding for delivery', () => {
     }
   });
 
+  it('writes what nodemailer writes for CRLF-only text, as spooled, split anywhere', async () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      // lines of dots and letters: many start with a dot, none has a bare CR or LF
+      const lines = randomFrom('..ab', seed, 1 + (seed % 97))
+        .toString('latin1')
+        .split('b');
+      const input = Buffer.from(lines.join('\r\n'), 'latin1');
+      const chunks = splitRandomly(input, seed, 1 + (seed % 13));
+      const expected = await encode(new NodemailerDataStream(), chunks);
+      const actual = await encode(new DotStuffer(), chunks);
+      assert.equal(actual.toString('latin1'), expected.toString('latin1'), `input ${JSON.stringify(lines)}`);
+    }
+  });
+
   it('doubles leading dots and ends the data, leaving canonical text as it is', async () => {
     const text = Buffer.from('Subject: x\r\n\r\n.hidden\r\n.\r\nlast\r\n');
     assert.equal(

@@ -56,7 +56,11 @@ function randomMessage(seed: number): Buffer {
       const boundary = `b${seed}-${depth}-${rnd(1000)}`;
       let out = `Content-Type: multipart/mixed; boundary="${boundary}"${eol()}${eol()}preamble${eol()}`;
       const parts = 1 + rnd(3);
-      for (let p = 0; p < parts; p++) out += `--${boundary}${eol()}${entity(depth + 1)}${eol()}`;
+      for (let p = 0; p < parts; p++) {
+        // mailsplit skips up to two leading bytes when one is CR: "\r\r--b" is a boundary to it
+        const lead = rnd(6) === 0 ? '\r\r' : '';
+        out += `${lead}--${boundary}${eol()}${entity(depth + 1)}${eol()}`;
+      }
       if (rnd(5) !== 0) out += `--${boundary}--${eol()}epilogue${eol()}`; // sometimes never closed
       return out;
     }

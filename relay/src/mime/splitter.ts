@@ -41,6 +41,39 @@ const CR = 0x0d;
 /** mailsplit's parser state while in a part's body. */
 const BODY = 0x02;
 const NONE: Part = { type: 'none', node: { parentNode: null, multipart: false } };
+const LF_DASH = Buffer.from('\n-');
+const LF_CR = Buffer.from('\n\r');
+
+/**
+ * Where the lines of one chunk that mailsplit's checkBoundary looks at more closely start:
+ * those starting with "-" or with CR (which it skips). Every other line is plain body
+ * text. Each search runs once per such line, so a chunk is scanned about once in all.
+ */
+class BoundaryCandidates {
+  readonly #chunk: Buffer;
+  #dash = -2;
+  #cr = -2;
+  constructor(chunk: Buffer) {
+    this.#chunk = chunk;
+  }
+
+  /**
+   * `from` starts a line (the byte before it is LF). Returns the end of the last whole
+   * line before the next candidate at or after `from` (`from` itself if it is one).
+   */
+  plainRunEnd(from: number): number {
+    const chunk = this.#chunk;
+    if (this.#dash !== -1 && this.#dash < from - 1) this.#dash = chunk.indexOf(LF_DASH, from - 1);
+    if (this.#cr !== -1 && this.#cr < from - 1) this.#cr = chunk.indexOf(LF_CR, from - 1);
+    const dash = this.#dash;
+    const cr = this.#cr;
+    const next = dash === -1 ? cr : cr === -1 ? dash : Math.min(dash, cr);
+    if (next !== -1) return next + 1;
+    // no candidate in the rest of the chunk: up to its last line end
+    const last = chunk.lastIndexOf(LF);
+    return last >= from ? last + 1 : from;
+  }
+}
 
 export class FastSplitter extends mailsplit.Splitter {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -49,6 +82,7 @@ export class FastSplitter extends mailsplit.Splitter {
     let group: Part = NONE;
     let groupstart = this.line ? -this.line.length : 0;
     let groupend = 0;
+    let candidates: BoundaryCandidates | undefined;
 
     const checkTrailingLinebreak = (data: Part): void => {
       const value = data.value;
@@ -102,7 +136,11 @@ export class FastSplitter extends mailsplit.Splitter {
         this.nodeCounter <= this.maxChildNodes &&
         !this.checkBoundary(chunk.subarray(start, i))
       ) {
-        groupend = i;
+        // So are all the lines after it up to the next one that checkBoundary could take
+        // for a boundary (one that starts with "--", or with CR, which it skips): jump there.
+        candidates ??= new BoundaryCandidates(chunk);
+        const run = candidates.plainRunEnd(i);
+        groupend = i = pos = run;
         continue;
       }
       let answered = false;

@@ -8,6 +8,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 const CR = 0x0d;
 const LF = 0x0a;
 const CRLF = Buffer.from('\r\n');
+/** A bare CR (also one ending the chunk) or a bare LF (also one starting it). */
+const BARE = /\r(?!\n)|(?<!\r)\n/;
 
 export class LineEndingNormaliser extends Transform {
   /** Bare LF line endings rewritten to CRLF. */
@@ -30,6 +32,10 @@ export class LineEndingNormaliser extends Transform {
   }
 
   #normalise(chunk: Buffer): Buffer {
+    // Nearly every chunk has only CRLF pairs. One regular-expression search over a latin1
+    // view (native code, a copy and a scan) says so at about half the cost of finding
+    // each line end with two indexOf calls from JavaScript.
+    if (!this.#pendingCr && !BARE.test(chunk.toString('latin1'))) return chunk;
     const parts: Buffer[] = [];
     let start = 0;
     let i = 0;
