@@ -2,6 +2,7 @@
 // reverse-path (so they are never bounced in turn), addressed to the original sender,
 // delivered like any other message.
 import type { DsnRequest } from '../queue/delivery-manager.ts';
+import { toCrlf } from '../smtp/line-endings.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import type { Spool } from '../spool/spool.ts';
@@ -19,15 +20,18 @@ export function createDsnEnqueuer(options: {
     if (envelope.sender === '' || envelope.dsn || request.recipients.length === 0) return;
     const queueId = newQueueId(now());
     const host = options.hostname();
-    const message = buildDsn({
-      reportingMta: host,
-      envelope,
-      recipients: request.recipients,
-      action: request.action,
-      originalHeaders: await readHeaderBlock(request.bodyPath, undefined, envelope.size),
-      now: new Date(now()),
-      messageId: `<${queueId}.dsn@${host}>`,
-    });
+    // the spool holds CRLF-only bodies; remote reply text quoted in the notice may not be
+    const message = toCrlf(
+      buildDsn({
+        reportingMta: host,
+        envelope,
+        recipients: request.recipients,
+        action: request.action,
+        originalHeaders: await readHeaderBlock(request.bodyPath, undefined, envelope.size),
+        now: new Date(now()),
+        messageId: `<${queueId}.dsn@${host}>`,
+      }),
+    );
     const writer = options.spool.createWriter(queueId);
     writer.end(message);
     const dsnEnvelope: SpooledEnvelope = {
@@ -45,6 +49,7 @@ export function createDsnEnqueuer(options: {
       size: message.length,
       sessionId: envelope.sessionId,
       dsn: true,
+      crlfOnly: true,
     };
     await writer.commit(dsnEnvelope);
   };

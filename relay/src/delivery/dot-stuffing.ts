@@ -17,6 +17,8 @@ const INSERT_DOT = Buffer.from('.');
 
 /** Dot-stuffs and canonicalises line ends; counts bytes in and out as nodemailer's stream does. */
 export class DotStuffer extends Transform {
+  /** The input has CRLF line ends only (a spooled message): only dots need work. */
+  readonly #crlfOnly: boolean;
   inByteCount = 0;
   outByteCount = 0;
   /** The last byte of the previous chunk; -1 before the first. */
@@ -27,6 +29,11 @@ export class DotStuffer extends Transform {
    */
   #held: Buffer | null = null;
 
+  constructor(options: { crlfOnly?: boolean } = {}) {
+    super();
+    this.#crlfOnly = options.crlfOnly === true;
+  }
+
   override _transform(chunk: Buffer | string, _encoding: BufferEncoding, done: TransformCallback): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     if (buf.length === 0) {
@@ -34,7 +41,7 @@ export class DotStuffer extends Transform {
       return;
     }
     this.inByteCount += buf.length;
-    const out = stuff(buf, this.#last);
+    const out = this.#crlfOnly ? stuffCrlf(buf, this.#last) : stuff(buf, this.#last);
     this.#last = buf[buf.length - 1] ?? -1;
     this.outByteCount += out.length;
     if (this.#held) this.push(this.#held);
@@ -77,7 +84,7 @@ function hasBareLineEnd(buf: Buffer, last: number): boolean {
 }
 
 /** stuffAny for a chunk with only CRLF line ends: a dot that starts a line is doubled. */
-function stuffCrlf(buf: Buffer, last: number): Buffer {
+export function stuffCrlf(buf: Buffer, last: number): Buffer {
   const parts: Buffer[] = [];
   let from = 0;
   if ((last === -1 || last === LF) && buf[0] === DOT) parts.push(INSERT_DOT);
@@ -134,9 +141,12 @@ interface SendInternals {
  * copy of the data); the DATA command, the reply handling and the result are nodemailer's.
  */
 export class StuffingSMTPConnection extends SMTPConnection {
+  /** The next message sent has CRLF line ends only (see DotStuffer). */
+  crlfOnly = false;
+
   _createSendStream(callback: (err: Error | null, str?: string) => void): DotStuffer {
     const self = this as unknown as SendInternals;
-    const stream = new DotStuffer();
+    const stream = new DotStuffer({ crlfOnly: this.crlfOnly });
     self._responseActions.push((str) => self._actionSMTPStream(str, callback));
     self._currentDataStream = stream;
     stream.pipe(self._socket, { end: false });

@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type {
   SMTPConnectionEnvelope,
   SMTPConnectionOptions,
@@ -16,12 +15,12 @@ const QUIT_TIMEOUT_MS = 2_000;
 export class OutboundSession implements Poolable {
   /** The MX or smarthost name this connection went to. */
   readonly remoteHost: string;
-  readonly #conn: SMTPConnection;
+  readonly #conn: StuffingSMTPConnection;
   #failed = false;
   /** True while the session is between transactions in a known state (QUIT or reuse is fine). */
   #clean = true;
 
-  private constructor(remoteHost: string, conn: SMTPConnection) {
+  private constructor(remoteHost: string, conn: StuffingSMTPConnection) {
     this.remoteHost = remoteHost;
     this.#conn = conn;
     // SMTPConnection emits 'error' besides failing the call in flight; without a listener
@@ -74,6 +73,7 @@ export class OutboundSession implements Poolable {
       use8BitMime: true,
     };
     const sent: Sent = { accepted: [], rejected: [] };
+    this.#conn.crlfOnly = job.crlfOnly === true;
     try {
       await this.#run((done) =>
         this.#conn.send(envelope, body, (err, info) => {

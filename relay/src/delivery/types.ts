@@ -9,9 +9,11 @@ export interface DeliveryJob {
   recipients: string[];
   /** The destination domain (direct mode) or the smarthost name. */
   domain: string;
-  /** The message body in the spool: CRLF line endings, not dot-stuffed. */
+  /** The message body in the spool: not dot-stuffed. */
   bodyPath: string;
   size: number;
+  /** The body is known to have CRLF line ends only (SpooledEnvelope.crlfOnly). */
+  crlfOnly?: boolean;
 }
 
 export type RecipientOutcome = 'delivered' | 'deferred' | 'bounced';

@@ -19,7 +19,13 @@ export function planJobs(
 ): DeliveryJob[] {
   const open = [...new Set(envelope.recipients.filter(isOpen).map((r) => r.address))];
   if (open.length === 0) return [];
-  const base = { queueId: envelope.queueId, sender: envelope.sender, bodyPath, size: envelope.size };
+  const base = {
+    queueId: envelope.queueId,
+    sender: envelope.sender,
+    bodyPath,
+    size: envelope.size,
+    crlfOnly: envelope.crlfOnly === true,
+  };
   if (delivery.mode === 'smarthost') {
     return [{ ...base, recipients: open, domain: delivery.smarthost?.host ?? '' }];
   }

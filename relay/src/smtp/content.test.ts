@@ -157,10 +157,11 @@ describe('SMTP smuggling', () => {
       await c.quit();
       const queued = await t.queued();
       assert.equal(queued.length, before + 1);
-      const body = queued.find((m) => m.envelope.queueId === replies.at(-1)?.text.split(' ').pop())?.body;
-      assert.ok(body);
-      const text = body.toString('latin1');
+      const stored = queued.find((m) => m.envelope.queueId === replies.at(-1)?.text.split(' ').pop());
+      assert.ok(stored);
+      const text = stored.body.toString('latin1');
       assert.equal(text.replace(/\r\n/g, '').match(/[\r\n]/), null, 'no bare CR or LF is left');
+      assert.equal(stored.envelope.crlfOnly, true, 'the envelope says so: delivery trusts it');
       assert.match(
         text,
         /before\r\n\.\r\nMAIL FROM:<admin@victim\.test>\r\n/,

@@ -19,7 +19,12 @@ export class LineEndingNormaliser extends Transform {
   #pendingCr = false;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    callback(null, this.#normalise(chunk));
+    callback(null, this.normalise(chunk));
+  }
+
+  /** Whether the input so far ends with a CR whose LF may still come. */
+  get pendingCr(): boolean {
+    return this.#pendingCr;
   }
 
   override _flush(callback: TransformCallback): void {
@@ -31,7 +36,8 @@ export class LineEndingNormaliser extends Transform {
     callback();
   }
 
-  #normalise(chunk: Buffer): Buffer {
+  /** The next piece of the input, normalised (a CR at its end waits for the next piece). */
+  normalise(chunk: Buffer): Buffer {
     // Nearly every chunk has only CRLF pairs. One regular-expression search over a latin1
     // view (native code, a copy and a scan) says so at about half the cost of finding
     // each line end with two indexOf calls from JavaScript.
@@ -80,4 +86,11 @@ export class LineEndingNormaliser extends Transform {
     parts.push(chunk.subarray(start));
     return Buffer.concat(parts);
   }
+}
+
+/** A whole message with every bare CR and bare LF made CRLF (for text the relay writes itself). */
+export function toCrlf(message: Buffer): Buffer {
+  const normaliser = new LineEndingNormaliser();
+  const body = normaliser.normalise(message);
+  return normaliser.pendingCr ? Buffer.concat([body, CRLF]) : body;
 }

@@ -170,6 +170,8 @@ export async function receiveMessage(options: {
       size: writer.bytes,
       sessionId: state.sessionId,
       tags: state.tags.length ? [...state.tags] : undefined,
+      // everything written went through the normaliser, or is the Received header
+      crlfOnly: true,
     };
     try {
       await writer.commit(envelope);

@@ -47,6 +47,11 @@ export interface SpooledEnvelope {
   delayWarned?: boolean;
   /** This message is a delivery status notification made by this relay. */
   dsn?: boolean;
+  /**
+   * The body was spooled through the line-end normaliser: CRLF only, no bare CR or LF,
+   * so delivery need not look for them again. Absent (older spools): delivery checks.
+   */
+  crlfOnly?: boolean;
 }
 
 /** A copy that shares nothing mutable with the original (cheaper than structuredClone). */
