@@ -6,6 +6,7 @@
 // that loop was the relay's largest single CPU cost (about 6 ms per message).
 import { Transform, type TransformCallback } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { LineDots } from '../smtp/line-dots.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -69,7 +70,6 @@ export function stuff(buf: Buffer, last: number): Buffer {
 
 /** A bare CR (not one ending the chunk: its LF may start the next) or a bare LF. */
 const BARE = /\r(?!\n|$)|(?<!\r)\n/g;
-const LF_DOT = Buffer.from('\n.');
 
 /**
  * Whether the chunk has a CR or LF that is not half of a CRLF pair. The spool holds
@@ -88,7 +88,8 @@ export function stuffCrlf(buf: Buffer, last: number): Buffer {
   const parts: Buffer[] = [];
   let from = 0;
   if ((last === -1 || last === LF) && buf[0] === DOT) parts.push(INSERT_DOT);
-  for (let i = buf.indexOf(LF_DOT); i !== -1; i = buf.indexOf(LF_DOT, i + 2)) {
+  const dots = new LineDots(buf);
+  for (let i = dots.next(0); i !== -1; i = dots.next(i + 2)) {
     parts.push(buf.subarray(from, i + 1), INSERT_DOT);
     from = i + 1;
   }

@@ -41,18 +41,19 @@ const CR = 0x0d;
 /** mailsplit's parser state while in a part's body. */
 const BODY = 0x02;
 const NONE: Part = { type: 'none', node: { parentNode: null, multipart: false } };
-const LF_DASH = Buffer.from('\n-');
-const LF_CR = Buffer.from('\n\r');
+const DASH = 0x2d;
 
 /**
- * Where the lines of one chunk that mailsplit's checkBoundary looks at more closely start:
- * those starting with "-" or with CR (which it skips). Every other line is plain body
- * text. Each search runs once per such line, so a chunk is scanned about once in all.
+ * Where the lines of one chunk that mailsplit's checkBoundary looks at more closely start.
+ * It looks only at lines starting with "--", or with CR and then "--" from the second or
+ * third byte, so every such line has a "-" within its first three bytes. Found by searching
+ * for "-" (memchr in native code; base64, most of a large message, has none), every other
+ * line is plain body text.
  */
 class BoundaryCandidates {
   readonly #chunk: Buffer;
-  #dash = -2;
-  #cr = -2;
+  /** The next candidate line's start at or after the last `from`; -1: none; -2: not yet looked. */
+  #next = -2;
   constructor(chunk: Buffer) {
     this.#chunk = chunk;
   }
@@ -63,15 +64,23 @@ class BoundaryCandidates {
    */
   plainRunEnd(from: number): number {
     const chunk = this.#chunk;
-    if (this.#dash !== -1 && this.#dash < from - 1) this.#dash = chunk.indexOf(LF_DASH, from - 1);
-    if (this.#cr !== -1 && this.#cr < from - 1) this.#cr = chunk.indexOf(LF_CR, from - 1);
-    const dash = this.#dash;
-    const cr = this.#cr;
-    const next = dash === -1 ? cr : cr === -1 ? dash : Math.min(dash, cr);
-    if (next !== -1) return next + 1;
+    if (this.#next !== -1 && this.#next < from) this.#next = this.#candidate(from);
+    if (this.#next !== -1) return this.#next;
     // no candidate in the rest of the chunk: up to its last line end
     const last = chunk.lastIndexOf(LF);
     return last >= from ? last + 1 : from;
+  }
+
+  /** The start of the first line at or after `from` with a "-" where checkBoundary looks. */
+  #candidate(from: number): number {
+    const chunk = this.#chunk;
+    for (let dash = chunk.indexOf(DASH, from); dash !== -1; dash = chunk.indexOf(DASH, dash + 1)) {
+      if (chunk[dash - 1] === LF) return dash;
+      // a line starting with CR: "-" as its second or third byte
+      if (dash - 1 >= from && chunk[dash - 1] === CR && chunk[dash - 2] === LF) return dash - 1;
+      if (dash - 2 >= from && chunk[dash - 2] === CR && chunk[dash - 3] === LF) return dash - 2;
+    }
+    return -1;
   }
 }
 

@@ -5,8 +5,8 @@
 // Everything else (the start-of-data rules that stop smuggling by segmentation, the byte
 // count, back-pressure, the hand-back to command mode) is smtp-server's code unchanged.
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { LineDots } from './line-dots.ts';
 
-const LF_DOT = Buffer.from('\n.');
 const DOT_CRLF = Buffer.from('.\r\n');
 const END_SEQUENCE = Buffer.from('\r\n.\r\n');
 
@@ -34,11 +34,8 @@ export class SluiceParser extends SMTPStream {
       this._atDataStart = false;
     }
     // a dot at the start of a line, at i >= 2 and i < len - 2 as smtp-server checks it
-    for (
-      let at = chunk.indexOf(LF_DOT, 1);
-      at !== -1 && at + 1 < len - 2;
-      at = chunk.indexOf(LF_DOT, at + 1)
-    ) {
+    const dots = new LineDots(chunk);
+    for (let at = dots.next(1); at !== -1 && at + 1 < len - 2; at = dots.next(at + 1)) {
       const i = at + 1;
       if (chunk.subarray(i - 2, i + 3).equals(END_SEQUENCE)) {
         const buf = chunk.subarray(0, i);
