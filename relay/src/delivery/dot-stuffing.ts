@@ -15,6 +15,8 @@ const INSERT_LF = Buffer.from('\n');
 const INSERT_LF_DOT = Buffer.from('\n.');
 const INSERT_CR = Buffer.from('\r');
 const INSERT_DOT = Buffer.from('.');
+/** A last chunk up to this size leaves in one write with the end of data. */
+const JOIN_END_BYTES = 16 * 1024;
 
 /** Dot-stuffs and canonicalises line ends; counts bytes in and out as nodemailer's stream does. */
 export class DotStuffer extends Transform {
@@ -53,8 +55,15 @@ export class DotStuffer extends Transform {
   override _flush(done: TransformCallback): void {
     const end = Buffer.from(this.#last === LF ? '.\r\n' : this.#last === CR ? '\n.\r\n' : '\r\n.\r\n');
     this.outByteCount += end.length;
-    this.push(this.#held ? Buffer.concat([this.#held, end]) : end);
+    const held = this.#held;
     this.#held = null;
+    if (held && held.length > JOIN_END_BYTES) {
+      // copying a large last chunk to save one write is no saving
+      this.push(held);
+      this.push(end);
+    } else {
+      this.push(held ? Buffer.concat([held, end]) : end);
+    }
     done();
   }
 }

@@ -37,12 +37,14 @@ async function parse(parser: SMTPStream, chunks: Buffer[]): Promise<Seen> {
 
 describe('DATA parsing', () => {
   it('gives the same message and the same following commands as smtp-server, for any split', async () => {
-    for (let seed = 1; seed <= 300; seed++) {
+    for (let seed = 1; seed <= 1200; seed++) {
+      // dot-heavy input, and (every third) text whose dots are rare
+      const alphabet = seed % 3 === 0 ? 'abcdefgh\r\n.' : '\r\n.\r\n..ab\r\n.\r\n';
       const input = Buffer.concat([
-        randomFrom('\r\n.\r\n..ab\r\n.\r\n', seed, seed % 40),
+        randomFrom(alphabet, seed, seed % 120),
         Buffer.from('\r\n.\r\nRSET\r\nQUIT\r\n'),
       ]);
-      const chunks = splitRandomly(input, seed, 9);
+      const chunks = splitRandomly(input, seed, seed % 2 === 0 ? 9 : 40);
       const expected = await parse(new SMTPStream(), chunks);
       const actual = await parse(new SluiceParser(), chunks);
       assert.deepEqual(actual, expected, `input ${JSON.stringify(input.toString('latin1'))}`);

@@ -1,19 +1,37 @@
 // smtp-server's input parser with a faster DATA phase. In data mode smtp-server looks for
 // the end of data (CRLF.CRLF) and for escape dots by testing every byte in a JavaScript
 // loop; on 1 MB messages that loop was 15 % of the relay's main thread. This does the same
-// with Buffer.indexOf, which jumps straight to the next "\n." (rare outside the end).
-// Everything else (the start-of-data rules that stop smuggling by segmentation, the byte
-// count, back-pressure, the hand-back to command mode) is smtp-server's code unchanged.
+// with native searches (LineDots), which jump straight to the next line-leading dot.
+// smtp-server also holds back the last four bytes of every chunk (an end of data may
+// straddle two) and copies them in front of the next chunk: a copy of the whole message.
+// Here only a tail that holds a dot is held back; otherwise everything is passed on and
+// the last two bytes are kept as the context the next chunk's first lines are checked in.
+// What the application receives, the byte count, the commands after the data and the
+// start-of-data rules that stop smuggling by segmentation are smtp-server's; a test
+// compares both parsers on random input split at random points.
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { LineDots } from './line-dots.ts';
 
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
 const DOT_CRLF = Buffer.from('.\r\n');
 const END_SEQUENCE = Buffer.from('\r\n.\r\n');
+const EMPTY = Buffer.alloc(0);
+/** How many bytes smtp-server holds back at the end of a chunk. */
+const HOLD = 4;
 
 type Callback = (err?: Error | null) => void;
 
 export class SluiceParser extends SMTPStream {
-  /** smtp-server 3's `_feedDataStream`, with the per-byte seek replaced by indexOf. */
+  /**
+   * Up to two bytes, already passed on, that come right before the next input (never a
+   * dot). Empty at the start of the data, after an escape dot and after a held tail:
+   * there smtp-server starts looking at the third byte.
+   */
+  #context: Buffer = EMPTY;
+
+  /** smtp-server 3's `_feedDataStream`, with the per-byte seek replaced by native searches. */
   override _feedDataStream(input: Buffer, done: Callback): void {
     const dataStream = this._dataStream;
     let chunk = input;
@@ -21,6 +39,8 @@ export class SluiceParser extends SMTPStream {
       chunk = Buffer.concat([this._lastBytes, chunk], this._lastBytes.length + chunk.length);
       this._lastBytes = false;
     }
+    const context = this.#context;
+    this.#context = EMPTY;
     let len = chunk.length;
     // a "." line right at the start ends an empty message; this must test _atDataStart:
     // an escaped ".." first line that arrived alone has already lost its escape dot
@@ -28,39 +48,58 @@ export class SluiceParser extends SMTPStream {
       this._endDataMode(false, chunk.subarray(3), done);
       return;
     }
-    if (this._atDataStart && len >= 2 && chunk[0] === 0x2e && chunk[1] === 0x2e) {
+    if (this._atDataStart && len >= 2 && chunk[0] === DOT && chunk[1] === DOT) {
       chunk = chunk.subarray(1);
       len--;
       this._atDataStart = false;
     }
-    // a dot at the start of a line, at i >= 2 and i < len - 2 as smtp-server checks it
+    // A dot at the start of a line, at least two bytes into what is looked at (context
+    // included) and with two bytes after it, as smtp-server checks it. First the dots
+    // whose line end or CR is in the context, then the rest.
+    const c = context.length;
+    for (let j = Math.max(0, 2 - c); j < 2 && j < len - 2; j++) {
+      const before = j >= 1 ? chunk[j - 1] : context[c - 1];
+      if (chunk[j] !== DOT || before !== LF) continue;
+      const twoBefore = j >= 2 ? chunk[j - 2] : context[c + j - 2];
+      if (twoBefore === CR && chunk[j + 1] === CR && chunk[j + 2] === LF) {
+        this.#end(chunk, j, done);
+        return;
+      }
+      if (chunk[j + 1] === DOT) {
+        this.#escape(chunk, j, done);
+        return;
+      }
+    }
     const dots = new LineDots(chunk);
     for (let at = dots.next(1); at !== -1 && at + 1 < len - 2; at = dots.next(at + 1)) {
       const i = at + 1;
       if (chunk.subarray(i - 2, i + 3).equals(END_SEQUENCE)) {
-        const buf = chunk.subarray(0, i);
-        this._countDataBytes(buf.length);
-        this._endDataMode(buf, chunk.subarray(i + 3), done);
+        this.#end(chunk, i, done);
         return;
       }
-      if (chunk[i + 1] === 0x2e) {
-        // an escape dot: emit what comes before it and go on without it
-        const buf = chunk.subarray(0, i);
-        this._lastBytes = false;
-        this._countDataBytes(buf.length);
-        if (dataStream?.writable) dataStream.write(buf);
-        const rest = chunk.subarray(i + 1);
-        setImmediate(() => this._feedDataStream(rest, done));
+      if (chunk[i + 1] === DOT) {
+        this.#escape(chunk, i, done);
         return;
       }
     }
-    // keep the last bytes: the end sequence may straddle this chunk and the next
-    this._lastBytes = chunk.length < 4 ? chunk : chunk.subarray(chunk.length - 4);
-    if (this._lastBytes.length >= chunk.length) {
+    // The end of the data may straddle this chunk and the next only if a dot is among
+    // the last bytes (a tail with none holds no dot to drop and no end of data to cut at)
+    const tail = Math.max(0, len - HOLD);
+    let held: Buffer | false = false;
+    if (chunk.indexOf(DOT, tail) !== -1) {
+      held = chunk.subarray(tail);
+      // all of a short chunk is held: looked at again next time, in the same context
+      if (tail === 0) this.#context = context;
+    } else {
+      const last = len >= 2 ? chunk.subarray(len - 2) : Buffer.concat([context, chunk]).subarray(-2);
+      this.#context = Buffer.from(last);
+    }
+    this._lastBytes = held;
+    if (tail === len || (held && tail === 0)) {
       done();
       return;
     }
-    const buf = chunk.subarray(0, chunk.length - this._lastBytes.length);
+    const buf = held ? chunk.subarray(0, tail) : chunk;
     this._countDataBytes(buf.length);
     if (!dataStream?.writable) {
       done();
@@ -78,5 +117,23 @@ export class SluiceParser extends SMTPStream {
     };
     dataStream.once('drain', onDrain);
     dataStream.once('close', onDrain);
+  }
+
+  /** The end of data: the dot at `dot` and its CRLF are the terminator. */
+  #end(chunk: Buffer, dot: number, done: Callback): void {
+    const buf = chunk.subarray(0, dot);
+    this._countDataBytes(buf.length);
+    this._endDataMode(buf, chunk.subarray(dot + 3), done);
+  }
+
+  /** An escape dot at `dot`: pass on what comes before it and go on without it. */
+  #escape(chunk: Buffer, dot: number, done: Callback): void {
+    const dataStream = this._dataStream;
+    const buf = chunk.subarray(0, dot);
+    this._lastBytes = false;
+    this._countDataBytes(buf.length);
+    if (buf.length > 0 && dataStream?.writable) dataStream.write(buf);
+    const rest = chunk.subarray(dot + 1);
+    setImmediate(() => this._feedDataStream(rest, done));
   }
 }
