@@ -3,7 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { type RedisServerHandle, startRedisServer } from '../testing/redis-server.ts';
+import {
+  type RedisSentinelHandle,
+  type RedisServerHandle,
+  startRedisSentinel,
+  startRedisServer,
+} from '../testing/redis-server.ts';
 import { createRedisClient, type RedisClient, type RedisClientConfig, RedisStore } from './redis-store.ts';
 import { storeContract } from './store.contract.ts';
 
@@ -251,6 +256,107 @@ describe('createRedisClient in cluster mode', () => {
 
   it('refuses a database other than 0', () => {
     assert.throws(() => createRedisClient(config(cluster.nodes, { mode: 'cluster', db: 1 })), {
+      code: 'SLUICE_ERR_CONFIG_INVALID',
+    });
+  });
+});
+
+describe('createRedisClient in sentinel mode', () => {
+  // A real master, a real replica and a real Sentinel (quorum 1) on loopback.
+  let master: RedisServerHandle;
+  let replica: RedisServerHandle;
+  let sentinel: RedisSentinelHandle;
+  const NAME = 'sluice-test';
+
+  async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check().catch(() => false))) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async function info(node: string[], section: string): Promise<string> {
+    const client = await ready(createRedisClient(config(node)) as Redis);
+    try {
+      return String(await client.info(section));
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  before(async () => {
+    master = await startRedisServer();
+    replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
+    await until('the replica to sync', async () =>
+      (await info(replica.nodes, 'replication')).includes('master_link_status:up'),
+    );
+    sentinel = await startRedisSentinel(NAME, master.port);
+    // the sentinel finds the replica through the master's INFO and then talks to it
+    const admin = await ready(createRedisClient(config(sentinel.nodes)) as Redis);
+    try {
+      await until('the sentinel to know the replica', async () => {
+        const replicas = (await admin.call('SENTINEL', 'REPLICAS', NAME)) as string[][];
+        return replicas.some((fields) => {
+          const flags = fields[fields.indexOf('flags') + 1] ?? '';
+          return fields.includes(String(replica.port)) && flags === 'slave';
+        });
+      });
+    } finally {
+      admin.disconnect();
+    }
+  });
+  after(async () => {
+    await sentinel?.stop();
+    await replica?.stop();
+    await master?.stop();
+  });
+
+  it('finds the master through the sentinel, and the new one after a failover', async () => {
+    const client = createRedisClient(config(sentinel.nodes, { mode: 'sentinel', sentinelName: NAME }));
+    const store = new RedisStore({ client, namespace: 'sentinel' });
+    try {
+      await ready(client);
+      const rules = [{ key: 'rate:user:a:messages', cost: 1, limit: 100, windowMs: 60_000 }];
+      assert.deepEqual((await store.consume(rules, T)).remaining, [99]);
+      assert.match(await info(master.nodes, 'replication'), /role:master/);
+
+      const admin = await ready(createRedisClient(config(sentinel.nodes)) as Redis);
+      try {
+        assert.equal(await admin.call('SENTINEL', 'FAILOVER', NAME), 'OK');
+        await until('the replica to become the master', async () => {
+          const [, port] = (await admin.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', NAME)) as string[];
+          return port === String(replica.port);
+        });
+      } finally {
+        admin.disconnect();
+      }
+      // The old master is made a replica (READONLY): the client reconnects through the
+      // sentinel. A call may fail while it switches (the relay then falls back to memory).
+      let remaining: number[] = [];
+      await until('a write to reach the new master', async () => {
+        remaining = (await store.consume(rules, T)).remaining;
+        return true;
+      });
+      assert.equal(remaining.length, 1);
+      assert.ok((remaining[0] ?? 100) < 99, 'the count written before the failover is still there');
+      assert.match(await info(replica.nodes, 'replication'), /role:master/);
+      const onNewMaster = (await ready(createRedisClient(config(replica.nodes)) as Redis)) as Redis;
+      try {
+        assert.ok(
+          (await scan(onNewMaster, 'sluice:{sentinel}:*')).length > 0,
+          'the keys are on the new master',
+        );
+      } finally {
+        onNewMaster.disconnect();
+      }
+    } finally {
+      await client.quit().catch(() => client.disconnect());
+    }
+  });
+
+  it('refuses sentinel mode without the master name', () => {
+    assert.throws(() => createRedisClient(config(['127.0.0.1:26379'], { mode: 'sentinel' })), {
       code: 'SLUICE_ERR_CONFIG_INVALID',
     });
   });

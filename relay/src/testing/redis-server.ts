@@ -2,7 +2,7 @@
 // It can be stopped, killed (to play an outage) and restarted on the same port.
 // Every test that starts one stops it in `after`; an exit hook kills any left over.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,7 +41,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
     port = await freePort();
     try {
-      child = await launch(port, dir, options.args ?? []);
+      child = await launch(port, serverArgs(port, dir, options.args ?? []));
     } catch (err: unknown) {
       lastError = err;
     }
@@ -68,7 +68,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       for (;;) {
         try {
           await mkdir(dir, { recursive: true });
-          current = await launch(port, dir, options.args ?? []);
+          current = await launch(port, serverArgs(port, dir, options.args ?? []));
           return;
         } catch (err: unknown) {
           if (Date.now() > deadline) throw err;
@@ -78,27 +78,80 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
   };
 }
 
-/** Spawns redis-server and resolves once it answers PING; rejects if it exits first. */
-async function launch(port: number, dir: string, extra: string[]): Promise<ChildProcess> {
-  const child = spawn(
-    REDIS_SERVER,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--protected-mode',
-      'no',
-      '--dir',
-      dir,
-      ...extra,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+export interface RedisSentinelHandle {
+  port: number;
+  /** The address list a sentinel-mode Redis config takes. */
+  nodes: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A real Redis Sentinel (redis-server in sentinel mode) watching the master on
+ * masterPort under masterName, quorum 1, on 127.0.0.1 and a free port. It writes its
+ * state into its own config file, so that file lives in a directory of its own.
+ */
+export async function startRedisSentinel(
+  masterName: string,
+  masterPort: number,
+): Promise<RedisSentinelHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-sentinel-'));
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    const file = join(dir, 'sentinel.conf');
+    await writeFile(
+      file,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        'protected-mode no',
+        `dir ${dir}`,
+        `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 1`,
+        `sentinel down-after-milliseconds ${masterName} 1000`,
+        `sentinel failover-timeout ${masterName} 5000`,
+        '',
+      ].join('\n'),
+    );
+    try {
+      const child = await launch(port, [file, '--sentinel']);
+      return {
+        port,
+        nodes: [`127.0.0.1:${port}`],
+        async stop() {
+          await terminate(child, 'SIGTERM');
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (err: unknown) {
+      lastError = err;
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw new Error('redis sentinel did not start', { cause: lastError });
+}
+
+/** A plain server's command line: no persistence, loopback only. */
+function serverArgs(port: number, dir: string, extra: string[]): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'no',
+    '--dir',
+    dir,
+    ...extra,
+  ];
+}
+
+/** Spawns redis-server with args and resolves once port answers PING; rejects if it exits first. */
+async function launch(port: number, args: string[]): Promise<ChildProcess> {
+  const child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer) => {
     output = (output + chunk.toString('utf8')).slice(-4000);
