@@ -37,7 +37,13 @@ const EVENTS: ResourceType = {
 };
 
 interface StatefulSet extends KubeObject {
-  spec: { replicas?: number; template: { metadata: { annotations?: Record<string, string> } } };
+  spec: {
+    replicas?: number;
+    template: {
+      metadata: { annotations?: Record<string, string> };
+      spec: { containers: Array<{ name: string; image?: string }> };
+    };
+  };
 }
 
 interface Condition {
@@ -442,6 +448,39 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     // no garbage collector runs here; in a cluster it deletes these through their owner reference
     const cm = await admin.get('v1', 'ConfigMap', ns, 'mail-relay-config');
     assert.equal(cm?.metadata.ownerReferences?.[0]?.uid, p.metadata.uid);
+  });
+
+  it('puts back what kubectl edits in its objects, once, and leaves other fields alone', async () => {
+    const ns = await namespace('drift');
+    await policy(ns, { replicas: 2 });
+    const cmOf = () =>
+      admin.get<KubeObject & { data?: Record<string, string> }>('v1', 'ConfigMap', ns, 'mail-relay-config');
+    await waitFor('the ConfigMap and StatefulSet', async () => Boolean((await cmOf()) && (await stsOf(ns))));
+    const config = (await cmOf())?.data?.['config.yaml'];
+    assert.ok(config);
+    const sts = await stsOf(ns);
+    assert.ok(sts);
+    const image = sts.spec.template.spec.containers[0]?.image;
+
+    // hand edits: the hash annotation stays as it was, so only the managed fields tell
+    await mergePatch((await cmOf()) as KubeObject, { data: { 'config.yaml': 'hand: edited\n' } });
+    await cp.kubectl(['scale', 'statefulset/mail-relay', '-n', ns, '--replicas=5']);
+    await cp.kubectl(['set', 'image', 'statefulset/mail-relay', '-n', ns, 'relay=example.net/other:1']);
+    await cp.kubectl(['label', 'statefulset/mail-relay', '-n', ns, 'team=mail']);
+    await waitFor('the ConfigMap put back', async () => (await cmOf())?.data?.['config.yaml'] === config);
+    await waitFor('the StatefulSet put back', async () => {
+      const live = await stsOf(ns);
+      return live?.spec.replicas === 2 && live.spec.template.spec.containers[0]?.image === image;
+    });
+    assert.equal((await stsOf(ns))?.metadata.labels?.team, 'mail', 'a label the operator does not set stays');
+
+    // answered once: no apply after that
+    const settled = op.metrics.successes + 10;
+    await waitFor('10 more reconciles', () => op.metrics.successes >= settled);
+    const writes = op.client.writesByVerb();
+    const start = op.metrics.successes;
+    await waitFor('20 resync reconciles', () => op.metrics.successes >= start + 20);
+    assert.deepEqual(op.client.writesByVerb(), writes);
   });
 
   it('makes no write requests in steady state', async () => {

@@ -89,7 +89,7 @@ class Session {
   readonly users: Informer<SmtpUser>;
   readonly secrets: Informer<SecretObject>;
   readonly statefulSets: Informer<KubeObject>;
-  /** Owned ConfigMaps and Services: a deleted one is put back at once, not at the next resync. */
+  /** Owned ConfigMaps and Services: a deleted or edited one is put back at once, not at the next resync. */
   readonly configMaps: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
   readonly queue: WorkQueue;
@@ -197,9 +197,9 @@ class Session {
       if (owner) this.queue.add(owner);
     };
     this.statefulSets.on({ add: ownedChanged, update: ownedChanged, delete: ownedChanged });
-    // ConfigMaps and Services only matter when they disappear (their content is ours)
-    this.configMaps.on({ delete: ownedChanged });
-    this.services.on({ delete: ownedChanged });
+    // ConfigMaps and Services: their content is ours, so a deleted or hand-edited one is put back
+    this.configMaps.on({ update: ownedChanged, delete: ownedChanged });
+    this.services.on({ update: ownedChanged, delete: ownedChanged });
   }
 
   get informers(): Informer<KubeObject>[] {

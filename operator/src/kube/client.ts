@@ -121,6 +121,11 @@ export class KubeClient {
     return this.#kc;
   }
 
+  /** The field manager of this client's server-side applies. */
+  get fieldManager(): string {
+    return this.#fieldManager;
+  }
+
   /** Write requests sent so far (applies, creates, replaces, patches, deletes). */
   get writes(): number {
     let n = 0;

@@ -6,6 +6,7 @@ import type { KubeObject } from '../kube/client.ts';
 import {
   APPLIED_HASH_ANNOTATION,
   appliedHash,
+  foreignWrites,
   needsApply,
   stableStringify,
   withAppliedHash,
@@ -81,5 +82,87 @@ describe('status comparison', () => {
     assert.equal(statusHolds(desired, { ...desired, usage: { messages: 3 } }), true);
     assert.equal(statusHolds(desired, { ...desired, observedGeneration: 1 }), false);
     assert.equal(statusHolds(desired, undefined), false);
+  });
+
+  describe('drift: writes by other field managers', () => {
+    const desired = withAppliedHash(statefulSet(policy, 'h1') as KubeObject);
+    const withManagers = (entries: unknown[]): KubeObject => {
+      const live = asLive(desired);
+      return { ...live, metadata: { ...live.metadata, managedFields: entries } } as KubeObject;
+    };
+    const ours = {
+      manager: 'sluice-operator',
+      operation: 'Apply',
+      time: '2026-01-01T00:00:00Z',
+      fieldsV1: { 'f:spec': { 'f:replicas': {}, 'f:template': {} } },
+    };
+
+    it('finds a hand edit of a field the operator sets (kubectl edit of the image)', () => {
+      const edit = {
+        manager: 'kubectl-edit',
+        operation: 'Update',
+        time: '2026-01-01T00:01:00Z',
+        fieldsV1: {
+          'f:spec': {
+            'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"relay"}': { 'f:image': {} } } } },
+          },
+        },
+      };
+      assert.deepEqual(foreignWrites(desired, withManagers([ours, edit]), 'sluice-operator'), [
+        'kubectl-edit|Update||2026-01-01T00:01:00Z',
+      ]);
+      const scale = {
+        manager: 'kubectl',
+        operation: 'Update',
+        subresource: 'scale',
+        time: '2026-01-01T00:02:00Z',
+        fieldsV1: { 'f:spec': { 'f:replicas': {} } },
+      };
+      assert.equal(
+        foreignWrites(desired, withManagers([scale]), 'sluice-operator').length,
+        1,
+        'kubectl scale',
+      );
+    });
+
+    it('leaves alone what only others set, status, and its own writes', () => {
+      const entries = [
+        ours,
+        // a label the operator does not set
+        {
+          manager: 'kubectl-label',
+          operation: 'Update',
+          fieldsV1: { 'f:metadata': { 'f:labels': { 'f:team': {} } } },
+        },
+        // a container the operator does not have
+        {
+          manager: 'injector',
+          operation: 'Update',
+          fieldsV1: {
+            'f:spec': {
+              'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"sidecar"}': { '.': {} } } } },
+            },
+          },
+        },
+        {
+          manager: 'kube-controller-manager',
+          operation: 'Update',
+          subresource: 'status',
+          fieldsV1: { 'f:status': {} },
+        },
+      ];
+      assert.deepEqual(foreignWrites(desired, withManagers(entries), 'sluice-operator'), []);
+      // with autoscaling on the replica count is the HPA's, not the operator's
+      const hpaScaled = {
+        manager: 'kube-controller-manager',
+        operation: 'Update',
+        subresource: 'scale',
+        fieldsV1: { 'f:spec': { 'f:replicas': {} } },
+      };
+      const { replicas: _r, ...specWithout } = (desired as KubeObject & { spec: Record<string, unknown> })
+        .spec;
+      const autoscaled = { ...desired, spec: specWithout } as KubeObject;
+      assert.deepEqual(foreignWrites(autoscaled, withManagers([hpaScaled]), 'sluice-operator'), []);
+    });
   });
 });

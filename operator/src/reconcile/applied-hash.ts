@@ -2,6 +2,9 @@
 // what it asked for; the next reconcile compares the hash of the new desired object with
 // the live one's and skips the request when they are equal. Comparing with the live
 // object itself would not work: the API server adds defaults, status and metadata.
+// A hand edit (kubectl edit, patch, scale) leaves the hash as it was, so the object's
+// managed fields are read too: another field manager that wrote a field the operator
+// sets means the object has drifted, and it is applied again (force takes the field back).
 import { createHash } from 'node:crypto';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 
@@ -43,8 +46,84 @@ export function needsApply(desired: KubeObject, live: KubeObject | undefined): b
   return live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] !== want;
 }
 
+interface ManagedFieldsEntry {
+  manager?: string;
+  operation?: string;
+  subresource?: string;
+  time?: string;
+  fieldsV1?: Record<string, unknown>;
+}
+
 /**
- * Applies `desired` (server-side apply) unless the live object already carries its hash.
+ * Writes by other field managers (not to status) to fields that `desired` sets, each as
+ * "manager|operation|subresource|time". Fields only others set (a label someone added,
+ * the replica count an HPA owns) are theirs and no drift.
+ */
+export function foreignWrites(desired: KubeObject, live: KubeObject, fieldManager: string): string[] {
+  const entries = (live.metadata as { managedFields?: ManagedFieldsEntry[] }).managedFields ?? [];
+  const found: string[] = [];
+  for (const e of entries) {
+    if (e.manager === fieldManager || e.subresource === 'status' || !e.fieldsV1) continue;
+    if (touches(e.fieldsV1, desired)) {
+      found.push(`${e.manager ?? ''}|${e.operation ?? ''}|${e.subresource ?? ''}|${e.time ?? ''}`);
+    }
+  }
+  return found;
+}
+
+/**
+ * Whether a managed-fields set (fieldsV1: "f:name" for a map key, "k:{...}" for a list
+ * item by its keys, "v:"/"i:" for a set value or a position, "." for the node itself)
+ * names a field that `desired` sets. Where the shapes do not line up, it says yes.
+ */
+function touches(fields: Record<string, unknown>, desired: unknown): boolean {
+  if (desired === undefined || desired === null) return false;
+  for (const [key, value] of Object.entries(fields)) {
+    if (key === '.') return true;
+    const sub = (value ?? {}) as Record<string, unknown>;
+    let next: unknown;
+    if (key.startsWith('f:')) {
+      if (typeof desired !== 'object' || Array.isArray(desired)) return true;
+      next = (desired as Record<string, unknown>)[key.slice(2)];
+    } else if (key.startsWith('k:')) {
+      if (!Array.isArray(desired)) return true;
+      next = desired.find((item) => matchesListKey(item, key.slice(2)));
+    } else {
+      if (Array.isArray(desired) && desired.length > 0) return true;
+      continue;
+    }
+    if (next === undefined) continue;
+    if (Object.keys(sub).length === 0 || touches(sub, next)) return true;
+  }
+  return false;
+}
+
+/** A list item matches a "k:" key when every key field it has is equal (absent ones are defaulted). */
+function matchesListKey(item: unknown, json: string): boolean {
+  if (!item || typeof item !== 'object') return false;
+  let keys: Record<string, unknown>;
+  try {
+    keys = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return true;
+  }
+  const fields = item as Record<string, unknown>;
+  return Object.entries(keys).every(
+    ([name, v]) => fields[name] === undefined || String(fields[name]) === String(v),
+  );
+}
+
+/**
+ * Foreign writes already answered with an apply, by object uid: when another manager
+ * shares a field with the same value (both applied it), applying again changes nothing,
+ * so each write is answered once.
+ */
+const answered = new Set<string>();
+const ANSWERED_LIMIT = 10_000;
+
+/**
+ * Applies `desired` (server-side apply) unless the live object already carries its hash
+ * and nobody else has written to the fields it sets since.
  * `live` may be passed when the caller has just read it; otherwise it is read here.
  */
 export async function applyIfChanged<T extends KubeObject>(
@@ -62,6 +141,14 @@ export async function applyIfChanged<T extends KubeObject>(
           target.metadata.name,
         )
       : (live ?? undefined);
-  if (current && !needsApply(target, current)) return { applied: false, object: current };
-  return { applied: true, object: await client.apply<T>(target) };
+  const uid = current?.metadata.uid ?? '';
+  const drift = current
+    ? foreignWrites(target, current, client.fieldManager).filter((w) => !answered.has(`${uid}|${w}`))
+    : [];
+  if (current && !needsApply(target, current) && drift.length === 0)
+    return { applied: false, object: current };
+  const object = await client.apply<T>(target);
+  if (answered.size > ANSWERED_LIMIT) answered.clear();
+  for (const w of drift) answered.add(`${uid}|${w}`);
+  return { applied: true, object };
 }
