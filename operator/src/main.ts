@@ -15,12 +15,12 @@
 //   OTEL_SERVICE_NAME   service name of the spans (sluice-operator)
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { startTracing } from '@sluice/relay/tracing';
 import { pino } from 'pino';
 import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { startAdminServer } from './server/admin.ts';
 import { OperatorMetrics } from './server/metrics.ts';
-import { startTracing } from './server/tracing.ts';
 import { RelayAdminUsageSource } from './usage/relay-usage.ts';
 
 const SHUTDOWN_DEADLINE_MS = 20_000;

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { startTracing, type Tracing } from '@sluice/relay/tracing';
 import { KubeApiError } from '../kube/api-error.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import { startTracing, type Tracing } from '../server/tracing.ts';
 import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from './api-server-fixture.ts';
 import { Controller } from './controller.ts';
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';

@@ -1,4 +1,5 @@
-// OpenTelemetry SDK setup. The code paths use @opentelemetry/api only, whose tracer is a
+// OpenTelemetry SDK setup, for the relay and the operator (`@sluice/relay/tracing`).
+// The code paths use @opentelemetry/api only, whose tracer is a
 // no-op until a provider is registered; this module registers one, and only when there is
 // somewhere to send spans (an OTLP endpoint, or an exporter a test passes). Otherwise the
 // SDK modules are not even loaded: the imports are dynamic, inside startTracing.
