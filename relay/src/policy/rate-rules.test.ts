@@ -33,6 +33,25 @@ describe('rate rules', () => {
       [['rate:user:alice:recipients:3600', 7, 50]],
     );
   });
+  it('counts a draining pod handing its queue on by its user only, not by its pod address', () => {
+    const withHandoff = validateRelayConfig(
+      {
+        listeners: [{ name: 'a', port: 0 }],
+        spoolDir: 's',
+        usersFile: 'u',
+        rateLimits: { perIp: [{ what: 'messages', limit: 100, windowSeconds: 60 }] },
+        drain: { handoff: { host: 'mail-smtp', port: 25, username: 'internal', passwordFile: 'p' } },
+      },
+      'test',
+    );
+    const internal = { username: 'internal', passwordHash: '$scrypt$x', suspended: false, rateLimits: [] };
+    assert.deepEqual(mailRules(withHandoff, internal, '10.0.0.7'), []);
+    assert.deepEqual(
+      mailRules(withHandoff, user, '10.0.0.7').map((r) => r.key),
+      ['rate:user:alice:messages:3600', 'rate:user:alice:recipients:86400', 'rate:ip:10.0.0.7:messages:60'],
+      'every other user is still counted by address',
+    );
+  });
   it('words windows and waits for replies', () => {
     assert.deepEqual([3600, 86400, 900, 7200, 45].map(windowName), ['hour', 'day', '15 min', '2 h', '45 s']);
     assert.deepEqual([500, 61_000, 600_000, 10_800_000].map(waitText), ['1 s', '61 s', '10 min', '3 h']);
