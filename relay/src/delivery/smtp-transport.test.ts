@@ -487,54 +487,44 @@ describe('SmtpTransport, direct to MX', () => {
 });
 
 describe('SmtpTransport, message data', () => {
+  /** Delivers a spooled body from a file to a sink; what the sink got, byte for byte. */
+  async function deliverBody(
+    domain: string,
+    body: string,
+    extra: Partial<DeliveryJob> = {},
+  ): Promise<string> {
+    const path = join(dir, `${domain}-${extra.crlfOnly ?? 'unknown'}.eml`);
+    await writeFile(path, body);
+    return withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt(domain, '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        const delivery = job(domain, [`a@${domain}`], { bodyPath: path, size: body.length, ...extra });
+        assert.equal(only(await t.deliver(delivery)).outcome, 'delivered');
+        assert.equal(sink.messages.length, 1, 'one message, not cut short');
+        assert.equal(sink.transactions, 1);
+        return sink.messages[0]?.raw.toString('latin1') ?? '';
+      } finally {
+        await t.close();
+      }
+    });
+  }
+
   for (const crlfOnly of [true, false]) {
     it(`dot-stuffs the body so a "." line in the middle arrives as text, not as the end (${crlfOnly ? 'CRLF-only spool' : 'older spool, checked'})`, async () => {
       const body =
         'Subject: dots\r\n\r\nfirst\r\n.\r\n.leading dot\r\n..two dots\r\n.\r\nQUIT\r\nlast line\r\n';
-      const path = join(dir, `dots-${crlfOnly}.eml`);
-      await writeFile(path, body);
-      await withSink({ host: '127.0.0.2' }, async (sink) => {
-        mxAt('dots.test', '127.0.0.2');
-        const { transport: t } = transport({ port: sink.port });
-        try {
-          const result = only(
-            await t.deliver(
-              job('dots.test', ['a@dots.test'], { bodyPath: path, size: body.length, crlfOnly }),
-            ),
-          );
-          assert.equal(result.outcome, 'delivered');
-          assert.equal(sink.messages.length, 1, 'one message, not cut at the lone dot');
-          assert.equal(sink.messages[0]?.raw.toString('latin1'), body);
-          assert.equal(sink.transactions, 1);
-        } finally {
-          await t.close();
-        }
-      });
+      assert.equal(await deliverBody('dots.test', body, { crlfOnly }), body);
     });
   }
 
   it('makes bare CR and LF of a body not known to be CRLF-only into CRLF, so no early end of data', async () => {
     // an older spool's message: nothing says its line ends were checked when it came in
     const body = 'Subject: old\r\n\r\nline\n.\nMAIL FROM:<x@y>\r.\rlast\r\n';
-    const path = join(dir, 'bare.eml');
-    await writeFile(path, body);
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('bare.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        const result = only(
-          await t.deliver(job('bare.test', ['a@bare.test'], { bodyPath: path, size: body.length })),
-        );
-        assert.equal(result.outcome, 'delivered');
-        assert.equal(sink.messages.length, 1);
-        assert.equal(
-          sink.messages[0]?.raw.toString('latin1'),
-          'Subject: old\r\n\r\nline\r\n.\r\nMAIL FROM:<x@y>\r\n.\r\nlast\r\n',
-        );
-      } finally {
-        await t.close();
-      }
-    });
+    assert.equal(
+      await deliverBody('bare.test', body),
+      'Subject: old\r\n\r\nline\r\n.\r\nMAIL FROM:<x@y>\r\n.\r\nlast\r\n',
+    );
   });
 
   it('streams a 20 MB body from the spool without holding it in memory', async () => {
