@@ -71,7 +71,12 @@ describe('scaling in drains the removed replica', { timeout: 400_000 }, () => {
     const pod1 = c.pods()[1] as PodView;
     await eventually('a deferred delivery attempt for each message on replica 1', () =>
       ids.every((id) =>
-        pod1.logs.some((l) => l.event === 'delivery_attempt' && l.queueId === id && Number(l.deferred) > 0),
+        pod1.logs.some(
+          (l) =>
+            l.event === 'delivery_attempt' &&
+            l.queueId === id &&
+            Number((l.results as { deferred?: number } | undefined)?.deferred) > 0,
+        ),
       ),
     );
     const spool1 = c.shim.claimDir('spool', STATEFUL_SET, 1);

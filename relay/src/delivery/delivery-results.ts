@@ -31,14 +31,15 @@ export function local(outcome: RecipientOutcome, status: string, response: strin
 }
 
 export function fail(recipients: string[], failure: Failure): { results: RecipientResult[]; reason: string } {
-  const { outcome, status, response, remoteHost } = failure;
+  const { outcome, status, response, remoteHost, reason } = failure;
   return {
-    reason: failure.reason,
+    reason,
     results: recipients.map((address) => ({
       address,
       outcome,
       status,
       response,
+      reason,
       ...(remoteHost !== undefined ? { remoteHost } : {}),
     })),
   };

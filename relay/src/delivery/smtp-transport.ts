@@ -29,7 +29,7 @@ import { OutboundSession } from './outbound-session.ts';
 
 export { parseReply } from './delivery-results.ts';
 
-import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from './types.ts';
+import type { DeliveryJob, RecipientResult, Transport } from './types.ts';
 
 type DeliveryConfig = RelayConfig['delivery'];
 type SmarthostConfig = NonNullable<DeliveryConfig['smarthost']>;
@@ -138,20 +138,19 @@ export class SmtpTransport implements Transport {
         local('deferred', '4.3.0', `local error: ${errorText(err)}`, 'local_error'),
       );
     }
-    const count = (outcome: RecipientOutcome) => attempt.results.filter((r) => r.outcome === outcome).length;
-    log.info(
-      {
-        event: 'delivery_attempt',
-        domain: job.domain,
-        remoteHost: attempt.results[0]?.remoteHost,
-        reason: attempt.reason,
-        delivered: count('delivered'),
-        deferred: count('deferred'),
-        bounced: count('bounced'),
-        recipients: attempt.results.map(({ address, outcome, status }) => ({ address, outcome, status })),
-      },
-      'delivery attempt',
-    );
+    // the queue logs the attempt (one line, with the reason and remote host); this is the detail
+    if (log.isLevelEnabled('debug')) {
+      log.debug(
+        {
+          event: 'transport_result',
+          domain: job.domain,
+          remoteHost: attempt.results[0]?.remoteHost,
+          reason: attempt.reason,
+          recipients: attempt.results.map(({ address, outcome, status }) => ({ address, outcome, status })),
+        },
+        'transport result',
+      );
+    }
     return attempt.results;
   }
 

@@ -27,6 +27,8 @@ export interface RecipientResult {
   status: string;
   /** The host that answered (MX or smarthost name), when one did. */
   remoteHost?: string;
+  /** Why it failed before or without a transaction (null_mx, dns_tempfail, tls_failed, …), for the log. */
+  reason?: string;
 }
 
 export interface Transport {

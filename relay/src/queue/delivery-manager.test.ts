@@ -72,7 +72,18 @@ describe('DeliveryManager', () => {
       q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address), d.bodyPath]),
       [['failed', ['b2@beta.test'], q.queue.bodyPath(id)]],
     );
-    assert.equal(q.events('delivery_attempt').length, 3);
+    assert.deepEqual(
+      q
+        .events('delivery_attempt')
+        .map((l) => [l.domain, l.remoteHost, l.reason])
+        .sort(),
+      [
+        ['alpha.test', 'mx.alpha.test', undefined],
+        ['beta.test', 'mx.beta.test', undefined],
+        ['gamma.test', 'mx.gamma.test', 'fake_deferral'],
+      ],
+      'one line per attempt, with where it went and why it failed',
+    );
     assert.equal(q.events('delivered').length, 4);
     assert.deepEqual(
       q.events('bounced').map((l) => [l.queueId, l.recipient, l.response]),

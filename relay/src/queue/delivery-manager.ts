@@ -67,6 +67,13 @@ function remoteHost(results: readonly RecipientResult[]): Record<string, string>
   return host === undefined ? {} : { 'server.address': host };
 }
 
+/** Where an attempt went and, for a local failure, why: for its log line. */
+function attemptContext(results: readonly RecipientResult[]): { remoteHost?: string; reason?: string } {
+  const host = results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+  const reason = results.find((r) => r.reason !== undefined)?.reason;
+  return { ...(host === undefined ? {} : { remoteHost: host }), ...(reason === undefined ? {} : { reason }) };
+}
+
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -353,6 +360,7 @@ export class DeliveryManager {
         domain: job.domain,
         recipients: job.recipients.length,
         results: counts,
+        ...attemptContext(results),
         ...(deferrals.size > 0 ? { deferrals: [...deferrals] } : {}),
         attempt: (current.attempts ?? 0) + 1,
         seconds,

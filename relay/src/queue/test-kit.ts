@@ -87,7 +87,8 @@ export class FakeTransport implements Transport {
       return job.recipients.map((address) => {
         const outcome = this.outcome(address);
         const [response, status] = REPLIES[outcome];
-        return { address, outcome, response, status, remoteHost: `mx.${job.domain}` };
+        const reason = outcome === 'deferred' ? { reason: 'fake_deferral' } : {};
+        return { address, outcome, response, status, remoteHost: `mx.${job.domain}`, ...reason };
       });
     } finally {
       this.inFlight--;
