@@ -19,6 +19,8 @@ export class OutboundSession implements Poolable {
   #failed = false;
   /** True while the session is between transactions in a known state (QUIT or reuse is fine). */
   #clean = true;
+  /** The last transaction was refused part-way: the server may still hold its MAIL FROM. */
+  #refused = false;
 
   private constructor(remoteHost: string, conn: StuffingSMTPConnection) {
     this.remoteHost = remoteHost;
@@ -95,13 +97,23 @@ export class OutboundSession implements Poolable {
     const refused =
       sent.error?.response !== undefined && ['EENVELOPE', 'EMESSAGE'].includes(sent.error.code ?? '');
     this.#clean = sent.error === undefined || refused;
+    this.#refused = refused;
     return sent;
+  }
+
+  /**
+   * Whether the next transaction must start with RSET: after a refused one. After one the
+   * server took, a new MAIL FROM is what RFC 5321 expects (Postfix's client does the same).
+   */
+  get needsReset(): boolean {
+    return this.#refused;
   }
 
   /** RSET before reusing a pooled connection; false when it no longer answers. */
   async reset(): Promise<boolean> {
     try {
       await this.#run((done) => this.#conn.reset((err) => done(err)));
+      this.#refused = false;
       return true;
     } catch {
       this.#clean = false;

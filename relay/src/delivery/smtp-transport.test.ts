@@ -604,10 +604,51 @@ describe('SmtpTransport, connection reuse', () => {
         assert.equal(sink.messages.length, 10);
         assert.equal(sink.transactions, 10);
         assert.equal(sink.connections, 1);
+        assert.equal(sink.resets, 0, 'after a message the server took, the next MAIL FROM needs no RSET');
       } finally {
         await t.close();
       }
       await waitFor(() => sink.openConnections === 0, 'the pooled connection to close');
+    });
+  });
+
+  it('sends RSET before reusing a connection whose last transaction was refused', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('refused.test', '127.0.0.2');
+      const { transport: t } = transport({ port: sink.port });
+      try {
+        sink.setRecipientReply('gone@refused.test', { code: 550, text: '5.1.1 no such user' });
+        assert.equal(only(await t.deliver(job('refused.test', ['gone@refused.test']))).outcome, 'bounced');
+        assert.equal(sink.resets, 0);
+        assert.equal(only(await t.deliver(job('refused.test', ['ok@refused.test']))).outcome, 'delivered');
+        assert.equal(sink.resets, 1, 'the refused transaction is cleared first');
+        assert.equal(sink.connections, 1);
+        assert.equal(only(await t.deliver(job('refused.test', ['ok2@refused.test']))).outcome, 'delivered');
+        assert.equal(sink.resets, 1);
+      } finally {
+        await t.close();
+      }
+    });
+  });
+
+  it('sends on a new connection at once when the reused one is closed without an answer', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      mxAt('hangup.test', '127.0.0.2');
+      const { transport: t, logs } = transport({ port: sink.port });
+      try {
+        assert.equal(only(await t.deliver(job('hangup.test', ['a@hangup.test']))).outcome, 'delivered');
+        sink.hangUpOnNextMail();
+        const result = only(await t.deliver(job('hangup.test', ['b@hangup.test'])));
+        assert.equal(result.outcome, 'delivered', 'not deferred: nothing had been sent');
+        assert.deepEqual(
+          sink.messages.map((m) => m.recipients),
+          [['a@hangup.test'], ['b@hangup.test']],
+        );
+        assert.equal(sink.connections, 2);
+        assert.ok(logs.lines.some((l) => l.event === 'stale_connection'));
+      } finally {
+        await t.close();
+      }
     });
   });
 

@@ -57,6 +57,18 @@ const DNS_TIMEOUT_MS = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 // Spool reads of large messages for delivery: a few large reads rather than 16 per megabyte.
 const READ_CHUNK_BYTES = 256 * 1024;
+/** New connections tried after reused ones that turned out closed, per job. */
+const STALE_RETRIES = 2;
+
+/** A transaction that got no reply at all: the connection failed before the server answered. */
+function unanswered(sent: Sent | undefined): boolean {
+  return (
+    sent?.error !== undefined &&
+    sent.error.response === undefined &&
+    sent.accepted.length === 0 &&
+    sent.rejected.length === 0
+  );
+}
 /** A QUIT that gets no answer does not hold the socket open for longer than this. */
 
 export interface SmtpTransportOptions {
@@ -180,30 +192,48 @@ export class SmtpTransport implements Transport {
       );
     }
     try {
-      const session = await this.#checkout(route, log);
-      if (!(session instanceof OutboundSession)) return fail(job.recipients, session);
-      let sent: Sent | undefined;
-      try {
-        const stream = Buffer.isBuffer(body)
-          ? Readable.from([body], { objectMode: false })
-          : body.createReadStream({
-              autoClose: false,
-              start: 0,
-              end: job.size - 1,
-              highWaterMark: READ_CHUNK_BYTES,
-            });
-        sent = await session.send(job, stream);
-      } finally {
-        this.#pool.release(route.key, session, sent !== undefined && session.clean);
+      for (let attempt = 1; ; attempt++) {
+        const checkout = await this.#checkout(route, log);
+        if (!('session' in checkout)) return fail(job.recipients, checkout);
+        const { session, reused } = checkout;
+        let sent: Sent | undefined;
+        try {
+          const stream = Buffer.isBuffer(body)
+            ? Readable.from([body], { objectMode: false })
+            : body.createReadStream({
+                autoClose: false,
+                start: 0,
+                end: job.size - 1,
+                highWaterMark: READ_CHUNK_BYTES,
+              });
+          sent = await session.send(job, stream);
+        } finally {
+          this.#pool.release(route.key, session, sent !== undefined && session.clean);
+        }
+        // A pooled connection the server closed just as it was reused fails before any
+        // reply: nothing was sent, so the message goes out on a new connection at once.
+        if (reused && attempt < STALE_RETRIES + 1 && unanswered(sent)) {
+          log.info(
+            { event: 'stale_connection', remoteHost: session.remoteHost },
+            'pooled connection lost, retrying',
+          );
+          continue;
+        }
+        return { results: transactionResults(job.recipients, sent, session.remoteHost) };
       }
-      return { results: transactionResults(job.recipients, sent, session.remoteHost) };
     } finally {
       if (!Buffer.isBuffer(body)) await body.close().catch(() => undefined);
     }
   }
 
-  /** An idle connection that still answers RSET, or a new one; or why there is none. */
-  async #checkout(route: Route, log: Logger): Promise<OutboundSession | Failure> {
+  /**
+   * An idle connection (after RSET if its last transaction was refused), or a new one; or
+   * why there is none.
+   */
+  async #checkout(
+    route: Route,
+    log: Logger,
+  ): Promise<{ session: OutboundSession; reused: boolean } | Failure> {
     for (;;) {
       const lease = await this.#pool.acquire(route.key, route.fits);
       if (lease === 'closed') return SHUTTING_DOWN;
@@ -215,10 +245,13 @@ export class SmtpTransport implements Transport {
           this.#pool.discard(route.key);
           throw err;
         }
-        if (!(opened instanceof OutboundSession)) this.#pool.discard(route.key);
-        return opened;
+        if (!(opened instanceof OutboundSession)) {
+          this.#pool.discard(route.key);
+          return opened;
+        }
+        return { session: opened, reused: false };
       }
-      if (await lease.reset()) return lease;
+      if (!lease.needsReset || (await lease.reset())) return { session: lease, reused: true };
       this.#pool.discard(route.key, lease);
     }
   }

@@ -55,6 +55,10 @@ export interface SmtpSink {
   readonly openConnections: number;
   /** MAIL FROM commands accepted so far. */
   readonly transactions: number;
+  /** RSET commands received so far (sessions without TLS only: read off the wire). */
+  readonly resets: number;
+  /** The next MAIL FROM gets no answer: the connection is closed, as by a server that timed it out. */
+  hangUpOnNextMail(): void;
   /** Answers RCPT TO for this address with the reply; undefined accepts it again. */
   setRecipientReply(address: string, reply: SinkReply | undefined): void;
   /** Answers the end of DATA with the reply (a 4xx/5xx rejects the message); undefined accepts. */
@@ -93,6 +97,8 @@ class Sink implements SmtpSink {
   readonly messages: SinkMessage[] = [];
   connections = 0;
   transactions = 0;
+  resets = 0;
+  #hangUp = false;
   readonly #open = new Set<string>();
   readonly #options: SmtpSinkOptions;
   readonly #recipientReplies = new Map<string, SinkReply>();
@@ -145,7 +151,14 @@ class Sink implements SmtpSink {
           );
         }
       },
-      onMailFrom: (_address, _session, callback) => {
+      onMailFrom: (_address, session, callback) => {
+        if (this.#hangUp) {
+          this.#hangUp = false;
+          for (const socket of this.#sockets) {
+            if (socket.remotePort === session.remotePort) socket.destroy();
+          }
+          return;
+        }
         this.transactions++;
         callback();
       },
@@ -160,6 +173,16 @@ class Sink implements SmtpSink {
     });
     server.server.on('connection', (socket: Socket) => {
       this.#sockets.add(socket);
+      if (!this.#options.tls && !this.#options.implicitTls) {
+        // commands in the clear: count RSETs as they arrive (a line of their own)
+        let carry = '';
+        socket.on('data', (chunk: Buffer) => {
+          const text = carry + chunk.toString('latin1');
+          const lines = text.split('\r\n');
+          carry = lines.pop() ?? '';
+          for (const line of lines) if (line.toUpperCase() === 'RSET') this.resets++;
+        });
+      }
       socket.once('close', () => this.#sockets.delete(socket));
     });
     this.#server = server;
@@ -235,6 +258,10 @@ class Sink implements SmtpSink {
       };
       this.#waiters.add(check);
     });
+  }
+
+  hangUpOnNextMail(): void {
+    this.#hangUp = true;
   }
 
   dropConnections(): void {
