@@ -2,7 +2,7 @@
 // attachment scanner and the spool at once (never buffering the message), then decide.
 // The message is acknowledged only after the spool has it on disk; every refusal
 // removes what was written.
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
@@ -17,34 +17,37 @@ import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
-/** Passes data until smtp-server flags the message as over the size limit, then drops it. */
-class SizeGuard extends Transform {
+/**
+ * The smuggling defence, which also drops the data once smtp-server flags the message as
+ * over the size limit (one stream for both: a stream per message and a hop per chunk less).
+ */
+class GuardedNormaliser extends LineEndingNormaliser {
   exceeded = false;
   readonly #source: SMTPServerDataStream;
   constructor(source: SMTPServerDataStream) {
     super();
     this.#source = source;
   }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.exceeded || this.#source.sizeExceeded) {
       this.exceeded = true;
-      return callback();
+      callback();
+      return;
     }
-    callback(null, chunk);
+    super._transform(chunk, encoding, callback);
   }
 }
 
 /**
- * source → guard → normaliser, settled when all three are done or one fails (then the
- * other two are destroyed). stream.pipeline would do it too, but it makes an AbortError
- * and a few more errors, stack traces included, for every message it finishes.
+ * source → normaliser, settled when both are done or one fails (then the normaliser is
+ * destroyed). stream.pipeline would do it too, but it makes an AbortError and a few more
+ * errors, stack traces included, for every message it finishes.
  */
-async function pipeInto(source: Readable, guard: Transform, normaliser: Transform): Promise<void> {
-  source.pipe(guard).pipe(normaliser);
+async function pipeInto(source: Readable, normaliser: Transform): Promise<void> {
+  source.pipe(normaliser);
   try {
-    await Promise.all([finished(source), finished(guard), finished(normaliser, { readable: false })]);
+    await Promise.all([finished(source), finished(normaliser, { readable: false })]);
   } catch (err: unknown) {
-    guard.destroy();
     normaliser.destroy();
     throw err;
   }
@@ -62,8 +65,7 @@ export async function receiveMessage(options: {
   const config = rt.config;
   const queueId = newQueueId();
   const log = state.log.child({ queueId });
-  const guard = new SizeGuard(stream);
-  const normaliser = new LineEndingNormaliser();
+  const normaliser = new GuardedNormaliser(stream);
   const scanner = new AttachmentScanner(config.attachments.blockedExtensions);
   let writer: SpoolWriter | undefined;
   // the scan and the spool write run side by side on the same stream, so their spans overlap
@@ -114,7 +116,7 @@ export async function receiveMessage(options: {
       (scan) => endInspect(scan.kind, scan.kind === 'blocked' ? scan.extension : undefined),
       () => endInspect('failed'),
     );
-    await pipeInto(stream, guard, normaliser);
+    await pipeInto(stream, normaliser);
     const [scan] = await Promise.all([
       scanned,
       new Promise<void>((resolve, reject) => {
@@ -123,7 +125,7 @@ export async function receiveMessage(options: {
       }),
     ]);
 
-    if (guard.exceeded || stream.sizeExceeded) {
+    if (normaliser.exceeded || stream.sizeExceeded) {
       await writer.abort();
       throw refuse('MESSAGE_TOO_BIG', { limit: config.limits.maxMessageBytes });
     }
