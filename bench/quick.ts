@@ -1,33 +1,46 @@
 // A minute's check of a relay change (not part of make bench): Sluice alone under the
-// small (or 1 MB) workload, restarted for each of a few rounds, median msgs/s and p99.
+// small workload (--medium: 1 MB; --large: 10 concurrent 30 MB messages), restarted for
+// each of a few rounds; medians of msgs/s, p99, CPU per message (all the relay's threads,
+// receiving and delivering) and RSS added at the peak. --node-flag passes a flag to the
+// relay's node (repeatable), for trying runtime settings.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium] [--rounds N] [--messages M]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F]
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startEnvironment } from './environment.ts';
 import { percentiles, runLoad } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
+import { cpuSeconds, MemoryWatch } from './proc-stats.ts';
 import { awaitArrival } from './run-one.ts';
 
 const { values } = parseArgs({
-  options: { medium: { type: 'boolean' }, rounds: { type: 'string' }, messages: { type: 'string' } },
+  options: {
+    medium: { type: 'boolean' },
+    large: { type: 'boolean' },
+    rounds: { type: 'string' },
+    messages: { type: 'string' },
+    'node-flag': { type: 'string', multiple: true },
+  },
 });
-const bytes = values.medium ? 1_000_000 : 10_000;
+const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
+const connections = values.large ? 10 : 20;
 const rounds = Number(values.rounds ?? 4);
-const messages = Number(values.messages ?? (values.medium ? 10 : 50));
+const messages = Number(values.messages ?? (values.large ? 1 : values.medium ? 10 : 50));
 const env = await startEnvironment();
 const rates: number[] = [];
 const p99s: number[] = [];
+const cpus: number[] = [];
+const added: number[] = [];
 for (let round = 0; round < rounds; round++) {
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
-  const relay = await startFullSluice(env, workDir);
+  const relay = await startFullSluice(env, workDir, values['node-flag'] ?? []);
 
   const load = (runId: string, perConnection: number) =>
     runLoad({
       port: relay.port,
-      connections: 20,
+      connections,
       messagesPerConnection: perConnection,
       recipients: 3,
       messageBytes: bytes,
@@ -37,8 +50,15 @@ for (let round = 0; round < rounds; round++) {
       runId,
     });
   await load(`quick-warm-${round}`, 1);
+  const cpu = () => relay.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const cpuBefore = cpu();
+  const memory = new MemoryWatch(() => relay.pids(), 50);
   const result = await load(`quick-${round}`, messages);
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);
+  // receiving and delivering: the relay's CPU (all its threads) until the last message arrived
+  cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
+  const peak = memory.stop();
+  added.push((peak.peakRssKb - peak.startRssKb) / 1024);
   await relay.stop();
   if (missing.length > 0) throw new Error(`${missing.length} accepted messages never reached the sink`);
   rates.push(result.msgsPerSecond);
@@ -47,5 +67,7 @@ for (let round = 0; round < rounds; round++) {
 await env.close();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 process.stdout.write(
-  `msgs/s ${rates.map((r) => r.toFixed(0)).join(' ')}; median ${median(rates).toFixed(0)}, p99 median ${median(p99s).toFixed(1)} ms\n`,
+  `msgs/s ${rates.map((r) => r.toFixed(0)).join(' ')}; median ${median(rates).toFixed(0)}, ` +
+    `p99 median ${median(p99s).toFixed(1)} ms, CPU median ${median(cpus).toFixed(2)} ms/msg, ` +
+    `RSS added ${added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(added).toFixed(0)})\n`,
 );
