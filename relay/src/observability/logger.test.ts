@@ -24,6 +24,18 @@ function run(
 }
 
 describe('log output', () => {
+  it('never writes a password or a password hash, at the top level or one object down', async () => {
+    const out = await run(
+      `import { createLogger } from '${LOGGER}';
+       const log = createLogger();
+       log.info({ event: 'x', password: 'pw-top', passwordHash: '$scrypt$top', auth: { username: 'alice', password: 'pw-nested' }, user: { passwordHash: '$scrypt$nested' } }, 'secrets');`,
+    );
+    const line = JSON.parse(out.trim()) as Record<string, unknown>;
+    assert.doesNotMatch(out, /pw-top|pw-nested|\$scrypt\$/);
+    assert.equal(line.password, '<redacted>');
+    assert.deepEqual(line.auth, { username: 'alice', password: '<redacted>' });
+  });
+
   it('writes a buffered line on exit, also on process.exit()', async () => {
     const out = await run(
       `import { createLogger } from '${LOGGER}';
