@@ -1,31 +1,23 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { readSpooled } from '../spool/message-file.ts';
 import type { SpooledMessage } from '../spool/spool.ts';
 import { spooledEnvelope } from '../testing/envelope.ts';
-import { closeTestSpools, testSpool } from '../testing/spools.ts';
+import { suiteDir, testSpool } from '../testing/spools.ts';
 import { createDsnEnqueuer } from './bounce.ts';
 
 describe('bounce notices in the spool', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-bounce-'));
-  });
-  after(async () => {
-    await closeTestSpools();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = suiteDir('sluice-bounce-');
 
   it('spools a notice with CRLF line ends only, marked so, even from bare CR and LF around it', async () => {
-    const spool = testSpool({ dir: join(dir, 'spool') });
+    const spool = testSpool({ dir: join(dir(), 'spool') });
     await spool.init();
     const seen: SpooledMessage[] = [];
     spool.onCommitted((m) => seen.push(m));
     // the original message of an older spool, with bare line ends in its header block
-    const original = join(dir, 'original.eml');
+    const original = join(dir(), 'original.eml');
     await writeFile(original, 'Subject: old\nX-Odd: a\rb\r\n\r\nbody\n');
     const enqueue = createDsnEnqueuer({ spool, hostname: () => 'relay.test' });
     await enqueue({

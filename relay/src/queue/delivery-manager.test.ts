@@ -1,13 +1,12 @@
 // The delivery manager against a real spool on disk and a fake in-process transport (see
 // test-kit.ts; the real SMTP transports have their own tests against real SMTP peers).
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { RecipientOutcome } from '../delivery/types.ts';
 import { newQueueId } from '../spool/queue-id.ts';
-import { closeTestSpools } from '../testing/spools.ts';
+import { suiteDir } from '../testing/spools.ts';
 import {
   bootQueue,
   FakeClock,
@@ -22,14 +21,7 @@ import {
 const SECOND = 1000;
 
 describe('DeliveryManager', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-delivery-'));
-  });
-  after(async () => {
-    await closeTestSpools();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = suiteDir('sluice-delivery-');
 
   it('sends per domain, records each recipient, bounces once and retries only the deferred ones on time', async () => {
     const answers: Record<string, RecipientOutcome> = {
@@ -39,7 +31,7 @@ describe('DeliveryManager', () => {
     };
     const transport = new FakeTransport((address) => answers[address] ?? 'delivered');
     const clock = new FakeClock();
-    const q = await bootQueue(join(dir, 'mixed'), transport, clock, testConfig(dir));
+    const q = await bootQueue(join(dir(), 'mixed'), transport, clock, testConfig(dir()));
     await q.manager.start();
     const id = newQueueId(clock.now);
     const recipients = ['a1@alpha.test', 'a2@Alpha.Test', 'a3@alpha.test', 'b1@beta.test', 'b2@beta.test'];
@@ -132,8 +124,8 @@ describe('DeliveryManager', () => {
       open = resolve;
     });
     const clock = new FakeClock();
-    const config = testConfig(dir, { maxConnections: 3, maxConnectionsPerDomain: 2 });
-    const q = await bootQueue(join(dir, 'limits'), transport, clock, config);
+    const config = testConfig(dir(), { maxConnections: 3, maxConnectionsPerDomain: 2 });
+    const q = await bootQueue(join(dir(), 'limits'), transport, clock, config);
     // queued before start: the scan makes all of them due at once
     for (let i = 0; i < 8; i++) {
       await q.submit(
@@ -157,7 +149,7 @@ describe('DeliveryManager', () => {
     const transport = new FakeTransport();
     transport.fail.add('broken.test');
     const clock = new FakeClock();
-    const q = await bootQueue(join(dir, 'throws'), transport, clock, testConfig(dir));
+    const q = await bootQueue(join(dir(), 'throws'), transport, clock, testConfig(dir()));
     await q.manager.start();
     const id = newQueueId(clock.now);
     await q.submit(testEnvelope(id, ['a@broken.test', 'b@fine.test'], clock.now));
@@ -174,8 +166,8 @@ describe('DeliveryManager', () => {
   it('bounces with 5.4.7 at the end of the queue lifetime, on time', async () => {
     const transport = new FakeTransport(() => 'deferred');
     const clock = new FakeClock();
-    const config = testConfig(dir, {}, { queueLifetimeSeconds: 3600, delayWarningSeconds: 0 });
-    const q = await bootQueue(join(dir, 'expiry'), transport, clock, config);
+    const config = testConfig(dir(), {}, { queueLifetimeSeconds: 3600, delayWarningSeconds: 0 });
+    const q = await bootQueue(join(dir(), 'expiry'), transport, clock, config);
     await q.manager.start();
     const id = newQueueId(clock.now);
     await q.submit(testEnvelope(id, ['a@slow.test'], clock.now));
@@ -205,10 +197,10 @@ describe('DeliveryManager', () => {
     const transport = new FakeTransport((address) => (address.startsWith('ok') ? 'delivered' : 'deferred'));
     const clock = new FakeClock();
     const q = await bootQueue(
-      join(dir, 'delay'),
+      join(dir(), 'delay'),
       transport,
       clock,
-      testConfig(dir, {}, { delayWarningSeconds: 600 }),
+      testConfig(dir(), {}, { delayWarningSeconds: 600 }),
     );
     await q.manager.start();
     const id = newQueueId(clock.now);
@@ -234,8 +226,8 @@ describe('DeliveryManager', () => {
   it('never asks for a DSN about a bounce (null sender) or a DSN', async () => {
     const transport = new FakeTransport((address) => (address.startsWith('gone') ? 'bounced' : 'deferred'));
     const clock = new FakeClock();
-    const config = testConfig(dir, {}, { delayWarningSeconds: 1, queueLifetimeSeconds: 600 });
-    const q = await bootQueue(join(dir, 'no-dsn'), transport, clock, config);
+    const config = testConfig(dir(), {}, { delayWarningSeconds: 1, queueLifetimeSeconds: 600 });
+    const q = await bootQueue(join(dir(), 'no-dsn'), transport, clock, config);
     await q.manager.start();
     const bounce = newQueueId(clock.now);
     const notice = newQueueId(clock.now + 1);
@@ -254,7 +246,7 @@ describe('DeliveryManager', () => {
   it('retryNow makes a message due at once; remove takes it out of the queue', async () => {
     const transport = new FakeTransport(() => 'deferred');
     const clock = new FakeClock();
-    const q = await bootQueue(join(dir, 'admin'), transport, clock, testConfig(dir));
+    const q = await bootQueue(join(dir(), 'admin'), transport, clock, testConfig(dir()));
     await q.manager.start();
     const first = newQueueId(clock.now);
     const second = newQueueId(clock.now + 1);

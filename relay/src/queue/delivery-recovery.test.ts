@@ -1,12 +1,11 @@
 // Restarts, crashes and shutdown of the delivery manager, on a real spool on disk with a
 // fake in-process transport (see test-kit.ts; real SMTP transports have their own tests).
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { newQueueId } from '../spool/queue-id.ts';
-import { closeTestSpools } from '../testing/spools.ts';
+import { suiteDir } from '../testing/spools.ts';
 import {
   bootQueue,
   FakeClock,
@@ -21,19 +20,12 @@ import {
 const SECOND = 1000;
 
 describe('DeliveryManager recovery', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-recovery-'));
-  });
-  after(async () => {
-    await closeTestSpools();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = suiteDir('sluice-recovery-');
 
   it('resumes from the envelopes on disk after a restart, at the scheduled time', async () => {
-    const spoolDir = join(dir, 'restart');
+    const spoolDir = join(dir(), 'restart');
     const clock = new FakeClock();
-    const config = testConfig(dir);
+    const config = testConfig(dir());
     const first = await bootQueue(spoolDir, new FakeTransport(() => 'deferred'), clock, config);
     await first.manager.start();
     const id = newQueueId(clock.now);
@@ -57,9 +49,9 @@ describe('DeliveryManager recovery', () => {
   });
 
   it('never re-sends to a domain already delivered when it crashes between domains', async () => {
-    const spoolDir = join(dir, 'crash');
+    const spoolDir = join(dir(), 'crash');
     const clock = new FakeClock();
-    const config = testConfig(dir);
+    const config = testConfig(dir());
     const doomed = new FakeTransport();
     doomed.hang.add('beta.test');
     const first = await bootQueue(spoolDir, doomed, clock, config);
@@ -85,9 +77,9 @@ describe('DeliveryManager recovery', () => {
   });
 
   it('queues the bounce notice that a crash cut off, once', async () => {
-    const spoolDir = join(dir, 'lost-dsn');
+    const spoolDir = join(dir(), 'lost-dsn');
     const clock = new FakeClock();
-    const config = testConfig(dir);
+    const config = testConfig(dir());
     const id = newQueueId(clock.now);
     const envelope = testEnvelope(id, ['gone@alpha.test', 'later@beta.test'], clock.now);
     // on disk as a crash left it: one recipient bounced, its notice never queued
@@ -115,7 +107,7 @@ describe('DeliveryManager recovery', () => {
     const clock = new FakeClock();
     const transport = new FakeTransport(() => 'deferred');
     transport.hang.add('hang.test');
-    const q = await bootQueue(join(dir, 'stop'), transport, clock, testConfig(dir));
+    const q = await bootQueue(join(dir(), 'stop'), transport, clock, testConfig(dir()));
     await q.manager.start();
     const hung = newQueueId(clock.now);
     const deferred = newQueueId(clock.now + 1);
@@ -150,10 +142,10 @@ describe('DeliveryManager recovery', () => {
       open = resolve;
     });
     const q = await bootQueue(
-      join(dir, 'stop-waiting'),
+      join(dir(), 'stop-waiting'),
       transport,
       clock,
-      testConfig(dir, { maxConnections: 1 }),
+      testConfig(dir(), { maxConnections: 1 }),
     );
     const ids = [newQueueId(clock.now), newQueueId(clock.now + 1)];
     await q.submit(testEnvelope(ids[0]!, ['a@one.test'], clock.now));

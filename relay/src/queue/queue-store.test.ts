@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { createLogger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
-import { closeTestSpools, testSpool } from '../testing/spools.ts';
+import { suiteDir, testSpool } from '../testing/spools.ts';
 import { QueueStore } from './queue-store.ts';
 import { testEnvelope } from './test-kit.ts';
 
@@ -22,17 +21,10 @@ function logCapture() {
 }
 
 describe('QueueStore', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-queue-store-'));
-  });
-  after(async () => {
-    await closeTestSpools();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = suiteDir('sluice-queue-store-');
 
   async function setup(name: string) {
-    const spool = testSpool({ dir: join(dir, name) });
+    const spool = testSpool({ dir: join(dir(), name) });
     await spool.init();
     const { lines, logger } = logCapture();
     const store = new QueueStore({ spool, committer: spool.committer, fsync: true, logger });

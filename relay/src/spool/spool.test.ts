@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import { waitFor } from '../testing/harness.ts';
-import { closeTestSpools, testSpool } from '../testing/spools.ts';
+import { suiteDir, testSpool } from '../testing/spools.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { readSpooled, readTrailer } from './message-file.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
@@ -16,17 +15,10 @@ function envelope(queueId: string): SpooledEnvelope {
 }
 
 describe('Spool', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-spool-'));
-  });
-  after(async () => {
-    await closeTestSpools();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = suiteDir('sluice-spool-');
 
   it('commits the message and its envelope as one file in queue/ and tells its listeners', async () => {
-    const spool = testSpool({ dir: join(dir, 'a') });
+    const spool = testSpool({ dir: join(dir(), 'a') });
     await spool.init();
     const seen: string[] = [];
     spool.onCommitted((m) => seen.push(m.queueId));
@@ -49,7 +41,7 @@ describe('Spool', () => {
   });
 
   it('abort leaves nothing behind', async () => {
-    const spool = testSpool({ dir: join(dir, 'b') });
+    const spool = testSpool({ dir: join(dir(), 'b') });
     await spool.init();
     const writer = spool.createWriter(newQueueId());
     writer.write(Buffer.alloc(100_000));
@@ -59,7 +51,7 @@ describe('Spool', () => {
   });
 
   it('rebuilds the queue from a directory scan and removes unfinished writes', async () => {
-    const spool = testSpool({ dir: join(dir, 'c') });
+    const spool = testSpool({ dir: join(dir(), 'c') });
     await spool.init();
     const kept = newQueueId(1_000);
     const w = spool.createWriter(kept);
@@ -76,7 +68,7 @@ describe('Spool', () => {
     await writeFile(join(spool.queueDir, `${newQueueId(2_000)}.eml`), 'orphan');
     await writeFile(join(spool.queueDir, `${kept}.json.tmp`), '{"torn":');
     await writeFile(join(spool.queueDir, `${newQueueId(2_500)}.json`), JSON.stringify(envelope('x')));
-    const restarted = testSpool({ dir: join(dir, 'c') });
+    const restarted = testSpool({ dir: join(dir(), 'c') });
     await restarted.init();
     assert.deepEqual(await restarted.list(), [kept, legacy]);
     assert.deepEqual(
@@ -89,7 +81,7 @@ describe('Spool', () => {
   });
 
   it('writes into files its thread created ahead, and its thread deletes removed messages', async () => {
-    const spool = testSpool({ dir: join(dir, 'thread') });
+    const spool = testSpool({ dir: join(dir(), 'thread') });
     await spool.init();
     await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
     const id = newQueueId();
@@ -106,7 +98,7 @@ describe('Spool', () => {
   });
 
   it("keeps a message being written when the file thread stops (the file is the main thread's)", async () => {
-    const spool = testSpool({ dir: join(dir, 'stop') });
+    const spool = testSpool({ dir: join(dir(), 'stop') });
     await spool.init();
     await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
     const id = newQueueId();
@@ -119,7 +111,7 @@ describe('Spool', () => {
   });
 
   it('works without its thread, and clears trash/ left by a crash', async () => {
-    const spool = testSpool({ dir: join(dir, 'nothread'), fileThread: false });
+    const spool = testSpool({ dir: join(dir(), 'nothread'), fileThread: false });
     await spool.init();
     await writeFile(join(spool.trashDir, 'LEFT.msg'), 'removed before a crash');
     const id = newQueueId();
@@ -128,13 +120,13 @@ describe('Spool', () => {
     const message = await writer.commit(envelope(id));
     await spool.removeFile(message.bodyPath);
     assert.deepEqual(await readdir(spool.queueDir), []);
-    const restarted = testSpool({ dir: join(dir, 'nothread'), fileThread: false });
+    const restarted = testSpool({ dir: join(dir(), 'nothread'), fileThread: false });
     await restarted.init();
     assert.deepEqual(await readdir(restarted.trashDir), []);
   });
 
   it('shares directory fsyncs between concurrent commits with group commit on', async () => {
-    const spool = testSpool({ dir: join(dir, 'd'), groupCommit: true });
+    const spool = testSpool({ dir: join(dir(), 'd'), groupCommit: true });
     await spool.init();
     const ids = Array.from({ length: 50 }, (_, i) => newQueueId(3_000 + i));
     await Promise.all(
@@ -152,7 +144,7 @@ describe('Spool', () => {
   });
 
   it('fsyncs the directory once per commit with group commit off', async () => {
-    const spool = testSpool({ dir: join(dir, 'e'), groupCommit: false });
+    const spool = testSpool({ dir: join(dir(), 'e'), groupCommit: false });
     await spool.init();
     const ids = Array.from({ length: 10 }, (_, i) => newQueueId(4_000 + i));
     await Promise.all(
