@@ -15,7 +15,7 @@ export function testSpool(options: SpoolOptions): Spool {
 }
 
 /** Stops every test spool's file thread (call before removing the test directory). */
-export async function closeTestSpools(): Promise<void> {
+async function closeTestSpools(): Promise<void> {
   const spools = [...open];
   open.clear();
   await Promise.all(spools.map((s) => s.close()));
