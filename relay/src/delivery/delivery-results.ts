@@ -30,19 +30,16 @@ export function local(outcome: RecipientOutcome, status: string, response: strin
   return { outcome, status, response, reason };
 }
 
-export function fail(recipients: string[], failure: Failure): { results: RecipientResult[]; reason: string } {
+export function fail(recipients: string[], failure: Failure): RecipientResult[] {
   const { outcome, status, response, remoteHost, reason } = failure;
-  return {
+  return recipients.map((address) => ({
+    address,
+    outcome,
+    status,
+    response,
     reason,
-    results: recipients.map((address) => ({
-      address,
-      outcome,
-      status,
-      response,
-      reason,
-      ...(remoteHost !== undefined ? { remoteHost } : {}),
-    })),
-  };
+    ...(remoteHost !== undefined ? { remoteHost } : {}),
+  }));
 }
 
 /** The reply code, and the enhanced status code (or one derived from the reply code). */

@@ -69,7 +69,6 @@ function unanswered(sent: Sent | undefined): boolean {
     sent.rejected.length === 0
   );
 }
-/** A QUIT that gets no answer does not hold the socket open for longer than this. */
 
 export interface SmtpTransportOptions {
   mode: 'direct' | 'smarthost';
@@ -140,12 +139,12 @@ export class SmtpTransport implements Transport {
   async deliver(job: DeliveryJob): Promise<RecipientResult[]> {
     if (job.recipients.length === 0) return [];
     const log = this.#log.child({ queueId: job.queueId });
-    let attempt: { results: RecipientResult[]; reason?: string };
+    let results: RecipientResult[];
     try {
-      attempt = await this.#deliver(job, log);
+      results = await this.#deliver(job, log);
     } catch (err: unknown) {
       log.error({ event: 'delivery_error', err }, 'delivery failed unexpectedly');
-      attempt = fail(
+      results = fail(
         job.recipients,
         local('deferred', '4.3.0', `local error: ${errorText(err)}`, 'local_error'),
       );
@@ -156,14 +155,14 @@ export class SmtpTransport implements Transport {
         {
           event: 'transport_result',
           domain: job.domain,
-          remoteHost: attempt.results[0]?.remoteHost,
-          reason: attempt.reason,
-          recipients: attempt.results.map(({ address, outcome, status }) => ({ address, outcome, status })),
+          remoteHost: results[0]?.remoteHost,
+          reason: results[0]?.reason,
+          recipients: results.map(({ address, outcome, status }) => ({ address, outcome, status })),
         },
         'transport result',
       );
     }
-    return attempt.results;
+    return results;
   }
 
   async close(): Promise<void> {
@@ -171,7 +170,7 @@ export class SmtpTransport implements Transport {
     this.#pool.close();
   }
 
-  async #deliver(job: DeliveryJob, log: Logger): Promise<{ results: RecipientResult[]; reason?: string }> {
+  async #deliver(job: DeliveryJob, log: Logger): Promise<RecipientResult[]> {
     if (this.#closed) return fail(job.recipients, SHUTTING_DOWN);
     const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain);
     if (!('key' in route)) return fail(job.recipients, route);
@@ -219,7 +218,7 @@ export class SmtpTransport implements Transport {
           );
           continue;
         }
-        return { results: transactionResults(job.recipients, sent, session.remoteHost) };
+        return transactionResults(job.recipients, sent, session.remoteHost);
       }
     } finally {
       if (!Buffer.isBuffer(body)) await body.close().catch(() => undefined);

@@ -62,14 +62,18 @@ function attemptResult(results: readonly RecipientResult[]): string {
   return outcomes.size === 1 && only ? only : outcomes.size === 0 ? 'empty' : 'mixed';
 }
 
+function firstRemoteHost(results: readonly RecipientResult[]): string | undefined {
+  return results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+}
+
 function remoteHost(results: readonly RecipientResult[]): Record<string, string> {
-  const host = results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+  const host = firstRemoteHost(results);
   return host === undefined ? {} : { 'server.address': host };
 }
 
 /** Where an attempt went and, for a local failure, why: for its log line. */
 function attemptContext(results: readonly RecipientResult[]): { remoteHost?: string; reason?: string } {
-  const host = results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+  const host = firstRemoteHost(results);
   const reason = results.find((r) => r.reason !== undefined)?.reason;
   return { ...(host === undefined ? {} : { remoteHost: host }), ...(reason === undefined ? {} : { reason }) };
 }
