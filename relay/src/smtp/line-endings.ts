@@ -22,18 +22,18 @@ export class LineEndingNormaliser extends Transform {
     callback(null, this.normalise(chunk));
   }
 
-  /** Whether the input so far ends with a CR whose LF may still come. */
-  get pendingCr(): boolean {
-    return this.#pendingCr;
+  override _flush(callback: TransformCallback): void {
+    const rest = this.flushPending();
+    if (rest) this.push(rest);
+    callback();
   }
 
-  override _flush(callback: TransformCallback): void {
-    if (this.#pendingCr) {
-      this.#pendingCr = false;
-      this.bareCr++;
-      this.push(CRLF);
-    }
-    callback();
+  /** At the end of the input: a CR still waiting for its LF got none, so it becomes CRLF. */
+  flushPending(): Buffer | null {
+    if (!this.#pendingCr) return null;
+    this.#pendingCr = false;
+    this.bareCr++;
+    return CRLF;
   }
 
   /** The next piece of the input, normalised (a CR at its end waits for the next piece). */
@@ -92,5 +92,6 @@ export class LineEndingNormaliser extends Transform {
 export function toCrlf(message: Buffer): Buffer {
   const normaliser = new LineEndingNormaliser();
   const body = normaliser.normalise(message);
-  return normaliser.pendingCr ? Buffer.concat([body, CRLF]) : body;
+  const rest = normaliser.flushPending();
+  return rest ? Buffer.concat([body, rest]) : body;
 }
