@@ -23,6 +23,14 @@ function run(
   });
 }
 
+/** The event field of each line written. */
+function eventsOf(out: string): string[] {
+  return out
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { event: string }).event);
+}
+
 describe('log output', () => {
   it('never writes a password or a password hash, at the top level or one object down', async () => {
     const out = await run(
@@ -44,11 +52,7 @@ describe('log output', () => {
        log.info({ event: 'two' }, 'second');
        process.exit(3);`,
     );
-    const events = out
-      .trim()
-      .split('\n')
-      .map((l) => (JSON.parse(l) as { event: string }).event);
-    assert.deepEqual(events, ['one', 'two']);
+    assert.deepEqual(eventsOf(out), ['one', 'two']);
   });
 
   it('keeps the order of lines from several loggers (one buffer for standard output)', async () => {
@@ -61,11 +65,7 @@ describe('log output', () => {
        a.info({ event: 'a2' }, 'x');
        process.exit(0);`,
     );
-    const events = out
-      .trim()
-      .split('\n')
-      .map((l) => (JSON.parse(l) as { event: string }).event);
-    assert.deepEqual(events, ['a1', 'b1', 'a2']);
+    assert.deepEqual(eventsOf(out), ['a1', 'b1', 'a2']);
   });
 
   it('writes a line within a fraction of a second while the process keeps running', async () => {

@@ -8,6 +8,7 @@ import { suiteDir, testSpool } from '../testing/spools.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { readSpooled, readTrailer } from './message-file.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
+import type { Spool } from './spool.ts';
 
 function envelope(queueId: string): SpooledEnvelope {
   const recipients: SpooledEnvelope['recipients'] = [{ address: 'b@example.net', state: 'pending' }];
@@ -16,6 +17,14 @@ function envelope(queueId: string): SpooledEnvelope {
 
 describe('Spool', () => {
   const dir = suiteDir('sluice-spool-');
+
+  /** A spool whose file thread has created files ahead in incoming/. */
+  async function spoolWithFilesAhead(name: string): Promise<Spool> {
+    const spool = testSpool({ dir: join(dir(), name) });
+    await spool.init();
+    await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
+    return spool;
+  }
 
   it('commits the message and its envelope as one file in queue/ and tells its listeners', async () => {
     const spool = testSpool({ dir: join(dir(), 'a') });
@@ -81,9 +90,7 @@ describe('Spool', () => {
   });
 
   it('writes into files its thread created ahead, and its thread deletes removed messages', async () => {
-    const spool = testSpool({ dir: join(dir(), 'thread') });
-    await spool.init();
-    await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
+    const spool = await spoolWithFilesAhead('thread');
     const id = newQueueId();
     const writer = spool.createWriter(id);
     writer.end('ahead');
@@ -98,9 +105,7 @@ describe('Spool', () => {
   });
 
   it("keeps a message being written when the file thread stops (the file is the main thread's)", async () => {
-    const spool = testSpool({ dir: join(dir(), 'stop') });
-    await spool.init();
-    await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
+    const spool = await spoolWithFilesAhead('stop');
     const id = newQueueId();
     const writer = spool.createWriter(id);
     writer.write('first half, ');
