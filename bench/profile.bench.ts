@@ -9,7 +9,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
-import { percentiles, runLoad } from './loadgen.ts';
+import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
 
@@ -119,7 +119,7 @@ const load = (runId: string, messages: number) =>
     auth: { user: env.user, password: env.password },
     runId,
   });
-await load('profile-warm', 2);
+await load('profile-warm', QUICK ? 2 : WARM_UP.messagesPerConnection);
 const micros = () => Number(process.hrtime.bigint() / 1000n);
 const loadStart = micros();
 const result = await load('profile', QUICK ? 5 : MEDIUM ? 10 : 100);

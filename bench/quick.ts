@@ -10,7 +10,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startEnvironment } from './environment.ts';
-import { percentiles, runLoad } from './loadgen.ts';
+import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { cpuSeconds, MemoryWatch } from './proc-stats.ts';
 import { awaitArrival } from './run-one.ts';
@@ -49,7 +49,18 @@ for (let round = 0; round < rounds; round++) {
       auth: { user: env.user, password: env.password },
       runId,
     });
-  await load(`quick-warm-${round}`, 1);
+  // the compare harness's warm-up (small messages), then one message of the measured size each
+  const warm = await runLoad({
+    ...WARM_UP,
+    port: relay.port,
+    recipients: 3,
+    pipelining: true,
+    starttls: false,
+    auth: { user: env.user, password: env.password },
+    runId: `quick-warm-${round}`,
+  });
+  const warmSized = await load(`quick-warm-size-${round}`, 1);
+  await awaitArrival(env.sink, [...warm.accepted, ...warmSized.accepted], 60_000);
   const cpu = () => relay.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const cpuBefore = cpu();
   const memory = new MemoryWatch(() => relay.pids(), 50);

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { TestDnsServer } from '../relay/src/testing/dns-server.ts';
-import { percentiles, runLoad } from './loadgen.ts';
+import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
 import type { RunningPeer } from './peers/peer.ts';
 import type { RunningSluice } from './peers/sluice.ts';
 import { MemoryWatch } from './proc-stats.ts';
@@ -164,10 +164,8 @@ export async function runOne(
     const warm = await runLoad({
       port,
       ...ports,
-      connections: 2,
-      messagesPerConnection: 5,
+      ...WARM_UP,
       recipients: 3,
-      messageBytes: 10_000,
       pipelining: true,
       starttls: false,
       ...(auth ? { auth } : {}),

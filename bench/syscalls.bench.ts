@@ -9,7 +9,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
-import { runLoad } from './loadgen.ts';
+import { runLoad, WARM_UP } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
 
@@ -29,7 +29,7 @@ const load = (runId: string, messages: number) =>
     auth: { user: env.user, password: env.password },
     runId,
   });
-await load('syscalls-warm', 2);
+await load('syscalls-warm', WARM_UP.messagesPerConnection);
 const [pid] = relay.pids();
 const strace = spawn('strace', ['-f', '-c', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
 let output = '';
