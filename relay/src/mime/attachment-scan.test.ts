@@ -114,6 +114,16 @@ describe('AttachmentScanner finds blocked names', () => {
       blocked('évil.exe'),
     ],
     [
+      'parameter names in upper and mixed case, folded',
+      () =>
+        multipart(
+          textPart,
+          attachment('Content-Disposition: attachment;\r\n\tFILENAME="report.pdf"'),
+          attachment("Content-Type: application/octet-stream;\r\n NaMe*=utf-8''evil%2Eexe"),
+        ),
+      blocked('evil.exe'),
+    ],
+    [
       'RFC 2231 continuations with a charset',
       () =>
         multipart(attachment("Content-Disposition: attachment; filename*0*=utf-8''ev; filename*1*=il.exe")),

@@ -195,13 +195,28 @@ class MessageScan extends Writable {
   }
 }
 
+/** The policy's list, normalised once rather than for every message (keyed by the config's array). */
+const normalised = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+/**
+ * Every parameter that carries a file name has "name" in its key (name, filename, and
+ * their RFC 2231 forms name*, filename*0*, ...), and unfolding a header cannot make one:
+ * a header line without it names no file, and most (boundaries, charsets) have none.
+ */
+const NAMES_A_FILE = /name/i;
+
 /**
  * A Writable: write the raw message bytes (CRLF line endings) into it, then read
  * `result()`. Streams; after a verdict the rest of the input is drained unread.
  */
 export class AttachmentScanner extends MessageScan {
   constructor(blockedExtensions: readonly string[]) {
-    super(normaliseExtensions(blockedExtensions), 0);
+    let blocked = normalised.get(blockedExtensions);
+    if (!blocked) {
+      blocked = normaliseExtensions(blockedExtensions);
+      normalised.set(blockedExtensions, blocked);
+    }
+    super(blocked, 0);
   }
 }
 
@@ -209,6 +224,7 @@ export class AttachmentScanner extends MessageScan {
 function blockedName(node: MailsplitNode, blocked: ReadonlySet<string>): BlockedAttachment | null {
   for (const header of ['content-disposition', 'content-type']) {
     for (const line of node.headers.get(header)) {
+      if (!NAMES_A_FILE.test(line)) continue;
       for (const filename of headerFileNames(headerValue(line))) {
         const extension = blockedExtension(filename, blocked);
         if (extension !== null) return { filename, extension };
