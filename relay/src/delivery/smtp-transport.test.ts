@@ -110,6 +110,43 @@ async function withSink<T>(options: SmtpSinkOptions, run: (sink: SmtpSink) => Pr
   }
 }
 
+/** A transport (`delivery` in its config, `extra` in its options), closed after run. */
+async function withTransport<T>(
+  delivery: Record<string, unknown>,
+  run: (made: { t: SmtpTransport; logs: LogLines }) => Promise<T>,
+  extra: Partial<SmtpTransportOptions> = {},
+): Promise<T> {
+  const { transport: t, logs } = transport(delivery, extra);
+  try {
+    return await run({ t, logs });
+  } finally {
+    await t.close();
+  }
+}
+
+/**
+ * A sink on `sink.host` as the single MX of `domain`, and a transport that delivers there
+ * (the sink's port, plus `delivery` in its config); both are closed after `run`.
+ */
+function withMx<T>(
+  options: {
+    domain: string;
+    sink: SmtpSinkOptions & { host: string };
+    delivery?: Record<string, unknown>;
+    transport?: Partial<SmtpTransportOptions>;
+  },
+  run: (mx: { sink: SmtpSink; t: SmtpTransport; logs: LogLines }) => Promise<T>,
+): Promise<T> {
+  return withSink(options.sink, (sink) => {
+    mxAt(options.domain, options.sink.host);
+    return withTransport(
+      { port: sink.port, ...options.delivery },
+      (x) => run({ sink, ...x }),
+      options.transport,
+    );
+  });
+}
+
 async function waitFor(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -162,11 +199,11 @@ describe('SmtpTransport, direct to MX', () => {
         ]);
         dns.setA('mx1.busy.test', ['127.0.0.2']);
         dns.setA('mx2.busy.test', ['127.0.0.3']);
-        const { transport: t } = transport({ port: sink.port });
-        const result = only(await t.deliver(job('busy.test', ['a@busy.test'])));
-        assert.equal(result.outcome, 'delivered');
-        assert.equal(result.remoteHost, 'mx2.busy.test');
-        await t.close();
+        await withTransport({ port: sink.port }, async ({ t }) => {
+          const result = only(await t.deliver(job('busy.test', ['a@busy.test'])));
+          assert.equal(result.outcome, 'delivered');
+          assert.equal(result.remoteHost, 'mx2.busy.test');
+        });
 
         dns.setMx('busy.test', [{ exchange: 'mx1.busy.test', priority: 10 }]);
         const { transport: t2 } = transport({ port: sink.port });
@@ -200,45 +237,45 @@ describe('SmtpTransport, direct to MX', () => {
 
   it('bounces every recipient of a null-MX domain with 5.1.10', async () => {
     dns.setMx('nullmx.test', [{ exchange: '.', priority: 0 }]);
-    const { transport: t, logs } = transport({});
-    const results = await t.deliver(job('nullmx.test', ['a@nullmx.test', 'b@nullmx.test']));
-    assert.deepEqual(
-      results.map((r) => [r.address, r.outcome, r.status]),
-      [
-        ['a@nullmx.test', 'bounced', '5.1.10'],
-        ['b@nullmx.test', 'bounced', '5.1.10'],
-      ],
-    );
-    assert.match(results[0]?.response ?? '', /nullmx\.test does not accept mail \(null MX/);
-    assert.deepEqual(
-      results.map((r) => r.reason),
-      ['null_mx', 'null_mx'],
-      'the cause, for the queue to log with the attempt',
-    );
-    // the queue logs the attempt; the transport only adds detail at debug level
-    assert.deepEqual(
-      logs.lines.map((l) => [l.level, l.event, l.reason]),
-      [['debug', 'transport_result', 'null_mx']],
-    );
-    await t.close();
+    await withTransport({}, async ({ t, logs }) => {
+      const results = await t.deliver(job('nullmx.test', ['a@nullmx.test', 'b@nullmx.test']));
+      assert.deepEqual(
+        results.map((r) => [r.address, r.outcome, r.status]),
+        [
+          ['a@nullmx.test', 'bounced', '5.1.10'],
+          ['b@nullmx.test', 'bounced', '5.1.10'],
+        ],
+      );
+      assert.match(results[0]?.response ?? '', /nullmx\.test does not accept mail \(null MX/);
+      assert.deepEqual(
+        results.map((r) => r.reason),
+        ['null_mx', 'null_mx'],
+        'the cause, for the queue to log with the attempt',
+      );
+      // the queue logs the attempt; the transport only adds detail at debug level
+      assert.deepEqual(
+        logs.lines.map((l) => [l.level, l.event, l.reason]),
+        [['debug', 'transport_result', 'null_mx']],
+      );
+    });
   });
 
   it('bounces a domain that does not exist with 5.1.2', async () => {
-    const { transport: t } = transport({});
-    const result = only(await t.deliver(job('no-such-domain.test', ['a@no-such-domain.test'])));
-    assert.equal(result.outcome, 'bounced');
-    assert.equal(result.status, '5.1.2');
-    await t.close();
+    await withTransport({}, async ({ t }) => {
+      const result = only(await t.deliver(job('no-such-domain.test', ['a@no-such-domain.test'])));
+      assert.equal(result.outcome, 'bounced');
+      assert.equal(result.status, '5.1.2');
+    });
   });
 
   it('defers when the MX lookup fails (SERVFAIL) with 4.4.3', async () => {
     dns.setBehaviour('servfail.test', 'servfail');
-    const { transport: t } = transport({});
-    const result = only(await t.deliver(job('servfail.test', ['a@servfail.test'])));
-    assert.equal(result.outcome, 'deferred');
-    assert.equal(result.status, '4.4.3');
-    assert.match(result.response, /SERVFAIL/);
-    await t.close();
+    await withTransport({}, async ({ t }) => {
+      const result = only(await t.deliver(job('servfail.test', ['a@servfail.test'])));
+      assert.equal(result.outcome, 'deferred');
+      assert.equal(result.status, '4.4.3');
+      assert.match(result.response, /SERVFAIL/);
+    });
   });
 
   it('defers with 4.4.1 when no MX host accepts a connection', async () => {
@@ -247,143 +284,112 @@ describe('SmtpTransport, direct to MX', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as net.AddressInfo;
     await new Promise((resolve) => server.close(resolve)); // a port nobody listens on now
-    const { transport: t } = transport({ port });
-    const result = only(await t.deliver(job('down.test', ['a@down.test'])));
-    assert.equal(result.outcome, 'deferred');
-    assert.equal(result.status, '4.4.1');
-    await t.close();
+    await withTransport({ port }, async ({ t }) => {
+      const result = only(await t.deliver(job('down.test', ['a@down.test'])));
+      assert.equal(result.outcome, 'deferred');
+      assert.equal(result.status, '4.4.1');
+    });
   });
 
   it('refuses MX hosts on loopback or private addresses unless allowed: deferred 4.4.4', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('local.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port, allowLocalAddresses: false });
-      try {
+    await withMx(
+      { domain: 'local.test', sink: { host: '127.0.0.2' }, delivery: { allowLocalAddresses: false } },
+      async ({ sink, t }) => {
         const result = only(await t.deliver(job('local.test', ['a@local.test'])));
         assert.equal(result.outcome, 'deferred');
         assert.equal(result.status, '4.4.4');
         assert.match(result.response, /no usable MX host for local\.test/);
         assert.equal(sink.connections, 0, 'no connection was made');
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('gives each recipient its own answer: 250, 451 and 550 in one transaction', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('mixed.test', '127.0.0.2');
+    await withMx({ domain: 'mixed.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('later@mixed.test', { code: 451, text: '4.2.1 try later' });
       sink.setRecipientReply('gone@mixed.test', { code: 550, text: '5.1.1 no such user' });
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        const results = await t.deliver(
-          job('mixed.test', ['ok@mixed.test', 'later@mixed.test', 'gone@mixed.test']),
-        );
-        assert.deepEqual(
-          results.map((r) => [r.address, r.outcome, r.status, r.response, r.remoteHost]),
-          [
-            ['ok@mixed.test', 'delivered', '2.0.0', results[0]?.response, 'mx.mixed.test'],
-            ['later@mixed.test', 'deferred', '4.2.1', '451 4.2.1 try later', 'mx.mixed.test'],
-            ['gone@mixed.test', 'bounced', '5.1.1', '550 5.1.1 no such user', 'mx.mixed.test'],
-          ],
-        );
-        assert.equal(sink.messages.length, 1);
-        assert.deepEqual(sink.messages[0]?.recipients, ['ok@mixed.test']);
-      } finally {
-        await t.close();
-      }
+      const results = await t.deliver(
+        job('mixed.test', ['ok@mixed.test', 'later@mixed.test', 'gone@mixed.test']),
+      );
+      assert.deepEqual(
+        results.map((r) => [r.address, r.outcome, r.status, r.response, r.remoteHost]),
+        [
+          ['ok@mixed.test', 'delivered', '2.0.0', results[0]?.response, 'mx.mixed.test'],
+          ['later@mixed.test', 'deferred', '4.2.1', '451 4.2.1 try later', 'mx.mixed.test'],
+          ['gone@mixed.test', 'bounced', '5.1.1', '550 5.1.1 no such user', 'mx.mixed.test'],
+        ],
+      );
+      assert.equal(sink.messages.length, 1);
+      assert.deepEqual(sink.messages[0]?.recipients, ['ok@mixed.test']);
     });
   });
 
   it('sends no DATA when no recipient was accepted', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('none.test', '127.0.0.2');
+    await withMx({ domain: 'none.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('a@none.test', { code: 550, text: '5.1.1 no such user' });
       sink.setRecipientReply('b@none.test', { code: 452, text: '4.5.3 too many recipients' });
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        const results = await t.deliver(job('none.test', ['a@none.test', 'b@none.test']));
-        assert.deepEqual(
-          results.map((r) => [r.outcome, r.status]),
-          [
-            ['bounced', '5.1.1'],
-            ['deferred', '4.5.3'],
-          ],
-        );
-        assert.equal(sink.messages.length, 0);
-      } finally {
-        await t.close();
-      }
+      const results = await t.deliver(job('none.test', ['a@none.test', 'b@none.test']));
+      assert.deepEqual(
+        results.map((r) => [r.outcome, r.status]),
+        [
+          ['bounced', '5.1.1'],
+          ['deferred', '4.5.3'],
+        ],
+      );
+      assert.equal(sink.messages.length, 0);
     });
   });
 
   it('applies the reply at end of DATA to every accepted recipient', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('data.test', '127.0.0.2');
+    await withMx({ domain: 'data.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('gone@data.test', { code: 550, text: '5.1.1 no such user' });
       sink.setDataReply({ code: 554, text: '5.6.0 content rejected' });
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        const results = await t.deliver(job('data.test', ['a@data.test', 'b@data.test', 'gone@data.test']));
-        assert.deepEqual(
-          results.map((r) => [r.address, r.outcome, r.status, r.response]),
-          [
-            ['a@data.test', 'bounced', '5.6.0', '554 5.6.0 content rejected'],
-            ['b@data.test', 'bounced', '5.6.0', '554 5.6.0 content rejected'],
-            ['gone@data.test', 'bounced', '5.1.1', '550 5.1.1 no such user'],
-          ],
-        );
-        sink.setDataReply({ code: 451, text: '4.3.0 queue full' });
-        const later = await t.deliver(job('data.test', ['a@data.test']));
-        assert.deepEqual(
-          later.map((r) => [r.outcome, r.status]),
-          [['deferred', '4.3.0']],
-        );
-        sink.setDataReply(undefined);
-        const fine = await t.deliver(job('data.test', ['a@data.test']));
-        assert.equal(fine[0]?.outcome, 'delivered', 'the connection is still good after refusals');
-        assert.equal(sink.messages.length, 1);
-        assert.equal(sink.connections, 1);
-      } finally {
-        await t.close();
-      }
+      const results = await t.deliver(job('data.test', ['a@data.test', 'b@data.test', 'gone@data.test']));
+      assert.deepEqual(
+        results.map((r) => [r.address, r.outcome, r.status, r.response]),
+        [
+          ['a@data.test', 'bounced', '5.6.0', '554 5.6.0 content rejected'],
+          ['b@data.test', 'bounced', '5.6.0', '554 5.6.0 content rejected'],
+          ['gone@data.test', 'bounced', '5.1.1', '550 5.1.1 no such user'],
+        ],
+      );
+      sink.setDataReply({ code: 451, text: '4.3.0 queue full' });
+      const later = await t.deliver(job('data.test', ['a@data.test']));
+      assert.deepEqual(
+        later.map((r) => [r.outcome, r.status]),
+        [['deferred', '4.3.0']],
+      );
+      sink.setDataReply(undefined);
+      const fine = await t.deliver(job('data.test', ['a@data.test']));
+      assert.equal(fine[0]?.outcome, 'delivered', 'the connection is still good after refusals');
+      assert.equal(sink.messages.length, 1);
+      assert.equal(sink.connections, 1);
     });
   });
 
   it('sends the null sender as MAIL FROM:<>', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('bounce.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        const result = only(await t.deliver(job('bounce.test', ['a@bounce.test'], { sender: '' })));
-        assert.equal(result.outcome, 'delivered');
-        assert.equal(sink.messages[0]?.sender, '');
-      } finally {
-        await t.close();
-      }
+    await withMx({ domain: 'bounce.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      const result = only(await t.deliver(job('bounce.test', ['a@bounce.test'], { sender: '' })));
+      assert.equal(result.outcome, 'delivered');
+      assert.equal(sink.messages[0]?.sender, '');
     });
   });
 
   it('uses STARTTLS when the MX offers it, whatever its certificate', async () => {
-    await withSink({ host: '127.0.0.2', tls: true }, async (sink) => {
-      mxAt('tls.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port, requireTls: true });
-      try {
+    await withMx(
+      { domain: 'tls.test', sink: { host: '127.0.0.2', tls: true }, delivery: { requireTls: true } },
+      async ({ sink, t }) => {
         const result = only(await t.deliver(job('tls.test', ['a@tls.test'])));
         assert.equal(result.outcome, 'delivered');
         assert.equal(sink.messages[0]?.tls, true);
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('with requireTls, defers (4.7.10) instead of sending in clear to an MX without STARTTLS', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('cleartext.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port, requireTls: true });
-      try {
+    await withMx(
+      { domain: 'cleartext.test', sink: { host: '127.0.0.2' }, delivery: { requireTls: true } },
+      async ({ sink, t }) => {
         const result = only(await t.deliver(job('cleartext.test', ['a@cleartext.test'])));
         assert.equal(result.outcome, 'deferred');
         assert.equal(result.status, '4.7.10');
@@ -391,22 +397,14 @@ describe('SmtpTransport, direct to MX', () => {
         assert.equal(result.remoteHost, 'mx.cleartext.test');
         assert.equal(sink.transactions, 0);
         assert.equal(sink.messages.length, 0);
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('sends in clear to an MX without STARTTLS when TLS is not required', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('plain.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        assert.equal(only(await t.deliver(job('plain.test', ['a@plain.test']))).outcome, 'delivered');
-        assert.equal(sink.messages[0]?.tls, false);
-      } finally {
-        await t.close();
-      }
+    await withMx({ domain: 'plain.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      assert.equal(only(await t.deliver(job('plain.test', ['a@plain.test']))).outcome, 'delivered');
+      assert.equal(sink.messages[0]?.tls, false);
     });
   });
 
@@ -427,11 +425,11 @@ describe('SmtpTransport, direct to MX', () => {
       const { port } = server.address() as net.AddressInfo;
       mxAt('helo.test', '127.0.0.2');
       for (const delivery of [{ port }, { port, heloName: 'out.relay.test' }]) {
-        const { transport: t } = transport(delivery);
-        const result = only(await t.deliver(job('helo.test', ['a@helo.test'])));
-        assert.equal(result.outcome, 'deferred');
-        assert.equal(result.status, '4.3.2');
-        await t.close();
+        await withTransport(delivery, async ({ t }) => {
+          const result = only(await t.deliver(job('helo.test', ['a@helo.test'])));
+          assert.equal(result.outcome, 'deferred');
+          assert.equal(result.status, '4.3.2');
+        });
       }
       assert.deepEqual(seen, ['relay.test', 'out.relay.test']);
     } finally {
@@ -466,16 +464,16 @@ describe('SmtpTransport, direct to MX', () => {
     try {
       const { port } = server.address() as net.AddressInfo;
       mxAt('drop.test', '127.0.0.2');
-      const { transport: t } = transport({ port });
-      const results = await t.deliver(job('drop.test', ['a@drop.test', 'b@drop.test']));
-      assert.deepEqual(
-        results.map((r) => [r.outcome, r.status, r.remoteHost]),
-        [
-          ['deferred', '4.4.2', 'mx.drop.test'],
-          ['deferred', '4.4.2', 'mx.drop.test'],
-        ],
-      );
-      await t.close();
+      await withTransport({ port }, async ({ t }) => {
+        const results = await t.deliver(job('drop.test', ['a@drop.test', 'b@drop.test']));
+        assert.deepEqual(
+          results.map((r) => [r.outcome, r.status, r.remoteHost]),
+          [
+            ['deferred', '4.4.2', 'mx.drop.test'],
+            ['deferred', '4.4.2', 'mx.drop.test'],
+          ],
+        );
+      });
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
@@ -483,13 +481,13 @@ describe('SmtpTransport, direct to MX', () => {
 
   it('defers (4.3.0) when the spooled body cannot be read, without rejecting', async () => {
     mxAt('nobody.test', '127.0.0.2');
-    const { transport: t } = transport({});
-    const result = only(
-      await t.deliver(job('nobody.test', ['a@nobody.test'], { bodyPath: join(dir, 'missing.eml') })),
-    );
-    assert.equal(result.outcome, 'deferred');
-    assert.equal(result.status, '4.3.0');
-    await t.close();
+    await withTransport({}, async ({ t }) => {
+      const result = only(
+        await t.deliver(job('nobody.test', ['a@nobody.test'], { bodyPath: join(dir, 'missing.eml') })),
+      );
+      assert.equal(result.outcome, 'deferred');
+      assert.equal(result.status, '4.3.0');
+    });
   });
 });
 
@@ -502,18 +500,12 @@ describe('SmtpTransport, message data', () => {
   ): Promise<string> {
     const path = join(dir, `${domain}-${extra.crlfOnly ?? 'unknown'}.eml`);
     await writeFile(path, body);
-    return withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt(domain, '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        const delivery = job(domain, [`a@${domain}`], { bodyPath: path, size: body.length, ...extra });
-        assert.equal(only(await t.deliver(delivery)).outcome, 'delivered');
-        assert.equal(sink.messages.length, 1, 'one message, not cut short');
-        assert.equal(sink.transactions, 1);
-        return sink.messages[0]?.raw.toString('latin1') ?? '';
-      } finally {
-        await t.close();
-      }
+    return withMx({ domain, sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      const delivery = job(domain, [`a@${domain}`], { bodyPath: path, size: body.length, ...extra });
+      assert.equal(only(await t.deliver(delivery)).outcome, 'delivered');
+      assert.equal(sink.messages.length, 1, 'one message, not cut short');
+      assert.equal(sink.transactions, 1);
+      return sink.messages[0]?.raw.toString('latin1') ?? '';
     });
   }
 
@@ -557,10 +549,9 @@ describe('SmtpTransport, message data', () => {
       out.end(resolve);
     });
     const size = 256 * 1024 * 76 + 16;
-    await withSink({ host: '127.0.0.2', keepBodies: false }, async (sink) => {
-      mxAt('big.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
+    await withMx(
+      { domain: 'big.test', sink: { host: '127.0.0.2', keepBodies: false } },
+      async ({ sink, t }) => {
         gc();
         const used = () => {
           const m = process.memoryUsage();
@@ -584,10 +575,8 @@ describe('SmtpTransport, message data', () => {
         // holding the body would take 20 MB at once; streaming keeps a few chunks in flight
         const growth = peak - baseline;
         assert.ok(growth < 8 * 1024 * 1024, `live memory grew by ${(growth / 1048576).toFixed(1)} MB`);
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 });
 
@@ -613,105 +602,78 @@ describe('SmtpTransport, connection reuse', () => {
   });
 
   it('sends RSET before reusing a connection whose last transaction was refused', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('refused.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        sink.setRecipientReply('gone@refused.test', { code: 550, text: '5.1.1 no such user' });
-        assert.equal(only(await t.deliver(job('refused.test', ['gone@refused.test']))).outcome, 'bounced');
-        assert.equal(sink.resets, 0);
-        assert.equal(only(await t.deliver(job('refused.test', ['ok@refused.test']))).outcome, 'delivered');
-        assert.equal(sink.resets, 1, 'the refused transaction is cleared first');
-        assert.equal(sink.connections, 1);
-        assert.equal(only(await t.deliver(job('refused.test', ['ok2@refused.test']))).outcome, 'delivered');
-        assert.equal(sink.resets, 1);
-      } finally {
-        await t.close();
-      }
+    await withMx({ domain: 'refused.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      sink.setRecipientReply('gone@refused.test', { code: 550, text: '5.1.1 no such user' });
+      assert.equal(only(await t.deliver(job('refused.test', ['gone@refused.test']))).outcome, 'bounced');
+      assert.equal(sink.resets, 0);
+      assert.equal(only(await t.deliver(job('refused.test', ['ok@refused.test']))).outcome, 'delivered');
+      assert.equal(sink.resets, 1, 'the refused transaction is cleared first');
+      assert.equal(sink.connections, 1);
+      assert.equal(only(await t.deliver(job('refused.test', ['ok2@refused.test']))).outcome, 'delivered');
+      assert.equal(sink.resets, 1);
     });
   });
 
   it('sends on a new connection at once when the reused one is closed without an answer', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('hangup.test', '127.0.0.2');
-      const { transport: t, logs } = transport({ port: sink.port });
-      try {
-        assert.equal(only(await t.deliver(job('hangup.test', ['a@hangup.test']))).outcome, 'delivered');
-        sink.hangUpOnNextMail();
-        const result = only(await t.deliver(job('hangup.test', ['b@hangup.test'])));
-        assert.equal(result.outcome, 'delivered', 'not deferred: nothing had been sent');
-        assert.deepEqual(
-          sink.messages.map((m) => m.recipients),
-          [['a@hangup.test'], ['b@hangup.test']],
-        );
-        assert.equal(sink.connections, 2);
-        assert.ok(logs.lines.some((l) => l.event === 'stale_connection'));
-      } finally {
-        await t.close();
-      }
+    await withMx({ domain: 'hangup.test', sink: { host: '127.0.0.2' } }, async ({ sink, t, logs }) => {
+      assert.equal(only(await t.deliver(job('hangup.test', ['a@hangup.test']))).outcome, 'delivered');
+      sink.hangUpOnNextMail();
+      const result = only(await t.deliver(job('hangup.test', ['b@hangup.test'])));
+      assert.equal(result.outcome, 'delivered', 'not deferred: nothing had been sent');
+      assert.deepEqual(
+        sink.messages.map((m) => m.recipients),
+        [['a@hangup.test'], ['b@hangup.test']],
+      );
+      assert.equal(sink.connections, 2);
+      assert.ok(logs.lines.some((l) => l.event === 'stale_connection'));
     });
   });
 
   it('opens a new connection after messagesPerConnection messages', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('wear.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port, messagesPerConnection: 3 });
-      try {
+    await withMx(
+      { domain: 'wear.test', sink: { host: '127.0.0.2' }, delivery: { messagesPerConnection: 3 } },
+      async ({ sink, t }) => {
         for (let i = 0; i < 10; i++) await t.deliver(job('wear.test', [`u${i}@wear.test`]));
         assert.equal(sink.messages.length, 10);
         assert.equal(sink.connections, 4);
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('keeps at most maxConnectionsPerDomain connections to a destination', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('limit.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port, maxConnectionsPerDomain: 2 });
-      try {
+    await withMx(
+      { domain: 'limit.test', sink: { host: '127.0.0.2' }, delivery: { maxConnectionsPerDomain: 2 } },
+      async ({ sink, t }) => {
         const results = await Promise.all(
           Array.from({ length: 6 }, (_, i) => t.deliver(job('limit.test', [`u${i}@limit.test`]))),
         );
         assert.ok(results.every((r) => r[0]?.outcome === 'delivered'));
         assert.equal(sink.messages.length, 6);
         assert.equal(sink.connections, 2, 'two in parallel, then reused');
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('closes an idle connection after the idle timeout', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('idle.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port }, { idleTimeoutMs: 50 });
-      try {
+    await withMx(
+      { domain: 'idle.test', sink: { host: '127.0.0.2' }, transport: { idleTimeoutMs: 50 } },
+      async ({ sink, t }) => {
         await t.deliver(job('idle.test', ['a@idle.test']));
         await waitFor(() => sink.openConnections === 0, 'the idle connection to close');
         await t.deliver(job('idle.test', ['b@idle.test']));
         assert.equal(sink.connections, 2);
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('opens a new connection when the pooled one was closed by the server', async () => {
-    await withSink({ host: '127.0.0.2' }, async (sink) => {
-      mxAt('stale.test', '127.0.0.2');
-      const { transport: t } = transport({ port: sink.port });
-      try {
-        await t.deliver(job('stale.test', ['a@stale.test']));
-        sink.dropConnections();
-        const result = only(await t.deliver(job('stale.test', ['b@stale.test'])));
-        assert.equal(result.outcome, 'delivered');
-        assert.equal(sink.messages.length, 2);
-        assert.equal(sink.connections, 2);
-      } finally {
-        await t.close();
-      }
+    await withMx({ domain: 'stale.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      await t.deliver(job('stale.test', ['a@stale.test']));
+      sink.dropConnections();
+      const result = only(await t.deliver(job('stale.test', ['b@stale.test'])));
+      assert.equal(result.outcome, 'delivered');
+      assert.equal(sink.messages.length, 2);
+      assert.equal(sink.connections, 2);
     });
   });
 
@@ -754,12 +716,28 @@ describe('SmtpTransport, smarthost', () => {
     };
   }
 
+  /** A sink as the smarthost (`smarthost` adds to its settings) and a transport that uses it, closed after run. */
+  function withSmarthost<T>(
+    options: {
+      sink?: SmtpSinkOptions;
+      smarthost?: Record<string, unknown>;
+      transport?: Partial<SmtpTransportOptions>;
+    },
+    run: (relay: { sink: SmtpSink; t: SmtpTransport; logs: LogLines }) => Promise<T>,
+  ): Promise<T> {
+    return withSink(options.sink ?? {}, (sink) =>
+      withTransport(smarthost(sink, options.smarthost), (x) => run({ sink, ...x }), options.transport),
+    );
+  }
+
   it('hands every message to the smarthost over STARTTLS with AUTH', async () => {
-    await withSink({ tls: true, auth: AUTH }, async (sink) => {
-      const { transport: t } = transport(smarthost(sink, { username: AUTH.username }), {
-        smarthostPassword: AUTH.password,
-      });
-      try {
+    await withSmarthost(
+      {
+        sink: { tls: true, auth: AUTH },
+        smarthost: { username: AUTH.username },
+        transport: { smarthostPassword: AUTH.password },
+      },
+      async ({ sink, t }) => {
         const results = await t.deliver(job('smarthost', ['a@one.test', 'b@two.test']));
         assert.deepEqual(
           results.map((r) => [r.outcome, r.remoteHost]),
@@ -772,18 +750,18 @@ describe('SmtpTransport, smarthost', () => {
         assert.equal(sink.messages[0]?.authUser, 'relay');
         assert.deepEqual(sink.messages[0]?.recipients, ['a@one.test', 'b@two.test']);
         assert.equal(dns.queries('one.test'), 0, 'no MX lookup in smarthost mode');
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('defers (4.7.0) and logs an error when the smarthost refuses our credentials', async () => {
-    await withSink({ tls: true, auth: AUTH }, async (sink) => {
-      const { transport: t, logs } = transport(smarthost(sink, { username: AUTH.username }), {
-        smarthostPassword: 'wrong',
-      });
-      try {
+    await withSmarthost(
+      {
+        sink: { tls: true, auth: AUTH },
+        smarthost: { username: AUTH.username },
+        transport: { smarthostPassword: 'wrong' },
+      },
+      async ({ sink, t, logs }) => {
         const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
         assert.equal(result.outcome, 'deferred');
         assert.equal(result.status, '4.7.0');
@@ -793,58 +771,42 @@ describe('SmtpTransport, smarthost', () => {
         assert.equal(line?.level, 'error');
         assert.equal(line?.reason, 'auth_failed');
         assert.ok(!JSON.stringify(logs.lines).includes('wrong'), 'the password is not logged');
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it("verifies the smarthost's certificate when rejectUnauthorized is on: 4.7.5", async () => {
-    await withSink({ tls: true }, async (sink) => {
-      const { transport: t } = transport(smarthost(sink, { rejectUnauthorized: true }));
-      try {
+    await withSmarthost(
+      { sink: { tls: true }, smarthost: { rejectUnauthorized: true } },
+      async ({ sink, t }) => {
         const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
         assert.equal(result.outcome, 'deferred');
         assert.equal(result.status, '4.7.5');
         assert.equal(sink.messages.length, 0);
-      } finally {
-        await t.close();
-      }
-    });
+      },
+    );
   });
 
   it('defers (4.7.10) when tls is starttls and the smarthost does not offer it', async () => {
-    await withSink({}, async (sink) => {
-      const { transport: t } = transport(smarthost(sink));
-      try {
-        const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
-        assert.equal(result.outcome, 'deferred');
-        assert.equal(result.status, '4.7.10');
-        assert.equal(sink.messages.length, 0);
-      } finally {
-        await t.close();
-      }
+    await withSmarthost({}, async ({ sink, t }) => {
+      const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
+      assert.equal(result.outcome, 'deferred');
+      assert.equal(result.status, '4.7.10');
+      assert.equal(sink.messages.length, 0);
     });
   });
 
   it('speaks implicit TLS, or plain SMTP when tls is none', async () => {
-    await withSink({ implicitTls: true }, async (sink) => {
-      const { transport: t } = transport(smarthost(sink, { tls: 'implicit' }));
-      try {
+    await withSmarthost(
+      { sink: { implicitTls: true }, smarthost: { tls: 'implicit' } },
+      async ({ sink, t }) => {
         assert.equal(only(await t.deliver(job('smarthost', ['a@one.test']))).outcome, 'delivered');
         assert.equal(sink.messages[0]?.tls, true);
-      } finally {
-        await t.close();
-      }
-    });
-    await withSink({ tls: true }, async (sink) => {
-      const { transport: t } = transport(smarthost(sink, { tls: 'none' }));
-      try {
-        assert.equal(only(await t.deliver(job('smarthost', ['a@one.test']))).outcome, 'delivered');
-        assert.equal(sink.messages[0]?.tls, false, 'STARTTLS offered but not used');
-      } finally {
-        await t.close();
-      }
+      },
+    );
+    await withSmarthost({ sink: { tls: true }, smarthost: { tls: 'none' } }, async ({ sink, t }) => {
+      assert.equal(only(await t.deliver(job('smarthost', ['a@one.test']))).outcome, 'delivered');
+      assert.equal(sink.messages[0]?.tls, false, 'STARTTLS offered but not used');
     });
   });
 
