@@ -33,6 +33,7 @@ const rates: number[] = [];
 const p99s: number[] = [];
 const cpus: number[] = [];
 const added: number[] = [];
+const peaks: number[] = [];
 for (let round = 0; round < rounds; round++) {
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
   const relay = await startFullSluice(env, workDir, values['node-flag'] ?? []);
@@ -49,7 +50,7 @@ for (let round = 0; round < rounds; round++) {
       auth: { user: env.user, password: env.password },
       runId,
     });
-  // the compare harness's warm-up (small messages), then one message of the measured size each
+  // the compare harness's warm-up (small messages)
   const warm = await runLoad({
     ...WARM_UP,
     port: relay.port,
@@ -59,8 +60,7 @@ for (let round = 0; round < rounds; round++) {
     auth: { user: env.user, password: env.password },
     runId: `quick-warm-${round}`,
   });
-  const warmSized = await load(`quick-warm-size-${round}`, 1);
-  await awaitArrival(env.sink, [...warm.accepted, ...warmSized.accepted], 60_000);
+  await awaitArrival(env.sink, warm.accepted, 60_000);
   const cpu = () => relay.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const cpuBefore = cpu();
   const memory = new MemoryWatch(() => relay.pids(), 50);
@@ -70,6 +70,7 @@ for (let round = 0; round < rounds; round++) {
   cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
   const peak = memory.stop();
   added.push((peak.peakRssKb - peak.startRssKb) / 1024);
+  peaks.push(peak.peakRssKb / 1024);
   await relay.stop();
   if (missing.length > 0) throw new Error(`${missing.length} accepted messages never reached the sink`);
   rates.push(result.msgsPerSecond);
@@ -80,5 +81,6 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 process.stdout.write(
   `msgs/s ${rates.map((r) => r.toFixed(0)).join(' ')}; median ${median(rates).toFixed(0)}, ` +
     `p99 median ${median(p99s).toFixed(1)} ms, CPU median ${median(cpus).toFixed(2)} ms/msg, ` +
-    `RSS added ${added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(added).toFixed(0)})\n`,
+    `RSS added ${added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(added).toFixed(0)}), ` +
+    `peak RSS median ${median(peaks).toFixed(0)} MiB\n`,
 );

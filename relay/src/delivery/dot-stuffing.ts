@@ -7,6 +7,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { LineDots } from '../smtp/line-dots.ts';
+import { recycle } from './recycled-reader.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -18,10 +19,16 @@ const INSERT_DOT = Buffer.from('.');
 /** A last chunk up to this size leaves in one write with the end of data. */
 const JOIN_END_BYTES = 16 * 1024;
 
-/** Dot-stuffs and canonicalises line ends; counts bytes in and out as nodemailer's stream does. */
+/**
+ * Dot-stuffs and canonicalises line ends; counts bytes in and out as nodemailer's stream
+ * does. Given a socket, it writes there itself instead of pushing its output, takes the
+ * next chunk only once the socket has taken the last, and gives each input chunk back to
+ * its RecycledFileReader (recycle) when nothing refers to its bytes any more.
+ */
 export class DotStuffer extends Transform {
   /** The input has CRLF line ends only (a spooled message): only dots need work. */
   readonly #crlfOnly: boolean;
+  readonly #socket: NodeJS.WritableStream | undefined;
   inByteCount = 0;
   outByteCount = 0;
   /** The last byte of the previous chunk; -1 before the first. */
@@ -32,9 +39,10 @@ export class DotStuffer extends Transform {
    */
   #held: Buffer | null = null;
 
-  constructor(options: { crlfOnly?: boolean } = {}) {
+  constructor(options: { crlfOnly?: boolean; socket?: NodeJS.WritableStream } = {}) {
     super();
     this.#crlfOnly = options.crlfOnly === true;
+    this.#socket = options.socket;
   }
 
   override _transform(chunk: Buffer | string, _encoding: BufferEncoding, done: TransformCallback): void {
@@ -45,11 +53,14 @@ export class DotStuffer extends Transform {
     }
     this.inByteCount += buf.length;
     const out = this.#crlfOnly ? stuffCrlf(buf, this.#last) : stuff(buf, this.#last);
+    // encoded into a copy: the input's bytes are no longer needed
+    if (out !== buf) recycle(buf);
     this.#last = buf[buf.length - 1] ?? -1;
     this.outByteCount += out.length;
-    if (this.#held) this.push(this.#held);
+    const previous = this.#held;
     this.#held = out;
-    done();
+    if (previous) this.#emit(previous, done);
+    else done();
   }
 
   override _flush(done: TransformCallback): void {
@@ -59,12 +70,33 @@ export class DotStuffer extends Transform {
     this.#held = null;
     if (held && held.length > JOIN_END_BYTES) {
       // copying a large last chunk to save one write is no saving
-      this.push(held);
-      this.push(end);
+      this.#emit(held, () => this.#emit(end, done));
     } else {
-      this.push(held ? Buffer.concat([held, end]) : end);
+      const last = held ? Buffer.concat([held, end]) : end;
+      if (held) recycle(held);
+      this.#emit(last, done);
     }
-    done();
+  }
+
+  /** Sends a chunk on: to the socket, then recycled; or pushed, without a socket. */
+  #emit(out: Buffer, done: () => void): void {
+    const socket = this.#socket;
+    if (!socket) {
+      this.push(out);
+      done();
+      return;
+    }
+    // A failed write (the connection broke) is not this stream's error: nodemailer hears of
+    // it from the socket and fails the transaction; the rest of the data goes nowhere.
+    if (!socket.writable) {
+      recycle(out);
+      done();
+      return;
+    }
+    socket.write(out, () => {
+      recycle(out);
+      done();
+    });
   }
 }
 
@@ -156,10 +188,11 @@ export class StuffingSMTPConnection extends SMTPConnection {
 
   _createSendStream(callback: (err: Error | null, str?: string) => void): DotStuffer {
     const self = this as unknown as SendInternals;
-    const stream = new DotStuffer({ crlfOnly: this.crlfOnly });
+    const stream = new DotStuffer({ crlfOnly: this.crlfOnly, socket: self._socket });
     self._responseActions.push((str) => self._actionSMTPStream(str, callback));
     self._currentDataStream = stream;
-    stream.pipe(self._socket, { end: false });
+    // it writes to the socket itself; its readable side carries nothing, but must end
+    stream.resume();
     stream.once('end', () => {
       if (self._currentDataStream === stream) self._currentDataStream = false;
     });

@@ -578,6 +578,64 @@ describe('SmtpTransport, message data', () => {
       },
     );
   });
+  for (const tls of [false, true]) {
+    it(`delivers large messages at once, byte for byte, while their read buffers are used again (${tls ? 'STARTTLS' : 'plain'})`, async () => {
+      // Six different 3 MB bodies (twelve 256 KB reads each) go out together over three
+      // connections, so buffers given back by one delivery are read into by another: a
+      // buffer reused too early would show as a wrong digest at the sink. Some bodies have
+      // leading dots (the encoder sends copies), some none (it sends the read buffers
+      // themselves, and holds each until the next comes); some are known CRLF-only. Plain
+      // and over STARTTLS, whose socket encrypts each chunk as it is written.
+      const bodies = Array.from({ length: 6 }, (_, n) => {
+        const line = `${String.fromCharCode(97 + n).repeat(78)}\r\n`;
+        const dotLine = `.${String(n).repeat(77)}\r\n`;
+        const lines = Array.from({ length: (3 * 1024 * 1024) / 80 }, (_, i) =>
+          n % 2 === 0 && i % 500 === 7 ? dotLine : line,
+        );
+        return Buffer.from(`Subject: body ${n}\r\n\r\n${lines.join('')}`);
+      });
+      const paths = await Promise.all(
+        bodies.map(async (body, n) => {
+          const path = join(dir, `parallel-${n}.eml`);
+          await writeFile(path, body);
+          return path;
+        }),
+      );
+      await withMx(
+        {
+          domain: 'parallel.test',
+          sink: { host: '127.0.0.2', keepBodies: false, tls },
+          delivery: { maxConnectionsPerDomain: 3 },
+        },
+        async ({ sink, t }) => {
+          const results = await Promise.all(
+            bodies.map((body, n) =>
+              t.deliver(
+                job('parallel.test', [`n${n}@parallel.test`], {
+                  bodyPath: paths[n],
+                  size: body.length,
+                  crlfOnly: n % 3 !== 0,
+                }),
+              ),
+            ),
+          );
+          assert.deepEqual(
+            results.map((r) => only(r).outcome),
+            bodies.map(() => 'delivered'),
+          );
+          const digests = new Map(sink.messages.map((m) => [m.recipients[0], [m.sha256, m.size, m.tls]]));
+          for (const [n, body] of bodies.entries()) {
+            assert.deepEqual(
+              digests.get(`n${n}@parallel.test`),
+              [createHash('sha256').update(body).digest('hex'), body.length, tls],
+              `body ${n}`,
+            );
+          }
+          assert.equal(sink.connections, 3);
+        },
+      );
+    });
+  }
 });
 
 describe('SmtpTransport, connection reuse', () => {

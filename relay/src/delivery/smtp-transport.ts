@@ -26,6 +26,7 @@ import {
 } from './delivery-results.ts';
 import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { OutboundSession } from './outbound-session.ts';
+import { RecycledFileReader } from './recycled-reader.ts';
 
 export { parseReply } from './delivery-results.ts';
 
@@ -57,6 +58,8 @@ const DNS_TIMEOUT_MS = 10_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 // Spool reads of large messages for delivery: a few large reads rather than 16 per megabyte.
 const READ_CHUNK_BYTES = 256 * 1024;
+/** One being sent, one held by the encoder for the end of data, one being read. */
+const READ_BUFFERS = 3;
 /** New connections tried after reused ones that turned out closed, per job. */
 const STALE_RETRIES = 2;
 
@@ -199,12 +202,7 @@ export class SmtpTransport implements Transport {
         try {
           const stream = Buffer.isBuffer(body)
             ? Readable.from([body], { objectMode: false })
-            : body.createReadStream({
-                autoClose: false,
-                start: 0,
-                end: job.size - 1,
-                highWaterMark: READ_CHUNK_BYTES,
-              });
+            : new RecycledFileReader(body, job.size, { chunkBytes: READ_CHUNK_BYTES, buffers: READ_BUFFERS });
           sent = await session.send(job, stream);
         } finally {
           this.#pool.release(route.key, session, sent !== undefined && session.clean);
