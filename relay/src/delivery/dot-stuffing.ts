@@ -53,9 +53,9 @@ export class DotStuffer extends Transform {
     }
     this.inByteCount += buf.length;
     const out = this.#crlfOnly ? stuffCrlf(buf, this.#last) : stuff(buf, this.#last);
-    // encoded into a copy: the input's bytes are no longer needed
-    if (out !== buf) recycle(buf);
     this.#last = buf[buf.length - 1] ?? -1;
+    // encoded into a copy: the input's bytes are no longer needed (and may be read over at once)
+    if (out !== buf) recycle(buf);
     this.outByteCount += out.length;
     const previous = this.#held;
     this.#held = out;
