@@ -36,6 +36,20 @@ function write(socket: Socket, data: Buffer | string): Promise<void> {
   });
 }
 
+/**
+ * A connection pair on which the relay's side starts reading a PROXY header before the
+ * load balancer's side sends `data`: the reading, and both sockets for further checks.
+ */
+async function sendHeader(
+  t: TestContext,
+  data: Buffer | string,
+): Promise<{ reading: ReturnType<typeof readProxyHeader>; client: Socket; server: Socket }> {
+  const { client, server } = await connectPair(t);
+  const reading = readProxyHeader(server, NO_TIMEOUT);
+  await write(client, data);
+  return { reading, client, server };
+}
+
 /** Waits, a turn of the event loop at a time, until `condition` holds; fails after the deadline. */
 async function waitFor(condition: () => boolean, what: string, deadlineMs = 5_000): Promise<void> {
   const deadline = Date.now() + deadlineMs;
@@ -113,9 +127,7 @@ async function assertRejects(promise: Promise<unknown>): Promise<void> {
 
 describe('readProxyHeader, v1', () => {
   it('reads a TCP4 header', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, 'PROXY TCP4 203.0.113.9 10.1.2.3 51234 25\r\n');
+    const { reading } = await sendHeader(t, 'PROXY TCP4 203.0.113.9 10.1.2.3 51234 25\r\n');
     assert.deepEqual(await reading, {
       kind: 'proxied',
       remoteAddress: '203.0.113.9',
@@ -127,9 +139,7 @@ describe('readProxyHeader, v1', () => {
   });
 
   it('reads a TCP6 header', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, 'PROXY TCP6 2001:db8::9 fd00::25 0 65535\r\n');
+    const { reading } = await sendHeader(t, 'PROXY TCP6 2001:db8::9 fd00::25 0 65535\r\n');
     assert.deepEqual(await reading, {
       kind: 'proxied',
       remoteAddress: '2001:db8::9',
@@ -142,9 +152,7 @@ describe('readProxyHeader, v1', () => {
 
   it('reads UNKNOWN, with or without the optional fields, as local', async (t) => {
     for (const header of ['PROXY UNKNOWN\r\n', 'PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n']) {
-      const { client, server } = await connectPair(t);
-      const reading = readProxyHeader(server, NO_TIMEOUT);
-      await write(client, header);
+      const { reading } = await sendHeader(t, header);
       assert.deepEqual(await reading, { kind: 'local', version: 1 });
     }
   });
@@ -152,31 +160,23 @@ describe('readProxyHeader, v1', () => {
   it('accepts a header of exactly 107 bytes', async (t) => {
     const header = `PROXY UNKNOWN ${'x'.repeat(91)}\r\n`;
     assert.equal(header.length, 107);
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, `${header}EHLO x\r\n`);
+    const { reading, server } = await sendHeader(t, `${header}EHLO x\r\n`);
     assert.deepEqual(await reading, { kind: 'local', version: 1 });
     assert.equal(await receive(server, 8), 'EHLO x\r\n');
   });
 
   it('rejects a 108-byte line', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, `PROXY UNKNOWN ${'x'.repeat(92)}\r\n`);
+    const { reading } = await sendHeader(t, `PROXY UNKNOWN ${'x'.repeat(92)}\r\n`);
     await assertRejects(reading);
   });
 
   it('rejects 107 bytes without a CRLF, without waiting for more', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, `PROXY UNKNOWN ${'x'.repeat(93)}`);
+    const { reading } = await sendHeader(t, `PROXY UNKNOWN ${'x'.repeat(93)}`);
     await assertRejects(reading);
   });
 
   it('rejects a first line that is not a PROXY header', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, 'EHLO x\r\n');
+    const { reading } = await sendHeader(t, 'EHLO x\r\n');
     await assertRejects(reading);
   });
 
@@ -198,9 +198,7 @@ describe('readProxyHeader, v1', () => {
       'proxy TCP4 203.0.113.9 10.1.2.3 51234 25\r\n',
     ];
     for (const header of malformed) {
-      const { client, server } = await connectPair(t);
-      const reading = readProxyHeader(server, NO_TIMEOUT);
-      await write(client, header);
+      const { reading } = await sendHeader(t, header);
       await assert.rejects(
         reading,
         (err: unknown) => isSluiceError(err, 'SLUICE_ERR_PROXY_HEADER'),
@@ -212,9 +210,7 @@ describe('readProxyHeader, v1', () => {
 
 describe('readProxyHeader, v2', () => {
   it('reads a PROXY command for TCP over IPv4', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, v2Header({ command: 0x21, family: 0x11, body: V2_TCP4_BODY }));
+    const { reading } = await sendHeader(t, v2Header({ command: 0x21, family: 0x11, body: V2_TCP4_BODY }));
     assert.deepEqual(await reading, {
       kind: 'proxied',
       remoteAddress: '203.0.113.9',
@@ -226,9 +222,7 @@ describe('readProxyHeader, v2', () => {
   });
 
   it('reads a PROXY command for TCP over IPv6, in canonical address form', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, v2Header({ command: 0x21, family: 0x21, body: V2_TCP6_BODY }));
+    const { reading } = await sendHeader(t, v2Header({ command: 0x21, family: 0x21, body: V2_TCP6_BODY }));
     assert.deepEqual(await reading, {
       kind: 'proxied',
       remoteAddress: '2001:db8::9',
@@ -240,14 +234,12 @@ describe('readProxyHeader, v2', () => {
   });
 
   it('renders an IPv4-mapped IPv6 source the way Node reports socket addresses', async (t) => {
-    const { client, server } = await connectPair(t);
     const body = Buffer.concat([
       Buffer.from('00000000000000000000ffff0a010203', 'hex'),
       Buffer.from('00000000000000000000000000000001', 'hex'),
       ports(1, 2),
     ]);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, v2Header({ command: 0x21, family: 0x21, body }));
+    const { reading } = await sendHeader(t, v2Header({ command: 0x21, family: 0x21, body }));
     const info = await reading;
     assert.equal(info.kind, 'proxied');
     assert.equal(info.kind === 'proxied' && info.remoteAddress, '::ffff:10.1.2.3');
@@ -295,9 +287,10 @@ describe('readProxyHeader, v2', () => {
   });
 
   it('reads a PROXY command with family UNSPEC as local', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, v2Header({ command: 0x21, family: 0x00, body: tlv(0x04, Buffer.alloc(2)) }));
+    const { reading } = await sendHeader(
+      t,
+      v2Header({ command: 0x21, family: 0x00, body: tlv(0x04, Buffer.alloc(2)) }),
+    );
     assert.deepEqual(await reading, { kind: 'local', version: 2 });
   });
 
@@ -313,9 +306,7 @@ describe('readProxyHeader, v2', () => {
       v2Header({ command: 0x21, family: 0x21, body: V2_TCP4_BODY }), // IPv6 family, IPv4-sized block
     ];
     for (const header of malformed) {
-      const { client, server } = await connectPair(t);
-      const reading = readProxyHeader(server, NO_TIMEOUT);
-      await write(client, header);
+      const { reading } = await sendHeader(t, header);
       await assert.rejects(
         reading,
         (err: unknown) => isSluiceError(err, 'SLUICE_ERR_PROXY_HEADER'),
@@ -325,11 +316,9 @@ describe('readProxyHeader, v2', () => {
   });
 
   it('rejects a corrupted signature', async (t) => {
-    const { client, server } = await connectPair(t);
     const header = v2Header({ command: 0x21, family: 0x11, body: V2_TCP4_BODY });
     header[7] = 0x71; // 'q' for 'Q'
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, header);
+    const { reading } = await sendHeader(t, header);
     await assertRejects(reading);
   });
 });
@@ -372,9 +361,10 @@ describe('readProxyHeader, delivery', () => {
   });
 
   it('leaves bytes that came in the same segment as the header for a consumer attached later', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, 'PROXY TCP4 203.0.113.9 10.1.2.3 51234 25\r\nEHLO x\r\nMAIL FROM:<a@b>\r\n');
+    const { reading, server } = await sendHeader(
+      t,
+      'PROXY TCP4 203.0.113.9 10.1.2.3 51234 25\r\nEHLO x\r\nMAIL FROM:<a@b>\r\n',
+    );
     await reading;
     // The SMTP server is handed the socket after more asynchronous work, not in the same tick.
     await new Promise((resolve) => setImmediate(resolve));
@@ -382,9 +372,10 @@ describe('readProxyHeader, delivery', () => {
   });
 
   it('delivers bytes sent after the header to a consumer attached after the reader resolved', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, v2Header({ command: 0x21, family: 0x11, body: V2_TCP4_BODY }));
+    const { reading, client, server } = await sendHeader(
+      t,
+      v2Header({ command: 0x21, family: 0x11, body: V2_TCP4_BODY }),
+    );
     await reading;
     const received = receive(server, 8);
     await write(client, 'EHLO x\r\n');
@@ -392,9 +383,7 @@ describe('readProxyHeader, delivery', () => {
   });
 
   it('delivers bytes sent after the header to a consumer attached a turn of the event loop later', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, 'PROXY UNKNOWN\r\n');
+    const { reading, client, server } = await sendHeader(t, 'PROXY UNKNOWN\r\n');
     await reading;
     await write(client, 'EHLO x\r\n');
     await new Promise((resolve) => setImmediate(resolve));
@@ -402,9 +391,7 @@ describe('readProxyHeader, delivery', () => {
   });
 
   it('feeds a piped consumer (as an SMTP server would attach) the bytes after the header', async (t) => {
-    const { client, server } = await connectPair(t);
-    const reading = readProxyHeader(server, NO_TIMEOUT);
-    await write(client, 'PROXY TCP4 203.0.113.9 10.1.2.3 51234 25\r\nEHLO x\r\n');
+    const { reading, server } = await sendHeader(t, 'PROXY TCP4 203.0.113.9 10.1.2.3 51234 25\r\nEHLO x\r\n');
     await reading;
     const sink = new PassThrough();
     server.pipe(sink);
