@@ -1,14 +1,15 @@
 // Benchmark entry (not a test): where Sluice spends its CPU under the small workload.
 // Runs the relay as compare.bench.ts does (Redis, DNSBL warm, group commit, fsync) with
 // `node --cpu-prof`, then ranks functions and packages by self time and functions by
-// inclusive time. The profile itself is kept in bench/results/ (git-ignored) for a flame
-// graph in Chrome DevTools or speedscope.
+// inclusive time, and draws a flame graph (bench/results/flame-<size>.svg). The profile
+// itself is kept in bench/results/ (git-ignored) for Chrome DevTools or speedscope.
 //   node bench/profile.bench.ts [--quick] [--medium]   (--medium: 1 MB messages, 20 × 10)
 import { copyFile, mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
+import { type CpuProfile, flameGraphSvg, type ProfileNode } from './flame-graph.ts';
 import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
@@ -20,19 +21,6 @@ const SIZE_LABEL = MEDIUM ? '1 MB' : '10 KB';
 const NAME = MEDIUM ? 'medium' : 'small';
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-interface CpuProfile {
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-  startTime: number;
-  endTime: number;
-}
 
 /** Where a frame's code lives: a package, a part of Sluice, Node itself, or V8's own bins. */
 function owner(url: string, name: string): string {
@@ -133,6 +121,15 @@ const profile = JSON.parse(await readFile(join(profDir, file), 'utf8')) as CpuPr
 const windowed = profile.startTime < loadStart && profile.endTime > loadEnd;
 const a = windowed ? analyse(profile, loadStart, loadEnd) : analyse(profile, 0, Number.POSITIVE_INFINITY);
 await copyFile(join(profDir, file), join(RESULTS, `sluice-${NAME}.cpuprofile`));
+const flameFile = QUICK ? `flame-${NAME}-quick.tmp` : `flame-${NAME}.svg`;
+await writeFile(
+  join(RESULTS, flameFile),
+  flameGraphSvg(profile, windowed ? loadStart : 0, windowed ? loadEnd : Number.POSITIVE_INFINITY, {
+    title: `Sluice relay, main thread: ${SIZE_LABEL} messages, 3 recipients, 20 connections (${new Date().toISOString().slice(0, 10)})`,
+    frameName,
+    owner,
+  }),
+);
 await env.close();
 
 const pct = (ms: number) => `${((100 * ms) / a.busy).toFixed(1)} %`;
@@ -142,7 +139,7 @@ const report = [
   '',
   `${new Date().toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version}${QUICK ? ' · **quick check**' : ''}`,
   '',
-  `\`node --cpu-prof\` of \`relay/src/main.ts\` (Redis state, DNSBL warm, attachment scan, group commit, fsync on, delivery to the sink) while ${result.accepted.length} messages of ${SIZE_LABEL} with 3 recipients were sent over ${QUICK ? 4 : 20} connections with pipelining (${result.msgsPerSecond.toFixed(0)} msgs/s, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, ${missing.length} missing at the sink). ${windowed ? 'Only the samples from the start of the measured load until the last message reached the sink are counted (start-up, warm-up and shutdown are left out).' : 'The whole process life is counted (the profile clock did not line up with the load window).'} The profile is \`bench/results/sluice-${NAME}.cpuprofile\` (git-ignored; open it in Chrome DevTools or speedscope for the flame graph).`,
+  `\`node --cpu-prof\` of \`relay/src/main.ts\` (Redis state, DNSBL warm, attachment scan, group commit, fsync on, delivery to the sink) while ${result.accepted.length} messages of ${SIZE_LABEL} with 3 recipients were sent over ${QUICK ? 4 : 20} connections with pipelining (${result.msgsPerSecond.toFixed(0)} msgs/s, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, ${missing.length} missing at the sink). ${windowed ? 'Only the samples from the start of the measured load until the last message reached the sink are counted (start-up, warm-up and shutdown are left out).' : 'The whole process life is counted (the profile clock did not line up with the load window).'} The flame graph is [\`${flameFile}\`](${flameFile}); the profile itself is \`bench/results/sluice-${NAME}.cpuprofile\` (git-ignored; open it in Chrome DevTools or speedscope).`,
   '',
   `Profiled ${(a.total / 1000).toFixed(1)} s, of which the main thread was busy ${(a.busy / 1000).toFixed(1)} s (${((100 * a.busy) / a.total).toFixed(0)} %); that is ${(a.busy / Math.max(1, result.accepted.length)).toFixed(2)} ms of main-thread CPU per message. Percentages below are of the busy time.`,
   '',
