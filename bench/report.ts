@@ -177,7 +177,7 @@ export function renderReport(input: ReportInput): string {
   const titleOf = (workload: string) => peerGroups.find((g) => g.workload.key === workload)?.title ?? '';
   const best = (workload: string) =>
     Math.max(
-      ...['haraka', 'postfix']
+      ...['haraka', 'postfix', 'postfix-no-flow-delay']
         .map((k) => summarise(records, titleOf(workload), k).msgsPerSecond)
         .filter(Number.isFinite),
     );

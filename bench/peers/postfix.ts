@@ -27,7 +27,11 @@ export async function ensurePostfix(): Promise<string> {
   return (await run('postconf', ['-d', '-h', 'mail_version'])).trim();
 }
 
-export async function startPostfix(options: PeerOptions): Promise<RunningPeer> {
+/** `tuning`: main.cf settings over the harness's own (a variant of the same policy). */
+export async function startPostfix(
+  options: PeerOptions,
+  tuning: Record<string, string> = {},
+): Promise<RunningPeer> {
   const etc = join(options.workDir, 'etc');
   const queue = join(options.workDir, 'queue');
   const data = join(options.workDir, 'data');
@@ -84,6 +88,7 @@ export async function startPostfix(options: PeerOptions): Promise<RunningPeer> {
     default_process_limit: '200',
     biff: 'no',
     append_dot_mydomain: 'no',
+    ...tuning,
   };
   await writeFile(
     join(etc, 'main.cf'),
