@@ -18,6 +18,33 @@ export interface CpuProfile {
   endTime: number;
 }
 
+/**
+ * Each sample taken between `from` and `to` (µs, the profile's clock): the frame it was
+ * in, its time in ms, and its call stack from that frame out (the root left out).
+ */
+export function* samplesIn(
+  profile: CpuProfile,
+  from: number,
+  to: number,
+): Generator<{ node: ProfileNode; ms: number; stack: ProfileNode[] }> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  let at = profile.startTime;
+  for (const [i, id] of profile.samples.entries()) {
+    const dt = profile.timeDeltas[i] ?? 0;
+    at += dt;
+    const node = byId.get(id);
+    if (at < from || at > to || !node) continue;
+    const stack: ProfileNode[] = [];
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const frame = byId.get(cur);
+      if (frame && frame.callFrame.functionName !== '(root)') stack.push(frame);
+    }
+    yield { node, ms: dt / 1000, stack };
+  }
+}
+
 interface Box {
   name: string;
   owner: string;
@@ -58,22 +85,9 @@ export function flameGraphSvg(
     owner: (url: string, functionName: string) => string;
   },
 ): string {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const root: Box = { name: 'all', owner: '(root)', ms: 0, children: new Map() };
-  let at = profile.startTime;
-  profile.samples.forEach((id, i) => {
-    at += profile.timeDeltas[i] ?? 0;
-    if (at < from || at > to) return;
-    const leaf = byId.get(id);
-    if (!leaf || leaf.callFrame.functionName === '(idle)') return;
-    const ms = (profile.timeDeltas[i] ?? 0) / 1000;
-    const stack: ProfileNode[] = [];
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const node = byId.get(cur);
-      if (node && node.callFrame.functionName !== '(root)') stack.push(node);
-    }
+  for (const { node: leaf, ms, stack } of samplesIn(profile, from, to)) {
+    if (leaf.callFrame.functionName === '(idle)') continue;
     root.ms += ms;
     let box = root;
     for (const node of stack.reverse()) {
@@ -91,7 +105,7 @@ export function flameGraphSvg(
       child.ms += ms;
       box = child;
     }
-  });
+  }
 
   const scale = root.ms > 0 ? WIDTH / root.ms : 0;
   const rects: Array<{ box: Box; x: number; depth: number }> = [];

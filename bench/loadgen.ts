@@ -247,7 +247,6 @@ const percentile = (sorted: number[], p: number) =>
     ? Number.NaN
     : (sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0);
 
-/** p50/p90/p99 of a list of values. */
 /**
  * The warm-up every system gets before a measured run, the same for all: 200 small
  * messages over 20 connections. A long-running relay has its code compiled by the JIT,
@@ -257,6 +256,12 @@ const percentile = (sorted: number[], p: number) =>
  */
 export const WARM_UP = { connections: 20, messagesPerConnection: 10, messageBytes: 10_000 } as const;
 
+/** Sends the WARM_UP load (3 recipients, pipelining, no TLS). */
+export function warmUp(options: Pick<LoadOptions, 'port' | 'ports' | 'auth' | 'runId'>): Promise<LoadResult> {
+  return runLoad({ ...options, ...WARM_UP, recipients: 3, pipelining: true, starttls: false });
+}
+
+/** p50/p90/p99 of a list of values. */
 export function percentiles(values: number[]): { p50: number; p90: number; p99: number } {
   const sorted = [...values].sort((a, b) => a - b);
   return { p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9), p99: percentile(sorted, 0.99) };

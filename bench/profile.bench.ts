@@ -9,7 +9,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
-import { type CpuProfile, flameGraphSvg, type ProfileNode } from './flame-graph.ts';
+import { type CpuProfile, flameGraphSvg, type ProfileNode, samplesIn } from './flame-graph.ts';
 import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { awaitArrival } from './run-one.ts';
@@ -41,40 +41,24 @@ function frameName(node: ProfileNode): string {
 
 /** Ranks the samples taken between from and to (µs on the monotonic clock V8 and process.hrtime share). */
 function analyse(profile: CpuProfile, from: number, to: number) {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map<string, number>();
   const selfByOwner = new Map<string, number>();
   const inclusive = new Map<string, number>();
   let total = 0;
   let idle = 0;
-  let at = profile.startTime;
-  profile.samples.forEach((id, i) => {
-    at += profile.timeDeltas[i] ?? 0;
-    if (at < from || at > to) return;
-    const dt = (profile.timeDeltas[i] ?? 0) / 1000; // µs → ms
-    const node = byId.get(id);
-    if (!node) return;
+  for (const { node, ms: dt, stack } of samplesIn(profile, from, to)) {
     total += dt;
     if (node.callFrame.functionName === '(idle)') {
       idle += dt;
-      return;
+      continue;
     }
     const name = frameName(node);
     self.set(name, (self.get(name) ?? 0) + dt);
     const o = owner(node.callFrame.url, node.callFrame.functionName);
     selfByOwner.set(o, (selfByOwner.get(o) ?? 0) + dt);
-    const seen = new Set<string>();
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const frame = byId.get(cur);
-      if (!frame || frame.callFrame.functionName === '(root)') continue;
-      const n = frameName(frame);
-      if (seen.has(n)) continue; // recursion counts once per sample
-      seen.add(n);
-      inclusive.set(n, (inclusive.get(n) ?? 0) + dt);
-    }
-  });
+    // recursion counts once per sample
+    for (const n of new Set(stack.map(frameName))) inclusive.set(n, (inclusive.get(n) ?? 0) + dt);
+  }
   const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
   return {
     total,

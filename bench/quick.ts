@@ -10,7 +10,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startEnvironment } from './environment.ts';
-import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
+import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { cpuSeconds, MemoryWatch } from './proc-stats.ts';
 import { awaitArrival } from './run-one.ts';
@@ -51,12 +51,8 @@ for (let round = 0; round < rounds; round++) {
       runId,
     });
   // the compare harness's warm-up (small messages)
-  const warm = await runLoad({
-    ...WARM_UP,
+  const warm = await warmUp({
     port: relay.port,
-    recipients: 3,
-    pipelining: true,
-    starttls: false,
     auth: { user: env.user, password: env.password },
     runId: `quick-warm-${round}`,
   });

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { TestDnsServer } from '../relay/src/testing/dns-server.ts';
-import { percentiles, runLoad, WARM_UP } from './loadgen.ts';
+import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import type { RunningPeer } from './peers/peer.ts';
 import type { RunningSluice } from './peers/sluice.ts';
 import { MemoryWatch } from './proc-stats.ts';
@@ -161,16 +161,7 @@ export async function runOne(
     const port = peer?.port ?? ctx.sink.port;
     const ports = peer?.ports ? { ports: peer.ports } : {};
     // warm-up: JIT, password cache, pooled downstream connections; not measured
-    const warm = await runLoad({
-      port,
-      ...ports,
-      ...WARM_UP,
-      recipients: 3,
-      pipelining: true,
-      starttls: false,
-      ...(auth ? { auth } : {}),
-      runId: `warm${++runCounter}`,
-    });
+    const warm = await warmUp({ port, ...ports, ...(auth ? { auth } : {}), runId: `warm${++runCounter}` });
     if (warm.accepted.length === 0) throw new Error(`warm-up accepted nothing: ${warm.errors.join('; ')}`);
     await awaitArrival(ctx.sink, warm.accepted, 30_000);
     await system.prepare?.(ctx, peer as RunningPeer, workload);
