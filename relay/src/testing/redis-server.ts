@@ -34,23 +34,11 @@ export interface RedisServerOptions {
 
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-'));
-  let child: ChildProcess | undefined;
-  let port = 0;
-  let lastError: unknown;
-  // A port found free can be taken before redis binds it: try a few.
-  for (let attempt = 0; attempt < 5 && child === undefined; attempt++) {
-    port = await freePort();
-    try {
-      child = await launch(port, serverArgs(port, dir, options.args ?? []));
-    } catch (err: unknown) {
-      lastError = err;
-    }
-  }
-  if (child === undefined) {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error('redis-server did not start', { cause: lastError });
-  }
-  let current: ChildProcess = child;
+  const started = await launchOnFreePort('redis-server', dir, async (port) =>
+    serverArgs(port, dir, options.args ?? []),
+  );
+  const port = started.port;
+  let current: ChildProcess = started.child;
   const end = async (signal: NodeJS.Signals) => {
     await terminate(current, signal);
     await rm(dir, { recursive: true, force: true });
@@ -95,9 +83,7 @@ export async function startRedisSentinel(
   masterPort: number,
 ): Promise<RedisSentinelHandle> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-sentinel-'));
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
+  const { port, child } = await launchOnFreePort('redis sentinel', dir, async (port) => {
     const file = join(dir, 'sentinel.conf');
     await writeFile(
       file,
@@ -112,22 +98,39 @@ export async function startRedisSentinel(
         '',
       ].join('\n'),
     );
+    return [file, '--sentinel'];
+  });
+  return {
+    port,
+    nodes: [`127.0.0.1:${port}`],
+    async stop() {
+      await terminate(child, 'SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Launches redis-server on a free port with the arguments argsFor gives for it. A port
+ * found free can be taken before redis binds it: a few are tried. On failure `dir` is
+ * removed.
+ */
+async function launchOnFreePort(
+  what: string,
+  dir: string,
+  argsFor: (port: number) => Promise<string[]>,
+): Promise<{ port: number; child: ChildProcess }> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
     try {
-      const child = await launch(port, [file, '--sentinel']);
-      return {
-        port,
-        nodes: [`127.0.0.1:${port}`],
-        async stop() {
-          await terminate(child, 'SIGTERM');
-          await rm(dir, { recursive: true, force: true });
-        },
-      };
+      return { port, child: await launch(port, await argsFor(port)) };
     } catch (err: unknown) {
       lastError = err;
     }
   }
   await rm(dir, { recursive: true, force: true });
-  throw new Error('redis sentinel did not start', { cause: lastError });
+  throw new Error(`${what} did not start`, { cause: lastError });
 }
 
 /** A plain server's command line: no persistence, loopback only. */
