@@ -50,8 +50,15 @@ describe('DATA encoding for delivery', () => {
       const input = Buffer.from(lines.join('\r\n'), 'latin1');
       const chunks = splitRandomly(input, seed, 1 + (seed % 13));
       const expected = await encode(new NodemailerDataStream(), chunks);
-      const actual = await encode(new DotStuffer(), chunks);
-      assert.equal(actual.toString('latin1'), expected.toString('latin1'), `input ${JSON.stringify(lines)}`);
+      // checked for bare line ends, and trusted to have none (crlfOnly, as the spool says)
+      for (const crlfOnly of [false, true]) {
+        const actual = await encode(new DotStuffer({ crlfOnly }), chunks);
+        assert.equal(
+          actual.toString('latin1'),
+          expected.toString('latin1'),
+          `input ${JSON.stringify(lines)}, crlfOnly ${crlfOnly}`,
+        );
+      }
     }
   });
 
