@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
+import { waitFor } from '../testing/harness.ts';
 import {
   type RedisSentinelHandle,
   type RedisServerHandle,
@@ -268,13 +269,9 @@ describe('createRedisClient in sentinel mode', () => {
   let sentinel: RedisSentinelHandle;
   const NAME = 'sluice-test';
 
-  async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check().catch(() => false))) {
-      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+  /** waitFor, where a call that fails (as some do during a failover) means "not yet". */
+  const until = (what: string, check: () => Promise<boolean>) =>
+    waitFor(() => check().catch(() => false), what, 20_000);
 
   async function info(node: string[], section: string): Promise<string> {
     const client = await ready(createRedisClient(config(node)) as Redis);
