@@ -4,16 +4,9 @@ import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../testing/harness.ts';
 import { suiteDir } from '../testing/spools.ts';
 import { RecycledFileReader, recycle } from './recycled-reader.ts';
-
-/** Waits until check() holds. */
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; !check(); i++) {
-    if (i > 200) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 describe('RecycledFileReader', () => {
   const dir = suiteDir('sluice-recycled-');
@@ -36,13 +29,13 @@ describe('RecycledFileReader', () => {
       reader.on('end', () => {
         ended = true;
       });
-      await until(() => chunks.length === 2, 'two chunks');
+      await waitFor(() => chunks.length === 2, 'two chunks');
       await sleep(50);
       assert.equal(chunks.length, 2, 'two chunks out: the third read waits');
 
       const [first, second] = chunks as [Buffer, Buffer];
       recycle(first);
-      await until(() => chunks.length === 3, 'the third chunk');
+      await waitFor(() => chunks.length === 3, 'the third chunk');
       const third = chunks[2] as Buffer;
       assert.equal(third.buffer, first.buffer, 'the third chunk is read into the recycled buffer');
       recycle(first); // the first chunk again: its buffer now holds the third, and stays out
@@ -51,10 +44,10 @@ describe('RecycledFileReader', () => {
 
       recycle(second);
       recycle(third);
-      await until(() => chunks.length === 5, 'the last chunks');
+      await waitFor(() => chunks.length === 5, 'the last chunks');
       recycle(chunks[3] as Buffer);
       recycle(chunks[4] as Buffer);
-      await until(() => ended, 'the end');
+      await waitFor(() => ended, 'the end');
       assert.deepEqual(
         copies.map((c) => c.length),
         [4096, 4096, 4096, 4096, 100],
