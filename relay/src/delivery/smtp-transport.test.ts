@@ -14,6 +14,7 @@ import { validateRelayConfig } from '../config/validate.ts';
 import { isSluiceError } from '../errors.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
+import { waitFor } from '../testing/harness.ts';
 import { type SmtpSink, type SmtpSinkOptions, startSmtpSink } from '../testing/smtp-sink.ts';
 import { parseReply, SmtpTransport, type SmtpTransportOptions } from './smtp-transport.ts';
 import type { DeliveryJob, RecipientResult } from './types.ts';
@@ -145,14 +146,6 @@ function withMx<T>(
       options.transport,
     );
   });
-}
-
-async function waitFor(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 function only(results: RecipientResult[]): RecipientResult {
