@@ -114,6 +114,7 @@ const peerOptions = (ctx: Context, workDir: string) => ({
   keyFile: ctx.keyFile,
   user: ctx.user,
   password: ctx.password,
+  ...(ctx.dns.port === 53 ? { dnsblNameserver: ctx.dns.address.split(':')[0] } : {}),
 });
 
 /** Connects once from every client address of the workload (greeting, QUIT): DNSBL answers get cached. */

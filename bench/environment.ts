@@ -3,8 +3,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { startDnsServer } from '../relay/src/testing/dns-server.ts';
+import { startDnsServer, type TestDnsServer } from '../relay/src/testing/dns-server.ts';
 import { startRedisServer } from '../relay/src/testing/redis-server.ts';
+import { DNSBL_ZONE, LISTED_CLIENT } from './peers/peer.ts';
 import type { Context } from './run-one.ts';
 import { startSinkProcess } from './sink-process.ts';
 import { run } from './util.ts';
@@ -32,7 +33,9 @@ export async function startEnvironment(): Promise<Environment> {
     certFile,
   ]);
   const sink = await startSinkProcess();
-  const dns = await startDnsServer(); // every name NXDOMAIN: no client is listed
+  const dns = await startDns();
+  // listed with code 127.0.0.2, for the policy probe; no address the load comes from is listed
+  dns.setA(listedName(LISTED_CLIENT), ['127.0.0.2']);
   const redis = await startRedisServer();
   return {
     sink,
@@ -50,4 +53,23 @@ export async function startEnvironment(): Promise<Environment> {
       if (!keepFiles) await rm(tmpRoot, { recursive: true, force: true }).catch(() => {});
     },
   };
+}
+
+/** Where Postfix's resolver can reach it (port 53, which needs root); elsewhere when it cannot. */
+const PORT_53_ADDRESS = '127.0.0.153';
+
+async function startDns(): Promise<TestDnsServer> {
+  try {
+    return await startDnsServer({ host: PORT_53_ADDRESS, port: 53 });
+  } catch (err: unknown) {
+    process.stderr.write(
+      `DNS server not on ${PORT_53_ADDRESS}:53 (${String(err)}): Postfix runs without DNSBL\n`,
+    );
+    return startDnsServer();
+  }
+}
+
+/** The DNSBL query name of an IPv4 address: its octets reversed under the zone. */
+function listedName(ip: string): string {
+  return `${ip.split('.').reverse().join('.')}.${DNSBL_ZONE}`;
 }

@@ -57,7 +57,7 @@ export interface LoadResult {
   pipelined: boolean;
 }
 
-class SmtpError extends Error {
+export class SmtpError extends Error {
   readonly reply: SmtpReply | undefined;
   constructor(message: string, reply?: SmtpReply) {
     super(reply ? `${message}: ${reply.lines.join(' | ')}` : message);

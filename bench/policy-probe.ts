@@ -1,6 +1,7 @@
 // Checks, before anything is timed, which rules of the policy a system under test really
 // enforces: a peer that skips a check is doing less work, and the report says so.
-import { SmtpConnection, type SmtpReply } from './loadgen.ts';
+import { SmtpConnection, SmtpError, type SmtpReply } from './loadgen.ts';
+import { LISTED_CLIENT } from './peers/peer.ts';
 
 export interface ProbeResult {
   name: string;
@@ -16,10 +17,15 @@ interface Credentials {
 
 const SENDER = 'alice@bench.test';
 
-async function session(port: number, auth: Credentials | undefined): Promise<SmtpConnection> {
-  const c = await SmtpConnection.connect(port, '127.0.0.1', undefined, 15_000);
+/** Connected, greeted, EHLO done and authenticated; a refusal on the way throws SmtpError. */
+async function session(
+  port: number,
+  auth: Credentials | undefined,
+  localAddress?: string,
+): Promise<SmtpConnection> {
+  const c = await SmtpConnection.connect(port, '127.0.0.1', localAddress, 15_000);
   const greeting = await c.reply();
-  if (greeting.code !== 220) throw new Error(`greeting ${greeting.lines.join(' ')}`);
+  if (greeting.code !== 220) throw new SmtpError('greeting', greeting);
   await c.ehlo('probe.bench');
   if (auth) {
     const token = Buffer.from(`\0${auth.user}\0${auth.password}`).toString('base64');
@@ -140,6 +146,18 @@ export async function probePolicy(
     );
     c.close();
     return { enforced: reply.code >= 500, detail: text(reply) };
+  });
+  await probe(`client listed in the DNSBL (connects from ${LISTED_CLIENT})`, async () => {
+    let c: SmtpConnection;
+    try {
+      c = await session(port, auth, LISTED_CLIENT);
+    } catch (err: unknown) {
+      if (!(err instanceof SmtpError) || err.reply === undefined) throw err;
+      return { enforced: err.reply.code >= 400, detail: `${err.message.split(':')[0]}: ${text(err.reply)}` };
+    }
+    const { reply, accepted } = await send(c, rcpts(1), message('listed', 'Content-Type: text/plain'));
+    c.close();
+    return { enforced: accepted === 0 || reply.code >= 400, detail: text(reply) };
   });
   await probe('message size limit (MAIL FROM SIZE=40000000)', async () => {
     const c = await session(port, auth);

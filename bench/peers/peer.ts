@@ -12,6 +12,11 @@ export interface PeerOptions {
   keyFile: string;
   user: string;
   password: string;
+  /**
+   * The DNS server holding the DNSBL zone, when it listens on port 53 (the only port a
+   * system resolver speaks to): its IPv4 address.
+   */
+  dnsblNameserver?: string;
 }
 
 export interface RunningPeer {
@@ -24,6 +29,10 @@ export interface RunningPeer {
   pids(): number[];
   stop(): Promise<void>;
 }
+
+/** The DNSBL zone of the harness's DNS server; LISTED_CLIENT is listed in it, 127.0.0.1 is not. */
+export const DNSBL_ZONE = 'bl.bench';
+export const LISTED_CLIENT = '127.0.0.2';
 
 /** The policy every peer is given, as far as it can express it (the relay's defaults). */
 export const POLICY = {

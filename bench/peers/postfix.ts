@@ -2,11 +2,11 @@
 // directories under the run's temp dir, smtpd on a loopback port, relayhost = the sink,
 // Cyrus SASL (sasldb) for AUTH PLAIN. Installed by the harness when missing.
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { processTree } from '../proc-stats.ts';
 import { freePort, run, waitFor } from '../util.ts';
-import { greets, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
+import { DNSBL_ZONE, greets, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
 const SASL_REALM = 'bench.realm';
 
@@ -82,6 +82,9 @@ export async function startPostfix(
     smtpd_tls_cert_file: options.certFile,
     smtpd_tls_key_file: options.keyFile,
     mime_header_checks: `regexp:${join(etc, 'attachment_checks')}`,
+    ...(options.dnsblNameserver === undefined
+      ? {}
+      : { smtpd_client_restrictions: `reject_rbl_client ${DNSBL_ZONE}=127.0.0.[2..255]` }),
     maillog_file: join(options.workDir, 'maillog'),
     maillog_file_prefixes: options.workDir,
     smtpd_client_connection_count_limit: '1000',
@@ -96,9 +99,10 @@ export async function startPostfix(
       .map(([k, v]) => `${k} = ${v}`)
       .join('\n')}\n`,
   );
-  // chroot off everywhere: a private instance under /tmp has no chroot jail prepared
+  // chroot off, except for smtpd when it checks the DNSBL (see jailSmtpd)
+  const jailed = options.dnsblNameserver !== undefined;
   const services = [
-    `127.0.0.1:${port} inet n - n - - smtpd`,
+    `127.0.0.1:${port} inet n - ${jailed ? 'y' : 'n'} - - smtpd`,
     'pickup unix n - n 60 1 pickup',
     'cleanup unix n - n - 0 cleanup',
     'qmgr unix n - n 300 1 qmgr',
@@ -132,6 +136,7 @@ export async function startPostfix(
   });
   await chown(join(sasl, 'sasldb2'), postfix.uid, postfix.gid);
   await chmod(join(sasl, 'sasldb2'), 0o640);
+  if (options.dnsblNameserver !== undefined) await jailSmtpd(queue, sasl, options.dnsblNameserver);
   await run('postfix', ['-c', etc, 'start']).catch(async (err: unknown) => {
     // postfix reports to syslog, absent here; under a terminal it says why on stderr
     const why = await run('script', ['-qc', `postfix -c ${etc} check`, '/dev/null']).catch((e: unknown) =>
@@ -152,6 +157,29 @@ export async function startPostfix(
       );
     },
   };
+}
+
+/**
+ * `reject_rbl_client` asks the system resolver, which reads /etc/resolv.conf and speaks to
+ * port 53 only. A chrooted smtpd reads the jail's etc/resolv.conf instead (Debian's own
+ * Postfix runs chrooted the same way), so the jail, which is the queue directory, gets one
+ * naming the harness's DNS server, and the few files name lookups need besides. Cyrus SASL
+ * reads its configuration before the chroot but opens sasldb inside it, at the same path.
+ */
+async function jailSmtpd(queue: string, sasl: string, nameserver: string): Promise<void> {
+  const jailEtc = join(queue, 'etc');
+  await mkdir(jailEtc, { recursive: true });
+  await writeFile(join(jailEtc, 'resolv.conf'), `nameserver ${nameserver}\noptions timeout:2 attempts:2\n`);
+  await writeFile(join(jailEtc, 'nsswitch.conf'), 'hosts: files dns\n');
+  for (const file of ['hosts', 'services', 'host.conf', 'localtime']) {
+    if (existsSync(join('/etc', file))) await copyFile(join('/etc', file), join(jailEtc, file));
+  }
+  const jailSasl = join(queue, sasl);
+  await mkdir(jailSasl, { recursive: true });
+  await copyFile(join(sasl, 'sasldb2'), join(jailSasl, 'sasldb2'));
+  const postfix = account('postfix');
+  await chown(join(jailSasl, 'sasldb2'), postfix.uid, postfix.gid);
+  await chmod(join(jailSasl, 'sasldb2'), 0o640);
 }
 
 /** uid and gid of a system user, from /etc/passwd (name:x:uid:gid:…). */

@@ -7,7 +7,7 @@ import { hashPassword } from '../../relay/src/auth/password.ts';
 import { flushAll } from '../redis-admin.ts';
 import type { Context } from '../run-one.ts';
 import { spawnLogged, stopChild, waitFor } from '../util.ts';
-import { type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
+import { DNSBL_ZONE, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
 const MAIN = fileURLToPath(new URL('../../relay/src/main.ts', import.meta.url));
 
@@ -28,8 +28,6 @@ export interface RunningSluice extends RunningPeer {
 }
 
 let hashed: { password: string; hash: Promise<string> } | undefined;
-
-export const DNSBL_ZONE = 'bl.bench';
 
 export async function startSluice(options: SluiceOptions): Promise<RunningSluice> {
   if (hashed?.password !== options.password) {

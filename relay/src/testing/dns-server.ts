@@ -18,7 +18,7 @@ export type DnsBehaviour = 'drop' | 'servfail' | 'refused';
 
 export interface TestDnsServer {
   readonly port: number;
-  /** '127.0.0.1:PORT', as the relay's `resolvers` config takes it. */
+  /** 'HOST:PORT' (127.0.0.1 unless asked otherwise), as the relay's `resolvers` config takes it. */
   readonly address: string;
   /** Address records of a name: IPv4 addresses answer A questions, IPv6 ones AAAA questions. */
   setA(name: string, addresses: readonly string[], ttl?: number): void;
@@ -49,12 +49,15 @@ interface NameEntry {
   behaviour?: DnsBehaviour;
 }
 
-/** Starts a server on 127.0.0.1 at a free UDP port. Unknown names get NXDOMAIN with an SOA. */
-export async function startDnsServer(): Promise<TestDnsServer> {
+/**
+ * Starts a server on 127.0.0.1 at a free UDP port, or where `at` says (a resolver that only
+ * speaks to port 53 needs one there). Unknown names get NXDOMAIN with an SOA.
+ */
+export async function startDnsServer(at: { host?: string; port?: number } = {}): Promise<TestDnsServer> {
   const socket = createSocket('udp4');
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
+    socket.bind(at.port ?? 0, at.host ?? '127.0.0.1', () => {
       socket.off('error', reject);
       resolve();
     });
@@ -72,8 +75,9 @@ class DnsServer implements TestDnsServer {
 
   constructor(socket: Socket) {
     this.#socket = socket;
-    this.port = socket.address().port;
-    this.address = `127.0.0.1:${this.port}`;
+    const { address, port } = socket.address();
+    this.port = port;
+    this.address = `${address}:${port}`;
     socket.on('message', (message, peer) => this.#onMessage(message, peer));
   }
 
