@@ -134,9 +134,8 @@ export async function startPostfix(
   await run('saslpasswd2', ['-p', '-c', '-f', join(sasl, 'sasldb2'), '-u', SASL_REALM, options.user], {
     input: options.password,
   });
-  await chown(join(sasl, 'sasldb2'), postfix.uid, postfix.gid);
-  await chmod(join(sasl, 'sasldb2'), 0o640);
-  if (options.dnsblNameserver !== undefined) await jailSmtpd(queue, sasl, options.dnsblNameserver);
+  await readableBy(postfix, join(sasl, 'sasldb2'));
+  if (options.dnsblNameserver !== undefined) await jailSmtpd(queue, sasl, options.dnsblNameserver, postfix);
   await run('postfix', ['-c', etc, 'start']).catch(async (err: unknown) => {
     // postfix reports to syslog, absent here; under a terminal it says why on stderr
     const why = await run('script', ['-qc', `postfix -c ${etc} check`, '/dev/null']).catch((e: unknown) =>
@@ -166,7 +165,12 @@ export async function startPostfix(
  * naming the harness's DNS server, and the few files name lookups need besides. Cyrus SASL
  * reads its configuration before the chroot but opens sasldb inside it, at the same path.
  */
-async function jailSmtpd(queue: string, sasl: string, nameserver: string): Promise<void> {
+async function jailSmtpd(
+  queue: string,
+  sasl: string,
+  nameserver: string,
+  postfix: { uid: number; gid: number },
+): Promise<void> {
   const jailEtc = join(queue, 'etc');
   await mkdir(jailEtc, { recursive: true });
   await writeFile(join(jailEtc, 'resolv.conf'), `nameserver ${nameserver}\noptions timeout:2 attempts:2\n`);
@@ -177,9 +181,13 @@ async function jailSmtpd(queue: string, sasl: string, nameserver: string): Promi
   const jailSasl = join(queue, sasl);
   await mkdir(jailSasl, { recursive: true });
   await copyFile(join(sasl, 'sasldb2'), join(jailSasl, 'sasldb2'));
-  const postfix = account('postfix');
-  await chown(join(jailSasl, 'sasldb2'), postfix.uid, postfix.gid);
-  await chmod(join(jailSasl, 'sasldb2'), 0o640);
+  await readableBy(postfix, join(jailSasl, 'sasldb2'));
+}
+
+/** A secret file the postfix user reads (sasldb): owned by it, closed to others. */
+async function readableBy(owner: { uid: number; gid: number }, path: string): Promise<void> {
+  await chown(path, owner.uid, owner.gid);
+  await chmod(path, 0o640);
 }
 
 /** uid and gid of a system user, from /etc/passwd (name:x:uid:gid:…). */
