@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { loadRelayConfig, loadUsersFile, parseConfigText } from './load.ts';
 import { ConfigError } from './validate.ts';
+
+/** The unprivileged user and group (nobody, nogroup) a root test run reads files as. */
+const NOBODY = 65534;
 
 const HASH = '$2b$10$abcdefghijklmnopqrstuuv0123456789abcdefghijklmnopqrstu';
 
@@ -146,17 +151,32 @@ describe('loadRelayConfig', () => {
     assert.equal(err.message, `${dir}: cannot read the file (EISDIR)`);
   });
 
-  it('reports a file without read permission', async (t) => {
-    if (process.getuid?.() === 0) {
-      t.skip('root reads files whatever their mode');
-      return;
-    }
+  it('reports a file without read permission', async () => {
     const path = join(dir, 'secret.yaml');
     await writeFile(path, YAML_CONFIG);
     await chmod(path, 0o000);
-    const err = await rejection(loadRelayConfig(path));
-    assert.equal(err.code, 'SLUICE_ERR_CONFIG_READ');
-    assert.equal(err.message, `${path}: cannot read the file (EACCES)`);
+    if (process.getuid?.() !== 0) {
+      const err = await rejection(loadRelayConfig(path));
+      assert.equal(err.code, 'SLUICE_ERR_CONFIG_READ');
+      assert.equal(err.message, `${path}: cannot read the file (EACCES)`);
+      return;
+    }
+    // root reads files whatever their mode: a child imports the loader as root (the
+    // checkout may be closed to others), then becomes nobody and loads the file
+    await chmod(dir, 0o755);
+    const load = new URL('./load.ts', import.meta.url).href;
+    const script = `const { loadRelayConfig } = await import(${JSON.stringify(load)});
+      process.setgid(${NOBODY});
+      process.setuid(${NOBODY});
+      await loadRelayConfig(${JSON.stringify(path)}).then(
+        () => console.log('{}'),
+        (e) => console.log(JSON.stringify({ code: e.code, message: e.message })),
+      );`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
+    assert.deepEqual(JSON.parse(stdout), {
+      code: 'SLUICE_ERR_CONFIG_READ',
+      message: `${path}: cannot read the file (EACCES)`,
+    });
   });
 });
 
