@@ -186,6 +186,11 @@ export class StuffingSMTPConnection extends SMTPConnection {
   /** The next message sent has CRLF line ends only (see DotStuffer). */
   crlfOnly = false;
 
+  /** Whether the server's EHLO reply offered an extension (e.g. SMTPUTF8). */
+  offers(extension: string): boolean {
+    return (this as unknown as { _supportedExtensions: string[] })._supportedExtensions.includes(extension);
+  }
+
   _createSendStream(callback: (err: Error | null, str?: string) => void): DotStuffer {
     const self = this as unknown as SendInternals;
     const stream = new DotStuffer({ crlfOnly: this.crlfOnly, socket: self._socket });

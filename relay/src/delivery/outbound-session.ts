@@ -61,6 +61,11 @@ export class OutboundSession implements Poolable {
     return this.#conn.secure;
   }
 
+  /** Whether the server's EHLO reply offered an extension (e.g. SMTPUTF8). */
+  offers(extension: string): boolean {
+    return this.#conn.offers(extension);
+  }
+
   get clean(): boolean {
     return this.#clean && this.usable;
   }

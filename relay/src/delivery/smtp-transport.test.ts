@@ -317,6 +317,42 @@ describe('SmtpTransport, direct to MX', () => {
     });
   });
 
+  it('asks for SMTPUTF8 for an internationalised address, and bounces 5.6.7 where it is not offered', async () => {
+    await withMx({ domain: 'utf8.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      const result = only(
+        await t.deliver(job('utf8.test', ['zoë@utf8.test'], { sender: 'jörg@sender.test' })),
+      );
+      assert.equal(result.outcome, 'delivered', result.response);
+      assert.deepEqual(
+        sink.messages.map((m) => [m.sender, m.recipients, m.smtpUtf8]),
+        [['jörg@sender.test', ['zoë@utf8.test'], true]],
+      );
+    });
+    await withMx(
+      { domain: 'ascii.test', sink: { host: '127.0.0.2', smtpUtf8: false } },
+      async ({ sink, t }) => {
+        const results = await t.deliver(job('ascii.test', ['zoë@ascii.test', 'bob@ascii.test']));
+        assert.deepEqual(
+          results.map((r) => [r.address, r.outcome, r.status, r.reason, r.remoteHost]),
+          [
+            ['zoë@ascii.test', 'bounced', '5.6.7', 'smtputf8_not_offered', 'mx.ascii.test'],
+            ['bob@ascii.test', 'bounced', '5.6.7', 'smtputf8_not_offered', 'mx.ascii.test'],
+          ],
+        );
+        assert.match(results[0]?.response ?? '', /mx\.ascii\.test does not offer SMTPUTF8/);
+        assert.equal(sink.transactions, 0, 'no MAIL FROM was sent');
+        // an ASCII envelope goes there as before, on the same connection
+        const plain = only(await t.deliver(job('ascii.test', ['bob@ascii.test'])));
+        assert.equal(plain.outcome, 'delivered');
+        assert.deepEqual(
+          sink.messages.map((m) => [m.recipients, m.smtpUtf8]),
+          [[['bob@ascii.test'], false]],
+        );
+        assert.equal(sink.connections, 1);
+      },
+    );
+  });
+
   it('sends no DATA when no recipient was accepted', async () => {
     await withMx({ domain: 'none.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('a@none.test', { code: 550, text: '5.1.1 no such user' });

@@ -11,6 +11,7 @@ import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
+import { isInternationalised } from '../smtp/parameters.ts';
 import { SMALL_WRITE_BYTES } from '../spool/files.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import {
@@ -71,6 +72,26 @@ function unanswered(sent: Sent | undefined): boolean {
     sent.accepted.length === 0 &&
     sent.rejected.length === 0
   );
+}
+
+/**
+ * An internationalised address may only go to a server that offers SMTPUTF8 (RFC 6531
+ * 3.4); nodemailer asks for it where offered. Where it is not, the message cannot be
+ * delivered as it is: Postfix bounces it the same way.
+ */
+function needsSmtpUtf8(job: DeliveryJob): boolean {
+  return isInternationalised(job.sender) || job.recipients.some(isInternationalised);
+}
+
+function smtpUtf8NotOffered(remoteHost: string): Failure {
+  const failure = local(
+    'bounced',
+    '5.6.7',
+    `${remoteHost} does not offer SMTPUTF8, which the message's internationalised addresses need`,
+    'smtputf8_not_offered',
+  );
+  failure.remoteHost = remoteHost;
+  return failure;
 }
 
 export interface SmtpTransportOptions {
@@ -198,6 +219,10 @@ export class SmtpTransport implements Transport {
         const checkout = await this.#checkout(route, log);
         if (!('session' in checkout)) return fail(job.recipients, checkout);
         const { session, reused } = checkout;
+        if (needsSmtpUtf8(job) && !session.offers('SMTPUTF8')) {
+          this.#pool.release(route.key, session, true);
+          return fail(job.recipients, smtpUtf8NotOffered(session.remoteHost));
+        }
         let sent: Sent | undefined;
         try {
           const stream = Buffer.isBuffer(body)

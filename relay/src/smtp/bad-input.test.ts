@@ -58,6 +58,43 @@ describe('bad input', () => {
     await c.quit();
   });
 
+  it('refuses parameters of extensions it does not offer with 555 5.5.4', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    const unknown = await c.command('MAIL FROM:<a@b.test> SIZE=100 XFOO=bar');
+    assert.equal(unknown.code, 555, unknown.text);
+    assert.equal(unknown.text, '5.5.4 Unsupported parameter XFOO=bar');
+    // DSN is not offered in EHLO, so its parameters are refused too
+    assert.equal((await c.command('MAIL FROM:<a@b.test> RET=HDRS')).code, 555);
+    const offered = await c.command('MAIL FROM:<a@b.test> SIZE=100 BODY=8BITMIME SMTPUTF8 AUTH=<>');
+    assert.equal(offered.code, 250, offered.text);
+    const notify = await c.command('RCPT TO:<b@c.test> NOTIFY=NEVER');
+    assert.equal(notify.code, 555);
+    assert.equal(notify.text, '5.5.4 Unsupported parameter NOTIFY=NEVER');
+    assert.equal((await c.command('RCPT TO:<b@c.test>')).code, 250);
+    await c.quit();
+  });
+
+  it('refuses an internationalised address with 553 5.6.7 unless MAIL FROM declared SMTPUTF8', async () => {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    const sender = await c.command('MAIL FROM:<jörg@b.test>');
+    assert.equal(sender.code, 553);
+    assert.match(sender.text, /^5\.6\.7 Address <.+@b\.test> is not ASCII: declare SMTPUTF8/);
+    assert.equal((await c.command('MAIL FROM:<a@b.test>')).code, 250);
+    const rcpt = await c.command('RCPT TO:<zoë@c.test>');
+    assert.equal(rcpt.code, 553);
+    assert.match(rcpt.text, /^5\.6\.7 /);
+    assert.equal((await c.command('RSET')).code, 250);
+    assert.equal((await c.command('MAIL FROM:<jörg@b.test> SMTPUTF8')).code, 250);
+    assert.equal((await c.command('RCPT TO:<zoë@c.test>')).code, 250);
+    await c.quit();
+  });
+
   it('closes the connection after too many bad commands with 421', async () => {
     const strict = await startTestRelay({ config: { ...PLAIN, limits: { maxBadCommands: 5 } } });
     after(() => strict.close());

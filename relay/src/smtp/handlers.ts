@@ -19,6 +19,13 @@ import { isSenderAllowed } from '../policy/sender.ts';
 import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared-checks.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
+import {
+  declaresSmtpUtf8,
+  isInternationalised,
+  MAIL_PARAMETERS,
+  RCPT_PARAMETERS,
+  unsupportedParameter,
+} from './parameters.ts';
 import { receiveMessage } from './receive-message.ts';
 import { type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState } from './session-state.ts';
@@ -345,6 +352,15 @@ export class SmtpHandlers {
       failTransaction(state, err, 'error');
       callback(err);
     };
+    const sender = address.address;
+    const parameter = unsupportedParameter(address, MAIL_PARAMETERS);
+    if (parameter !== undefined) {
+      return refused(this.refuse(state, 'mail', 'UNSUPPORTED_PARAMETER', { parameter }));
+    }
+    const smtpUtf8 = declaresSmtpUtf8(address);
+    if (!smtpUtf8 && isInternationalised(sender)) {
+      return refused(this.refuse(state, 'mail', 'SMTPUTF8_REQUIRED', { address: sender }, { sender }));
+    }
     if (!state.user) return refused(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
     // the users file may have changed since AUTH: a removed or suspended user stops here
     const user = this.#rt.users.get(state.user.username);
@@ -352,7 +368,6 @@ export class SmtpHandlers {
       return refused(this.refuse(state, 'mail', 'ACCOUNT_DISABLED', { user: state.user.username }));
     }
     state.user = user;
-    const sender = address.address;
     if (!isSenderAllowed(sender, user.allowedSenders)) {
       return refused(
         this.refuse(state, 'mail', 'SENDER_NOT_ALLOWED', { sender, user: user.username }, { sender }),
@@ -362,6 +377,7 @@ export class SmtpHandlers {
       (allowance) => {
         state.tx = {
           sender,
+          smtpUtf8,
           recipients: [],
           dropped: 0,
           allowance: allowance.recipients,
@@ -400,6 +416,17 @@ export class SmtpHandlers {
     if (!state || !tx) return callback(this.refuse(state, 'rcpt', 'AUTH_REQUIRED'));
     const limits = this.#rt.config.limits;
     const rcpt = address.address;
+    const parameter = unsupportedParameter(address, RCPT_PARAMETERS);
+    if (parameter !== undefined) {
+      return callback(
+        this.refuse(state, 'rcpt', 'UNSUPPORTED_PARAMETER', { parameter }, { recipient: rcpt }),
+      );
+    }
+    if (!tx.smtpUtf8 && isInternationalised(rcpt)) {
+      return callback(
+        this.refuse(state, 'rcpt', 'SMTPUTF8_REQUIRED', { address: rcpt }, { recipient: rcpt }),
+      );
+    }
     // smtp-server replaces a repeated RCPT in the envelope; count it once here too
     if (tx.recipients.some((r) => r.toLowerCase() === rcpt.toLowerCase())) return callback();
     switch (decideRecipient(tx.recipients.length, limits)) {

@@ -166,6 +166,18 @@ export const REPLIES = {
     text: '{hostname} Temporary local problem, try again later',
     reason: 'state_unavailable',
   },
+  UNSUPPORTED_PARAMETER: {
+    code: 555,
+    enhanced: '5.5.4',
+    text: 'Unsupported parameter {parameter}',
+    reason: 'protocol_error',
+  },
+  SMTPUTF8_REQUIRED: {
+    code: 553,
+    enhanced: '5.6.7',
+    text: 'Address <{address}> is not ASCII: declare SMTPUTF8 on MAIL FROM to use it',
+    reason: 'protocol_error',
+  },
   SESSION_TIMEOUT: {
     code: 421,
     enhanced: '4.4.2',

@@ -8,6 +8,8 @@ import type { MailAllowance } from '../policy/shared-checks.ts';
 
 export interface TransactionState {
   sender: string;
+  /** MAIL FROM declared SMTPUTF8: addresses may be internationalised (RFC 6531). */
+  smtpUtf8: boolean;
   /** Recipients that will be delivered (the first maxRecipients). */
   recipients: string[];
   /** Recipients accepted with 250 and dropped (truncate mode). */

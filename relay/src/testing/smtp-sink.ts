@@ -27,6 +27,8 @@ export interface SinkMessage {
   /** Hex SHA-256 of the received bytes, kept even when the body is not. */
   sha256: string;
   tls: boolean;
+  /** MAIL FROM declared SMTPUTF8. */
+  smtpUtf8: boolean;
   authUser?: string;
 }
 
@@ -43,6 +45,8 @@ export interface SmtpSinkOptions {
   auth?: { username: string; password: string };
   /** false: record size and digest only, so a test can measure the sender's memory. */
   keepBodies?: boolean;
+  /** false: EHLO does not offer SMTPUTF8 (a server without internationalised addresses). */
+  smtpUtf8?: boolean;
 }
 
 export interface SmtpSink {
@@ -130,6 +134,7 @@ class Sink implements SmtpSink {
       name: 'sink.test',
       secure: this.#options.implicitTls === true,
       disabledCommands,
+      hideSMTPUTF8: this.#options.smtpUtf8 === false,
       authOptional: auth === undefined,
       allowInsecureAuth: true,
       disableReverseLookup: true,
@@ -226,6 +231,7 @@ class Sink implements SmtpSink {
         size,
         sha256: hash.digest('hex'),
         tls: session.secure,
+        smtpUtf8: session.envelope.smtpUtf8 === true,
       };
       if (typeof session.user === 'string') message.authUser = session.user;
       this.messages.push(message);

@@ -1,0 +1,37 @@
+// What smtp-server lets through in MAIL FROM and RCPT TO but a standard server refuses:
+// parameters of extensions this server does not offer (RFC 5321 4.1.1.11: 555), and
+// addresses that are not ASCII in a transaction that did not declare SMTPUTF8 (RFC 6531
+// 3.4: 553 5.6.7). smtp-server checks the values of the parameters it knows and keeps
+// any other in `args`; it parses addresses whatever their characters.
+import type { SMTPServerAddress } from 'smtp-server';
+
+/**
+ * MAIL FROM parameters of the extensions EHLO offers: SIZE (RFC 1870), BODY (RFC 6152),
+ * SMTPUTF8 (RFC 6531) and AUTH (RFC 4954). RCPT TO takes none: DSN is not offered.
+ */
+export const MAIL_PARAMETERS: ReadonlySet<string> = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'AUTH']);
+export const RCPT_PARAMETERS: ReadonlySet<string> = new Set();
+
+/** The first parameter of the command not in `allowed`, as KEY or KEY=value (the key in upper case). */
+export function unsupportedParameter(
+  address: SMTPServerAddress,
+  allowed: ReadonlySet<string>,
+): string | undefined {
+  if (!address.args) return undefined;
+  for (const [key, value] of Object.entries(address.args)) {
+    if (!allowed.has(key)) return value === true ? key : `${key}=${value}`;
+  }
+  return undefined;
+}
+
+/** Whether MAIL FROM declared SMTPUTF8 (smtp-server has checked it takes no value). */
+export function declaresSmtpUtf8(address: SMTPServerAddress): boolean {
+  return address.args !== false && address.args.SMTPUTF8 === true;
+}
+
+const NOT_ASCII = /[\u0080-\uffff]/;
+
+/** An address with a character outside ASCII (an internationalised address, RFC 6531). */
+export function isInternationalised(address: string): boolean {
+  return NOT_ASCII.test(address);
+}
