@@ -3,6 +3,7 @@
 // carries the original headers only, never the body: the body may be 30 MiB and the
 // sender already has it, and readHeaderBlock reads no further than the header block.
 import { open } from 'node:fs/promises';
+import { rfc5322Date } from '../smtp/received-header.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 
 export type DsnAction = 'failed' | 'delayed';
@@ -352,9 +353,4 @@ function angle(id: string): string {
 
 function isValid(date: Date): boolean {
   return !Number.isNaN(date.getTime());
-}
-
-/** RFC 5322 3.3 date-time, in UTC. */
-function rfc5322Date(date: Date): string {
-  return date.toUTCString().replace('GMT', '+0000');
 }

@@ -1,6 +1,6 @@
 // What the relay does with message content: blocked attachments are refused at end
-// of DATA naming the file, and bare CR/LF line endings can never end the data early
-// here or downstream (SMTP smuggling).
+// of DATA naming the file, bare CR/LF line endings can never end the data early here or
+// downstream (SMTP smuggling), and a missing Date or Message-ID is added.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
@@ -180,5 +180,46 @@ describe('SMTP smuggling', () => {
     );
     assert.match(metrics, /kind="lf"} [1-9]/);
     assert.match(metrics, /kind="cr"} [1-9]/);
+  });
+});
+
+describe('missing Date and Message-ID', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } } });
+  });
+  after(() => t.close());
+
+  async function submit(message: string): Promise<{ queueId: string; text: string }> {
+    const c = await RawSmtpClient.connect(t.port('plain'));
+    await c.greeting();
+    await c.ehlo();
+    await c.authPlain('alice', PASSWORD);
+    const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], message);
+    await c.quit();
+    assert.equal(replies.at(-1)?.code, 250);
+    const queueId = replies.at(-1)?.text.split(' ').pop() ?? '';
+    const stored = (await t.queued()).find((m) => m.envelope.queueId === queueId);
+    assert.ok(stored);
+    return { queueId, text: stored.body.toString('latin1') };
+  }
+
+  it('adds them to a message that has neither (as a scanner or a script sends it)', async () => {
+    const message = 'From: scanner@example.com\r\nSubject: Scan 0042\r\n\r\nsee attached\r\n';
+    const { queueId, text } = await submit(message);
+    const header = text.slice(0, text.indexOf('\r\n\r\n'));
+    assert.match(header, new RegExp(`\r\nMessage-ID: <${queueId}@[^>\r\n]+>\r\n`));
+    const date = /\r\nDate: ([^\r\n]+)\r\n/.exec(header)?.[1] ?? '';
+    assert.match(date, /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} \+0000$/);
+    assert.ok(Math.abs(Date.parse(date) - Date.now()) < 60_000, date);
+    assert.ok(text.endsWith(message), 'the message itself follows unchanged');
+  });
+
+  it('leaves a message that has both as it was', async () => {
+    const message =
+      'From: a@example.com\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\nMessage-ID: <own@example.com>\r\n\r\nhi\r\n';
+    const { text } = await submit(message);
+    assert.ok(text.startsWith('Received: '));
+    assert.equal(text.slice(text.indexOf('\r\nFrom: ') + 2), message);
   });
 });

@@ -12,29 +12,43 @@ import { newQueueId } from '../spool/queue-id.ts';
 import type { SpoolWriter } from '../spool/spool.ts';
 import type { RelayRuntime, SmtpHandlers } from './handlers.ts';
 import { LineEndingNormaliser } from './line-endings.ts';
-import { receivedHeader } from './received-header.ts';
+import { MissingHeaders } from './missing-headers.ts';
+import { receivedHeader, rfc5322Date } from './received-header.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
 /**
  * The smuggling defence, which also drops the data once smtp-server flags the message as
- * over the size limit (one stream for both: a stream per message and a hop per chunk less).
+ * over the size limit, and adds a missing Date or Message-ID (one stream for all three:
+ * a stream per message and a hop per chunk less).
  */
 class GuardedNormaliser extends LineEndingNormaliser {
   exceeded = false;
   readonly #source: SMTPServerDataStream;
-  constructor(source: SMTPServerDataStream) {
+  readonly headers: MissingHeaders;
+  constructor(source: SMTPServerDataStream, headers: MissingHeaders) {
     super();
     this.#source = source;
+    this.headers = headers;
   }
-  override _transform(chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback): void {
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.exceeded || this.#source.sizeExceeded) {
       this.exceeded = true;
       callback();
       return;
     }
-    super._transform(chunk, encoding, callback);
+    callback(null, this.headers.take(this.normalise(chunk)) ?? undefined);
+  }
+  override _flush(callback: TransformCallback): void {
+    if (!this.exceeded) {
+      const rest = this.flushPending();
+      const last = rest ? this.headers.take(rest) : null;
+      if (last) this.push(last);
+      const head = this.headers.end();
+      if (head) this.push(head);
+    }
+    callback();
   }
 }
 
@@ -65,7 +79,13 @@ export async function receiveMessage(options: {
   const config = rt.config;
   const queueId = newQueueId();
   const log = state.log.child({ queueId });
-  const normaliser = new GuardedNormaliser(stream);
+  const normaliser = new GuardedNormaliser(
+    stream,
+    new MissingHeaders({
+      date: () => rfc5322Date(new Date()),
+      messageId: () => `<${queueId}@${config.hostname}>`,
+    }),
+  );
   const scanner = new AttachmentScanner(config.attachments.blockedExtensions);
   let writer: SpoolWriter | undefined;
   // the scan and the spool write run side by side on the same stream, so their spans overlap
@@ -201,6 +221,7 @@ export async function receiveMessage(options: {
         size: envelope.size,
         bareLf: normaliser.bareLf || undefined,
         bareCr: normaliser.bareCr || undefined,
+        addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
       },
       'message queued',
     );

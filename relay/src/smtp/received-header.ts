@@ -23,6 +23,11 @@ export function receivedHeader(options: {
   return (
     `Received: from ${clean(options.helo || 'unknown')} ([${ip}])\r\n` +
     `\tby ${clean(options.hostname)} (Sluice) with ${protocol} id ${options.queueId}${only};\r\n` +
-    `\t${options.date.toUTCString().replace('GMT', '+0000')}\r\n`
+    `\t${rfc5322Date(options.date)}\r\n`
   );
+}
+
+/** RFC 5322 3.3 date-time, in UTC. */
+export function rfc5322Date(date: Date): string {
+  return date.toUTCString().replace('GMT', '+0000');
 }

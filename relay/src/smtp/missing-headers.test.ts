@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MissingHeaders } from './missing-headers.ts';
+
+const FIELDS = { date: () => 'Sat, 28 Nov 2026 16:00:00 +0000', messageId: () => '<Q1@relay.test>' };
+const ADDED_BOTH = 'Date: Sat, 28 Nov 2026 16:00:00 +0000\r\nMessage-ID: <Q1@relay.test>\r\n';
+
+/** The message after MissingHeaders, fed in the given pieces; and the fields it added. */
+function complete(pieces: string[]): { text: string; added: string[] } {
+  const headers = new MissingHeaders(FIELDS);
+  const out: Buffer[] = [];
+  for (const piece of pieces) {
+    const passed = headers.take(Buffer.from(piece, 'latin1'));
+    if (passed) out.push(passed);
+  }
+  const rest = headers.end();
+  if (rest) out.push(rest);
+  return { text: Buffer.concat(out).toString('latin1'), added: headers.added };
+}
+
+describe('MissingHeaders', () => {
+  it('puts a Date and a Message-ID in front of a header that has neither', () => {
+    const message = 'From: a@b.test\r\nSubject: scan\r\n\r\nbody\r\n';
+    assert.deepEqual(complete([message]), { text: ADDED_BOTH + message, added: ['Date', 'Message-ID'] });
+  });
+
+  it('adds only what is missing, whatever the case of the field names', () => {
+    const withDate = 'DATE: Fri, 27 Nov 2026 10:00:00 +0100\r\nSubject: x\r\n\r\nbody\r\n';
+    assert.deepEqual(complete([withDate]), {
+      text: `Message-ID: <Q1@relay.test>\r\n${withDate}`,
+      added: ['Message-ID'],
+    });
+    const withBoth =
+      'Subject: x\r\nmessage-id: <a@b>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\n\r\nbody\r\n';
+    assert.deepEqual(complete([withBoth]), { text: withBoth, added: [] });
+  });
+
+  it('reads only the header: a Date or Message-ID in the body or a folded line does not count', () => {
+    const message = 'Subject: a\r\n date: not a field\r\n\r\nDate: in the body\r\nMessage-ID: <x@y>\r\n';
+    assert.equal(complete([message]).text, ADDED_BOTH + message);
+  });
+
+  it('gives the same result however the message is split', () => {
+    const message =
+      'From: a@b.test\r\nSubject: split\r\nX-Long: ' + 'x'.repeat(300) + '\r\n\r\nbody\r\n.\r\nmore\r\n';
+    const whole = complete([message]).text;
+    for (let i = 0; i < 200; i++) {
+      const cuts = [0, ...Array.from({ length: 4 }, () => Math.floor(Math.random() * message.length))];
+      cuts.sort((a, b) => a - b);
+      const pieces = cuts.map((cut, k) => message.slice(cut, cuts[k + 1] ?? message.length));
+      assert.equal(complete(pieces).text, whole, JSON.stringify(cuts));
+    }
+    assert.equal(whole, ADDED_BOTH + message);
+  });
+
+  it('completes a message that is all header, or empty, at its end', () => {
+    assert.equal(complete(['Subject: only a header\r\n']).text, `${ADDED_BOTH}Subject: only a header\r\n`);
+    assert.equal(
+      complete(['\r\nbody without a header\r\n']).text,
+      `${ADDED_BOTH}\r\nbody without a header\r\n`,
+    );
+    assert.equal(complete([]).text, ADDED_BOTH);
+  });
+
+  it('leaves data alone that does not start with a header field, or whose header does not end', () => {
+    const text = 'hello, this is no header\r\n\r\nbody\r\n';
+    assert.deepEqual(complete([text]), { text, added: [] });
+    const endless = `Subject: x\r\n${'X-Pad: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n'.repeat(1200)}`;
+    const pieces = endless.match(/[\s\S]{1,8192}/g) ?? [];
+    assert.deepEqual(complete([...pieces, '\r\nbody\r\n']), { text: `${endless}\r\nbody\r\n`, added: [] });
+  });
+});

@@ -1,0 +1,71 @@
+// A submission server completes what a client left out (RFC 6409 8.2 and 8.3): a message
+// without a Date or a Message-ID header gets one. Printers, scanners and scripts often
+// send neither, and large receivers refuse mail without a Message-ID. The header section
+// is held until it ends, so the added fields go in front of it; a section that has not
+// ended within MAX_HEADER_BYTES, or data that does not start with a header field, is
+// passed on unchanged. Input is CRLF-only (after the line-end normaliser).
+
+const MAX_HEADER_BYTES = 64 * 1024;
+const CRLF = Buffer.from('\r\n');
+const END_OF_HEADER = Buffer.from('\r\n\r\n');
+/** A header field's first line: a name of printable characters but ":", then ":". */
+const FIELD = /^[\x21-\x39\x3b-\x7e]+:/;
+const DATE = /^date:/im;
+const MESSAGE_ID = /^message-id:/im;
+
+export interface AddedFields {
+  /** The Date field value to add, when one is missing. */
+  date: () => string;
+  /** The Message-ID field value to add, when one is missing. */
+  messageId: () => string;
+}
+
+export class MissingHeaders {
+  readonly #fields: AddedFields;
+  #held: Buffer | null = Buffer.alloc(0);
+  /** The names of the fields added, for the log. */
+  readonly added: string[] = [];
+
+  constructor(fields: AddedFields) {
+    this.#fields = fields;
+  }
+
+  /** The next piece of the message: what can go on now (nothing while the header is held). */
+  take(chunk: Buffer): Buffer | null {
+    const held = this.#held;
+    if (held === null) return chunk;
+    const head = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
+    // the header ends at the first empty line; the message may also start with one
+    const end = head.subarray(0, 2).equals(CRLF) ? 0 : head.indexOf(END_OF_HEADER);
+    if (end >= 0) return this.#complete(head, end);
+    if (head.length < MAX_HEADER_BYTES) {
+      this.#held = head;
+      return null;
+    }
+    this.#held = null;
+    return head;
+  }
+
+  /** At the end of the message: the header if it was still held (a message without a body). */
+  end(): Buffer | null {
+    const held = this.#held;
+    if (held === null) return null;
+    return this.#complete(held, held.length);
+  }
+
+  #complete(head: Buffer, headerBytes: number): Buffer {
+    this.#held = null;
+    const header = head.subarray(0, headerBytes).toString('latin1');
+    if (headerBytes > 0 && !FIELD.test(header)) return head;
+    let fields = '';
+    if (!DATE.test(header)) {
+      fields += `Date: ${this.#fields.date()}\r\n`;
+      this.added.push('Date');
+    }
+    if (!MESSAGE_ID.test(header)) {
+      fields += `Message-ID: ${this.#fields.messageId()}\r\n`;
+      this.added.push('Message-ID');
+    }
+    return fields === '' ? head : Buffer.concat([Buffer.from(fields, 'latin1'), head]);
+  }
+}
