@@ -5,6 +5,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
+  authenticated,
   PASSWORD,
   PLAIN_LISTENER,
   RawSmtpClient,
@@ -49,20 +50,14 @@ describe('bad input', () => {
   });
 
   it('refuses a malformed address with 501', async () => {
-    const c = await RawSmtpClient.connect(t.port('plain'));
-    await c.greeting();
-    await c.ehlo();
-    await c.authPlain('alice', PASSWORD);
+    const c = await authenticated(t.port('plain'), 'alice');
     const r = await c.command('MAIL FROM:<a@b.test');
     assert.equal(r.code, 501);
     await c.quit();
   });
 
   it('refuses parameters of extensions it does not offer with 555 5.5.4', async () => {
-    const c = await RawSmtpClient.connect(t.port('plain'));
-    await c.greeting();
-    await c.ehlo();
-    await c.authPlain('alice', PASSWORD);
+    const c = await authenticated(t.port('plain'), 'alice');
     const unknown = await c.command('MAIL FROM:<a@b.test> SIZE=100 XFOO=bar');
     assert.equal(unknown.code, 555, unknown.text);
     assert.equal(unknown.text, '5.5.4 Unsupported parameter XFOO=bar');
@@ -78,10 +73,7 @@ describe('bad input', () => {
   });
 
   it('refuses an internationalised address with 553 5.6.7 unless MAIL FROM declared SMTPUTF8', async () => {
-    const c = await RawSmtpClient.connect(t.port('plain'));
-    await c.greeting();
-    await c.ehlo();
-    await c.authPlain('alice', PASSWORD);
+    const c = await authenticated(t.port('plain'), 'alice');
     const sender = await c.command('MAIL FROM:<jörg@b.test>');
     assert.equal(sender.code, 553);
     assert.match(sender.text, /^5\.6\.7 Address <.+@b\.test> is not ASCII: declare SMTPUTF8/);
@@ -122,10 +114,7 @@ describe('bad input', () => {
   });
 
   it('keeps nothing of a message whose client disconnects mid-DATA', async () => {
-    const c = await RawSmtpClient.connect(t.port('plain'));
-    await c.greeting();
-    await c.ehlo();
-    await c.authPlain('alice', PASSWORD);
+    const c = await authenticated(t.port('plain'), 'alice');
     await c.command('MAIL FROM:<alice@example.com>');
     await c.command('RCPT TO:<bob@example.net>');
     assert.equal((await c.command('DATA')).code, 354);
@@ -138,10 +127,7 @@ describe('bad input', () => {
   });
 
   it('pipelined commands get their replies in order', async () => {
-    const c = await RawSmtpClient.connect(t.port('plain'));
-    await c.greeting();
-    await c.ehlo();
-    await c.authPlain('alice', PASSWORD);
+    const c = await authenticated(t.port('plain'), 'alice');
     c.write(
       'MAIL FROM:<alice@example.com>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n',
     );

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay, type TestRelay } from '../testing/index.ts';
+import { authenticated, PASSWORD, PLAIN_LISTENER, startTestRelay, type TestRelay } from '../testing/index.ts';
 
 describe('blocked attachments', () => {
   let t: TestRelay;
@@ -143,10 +143,7 @@ describe('SMTP smuggling', () => {
     ['\\r.\\r', '\r.\r'],
   ] as const) {
     it(`keeps ${name} inside the message and stores CRLF line endings only`, async () => {
-      const c = await RawSmtpClient.connect(t.port('plain'));
-      await c.greeting();
-      await c.ehlo();
-      await c.authPlain('alice', PASSWORD);
+      const c = await authenticated(t.port('plain'), 'alice');
       const smuggled =
         `Subject: smuggle\r\n\r\nbefore${sequence}MAIL FROM:<admin@victim.test>\r\n` +
         'RCPT TO:<target@victim.test>\r\nDATA\r\nSubject: forged\r\n\r\nforged\r\n';
@@ -191,10 +188,7 @@ describe('missing Date and Message-ID', () => {
   after(() => t.close());
 
   async function submit(message: string): Promise<{ queueId: string; text: string }> {
-    const c = await RawSmtpClient.connect(t.port('plain'));
-    await c.greeting();
-    await c.ehlo();
-    await c.authPlain('alice', PASSWORD);
+    const c = await authenticated(t.port('plain'), 'alice');
     const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], message);
     await c.quit();
     assert.equal(replies.at(-1)?.code, 250);

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
+  authenticated,
   PASSWORD,
   PLAIN_LISTENER,
   RawSmtpClient,
@@ -12,13 +13,8 @@ import {
 
 const PLAIN = { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } };
 
-async function session(t: TestRelay, user = 'alice'): Promise<RawSmtpClient> {
-  const c = await RawSmtpClient.connect(t.port('plain'));
-  await c.greeting();
-  await c.ehlo();
-  const auth = await c.authPlain(user, PASSWORD);
-  assert.equal(auth.code, 235);
-  return c;
+function session(t: TestRelay, user = 'alice'): Promise<RawSmtpClient> {
+  return authenticated(t.port('plain'), user);
 }
 
 const rcpts = (n: number) => Array.from({ length: n }, (_, i) => `rcpt${i + 1}@example.net`);

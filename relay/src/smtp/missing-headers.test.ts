@@ -41,8 +41,7 @@ describe('MissingHeaders', () => {
   });
 
   it('gives the same result however the message is split', () => {
-    const message =
-      'From: a@b.test\r\nSubject: split\r\nX-Long: ' + 'x'.repeat(300) + '\r\n\r\nbody\r\n.\r\nmore\r\n';
+    const message = `From: a@b.test\r\nSubject: split\r\nX-Long: ${'x'.repeat(300)}\r\n\r\nbody\r\n.\r\nmore\r\n`;
     const whole = complete([message]).text;
     for (let i = 0; i < 200; i++) {
       const cuts = [0, ...Array.from({ length: 4 }, () => Math.floor(Math.random() * message.length))];

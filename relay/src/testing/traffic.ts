@@ -29,11 +29,6 @@ export interface Transaction {
   body?: string;
 }
 
-/**
- * One session on a plaintext-AUTH listener: AUTH as `user`, then each transaction.
- * Returns the code that ended each transaction (250, or the refusal), or [authCode]
- * when AUTH is refused.
- */
 /** A client that has authenticated as `user` (AUTH must succeed). */
 export async function authenticated(
   port: number,
@@ -51,6 +46,11 @@ export async function authenticated(
   return c;
 }
 
+/**
+ * One session on a plaintext-AUTH listener: AUTH as `user`, then each transaction.
+ * Returns the code that ended each transaction (250, or the refusal), or [authCode]
+ * when AUTH is refused.
+ */
 export async function session(
   port: number,
   user: string,
