@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEnvironment } from './environment.ts';
 import { runLoad, SmtpConnection } from './loadgen.ts';
+import { startFloor } from './peers/floor.ts';
 import { ensureHaraka, startHaraka } from './peers/haraka.ts';
 import { POLICY } from './peers/peer.ts';
 import { ensurePostfix, startPostfix } from './peers/postfix.ts';
@@ -145,6 +146,18 @@ const systems = {
     label: 'Haraka',
     start: (ctx, workDir) => startHaraka({ ...peerOptions(ctx, workDir), senderDomain: 'bench.test' }),
   } satisfies SystemSpec,
+  // smtp-server in, nodemailer out, nothing between (bench/floor-relay.ts): what the SMTP
+  // libraries alone allow, without and with an fsync per message
+  floor: {
+    key: 'floor',
+    label: 'library floor (no checks, no spool)',
+    start: (ctx, workDir) => startFloor({ ...peerOptions(ctx, workDir), durable: false }),
+  } satisfies SystemSpec,
+  floorDurable: {
+    key: 'floor-durable',
+    label: 'library floor + fsync per message',
+    start: (ctx, workDir) => startFloor({ ...peerOptions(ctx, workDir), durable: true }),
+  } satisfies SystemSpec,
   postfix: {
     key: 'postfix',
     label: 'Postfix',
@@ -171,7 +184,13 @@ const groups: Group[] = [
   {
     title: 'Small messages',
     workload: workloads.small,
-    systems: [systems.ceiling, ...peersAndPods, systems.postfixNoFlowDelay],
+    systems: [
+      systems.ceiling,
+      systems.floor,
+      systems.floorDurable,
+      ...peersAndPods,
+      systems.postfixNoFlowDelay,
+    ],
   },
   { title: 'Small messages, no pipelining', workload: workloads.smallNoPipe, systems: peers },
   { title: 'Small messages over STARTTLS', workload: workloads.smallTls, systems: peersAndPods },

@@ -2,15 +2,18 @@
 // small workload (--medium: 1 MB; --large: 10 concurrent 30 MB messages), restarted for
 // each of a few rounds; medians of msgs/s, p99, CPU per message (all the relay's threads,
 // receiving and delivering) and RSS added at the peak. --node-flag passes a flag to the
-// relay's node (repeatable), for trying runtime settings.
+// relay's node (repeatable), for trying runtime settings. --floor measures the library
+// floor (bench/floor-relay.ts) instead of Sluice, --durable-floor the same with fsync; --config '{"log":{"level":"warn"}}'
+// replaces top-level sections of the relay's config, for finding what a setting costs.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON]
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startEnvironment } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
+import { startFloor } from './peers/floor.ts';
 import { startFullSluice } from './peers/sluice.ts';
 import { cpuSeconds, MemoryWatch } from './proc-stats.ts';
 import { awaitArrival } from './run-one.ts';
@@ -22,6 +25,9 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     messages: { type: 'string' },
     'node-flag': { type: 'string', multiple: true },
+    floor: { type: 'boolean' },
+    'durable-floor': { type: 'boolean' },
+    config: { type: 'string' },
   },
 });
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
@@ -36,7 +42,15 @@ const added: number[] = [];
 const peaks: number[] = [];
 for (let round = 0; round < rounds; round++) {
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
-  const relay = await startFullSluice(env, workDir, values['node-flag'] ?? []);
+  const relay =
+    values.floor || values['durable-floor']
+      ? await startFloor({
+          ...env,
+          workDir,
+          sinkPort: env.sink.port,
+          durable: values['durable-floor'] === true,
+        })
+      : await startFullSluice(env, workDir, values['node-flag'] ?? [], JSON.parse(values.config ?? '{}'));
 
   const load = (runId: string, perConnection: number) =>
     runLoad({
@@ -72,7 +86,7 @@ for (let round = 0; round < rounds; round++) {
   rates.push(result.msgsPerSecond);
   p99s.push(percentiles(result.latenciesMs).p99);
 }
-await env.close();
+await env.close(process.env.QUICK_KEEP === '1');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 process.stdout.write(
   `msgs/s ${rates.map((r) => r.toFixed(0)).join(' ')}; median ${median(rates).toFixed(0)}, ` +

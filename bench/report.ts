@@ -145,7 +145,7 @@ export function renderReport(input: ReportInput): string {
     for (const system of group.systems) {
       const s = summarise(records, group.title, system.key);
       let ratio = '';
-      if (system.key === 'ceiling')
+      if (system.key === 'ceiling' || system.key.startsWith('floor'))
         ratio = `Sluice = ${fmt((100 * sluice.msgsPerSecond) / s.msgsPerSecond)} % of it${pods ? ` (×2: ${fmt((100 * pods.msgsPerSecond) / s.msgsPerSecond)} %)` : ''}`;
       else if (!system.key.startsWith('sluice'))
         ratio = `**${fmt(sluice.msgsPerSecond / s.msgsPerSecond, 2)}×**${pods ? ` (×2: **${fmt(pods.msgsPerSecond / s.msgsPerSecond, 2)}×**)` : ''}`;
@@ -242,6 +242,24 @@ export function renderReport(input: ReportInput): string {
   line('| --- | --- | --- |');
   for (const [t, m, ok] of targets) line(`| ${t} | ${m} | ${ok ? 'yes' : '**no**'} |`);
   line();
+  // what the SMTP libraries alone reach in the same run, as multiples of the best peer
+  const floors = ['floor', 'floor-durable']
+    .map((key) => ({ key, s: summarise(records, titleOf('small'), key) }))
+    .filter(({ s }) => Number.isFinite(s.msgsPerSecond));
+  if (floors.length > 0) {
+    line(
+      'What smtp-server and nodemailer allow on their own at the small workload (`bench/floor-relay.ts`: receive, answer 250, pass on to the sink over reused connections; nothing else), in the same run:',
+    );
+    line();
+    line('| system | msgs/s | CPU ms per message | ÷ the best peer | Sluice = % of it |');
+    line('| --- | --- | --- | --- | --- |');
+    for (const { key, s } of floors) {
+      line(
+        `| ${label(key)} | ${fmt(s.msgsPerSecond)} | ${fmt(s.cpuMs, 2)} | ${fmt(s.msgsPerSecond / best('small'), 2)}× | ${fmt((100 * sl('small').msgsPerSecond) / s.msgsPerSecond)} % |`,
+      );
+    }
+    line();
+  }
 
   // ---- policy probes ----
   if (input.probes.size > 0) {

@@ -19,6 +19,8 @@ export interface SluiceOptions extends PeerOptions {
   groupCommit: boolean;
   /** Extra Node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=…']. */
   nodeFlags?: string[];
+  /** Top-level config sections replaced, for trying what a setting costs (e.g. { log: { level: 'warn' } }). */
+  configOverrides?: Record<string, unknown>;
 }
 
 export interface RunningSluice extends RunningPeer {
@@ -80,6 +82,7 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
     usersFile,
     admin: { address: '127.0.0.1', port: 0 },
     log: { level: 'info' },
+    ...options.configOverrides,
   };
   const configFile = join(options.workDir, 'config.json');
   await writeFile(configFile, JSON.stringify(config, null, 2));
@@ -171,6 +174,7 @@ export async function startFullSluice(
   env: Context,
   workDir: string,
   nodeFlags: string[] = [],
+  configOverrides: Record<string, unknown> = {},
 ): Promise<RunningSluice> {
   await flushAll(env.redisPort);
   return startSluice({
@@ -185,5 +189,6 @@ export async function startFullSluice(
     dnsbl: env.dns.address,
     groupCommit: true,
     nodeFlags,
+    configOverrides,
   });
 }
