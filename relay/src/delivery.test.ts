@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import nodemailer, { type SendMailOptions, type SentMessageInfo } from 'nodemailer';
 import {
+  authenticated,
   PASSWORD,
   PLAIN_LISTENER,
   type SmtpSink,
@@ -123,6 +124,52 @@ describe('delivery by MX', () => {
     );
     assert.match(metrics, /result="bounced"} 2/);
     assert.match(metrics, /result="deferred"} 1/);
+  });
+
+  it('passes mail for the domainless <postmaster> on to the postmaster address (RFC 5321 4.5.1)', async () => {
+    const two = sinks[1] as SmtpSink;
+    // by default postmaster@<hostname>: the relay's own name, whose mail goes to its MX
+    dns.setMx('relay.test', [{ exchange: 'mx.two.test', priority: 10 }]);
+    const before = two.messages.length;
+    const c = await authenticated(relay.port('plain'), 'alice');
+    const replies = await c.sendRaw(
+      'alice@sender.test',
+      ['PostMaster'],
+      'Subject: to the postmaster\r\n\r\nhi\r\n',
+    );
+    assert.deepEqual(
+      replies.map((r) => r.code),
+      [250, 250, 354, 250],
+    );
+    await c.quit();
+    await two.waitForMessages(before + 1);
+    assert.deepEqual(two.messages.at(-1)?.recipients, ['postmaster@relay.test']);
+    assert.equal(relay.logs.events('postmaster').at(-1)?.recipient, 'postmaster@relay.test');
+
+    // a configured address instead, alongside other recipients
+    const configured = await startTestRelay({
+      deliver: true,
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        postmaster: 'abuse-desk@two.test',
+        delivery: { resolvers: [dns.address], port: two.port, allowLocalAddresses: true },
+      },
+    });
+    try {
+      const d = await authenticated(configured.port('plain'), 'alice');
+      const sent = await d.sendRaw(
+        'alice@sender.test',
+        ['postmaster', 'c@two.test'],
+        'Subject: to the postmaster\r\n\r\nhi\r\n',
+      );
+      assert.equal(sent.at(-1)?.code, 250);
+      await d.quit();
+      await two.waitForMessages(before + 2);
+      assert.deepEqual(two.messages.at(-1)?.recipients, ['abuse-desk@two.test', 'c@two.test']);
+    } finally {
+      await configured.close();
+    }
   });
 });
 

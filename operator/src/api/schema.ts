@@ -13,6 +13,7 @@ import {
   LimitsSchema,
   ListenerSchema,
   OwnIpWatchSchema,
+  PostmasterSchema,
   RateLimitSchema,
   RateLimitsSchema,
   RetrySchema,
@@ -162,6 +163,7 @@ export const RelayPolicySpecSchema = Type.Object(
       maxLength: 253,
       description: 'Name in the SMTP greeting and Received headers',
     }),
+    postmaster: Type.Optional(PostmasterSchema),
     listeners: Type.Array(ListenerSchema, {
       minItems: 1,
       default: [

@@ -26,6 +26,12 @@ describe('relay config from a RelayPolicy', () => {
     assert.equal(config.state.namespace, 'prod:mail');
     assert.equal(config.usersFile, '/etc/sluice/users/users.yaml');
     assert.equal(config.drain.handoff?.host, 'mail-smtp.prod.svc');
+    assert.equal(config.postmaster, undefined, 'the relay defaults it to postmaster@<hostname>');
+  });
+
+  it('passes the postmaster address on', () => {
+    const p = relayPolicy(meta, { hostname: 'relay.example.net', postmaster: 'noc@example.net' });
+    assert.equal(buildRelayConfig(p).postmaster, 'noc@example.net');
   });
 
   it('uses Redis with a mounted password when the policy names one', () => {

@@ -25,6 +25,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
   const { smarthost, ...delivery } = spec.delivery;
   const raw = {
     hostname: spec.hostname,
+    postmaster: spec.postmaster,
     listeners: spec.listeners,
     tls: spec.tlsSecretName
       ? { certFile: `${PATHS.tlsDir}/tls.crt`, keyFile: `${PATHS.tlsDir}/tls.key` }

@@ -553,6 +553,21 @@ export const TlsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Where mail to the domainless <postmaster> goes. RFC 5321 4.5.1 has every SMTP server
+ * accept RCPT TO:<postmaster> without a domain, for its own operator; a relay has no
+ * mailboxes, so it passes such mail on to this address. ASCII only (no space, <, > or a
+ * second @), so that clients without SMTPUTF8 can reach it; the pattern is one that
+ * Kubernetes' validation (Go regular expressions) reads the same way.
+ */
+export const PostmasterSchema = Type.String({
+  minLength: 3,
+  maxLength: 254,
+  pattern: '^[!-;=?A-~]+@[!-;=?A-~]+$',
+  description:
+    'Where mail to the domainless <postmaster> (RFC 5321 4.5.1) goes; default postmaster@<hostname>',
+});
+
 export const RelayConfigSchema = Type.Object(
   {
     hostname: Type.String({
@@ -561,6 +576,7 @@ export const RelayConfigSchema = Type.Object(
       default: 'localhost',
       description: 'Name in the greeting and Received headers',
     }),
+    postmaster: Type.Optional(PostmasterSchema),
     listeners: Type.Array(ListenerSchema, { minItems: 1, description: 'SMTP listeners' }),
     tls: Type.Object(TlsSchema.properties, {
       additionalProperties: false,

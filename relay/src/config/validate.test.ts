@@ -70,6 +70,25 @@ describe('validateRelayConfig', () => {
     );
   });
 
+  it('takes a postmaster address and names one that is not an ASCII address', () => {
+    const ok = validateRelayConfig({ ...minimalConfig(), postmaster: 'hostmaster@example.net' }, 'c');
+    assert.equal(ok.postmaster, 'hostmaster@example.net');
+    for (const bad of [
+      'postmaster',
+      'a b@example.net',
+      '<pm@example.net>',
+      'pm@ex@ample.net',
+      'jörg@example.net',
+    ]) {
+      assert.deepEqual(
+        problemsOf(() => validateRelayConfig({ ...minimalConfig(), postmaster: bad }, 'config.yaml')),
+        [
+          `config.yaml: postmaster: got ${JSON.stringify(bad)}, expected an ASCII address such as postmaster@example.net`,
+        ],
+      );
+    }
+  });
+
   it('collapses a union of literals into one line', () => {
     const config = { ...minimalConfig(), listeners: [{ name: 'submission', port: 587, tls: 'startls' }] };
     assert.deepEqual(

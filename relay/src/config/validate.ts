@@ -122,6 +122,7 @@ const PATTERN_WORDS: Record<string, string> = {
   '^[A-Za-z0-9_-]{1,16}$': 'a file extension without the dot (1-16 letters, digits, _ or -)',
   '^[^\\s:]+$': 'a name without spaces or colons',
   '^[^\\s<>]+$': 'an address or domain without spaces or angle brackets',
+  '^[!-;=?A-~]+@[!-;=?A-~]+$': 'an ASCII address such as postmaster@example.net',
 };
 
 const TYPE_WORDS: Record<string, string> = {

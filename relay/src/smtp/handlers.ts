@@ -24,6 +24,7 @@ import {
   isInternationalised,
   MAIL_PARAMETERS,
   RCPT_PARAMETERS,
+  recipientAddress,
   unsupportedParameter,
 } from './parameters.ts';
 import { receiveMessage } from './receive-message.ts';
@@ -415,7 +416,13 @@ export class SmtpHandlers {
     const tx = state?.tx;
     if (!state || !tx) return callback(this.refuse(state, 'rcpt', 'AUTH_REQUIRED'));
     const limits = this.#rt.config.limits;
-    const rcpt = address.address;
+    const rcpt = recipientAddress(address.address, this.#rt.config);
+    if (rcpt !== address.address) {
+      state.log.info(
+        { event: 'postmaster', recipient: rcpt },
+        'RCPT TO:<postmaster> goes to the postmaster address',
+      );
+    }
     const parameter = unsupportedParameter(address, RCPT_PARAMETERS);
     if (parameter !== undefined) {
       return callback(

@@ -35,3 +35,13 @@ const NOT_ASCII = /[\u0080-\uffff]/;
 export function isInternationalised(address: string): boolean {
   return NOT_ASCII.test(address);
 }
+
+/**
+ * Where a recipient goes: the domainless <postmaster> (RFC 5321 4.5.1: every server
+ * accepts it, in any case, for its own operator; smtp-server lets it through) goes to the
+ * configured postmaster address, by default postmaster@<hostname>; any other as given.
+ */
+export function recipientAddress(rcpt: string, config: { hostname: string; postmaster?: string }): string {
+  if (rcpt.toLowerCase() !== 'postmaster') return rcpt;
+  return config.postmaster ?? `postmaster@${config.hostname}`;
+}
