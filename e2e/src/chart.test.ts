@@ -120,6 +120,8 @@ describe('chart dashboard and alert rules', () => {
       'SluiceOwnIpListed',
       'SluiceQueueGrowing',
       'SluiceSharedStateDown',
+      'SluiceSpoolFull',
+      'SluiceSpoolSpaceLow',
     ]);
     for (const r of alerts) {
       for (const key of ['summary', 'description', 'runbook']) {

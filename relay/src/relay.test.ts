@@ -14,7 +14,7 @@ describe('relay admin server and logs', () => {
       const detail = (await ready.json()) as { checks: Array<{ name: string; ok: boolean }> };
       assert.deepEqual(
         detail.checks.map((c) => c.name),
-        ['draining', 'listeners', 'users', 'state', 'own_ip'],
+        ['draining', 'listeners', 'users', 'state', 'spool', 'own_ip'],
       );
       const metrics = await (await fetch(`${base}/metrics`)).text();
       assert.match(metrics, /# TYPE sluice_smtp_messages_total counter/);

@@ -32,6 +32,7 @@ import { QueueStore } from './queue/queue-store.ts';
 import type { ReplyObserver } from './smtp/connection.ts';
 import { type RelayRuntime, SmtpHandlers } from './smtp/handlers.ts';
 import { SmtpListener } from './smtp/listener.ts';
+import { reserveBytes, SpoolSpace } from './spool/free-space.ts';
 import { Spool } from './spool/spool.ts';
 import { createStateStore, type StateHealth } from './state/create-store.ts';
 import type { StateStore } from './state/store.ts';
@@ -71,6 +72,8 @@ export class Relay implements RelayRuntime {
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly spool: Spool;
+  /** Free space on the spool's filesystem, sampled in the background. */
+  readonly spoolSpace: SpoolSpace;
   readonly tracer: Tracer;
   readonly listeners: SmtpListener[] = [];
   #checks?: SharedChecks;
@@ -101,6 +104,17 @@ export class Relay implements RelayRuntime {
       groupCommit: options.config.spool.groupCommit,
       onFileThreadError: (message) =>
         this.logger.error({ event: 'spool_error', detail: message }, 'spool file thread'),
+    });
+    this.spoolSpace = new SpoolSpace(options.config.spoolDir, {
+      onError: (err) =>
+        this.logger.warn(
+          { event: 'spool_space_unknown', err: String(err) },
+          "cannot read the spool filesystem's free space",
+        ),
+    });
+    this.metrics.spoolSpaceSource = () => ({
+      free: this.spoolSpace.sample?.freeBytes,
+      reserve: reserveBytes(this.#config),
     });
     this.#deliver = options.deliver ?? true;
     this.#now = options.now ?? Date.now;
@@ -212,6 +226,7 @@ export class Relay implements RelayRuntime {
   async #start(): Promise<void> {
     const config = this.#config;
     await this.spool.init();
+    await this.spoolSpace.start();
     const state = await createStateStore(config.state, this.logger);
     this.#store = state.store;
     this.#stateHealth = state.health;
@@ -290,6 +305,8 @@ export class Relay implements RelayRuntime {
         { name: 'users', check: () => ({ ok: true, detail: `${this.#users.size} users` }) },
         // the relay keeps serving on local state while Redis is down; the detail says so
         { name: 'state', check: () => ({ ok: true, detail: this.#stateHealth.detail }) },
+        // a full disk refuses every message: new clients are better served by another pod
+        { name: 'spool', check: () => this.#spoolReadiness() },
         // a listed egress address needs an SRE, not fewer pods: detail only
         { name: 'own_ip', check: () => ({ ok: true, detail: this.#ownIp?.detail ?? 'not started' }) },
       ],
@@ -377,7 +394,30 @@ export class Relay implements RelayRuntime {
     await this.#stopWatches();
     await this.#store?.close();
     await this.spool.close();
+    this.spoolSpace.stop();
     this.logger.info({ event: 'stopped' }, 'relay stopped');
+  }
+
+  /**
+   * Whether the spool's filesystem has room for a message of `size` bytes (0 when no SIZE
+   * was declared) and the reserve. Unknown space counts as room: a write that then fails
+   * is still refused.
+   */
+  spoolRoom(size: number): boolean {
+    const free = this.spoolSpace.sample?.freeBytes;
+    return free === undefined || free - size >= reserveBytes(this.#config);
+  }
+
+  #spoolReadiness(): { ok: boolean; detail: string } {
+    const sample = this.spoolSpace.sample;
+    const reserve = reserveBytes(this.#config);
+    if (!sample) return { ok: true, detail: 'free space unknown' };
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+    const ok = sample.freeBytes >= reserve;
+    return {
+      ok,
+      detail: `${mib(sample.freeBytes)} free of ${mib(sample.totalBytes)}${ok ? '' : `, under the reserve of ${mib(reserve)}: MAIL FROM gets 452 4.3.1`}`,
+    };
   }
 
   /** Usage per user (available once started). */

@@ -18,6 +18,7 @@ import {
   RateLimitsSchema,
   RetrySchema,
   SmarthostSchema,
+  SpoolReserveSchema,
   UsageSchema,
 } from '@sluice/relay/config-schema';
 
@@ -246,6 +247,7 @@ export const RelayPolicySpecSchema = Type.Object(
       {
         size: Type.String({ default: '10Gi', description: 'Spool volume per pod' }),
         storageClassName: Type.Optional(Type.String()),
+        reserveMegabytes: Type.Optional(SpoolReserveSchema),
       },
       { additionalProperties: false, default: {}, description: 'The durable queue volume of each pod' },
     ),

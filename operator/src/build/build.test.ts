@@ -29,9 +29,16 @@ describe('relay config from a RelayPolicy', () => {
     assert.equal(config.postmaster, undefined, 'the relay defaults it to postmaster@<hostname>');
   });
 
-  it('passes the postmaster address on', () => {
-    const p = relayPolicy(meta, { hostname: 'relay.example.net', postmaster: 'noc@example.net' });
-    assert.equal(buildRelayConfig(p).postmaster, 'noc@example.net');
+  it('passes the postmaster address and the spool reserve on', () => {
+    const p = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      postmaster: 'noc@example.net',
+      spool: { size: '20Gi', reserveMegabytes: 500 },
+    });
+    const config = buildRelayConfig(p);
+    assert.equal(config.postmaster, 'noc@example.net');
+    assert.equal(config.spool.reserveMegabytes, 500);
+    assert.equal(buildRelayConfig(policy).spool.reserveMegabytes, undefined, 'the relay defaults it');
   });
 
   it('uses Redis with a mounted password when the policy names one', () => {

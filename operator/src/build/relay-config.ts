@@ -85,6 +85,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
         }
       : { backend: 'memory', namespace: `${metadata.namespace}:${metadata.name}` },
     spoolDir: PATHS.spool,
+    spool: { reserveMegabytes: spec.spool.reserveMegabytes },
     stateDir: PATHS.state,
     usersFile: PATHS.users,
     admin: { address: '0.0.0.0', port: ADMIN_PORT, tokenFile: ADMIN_TOKEN_PATH },

@@ -553,6 +553,14 @@ export const TlsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
+export const SpoolReserveSchema = Type.Integer({
+  minimum: 0,
+  maximum: 1_048_576,
+  description:
+    "Free space (MiB) kept on the spool's filesystem: below it (plus a declared SIZE) MAIL FROM gets 452 4.3.1 and the relay reports not ready; default 1.5 × limits.maxMessageBytes",
+});
+
 /**
  * Where mail to the domainless <postmaster> goes. RFC 5321 4.5.1 has every SMTP server
  * accept RCPT TO:<postmaster> without a domain, for its own operator; a relay has no
@@ -629,6 +637,7 @@ export const RelayConfigSchema = Type.Object(
           default: true,
           description: 'Concurrent messages share directory fsyncs (durability is the same either way)',
         }),
+        reserveMegabytes: Type.Optional(SpoolReserveSchema),
       },
       { additionalProperties: false, default: {}, description: 'Spool tuning' },
     ),

@@ -8,6 +8,8 @@ export class RelayMetrics {
   readonly registry = new Registry();
   /** Where the queue gauges read from at scrape time (set once delivery runs). */
   queueSource: (() => { size: number; oldestReceivedAt: number | undefined }) | undefined;
+  /** Where the spool space gauges read from: free bytes (undefined when unknown) and the reserve. */
+  spoolSpaceSource: (() => { free: number | undefined; reserve: number }) | undefined;
   readonly connectionsTotal: Counter<'listener'>;
   readonly connectionsOpen: Gauge<'listener'>;
   readonly tlsConnectionsTotal: Counter<'listener' | 'version'>;
@@ -30,6 +32,8 @@ export class RelayMetrics {
   readonly dnsblListedTotal: Counter<'zone' | 'action'>;
   readonly queueMessages: Gauge;
   readonly queueOldestAgeSeconds: Gauge;
+  readonly spoolFreeBytes: Gauge;
+  readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
   readonly deliveryDurationSeconds: Histogram<'result'>;
   readonly deliveryRetriesTotal: Counter;
@@ -174,6 +178,23 @@ export class RelayMetrics {
       collect() {
         const oldest = metrics.queueSource?.().oldestReceivedAt;
         this.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      },
+    });
+    this.spoolFreeBytes = new Gauge({
+      name: 'sluice_spool_free_bytes',
+      help: "Free space on the spool's filesystem for the relay's user, as last read (every 2 s)",
+      registers,
+      collect() {
+        const free = metrics.spoolSpaceSource?.().free;
+        if (free !== undefined) this.set(free);
+      },
+    });
+    this.spoolReserveBytes = new Gauge({
+      name: 'sluice_spool_reserve_bytes',
+      help: 'Free space the relay keeps: below it (plus a declared SIZE), MAIL FROM gets 452 4.3.1',
+      registers,
+      collect() {
+        this.set(metrics.spoolSpaceSource?.().reserve ?? 0);
       },
     });
     this.deliveryAttemptsTotal = new Counter({

@@ -20,6 +20,7 @@ import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
 import {
+  declaredSize,
   declaresSmtpUtf8,
   isInternationalised,
   MAIL_PARAMETERS,
@@ -53,6 +54,8 @@ export interface RelayRuntime {
   /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
   readonly abuse?: { isSuspended(user: string): boolean } | undefined;
   readonly tracer: Tracer;
+  /** Whether the spool's filesystem has room for a message of `size` bytes and the reserve. */
+  spoolRoom(size: number): boolean;
 }
 
 type Callback = (err?: Error | null) => void;
@@ -373,6 +376,10 @@ export class SmtpHandlers {
       return refused(
         this.refuse(state, 'mail', 'SENDER_NOT_ALLOWED', { sender, user: user.username }, { sender }),
       );
+    }
+    // RFC 1870: a declared SIZE the disk cannot take now gets 452, before any data is sent
+    if (!this.#rt.spoolRoom(declaredSize(address))) {
+      return refused(this.refuse(state, 'mail', 'INSUFFICIENT_STORAGE', {}, { sender }));
     }
     this.#mailChecks(state, user).then(
       (allowance) => {

@@ -24,6 +24,12 @@ export function unsupportedParameter(
   return undefined;
 }
 
+/** The SIZE MAIL FROM declared (RFC 1870), 0 when none (smtp-server has checked its syntax). */
+export function declaredSize(address: SMTPServerAddress): number {
+  const size = address.args === false ? undefined : address.args.SIZE;
+  return size === undefined ? 0 : Number(size) || 0;
+}
+
 /** Whether MAIL FROM declared SMTPUTF8 (smtp-server has checked it takes no value). */
 export function declaresSmtpUtf8(address: SMTPServerAddress): boolean {
   return address.args !== false && address.args.SMTPUTF8 === true;

@@ -8,6 +8,7 @@ import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
 import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
+import { isOutOfSpace } from '../spool/free-space.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import type { SpoolWriter } from '../spool/spool.ts';
 import type { RelayRuntime, SmtpHandlers } from './handlers.ts';
@@ -67,6 +68,11 @@ async function pipeInto(source: Readable, normaliser: Transform): Promise<void> 
   }
 }
 
+/** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
+function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
+  return isOutOfSpace(err) ? 'INSUFFICIENT_STORAGE' : 'SPOOL_FAILED';
+}
+
 export async function receiveMessage(options: {
   rt: RelayRuntime;
   handlers: SmtpHandlers;
@@ -115,7 +121,14 @@ export async function receiveMessage(options: {
   };
 
   try {
-    writer = rt.spool.createWriter(queueId);
+    const spoolWriter = rt.spool.createWriter(queueId);
+    writer = spoolWriter;
+    // listened to from the start: a write can fail (a full disk) while the client is still
+    // sending, and an 'error' nobody listens to would be thrown out of the spool's callback
+    const written = new Promise<void>((resolve, reject) => {
+      spoolWriter.once('finish', resolve).once('error', reject);
+    });
+    written.catch(() => undefined);
     writer.write(
       receivedHeader({
         helo: session.hostNameAppearsAs || '',
@@ -137,13 +150,7 @@ export async function receiveMessage(options: {
       () => endInspect('failed'),
     );
     await pipeInto(stream, normaliser);
-    const [scan] = await Promise.all([
-      scanned,
-      new Promise<void>((resolve, reject) => {
-        if (writer?.writableFinished) return resolve();
-        writer?.once('finish', resolve).once('error', reject);
-      }),
-    ]);
+    const [scan] = await Promise.all([scanned, written]);
 
     if (normaliser.exceeded || stream.sizeExceeded) {
       await writer.abort();
@@ -201,7 +208,7 @@ export async function receiveMessage(options: {
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot write message to spool');
       endSpool('failed');
-      throw refuse('SPOOL_FAILED', {});
+      throw refuse(spoolFailure(err), {});
     }
     state.txSpan?.setAttribute(ATTR.sizeBytes, envelope.size);
     state.messages++;
@@ -228,9 +235,19 @@ export async function receiveMessage(options: {
     const spec = REPLIES.MESSAGE_QUEUED;
     return `${spec.enhanced} ${replyText('MESSAGE_QUEUED', { queueId })}`;
   } catch (err: unknown) {
+    // a write that failed mid-message (a full disk): the client sent it all and waits
+    const writeError = writer?.errored;
     await writer?.abort();
+    if ((err as SmtpReplyError).responseCode) {
+      endSpool('removed');
+      throw err;
+    }
+    if (writeError) {
+      log.error({ event: 'spool_error', err: writeError }, 'cannot write message to spool');
+      endSpool('failed');
+      throw refuse(spoolFailure(writeError), {});
+    }
     endSpool('removed');
-    if ((err as SmtpReplyError).responseCode) throw err;
     // the client went away mid-DATA (or a stream failed): nothing was acknowledged
     state.closeReason = 'client_disconnected';
     rt.metrics.messagesTotal.inc({ result: 'aborted', reason: 'client_disconnected' });

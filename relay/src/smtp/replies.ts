@@ -18,6 +18,7 @@ export const REASONS = [
   'too_many_connections',
   'too_many_connections_ip',
   'spool_error',
+  'insufficient_storage',
   'shutting_down',
   'dnsbl_listed',
   'dnsbl_tempfail',
@@ -111,6 +112,12 @@ export const REPLIES = {
     enhanced: '4.3.0',
     text: 'Local error in processing, try again later',
     reason: 'spool_error',
+  },
+  INSUFFICIENT_STORAGE: {
+    code: 452,
+    enhanced: '4.3.1',
+    text: 'Insufficient system storage, try again later',
+    reason: 'insufficient_storage',
   },
   SHUTTING_DOWN: {
     code: 421,
