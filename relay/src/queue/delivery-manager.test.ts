@@ -223,6 +223,35 @@ describe('DeliveryManager', () => {
     await q.manager.stop(1000);
   });
 
+  it('keeps a bounced message until its notice is written, without sending it again', async () => {
+    const transport = new FakeTransport(() => 'bounced');
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir(), 'notice-owed'), transport, clock, testConfig(dir()));
+    q.dsnFailures.left = 2;
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    await q.submit(testEnvelope(id, ['gone@x.test'], clock.now));
+    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt 1');
+    assert.equal(q.events('dsn_failed').length, 1);
+    const kept = await q.onDisk(id);
+    assert.deepEqual(
+      kept?.recipients.map((r) => [r.address, r.state, r.notified ?? false]),
+      [['gone@x.test', 'bounced', false]],
+    );
+    // the retry only asks for the notice again: still failing, then written
+    clock.advance(300 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 2, 'attempt 2');
+    clock.advance(900 * SECOND);
+    await waitFor(() => q.manager.size === 0, 'the message leaves once its notice is queued');
+    assert.deepEqual(
+      q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
+      [['failed', ['gone@x.test']]],
+    );
+    assert.equal(transport.jobs.length, 1, 'the bounced recipient is not sent to again');
+    assert.equal(await q.onDisk(id), undefined);
+    await q.manager.stop(1000);
+  });
+
   it('never asks for a DSN about a bounce (null sender) or a DSN', async () => {
     const transport = new FakeTransport((address) => (address.startsWith('gone') ? 'bounced' : 'deferred'));
     const clock = new FakeClock();

@@ -249,17 +249,23 @@ export class DeliveryManager {
     const ran = await Promise.all(jobs.map((job) => this.#runJob(job, bounced)));
     const current = this.#envelopes.get(queueId);
     if (!current) return; // removed while in flight
-    if (bounced.length > 0 && (await this.#requestDsn(current, bounced, 'failed', bodyPath))) {
-      const notified = new Set(bounced.map((r) => r.address));
-      for (const r of current.recipients) if (notified.has(r.address)) r.notified = true;
+    let noticeOwed = false;
+    if (bounced.length > 0) {
+      if (await this.#requestDsn(current, bounced, 'failed', bodyPath)) {
+        const notified = new Set(bounced.map((r) => r.address));
+        for (const r of current.recipients) if (notified.has(r.address)) r.notified = true;
+      } else {
+        // the notice could not be written (a full spool): the message stays until it is
+        noticeOwed = getsNotices(current);
+      }
     }
     // stopped before every job got a connection: the attempt does not count
     if (ran.includes(false)) return;
-    if (!current.recipients.some(isOpen)) {
+    if (!current.recipients.some(isOpen) && !noticeOwed) {
       await this.#finish(current);
       return;
     }
-    await this.#defer(current, bodyPath);
+    await this.#defer(current, bodyPath, !current.recipients.some(isOpen));
   }
 
   /** Runs one job; false if it never started because the manager is stopping. */
@@ -396,16 +402,20 @@ export class DeliveryManager {
     );
   }
 
-  async #defer(current: SpooledEnvelope, bodyPath: string): Promise<void> {
+  /** noticeOnly: every recipient is done, only a bounce notice is still to be written. */
+  async #defer(current: SpooledEnvelope, bodyPath: string, noticeOnly = false): Promise<void> {
     const { queueId } = current;
     const retry = this.#config().delivery.retry;
     const now = this.#now();
     const attempts = (current.attempts ?? 0) + 1;
-    // never wait past the end of the queue lifetime: the expiry bounce comes on time
-    const dueAt = Math.min(
-      now + retryDelayMs(attempts, retry),
-      Math.max(now, expiresAt(new Date(current.receivedAt), retry)),
-    );
+    // never wait past the end of the queue lifetime: the expiry bounce comes on time (a
+    // notice still to be written has no such deadline, and must not be retried at once)
+    const dueAt = noticeOnly
+      ? now + retryDelayMs(attempts, retry)
+      : Math.min(
+          now + retryDelayMs(attempts, retry),
+          Math.max(now, expiresAt(new Date(current.receivedAt), retry)),
+        );
     let next: SpooledEnvelope = { ...current, attempts, nextAttemptAt: new Date(dueAt).toISOString() };
     if (delayWarningDue(next, now, retry)) {
       const deferred = next.recipients.filter((r) => r.state === 'deferred');
@@ -427,14 +437,14 @@ export class DeliveryManager {
     );
   }
 
-  /** Asks for a bounce or delay notice; a null sender or a DSN never gets one. */
+  /** Asks for a bounce or delay notice; a null sender or a DSN never gets one (getsNotices). */
   async #requestDsn(
     envelope: SpooledEnvelope,
     recipients: SpooledRecipient[],
     action: 'failed' | 'delayed',
     bodyPath: string,
   ): Promise<boolean> {
-    if (envelope.sender === '' || envelope.dsn || recipients.length === 0) return false;
+    if (!getsNotices(envelope) || recipients.length === 0) return false;
     try {
       await this.#enqueueDsn({ envelope, recipients, action, bodyPath });
     } catch (err: unknown) {
@@ -451,4 +461,9 @@ export class DeliveryManager {
     );
     return true;
   }
+}
+
+/** Whether a message's sender is told about it: not for a bounce (null sender) or a DSN. */
+function getsNotices(envelope: SpooledEnvelope): boolean {
+  return envelope.sender !== '' && !envelope.dsn;
 }

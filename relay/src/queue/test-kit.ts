@@ -148,13 +148,21 @@ export async function bootQueue(
   });
   const queue = new QueueStore({ spool, committer: spool.committer, fsync: true, logger });
   const dsn: DsnRequest[] = [];
+  /** The next this many notices fail to be written, as on a full spool. */
+  const dsnFailures = { left: 0 };
   const metrics: ObservedMetrics = { attempts: [], retries: 0, notices: [] };
   const manager = new DeliveryManager({
     spool,
     queue,
     transport: () => transport,
     config: () => config,
-    enqueueDsn: async (request) => void dsn.push(structuredClone(request)),
+    enqueueDsn: async (request) => {
+      if (dsnFailures.left > 0) {
+        dsnFailures.left--;
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      }
+      dsn.push(structuredClone(request));
+    },
     now: () => clock.now,
     setTimer: clock.setTimer,
     logger,
@@ -170,6 +178,7 @@ export async function bootQueue(
     manager,
     logs,
     dsn,
+    dsnFailures,
     metrics,
     events: (event: string) => logs.filter((l) => l.event === event),
     /** Writes a message through the real spool (as the SMTP side does). */
