@@ -80,16 +80,41 @@ describe('the API server refuses invalid resources', { timeout: 300_000 }, () =>
     assert.match(unknown, /unknown field "spec\.maxRecipients"/);
   });
 
+  it('a postmaster that is not an ASCII address (pattern, read by Go regular expressions)', {
+    skip,
+  }, async () => {
+    const message = await refused(relayPolicy('bad-postmaster', { postmaster: 'jörg@example.net' }));
+    assert.match(message, /The RelayPolicy "bad-postmaster" is invalid/);
+    assert.match(
+      message,
+      /spec\.postmaster: Invalid value: "jörg@example\.net": spec\.postmaster in body should match/,
+    );
+    const noDomain = await refused(relayPolicy('bad-postmaster', { postmaster: 'postmaster' }));
+    assert.match(noDomain, /spec\.postmaster: Invalid value: "postmaster"/);
+  });
+
   it('stores nothing that was refused, and accepts a valid policy with its defaults', { skip }, async () => {
     assert.equal(
       (await c.kubectl(['get', 'relaypolicies,smtpusers', '-n', NAMESPACE, '-o', 'name'])).stdout,
       '',
     );
-    await c.apply(relayPolicy('good', {}));
+    await c.apply(
+      relayPolicy('good', { postmaster: 'noc+relay@example.net', spool: { reserveMegabytes: 100 } }),
+    );
     const { stdout } = await c.kubectl(['get', 'relaypolicy', 'good', '-n', NAMESPACE, '-o', 'json']);
-    const spec = (JSON.parse(stdout) as { spec: { replicas: number; limits: { maxRecipients: number } } })
-      .spec;
+    const spec = (
+      JSON.parse(stdout) as {
+        spec: {
+          replicas: number;
+          limits: { maxRecipients: number };
+          postmaster: string;
+          spool: { size: string; reserveMegabytes: number };
+        };
+      }
+    ).spec;
     assert.equal(spec.replicas, 2);
     assert.equal(spec.limits.maxRecipients, 30);
+    assert.equal(spec.postmaster, 'noc+relay@example.net');
+    assert.deepEqual(spec.spool, { size: '10Gi', reserveMegabytes: 100 });
   });
 });
