@@ -273,19 +273,32 @@ describe('drain', () => {
           text: 'x',
         });
       }
+      // one whose client declared SMTPUTF8 (a UTF-8 header): the peer must learn it too
+      const c = await authenticated(leaving.port('plain'), 'alice');
+      assert.equal((await c.command('MAIL FROM:<alice@example.com> SMTPUTF8')).code, 250);
+      assert.equal((await c.command('RCPT TO:<d3@example.net>')).code, 250);
+      assert.equal((await c.command('DATA')).code, 354);
+      c.write(Buffer.from('Subject: Grüße\r\n\r\nx\r\n.\r\n', 'utf8'));
+      assert.equal((await c.reply()).code, 250);
+      await c.quit();
       await waitFor(
         () => (leaving.relay.delivery?.list() ?? []).every((e) => (e.attempts ?? 0) > 0),
         'the first attempts failed',
       );
       await leaving.relay.close(200, 0);
       assert.equal((await leaving.queued()).length, 0, 'nothing is left in the leaving relay');
-      await sink.waitForMessages(3, 10_000);
-      assert.deepEqual(sink.messages.map((m) => m.recipients[0]).sort(), [
-        'd0@example.net',
-        'd1@example.net',
-        'd2@example.net',
+      await sink.waitForMessages(4, 10_000);
+      assert.deepEqual(sink.messages.map((m) => [m.recipients[0], m.smtpUtf8]).sort(), [
+        ['d0@example.net', false],
+        ['d1@example.net', false],
+        ['d2@example.net', false],
+        ['d3@example.net', true],
       ]);
-      assert.equal(leaving.logs.events('handed_off').length, 3);
+      assert.match(
+        sink.messages.find((m) => m.recipients[0] === 'd3@example.net')?.raw.toString() ?? '',
+        /Subject: Grüße/,
+      );
+      assert.equal(leaving.logs.events('handed_off').length, 4);
     } finally {
       await leaving.close().catch(() => undefined);
       await peer.close();

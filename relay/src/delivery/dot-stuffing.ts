@@ -181,10 +181,25 @@ interface SendInternals {
  * nodemailer's SMTP client with the DATA stream above in place of its own. Only the
  * stream set-up is replaced (`_createSendStream`, nodemailer 10, SMTP not LMTP, no debug
  * copy of the data); the DATA command, the reply handling and the result are nodemailer's.
+ * It also declares SMTPUTF8 on MAIL FROM when asked to (`_sendCommand`): nodemailer does
+ * so only for internationalised addresses, not for UTF-8 in the header (RFC 6532).
  */
 export class StuffingSMTPConnection extends SMTPConnection {
   /** The next message sent has CRLF line ends only (see DotStuffer). */
   crlfOnly = false;
+  /** The next message's MAIL FROM declares SMTPUTF8 where the server offers it. */
+  smtpUtf8 = false;
+
+  _sendCommand(command: string, logged?: string): void {
+    const send = (SMTPConnection.prototype as unknown as { _sendCommand(c: string, l?: string): void })
+      ._sendCommand;
+    const declare =
+      this.smtpUtf8 &&
+      command.startsWith('MAIL FROM:') &&
+      !/ SMTPUTF8( |$)/.test(command) &&
+      this.offers('SMTPUTF8');
+    send.call(this, declare ? `${command} SMTPUTF8` : command, logged);
+  }
 
   /** Whether the server's EHLO reply offered an extension (e.g. SMTPUTF8). */
   offers(extension: string): boolean {

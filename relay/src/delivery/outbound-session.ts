@@ -81,6 +81,7 @@ export class OutboundSession implements Poolable {
     };
     const sent: Sent = { accepted: [], rejected: [] };
     this.#conn.crlfOnly = job.crlfOnly === true;
+    this.#conn.smtpUtf8 = job.smtpUtf8 !== undefined;
     try {
       await this.#run((done) =>
         this.#conn.send(envelope, body, (err, info) => {

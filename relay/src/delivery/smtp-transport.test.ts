@@ -353,6 +353,42 @@ describe('SmtpTransport, direct to MX', () => {
     );
   });
 
+  it('declares SMTPUTF8 for a client that did, and bounces only a message that needs it', async () => {
+    await withMx({ domain: 'utf8.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      // ASCII addresses: the client's declaration is passed on where the server offers it
+      for (const smtpUtf8 of ['declared', 'needed'] as const) {
+        const result = only(await t.deliver(job('utf8.test', ['bob@utf8.test'], { smtpUtf8 })));
+        assert.equal(result.outcome, 'delivered', result.response);
+      }
+      const plain = only(await t.deliver(job('utf8.test', ['bob@utf8.test'])));
+      assert.equal(plain.outcome, 'delivered');
+      assert.deepEqual(
+        sink.messages.map((m) => m.smtpUtf8),
+        [true, true, false],
+      );
+    });
+    await withMx(
+      { domain: 'ascii.test', sink: { host: '127.0.0.2', smtpUtf8: false } },
+      async ({ sink, t }) => {
+        // UTF-8 in the header (needed) cannot go there; a mere declaration can, without it
+        const needed = only(await t.deliver(job('ascii.test', ['bob@ascii.test'], { smtpUtf8: 'needed' })));
+        assert.deepEqual(
+          [needed.outcome, needed.status, needed.reason],
+          ['bounced', '5.6.7', 'smtputf8_not_offered'],
+        );
+        assert.match(needed.response, /addresses or header need/);
+        const declared = only(
+          await t.deliver(job('ascii.test', ['bob@ascii.test'], { smtpUtf8: 'declared' })),
+        );
+        assert.equal(declared.outcome, 'delivered', declared.response);
+        assert.deepEqual(
+          sink.messages.map((m) => m.smtpUtf8),
+          [false],
+        );
+      },
+    );
+  });
+
   it('sends no DATA when no recipient was accepted', async () => {
     await withMx({ domain: 'none.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('a@none.test', { code: 550, text: '5.1.1 no such user' });

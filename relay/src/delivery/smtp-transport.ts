@@ -75,19 +75,22 @@ function unanswered(sent: Sent | undefined): boolean {
 }
 
 /**
- * An internationalised address may only go to a server that offers SMTPUTF8 (RFC 6531
- * 3.4); nodemailer asks for it where offered. Where it is not, the message cannot be
- * delivered as it is: Postfix bounces it the same way.
+ * An internationalised address, or a header with UTF-8 in a message whose client declared
+ * SMTPUTF8, may only go to a server that offers SMTPUTF8 (RFC 6531 3.2, 3.4); the session
+ * asks for it where offered. Where it is not, the message cannot be delivered as it is:
+ * Postfix bounces it the same way.
  */
 function needsSmtpUtf8(job: DeliveryJob): boolean {
-  return isInternationalised(job.sender) || job.recipients.some(isInternationalised);
+  return (
+    job.smtpUtf8 === 'needed' || isInternationalised(job.sender) || job.recipients.some(isInternationalised)
+  );
 }
 
 function smtpUtf8NotOffered(remoteHost: string): Failure {
   const failure = local(
     'bounced',
     '5.6.7',
-    `${remoteHost} does not offer SMTPUTF8, which the message's internationalised addresses need`,
+    `${remoteHost} does not offer SMTPUTF8, which the message's internationalised addresses or header need`,
     'smtputf8_not_offered',
   );
   failure.remoteHost = remoteHost;

@@ -14,6 +14,8 @@ export interface DeliveryJob {
   size: number;
   /** The body is known to have CRLF line ends only (SpooledEnvelope.crlfOnly). */
   crlfOnly?: boolean;
+  /** SMTPUTF8 declared by the client, or needed by the message (SpooledEnvelope.smtpUtf8). */
+  smtpUtf8?: 'declared' | 'needed';
 }
 
 export type RecipientOutcome = 'delivered' | 'deferred' | 'bounced';

@@ -2,8 +2,9 @@
 // relay Service) over SMTP with an internal credential, and removes each message only
 // after the peer acknowledged it with 250. Whatever cannot be handed on stays in the
 // spool and is delivered when this pod starts again: nothing is dropped.
-import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { RelayConfig } from '../config/schema.ts';
+import { StuffingSMTPConnection } from '../delivery/dot-stuffing.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { messageStream } from '../spool/message-file.ts';
@@ -33,7 +34,8 @@ export async function handOff(options: {
   const { config, queue, logger } = options;
   const handedOff: string[] = [];
   const kept: string[] = [];
-  const connection = new SMTPConnection({
+  // delivery's client: it dot-stuffs as delivery does and can pass SMTPUTF8 on
+  const connection = new StuffingSMTPConnection({
     host: config.host,
     port: config.port,
     secure: config.tls === 'implicit',
@@ -62,10 +64,13 @@ export async function handOff(options: {
       .filter((r) => r.state === 'pending' || r.state === 'deferred')
       .map((r) => r.address);
     if (!envelope || recipients.length === 0) continue;
+    connection.crlfOnly = envelope.crlfOnly === true;
+    // the peer learns what the client declared, so that it can pass it on in turn
+    connection.smtpUtf8 = envelope.smtpUtf8 !== undefined;
     try {
       const info = await call<SMTPConnection.SentMessageInfo>((cb) =>
         connection.send(
-          { from: envelope.sender, to: recipients },
+          { from: envelope.sender, to: recipients, size: envelope.size, use8BitMime: true },
           messageStream(queue.bodyPath(queueId), envelope.size),
           cb,
         ),

@@ -25,6 +25,7 @@ export function planJobs(
     bodyPath,
     size: envelope.size,
     crlfOnly: envelope.crlfOnly === true,
+    ...(envelope.smtpUtf8 ? { smtpUtf8: envelope.smtpUtf8 } : {}),
   };
   if (delivery.mode === 'smarthost') {
     return [{ ...base, recipients: open, domain: delivery.smarthost?.host ?? '' }];

@@ -217,3 +217,43 @@ describe('missing Date and Message-ID', () => {
     assert.equal(text.slice(text.indexOf('\r\nFrom: ') + 2), message);
   });
 });
+
+describe('SMTPUTF8 on the way out', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } } });
+  });
+  after(() => t.close());
+
+  /** What the spooled envelope asks of delivery for a message sent with this MAIL FROM. */
+  async function spooledNeed(mailFrom: string, rcpt: string, message: string): Promise<string | undefined> {
+    const c = await authenticated(t.port('plain'), 'alice');
+    assert.equal((await c.command(mailFrom)).code, 250);
+    assert.equal((await c.command(`RCPT TO:<${rcpt}>`)).code, 250);
+    assert.equal((await c.command('DATA')).code, 354);
+    c.write(Buffer.from(`${message}.\r\n`, 'utf8'));
+    const reply = await c.reply();
+    await c.quit();
+    assert.equal(reply.code, 250, reply.text);
+    const queueId = reply.text.split(' ').pop();
+    return (await t.queued()).find((m) => m.envelope.queueId === queueId)?.envelope.smtpUtf8;
+  }
+
+  it('marks a message whose client declared SMTPUTF8 as needing it when its header or addresses are UTF-8', async () => {
+    const utf8Header = 'From: Jörg <alice@example.com>\r\nSubject: Grüße\r\n\r\nhi\r\n';
+    const asciiHeader = 'From: alice@example.com\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\nGrüße\r\n';
+    const declared = 'MAIL FROM:<alice@example.com> SMTPUTF8';
+    assert.equal(await spooledNeed(declared, 'bob@example.net', utf8Header), 'needed');
+    assert.equal(
+      await spooledNeed(declared, 'bob@example.net', asciiHeader),
+      'declared',
+      'UTF-8 in the body only',
+    );
+    assert.equal(await spooledNeed(declared, 'zoë@example.net', asciiHeader), 'needed');
+    // not declared: passed on as before (8-bit header bytes ride on 8BITMIME)
+    assert.equal(
+      await spooledNeed('MAIL FROM:<alice@example.com>', 'bob@example.net', utf8Header),
+      undefined,
+    );
+  });
+});

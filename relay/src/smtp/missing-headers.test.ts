@@ -68,4 +68,25 @@ describe('MissingHeaders', () => {
     const pieces = endless.match(/[\s\S]{1,8192}/g) ?? [];
     assert.deepEqual(complete([...pieces, '\r\nbody\r\n']), { text: `${endless}\r\nbody\r\n`, added: [] });
   });
+
+  it('notes UTF-8 in the header only, and that it could not look at a header too long to hold', () => {
+    const eightBit = (pieces: Buffer[]) => {
+      const headers = new MissingHeaders(FIELDS);
+      for (const piece of pieces) headers.take(piece);
+      headers.end();
+      return headers.eightBit;
+    };
+    const utf8 = (text: string) => Buffer.from(text, 'utf8');
+    assert.equal(eightBit([utf8('Subject: Grüße\r\n\r\nbody\r\n')]), true);
+    assert.equal(eightBit([utf8('Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\nGrüße\r\n')]), false, 'body');
+    assert.equal(eightBit([utf8('Subject: hi\r\nTo: Zoë <zoe@b.test>')]), true, 'a header without a body');
+    // held up to 64 KB: a header still going on then is passed on without a look
+    const long = utf8(
+      `Subject: x\r\n${'X-Pad: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n'.repeat(2000)}\r\nbody\r\n`,
+    );
+    const pieces = Array.from({ length: Math.ceil(long.length / 8192) }, (_, k) =>
+      long.subarray(k * 8192, (k + 1) * 8192),
+    );
+    assert.equal(eightBit(pieces), undefined);
+  });
 });

@@ -12,6 +12,7 @@ const END_OF_HEADER = Buffer.from('\r\n\r\n');
 const FIELD = /^[\x21-\x39\x3b-\x7e]+:/;
 const DATE = /^date:/im;
 const MESSAGE_ID = /^message-id:/im;
+const EIGHT_BIT = /[\x80-\xff]/;
 
 export interface AddedFields {
   /** The Date field value to add, when one is missing. */
@@ -25,6 +26,11 @@ export class MissingHeaders {
   #held: Buffer | null = Buffer.alloc(0);
   /** The names of the fields added, for the log. */
   readonly added: string[] = [];
+  /**
+   * Whether the header has bytes outside ASCII (UTF-8 header values, RFC 6532); undefined
+   * when the header was too long to hold and was not looked at.
+   */
+  eightBit: boolean | undefined = false;
 
   constructor(fields: AddedFields) {
     this.#fields = fields;
@@ -43,6 +49,7 @@ export class MissingHeaders {
       return null;
     }
     this.#held = null;
+    this.eightBit = undefined;
     return head;
   }
 
@@ -56,6 +63,7 @@ export class MissingHeaders {
   #complete(head: Buffer, headerBytes: number): Buffer {
     this.#held = null;
     const header = head.subarray(0, headerBytes).toString('latin1');
+    this.eightBit = EIGHT_BIT.test(header);
     if (headerBytes > 0 && !FIELD.test(header)) return head;
     let fields = '';
     if (!DATE.test(header)) {

@@ -14,6 +14,7 @@ import type { SpoolWriter } from '../spool/spool.ts';
 import type { RelayRuntime, SmtpHandlers } from './handlers.ts';
 import { LineEndingNormaliser } from './line-endings.ts';
 import { MissingHeaders } from './missing-headers.ts';
+import { isInternationalised } from './parameters.ts';
 import { receivedHeader, rfc5322Date } from './received-header.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
@@ -66,6 +67,17 @@ async function pipeInto(source: Readable, normaliser: Transform): Promise<void> 
     normaliser.destroy();
     throw err;
   }
+}
+
+/**
+ * What a transaction that declared SMTPUTF8 asks of delivery: 'needed' when an address or
+ * the header (UTF-8 header values, RFC 6532; a header too long to look at counts) is not
+ * ASCII, else 'declared'.
+ */
+function smtpUtf8Need(tx: TransactionState, eightBitHeader: boolean | undefined): 'declared' | 'needed' {
+  const utf8 =
+    eightBitHeader !== false || isInternationalised(tx.sender) || tx.recipients.some(isInternationalised);
+  return utf8 ? 'needed' : 'declared';
 }
 
 /** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
@@ -201,6 +213,7 @@ export async function receiveMessage(options: {
       tags: state.tags.length ? [...state.tags] : undefined,
       // everything written went through the normaliser, or is the Received header
       crlfOnly: true,
+      ...(tx.smtpUtf8 ? { smtpUtf8: smtpUtf8Need(tx, normaliser.headers.eightBit) } : {}),
     };
     try {
       await writer.commit(envelope);

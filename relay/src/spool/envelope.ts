@@ -52,6 +52,13 @@ export interface SpooledEnvelope {
    * so delivery need not look for them again. Absent (older spools): delivery checks.
    */
   crlfOnly?: boolean;
+  /**
+   * SMTPUTF8 (RFC 6531): 'declared' when the client's MAIL FROM declared it, 'needed' when
+   * it did and the message has UTF-8 in an address or its header. Delivery asks the next
+   * hop for SMTPUTF8 either way where it is offered; a 'needed' message does not go to a
+   * next hop that does not offer it.
+   */
+  smtpUtf8?: 'declared' | 'needed';
 }
 
 /** A copy that shares nothing mutable with the original (cheaper than structuredClone). */
