@@ -236,7 +236,11 @@ describe('SMTPUTF8 on the way out', () => {
     await c.quit();
     assert.equal(reply.code, 250, reply.text);
     const queueId = reply.text.split(' ').pop();
-    return (await t.queued()).find((m) => m.envelope.queueId === queueId)?.envelope.smtpUtf8;
+    const stored = (await t.queued()).find((m) => m.envelope.queueId === queueId);
+    // the trace header names the protocol (RFC 6531 3.7.3)
+    const withProtocol = /^Received: [^;]* with (\S+) id /.exec(stored?.body.toString('utf8') ?? '')?.[1];
+    assert.equal(withProtocol, mailFrom.endsWith(' SMTPUTF8') ? 'UTF8SMTPA' : 'ESMTPA');
+    return stored?.envelope.smtpUtf8;
   }
 
   it('marks a message whose client declared SMTPUTF8 as needing it when its header or addresses are UTF-8', async () => {

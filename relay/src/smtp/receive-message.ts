@@ -148,6 +148,7 @@ export async function receiveMessage(options: {
         hostname: config.hostname,
         tls: Boolean(session.secure),
         authenticated: true,
+        smtpUtf8: tx.smtpUtf8,
         queueId,
         recipients: tx.recipients,
         date: new Date(),

@@ -1,5 +1,6 @@
 // The trace header a relay must add (RFC 5321 4.4); "with" follows RFC 3848
-// (ESMTPSA = ESMTP + TLS + AUTH). Values come from the session, which smtp-server has
+// (ESMTPSA = ESMTP + TLS + AUTH), and RFC 6531 3.7.3 for a transaction that declared
+// SMTPUTF8 (UTF8SMTPSA). Values come from the session, which smtp-server has
 // already checked for control characters; they are sanitised again here because a
 // header line is the one place where a stray CRLF would change the message.
 
@@ -13,11 +14,13 @@ export function receivedHeader(options: {
   hostname: string;
   tls: boolean;
   authenticated: boolean;
+  /** MAIL FROM declared SMTPUTF8. */
+  smtpUtf8?: boolean;
   queueId: string;
   recipients: readonly string[];
   date: Date;
 }): string {
-  const protocol = `ESMTP${options.tls ? 'S' : ''}${options.authenticated ? 'A' : ''}`;
+  const protocol = `${options.smtpUtf8 ? 'UTF8SMTP' : 'ESMTP'}${options.tls ? 'S' : ''}${options.authenticated ? 'A' : ''}`;
   const ip = options.clientIp.includes(':') ? `IPv6:${options.clientIp}` : options.clientIp;
   const only = options.recipients.length === 1 ? `\r\n\tfor <${clean(options.recipients[0] ?? '')}>` : '';
   return (
