@@ -126,6 +126,59 @@ describe('delivery by MX', () => {
     assert.match(metrics, /result="deferred"} 1/);
   });
 
+  it('answers DSN requests (RFC 3461): relayed for SUCCESS, the whole message for RET=FULL, nothing for NEVER', async () => {
+    const [one] = sinks as [SmtpSink];
+    const senderMx = sinks[2] as SmtpSink;
+    one.setRecipientReply('gone2@one.test', { code: 550, text: '5.1.1 no such user' });
+    one.setRecipientReply('gone3@one.test', { code: 550, text: '5.1.1 no such user' });
+    const noticesBefore = senderMx.messages.length;
+    const submit = async (mailFrom: string, rcpt: string, body: string) => {
+      const c = await authenticated(relay.port('plain'), 'alice');
+      const replies = [await c.command(mailFrom), await c.command(rcpt), await c.command('DATA')];
+      c.write(`${body}.\r\n`);
+      replies.push(await c.reply());
+      await c.quit();
+      assert.deepEqual(
+        replies.map((r) => r.code),
+        [250, 250, 354, 250],
+      );
+    };
+    await submit(
+      'MAIL FROM:<alice@sender.test>',
+      'RCPT TO:<ok2@one.test> NOTIFY=SUCCESS',
+      'Subject: s\r\n\r\nok\r\n',
+    );
+    await submit(
+      'MAIL FROM:<alice@sender.test> RET=FULL ENVID=ENV-9',
+      'RCPT TO:<gone2@one.test> NOTIFY=FAILURE ORCPT=rfc822;Gone2@one.test',
+      'Subject: f\r\n\r\nthe body comes back\r\n',
+    );
+    await submit(
+      'MAIL FROM:<alice@sender.test>',
+      'RCPT TO:<gone3@one.test> NOTIFY=NEVER',
+      'Subject: n\r\n\r\nx\r\n',
+    );
+    // the first test's deferred recipient stays queued; these three and any notices leave
+    const pending = () =>
+      (relay.relay.delivery?.list() ?? []).filter(
+        (e) => e.dsn === true || e.recipients.some((r) => /^(ok2|gone2|gone3)@/.test(r.address)),
+      );
+    await waitFor(() => pending().length === 0, 'the three messages and their notices are delivered', 10_000);
+    const notices = senderMx.messages.slice(noticesBefore).map((m) => m.raw.toString());
+    assert.equal(notices.length, 2, 'no notice for NOTIFY=NEVER');
+    const relayed = notices.find((n) => /Action: relayed/.test(n)) ?? '';
+    assert.match(relayed, /Subject: Successful Mail Relay Report/);
+    assert.match(relayed, /Final-Recipient: rfc822; ok2@one\.test\r\nAction: relayed\r\nStatus: 2\.0\.0/);
+    const failed = notices.find((n) => /Action: failed/.test(n)) ?? '';
+    assert.match(failed, /Original-Envelope-Id: ENV-9/);
+    assert.match(
+      failed,
+      /Original-Recipient: rfc822; Gone2@one\.test\r\nFinal-Recipient: rfc822; gone2@one\.test/,
+    );
+    assert.match(failed, /Content-Type: message\/rfc822/);
+    assert.match(failed, /the body comes back/);
+  });
+
   it('passes mail for the domainless <postmaster> on to the postmaster address (RFC 5321 4.5.1)', async () => {
     const two = sinks[1] as SmtpSink;
     // by default postmaster@<hostname>: the relay's own name, whose mail goes to its MX

@@ -1,12 +1,14 @@
 // Writes delivery status notifications into the spool as messages of their own: null
 // reverse-path (so they are never bounced in turn), addressed to the original sender,
 // delivered like any other message.
+
+import { readFile } from 'node:fs/promises';
 import type { DsnRequest } from '../queue/delivery-manager.ts';
 import { toCrlf } from '../smtp/line-endings.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import type { Spool } from '../spool/spool.ts';
-import { buildDsn, readHeaderBlock } from './dsn.ts';
+import { buildDsn, FULL_RETURN_MAX_BYTES, readHeaderBlock } from './dsn.ts';
 
 export function createDsnEnqueuer(options: {
   spool: Spool;
@@ -20,6 +22,11 @@ export function createDsnEnqueuer(options: {
     if (envelope.sender === '' || envelope.dsn || request.recipients.length === 0) return;
     const queueId = newQueueId(now());
     const host = options.hostname();
+    // RET=FULL: a failure notice returns the message itself, when it is small enough
+    const whole =
+      request.action === 'failed' && envelope.ret === 'FULL' && envelope.size <= FULL_RETURN_MAX_BYTES
+        ? (await readFile(request.bodyPath)).subarray(0, envelope.size)
+        : undefined;
     // the spool holds CRLF-only bodies; remote reply text quoted in the notice may not be
     const message = toCrlf(
       buildDsn({
@@ -28,6 +35,7 @@ export function createDsnEnqueuer(options: {
         recipients: request.recipients,
         action: request.action,
         originalHeaders: await readHeaderBlock(request.bodyPath, undefined, envelope.size),
+        ...(whole ? { originalMessage: whole } : {}),
         now: new Date(now()),
         messageId: `<${queueId}.dsn@${host}>`,
       }),

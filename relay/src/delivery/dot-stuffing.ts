@@ -8,6 +8,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { LineDots } from '../smtp/line-dots.ts';
 import { recycle } from './recycled-reader.ts';
+import type { JobDsn } from './types.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -189,6 +190,27 @@ export class StuffingSMTPConnection extends SMTPConnection {
   crlfOnly = false;
   /** The next message's MAIL FROM declares SMTPUTF8 where the server offers it. */
   smtpUtf8 = false;
+  /** The next message's DSN request; its RCPTs carry each recipient's NOTIFY and ORCPT. */
+  dsn: JobDsn | undefined;
+
+  /**
+   * nodemailer puts one NOTIFY and ORCPT on every RCPT of a transaction; each recipient
+   * gets its own here, set on the envelope just before its RCPT is written.
+   */
+  _sendRcpt(recipient: string, callback: unknown): void {
+    const self = this as unknown as { _envelope: { dsn?: { notify: string | null; orcpt: string | null } } };
+    const dsn = self._envelope.dsn;
+    if (dsn) {
+      const own = this.dsn?.recipients[recipient];
+      dsn.notify = own?.notify?.join(',') ?? null;
+      dsn.orcpt = own?.orcpt ?? null;
+    }
+    (SMTPConnection.prototype as unknown as { _sendRcpt(r: string, c: unknown): void })._sendRcpt.call(
+      this,
+      recipient,
+      callback,
+    );
+  }
 
   _sendCommand(command: string, logged?: string): void {
     const send = (SMTPConnection.prototype as unknown as { _sendCommand(c: string, l?: string): void })
@@ -218,4 +240,10 @@ export class StuffingSMTPConnection extends SMTPConnection {
     });
     return stream;
   }
+}
+
+/** What nodemailer's send() takes as the envelope's DSN part: RET and ENVID (MAIL FROM). */
+export function envelopeDsn(dsn: JobDsn | undefined): { dsn?: { ret?: string; envid?: string } } {
+  if (!dsn) return {};
+  return { dsn: { ...(dsn.ret ? { ret: dsn.ret } : {}), ...(dsn.envid ? { envid: dsn.envid } : {}) } };
 }

@@ -209,6 +209,66 @@ describe('buildDsn', () => {
     assert.equal(dave?.get('will-retry-until'), 'Sun, 06 Jul 2025 10:00:00 +0000');
   });
 
+  it('reports a relayed recipient (NOTIFY=SUCCESS) with ENVID and ORCPT given back', async () => {
+    const relayed: SpooledRecipient[] = [
+      {
+        address: 'erin@example.org',
+        state: 'delivered',
+        attempts: 1,
+        response: '250 2.0.0 Ok: queued as 4F2A',
+        status: '2.0.0',
+        remoteHost: 'mx.example.org',
+        finishedAt: '2025-07-01T10:00:02.000Z',
+        notify: ['SUCCESS'],
+        orcpt: 'rfc822;Erin@Example.org',
+      },
+    ];
+    const message = buildDsn({
+      reportingMta: 'relay.example.net',
+      envelope: envelope(relayed, { envid: 'QQ314159' }),
+      recipients: relayed,
+      action: 'relayed',
+      originalHeaders: ORIGINAL_HEADERS,
+      now: NOW,
+      messageId: '0MCJ5ZQ8WAB12CD34EF.dsn@relay.example.net',
+    });
+    assertWellFormed(message);
+    const [root, text, report, headers] = await parse(message);
+    assert.ok(root && text && report && headers);
+    assert.equal(root.header('subject'), 'Successful Mail Relay Report');
+    assert.match(text.body.replace(/\r\n/g, ' '), /through a mail server that sends no such notices/);
+    const [perMessage, erin] = statusGroups(report.body);
+    assert.equal(perMessage?.get('original-envelope-id'), 'QQ314159');
+    assert.equal(erin?.get('original-recipient'), 'rfc822; Erin@Example.org');
+    assert.equal(erin?.get('final-recipient'), 'rfc822; erin@example.org');
+    assert.equal(erin?.get('action'), 'relayed');
+    assert.equal(erin?.get('status'), '2.0.0');
+    assert.equal(erin?.get('remote-mta'), 'dns; mx.example.org');
+    assert.equal(headers.header('content-description'), 'Relayed Message Headers');
+  });
+
+  it('returns the whole message in a failure notice when the sender asked for RET=FULL', async () => {
+    const original = Buffer.concat([ORIGINAL_HEADERS, Buffer.from('\r\nThe numbers are attached.\r\n')]);
+    const message = buildDsn({
+      reportingMta: 'relay.example.net',
+      envelope: envelope(bounced, { ret: 'FULL' }),
+      recipients: bounced,
+      action: 'failed',
+      originalHeaders: ORIGINAL_HEADERS,
+      originalMessage: original,
+      now: NOW,
+      messageId: '0MCJ5ZQ8WAB12CD34EF.dsn@relay.example.net',
+    });
+    assertWellFormed(message);
+    const parts = await parse(message);
+    const returned = parts.find((p) => p.contentType === 'message/rfc822');
+    assert.ok(returned, 'a message/rfc822 part');
+    assert.equal(returned.header('content-description'), 'Undelivered Message');
+    assert.ok(!parts.some((p) => p.contentType === 'text/rfc822-headers'), 'instead of the headers alone');
+    assert.ok(message.includes(original), 'the original, byte for byte');
+    assert.match(parts[1]?.body ?? '', /Your message is attached\./);
+  });
+
   it('says the queue lifetime bounds the retries when no end date is given', async () => {
     const never: SpooledRecipient[] = [{ address: 'erin@example.org', state: 'pending' }];
     const message = buildDsn({

@@ -1,12 +1,18 @@
 // Delivery status notifications (RFC 3464): what a sender gets back when recipients
-// failed for good, or are still being retried after the delay-warning time. The notice
-// carries the original headers only, never the body: the body may be 30 MiB and the
-// sender already has it, and readHeaderBlock reads no further than the header block.
+// failed for good, are still being retried after the delay-warning time, or (NOTIFY=
+// SUCCESS, RFC 3461) were relayed to a next hop that takes no DSN requests. A notice
+// carries the original headers; a failure notice for a message sent with RET=FULL
+// carries the whole message when it is small enough (FULL_RETURN_MAX_BYTES, as Postfix
+// limits it with bounce_size_limit). ENVID and ORCPT come back as Original-Envelope-Id
+// and Original-Recipient.
 import { open } from 'node:fs/promises';
 import { rfc5322Date } from '../smtp/received-header.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 
-export type DsnAction = 'failed' | 'delayed';
+export type DsnAction = 'failed' | 'delayed' | 'relayed';
+
+/** The largest original a failure notice returns whole (RET=FULL); a larger one, its headers. */
+export const FULL_RETURN_MAX_BYTES = 256 * 1024;
 
 export interface DsnOptions {
   /** Our hostname: Reporting-MTA and the MAILER-DAEMON address. */
@@ -18,6 +24,8 @@ export interface DsnOptions {
   action: DsnAction;
   /** The original message's header block (up to the blank line). */
   originalHeaders: Buffer;
+  /** The whole original message, returned instead of its headers (RET=FULL, failure notices). */
+  originalMessage?: Buffer;
   now: Date;
   /** The notice's Message-ID, e.g. `<${queueId}.dsn@${host}>`. */
   messageId: string;
@@ -51,13 +59,13 @@ export function buildDsn(options: DsnOptions): Buffer {
   const base = `${envelope.queueId}.${Math.floor(options.now.getTime() / 1000)}/`;
   const boundary = chooseBoundary(
     base + host.replace(/[^A-Za-z0-9.-]/g, '').slice(0, Math.max(0, MAX_BOUNDARY - base.length - 4)),
-    [text, report, headers.latin1],
+    [text, report, headers.latin1, options.originalMessage?.toString('latin1') ?? ''],
   );
 
   const head = [
     `From: Mail Delivery System <MAILER-DAEMON@${host}>`,
     `To: <${oneLine(envelope.sender)}>`,
-    `Subject: ${action === 'failed' ? 'Undelivered Mail Returned to Sender' : 'Delayed Mail (still being retried)'}`,
+    `Subject: ${SUBJECTS[action]}`,
     `Date: ${rfc5322Date(options.now)}`,
     `Message-ID: ${angle(oneLine(options.messageId))}`,
     'Auto-Submitted: auto-replied',
@@ -95,8 +103,28 @@ export function buildDsn(options: DsnOptions): Buffer {
       'ascii',
     ),
   ];
-  if (headers.latin1 !== '') {
-    const description = action === 'failed' ? 'Undelivered Message Headers' : 'Delayed Message Headers';
+  if (options.originalMessage !== undefined) {
+    const eightBit = options.originalMessage.some((byte) => byte > 0x7f);
+    pieces.push(
+      Buffer.from(
+        [
+          delimiter,
+          'Content-Description: Undelivered Message',
+          'Content-Type: message/rfc822',
+          `Content-Transfer-Encoding: ${eightBit ? '8bit' : '7bit'}`,
+          '',
+          '',
+        ].join(CRLF),
+        'ascii',
+      ),
+      options.originalMessage,
+      Buffer.from(
+        options.originalMessage.subarray(-2).equals(Buffer.from(CRLF)) ? CRLF : CRLF + CRLF,
+        'ascii',
+      ),
+    );
+  } else if (headers.latin1 !== '') {
+    const description = HEADER_PART_DESCRIPTIONS[action];
     pieces.push(
       Buffer.from(
         [
@@ -157,6 +185,18 @@ function headerEnd(data: Buffer, searchFrom: number): number {
   return found.length === 0 ? -1 : Math.min(...found) + 1;
 }
 
+const SUBJECTS: Record<DsnAction, string> = {
+  failed: 'Undelivered Mail Returned to Sender',
+  delayed: 'Delayed Mail (still being retried)',
+  relayed: 'Successful Mail Relay Report',
+};
+
+const HEADER_PART_DESCRIPTIONS: Record<DsnAction, string> = {
+  failed: 'Undelivered Message Headers',
+  delayed: 'Delayed Message Headers',
+  relayed: 'Relayed Message Headers',
+};
+
 function notificationText(options: DsnOptions, host: string): string {
   const { envelope } = options;
   const intro =
@@ -164,18 +204,27 @@ function notificationText(options: DsnOptions, host: string): string {
       ? [
           'Your message could not be delivered to one or more of its recipients.',
           'The errors below are permanent, or the message stayed in the queue too',
-          'long: the mail system has given up on these recipients. The headers of',
-          'your message are attached.',
+          'long: the mail system has given up on these recipients.',
+          options.originalMessage === undefined
+            ? 'The headers of your message are attached.'
+            : 'Your message is attached.',
         ]
-      : [
-          'Your message has not yet been delivered to one or more of its recipients.',
-          'It is still in the queue and delivery will be retried',
-          options.retryUntil !== undefined && isValid(options.retryUntil)
-            ? `until ${rfc5322Date(options.retryUntil)}.`
-            : 'until it has been in the queue for the maximum queue lifetime.',
-          'You will get another notice if it fails for good. You do not need to',
-          'send the message again.',
-        ];
+      : options.action === 'relayed'
+        ? [
+            'You asked to be told when your message was delivered. It was passed on',
+            'to the recipients below through a mail server that sends no such',
+            'notices: this is the last notice about them you will get from this',
+            'mail system, but other systems may still report errors.',
+          ]
+        : [
+            'Your message has not yet been delivered to one or more of its recipients.',
+            'It is still in the queue and delivery will be retried',
+            options.retryUntil !== undefined && isValid(options.retryUntil)
+              ? `until ${rfc5322Date(options.retryUntil)}.`
+              : 'until it has been in the queue for the maximum queue lifetime.',
+            'You will get another notice if it fails for good. You do not need to',
+            'send the message again.',
+          ];
   const arrival = new Date(envelope.receivedAt);
   const lines = [
     `This is the mail delivery system at ${host}.`,
@@ -205,6 +254,7 @@ function deliveryStatus(options: DsnOptions, host: string): string {
   const { envelope, action } = options;
   const arrival = new Date(envelope.receivedAt);
   const lines = [
+    ...(envelope.envid !== undefined ? fold('Original-Envelope-Id', ascii(envelope.envid)) : []),
     ...fold('Reporting-MTA', `dns; ${ascii(host)}`),
     `X-Sluice-Queue-ID: ${ascii(envelope.queueId)}`,
     ...(isValid(arrival) ? [`Arrival-Date: ${rfc5322Date(arrival)}`] : []),
@@ -213,8 +263,10 @@ function deliveryStatus(options: DsnOptions, host: string): string {
   for (const recipient of options.recipients) {
     const status =
       recipient.status !== undefined && STATUS.test(recipient.status) ? recipient.status : undefined;
+    if (recipient.orcpt !== undefined)
+      lines.push(...fold('Original-Recipient', originalRecipient(recipient.orcpt)));
     lines.push(...fold('Final-Recipient', addressField(recipient.address)));
-    lines.push(`Action: ${action}`, `Status: ${status ?? (action === 'failed' ? '5.0.0' : '4.0.0')}`);
+    lines.push(`Action: ${action}`, `Status: ${status ?? DEFAULT_STATUS[action]}`);
     if (recipient.remoteHost !== undefined && recipient.remoteHost !== '') {
       lines.push(...fold('Remote-MTA', `dns; ${ascii(recipient.remoteHost)}`));
     }
@@ -234,6 +286,14 @@ function deliveryStatus(options: DsnOptions, host: string): string {
     lines.push('');
   }
   return lines.join(CRLF);
+}
+
+const DEFAULT_STATUS: Record<DsnAction, string> = { failed: '5.0.0', delayed: '4.0.0', relayed: '2.0.0' };
+
+/** ORCPT "rfc822;bob@example.net" as a report field: "rfc822; bob@example.net". */
+function originalRecipient(orcpt: string): string {
+  const semicolon = orcpt.indexOf(';');
+  return `${ascii(orcpt.slice(0, semicolon))}; ${ascii(orcpt.slice(semicolon + 1))}`;
 }
 
 function lastAttempt(recipient: SpooledRecipient, now: Date): Date | undefined {

@@ -6,7 +6,7 @@ import type {
 } from 'nodemailer/lib/smtp-connection';
 import type { Poolable } from './connection-pool.ts';
 import { asSmtpError, isTlsError, type Sent, TlsSetupError } from './delivery-results.ts';
-import { StuffingSMTPConnection } from './dot-stuffing.ts';
+import { envelopeDsn, StuffingSMTPConnection } from './dot-stuffing.ts';
 import type { DeliveryJob } from './types.ts';
 
 const QUIT_TIMEOUT_MS = 2_000;
@@ -78,10 +78,13 @@ export class OutboundSession implements Poolable {
       to: [...job.recipients],
       size: job.size,
       use8BitMime: true,
+      // RET and ENVID go on MAIL FROM where the server offers DSN; NOTIFY and ORCPT per RCPT
+      ...envelopeDsn(job.dsn),
     };
     const sent: Sent = { accepted: [], rejected: [] };
     this.#conn.crlfOnly = job.crlfOnly === true;
     this.#conn.smtpUtf8 = job.smtpUtf8 !== undefined;
+    this.#conn.dsn = job.dsn;
     try {
       await this.#run((done) =>
         this.#conn.send(envelope, body, (err, info) => {

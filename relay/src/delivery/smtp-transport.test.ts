@@ -389,6 +389,43 @@ describe('SmtpTransport, direct to MX', () => {
     );
   });
 
+  it('passes each recipient its own DSN request where the next hop offers DSN', async () => {
+    const dsn = {
+      ret: 'HDRS' as const,
+      envid: 'ENV 1+2',
+      recipients: {
+        'a@dsn.test': { notify: ['SUCCESS', 'FAILURE'], orcpt: 'rfc822;A@dsn.test' },
+        'b@dsn.test': { notify: ['NEVER'] },
+      },
+    };
+    await withMx({ domain: 'dsn.test', sink: { host: '127.0.0.2', dsn: true } }, async ({ sink, t }) => {
+      const results = await t.deliver(job('dsn.test', ['a@dsn.test', 'b@dsn.test', 'c@dsn.test'], { dsn }));
+      assert.deepEqual(
+        results.map((r) => [r.address, r.outcome, r.dsnPassed]),
+        [
+          ['a@dsn.test', 'delivered', true],
+          ['b@dsn.test', 'delivered', true],
+          ['c@dsn.test', 'delivered', true],
+        ],
+      );
+      assert.deepEqual(sink.messages[0]?.dsn, {
+        ret: 'HDRS',
+        envid: 'ENV 1+2',
+        recipients: {
+          'a@dsn.test': { notify: ['SUCCESS', 'FAILURE'], orcpt: 'rfc822;A@dsn.test' },
+          'b@dsn.test': { notify: ['NEVER'] },
+        },
+      });
+    });
+    // a next hop without DSN gets none of it, and the relay keeps the duty to report
+    await withMx({ domain: 'dsn.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
+      const result = only(await t.deliver(job('dsn.test', ['a@dsn.test'], { dsn })));
+      assert.equal(result.outcome, 'delivered');
+      assert.equal(result.dsnPassed, undefined);
+      assert.equal(sink.messages[0]?.dsn, undefined);
+    });
+  });
+
   it('sends no DATA when no recipient was accepted', async () => {
     await withMx({ domain: 'none.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('a@none.test', { code: 550, text: '5.1.1 no such user' });

@@ -244,7 +244,12 @@ export class SmtpTransport implements Transport {
           );
           continue;
         }
-        return transactionResults(job.recipients, sent, session.remoteHost);
+        const results = transactionResults(job.recipients, sent, session.remoteHost);
+        // a next hop that offers DSN was given the request: success is its to report now
+        if (job.dsn && session.offers('DSN')) {
+          for (const r of results) if (r.outcome === 'delivered') r.dsnPassed = true;
+        }
+        return results;
       }
     } finally {
       if (!Buffer.isBuffer(body)) await body.close().catch(() => undefined);

@@ -16,6 +16,15 @@ export interface DeliveryJob {
   crlfOnly?: boolean;
   /** SMTPUTF8 declared by the client, or needed by the message (SpooledEnvelope.smtpUtf8). */
   smtpUtf8?: 'declared' | 'needed';
+  /** The client's DSN request (RFC 3461), passed on to a next hop that offers DSN. */
+  dsn?: JobDsn;
+}
+
+export interface JobDsn {
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  /** NOTIFY and ORCPT of the recipients that gave them. */
+  recipients: Record<string, { notify?: readonly string[]; orcpt?: string }>;
 }
 
 export type RecipientOutcome = 'delivered' | 'deferred' | 'bounced';
@@ -31,6 +40,8 @@ export interface RecipientResult {
   remoteHost?: string;
   /** Why it failed before or without a transaction (null_mx, dns_tempfail, tls_failed, …), for the log. */
   reason?: string;
+  /** The next hop offered DSN and was given this recipient's DSN request (RFC 3461). */
+  dsnPassed?: boolean;
 }
 
 export interface Transport {

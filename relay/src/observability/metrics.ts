@@ -217,7 +217,7 @@ export class RelayMetrics {
     });
     this.dsnTotal = new Counter({
       name: 'sluice_delivery_dsn_total',
-      help: 'Delivery status notifications generated, by action (failed = bounce, delayed = warning)',
+      help: 'Delivery status notifications generated, by action (failed = bounce, delayed = warning, relayed = NOTIFY=SUCCESS to a next hop without DSN)',
       labelNames: ['action'],
       registers,
     });

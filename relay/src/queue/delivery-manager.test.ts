@@ -252,6 +252,65 @@ describe('DeliveryManager', () => {
     await q.manager.stop(1000);
   });
 
+  it("follows each recipient's NOTIFY: no bounce notice for NEVER, a relay notice for SUCCESS", async () => {
+    const transport = new FakeTransport((address) => (address.startsWith('gone') ? 'bounced' : 'delivered'));
+    transport.offersDsn.add('dsn.test');
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir(), 'notify'), transport, clock, testConfig(dir()));
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    const envelope = testEnvelope(id, [], clock.now, { envid: 'E1' });
+    envelope.recipients = [
+      { address: 'gone-never@x.test', state: 'pending', notify: ['NEVER'] },
+      { address: 'gone@x.test', state: 'pending' },
+      { address: 'ok-success@x.test', state: 'pending', notify: ['SUCCESS'] },
+      { address: 'ok-success@dsn.test', state: 'pending', notify: ['SUCCESS', 'FAILURE'] },
+      { address: 'ok@x.test', state: 'pending' },
+    ];
+    await q.submit(envelope);
+    await waitFor(() => q.manager.size === 0, 'the message leaves the queue');
+    assert.deepEqual(
+      q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
+      [
+        ['failed', ['gone@x.test']],
+        // dsn.test took the request with the message: success is its to report
+        ['relayed', ['ok-success@x.test']],
+      ],
+    );
+    assert.deepEqual(q.metrics.notices, ['failed', 'relayed']);
+    // the DSN request went with the job
+    const job = transport.jobs.find((j) => j.domain === 'dsn.test');
+    assert.deepEqual(job?.dsn, {
+      envid: 'E1',
+      recipients: { 'ok-success@dsn.test': { notify: ['SUCCESS', 'FAILURE'] } },
+    });
+    await q.manager.stop(1000);
+  });
+
+  it('sends a delay notice only to recipients whose NOTIFY asks for delays', async () => {
+    const transport = new FakeTransport(() => 'deferred');
+    const clock = new FakeClock();
+    const config = testConfig(dir(), {}, { delayWarningSeconds: 60 });
+    const q = await bootQueue(join(dir(), 'notify-delay'), transport, clock, config);
+    await q.manager.start();
+    const id = newQueueId(clock.now);
+    const envelope = testEnvelope(id, [], clock.now);
+    envelope.recipients = [
+      { address: 'a@slow.test', state: 'pending', notify: ['FAILURE'] },
+      { address: 'b@slow.test', state: 'pending', notify: ['DELAY', 'FAILURE'] },
+      { address: 'c@slow.test', state: 'pending' },
+    ];
+    await q.submit(envelope);
+    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt 1');
+    clock.advance(300 * SECOND);
+    await waitFor(() => q.events('retry_scheduled').length === 2, 'attempt 2');
+    assert.deepEqual(
+      q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
+      [['delayed', ['b@slow.test', 'c@slow.test']]],
+    );
+    await q.manager.stop(1000);
+  });
+
   it('never asks for a DSN about a bounce (null sender) or a DSN', async () => {
     const transport = new FakeTransport((address) => (address.startsWith('gone') ? 'bounced' : 'deferred'));
     const clock = new FakeClock();

@@ -3,10 +3,11 @@
 // soon as it finishes, so a crash between two domains never re-sends to recipients already
 // delivered. Then the message either leaves the queue or waits for its next attempt.
 import type { RelayConfig } from '../config/schema.ts';
+import type { DsnAction } from '../delivery/dsn.ts';
 import type { DeliveryJob, RecipientResult, Transport } from '../delivery/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ATTR, endSpan, relayTracer, startSpan, type Tracer } from '../observability/spans.ts';
-import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient } from '../spool/envelope.ts';
+import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient, wantsNotice } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import { KeyedSemaphore } from './concurrency.ts';
 import { applyResults, completeResults, isOpen } from './outcomes.ts';
@@ -20,13 +21,13 @@ export interface DeliveryObserver {
   /** One per recipient per attempt, with the recipient's state after it. */
   attempt(result: 'delivered' | 'deferred' | 'bounced', seconds: number): void;
   retryScheduled(): void;
-  bounceGenerated(action: 'failed' | 'delayed'): void;
+  bounceGenerated(action: DsnAction): void;
 }
 
 export interface DsnRequest {
   envelope: SpooledEnvelope;
   recipients: SpooledRecipient[];
-  action: 'failed' | 'delayed';
+  action: DsnAction;
   bodyPath: string;
 }
 
@@ -249,15 +250,15 @@ export class DeliveryManager {
     const ran = await Promise.all(jobs.map((job) => this.#runJob(job, bounced)));
     const current = this.#envelopes.get(queueId);
     if (!current) return; // removed while in flight
+    // a notice that could not be written (a full spool) keeps the message until it is
     let noticeOwed = false;
-    if (bounced.length > 0) {
-      if (await this.#requestDsn(current, bounced, 'failed', bodyPath)) {
-        const notified = new Set(bounced.map((r) => r.address));
-        for (const r of current.recipients) if (notified.has(r.address)) r.notified = true;
-      } else {
-        // the notice could not be written (a full spool): the message stays until it is
-        noticeOwed = getsNotices(current);
-      }
+    if (bounced.length > 0) noticeOwed = !(await this.#notify(current, bounced, 'failed', bodyPath));
+    // NOTIFY=SUCCESS to a next hop that took no DSN request: this relay says it was relayed
+    const relayed = current.recipients.filter(
+      (r) => r.state === 'delivered' && !r.notified && !r.dsnPassed && wantsNotice(r, 'relayed'),
+    );
+    if (relayed.length > 0) {
+      noticeOwed = !(await this.#notify(current, relayed, 'relayed', bodyPath)) || noticeOwed;
     }
     // stopped before every job got a connection: the attempt does not count
     if (ran.includes(false)) return;
@@ -418,8 +419,11 @@ export class DeliveryManager {
         );
     let next: SpooledEnvelope = { ...current, attempts, nextAttemptAt: new Date(dueAt).toISOString() };
     if (delayWarningDue(next, now, retry)) {
-      const deferred = next.recipients.filter((r) => r.state === 'deferred');
-      if (await this.#requestDsn(next, deferred, 'delayed', bodyPath)) next = { ...next, delayWarned: true };
+      // only those whose NOTIFY asks for delays (or who gave none)
+      const deferred = next.recipients.filter((r) => r.state === 'deferred' && wantsNotice(r, 'delayed'));
+      if (deferred.length === 0 || (await this.#requestDsn(next, deferred, 'delayed', bodyPath))) {
+        next = { ...next, delayWarned: true };
+      }
     }
     if (!this.#envelopes.has(queueId)) return; // removed while the notice was written
     this.#envelopes.set(queueId, next);
@@ -437,11 +441,35 @@ export class DeliveryManager {
     );
   }
 
-  /** Asks for a bounce or delay notice; a null sender or a DSN never gets one (getsNotices). */
+  /**
+   * The failure or relay notice for these recipients, for those whose NOTIFY asks for it;
+   * each is marked notified once that is settled. False when a notice was owed and could
+   * not be written.
+   */
+  async #notify(
+    envelope: SpooledEnvelope,
+    recipients: readonly SpooledRecipient[],
+    action: 'failed' | 'relayed',
+    bodyPath: string,
+  ): Promise<boolean> {
+    if (!getsNotices(envelope)) return true;
+    const wanted = recipients.filter((r) => wantsNotice(r, action));
+    if (wanted.length > 0 && !(await this.#requestDsn(envelope, wanted, action, bodyPath))) {
+      // those who asked for no notice are settled all the same
+      const skipped = new Set(recipients.filter((r) => !wantsNotice(r, action)).map((r) => r.address));
+      for (const r of envelope.recipients) if (skipped.has(r.address)) r.notified = true;
+      return false;
+    }
+    const settled = new Set(recipients.map((r) => r.address));
+    for (const r of envelope.recipients) if (settled.has(r.address)) r.notified = true;
+    return true;
+  }
+
+  /** Asks for a notice; a null sender or a DSN never gets one (getsNotices). */
   async #requestDsn(
     envelope: SpooledEnvelope,
     recipients: SpooledRecipient[],
-    action: 'failed' | 'delayed',
+    action: DsnAction,
     bodyPath: string,
   ): Promise<boolean> {
     if (!getsNotices(envelope) || recipients.length === 0) return false;

@@ -4,10 +4,11 @@
 // spool and is delivered when this pod starts again: nothing is dropped.
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { RelayConfig } from '../config/schema.ts';
-import { StuffingSMTPConnection } from '../delivery/dot-stuffing.ts';
+import { envelopeDsn, StuffingSMTPConnection } from '../delivery/dot-stuffing.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { messageStream } from '../spool/message-file.ts';
+import { jobDsn } from './plan-jobs.ts';
 
 export type HandoffConfig = NonNullable<RelayConfig['drain']['handoff']>;
 
@@ -65,12 +66,20 @@ export async function handOff(options: {
       .map((r) => r.address);
     if (!envelope || recipients.length === 0) continue;
     connection.crlfOnly = envelope.crlfOnly === true;
-    // the peer learns what the client declared, so that it can pass it on in turn
+    // the peer learns what the client declared or asked (SMTPUTF8, DSN), to act on it in turn
     connection.smtpUtf8 = envelope.smtpUtf8 !== undefined;
+    const { dsn } = jobDsn(envelope, recipients);
+    connection.dsn = dsn;
     try {
       const info = await call<SMTPConnection.SentMessageInfo>((cb) =>
         connection.send(
-          { from: envelope.sender, to: recipients, size: envelope.size, use8BitMime: true },
+          {
+            from: envelope.sender,
+            to: recipients,
+            size: envelope.size,
+            use8BitMime: true,
+            ...envelopeDsn(dsn),
+          },
           messageStream(queue.bodyPath(queueId), envelope.size),
           cb,
         ),

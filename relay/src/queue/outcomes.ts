@@ -43,6 +43,7 @@ export function applyResults(
     };
     if (result.remoteHost === undefined) delete next.remoteHost;
     else next.remoteHost = result.remoteHost;
+    if (result.dsnPassed === true && result.outcome === 'delivered') next.dsnPassed = true;
     if (result.outcome === 'deferred' && isExpired) {
       next.state = 'bounced';
       next.status = '5.4.7';

@@ -2,7 +2,7 @@
 // per destination domain (direct mode, one MX conversation each) or one job for the
 // smarthost. Pure.
 import type { RelayConfig } from '../config/schema.ts';
-import type { DeliveryJob } from '../delivery/types.ts';
+import type { DeliveryJob, JobDsn } from '../delivery/types.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { isOpen } from './outcomes.ts';
 
@@ -28,7 +28,8 @@ export function planJobs(
     ...(envelope.smtpUtf8 ? { smtpUtf8: envelope.smtpUtf8 } : {}),
   };
   if (delivery.mode === 'smarthost') {
-    return [{ ...base, recipients: open, domain: delivery.smarthost?.host ?? '' }];
+    const host = delivery.smarthost?.host ?? '';
+    return [{ ...base, recipients: open, domain: host, ...jobDsn(envelope, open) }];
   }
   const byDomain = new Map<string, string[]>();
   for (const address of open) {
@@ -37,5 +38,36 @@ export function planJobs(
     if (list) list.push(address);
     else byDomain.set(domain, [address]);
   }
-  return [...byDomain].map(([domain, recipients]) => ({ ...base, recipients, domain }));
+  return [...byDomain].map(([domain, recipients]) => ({
+    ...base,
+    recipients,
+    domain,
+    ...jobDsn(envelope, recipients),
+  }));
+}
+
+/**
+ * The client's DSN request for these of its recipients, when it made one (RET, ENVID, or
+ * NOTIFY/ORCPT on one of them).
+ */
+export function jobDsn(envelope: SpooledEnvelope, addresses: readonly string[]): { dsn?: JobDsn } {
+  const wanted = new Set(addresses);
+  const recipients: JobDsn['recipients'] = {};
+  for (const r of envelope.recipients) {
+    if (!wanted.has(r.address) || (r.notify === undefined && r.orcpt === undefined)) continue;
+    recipients[r.address] = {
+      ...(r.notify ? { notify: r.notify } : {}),
+      ...(r.orcpt !== undefined ? { orcpt: r.orcpt } : {}),
+    };
+  }
+  const any =
+    envelope.ret !== undefined || envelope.envid !== undefined || Object.keys(recipients).length > 0;
+  if (!any) return {};
+  return {
+    dsn: {
+      ...(envelope.ret ? { ret: envelope.ret } : {}),
+      ...(envelope.envid !== undefined ? { envid: envelope.envid } : {}),
+      recipients,
+    },
+  };
 }

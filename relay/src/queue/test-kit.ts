@@ -64,6 +64,8 @@ export class FakeTransport implements Transport {
   readonly hang = new Set<string>();
   /** Jobs to these domains throw (a transport breaking its contract). */
   readonly fail = new Set<string>();
+  /** These domains offer DSN: a job's DSN request is passed on (RecipientResult.dsnPassed). */
+  readonly offersDsn = new Set<string>();
   outcome: (address: string) => RecipientOutcome;
 
   constructor(outcome: (address: string) => RecipientOutcome = () => 'delivered') {
@@ -88,7 +90,9 @@ export class FakeTransport implements Transport {
         const outcome = this.outcome(address);
         const [response, status] = REPLIES[outcome];
         const reason = outcome === 'deferred' ? { reason: 'fake_deferral' } : {};
-        return { address, outcome, response, status, remoteHost: `mx.${job.domain}`, ...reason };
+        const passed =
+          outcome === 'delivered' && job.dsn && this.offersDsn.has(job.domain) ? { dsnPassed: true } : {};
+        return { address, outcome, response, status, remoteHost: `mx.${job.domain}`, ...reason, ...passed };
       });
     } finally {
       this.inFlight--;

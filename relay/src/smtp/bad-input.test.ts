@@ -61,15 +61,54 @@ describe('bad input', () => {
     const unknown = await c.command('MAIL FROM:<a@b.test> SIZE=100 XFOO=bar');
     assert.equal(unknown.code, 555, unknown.text);
     assert.equal(unknown.text, '5.5.4 Unsupported parameter XFOO=bar');
-    // DSN is not offered in EHLO, so its parameters are refused too
-    assert.equal((await c.command('MAIL FROM:<a@b.test> RET=HDRS')).code, 555);
-    const offered = await c.command('MAIL FROM:<a@b.test> SIZE=100 BODY=8BITMIME SMTPUTF8 AUTH=<>');
+    // MT-PRIORITY (RFC 6710) and RRVS (RFC 7293) are not offered in EHLO
+    assert.equal((await c.command('MAIL FROM:<a@b.test> MT-PRIORITY=3')).code, 555);
+    const offered = await c.command(
+      'MAIL FROM:<a@b.test> SIZE=100 BODY=8BITMIME SMTPUTF8 AUTH=<> RET=HDRS ENVID=QQ314159',
+    );
     assert.equal(offered.code, 250, offered.text);
-    const notify = await c.command('RCPT TO:<b@c.test> NOTIFY=NEVER');
-    assert.equal(notify.code, 555);
-    assert.equal(notify.text, '5.5.4 Unsupported parameter NOTIFY=NEVER');
-    assert.equal((await c.command('RCPT TO:<b@c.test>')).code, 250);
+    const rrvs = await c.command('RCPT TO:<b@c.test> RRVS=2027-01-01T00:00:00Z');
+    assert.equal(rrvs.code, 555);
+    assert.equal(rrvs.text, '5.5.4 Unsupported parameter RRVS=2027-01-01T00:00:00Z');
+    assert.equal((await c.command('RCPT TO:<b@c.test> NOTIFY=NEVER')).code, 250);
     await c.quit();
+  });
+
+  it('takes the DSN parameters (RFC 3461) and answers 501 to bad values', async () => {
+    const c = await authenticated(t.port('plain'), 'alice');
+    const ehlo = await c.command('EHLO client.test');
+    assert.ok(
+      ehlo.lines.some((l) => l.slice(4) === 'DSN'),
+      `EHLO offers DSN: ${ehlo.lines.join(' | ')}`,
+    );
+    assert.equal((await c.command('MAIL FROM:<a@b.test> RET=BODY')).code, 501);
+    const longEnvid = await c.command(`MAIL FROM:<a@b.test> ENVID=${'x'.repeat(101)}`);
+    assert.equal(longEnvid.code, 501);
+    assert.equal(longEnvid.text, '5.5.4 Invalid ENVID parameter: longer than 100 characters');
+    assert.equal((await c.command('MAIL FROM:<a@b.test> RET=FULL ENVID=ab+2Bcd')).code, 250);
+    assert.equal((await c.command('RCPT TO:<b@c.test> NOTIFY=NEVER,SUCCESS')).code, 501);
+    assert.equal((await c.command('RCPT TO:<b@c.test> NOTIFY=SOMETIMES')).code, 501);
+    assert.equal((await c.command('RCPT TO:<b@c.test> ORCPT=b@c.test')).code, 501, 'ORCPT needs a type');
+    assert.equal(
+      (await c.command('RCPT TO:<b@c.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;B@c.test')).code,
+      250,
+    );
+    assert.equal((await c.command('RCPT TO:<d@c.test>')).code, 250);
+    assert.equal((await c.command('DATA')).code, 354);
+    c.write('Subject: dsn\r\n\r\nhi\r\n.\r\n');
+    const queued = await c.reply();
+    assert.equal(queued.code, 250);
+    await c.quit();
+    const stored = (await t.queued()).find((m) => m.envelope.queueId === queued.text.split(' ').pop());
+    assert.equal(stored?.envelope.ret, 'FULL');
+    assert.equal(stored?.envelope.envid, 'ab+cd', 'xtext decoded');
+    assert.deepEqual(
+      stored?.envelope.recipients.map((r) => [r.address, r.notify, r.orcpt]),
+      [
+        ['b@c.test', ['SUCCESS', 'FAILURE'], 'rfc822;B@c.test'],
+        ['d@c.test', undefined, undefined],
+      ],
+    );
   });
 
   it('refuses an internationalised address with 553 5.6.7 unless MAIL FROM declared SMTPUTF8', async () => {

@@ -17,13 +17,16 @@ import { ATTR, inSpan, startSpan, type Tracer, traced } from '../observability/s
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
 import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared-checks.ts';
+import type { DsnNotify } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
 import {
+  badDsnValue,
   declaredSize,
   declaresSmtpUtf8,
   isInternationalised,
   MAIL_PARAMETERS,
+  parameterValue,
   RCPT_PARAMETERS,
   recipientAddress,
   unsupportedParameter,
@@ -361,6 +364,14 @@ export class SmtpHandlers {
     if (parameter !== undefined) {
       return refused(this.refuse(state, 'mail', 'UNSUPPORTED_PARAMETER', { parameter }));
     }
+    const envid = parameterValue(address, 'ENVID');
+    const badEnvid = envid === undefined ? undefined : badDsnValue('ENVID', envid);
+    if (badEnvid !== undefined) {
+      return refused(
+        this.refuse(state, 'mail', 'INVALID_PARAMETER', { parameter: 'ENVID', detail: badEnvid }),
+      );
+    }
+    const ret = parameterValue(address, 'RET')?.toUpperCase();
     const smtpUtf8 = declaresSmtpUtf8(address);
     if (!smtpUtf8 && isInternationalised(sender)) {
       return refused(this.refuse(state, 'mail', 'SMTPUTF8_REQUIRED', { address: sender }, { sender }));
@@ -390,6 +401,8 @@ export class SmtpHandlers {
           dropped: 0,
           allowance: allowance.recipients,
           mail: { counted: allowance.counted, ...(allowance.credit ? { credit: allowance.credit } : {}) },
+          ...(ret === 'FULL' || ret === 'HDRS' ? { ret } : {}),
+          ...(envid !== undefined ? { envid } : {}),
         };
         callback();
       },
@@ -441,6 +454,19 @@ export class SmtpHandlers {
         this.refuse(state, 'rcpt', 'SMTPUTF8_REQUIRED', { address: rcpt }, { recipient: rcpt }),
       );
     }
+    const orcpt = address.dsn?.orcpt;
+    const badOrcpt = orcpt === undefined ? undefined : badDsnValue('ORCPT', orcpt);
+    if (badOrcpt !== undefined) {
+      return callback(
+        this.refuse(
+          state,
+          'rcpt',
+          'INVALID_PARAMETER',
+          { parameter: 'ORCPT', detail: badOrcpt },
+          { recipient: rcpt },
+        ),
+      );
+    }
     // smtp-server replaces a repeated RCPT in the envelope; count it once here too
     if (tx.recipients.some((r) => r.toLowerCase() === rcpt.toLowerCase())) return callback();
     switch (decideRecipient(tx.recipients.length, limits)) {
@@ -452,6 +478,13 @@ export class SmtpHandlers {
           );
         }
         tx.recipients.push(rcpt);
+        if (address.dsn?.notify || orcpt !== undefined) {
+          tx.rcptDsn ??= new Map();
+          tx.rcptDsn.set(rcpt, {
+            ...(address.dsn?.notify ? { notify: address.dsn.notify as DsnNotify[] } : {}),
+            ...(orcpt !== undefined ? { orcpt } : {}),
+          });
+        }
         this.#rt.metrics.recipientsTotal.inc({ result: 'accepted' });
         return callback();
       case 'drop':

@@ -63,7 +63,7 @@ export class SmtpListener {
       key: certificate.key,
       cert: certificate.cert,
       hideENHANCEDSTATUSCODES: false,
-      hideDSN: true,
+      hideDSN: false,
       disableReverseLookup: true,
       closeTimeout: 30_000,
       logger: false,

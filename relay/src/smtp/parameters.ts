@@ -7,10 +7,39 @@ import type { SMTPServerAddress } from 'smtp-server';
 
 /**
  * MAIL FROM parameters of the extensions EHLO offers: SIZE (RFC 1870), BODY (RFC 6152),
- * SMTPUTF8 (RFC 6531) and AUTH (RFC 4954). RCPT TO takes none: DSN is not offered.
+ * SMTPUTF8 (RFC 6531), AUTH (RFC 4954) and DSN's RET and ENVID (RFC 3461); RCPT TO takes
+ * DSN's NOTIFY and ORCPT. smtp-server checks RET's and NOTIFY's values and ORCPT's form.
  */
-export const MAIL_PARAMETERS: ReadonlySet<string> = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'AUTH']);
-export const RCPT_PARAMETERS: ReadonlySet<string> = new Set();
+export const MAIL_PARAMETERS: ReadonlySet<string> = new Set([
+  'SIZE',
+  'BODY',
+  'SMTPUTF8',
+  'AUTH',
+  'RET',
+  'ENVID',
+]);
+export const RCPT_PARAMETERS: ReadonlySet<string> = new Set(['NOTIFY', 'ORCPT']);
+
+// RFC 3461 4.4 and 4.2: ENVID is at most 100 characters, ORCPT at most 500, both printable
+// ASCII once xtext is decoded (they are copied into notices and into the next hop's
+// commands); smtp-server has already refused control characters.
+const ENVID_MAX = 100;
+const ORCPT_MAX = 500;
+const PRINTABLE = /^[\x20-\x7e]+$/;
+
+/** A parameter's value (smtp-server has checked that RET and ENVID have one), or undefined. */
+export function parameterValue(address: SMTPServerAddress, name: string): string | undefined {
+  const value = address.args === false ? undefined : address.args[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Why a DSN parameter's value cannot be taken, or undefined when it can. */
+export function badDsnValue(name: 'ENVID' | 'ORCPT', value: string): string | undefined {
+  const max = name === 'ENVID' ? ENVID_MAX : ORCPT_MAX;
+  if (value.length > max) return `longer than ${max} characters`;
+  if (!PRINTABLE.test(value)) return 'not printable ASCII';
+  return undefined;
+}
 
 /** The first parameter of the command not in `allowed`, as KEY or KEY=value (the key in upper case). */
 export function unsupportedParameter(

@@ -202,7 +202,11 @@ export async function receiveMessage(options: {
       queueId,
       receivedAt: new Date().toISOString(),
       sender: tx.sender,
-      recipients: tx.recipients.map((address) => ({ address, state: 'pending' })),
+      recipients: tx.recipients.map((address) => ({
+        address,
+        state: 'pending',
+        ...tx.rcptDsn?.get(address),
+      })),
       droppedRecipients: tx.dropped,
       user: state.user?.username ?? '',
       clientIp: state.clientIp,
@@ -215,6 +219,8 @@ export async function receiveMessage(options: {
       // everything written went through the normaliser, or is the Received header
       crlfOnly: true,
       ...(tx.smtpUtf8 ? { smtpUtf8: smtpUtf8Need(tx, normaliser.headers.eightBit) } : {}),
+      ...(tx.ret ? { ret: tx.ret } : {}),
+      ...(tx.envid !== undefined ? { envid: tx.envid } : {}),
     };
     try {
       await writer.commit(envelope);

@@ -179,6 +179,12 @@ export const REPLIES = {
     text: 'Unsupported parameter {parameter}',
     reason: 'protocol_error',
   },
+  INVALID_PARAMETER: {
+    code: 501,
+    enhanced: '5.5.4',
+    text: 'Invalid {parameter} parameter: {detail}',
+    reason: 'protocol_error',
+  },
   SMTPUTF8_REQUIRED: {
     code: 553,
     enhanced: '5.6.7',

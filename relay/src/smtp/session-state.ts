@@ -5,6 +5,7 @@ import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Span } from '../observability/spans.ts';
 import type { MailAllowance } from '../policy/shared-checks.ts';
+import type { DsnNotify } from '../spool/envelope.ts';
 
 export interface TransactionState {
   sender: string;
@@ -18,6 +19,11 @@ export interface TransactionState {
   allowance: number;
   /** Whether MAIL FROM counted the message, and what the store said was left then. */
   mail: Pick<MailAllowance, 'counted' | 'credit'>;
+  /** DSN (RFC 3461) from MAIL FROM: what a failure notice returns, and the envelope id. */
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  /** DSN from each RCPT that gave NOTIFY or ORCPT, by the recipient as kept. */
+  rcptDsn?: Map<string, { notify?: DsnNotify[]; orcpt?: string }>;
 }
 
 export interface ConnectionState {

@@ -4,6 +4,9 @@
 
 export type RecipientState = 'pending' | 'delivered' | 'deferred' | 'bounced';
 
+/** RFC 3461 NOTIFY values: NEVER alone, or any of the other three. */
+export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
+
 export interface SpooledRecipient {
   address: string;
   state: RecipientState;
@@ -17,8 +20,27 @@ export interface SpooledRecipient {
   remoteHost?: string;
   /** When the recipient reached its final state (ISO time). */
   finishedAt?: string;
-  /** A bounced recipient whose bounce notice has been queued. */
+  /**
+   * A bounced recipient whose bounce notice has been queued (or was not wanted: NOTIFY);
+   * a delivered one whose "relayed" notice has been (NOTIFY=SUCCESS).
+   */
   notified?: boolean;
+  /** NOTIFY from the client's RCPT (RFC 3461 4.1); absent: failures and delays are reported. */
+  notify?: DsnNotify[];
+  /** ORCPT from the client's RCPT (RFC 3461 4.2), "addr-type;address", xtext decoded. */
+  orcpt?: string;
+  /** The next hop took this recipient's DSN request (it offered DSN): it reports success now. */
+  dsnPassed?: boolean;
+}
+
+/**
+ * Whether a recipient's NOTIFY asks for this notice. Without NOTIFY a relay reports
+ * failures and delays but not success (RFC 3461 4.1).
+ */
+export function wantsNotice(recipient: SpooledRecipient, kind: 'failed' | 'delayed' | 'relayed'): boolean {
+  const value = kind === 'failed' ? 'FAILURE' : kind === 'delayed' ? 'DELAY' : 'SUCCESS';
+  if (recipient.notify === undefined) return value !== 'SUCCESS';
+  return recipient.notify.includes(value);
 }
 
 export interface SpooledEnvelope {
@@ -47,6 +69,10 @@ export interface SpooledEnvelope {
   delayWarned?: boolean;
   /** This message is a delivery status notification made by this relay. */
   dsn?: boolean;
+  /** RET from the client's MAIL FROM (RFC 3461 4.3): what a failure notice returns. */
+  ret?: 'FULL' | 'HDRS';
+  /** ENVID from the client's MAIL FROM (RFC 3461 4.4), xtext decoded: put in every notice. */
+  envid?: string;
   /**
    * The body was spooled through the line-end normaliser: CRLF only, no bare CR or LF,
    * so delivery need not look for them again. Absent (older spools): delivery checks.

@@ -8,6 +8,7 @@ import {
   SMTPServer,
   type SMTPServerAuthentication,
   type SMTPServerDataStream,
+  type SMTPServerEnvelope,
   type SMTPServerSession,
 } from 'smtp-server';
 
@@ -29,6 +30,13 @@ export interface SinkMessage {
   tls: boolean;
   /** MAIL FROM declared SMTPUTF8. */
   smtpUtf8: boolean;
+  /** DSN parameters received (RFC 3461), when the sink offers DSN and any were given. */
+  dsn?: {
+    ret: string | null;
+    envid: string | null;
+    /** NOTIFY and ORCPT by recipient, for the recipients that had them. */
+    recipients: Record<string, { notify?: string[]; orcpt?: string }>;
+  };
   authUser?: string;
 }
 
@@ -47,6 +55,8 @@ export interface SmtpSinkOptions {
   keepBodies?: boolean;
   /** false: EHLO does not offer SMTPUTF8 (a server without internationalised addresses). */
   smtpUtf8?: boolean;
+  /** true: EHLO offers DSN and the sink records RET, ENVID, NOTIFY and ORCPT. */
+  dsn?: boolean;
 }
 
 export interface SmtpSink {
@@ -135,6 +145,7 @@ class Sink implements SmtpSink {
       secure: this.#options.implicitTls === true,
       disabledCommands,
       hideSMTPUTF8: this.#options.smtpUtf8 === false,
+      hideDSN: this.#options.dsn !== true,
       authOptional: auth === undefined,
       allowInsecureAuth: true,
       disableReverseLookup: true,
@@ -233,6 +244,8 @@ class Sink implements SmtpSink {
         tls: session.secure,
         smtpUtf8: session.envelope.smtpUtf8 === true,
       };
+      const dsn = sinkDsn(session.envelope);
+      if (dsn) message.dsn = dsn;
       if (typeof session.user === 'string') message.authUser = session.user;
       this.messages.push(message);
       for (const wake of this.#waiters) wake();
@@ -284,4 +297,20 @@ class Sink implements SmtpSink {
       this.dropConnections();
     });
   }
+}
+
+/** The DSN parameters of a transaction, or undefined when none was given. */
+function sinkDsn(envelope: SMTPServerEnvelope): SinkMessage['dsn'] {
+  const recipients: Record<string, { notify?: string[]; orcpt?: string }> = {};
+  for (const r of envelope.rcptTo) {
+    if (!r.dsn) continue;
+    recipients[r.address] = {
+      ...(r.dsn.notify ? { notify: r.dsn.notify } : {}),
+      ...(r.dsn.orcpt !== undefined ? { orcpt: r.dsn.orcpt } : {}),
+    };
+  }
+  const ret = envelope.dsn?.ret ?? null;
+  const envid = envelope.dsn?.envid ?? null;
+  if (ret === null && envid === null && Object.keys(recipients).length === 0) return undefined;
+  return { ret, envid, recipients };
 }
