@@ -29,6 +29,24 @@ describe('relay config from a RelayPolicy', () => {
     assert.equal(config.postmaster, undefined, 'the relay defaults it to postmaster@<hostname>');
   });
 
+  it('passes smarthost fallback hosts on', () => {
+    const p = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      delivery: {
+        ...policy.spec.delivery,
+        mode: 'smarthost',
+        smarthost: {
+          host: 'smtp1.example.net',
+          fallbackHosts: ['smtp2.example.net'],
+          port: 587,
+          tls: 'starttls',
+          rejectUnauthorized: true,
+        },
+      },
+    });
+    assert.deepEqual(buildRelayConfig(p).delivery.smarthost?.fallbackHosts, ['smtp2.example.net']);
+  });
+
   it('passes the postmaster address and the spool reserve on', () => {
     const p = relayPolicy(meta, {
       hostname: 'relay.example.net',

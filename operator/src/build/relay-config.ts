@@ -45,6 +45,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
         ? {
             smarthost: {
               host: smarthost.host,
+              ...(smarthost.fallbackHosts ? { fallbackHosts: smarthost.fallbackHosts } : {}),
               port: smarthost.port,
               tls: smarthost.tls,
               rejectUnauthorized: smarthost.rejectUnauthorized,

@@ -461,6 +461,13 @@ export const RetrySchema = Type.Object(
 export const SmarthostSchema = Type.Object(
   {
     host: Type.String({ minLength: 1, description: 'Smarthost name or address' }),
+    fallbackHosts: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        maxItems: 8,
+        description:
+          'Tried in order when the host cannot be reached or refuses the session (same port, TLS and credentials)',
+      }),
+    ),
     port: Type.Integer({ minimum: 1, maximum: 65535, default: 587 }),
     tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
       default: 'starttls',

@@ -914,6 +914,39 @@ describe('SmtpTransport, smarthost', () => {
     );
   });
 
+  it('falls back to the next host when the smarthost cannot be reached, and defers when none can', async () => {
+    // nothing listens on 127.0.0.5 or 127.0.0.6 at the sink's port (fallbacks share the port)
+    await withSink({ host: '127.0.0.3' }, async (sink) => {
+      const delivery = {
+        mode: 'smarthost',
+        smarthost: {
+          host: '127.0.0.5',
+          fallbackHosts: ['127.0.0.6', sink.host],
+          port: sink.port,
+          tls: 'none',
+        },
+      };
+      await withTransport(delivery, async ({ t, logs }) => {
+        const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
+        assert.deepEqual([result.outcome, result.remoteHost], ['delivered', '127.0.0.3']);
+        assert.deepEqual(sink.messages[0]?.recipients, ['a@one.test']);
+        assert.deepEqual(
+          logs.lines.filter((l) => l.event === 'smarthost_failed').map((l) => l.remoteHost),
+          ['127.0.0.5', '127.0.0.6'],
+        );
+      });
+      const down = {
+        mode: 'smarthost',
+        smarthost: { host: '127.0.0.5', fallbackHosts: ['127.0.0.6'], port: sink.port, tls: 'none' },
+      };
+      await withTransport(down, async ({ t }) => {
+        const result = only(await t.deliver(job('smarthost', ['a@one.test'])));
+        assert.equal(result.outcome, 'deferred');
+        assert.match(result.response, /127\.0\.0\.6/, 'the last host tried');
+      });
+    });
+  });
+
   it('defers (4.7.0) and logs an error when the smarthost refuses our credentials', async () => {
     await withSmarthost(
       {

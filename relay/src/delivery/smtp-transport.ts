@@ -384,14 +384,29 @@ export class SmtpTransport implements Transport {
     return { key: 'smarthost', fits: () => true, connect: (log) => this.#connectSmarthost(log) };
   }
 
+  /** The smarthost, or else each fallback host in order; the last failure when none works. */
   async #connectSmarthost(log: Logger): Promise<OutboundSession | Failure> {
     const smarthost = this.#smarthost as SmarthostConfig; // checked in the constructor
+    let failure: Failure | undefined;
+    for (const host of [smarthost.host, ...(smarthost.fallbackHosts ?? [])]) {
+      const session = await this.#connectSmarthostHost(smarthost, host, log);
+      if (session instanceof OutboundSession) return session;
+      failure = session;
+    }
+    return failure as Failure;
+  }
+
+  async #connectSmarthostHost(
+    smarthost: SmarthostConfig,
+    host: string,
+    log: Logger,
+  ): Promise<OutboundSession | Failure> {
     try {
       return await OutboundSession.open(
-        smarthost.host,
+        host,
         {
           ...this.#timeouts(),
-          host: smarthost.host,
+          host,
           port: smarthost.port,
           name: this.#helo,
           secure: smarthost.tls === 'implicit',
@@ -403,16 +418,16 @@ export class SmtpTransport implements Transport {
         this.#auth,
       );
     } catch (err: unknown) {
-      const failure = setupFailure(err, smarthost.host);
+      const failure = setupFailure(err, host);
       // the smarthost is ours: a refusal there is a configuration problem someone must fix
       log.error(
         {
           event: 'smarthost_failed',
-          remoteHost: smarthost.host,
+          remoteHost: host,
           reason: failure.reason,
           err: errorText(err),
         },
-        `smarthost ${smarthost.host}: ${failure.response}`,
+        `smarthost ${host}: ${failure.response}`,
       );
       return failure;
     }
