@@ -1,5 +1,6 @@
 // Checks, before anything is timed, which rules of the policy a system under test really
 // enforces: a peer that skips a check is doing less work, and the report says so.
+import { zip } from '../relay/src/testing/zip.ts';
 import { SmtpConnection, SmtpError, type SmtpReply } from './loadgen.ts';
 import { LISTED_CLIENT } from './peers/peer.ts';
 
@@ -60,7 +61,10 @@ async function send(
   return { reply: await c.reply(), accepted };
 }
 
-function message(id: string, attachmentHeader: string): string {
+// A small .exe's first bytes, as the attachments' content
+const EXE_BASE64 = 'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+
+function message(id: string, attachmentHeader: string, base64 = EXE_BASE64): string {
   return [
     `From: <${SENDER}>`,
     'To: <a@sink.bench>',
@@ -78,7 +82,7 @@ function message(id: string, attachmentHeader: string): string {
     attachmentHeader,
     'Content-Transfer-Encoding: base64',
     '',
-    'TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+    ...(base64.match(/.{1,76}/g) ?? []),
     '--b1--',
     '',
   ].join('\r\n');
@@ -142,6 +146,21 @@ export async function probePolicy(
       message(
         'exe2231',
         "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''invoice%2Eexe",
+      ),
+    );
+    c.close();
+    return { enforced: reply.code >= 500, detail: text(reply) };
+  });
+  await probe('blocked attachment inside a zip (invoice.zip holding invoice.exe)', async () => {
+    const c = await session(port, auth);
+    const archive = zip([{ name: 'invoice.exe', data: 'MZ' }]);
+    const { reply } = await send(
+      c,
+      rcpts(1),
+      message(
+        'zip',
+        'Content-Type: application/zip\r\nContent-Disposition: attachment; filename="invoice.zip"',
+        archive.toString('base64'),
       ),
     );
     c.close();

@@ -132,6 +132,11 @@ export const AttachmentsSchema = Type.Object(
       default: [...DEFAULT_BLOCKED_EXTENSIONS],
       description: 'File name extensions refused anywhere in a message (without the dot)',
     }),
+    inspectArchives: Type.Boolean({
+      default: true,
+      description:
+        'Also refuse zip attachments that hold such a file (names only: nothing is unpacked, an archive inside is not opened)',
+    }),
   },
   { additionalProperties: false },
 );

@@ -1,6 +1,7 @@
 // Streaming check for attachments with a blocked file name extension. The message flows
 // through mailsplit (its splitter, sped up in splitter.ts); only part headers are kept, bodies are dropped as they pass, except
-// embedded messages, whose (decoded) bodies stream into a nested scan of their own.
+// embedded messages, whose (decoded) bodies stream into a nested scan of their own, and
+// zip archives, whose decoded bodies stream past a reader of their file names (zip-scan.ts).
 
 import { once } from 'node:events';
 import { type Transform, Writable } from 'node:stream';
@@ -8,6 +9,7 @@ import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
 import { FastSplitter } from './splitter.ts';
+import { isZipPart, ZipScan } from './zip-scan.ts';
 
 /** The policy default list; the config schema owns it. */
 export { DEFAULT_BLOCKED_EXTENSIONS } from '../config/schema.ts';
@@ -47,11 +49,13 @@ type MailsplitPart = MailsplitNode | MailsplitChunk;
 interface Embedded {
   node: MailsplitNode;
   decoder: Transform;
-  scan: MessageScan;
+  /** A nested message's scan, or an archive's. */
+  scan: Writable & { result(): Promise<ScanResult> };
 }
 
 class MessageScan extends Writable {
   readonly #blocked: ReadonlySet<string>;
+  readonly #archives: boolean;
   readonly #depth: number;
   readonly #splitter: Transform;
   readonly #parts: Writable;
@@ -62,9 +66,10 @@ class MessageScan extends Writable {
   // Completes a write or final that waits on the parser; called early once the verdict is in.
   #release: (() => void) | null = null;
 
-  constructor(blocked: ReadonlySet<string>, depth: number) {
+  constructor(blocked: ReadonlySet<string>, archives: boolean, depth: number) {
     super();
     this.#blocked = blocked;
+    this.#archives = archives;
     this.#depth = depth;
     // Embedded messages are scanned by a nested MessageScan rather than by mailsplit, which
     // parses them only when inline and not base64/quoted-printable encoded.
@@ -147,11 +152,22 @@ class MessageScan extends Writable {
   }
 
   #inspect(node: MailsplitNode): void {
-    const found = blockedName(node, this.#blocked);
+    const names = fileNames(node);
+    const found = firstBlocked(names, this.#blocked);
     if (found !== null) this.#settle({ kind: 'blocked', ...found });
     else if (node.contentType === 'message/rfc822' || node.contentType === 'message/global') {
       this.#openEmbedded(node);
+    } else if (this.#archives && isZipPart(node.contentType, names)) {
+      this.#openArchive(node, names[0] ?? 'attachment.zip');
     }
+  }
+
+  #openArchive(node: MailsplitNode, name: string): void {
+    const decoder = node.getDecoder();
+    const scan = new ZipScan(name, this.#blocked);
+    decoder.on('error', (err: unknown) => this.#settle(malformed(err)));
+    decoder.pipe(scan);
+    this.#embedded = { node, decoder, scan };
   }
 
   #openEmbedded(node: MailsplitNode): void {
@@ -160,7 +176,7 @@ class MessageScan extends Writable {
       return;
     }
     const decoder = node.getDecoder();
-    const scan = new MessageScan(this.#blocked, this.#depth + 1);
+    const scan = new MessageScan(this.#blocked, this.#archives, this.#depth + 1);
     decoder.on('error', (err: unknown) => this.#settle(malformed(err)));
     decoder.pipe(scan);
     this.#embedded = { node, decoder, scan };
@@ -210,26 +226,34 @@ const NAMES_A_FILE = /name/i;
  * `result()`. Streams; after a verdict the rest of the input is drained unread.
  */
 export class AttachmentScanner extends MessageScan {
-  constructor(blockedExtensions: readonly string[]) {
+  /** inspectArchives: the names inside zip attachments are checked too. */
+  constructor(blockedExtensions: readonly string[], options: { inspectArchives?: boolean } = {}) {
     let blocked = normalised.get(blockedExtensions);
     if (!blocked) {
       blocked = normaliseExtensions(blockedExtensions);
       normalised.set(blockedExtensions, blocked);
     }
-    super(blocked, 0);
+    super(blocked, options.inspectArchives ?? true, 0);
   }
 }
 
-/** The first file name in the part's Content-Disposition or Content-Type headers with a blocked extension. */
-function blockedName(node: MailsplitNode, blocked: ReadonlySet<string>): BlockedAttachment | null {
+/** The file names in the part's Content-Disposition and Content-Type headers. */
+function fileNames(node: MailsplitNode): string[] {
+  const names: string[] = [];
   for (const header of ['content-disposition', 'content-type']) {
     for (const line of node.headers.get(header)) {
       if (!NAMES_A_FILE.test(line)) continue;
-      for (const filename of headerFileNames(headerValue(line))) {
-        const extension = blockedExtension(filename, blocked);
-        if (extension !== null) return { filename, extension };
-      }
+      names.push(...headerFileNames(headerValue(line)));
     }
+  }
+  return names;
+}
+
+/** The first of the names with a blocked extension. */
+function firstBlocked(names: readonly string[], blocked: ReadonlySet<string>): BlockedAttachment | null {
+  for (const filename of names) {
+    const extension = blockedExtension(filename, blocked);
+    if (extension !== null) return { filename, extension };
   }
   return null;
 }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { authenticated, PASSWORD, PLAIN_LISTENER, startTestRelay, type TestRelay } from '../testing/index.ts';
+import { zip } from '../testing/zip.ts';
 
 describe('blocked attachments', () => {
   let t: TestRelay;
@@ -92,6 +93,53 @@ describe('blocked attachments', () => {
       ],
     });
     assert.match(info.response, /^250 2\.0\.0 /);
+  });
+
+  it('refuses a zip attachment holding a blocked file, naming both, unless inspectArchives is off', async () => {
+    const archive = zip([
+      { name: 'Statement.pdf', data: '%PDF-1.7', deflate: true },
+      { name: 'tools/setup.exe', data: 'MZ', descriptor: true },
+    ]);
+    const mail = {
+      from: 'alice@example.com',
+      to: 'bob@example.net',
+      subject: 'statement',
+      text: 'see attached',
+      attachments: [{ filename: 'Statement.zip', content: archive }],
+    };
+    await assert.rejects(transport().sendMail(mail), (err: { responseCode?: number; response?: string }) => {
+      assert.equal(
+        err.response,
+        '550 5.7.1 Attachment "Statement.zip/tools/setup.exe" refused: .exe files are not allowed',
+      );
+      return true;
+    });
+    const harmless = zip([{ name: 'Statement.pdf', data: '%PDF-1.7' }]);
+    const info = await transport().sendMail({
+      ...mail,
+      attachments: [{ filename: 'Statement.zip', content: harmless }],
+    });
+    assert.match(info.response, /^250 /);
+    const open = await startTestRelay({
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        attachments: { inspectArchives: false },
+      },
+    });
+    try {
+      const sent = await nodemailer
+        .createTransport({
+          host: '127.0.0.1',
+          port: open.port('plain'),
+          ignoreTLS: true,
+          auth: { user: 'alice', pass: PASSWORD },
+        })
+        .sendMail(mail);
+      assert.match(sent.response, /^250 /);
+    } finally {
+      await open.close();
+    }
   });
 
   it('honours a configured list', async () => {

@@ -104,7 +104,9 @@ export async function receiveMessage(options: {
       messageId: () => `<${queueId}@${config.hostname}>`,
     }),
   );
-  const scanner = new AttachmentScanner(config.attachments.blockedExtensions);
+  const scanner = new AttachmentScanner(config.attachments.blockedExtensions, {
+    inspectArchives: config.attachments.inspectArchives,
+  });
   let writer: SpoolWriter | undefined;
   // the scan and the spool write run side by side on the same stream, so their spans overlap
   state.txSpan?.setAttribute(ATTR.queueId, queueId);

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type ZipEntry as Entry, zip } from '../testing/zip.ts';
+import { normaliseExtensions } from './filename.ts';
+import { TAIL_BYTES, ZipScan } from './zip-scan.ts';
+
+const BLOCKED = normaliseExtensions(['exe', 'scr', 'js']);
+
+/** Scans the bytes written in pieces of at most `piece` bytes. */
+async function scan(bytes: Buffer, piece = bytes.length || 1): Promise<unknown> {
+  const scanner = new ZipScan('docs.zip', BLOCKED);
+  for (let at = 0; at < bytes.length; at += piece) scanner.write(bytes.subarray(at, at + piece));
+  scanner.end();
+  return scanner.result();
+}
+
+const BLOCKED_EXE = { kind: 'blocked', filename: 'docs.zip/invoice.exe', extension: 'exe' };
+
+describe('ZipScan', () => {
+  it('finds a blocked name among stored and deflated entries, however the bytes arrive', async () => {
+    const archive = zip([
+      { name: 'readme.txt', data: 'hello '.repeat(500), deflate: true },
+      { name: 'invoice.exe', data: 'MZ\x90\x00' },
+      { name: 'notes.txt', data: 'x' },
+    ]);
+    for (const piece of [archive.length, 1, 7, 64, 1000]) {
+      assert.deepEqual(await scan(archive, piece), BLOCKED_EXE, `pieces of ${piece}`);
+    }
+  });
+
+  it('passes an archive of harmless files, and data that is no archive at all', async () => {
+    const archive = zip([
+      { name: 'report.pdf', data: '%PDF-1.7', deflate: true },
+      { name: 'photos/', data: '' },
+      { name: 'photos/beach.jpg', data: 'JFIF' },
+      { name: 'exe.txt', data: 'an .exe in the text is no file' },
+    ]);
+    assert.deepEqual(await scan(archive, 13), { kind: 'clean' });
+    assert.deepEqual(await scan(Buffer.from('this is no zip archive\r\n'.repeat(100))), { kind: 'clean' });
+  });
+
+  it('reads the directory for entries whose sizes come after their data, and names in folders', async () => {
+    const archive = zip([
+      { name: 'readme.txt', data: 'read me', deflate: true, descriptor: true },
+      { name: 'payload/Run.SCR', data: 'x', descriptor: true },
+    ]);
+    assert.deepEqual(await scan(archive, 5), {
+      kind: 'blocked',
+      filename: 'docs.zip/payload/Run.SCR',
+      extension: 'scr',
+    });
+  });
+
+  it('reads the local headers of an archive whose directory is missing', async () => {
+    const archive = zip(
+      [
+        { name: 'a.txt', data: 'a' },
+        { name: 'invoice.exe', data: 'MZ' },
+      ],
+      {
+        withoutDirectory: true,
+      },
+    );
+    assert.deepEqual(await scan(archive, 3), BLOCKED_EXE);
+  });
+
+  it('refuses to guess when the directory is larger than it keeps', async () => {
+    const name = (i: number) => `${String(i).padStart(6, '0')}-${'n'.repeat(200)}.txt`;
+    const count = Math.ceil((1.5 * TAIL_BYTES) / (46 + 210));
+    const entries = Array.from({ length: count }, (_, i): Entry => ({ name: name(i), descriptor: true }));
+    const result = (await scan(zip(entries), 65536)) as { kind: string; detail?: string };
+    assert.equal(result.kind, 'malformed');
+    assert.equal(result.detail, 'the directory of docs.zip is too large to inspect');
+  });
+
+  it('never fails on arbitrary bytes, signatures included, split anywhere', async () => {
+    const signatures = [0x04034b50, 0x02014b50, 0x06054b50, 0x06064b50, 0x07064b50];
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let round = 0; round < 200; round++) {
+      const bytes = Buffer.alloc(Math.floor(random() * 4000));
+      for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(random() * 256);
+      for (let k = 0; k < 6 && bytes.length >= 4; k++) {
+        const at = Math.floor(random() * (bytes.length - 3));
+        bytes.writeUInt32LE(signatures[Math.floor(random() * signatures.length)] ?? 0, at);
+      }
+      const result = (await scan(bytes, 1 + Math.floor(random() * 300))) as { kind: string };
+      assert.ok(['clean', 'blocked', 'malformed'].includes(result.kind));
+    }
+  });
+});
