@@ -29,15 +29,27 @@ function message(bytes: number): string {
   return `Subject: big\r\n\r\n${line.repeat(Math.ceil(bytes / line.length))}`;
 }
 
-describe('a full spool', { skip: !isRoot && 'mounting a tmpfs needs root' }, () => {
-  let dir: string;
-  let mountPoint: string;
+/** An 8 MiB tmpfs for the spool; why not, when it cannot be mounted here. */
+async function mountSmallDisk(): Promise<{ dir: string; mountPoint: string } | string> {
+  if (!isRoot) return 'mounting a tmpfs needs root';
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-space-'));
+  const mountPoint = join(dir, 'fs');
+  await mkdir(mountPoint);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'pipe' });
+  } catch (err: unknown) {
+    await rm(dir, { recursive: true, force: true });
+    return `cannot mount a tmpfs here: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`;
+  }
+  return { dir, mountPoint };
+}
+
+const disk = await mountSmallDisk();
+
+describe('a full spool', { skip: typeof disk === 'string' && disk }, () => {
+  const { dir, mountPoint } = typeof disk === 'string' ? { dir: '', mountPoint: '' } : disk;
   let t: TestRelay;
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-space-'));
-    mountPoint = join(dir, 'fs');
-    await mkdir(mountPoint);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
     t = await startTestRelay({
       config: {
         listeners: [PLAIN_LISTENER],
@@ -49,9 +61,12 @@ describe('a full spool', { skip: !isRoot && 'mounting a tmpfs needs root' }, () 
     });
   });
   after(async () => {
-    await t?.close();
-    execFileSync('umount', [mountPoint]);
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await t?.close();
+    } finally {
+      execFileSync('umount', [mountPoint]);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses at MAIL FROM with 452 4.3.1 when the disk is short, and is not ready', async () => {
