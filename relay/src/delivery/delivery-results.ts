@@ -154,11 +154,20 @@ export function setupFailure(err: unknown, remoteHost: string): Failure {
 /**
  * mx-connect found no host to connect to. Hosts on loopback or private addresses count as
  * no usable MX and are deferred (4.4.4) rather than bounced: allowLocalAddresses or a DNS
- * fix can change that within the queue lifetime.
+ * fix can change that within the queue lifetime. An address literal (user@[10.0.0.1])
+ * is no DNS answer that could change: it bounces at once.
  */
 export function mxConnectFailure(domain: string, err: unknown): Failure {
   const e = err as { code?: unknown; category?: unknown; temporary?: unknown; message?: unknown };
   const detail = typeof e.message === 'string' ? e.message : String(err);
+  if (e.code === 'InvalidIpAddress' && domain.startsWith('[')) {
+    return local(
+      'bounced',
+      '5.4.4',
+      `${domain} is a loopback or private address, which this relay does not deliver to`,
+      'local_address',
+    );
+  }
   if (e.code === 'InvalidIpAddress') {
     return local('deferred', '4.4.4', `no usable MX host for ${domain}: ${detail}`, 'no_usable_mx');
   }

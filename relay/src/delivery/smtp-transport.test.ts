@@ -297,6 +297,21 @@ describe('SmtpTransport, direct to MX', () => {
     );
   });
 
+  it('bounces (5.4.4) an address literal on a loopback or private address unless allowed', async () => {
+    await withSink({ host: '127.0.0.2' }, async (sink) => {
+      await withTransport({ port: sink.port, allowLocalAddresses: false }, async ({ t }) => {
+        const result = only(await t.deliver(job('[127.0.0.2]', ['a@[127.0.0.2]'])));
+        assert.deepEqual([result.outcome, result.status], ['bounced', '5.4.4']);
+        assert.match(result.response, /\[127\.0\.0\.2\] is a loopback or private address/);
+      });
+      await withTransport({ port: sink.port, allowLocalAddresses: true }, async ({ t }) => {
+        const result = only(await t.deliver(job('[127.0.0.2]', ['a@[127.0.0.2]'])));
+        assert.equal(result.outcome, 'delivered', result.response);
+      });
+      assert.equal(sink.messages.length, 1);
+    });
+  });
+
   it('gives each recipient its own answer: 250, 451 and 550 in one transaction', async () => {
     await withMx({ domain: 'mixed.test', sink: { host: '127.0.0.2' } }, async ({ sink, t }) => {
       sink.setRecipientReply('later@mixed.test', { code: 451, text: '4.2.1 try later' });
