@@ -420,6 +420,26 @@ describe('buildDsn', () => {
     );
   });
 
+  it('returns a UTF-8 header as message/global-headers (RFC 6533), an ASCII one as text/rfc822-headers', async () => {
+    const build = (originalHeaders: Buffer) =>
+      buildDsn({
+        reportingMta: 'relay.example.net',
+        envelope: envelope(bounced),
+        recipients: bounced,
+        action: 'failed',
+        originalHeaders,
+        now: NOW,
+        messageId: '<x@relay.example.net>',
+      });
+    const utf8 = await parse(
+      build(Buffer.from('Subject: Grüße aus Köln\r\nTo: bob@example.org\r\n', 'utf8')),
+    );
+    assert.equal(utf8[3]?.contentType, 'message/global-headers');
+    assert.equal(utf8[3]?.header('content-transfer-encoding'), '8bit');
+    const ascii = await parse(build(ORIGINAL_HEADERS));
+    assert.equal(ascii[3]?.contentType, 'text/rfc822-headers');
+  });
+
   it('refuses to bounce a bounce', () => {
     assert.throws(
       () =>

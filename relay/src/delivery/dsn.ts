@@ -130,7 +130,8 @@ export function buildDsn(options: DsnOptions): Buffer {
         [
           delimiter,
           `Content-Description: ${description}`,
-          'Content-Type: text/rfc822-headers',
+          // UTF-8 in the original header (RFC 6532): RFC 6533's type for it
+          `Content-Type: ${headers.eightBit ? 'message/global-headers' : 'text/rfc822-headers'}`,
           `Content-Transfer-Encoding: ${headers.eightBit ? '8bit' : '7bit'}`,
           '',
           headers.latin1,
