@@ -25,15 +25,8 @@ export interface BuiltImage {
   cmd: string[];
 }
 
-interface Stage {
-  name?: string;
-  root: string;
-  workdir: string;
-  env: Record<string, string>;
-  user?: { uid: number; gid: number };
-  entrypoint: string[];
-  cmd: string[];
-}
+/** A stage as it is carried out; the last one is the image. */
+type Stage = BuiltImage & { name?: string };
 
 /** Lines of a Dockerfile with comments dropped and backslash continuations joined. */
 function instructions(text: string): string[] {
@@ -214,12 +207,6 @@ export async function buildImage(options: {
     }
   }
   if (!stage) throw new Error(`${options.dockerfile} has no FROM`);
-  return {
-    root: stage.root,
-    workdir: stage.workdir,
-    env: stage.env,
-    ...(stage.user ? { user: stage.user } : {}),
-    entrypoint: stage.entrypoint,
-    cmd: stage.cmd,
-  };
+  const { name: _name, ...image } = stage;
+  return image;
 }

@@ -92,13 +92,17 @@ describe('container images (built without Docker)', { timeout: 600_000 }, () => 
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('relay: the image holds what the relay needs, and serves SMTP as uid 10001', async () => {
-    const image = await buildImage({
+  /** The image of relay/Dockerfile or operator/Dockerfile, carried out under the test's directory. */
+  const build = (component: 'relay' | 'operator') =>
+    buildImage({
       context: REPO,
-      dockerfile: join(REPO, 'relay', 'Dockerfile'),
-      into: join(dir, 'relay'),
+      dockerfile: join(REPO, component, 'Dockerfile'),
+      into: join(dir, component),
       env: buildEnv,
     });
+
+  it('relay: the image holds what the relay needs, and serves SMTP as uid 10001', async () => {
+    const image = await build('relay');
     assert.deepEqual(image.user, { uid: 10001, gid: 10001 });
     assert.equal(image.env.NODE_ENV, 'production');
     // what the pod mounts: its config, users file and a spool volume owned by the pod's user
@@ -136,12 +140,7 @@ describe('container images (built without Docker)', { timeout: 600_000 }, () => 
   });
 
   it('operator: the image holds what the operator needs, and serves /healthz as uid 10001', async () => {
-    const image = await buildImage({
-      context: REPO,
-      dockerfile: join(REPO, 'operator', 'Dockerfile'),
-      into: join(dir, 'operator'),
-      env: buildEnv,
-    });
+    const image = await build('operator');
     assert.deepEqual(image.user, { uid: 10001, gid: 10001 });
     // no API server here: the operator starts, serves its admin port and waits for one
     const kubeconfig = join(dir, 'kubeconfig');
