@@ -34,7 +34,8 @@ export function createDsnEnqueuer(options: {
         envelope,
         recipients: request.recipients,
         action: request.action,
-        originalHeaders: await readHeaderBlock(request.bodyPath, undefined, envelope.size),
+        // the whole message, when read, holds its header: the file is not read twice
+        originalHeaders: whole ?? (await readHeaderBlock(request.bodyPath, undefined, envelope.size)),
         ...(whole ? { originalMessage: whole } : {}),
         now: new Date(now()),
         messageId: `<${queueId}.dsn@${host}>`,

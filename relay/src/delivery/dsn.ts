@@ -22,7 +22,7 @@ export interface DsnOptions {
   /** The recipients this notice is about. */
   recipients: readonly SpooledRecipient[];
   action: DsnAction;
-  /** The original message's header block (up to the blank line). */
+  /** The original message's header block; given more, it is cut at the blank line. */
   originalHeaders: Buffer;
   /** The whole original message, returned instead of its headers (RET=FULL, failure notices). */
   originalMessage?: Buffer;

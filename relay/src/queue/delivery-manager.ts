@@ -266,7 +266,7 @@ export class DeliveryManager {
       await this.#finish(current);
       return;
     }
-    await this.#defer(current, bodyPath, !current.recipients.some(isOpen));
+    await this.#defer(current, bodyPath);
   }
 
   /** Runs one job; false if it never started because the manager is stopping. */
@@ -403,9 +403,10 @@ export class DeliveryManager {
     );
   }
 
-  /** noticeOnly: every recipient is done, only a bounce notice is still to be written. */
-  async #defer(current: SpooledEnvelope, bodyPath: string, noticeOnly = false): Promise<void> {
+  async #defer(current: SpooledEnvelope, bodyPath: string): Promise<void> {
     const { queueId } = current;
+    // every recipient is done: only a notice is still to be written
+    const noticeOnly = !current.recipients.some(isOpen);
     const retry = this.#config().delivery.retry;
     const now = this.#now();
     const attempts = (current.attempts ?? 0) + 1;
@@ -454,15 +455,13 @@ export class DeliveryManager {
   ): Promise<boolean> {
     if (!getsNotices(envelope)) return true;
     const wanted = recipients.filter((r) => wantsNotice(r, action));
-    if (wanted.length > 0 && !(await this.#requestDsn(envelope, wanted, action, bodyPath))) {
-      // those who asked for no notice are settled all the same
-      const skipped = new Set(recipients.filter((r) => !wantsNotice(r, action)).map((r) => r.address));
-      for (const r of envelope.recipients) if (skipped.has(r.address)) r.notified = true;
-      return false;
-    }
-    const settled = new Set(recipients.map((r) => r.address));
+    const written = wanted.length === 0 || (await this.#requestDsn(envelope, wanted, action, bodyPath));
+    // those who asked for no notice are settled all the same; the others once it is written
+    const settled = new Set(
+      recipients.filter((r) => written || !wantsNotice(r, action)).map((r) => r.address),
+    );
     for (const r of envelope.recipients) if (settled.has(r.address)) r.notified = true;
-    return true;
+    return written;
   }
 
   /** Asks for a notice; a null sender or a DSN never gets one (getsNotices). */
