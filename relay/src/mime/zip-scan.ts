@@ -8,7 +8,7 @@
 
 import { Writable } from 'node:stream';
 import type { ScanResult } from './attachment-scan.ts';
-import { blockedExtension } from './filename.ts';
+import { blockedExtension, normaliseExtensions } from './filename.ts';
 
 const LOCAL_HEADER = 0x04034b50;
 const CENTRAL_HEADER = 0x02014b50;
@@ -25,20 +25,16 @@ export const TAIL_BYTES = 1024 * 1024;
 const UTF8_NAMES = 0x0800;
 const SIZE_AFTER_DATA = 0x0008;
 
-/** The file names an archive name can hide behind: the name's last path segment. */
-function baseName(name: string): string {
-  const parts = name.split(/[\\/]/);
-  return parts[parts.length - 1] ?? name;
-}
-
 function decodeName(bytes: Buffer, flags: number): string {
   return bytes.toString(flags & UTF8_NAMES ? 'utf8' : 'latin1');
 }
 
-/** Whether a part is a zip archive, by its file name or its media type. */
+const ZIP = normaliseExtensions(['zip']);
+
+/** Whether a part is a zip archive, by its media type or (read as for blocked names) its file name. */
 export function isZipPart(contentType: string | false, filenames: readonly string[]): boolean {
   if (contentType === 'application/zip' || contentType === 'application/x-zip-compressed') return true;
-  return filenames.some((name) => /\.zip[.\s]*$/i.test(name));
+  return filenames.some((name) => blockedExtension(name, ZIP) !== null);
 }
 
 /** Write an attachment's decoded bytes into it, then read `result()`. */
@@ -88,7 +84,8 @@ export class ZipScan extends Writable {
 
   #check(name: string): void {
     if (this.#verdict !== null) return;
-    const extension = blockedExtension(baseName(name), this.#blocked);
+    // blockedExtension reads the last path segment, so a name in a folder counts too
+    const extension = blockedExtension(name, this.#blocked);
     if (extension !== null) {
       this.#verdict = { kind: 'blocked', filename: `${this.#archive}/${name}`, extension };
       this.#tail = [];

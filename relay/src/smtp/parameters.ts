@@ -55,8 +55,7 @@ export function unsupportedParameter(
 
 /** The SIZE MAIL FROM declared (RFC 1870), 0 when none (smtp-server has checked its syntax). */
 export function declaredSize(address: SMTPServerAddress): number {
-  const size = address.args === false ? undefined : address.args.SIZE;
-  return size === undefined ? 0 : Number(size) || 0;
+  return Number(parameterValue(address, 'SIZE') ?? 0) || 0;
 }
 
 /** Whether MAIL FROM declared SMTPUTF8 (smtp-server has checked it takes no value). */
