@@ -7,16 +7,19 @@ UNIT_TESTS = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null |
 E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run check lint format typecheck generate test test-unit test-e2e controlplane promtool bench hash-password clean
+.PHONY: help install test-deps run check lint format typecheck generate test test-unit test-e2e controlplane promtool bench hash-password clean
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 node_modules/.package-lock.json: package.json package-lock.json relay/package.json operator/package.json e2e/package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
 install: node_modules/.package-lock.json ## Install npm packages (Node 24 comes with them)
+
+test-deps: ## Install the Debian packages the tests use (redis-server, swaks with TLS, openssl); as non-root, print the command
+	@scripts/test-deps.sh
 
 run: install ## Start the relay on its embedded default (no Redis, no Kubernetes)
 	node relay/src/main.ts
@@ -44,13 +47,13 @@ controlplane: ## Build kube-apiserver, etcd, kubectl and helm from Go modules (c
 promtool: ## Build promtool from its Go module (cached by version) for the chart's alert-rule tests
 	e2e/promtool/build.sh
 
-test-unit: install ## Unit and integration tests: relay and operator (operator tests use the control plane)
+test-unit: install test-deps controlplane ## Unit and integration tests: relay and operator (operator tests use the control plane)
 	node --test --test-concurrency=2 --test-timeout=180000 $(UNIT_TESTS)
 
-test-e2e: install controlplane ## End-to-end tests on a real API server
+test-e2e: install test-deps controlplane ## End-to-end tests on a real API server
 	node --test --test-concurrency=1 --test-timeout=600000 $(E2E_TESTS)
 
-test: check controlplane promtool test-unit test-e2e ## Everything CI runs: checks, then all tests
+test: check test-deps controlplane promtool test-unit test-e2e ## Everything CI runs: checks, then all tests
 
 bench: install ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix; reports go to bench/results/
 	node bench/accept.bench.ts

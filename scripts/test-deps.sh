@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Brings the system packages the tests use onto this machine, so that `make test` works on
+# a fresh Debian machine with nothing but git, make, Go and this checkout. As root it
+# installs what is missing with apt-get; otherwise it stops at once and prints the exact
+# command to run. The tests start their own redis-server, DNS and SMTP peers on loopback.
+set -euo pipefail
+
+# package -> the check that shows it is there
+declare -A checks=(
+  [redis-server]='command -v redis-server'
+  [swaks]='command -v swaks'
+  [openssl]='command -v openssl'
+  # swaks speaks TLS only with these two Perl modules (Debian lists them as "recommends",
+  # so an install with --no-install-recommends leaves swaks without STARTTLS)
+  [libnet-ssleay-perl]='perl -MNet::SSLeay -e1'
+  [libio-socket-ssl-perl]='perl -MIO::Socket::SSL -e1'
+)
+
+missing=()
+for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl; do
+  bash -c "${checks[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+done
+((${#missing[@]})) || exit 0
+
+install=(apt-get install -y --no-install-recommends "${missing[@]}")
+if [[ $(id -u) -ne 0 ]]; then
+  echo "make test needs these Debian packages: ${missing[*]}" >&2
+  echo "install them with:" >&2
+  echo "  sudo apt-get update && sudo ${install[*]}" >&2
+  exit 1
+fi
+echo "test-deps: installing ${missing[*]} from Debian"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+"${install[@]}" -qq
+# Debian's package may start a system redis on :6379; the tests need none of it.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+for pkg in "${missing[@]}"; do
+  bash -c "${checks[$pkg]}" >/dev/null 2>&1 || { echo "test-deps: $pkg is still missing after apt-get install" >&2; exit 1; }
+done
