@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_BIN := $(CURDIR)/node_modules/.bin/node
-UNIT_TESTS = $(shell find relay/src operator/src -name '*.test.ts' 2>/dev/null | sort)
+UNIT_TESTS = $(shell find relay/src operator/src tools/src scripts -name '*.test.ts' 2>/dev/null | sort)
 E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
@@ -29,7 +29,7 @@ hash-password: install ## Hash a password for the users file (reads it from stdi
 
 check: install lint typecheck ## Lint, format check and type check
 
-generate: install ## Rewrite generated files (README reference tables)
+generate: install ## Rewrite generated files (docs/reference pages, CRDs)
 	node scripts/generate.ts
 
 lint: install ## Lint and check formatting (biome)

@@ -1,5 +1,5 @@
 // Errors the relay raises on purpose carry a stable code; callers branch on the code,
-// never on the message text. The README lists every code (a test keeps it honest).
+// never on the message text. docs/reference/errors.md lists every code (a test keeps it honest).
 
 export const ERROR_CODES = {
   SLUICE_ERR_CONFIG_INVALID: 'A config or users file does not match the schema',

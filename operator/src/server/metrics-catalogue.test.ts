@@ -1,41 +1,15 @@
-// The README's operator metrics table against what the operator's admin server really
+// The generated operator metrics reference (docs/reference/operator-metrics.md) against what the operator's admin server really
 // exposes on /metrics once every metric has moved: the same metrics, types, help and
 // labels; and no label that would carry a user, an address or an IP.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
+import { metricDocs, parseMetricsTable } from '@sluice/tools/metrics-docs';
 import { startAdminServer } from './admin.ts';
 import { OperatorMetrics } from './metrics.ts';
-import { OPERATOR_METRICS_SECTION, operatorMetricDocs, renderOperatorMetrics } from './metrics-catalogue.ts';
 
-const README = new URL('../../../README.md', import.meta.url);
+const CATALOGUE = new URL('../../../docs/reference/operator-metrics.md', import.meta.url);
 const FORBIDDEN_LABELS = ['user', 'username', 'ip', 'client_ip', 'address', 'sender', 'recipient'];
-
-interface Row {
-  name: string;
-  type: string;
-  labels: string[];
-  help: string;
-}
-
-/** The rows of the generated table in the README. */
-function readmeRows(readme: string): Row[] {
-  const begin = readme.indexOf(`<!-- BEGIN generated:${OPERATOR_METRICS_SECTION} -->`);
-  const end = readme.indexOf(`<!-- END generated:${OPERATOR_METRICS_SECTION} -->`);
-  return readme
-    .slice(begin, end)
-    .split('\n')
-    .filter((line) => line.startsWith('| `'))
-    .map((line) => {
-      const [name = '', type = '', labels = '', ...help] = line.slice(2, -2).split(' | ');
-      return {
-        name: name.replace(/`/g, ''),
-        type,
-        labels: labels ? labels.split(', ').map((l) => l.replace(/`/g, '')) : [],
-        help: help.join(' | ').replace(/\\\|/g, '|'),
-      };
-    });
-}
 
 /** Families of a text exposition: type, help and the label names of their samples. */
 function families(text: string): Map<string, { type: string; help: string; labels: Set<string> }> {
@@ -57,11 +31,6 @@ function families(text: string): Map<string, { type: string; help: string; label
 }
 
 describe('operator metrics catalogue', () => {
-  it('is current in README.md (run `make generate` if not)', async () => {
-    const readme = await readFile(README, 'utf8');
-    assert.equal(readme, renderOperatorMetrics(readme));
-  });
-
   it('lists exactly what /metrics exposes, with type, help and labels', async () => {
     const metrics = new OperatorMetrics();
     metrics.bindQueueDepth(() => 2);
@@ -77,7 +46,7 @@ describe('operator metrics catalogue', () => {
     });
     try {
       const exposed = families(await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text());
-      const rows = readmeRows(await readFile(README, 'utf8'));
+      const rows = parseMetricsTable(await readFile(CATALOGUE, 'utf8'));
       assert.deepEqual([...exposed.keys()].sort(), rows.map((r) => r.name).sort());
       for (const row of rows) {
         const family = exposed.get(row.name);
@@ -91,7 +60,7 @@ describe('operator metrics catalogue', () => {
   });
 
   it('has no label that carries a user, an address or an IP', () => {
-    const labels = operatorMetricDocs().flatMap((d) => d.labels);
+    const labels = metricDocs(new OperatorMetrics().registry).flatMap((d) => d.labels);
     assert.deepEqual(
       labels.filter((l) => FORBIDDEN_LABELS.includes(l)),
       [],

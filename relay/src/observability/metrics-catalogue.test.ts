@@ -1,11 +1,11 @@
-// The README's metrics catalogue against what a relay's /metrics really shows after real
+// The generated metrics reference (docs/reference/relay-metrics.md) against what a relay's /metrics really shows after real
 // traffic (accepted, refused and delivered mail, DNSBL lookups, a protocol error): the
 // same metrics with the same types, help and labels, no label that would carry a user or
 // an address, and every reason value from the closed list.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { PROCESS_METRIC_PREFIXES, parseMetricsTable, relayMetricDocs } from '../docs/metrics-catalogue.ts';
+import { metricDocs, parseMetricsTable } from '@sluice/tools/metrics-docs';
 import { REASONS } from '../smtp/replies.ts';
 import {
   PASSWORD,
@@ -20,9 +20,11 @@ import {
   waitFor,
 } from '../testing/index.ts';
 import { type Scrape, scrapeMetrics } from '../testing/metrics-scrape.ts';
+import { PROCESS_METRIC_PREFIXES, relayMetricsRegistry } from './catalogue.ts';
 import { RelayMetrics } from './metrics.ts';
 
-const README = new URL('../../../README.md', import.meta.url);
+const CATALOGUE = new URL('../../../docs/reference/relay-metrics.md', import.meta.url);
+const relayMetricDocs = () => metricDocs(relayMetricsRegistry());
 /** Label names that would put a user, an address or an IP into a series. */
 const FORBIDDEN_LABELS = ['user', 'username', 'ip', 'client_ip', 'address', 'sender', 'recipient'];
 
@@ -71,12 +73,12 @@ describe('metrics catalogue', () => {
   });
 
   it('lists exactly the metrics /metrics exposes, with their type, help and labels', async () => {
-    const catalogue = parseMetricsTable(await readFile(README, 'utf8'), 'relay-metrics');
+    const catalogue = parseMetricsTable(await readFile(CATALOGUE, 'utf8'));
     const exposed = [...scrape.families.values()];
     assert.deepEqual(
       exposed.map((f) => f.name).sort(),
       catalogue.map((d) => d.name).sort(),
-      'README catalogue (make generate) vs /metrics',
+      'docs/reference/relay-metrics.md (make generate) vs /metrics',
     );
     for (const family of exposed) {
       const doc = catalogue.find((d) => d.name === family.name);
@@ -122,7 +124,7 @@ describe('metrics catalogue', () => {
     );
   });
 
-  it('leaves out only the process metrics the README names as a group', () => {
+  it('leaves out only the process metrics the reference names as a group', () => {
     const catalogued = new Set(relayMetricDocs().map((d) => d.name));
     const withProcess = new RelayMetrics({ defaultMetrics: true }).registry.getMetricsAsArray();
     const extra = withProcess.map((m) => m.name).filter((n) => !catalogued.has(n));
