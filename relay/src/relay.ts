@@ -252,7 +252,7 @@ export class Relay implements RelayRuntime {
     const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
     const shared = { perIp: new Map<string, number>(), open: { count: 0 } };
     const observer: ReplyObserver = {
-      libraryError: (sessionId, code, reason, text) => {
+      connectionRefusal: (sessionId, code, reason, text) => {
         this.metrics.rejectionsTotal.inc({ reason, stage: 'protocol' });
         const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
         if (state) state.rejections++;

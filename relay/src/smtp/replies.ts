@@ -59,6 +59,12 @@ export const REPLIES = {
     text: 'Account {user} is disabled',
     reason: 'auth_suspended',
   },
+  ENCRYPTION_REQUIRED: {
+    code: 538,
+    enhanced: '5.7.11',
+    text: 'Encryption required for requested authentication mechanism',
+    reason: 'auth_required',
+  },
   AUTH_TEMPFAIL: {
     code: 454,
     enhanced: '4.7.0',
@@ -210,12 +216,6 @@ export const LIBRARY_REPLIES: readonly ReplySpec[] = [
     reason: 'protocol_error',
   },
   { code: 503, enhanced: '5.5.1', text: 'Error: bad sequence of commands', reason: 'protocol_error' },
-  {
-    code: 538,
-    enhanced: '5.7.0',
-    text: 'Error: Must issue a STARTTLS command first',
-    reason: 'auth_required',
-  },
   {
     code: 552,
     enhanced: '5.3.4',
