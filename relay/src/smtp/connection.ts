@@ -7,14 +7,18 @@
 // (smtp-server checks this only on a listener that offers STARTTLS);
 // a reply whose text already starts with an enhanced status code comes from our reply
 // table and is sent as it is (smtp-server would otherwise derive a second, generic
-// code from the reply code alone); and every error reply is counted, so a client that
+// code from the reply code alone); every error reply is counted, so a client that
 // keeps sending bad commands is disconnected after maxBadCommands (Postfix's
-// smtpd_hard_error_limit).
+// smtpd_hard_error_limit; smtp-server's own fixed limit of 10 unknown commands gives way
+// to it); a command line longer than its limit (line-limits.ts) gets 500 5.5.2 and the
+// session goes on; and the closing replies for too many errors or too many commands
+// before AUTH (smtp-server's maxAllowedUnauthenticatedCommands) come from the table.
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { SluiceParser } from './data-parser.ts';
+import { commandLineLimit } from './line-limits.ts';
 import { ENHANCED_CODE_PREFIX, REPLIES, type Reason, type ReplyKey, replyLine } from './replies.ts';
 
 export interface ReplyObserver {
@@ -95,9 +99,23 @@ export class SluiceConnection extends SMTPConnection {
     this.send(spec.code, line.slice(4));
   }
 
+  override _onCommand(command: Buffer, callback?: () => void): void {
+    this._unrecognizedCommands = 0;
+    const sasl = this._nextHandler !== false;
+    if (this._ready && !this._upgrading && command.length + 2 > commandLineLimit(command, sasl)) {
+      // an overlong answer to an AUTH challenge ends the SASL exchange
+      this._nextHandler = false;
+      this.#refuse('LINE_TOO_LONG');
+      const next = callback ?? (() => undefined);
+      setImmediate(() => this._whenWritable(next));
+      return;
+    }
+    super._onCommand(command, callback);
+  }
+
   /** smtp-server's parser wiring (also after STARTTLS), with SluiceParser. */
   override _createParser(): SMTPStream {
-    const parser = new SluiceParser({ maxCommandLength: this._server.options.maxCommandLength });
+    const parser = new SluiceParser();
     parser.oncommand = (command, callback) => this._onCommand(command, callback);
     parser.on('error', (err: Error) => this.send(421, `Error: ${err.message}`));
     return parser;
@@ -124,6 +142,12 @@ export class SluiceConnection extends SMTPConnection {
     process.nextTick(() => this.#flushReplies());
   }
 
+  /** smtp-server is closing the session for maxAllowedUnauthenticatedCommands. */
+  #unauthenticatedLimitReached(): boolean {
+    const max = this._maxAllowedUnauthenticatedCommands;
+    return !this.session.user && max !== false && this._unauthenticatedCommands >= max;
+  }
+
   #flushReplies(): void {
     const socket = this.#held;
     if (socket === null) return;
@@ -140,6 +164,11 @@ export class SluiceConnection extends SMTPConnection {
       );
     }
     const ours = typeof data === 'string' && ENHANCED_CODE_PREFIX.test(data);
+    if (code === 421 && !ours && this.#unauthenticatedLimitReached()) {
+      this.#observer.tooManyErrors(this.id);
+      super.send(421, replyLine('TOO_MANY_UNAUTHENTICATED', { hostname: this.name }).slice(4), false);
+      return;
+    }
     super.send(code, data, ours ? false : context);
     if (code < 400) return;
     if (!ours) {
@@ -152,7 +181,7 @@ export class SluiceConnection extends SMTPConnection {
     }
     if (PROTOCOL_ERROR_CODES.has(code) && ++this.#errors >= this.#maxErrors() && code !== 421) {
       this.#observer.tooManyErrors(this.id);
-      super.send(421, `4.7.0 ${this.name} Too many errors, closing connection`, false);
+      super.send(421, replyLine('TOO_MANY_ERRORS', { hostname: this.name }).slice(4), false);
     }
   }
 }

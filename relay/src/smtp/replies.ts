@@ -197,6 +197,24 @@ export const REPLIES = {
     text: 'Address <{address}> is not ASCII: declare SMTPUTF8 on MAIL FROM to use it',
     reason: 'protocol_error',
   },
+  LINE_TOO_LONG: {
+    code: 500,
+    enhanced: '5.5.2',
+    text: 'Line too long',
+    reason: 'protocol_error',
+  },
+  TOO_MANY_ERRORS: {
+    code: 421,
+    enhanced: '4.7.0',
+    text: '{hostname} Too many errors, closing connection',
+    reason: 'protocol_error',
+  },
+  TOO_MANY_UNAUTHENTICATED: {
+    code: 421,
+    enhanced: '4.7.0',
+    text: '{hostname} Too many commands without authentication, closing connection',
+    reason: 'protocol_error',
+  },
   SESSION_TIMEOUT: {
     code: 421,
     enhanced: '4.4.2',
@@ -223,7 +241,6 @@ export const LIBRARY_REPLIES: readonly ReplySpec[] = [
     reason: 'message_too_big',
   },
   { code: 421, enhanced: '4.4.2', text: 'Timeout - closing connection', reason: 'timeout' },
-  { code: 421, enhanced: '5.5.2', text: 'Error: too many unrecognized commands', reason: 'protocol_error' },
 ];
 
 /** A rejection that smtp-server turns into a reply: err.responseCode and err.message. */
