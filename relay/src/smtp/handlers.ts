@@ -32,7 +32,7 @@ import {
   unsupportedParameter,
 } from './parameters.ts';
 import { receiveMessage } from './receive-message.ts';
-import { type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
+import { REPLIES, type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState } from './session-state.ts';
 import {
   describeCheck,
@@ -68,19 +68,21 @@ export class SmtpHandlers {
   readonly #rt: RelayRuntime;
   readonly #listener: string;
   readonly #states = new Map<string, ConnectionState>();
-  readonly #perIp: Map<string, number>;
-  readonly #open: { count: number };
+  /** Sessions whose connection was over a cap when it was accepted (see ConnectionSlots). */
+  readonly #overCap = new Map<string, ReplyKey>();
 
-  /** perIp and open are shared by all listeners of one relay, so the caps are per relay. */
-  constructor(
-    rt: RelayRuntime,
-    listener: string,
-    shared: { perIp: Map<string, number>; open: { count: number } },
-  ) {
+  constructor(rt: RelayRuntime, listener: string) {
     this.#rt = rt;
     this.#listener = listener;
-    this.#perIp = shared.perIp;
-    this.#open = shared.open;
+  }
+
+  /**
+   * The listener's verdict on the connection caps, taken when the connection was accepted:
+   * the session gets this refusal at connect instead of a greeting.
+   */
+  overCap(sessionId: string, refusal: ReplyKey | undefined): void {
+    if (refusal) this.#overCap.set(sessionId, refusal);
+    else this.#overCap.delete(sessionId);
   }
 
   state(sessionId: string): ConnectionState | undefined {
@@ -114,7 +116,7 @@ export class SmtpHandlers {
   }
 
   onConnect = (session: SMTPServerSession, callback: Callback): void => {
-    const { limits, hostname } = this.#rt.config;
+    const { hostname } = this.#rt.config;
     const clientIp = session.remoteAddress;
     const log = this.#rt.logger.child({ sessionId: session.id, clientIp, listener: this.#listener });
     const span = startSpan(this.#rt.tracer, 'smtp.session', undefined, {
@@ -141,17 +143,12 @@ export class SmtpHandlers {
       state.closeReason = 'shutting_down';
       return callback(this.refuse(state, 'connect', 'SHUTTING_DOWN', { hostname }));
     }
-    if (this.#open.count >= limits.maxConnections) {
-      state.closeReason = 'too_many_connections';
-      return callback(this.refuse(state, 'connect', 'TOO_MANY_CONNECTIONS', { hostname }));
+    const overCap = this.#overCap.get(session.id);
+    if (overCap) {
+      this.#overCap.delete(session.id);
+      state.closeReason = REPLIES[overCap].reason;
+      return callback(this.refuse(state, 'connect', overCap, { hostname }));
     }
-    const fromIp = this.#perIp.get(clientIp) ?? 0;
-    if (fromIp >= limits.maxConnectionsPerIp) {
-      state.closeReason = 'too_many_connections_ip';
-      return callback(this.refuse(state, 'connect', 'TOO_MANY_CONNECTIONS_IP', { hostname }));
-    }
-    this.#open.count++;
-    this.#perIp.set(clientIp, fromIp + 1);
     state.counted = true;
     this.#rt.metrics.connectionsOpen.inc({ listener: this.#listener });
     this.#sharedConnectChecks(state).then(
@@ -262,13 +259,7 @@ export class SmtpHandlers {
     const state = this.#states.get(session.id);
     if (!state) return;
     this.#states.delete(session.id);
-    if (state.counted) {
-      this.#open.count--;
-      const left = (this.#perIp.get(state.clientIp) ?? 1) - 1;
-      if (left > 0) this.#perIp.set(state.clientIp, left);
-      else this.#perIp.delete(state.clientIp);
-      this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
-    }
+    if (state.counted) this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
     if (state.slot) void this.#rt.checks.releaseConnection(state.clientIp, state.sessionId);
     endSession(state, Boolean(session.secure));
     state.log.info(
