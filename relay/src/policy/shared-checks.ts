@@ -146,7 +146,13 @@ export class SharedChecks {
     }
   }
 
-  async recordAuthFailure(username: string, ip: string, log: Logger): Promise<void> {
+  /** Counts a failed AUTH; `logFields` say how the username is logged (see authUserFields). */
+  async recordAuthFailure(
+    username: string,
+    ip: string,
+    log: Logger,
+    logFields: Record<string, string> = { user: username },
+  ): Promise<void> {
     const l = this.#config().authLockout;
     const [userLock, ipLock] = lockKeys(username, ip) as [string, string];
     const common = { windowMs: l.windowSeconds * 1000, cooldownMs: l.cooldownSeconds * 1000 };
@@ -169,7 +175,7 @@ export class SharedChecks {
         if (!locked[i]) return;
         this.#metrics.authLockoutsTotal.inc({ scope });
         log.warn(
-          { event: 'auth_lockout', scope, user: username, cooldownSeconds: l.cooldownSeconds },
+          { event: 'auth_lockout', scope, ...logFields, cooldownSeconds: l.cooldownSeconds },
           `AUTH locked for this ${scope}`,
         );
       });

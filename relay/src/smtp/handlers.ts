@@ -20,6 +20,7 @@ import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared
 import type { DsnNotify } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
+import { authUserFields } from './auth-log.ts';
 import {
   badDsnValue,
   declaredSize,
@@ -265,7 +266,6 @@ export class SmtpHandlers {
     state.log.info(
       {
         event: 'connection',
-        user: state.user?.username,
         tls: Boolean(session.secure),
         helo: session.hostNameAppearsAs || undefined,
         messages: state.messages,
@@ -284,9 +284,10 @@ export class SmtpHandlers {
   ): void => {
     const state = this.#states.get(session.id);
     const username = auth.username ?? '';
+    const userFields = authUserFields(username, this.#rt.users.has(username));
     // the username goes on the span only once it authenticated: a failed one may be a mistyped password
     inSpan(this.#rt.tracer, 'smtp.auth', state?.span, { 'sluice.auth.method': auth.method }, async (span) => {
-      const refusal = await this.#authenticate(state, username, auth.password ?? '', auth.method);
+      const refusal = await this.#authenticate(state, username, auth.password ?? '', auth.method, userFields);
       span.setAttribute(ATTR.result, authResult(refusal));
       if (!refusal) {
         span.setAttribute(ATTR.user, username);
@@ -297,7 +298,7 @@ export class SmtpHandlers {
       (err) => (err ? callback(err) : callback(null, { user: username })),
       (err: unknown) => {
         (state?.log ?? this.#rt.logger).error({ event: 'auth_error', err }, 'password verification failed');
-        callback(this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username }));
+        callback(this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields));
       },
     );
   };
@@ -308,6 +309,7 @@ export class SmtpHandlers {
     username: string,
     password: string,
     method: string,
+    userFields: Record<string, string>,
   ): Promise<SmtpReplyError | undefined> {
     const ip = state?.clientIp ?? '';
     const lock = await this.#rt.checks.authLocked(username, ip);
@@ -315,12 +317,12 @@ export class SmtpHandlers {
       this.#rt.metrics.authTotal.inc({ result: 'locked' });
       return state
         ? this.checkRefusal(state, 'auth', lock)
-        : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username });
+        : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields);
     }
     const outcome = await this.#rt.authenticator.authenticate(username, password);
     if (outcome.ok && this.#rt.abuse?.isSuspended(outcome.user.username)) {
       this.#rt.metrics.authTotal.inc({ result: 'suspended' });
-      return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { user: username, abuse: true });
+      return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { ...userFields, abuse: true });
     }
     if (outcome.ok) {
       this.#rt.metrics.authTotal.inc({ result: 'success' });
@@ -338,8 +340,10 @@ export class SmtpHandlers {
     }
     const suspended = outcome.reason === 'auth_suspended';
     this.#rt.metrics.authTotal.inc({ result: suspended ? 'suspended' : 'failure' });
-    if (!suspended) await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger);
-    return this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, { user: username });
+    if (!suspended) {
+      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger, userFields);
+    }
+    return this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, userFields);
   }
 
   onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {

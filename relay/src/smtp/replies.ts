@@ -258,10 +258,29 @@ export class SmtpReplyError extends Error {
   }
 }
 
-/** Renders a table entry's text with its {placeholders} filled in. */
+// A value filled into a reply often comes from the client (a file name, an address): it is
+// kept to one line of plain text. Control characters, format characters (bidirectional
+// overrides such as U+202E, zero-width characters) and line separators are written as
+// \uXXXX, so a name cannot split the reply or read differently from what it is.
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+const MAX_VALUE = 256;
+
+/** A reply placeholder's value, escaped and bounded. */
+export function replyValue(value: string | number): string {
+  const text = String(value).replace(
+    UNSAFE,
+    (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`,
+  );
+  return text.length > MAX_VALUE ? `${text.slice(0, MAX_VALUE)}...` : text;
+}
+
+/** Renders a table entry's text with its {placeholders} filled in (escaped, see replyValue). */
 export function replyText(key: ReplyKey, vars: Record<string, string | number> = {}): string {
   const spec: ReplySpec = REPLIES[key];
-  return spec.text.replace(/\{(\w+)\}/g, (_m, name: string) => String(vars[name] ?? `{${name}}`));
+  return spec.text.replace(/\{(\w+)\}/g, (_m, name: string) => {
+    const value = vars[name];
+    return value === undefined ? `{${name}}` : replyValue(value);
+  });
 }
 
 /** The error to hand to an smtp-server callback for this reply. */
