@@ -30,6 +30,7 @@ import { DeliveryManager, type DeliveryObserver } from './queue/delivery-manager
 import { handOff } from './queue/handoff.ts';
 import { QueueStore } from './queue/queue-store.ts';
 import type { ReplyObserver } from './smtp/connection.ts';
+import { ConnectionSlots } from './smtp/connection-slots.ts';
 import { type RelayRuntime, SmtpHandlers } from './smtp/handlers.ts';
 import { SmtpListener } from './smtp/listener.ts';
 import { reserveBytes, SpoolSpace } from './spool/free-space.ts';
@@ -250,9 +251,10 @@ export class Relay implements RelayRuntime {
     }
     await this.#startDelivery(config);
     const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
-    const shared = { perIp: new Map<string, number>(), open: { count: 0 } };
+    // the connection caps are per relay: all listeners share them
+    const slots = new ConnectionSlots();
     const observer: ReplyObserver = {
-      libraryError: (sessionId, code, reason, text) => {
+      connectionRefusal: (sessionId, code, reason, text) => {
         this.metrics.rejectionsTotal.inc({ reason, stage: 'protocol' });
         const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
         if (state) state.rejections++;
@@ -269,7 +271,7 @@ export class Relay implements RelayRuntime {
       },
     };
     for (const listenerConfig of config.listeners) {
-      const handlers = new SmtpHandlers(this, listenerConfig.name, shared);
+      const handlers = new SmtpHandlers(this, listenerConfig.name);
       const listener = new SmtpListener({
         listener: listenerConfig,
         config,
@@ -277,6 +279,7 @@ export class Relay implements RelayRuntime {
         handlers,
         logger: this.logger,
         observer,
+        slots,
       });
       await listener.listen();
       this.listeners.push(listener);

@@ -99,6 +99,13 @@ export const LimitsSchema = Type.Object(
       default: 10,
       description: 'Unrecognised or unauthenticated commands before the connection is closed',
     }),
+    handshakeTimeoutSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 60,
+      default: 10,
+      description:
+        'Close a new connection whose PROXY header or implicit TLS handshake has not completed in this long (it counts against the connection caps meanwhile)',
+    }),
   },
   { additionalProperties: false },
 );

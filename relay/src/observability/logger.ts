@@ -1,5 +1,9 @@
 // One root logger (pino, NDJSON on stdout); every session gets a child with its
 // sessionId, every message adds its queueId. Field names are the contract in DESIGN.md.
+// Lines carry no surprises for whoever reads them: a field a logger is already bound to
+// is not written twice (pino would repeat the key), and characters that change how text
+// is displayed (bidirectional overrides such as U+202E, zero-width characters, line and
+// paragraph separators) are written as \u escapes; JSON escapes the control characters.
 import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
@@ -26,13 +30,62 @@ function stdoutDestination(): DestinationStream {
   return destination;
 }
 
+const INVISIBLE = /[\p{Cf}\u2028\u2029]/gu;
+const HAS_INVISIBLE = /[\p{Cf}\u2028\u2029]/u;
+
+/** Text with format characters (bidi overrides, zero-width) and line separators as \uXXXX. */
+export function escapeInvisible(text: string): string {
+  return text.replace(
+    INVISIBLE,
+    (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`,
+  );
+}
+
+function escapeValue(value: unknown): unknown {
+  if (typeof value === 'string') return HAS_INVISIBLE.test(value) ? escapeInvisible(value) : value;
+  if (Array.isArray(value) && value.some((v) => typeof v === 'string' && HAS_INVISIBLE.test(v))) {
+    return value.map((v: unknown) => (typeof v === 'string' ? escapeInvisible(v) : v));
+  }
+  return value;
+}
+
+/** The fields with escapeInvisible applied to their strings (the same object when none needs it). */
+function escapeFields(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const [key, value] of Object.entries(fields)) {
+    const escaped = escapeValue(value);
+    if (escaped === value) continue;
+    out ??= { ...fields };
+    out[key] = escaped;
+  }
+  return out ?? fields;
+}
+
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
       level: options.level ?? 'info',
       base: { service: 'sluice-relay' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: {
+        level: (label) => ({ level: label }),
+        bindings: escapeFields,
+        log: escapeFields,
+      },
+      hooks: {
+        // a field the logger is bound to (a session's user, say) is not repeated in the line
+        logMethod(args, method) {
+          const [fields, ...rest] = args as unknown[];
+          if (fields === null || typeof fields !== 'object' || fields instanceof Error) {
+            return method.apply(this, args);
+          }
+          const bound = this.bindings();
+          const own = fields as Record<string, unknown>;
+          if (!Object.keys(own).some((key) => key in bound)) return method.apply(this, args);
+          const kept = Object.fromEntries(Object.entries(own).filter(([key]) => !(key in bound)));
+          return method.apply(this, [kept, ...rest] as Parameters<typeof method>);
+        },
+      },
       redact: { paths: ['password', '*.password', 'passwordHash', '*.passwordHash'], censor: '<redacted>' },
     },
     options.destination ?? stdoutDestination(),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { validateRelayConfig } from '../config/validate.ts';
-import { mailRules, recipientRules, waitText, windowName } from './rate-rules.ts';
+import { mailRules, messageAndRecipientRules, recipientRules, waitText, windowName } from './rate-rules.ts';
 
 const config = validateRelayConfig(
   {
@@ -15,14 +15,24 @@ const config = validateRelayConfig(
 const user = { username: 'alice', passwordHash: '$scrypt$x', suspended: false };
 
 describe('rate rules', () => {
-  it('consumes one message and reads recipient allowances at MAIL FROM', () => {
+  it('only reads message and recipient allowances at MAIL FROM', () => {
     const rules = mailRules(config, user, '192.0.2.1');
     assert.deepEqual(
       rules.map((r) => [r.key, r.cost, r.limit, r.windowMs]),
       [
-        ['rate:user:alice:messages:3600', 1, 500, 3_600_000],
+        ['rate:user:alice:messages:3600', 0, 500, 3_600_000],
         ['rate:user:alice:recipients:86400', 0, 2000, 86_400_000],
-        ['rate:ip:192.0.2.1:messages:60', 1, 100, 60_000],
+        ['rate:ip:192.0.2.1:messages:60', 0, 100, 60_000],
+      ],
+    );
+  });
+  it('counts the message and its recipients together once it is accepted', () => {
+    assert.deepEqual(
+      messageAndRecipientRules(config, user, '192.0.2.1', 3).map((r) => [r.key, r.cost]),
+      [
+        ['rate:user:alice:messages:3600', 1],
+        ['rate:user:alice:recipients:86400', 3],
+        ['rate:ip:192.0.2.1:messages:60', 1],
       ],
     );
   });

@@ -50,13 +50,12 @@ function scopedRules(
 }
 
 /**
- * At MAIL FROM: one message is consumed from every message limit, and the recipient
- * limits are read (cost 0) so RCPTs can be checked without another round trip.
+ * At MAIL FROM: every message and recipient limit is read (cost 0), so the message can be
+ * refused when a limit has no room and RCPTs can be checked without another round trip.
+ * Nothing is counted before the message is accepted (see messageAndRecipientRules).
  */
 export function mailRules(config: RelayConfig, user: UserRecord, clientIp: string): ScopedRule[] {
-  return scopedRules(config, user, clientIp, ['messages', 'recipients'], (l) =>
-    l.what === 'messages' ? 1 : 0,
-  );
+  return scopedRules(config, user, clientIp, ['messages', 'recipients'], () => 0);
 }
 
 /** At end of DATA: the message's recipients are consumed from every recipient limit. */
@@ -70,8 +69,9 @@ export function recipientRules(
 }
 
 /**
- * At end of DATA when MAIL FROM was allowed from what the session already knew of its
- * limits (SharedChecks' credit): the message and its recipients, counted in one consume.
+ * At end of DATA, once the message is accepted: the message and its recipients, counted
+ * in one consume, so a transaction that is reset or refused costs nothing. With 0
+ * recipients, what MAIL FROM asks when a limit has no room (to learn which and until when).
  */
 export function messageAndRecipientRules(
   config: RelayConfig,

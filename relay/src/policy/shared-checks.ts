@@ -146,7 +146,13 @@ export class SharedChecks {
     }
   }
 
-  async recordAuthFailure(username: string, ip: string, log: Logger): Promise<void> {
+  /** Counts a failed AUTH; `logFields` say how the username is logged (see authUserFields). */
+  async recordAuthFailure(
+    username: string,
+    ip: string,
+    log: Logger,
+    logFields: Record<string, string> = { user: username },
+  ): Promise<void> {
     const l = this.#config().authLockout;
     const [userLock, ipLock] = lockKeys(username, ip) as [string, string];
     const common = { windowMs: l.windowSeconds * 1000, cooldownMs: l.cooldownSeconds * 1000 };
@@ -169,7 +175,7 @@ export class SharedChecks {
         if (!locked[i]) return;
         this.#metrics.authLockoutsTotal.inc({ scope });
         log.warn(
-          { event: 'auth_lockout', scope, user: username, cooldownSeconds: l.cooldownSeconds },
+          { event: 'auth_lockout', scope, ...logFields, cooldownSeconds: l.cooldownSeconds },
           `AUTH locked for this ${scope}`,
         );
       });
@@ -179,12 +185,14 @@ export class SharedChecks {
   }
 
   /**
-   * At MAIL FROM: one message against every message limit, and the recipient allowance.
-   * With a credit that still has room for a message, no store call: the message is then
-   * counted at the end of DATA together with its recipients (one round trip a message).
+   * At MAIL FROM: whether every message limit has room for one more message, and the
+   * recipient allowance. Nothing is counted here: the end of DATA counts the message with
+   * its recipients once it is accepted (consumeRecipients), so a transaction that is reset
+   * or refused uses up no limit. With a credit that still has room, no store call.
    */
   async allowMail(user: UserRecord, ip: string, credit?: Credit): Promise<MailAllowance> {
-    const rules = mailRules(this.#config(), user, ip);
+    const config = this.#config();
+    const rules = mailRules(config, user, ip);
     if (rules.length === 0) {
       return { outcome: { kind: 'ok' }, recipients: Number.POSITIVE_INFINITY, counted: true };
     }
@@ -192,13 +200,21 @@ export class SharedChecks {
       return { outcome: { kind: 'ok' }, recipients: credit.recipients, counted: false };
     }
     try {
-      const decision = await this.#call('consume', () => this.#store.consume(rules, this.#now()));
-      const recipients = left(rules, decision.remaining, 'recipients');
+      const read = await this.#call('consume', () => this.#store.consume(rules, this.#now()));
+      const recipients = left(rules, read.remaining, 'recipients');
+      if (left(rules, read.remaining, 'messages') >= 1) {
+        return { outcome: { kind: 'ok' }, recipients, counted: false };
+      }
+      // no room: asking for one message says which limit and when it has room again, and
+      // counts nothing when it is refused
+      const one = messageAndRecipientRules(config, user, ip, 0);
+      const decision = await this.#call('consume', () => this.#store.consume(one, this.#now()));
       if (!decision.allowed) {
-        const outcome = this.#limited(rules, decision.blockedBy ?? 0, decision.retryAfterMs);
+        const outcome = this.#limited(one, decision.blockedBy ?? 0, decision.retryAfterMs);
         return { outcome, recipients: 0, counted: true };
       }
-      const messages = left(rules, decision.remaining, 'messages');
+      // room came free in between, and this message has now been counted
+      const messages = left(one, decision.remaining, 'messages');
       return { outcome: { kind: 'ok' }, recipients, counted: true, credit: { messages, recipients } };
     } catch (err: unknown) {
       return { outcome: this.#unavailable(err), recipients: 0, counted: true };

@@ -122,27 +122,85 @@ describe('SMTP AUTH', () => {
 });
 
 describe('SMTP AUTH without TLS', () => {
-  it('is offered on a plaintext listener only when the policy allows it', async () => {
-    const strict = await startTestRelay({ config: { listeners: [PLAIN_LISTENER] } });
-    const open = await startTestRelay({
-      config: { listeners: [PLAIN_LISTENER], auth: { allowPlaintext: true } },
-    });
-    try {
-      const c1 = await RawSmtpClient.connect(strict.port('plain'));
-      await c1.greeting();
-      const e1 = await c1.ehlo();
-      assert.ok(!e1.lines.some((l) => l.includes('AUTH')));
-      assert.ok(!e1.lines.some((l) => l.includes('STARTTLS')));
-      await c1.quit();
-      const c2 = await RawSmtpClient.connect(open.port('plain'));
-      await c2.greeting();
-      const e2 = await c2.ehlo();
-      assert.ok(e2.lines.some((l) => l.includes('AUTH PLAIN LOGIN')));
-      assert.equal((await c2.authPlain('alice', PASSWORD)).code, 235);
-      await c2.quit();
-    } finally {
-      await strict.close();
-      await open.close();
+  const LISTENERS = [
+    PLAIN_LISTENER,
+    { name: 'submission', address: '127.0.0.1', port: 0, tls: 'starttls' },
+    { name: 'smtps', address: '127.0.0.1', port: 0, tls: 'implicit' },
+  ];
+  // one failure locks the user and the IP: a credential that reached the check would show
+  const lockout = { maxFailuresPerUser: 1, maxFailuresPerIp: 1 };
+  type Kind = 'none' | 'starttls, before STARTTLS' | 'starttls, after STARTTLS' | 'implicit';
+  const KINDS: readonly Kind[] = [
+    'none',
+    'starttls, before STARTTLS',
+    'starttls, after STARTTLS',
+    'implicit',
+  ];
+
+  /** A session on that kind of listener, at the point where AUTH would be sent. */
+  async function open(t: TestRelay, kind: Kind): Promise<{ c: RawSmtpClient; ehlo: string[] }> {
+    const port =
+      kind === 'none' ? t.port('plain') : kind === 'implicit' ? t.port('smtps') : t.port('submission');
+    const c = await RawSmtpClient.connect(port, { tls: kind === 'implicit' });
+    await c.greeting();
+    let ehlo = await c.ehlo();
+    if (kind === 'starttls, after STARTTLS') ehlo = await c.starttls();
+    return { c, ehlo: ehlo.lines };
+  }
+
+  async function authCount(t: TestRelay): Promise<number> {
+    const metric = await t.relay.metrics.authTotal.get();
+    return metric.values.reduce((sum, v) => sum + v.value, 0);
+  }
+
+  for (const allowPlaintext of [false, true]) {
+    for (const kind of KINDS) {
+      const encrypted = kind === 'implicit' || kind === 'starttls, after STARTTLS';
+      const allowed = encrypted || allowPlaintext;
+      it(`${allowed ? 'accepts' : 'refuses with 538 5.7.11'} AUTH on a listener with tls ${kind}, allowPlaintext ${allowPlaintext}`, async () => {
+        const t = await startTestRelay({
+          config: { listeners: LISTENERS, auth: { allowPlaintext }, authLockout: lockout },
+        });
+        try {
+          if (allowed) {
+            const { c, ehlo } = await open(t, kind);
+            assert.ok(
+              ehlo.some((l) => l.includes('AUTH PLAIN LOGIN')),
+              'AUTH offered',
+            );
+            const ok = await c.authPlain('alice', PASSWORD);
+            assert.equal(ok.code, 235);
+            await c.quit();
+            return;
+          }
+          const { c, ehlo } = await open(t, kind);
+          assert.ok(!ehlo.some((l) => l.includes('AUTH')), 'AUTH not offered');
+          // the right password, a wrong one, and AUTH LOGIN: each refused before any check
+          for (const r of [
+            await c.authPlain('alice', PASSWORD),
+            await c.authPlain('alice', 'wrong password'),
+            await c.command('AUTH LOGIN'),
+            await c.command(`AUTH LOGIN ${Buffer.from('alice').toString('base64')}`),
+          ]) {
+            assert.equal(r.code, 538);
+            assert.equal(r.text, '5.7.11 Encryption required for requested authentication mechanism');
+          }
+          const mail = await c.command('MAIL FROM:<alice@example.com>');
+          assert.equal(mail.code, 530, 'still not authenticated');
+          await c.quit();
+          assert.equal(await authCount(t), 0, 'no credential was checked');
+          assert.equal(t.logs.events('auth_lockout').length, 0);
+          // nothing was counted against the user or the IP: AUTH over TLS works at once
+          const secure = await open(t, 'implicit');
+          assert.equal((await secure.c.authPlain('alice', PASSWORD)).code, 235);
+          await secure.c.quit();
+          const refusals = t.logs.events('rejected').filter((l) => String(l.reply).startsWith('538 '));
+          assert.equal(refusals.length, 4);
+          assert.ok(refusals.every((l) => l.reason === 'auth_required'));
+        } finally {
+          await t.close();
+        }
+      });
     }
-  });
+  }
 });

@@ -3,22 +3,30 @@
 // changes made where every reply passes (send): replies to a pipelined batch are held
 // until the end of the tick and leave in one write;
 // EHLO advertises AUTH only where AUTH would be accepted (after TLS, unless the policy
-// allows plaintext; smtp-server itself lists it and then answers 538);
+// allows plaintext) and AUTH anywhere else gets 538 before any credential is read
+// (smtp-server checks this only on a listener that offers STARTTLS);
 // a reply whose text already starts with an enhanced status code comes from our reply
 // table and is sent as it is (smtp-server would otherwise derive a second, generic
-// code from the reply code alone); and every error reply is counted, so a client that
+// code from the reply code alone); every error reply is counted, so a client that
 // keeps sending bad commands is disconnected after maxBadCommands (Postfix's
-// smtpd_hard_error_limit).
+// smtpd_hard_error_limit; smtp-server's own fixed limit of 10 unknown commands gives way
+// to it); a command line longer than its limit (line-limits.ts) gets 500 5.5.2 and the
+// session goes on; and the closing replies for too many errors or too many commands
+// before AUTH (smtp-server's maxAllowedUnauthenticatedCommands) come from the table.
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { SluiceParser } from './data-parser.ts';
-import { ENHANCED_CODE_PREFIX, type Reason } from './replies.ts';
+import { commandLineLimit } from './line-limits.ts';
+import { ENHANCED_CODE_PREFIX, REPLIES, type Reason, type ReplyKey, replyLine } from './replies.ts';
 
 export interface ReplyObserver {
-  /** Called for each 4xx/5xx reply smtp-server made on its own (not from our table). */
-  libraryError(sessionId: string, code: number, reason: Reason, text: string): void;
+  /**
+   * Called for each 4xx/5xx reply the connection makes without a stage handler: smtp-server's
+   * own (syntax, sequence) and the table replies the connection sends itself.
+   */
+  connectionRefusal(sessionId: string, code: number, reason: Reason, text: string): void;
   /** Called when the connection is closed for too many errors. */
   tooManyErrors(sessionId: string): void;
 }
@@ -69,9 +77,45 @@ export class SluiceConnection extends SMTPConnection {
     });
   }
 
+  /**
+   * RFC 4954 4: a mechanism that sends the password in the clear is refused without TLS
+   * (538 5.7.11) unless the policy allows plaintext, on every kind of listener, before the
+   * SASL exchange starts: no credential is read, checked or counted.
+   */
+  override handler_AUTH(command: Buffer, callback: () => void): void {
+    if (!this.secure && !this.#allowPlaintextAuth()) {
+      this.#refuse('ENCRYPTION_REQUIRED');
+      callback();
+      return;
+    }
+    super.handler_AUTH(command, callback);
+  }
+
+  /** Sends a reply from the table and reports it as a refusal. */
+  #refuse(key: ReplyKey, vars: Record<string, string | number> = {}): void {
+    const line = replyLine(key, vars);
+    const spec = REPLIES[key];
+    this.#observer.connectionRefusal(this.id, spec.code, spec.reason, line.slice(4));
+    this.send(spec.code, line.slice(4));
+  }
+
+  override _onCommand(command: Buffer, callback?: () => void): void {
+    this._unrecognizedCommands = 0;
+    const sasl = this._nextHandler !== false;
+    if (this._ready && !this._upgrading && command.length + 2 > commandLineLimit(command, sasl)) {
+      // an overlong answer to an AUTH challenge ends the SASL exchange
+      this._nextHandler = false;
+      this.#refuse('LINE_TOO_LONG');
+      const next = callback ?? (() => undefined);
+      setImmediate(() => this._whenWritable(next));
+      return;
+    }
+    super._onCommand(command, callback);
+  }
+
   /** smtp-server's parser wiring (also after STARTTLS), with SluiceParser. */
   override _createParser(): SMTPStream {
-    const parser = new SluiceParser({ maxCommandLength: this._server.options.maxCommandLength });
+    const parser = new SluiceParser();
     parser.oncommand = (command, callback) => this._onCommand(command, callback);
     parser.on('error', (err: Error) => this.send(421, `Error: ${err.message}`));
     return parser;
@@ -98,6 +142,12 @@ export class SluiceConnection extends SMTPConnection {
     process.nextTick(() => this.#flushReplies());
   }
 
+  /** smtp-server is closing the session for maxAllowedUnauthenticatedCommands. */
+  #unauthenticatedLimitReached(): boolean {
+    const max = this._maxAllowedUnauthenticatedCommands;
+    return !this.session.user && max !== false && this._unauthenticatedCommands >= max;
+  }
+
   #flushReplies(): void {
     const socket = this.#held;
     if (socket === null) return;
@@ -114,14 +164,24 @@ export class SluiceConnection extends SMTPConnection {
       );
     }
     const ours = typeof data === 'string' && ENHANCED_CODE_PREFIX.test(data);
+    if (code === 421 && !ours && this.#unauthenticatedLimitReached()) {
+      this.#observer.tooManyErrors(this.id);
+      super.send(421, replyLine('TOO_MANY_UNAUTHENTICATED', { hostname: this.name }).slice(4), false);
+      return;
+    }
     super.send(code, data, ours ? false : context);
     if (code < 400) return;
     if (!ours) {
-      this.#observer.libraryError(this.id, code, libraryReason(code), typeof data === 'string' ? data : '');
+      this.#observer.connectionRefusal(
+        this.id,
+        code,
+        libraryReason(code),
+        typeof data === 'string' ? data : '',
+      );
     }
     if (PROTOCOL_ERROR_CODES.has(code) && ++this.#errors >= this.#maxErrors() && code !== 421) {
       this.#observer.tooManyErrors(this.id);
-      super.send(421, `4.7.0 ${this.name} Too many errors, closing connection`, false);
+      super.send(421, replyLine('TOO_MANY_ERRORS', { hostname: this.name }).slice(4), false);
     }
   }
 }

@@ -9,8 +9,12 @@
 // What the application receives, the byte count, the commands after the data and the
 // start-of-data rules that stop smuggling by segmentation are smtp-server's; a test
 // compares both parsers on random input split at random points.
+// In command mode, a line longer than MAX_COMMAND_LINE is not kept whole: its first
+// octets go to the connection (which refuses it, line-limits.ts) and the rest is skipped
+// up to its line end, so the session goes on; smtp-server would fail the stream instead.
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { LineDots } from './line-dots.ts';
+import { MAX_COMMAND_LINE } from './line-limits.ts';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -23,7 +27,77 @@ const HOLD = 4;
 
 type Callback = (err?: Error | null) => void;
 
+/** Octets of a line kept before it counts as overlong (a CR before the LF may be among them). */
+const KEPT = MAX_COMMAND_LINE + 2;
+
 export class SluiceParser extends SMTPStream {
+  /** The kept start of an overlong command line while the rest of it is skipped. */
+  #overlong: Buffer | undefined;
+
+  constructor(options: { maxCommandLength?: number } = {}) {
+    // smtp-server's own limit is never reached: lines are cut at KEPT before it sees them
+    super({ ...options, maxCommandLength: KEPT + 16 });
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, next: Callback): void {
+    if (this._dataMode || this.isClosed || !chunk || chunk.length === 0) {
+      super._write(chunk, encoding, next);
+      return;
+    }
+    if (this.#overlong) {
+      this.#skip(chunk, encoding, next);
+      return;
+    }
+    const cut = this.#overlongAt(chunk);
+    if (cut === -1) {
+      super._write(chunk, encoding, next);
+      return;
+    }
+    // the commands before the overlong line run first; they may have started DATA
+    const rest = chunk.subarray(cut);
+    const onward = (err?: Error | null): void => {
+      if (err) return next(err);
+      if (this._dataMode || this.isClosed) return this._write(rest, encoding, next);
+      this.#overlong = Buffer.from(this._remainder, 'binary');
+      this._remainder = '';
+      this.#skip(rest, encoding, next);
+    };
+    if (cut === 0) onward();
+    else super._write(chunk.subarray(0, cut), encoding, onward);
+  }
+
+  /** Where the first line longer than KEPT starts in the chunk (0: the held one), or -1. */
+  #overlongAt(chunk: Buffer): number {
+    let held = this._remainder.length;
+    let start = 0;
+    for (;;) {
+      const lf = chunk.indexOf(LF, start);
+      const end = lf === -1 ? chunk.length : lf;
+      if (held + end - start > KEPT) return start;
+      if (lf === -1) return -1;
+      held = 0;
+      start = lf + 1;
+    }
+  }
+
+  /** Skips the rest of an overlong line; at its end, hands its kept start on as the command. */
+  #skip(chunk: Buffer, encoding: BufferEncoding, next: Callback): void {
+    const kept = this.#overlong ?? Buffer.alloc(0);
+    const lf = chunk.indexOf(LF);
+    if (kept.length <= KEPT) {
+      const take = Math.min(lf === -1 ? chunk.length : lf, KEPT + 1 - kept.length);
+      this.#overlong = Buffer.concat([kept, chunk.subarray(0, take)]);
+    }
+    if (lf === -1) {
+      next();
+      return;
+    }
+    const line = this.#overlong ?? kept;
+    this.#overlong = undefined;
+    const rest = chunk.subarray(lf + 1);
+    this.oncommand(line, () => (rest.length > 0 ? this._write(rest, encoding, next) : next()));
+  }
+
   /**
    * Up to two bytes, already passed on, that come right before the next input (never a
    * dot). Empty at the start of the data, after an escape dot and after a held tail:

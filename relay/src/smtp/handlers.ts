@@ -20,6 +20,7 @@ import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared
 import type { DsnNotify } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
+import { authUserFields } from './auth-log.ts';
 import {
   badDsnValue,
   declaredSize,
@@ -32,7 +33,7 @@ import {
   unsupportedParameter,
 } from './parameters.ts';
 import { receiveMessage } from './receive-message.ts';
-import { type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
+import { REPLIES, type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
 import type { ConnectionState } from './session-state.ts';
 import {
   describeCheck,
@@ -68,19 +69,21 @@ export class SmtpHandlers {
   readonly #rt: RelayRuntime;
   readonly #listener: string;
   readonly #states = new Map<string, ConnectionState>();
-  readonly #perIp: Map<string, number>;
-  readonly #open: { count: number };
+  /** Sessions whose connection was over a cap when it was accepted (see ConnectionSlots). */
+  readonly #overCap = new Map<string, ReplyKey>();
 
-  /** perIp and open are shared by all listeners of one relay, so the caps are per relay. */
-  constructor(
-    rt: RelayRuntime,
-    listener: string,
-    shared: { perIp: Map<string, number>; open: { count: number } },
-  ) {
+  constructor(rt: RelayRuntime, listener: string) {
     this.#rt = rt;
     this.#listener = listener;
-    this.#perIp = shared.perIp;
-    this.#open = shared.open;
+  }
+
+  /**
+   * The listener's verdict on the connection caps, taken when the connection was accepted:
+   * the session gets this refusal at connect instead of a greeting.
+   */
+  overCap(sessionId: string, refusal: ReplyKey | undefined): void {
+    if (refusal) this.#overCap.set(sessionId, refusal);
+    else this.#overCap.delete(sessionId);
   }
 
   state(sessionId: string): ConnectionState | undefined {
@@ -114,7 +117,7 @@ export class SmtpHandlers {
   }
 
   onConnect = (session: SMTPServerSession, callback: Callback): void => {
-    const { limits, hostname } = this.#rt.config;
+    const { hostname } = this.#rt.config;
     const clientIp = session.remoteAddress;
     const log = this.#rt.logger.child({ sessionId: session.id, clientIp, listener: this.#listener });
     const span = startSpan(this.#rt.tracer, 'smtp.session', undefined, {
@@ -141,17 +144,12 @@ export class SmtpHandlers {
       state.closeReason = 'shutting_down';
       return callback(this.refuse(state, 'connect', 'SHUTTING_DOWN', { hostname }));
     }
-    if (this.#open.count >= limits.maxConnections) {
-      state.closeReason = 'too_many_connections';
-      return callback(this.refuse(state, 'connect', 'TOO_MANY_CONNECTIONS', { hostname }));
+    const overCap = this.#overCap.get(session.id);
+    if (overCap) {
+      this.#overCap.delete(session.id);
+      state.closeReason = REPLIES[overCap].reason;
+      return callback(this.refuse(state, 'connect', overCap, { hostname }));
     }
-    const fromIp = this.#perIp.get(clientIp) ?? 0;
-    if (fromIp >= limits.maxConnectionsPerIp) {
-      state.closeReason = 'too_many_connections_ip';
-      return callback(this.refuse(state, 'connect', 'TOO_MANY_CONNECTIONS_IP', { hostname }));
-    }
-    this.#open.count++;
-    this.#perIp.set(clientIp, fromIp + 1);
     state.counted = true;
     this.#rt.metrics.connectionsOpen.inc({ listener: this.#listener });
     this.#sharedConnectChecks(state).then(
@@ -262,19 +260,12 @@ export class SmtpHandlers {
     const state = this.#states.get(session.id);
     if (!state) return;
     this.#states.delete(session.id);
-    if (state.counted) {
-      this.#open.count--;
-      const left = (this.#perIp.get(state.clientIp) ?? 1) - 1;
-      if (left > 0) this.#perIp.set(state.clientIp, left);
-      else this.#perIp.delete(state.clientIp);
-      this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
-    }
+    if (state.counted) this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
     if (state.slot) void this.#rt.checks.releaseConnection(state.clientIp, state.sessionId);
     endSession(state, Boolean(session.secure));
     state.log.info(
       {
         event: 'connection',
-        user: state.user?.username,
         tls: Boolean(session.secure),
         helo: session.hostNameAppearsAs || undefined,
         messages: state.messages,
@@ -293,9 +284,10 @@ export class SmtpHandlers {
   ): void => {
     const state = this.#states.get(session.id);
     const username = auth.username ?? '';
+    const userFields = authUserFields(username, this.#rt.users.has(username));
     // the username goes on the span only once it authenticated: a failed one may be a mistyped password
     inSpan(this.#rt.tracer, 'smtp.auth', state?.span, { 'sluice.auth.method': auth.method }, async (span) => {
-      const refusal = await this.#authenticate(state, username, auth.password ?? '', auth.method);
+      const refusal = await this.#authenticate(state, username, auth.password ?? '', auth.method, userFields);
       span.setAttribute(ATTR.result, authResult(refusal));
       if (!refusal) {
         span.setAttribute(ATTR.user, username);
@@ -306,7 +298,7 @@ export class SmtpHandlers {
       (err) => (err ? callback(err) : callback(null, { user: username })),
       (err: unknown) => {
         (state?.log ?? this.#rt.logger).error({ event: 'auth_error', err }, 'password verification failed');
-        callback(this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username }));
+        callback(this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields));
       },
     );
   };
@@ -317,6 +309,7 @@ export class SmtpHandlers {
     username: string,
     password: string,
     method: string,
+    userFields: Record<string, string>,
   ): Promise<SmtpReplyError | undefined> {
     const ip = state?.clientIp ?? '';
     const lock = await this.#rt.checks.authLocked(username, ip);
@@ -324,12 +317,12 @@ export class SmtpHandlers {
       this.#rt.metrics.authTotal.inc({ result: 'locked' });
       return state
         ? this.checkRefusal(state, 'auth', lock)
-        : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, { user: username });
+        : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields);
     }
     const outcome = await this.#rt.authenticator.authenticate(username, password);
     if (outcome.ok && this.#rt.abuse?.isSuspended(outcome.user.username)) {
       this.#rt.metrics.authTotal.inc({ result: 'suspended' });
-      return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { user: username, abuse: true });
+      return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { ...userFields, abuse: true });
     }
     if (outcome.ok) {
       this.#rt.metrics.authTotal.inc({ result: 'success' });
@@ -347,8 +340,10 @@ export class SmtpHandlers {
     }
     const suspended = outcome.reason === 'auth_suspended';
     this.#rt.metrics.authTotal.inc({ result: suspended ? 'suspended' : 'failure' });
-    if (!suspended) await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger);
-    return this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, { user: username });
+    if (!suspended) {
+      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger, userFields);
+    }
+    return this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, userFields);
   }
 
   onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {

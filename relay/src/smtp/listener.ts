@@ -1,6 +1,10 @@
 // One SMTP listener: our own TCP server in front of smtp-server, so that the PROXY
 // protocol (v1 and v2, from trusted networks only) and the implicit TLS handshake
 // happen before the SMTP session, and so that every session runs on SluiceConnection.
+// A connection takes its place under the connection caps as soon as it is accepted (after
+// the PROXY header from a trusted proxy, which names the client): one over a cap on an
+// implicit TLS listener is closed at once, without a handshake; on other listeners it
+// gets the 421 from the table instead of a greeting.
 import net from 'node:net';
 import tls from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
@@ -9,11 +13,10 @@ import { TrustedNetworks } from '../net/trusted-networks.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { CertificatePair } from '../tls/certificate.ts';
 import { attachConnection, type ReplyObserver, SluiceConnection } from './connection.ts';
+import type { ConnectionSlots } from './connection-slots.ts';
 import type { SmtpHandlers } from './handlers.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
 import { REPLIES, replyText } from './replies.ts';
-
-const HANDSHAKE_TIMEOUT_MS = 15_000;
 
 function serverOptions(config: RelayConfig, listener: ListenerConfig): Partial<SMTPServerOptions> {
   return {
@@ -38,6 +41,7 @@ export class SmtpListener {
   #relayConfig: RelayConfig;
   readonly #observer: ReplyObserver;
   readonly #sockets = new Set<net.Socket>();
+  readonly #slots: ConnectionSlots;
 
   constructor(options: {
     listener: ListenerConfig;
@@ -46,8 +50,10 @@ export class SmtpListener {
     handlers: SmtpHandlers;
     logger: Logger;
     observer: ReplyObserver;
+    slots: ConnectionSlots;
   }) {
     const { listener, config, certificate, handlers } = options;
+    this.#slots = options.slots;
     this.config = listener;
     this.#relayConfig = config;
     this.handlers = handlers;
@@ -129,18 +135,27 @@ export class SmtpListener {
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', (err) => this.#log.debug({ event: 'socket_error', err: err.message }));
     const peer = socket.remoteAddress ?? '';
+    const timeoutMs = this.#relayConfig.limits.handshakeTimeoutSeconds * 1000;
     const start = async () => {
       let remoteAddress = peer;
       let remotePort = socket.remotePort ?? 0;
       if (this.#trusted.size > 0 && this.#trusted.contains(peer)) {
-        const info = await readProxyHeader(socket, { timeoutMs: HANDSHAKE_TIMEOUT_MS });
+        const info = await readProxyHeader(socket, { timeoutMs });
         if (info.kind === 'proxied') {
           remoteAddress = info.remoteAddress;
           remotePort = info.remotePort;
         }
       }
+      const slot = this.#slots.acquire(remoteAddress, this.#relayConfig.limits);
+      if (slot.ok) socket.once('close', () => this.#slots.release(remoteAddress));
+      else if (this.config.tls === 'implicit') {
+        const hostname = this.#relayConfig.hostname;
+        this.handlers.refuse(undefined, 'connect', slot.refusal, { hostname }, { clientIp: remoteAddress });
+        socket.destroy();
+        return;
+      }
       let sessionSocket: net.Socket = socket;
-      if (this.config.tls === 'implicit') sessionSocket = await this.#handshake(socket);
+      if (this.config.tls === 'implicit') sessionSocket = await this.#handshake(socket, timeoutMs);
       const connection = new SluiceConnection(
         this.#smtp,
         sessionSocket,
@@ -151,6 +166,10 @@ export class SmtpListener {
           allowPlaintextAuth: () => this.#relayConfig.auth.allowPlaintext,
         },
       );
+      if (!slot.ok) {
+        this.handlers.overCap(connection.id, slot.refusal);
+        socket.once('close', () => this.handlers.overCap(connection.id, undefined));
+      }
       attachConnection(this.#smtp, connection);
       this.#armSessionTimer(connection, socket);
     };
@@ -163,10 +182,10 @@ export class SmtpListener {
     });
   }
 
-  #handshake(socket: net.Socket): Promise<tls.TLSSocket> {
+  #handshake(socket: net.Socket, timeoutMs: number): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
       const tlsSocket = new tls.TLSSocket(socket, { isServer: true, secureContext: this.#secureContext });
-      const timer = setTimeout(() => reject(new Error('TLS handshake timed out')), HANDSHAKE_TIMEOUT_MS);
+      const timer = setTimeout(() => reject(new Error('TLS handshake timed out')), timeoutMs);
       tlsSocket.once('secure', () => {
         clearTimeout(timer);
         resolve(tlsSocket);

@@ -173,8 +173,9 @@ export async function receiveMessage(options: {
     }
     if (scan.kind === 'blocked') {
       await writer.abort();
-      // the name is the sender's text: no control characters, bounded length
-      const filename = scan.filename.replace(/[\p{Cc}"]/gu, '?').slice(0, 120);
+      // the name is the sender's text: it is quoted in the reply, so it holds no quote
+      // (replyText escapes control and bidi characters and bounds its length)
+      const filename = scan.filename.replace(/"/g, "'");
       throw refuse('BLOCKED_ATTACHMENT', { filename, extension: scan.extension });
     }
     if (scan.kind === 'malformed') {

@@ -59,6 +59,12 @@ export const REPLIES = {
     text: 'Account {user} is disabled',
     reason: 'auth_suspended',
   },
+  ENCRYPTION_REQUIRED: {
+    code: 538,
+    enhanced: '5.7.11',
+    text: 'Encryption required for requested authentication mechanism',
+    reason: 'auth_required',
+  },
   AUTH_TEMPFAIL: {
     code: 454,
     enhanced: '4.7.0',
@@ -191,6 +197,24 @@ export const REPLIES = {
     text: 'Address <{address}> is not ASCII: declare SMTPUTF8 on MAIL FROM to use it',
     reason: 'protocol_error',
   },
+  LINE_TOO_LONG: {
+    code: 500,
+    enhanced: '5.5.2',
+    text: 'Line too long',
+    reason: 'protocol_error',
+  },
+  TOO_MANY_ERRORS: {
+    code: 421,
+    enhanced: '4.7.0',
+    text: '{hostname} Too many errors, closing connection',
+    reason: 'protocol_error',
+  },
+  TOO_MANY_UNAUTHENTICATED: {
+    code: 421,
+    enhanced: '4.7.0',
+    text: '{hostname} Too many commands without authentication, closing connection',
+    reason: 'protocol_error',
+  },
   SESSION_TIMEOUT: {
     code: 421,
     enhanced: '4.4.2',
@@ -211,19 +235,12 @@ export const LIBRARY_REPLIES: readonly ReplySpec[] = [
   },
   { code: 503, enhanced: '5.5.1', text: 'Error: bad sequence of commands', reason: 'protocol_error' },
   {
-    code: 538,
-    enhanced: '5.7.0',
-    text: 'Error: Must issue a STARTTLS command first',
-    reason: 'auth_required',
-  },
-  {
     code: 552,
     enhanced: '5.3.4',
     text: 'Error: message exceeds fixed maximum message size N (declared SIZE= or streamed)',
     reason: 'message_too_big',
   },
   { code: 421, enhanced: '4.4.2', text: 'Timeout - closing connection', reason: 'timeout' },
-  { code: 421, enhanced: '5.5.2', text: 'Error: too many unrecognized commands', reason: 'protocol_error' },
 ];
 
 /** A rejection that smtp-server turns into a reply: err.responseCode and err.message. */
@@ -241,10 +258,29 @@ export class SmtpReplyError extends Error {
   }
 }
 
-/** Renders a table entry's text with its {placeholders} filled in. */
+// A value filled into a reply often comes from the client (a file name, an address): it is
+// kept to one line of plain text. Control characters, format characters (bidirectional
+// overrides such as U+202E, zero-width characters) and line separators are written as
+// \uXXXX, so a name cannot split the reply or read differently from what it is.
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+const MAX_VALUE = 256;
+
+/** A reply placeholder's value, escaped and bounded. */
+export function replyValue(value: string | number): string {
+  const text = String(value).replace(
+    UNSAFE,
+    (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`,
+  );
+  return text.length > MAX_VALUE ? `${text.slice(0, MAX_VALUE)}...` : text;
+}
+
+/** Renders a table entry's text with its {placeholders} filled in (escaped, see replyValue). */
 export function replyText(key: ReplyKey, vars: Record<string, string | number> = {}): string {
   const spec: ReplySpec = REPLIES[key];
-  return spec.text.replace(/\{(\w+)\}/g, (_m, name: string) => String(vars[name] ?? `{${name}}`));
+  return spec.text.replace(/\{(\w+)\}/g, (_m, name: string) => {
+    const value = vars[name];
+    return value === undefined ? `{${name}}` : replyValue(value);
+  });
 }
 
 /** The error to hand to an smtp-server callback for this reply. */

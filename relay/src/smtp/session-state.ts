@@ -32,7 +32,7 @@ export interface ConnectionState {
   clientIp: string;
   openedAt: number;
   log: Logger;
-  /** Counted against the connection caps (released on close). */
+  /** Counted in the open-connections gauge (the caps themselves are ConnectionSlots'). */
   counted: boolean;
   /** Holds a cross-pod connection slot in the state store (released on close). */
   slot: boolean;

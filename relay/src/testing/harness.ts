@@ -27,9 +27,13 @@ export async function testUser(username: string, extra: Partial<UserRecord> = {}
 
 export class LogCapture extends Writable {
   readonly lines: Array<Record<string, unknown>> = [];
+  /** The lines as written, for what parsing hides (repeated keys, escapes). */
+  readonly raw: string[] = [];
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
     for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      if (!line.trim()) continue;
+      this.raw.push(line);
+      this.lines.push(JSON.parse(line) as Record<string, unknown>);
     }
     callback();
   }
