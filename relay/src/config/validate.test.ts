@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { isSluiceError } from '../errors.ts';
 import { ConfigError, validateRelayConfig, validateUsersFile } from './validate.ts';
 
-const HASH = '$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA';
+const HASH = '$scrypt$ln=15,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA';
 
 function minimalConfig(): Record<string, unknown> {
   return {

@@ -1,7 +1,8 @@
 // Schema validation of the config and users files, with one readable line per problem:
 // `<file>: <field path>: got <value>, expected <what>`. Secrets are never echoed.
 import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv';
-import { type ErrorCode, SluiceError } from '../errors.ts';
+import { assertSupportedHash } from '../auth/password.ts';
+import { type ErrorCode, isSluiceError, SluiceError } from '../errors.ts';
 import { type RelayConfig, RelayConfigSchema, type UsersFile, UsersFileSchema } from './schema.ts';
 
 /** A config-file failure; `problems` holds one human-readable line per problem, for structured logs. */
@@ -106,8 +107,33 @@ export function validateUsersFile(data: unknown, source: string): UsersFile {
     (i, first, name) =>
       `${source}: users[${i}].username: ${JSON.stringify(name)} is already used by users[${first}]`,
   );
+  const hashes = hashProblems(copy.users, source);
+  if (hashes.length > 0) {
+    throw new ConfigError('SLUICE_ERR_PASSWORD_HASH', source, [...duplicates, ...hashes]);
+  }
   if (duplicates.length > 0) throw new ConfigError('SLUICE_ERR_DUPLICATE_USER', source, duplicates);
   return copy;
+}
+
+/**
+ * One line per user whose hash the relay could not verify (malformed encoding, parameters
+ * out of the bounds password.ts accepts, a scheme this process lacks). Checked here, with
+ * the schema, so that a file with one bad hash is refused before any of it takes effect.
+ * The hash itself is never echoed.
+ */
+function hashProblems(users: UsersFile['users'], source: string): string[] {
+  const problems: string[] = [];
+  users.forEach((user, i) => {
+    try {
+      assertSupportedHash(user.passwordHash);
+    } catch (err: unknown) {
+      if (!isSluiceError(err, 'SLUICE_ERR_PASSWORD_HASH')) throw err;
+      problems.push(
+        `${source}: users[${i}].passwordHash: user ${JSON.stringify(user.username)}: ${err.message}`,
+      );
+    }
+  });
+  return problems;
 }
 
 const SENSITIVE_NAME = /password|passwd|passphrase|^pass$|hash|secret|token/i;
