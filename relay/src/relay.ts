@@ -20,6 +20,7 @@ import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
 import { createDnsblChecker, type DnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
 import { SluiceError } from './errors.ts';
+import { bindAddress } from './net/bind-address.ts';
 import { AbuseMetrics } from './observability/abuse-metrics.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
@@ -271,7 +272,7 @@ export class Relay implements RelayRuntime {
     for (const listenerConfig of config.listeners) {
       const handlers = new SmtpHandlers(this, listenerConfig.name, shared);
       const listener = new SmtpListener({
-        listener: listenerConfig,
+        listener: { ...listenerConfig, address: await bindAddress(listenerConfig.address) },
         config,
         certificate,
         handlers,
@@ -282,7 +283,7 @@ export class Relay implements RelayRuntime {
       this.listeners.push(listener);
     }
     const admin = await startAdminServer({
-      address: config.admin.address,
+      address: await bindAddress(config.admin.address),
       port: config.admin.port,
       registry: this.metrics.registry,
       register: (server) => {

@@ -47,7 +47,11 @@ export const ListenerSchema = Type.Object(
       pattern: '^[a-z][a-z0-9-]{0,30}$',
       description: 'Listener name, used in logs and metrics',
     }),
-    address: Type.String({ default: '0.0.0.0', description: 'Address to bind' }),
+    address: Type.String({
+      default: '::',
+      description:
+        'Address to bind; :: is every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6)',
+    }),
     port: Port,
     tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
       default: 'starttls',
@@ -735,7 +739,11 @@ export const RelayConfigSchema = Type.Object(
     usersFile: Type.String({ minLength: 1, description: 'Path of the users file (YAML or JSON)' }),
     admin: Type.Object(
       {
-        address: Type.String({ default: '0.0.0.0' }),
+        address: Type.String({
+          default: '::',
+          description:
+            'Address to bind; :: is every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6)',
+        }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 9587 }),
         tokenFile: Type.Optional(
           Type.String({

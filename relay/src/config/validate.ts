@@ -44,7 +44,7 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
     ),
     ...duplicatesOf(
       copy.listeners,
-      (l) => `${l.address}:${l.port}`,
+      (l) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`,
       (i, first, key) =>
         key.endsWith(':0')
           ? undefined
