@@ -595,6 +595,9 @@ export const DrainDeadlineSchema = Type.Integer({
   description: 'On shutdown, keep delivering this long before handing the queue on (or leaving it)',
 });
 
+/** RFC 1918 and RFC 4193 (unique local IPv6): where pod networks usually are. */
+export const PRIVATE_NETWORKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'] as const;
+
 export const DrainSchema = Type.Object(
   {
     deadlineSeconds: DrainDeadlineSchema,
@@ -608,6 +611,12 @@ export const DrainSchema = Type.Object(
           }),
           username: Type.String({ minLength: 1, description: 'Internal credential for the handoff' }),
           passwordFile: Type.String({ minLength: 1 }),
+          fromNetworks: Type.Array(Cidr, {
+            minItems: 1,
+            default: [...PRIVATE_NETWORKS],
+            description:
+              'Networks (the pod network) from which AUTH as the handoff username is accepted; from anywhere else it fails like a wrong password (535 5.7.8)',
+          }),
         },
         { additionalProperties: false },
       ),

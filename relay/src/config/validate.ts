@@ -3,6 +3,7 @@
 import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv';
 import { assertSupportedHash } from '../auth/password.ts';
 import { type ErrorCode, isSluiceError, SluiceError } from '../errors.ts';
+import { TrustedNetworks } from '../net/trusted-networks.ts';
 import { type RelayConfig, RelayConfigSchema, type UsersFile, UsersFileSchema } from './schema.ts';
 
 /** A config-file failure; `problems` holds one human-readable line per problem, for structured logs. */
@@ -51,6 +52,11 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
           : `${source}: listeners[${i}].port: ${key} is already used by listeners[${first}]`,
     ),
   ];
+  copy.drain.handoff?.fromNetworks.forEach((cidr, i) => {
+    const problem = cidrProblem(cidr);
+    if (problem)
+      problems.push(`${source}: drain.handoff.fromNetworks[${i}]: got ${JSON.stringify(cidr)}, ${problem}`);
+  });
   if (copy.state.backend === 'redis' && !copy.state.redis) {
     problems.push(`${source}: state.redis: required field missing (state.backend is redis)`);
   }
@@ -69,6 +75,17 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
   }
   if (problems.length > 0) throw new ConfigError('SLUICE_ERR_CONFIG_INVALID', source, problems);
   return copy;
+}
+
+/** Why a CIDR the schema's pattern let through is still no network (e.g. 10.0.0.0/33), or undefined. */
+function cidrProblem(cidr: string): string | undefined {
+  try {
+    new TrustedNetworks([cidr]);
+    return undefined;
+  } catch (err: unknown) {
+    if (!isSluiceError(err)) throw err;
+    return 'expected an IP address or CIDR network such as 10.0.0.0/8';
+  }
 }
 
 /** One problem line per item whose key an earlier item already has. */
