@@ -93,6 +93,23 @@ describe('the API server refuses invalid resources', { timeout: 300_000 }, () =>
     assert.match(noDomain, /spec\.postmaster: Invalid value: "postmaster"/);
   });
 
+  it('a timeout beyond what the relay can wait for (maximum, as the relay checks it)', { skip }, async () => {
+    const message = await refused(
+      relayPolicy('bad-timeout', {
+        delivery: { connectTimeoutSeconds: 3_000_000 },
+        drainDeadlineSeconds: 3_000_000,
+      }),
+    );
+    assert.match(
+      message,
+      /spec\.delivery\.connectTimeoutSeconds: Invalid value: 3000000: spec\.delivery\.connectTimeoutSeconds in body should be less than or equal to 600/,
+    );
+    assert.match(
+      message,
+      /spec\.drainDeadlineSeconds: Invalid value: 3000000: spec\.drainDeadlineSeconds in body should be less than or equal to 86400/,
+    );
+  });
+
   it('stores nothing that was refused, and accepts a valid policy with its defaults', { skip }, async () => {
     assert.equal(
       (await c.kubectl(['get', 'relaypolicies,smtpusers', '-n', NAMESPACE, '-o', 'name'])).stdout,

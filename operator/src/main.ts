@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   });
   metrics.bindQueueDepth(() => controller.queueDepth);
   const admin = await startAdminServer({
-    host: env.ADMIN_HOST || '0.0.0.0',
+    ...(env.ADMIN_HOST ? { host: env.ADMIN_HOST } : {}),
     port: intFromEnv('ADMIN_PORT', 8080),
     registry: metrics.registry,
     readiness: () => controller.readiness(),

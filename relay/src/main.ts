@@ -9,17 +9,17 @@
 // OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
 // OTLP/HTTP, OTEL_SERVICE_NAME names the service (sluice-relay); unset, no SDK is loaded.
 import { hashPassword } from './auth/password.ts';
+import { runCheckConfig } from './cli/check-config.ts';
 import { runHashPassword } from './cli/hash-password.ts';
 import { runQueueCli } from './cli/queue.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
-import { loadRelayConfig, loadUsersFile } from './config/load.ts';
-import { Reloader } from './config/reloader.ts';
-import type { RelayConfig, UsersFile } from './config/schema.ts';
+import type { UsersFile } from './config/schema.ts';
 import { isSluiceError } from './errors.ts';
 import { createLogger } from './observability/logger.ts';
 import { startTracing, type Tracing } from './observability/tracing.ts';
 import { Relay } from './relay.ts';
+import { runFromFiles } from './run-from-files.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
 
@@ -88,21 +88,10 @@ async function runEmbedded(): Promise<void> {
 
 async function runFromFile(configPath: string): Promise<void> {
   const tracing = await tracingFromEnv();
-  const first = await loadRelayConfig(configPath);
-  const logger = createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? first.log.level });
-  let relay: Relay | undefined;
-  const reloader = new Reloader<RelayConfig, UsersFile>({
-    config: { path: configPath, load: loadRelayConfig },
-    users: { path: first.usersFile, load: loadUsersFile },
-    logger,
-    apply: async (config, users) => {
-      await relay?.apply(config, users);
-      relay?.metrics.configReloadsTotal.inc({ result: 'applied' });
-    },
+  const { relay, reloader, logger } = await runFromFiles({
+    configPath,
+    logger: (first) => createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? first.log.level }),
   });
-  reloader.on('rejected', () => relay?.metrics.configReloadsTotal.inc({ result: 'rejected' }));
-  const { config, users } = await reloader.start();
-  relay = await Relay.start({ config, users, logger });
   process.on('SIGHUP', () => {
     reloader.reload().then(
       (applied) => logger.info({ event: 'sighup_reload', applied }, 'config and users re-read on SIGHUP'),
@@ -157,11 +146,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === 'check-config') {
-    const path = rest[0];
-    if (!path) throw new Error(usage());
-    const config = await loadRelayConfig(path);
-    const users = await loadUsersFile(config.usersFile);
-    process.stdout.write(`${path}: ok (${config.listeners.length} listeners, ${users.users.length} users)\n`);
+    process.exitCode = await runCheckConfig(rest, { stdout: process.stdout, stderr: process.stderr });
     return;
   }
   if (command === '--help' || command === '-h') {

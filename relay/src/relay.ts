@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { AbuseWatch } from './abuse/watch.ts';
 import { registerAbuseApi } from './admin/abuse-api.ts';
@@ -17,8 +18,9 @@ import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } fro
 import { createDsnEnqueuer } from './delivery/bounce.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
-import { createDnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
+import { createDnsblChecker, type DnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
 import { SluiceError } from './errors.ts';
+import { bindAddress } from './net/bind-address.ts';
 import { AbuseMetrics } from './observability/abuse-metrics.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
@@ -81,7 +83,7 @@ export class Relay implements RelayRuntime {
   #store?: StateStore;
   #stateHealth: StateHealth = { shared: false, detail: 'not started' };
   #config: RelayConfig;
-  #users = new Map<string, UserRecord>();
+  #users: ReadonlyMap<string, UserRecord> = new Map();
   #draining = false;
   #admin?: FastifyInstance;
   #adminPort = 0;
@@ -193,12 +195,11 @@ export class Relay implements RelayRuntime {
     };
   }
 
-  #buildDnsbl(config: RelayConfig): void {
+  #dnsblFor(config: RelayConfig): DnsblChecker | undefined {
     const store = this.#store;
-    this.checks.dnsbl =
-      config.dnsbl.enabled && store
-        ? createDnsblChecker(config.dnsbl, store, this.logger, this.#dnsblObserver())
-        : undefined;
+    return config.dnsbl.enabled && store
+      ? createDnsblChecker(config.dnsbl, store, this.logger, this.#dnsblObserver())
+      : undefined;
   }
 
   static async start(options: StartRelayOptions): Promise<Relay> {
@@ -241,7 +242,7 @@ export class Relay implements RelayRuntime {
     this.#startWatches(state.store);
     this.metrics.stateShared.set(state.health.shared ? 1 : 0);
     state.onHealth((shared) => this.metrics.stateShared.set(shared ? 1 : 0));
-    this.#buildDnsbl(config);
+    this.checks.dnsbl = this.#dnsblFor(config);
     const certificate = await this.#certificate(config);
     if (certificate.selfSigned) {
       this.logger.warn(
@@ -273,7 +274,7 @@ export class Relay implements RelayRuntime {
     for (const listenerConfig of config.listeners) {
       const handlers = new SmtpHandlers(this, listenerConfig.name);
       const listener = new SmtpListener({
-        listener: listenerConfig,
+        listener: { ...listenerConfig, address: await bindAddress(listenerConfig.address) },
         config,
         certificate,
         handlers,
@@ -285,7 +286,7 @@ export class Relay implements RelayRuntime {
       this.listeners.push(listener);
     }
     const admin = await startAdminServer({
-      address: config.admin.address,
+      address: await bindAddress(config.admin.address),
       port: config.admin.port,
       registry: this.metrics.registry,
       register: (server) => {
@@ -331,13 +332,20 @@ export class Relay implements RelayRuntime {
     });
   }
 
-  #setUsers(users: UsersFile): void {
-    this.#users = new Map(users.users.map((u) => [u.username, u]));
-    this.authenticator.setUsers(users.users);
+  #setUsers(users: UsersFile | ReadonlyMap<string, UserRecord>): void {
+    const table = users instanceof Map ? users : Authenticator.table((users as UsersFile).users);
+    this.authenticator.setUsers(table);
+    this.#users = table;
   }
 
-  /** Applies a reloaded config and users file to new and open sessions, without dropping any. */
+  /**
+   * Applies a reloaded config and users file to new and open sessions, without dropping any.
+   * All or nothing: everything that can fail (the user table, the certificate, the
+   * delivery transport, the DNSBL checker) is built first; if any of it throws, nothing
+   * has changed and the previous config and users stay in force.
+   */
   async apply(config: RelayConfig, users: UsersFile): Promise<void> {
+    const table = Authenticator.table(users.users);
     const kept = { ...config };
     for (const field of RESTART_FIELDS) {
       if (JSON.stringify(config[field]) !== JSON.stringify(this.#config[field])) {
@@ -349,17 +357,21 @@ export class Relay implements RelayRuntime {
       }
     }
     const certificate = await this.#certificate(kept);
+    // the listeners build the same context from it; a key that does not fit throws here
+    tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
     const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
+    const dnsbl = dnsblChanged ? this.#dnsblFor(kept) : undefined;
     const deliveryChanged = JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery);
     const transport = deliveryChanged && this.#transport ? await this.#buildTransport(kept) : undefined;
+    // From here on nothing throws: the new values go into force together.
     this.#config = kept;
     if (transport) {
       const old = this.#transport;
       this.#transport = transport;
       void old?.close();
     }
-    if (dnsblChanged) this.#buildDnsbl(kept);
-    this.#setUsers(users);
+    if (dnsblChanged) this.checks.dnsbl = dnsbl;
+    this.#setUsers(table);
     for (const listener of this.listeners) listener.update(kept, certificate);
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import { relayPolicyCrd, structural } from './crd.ts';
+import { relayPolicyCrd, smtpUserCrd, structural } from './crd.ts';
 
 type Json = Record<string, unknown>;
 
@@ -54,5 +54,35 @@ describe('CRD generation', () => {
     const limits = (spec.properties as Record<string, Json>).limits as Json;
     const maxRecipients = (limits.properties as Record<string, Json>).maxRecipients as Json;
     assert.equal(maxRecipients.default, 30, 'the relay schema default reaches the CRD');
+  });
+});
+
+describe('numeric bounds in the CRDs', () => {
+  /** Paths of integer and number fields in a spec that lack a minimum or a maximum. */
+  function unbounded(node: Json, path: string): string[] {
+    const out: string[] = [];
+    if ((node.type === 'integer' || node.type === 'number') && !('minimum' in node && 'maximum' in node)) {
+      out.push(path);
+    }
+    for (const [k, v] of Object.entries((node.properties as Record<string, Json>) ?? {})) {
+      out.push(...unbounded(v, `${path}.${k}`));
+    }
+    if (node.items) out.push(...unbounded(node.items as Json, `${path}[]`));
+    return out;
+  }
+
+  function specOf(crd: Json): Json {
+    const [version] = (crd.spec as { versions: Array<{ schema: { openAPIV3Schema: Json } }> }).versions;
+    assert.ok(version);
+    const schema = version.schema.openAPIV3Schema;
+    return (schema.properties as Record<string, Json>).spec as Json;
+  }
+  const field = (node: Json, ...keys: string[]): Json =>
+    keys.reduce((n, k) => (n.properties as Record<string, Json>)[k] as Json, node);
+
+  it('bounds every number in a RelayPolicy or SmtpUser spec, so the API server refuses what the relay would', () => {
+    for (const crd of [relayPolicyCrd(), smtpUserCrd()]) assert.deepEqual(unbounded(specOf(crd), 'spec'), []);
+    assert.equal(field(specOf(relayPolicyCrd()), 'delivery', 'connectTimeoutSeconds').maximum, 600);
+    assert.equal(field(specOf(relayPolicyCrd()), 'drainDeadlineSeconds').maximum, 86400);
   });
 });

@@ -10,12 +10,14 @@ import {
   AuthSchema,
   DeliverySchema,
   DnsblSchema,
+  DrainDeadlineSchema,
   LimitsSchema,
   ListenerSchema,
   OwnIpWatchSchema,
   PostmasterSchema,
   RateLimitSchema,
   RateLimitsSchema,
+  RedisDbSchema,
   RetrySchema,
   SmarthostSchema,
   SpoolReserveSchema,
@@ -60,8 +62,8 @@ const Autoscaling = cel(
   Type.Object(
     {
       enabled: Type.Boolean({ default: false, description: 'Create a HorizontalPodAutoscaler' }),
-      minReplicas: Type.Integer({ minimum: 1, default: 2 }),
-      maxReplicas: Type.Integer({ minimum: 1, default: 10 }),
+      minReplicas: Type.Integer({ minimum: 1, maximum: 1000, default: 2 }),
+      maxReplicas: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
       targetCPUUtilizationPercentage: Type.Integer({ minimum: 1, maximum: 100, default: 70 }),
     },
     { additionalProperties: false, default: {}, description: 'Horizontal autoscaling on CPU' },
@@ -233,7 +235,7 @@ export const RelayPolicySpecSchema = Type.Object(
           sentinelName: Type.Optional(Type.String({ minLength: 1 })),
           passwordSecretRef: Type.Optional(SecretKeyRef('Redis password', 'password')),
           tls: Type.Boolean({ default: false }),
-          db: Type.Integer({ minimum: 0, default: 0 }),
+          db: RedisDbSchema,
           onDown: Type.Union([Type.Literal('local'), Type.Literal('tempfail')], { default: 'local' }),
         },
         {
@@ -253,6 +255,7 @@ export const RelayPolicySpecSchema = Type.Object(
     ),
     drainDeadlineSeconds: Type.Integer({
       minimum: 0,
+      maximum: DrainDeadlineSchema.maximum,
       default: 60,
       description: 'A stopping pod delivers this long, then hands its queue to the other pods',
     }),

@@ -91,7 +91,7 @@ describe('relay config from a RelayPolicy', () => {
       listeners: [
         {
           name: 'submission',
-          address: '0.0.0.0',
+          address: '::',
           port: 2587,
           tls: 'starttls',
           proxyProtocol: false,

@@ -89,7 +89,8 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     spool: { reserveMegabytes: spec.spool.reserveMegabytes },
     stateDir: PATHS.state,
     usersFile: PATHS.users,
-    admin: { address: '0.0.0.0', port: ADMIN_PORT, tokenFile: ADMIN_TOKEN_PATH },
+    // every interface, IPv4 and IPv6: the pod's address in any cluster network family
+    admin: { address: '::', port: ADMIN_PORT, tokenFile: ADMIN_TOKEN_PATH },
     log: { level: spec.logLevel },
   };
   return validateRelayConfig(raw, `RelayPolicy ${metadata.namespace}/${metadata.name}`);

@@ -46,4 +46,21 @@ describe('operator admin server', () => {
       await admin.close();
     }
   });
+
+  it('binds every interface, IPv4 and IPv6, when no host is given', async () => {
+    const admin = await startAdminServer({
+      port: 0,
+      registry: new OperatorMetrics().registry,
+      readiness: () => ({ ok: true, detail: 'standby' }),
+    });
+    try {
+      const bound = admin.server.server.address();
+      assert.equal(typeof bound === 'object' && bound ? bound.address : bound, '::');
+      for (const host of ['127.0.0.1', '[::1]']) {
+        assert.equal((await fetch(`http://${host}:${admin.port}/healthz`)).status, 200, host);
+      }
+    } finally {
+      await admin.close();
+    }
+  });
 });

@@ -3,8 +3,11 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 
+const ALL_INTERFACES = '::';
+
 export interface AdminServerOptions {
-  host: string;
+  /** Default '::': every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6). */
+  host?: string;
   /** 0 picks a free port */
   port: number;
   registry: Registry;
@@ -24,7 +27,15 @@ export async function startAdminServer(
     const body = await options.registry.metrics();
     return reply.header('content-type', options.registry.contentType).send(body);
   });
-  await server.listen({ host: options.host, port: options.port });
+  const host = options.host ?? ALL_INTERFACES;
+  try {
+    await server.listen({ host, port: options.port });
+  } catch (err: unknown) {
+    // '::' takes IPv4 and IPv6 clients; a kernel without IPv6 refuses it, and there
+    // "every interface" is 0.0.0.0
+    if (host !== ALL_INTERFACES || (err as NodeJS.ErrnoException).code !== 'EAFNOSUPPORT') throw err;
+    await server.listen({ host: '0.0.0.0', port: options.port });
+  }
   const address = server.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return { server, port, close: () => server.close() };

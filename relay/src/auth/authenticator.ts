@@ -34,11 +34,11 @@ export class Authenticator {
   }
 
   /**
-   * Replaces the user table (called on every users-file reload). All or nothing: a duplicate
-   * username (SLUICE_ERR_DUPLICATE_USER) or an unusable hash (SLUICE_ERR_PASSWORD_HASH)
-   * throws and the previous table stays in force.
+   * Checks a user table without putting it in force: a duplicate username
+   * (SLUICE_ERR_DUPLICATE_USER) or an unusable hash (SLUICE_ERR_PASSWORD_HASH) throws.
+   * A reload builds its table first, so a bad file changes nothing.
    */
-  setUsers(users: readonly UserRecord[]): void {
+  static table(users: readonly UserRecord[]): ReadonlyMap<string, UserRecord> {
     const next = new Map<string, UserRecord>();
     for (const user of users) {
       if (next.has(user.username)) {
@@ -52,7 +52,12 @@ export class Authenticator {
       }
       next.set(user.username, user);
     }
-    this.#users = next;
+    return next;
+  }
+
+  /** Replaces the user table; all or nothing (see table()). */
+  setUsers(users: readonly UserRecord[] | ReadonlyMap<string, UserRecord>): void {
+    this.#users = users instanceof Map ? users : Authenticator.table(users as readonly UserRecord[]);
   }
 
   /** Checks a username (exact, case-sensitive) and password. */

@@ -11,7 +11,7 @@ import { ConfigError } from './validate.ts';
 /** The unprivileged user and group (nobody, nogroup) a root test run reads files as. */
 const NOBODY = 65534;
 
-const HASH = '$2b$10$abcdefghijklmnopqrstuuv0123456789abcdefghijklmnopqrstu';
+const HASH = '$2b$04$gCDE0OjZBnNGGZs4MN7Yf.Xv3KDnKact7IJjxMzHLi.GP21dQDgha';
 
 const YAML_CONFIG = `# Sluice
 hostname: relay.example.com

@@ -10,7 +10,7 @@ import { Reloader, type ReloaderEvents } from './reloader.ts';
 import type { RelayConfig, UsersFile } from './schema.ts';
 import { ConfigError } from './validate.ts';
 
-const HASH = '$2b$10$abcdefghijklmnopqrstuuv0123456789abcdefghijklmnopqrstu';
+const HASH = '$2b$04$gCDE0OjZBnNGGZs4MN7Yf.Xv3KDnKact7IJjxMzHLi.GP21dQDgha';
 const DEADLINE_MS = 5000;
 
 function configText(maxRecipients: number): string {
@@ -213,7 +213,7 @@ describe('Reloader', () => {
     assert.equal(applied.length, 2);
   });
 
-  it('reloads on demand (SIGHUP), applying a good file and rejecting a bad one', async (t) => {
+  it('reloads on demand (SIGHUP): a bad users file holds back a good config file, then both apply', async (t) => {
     const files = await plainFiles();
     // A debounce far beyond the test keeps the watcher out of it: only reload() acts.
     const { reloader, applied, logs } = await setUp(t, files, { debounceMs: 600_000 });
@@ -221,17 +221,47 @@ describe('Reloader', () => {
     await writeFile(files.configPath, configText(50));
     await writeFile(files.usersPath, usersText('alice', 'alice'));
     const rejected = waitFor(reloader, 'rejected');
-    assert.equal(await reloader.reload(), true);
+    assert.equal(await reloader.reload(), false);
     const { which, error } = await rejected;
     assert.equal(which, 'users');
     assert.equal(error.code, 'SLUICE_ERR_DUPLICATE_USER');
-    assert.equal(applied.length, 1);
-    assert.equal(applied[0]?.config.limits.maxRecipients, 50);
-    assert.deepEqual(applied[0]?.changed, { config: true, users: false });
-    assert.equal(applied[0]?.users.users.length, 1, 'the previous users stay in force');
+    assert.equal(applied.length, 0, 'all or nothing: the valid config change is not applied alone');
+    assert.deepEqual(
+      logs.filter((l) => l.event === 'config_held').map((l) => l.which),
+      ['config'],
+    );
 
     assert.equal(await reloader.reload(), false);
     assert.equal(rejectedLines(logs).length, 2, 'a manual reload reports a still-bad file again');
+
+    await writeFile(files.usersPath, usersText('alice', 'bob'));
+    assert.equal(await reloader.reload(), true);
+    assert.equal(applied.length, 1);
+    assert.deepEqual(applied[0]?.changed, { config: true, users: true });
+    assert.equal(applied[0]?.config.limits.maxRecipients, 50);
+    assert.deepEqual(
+      applied[0]?.users.users.map((u) => u.username),
+      ['alice', 'bob'],
+    );
+  });
+
+  it('rejects a users file with one malformed hash before anything is applied', async (t) => {
+    const files = await plainFiles();
+    const { reloader, applied } = await setUp(t, files, { debounceMs: 600_000 });
+    // r=0 is outside what scrypt accepts: the encoding is right, a parameter is not
+    await writeFile(
+      files.usersPath,
+      `${usersText('alice')}  - username: bob\n    passwordHash: "$scrypt$ln=15,r=0,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"\n`,
+    );
+    const rejected = waitFor(reloader, 'rejected');
+    assert.equal(await reloader.reload(), false);
+    const { error } = await rejected;
+    assert.ok(error instanceof ConfigError);
+    assert.equal(error.code, 'SLUICE_ERR_PASSWORD_HASH');
+    assert.deepEqual(error.problems, [
+      `${files.usersPath}: users[1].passwordHash: user "bob": scrypt parameter r must be an integer from 1 to 32`,
+    ]);
+    assert.equal(applied.length, 0);
   });
 
   it('treats an apply() failure as a rejection and retries on reload()', async (t) => {

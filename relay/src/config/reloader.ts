@@ -48,6 +48,8 @@ interface Slot<T> {
   hash: string;
   /** Content already rejected, so that unrelated directory events do not log it again. */
   rejectedKey: string | undefined;
+  /** Valid content held back by a rejected other file, so that it is logged once. */
+  heldKey?: string | undefined;
 }
 
 interface Fresh<T> {
@@ -56,6 +58,7 @@ interface Fresh<T> {
 }
 
 const DEFAULT_DEBOUNCE_MS = 500;
+const REJECTED = Symbol('rejected');
 
 export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
   readonly #options: ReloaderOptions<C, U>;
@@ -138,15 +141,23 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     if (this.#closed || configSlot === undefined || usersSlot === undefined) return false;
     const config = await this.#check(configSlot, trigger);
     const users = await this.#check(usersSlot, trigger);
-    const applied =
-      (config !== undefined || users !== undefined) &&
-      (await this.#apply(configSlot, config, usersSlot, users));
+    let applied = false;
+    if (config === REJECTED || users === REJECTED) {
+      // All or nothing: a valid change to the other file waits until both files are valid.
+      this.#hold(configSlot, config);
+      this.#hold(usersSlot, users);
+    } else if (config !== undefined || users !== undefined) {
+      applied = await this.#apply(configSlot, config, usersSlot, users);
+    }
     this.emit('checked', { trigger, applied });
     return applied;
   }
 
-  /** New valid content of one file, or undefined when it is unchanged or rejected. */
-  async #check<T>(slot: Slot<T>, trigger: ReloadTrigger): Promise<Fresh<T> | undefined> {
+  /**
+   * New valid content of one file; undefined when it is unchanged; REJECTED when it cannot
+   * be read, parsed or validated (the whole pass then applies nothing).
+   */
+  async #check<T>(slot: Slot<T>, trigger: ReloadTrigger): Promise<Fresh<T> | typeof REJECTED | undefined> {
     const { path } = slot.target;
     let key: string | undefined;
     try {
@@ -156,7 +167,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
         slot.rejectedKey = undefined;
         return undefined;
       }
-      if (key === slot.rejectedKey && trigger === 'watch') return undefined;
+      if (key === slot.rejectedKey && trigger === 'watch') return REJECTED;
       return { value: await slot.target.load(path), hash: key };
     } catch (err: unknown) {
       const rejectedKey = key ?? 'unreadable';
@@ -164,8 +175,18 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
         this.#reject(slot, asSluiceError(err, path), 'warn');
       }
       slot.rejectedKey = rejectedKey;
-      return undefined;
+      return REJECTED;
     }
+  }
+
+  /** A valid change that is not applied because the other file was rejected in the same pass. */
+  #hold<T>(slot: Slot<T>, fresh: Fresh<T> | typeof REJECTED | undefined): void {
+    if (fresh === undefined || fresh === REJECTED || fresh.hash === slot.heldKey) return;
+    slot.heldKey = fresh.hash;
+    this.#options.logger.warn(
+      { event: 'config_held', which: slot.which, file: slot.target.path },
+      `${slot.which} file is valid but waits: the other file was rejected, and the two apply together`,
+    );
   }
 
   async #apply(
@@ -193,6 +214,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     slot.value = fresh.value;
     slot.hash = fresh.hash;
     slot.rejectedKey = undefined;
+    slot.heldKey = undefined;
     this.#options.logger.info(
       { event: 'config_applied', which: slot.which, file: slot.target.path },
       `${slot.which} file applied`,
@@ -211,7 +233,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     const problems = error instanceof ConfigError ? error.problems : [error.message];
     this.#options.logger[level](
       { event: 'config_rejected', which: slot.which, file: slot.target.path, code: error.code, problems },
-      `${slot.which} file rejected; the previous one stays in force`,
+      `${slot.which} file rejected; the previous config and users files stay in force`,
     );
     this.emit('rejected', { which: slot.which, error });
   }

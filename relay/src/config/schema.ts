@@ -22,6 +22,19 @@ export const DEFAULT_BLOCKED_EXTENSIONS = [
 
 export const MIB = 1024 * 1024;
 
+/**
+ * Bounds every numeric field keeps to, so that a value that validates is one the runtime
+ * honours. Node's timers hold at most 2^31-1 ms (about 24.8 days): a longer delay fires
+ * after 1 ms instead, so a field that becomes a timer stays under it. Counts are capped
+ * far above any real use but below where they would stop meaning anything.
+ */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
+/** The largest whole number of seconds a timer can wait. */
+export const TIMER_MAX_SECONDS = Math.floor(TIMER_MAX_MS / 1000);
+const MAX_COUNT = 100_000_000;
+const MAX_CONNECTIONS = 1_000_000;
+const DAY = 86400;
+
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free one' });
 const Cidr = Type.String({
   pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$',
@@ -34,7 +47,11 @@ export const ListenerSchema = Type.Object(
       pattern: '^[a-z][a-z0-9-]{0,30}$',
       description: 'Listener name, used in logs and metrics',
     }),
-    address: Type.String({ default: '0.0.0.0', description: 'Address to bind' }),
+    address: Type.String({
+      default: '::',
+      description:
+        'Address to bind; :: is every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6)',
+    }),
     port: Port,
     tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
       default: 'starttls',
@@ -73,11 +90,13 @@ export const LimitsSchema = Type.Object(
     }),
     maxConnections: Type.Integer({
       minimum: 1,
+      maximum: MAX_CONNECTIONS,
       default: 1000,
       description: 'Open SMTP connections per relay',
     }),
     maxConnectionsPerIp: Type.Integer({
       minimum: 1,
+      maximum: MAX_CONNECTIONS,
       default: 50,
       description: 'Open SMTP connections per client IP per relay',
     }),
@@ -154,7 +173,7 @@ export const RateLimitSchema = Type.Object(
     what: Type.Union([Type.Literal('messages'), Type.Literal('recipients')], {
       description: 'What is counted: accepted messages, or their recipients',
     }),
-    limit: Type.Integer({ minimum: 1, maximum: 100_000_000, description: 'How many per window' }),
+    limit: Type.Integer({ minimum: 1, maximum: MAX_COUNT, description: 'How many per window' }),
     windowSeconds: Type.Integer({
       minimum: 1,
       maximum: 30 * 86400,
@@ -180,6 +199,7 @@ export const RateLimitsSchema = Type.Object(
     }),
     concurrentConnectionsPerIp: Type.Integer({
       minimum: 1,
+      maximum: MAX_CONNECTIONS,
       default: 20,
       description: 'Open SMTP connections per client IP across all relay pods',
     }),
@@ -191,11 +211,13 @@ export const AuthLockoutSchema = Type.Object(
   {
     maxFailuresPerUser: Type.Integer({
       minimum: 1,
+      maximum: MAX_COUNT,
       default: 10,
       description: 'Failed AUTH attempts for one username (from any IP) before it is locked',
     }),
     maxFailuresPerIp: Type.Integer({
       minimum: 1,
+      maximum: MAX_COUNT,
       default: 20,
       description: 'Failed AUTH attempts from one IP (for any username) before it is locked',
     }),
@@ -269,22 +291,33 @@ export const DnsblSchema = Type.Object(
     }),
     minTtlSeconds: Type.Integer({
       minimum: 0,
+      maximum: 7 * DAY,
       default: 60,
       description: 'Shortest time an answer is cached',
     }),
     maxTtlSeconds: Type.Integer({
       minimum: 1,
+      maximum: 7 * DAY,
       default: 3600,
       description: 'Longest time an answer is cached',
     }),
     errorBackoffSeconds: Type.Integer({
       minimum: 1,
+      maximum: DAY,
       default: 600,
       description: 'How long a zone is disabled after it answered with an error code',
     }),
   },
   { additionalProperties: false },
 );
+
+/** Redis's SELECT index is a C int; which ones exist is the server's `databases` setting (16 by default). */
+export const RedisDbSchema = Type.Integer({
+  minimum: 0,
+  maximum: 2 ** 31 - 1,
+  default: 0,
+  description: 'Database index (SELECT); the server has 16 (0-15) unless configured otherwise',
+});
 
 export const RedisSchema = Type.Object(
   {
@@ -299,8 +332,14 @@ export const RedisSchema = Type.Object(
     username: Type.Optional(Type.String()),
     passwordFile: Type.Optional(Type.String({ minLength: 1, description: 'File holding the password' })),
     tls: Type.Boolean({ default: false }),
-    db: Type.Integer({ minimum: 0, default: 0 }),
-    commandTimeoutMs: Type.Integer({ minimum: 10, default: 500 }),
+    db: RedisDbSchema,
+    commandTimeoutMs: Type.Integer({
+      minimum: 10,
+      maximum: 60_000,
+      default: 500,
+      description:
+        'A Redis command that takes longer fails (and the relay falls back as onSharedStateDown says)',
+    }),
   },
   { additionalProperties: false },
 );
@@ -366,17 +405,20 @@ export const AbuseSchema = Type.Object(
     }),
     volumeFactor: Type.Number({
       minimum: 1,
+      maximum: 1_000_000,
       default: 10,
       description:
         'Flag a user whose messages in the last hour exceed this many times the median of their 24 hours before',
     }),
     volumeFloor: Type.Integer({
       minimum: 1,
+      maximum: MAX_COUNT,
       default: 100,
       description: '... and are at least this many (a quiet account may send a few dozen without a flag)',
     }),
     maxClientIps: Type.Integer({
       minimum: 1,
+      maximum: MAX_CONNECTIONS,
       default: 10,
       description:
         'Flag a user who authenticated from more distinct client IPs than this within the current hour',
@@ -390,6 +432,7 @@ export const AbuseSchema = Type.Object(
     }),
     minAttempts: Type.Integer({
       minimum: 1,
+      maximum: MAX_COUNT,
       default: 20,
       description: '... out of at least this many (accepted plus refused)',
     }),
@@ -448,21 +491,25 @@ export const RetrySchema = Type.Object(
   {
     minBackoffSeconds: Type.Integer({
       minimum: 1,
+      maximum: DAY,
       default: 300,
       description: 'Wait before the first retry; doubles after each attempt (Postfix minimal_backoff_time)',
     }),
     maxBackoffSeconds: Type.Integer({
       minimum: 1,
+      maximum: 7 * DAY,
       default: 3600,
       description: 'Longest wait between attempts (Postfix maximal_backoff_time)',
     }),
     queueLifetimeSeconds: Type.Integer({
       minimum: 60,
+      maximum: 30 * DAY,
       default: 5 * 86400,
       description: 'A recipient still deferred after this long is bounced (Postfix maximal_queue_lifetime)',
     }),
     delayWarningSeconds: Type.Integer({
       minimum: 0,
+      maximum: 30 * DAY,
       default: 4 * 3600,
       description: 'Send the sender one delay notice after this long; 0 sends none',
     }),
@@ -518,19 +565,27 @@ export const DeliverySchema = Type.Object(
       description: 'Defer instead of sending in clear text when an MX does not offer STARTTLS',
     }),
     heloName: Type.Optional(Type.String({ minLength: 1, description: 'Name in EHLO; default hostname' })),
-    connectTimeoutSeconds: Type.Integer({ minimum: 1, default: 30 }),
+    connectTimeoutSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 600,
+      default: 30,
+      description: 'Connecting to an MX or smarthost (and each of its replies) may take this long',
+    }),
     maxConnections: Type.Integer({
       minimum: 1,
+      maximum: 10_000,
       default: 100,
       description: 'Outgoing SMTP connections per relay',
     }),
     maxConnectionsPerDomain: Type.Integer({
       minimum: 1,
+      maximum: 10_000,
       default: 10,
       description: 'Outgoing SMTP connections per destination domain per relay',
     }),
     messagesPerConnection: Type.Integer({
       minimum: 1,
+      maximum: 100_000,
       default: 100,
       description: 'Messages sent over one connection before it is closed',
     }),
@@ -539,13 +594,20 @@ export const DeliverySchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** How long a stopping relay keeps delivering (a timer: at most a day). */
+export const DrainDeadlineSchema = Type.Integer({
+  minimum: 0,
+  maximum: DAY,
+  default: 60,
+  description: 'On shutdown, keep delivering this long before handing the queue on (or leaving it)',
+});
+
+/** RFC 1918 and RFC 4193 (unique local IPv6): where pod networks usually are. */
+export const PRIVATE_NETWORKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'] as const;
+
 export const DrainSchema = Type.Object(
   {
-    deadlineSeconds: Type.Integer({
-      minimum: 0,
-      default: 60,
-      description: 'On shutdown, keep delivering this long before handing the queue on (or leaving it)',
-    }),
+    deadlineSeconds: DrainDeadlineSchema,
     handoff: Type.Optional(
       Type.Object(
         {
@@ -556,6 +618,12 @@ export const DrainSchema = Type.Object(
           }),
           username: Type.String({ minLength: 1, description: 'Internal credential for the handoff' }),
           passwordFile: Type.String({ minLength: 1 }),
+          fromNetworks: Type.Array(Cidr, {
+            minItems: 1,
+            default: [...PRIVATE_NETWORKS],
+            description:
+              'Networks (the pod network) from which AUTH as the handoff username is accepted; from anywhere else it fails like a wrong password (535 5.7.8)',
+          }),
         },
         { additionalProperties: false },
       ),
@@ -687,7 +755,11 @@ export const RelayConfigSchema = Type.Object(
     usersFile: Type.String({ minLength: 1, description: 'Path of the users file (YAML or JSON)' }),
     admin: Type.Object(
       {
-        address: Type.String({ default: '0.0.0.0' }),
+        address: Type.String({
+          default: '::',
+          description:
+            'Address to bind; :: is every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6)',
+        }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 9587 }),
         tokenFile: Type.Optional(
           Type.String({

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { isSluiceError } from '../errors.ts';
 import { ConfigError, validateRelayConfig, validateUsersFile } from './validate.ts';
 
-const HASH = '$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaA';
+const HASH = '$scrypt$ln=15,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA';
 
 function minimalConfig(): Record<string, unknown> {
   return {
@@ -40,7 +40,7 @@ describe('validateRelayConfig', () => {
     assert.equal(config.hostname, 'localhost');
     assert.deepEqual(config.auth.methods, ['PLAIN', 'LOGIN']);
     assert.equal(config.listeners[0]?.tls, 'starttls');
-    assert.equal(config.listeners[0]?.address, '0.0.0.0');
+    assert.equal(config.listeners[0]?.address, '::');
     assert.equal(config.admin.port, 9587);
     assert.equal(config.log.level, 'info');
   });
@@ -240,7 +240,7 @@ describe('cross-field checks', () => {
       (err: ConfigError) => {
         assert.deepEqual(err.problems, [
           'config.yaml: listeners[1].name: "a" is already used by listeners[0]',
-          'config.yaml: listeners[2].port: 0.0.0.0:587 is already used by listeners[0]',
+          'config.yaml: listeners[2].port: [::]:587 is already used by listeners[0]',
         ]);
         return true;
       },

@@ -1,7 +1,9 @@
 // Schema validation of the config and users files, with one readable line per problem:
 // `<file>: <field path>: got <value>, expected <what>`. Secrets are never echoed.
 import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv';
-import { type ErrorCode, SluiceError } from '../errors.ts';
+import { assertSupportedHash } from '../auth/password.ts';
+import { type ErrorCode, isSluiceError, SluiceError } from '../errors.ts';
+import { TrustedNetworks } from '../net/trusted-networks.ts';
 import { type RelayConfig, RelayConfigSchema, type UsersFile, UsersFileSchema } from './schema.ts';
 
 /** A config-file failure; `problems` holds one human-readable line per problem, for structured logs. */
@@ -43,13 +45,18 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
     ),
     ...duplicatesOf(
       copy.listeners,
-      (l) => `${l.address}:${l.port}`,
+      (l) => `${l.address.includes(':') ? `[${l.address}]` : l.address}:${l.port}`,
       (i, first, key) =>
         key.endsWith(':0')
           ? undefined
           : `${source}: listeners[${i}].port: ${key} is already used by listeners[${first}]`,
     ),
   ];
+  copy.drain.handoff?.fromNetworks.forEach((cidr, i) => {
+    const problem = cidrProblem(cidr);
+    if (problem)
+      problems.push(`${source}: drain.handoff.fromNetworks[${i}]: got ${JSON.stringify(cidr)}, ${problem}`);
+  });
   if (copy.state.backend === 'redis' && !copy.state.redis) {
     problems.push(`${source}: state.redis: required field missing (state.backend is redis)`);
   }
@@ -68,6 +75,17 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
   }
   if (problems.length > 0) throw new ConfigError('SLUICE_ERR_CONFIG_INVALID', source, problems);
   return copy;
+}
+
+/** Why a CIDR the schema's pattern let through is still no network (e.g. 10.0.0.0/33), or undefined. */
+function cidrProblem(cidr: string): string | undefined {
+  try {
+    new TrustedNetworks([cidr]);
+    return undefined;
+  } catch (err: unknown) {
+    if (!isSluiceError(err)) throw err;
+    return 'expected an IP address or CIDR network such as 10.0.0.0/8';
+  }
 }
 
 /** One problem line per item whose key an earlier item already has. */
@@ -106,8 +124,33 @@ export function validateUsersFile(data: unknown, source: string): UsersFile {
     (i, first, name) =>
       `${source}: users[${i}].username: ${JSON.stringify(name)} is already used by users[${first}]`,
   );
+  const hashes = hashProblems(copy.users, source);
+  if (hashes.length > 0) {
+    throw new ConfigError('SLUICE_ERR_PASSWORD_HASH', source, [...duplicates, ...hashes]);
+  }
   if (duplicates.length > 0) throw new ConfigError('SLUICE_ERR_DUPLICATE_USER', source, duplicates);
   return copy;
+}
+
+/**
+ * One line per user whose hash the relay could not verify (malformed encoding, parameters
+ * out of the bounds password.ts accepts, a scheme this process lacks). Checked here, with
+ * the schema, so that a file with one bad hash is refused before any of it takes effect.
+ * The hash itself is never echoed.
+ */
+function hashProblems(users: UsersFile['users'], source: string): string[] {
+  const problems: string[] = [];
+  users.forEach((user, i) => {
+    try {
+      assertSupportedHash(user.passwordHash);
+    } catch (err: unknown) {
+      if (!isSluiceError(err, 'SLUICE_ERR_PASSWORD_HASH')) throw err;
+      problems.push(
+        `${source}: users[${i}].passwordHash: user ${JSON.stringify(user.username)}: ${err.message}`,
+      );
+    }
+  });
+  return problems;
 }
 
 const SENSITIVE_NAME = /password|passwd|passphrase|^pass$|hash|secret|token/i;

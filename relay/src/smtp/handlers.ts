@@ -14,6 +14,7 @@ import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import { ATTR, inSpan, startSpan, type Tracer, traced } from '../observability/spans.ts';
+import { handoffFromOutside } from '../policy/handoff-origin.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
 import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared-checks.ts';
@@ -320,6 +321,16 @@ export class SmtpHandlers {
         : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields);
     }
     const outcome = await this.#rt.authenticator.authenticate(username, password);
+    // checked after the password, so a refusal takes as long as any wrong password
+    if (handoffFromOutside(this.#rt.config, username, ip)) {
+      this.#rt.metrics.authTotal.inc({ result: 'failure' });
+      (state?.log ?? this.#rt.logger).warn(
+        { event: 'handoff_auth_refused', user: username, clientIp: ip },
+        'AUTH as the handoff account from outside drain.handoff.fromNetworks',
+      );
+      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger);
+      return this.refuse(state, 'auth', 'AUTH_FAILED', {}, { user: username });
+    }
     if (outcome.ok && this.#rt.abuse?.isSuspended(outcome.user.username)) {
       this.#rt.metrics.authTotal.inc({ result: 'suspended' });
       return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { ...userFields, abuse: true });
