@@ -6,7 +6,7 @@
 // entrypoint that does not start. The base image is not there (Node 24 is this machine's).
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -76,6 +76,15 @@ function greeting(port: number): Promise<string> {
   });
 }
 
+/** Files of the image's own sources (not node_modules) that are test code: tests, test kits, fixtures. */
+async function testCode(image: BuiltImage): Promise<string[]> {
+  const app = join(image.root, image.workdir);
+  const files = await readdir(app, { recursive: true }).catch(() => [] as string[]);
+  return files
+    .filter((f) => !f.startsWith('node_modules') && f.endsWith('.ts'))
+    .filter((f) => /\.test\.ts$|(^|\/)testing\/|fixture|test-kit|contract/.test(f));
+}
+
 describe('container images (built without Docker)', { timeout: 600_000 }, () => {
   let dir: string;
   const buildEnv = {
@@ -105,6 +114,7 @@ describe('container images (built without Docker)', { timeout: 600_000 }, () => 
     const image = await build('relay');
     assert.deepEqual(image.user, { uid: 10001, gid: 10001 });
     assert.equal(image.env.NODE_ENV, 'production');
+    assert.deepEqual(await testCode(image), [], 'the image carries no test code');
     // what the pod mounts: its config, users file and a spool volume owned by the pod's user
     const volumes = join(dir, 'relay-volumes');
     await mkdir(join(volumes, 'spool'), { recursive: true });
@@ -142,6 +152,7 @@ describe('container images (built without Docker)', { timeout: 600_000 }, () => 
   it('operator: the image holds what the operator needs, and serves /healthz as uid 10001', async () => {
     const image = await build('operator');
     assert.deepEqual(image.user, { uid: 10001, gid: 10001 });
+    assert.deepEqual(await testCode(image), [], 'the image carries no test code');
     // no API server here: the operator starts, serves its admin port and waits for one
     const kubeconfig = join(dir, 'kubeconfig');
     await writeFile(

@@ -23,7 +23,7 @@ import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 import { apiListWatch, Informer } from '../kube/informer.ts';
 import { type ResourceType, SECRETS, STATEFUL_SETS } from '../kube/resources.ts';
 import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from './api-server-fixture.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
 import { Controller, type ControllerMetrics } from './controller.ts';
 
 const skip = apiServerSkip();

@@ -8,7 +8,7 @@ import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trac
 import { startTracing, type Tracing } from '@sluice/relay/tracing';
 import { KubeApiError } from '../kube/api-error.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from './api-server-fixture.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
 import { Controller } from './controller.ts';
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
 

@@ -8,8 +8,8 @@ import type { SmtpUser } from '../api/types.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 import type { ResourceType } from '../kube/resources.ts';
 import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
 import type { PolicyUsage, UsageSource, UsageTarget } from '../usage/relay-usage.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from './api-server-fixture.ts';
 import { Controller, type ControllerMetrics } from './controller.ts';
 
 const skip = apiServerSkip();

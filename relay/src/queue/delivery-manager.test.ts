@@ -1,12 +1,11 @@
 // The delivery manager against a real spool on disk and a fake in-process transport (see
-// test-kit.ts; the real SMTP transports have their own tests against real SMTP peers).
+// testing/queue-kit.ts; the real SMTP transports have their own tests against real SMTP peers).
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RecipientOutcome } from '../delivery/types.ts';
 import { newQueueId } from '../spool/queue-id.ts';
-import { suiteDir } from '../testing/spools.ts';
 import {
   bootQueue,
   FakeClock,
@@ -16,7 +15,8 @@ import {
   testConfig,
   testEnvelope,
   waitFor,
-} from './test-kit.ts';
+} from '../testing/queue-kit.ts';
+import { suiteDir } from '../testing/spools.ts';
 
 const SECOND = 1000;
 

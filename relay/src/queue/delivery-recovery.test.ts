@@ -1,11 +1,10 @@
 // Restarts, crashes and shutdown of the delivery manager, on a real spool on disk with a
-// fake in-process transport (see test-kit.ts; real SMTP transports have their own tests).
+// fake in-process transport (see testing/queue-kit.ts; real SMTP transports have their own tests).
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { newQueueId } from '../spool/queue-id.ts';
-import { suiteDir } from '../testing/spools.ts';
 import {
   bootQueue,
   FakeClock,
@@ -15,7 +14,8 @@ import {
   testConfig,
   testEnvelope,
   waitFor,
-} from './test-kit.ts';
+} from '../testing/queue-kit.ts';
+import { suiteDir } from '../testing/spools.ts';
 
 const SECOND = 1000;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { T0, testConfig, testEnvelope } from '../testing/queue-kit.ts';
 import { planJobs } from './plan-jobs.ts';
-import { T0, testConfig, testEnvelope } from './test-kit.ts';
 
 describe('planJobs', () => {
   it('makes one job per recipient domain (case-insensitive) with only the open recipients', () => {

@@ -5,9 +5,9 @@ import { describe, it } from 'node:test';
 import { createLogger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
+import { testEnvelope } from '../testing/queue-kit.ts';
 import { suiteDir, testSpool } from '../testing/spools.ts';
 import { QueueStore } from './queue-store.ts';
-import { testEnvelope } from './test-kit.ts';
 
 /** One recipient on a fresh message (the fixture every queue test uses). */
 const envelope = (queueId: string): SpooledEnvelope => testEnvelope(queueId, ['b@example.net'], Date.now());

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { storeContract, waitFor } from '../testing/store-contract.ts';
 import { MAX_DISTINCT_IN_MEMORY, MemoryStore } from './memory-store.ts';
-import { storeContract, waitFor } from './store.contract.ts';
 
 storeContract('memory', async () => {
   let now = 1_000_000;

@@ -10,8 +10,8 @@ import {
   startRedisSentinel,
   startRedisServer,
 } from '../testing/redis-server.ts';
+import { storeContract } from '../testing/store-contract.ts';
 import { createRedisClient, type RedisClient, type RedisClientConfig, RedisStore } from './redis-store.ts';
-import { storeContract } from './store.contract.ts';
 
 const T = 28_333_334 * 60_000;
 let server: RedisServerHandle;

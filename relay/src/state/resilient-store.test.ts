@@ -3,10 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isSluiceError } from '../errors.ts';
 import { type RedisServerHandle, startRedisServer } from '../testing/redis-server.ts';
+import { waitFor } from '../testing/store-contract.ts';
 import { bucketAt, bucketKey, MemoryStore } from './memory-store.ts';
 import { createRedisClient, type RedisClient, RedisStore } from './redis-store.ts';
 import { ResilientStore, type StateHealth } from './resilient-store.ts';
-import { waitFor } from './store.contract.ts';
 import { StateUnavailableError } from './store.ts';
 
 const T = 28_333_334 * 60_000;

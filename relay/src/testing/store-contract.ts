@@ -3,7 +3,7 @@
 // the backend's clock, which a backend under test may let the suite move forward.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { FailureRule, RateRule, StateStore } from './store.ts';
+import type { FailureRule, RateRule, StateStore } from '../state/store.ts';
 
 export interface StoreUnderTest {
   store: StateStore;

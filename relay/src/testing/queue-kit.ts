@@ -5,12 +5,12 @@ import { embeddedConfig } from '../config/defaults.ts';
 import type { RelayConfig } from '../config/schema.ts';
 import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '../delivery/types.ts';
 import { createLogger } from '../observability/logger.ts';
+import { DeliveryManager, type DsnRequest } from '../queue/delivery-manager.ts';
+import { QueueStore } from '../queue/queue-store.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { readSpooled } from '../spool/message-file.ts';
-import { spooledEnvelope } from '../testing/envelope.ts';
-import { testSpool } from '../testing/spools.ts';
-import { DeliveryManager, type DsnRequest } from './delivery-manager.ts';
-import { QueueStore } from './queue-store.ts';
+import { spooledEnvelope } from './envelope.ts';
+import { testSpool } from './spools.ts';
 
 export const T0 = Date.parse('2025-01-01T00:00:00Z');
 

@@ -5,8 +5,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type ControlPlane, skipUnlessBuilt, startControlPlane } from '@sluice/e2e/control-plane';
 import { parseAllDocuments } from 'yaml';
-import { type ControlPlane, skipUnlessBuilt, startControlPlane } from '../../../e2e/src/control-plane.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 
 export type { ControlPlane };
