@@ -12,11 +12,13 @@
 // smtpd_hard_error_limit; smtp-server's own fixed limit of 10 unknown commands gives way
 // to it); a command line longer than its limit (line-limits.ts) gets 500 5.5.2 and the
 // session goes on; and the closing replies for too many errors or too many commands
-// before AUTH (smtp-server's maxAllowedUnauthenticatedCommands) come from the table.
+// before AUTH (smtp-server's maxAllowedUnauthenticatedCommands) come from the table;
+// and addresses may have a quoted local part (address-path.ts).
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { parseQuotedPath } from './address-path.ts';
 import { SluiceParser } from './data-parser.ts';
 import { commandLineLimit } from './line-limits.ts';
 import { ENHANCED_CODE_PREFIX, REPLIES, type Reason, type ReplyKey, replyLine } from './replies.ts';
@@ -111,6 +113,14 @@ export class SluiceConnection extends SMTPConnection {
       return;
     }
     super._onCommand(command, callback);
+  }
+
+  /** smtp-server's address parsing, with quoted local parts (address-path.ts). */
+  override _parseAddressCommand(
+    rawName: string,
+    rawCommand: Buffer | string,
+  ): ReturnType<SMTPConnection['_parseAddressCommand']> {
+    return parseQuotedPath(rawName, rawCommand, (name, command) => super._parseAddressCommand(name, command));
   }
 
   /** smtp-server's parser wiring (also after STARTTLS), with SluiceParser. */
