@@ -116,7 +116,8 @@ export const LimitsSchema = Type.Object(
       minimum: 1,
       maximum: 100,
       default: 10,
-      description: 'Unrecognised or unauthenticated commands before the connection is closed',
+      description:
+        'Bad commands (unknown, malformed, out of order, too long) before the connection is closed; also how many commands a client may send before AUTH besides EHLO, STARTTLS and EHLO',
     }),
     handshakeTimeoutSeconds: Type.Integer({
       minimum: 1,

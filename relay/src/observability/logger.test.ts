@@ -32,6 +32,19 @@ function eventsOf(out: string): string[] {
 }
 
 describe('log output', () => {
+  it('writes a field a logger is bound to once, and format characters as escapes', async () => {
+    const out = await run(
+      `import { createLogger } from '${LOGGER}';
+       const log = createLogger().child({ sessionId: 's1', user: 'alice' });
+       log.info({ event: 'connection', user: 'alice', service: 'x', name: 'in\u202Evoice\u2066' }, 'closed');`,
+    );
+    const line = out.trim();
+    assert.equal(line.match(/"user":/g)?.length, 1);
+    assert.equal(line.match(/"service":/g)?.length, 1);
+    assert.ok(!/[\u202e\u2066]/.test(line));
+    assert.equal((JSON.parse(line) as { name: string }).name, 'in\\u202Evoice\\u2066');
+  });
+
   it('never writes a password or a password hash, at the top level or one object down', async () => {
     const out = await run(
       `import { createLogger } from '${LOGGER}';

@@ -61,6 +61,18 @@ function escapeFields(fields: Record<string, unknown>): Record<string, unknown> 
   return out ?? fields;
 }
 
+/** The keys each logger is bound to (a logger's bindings do not change once it is made). */
+const boundKeys = new WeakMap<object, ReadonlySet<string>>();
+
+function keysBoundTo(logger: Logger): ReadonlySet<string> {
+  let keys = boundKeys.get(logger);
+  if (!keys) {
+    keys = new Set(Object.keys(logger.bindings()));
+    boundKeys.set(logger, keys);
+  }
+  return keys;
+}
+
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
   return pino(
     {
@@ -79,10 +91,10 @@ export function createLogger(options: { level?: string; destination?: Destinatio
           if (fields === null || typeof fields !== 'object' || fields instanceof Error) {
             return method.apply(this, args);
           }
-          const bound = this.bindings();
+          const bound = keysBoundTo(this);
           const own = fields as Record<string, unknown>;
-          if (!Object.keys(own).some((key) => key in bound)) return method.apply(this, args);
-          const kept = Object.fromEntries(Object.entries(own).filter(([key]) => !(key in bound)));
+          if (!Object.keys(own).some((key) => bound.has(key))) return method.apply(this, args);
+          const kept = Object.fromEntries(Object.entries(own).filter(([key]) => !bound.has(key)));
           return method.apply(this, [kept, ...rest] as Parameters<typeof method>);
         },
       },

@@ -1,25 +1,29 @@
 // smtp-server's connection, greeting without its 100 ms pregreet pause, with its input
 // parser swapped for SluiceParser (a faster DATA phase, data-parser.ts), and with these
-// changes made where every reply passes (send): replies to a pipelined batch are held
-// until the end of the tick and leave in one write;
-// EHLO advertises AUTH only where AUTH would be accepted (after TLS, unless the policy
-// allows plaintext) and AUTH anywhere else gets 538 before any credential is read
-// (smtp-server checks this only on a listener that offers STARTTLS);
-// a reply whose text already starts with an enhanced status code comes from our reply
-// table and is sent as it is (smtp-server would otherwise derive a second, generic
-// code from the reply code alone); every error reply is counted, so a client that
-// keeps sending bad commands is disconnected after maxBadCommands (Postfix's
-// smtpd_hard_error_limit; smtp-server's own fixed limit of 10 unknown commands gives way
-// to it); a command line longer than its limit (line-limits.ts) gets 500 5.5.2 and the
-// session goes on; and the closing replies for too many errors or too many commands
-// before AUTH (smtp-server's maxAllowedUnauthenticatedCommands) come from the table.
+// changes:
+// - replies to a pipelined batch are held until the end of the tick and leave in one write;
+// - EHLO advertises AUTH only where AUTH would be accepted (after TLS, unless the policy
+//   allows plaintext), and AUTH anywhere else gets 538 before any credential is read
+//   (smtp-server checks this only on a listener that offers STARTTLS);
+// - a reply whose text already starts with an enhanced status code comes from our reply
+//   table and is sent as it is (smtp-server would otherwise derive a second, generic code
+//   from the reply code alone);
+// - every error reply is counted, so a client that keeps sending bad commands is
+//   disconnected after maxBadCommands (Postfix's smtpd_hard_error_limit; smtp-server's
+//   own fixed limit of 10 unknown commands gives way to it), and the closing replies for
+//   too many errors or too many commands before AUTH (smtp-server's
+//   maxAllowedUnauthenticatedCommands) come from the table;
+// - a command line longer than its limit (line-limits.ts) gets 500 5.5.2 and the session
+//   goes on;
+// - addresses may have a quoted local part (address-path.ts).
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { parseQuotedPath } from './address-path.ts';
 import { SluiceParser } from './data-parser.ts';
 import { commandLineLimit } from './line-limits.ts';
-import { ENHANCED_CODE_PREFIX, REPLIES, type Reason, type ReplyKey, replyLine } from './replies.ts';
+import { ENHANCED_CODE_PREFIX, REPLIES, type Reason, type ReplyKey, replyText } from './replies.ts';
 
 export interface ReplyObserver {
   /**
@@ -29,6 +33,11 @@ export interface ReplyObserver {
   connectionRefusal(sessionId: string, code: number, reason: Reason, text: string): void;
   /** Called when the connection is closed for too many errors. */
   tooManyErrors(sessionId: string): void;
+}
+
+/** A table reply's text after the code: its enhanced code and its words. */
+function tableText(key: ReplyKey, vars: Record<string, string | number> = {}): string {
+  return `${REPLIES[key].enhanced} ${replyText(key, vars)}`;
 }
 
 const PROTOCOL_ERROR_CODES = new Set([500, 501, 502, 503, 504, 555]);
@@ -93,13 +102,14 @@ export class SluiceConnection extends SMTPConnection {
 
   /** Sends a reply from the table and reports it as a refusal. */
   #refuse(key: ReplyKey, vars: Record<string, string | number> = {}): void {
-    const line = replyLine(key, vars);
     const spec = REPLIES[key];
-    this.#observer.connectionRefusal(this.id, spec.code, spec.reason, line.slice(4));
-    this.send(spec.code, line.slice(4));
+    const text = tableText(key, vars);
+    this.#observer.connectionRefusal(this.id, spec.code, spec.reason, text);
+    this.send(spec.code, text);
   }
 
   override _onCommand(command: Buffer, callback?: () => void): void {
+    // smtp-server closes after 10 unknown commands whatever maxBadCommands says; ours counts them
     this._unrecognizedCommands = 0;
     const sasl = this._nextHandler !== false;
     if (this._ready && !this._upgrading && command.length + 2 > commandLineLimit(command, sasl)) {
@@ -111,6 +121,14 @@ export class SluiceConnection extends SMTPConnection {
       return;
     }
     super._onCommand(command, callback);
+  }
+
+  /** smtp-server's address parsing, with quoted local parts (address-path.ts). */
+  override _parseAddressCommand(
+    rawName: string,
+    rawCommand: Buffer | string,
+  ): ReturnType<SMTPConnection['_parseAddressCommand']> {
+    return parseQuotedPath(rawName, rawCommand, (name, command) => super._parseAddressCommand(name, command));
   }
 
   /** smtp-server's parser wiring (also after STARTTLS), with SluiceParser. */
@@ -166,7 +184,7 @@ export class SluiceConnection extends SMTPConnection {
     const ours = typeof data === 'string' && ENHANCED_CODE_PREFIX.test(data);
     if (code === 421 && !ours && this.#unauthenticatedLimitReached()) {
       this.#observer.tooManyErrors(this.id);
-      super.send(421, replyLine('TOO_MANY_UNAUTHENTICATED', { hostname: this.name }).slice(4), false);
+      super.send(421, tableText('TOO_MANY_UNAUTHENTICATED', { hostname: this.name }), false);
       return;
     }
     super.send(code, data, ours ? false : context);
@@ -181,7 +199,7 @@ export class SluiceConnection extends SMTPConnection {
     }
     if (PROTOCOL_ERROR_CODES.has(code) && ++this.#errors >= this.#maxErrors() && code !== 421) {
       this.#observer.tooManyErrors(this.id);
-      super.send(421, replyLine('TOO_MANY_ERRORS', { hostname: this.name }).slice(4), false);
+      super.send(421, tableText('TOO_MANY_ERRORS', { hostname: this.name }), false);
     }
   }
 }

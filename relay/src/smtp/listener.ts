@@ -24,7 +24,9 @@ function serverOptions(config: RelayConfig, listener: ListenerConfig): Partial<S
     authMethods: [...config.auth.methods],
     allowInsecureAuth: config.auth.allowPlaintext,
     socketTimeout: config.limits.idleTimeoutSeconds * 1000,
-    maxAllowedUnauthenticatedCommands: config.limits.maxBadCommands,
+    // before AUTH a session needs EHLO, STARTTLS and EHLO again, which are no bad commands:
+    // with maxBadCommands under 3 it could otherwise never authenticate
+    maxAllowedUnauthenticatedCommands: config.limits.maxBadCommands + 3,
     hideSTARTTLS: listener.tls !== 'starttls',
     authRequiredMessage: replyText('AUTH_REQUIRED'),
   };

@@ -11,6 +11,8 @@ import {
   type SMTPServerEnvelope,
   type SMTPServerSession,
 } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { parseQuotedPath } from '../smtp/address-path.ts';
 
 export interface SinkReply {
   code: number;
@@ -57,6 +59,8 @@ export interface SmtpSinkOptions {
   smtpUtf8?: boolean;
   /** true: EHLO offers DSN and the sink records RET, ENVID, NOTIFY and ORCPT. */
   dsn?: boolean;
+  /** true: MAIL FROM and RCPT TO may have a quoted local part ("a b"@example.net), as RFC 5321 allows. */
+  quotedLocalParts?: boolean;
 }
 
 export interface SmtpSink {
@@ -71,6 +75,8 @@ export interface SmtpSink {
   readonly transactions: number;
   /** RSET commands received so far (sessions without TLS only: read off the wire). */
   readonly resets: number;
+  /** MAIL and RCPT command lines as they arrived (sessions without TLS only). */
+  readonly envelopeCommands: string[];
   /** The next MAIL FROM gets no answer: the connection is closed, as by a server that timed it out. */
   hangUpOnNextMail(): void;
   /** Answers RCPT TO for this address with the reply; undefined accepts it again. */
@@ -95,6 +101,27 @@ function testCertificate(): Promise<{ key: string; cert: string }> {
   return certificate;
 }
 
+/** The relay's own parsing of quoted local parts, in the sink's sessions. */
+class QuotingConnection extends SMTPConnection {
+  override _parseAddressCommand(
+    rawName: string,
+    rawCommand: Buffer | string,
+  ): ReturnType<SMTPConnection['_parseAddressCommand']> {
+    return parseQuotedPath(rawName, rawCommand, (name, command) => super._parseAddressCommand(name, command));
+  }
+}
+
+/** What SMTPServer.connect() does, with QuotingConnection. */
+function acceptQuotedLocalParts(server: SMTPServer): void {
+  server.connect = (socket, socketOptions) => {
+    const connection = new QuotingConnection(server, socket, socketOptions ?? undefined);
+    server.connections.add(connection);
+    connection.on('error', (err: Error) => server.emit('error', err));
+    connection.on('connect', (data: unknown) => server.emit('connect', data));
+    connection.init();
+  };
+}
+
 function replyError(reply: SinkReply): Error & { responseCode: number } {
   return Object.assign(new Error(reply.text), { responseCode: reply.code });
 }
@@ -112,6 +139,7 @@ class Sink implements SmtpSink {
   connections = 0;
   transactions = 0;
   resets = 0;
+  readonly envelopeCommands: string[] = [];
   #hangUp = false;
   readonly #open = new Set<string>();
   readonly #options: SmtpSinkOptions;
@@ -196,11 +224,15 @@ class Sink implements SmtpSink {
           const text = carry + chunk.toString('latin1');
           const lines = text.split('\r\n');
           carry = lines.pop() ?? '';
-          for (const line of lines) if (line.toUpperCase() === 'RSET') this.resets++;
+          for (const line of lines) {
+            if (line.toUpperCase() === 'RSET') this.resets++;
+            if (/^(MAIL FROM|RCPT TO):/i.test(line)) this.envelopeCommands.push(line);
+          }
         });
       }
       socket.once('close', () => this.#sockets.delete(socket));
     });
+    if (this.#options.quotedLocalParts) acceptQuotedLocalParts(server);
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject);
