@@ -3,6 +3,7 @@
 // DNS query for both), and keep relaying on local state while Redis is down.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import {
   PASSWORD,
   PLAIN_LISTENER,
@@ -184,6 +185,36 @@ describe('two relays sharing one Redis', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('keeps a name given to AUTH out of the shared state: keys hold a digest of it', async () => {
+    const config = sharedConfig(redis, 'digest', {
+      authLockout: { maxFailuresPerUser: 2, maxFailuresPerIp: 100, cooldownSeconds: 600 },
+    });
+    const a = await startTestRelay({ config });
+    // a password typed into the username field, twice: the user lock engages
+    const typed = `correct-horse-battery-staple-${'x'.repeat(300)}`;
+    try {
+      for (let i = 0; i < 2; i++) assert.deepEqual(await send(a, typed, 'x'), [220, 535]);
+      assert.equal(a.logs.events('auth_lockout').length, 1, 'the user lock engaged');
+      const redisClient = new Redis({ port: redis.port, lazyConnect: true });
+      try {
+        await redisClient.connect();
+        const keys = await redisClient.keys('*digest*');
+        assert.ok(
+          keys.some((k) => k.includes('lock:auth:user:')),
+          `a user lock key among ${keys.join(', ')}`,
+        );
+        for (const key of keys) {
+          assert.ok(!key.includes('correct-horse'), `${key.slice(0, 80)} holds the typed name`);
+          assert.ok(key.length < 120, `${key.slice(0, 80)}… is ${key.length} characters long`);
+        }
+      } finally {
+        redisClient.disconnect();
+      }
+    } finally {
+      await a.close();
     }
   });
 

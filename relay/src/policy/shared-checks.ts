@@ -1,6 +1,7 @@
 // The checks that need shared state or DNS: DNSBL, AUTH lockout, rate limits and
 // cross-pod connection slots. Each returns a decision for the SMTP handlers (which turn
 // it into a reply) and counts what it did; none of them knows about sockets.
+import { createHash } from 'node:crypto';
 import type { RelayConfig, UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -64,7 +65,14 @@ export interface DnsblSource {
   check(ip: string): Promise<DnsblVerdict>;
 }
 
-const lockKeys = (user: string, ip: string) => [`lock:auth:user:${user}`, `lock:auth:ip:${ip}`];
+/**
+ * The username as a state-store key part: a digest, so that a name given to AUTH (which
+ * may be a password typed into the wrong field, or text of any length) never sits in the
+ * shared state in clear, and every key stays short.
+ */
+const userKey = (user: string) => createHash('sha256').update(user).digest('base64url');
+
+const lockKeys = (user: string, ip: string) => [`lock:auth:user:${userKey(user)}`, `lock:auth:ip:${ip}`];
 
 export class SharedChecks {
   readonly #store: StateStore;
@@ -161,7 +169,7 @@ export class SharedChecks {
         this.#store.recordFailure(
           [
             {
-              counterKey: `fail:auth:user:${username}`,
+              counterKey: `fail:auth:user:${userKey(username)}`,
               lockKey: userLock,
               threshold: l.maxFailuresPerUser,
               ...common,
