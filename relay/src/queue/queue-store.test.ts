@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -189,22 +190,37 @@ describe('QueueStore', () => {
     const dirMsg = newQueueId(2_000);
     const loop = newQueueId(3_000);
     const dangling = newQueueId(4_000);
+    const fifo = newQueueId(5_000);
+    const fifoState = newQueueId(6_000);
     await commit(good);
+    await commit(fifoState);
     const q = spool.queueDir;
     await mkdir(join(q, `${dirMsg}.msg`));
     await symlink(`${loop}.msg`, join(q, `${loop}.msg`));
     await symlink(join(q, 'nowhere'), join(q, `${dangling}.msg`));
+    // opening a FIFO for reading waits for a writer: the scan must not try
+    execFileSync('mkfifo', [join(q, `${fifo}.msg`), join(q, `${fifoState}.json`)]);
+    await mkdir(join(q, `${good}.json.tmp`));
     await writeFile(join(q, 'hello.txt'), 'not mail');
     await mkdir(join(q, 'lost+found'));
     const scanned = await store.scan();
     assert.deepEqual(
       scanned.map((e) => e.queueId),
-      [good],
+      [good, fifoState],
     );
-    assert.deepEqual(await readdir(q), [`${good}.msg`]);
+    assert.deepEqual((await readdir(q)).sort(), [`${good}.msg`, `${fifoState}.msg`].sort());
     assert.deepEqual(
       (await readdir(join(spool.dir, 'corrupt'))).sort(),
-      [`${dirMsg}.msg`, `${loop}.msg`, `${dangling}.msg`, 'hello.txt', 'lost+found'].sort(),
+      [
+        `${dirMsg}.msg`,
+        `${loop}.msg`,
+        `${dangling}.msg`,
+        `${fifo}.msg`,
+        `${fifoState}.json`,
+        `${good}.json.tmp`,
+        'hello.txt',
+        'lost+found',
+      ].sort(),
     );
     const logged = lines
       .filter((l) => l.event === 'queue_corrupt')
@@ -216,11 +232,14 @@ describe('QueueStore', () => {
         `${dirMsg} unreadable`,
         `${loop} unreadable`,
         `${dangling} unreadable`,
+        `${fifo} unreadable`,
+        `${good}.json.tmp unreadable`,
         'hello.txt unknown_entry',
         'lost+found unknown_entry',
       ].sort(),
     );
-    assert.equal(counted.quarantined.length, 5);
+    assert.equal(counted.quarantined.length, 7);
+    assert.deepEqual(counted.recovered, ['damaged_state_file']);
   });
 
   it('reopens recipients in no known state instead of taking them for done', async () => {

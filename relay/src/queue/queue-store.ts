@@ -91,30 +91,54 @@ export class QueueStore {
    * envelope beside it is damaged is delivered from the envelope inside its file.
    */
   async scan(): Promise<SpooledEnvelope[]> {
-    const names = new Set(await readdir(this.#spool.queueDir));
-    for (const name of names) {
-      if (!isQueueName(name)) await this.#quarantine(null, [name], 'unknown_entry');
+    const names = new Set<string>();
+    /** The names that are regular files: the queue writes nothing else, and opening a FIFO would hang. */
+    const files = new Set<string>();
+    for (const entry of await readdir(this.#spool.queueDir, { withFileTypes: true })) {
+      if (!isQueueName(entry.name)) {
+        await this.#quarantine(null, [entry.name], 'unknown_entry');
+      } else if (entry.name.endsWith(`${ENVELOPE}.tmp`)) {
+        // an update's temporary file that is no file would make every update of its message fail
+        if (!entry.isFile()) await this.#quarantine(null, [entry.name], 'unreadable');
+      } else {
+        names.add(entry.name);
+        if (entry.isFile()) files.add(entry.name);
+      }
     }
     const envelopes: SpooledEnvelope[] = [];
     // from the one listing: a message committed since is handed to delivery by the spool
     for (const queueId of queueIdsOf(names)) {
-      const envelope = await this.#load(queueId, names);
+      const envelope = await this.#load(queueId, names, files);
       if (envelope) envelopes.push(envelope);
     }
     return envelopes;
   }
 
   /** One message's envelope to deliver from, or undefined (gone meanwhile, or quarantined). */
-  async #load(queueId: string, names: ReadonlySet<string>): Promise<SpooledEnvelope | undefined> {
-    const files = [MESSAGE, ENVELOPE, LEGACY_BODY].map((ext) => `${queueId}${ext}`);
+  async #load(
+    queueId: string,
+    names: ReadonlySet<string>,
+    regular: ReadonlySet<string>,
+  ): Promise<SpooledEnvelope | undefined> {
+    const message = `${queueId}${MESSAGE}`;
+    const beside = `${queueId}${ENVELOPE}`;
+    const files = [message, beside, `${queueId}${LEGACY_BODY}`];
+    // the message's own files (the older layout's envelope is one) must be files to be opened
+    const own = names.has(message) ? [message] : files.slice(1);
+    if (own.some((name) => names.has(name) && !regular.has(name))) {
+      await this.#quarantine(queueId, files, 'unreadable');
+      return undefined;
+    }
+    // an envelope beside the message that is no file is damaged state: never opened
+    if (names.has(message) && names.has(beside) && !regular.has(beside)) await this.#setAsideState(queueId);
     let found: EnvelopeOnDisk;
     try {
-      found = await this.#read(queueId, names);
+      found = await this.#read(queueId, regular);
     } catch (err: unknown) {
       // removed since the listing (delivered meanwhile: its commit point, the message
       // file or in the older layout the envelope, is gone) is no damage; a name still
       // there that cannot be opened (a dangling link) is
-      const commitPoint = `${queueId}${names.has(`${queueId}${MESSAGE}`) ? MESSAGE : ENVELOPE}`;
+      const commitPoint = names.has(message) ? message : beside;
       if (errorCode(err) === 'ENOENT' && !(await this.#exists(commitPoint))) return undefined;
       const reason = err instanceof TrailerError ? 'corrupt_message' : 'unreadable';
       await this.#quarantine(queueId, files, reason, err);
