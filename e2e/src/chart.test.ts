@@ -119,6 +119,7 @@ describe('chart dashboard and alert rules', () => {
       'SluiceOperatorReconcileErrors',
       'SluiceOwnIpListed',
       'SluiceQueueGrowing',
+      'SluiceQueueQuarantined',
       'SluiceSharedStateDown',
       'SluiceSpoolFull',
       'SluiceSpoolSpaceLow',

@@ -161,6 +161,10 @@ export class Relay implements RelayRuntime {
       committer: this.spool.committer,
       fsync: this.spool.fsync,
       logger: this.logger,
+      observer: {
+        quarantined: (reason) => this.metrics.queueQuarantinedTotal.inc({ reason }),
+        recovered: (reason) => this.metrics.queueRecoveredTotal.inc({ reason }),
+      },
     });
     if (!this.#deliver) return;
     this.#transport = await this.#buildTransport(config);

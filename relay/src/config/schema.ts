@@ -559,7 +559,13 @@ export const DeliverySchema = Type.Object(
     }),
     allowLocalAddresses: Type.Boolean({
       default: false,
-      description: 'Deliver to MX hosts on loopback or private addresses (off: such MX records are skipped)',
+      description:
+        'Deliver to any address (tests, labs). Off: only globally routable unicast addresses; an MX host on loopback, private, link-local, CGNAT or other special-purpose addresses is skipped, and mail whose every MX address (or address literal) is one bounces with 5.4.4',
+    }),
+    allowedNetworks: Type.Array(Cidr, {
+      default: [],
+      description:
+        'Addresses and CIDR networks direct delivery may connect to although they are not globally routable, e.g. an internal MX (the smarthost is always allowed)',
     }),
     requireTls: Type.Boolean({
       default: false,

@@ -246,6 +246,26 @@ describe('cross-field checks', () => {
       },
     );
   });
+  it('names each delivery.allowedNetworks entry that is no address or network', () => {
+    assert.throws(
+      () =>
+        validateRelayConfig(
+          {
+            ...base,
+            listeners: [{ name: 'a', port: 0 }],
+            delivery: { allowedNetworks: ['10.0.0.0/8', '10.0.0.0/33', '1.2.3', 'fd00::/7'] },
+          },
+          'c.yaml',
+        ),
+      (err: ConfigError) => {
+        assert.deepEqual(err.problems, [
+          'c.yaml: delivery.allowedNetworks[1]: got "10.0.0.0/33", expected an IP address or CIDR network such as 10.0.0.0/8',
+          'c.yaml: delivery.allowedNetworks[2]: got "1.2.3", expected an IP address or CIDR network such as 10.0.0.0/8',
+        ]);
+        return true;
+      },
+    );
+  });
   it('requires state.redis when the backend is redis, and min TTL <= max TTL', () => {
     assert.throws(
       () =>

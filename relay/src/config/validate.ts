@@ -57,6 +57,11 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
     if (problem)
       problems.push(`${source}: drain.handoff.fromNetworks[${i}]: got ${JSON.stringify(cidr)}, ${problem}`);
   });
+  copy.delivery.allowedNetworks.forEach((cidr, i) => {
+    const problem = cidrProblem(cidr);
+    if (problem)
+      problems.push(`${source}: delivery.allowedNetworks[${i}]: got ${JSON.stringify(cidr)}, ${problem}`);
+  });
   if (copy.state.backend === 'redis' && !copy.state.redis) {
     problems.push(`${source}: state.redis: required field missing (state.backend is redis)`);
   }

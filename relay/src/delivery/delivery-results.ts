@@ -151,23 +151,33 @@ export function setupFailure(err: unknown, remoteHost: string): Failure {
   return failure('4.4.1', `no usable SMTP session with ${remoteHost}: ${e.message}`, 'connect_failed');
 }
 
+const REFUSED_AT_CONNECT = 'SluiceDestinationRefused';
+
+/** The connect hook's refusal of an address the destination policy does not allow. */
+export function refusedAtConnect(address: string, range: string): Error {
+  return Object.assign(new Error(`${address} is not globally routable (${range})`), {
+    code: REFUSED_AT_CONNECT,
+  });
+}
+
 /**
- * mx-connect found no host to connect to. Hosts on loopback or private addresses count as
- * no usable MX and are deferred (4.4.4) rather than bounced: allowLocalAddresses or a DNS
- * fix can change that within the queue lifetime. An address literal (user@[10.0.0.1])
- * is no DNS answer that could change: it bounces at once.
+ * mx-connect found no host to connect to; `earlier` is what a host that answered said (it
+ * says more than the TCP failures of the hosts after it). Addresses the destination policy
+ * refuses never get here (mx-targets.ts), unless the connect hook caught one: that bounces
+ * like them (5.4.4).
  */
-export function mxConnectFailure(domain: string, err: unknown): Failure {
+export function mxConnectFailure(domain: string, err: unknown, earlier?: Failure): Failure {
   const e = err as { code?: unknown; category?: unknown; temporary?: unknown; message?: unknown };
   const detail = typeof e.message === 'string' ? e.message : String(err);
-  if (e.code === 'InvalidIpAddress' && domain.startsWith('[')) {
+  if (e.code === REFUSED_AT_CONNECT) {
     return local(
       'bounced',
       '5.4.4',
-      `${domain} is a loopback or private address, which this relay does not deliver to`,
+      `${domain}: ${detail}, which this relay does not deliver to`,
       'local_address',
     );
   }
+  if (earlier !== undefined) return earlier;
   if (e.code === 'InvalidIpAddress') {
     return local('deferred', '4.4.4', `no usable MX host for ${domain}: ${detail}`, 'no_usable_mx');
   }

@@ -21,6 +21,11 @@ export type MxAnswer =
   /** SERVFAIL, timeout, refused: try again later (4.4.3). */
   | { kind: 'temporary'; reason: string };
 
+export type HostAddresses =
+  | { kind: 'addresses'; addresses: string[] }
+  /** SERVFAIL, timeout, refused with no address found: try again later (4.4.3). */
+  | { kind: 'temporary'; reason: string };
+
 type DnsCallback = (err: NodeJS.ErrnoException | null, records?: unknown[]) => void;
 
 /** mx-connect calls `resolve(name, type, cb)`, and `resolve(name, cb)` for A records. */
@@ -73,6 +78,27 @@ export class MxResolver {
       if (code === 'ENODATA') return this.#implicitMx(name);
       return { kind: 'temporary', reason: describe(code, name, 'MX') };
     }
+  }
+
+  /**
+   * The addresses of one MX host (A and AAAA); a host that is an IP address is its own.
+   * 'temporary' when a lookup failed and none found an address.
+   */
+  async addresses(host: string): Promise<HostAddresses> {
+    if (isIP(host) !== 0) return { kind: 'addresses', addresses: [host] };
+    const name = domainToASCII(host.replace(/\.$/, ''));
+    if (name === '') return { kind: 'addresses', addresses: [] };
+    const answers = await Promise.allSettled([this.#query(name, 'A'), this.#query(name, 'AAAA')]);
+    const addresses = answers.flatMap((r) =>
+      r.status === 'fulfilled' ? r.value.filter((a): a is string => typeof a === 'string') : [],
+    );
+    if (addresses.length > 0) return { kind: 'addresses', addresses };
+    for (const r of answers) {
+      if (r.status === 'rejected' && !NOT_FOUND.has(errorCode(r.reason) ?? '')) {
+        return { kind: 'temporary', reason: describe(errorCode(r.reason), name, 'A/AAAA') };
+      }
+    }
+    return { kind: 'addresses', addresses: [] };
   }
 
   /** The adapter for mx-connect's `dnsOptions.resolve`, bound to this resolver. */

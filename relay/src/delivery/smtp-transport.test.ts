@@ -284,14 +284,17 @@ describe('SmtpTransport, direct to MX', () => {
     });
   });
 
-  it('refuses MX hosts on loopback or private addresses unless allowed: deferred 4.4.4', async () => {
+  it('refuses MX hosts on loopback or private addresses unless allowed: bounced 5.4.4', async () => {
     await withMx(
       { domain: 'local.test', sink: { host: '127.0.0.2' }, delivery: { allowLocalAddresses: false } },
       async ({ sink, t }) => {
         const result = only(await t.deliver(job('local.test', ['a@local.test'])));
-        assert.equal(result.outcome, 'deferred');
-        assert.equal(result.status, '4.4.4');
-        assert.match(result.response, /no usable MX host for local\.test/);
+        assert.equal(result.outcome, 'bounced');
+        assert.equal(result.status, '5.4.4');
+        assert.match(
+          result.response,
+          /every MX address of local\.test .*mx\.local\.test\[127\.0\.0\.2\] loopback/,
+        );
         assert.equal(sink.connections, 0, 'no connection was made');
       },
     );
@@ -302,7 +305,7 @@ describe('SmtpTransport, direct to MX', () => {
       await withTransport({ port: sink.port, allowLocalAddresses: false }, async ({ t }) => {
         const result = only(await t.deliver(job('[127.0.0.2]', ['a@[127.0.0.2]'])));
         assert.deepEqual([result.outcome, result.status], ['bounced', '5.4.4']);
-        assert.match(result.response, /\[127\.0\.0\.2\] is a loopback or private address/);
+        assert.match(result.response, /\[127\.0\.0\.2\] is not a globally routable address \(loopback\)/);
       });
       await withTransport({ port: sink.port, allowLocalAddresses: true }, async ({ t }) => {
         const result = only(await t.deliver(job('[127.0.0.2]', ['a@[127.0.0.2]'])));

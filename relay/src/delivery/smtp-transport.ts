@@ -6,10 +6,12 @@ import { readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { Readable } from 'node:stream';
 import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
+import { DestinationPolicy } from '../net/destination-policy.ts';
 import type { Logger } from '../observability/logger.ts';
 import { isInternationalised } from '../smtp/parameters.ts';
 import { SMALL_WRITE_BYTES } from '../spool/files.ts';
@@ -20,12 +22,14 @@ import {
   fail,
   local,
   mxConnectFailure,
+  refusedAtConnect,
   type Sent,
   SHUTTING_DOWN,
   setupFailure,
   transactionResults,
 } from './delivery-results.ts';
 import { type MxHost, MxResolver } from './mx-resolver.ts';
+import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
 import { RecycledFileReader } from './recycled-reader.ts';
 
@@ -44,11 +48,14 @@ interface MxConnection {
 }
 type MxConnect = (options: {
   target: string;
-  mx: MxHost[];
+  /** With their addresses: mx-connect then looks nothing up itself. */
+  mx: MxTarget[];
   port: number;
   maxConnectTime: number;
   ignoreMXHosts: string[];
-  dnsOptions: { resolve: MxResolver['callbackResolve']; blockLocalAddresses: boolean };
+  dnsOptions: { resolve: MxResolver['callbackResolve'] };
+  /** Called with the address about to be connected to; an error ends the whole attempt. */
+  connectHook?: (delivery: unknown, target: { host: string }, done: (err?: Error) => void) => void;
   connectError?: (err: Error, delivery: unknown, target: { host?: string }) => void;
 }) => Promise<MxConnection>;
 const mxConnect = createRequire(import.meta.url)('mx-connect') as MxConnect;
@@ -123,6 +130,7 @@ export class SmtpTransport implements Transport {
   readonly #helo: string;
   readonly #log: Logger;
   readonly #resolver: MxResolver;
+  readonly #destinations: DestinationPolicy;
   readonly #pool: ConnectionPool<OutboundSession>;
   #closed = false;
 
@@ -155,6 +163,11 @@ export class SmtpTransport implements Transport {
     this.#resolver = new MxResolver({
       servers: config.resolvers,
       timeoutMs: Math.min(DNS_TIMEOUT_MS, config.connectTimeoutSeconds * 1000),
+    });
+    this.#destinations = new DestinationPolicy({
+      allowLocalAddresses: config.allowLocalAddresses,
+      allowedNetworks: config.allowedNetworks,
+      ownAddresses: ownAddresses(),
     });
     this.#pool = new ConnectionPool({
       maxPerKey: config.maxConnectionsPerDomain,
@@ -313,11 +326,36 @@ export class SmtpTransport implements Transport {
   }
 
   /**
-   * Tries the MX hosts in order, and each host's addresses, until one gives a usable SMTP
-   * session. mx-connect does the address lookups, the local-address filter and TCP; a host
-   * that accepts TCP but fails at SMTP level is skipped by its address on the next round.
+   * The MX hosts' addresses that the destination policy allows (mx-targets.ts), or why
+   * there are none. Refused addresses are logged: they are what an SSRF attempt looks like.
+   */
+  async #targets(domain: string, hosts: MxHost[], log: Logger): Promise<MxTarget[] | Failure> {
+    const resolved = await Promise.all(
+      hosts.slice(0, MAX_MX_HOSTS).map(async (host) => ({
+        host,
+        answer: await this.#resolver.addresses(host.exchange),
+      })),
+    );
+    const plan = planTargets(domain, resolved, this.#destinations);
+    if (plan.refused.length > 0) {
+      log.warn(
+        { event: 'delivery_address_refused', domain, reason: 'local_address', refused: plan.refused },
+        'MX addresses that are not globally routable were skipped',
+      );
+    }
+    return plan.kind === 'targets' ? plan.targets : plan.failure;
+  }
+
+  /**
+   * Tries the MX hosts in order, and each host's allowed addresses, until one gives a
+   * usable SMTP session. The addresses are looked up and checked here, and mx-connect is
+   * given them; its connect hook checks again the very address it is about to connect to.
+   * mx-connect does TCP; a host that accepts TCP but fails at SMTP level is skipped by its
+   * address on the next round.
    */
   async #connectMx(domain: string, hosts: MxHost[], log: Logger): Promise<OutboundSession | Failure> {
+    const targets = await this.#targets(domain, hosts, log);
+    if (!Array.isArray(targets)) return targets;
     const tried: string[] = [];
     let failure: Failure | undefined;
     const connectMs = this.#config.connectTimeoutSeconds * 1000;
@@ -326,13 +364,15 @@ export class SmtpTransport implements Transport {
       try {
         connection = await mxConnect({
           target: domain,
-          mx: hosts,
+          mx: targets,
           port: this.#config.port,
           maxConnectTime: connectMs,
           ignoreMXHosts: tried,
-          dnsOptions: {
-            resolve: this.#resolver.callbackResolve,
-            blockLocalAddresses: !this.#config.allowLocalAddresses,
+          // every lookup of a delivery goes to the configured servers (none is left to it)
+          dnsOptions: { resolve: this.#resolver.callbackResolve },
+          connectHook: (_delivery, target, done) => {
+            const verdict = this.#destinations.check(target.host);
+            done(verdict.allowed ? undefined : refusedAtConnect(target.host, verdict.range));
           },
           connectError: (err, _delivery, target) =>
             log.info(
@@ -342,7 +382,7 @@ export class SmtpTransport implements Transport {
         });
       } catch (err: unknown) {
         // a host that answered says more than the TCP failures of the hosts after it
-        return failure ?? mxConnectFailure(domain, err);
+        return mxConnectFailure(domain, err, failure);
       }
       tried.push(connection.host);
       const remoteHost = connection.hostname;
@@ -443,4 +483,9 @@ export class SmtpTransport implements Transport {
       logger: false,
     };
   }
+}
+
+/** The relay's own interface addresses: an MX pointing at one of them would loop. */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }

@@ -10,10 +10,13 @@ export class TrustedNetworks {
   readonly #list = new BlockList();
   readonly #size: number;
 
-  /** Accepts 'a.b.c.d', 'a.b.c.d/n', IPv6 hosts and 'x::/n'; throws SLUICE_ERR_CONFIG_INVALID on anything else. */
-  constructor(cidrs: readonly string[]) {
+  /**
+   * Accepts 'a.b.c.d', 'a.b.c.d/n', IPv6 hosts and 'x::/n'; throws SLUICE_ERR_CONFIG_INVALID
+   * on anything else, naming `field` (the config field the list comes from) when given.
+   */
+  constructor(cidrs: readonly string[], field?: string) {
     for (const entry of cidrs) {
-      addEntry(this.#list, entry);
+      addEntry(this.#list, entry, field);
     }
     this.#size = cidrs.length;
   }
@@ -34,12 +37,12 @@ export class TrustedNetworks {
   }
 }
 
-function addEntry(list: BlockList, entry: string): void {
+function addEntry(list: BlockList, entry: string, field: string | undefined): void {
   const slash = entry.indexOf('/');
   const address = slash === -1 ? entry : entry.slice(0, slash);
   const family = familyOf(address);
   if (family === undefined || address.includes('%')) {
-    throw invalid(entry, 'not an IPv4 or IPv6 address');
+    throw invalid(entry, 'not an IPv4 or IPv6 address', field);
   }
   if (slash === -1) {
     list.addAddress(address, family);
@@ -49,7 +52,7 @@ function addEntry(list: BlockList, entry: string): void {
   const maxPrefix = family === 'ipv4' ? 32 : 128;
   const prefix = Number(prefixText);
   if (!/^\d{1,3}$/.test(prefixText) || prefix > maxPrefix) {
-    throw invalid(entry, `prefix length must be 0-${maxPrefix}`);
+    throw invalid(entry, `prefix length must be 0-${maxPrefix}`, field);
   }
   list.addSubnet(address, prefix, family);
 }
@@ -65,6 +68,7 @@ function familyOf(address: string): Family | undefined {
   }
 }
 
-function invalid(entry: string, why: string): SluiceError {
-  return new SluiceError('SLUICE_ERR_CONFIG_INVALID', `trusted network ${JSON.stringify(entry)}: ${why}`);
+function invalid(entry: string, why: string, field: string | undefined): SluiceError {
+  const what = field === undefined ? 'trusted network' : `${field}:`;
+  return new SluiceError('SLUICE_ERR_CONFIG_INVALID', `${what} ${JSON.stringify(entry)}: ${why}`);
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { metricDocs, parseMetricsTable } from '@sluice/tools/metrics-docs';
+import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
 import { REASONS } from '../smtp/replies.ts';
 import {
   PASSWORD,
@@ -100,11 +101,11 @@ describe('metrics catalogue', () => {
     }
   });
 
-  it('gives every reason label a value from the closed list (REASONS)', () => {
+  it('gives every reason label a value from a closed list (REASONS; the queue damage reasons)', () => {
     const seen = new Set(scrape.samples().flatMap((s) => (s.labels.reason ? [s.labels.reason] : [])));
     for (const reason of ['accepted', 'auth_failed', 'blocked_attachment', 'protocol_error', 'dnsbl_listed'])
       assert.ok(seen.has(reason), `reason ${reason} seen`);
-    const known = new Set<string>(REASONS);
+    const known = new Set<string>([...REASONS, ...QUARANTINE_REASONS, ...RECOVERY_REASONS]);
     assert.deepEqual(
       [...seen].filter((r) => !known.has(r)),
       [],

@@ -2,6 +2,7 @@
 // several relays in one process. No label ever carries a user name or an IP address:
 // cardinality stays bounded by the listeners and the closed reason list.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
 import { REASONS } from '../smtp/replies.ts';
 
 export class RelayMetrics {
@@ -32,6 +33,8 @@ export class RelayMetrics {
   readonly dnsblListedTotal: Counter<'zone' | 'action'>;
   readonly queueMessages: Gauge;
   readonly queueOldestAgeSeconds: Gauge;
+  readonly queueQuarantinedTotal: Counter<'reason'>;
+  readonly queueRecoveredTotal: Counter<'reason'>;
   readonly spoolFreeBytes: Gauge;
   readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
@@ -180,6 +183,18 @@ export class RelayMetrics {
         this.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
       },
     });
+    this.queueQuarantinedTotal = new Counter({
+      name: 'sluice_queue_quarantined_total',
+      help: "Queue entries that could not be delivered from, moved to the spool's corrupt/ directory, by reason (corrupt_message, corrupt_envelope, unreadable, unknown_entry)",
+      labelNames: ['reason'],
+      registers,
+    });
+    this.queueRecoveredTotal = new Counter({
+      name: 'sluice_queue_recovered_total',
+      help: 'Messages delivered from less than their full state, by reason (damaged_state_file: from the envelope in the message file; unknown_recipient_state: such recipients tried again)',
+      labelNames: ['reason'],
+      registers,
+    });
     this.spoolFreeBytes = new Gauge({
       name: 'sluice_spool_free_bytes',
       help: "Free space on the spool's filesystem for the relay's user, as last read (every 2 s)",
@@ -229,5 +244,7 @@ export class RelayMetrics {
     });
     // zero every reason so dashboards see the series before the first event
     for (const reason of REASONS) this.rejectionsTotal.inc({ reason, stage: 'none' }, 0);
+    for (const reason of QUARANTINE_REASONS) this.queueQuarantinedTotal.inc({ reason }, 0);
+    for (const reason of RECOVERY_REASONS) this.queueRecoveredTotal.inc({ reason }, 0);
   }
 }

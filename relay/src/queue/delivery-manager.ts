@@ -397,10 +397,8 @@ export class DeliveryManager {
     this.#envelopes.delete(queueId);
     this.#scheduler.remove(queueId);
     const delivered = envelope.recipients.filter((r) => r.state === 'delivered').length;
-    this.#logger.info(
-      { event: 'message_done', queueId, delivered, bounced: envelope.recipients.length - delivered },
-      'message left the queue',
-    );
+    const bounced = envelope.recipients.filter((r) => r.state === 'bounced').length;
+    this.#logger.info({ event: 'message_done', queueId, delivered, bounced }, 'message left the queue');
   }
 
   async #defer(current: SpooledEnvelope, bodyPath: string): Promise<void> {

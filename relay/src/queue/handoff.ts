@@ -8,6 +8,7 @@ import { envelopeDsn, StuffingSMTPConnection } from '../delivery/dot-stuffing.ts
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { messageStream } from '../spool/message-file.ts';
+import { isOpen } from './outcomes.ts';
 import { jobDsn } from './plan-jobs.ts';
 
 export type HandoffConfig = NonNullable<RelayConfig['drain']['handoff']>;
@@ -61,9 +62,7 @@ export async function handOff(options: {
   }
   for (const queueId of options.ids) {
     const envelope = queue.get(queueId);
-    const recipients = (envelope?.recipients ?? [])
-      .filter((r) => r.state === 'pending' || r.state === 'deferred')
-      .map((r) => r.address);
+    const recipients = (envelope?.recipients ?? []).filter(isOpen).map((r) => r.address);
     if (!envelope || recipients.length === 0) continue;
     connection.crlfOnly = envelope.crlfOnly === true;
     // the peer learns what the client declared or asked (SMTPUTF8, DSN), to act on it in turn

@@ -141,4 +141,16 @@ describe('completeResults', () => {
       status: '4.0.0',
     });
   });
+
+  it('defers with 4.0.0 a recipient whose result has no known outcome, so it is never taken for done', () => {
+    const odd = { ...ok('a@x.test'), outcome: 'accepted' } as unknown as RecipientResult;
+    const results = completeResults(['a@x.test'], [odd], 'local error: no outcome');
+    assert.deepEqual(
+      results.map((r) => [r.outcome, r.status]),
+      [['deferred', '4.0.0']],
+    );
+    const applied = applyResults(envelope([{ address: 'a@x.test', state: 'pending' }]), results, NOW, retry);
+    assert.equal(applied.envelope.recipients[0]?.state, 'deferred');
+    assert.equal(applied.done, false);
+  });
 });

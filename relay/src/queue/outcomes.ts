@@ -12,9 +12,9 @@ export interface AppliedResults {
   done: boolean;
 }
 
-/** Still owed a delivery attempt. */
+/** Still owed a delivery attempt: anything not known to be final (delivered, bounced). */
 export function isOpen(recipient: SpooledRecipient): boolean {
-  return recipient.state === 'pending' || recipient.state === 'deferred';
+  return recipient.state !== 'delivered' && recipient.state !== 'bounced';
 }
 
 /**
@@ -62,17 +62,23 @@ export function applyResults(
   };
 }
 
+const OUTCOMES: ReadonlySet<string> = new Set<RecipientResult['outcome']>([
+  'delivered',
+  'deferred',
+  'bounced',
+]);
+
 /**
- * One result per recipient of a job: a transport that breaks its contract (throws, or omits
- * a recipient) leaves those recipients deferred with 4.0.0, so nothing is lost or bounced
- * because of a local bug.
+ * One result per recipient of a job: a transport that breaks its contract (throws, omits
+ * a recipient, or gives an outcome that is none of delivered, deferred, bounced) leaves
+ * those recipients deferred with 4.0.0, so nothing is lost or bounced because of a local bug.
  */
 export function completeResults(
   recipients: readonly string[],
   results: readonly RecipientResult[],
   missing: string,
 ): RecipientResult[] {
-  const byAddress = new Map(results.map((r) => [r.address, r]));
+  const byAddress = new Map(results.filter((r) => OUTCOMES.has(r.outcome)).map((r) => [r.address, r]));
   return recipients.map(
     (address) =>
       byAddress.get(address) ?? { address, outcome: 'deferred', response: missing, status: '4.0.0' },

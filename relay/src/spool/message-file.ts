@@ -73,11 +73,18 @@ export interface EnvelopeOnDisk {
   legacy: boolean;
   /** An envelope written after a delivery attempt sits beside the message (<id>.json). */
   beside: boolean;
+  /**
+   * The envelope inside the message file, as committed (current layout): what is left to
+   * deliver from when the one beside it is damaged.
+   */
+  committed?: unknown;
 }
 
 /**
  * Which file holds a queued message's current envelope, by the layout rules above, and
- * what it says. `names` is the queue directory's listing (read when not given).
+ * what it says. `names` is the queue directory's listing (read when not given). An
+ * envelope beside a message file that cannot be read comes back as undefined, like one
+ * that is not JSON: the message file still holds its committed envelope.
  */
 export async function readEnvelope(
   queueDir: string,
@@ -99,9 +106,12 @@ export async function readEnvelope(
     return { envelope, bodyBytes, legacy: true, beside: false };
   }
   const inFile = await readTrailer(join(queueDir, `${queueId}${MESSAGE}`));
-  if (!listing.has(`${queueId}${ENVELOPE}`)) return { ...inFile, legacy: false, beside: false };
-  const envelope = parse(await readFile(besidePath, 'utf8'));
-  return { envelope, bodyBytes: inFile.bodyBytes, legacy: false, beside: true };
+  const committed = inFile.envelope;
+  if (!listing.has(`${queueId}${ENVELOPE}`)) {
+    return { ...inFile, legacy: false, beside: false, committed };
+  }
+  const envelope = await readFile(besidePath, 'utf8').then(parse, () => undefined);
+  return { envelope, bodyBytes: inFile.bodyBytes, legacy: false, beside: true, committed };
 }
 
 /**

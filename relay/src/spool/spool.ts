@@ -87,7 +87,10 @@ export class Spool {
       }
       const names = new Set(await readdir(this.queueDir));
       for (const name of names) {
-        if (unfinished(name, names)) await rm(join(this.queueDir, name), { force: true });
+        // a leftover that cannot be removed (say a directory by that name) is no mail:
+        // it must not keep the relay from starting
+        if (unfinished(name, names))
+          await rm(join(this.queueDir, name), { force: true }).catch(() => undefined);
       }
     } catch (err: unknown) {
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot prepare spool directory ${this.dir}`, { cause: err });
@@ -138,15 +141,7 @@ export class Spool {
 
   /** The queue ids in the spool, oldest first (both layouts). */
   async list(): Promise<string[]> {
-    const names = new Set(await readdir(this.queueDir));
-    const ids = [...names].flatMap((n) => {
-      if (n.endsWith(MESSAGE)) return [n.slice(0, -MESSAGE.length)];
-      const id = n.slice(0, -ENVELOPE.length);
-      return n.endsWith(ENVELOPE) && names.has(`${id}${LEGACY_BODY}`) && !names.has(`${id}${MESSAGE}`)
-        ? [id]
-        : [];
-    });
-    return ids.sort();
+    return queueIdsOf(new Set(await readdir(this.queueDir)));
   }
 
   /** Called with every message once it is committed (the seam for delivery). */
@@ -295,6 +290,18 @@ export class SpoolWriter extends Writable {
     this.#close();
     unlinkIfThere(this.#tmpBody);
   }
+}
+
+/** The queue ids in a listing of queue/, oldest first (both layouts). */
+export function queueIdsOf(names: ReadonlySet<string>): string[] {
+  const ids = [...names].flatMap((n) => {
+    if (n.endsWith(MESSAGE)) return [n.slice(0, -MESSAGE.length)];
+    const id = n.slice(0, -ENVELOPE.length);
+    return n.endsWith(ENVELOPE) && names.has(`${id}${LEGACY_BODY}`) && !names.has(`${id}${MESSAGE}`)
+      ? [id]
+      : [];
+  });
+  return ids.sort();
 }
 
 /**
