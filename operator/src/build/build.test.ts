@@ -154,6 +154,42 @@ describe('users file', () => {
     });
     assert.notEqual(changed.hashes.get('alice'), alice);
   });
+
+  it('refuses a Secret holding a broken hash instead of hashing it as a password', async () => {
+    // bcrypt cost 99 and an scrypt salt of 4 bytes: the right shape, parameters the relay refuses
+    const built = await buildUsersFile({
+      users: [
+        {
+          user: user('a', 'alice', '2026-01-01T00:00:00Z'),
+          password: '$2b$99$gCDE0OjZBnNGGZs4MN7Yf.Xv3KDnKact7IJjxMzHLi.GP21dQDgha',
+        },
+        {
+          user: user('b', 'bob', '2026-01-02T00:00:00Z'),
+          password: '$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA',
+        },
+      ],
+      previous: new Map(),
+      handoffPassword: 'internal',
+    });
+    assert.deepEqual(
+      built.outcomes.map((o) => [o.name, o.ok, o.reason, o.message]),
+      [
+        [
+          'a',
+          false,
+          'InvalidPasswordHash',
+          'Secret a-pw key password holds a password hash the relay cannot use (bcrypt hash must look like $2b$<cost 04-31>$<53 characters of salt and hash>); fix the hash or put the plain password there',
+        ],
+        [
+          'b',
+          false,
+          'InvalidPasswordHash',
+          'Secret b-pw key password holds a password hash the relay cannot use (scrypt salt must be 8 to 64 bytes, not 4); fix the hash or put the plain password there',
+        ],
+      ],
+    );
+    assert.deepEqual([...built.hashes.keys()], ['sluice-internal-handoff']);
+  });
 });
 
 describe('workload', () => {
