@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse, parseAllDocuments } from 'yaml';
+import { networkSettingsFromEnv } from '../../operator/src/build/network-policy.ts';
 import { OperatorMetrics } from '../../operator/src/server/metrics.ts';
 import { startTestRelay, type TestRelay } from '../../relay/src/testing/index.ts';
 import { binaryPaths, cacheDir } from './control-plane.ts';
@@ -248,6 +249,122 @@ describe('chart dashboard and alert rules', () => {
       const off = await run(['template', 'mail', CHART]);
       assert.doesNotMatch(off.stdout, /PrometheusRule|sluice-dashboard/, 'both are off by default');
       assert.equal(await readFile(RULES, 'utf8').then((t) => t.includes('{{ $labels')), true);
+    });
+
+    it('fences the operator with a NetworkPolicy and has it fence the relays, unless turned off', async () => {
+      type Doc = {
+        kind?: string;
+        metadata: { name?: string };
+        spec: {
+          podSelector?: unknown;
+          policyTypes?: string[];
+          ingress?: unknown[];
+          egress?: unknown[];
+          template?: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } };
+        };
+        rules?: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>;
+      };
+      const render = async (...set: string[]) => {
+        const { stdout } = await run(['template', 'mail', CHART, '--namespace', 'sluice-system', ...set]);
+        const docs = parseAllDocuments(stdout)
+          .map((d) => d.toJS() as Doc | null)
+          .filter((d): d is Doc => d !== null);
+        const env = docs.find((d) => d.kind === 'Deployment')?.spec.template?.spec.containers[0]?.env ?? [];
+        return {
+          docs,
+          policy: docs.find((d) => d.kind === 'NetworkPolicy'),
+          env: Object.fromEntries(env.map((e) => [e.name, e.value])),
+        };
+      };
+
+      const on = await render();
+      assert.ok(on.policy, 'a NetworkPolicy by default');
+      assert.equal(on.policy.metadata.name, 'mail-operator');
+      assert.deepEqual(on.policy.spec.podSelector, {
+        matchLabels: { 'app.kubernetes.io/name': 'sluice-operator', 'app.kubernetes.io/instance': 'mail' },
+      });
+      assert.deepEqual(on.policy.spec.policyTypes, ['Ingress', 'Egress']);
+      assert.deepEqual(on.policy.spec.ingress, [
+        {
+          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+          ports: [{ protocol: 'TCP', port: 8080 }],
+        },
+      ]);
+      assert.deepEqual(on.policy.spec.egress, [
+        {
+          ports: [
+            { protocol: 'TCP', port: 443 },
+            { protocol: 'TCP', port: 6443 },
+          ],
+        },
+        {
+          ports: [
+            { protocol: 'UDP', port: 53 },
+            { protocol: 'TCP', port: 53 },
+          ],
+        },
+        {
+          to: [
+            {
+              namespaceSelector: {},
+              podSelector: { matchLabels: { 'app.kubernetes.io/name': 'sluice-relay' } },
+            },
+          ],
+          ports: [{ protocol: 'TCP', port: 9587 }],
+        },
+      ]);
+      // what the operator reads to render each policy's relay NetworkPolicy
+      assert.deepEqual(networkSettingsFromEnv(on.env), {
+        podNetworks: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+        relayNetworkPolicy: {
+          operatorNamespace: 'sluice-system',
+          operatorPodLabels: {
+            'app.kubernetes.io/name': 'sluice-operator',
+            'app.kubernetes.io/instance': 'mail',
+          },
+          monitoringNamespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+        },
+      });
+      const role = on.docs.find((d) => d.kind === 'ClusterRole');
+      assert.deepEqual(
+        role?.rules?.find((r) => r.resources.includes('networkpolicies')),
+        {
+          apiGroups: ['networking.k8s.io'],
+          resources: ['networkpolicies'],
+          verbs: ['get', 'create', 'patch', 'update', 'delete'],
+        },
+      );
+
+      const custom = await render(
+        '--set-json',
+        'networkPolicy.monitoringNamespaceSelector={"matchLabels":{"team":"observability"}}',
+        '--set-json',
+        'networkPolicy.apiServer.cidrs=["172.20.0.1/32"]',
+        '--set-json',
+        'podNetworks=["10.244.0.0/16","fd00:10:244::/56"]',
+      );
+      assert.deepEqual(custom.policy?.spec.ingress, [
+        {
+          from: [{ namespaceSelector: { matchLabels: { team: 'observability' } } }],
+          ports: [{ protocol: 'TCP', port: 8080 }],
+        },
+      ]);
+      assert.deepEqual((custom.policy?.spec.egress ?? [])[0], {
+        ports: [
+          { protocol: 'TCP', port: 443 },
+          { protocol: 'TCP', port: 6443 },
+        ],
+        to: [{ ipBlock: { cidr: '172.20.0.1/32' } }],
+      });
+      const settings = networkSettingsFromEnv(custom.env);
+      assert.deepEqual(settings.podNetworks, ['10.244.0.0/16', 'fd00:10:244::/56']);
+      assert.deepEqual(settings.relayNetworkPolicy?.monitoringNamespaceSelector, {
+        matchLabels: { team: 'observability' },
+      });
+
+      const off = await render('--set', 'networkPolicy.enabled=false');
+      assert.equal(off.policy, undefined);
+      assert.equal(networkSettingsFromEnv(off.env).relayNetworkPolicy, undefined, 'nor for the relays');
     });
   });
 });

@@ -215,7 +215,9 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
     const apply = async (...objects: object[]) =>
       (await kubectl(['apply', '-f', '-'], objects.map((o) => stringify(o)).join('---\n'))).stdout;
 
-    await helm(['install', RELEASE, CHART, '--namespace', RELEASE_NAMESPACE, '--create-namespace'], {
+    // the "pods" run on loopback addresses (127.x.1.n): that is this cluster's pod network
+    const install = ['install', RELEASE, CHART, '--namespace', RELEASE_NAMESPACE, '--create-namespace'];
+    await helm([...install, '--set-json', 'podNetworks=["127.0.0.0/8"]'], {
       kubeconfig: cp.kubeconfigPath,
       dir,
     });

@@ -7,16 +7,23 @@
 //   LEASE_NAME          name of the Lease (sluice-operator)
 //   LEADER_ELECT        "false" runs without leader election (a single replica)
 //   ADMIN_PORT          /healthz, /readyz and /metrics (8080)
+//   ADMIN_HOST          address the admin server binds (:: — every interface, IPv4 and IPv6)
+//   POD_NETWORKS        comma-separated CIDRs of the pod network: the only place relays
+//                       accept the handoff account from (the private ranges)
+//   RELAY_NETWORK_POLICY  JSON {operatorNamespace, operatorPodLabels, monitoringNamespaceSelector}:
+//                       a NetworkPolicy per RelayPolicy for its pods (none when unset)
 //   WORKERS             parallel reconciles (2)
 //   LOG_LEVEL           pino level (info)
 //   USAGE_INTERVAL_SECONDS  how often each policy's relays are asked for usage and abuse
 //                       (GET /usage, /abuse on the admin Service) for SmtpUser status (300; 0: never)
 //   OTEL_EXPORTER_OTLP_ENDPOINT   export reconcile spans over OTLP/HTTP; unset, no SDK is loaded
 //   OTEL_SERVICE_NAME   service name of the spans (sluice-operator)
+
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { startTracing } from '@sluice/relay/tracing';
 import { pino } from 'pino';
+import { networkSettingsFromEnv } from './build/network-policy.ts';
 import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { startAdminServer } from './server/admin.ts';
@@ -57,6 +64,7 @@ async function main(): Promise<void> {
     client,
     ...(watchNamespace ? { namespace: watchNamespace } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
+    network: networkSettingsFromEnv(env),
     log,
     metrics,
     ...(usageIntervalSeconds > 0

@@ -46,10 +46,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch", "update", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* The namespaces whose pods may scrape metrics: the selector if given, else the one namespace. */}}
+{{- define "sluice.monitoringNamespaceSelector" -}}
+{{- if .Values.networkPolicy.monitoringNamespaceSelector -}}
+{{- toYaml .Values.networkPolicy.monitoringNamespaceSelector -}}
+{{- else -}}
+matchLabels:
+  kubernetes.io/metadata.name: {{ .Values.networkPolicy.monitoringNamespace }}
+{{- end -}}
 {{- end -}}

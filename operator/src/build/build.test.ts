@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { verifyPassword } from '@sluice/relay/password';
 import { parse } from 'yaml';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
+import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';
 import { buildUsersFile } from './users.ts';
 import { horizontalPodAutoscaler, smtpService, statefulSet } from './workload.ts';
@@ -153,6 +154,42 @@ describe('users file', () => {
     });
     assert.notEqual(changed.hashes.get('alice'), alice);
   });
+
+  it('refuses a Secret holding a broken hash instead of hashing it as a password', async () => {
+    // bcrypt cost 99 and an scrypt salt of 4 bytes: the right shape, parameters the relay refuses
+    const built = await buildUsersFile({
+      users: [
+        {
+          user: user('a', 'alice', '2026-01-01T00:00:00Z'),
+          password: '$2b$99$gCDE0OjZBnNGGZs4MN7Yf.Xv3KDnKact7IJjxMzHLi.GP21dQDgha',
+        },
+        {
+          user: user('b', 'bob', '2026-01-02T00:00:00Z'),
+          password: '$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA',
+        },
+      ],
+      previous: new Map(),
+      handoffPassword: 'internal',
+    });
+    assert.deepEqual(
+      built.outcomes.map((o) => [o.name, o.ok, o.reason, o.message]),
+      [
+        [
+          'a',
+          false,
+          'InvalidPasswordHash',
+          'Secret a-pw key password holds a password hash the relay cannot use (bcrypt hash must look like $2b$<cost 04-31>$<53 characters of salt and hash>); fix the hash or put the plain password there',
+        ],
+        [
+          'b',
+          false,
+          'InvalidPasswordHash',
+          'Secret b-pw key password holds a password hash the relay cannot use (scrypt salt must be 8 to 64 bytes, not 4); fix the hash or put the plain password there',
+        ],
+      ],
+    );
+    assert.deepEqual([...built.hashes.keys()], ['sluice-internal-handoff']);
+  });
 });
 
 describe('workload', () => {
@@ -191,5 +228,84 @@ describe('workload', () => {
     assert.equal(horizontalPodAutoscaler(policy), undefined);
     assert.equal(smtpService(policy).spec?.externalTrafficPolicy, 'Local');
     assert.equal(smtpService(policy).spec?.type, 'LoadBalancer');
+  });
+});
+
+describe('network exposure', () => {
+  const settings = {
+    operatorNamespace: 'sluice-system',
+    operatorPodLabels: { 'app.kubernetes.io/name': 'sluice', 'app.kubernetes.io/instance': 'sluice' },
+    monitoringNamespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+  };
+
+  it('accepts the handoff account only from the pod network (the private ranges unless told)', () => {
+    assert.deepEqual(buildRelayConfig(policy).drain.handoff?.fromNetworks, [
+      '10.0.0.0/8',
+      '172.16.0.0/12',
+      '192.168.0.0/16',
+      'fc00::/7',
+    ]);
+    const podNetworks = networkSettingsFromEnv({
+      POD_NETWORKS: '10.244.0.0/16, fd00:10:244::/56',
+    }).podNetworks;
+    assert.deepEqual(buildRelayConfig(policy, { podNetworks }).drain.handoff?.fromNetworks, [
+      '10.244.0.0/16',
+      'fd00:10:244::/56',
+    ]);
+    assert.throws(() => buildRelayConfig(policy, { podNetworks: ['10.0.0.0/33'] }), /fromNetworks\[0\]/);
+  });
+
+  it('opens SMTP to everyone and the admin port only to the operator and the monitoring namespaces', () => {
+    const np = relayNetworkPolicy(policy, settings) as {
+      metadata: { name: string; namespace: string; ownerReferences: Array<{ uid: string }> };
+      spec: {
+        podSelector: unknown;
+        policyTypes: string[];
+        ingress: Array<{ from?: unknown[]; ports: unknown[] }>;
+      };
+    };
+    assert.equal(np.metadata.name, 'mail-relay');
+    assert.equal(np.metadata.namespace, 'prod');
+    assert.equal(np.metadata.ownerReferences[0]?.uid, 'uid-1');
+    assert.deepEqual(np.spec.podSelector, {
+      matchLabels: statefulSet(policy, 'h').spec?.selector?.matchLabels,
+    });
+    assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+    assert.deepEqual(np.spec.ingress, [
+      {
+        ports: [
+          { protocol: 'TCP', port: 587 },
+          { protocol: 'TCP', port: 465 },
+        ],
+      },
+      {
+        from: [
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'sluice-system' } },
+            podSelector: { matchLabels: settings.operatorPodLabels },
+          },
+          { namespaceSelector: settings.monitoringNamespaceSelector },
+        ],
+        ports: [{ protocol: 'TCP', port: 9587 }],
+      },
+    ]);
+  });
+
+  it('reads its settings from the environment, and names a malformed variable', () => {
+    assert.deepEqual(networkSettingsFromEnv({}), {
+      podNetworks: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],
+    });
+    assert.deepEqual(
+      networkSettingsFromEnv({ RELAY_NETWORK_POLICY: JSON.stringify(settings) }).relayNetworkPolicy,
+      settings,
+    );
+    assert.throws(
+      () => networkSettingsFromEnv({ RELAY_NETWORK_POLICY: '{' }),
+      /RELAY_NETWORK_POLICY is not JSON/,
+    );
+    assert.throws(
+      () => networkSettingsFromEnv({ RELAY_NETWORK_POLICY: '{"operatorNamespace":"x"}' }),
+      /RELAY_NETWORK_POLICY must hold operatorNamespace, operatorPodLabels and monitoringNamespaceSelector/,
+    );
   });
 });

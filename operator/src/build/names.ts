@@ -16,6 +16,7 @@ export function names(policy: RelayPolicy) {
     pdb: `${base}-relay`,
     hpa: `${base}-relay`,
     serviceMonitor: `${base}-relay`,
+    networkPolicy: `${base}-relay`,
   };
 }
 

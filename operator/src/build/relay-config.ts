@@ -11,6 +11,8 @@ import { ADMIN_PORT, INTERNAL_USER, names, PATHS } from './names.ts';
 export interface ConfigInputs {
   /** Smarthost username read from its credentials Secret. */
   smarthostUsername?: string;
+  /** The cluster's pod network(s): AUTH as the handoff account is accepted only from there. */
+  podNetworks?: readonly string[];
 }
 
 export const REDIS_PASSWORD_PATH = '/etc/sluice/redis/password';
@@ -66,6 +68,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
               tls: first.tls,
               username: INTERNAL_USER,
               passwordFile: HANDOFF_PASSWORD_PATH,
+              ...(inputs.podNetworks ? { fromNetworks: [...inputs.podNetworks] } : {}),
             },
           }
         : {}),

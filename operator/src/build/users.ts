@@ -4,7 +4,7 @@
 // when it still verifies.
 import { createHash } from 'node:crypto';
 import type { UserRecord } from '@sluice/relay/config-schema';
-import { hashPassword, isSupportedHash, verifyPassword } from '@sluice/relay/password';
+import { assertSupportedHash, hashPassword, isSupportedHash, verifyPassword } from '@sluice/relay/password';
 import { stringify } from 'yaml';
 import type { SmtpUser } from '../api/types.ts';
 import { INTERNAL_USER } from './names.ts';
@@ -36,6 +36,21 @@ async function hashFor(username: string, value: string, previous: string | undef
     }
   }
   return hashPassword(value);
+}
+
+// What the users file schema takes for a hash. A value like this that does not parse is
+// a broken hash, not a password: hashing it as one would lock the user out silently.
+const HASH_PREFIX = /^\$(scrypt|argon2id|2a|2b|2y)\$/;
+
+/** Why a value that looks like a password hash is unusable, or undefined. */
+function unusableHash(value: string): string | undefined {
+  if (!HASH_PREFIX.test(value) || isSupportedHash(value)) return undefined;
+  try {
+    assertSupportedHash(value);
+  } catch (err: unknown) {
+    if (err instanceof Error) return err.message;
+  }
+  return 'malformed';
 }
 
 export async function buildUsersFile(options: {
@@ -81,6 +96,17 @@ export async function buildUsersFile(options: {
         ok: false,
         reason: 'SecretNotFound',
         message: `Secret ${ref.name} with key ${ref.key} not found or empty; create it to enable this user`,
+      });
+      continue;
+    }
+    const hashProblem = unusableHash(password);
+    if (hashProblem !== undefined) {
+      const ref = user.spec.passwordSecretRef;
+      outcomes.push({
+        name,
+        ok: false,
+        reason: 'InvalidPasswordHash',
+        message: `Secret ${ref.name} key ${ref.key} holds a password hash the relay cannot use (${hashProblem}); fix the hash or put the plain password there`,
       });
       continue;
     }

@@ -18,7 +18,8 @@ import { ADMIN_PORT, labels, names, PATHS, selector } from './names.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
 
-function meta(policy: RelayPolicy, name: string) {
+/** Name, namespace, labels and the owner reference to the policy, for everything it owns. */
+export function ownedMeta(policy: RelayPolicy, name: string) {
   return {
     name,
     namespace: policy.metadata.namespace,
@@ -44,7 +45,7 @@ export function configMap(policy: RelayPolicy, configYaml: string): V1ConfigMap 
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: meta(policy, names(policy).configMap),
+    metadata: ownedMeta(policy, names(policy).configMap),
     data: { 'config.yaml': configYaml },
   };
 }
@@ -54,7 +55,7 @@ export function usersSecret(policy: RelayPolicy, usersYaml: string): V1Secret {
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'Opaque',
-    metadata: meta(policy, names(policy).usersSecret),
+    metadata: ownedMeta(policy, names(policy).usersSecret),
     stringData: { 'users.yaml': usersYaml },
   };
 }
@@ -64,7 +65,7 @@ export function internalSecret(policy: RelayPolicy, handoffPassword: string, adm
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'Opaque',
-    metadata: meta(policy, names(policy).internalSecret),
+    metadata: ownedMeta(policy, names(policy).internalSecret),
     stringData: { 'handoff-password': handoffPassword, 'admin-token': adminToken },
   };
 }
@@ -112,7 +113,7 @@ export function statefulSet(policy: RelayPolicy, configHash: string): V1Stateful
   return {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
-    metadata: meta(policy, n.statefulSet),
+    metadata: ownedMeta(policy, n.statefulSet),
     spec: {
       serviceName: n.headlessService,
       // with autoscaling on, the HPA owns the replica count
@@ -201,7 +202,7 @@ export function smtpService(policy: RelayPolicy): V1Service {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: {
-      ...meta(policy, names(policy).smtpService),
+      ...ownedMeta(policy, names(policy).smtpService),
       ...(service.annotations ? { annotations: service.annotations } : {}),
     },
     spec: {
@@ -223,7 +224,7 @@ export function adminService(policy: RelayPolicy): V1Service {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: {
-      ...meta(policy, names(policy).adminService),
+      ...ownedMeta(policy, names(policy).adminService),
       labels: { ...labels(policy), 'sluice.dev/metrics': 'true' },
     },
     spec: {
@@ -238,7 +239,7 @@ export function headlessService(policy: RelayPolicy): V1Service {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: meta(policy, names(policy).headlessService),
+    metadata: ownedMeta(policy, names(policy).headlessService),
     spec: {
       clusterIP: 'None',
       selector: selector(policy),
@@ -256,7 +257,7 @@ export function podDisruptionBudget(policy: RelayPolicy): V1PodDisruptionBudget 
   return {
     apiVersion: 'policy/v1',
     kind: 'PodDisruptionBudget',
-    metadata: meta(policy, names(policy).pdb),
+    metadata: ownedMeta(policy, names(policy).pdb),
     spec: { maxUnavailable: 1, selector: { matchLabels: selector(policy) } },
   };
 }
@@ -267,7 +268,7 @@ export function horizontalPodAutoscaler(policy: RelayPolicy): V2HorizontalPodAut
   return {
     apiVersion: 'autoscaling/v2',
     kind: 'HorizontalPodAutoscaler',
-    metadata: meta(policy, names(policy).hpa),
+    metadata: ownedMeta(policy, names(policy).hpa),
     spec: {
       scaleTargetRef: { apiVersion: 'apps/v1', kind: 'StatefulSet', name: names(policy).statefulSet },
       minReplicas: a.minReplicas,
@@ -289,7 +290,7 @@ export function serviceMonitor(policy: RelayPolicy): Record<string, unknown> {
   return {
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'ServiceMonitor',
-    metadata: meta(policy, names(policy).serviceMonitor),
+    metadata: ownedMeta(policy, names(policy).serviceMonitor),
     spec: {
       selector: { matchLabels: { ...selector(policy), 'sluice.dev/metrics': 'true' } },
       endpoints: [{ port: 'admin', path: '/metrics', interval: '30s' }],

@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { RelayConfig } from '@sluice/relay/config-schema';
 import { verifyPassword } from '@sluice/relay/password';
 import { parse } from 'yaml';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
@@ -73,6 +74,15 @@ interface Operator {
   metrics: Counting;
 }
 
+const NETWORK = {
+  podNetworks: ['10.244.0.0/16'],
+  relayNetworkPolicy: {
+    operatorNamespace: 'sluice-system',
+    operatorPodLabels: { 'app.kubernetes.io/name': 'sluice' },
+    monitoringNamespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+  },
+};
+
 function startOperator(cp: ControlPlane, identity: string): Operator {
   const client = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: identity });
   const leases = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: identity });
@@ -83,6 +93,7 @@ function startOperator(cp: ControlPlane, identity: string): Operator {
     workers: 2,
     resyncMs: 250,
     queue: { baseDelayMs: 50, maxDelayMs: 1000 },
+    network: NETWORK,
     leaderElection: {
       leases,
       namespace: 'kube-system',
@@ -189,6 +200,39 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     >(EVENTS, { namespace: ns });
     return items.filter((e) => e.regarding?.name === name);
   }
+
+  it('fences the relay pods with a NetworkPolicy and accepts the handoff account only from the pod network', async () => {
+    const ns = await namespace('fenced');
+    const created = await policy(ns);
+    type Stored = KubeObject & { spec: { ingress: Array<{ from?: unknown[]; ports?: unknown[] }> } };
+    const networkPolicyOf = () =>
+      admin.get<Stored>('networking.k8s.io/v1', 'NetworkPolicy', ns, 'mail-relay');
+    await waitFor('the NetworkPolicy', async () => (await networkPolicyOf()) !== undefined);
+    const stored = await networkPolicyOf();
+    assert.ok(stored);
+    assert.equal(stored.metadata.ownerReferences?.[0]?.uid, created.metadata.uid);
+    assert.deepEqual(
+      stored.spec.ingress.map((rule) => [rule.from?.length ?? 0, rule.ports]),
+      [
+        [
+          0,
+          [
+            { protocol: 'TCP', port: 587 },
+            { protocol: 'TCP', port: 465 },
+          ],
+        ],
+        [2, [{ protocol: 'TCP', port: 9587 }]],
+      ],
+    );
+    const configMap = await admin.get<KubeObject & { data?: Record<string, string> }>(
+      'v1',
+      'ConfigMap',
+      ns,
+      'mail-relay-config',
+    );
+    const config = parse(configMap?.data?.['config.yaml'] ?? '') as RelayConfig;
+    assert.deepEqual(config.drain.handoff?.fromNetworks, ['10.244.0.0/16']);
+  });
 
   it('turns a RelayPolicy and its SmtpUsers into owned objects and a status', async () => {
     const ns = await namespace('create');

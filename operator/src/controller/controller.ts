@@ -4,9 +4,11 @@
 // queue their owner. N workers reconcile keys, forget them on success and requeue them
 // with backoff on error; every key is queued again periodically (resync). With leader
 // election, watches and workers run only while this replica leads.
+
 import type { Tracer } from '@opentelemetry/api';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { MANAGED_BY } from '../build/names.ts';
+import type { NetworkSettings } from '../build/network-policy.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { apiListWatch, Informer, type InformerLogger, type ListWatch } from '../kube/informer.ts';
@@ -72,6 +74,8 @@ export interface ControllerOptions {
   usageSource?: UsageSource;
   /** Each policy's relays are asked at most this often; default 5 min. */
   usageIntervalMs?: number;
+  /** The pod network and the relays' NetworkPolicy (see build/network-policy.ts). */
+  network?: NetworkSettings;
   /** Where the informers list and watch; the API server by default. */
   listWatch?: <T extends KubeObject>(resource: ResourceType, labelSelector?: string) => ListWatch<T>;
 }
@@ -135,6 +139,7 @@ class Session {
       secrets: this.secrets,
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
+      ...(o.network ? { network: o.network } : {}),
       ...(o.usageSource
         ? {
             usage: new UsageSummaries({

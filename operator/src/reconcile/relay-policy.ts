@@ -11,6 +11,11 @@ import { parse, stringify } from 'yaml';
 import { withPolicyDefaults } from '../api/defaults.ts';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { ADMIN_PORT, names, selectorString } from '../build/names.ts';
+import {
+  DEFAULT_NETWORK_SETTINGS,
+  type NetworkSettings,
+  relayNetworkPolicy,
+} from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
 import { buildUsersFile } from '../build/users.ts';
 import {
@@ -65,6 +70,8 @@ export interface RelayPolicyReconcilerOptions {
   randomSecret?: () => string;
   /** Usage and abuse from the relays, at a bounded rate, for the SmtpUsers' status */
   usage?: UsageSummaries;
+  /** The pod network and the relays' NetworkPolicy; default: private ranges, no NetworkPolicy */
+  network?: NetworkSettings;
 }
 
 export interface ReconcileOutcome {
@@ -127,14 +134,15 @@ export class RelayPolicyReconciler {
     const { client } = this.#o;
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
+    const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
 
     let config: RelayConfig | undefined;
     let configError: string | undefined;
     try {
-      config = buildRelayConfig(
-        policy,
-        secrets.smarthostUsername ? { smarthostUsername: secrets.smarthostUsername } : {},
-      );
+      config = buildRelayConfig(policy, {
+        ...(secrets.smarthostUsername ? { smarthostUsername: secrets.smarthostUsername } : {}),
+        podNetworks: network.podNetworks,
+      });
     } catch (err: unknown) {
       if (!(err instanceof ConfigError)) throw err;
       configError = err.problems.join('; ');
@@ -176,6 +184,11 @@ export class RelayPolicyReconciler {
       if (hpa) await apply(hpa as KubeObject);
       else if (await this.#deleteOwned(policy, 'autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa)) changed++;
       if (await this.#servesServiceMonitors()) await apply(serviceMonitor(policy) as unknown as KubeObject);
+      if (network.relayNetworkPolicy) {
+        await apply(relayNetworkPolicy(policy, network.relayNetworkPolicy) as unknown as KubeObject);
+      } else if (await this.#deleteOwned(policy, 'networking.k8s.io/v1', 'NetworkPolicy', n.networkPolicy)) {
+        changed++;
+      }
     } else {
       sts = await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
     }

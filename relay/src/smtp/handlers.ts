@@ -325,11 +325,11 @@ export class SmtpHandlers {
     if (handoffFromOutside(this.#rt.config, username, ip)) {
       this.#rt.metrics.authTotal.inc({ result: 'failure' });
       (state?.log ?? this.#rt.logger).warn(
-        { event: 'handoff_auth_refused', user: username, clientIp: ip },
+        { event: 'handoff_auth_refused', ...userFields, clientIp: ip },
         'AUTH as the handoff account from outside drain.handoff.fromNetworks',
       );
-      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger);
-      return this.refuse(state, 'auth', 'AUTH_FAILED', {}, { user: username });
+      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger, userFields);
+      return this.refuse(state, 'auth', 'AUTH_FAILED', {}, userFields);
     }
     if (outcome.ok && this.#rt.abuse?.isSuspended(outcome.user.username)) {
       this.#rt.metrics.authTotal.inc({ result: 'suspended' });
