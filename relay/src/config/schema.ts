@@ -35,6 +35,21 @@ const MAX_COUNT = 100_000_000;
 const MAX_CONNECTIONS = 1_000_000;
 const DAY = 86400;
 
+/**
+ * Bounds on a message's MIME structure, far above what legitimate mail reaches, so that no
+ * message costs more than work in proportion to its size. Header bytes: Exchange Online's
+ * header limit (256 KB, refused with 552 5.3.4); Postfix bounds a single header at
+ * 102,400 (header_size_limit). Header lines: a header at that size in 78-octet lines
+ * (RFC 5322's recommendation) is ~3,400 lines. Parts: mailsplit's own default (1,000).
+ * Nesting: Postfix's mime_nesting_limit (100).
+ */
+export const DEFAULT_MIME_LIMITS = {
+  maxHeaderBytes: 256 * 1024,
+  maxHeaderLines: 10_000,
+  maxMimeParts: 1000,
+  maxMimeDepth: 100,
+} as const;
+
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free one' });
 const Cidr = Type.String({
   pattern: '^[0-9a-fA-F:.]+(/[0-9]{1,3})?$',
@@ -75,7 +90,8 @@ export const LimitsSchema = Type.Object(
       minimum: 1024,
       maximum: 1024 * MIB,
       default: 30 * MIB,
-      description: 'Largest message accepted, in bytes (advertised in EHLO SIZE)',
+      description:
+        'Largest message accepted, in bytes, counted as stored (line ends made CRLF, Received header included); advertised in EHLO SIZE',
     }),
     maxRecipients: Type.Integer({
       minimum: 1,
@@ -87,6 +103,32 @@ export const LimitsSchema = Type.Object(
       default: 'reject',
       description:
         'reject: each RCPT past the limit gets 452 4.5.3; truncate: accepted but silently dropped (legacy)',
+    }),
+    maxHeaderBytes: Type.Integer({
+      minimum: 16 * 1024,
+      maximum: 1024 * 1024,
+      default: DEFAULT_MIME_LIMITS.maxHeaderBytes,
+      description:
+        "Header bytes of the message and of each MIME part in it; over it: 552 5.3.4 (Exchange Online's header limit; mailsplit's own cap is the maximum)",
+    }),
+    maxHeaderLines: Type.Integer({
+      minimum: 100,
+      maximum: 100_000,
+      default: DEFAULT_MIME_LIMITS.maxHeaderLines,
+      description:
+        'Header lines (folded lines each) of the message and of each MIME part in it; over it: 552 5.3.4',
+    }),
+    maxMimeParts: Type.Integer({
+      minimum: 10,
+      maximum: 100_000,
+      default: DEFAULT_MIME_LIMITS.maxMimeParts,
+      description: "MIME parts in a message, itself included; over it: 554 5.6.0 (mailsplit's default)",
+    }),
+    maxMimeDepth: Type.Integer({
+      minimum: 2,
+      maximum: 1000,
+      default: DEFAULT_MIME_LIMITS.maxMimeDepth,
+      description: "Levels of multipart nesting; over it: 554 5.6.0 (Postfix's mime_nesting_limit)",
     }),
     maxConnections: Type.Integer({
       minimum: 1,

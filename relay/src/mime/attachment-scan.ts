@@ -7,8 +7,9 @@ import { once } from 'node:events';
 import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
+import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
-import { FastSplitter } from './splitter.ts';
+import { FastSplitter, type MimeBound, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
 import { isZipPart, ZipScan } from './zip-scan.ts';
 
 /** The policy default list; the config schema owns it. */
@@ -20,10 +21,14 @@ export interface BlockedAttachment {
   extension: string;
 }
 
+export type { MimeBound, MimeLimits } from './splitter.ts';
+
 export type ScanResult =
   | { kind: 'clean' }
   | { kind: 'blocked'; filename: string; extension: string }
-  | { kind: 'malformed'; detail: string };
+  | { kind: 'malformed'; detail: string }
+  /** Over one of the MimeLimits. */
+  | { kind: 'over-limit'; bound: MimeBound; limit: number };
 
 // Embedded messages nest; a bound keeps a crafted message from costing unbounded work.
 const MAX_NESTING = 8;
@@ -56,6 +61,7 @@ interface Embedded {
 class MessageScan extends Writable {
   readonly #blocked: ReadonlySet<string>;
   readonly #archives: boolean;
+  readonly #limits: MimeLimits;
   readonly #depth: number;
   readonly #splitter: Transform;
   readonly #parts: Writable;
@@ -66,14 +72,15 @@ class MessageScan extends Writable {
   // Completes a write or final that waits on the parser; called early once the verdict is in.
   #release: (() => void) | null = null;
 
-  constructor(blocked: ReadonlySet<string>, archives: boolean, depth: number) {
+  constructor(blocked: ReadonlySet<string>, archives: boolean, limits: MimeLimits, depth: number) {
     super();
     this.#blocked = blocked;
     this.#archives = archives;
+    this.#limits = limits;
     this.#depth = depth;
     // Embedded messages are scanned by a nested MessageScan rather than by mailsplit, which
     // parses them only when inline and not base64/quoted-printable encoded.
-    this.#splitter = new FastSplitter({ ignoreEmbedded: true });
+    this.#splitter = new FastSplitter({ ignoreEmbedded: true, limits });
     this.#parts = new Writable({
       objectMode: true,
       write: (part: MailsplitPart, _encoding, callback) => {
@@ -176,7 +183,7 @@ class MessageScan extends Writable {
       return;
     }
     const decoder = node.getDecoder();
-    const scan = new MessageScan(this.#blocked, this.#archives, this.#depth + 1);
+    const scan = new MessageScan(this.#blocked, this.#archives, this.#limits, this.#depth + 1);
     decoder.on('error', (err: unknown) => this.#settle(malformed(err)));
     decoder.pipe(scan);
     this.#embedded = { node, decoder, scan };
@@ -226,14 +233,17 @@ const NAMES_A_FILE = /name/i;
  * `result()`. Streams; after a verdict the rest of the input is drained unread.
  */
 export class AttachmentScanner extends MessageScan {
-  /** inspectArchives: the names inside zip attachments are checked too. */
-  constructor(blockedExtensions: readonly string[], options: { inspectArchives?: boolean } = {}) {
+  /** inspectArchives: the names inside zip attachments are checked too; limits: bounds on the MIME structure. */
+  constructor(
+    blockedExtensions: readonly string[],
+    options: { inspectArchives?: boolean; limits?: MimeLimits } = {},
+  ) {
     let blocked = normalised.get(blockedExtensions);
     if (!blocked) {
       blocked = normaliseExtensions(blockedExtensions);
       normalised.set(blockedExtensions, blocked);
     }
-    super(blocked, options.inspectArchives ?? true, 0);
+    super(blocked, options.inspectArchives ?? true, options.limits ?? DEFAULT_MIME_LIMITS, 0);
   }
 }
 
@@ -268,5 +278,6 @@ function asError(err: unknown): Error {
 }
 
 function malformed(err: unknown): ScanResult {
+  if (err instanceof MimeLimitExceeded) return { kind: 'over-limit', bound: err.bound, limit: err.limit };
   return { kind: 'malformed', detail: err instanceof Error ? err.message : String(err) };
 }

@@ -8,10 +8,13 @@
 // code, and a test compares both splitters' output on random MIME split at random points.
 import { createRequire } from 'node:module';
 import type { Transform, TransformCallback } from 'node:stream';
+import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
+import { parseHeaderBlock } from './header-block.ts';
 
 interface MimeNode {
-  parentNode: unknown;
+  parentNode: MimeNode | false | null;
   multipart: unknown;
+  _headerlen: number;
 }
 interface Part {
   type: string;
@@ -28,19 +31,42 @@ interface SplitterInternals extends Transform {
   node: MimeNode;
   nodeCounter: number;
   maxChildNodes: number;
+  config: Record<string, unknown>;
   processLine(line: Buffer | false, final: boolean, next: LineCallback): void;
   checkBoundary(line: Buffer): number | false;
+  newNode(parent?: MimeNode | false): void;
 }
 
-const mailsplit = createRequire(import.meta.url)('mailsplit') as {
+const require = createRequire(import.meta.url);
+const mailsplit = require('mailsplit') as {
   Splitter: new (options?: Record<string, unknown>) => SplitterInternals;
+  Headers: new (headers: unknown, config?: unknown) => HeadersInternals;
 };
+/** mailsplit's part node (untyped CommonJS; not exported from its index, so by its path). */
+const MimeNodeBase = require('mailsplit/lib/mime-node.js') as new (
+  parent: unknown,
+  config: unknown,
+) => MimeNode;
+
+/** The parts of mailsplit's Headers this file fills in. */
+interface HeadersInternals {
+  headers: Buffer | string | false;
+  parsed: boolean;
+  lines: HeaderLine[] | false;
+  mbox: string | false;
+  http: string | false;
+}
+interface HeaderLine {
+  key: string;
+  line: string;
+}
 
 const LF = 0x0a;
 const CR = 0x0d;
-/** mailsplit's parser state while in a part's body. */
+/** mailsplit's parser states: in a part's header, in its body. */
+const HEAD = 0x01;
 const BODY = 0x02;
-const NONE: Part = { type: 'none', node: { parentNode: null, multipart: false } };
+const NONE: Part = { type: 'none', node: { parentNode: null, multipart: false, _headerlen: 0 } };
 const DASH = 0x2d;
 
 /**
@@ -84,7 +110,124 @@ class BoundaryCandidates {
   }
 }
 
+const headersOf = new WeakMap<object, unknown>();
+
+/**
+ * mailsplit's part node, with its header block parsed by parseHeaderBlock. Its
+ * parseHeaders assigns a Headers over the raw block and reads from it at once, which
+ * would parse the block itself (quadratic in folded lines): the fields are filled in
+ * as the Headers is handed over, so mailsplit finds them parsed.
+ */
+class LinearHeaderNode extends MimeNodeBase {
+  get headers(): unknown {
+    return headersOf.get(this) ?? false;
+  }
+  set headers(value: unknown) {
+    if (value instanceof mailsplit.Headers && !value.parsed && value.headers !== false) {
+      const raw = value.headers;
+      const block = parseHeaderBlock(typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw);
+      value.lines = block.fields;
+      value.mbox = block.mbox;
+      value.http = block.http;
+      value.parsed = true;
+    }
+    headersOf.set(this, value);
+  }
+}
+
+/** Bounds on a message's MIME structure; each keeps the work a message costs in proportion to its size. */
+export interface MimeLimits {
+  /** Header bytes of one part (its header block, folded lines included). */
+  maxHeaderBytes: number;
+  /** Header lines of one part (folded lines counted one by one, so also its fields). */
+  maxHeaderLines: number;
+  /** Parts (MIME nodes, the message itself included). */
+  maxMimeParts: number;
+  /** Levels of multipart nesting. */
+  maxMimeDepth: number;
+}
+
+export type MimeBound = keyof MimeLimits;
+
+/** A message over one of the MimeLimits; the splitter fails with it. */
+export class MimeLimitExceeded extends Error {
+  readonly bound: MimeBound;
+  readonly limit: number;
+  constructor(bound: MimeBound, limit: number) {
+    super(`${bound} over ${limit}`);
+    this.name = 'MimeLimitExceeded';
+    this.bound = bound;
+    this.limit = limit;
+  }
+}
+
 export class FastSplitter extends mailsplit.Splitter {
+  readonly #limits: MimeLimits;
+  /** Nesting level of each part node (the message is 0). */
+  readonly #depth = new WeakMap<object, number>();
+  /** The node whose header lines #headerLines counts. */
+  #counted: MimeNode | null = null;
+  #headerLines = 0;
+
+  constructor(options: { ignoreEmbedded?: boolean; limits?: MimeLimits } = {}) {
+    const limits = options.limits ?? DEFAULT_MIME_LIMITS;
+    // mailsplit's own bounds, as a backstop: the checks in processLine come first (its
+    // header size also counts the empty line that ends the header)
+    super({
+      ignoreEmbedded: options.ignoreEmbedded,
+      maxHeadSize: limits.maxHeaderBytes + 2,
+      maxChildNodes: limits.maxMimeParts,
+    });
+    this.#limits = limits;
+  }
+
+  /** mailsplit's newNode, with a node that parses its header block in one pass. */
+  override newNode(parent?: MimeNode | false): void {
+    this.node = new LinearHeaderNode(parent || false, this.config);
+    this.state = HEAD;
+    this.nodeCounter++;
+  }
+
+  /** Every line but the plain body lines (see _transform) comes here: the bounds are checked first. */
+  override processLine(line: Buffer | false, final: boolean, next: LineCallback): void {
+    const over = this.#overLimit(line);
+    if (over !== null) {
+      next(over);
+      return;
+    }
+    super.processLine(line, final, next);
+  }
+
+  /** Constant work per line: a few counters, and one map look-up per new node. */
+  #overLimit(line: Buffer | false): MimeLimitExceeded | null {
+    const limits = this.#limits;
+    const node = this.node;
+    if (this.nodeCounter > limits.maxMimeParts)
+      return new MimeLimitExceeded('maxMimeParts', limits.maxMimeParts);
+    if (node !== this.#counted) {
+      this.#counted = node;
+      this.#headerLines = 0;
+      const parent = node.parentNode;
+      const depth = parent ? (this.#depth.get(parent) ?? 0) + 1 : 0;
+      this.#depth.set(node, depth);
+      if (depth > limits.maxMimeDepth) return new MimeLimitExceeded('maxMimeDepth', limits.maxMimeDepth);
+    }
+    if (this.state === HEAD && line) {
+      const pending = this.line ? this.line.length : 0;
+      const length = pending + line.length;
+      // the empty line that ends the header is not counted
+      if (length <= 2 && (this.line ? this.line[0] : line[0]) === (length === 1 ? LF : CR)) return null;
+      this.#headerLines++;
+      if (this.#headerLines > limits.maxHeaderLines) {
+        return new MimeLimitExceeded('maxHeaderLines', limits.maxHeaderLines);
+      }
+      if (node._headerlen + length > limits.maxHeaderBytes) {
+        return new MimeLimitExceeded('maxHeaderBytes', limits.maxHeaderBytes);
+      }
+    }
+    return null;
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     let pos = 0;
     let i = 0;

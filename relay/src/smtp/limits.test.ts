@@ -59,6 +59,87 @@ describe('message size', () => {
   });
 });
 
+describe('message size as stored', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: { ...PLAIN, limits: { maxMessageBytes: 64 * 1024 } } });
+  });
+  after(() => t.close());
+
+  it('refuses with 552 5.3.4 a body of bare LFs under the limit that is over it once made CRLF, and keeps nothing', async () => {
+    const c = await session(t);
+    // 60,013 bytes sent, 90,014 once every LF is CRLF
+    const body = `Subject: lf\n\n${'x\n'.repeat(30_000)}`;
+    assert.ok(body.length < 64 * 1024);
+    const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], body);
+    assert.equal(replies.at(-1)?.code, 552);
+    assert.match(replies.at(-1)?.text ?? '', /^5\.3\.4 Message size exceeds fixed limit of 65536 bytes/);
+    assert.equal((await t.queued()).length, 0);
+    await c.quit();
+  });
+
+  it('accepts a message whose stored form fits, and stores no more than the limit', async () => {
+    const c = await session(t);
+    // 40,013 bytes sent, 60,014 stored, plus the Received header
+    const replies = await c.sendRaw(
+      'alice@example.com',
+      ['bob@example.net'],
+      `Subject: lf\n\n${'x\n'.repeat(20_000)}`,
+    );
+    assert.equal(replies.at(-1)?.code, 250);
+    const [queued] = await t.queued();
+    assert.ok(queued && queued.body.length <= 64 * 1024 && queued.envelope.size === queued.body.length);
+    await c.quit();
+  });
+});
+
+describe('MIME structure', () => {
+  let t: TestRelay;
+  before(async () => {
+    t = await startTestRelay({ config: PLAIN });
+  });
+  after(() => t.close());
+
+  async function refused(body: string): Promise<{ code: number | undefined; text: string | undefined }> {
+    const c = await session(t);
+    const last = (await c.sendRaw('alice@example.com', ['bob@example.net'], body)).at(-1);
+    await c.quit();
+    return { code: last?.code, text: last?.text };
+  }
+
+  it('refuses a header of 100,000 folded lines with 552 5.3.4 and keeps nothing', async () => {
+    const body = `From: a@example.com\r\nSubject: x\r\n${' a\r\n'.repeat(100_000)}\r\nbody\r\n`;
+    assert.deepEqual(await refused(body), {
+      code: 552,
+      text: '5.3.4 Message header too big: more than 10000 lines in the header of the message or of a part',
+    });
+    assert.equal((await t.queued()).length, 0);
+    const metrics = await t.relay.metrics.registry.getSingleMetricAsString('sluice_smtp_messages_total');
+    assert.match(metrics, /result="rejected",reason="header_too_big"} 1/);
+  });
+
+  it('refuses multiparts nested deeper than 100 levels with 554 5.6.0', async () => {
+    let inner = 'Content-Type: text/plain\r\n\r\nhi\r\n';
+    for (let level = 101; level > 0; level--) {
+      inner = `Content-Type: multipart/mixed; boundary="b${level}"\r\n\r\n--b${level}\r\n${inner}\r\n--b${level}--\r\n`;
+    }
+    assert.deepEqual(await refused(`From: a@example.com\r\n${inner}`), {
+      code: 554,
+      text: '5.6.0 Message structure too complex: more than 100 levels of MIME nesting',
+    });
+  });
+
+  it('refuses more than 1000 parts with 554 5.6.0', async () => {
+    const part = '--b\r\nContent-Type: text/plain\r\n\r\nx\r\n';
+    const body = `From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n${part.repeat(1000)}--b--\r\n`;
+    assert.deepEqual(await refused(body), {
+      code: 554,
+      text: '5.6.0 Message structure too complex: more than 1000 MIME parts',
+    });
+    assert.equal((await t.queued()).length, 0);
+  });
+});
+
 describe('recipient limit', () => {
   it('accepts 30 recipients and answers each further RCPT with 452 4.5.3', async () => {
     const t = await startTestRelay({ config: PLAIN });

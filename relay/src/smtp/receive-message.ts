@@ -5,7 +5,7 @@
 import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
+import { AttachmentScanner, type MimeBound, type ScanResult } from '../mime/attachment-scan.ts';
 import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { isOutOfSpace } from '../spool/free-space.ts';
@@ -21,18 +21,23 @@ import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
 /**
- * The smuggling defence, which also drops the data once smtp-server flags the message as
- * over the size limit, and adds a missing Date or Message-ID (one stream for all three:
- * a stream per message and a hop per chunk less).
+ * The smuggling defence, which also adds a missing Date or Message-ID and counts what it
+ * passes on against the size limit (one stream for all three: a stream per message and a
+ * hop per chunk less). The limit applies to the stored form: bare LFs made CRLF can double
+ * a body, so smtp-server's count of the bytes received is not enough. Once over the limit
+ * (or once smtp-server flags the message as over it) the rest of the data is dropped.
  */
 class GuardedNormaliser extends LineEndingNormaliser {
   exceeded = false;
   readonly #source: SMTPServerDataStream;
   readonly headers: MissingHeaders;
-  constructor(source: SMTPServerDataStream, headers: MissingHeaders) {
+  /** Bytes that may still be passed on. */
+  #room: number;
+  constructor(source: SMTPServerDataStream, headers: MissingHeaders, room: number) {
     super();
     this.#source = source;
     this.headers = headers;
+    this.#room = room;
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.exceeded || this.#source.sizeExceeded) {
@@ -40,17 +45,22 @@ class GuardedNormaliser extends LineEndingNormaliser {
       callback();
       return;
     }
-    callback(null, this.headers.take(this.normalise(chunk)) ?? undefined);
+    this.#pass(this.headers.take(this.normalise(chunk)));
+    callback();
   }
   override _flush(callback: TransformCallback): void {
     if (!this.exceeded) {
       const rest = this.flushPending();
-      const last = rest ? this.headers.take(rest) : null;
-      if (last) this.push(last);
-      const head = this.headers.end();
-      if (head) this.push(head);
+      if (rest) this.#pass(this.headers.take(rest));
+      this.#pass(this.headers.end());
     }
     callback();
+  }
+  #pass(piece: Buffer | null): void {
+    if (piece === null || this.exceeded) return;
+    this.#room -= piece.length;
+    if (this.#room < 0) this.exceeded = true;
+    else this.push(piece);
   }
 }
 
@@ -80,6 +90,14 @@ function smtpUtf8Need(tx: TransactionState, eightBitHeader: boolean | undefined)
   return utf8 ? 'needed' : 'declared';
 }
 
+/** The reply to a message over one of the MIME bounds. */
+const OVER_LIMIT: Record<MimeBound, { key: 'HEADER_TOO_BIG' | 'MIME_TOO_COMPLEX'; what: string }> = {
+  maxHeaderBytes: { key: 'HEADER_TOO_BIG', what: 'bytes' },
+  maxHeaderLines: { key: 'HEADER_TOO_BIG', what: 'lines' },
+  maxMimeParts: { key: 'MIME_TOO_COMPLEX', what: 'MIME parts' },
+  maxMimeDepth: { key: 'MIME_TOO_COMPLEX', what: 'levels of MIME nesting' },
+};
+
 /** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
 function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
   return isOutOfSpace(err) ? 'INSUFFICIENT_STORAGE' : 'SPOOL_FAILED';
@@ -97,15 +115,29 @@ export async function receiveMessage(options: {
   const config = rt.config;
   const queueId = newQueueId();
   const log = state.log.child({ queueId });
+  const received = receivedHeader({
+    helo: session.hostNameAppearsAs || '',
+    clientIp: state.clientIp,
+    hostname: config.hostname,
+    tls: Boolean(session.secure),
+    authenticated: true,
+    smtpUtf8: tx.smtpUtf8,
+    queueId,
+    recipients: tx.recipients,
+    date: new Date(),
+  });
+  // the limit counts the message as stored: the Received header, then what the normaliser passes on
   const normaliser = new GuardedNormaliser(
     stream,
     new MissingHeaders({
       date: () => rfc5322Date(new Date()),
       messageId: () => `<${queueId}@${config.hostname}>`,
     }),
+    config.limits.maxMessageBytes - Buffer.byteLength(received),
   );
   const scanner = new AttachmentScanner(config.attachments.blockedExtensions, {
     inspectArchives: config.attachments.inspectArchives,
+    limits: config.limits,
   });
   let writer: SpoolWriter | undefined;
   // the scan and the spool write run side by side on the same stream, so their spans overlap
@@ -143,19 +175,7 @@ export async function receiveMessage(options: {
       spoolWriter.once('finish', resolve).once('error', reject);
     });
     written.catch(() => undefined);
-    writer.write(
-      receivedHeader({
-        helo: session.hostNameAppearsAs || '',
-        clientIp: state.clientIp,
-        hostname: config.hostname,
-        tls: Boolean(session.secure),
-        authenticated: true,
-        smtpUtf8: tx.smtpUtf8,
-        queueId,
-        recipients: tx.recipients,
-        date: new Date(),
-      }),
-    );
+    writer.write(received);
     normaliser.pipe(scanner);
     normaliser.pipe(writer);
     const scanned: Promise<ScanResult> = scanner.result();
@@ -177,6 +197,11 @@ export async function receiveMessage(options: {
       // (replyText escapes control and bidi characters and bounds its length)
       const filename = scan.filename.replace(/"/g, "'");
       throw refuse('BLOCKED_ATTACHMENT', { filename, extension: scan.extension });
+    }
+    if (scan.kind === 'over-limit') {
+      await writer.abort();
+      const { key, what } = OVER_LIMIT[scan.bound];
+      throw refuse(key, { limit: scan.limit, what });
     }
     if (scan.kind === 'malformed') {
       await writer.abort();

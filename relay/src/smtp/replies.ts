@@ -15,6 +15,8 @@ export const REASONS = [
   'too_many_recipients',
   'blocked_attachment',
   'malformed_message',
+  'header_too_big',
+  'mime_too_complex',
   'too_many_connections',
   'too_many_connections_ip',
   'spool_error',
@@ -100,6 +102,18 @@ export const REPLIES = {
     enhanced: '5.6.0',
     text: 'Message could not be parsed: {detail}',
     reason: 'malformed_message',
+  },
+  HEADER_TOO_BIG: {
+    code: 552,
+    enhanced: '5.3.4',
+    text: 'Message header too big: more than {limit} {what} in the header of the message or of a part',
+    reason: 'header_too_big',
+  },
+  MIME_TOO_COMPLEX: {
+    code: 554,
+    enhanced: '5.6.0',
+    text: 'Message structure too complex: more than {limit} {what}',
+    reason: 'mime_too_complex',
   },
   TOO_MANY_CONNECTIONS: {
     code: 421,
