@@ -451,3 +451,73 @@ describe('AttachmentScanner streams', () => {
     await assert.rejects(scanner.result(), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
   });
 });
+
+describe('AttachmentScanner finds uuencoded files', () => {
+  const uu = (name: string, begin = 'begin 644') => `${begin} ${name}\r\nM5%H\`\r\n\`\r\nend\r\n`;
+  const text = (body: string, ...headers: string[]) =>
+    [...(headers.length ? headers : ['Content-Type: text/plain; charset=us-ascii']), '', body].join('\r\n');
+
+  test('in a text/plain part', async () => {
+    const message = multipart(textPart, text(`Here it is:\r\n\r\n${uu('evil.exe')}`));
+    assert.deepEqual(await scanBothWays(message), blocked('evil.exe'));
+  });
+
+  test('in a message without MIME', async () => {
+    const message = `From: a@example.com\r\nSubject: x\r\n\r\n${uu('Evil.SCR', 'begin 0755')}`;
+    assert.deepEqual(await scanBothWays(message), blocked('Evil.SCR', 'scr'));
+  });
+
+  test('written by uuencode -m (begin-base64)', async () => {
+    const message = `Subject: x\r\n\r\nhi\r\n${uu('setup.msi', 'begin-base64 644')}`;
+    assert.deepEqual(await scanBothWays(message), blocked('setup.msi', 'msi'));
+  });
+
+  test('in a base64 or quoted-printable text part (read decoded)', async () => {
+    const base64 = Buffer.from(`see below\r\n${uu('evil.exe')}`).toString('base64');
+    const b64 = multipart(text(base64, 'Content-Type: text/plain', 'Content-Transfer-Encoding: base64'));
+    assert.deepEqual(await scanBothWays(b64), blocked('evil.exe'));
+    const qp = multipart(
+      text(
+        'see=20below\r\nbegin 644 ev=\r\nil.exe\r\nend',
+        'Content-Type: text/plain',
+        'Content-Transfer-Encoding: quoted-printable',
+      ),
+    );
+    assert.deepEqual(await scanBothWays(qp), blocked('evil.exe'));
+  });
+
+  test('in an x-uuencode part, by type or by transfer encoding', async () => {
+    const byType = multipart(text(uu('evil.bat'), 'Content-Type: application/x-uuencode; name="data.uue"'));
+    assert.deepEqual(await scanBothWays(byType), blocked('evil.bat', 'bat'));
+    const byEncoding = multipart(
+      text(
+        uu('evil.bat'),
+        'Content-Type: application/octet-stream; name="data"',
+        'Content-Transfer-Encoding: x-uuencode',
+      ),
+    );
+    assert.deepEqual(await scanBothWays(byEncoding), blocked('evil.bat', 'bat'));
+  });
+
+  test('with an NTFS stream suffix', async () => {
+    const message = `Subject: x\r\n\r\n${uu('evil.exe::$DATA')}`;
+    assert.deepEqual(await scanBothWays(message), blocked('evil.exe::$DATA'));
+  });
+
+  test('not: a harmless name, "begin" inside a line, or no mode', async () => {
+    const message = multipart(
+      text(`${uu('report.pdf')}we begin 644 evil.exe today\r\nbegin here evil.exe\r\n`),
+      attachment('Content-Disposition: attachment; filename="data.bin"'),
+    );
+    assert.deepEqual(await scanBothWays(message), CLEAN);
+  });
+});
+
+describe('AttachmentScanner reads NTFS stream suffixes', () => {
+  for (const name of ['evil.exe::$DATA', 'evil.exe:', 'evil.exe:stream', 'evil.exe:stream:$DATA']) {
+    test(name, async () => {
+      const message = multipart(textPart, attachment(`Content-Disposition: attachment; filename="${name}"`));
+      assert.deepEqual(await scanBothWays(message), blocked(name));
+    });
+  }
+});

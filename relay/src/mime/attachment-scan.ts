@@ -10,6 +10,7 @@ import libmime from 'libmime';
 import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
 import { FastSplitter, type MimeBound, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
+import { mayHoldUuencode, UuencodeScan } from './uuencode-scan.ts';
 import { isZipPart, ZipScan } from './zip-scan.ts';
 
 /** The policy default list; the config schema owns it. */
@@ -41,6 +42,8 @@ const LF = 0x0a;
 interface MailsplitNode {
   type: 'node';
   contentType: string | false;
+  encoding: string | false;
+  multipart: string | false;
   headers: { get(key: string): string[] };
   getDecoder(): Transform;
 }
@@ -54,7 +57,7 @@ type MailsplitPart = MailsplitNode | MailsplitChunk;
 interface Embedded {
   node: MailsplitNode;
   decoder: Transform;
-  /** A nested message's scan, or an archive's. */
+  /** A nested message's scan, an archive's, or a text's (for uuencoded files). */
   scan: Writable & { result(): Promise<ScanResult> };
 }
 
@@ -165,13 +168,15 @@ class MessageScan extends Writable {
     else if (node.contentType === 'message/rfc822' || node.contentType === 'message/global') {
       this.#openEmbedded(node);
     } else if (this.#archives && isZipPart(node.contentType, names)) {
-      this.#openArchive(node, names[0] ?? 'attachment.zip');
+      this.#openBody(node, new ZipScan(names[0] ?? 'attachment.zip', this.#blocked));
+    } else if (!node.multipart && mayHoldUuencode(node.contentType, node.encoding)) {
+      this.#openBody(node, new UuencodeScan(this.#blocked));
     }
   }
 
-  #openArchive(node: MailsplitNode, name: string): void {
+  /** The part's decoded body goes to the scan. */
+  #openBody(node: MailsplitNode, scan: Embedded['scan']): void {
     const decoder = node.getDecoder();
-    const scan = new ZipScan(name, this.#blocked);
     decoder.on('error', (err: unknown) => this.#settle(malformed(err)));
     decoder.pipe(scan);
     this.#embedded = { node, decoder, scan };

@@ -24,6 +24,16 @@ describe('blockedExtension', () => {
     ['evil.', null],
     ['', null],
     ['archive.tar.gz', null],
+    // NTFS alternate data streams: each of these writes evil.exe
+    ['evil.exe::$DATA', 'exe'],
+    ['evil.exe:', 'exe'],
+    ['evil.exe:stream', 'exe'],
+    ['evil.exe:stream:$DATA', 'exe'],
+    ['EVIL.EXE. :Zone.Identifier:$DATA', 'exe'],
+    ['C:evil.exe', 'exe'],
+    ['dir\\evil.exe::$DATA', 'exe'],
+    ['report.pdf::$DATA', null],
+    ['report.pdf:notes.txt', null],
   ];
   for (const [filename, expected] of cases) {
     test(`${JSON.stringify(filename)} → ${expected}`, () => {

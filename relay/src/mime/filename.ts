@@ -22,17 +22,28 @@ export function blockedExtension(filename: string, blocked: ReadonlySet<string>)
   const nul = filename.indexOf('\0');
   const readings = nul === -1 ? [filename] : [filename, filename.slice(0, nul)];
   for (const reading of readings) {
-    const ext = extensionOf(reading);
-    if (ext !== null && blocked.has(ext)) return ext;
+    for (const name of namesIn(reading)) {
+      const ext = extensionOf(name);
+      if (ext !== null && blocked.has(ext)) return ext;
+    }
   }
   return null;
 }
 
-/** The extension Windows would act on: last path segment, trailing dots and spaces dropped. */
-function extensionOf(filename: string): string | null {
-  const base = filename.split(/[/\\:]/).pop() ?? '';
+/**
+ * The names in a path's last segment. NTFS reads "name:stream:type", and writing to any
+ * stream of evil.exe makes evil.exe ("evil.exe::$DATA" is the file itself, "evil.exe:",
+ * "evil.exe:x" and "evil.exe:x:$DATA" create it), so each name around a colon counts; a
+ * drive ("C:evil.exe") is read the same way.
+ */
+function namesIn(path: string): string[] {
+  return (path.split(/[/\\]/).pop() ?? '').split(':');
+}
+
+/** The extension Windows would act on: trailing dots and spaces dropped. */
+function extensionOf(name: string): string | null {
   // Windows silently strips trailing dots and spaces: "evil.exe . " is saved as "evil.exe".
-  const trimmed = base.replace(/[\s.]+$/u, '');
+  const trimmed = name.replace(/[\s.]+$/u, '');
   const dot = trimmed.lastIndexOf('.');
   if (dot === -1) return null;
   const ext = trimmed.slice(dot + 1).toLowerCase();
