@@ -204,7 +204,7 @@ export const AttachmentsSchema = Type.Object(
     inspectArchives: Type.Boolean({
       default: true,
       description:
-        'Also refuse zip attachments that hold such a file (names only: nothing is unpacked, an archive inside is not opened)',
+        'Also refuse zip attachments that hold such a file (every local and central directory header is read, wherever it is; nothing is unpacked, a compressed archive inside is not opened)',
     }),
   },
   { additionalProperties: false },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type ZipEntry as Entry, zip } from '../testing/zip.ts';
 import { normaliseExtensions } from './filename.ts';
-import { TAIL_BYTES, ZipScan } from './zip-scan.ts';
+import { ZipScan } from './zip-scan.ts';
 
 const BLOCKED = normaliseExtensions(['exe', 'scr', 'js']);
 
@@ -64,13 +64,65 @@ describe('ZipScan', () => {
     assert.deepEqual(await scan(archive, 3), BLOCKED_EXE);
   });
 
-  it('refuses to guess when the directory is larger than it keeps', async () => {
+  it('reads every name of a directory larger than 1 MiB', async () => {
     const name = (i: number) => `${String(i).padStart(6, '0')}-${'n'.repeat(200)}.txt`;
-    const count = Math.ceil((1.5 * TAIL_BYTES) / (46 + 210));
-    const entries = Array.from({ length: count }, (_, i): Entry => ({ name: name(i), descriptor: true }));
-    const result = (await scan(zip(entries), 65536)) as { kind: string; detail?: string };
-    assert.equal(result.kind, 'malformed');
-    assert.equal(result.detail, 'the directory of docs.zip is too large to inspect');
+    const entries = Array.from({ length: 6000 }, (_, i): Entry => ({ name: name(i), descriptor: true }));
+    entries.push({ name: 'invoice.exe', descriptor: true });
+    assert.deepEqual(await scan(zip(entries), 65536), BLOCKED_EXE);
+  });
+
+  // Archives whose directory and local headers disagree: each tool believes one of them.
+  const decoy: Entry = { name: 'a.txt', data: 'a', descriptor: true };
+  const locals = (entries: Entry[]) => zip(entries, { withoutDirectory: true });
+  /** The central directory and end record of an archive of these entries. */
+  const directoryOf = (entries: Entry[]) => zip(entries).subarray(locals(entries).length);
+
+  it('reads the local headers when the directory leaves an entry out', async () => {
+    const archive = Buffer.concat([
+      locals([decoy, { name: 'invoice.exe', data: 'MZ' }]),
+      directoryOf([decoy]),
+    ]);
+    for (const piece of [archive.length, 1, 5]) assert.deepEqual(await scan(archive, piece), BLOCKED_EXE);
+  });
+
+  it('reads the directory when the end record points elsewhere', async () => {
+    const archive = zip([decoy, { name: 'invoice.exe', data: 'MZ', descriptor: true }]);
+    archive.writeUInt32LE(0, archive.length - 22 + 12); // directory size
+    archive.writeUInt32LE(0, archive.length - 22 + 16); // directory offset
+    assert.deepEqual(await scan(archive, 7), BLOCKED_EXE);
+  });
+
+  it('reads the local headers after junk, with no directory or end record', async () => {
+    const archive = Buffer.concat([
+      Buffer.from('MZ self-extractor stub '.repeat(50)),
+      locals([decoy, { name: 'invoice.exe' }]),
+    ]);
+    assert.deepEqual(await scan(archive, 11), BLOCKED_EXE);
+  });
+
+  it('reads the Unicode Path extra field, which tools prefer to the header name', async () => {
+    const unicode = Buffer.from('invoice.exe');
+    const extra = Buffer.alloc(9);
+    extra.writeUInt16LE(0x7075, 0);
+    extra.writeUInt16LE(5 + unicode.length, 2);
+    extra.writeUInt8(1, 4);
+    const name = Buffer.from('a.txt');
+    const header = Buffer.alloc(30);
+    header.writeUInt32LE(0x04034b50, 0);
+    header.writeUInt16LE(name.length, 26);
+    header.writeUInt16LE(extra.length + unicode.length, 28);
+    assert.deepEqual(await scan(Buffer.concat([header, name, extra, unicode]), 3), BLOCKED_EXE);
+  });
+
+  it('refuses headers that overlap rather than read each (work beyond the input)', async () => {
+    const header = Buffer.alloc(30);
+    header.writeUInt32LE(0x04034b50, 0);
+    header.writeUInt16LE(0xffff, 26);
+    const result = (await scan(Buffer.concat(Array(4000).fill(header)), 4096)) as {
+      kind: string;
+      detail?: string;
+    };
+    assert.deepEqual(result, { kind: 'malformed', detail: 'the headers of docs.zip overlap' });
   });
 
   it('never fails on arbitrary bytes, signatures included, split anywhere', async () => {

@@ -1,10 +1,16 @@
 // File names inside a zip attachment, read as the decoded attachment streams past: a
 // .exe inside invoice.zip is as much an executable attachment as invoice.exe. Nothing
-// is decompressed. The names come from two places, so that a damaged or unusual archive
-// cannot hide one: each entry's local header as it passes (its compressed data is
-// skipped by its size), and the central directory at the end, read from the last
-// TAIL_BYTES of the stream (it lists every entry, also those whose sizes come after
-// their data). An archive inside the archive is not opened.
+// is decompressed. Tools disagree on where the names are: Explorer, 7-Zip and unzip
+// follow the end record to the central directory, streaming extractors (and Java's
+// ZipInputStream) walk the local headers, and either can be made to lie to the other
+// (an end record pointing at a decoy directory, a directory that leaves entries out,
+// junk before the first entry, an entry whose size comes after its data). So neither
+// is trusted: every local and every central directory header in the stream is read,
+// wherever it is, found by its signature (a native search), together with the Info-ZIP
+// Unicode Path extra field that some tools prefer to the header's name. A signature
+// by chance in compressed data (about once in 4 GB) only adds a name that is not
+// blocked. An archive stored uncompressed inside is read along; a compressed one is
+// not opened.
 
 import { Writable } from 'node:stream';
 import type { ScanResult } from './attachment-scan.ts';
@@ -12,22 +18,13 @@ import { blockedExtension, normaliseExtensions } from './filename.ts';
 
 const LOCAL_HEADER = 0x04034b50;
 const CENTRAL_HEADER = 0x02014b50;
-const END_OF_DIRECTORY = 0x06054b50;
-const ZIP64_END_OF_DIRECTORY = 0x06064b50;
-const ZIP64_LOCATOR = 0x07064b50;
+const PK = Buffer.from('PK');
 const LOCAL_HEADER_BYTES = 30;
 const CENTRAL_HEADER_BYTES = 46;
-const END_OF_DIRECTORY_BYTES = 22;
-/** The end of directory record has a comment of at most 65,535 bytes after it. */
-const MAX_COMMENT = 0xffff;
-/** How much of the end of the archive is kept for its central directory: ~20,000 names. */
-export const TAIL_BYTES = 1024 * 1024;
+/** Input is gathered into blocks of at least this much before it is searched. */
+const BLOCK_BYTES = 64 * 1024;
+const UNICODE_PATH_FIELD = 0x7075;
 const UTF8_NAMES = 0x0800;
-const SIZE_AFTER_DATA = 0x0008;
-
-function decodeName(bytes: Buffer, flags: number): string {
-  return bytes.toString(flags & UTF8_NAMES ? 'utf8' : 'latin1');
-}
 
 const ZIP = normaliseExtensions(['zip']);
 
@@ -37,21 +34,31 @@ export function isZipPart(contentType: string | false, filenames: readonly strin
   return filenames.some((name) => blockedExtension(name, ZIP) !== null);
 }
 
-/** Write an attachment's decoded bytes into it, then read `result()`. */
+/**
+ * Write an attachment's decoded bytes into it, then read `result()`. Work is linear in the
+ * input: each byte is searched once, and copied at most a few times (a block, and the
+ * unfinished headers at its end carried into the next: a header is at most 46 bytes and
+ * a name and an extra field of 65,535 bytes each); the
+ * names and extra fields read are bounded by the input's size, as headers of a real
+ * archive do not overlap.
+ */
 export class ZipScan extends Writable {
   readonly #archive: string;
   readonly #blocked: ReadonlySet<string>;
   readonly #result: Promise<ScanResult>;
   #verdict: ScanResult | null = null;
-  // local headers, in stream order
-  #pending: Buffer = Buffer.alloc(0);
-  #skip = 0;
-  #sequential = true;
-  // the end of the stream, for the central directory
-  #tail: Buffer[] = [];
-  #tailBytes = 0;
-  /** Bytes of the stream no longer in the tail. */
-  #dropped = 0;
+  /** Chunks not yet searched. */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  /** The end of the last block: from the first header not yet complete, or its last 3 bytes. */
+  #carry: Buffer = Buffer.alloc(0);
+  /** Where in the carry the search for signatures goes on. */
+  #searched = 0;
+  /** Headers in the carry whose name or extra field had not all come yet. */
+  #incomplete: number[] = [];
+  #received = 0;
+  /** Bytes of names and extra fields read. */
+  #read = 0;
 
   constructor(archive: string, blocked: ReadonlySet<string>) {
     super();
@@ -70,16 +77,81 @@ export class ZipScan extends Writable {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
     if (this.#verdict === null) {
-      this.#keepTail(chunk);
-      if (this.#sequential) this.#readLocalHeaders(chunk);
+      this.#pending.push(chunk);
+      this.#pendingBytes += chunk.length;
+      this.#received += chunk.length;
+      if (this.#pendingBytes >= BLOCK_BYTES) this.#search(false);
     }
     callback();
   }
 
   override _final(callback: () => void): void {
-    if (this.#verdict === null) this.#readCentralDirectory(Buffer.concat(this.#tail, this.#tailBytes));
-    this.#tail = [];
+    if (this.#verdict === null) this.#search(true);
+    this.#pending = [];
+    this.#carry = Buffer.alloc(0);
     callback();
+  }
+
+  /** Reads every header in the carry and the pending chunks; `last`: no more input follows. */
+  #search(last: boolean): void {
+    const block = Buffer.concat([this.#carry, ...this.#pending]);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const incomplete: number[] = [];
+    for (const at of this.#incomplete) {
+      if (!this.#header(block, at, last)) incomplete.push(at);
+      if (this.#verdict !== null) return;
+    }
+    let at = block.indexOf(PK, this.#searched);
+    for (; at !== -1 && at + 4 <= block.length; at = block.indexOf(PK, at + 1)) {
+      const signature = block.readUInt32LE(at);
+      if (signature !== LOCAL_HEADER && signature !== CENTRAL_HEADER) continue;
+      if (!this.#header(block, at, last)) incomplete.push(at);
+      if (this.#verdict !== null) return;
+    }
+    // a signature may start in the last 3 bytes; headers not yet complete are kept whole
+    const searched = Math.max(this.#searched, block.length - 3, 0);
+    // (the incomplete headers are in stream order: the first is the earliest)
+    const keepFrom = Math.min(searched, incomplete[0] ?? searched);
+    this.#carry = Buffer.from(block.subarray(keepFrom));
+    this.#searched = searched - keepFrom;
+    this.#incomplete = incomplete.map((position) => position - keepFrom);
+  }
+
+  /** Reads the header at `at`; false when its name or extra field is not all there yet. */
+  #header(block: Buffer, at: number, last: boolean): boolean {
+    const local = block.readUInt32LE(at) === LOCAL_HEADER;
+    const fixed = local ? LOCAL_HEADER_BYTES : CENTRAL_HEADER_BYTES;
+    if (at + fixed > block.length) return last;
+    const flags = block.readUInt16LE(at + (local ? 6 : 8));
+    const nameLength = block.readUInt16LE(at + (local ? 26 : 28));
+    const extraLength = block.readUInt16LE(at + (local ? 28 : 30));
+    const nameEnd = at + fixed + nameLength;
+    const end = nameEnd + extraLength;
+    // at the end of the input, what there is of a cut-off header is read
+    if (end > block.length && !last) return false;
+    this.#read += Math.min(end, block.length) - at - fixed;
+    if (this.#read > this.#received) {
+      // headers that overlap: no archive a tool wrote, and reading them all would cost more than the input
+      this.#verdict = { kind: 'malformed', detail: `the headers of ${this.#archive} overlap` };
+      return true;
+    }
+    const name = block.subarray(at + fixed, Math.min(nameEnd, block.length));
+    this.#check(name.toString(flags & UTF8_NAMES ? 'utf8' : 'latin1'));
+    this.#readExtra(block.subarray(Math.min(nameEnd, block.length), Math.min(end, block.length)));
+    return true;
+  }
+
+  /** The Info-ZIP Unicode Path field (version, CRC-32 of the header name, the UTF-8 name). */
+  #readExtra(extra: Buffer): void {
+    for (let i = 0; i + 4 <= extra.length && this.#verdict === null; ) {
+      const id = extra.readUInt16LE(i);
+      const size = extra.readUInt16LE(i + 2);
+      if (id === UNICODE_PATH_FIELD && size > 5) {
+        this.#check(extra.subarray(i + 9, Math.min(i + 4 + size, extra.length)).toString('utf8'));
+      }
+      i += 4 + size;
+    }
   }
 
   #check(name: string): void {
@@ -88,106 +160,8 @@ export class ZipScan extends Writable {
     const extension = blockedExtension(name, this.#blocked);
     if (extension !== null) {
       this.#verdict = { kind: 'blocked', filename: `${this.#archive}/${name}`, extension };
-      this.#tail = [];
-      this.#pending = Buffer.alloc(0);
-    }
-  }
-
-  #keepTail(chunk: Buffer): void {
-    this.#tail.push(chunk);
-    this.#tailBytes += chunk.length;
-    while (this.#tail.length > 1 && this.#tailBytes - (this.#tail[0]?.length ?? 0) >= TAIL_BYTES) {
-      const head = this.#tail.shift()?.length ?? 0;
-      this.#tailBytes -= head;
-      this.#dropped += head;
-    }
-  }
-
-  /** Local headers one after another; stops at the central directory or anything else. */
-  #readLocalHeaders(chunk: Buffer): void {
-    let data = chunk;
-    if (this.#skip > 0) {
-      const skipped = Math.min(this.#skip, data.length);
-      this.#skip -= skipped;
-      data = data.subarray(skipped);
-      if (data.length === 0) return;
-    }
-    let buf = this.#pending.length === 0 ? data : Buffer.concat([this.#pending, data]);
-    for (;;) {
-      if (buf.length < LOCAL_HEADER_BYTES) break;
-      if (buf.readUInt32LE(0) !== LOCAL_HEADER) {
-        // the central directory (or something this reader does not follow): the end tells
-        this.#sequential = false;
-        buf = Buffer.alloc(0);
-        break;
-      }
-      const flags = buf.readUInt16LE(6);
-      const compressed = buf.readUInt32LE(18);
-      const nameLength = buf.readUInt16LE(26);
-      const extraLength = buf.readUInt16LE(28);
-      const headerBytes = LOCAL_HEADER_BYTES + nameLength + extraLength;
-      if (buf.length < headerBytes) break;
-      this.#check(decodeName(buf.subarray(LOCAL_HEADER_BYTES, LOCAL_HEADER_BYTES + nameLength), flags));
-      if (this.#verdict !== null) return;
-      if (flags & SIZE_AFTER_DATA || compressed === 0xffffffff) {
-        // the size comes after the data (or in a zip64 field): only the directory knows
-        this.#sequential = false;
-        buf = Buffer.alloc(0);
-        break;
-      }
-      const rest = buf.length - headerBytes;
-      if (rest < compressed) {
-        this.#skip = compressed - rest;
-        buf = Buffer.alloc(0);
-        break;
-      }
-      buf = buf.subarray(headerBytes + compressed);
-    }
-    // what is left is a header's first bytes: a copy, so the chunk itself is not kept
-    this.#pending = Buffer.from(buf);
-  }
-
-  /** The names in the central directory, found from the end of directory record. */
-  #readCentralDirectory(tail: Buffer): void {
-    const from = Math.max(0, tail.length - END_OF_DIRECTORY_BYTES - MAX_COMMENT);
-    let end = -1;
-    for (let i = tail.length - END_OF_DIRECTORY_BYTES; i >= from; i--) {
-      if (tail.readUInt32LE(i) === END_OF_DIRECTORY) {
-        end = i;
-        break;
-      }
-    }
-    if (end < 0) return; // no directory in reach: the local headers were all there was
-    let size = tail.readUInt32LE(end + 12);
-    let directoryEnd = end;
-    const locator = end - 20;
-    if (size === 0xffffffff && locator >= 0 && tail.readUInt32LE(locator) === ZIP64_LOCATOR) {
-      // zip64: the sizes are in the zip64 end record, just before the locator
-      const record = locator - 56;
-      if (record < 0 || tail.readUInt32LE(record) !== ZIP64_END_OF_DIRECTORY) return;
-      size = Number(tail.readBigUInt64LE(record + 40));
-      directoryEnd = record;
-    }
-    let at = directoryEnd - size;
-    if (at < 0) {
-      // a directory larger than the whole archive is no directory; one that began before
-      // the bytes kept cannot be read
-      if (this.#dropped === 0) return;
-      this.#verdict = {
-        kind: 'malformed',
-        detail: `the directory of ${this.#archive} is too large to inspect`,
-      };
-      return;
-    }
-    while (at + CENTRAL_HEADER_BYTES <= directoryEnd && tail.readUInt32LE(at) === CENTRAL_HEADER) {
-      const flags = tail.readUInt16LE(at + 8);
-      const nameLength = tail.readUInt16LE(at + 28);
-      const extraLength = tail.readUInt16LE(at + 30);
-      const commentLength = tail.readUInt16LE(at + 32);
-      const name = tail.subarray(at + CENTRAL_HEADER_BYTES, at + CENTRAL_HEADER_BYTES + nameLength);
-      this.#check(decodeName(name, flags));
-      if (this.#verdict !== null) return;
-      at += CENTRAL_HEADER_BYTES + nameLength + extraLength + commentLength;
+      this.#pending = [];
+      this.#carry = Buffer.alloc(0);
     }
   }
 }
