@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { Readable, type Transform } from 'node:stream';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { splitRandomly } from '../testing/random-input.ts';
 import { FastSplitter } from './splitter.ts';
 
@@ -87,5 +87,28 @@ describe('the MIME splitter', () => {
         assert.deepEqual(actual, expected, `seed ${seed} ${JSON.stringify(options)}`);
       }
     }
+  });
+
+  it('copies a long line sent in small chunks a bounded number of times, not once per chunk', async () => {
+    const message = Buffer.from(`Subject: x\r\n\r\n${'a'.repeat(256 * 1024)}\r\nend\r\n`);
+    const chunks = Array.from({ length: Math.ceil(message.length / 64) }, (_, i) =>
+      message.subarray(i * 64, i * 64 + 64),
+    );
+    const concat = Buffer.concat;
+    let copied = 0;
+    const spy = mock.method(Buffer, 'concat', (list: readonly Uint8Array[], length?: number) => {
+      const joined = concat(list, length);
+      copied += joined.length;
+      return joined;
+    });
+    try {
+      const expected = await split(new Splitter({}), chunks);
+      copied = 0;
+      assert.deepEqual(await split(new FastSplitter({}), chunks), expected);
+    } finally {
+      spy.mock.restore();
+    }
+    // the line is joined once, and once more by mailsplit with its line end
+    assert.ok(copied <= 3 * message.length, `${copied} bytes copied for a ${message.length}-byte message`);
   });
 });

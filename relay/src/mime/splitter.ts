@@ -228,7 +228,31 @@ export class FastSplitter extends mailsplit.Splitter {
     return null;
   }
 
+  /**
+   * The pieces of an unfinished line after this.line, joined only once its end comes:
+   * mailsplit joins them on every chunk, quadratic in a long line sent in small chunks.
+   */
+  #lineRest: Buffer[] = [];
+
+  #joinLine(): void {
+    if (this.#lineRest.length === 0) return;
+    this.line = Buffer.concat([this.line || Buffer.alloc(0), ...this.#lineRest]);
+    this.#lineRest = [];
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#joinLine();
+    super._flush(callback);
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.line && chunk.indexOf(LF) === -1) {
+      // still no line end: a chunk without one only adds to the unfinished line
+      this.#lineRest.push(chunk);
+      callback();
+      return;
+    }
+    this.#joinLine();
     let pos = 0;
     let i = 0;
     let group: Part = NONE;
@@ -377,7 +401,8 @@ export class FastSplitter extends mailsplit.Splitter {
       if (group.value.length) this.push(group);
     }
     if (pos < chunk.length) {
-      this.line = this.line ? Buffer.concat([this.line, chunk.subarray(pos)]) : chunk.subarray(pos);
+      if (this.line) this.#lineRest.push(chunk.subarray(pos));
+      else this.line = chunk.subarray(pos);
     }
     callback();
   }

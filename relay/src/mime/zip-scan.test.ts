@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { type ZipEntry as Entry, zip } from '../testing/zip.ts';
 import { normaliseExtensions } from './filename.ts';
 import { ZipScan } from './zip-scan.ts';
@@ -123,6 +123,27 @@ describe('ZipScan', () => {
       detail?: string;
     };
     assert.deepEqual(result, { kind: 'malformed', detail: 'the headers of docs.zip overlap' });
+  });
+
+  it('copies the input a bounded number of times, however small the pieces', async () => {
+    const entries = Array.from(
+      { length: 200 },
+      (_, i): Entry => ({ name: `${i}-${'n'.repeat(100)}.txt`, data: 'x' }),
+    );
+    const archive = zip([...entries, { name: 'invoice.exe' }]);
+    const concat = Buffer.concat;
+    let copied = 0;
+    const spy = mock.method(Buffer, 'concat', (list: readonly Uint8Array[], length?: number) => {
+      const joined = concat(list, length);
+      copied += joined.length;
+      return joined;
+    });
+    try {
+      assert.deepEqual(await scan(archive, 1), BLOCKED_EXE);
+    } finally {
+      spy.mock.restore();
+    }
+    assert.ok(copied <= 3 * archive.length, `${copied} bytes copied for a ${archive.length}-byte archive`);
   });
 
   it('never fails on arbitrary bytes, signatures included, split anywhere', async () => {
