@@ -10,7 +10,7 @@ import libmime from 'libmime';
 import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
 import { FastSplitter, type MimeBound, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
-import { mayHoldUuencode, UuencodeScan } from './uuencode-scan.ts';
+import { BeginLines, mayHoldUuencode, UuencodeScan } from './uuencode-scan.ts';
 import { isZipPart, ZipScan } from './zip-scan.ts';
 
 /** The policy default list; the config schema owns it. */
@@ -72,6 +72,8 @@ class MessageScan extends Writable {
   #verdict: ScanResult | null = null;
   #lineBytes = 0;
   #embedded: Embedded | null = null;
+  /** A text part read for uuencoded files as it passes. */
+  #text: { node: MailsplitNode; lines: BeginLines } | null = null;
   // Completes a write or final that waits on the parser; called early once the verdict is in.
   #release: (() => void) | null = null;
 
@@ -93,6 +95,7 @@ class MessageScan extends Writable {
         );
       },
       final: (callback) => {
+        this.#closeText();
         this.#closeEmbedded().then(
           () => callback(),
           (err: unknown) => callback(asError(err)),
@@ -153,12 +156,23 @@ class MessageScan extends Writable {
   }
 
   async #onPart(part: MailsplitPart): Promise<void> {
+    if (this.#text !== null && (part.type === 'node' || part.node !== this.#text.node)) this.#closeText();
     if (this.#embedded !== null && (part.type === 'node' || part.node !== this.#embedded.node)) {
       await this.#closeEmbedded();
     }
     if (this.#verdict !== null) return;
     if (part.type === 'node') this.#inspect(part);
-    else if (part.type === 'body' && this.#embedded?.node === part.node) await this.#feedEmbedded(part.value);
+    else if (part.type !== 'body') return;
+    else if (this.#text?.node === part.node) this.#text.lines.write(part.value);
+    else if (this.#embedded?.node === part.node) await this.#feedEmbedded(part.value);
+  }
+
+  #closeText(): void {
+    const text = this.#text;
+    if (text === null) return;
+    this.#text = null;
+    text.lines.end();
+    if (text.lines.verdict !== null) this.#settle(text.lines.verdict);
   }
 
   #inspect(node: MailsplitNode): void {
@@ -170,7 +184,10 @@ class MessageScan extends Writable {
     } else if (this.#archives && isZipPart(node.contentType, names)) {
       this.#openBody(node, new ZipScan(names[0] ?? 'attachment.zip', this.#blocked));
     } else if (!node.multipart && mayHoldUuencode(node.contentType, node.encoding)) {
-      this.#openBody(node, new UuencodeScan(this.#blocked));
+      // a body that needs no decoding is read as it passes, without a stream
+      if (node.encoding === 'base64' || node.encoding === 'quoted-printable') {
+        this.#openBody(node, new UuencodeScan(this.#blocked));
+      } else this.#text = { node, lines: new BeginLines(this.#blocked) };
     }
   }
 

@@ -30,11 +30,10 @@ export function mayHoldUuencode(contentType: string | false, encoding: string | 
   return contentType.startsWith('text/') || UUENCODE_TYPES.has(contentType);
 }
 
-/** Write a part's decoded body into it, then read `result()`. */
-export class UuencodeScan extends Writable {
+/** The "begin" lines of a body written into it piece by piece; `verdict` once one names a blocked file. */
+export class BeginLines {
   readonly #blocked: ReadonlySet<string>;
-  readonly #result: Promise<ScanResult>;
-  #verdict: ScanResult | null = null;
+  verdict: ScanResult | null = null;
   /** Whether the next byte starts a line. */
   #lineStart = true;
   /** The start of a line that may be a "begin" line, kept until its end comes. */
@@ -42,28 +41,17 @@ export class UuencodeScan extends Writable {
   #carryBytes = 0;
 
   constructor(blocked: ReadonlySet<string>) {
-    super();
     this.#blocked = blocked;
-    this.#result = new Promise((resolve, reject) => {
-      this.once('finish', () => resolve(this.#verdict ?? { kind: 'clean' }));
-      this.once('error', reject);
-    });
-    this.#result.catch(() => {});
   }
 
-  result(): Promise<ScanResult> {
-    return this.#result;
+  write(chunk: Buffer): void {
+    if (this.verdict === null) this.#read(chunk);
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    if (this.#verdict === null) this.#read(chunk);
-    callback();
-  }
-
-  override _final(callback: () => void): void {
-    if (this.#verdict === null && this.#carry !== null) this.#checkLine(Buffer.concat(this.#carry));
+  /** The body has ended: a line still kept is read as it is. */
+  end(): void {
+    if (this.verdict === null && this.#carry !== null) this.#checkLine(Buffer.concat(this.#carry));
     this.#carry = null;
-    callback();
   }
 
   #read(chunk: Buffer): void {
@@ -90,7 +78,7 @@ export class UuencodeScan extends Writable {
         return;
       }
       this.#checkLine(chunk.subarray(at, lf));
-      if (this.#verdict !== null) return;
+      if (this.verdict !== null) return;
       from = lf + 1;
     }
     // the chunk may end inside the word "begin" at a line start
@@ -127,13 +115,43 @@ export class UuencodeScan extends Writable {
   #checkLine(line: Buffer): void {
     const match = BEGIN_LINE.exec(line.subarray(0, MAX_LINE).toString('latin1'));
     const name = match?.[1];
-    if (name === undefined || this.#verdict !== null) return;
+    if (name === undefined || this.verdict !== null) return;
     for (const reading of new Set([name, Buffer.from(name, 'latin1').toString('utf8')])) {
       const extension = blockedExtension(reading, this.#blocked);
       if (extension !== null) {
-        this.#verdict = { kind: 'blocked', filename: reading, extension };
+        this.verdict = { kind: 'blocked', filename: reading, extension };
         return;
       }
     }
+  }
+}
+
+/** BeginLines as a Writable, for a body that streams out of a decoder: write it, then read `result()`. */
+export class UuencodeScan extends Writable {
+  readonly #lines: BeginLines;
+  readonly #result: Promise<ScanResult>;
+
+  constructor(blocked: ReadonlySet<string>) {
+    super();
+    this.#lines = new BeginLines(blocked);
+    this.#result = new Promise((resolve, reject) => {
+      this.once('finish', () => resolve(this.#lines.verdict ?? { kind: 'clean' }));
+      this.once('error', reject);
+    });
+    this.#result.catch(() => {});
+  }
+
+  result(): Promise<ScanResult> {
+    return this.#result;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.#lines.write(chunk);
+    callback();
+  }
+
+  override _final(callback: () => void): void {
+    this.#lines.end();
+    callback();
   }
 }
