@@ -41,13 +41,16 @@ const DAY = 86400;
  * header limit (256 KB, refused with 552 5.3.4); Postfix bounds a single header at
  * 102,400 (header_size_limit). Header lines: a header at that size in 78-octet lines
  * (RFC 5322's recommendation) is ~3,400 lines. Parts: mailsplit's own default (1,000).
- * Nesting: Postfix's mime_nesting_limit (100).
+ * Nesting: Postfix's mime_nesting_limit (100). Parameters of a part's Content-Type and
+ * Content-Disposition: a charset, a format, a boundary and a 255-character file name
+ * percent-encoded as UTF-8 (~2.3 KB) in RFC 2231 continuations of 78 columns need ~50.
  */
 export const DEFAULT_MIME_LIMITS = {
   maxHeaderBytes: 256 * 1024,
   maxHeaderLines: 10_000,
   maxMimeParts: 1000,
   maxMimeDepth: 100,
+  maxMimeParameters: 256,
 } as const;
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free one' });
@@ -129,6 +132,13 @@ export const LimitsSchema = Type.Object(
       maximum: 1000,
       default: DEFAULT_MIME_LIMITS.maxMimeDepth,
       description: "Levels of multipart nesting; over it: 554 5.6.0 (Postfix's mime_nesting_limit)",
+    }),
+    maxMimeParameters: Type.Integer({
+      minimum: 16,
+      maximum: 10_000,
+      default: DEFAULT_MIME_LIMITS.maxMimeParameters,
+      description:
+        'Parameters in the Content-Type and Content-Disposition fields of the message and of each MIME part; over it: 554 5.6.0',
     }),
     maxConnections: Type.Integer({
       minimum: 1,

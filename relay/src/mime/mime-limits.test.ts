@@ -155,4 +155,18 @@ describe('the MIME bounds', () => {
       limit: most,
     });
   });
+
+  test('parameters of Content-Type and Content-Disposition', async () => {
+    const most = DEFAULT_MIME_LIMITS.maxMimeParameters;
+    const disposition = (n: number) =>
+      `From: a@example.com\r\nContent-Disposition: attachment${Array.from({ length: n }, (_, i) => `;\r\n filename*${i}*=a`).join('')}\r\n\r\nx\r\n`;
+    assert.deepEqual(await scan(disposition(most)), { kind: 'clean' });
+    const over = { kind: 'over-limit', bound: 'maxMimeParameters', limit: most };
+    assert.deepEqual(await scan(disposition(most + 1)), over);
+    // repeated fields count together; other fields do not count
+    const repeated = `From: a@example.com\r\n${'Content-Type: text/plain; name=a\r\n'.repeat(most + 1)}\r\nx\r\n`;
+    assert.deepEqual(await scan(repeated), over);
+    const other = `From: a@example.com\r\nX-List: ${'a;'.repeat(5000)}\r\nContent-type : text/plain; charset=utf-8\r\n\r\nx\r\n`;
+    assert.deepEqual(await scan(other), { kind: 'clean' });
+  });
 });

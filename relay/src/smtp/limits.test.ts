@@ -129,6 +129,15 @@ describe('MIME structure', () => {
     });
   });
 
+  it('refuses a file name in 10,000 RFC 2231 continuations with 554 5.6.0', async () => {
+    const continuations = Array.from({ length: 10_000 }, (_, i) => `;\r\n filename*${i}*=a`).join('');
+    const body = `From: a@example.com\r\nContent-Disposition: attachment${continuations}\r\n\r\nx\r\n`;
+    assert.deepEqual(await refused(body), {
+      code: 554,
+      text: '5.6.0 Message structure too complex: more than 256 parameters in the Content-Type and Content-Disposition fields of a part',
+    });
+  });
+
   it('refuses more than 1000 parts with 554 5.6.0', async () => {
     const part = '--b\r\nContent-Type: text/plain\r\n\r\nx\r\n';
     const body = `From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n${part.repeat(1000)}--b--\r\n`;

@@ -96,6 +96,10 @@ const OVER_LIMIT: Record<MimeBound, { key: 'HEADER_TOO_BIG' | 'MIME_TOO_COMPLEX'
   maxHeaderLines: { key: 'HEADER_TOO_BIG', what: 'lines' },
   maxMimeParts: { key: 'MIME_TOO_COMPLEX', what: 'MIME parts' },
   maxMimeDepth: { key: 'MIME_TOO_COMPLEX', what: 'levels of MIME nesting' },
+  maxMimeParameters: {
+    key: 'MIME_TOO_COMPLEX',
+    what: 'parameters in the Content-Type and Content-Disposition fields of a part',
+  },
 };
 
 /** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
