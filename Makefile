@@ -62,6 +62,7 @@ bench: install ## Benchmarks (not part of make test), Sluice vs Haraka and Postf
 	node bench/profile.bench.ts
 	node bench/profile.bench.ts --medium
 	node bench/syscalls.bench.ts
+	node bench/adversarial.bench.ts
 
 clean: ## Remove the local spool and generated state
 	rm -rf var
