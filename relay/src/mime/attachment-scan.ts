@@ -1,8 +1,9 @@
 // Streaming check for attachments with a blocked file name extension. The message flows
-// through mailsplit (its splitter, sped up in splitter.ts); only part headers are kept, bodies are dropped as they pass, except
-// embedded messages, whose (decoded) bodies stream into a nested scan of their own, and
-// zip archives, whose decoded bodies stream past a reader of their file names (zip-scan.ts).
-
+// through mailsplit (its splitter, sped up and bounded in splitter.ts); only part headers
+// are kept, bodies are dropped as they pass, except embedded messages, whose (decoded)
+// bodies stream into a nested scan of their own, zip archives, whose decoded bodies
+// stream past a reader of their file names (zip-scan.ts), and text parts, whose decoded
+// bodies are searched for uuencoded files (uuencode-scan.ts).
 import { once } from 'node:events';
 import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';

@@ -186,6 +186,11 @@ export class FastSplitter extends mailsplit.Splitter {
   /** Whether the header field being read is a Content-Type or Content-Disposition. */
   #parameterField = false;
   #parameters = 0;
+  /**
+   * The pieces of an unfinished line after this.line, joined only once its end comes:
+   * mailsplit joins them on every chunk, quadratic in a long line sent in small chunks.
+   */
+  #lineRest: Buffer[] = [];
 
   constructor(options: { ignoreEmbedded?: boolean; limits?: MimeLimits } = {}) {
     const limits = options.limits ?? DEFAULT_MIME_LIMITS;
@@ -259,15 +264,9 @@ export class FastSplitter extends mailsplit.Splitter {
     return null;
   }
 
-  /**
-   * The pieces of an unfinished line after this.line, joined only once its end comes:
-   * mailsplit joins them on every chunk, quadratic in a long line sent in small chunks.
-   */
-  #lineRest: Buffer[] = [];
-
   #joinLine(): void {
     if (this.#lineRest.length === 0) return;
-    this.line = Buffer.concat([this.line || Buffer.alloc(0), ...this.#lineRest]);
+    this.line = Buffer.concat([this.line || EMPTY, ...this.#lineRest]);
     this.#lineRest = [];
   }
 
