@@ -142,6 +142,39 @@ describe('blocked attachments', () => {
     }
   });
 
+  const refusal = (expected: string) => (err: { responseCode?: number; response?: string }) => {
+    assert.equal(err.response, expected);
+    return true;
+  };
+
+  it('refuses a zip whose directory leaves the .exe out (read from its local header)', async () => {
+    const decoy = { name: 'Statement.pdf', data: '%PDF-1.7', descriptor: true };
+    const locals = zip([decoy, { name: 'setup.exe', data: 'MZ' }], { withoutDirectory: true });
+    const lying = zip([decoy]);
+    const archive = Buffer.concat([locals, lying.subarray(zip([decoy], { withoutDirectory: true }).length)]);
+    const mail = { from: 'alice@example.com', to: 'bob@example.net', subject: 's', text: 'see attached' };
+    await assert.rejects(
+      transport().sendMail({ ...mail, attachments: [{ filename: 'Statement.zip', content: archive }] }),
+      refusal('550 5.7.1 Attachment "Statement.zip/setup.exe" refused: .exe files are not allowed'),
+    );
+  });
+
+  it('refuses an .exe uuencoded in the text, or named with an NTFS stream suffix', async () => {
+    const mail = { from: 'alice@example.com', to: 'bob@example.net', subject: 'fyi' };
+    await assert.rejects(
+      transport().sendMail({ ...mail, text: 'here:\r\n\r\nbegin 644 Invoice.exe\r\nM35H`\r\n`\r\nend\r\n' }),
+      refusal('550 5.7.1 Attachment "Invoice.exe" refused: .exe files are not allowed'),
+    );
+    await assert.rejects(
+      transport().sendMail({
+        ...mail,
+        text: 'x',
+        attachments: [{ filename: 'Invoice.exe::$DATA', content: 'MZ' }],
+      }),
+      refusal('550 5.7.1 Attachment "Invoice.exe::$DATA" refused: .exe files are not allowed'),
+    );
+  });
+
   it('honours a configured list', async () => {
     const custom = await startTestRelay({
       config: {
