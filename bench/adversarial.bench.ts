@@ -4,7 +4,7 @@
 // held; the SMTP client and the /healthz poller run on a worker thread, so their own
 // timing does not depend on the relay's loop. Reports the reply, the worst event-loop
 // delay and the /healthz latencies for each input.
-//   node bench/adversarial.bench.ts [--only NAME]
+//   node bench/adversarial.bench.ts [--only NAME]   (--only: printed, no report written)
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -216,8 +216,11 @@ if (isMainThread) {
     ...rows,
     '',
   ].join('\n');
-  await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  await writeFile(new URL('./results/adversarial.md', import.meta.url), report);
+  // a partial run (--only) leaves the report of the last full one
+  if (only === -1) {
+    await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+    await writeFile(new URL('./results/adversarial.md', import.meta.url), report);
+  }
 } else {
   const { smtp, admin } = workerData as { smtp: number; admin: number };
   parentPort?.on('message', async (name: string) => {
