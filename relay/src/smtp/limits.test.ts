@@ -78,7 +78,7 @@ describe('message size as stored', () => {
     await c.quit();
   });
 
-  it('accepts a message whose stored form fits, and stores no more than the limit', async () => {
+  it('accepts a message whose stored form fits, and stores no more than the limit and its Received header', async () => {
     const c = await session(t);
     // 40,013 bytes sent, 60,014 stored, plus the Received header
     const replies = await c.sendRaw(
@@ -87,11 +87,37 @@ describe('message size as stored', () => {
       `Subject: lf\n\n${'x\n'.repeat(20_000)}`,
     );
     assert.equal(replies.at(-1)?.code, 250);
-    const [queued] = await t.queued();
-    assert.ok(queued && queued.body.length <= 64 * 1024 && queued.envelope.size === queued.body.length);
+    const queued = (await t.queued()).at(-1);
+    assert.ok(queued && queued.envelope.size === queued.body.length);
+    const received = receivedHeaderLength(queued.body);
+    assert.ok(
+      received > 0 && queued.body.length - received <= 64 * 1024,
+      `${queued.body.length} bytes stored`,
+    );
+    await c.quit();
+  });
+
+  it('accepts a message of exactly the limit: the Received header the relay adds does not count', async () => {
+    const c = await session(t);
+    const head =
+      'Subject: exact\r\nDate: Sat, 5 Dec 2026 10:00:00 +0000\r\nMessage-ID: <exact@example.com>\r\n\r\n';
+    const body = head + 'y'.repeat(64 * 1024 - head.length - 2) + '\r\n';
+    assert.equal(Buffer.byteLength(body), 64 * 1024);
+    const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], body);
+    assert.equal(replies.at(-1)?.code, 250);
+    const queued = (await t.queued()).at(-1);
+    assert.ok(queued);
+    assert.equal(queued.body.length - receivedHeaderLength(queued.body), 64 * 1024);
     await c.quit();
   });
 });
+
+/** Bytes of the Received header the relay put in front of a stored message. */
+function receivedHeaderLength(stored: string | Buffer): number {
+  const text = stored.toString();
+  const match = /^Received: [\s\S]*?\r\n(?![ \t])/.exec(text);
+  return match ? Buffer.byteLength(match[0]) : 0;
+}
 
 describe('MIME structure', () => {
   let t: TestRelay;

@@ -130,14 +130,16 @@ export async function receiveMessage(options: {
     recipients: tx.recipients,
     date: new Date(),
   });
-  // the limit counts the message as stored: the Received header, then what the normaliser passes on
+  // the limit counts the message as it is stored, line ends made CRLF (RFC 1870's count),
+  // without the relay's own Received header: a client that sends exactly the advertised
+  // SIZE is not refused for the trace field the relay adds
   const normaliser = new GuardedNormaliser(
     stream,
     new MissingHeaders({
       date: () => rfc5322Date(new Date()),
       messageId: () => `<${queueId}@${config.hostname}>`,
     }),
-    config.limits.maxMessageBytes - Buffer.byteLength(received),
+    config.limits.maxMessageBytes,
   );
   const scanner = new AttachmentScanner(config.attachments.blockedExtensions, {
     inspectArchives: config.attachments.inspectArchives,
