@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { MissingHeaders } from './missing-headers.ts';
 
 const FIELDS = { date: () => 'Sat, 28 Nov 2026 16:00:00 +0000', messageId: () => '<Q1@relay.test>' };
@@ -88,5 +88,31 @@ describe('MissingHeaders', () => {
       long.subarray(k * 8192, (k + 1) * 8192),
     );
     assert.equal(eightBit(pieces), undefined);
+  });
+
+  it('holds a header sent a byte at a time with linear work, and finds an end split over pieces', () => {
+    const header = `Subject: small pieces\r\n${'X-Long: abcdefghijklmnopqrstuvwxyz\r\n'.repeat(1_500)}`;
+    const message = `${header}\r\nbody\r\n`;
+    const concat = Buffer.concat;
+    let copied = 0;
+    const spy = mock.method(Buffer, 'concat', (list: readonly Uint8Array[], length?: number) => {
+      const joined = concat(list, length);
+      copied += joined.length;
+      return joined;
+    });
+    let bytewise: { text: string; added: string[] };
+    try {
+      bytewise = complete([...message]);
+    } finally {
+      spy.mock.restore();
+    }
+    assert.deepEqual(bytewise, complete([message]));
+    assert.equal(bytewise.text, ADDED_BOTH + message);
+    // each piece is searched with the 3 bytes before it (4 bytes copied per 1-byte piece),
+    // the header is joined once, the added fields go in front, and this test joins the
+    // output: a few times the message, where holding by concatenation copied ~n²/2 bytes
+    assert.ok(copied <= 8 * message.length, `${copied} bytes copied for a ${message.length}-byte message`);
+    assert.deepEqual(complete(['Subject: x\r\n\r', '\nbody\r\n']), complete(['Subject: x\r\n\r\nbody\r\n']));
+    assert.deepEqual(complete(['\r', '\nbody\r\n']), complete(['\r\nbody\r\n']));
   });
 });

@@ -23,7 +23,11 @@ export interface AddedFields {
 
 export class MissingHeaders {
   readonly #fields: AddedFields;
-  #held: Buffer | null = Buffer.alloc(0);
+  /** The pieces of the header held so far; null once the header has gone on. */
+  #held: Buffer[] | null = [];
+  #heldBytes = 0;
+  /** The last bytes held (at most 3), so an end of header split over pieces is found. */
+  #tail: Buffer = Buffer.alloc(0);
   /** The names of the fields added, for the log. */
   readonly added: string[] = [];
   /**
@@ -36,18 +40,26 @@ export class MissingHeaders {
     this.#fields = fields;
   }
 
-  /** The next piece of the message: what can go on now (nothing while the header is held). */
+  /**
+   * The next piece of the message: what can go on now (nothing while the header is held).
+   * Each piece is searched once, with the few bytes before it, and the held pieces are
+   * joined once: the work is linear in the header however small the pieces.
+   */
   take(chunk: Buffer): Buffer | null {
     const held = this.#held;
     if (held === null) return chunk;
-    const head = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
+    const probe = this.#tail.length === 0 ? chunk : Buffer.concat([this.#tail, chunk]);
+    const probeStart = this.#heldBytes - this.#tail.length;
     // the header ends at the first empty line; the message may also start with one
-    const end = head.subarray(0, 2).equals(CRLF) ? 0 : head.indexOf(END_OF_HEADER);
-    if (end >= 0) return this.#complete(head, end);
-    if (head.length < MAX_HEADER_BYTES) {
-      this.#held = head;
+    const found = probeStart === 0 && probe.subarray(0, 2).equals(CRLF) ? 0 : probe.indexOf(END_OF_HEADER);
+    if (found >= 0) return this.#complete(this.#join(chunk), probeStart + found);
+    if (this.#heldBytes + chunk.length < MAX_HEADER_BYTES) {
+      held.push(chunk);
+      this.#heldBytes += chunk.length;
+      this.#tail = Buffer.from(probe.subarray(Math.max(0, probe.length - 3)));
       return null;
     }
+    const head = this.#join(chunk);
     this.#held = null;
     this.eightBit = undefined;
     return head;
@@ -55,9 +67,15 @@ export class MissingHeaders {
 
   /** At the end of the message: the header if it was still held (a message without a body). */
   end(): Buffer | null {
-    const held = this.#held;
-    if (held === null) return null;
-    return this.#complete(held, held.length);
+    if (this.#held === null) return null;
+    const head = this.#join();
+    return this.#complete(head, head.length);
+  }
+
+  /** What is held, and the piece that came with it, as one buffer. */
+  #join(chunk?: Buffer): Buffer {
+    const pieces = chunk ? [...(this.#held ?? []), chunk] : (this.#held ?? []);
+    return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
   }
 
   #complete(head: Buffer, headerBytes: number): Buffer {
