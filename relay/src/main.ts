@@ -13,7 +13,7 @@ import { runHashPassword } from './cli/hash-password.ts';
 import { runQueueCli } from './cli/queue.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
-import { loadRelayConfig, loadUsersFile } from './config/load.ts';
+import { loadRelayConfig, loadUsersFile, readUsersSource, usersWatchDir } from './config/load.ts';
 import { Reloader } from './config/reloader.ts';
 import type { RelayConfig, UsersFile } from './config/schema.ts';
 import { isSluiceError } from './errors.ts';
@@ -93,7 +93,12 @@ async function runFromFile(configPath: string): Promise<void> {
   let relay: Relay | undefined;
   const reloader = new Reloader<RelayConfig, UsersFile>({
     config: { path: configPath, load: loadRelayConfig },
-    users: { path: first.usersFile, load: loadUsersFile },
+    users: {
+      path: first.usersFile,
+      load: loadUsersFile,
+      read: readUsersSource,
+      watchDir: await usersWatchDir(first.usersFile),
+    },
     logger,
     apply: async (config, users) => {
       await relay?.apply(config, users);
