@@ -16,7 +16,6 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { verifyPassword } from '@sluice/relay/password';
-import { parse } from 'yaml';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { CONFIG_HASH_ANNOTATION } from '../build/workload.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
@@ -122,10 +121,23 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     conditions?.find((c) => c.type === type);
   const userReady = async (ns: string, name: string) =>
     condition((await userOf(ns, name))?.status?.conditions as Condition[] | undefined, 'Ready');
+  /** The shard Secrets of a policy's users, by name. */
+  const userShards = async (ns: string, policyName = 'mail') => {
+    const { items } = await admin.list<SecretObject>(SECRETS, {
+      namespace: ns,
+      labelSelector: `sluice.dev/users-shards,app.kubernetes.io/instance=${policyName}`,
+    });
+    return new Map(items.map((s) => [s.metadata.name, s]));
+  };
+  /** The users of all shards, sorted by username, as the relays read them. */
   const usersFile = async (ns: string): Promise<Array<{ username: string; passwordHash: string }>> => {
-    const secret = await admin.get<SecretObject>('v1', 'Secret', ns, 'mail-relay-users');
-    const text = secretValue(secret, 'users.yaml');
-    return text ? (parse(text) as { users: Array<{ username: string; passwordHash: string }> }).users : [];
+    const out: Array<{ username: string; passwordHash: string }> = [];
+    for (const shard of (await userShards(ns)).values()) {
+      const text = secretValue(shard, 'users.json');
+      if (text)
+        out.push(...(JSON.parse(text) as { users: Array<{ username: string; passwordHash: string }> }).users);
+    }
+    return out.sort((a, b) => (a.username < b.username ? -1 : 1));
   };
   const usernames = async (ns: string) => (await usersFile(ns)).map((u) => u.username);
 
@@ -224,7 +236,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     // every object is owned by the policy (the garbage collector, which does not run here, follows these)
     const owned: Array<[string, string, string]> = [
       ['v1', 'ConfigMap', 'mail-relay-config'],
-      ['v1', 'Secret', 'mail-relay-users'],
+      ['v1', 'Secret', 'mail-relay-users-1-0'],
       ['v1', 'Secret', 'mail-relay-internal'],
       ['apps/v1', 'StatefulSet', 'mail-relay'],
       ['v1', 'Service', 'mail-smtp'],
@@ -252,15 +264,18 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     assert.match(config?.data['config.yaml'] ?? '', /hostname: relay\.example\.net/);
     assert.equal((await stsOf(ns))?.spec.replicas, 2);
 
-    // the users Secret holds hashes only
-    const users = await usersFile(ns);
+    // the users Secret holds hashes only (written as the hashes become ready)
+    const users = await waitFor('both users hashed', async () => {
+      const found = await usersFile(ns);
+      return found.length === 3 ? found : undefined;
+    });
     assert.deepEqual(
       users.map((u) => u.username),
       ['alice', 'bob', 'sluice-internal-handoff'],
     );
     const alice = users.find((u) => u.username === 'alice');
     assert.ok(alice && (await verifyPassword('correct horse battery staple', alice.passwordHash)));
-    const secret = await admin.get<SecretObject>('v1', 'Secret', ns, 'mail-relay-users');
+    const secret = await admin.get<SecretObject>('v1', 'Secret', ns, 'mail-relay-users-1-0');
     const everything =
       JSON.stringify(secret) +
       Object.keys(secret?.data ?? {})
@@ -371,7 +386,10 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     });
     assert.equal(carol.status, 'False');
     assert.match(carol.message, /Secret carol-pw with key password not found/);
-    assert.deepEqual(await usernames(ns), ['alice', 'sluice-internal-handoff'], 'alice is not held back');
+    await waitFor(
+      'alice, not held back by carol, in the users file',
+      async () => (await usernames(ns)).join() === 'alice,sluice-internal-handoff',
+    );
     await waitFor('alice Ready', async () => (await userReady(ns, 'alice'))?.status === 'True');
     const degraded = await waitFor('Degraded=UsersRejected', async () => {
       const c = condition((await policyOf(ns))?.status?.conditions as Condition[], 'Degraded');
