@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { verifyPassword } from '@sluice/relay/password';
+import { hashPassword, verifyPassword } from '@sluice/relay/password';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { CONFIG_HASH_ANNOTATION } from '../build/workload.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
@@ -57,6 +57,10 @@ interface Condition {
 class Counting implements ControllerMetrics {
   successes = 0;
   errors = 0;
+  hashed = 0;
+  passwordHashed(): void {
+    this.hashed++;
+  }
   reconciled(_kind: string, result: 'success' | 'error'): void {
     if (result === 'success') this.successes++;
     else this.errors++;
@@ -129,10 +133,13 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     });
     return new Map(items.map((s) => [s.metadata.name, s]));
   };
-  /** The users of all shards, sorted by username, as the relays read them. */
+  /** The users of the newest set of shards, sorted by username, as the relays read them. */
   const usersFile = async (ns: string): Promise<Array<{ username: string; passwordHash: string }>> => {
     const out: Array<{ username: string; passwordHash: string }> = [];
-    for (const shard of (await userShards(ns)).values()) {
+    const shards = [...(await userShards(ns)).values()];
+    const count = (s: SecretObject) => Number(s.metadata.labels?.['sluice.dev/users-shards']);
+    const newest = Math.max(0, ...shards.map(count));
+    for (const shard of shards.filter((s) => count(s) === newest)) {
       const text = secretValue(shard, 'users.json');
       if (text)
         out.push(...(JSON.parse(text) as { users: Array<{ username: string; passwordHash: string }> }).users);
@@ -681,6 +688,94 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
       assert.equal(sm.metadata.ownerReferences?.[0]?.uid, p?.metadata.uid);
     } finally {
       await c.controller.stop();
+    }
+  });
+
+  it('shards many users, hashes nothing and writes nothing after a restart, and rewrites one shard for one change', async () => {
+    const ns = await namespace('restart');
+    await op.controller.stop(); // (stopped already when the whole file runs)
+    const a = startOperator(cp, 'operator-scale-a');
+    const BULK = 2100;
+    try {
+      await waitFor('operator-scale-a to lead', () => a.controller.leading);
+      // the bulk users share a Secret holding a hash: nothing to hash for them
+      await admin.create({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'bulk-pw', namespace: ns },
+        stringData: { password: await hashPassword('bulk password') },
+      } as KubeObject);
+      await policy(ns, { replicas: 1 });
+      for (const name of ['plain-1', 'plain-2', 'plain-3']) {
+        await passwordSecret(ns, `${name}-pw`, `${name} secret`);
+        await user(ns, name, `${name}-pw`);
+      }
+      for (let i = 0; i < BULK; i += 16) {
+        await Promise.all(
+          Array.from({ length: Math.min(16, BULK - i) }, (_, j) => user(ns, `bulk-${i + j}`, 'bulk-pw')),
+        );
+      }
+      await waitFor(
+        'every user in the shards',
+        async () => (await usersFile(ns)).length === BULK + 4,
+        120_000,
+      );
+      assert.equal(a.metrics.hashed, 4, 'the three plain passwords and the hand-off password, once each');
+      await podsReady(ns, 1);
+      await waitFor('the users Ready', async () => (await userReady(ns, 'bulk-0'))?.status === 'True');
+      // the sets of 1 and 2 shards written on the way are deleted once the pods mount the new one
+      await waitFor('only the current set left', async () => (await userShards(ns)).size === 4, 30_000);
+    } finally {
+      await a.controller.stop();
+    }
+
+    const shardsBefore = await userShards(ns);
+    assert.equal(shardsBefore.size, 4, '2,104 users: 4 shards of about 500');
+    const b = startOperator(cp, 'operator-scale-b');
+    try {
+      await waitFor('operator-scale-b to lead', () => b.controller.leading);
+      await waitFor('b to reconcile', () => b.metrics.successes >= 30, 60_000);
+      assert.equal(b.metrics.hashed, 0, 'a restart hashes no unchanged password');
+      assert.equal(b.controller.passwordsHashed, 0);
+      assert.equal(b.client.writes, 0, 'a restart writes nothing when nothing changed');
+      assert.deepEqual(
+        [...(await userShards(ns)).values()].map((s) => s.metadata.resourceVersion),
+        [...shardsBefore.values()].map((s) => s.metadata.resourceVersion),
+      );
+
+      // one password changes: its shard is rewritten, once, with a new hash; no other shard
+      await admin.apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'plain-2-pw', namespace: ns },
+        stringData: { password: 'plain-2 new secret' },
+      } as KubeObject);
+      const changed = await waitFor('the new hash in the users', async () => {
+        const entry = (await usersFile(ns)).find((u) => u.username === 'plain-2');
+        return entry && (await verifyPassword('plain-2 new secret', entry.passwordHash)) ? entry : undefined;
+      });
+      assert.ok(changed);
+      const settled = b.metrics.successes + 10;
+      await waitFor('10 more reconciles', () => b.metrics.successes >= settled);
+      const after = await userShards(ns);
+      const rewritten = [...after.values()].filter(
+        (s) => shardsBefore.get(s.metadata.name)?.metadata.resourceVersion !== s.metadata.resourceVersion,
+      );
+      assert.equal(rewritten.length, 1, 'one shard rewritten');
+      assert.equal(b.metrics.hashed, 1);
+      assert.deepEqual(b.client.writesByVerb(), { apply: 1, create: 0, replace: 0, patch: 0, delete: 0 });
+
+      // a new user: its shard, its status and the policy's user count
+      const writes = b.client.writes;
+      await passwordSecret(ns, 'newcomer-pw', 'newcomer secret');
+      await user(ns, 'newcomer', 'newcomer-pw');
+      await waitFor('the newcomer Ready', async () => (await userReady(ns, 'newcomer'))?.status === 'True');
+      await waitFor('the user count', async () => (await policyOf(ns))?.status?.userCount === BULK + 4);
+      const more = b.metrics.successes + 10;
+      await waitFor('10 more reconciles', () => b.metrics.successes >= more);
+      assert.ok(b.client.writes - writes <= 3, `${b.client.writes - writes} writes for one new user`);
+    } finally {
+      await b.controller.stop();
     }
   });
 });
