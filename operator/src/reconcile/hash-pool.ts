@@ -26,13 +26,12 @@ export class HashPool {
   readonly #o: HashPoolOptions;
   readonly #concurrency: number;
   readonly #hash: (password: string) => Promise<string>;
-  /** policy → username → waiting request (the newest fingerprint wins) */
+  /** policy → username → waiting request (the newest fingerprint wins); policies in turn order */
   readonly #waiting = new Map<string, Map<string, Request>>();
   /** policy → username → fingerprint → hash, until the reconcile takes it */
   readonly #done = new Map<string, Map<string, { fingerprint: string; hash: string }>>();
   readonly #running = new Map<string, Request>();
   #active = 0;
-  #turn = 0;
   #hashed = 0;
 
   constructor(options: HashPoolOptions) {
@@ -66,8 +65,12 @@ export class HashPool {
     if (running?.fingerprint === fingerprint) return undefined;
     let queue = this.#waiting.get(policyKey);
     if (!queue) {
+      // a policy with nothing waiting goes first: one password change is not stuck behind a bulk
       queue = new Map();
+      const others = [...this.#waiting];
+      this.#waiting.clear();
       this.#waiting.set(policyKey, queue);
+      for (const [k, v] of others) this.#waiting.set(k, v);
     }
     queue.set(username, { username, fingerprint, password });
     this.#pump();
@@ -80,14 +83,15 @@ export class HashPool {
     this.#done.delete(policyKey);
   }
 
+  /** The first request of the policy whose turn it is; that policy then goes to the back of the line. */
   #next(): { policyKey: string; request: Request } | undefined {
-    const keys = [...this.#waiting.keys()];
-    if (keys.length === 0) return undefined;
-    const policyKey = keys[this.#turn++ % keys.length] as string;
-    const queue = this.#waiting.get(policyKey) as Map<string, Request>;
+    const first = this.#waiting.entries().next();
+    if (first.done) return undefined;
+    const [policyKey, queue] = first.value;
     const [username, request] = queue.entries().next().value as [string, Request];
     queue.delete(username);
-    if (queue.size === 0) this.#waiting.delete(policyKey);
+    this.#waiting.delete(policyKey);
+    if (queue.size > 0) this.#waiting.set(policyKey, queue);
     return { policyKey, request };
   }
 
