@@ -27,10 +27,19 @@ export const MAX_HASH_CHARS = 240;
 export const SHARD_USERS_KEY = 'users.json';
 export const SHARD_FINGERPRINTS_KEY = 'fingerprints.json';
 
+// the top 32 bits of sha256(username), remembered: a reconcile places every user twice
+const topBits = new Map<string, number>();
+const TOP_BITS_LIMIT = 500_000;
+
 export function shardIndex(username: string, count: number): number {
   if (count <= 1) return 0;
-  const bits = Math.log2(count);
-  return createHash('sha256').update(username).digest().readUInt32BE(0) >>> (32 - bits);
+  let h = topBits.get(username);
+  if (h === undefined) {
+    h = createHash('sha256').update(username).digest().readUInt32BE(0);
+    if (topBits.size >= TOP_BITS_LIMIT) topBits.clear();
+    topBits.set(username, h);
+  }
+  return h >>> (32 - Math.log2(count));
 }
 
 function nextPowerOfTwo(n: number): number {

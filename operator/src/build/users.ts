@@ -48,11 +48,14 @@ export function evaluateUsers(options: {
 }): EvaluatedUsers {
   const out: EvaluatedUsers = { records: [], outcomes: [], pending: [], accepted: [] };
   const taken = new Map<string, string>();
-  const sorted = [...options.users].sort(
-    (a, b) =>
-      (a.user.metadata.creationTimestamp ?? '').localeCompare(b.user.metadata.creationTimestamp ?? '') ||
-      a.user.metadata.name.localeCompare(b.user.metadata.name),
-  );
+  // oldest first: of two users with one username, the older keeps it (plain comparison:
+  // localeCompare costs a second a reconcile at 100,000 users)
+  const key = (u: SmtpUser) => `${u.metadata.creationTimestamp ?? ''}\0${u.metadata.name}`;
+  const sorted = [...options.users].sort((a, b) => {
+    const ka = key(a.user);
+    const kb = key(b.user);
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
   for (const { user, password } of sorted) {
     const name = user.metadata.name;
     const username = user.spec.username;

@@ -67,11 +67,13 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
   }
 
   async #listNamespace(namespace: string, wanted: Set<string>): Promise<void> {
-    const { items } = await this.#client.list<SecretObject>(SECRETS, { namespace });
-    this.#reads += Math.max(1, Math.ceil(items.length / 500));
-    for (const s of items) {
-      if (wanted.has(s.metadata.name)) this.#keep(s);
-    }
+    await this.#client.list<SecretObject>(SECRETS, {
+      namespace,
+      onPage: (items) => {
+        this.#reads++;
+        for (const s of items) if (wanted.has(s.metadata.name)) this.#keep(s);
+      },
+    });
   }
 
   async #getEach(namespace: string, names: readonly string[]): Promise<void> {

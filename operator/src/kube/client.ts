@@ -206,7 +206,13 @@ export class KubeClient {
    */
   async list<T extends KubeObject>(
     resource: ResourceType,
-    options: { namespace?: string; labelSelector?: string; metadataOnly?: boolean } = {},
+    options: {
+      namespace?: string;
+      labelSelector?: string;
+      metadataOnly?: boolean;
+      /** Takes each page as it comes (and the result holds no items): a large list is never in memory whole */
+      onPage?: (items: T[]) => void;
+    } = {},
   ): Promise<{ items: T[]; resourceVersion: string }> {
     const apiVersion = apiVersionOf(resource);
     const items: T[] = [];
@@ -221,7 +227,9 @@ export class KubeClient {
         timeoutMs: 60_000,
       })) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
       // items of a list do not repeat apiVersion and kind
-      for (const item of body.items ?? []) items.push({ apiVersion, kind: resource.kind, ...item });
+      const page = (body.items ?? []).map((item) => ({ apiVersion, kind: resource.kind, ...item }));
+      if (options.onPage) options.onPage(page);
+      else items.push(...page);
       // the first page's version is the snapshot every page comes from
       resourceVersion ||= body.metadata?.resourceVersion ?? '';
       next = body.metadata?.continue || undefined;

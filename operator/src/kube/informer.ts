@@ -41,6 +41,27 @@ function slim<T extends KubeObject>(obj: T): T {
   return obj;
 }
 
+/**
+ * Of metadata, only what says which object at which version: annotations go too (a
+ * Secret applied with kubectl carries its whole data in last-applied-configuration).
+ */
+function bare<T extends KubeObject>(obj: T): T {
+  const m = obj?.metadata;
+  if (!m) return obj;
+  return {
+    ...(obj.apiVersion ? { apiVersion: obj.apiVersion } : {}),
+    ...(obj.kind ? { kind: obj.kind } : {}),
+    metadata: {
+      name: m.name,
+      ...(m.namespace ? { namespace: m.namespace } : {}),
+      ...(m.uid ? { uid: m.uid } : {}),
+      ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
+      ...(m.labels ? { labels: m.labels } : {}),
+      ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+    },
+  } as T;
+}
+
 /** A KubeConfig whose requests ask for PartialObjectMetadata (client-node's Watch sets no Accept header of its own). */
 function metadataOnlyConfig(kc: KubeConfig): KubeConfig {
   const proxy = Object.create(kc) as KubeConfig;
@@ -59,11 +80,11 @@ export function apiListWatch<T extends KubeObject>(
 ): ListWatch<T> {
   const watcher = new Watch(scope.metadataOnly ? metadataOnlyConfig(client.kubeConfig) : client.kubeConfig);
   const path = collectionPath(resource, scope.namespace);
+  const trim = scope.metadataOnly ? bare<T> : slim<T>;
   return {
     list: async () => {
       const listed = await client.list<T>(resource, scope);
-      for (const item of listed.items) slim(item);
-      return listed;
+      return { ...listed, items: listed.items.map(trim) };
     },
     async watch(resourceVersion, onEvent, onDone) {
       let aborted = false;
@@ -77,7 +98,7 @@ export function apiListWatch<T extends KubeObject>(
           timeoutSeconds: 300 + Math.floor(Math.random() * 300),
         },
         (type, object) => {
-          if (!aborted) onEvent(type, slim(object as T));
+          if (!aborted) onEvent(type, trim(object as T));
         },
         (err) => {
           if (!aborted) onDone(err ?? undefined);

@@ -62,6 +62,8 @@ export class UserShards {
   readonly #pool: HashPool;
   /** policy uid → username → the hash of the password with this fingerprint */
   readonly #known = new Map<string, Map<string, Known>>();
+  /** policy uid → username → the last password seen and its fingerprint (an HMAC per user per reconcile adds up) */
+  readonly #fingerprints = new Map<string, Map<string, { password: string; fingerprint: string }>>();
   /** shard key → resourceVersion already read into #known */
   readonly #read = new Map<string, string>();
   /** shard key → what this process applied, on top of which cached resourceVersion */
@@ -101,6 +103,18 @@ export class UserShards {
       this.#known.set(uid, known);
     }
     this.#learn(live, known);
+    let fingerprints = this.#fingerprints.get(uid);
+    if (!fingerprints) {
+      fingerprints = new Map();
+      this.#fingerprints.set(uid, fingerprints);
+    }
+    const fingerprintOf = (username: string, password: string): string => {
+      const seen = fingerprints.get(username);
+      if (seen?.password === password) return seen.fingerprint;
+      const fingerprint = passwordFingerprint(fingerprintKey, username, password);
+      fingerprints.set(username, { password, fingerprint });
+      return fingerprint;
+    };
 
     const evaluated = evaluateUsers({
       users,
@@ -108,7 +122,7 @@ export class UserShards {
       hashOf: (username, password) => {
         const given = givenHash(password);
         if (given) return { hash: given };
-        const fingerprint = passwordFingerprint(fingerprintKey, username, password);
+        const fingerprint = fingerprintOf(username, password);
         const k = known.get(username);
         if (k?.fingerprint === fingerprint) return { hash: k.hash, fingerprint };
         const hash = this.#pool.hashFor(policyKey, username, fingerprint, password);
@@ -120,6 +134,7 @@ export class UserShards {
     if (known.size > evaluated.accepted.length * 2 + 100) {
       const accepted = new Set(evaluated.accepted);
       for (const u of known.keys()) if (!accepted.has(u)) known.delete(u);
+      for (const u of fingerprints.keys()) if (!accepted.has(u)) fingerprints.delete(u);
     }
 
     const sizes = evaluated.records.map((r) => ({
@@ -193,6 +208,7 @@ export class UserShards {
 
   forget(policyUid: string, policyKey: string): void {
     this.#known.delete(policyUid);
+    this.#fingerprints.delete(policyUid);
     this.#pool.forget(policyKey);
   }
 
