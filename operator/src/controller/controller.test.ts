@@ -721,6 +721,17 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
         120_000,
       );
       assert.equal(a.metrics.hashed, 4, 'the three plain passwords and the hand-off password, once each');
+      // the pods mount the new set (then the StatefulSet controller would roll them)
+      await waitFor('the StatefulSet to mount 4 shards', async () => {
+        const sts = (await stsOf(ns)) as unknown as {
+          spec: {
+            template: { spec: { volumes: Array<{ name: string; projected?: { sources: unknown[] } }> } };
+          };
+        };
+        return (
+          sts.spec.template.spec.volumes.find((v) => v.name === 'users')?.projected?.sources.length === 4
+        );
+      });
       await podsReady(ns, 1);
       await waitFor('the users Ready', async () => (await userReady(ns, 'bulk-0'))?.status === 'True');
       // the sets of 1 and 2 shards written on the way are deleted once the pods mount the new one

@@ -34,10 +34,19 @@ export interface ListWatchScope {
   metadataOnly?: boolean;
 }
 
-/** Without managedFields: a cache of 100,000 objects does not keep who wrote which field. */
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * Without managedFields and kubectl's last-applied copy of the object: a cache of
+ * 100,000 SmtpUsers keeps neither who wrote which field nor each spec twice.
+ */
 function slim<T extends KubeObject>(obj: T): T {
   const metadata = obj?.metadata as (KubeObject['metadata'] & { managedFields?: unknown }) | undefined;
   if (metadata?.managedFields !== undefined) delete metadata.managedFields;
+  if (metadata?.annotations?.[LAST_APPLIED] !== undefined) {
+    const { [LAST_APPLIED]: _copy, ...rest } = metadata.annotations;
+    metadata.annotations = rest;
+  }
   return obj;
 }
 
