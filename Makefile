@@ -55,7 +55,7 @@ test-e2e: install test-deps controlplane ## End-to-end tests on a real API serve
 
 test: check test-deps controlplane promtool test-unit test-e2e ## Everything CI runs: checks, then all tests
 
-bench: install ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix; reports go to bench/results/
+bench: install controlplane ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix, the operator at scale; reports go to bench/results/
 	node bench/accept.bench.ts
 	node bench/shared-state.bench.ts
 	node bench/compare.bench.ts
@@ -63,6 +63,7 @@ bench: install ## Benchmarks (not part of make test), Sluice vs Haraka and Postf
 	node bench/profile.bench.ts --medium
 	node bench/syscalls.bench.ts
 	node bench/adversarial.bench.ts
+	node bench/operator-scale.bench.ts
 
 clean: ## Remove the local spool and generated state
 	rm -rf var

@@ -72,6 +72,23 @@ describe('ConfigMap and Secret projection', () => {
     );
     assert.deepEqual(mapped, files({ password: 'B' }));
     assert.equal(projectedPayload({ name: 'v', emptyDir: {} }, sources), undefined);
+    const projected = projectedPayload(
+      {
+        name: 'v',
+        projected: {
+          sources: [
+            { configMap: { name: 'cm', items: [{ key: 'config.yaml', path: 'a.yaml' }] } },
+            { configMap: { name: 'cm', items: [{ key: 'config.yaml', path: 'b.yaml' }] } },
+          ],
+        },
+      },
+      sources,
+    );
+    assert.deepEqual(
+      [...(projected?.keys() ?? [])],
+      ['a.yaml', 'b.yaml'],
+      'a projected volume joins its sources',
+    );
   });
 
   it('waits for a missing source or key, unless the volume is optional', () => {

@@ -16,6 +16,13 @@ export interface Volume {
   name: string;
   configMap?: { name?: string; items?: KeyToPath[]; optional?: boolean };
   secret?: { secretName?: string; items?: KeyToPath[]; optional?: boolean };
+  /** Several ConfigMaps and Secrets in one directory (only those two source kinds here) */
+  projected?: {
+    sources?: Array<{
+      configMap?: { name?: string; items?: KeyToPath[]; optional?: boolean };
+      secret?: { name?: string; items?: KeyToPath[]; optional?: boolean };
+    }>;
+  };
   emptyDir?: object;
 }
 
@@ -55,8 +62,31 @@ function select(all: Map<string, Buffer>, items: KeyToPath[] | undefined, what: 
   return out;
 }
 
-/** The files of a ConfigMap or Secret volume, or undefined for other volume types. */
+/** The files of a ConfigMap, Secret or projected volume, or undefined for other volume types. */
 export function projectedPayload(volume: Volume, sources: VolumeSources): VolumePayload | undefined {
+  if (volume.projected) {
+    // kubelet writes all sources of a projected volume in one atomic swap
+    const out = new Map<string, Buffer>();
+    for (const source of volume.projected.sources ?? []) {
+      const one = source.configMap
+        ? projectedPayload({ name: volume.name, configMap: source.configMap }, sources)
+        : source.secret
+          ? projectedPayload(
+              {
+                name: volume.name,
+                secret: {
+                  secretName: source.secret.name ?? '',
+                  ...(source.secret.items ? { items: source.secret.items } : {}),
+                  ...(source.secret.optional !== undefined ? { optional: source.secret.optional } : {}),
+                },
+              },
+              sources,
+            )
+          : undefined;
+      for (const [path, content] of one ?? []) out.set(path, content);
+    }
+    return out;
+  }
   if (volume.configMap) {
     const { name = '', items, optional } = volume.configMap;
     const cm = sources.configMap(name);

@@ -16,6 +16,9 @@
 //   LOG_LEVEL           pino level (info)
 //   USAGE_INTERVAL_SECONDS  how often each policy's relays are asked for usage and abuse
 //                       (GET /usage, /abuse on the admin Service) for SmtpUser status (300; 0: never)
+//   USAGE_WRITES_PER_SECOND  the usage write budget: SmtpUser status patches a second for
+//                       usage alone, spread evenly, oldest first (20)
+//   HASH_WORKERS        plain passwords hashed (scrypt) at once, across all policies (2)
 //   OTEL_EXPORTER_OTLP_ENDPOINT   export reconcile spans over OTLP/HTTP; unset, no SDK is loaded
 //   OTEL_SERVICE_NAME   service name of the spans (sluice-operator)
 
@@ -65,6 +68,8 @@ async function main(): Promise<void> {
     ...(watchNamespace ? { namespace: watchNamespace } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
     network: networkSettingsFromEnv(env),
+    usageWritesPerSecond: Math.max(1, intFromEnv('USAGE_WRITES_PER_SECOND', 20)),
+    hashConcurrency: Math.max(1, intFromEnv('HASH_WORKERS', 2)),
     log,
     metrics,
     ...(usageIntervalSeconds > 0

@@ -1,6 +1,6 @@
 // A relay run from a config file and its users file, kept in step with them: the
 // reloader re-reads both on change or SIGHUP and applies them together or not at all.
-import { loadRelayConfig, loadUsersFile } from './config/load.ts';
+import { loadRelayConfig, loadUsersFile, readUsersSource, usersWatchDir } from './config/load.ts';
 import { Reloader } from './config/reloader.ts';
 import type { RelayConfig, UsersFile } from './config/schema.ts';
 import type { Logger } from './observability/logger.ts';
@@ -23,7 +23,12 @@ export async function runFromFiles(
   let relay: Relay | undefined;
   const reloader = new Reloader<RelayConfig, UsersFile>({
     config: { path: options.configPath, load: loadRelayConfig },
-    users: { path: first.usersFile, load: loadUsersFile },
+    users: {
+      path: first.usersFile,
+      load: loadUsersFile,
+      read: readUsersSource,
+      watchDir: await usersWatchDir(first.usersFile),
+    },
     logger,
     ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
     apply: async (config, users) => {

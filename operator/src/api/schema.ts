@@ -303,11 +303,13 @@ export const SmtpUserSpecSchema = Type.Object(
     passwordSecretRef: SecretKeyRef('password (plain, or a scrypt/argon2id/bcrypt hash)', 'password'),
     allowedSenders: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 320, pattern: '^[^\\s<>]+$' }), {
-        description: 'MAIL FROM addresses (user@example.com) or domains (@example.com); absent allows any',
+        maxItems: 100,
+        description:
+          'MAIL FROM addresses (user@example.com) or domains (@example.com); absent allows any. At most 100, which bounds the size of a users shard',
       }),
     ),
     rateLimits: Type.Optional(
-      Type.Array(RateLimitSchema, { description: "Replaces the policy's perUser limits" }),
+      Type.Array(RateLimitSchema, { maxItems: 10, description: "Replaces the policy's perUser limits" }),
     ),
     suspended: Type.Boolean({ default: false, description: 'A suspended user cannot authenticate' }),
   },

@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { verifyPassword } from '@sluice/relay/password';
-import { parse } from 'yaml';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
 import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';
-import { buildUsersFile } from './users.ts';
+import {
+  chooseShardCount,
+  MAX_HASH_CHARS,
+  passwordFingerprint,
+  SPLIT_BYTES,
+  shardIndex,
+} from './user-shards.ts';
+import { evaluateUsers } from './users.ts';
 import { horizontalPodAutoscaler, smtpService, statefulSet } from './workload.ts';
 
 const meta = { name: 'mail', namespace: 'prod', uid: 'uid-1', generation: 3 };
@@ -25,7 +30,7 @@ describe('relay config from a RelayPolicy', () => {
     );
     assert.equal(config.state.backend, 'memory');
     assert.equal(config.state.namespace, 'prod:mail');
-    assert.equal(config.usersFile, '/etc/sluice/users/users.yaml');
+    assert.equal(config.usersFile, '/etc/sluice/users');
     assert.equal(config.drain.handoff?.host, 'mail-smtp.prod.svc');
     assert.equal(config.postmaster, undefined, 'the relay defaults it to postmaster@<hostname>');
   });
@@ -104,60 +109,45 @@ describe('relay config from a RelayPolicy', () => {
   });
 });
 
-describe('users file', () => {
+describe('users', () => {
   const user = (name: string, username: string, created: string) =>
     smtpUser(
       { name, namespace: 'prod', creationTimestamp: created },
       { username, policyRef: { name: 'mail' }, passwordSecretRef: { name: `${name}-pw` } },
     );
 
-  it('hashes plain passwords once, keeps given hashes, and reports users it cannot add', async () => {
+  it('keeps given hashes, leaves users whose hash is not ready pending, and reports users it cannot add', () => {
     const given = '$2b$10$abcdefghijklmnopqrstuu5LG1JlLDYXoKk1vBy0W3YvHqBzz2Khm';
-    const first = await buildUsersFile({
+    const result = evaluateUsers({
       users: [
         { user: user('a', 'alice', '2026-01-01T00:00:00Z'), password: 'plain secret' },
         { user: user('b', 'bob', '2026-01-02T00:00:00Z'), password: given },
         { user: user('c', 'alice', '2026-01-03T00:00:00Z'), password: 'other' },
         { user: user('d', 'dave', '2026-01-04T00:00:00Z'), password: undefined },
       ],
-      previous: new Map(),
       handoffPassword: 'internal',
+      hashOf: (username, password) => (username === 'alice' ? undefined : { hash: password }),
     });
-    const file = parse(first.yaml) as { users: Array<{ username: string; passwordHash: string }> };
     assert.deepEqual(
-      file.users.map((u) => u.username),
-      ['alice', 'bob', 'sluice-internal-handoff'],
+      result.records.map((r) => r.record.username),
+      ['bob', 'sluice-internal-handoff'],
     );
-    assert.ok(!first.yaml.includes('plain secret'), 'never a plain password');
-    const alice = file.users[0]?.passwordHash ?? '';
-    assert.ok(await verifyPassword('plain secret', alice));
-    assert.equal(file.users[1]?.passwordHash, given);
+    assert.equal(result.records[0]?.record.passwordHash, given);
+    assert.deepEqual(result.pending, ['alice']);
     assert.deepEqual(
-      first.outcomes.map((o) => [o.name, o.ok, o.reason]),
+      result.outcomes.map((o) => [o.name, o.ok, o.reason]),
       [
-        ['a', true, 'Active'],
         ['b', true, 'Active'],
         ['c', false, 'DuplicateUsername'],
         ['d', false, 'SecretNotFound'],
       ],
+      'no outcome for alice until her hash is ready',
     );
-    const second = await buildUsersFile({
-      users: [{ user: user('a', 'alice', '2026-01-01T00:00:00Z'), password: 'plain secret' }],
-      previous: first.hashes,
-      handoffPassword: 'internal',
-    });
-    assert.equal(second.hashes.get('alice'), alice, 'an unchanged password is not re-hashed');
-    const changed = await buildUsersFile({
-      users: [{ user: user('a', 'alice', '2026-01-01T00:00:00Z'), password: 'new secret' }],
-      previous: first.hashes,
-      handoffPassword: 'internal',
-    });
-    assert.notEqual(changed.hashes.get('alice'), alice);
   });
 
-  it('refuses a Secret holding a broken hash instead of hashing it as a password', async () => {
+  it('refuses a Secret holding a broken hash instead of hashing it as a password', () => {
     // bcrypt cost 99 and an scrypt salt of 4 bytes: the right shape, parameters the relay refuses
-    const built = await buildUsersFile({
+    const built = evaluateUsers({
       users: [
         {
           user: user('a', 'alice', '2026-01-01T00:00:00Z'),
@@ -168,8 +158,8 @@ describe('users file', () => {
           password: '$scrypt$ln=15,r=8,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA',
         },
       ],
-      previous: new Map(),
       handoffPassword: 'internal',
+      hashOf: (_username, password) => ({ hash: password }),
     });
     assert.deepEqual(
       built.outcomes.map((o) => [o.name, o.ok, o.reason, o.message]),
@@ -188,7 +178,61 @@ describe('users file', () => {
         ],
       ],
     );
-    assert.deepEqual([...built.hashes.keys()], ['sluice-internal-handoff']);
+    assert.deepEqual(
+      built.records.map((r) => r.record.username),
+      ['sluice-internal-handoff'],
+    );
+  });
+});
+
+describe('users shards', () => {
+  it('puts a user in the same shard every time and splits each shard in two when the count doubles', () => {
+    for (const name of ['alice', 'bob', 'user-4711@example.com']) {
+      const at8 = shardIndex(name, 8);
+      assert.equal(shardIndex(name, 8), at8);
+      assert.equal(Math.floor(shardIndex(name, 16) / 2), at8);
+    }
+    assert.equal(shardIndex('anyone', 1), 0);
+  });
+
+  it('chooses about 1000 users a shard, keeps a live count within a factor of two, and splits big shards', () => {
+    const users = (n: number, bytes = 250) =>
+      Array.from({ length: n }, (_, i) => ({ username: `user${i}`, bytes }));
+    assert.equal(chooseShardCount(users(10), 0), 1);
+    assert.equal(chooseShardCount(users(100_000), 0), 128);
+    assert.equal(chooseShardCount(users(100_000), 64), 64, 'within a factor of two: kept');
+    assert.equal(chooseShardCount(users(100_000), 16), 128, 'far off: chosen again');
+    // the worst case the CRD admits: 100 senders of 320 characters
+    const worst = JSON.stringify({
+      username: 'u'.repeat(256),
+      passwordHash: 'x'.repeat(MAX_HASH_CHARS),
+      suspended: false,
+      allowedSenders: Array.from({ length: 100 }, () => 's'.repeat(320)),
+      rateLimits: Array.from({ length: 10 }, () => ({
+        what: 'recipients',
+        limit: 100_000_000,
+        windowSeconds: 2_592_000,
+      })),
+    }).length;
+    assert.ok(worst < 34_000, `worst-case user ${worst} bytes`);
+    const count = chooseShardCount(users(2000, worst), 0);
+    const sizes = new Map<number, number>();
+    for (const u of users(2000, worst))
+      sizes.set(shardIndex(u.username, count), (sizes.get(shardIndex(u.username, count)) ?? 0) + u.bytes);
+    assert.ok(Math.max(...sizes.values()) <= SPLIT_BYTES, 'every shard under the split size');
+  });
+
+  it('fingerprints a password under the policy key, never as the password', () => {
+    const fp = passwordFingerprint('key-1', 'alice', 'secret');
+    assert.equal(fp, passwordFingerprint('key-1', 'alice', 'secret'));
+    assert.notEqual(
+      fp,
+      passwordFingerprint('key-2', 'alice', 'secret'),
+      'another policy, another fingerprint',
+    );
+    assert.notEqual(fp, passwordFingerprint('key-1', 'bob', 'secret'), 'same password, other user');
+    assert.notEqual(fp, passwordFingerprint('key-1', 'alice', 'secret2'));
+    assert.equal(fp.length, 22);
   });
 });
 

@@ -7,6 +7,7 @@ export function names(policy: RelayPolicy) {
   const base = policy.metadata.name;
   return {
     configMap: `${base}-relay-config`,
+    /** Prefix of the users shard Secrets (and the name of the single users Secret of earlier versions) */
     usersSecret: `${base}-relay-users`,
     internalSecret: `${base}-relay-internal`,
     statefulSet: `${base}-relay`,
@@ -49,7 +50,8 @@ export const PATHS = {
   configDir: '/etc/sluice/config',
   config: '/etc/sluice/config/config.yaml',
   usersDir: '/etc/sluice/users',
-  users: '/etc/sluice/users/users.yaml',
+  /** A directory: one file per users shard Secret (a projected volume) */
+  users: '/etc/sluice/users',
   tlsDir: '/etc/sluice/tls',
   internalDir: '/etc/sluice/internal',
   spool: '/var/spool/sluice',

@@ -1,11 +1,9 @@
-// SmtpUsers → the relay's users file (usernames and password hashes, never a plain
-// password). A Secret may hold a plain password or a hash; a plain one is hashed here,
-// and not again while it is unchanged: the hash already in the users Secret is reused
-// when it still verifies.
-import { createHash } from 'node:crypto';
+// SmtpUsers → the relay's user records (usernames and password hashes, never a plain
+// password), minus the users that cannot be added, each with the reason. Pure: the
+// hash of each user comes in through `hashOf`, which answers at once or not yet (the
+// reconcile hashes plain passwords off its own path, see reconcile/hash-pool.ts).
 import type { UserRecord } from '@sluice/relay/config-schema';
-import { assertSupportedHash, hashPassword, isSupportedHash, verifyPassword } from '@sluice/relay/password';
-import { stringify } from 'yaml';
+import { assertSupportedHash, isSupportedHash } from '@sluice/relay/password';
 import type { SmtpUser } from '../api/types.ts';
 import { INTERNAL_USER } from './names.ts';
 
@@ -22,20 +20,25 @@ export interface UserOutcome {
   message: string;
 }
 
-// verified (previous hash, plain password digest) pairs: a reconcile loop does not re-run scrypt
-const verified = new Set<string>();
+/** A password as the relay needs it: a hash given in the Secret, or one computed for a plain password. */
+export type HashOf = (
+  username: string,
+  password: string,
+) => { hash: string; fingerprint?: string } | undefined;
 
-async function hashFor(username: string, value: string, previous: string | undefined): Promise<string> {
-  if (isSupportedHash(value)) return value;
-  if (previous) {
-    const key = `${previous}\0${createHash('sha256').update(username).update('\0').update(value).digest('hex')}`;
-    if (verified.has(key)) return previous;
-    if (await verifyPassword(value, previous).catch(() => false)) {
-      verified.add(key);
-      return previous;
-    }
-  }
-  return hashPassword(value);
+export interface EvaluatedUsers {
+  records: Array<{ record: UserRecord; fingerprint?: string }>;
+  /** One per SmtpUser whose fate is known (not those whose hash is still being computed). */
+  outcomes: UserOutcome[];
+  /** Usernames whose hash is still being computed. */
+  pending: string[];
+  /** Every username that will be in the users file once its hash is ready. */
+  accepted: string[];
+}
+
+/** The plain password's hash, or the hash given in the Secret as it is. */
+export function givenHash(password: string): string | undefined {
+  return isSupportedHash(password) ? password : undefined;
 }
 
 // What the users file schema takes for a hash. A value like this that does not parse is
@@ -53,73 +56,70 @@ function unusableHash(value: string): string | undefined {
   return 'malformed';
 }
 
-export async function buildUsersFile(options: {
+export function evaluateUsers(options: {
   users: readonly UserInput[];
-  /** username → hash in the users Secret written last time */
-  previous: ReadonlyMap<string, string>;
   handoffPassword: string;
-}): Promise<{ yaml: string; hashes: Map<string, string>; outcomes: UserOutcome[] }> {
-  const records: UserRecord[] = [];
-  const outcomes: UserOutcome[] = [];
+  hashOf: HashOf;
+}): EvaluatedUsers {
+  const out: EvaluatedUsers = { records: [], outcomes: [], pending: [], accepted: [] };
   const taken = new Map<string, string>();
-  const sorted = [...options.users].sort(
-    (a, b) =>
-      (a.user.metadata.creationTimestamp ?? '').localeCompare(b.user.metadata.creationTimestamp ?? '') ||
-      a.user.metadata.name.localeCompare(b.user.metadata.name),
-  );
+  // oldest first: of two users with one username, the older keeps it (plain comparison:
+  // localeCompare costs a second a reconcile at 100,000 users)
+  const key = (u: SmtpUser) => `${u.metadata.creationTimestamp ?? ''}\0${u.metadata.name}`;
+  const sorted = [...options.users].sort((a, b) => {
+    const ka = key(a.user);
+    const kb = key(b.user);
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  });
   for (const { user, password } of sorted) {
     const name = user.metadata.name;
     const username = user.spec.username;
+    const refuse = (reason: string, message: string) =>
+      out.outcomes.push({ name, ok: false, reason, message });
     if (username === INTERNAL_USER) {
-      outcomes.push({
-        name,
-        ok: false,
-        reason: 'ReservedUsername',
-        message: `username ${username} is reserved`,
-      });
+      refuse('ReservedUsername', `username ${username} is reserved`);
       continue;
     }
     const owner = taken.get(username);
     if (owner) {
-      outcomes.push({
-        name,
-        ok: false,
-        reason: 'DuplicateUsername',
-        message: `username ${username} is already used by SmtpUser ${owner}`,
-      });
+      refuse('DuplicateUsername', `username ${username} is already used by SmtpUser ${owner}`);
       continue;
     }
     if (password === undefined || password === '') {
       const ref = user.spec.passwordSecretRef;
-      outcomes.push({
-        name,
-        ok: false,
-        reason: 'SecretNotFound',
-        message: `Secret ${ref.name} with key ${ref.key} not found or empty; create it to enable this user`,
-      });
+      refuse(
+        'SecretNotFound',
+        `Secret ${ref.name} with key ${ref.key} not found or empty; create it to enable this user`,
+      );
       continue;
     }
     const hashProblem = unusableHash(password);
     if (hashProblem !== undefined) {
       const ref = user.spec.passwordSecretRef;
-      outcomes.push({
-        name,
-        ok: false,
-        reason: 'InvalidPasswordHash',
-        message: `Secret ${ref.name} key ${ref.key} holds a password hash the relay cannot use (${hashProblem}); fix the hash or put the plain password there`,
-      });
+      refuse(
+        'InvalidPasswordHash',
+        `Secret ${ref.name} key ${ref.key} holds a password hash the relay cannot use (${hashProblem}); fix the hash or put the plain password there`,
+      );
       continue;
     }
     taken.set(username, name);
-    const passwordHash = await hashFor(username, password, options.previous.get(username));
-    records.push({
-      username,
-      passwordHash,
-      suspended: user.spec.suspended,
-      ...(user.spec.allowedSenders ? { allowedSenders: user.spec.allowedSenders } : {}),
-      ...(user.spec.rateLimits ? { rateLimits: user.spec.rateLimits } : {}),
+    out.accepted.push(username);
+    const hashed = options.hashOf(username, password);
+    if (!hashed) {
+      out.pending.push(username);
+      continue;
+    }
+    out.records.push({
+      record: {
+        username,
+        passwordHash: hashed.hash,
+        suspended: user.spec.suspended,
+        ...(user.spec.allowedSenders ? { allowedSenders: user.spec.allowedSenders } : {}),
+        ...(user.spec.rateLimits ? { rateLimits: user.spec.rateLimits } : {}),
+      },
+      ...(hashed.fingerprint ? { fingerprint: hashed.fingerprint } : {}),
     });
-    outcomes.push({
+    out.outcomes.push({
       name,
       ok: true,
       reason: user.spec.suspended ? 'Suspended' : 'Active',
@@ -128,16 +128,13 @@ export async function buildUsersFile(options: {
         : 'The user can relay mail',
     });
   }
-  records.push({
-    username: INTERNAL_USER,
-    passwordHash: await hashFor(INTERNAL_USER, options.handoffPassword, options.previous.get(INTERNAL_USER)),
-    suspended: false,
-    rateLimits: [],
-  });
-  records.sort((a, b) => a.username.localeCompare(b.username));
-  return {
-    yaml: stringify({ users: records }, { lineWidth: 0 }),
-    hashes: new Map(records.map((r) => [r.username, r.passwordHash])),
-    outcomes,
-  };
+  out.accepted.push(INTERNAL_USER);
+  const internal = options.hashOf(INTERNAL_USER, options.handoffPassword);
+  if (internal) {
+    out.records.push({
+      record: { username: INTERNAL_USER, passwordHash: internal.hash, suspended: false, rateLimits: [] },
+      ...(internal.fingerprint ? { fingerprint: internal.fingerprint } : {}),
+    });
+  } else out.pending.push(INTERNAL_USER);
+  return out;
 }

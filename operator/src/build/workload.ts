@@ -15,6 +15,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
 import { ADMIN_PORT, labels, names, PATHS, selector } from './names.ts';
+import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
 
@@ -50,33 +51,61 @@ export function configMap(policy: RelayPolicy, configYaml: string): V1ConfigMap 
   };
 }
 
-export function usersSecret(policy: RelayPolicy, usersYaml: string): V1Secret {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    type: 'Opaque',
-    metadata: ownedMeta(policy, names(policy).usersSecret),
-    stringData: { 'users.yaml': usersYaml },
-  };
-}
+/** The key under which the internal Secret keeps the password-fingerprint key (never mounted into pods). */
+export const FINGERPRINT_KEY = 'fingerprint-key';
 
-export function internalSecret(policy: RelayPolicy, handoffPassword: string, adminToken: string): V1Secret {
+export function internalSecret(
+  policy: RelayPolicy,
+  handoffPassword: string,
+  adminToken: string,
+  fingerprintKey: string,
+): V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'Opaque',
     metadata: ownedMeta(policy, names(policy).internalSecret),
-    stringData: { 'handoff-password': handoffPassword, 'admin-token': adminToken },
+    stringData: {
+      'handoff-password': handoffPassword,
+      'admin-token': adminToken,
+      [FINGERPRINT_KEY]: fingerprintKey,
+    },
   };
 }
 
-export function statefulSet(policy: RelayPolicy, configHash: string): V1StatefulSet {
+/** The users shard Secrets the pods mount, one file each in the users directory. */
+export interface UsersShards {
+  count: number;
+  names: readonly string[];
+}
+
+export function statefulSet(
+  policy: RelayPolicy,
+  configHash: string,
+  users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
+): V1StatefulSet {
   const { spec } = policy;
   const n = names(policy);
   const volumes: V1Volume[] = [
     { name: 'config', configMap: { name: n.configMap } },
-    { name: 'users', secret: { secretName: n.usersSecret } },
-    { name: 'internal', secret: { secretName: n.internalSecret } },
+    {
+      name: 'users',
+      projected: {
+        sources: users.names.map((name, i) => ({
+          secret: { name, items: [{ key: SHARD_USERS_KEY, path: shardFile(users.count, i) }] },
+        })),
+      },
+    },
+    {
+      name: 'internal',
+      secret: {
+        secretName: n.internalSecret,
+        items: [
+          { key: 'handoff-password', path: 'handoff-password' },
+          { key: 'admin-token', path: 'admin-token' },
+        ],
+      },
+    },
     { name: 'tmp', emptyDir: {} },
   ];
   const mounts: V1VolumeMount[] = [

@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { RelayConfig } from '@sluice/relay/config-schema';
-import { verifyPassword } from '@sluice/relay/password';
+import { hashPassword, verifyPassword } from '@sluice/relay/password';
 import { parse } from 'yaml';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { CONFIG_HASH_ANNOTATION } from '../build/workload.ts';
@@ -59,6 +59,10 @@ interface Condition {
 class Counting implements ControllerMetrics {
   successes = 0;
   errors = 0;
+  hashed = 0;
+  passwordHashed(): void {
+    this.hashed++;
+  }
   reconciled(_kind: string, result: 'success' | 'error'): void {
     if (result === 'success') this.successes++;
     else this.errors++;
@@ -133,10 +137,26 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     conditions?.find((c) => c.type === type);
   const userReady = async (ns: string, name: string) =>
     condition((await userOf(ns, name))?.status?.conditions as Condition[] | undefined, 'Ready');
+  /** The shard Secrets of a policy's users, by name. */
+  const userShards = async (ns: string, policyName = 'mail') => {
+    const { items } = await admin.list<SecretObject>(SECRETS, {
+      namespace: ns,
+      labelSelector: `sluice.dev/users-shards,app.kubernetes.io/instance=${policyName}`,
+    });
+    return new Map(items.map((s) => [s.metadata.name, s]));
+  };
+  /** The users of the newest set of shards, sorted by username, as the relays read them. */
   const usersFile = async (ns: string): Promise<Array<{ username: string; passwordHash: string }>> => {
-    const secret = await admin.get<SecretObject>('v1', 'Secret', ns, 'mail-relay-users');
-    const text = secretValue(secret, 'users.yaml');
-    return text ? (parse(text) as { users: Array<{ username: string; passwordHash: string }> }).users : [];
+    const out: Array<{ username: string; passwordHash: string }> = [];
+    const shards = [...(await userShards(ns)).values()];
+    const count = (s: SecretObject) => Number(s.metadata.labels?.['sluice.dev/users-shards']);
+    const newest = Math.max(0, ...shards.map(count));
+    for (const shard of shards.filter((s) => count(s) === newest)) {
+      const text = secretValue(shard, 'users.json');
+      if (text)
+        out.push(...(JSON.parse(text) as { users: Array<{ username: string; passwordHash: string }> }).users);
+    }
+    return out.sort((a, b) => (a.username < b.username ? -1 : 1));
   };
   const usernames = async (ns: string) => (await usersFile(ns)).map((u) => u.username);
 
@@ -268,7 +288,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     // every object is owned by the policy (the garbage collector, which does not run here, follows these)
     const owned: Array<[string, string, string]> = [
       ['v1', 'ConfigMap', 'mail-relay-config'],
-      ['v1', 'Secret', 'mail-relay-users'],
+      ['v1', 'Secret', 'mail-relay-users-1-0'],
       ['v1', 'Secret', 'mail-relay-internal'],
       ['apps/v1', 'StatefulSet', 'mail-relay'],
       ['v1', 'Service', 'mail-smtp'],
@@ -296,15 +316,18 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     assert.match(config?.data['config.yaml'] ?? '', /hostname: relay\.example\.net/);
     assert.equal((await stsOf(ns))?.spec.replicas, 2);
 
-    // the users Secret holds hashes only
-    const users = await usersFile(ns);
+    // the users Secret holds hashes only (written as the hashes become ready)
+    const users = await waitFor('both users hashed', async () => {
+      const found = await usersFile(ns);
+      return found.length === 3 ? found : undefined;
+    });
     assert.deepEqual(
       users.map((u) => u.username),
       ['alice', 'bob', 'sluice-internal-handoff'],
     );
     const alice = users.find((u) => u.username === 'alice');
     assert.ok(alice && (await verifyPassword('correct horse battery staple', alice.passwordHash)));
-    const secret = await admin.get<SecretObject>('v1', 'Secret', ns, 'mail-relay-users');
+    const secret = await admin.get<SecretObject>('v1', 'Secret', ns, 'mail-relay-users-1-0');
     const everything =
       JSON.stringify(secret) +
       Object.keys(secret?.data ?? {})
@@ -415,7 +438,10 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     });
     assert.equal(carol.status, 'False');
     assert.match(carol.message, /Secret carol-pw with key password not found/);
-    assert.deepEqual(await usernames(ns), ['alice', 'sluice-internal-handoff'], 'alice is not held back');
+    await waitFor(
+      'alice, not held back by carol, in the users file',
+      async () => (await usernames(ns)).join() === 'alice,sluice-internal-handoff',
+    );
     await waitFor('alice Ready', async () => (await userReady(ns, 'alice'))?.status === 'True');
     const degraded = await waitFor('Degraded=UsersRejected', async () => {
       const c = condition((await policyOf(ns))?.status?.conditions as Condition[], 'Degraded');
@@ -707,6 +733,105 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
       assert.equal(sm.metadata.ownerReferences?.[0]?.uid, p?.metadata.uid);
     } finally {
       await c.controller.stop();
+    }
+  });
+
+  it('shards many users, hashes nothing and writes nothing after a restart, and rewrites one shard for one change', async () => {
+    const ns = await namespace('restart');
+    await op.controller.stop(); // (stopped already when the whole file runs)
+    const a = startOperator(cp, 'operator-scale-a');
+    const BULK = 2100;
+    try {
+      await waitFor('operator-scale-a to lead', () => a.controller.leading);
+      // the bulk users share a Secret holding a hash: nothing to hash for them
+      await admin.create({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'bulk-pw', namespace: ns },
+        stringData: { password: await hashPassword('bulk password') },
+      } as KubeObject);
+      await policy(ns, { replicas: 1 });
+      for (const name of ['plain-1', 'plain-2', 'plain-3']) {
+        await passwordSecret(ns, `${name}-pw`, `${name} secret`);
+        await user(ns, name, `${name}-pw`);
+      }
+      for (let i = 0; i < BULK; i += 16) {
+        await Promise.all(
+          Array.from({ length: Math.min(16, BULK - i) }, (_, j) => user(ns, `bulk-${i + j}`, 'bulk-pw')),
+        );
+      }
+      await waitFor(
+        'every user in the shards',
+        async () => (await usersFile(ns)).length === BULK + 4,
+        120_000,
+      );
+      assert.equal(a.metrics.hashed, 4, 'the three plain passwords and the hand-off password, once each');
+      // the pods mount the new set (then the StatefulSet controller would roll them)
+      await waitFor('the StatefulSet to mount 4 shards', async () => {
+        const sts = (await stsOf(ns)) as unknown as {
+          spec: {
+            template: { spec: { volumes: Array<{ name: string; projected?: { sources: unknown[] } }> } };
+          };
+        };
+        return (
+          sts.spec.template.spec.volumes.find((v) => v.name === 'users')?.projected?.sources.length === 4
+        );
+      });
+      await podsReady(ns, 1);
+      await waitFor('the users Ready', async () => (await userReady(ns, 'bulk-0'))?.status === 'True');
+      // the sets of 1 and 2 shards written on the way are deleted once the pods mount the new one
+      await waitFor('only the current set left', async () => (await userShards(ns)).size === 4, 30_000);
+    } finally {
+      await a.controller.stop();
+    }
+
+    const shardsBefore = await userShards(ns);
+    assert.equal(shardsBefore.size, 4, '2,104 users: 4 shards of about 500');
+    const b = startOperator(cp, 'operator-scale-b');
+    try {
+      await waitFor('operator-scale-b to lead', () => b.controller.leading);
+      await waitFor('b to reconcile', () => b.metrics.successes >= 30, 60_000);
+      assert.equal(b.metrics.hashed, 0, 'a restart hashes no unchanged password');
+      assert.equal(b.controller.passwordsHashed, 0);
+      assert.equal(b.client.writes, 0, 'a restart writes nothing when nothing changed');
+      assert.deepEqual(
+        [...(await userShards(ns)).values()].map((s) => s.metadata.resourceVersion),
+        [...shardsBefore.values()].map((s) => s.metadata.resourceVersion),
+      );
+
+      // one password changes: its shard is rewritten, once, with a new hash; no other shard
+      await admin.apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'plain-2-pw', namespace: ns },
+        stringData: { password: 'plain-2 new secret' },
+      } as KubeObject);
+      const changed = await waitFor('the new hash in the users', async () => {
+        const entry = (await usersFile(ns)).find((u) => u.username === 'plain-2');
+        return entry && (await verifyPassword('plain-2 new secret', entry.passwordHash)) ? entry : undefined;
+      });
+      assert.ok(changed);
+      const settled = b.metrics.successes + 10;
+      await waitFor('10 more reconciles', () => b.metrics.successes >= settled);
+      const after = await userShards(ns);
+      const rewritten = [...after.values()].filter(
+        (s) => shardsBefore.get(s.metadata.name)?.metadata.resourceVersion !== s.metadata.resourceVersion,
+      );
+      assert.equal(rewritten.length, 1, 'one shard rewritten');
+      assert.equal(b.metrics.hashed, 1);
+      assert.deepEqual(b.client.writesByVerb(), { apply: 1, create: 0, replace: 0, patch: 0, delete: 0 });
+
+      // a new user: its shard, its status and the policy's user count
+      const writes = b.client.writes;
+      await passwordSecret(ns, 'newcomer-pw', 'newcomer secret');
+      await user(ns, 'newcomer', 'newcomer-pw');
+      await waitFor('the newcomer Ready', async () => (await userReady(ns, 'newcomer'))?.status === 'True');
+      await waitFor('the user count', async () => (await policyOf(ns))?.status?.userCount === BULK + 4);
+      const more = b.metrics.successes + 10;
+      await waitFor('10 more reconciles', () => b.metrics.successes >= more);
+      assert.ok(b.client.writes - writes <= 3, `${b.client.writes - writes} writes for one new user`);
+    } finally {
+      await b.controller.stop();
     }
   });
 });

@@ -11,7 +11,13 @@ import { MANAGED_BY } from '../build/names.ts';
 import type { NetworkSettings } from '../build/network-policy.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { EventRecorder } from '../kube/events.ts';
-import { apiListWatch, Informer, type InformerLogger, type ListWatch } from '../kube/informer.ts';
+import {
+  apiListWatch,
+  Informer,
+  type InformerLogger,
+  type ListWatch,
+  type ListWatchScope,
+} from '../kube/informer.ts';
 import { LeaderElector, type LeaseStore } from '../kube/leader.ts';
 import {
   CONFIG_MAPS,
@@ -23,11 +29,13 @@ import {
   SMTP_USERS,
   STATEFUL_SETS,
 } from '../kube/resources.ts';
-import { type SecretObject, secretsOfPolicy, usersOfPolicy } from '../reconcile/policy-inputs.ts';
+import { HashPool } from '../reconcile/hash-pool.ts';
+import { type SecretObject, secretsOfPolicy } from '../reconcile/policy-inputs.ts';
 import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
 import type { UsageSource } from '../usage/relay-usage.ts';
 import { DEFAULT_USAGE_INTERVAL_MS, UsageSummaries } from '../usage/summaries.ts';
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
+import { ReferencedSecrets } from './referenced-secrets.ts';
 import { SecretIndex } from './secret-index.ts';
 import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
 
@@ -40,6 +48,8 @@ export interface ControllerLogger extends InformerLogger {
 export interface ControllerMetrics {
   reconciled(kind: string, result: 'success' | 'error', seconds: number): void;
   leading(isLeader: boolean): void;
+  /** A plain password was hashed (scrypt) for a users file. */
+  passwordHashed?(): void;
 }
 
 export interface LeaderElectionOptions {
@@ -76,8 +86,15 @@ export interface ControllerOptions {
   usageIntervalMs?: number;
   /** The pod network and the relays' NetworkPolicy (see build/network-policy.ts). */
   network?: NetworkSettings;
+  /** Usage-only SmtpUser status writes a second, across all policies (the usage write budget); default 20. */
+  usageWritesPerSecond?: number;
+  /** Passwords hashed at once, across all policies; default 2. */
+  hashConcurrency?: number;
   /** Where the informers list and watch; the API server by default. */
-  listWatch?: <T extends KubeObject>(resource: ResourceType, labelSelector?: string) => ListWatch<T>;
+  listWatch?: <T extends KubeObject>(
+    resource: ResourceType,
+    scope: Omit<ListWatchScope, 'namespace'>,
+  ) => ListWatch<T>;
 }
 
 const KIND = 'RelayPolicy';
@@ -91,13 +108,18 @@ function ownerPolicyKey(obj: KubeObject): string | undefined {
 class Session {
   readonly policies: Informer<RelayPolicy>;
   readonly users: Informer<SmtpUser>;
-  readonly secrets: Informer<SecretObject>;
+  /** The Secrets the operator owns (users shards, internal), whole */
+  readonly ownedSecrets: Informer<SecretObject>;
+  /** Every Secret in scope, metadata only: which exist, at which version */
+  readonly secretMeta: Informer<SecretObject>;
   readonly statefulSets: Informer<KubeObject>;
   /** Owned ConfigMaps and Services: a deleted or edited one is put back at once, not at the next resync. */
   readonly configMaps: Informer<KubeObject>;
   readonly services: Informer<KubeObject>;
   readonly queue: WorkQueue;
   readonly #index = new SecretIndex();
+  readonly #referenced: ReferencedSecrets;
+  readonly #hashes: HashPool;
   readonly #reconciler: RelayPolicyReconciler;
   readonly #o: ControllerOptions;
   readonly #workers: Promise<void>[] = [];
@@ -112,22 +134,36 @@ class Session {
     this.#o = o;
     const lw =
       o.listWatch ??
-      (<T extends KubeObject>(resource: ResourceType, labelSelector?: string) =>
+      (<T extends KubeObject>(resource: ResourceType, scope: Omit<ListWatchScope, 'namespace'>) =>
         apiListWatch<T>(o.client, resource, {
           ...(o.namespace ? { namespace: o.namespace } : {}),
-          ...(labelSelector ? { labelSelector } : {}),
+          ...scope,
         }));
-    const informer = <T extends KubeObject>(resource: ResourceType, labelSelector?: string) =>
+    const informer = <T extends KubeObject>(
+      resource: ResourceType,
+      labelSelector?: string,
+      metadataOnly = false,
+    ) =>
       new Informer<T>({
-        listWatch: lw<T>(resource, labelSelector),
-        name: resource.plural,
+        listWatch: lw<T>(resource, {
+          ...(labelSelector ? { labelSelector } : {}),
+          ...(metadataOnly ? { metadataOnly } : {}),
+        }),
+        name: metadataOnly ? `${resource.plural} (metadata)` : resource.plural,
         ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
         ...(o.log ? { log: o.log } : {}),
       });
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     this.users = informer<SmtpUser>(SMTP_USERS);
-    this.secrets = informer<SecretObject>(SECRETS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
+    this.ownedSecrets = informer<SecretObject>(SECRETS, managed);
+    this.secretMeta = informer<SecretObject>(SECRETS, undefined, true);
+    this.#referenced = new ReferencedSecrets({ client: o.client, meta: this.secretMeta });
+    this.#hashes = new HashPool({
+      ...(o.hashConcurrency !== undefined ? { concurrency: o.hashConcurrency } : {}),
+      onReady: (key) => this.queue.add(key),
+      ...(o.metrics?.passwordHashed ? { onHashed: () => o.metrics?.passwordHashed?.() } : {}),
+    });
     this.statefulSets = informer<KubeObject>(STATEFUL_SETS, managed);
     this.configMaps = informer<KubeObject>(CONFIG_MAPS, managed);
     this.services = informer<KubeObject>(SERVICES, managed);
@@ -136,7 +172,10 @@ class Session {
       client: o.client,
       policies: this.policies,
       users: this.users,
-      secrets: this.secrets,
+      secrets: this.#referenced,
+      owned: this.ownedSecrets,
+      hashes: this.#hashes,
+      ...(o.usageWritesPerSecond !== undefined ? { usageWritesPerSecond: o.usageWritesPerSecond } : {}),
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
       ...(o.network ? { network: o.network } : {}),
@@ -157,8 +196,12 @@ class Session {
 
   #reindex(policyKey: string): void {
     const [namespace = '', name = ''] = policyKey.split('/');
-    const users = usersOfPolicy(this.users.list(), namespace, name);
-    this.#index.set(policyKey, secretsOfPolicy(this.policies.get(namespace, name), users));
+    this.#release(this.#index.set(policyKey, secretsOfPolicy(this.policies.get(namespace, name), [])));
+  }
+
+  /** Forgets the data of Secrets no policy reads any more. */
+  #release(secretKeys: readonly string[]): void {
+    for (const key of secretKeys) this.#referenced.drop(key);
   }
 
   #wire(): void {
@@ -176,27 +219,35 @@ class Session {
       },
     });
     const policyKeyOf = (u: SmtpUser) => keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? '');
+    const userKey = (u: SmtpUser) => `user:${keyOf(u.metadata.namespace, u.metadata.name)}`;
     const userChanged = (u: SmtpUser, old?: SmtpUser) => {
-      for (const key of new Set([policyKeyOf(u), ...(old ? [policyKeyOf(old)] : [])])) {
-        this.#reindex(key);
-        this.queue.add(key);
-      }
+      const secret = u.spec?.passwordSecretRef?.name;
+      this.#release(
+        this.#index.setOwner(userKey(u), policyKeyOf(u), secret ? [keyOf(u.metadata.namespace, secret)] : []),
+      );
+      for (const key of new Set([policyKeyOf(u), ...(old ? [policyKeyOf(old)] : [])])) this.queue.add(key);
     };
     this.users.on({
       add: (u) => userChanged(u),
       update: userChanged,
       delete: (u) => {
-        userChanged(u);
+        this.#release(this.#index.deleteOwner(userKey(u)));
+        this.queue.add(policyKeyOf(u));
         if (u.metadata.uid) this.#reconciler.forget(u.metadata.uid);
       },
     });
+    // a referenced Secret changed: its data is read again before the policies that read it reconcile
     const secretChanged = (s: SecretObject) => {
-      const keys = new Set(this.#index.policiesFor(keyOf(s.metadata.namespace, s.metadata.name)));
-      const owner = ownerPolicyKey(s);
-      if (owner) keys.add(owner);
-      for (const key of keys) this.queue.add(key);
+      for (const key of this.#index.policiesFor(keyOf(s.metadata.namespace, s.metadata.name))) {
+        this.queue.add(key);
+      }
     };
-    this.secrets.on({ add: secretChanged, update: secretChanged, delete: secretChanged });
+    this.secretMeta.on({ add: secretChanged, update: secretChanged, delete: secretChanged });
+    const ownedSecretChanged = (s: SecretObject) => {
+      const owner = ownerPolicyKey(s);
+      if (owner) this.queue.add(owner);
+    };
+    this.ownedSecrets.on({ add: ownedSecretChanged, update: ownedSecretChanged, delete: ownedSecretChanged });
     const ownedChanged = (o: KubeObject) => {
       const owner = ownerPolicyKey(o);
       if (owner) this.queue.add(owner);
@@ -211,11 +262,20 @@ class Session {
     return [
       this.policies,
       this.users,
-      this.secrets,
+      this.ownedSecrets,
+      this.secretMeta,
       this.statefulSets,
       this.configMaps,
       this.services,
     ] as Informer<KubeObject>[];
+  }
+
+  get passwordsHashed(): number {
+    return this.#hashes.hashed;
+  }
+
+  get secretReads(): number {
+    return this.#referenced.reads;
   }
 
   hasSynced(): boolean {
@@ -251,9 +311,10 @@ class Session {
       if (key === undefined) return;
       const started = performance.now();
       try {
-        await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, () =>
-          this.#reconciler.reconcile(key),
-        );
+        await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, async () => {
+          await this.#referenced.ensure(this.#index.secretsFor(key));
+          return this.#reconciler.reconcile(key);
+        });
         this.queue.forget(key);
         this.#o.metrics?.reconciled(KIND, 'success', (performance.now() - started) / 1000);
       } catch (err: unknown) {
@@ -275,6 +336,7 @@ class Session {
     clearInterval(this.#resync);
     this.queue.close();
     await Promise.all(this.#workers);
+    this.#reconciler.stop();
     await Promise.all(this.informers.map((i) => i.stop()));
   }
 }
@@ -327,6 +389,16 @@ export class Controller {
 
   get queueDepth(): number {
     return this.#session?.queue.depth ?? 0;
+  }
+
+  /** Passwords hashed in this term of leadership (zero after a restart when nothing changed). */
+  get passwordsHashed(): number {
+    return this.#session?.passwordsHashed ?? 0;
+  }
+
+  /** Reads of referenced Secrets' data in this term (GETs and list pages). */
+  get secretReads(): number {
+    return this.#session?.secretReads ?? 0;
   }
 
   /** Ready: a leader whose caches are synced, or a standby that can reach the API server. */

@@ -15,6 +15,11 @@ import { apiVersionOf, collectionPath, type ResourceType } from './resources.ts'
 
 export const FIELD_MANAGER = 'sluice-operator';
 
+const LIST_PAGE = 500;
+/** Accept headers of metadata-only lists and watches (PartialObjectMetadata) */
+export const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+export const METADATA_OBJECT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
+
 export type WriteVerb = 'apply' | 'create' | 'replace' | 'patch' | 'delete';
 
 export interface OwnerReference {
@@ -194,21 +199,42 @@ export class KubeClient {
     }
   }
 
-  /** Lists one resource type (all namespaces when none is given). */
+  /**
+   * Lists one resource type (all namespaces when none is given), in pages of 500 so that
+   * 100,000 objects never come in one response. `metadataOnly` asks for
+   * PartialObjectMetadata: names, versions and labels without the objects' data.
+   */
   async list<T extends KubeObject>(
     resource: ResourceType,
-    options: { namespace?: string; labelSelector?: string } = {},
+    options: {
+      namespace?: string;
+      labelSelector?: string;
+      metadataOnly?: boolean;
+      /** Takes each page as it comes (and the result holds no items): a large list is never in memory whole */
+      onPage?: (items: T[]) => void;
+    } = {},
   ): Promise<{ items: T[]; resourceVersion: string }> {
-    const body = (await requestJson(this.#kc, {
-      method: 'GET',
-      path: collectionPath(resource, options.namespace),
-      query: { labelSelector: options.labelSelector },
-      timeoutMs: 60_000,
-    })) as { items?: T[]; metadata?: { resourceVersion?: string } };
-    // items of a list do not repeat apiVersion and kind
     const apiVersion = apiVersionOf(resource);
-    const items = (body.items ?? []).map((item) => ({ apiVersion, kind: resource.kind, ...item }));
-    return { items, resourceVersion: body.metadata?.resourceVersion ?? '' };
+    const items: T[] = [];
+    let resourceVersion = '';
+    let next: string | undefined;
+    do {
+      const body = (await requestJson(this.#kc, {
+        method: 'GET',
+        path: collectionPath(resource, options.namespace),
+        query: { labelSelector: options.labelSelector, limit: LIST_PAGE, continue: next },
+        ...(options.metadataOnly ? { accept: METADATA_LIST } : {}),
+        timeoutMs: 60_000,
+      })) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+      // items of a list do not repeat apiVersion and kind
+      const page = (body.items ?? []).map((item) => ({ apiVersion, kind: resource.kind, ...item }));
+      if (options.onPage) options.onPage(page);
+      else items.push(...page);
+      // the first page's version is the snapshot every page comes from
+      resourceVersion ||= body.metadata?.resourceVersion ?? '';
+      next = body.metadata?.continue || undefined;
+    } while (next);
+    return { items, resourceVersion };
   }
 
   async create<T extends KubeObject>(obj: KubeObject): Promise<T> {

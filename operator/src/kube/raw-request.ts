@@ -12,6 +12,8 @@ export interface RawRequest {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: string;
+  /** Accept header; application/json by default (a PartialObjectMetadata list asks for metadata only) */
+  accept?: string;
   timeoutMs?: number;
 }
 
@@ -26,7 +28,7 @@ export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unkn
   const options: https.RequestOptions = {
     method: req.method,
     headers: {
-      Accept: 'application/json',
+      Accept: req.accept ?? 'application/json',
       ...(payload ? { 'Content-Type': req.contentType ?? 'application/json' } : {}),
     },
   };

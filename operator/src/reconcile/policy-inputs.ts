@@ -29,9 +29,17 @@ export function usersOfPolicy(users: readonly SmtpUser[], namespace: string, pol
   return users.filter((u) => u.metadata.namespace === namespace && u.spec?.policyRef?.name === policyName);
 }
 
+// SmtpUsers with their defaults, by the cached object: an informer replaces the object
+// when it changes, so each version is defaulted once, not on every reconcile of 100,000 users
+const defaulted = new WeakMap<SmtpUser, SmtpUser>();
+
 export function userInputs(users: readonly SmtpUser[], secrets: Lookup<SecretObject>): UserInput[] {
   return users.map((u) => {
-    const user = withUserDefaults(u);
+    let user = defaulted.get(u);
+    if (!user) {
+      user = withUserDefaults(u);
+      defaulted.set(u, user);
+    }
     const ref = user.spec.passwordSecretRef;
     return { user, password: secretValue(secrets.get(user.metadata.namespace, ref.name), ref.key) };
   });

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { ConfigError } from '@sluice/relay/config-validate';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { withPolicyDefaults } from '../api/defaults.ts';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { ADMIN_PORT, names, selectorString } from '../build/names.ts';
@@ -17,10 +17,10 @@ import {
   relayNetworkPolicy,
 } from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
-import { buildUsersFile } from '../build/users.ts';
 import {
   adminService,
   configMap,
+  FINGERPRINT_KEY,
   headlessService,
   horizontalPodAutoscaler,
   internalSecret,
@@ -28,7 +28,6 @@ import {
   serviceMonitor,
   smtpService,
   statefulSet,
-  usersSecret,
 } from '../build/workload.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
@@ -36,6 +35,7 @@ import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
 import type { UsageSummaries } from '../usage/summaries.ts';
 import { applyIfChanged } from './applied-hash.ts';
 import { findCondition, type LiveCondition } from './conditions.ts';
+import type { HashPool } from './hash-pool.ts';
 import {
   type Lookup,
   readPolicySecrets,
@@ -47,6 +47,7 @@ import {
 import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-status.ts';
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
 import { StatusWriter } from './status-writer.ts';
+import { UserShards } from './user-shards.ts';
 
 interface StatefulSetObject extends KubeObject {
   spec?: { replicas?: number };
@@ -63,6 +64,10 @@ export interface RelayPolicyReconcilerOptions {
   policies: Lookup<RelayPolicy>;
   users: Lookup<SmtpUser>;
   secrets: Lookup<SecretObject>;
+  /** The Secrets the operator owns (users shards, internal), from a cache */
+  owned: Lookup<SecretObject>;
+  /** Where plain passwords are hashed, off the reconcile */
+  hashes: HashPool;
   events: EventRecorder;
   log?: ReconcileLogger;
   now?: () => number;
@@ -72,6 +77,8 @@ export interface RelayPolicyReconcilerOptions {
   usage?: UsageSummaries;
   /** The pod network and the relays' NetworkPolicy; default: private ranges, no NetworkPolicy */
   network?: NetworkSettings;
+  /** Usage-only SmtpUser status writes a second (the usage write budget); default 20 */
+  usageWritesPerSecond?: number;
 }
 
 export interface ReconcileOutcome {
@@ -82,26 +89,11 @@ export interface ReconcileOutcome {
 
 const SERVICE_MONITOR_API = 'monitoring.coreos.com/v1';
 
-function previousHashes(secret: SecretObject | undefined): Map<string, string> {
-  const text = secretValue(secret, 'users.yaml');
-  const out = new Map<string, string>();
-  if (!text) return out;
-  try {
-    const doc = parse(text) as { users?: Array<{ username?: unknown; passwordHash?: unknown }> } | null;
-    for (const u of doc?.users ?? []) {
-      if (typeof u.username === 'string' && typeof u.passwordHash === 'string')
-        out.set(u.username, u.passwordHash);
-    }
-  } catch {
-    // an unreadable users file is rewritten from scratch
-  }
-  return out;
-}
-
 export class RelayPolicyReconciler {
   readonly #o: RelayPolicyReconcilerOptions;
   readonly #status: StatusWriter;
   readonly #userStatus: SmtpUserStatusUpdater;
+  readonly #shards: UserShards;
   readonly #now: () => number;
   readonly #random: () => string;
   #serviceMonitors: Promise<boolean> | undefined;
@@ -111,11 +103,15 @@ export class RelayPolicyReconciler {
     this.#status = new StatusWriter(options.client, RELAY_POLICIES);
     this.#now = options.now ?? Date.now;
     this.#random = options.randomSecret ?? (() => randomBytes(32).toString('base64url'));
+    this.#shards = new UserShards({ client: options.client, owned: options.owned, pool: options.hashes });
     this.#userStatus = new SmtpUserStatusUpdater({
       client: options.client,
       events: options.events,
       now: this.#now,
       ...(options.log ? { log: options.log } : {}),
+      ...(options.usageWritesPerSecond !== undefined
+        ? { usageWritesPerSecond: options.usageWritesPerSecond }
+        : {}),
     });
   }
 
@@ -125,6 +121,7 @@ export class RelayPolicyReconciler {
     const users = usersOfPolicy(this.#o.users.list(), namespace, name);
     if (!cached || cached.metadata.deletionTimestamp) {
       this.#o.usage?.forget(key);
+      if (cached?.metadata.uid) this.#shards.forget(cached.metadata.uid, key);
       await this.#userStatus.update(
         users.map((user) => ({ user, outcome: policyNotFound(name, namespace) })),
       );
@@ -148,18 +145,11 @@ export class RelayPolicyReconciler {
       configError = err.problems.join('; ');
     }
 
-    // the internal secrets are generated once and kept; the users file keeps unchanged hashes
-    const [liveInternal, liveUsers] = await Promise.all([
-      client.get<SecretObject>('v1', 'Secret', namespace, n.internalSecret),
-      client.get<SecretObject>('v1', 'Secret', namespace, n.usersSecret),
-    ]);
+    // the internal secrets are generated once and kept
+    const liveInternal = await client.get<SecretObject>('v1', 'Secret', namespace, n.internalSecret);
     const handoffPassword = secretValue(liveInternal, 'handoff-password') || this.#random();
     const adminToken = secretValue(liveInternal, 'admin-token') || this.#random();
-    const built = await buildUsersFile({
-      users: userInputs(users, this.#o.secrets),
-      previous: previousHashes(liveUsers),
-      handoffPassword,
-    });
+    const fingerprintKey = secretValue(liveInternal, FINGERPRINT_KEY) || this.#random();
 
     let changed = 0;
     const apply = async <T extends KubeObject>(desired: KubeObject, live?: T | null): Promise<T> => {
@@ -167,14 +157,24 @@ export class RelayPolicyReconciler {
       if (result.applied) changed++;
       return result.object;
     };
-    await apply(internalSecret(policy, handoffPassword, adminToken) as KubeObject, liveInternal ?? null);
-    await apply(usersSecret(policy, built.yaml) as KubeObject, liveUsers ?? null);
+    await apply(
+      internalSecret(policy, handoffPassword, adminToken, fingerprintKey) as KubeObject,
+      liveInternal ?? null,
+    );
+    const shards = await this.#shards.reconcile(
+      policy,
+      userInputs(users, this.#o.secrets),
+      handoffPassword,
+      fingerprintKey,
+    );
+    changed += shards.changed;
+    const built = shards.evaluated;
 
     let sts: StatefulSetObject | undefined;
     if (config) {
       await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
       sts = await apply<StatefulSetObject>(
-        statefulSet(policy, restartHash(config, secrets.tlsVersion)) as KubeObject,
+        statefulSet(policy, restartHash(config, secrets.tlsVersion), shards.set) as KubeObject,
       );
       await apply(smtpService(policy) as KubeObject);
       await apply(adminService(policy) as KubeObject);
@@ -192,6 +192,8 @@ export class RelayPolicyReconciler {
     } else {
       sts = await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
     }
+
+    changed += await this.#shards.cleanup(policy, shards.set, rolledOut(sts));
 
     const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;
@@ -217,19 +219,26 @@ export class RelayPolicyReconciler {
       url: `http://${n.adminService}.${namespace}.svc:${ADMIN_PORT}`,
       token: adminToken,
     });
+    // a user whose password is still being hashed keeps its status until it is written
     await this.#userStatus.update(
-      users.map((user) => ({
-        user,
-        outcome: outcomes.get(user.metadata.name) ?? {
-          ok: false,
-          reason: 'Unknown',
-          message: 'The operator has not evaluated this user yet',
-        },
-      })),
+      users.flatMap((user) => {
+        const outcome = outcomes.get(user.metadata.name);
+        return outcome ? [{ user, outcome }] : [];
+      }),
       usage,
     );
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
     return { changed, statusWritten };
+  }
+
+  /** Usage-only status writes done, and waiting for the budget. */
+  get usageWrites(): { written: number; backlog: number } {
+    return this.#userStatus.usageWrites;
+  }
+
+  /** Stops writes that run beside the reconciles (usage), when leadership is lost. */
+  stop(): void {
+    this.#userStatus.stop();
   }
 
   /** Forgets what was remembered about a deleted object (its uid). */
@@ -268,4 +277,16 @@ export class RelayPolicyReconciler {
     });
     return this.#serviceMonitors;
   }
+}
+
+/** Whether every pod runs the StatefulSet's current template (then a users set it no longer mounts can go). */
+function rolledOut(sts: StatefulSetObject | undefined): boolean {
+  const status = sts?.status;
+  if (!sts || !status) return false;
+  return (
+    status.observedGeneration === sts.metadata.generation &&
+    status.currentRevision !== undefined &&
+    status.currentRevision === status.updateRevision &&
+    (status.updatedReplicas ?? 0) === (status.replicas ?? 0)
+  );
 }

@@ -10,11 +10,32 @@ import type { KubeClient } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { SMTP_USERS } from '../kube/resources.ts';
 import type { PolicyUsage } from '../usage/relay-usage.ts';
-import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
-import { StatusWriter } from './status-writer.ts';
+import {
+  type ConditionInput,
+  findCondition,
+  type LiveCondition,
+  mergeConditions,
+  statusHolds,
+} from './conditions.ts';
+import { StatusWriter, type WithStatus } from './status-writer.ts';
+import { UsagePacer } from './usage-pacer.ts';
 import { abuseCondition, type SmtpUserUsage, userUsage, withAbuseSuspension } from './user-usage.ts';
 
 export type Outcome = Omit<UserOutcome, 'name'>;
+
+const STATUS_CONCURRENCY = 8;
+
+// each usage report (a new object per fetch) gets a number, for the unchanged-user check
+const usageVersions = new WeakMap<PolicyUsage, number>();
+let nextUsageVersion = 0;
+function usageVersion(usage: PolicyUsage): number {
+  let v = usageVersions.get(usage);
+  if (v === undefined) {
+    v = ++nextUsageVersion;
+    usageVersions.set(usage, v);
+  }
+  return v;
+}
 
 export function policyNotFound(policyName: string, namespace: string): Outcome {
   return {
@@ -68,26 +89,43 @@ export class SmtpUserStatusUpdater {
   readonly #events: EventRecorder;
   readonly #log: UserStatusLogger | undefined;
   readonly #now: () => number;
+  readonly #usage: UsagePacer<{ live: WithStatus; usage: Record<string, unknown> }>;
+  /** uid → what the last pass saw (version, outcome, usage report): an unchanged user is skipped at once */
+  readonly #seen = new Map<string, string>();
 
   constructor(options: {
     client: KubeClient;
     events: EventRecorder;
     log?: UserStatusLogger;
     now?: () => number;
+    /** The usage write budget (status patches a second); see usage-pacer.ts */
+    usageWritesPerSecond?: number;
   }) {
     this.#writer = new StatusWriter(options.client, SMTP_USERS);
     this.#events = options.events;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
+    this.#usage = new UsagePacer({
+      ...(options.usageWritesPerSecond !== undefined ? { perSecond: options.usageWritesPerSecond } : {}),
+      write: async (_uid, { live, usage }) => {
+        await this.#writer.write(live, { usage });
+      },
+      ...(options.log ? { log: options.log } : {}),
+    });
   }
 
-  /** Writes each user's status; throws after trying all of them if any write failed. */
+  /** Usage-only status writes done so far, and how many wait for their turn. */
+  get usageWrites(): { written: number; backlog: number } {
+    return { written: this.#usage.written, backlog: this.#usage.backlog };
+  }
+
+  /** Writes each user's status (several at once); throws after trying all of them if any write failed. */
   async update(
     entries: ReadonlyArray<{ user: SmtpUser; outcome: Outcome }>,
     usage?: PolicyUsage,
   ): Promise<void> {
     const failures: unknown[] = [];
-    for (const { user, outcome } of entries) {
+    const one = async ({ user, outcome }: { user: SmtpUser; outcome: Outcome }) => {
       try {
         await this.#updateOne(user, outcome, usage);
       } catch (err: unknown) {
@@ -97,6 +135,10 @@ export class SmtpUserStatusUpdater {
           'could not write the SmtpUser status',
         );
       }
+    };
+    // a new policy of 100,000 users needs as many writes: a few in flight, not one at a time
+    for (let i = 0; i < entries.length; i += STATUS_CONCURRENCY) {
+      await Promise.all(entries.slice(i, i + STATUS_CONCURRENCY).map(one));
     }
     if (failures.length > 0) {
       throw new AggregateError(failures, `${failures.length} SmtpUser status writes failed`);
@@ -104,6 +146,15 @@ export class SmtpUserStatusUpdater {
   }
 
   async #updateOne(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): Promise<void> {
+    // 100,000 users a pass: comparing each status costs seconds; most did not change at all
+    const uid = user.metadata.uid ?? user.metadata.name;
+    const seen = `${user.metadata.resourceVersion}|${outcome.ok}|${outcome.reason}|${outcome.message}|${usage ? usageVersion(usage) : ''}`;
+    if (this.#seen.get(uid) === seen) return;
+    await this.#compareAndWrite(user, outcome, usage);
+    this.#seen.set(uid, seen);
+  }
+
+  async #compareAndWrite(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): Promise<void> {
     const live = { ...user, status: user.status as Record<string, unknown> | undefined };
     const current = this.#writer.current(live) as { conditions?: LiveCondition[] } | undefined;
     const before = findCondition(current?.conditions, 'Ready');
@@ -115,6 +166,15 @@ export class SmtpUserStatusUpdater {
       new Date(this.#now()).toISOString(),
       usage,
     );
+    const { usage: usageStatus, ...rest } = status;
+    if (usageStatus && statusHolds(rest, current) && !statusHolds(status, current)) {
+      // only the usage changed: it waits for its turn in the write budget
+      this.#usage.offer(user.metadata.uid ?? user.metadata.name, {
+        live,
+        usage: usageStatus as unknown as Record<string, unknown>,
+      });
+      return;
+    }
     const wrote = await this.#writer.write(live, status as Record<string, unknown>);
     if (!wrote) return;
     const ready = findCondition(status.conditions, 'Ready');
@@ -135,5 +195,12 @@ export class SmtpUserStatusUpdater {
 
   forget(uid: string): void {
     this.#writer.forget(uid);
+    this.#usage.forget(uid);
+    this.#seen.delete(uid);
+  }
+
+  /** Stops the usage writes (leadership lost). */
+  stop(): void {
+    this.#usage.stop();
   }
 }

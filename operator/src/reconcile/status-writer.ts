@@ -21,9 +21,12 @@ export class StatusWriter {
 
   /** The status as it stands: the live one, or what this writer wrote on top of it. */
   current(live: WithStatus): Record<string, unknown> | undefined {
-    const mine = this.#written.get(live.metadata.uid ?? live.metadata.name);
+    const key = live.metadata.uid ?? live.metadata.name;
+    const mine = this.#written.get(key);
     if (mine && mine.basedOn === (live.metadata.resourceVersion ?? ''))
       return { ...live.status, ...mine.status };
+    // the cache has caught up (a newer version): what was written is in the live status now
+    if (mine) this.#written.delete(key);
     return live.status;
   }
 

@@ -10,6 +10,8 @@ export class OperatorMetrics implements ControllerMetrics {
   readonly #duration: Histogram<'kind'>;
   readonly #leader: Gauge;
   readonly #writes: Counter<'verb'>;
+  readonly #hashed: Counter;
+  readonly #usageDeferred: Counter;
   #queueDepth: () => number = () => 0;
 
   constructor(options: { processMetrics?: boolean } = {}) {
@@ -56,6 +58,24 @@ export class OperatorMetrics implements ControllerMetrics {
       labelNames: ['verb'],
       registers,
     });
+    this.#hashed = new Counter({
+      name: 'sluice_operator_password_hashes_total',
+      help: 'Plain passwords hashed (scrypt) for the users files; an unchanged password is never hashed again, also not after a restart',
+      registers,
+    });
+    this.#usageDeferred = new Counter({
+      name: 'sluice_operator_usage_writes_deferred_total',
+      help: 'SmtpUser usage updates left for a later pass because the usage write budget was spent',
+      registers,
+    });
+  }
+
+  passwordHashed(): void {
+    this.#hashed.inc();
+  }
+
+  usageDeferred(): void {
+    this.#usageDeferred.inc();
   }
 
   reconciled(kind: string, result: 'success' | 'error', seconds: number): void {

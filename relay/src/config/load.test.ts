@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { loadRelayConfig, loadUsersFile, parseConfigText } from './load.ts';
+import { loadRelayConfig, loadUsersFile, parseConfigText, readUsersSource } from './load.ts';
 import { ConfigError } from './validate.ts';
 
 /** The unprivileged user and group (nobody, nogroup) a root test run reads files as. */
@@ -204,6 +204,56 @@ describe('loadUsersFile', () => {
     const err = await rejection(loadUsersFile(path));
     assert.equal(err.code, 'SLUICE_ERR_DUPLICATE_USER');
     assert.deepEqual(err.problems, [`${path}: users[1].username: "alice" is already used by users[0]`]);
+  });
+});
+
+describe('loadUsersFile on a directory of shards', () => {
+  const shard = (...names: string[]) =>
+    JSON.stringify({ users: names.map((username) => ({ username, passwordHash: HASH })) });
+
+  it('merges every *.json and *.yaml file and skips dot entries', async () => {
+    const shards = join(dir, 'shards');
+    await mkdir(join(shards, '..data'), { recursive: true });
+    await writeFile(join(shards, 'users-00.json'), shard('alice', 'bob'));
+    await writeFile(join(shards, 'users-01.json'), shard('carol'));
+    await writeFile(join(shards, 'legacy.yaml'), `users:\n  - username: dave\n    passwordHash: "${HASH}"\n`);
+    await writeFile(join(shards, '..data', 'users-02.json'), shard('mallory'));
+    await writeFile(join(shards, 'notes.txt'), 'not a shard');
+    const users = await loadUsersFile(shards);
+    assert.deepEqual(users.users.map((u) => u.username).sort(), ['alice', 'bob', 'carol', 'dave']);
+    assert.equal(users.users[0]?.suspended, false, 'defaults are filled in each shard');
+  });
+
+  it('sees a change to one shard in what a reload compares', async () => {
+    const shards = join(dir, 'shards-source');
+    await mkdir(shards);
+    await writeFile(join(shards, 'users-00.json'), shard('alice'));
+    await writeFile(join(shards, 'users-01.json'), shard('bob'));
+    const before = await readUsersSource(shards);
+    await writeFile(join(shards, 'users-01.json'), shard('bob', 'carol'));
+    const changed = await readUsersSource(shards);
+    assert.notEqual(changed, before);
+    assert.deepEqual(
+      (await loadUsersFile(shards)).users.map((u) => u.username),
+      ['alice', 'bob', 'carol'],
+    );
+  });
+
+  it('names both shards of a username listed twice, and the shard of an invalid user', async () => {
+    const shards = join(dir, 'shards-dup');
+    await mkdir(shards);
+    await writeFile(join(shards, 'users-00.json'), shard('alice'));
+    await writeFile(join(shards, 'users-01.json'), shard('alice'));
+    const dup = await rejection(loadUsersFile(shards));
+    assert.equal(dup.code, 'SLUICE_ERR_CONFIG_INVALID');
+    assert.deepEqual(dup.problems, [
+      `${join(shards, 'users-01.json')}: user "alice" is already listed in ${join(shards, 'users-00.json')}`,
+    ]);
+    await writeFile(join(shards, 'users-01.json'), '{"users": [{"username": "bob"}]}');
+    const invalid = await rejection(loadUsersFile(shards));
+    assert.deepEqual(invalid.problems, [
+      `${join(shards, 'users-01.json')}: users[0].passwordHash: required field missing`,
+    ]);
   });
 });
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { pino } from 'pino';
-import { loadRelayConfig, loadUsersFile } from './load.ts';
+import { loadRelayConfig, loadUsersFile, readUsersSource, usersWatchDir } from './load.ts';
 import { Reloader, type ReloaderEvents } from './reloader.ts';
 import type { RelayConfig, UsersFile } from './schema.ts';
 import { ConfigError } from './validate.ts';
@@ -39,14 +39,18 @@ interface Applied {
 async function setUp(
   t: TestContext,
   files: { configPath: string; usersPath: string },
-  options: { debounceMs?: number; apply?: (a: Applied) => void } = {},
+  options: { debounceMs?: number; apply?: (a: Applied) => void; usersDir?: boolean } = {},
 ) {
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
   const applied: Applied[] = [];
   const reloader = new Reloader<RelayConfig, UsersFile>({
     config: { path: files.configPath, load: loadRelayConfig },
-    users: { path: files.usersPath, load: loadUsersFile },
+    users: {
+      path: files.usersPath,
+      load: loadUsersFile,
+      ...(options.usersDir ? { read: readUsersSource, watchDir: await usersWatchDir(files.usersPath) } : {}),
+    },
     apply: (config, users, changed) => {
       options.apply?.({ config, users, changed });
       applied.push({ config, users, changed });
@@ -97,6 +101,32 @@ async function waitFor<K extends keyof ReloaderEvents>(
 const rejectedLines = (logs: Record<string, unknown>[]) => logs.filter((l) => l.event === 'config_rejected');
 
 describe('Reloader', () => {
+  it('reloads a users directory when one of its shards changes', async (t) => {
+    const dir = await mkdtemp(join(root, 'shards-'));
+    const configPath = join(dir, 'config.yaml');
+    const usersPath = join(dir, 'users');
+    await mkdir(usersPath);
+    await writeFile(configPath, configText(30));
+    const shard = (...names: string[]) =>
+      JSON.stringify({ users: names.map((username) => ({ username, passwordHash: HASH })) });
+    await writeFile(join(usersPath, 'users-00.json'), shard('alice'));
+    await writeFile(join(usersPath, 'users-01.json'), shard('bob'));
+    const { reloader, initial, applied } = await setUp(t, { configPath, usersPath }, { usersDir: true });
+    assert.deepEqual(
+      initial.users.users.map((u) => u.username),
+      ['alice', 'bob'],
+    );
+
+    const usersApplied = waitFor(reloader, 'applied', (e) => e.which === 'users');
+    await writeAtomic(join(usersPath, 'users-01.json'), shard('bob', 'carol'));
+    await usersApplied;
+    assert.deepEqual(
+      applied.at(-1)?.users.users.map((u) => u.username),
+      ['alice', 'bob', 'carol'],
+    );
+    assert.deepEqual(applied.at(-1)?.changed, { config: false, users: true });
+  });
+
   it('starts with both files and applies a changed file', async (t) => {
     const files = await plainFiles();
     const { reloader, initial, applied, logs } = await setUp(t, files);

@@ -14,6 +14,10 @@ import { ConfigError } from './validate.ts';
 export interface ReloadTarget<T> {
   path: string;
   load: (path: string) => Promise<T>;
+  /** The text whose change means a reload; the file's text by default (a users directory lists its shards). */
+  read?: (path: string) => Promise<string>;
+  /** The directory whose events schedule a re-read; the file's directory by default. */
+  watchDir?: string;
 }
 
 export type ReloadWhich = 'config' | 'users';
@@ -103,7 +107,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
 
   #watch(): void {
     const dirs = new Set(
-      [this.#options.config.path, this.#options.users.path].map((p) => dirname(resolve(p))),
+      [this.#options.config, this.#options.users].map((t) => t.watchDir ?? dirname(resolve(t.path))),
     );
     for (const dir of dirs) {
       const watcher = watch(dir, () => this.#schedule());
@@ -161,7 +165,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     const { path } = slot.target;
     let key: string | undefined;
     try {
-      const text = await readConfigFile(path);
+      const text = await (slot.target.read ?? readConfigFile)(path);
       key = sha256(text);
       if (key === slot.hash) {
         slot.rejectedKey = undefined;
@@ -240,7 +244,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
 }
 
 async function readFresh<T>(target: ReloadTarget<T>): Promise<Fresh<T>> {
-  const hash = sha256(await readConfigFile(target.path));
+  const hash = sha256(await (target.read ?? readConfigFile)(target.path));
   return { value: await target.load(target.path), hash };
 }
 

@@ -811,7 +811,11 @@ export const RelayConfigSchema = Type.Object(
     stateDir: Type.Optional(
       Type.String({ minLength: 1, description: 'Directory for generated state (self-signed certificate)' }),
     ),
-    usersFile: Type.String({ minLength: 1, description: 'Path of the users file (YAML or JSON)' }),
+    usersFile: Type.String({
+      minLength: 1,
+      description:
+        'Path of the users file (YAML or JSON), or of a directory whose .json and .yaml files are merged into one list (shards)',
+    }),
     admin: Type.Object(
       {
         address: Type.String({

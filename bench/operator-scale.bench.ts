@@ -1,0 +1,437 @@
+// The operator at ISP scale, against a real kube-apiserver and etcd (the control plane
+// `make controlplane` builds): one RelayPolicy with N SmtpUsers, each with its own
+// password Secret. Most Secrets hold a hash (so the run measures the operator, not
+// scrypt); PLAIN users have plain passwords, which the operator hashes.
+//
+//   node bench/operator-scale.bench.ts            # 10,000 and 30,000 users
+//   node bench/operator-scale.bench.ts --full     # 10,000 and 100,000 users (about an hour on 2 cores)
+//   node bench/operator-scale.bench.ts --quick    # 1,000 users: checks the harness
+//
+// Measured per size, from the operator's own /metrics (a child process, as deployed):
+// cold start to every user in the users shards and Ready; a restart to steady state and
+// the writes and hashes it made (target: none); the writes and the time from one
+// password Secret change to the rewritten shard; the writes of one new user; the
+// operator's resident memory; and the relay's re-read of all shards after one changed.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { KubeClient, KubeObject } from '../operator/src/kube/client.ts';
+import { SECRETS, SMTP_USERS } from '../operator/src/kube/resources.ts';
+import { startApiServer } from '../operator/src/testing/api-server.ts';
+import { hashPassword } from '../relay/src/auth/password.ts';
+import { loadUsersFile } from '../relay/src/config/load.ts';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const OPERATOR_MAIN = resolve(HERE, '..', 'operator', 'src', 'main.ts');
+const RESULTS = join(HERE, 'results', 'operator-scale.md');
+const NS = 'bench';
+const PLAIN = 100;
+const CREATE_CONCURRENCY = 32;
+
+const args = process.argv.slice(2);
+const sizesArg = args.find((a) => a.startsWith('--sizes='));
+/** --operator-heap=MB: the operator's V8 old-space limit (what NODE_OPTIONS would set in its Deployment) */
+const heapArg = args.find((a) => a.startsWith('--operator-heap='))?.slice('--operator-heap='.length);
+const SIZES = sizesArg
+  ? sizesArg
+      .slice('--sizes='.length)
+      .split(',')
+      .map((n) => Number(n))
+  : args.includes('--quick')
+    ? [1000]
+    : args.includes('--full')
+      ? [10_000, 100_000]
+      : [10_000, 30_000];
+
+interface Operator {
+  child: ChildProcess;
+  port: number;
+  exited: Promise<void>;
+}
+
+async function startOperator(kubeconfig: string): Promise<Operator> {
+  const child = spawn(process.execPath, [OPERATOR_MAIN], {
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      KUBECONFIG: kubeconfig,
+      LEADER_ELECT: 'false',
+      WATCH_NAMESPACE: NS,
+      ADMIN_HOST: '127.0.0.1',
+      ADMIN_PORT: '0',
+      USAGE_INTERVAL_SECONDS: '0',
+      LOG_LEVEL: 'info',
+      ...(heapArg ? { NODE_OPTIONS: `--max-old-space-size=${heapArg}` } : {}),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
+  });
+  const port = await new Promise<number>((ok, fail) => {
+    let buffer = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buffer += d.toString();
+      for (;;) {
+        const nl = buffer.indexOf('\n');
+        if (nl < 0) break;
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const m = /"adminPort":(\d+)/.exec(line);
+        if (m) ok(Number(m[1]));
+      }
+    });
+    child.once('exit', (code) => fail(new Error(`operator exited (${code}): ${stderr}`)));
+  });
+  return { child, port, exited };
+}
+
+async function stopOperator(op: Operator): Promise<void> {
+  op.child.kill('SIGTERM');
+  await op.exited;
+}
+
+async function metrics(op: Operator): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${op.port}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    const name = line.slice(0, space);
+    // sum over labels by metric name, and keep the labelled series too
+    const base = name.replace(/\{.*\}$/, '');
+    const value = Number(line.slice(space + 1));
+    out.set(name, value);
+    out.set(base, (name === base ? 0 : (out.get(base) ?? 0)) + value);
+  }
+  return out;
+}
+
+const writesOf = (m: Map<string, number>) => m.get('sluice_operator_kube_writes_total') ?? 0;
+const hashesOf = (m: Map<string, number>) => m.get('sluice_operator_password_hashes_total') ?? 0;
+const rssOf = (m: Map<string, number>) => m.get('sluice_operator_process_resident_memory_bytes') ?? 0;
+const heapOf = (m: Map<string, number>) => m.get('sluice_operator_nodejs_heap_size_used_bytes') ?? 0;
+
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+async function inBatches(n: number, make: (i: number) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < n; i += CREATE_CONCURRENCY) {
+    await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, n - i) }, (_, j) => make(i + j)));
+  }
+}
+
+interface ShardSecret extends KubeObject {
+  data?: Record<string, string>;
+}
+
+async function shardUsers(admin: KubeClient): Promise<{ users: number; shards: ShardSecret[] }> {
+  const { items } = await admin.list<ShardSecret>(SECRETS, {
+    namespace: NS,
+    labelSelector: 'sluice.dev/users-shards',
+  });
+  const newest = Math.max(0, ...items.map((s) => Number(s.metadata.labels?.['sluice.dev/users-shards'])));
+  const shards = items.filter((s) => Number(s.metadata.labels?.['sluice.dev/users-shards']) === newest);
+  let users = 0;
+  for (const s of shards) {
+    users +=
+      (
+        JSON.parse(Buffer.from(s.data?.['users.json'] ?? 'e30=', 'base64').toString()) as {
+          users?: unknown[];
+        }
+      ).users?.length ?? 0;
+  }
+  return { users, shards };
+}
+
+async function readyUsers(admin: KubeClient): Promise<number> {
+  const { items } = await admin.list<
+    KubeObject & { status?: { conditions?: Array<{ type: string; status: string }> } }
+  >(SMTP_USERS, { namespace: NS });
+  return items.filter((u) => u.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+    .length;
+}
+
+async function settle(op: Operator, quietMs = 3000): Promise<Map<string, number>> {
+  // steady: an empty queue and no write for `quietMs`
+  let last = await metrics(op);
+  let since = Date.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = await metrics(op);
+    if (writesOf(now) !== writesOf(last) || (now.get('sluice_operator_workqueue_depth') ?? 0) > 0)
+      since = Date.now();
+    last = now;
+    if (Date.now() - since >= quietMs && (now.get('sluice_operator_reconcile_total') ?? 0) > 0) return now;
+  }
+}
+
+interface Result {
+  users: number;
+  createSeconds: number;
+  coldSeconds: number;
+  coldWrites: number;
+  coldHashes: number;
+  shards: number;
+  largestShardBytes: number;
+  totalBytes: number;
+  restartSeconds: number;
+  restartWrites: number;
+  restartHashes: number;
+  changeWrites: number;
+  changeMs: number;
+  newUserWrites: number;
+  rssMiB: number;
+  heapMiB: number;
+  relayColdMs: number;
+  relayReloadMs: number;
+}
+
+async function runSize(n: number, hash: string): Promise<Result> {
+  const { cp, admin } = await startApiServer();
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-opscale-'));
+  let op: Operator | undefined;
+  try {
+    await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
+    const created = performance.now();
+    await admin.create({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'RelayPolicy',
+      metadata: { name: 'mail', namespace: NS },
+      spec: { hostname: 'relay.example.net', replicas: 1 },
+    } as KubeObject);
+    const total = n;
+    await inBatches(total, async (i) => {
+      const plain = i < PLAIN;
+      await admin.create({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: `user-${i}-pw`, namespace: NS },
+        stringData: { password: plain ? `plain password ${i}` : hash },
+      } as KubeObject);
+      await admin.create({
+        apiVersion: 'sluice.dev/v1alpha1',
+        kind: 'SmtpUser',
+        metadata: { name: `user-${i}`, namespace: NS },
+        spec: {
+          username: `user-${i}@customer-${i % 997}.example`,
+          policyRef: { name: 'mail' },
+          passwordSecretRef: { name: `user-${i}-pw` },
+          allowedSenders: [`@customer-${i % 997}.example`],
+        },
+      } as KubeObject);
+    });
+    const createSeconds = (performance.now() - created) / 1000;
+    console.log(`  ${n} users created in ${createSeconds.toFixed(0)} s`);
+
+    // cold start
+    const coldStart = performance.now();
+    op = await startOperator(cp.kubeconfigPath);
+    const deadline = 3_600_000;
+    await until(
+      'every user in the shards',
+      async () => ((await shardUsers(admin)).users === total + 1 ? true : undefined),
+      deadline,
+      2000,
+    );
+    await until(
+      'every SmtpUser Ready',
+      async () => ((await readyUsers(admin)) === total ? true : undefined),
+      deadline,
+      2000,
+    );
+    const coldSeconds = (performance.now() - coldStart) / 1000;
+    const cold = await settle(op);
+    const { shards } = await shardUsers(admin);
+    const sizes = shards.map((s) => Buffer.from(s.data?.['users.json'] ?? '', 'base64').length);
+    console.log(
+      `  cold start ${coldSeconds.toFixed(1)} s, ${writesOf(cold)} writes, ${shards.length} shards`,
+    );
+
+    // restart
+    await stopOperator(op);
+    const restarted = performance.now();
+    op = await startOperator(cp.kubeconfigPath);
+    await until(
+      'ready',
+      async () => ((await fetch(`http://127.0.0.1:${op?.port}/readyz`)).ok ? true : undefined),
+      deadline,
+      200,
+    );
+    const steady = await settle(op);
+    const restartSeconds = (performance.now() - restarted) / 1000 - 3;
+    console.log(
+      `  restart ${restartSeconds.toFixed(1)} s, ${writesOf(steady)} writes, ${hashesOf(steady)} hashes`,
+    );
+
+    // one password change: time to the rewritten shard, and writes
+    const before = await metrics(op);
+    const shardOf = async () => {
+      for (const s of (await shardUsers(admin)).shards) {
+        const text = Buffer.from(s.data?.['users.json'] ?? '', 'base64').toString();
+        const m = /"username":"user-1@customer-1\.example","passwordHash":"([^"]+)"/.exec(text);
+        if (m?.[1]) return { name: s.metadata.name, hash: m[1] };
+      }
+      return undefined;
+    };
+    const old = await shardOf();
+    if (!old) throw new Error('user-1 not found in the shards');
+    const changedAt = performance.now();
+    await admin.apply({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'user-1-pw', namespace: NS },
+      stringData: { password: 'a new password' },
+    } as KubeObject);
+    await until(
+      'the rewritten shard',
+      async () => {
+        const s = await admin.get<ShardSecret>('v1', 'Secret', NS, old.name);
+        return Buffer.from(s?.data?.['users.json'] ?? '', 'base64')
+          .toString()
+          .includes(old.hash)
+          ? undefined
+          : true;
+      },
+      60_000,
+      20,
+    );
+    const changeMs = performance.now() - changedAt;
+    const afterChange = await settle(op);
+    const changeWrites = writesOf(afterChange) - writesOf(before);
+
+    // one new user
+    await admin.create({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'newcomer-pw', namespace: NS },
+      stringData: { password: hash },
+    } as KubeObject);
+    await admin.create({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'SmtpUser',
+      metadata: { name: 'newcomer', namespace: NS },
+      spec: {
+        username: 'newcomer@example.net',
+        policyRef: { name: 'mail' },
+        passwordSecretRef: { name: 'newcomer-pw' },
+      },
+    } as KubeObject);
+    await until(
+      'the newcomer Ready',
+      async () => {
+        const u = await admin.get<
+          KubeObject & { status?: { conditions?: Array<{ type: string; status: string }> } }
+        >('sluice.dev/v1alpha1', 'SmtpUser', NS, 'newcomer');
+        return u?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+          ? true
+          : undefined;
+      },
+      60_000,
+      50,
+    );
+    const afterNew = await settle(op);
+    const newUserWrites = writesOf(afterNew) - writesOf(afterChange);
+
+    // the relay's side: every shard read once, then again after one shard changed
+    const files = (await shardUsers(admin)).shards;
+    const usersDir = join(dir, 'users');
+    await rm(usersDir, { recursive: true, force: true });
+    await mkdir(usersDir);
+    for (const [i, s] of files.entries()) {
+      await writeFile(join(usersDir, `users-${i}.json`), Buffer.from(s.data?.['users.json'] ?? '', 'base64'));
+    }
+    let t = performance.now();
+    await loadUsersFile(usersDir);
+    const relayColdMs = performance.now() - t;
+    const first = Buffer.from(files[0]?.data?.['users.json'] ?? '', 'base64').toString();
+    await writeFile(join(usersDir, 'users-0.json'), first.replace('"suspended":false', '"suspended":true'));
+    t = performance.now();
+    await loadUsersFile(usersDir);
+    const relayReloadMs = performance.now() - t;
+
+    return {
+      users: n,
+      createSeconds,
+      coldSeconds,
+      coldWrites: writesOf(cold),
+      coldHashes: hashesOf(cold),
+      shards: shards.length,
+      largestShardBytes: Math.max(...sizes),
+      totalBytes: sizes.reduce((a, b) => a + b, 0),
+      restartSeconds,
+      restartWrites: writesOf(steady),
+      restartHashes: hashesOf(steady),
+      changeWrites,
+      changeMs,
+      newUserWrites,
+      rssMiB: rssOf(afterNew) / 2 ** 20,
+      heapMiB: heapOf(afterNew) / 2 ** 20,
+      relayColdMs,
+      relayReloadMs,
+    };
+  } finally {
+    if (op) await stopOperator(op);
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function report(results: Result[], load: string): string {
+  const row = (label: string, f: (r: Result) => string) => `| ${label} | ${results.map(f).join(' | ')} |`;
+  return [
+    '# Operator at scale',
+    '',
+    `One RelayPolicy, N SmtpUsers each with its own password Secret (${PLAIN} plain passwords, the rest hashes), a real kube-apiserver and etcd on this machine, the operator as a child process; numbers from its /metrics${heapArg ? `; operator run with --max-old-space-size=${heapArg}` : ''}. Load average at the start: ${load}.`,
+    '',
+    `| | ${results.map((r) => `${r.users.toLocaleString('en')} users`).join(' | ')} |`,
+    `| --- | ${results.map(() => '---').join(' | ')} |`,
+    row('objects created by the bench (s)', (r) => r.createSeconds.toFixed(0)),
+    row('cold start to every user in the shards and Ready (s)', (r) => r.coldSeconds.toFixed(1)),
+    row('cold start: API writes / passwords hashed', (r) => `${r.coldWrites} / ${r.coldHashes}`),
+    row(
+      'shards; largest; all (users file bytes)',
+      (r) =>
+        `${r.shards}; ${(r.largestShardBytes / 1024).toFixed(0)} KiB; ${(r.totalBytes / 2 ** 20).toFixed(1)} MiB`,
+    ),
+    row('restart to steady state (s)', (r) => r.restartSeconds.toFixed(1)),
+    row('restart: API writes / passwords hashed', (r) => `${r.restartWrites} / ${r.restartHashes}`),
+    row('one password change: API writes', (r) => String(r.changeWrites)),
+    row('one password change: Secret change to rewritten shard (ms)', (r) => r.changeMs.toFixed(0)),
+    row('one new user: API writes', (r) => String(r.newUserWrites)),
+    row(
+      'operator memory: resident / V8 heap used (MiB)',
+      (r) => `${r.rssMiB.toFixed(0)} / ${r.heapMiB.toFixed(0)}`,
+    ),
+    row('relay: read every shard (ms)', (r) => r.relayColdMs.toFixed(0)),
+    row('relay: re-read after one shard changed (ms)', (r) => r.relayReloadMs.toFixed(0)),
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const load = loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+  const hash = await hashPassword('bench password');
+  const results: Result[] = [];
+  for (const n of SIZES) {
+    console.log(`operator-scale: ${n} users`);
+    results.push(await runSize(n, hash));
+  }
+  const text = report(results, load);
+  await writeFile(RESULTS, text);
+  console.log(text);
+}
+
+await main();

@@ -1,0 +1,108 @@
+// The data of the Secrets the policies read (user passwords, TLS, Redis and smarthost
+// credentials), and of no others. Which Secrets exist and at which version comes from a
+// metadata-only watch (no data of any Secret travels or stays in memory for it); the
+// data of a referenced Secret is read when it is first needed or its version changed:
+// one GET each, or one paged list of the namespace when many are missing at once (an
+// operator start with 100,000 users reads one list, not 100,000 objects).
+import type { KubeClient } from '../kube/client.ts';
+import { keyOf, SECRETS, splitKey } from '../kube/resources.ts';
+import type { Lookup, SecretObject } from '../reconcile/policy-inputs.ts';
+
+/** Above this many Secrets to read in one namespace, a paged list of the namespace is cheaper. */
+const LIST_ABOVE = 64;
+const GET_CONCURRENCY = 8;
+
+export class ReferencedSecrets implements Lookup<SecretObject> {
+  readonly #client: KubeClient;
+  /** The metadata-only cache: which Secrets exist, at which resourceVersion */
+  readonly #meta: Lookup<SecretObject>;
+  readonly #data = new Map<string, SecretObject>();
+  #reads = 0;
+
+  constructor(options: { client: KubeClient; meta: Lookup<SecretObject> }) {
+    this.#client = options.client;
+    this.#meta = options.meta;
+  }
+
+  /** Secret reads so far (GETs and list pages), for tests and the bench. */
+  get reads(): number {
+    return this.#reads;
+  }
+
+  get(namespace: string, name: string): SecretObject | undefined {
+    return this.#data.get(keyOf(namespace, name));
+  }
+
+  list(): SecretObject[] {
+    return [...this.#data.values()];
+  }
+
+  /** Drops a Secret no longer referenced, or deleted. */
+  drop(key: string): void {
+    this.#data.delete(key);
+  }
+
+  /** Reads the data of every Secret in `keys` that exists and is not held at its current version. */
+  async ensure(keys: Iterable<string>): Promise<void> {
+    const stale = new Map<string, string[]>();
+    for (const key of keys) {
+      const { namespace, name } = splitKey(key);
+      const meta = this.#meta.get(namespace, name);
+      if (!meta) {
+        this.#data.delete(key);
+        continue;
+      }
+      if (this.#data.get(key)?.metadata.resourceVersion === meta.metadata.resourceVersion) continue;
+      let names = stale.get(namespace);
+      if (!names) {
+        names = [];
+        stale.set(namespace, names);
+      }
+      names.push(name);
+    }
+    for (const [namespace, names] of stale) {
+      if (names.length > LIST_ABOVE) await this.#listNamespace(namespace, new Set(names));
+      else await this.#getEach(namespace, names);
+    }
+  }
+
+  async #listNamespace(namespace: string, wanted: Set<string>): Promise<void> {
+    await this.#client.list<SecretObject>(SECRETS, {
+      namespace,
+      onPage: (items) => {
+        this.#reads++;
+        for (const s of items) if (wanted.has(s.metadata.name)) this.#keep(s);
+      },
+    });
+  }
+
+  async #getEach(namespace: string, names: readonly string[]): Promise<void> {
+    for (let i = 0; i < names.length; i += GET_CONCURRENCY) {
+      await Promise.all(
+        names.slice(i, i + GET_CONCURRENCY).map(async (name) => {
+          this.#reads++;
+          const s = await this.#client.get<SecretObject>('v1', 'Secret', namespace, name);
+          if (s) this.#keep(s);
+          else this.#data.delete(keyOf(namespace, name));
+        }),
+      );
+    }
+  }
+
+  /** Keeps what the reconcile reads: name, version, type and data. */
+  #keep(s: SecretObject): void {
+    const { namespace, name, resourceVersion, uid } = s.metadata;
+    this.#data.set(keyOf(namespace, name), {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name,
+        ...(namespace ? { namespace } : {}),
+        ...(uid ? { uid } : {}),
+        ...(resourceVersion ? { resourceVersion } : {}),
+      },
+      ...(s.type ? { type: s.type } : {}),
+      ...(s.data ? { data: s.data } : {}),
+    });
+  }
+}
