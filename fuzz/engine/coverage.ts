@@ -22,6 +22,8 @@ export class CoverageMap {
   readonly #wanted = new Map<string, number>(); // scriptId → index, or -1 when not wanted
   readonly #seen = new Set<number>();
   readonly #blocks = new Set<number>();
+  /** The blocks seen in each function (keyed by script index and function start): start × 2^24 + end. */
+  readonly #known = new Map<number, Set<number>>();
 
   /** include: substrings of the script URLs whose blocks count (the code under test). */
   constructor(include: readonly string[]) {
@@ -32,7 +34,15 @@ export class CoverageMap {
     this.#post('Profiler.startPreciseCoverage', { callCount: true, detailed: true });
   }
 
-  /** The features of the work done since the last call: one number per (block, count bucket). */
+  /**
+   * The features of the work done since the last call: one number per (block, count bucket).
+   *
+   * V8 reports a function's blocks compactly: a block that ran as often as the block around
+   * it is left out, and blocks that did not run are reported with count 0. So the blocks an
+   * input reached are not the ranges reported with a count; they are the blocks known from
+   * any report (every block shows once it is skipped) that no 0-count range of this report
+   * covers, each counted as the innermost reported range around it.
+   */
   take(): number[] {
     const { result } = this.#post('Profiler.takePreciseCoverage') as { result: ScriptCoverage[] };
     const features: number[] = [];
@@ -40,10 +50,29 @@ export class CoverageMap {
       const index = this.#scriptIndex(script);
       if (index < 0) continue;
       for (const fn of script.functions) {
-        for (const range of fn.ranges) {
-          if (range.count === 0) continue;
+        const head = fn.ranges[0];
+        if (head === undefined || head.count === 0) continue;
+        const id = index * 2 ** 24 + head.startOffset;
+        let known = this.#known.get(id);
+        if (known === undefined) {
+          known = new Set();
+          this.#known.set(id, known);
+        }
+        for (const range of fn.ranges) known.add(range.startOffset * 2 ** 24 + range.endOffset);
+        for (const block of known) {
+          const start = Math.floor(block / 2 ** 24);
+          const end = block % 2 ** 24;
+          let count = 0;
+          let innermost = Number.POSITIVE_INFINITY;
+          for (const range of fn.ranges) {
+            const length = range.endOffset - range.startOffset;
+            if (range.startOffset <= start && end <= range.endOffset && length < innermost) {
+              innermost = length;
+              count = range.count;
+            }
+          }
           // 2^12 scripts × 2^24 offsets × 2^4 buckets fits in a double's 53 bits
-          features.push((index * 2 ** 24 + range.startOffset) * 16 + bucket(range.count));
+          if (count > 0) features.push((index * 2 ** 24 + start) * 16 + bucket(count));
         }
       }
     }
@@ -61,6 +90,16 @@ export class CoverageMap {
       }
     }
     return fresh;
+  }
+
+  /**
+   * Remembers the blocks of a batch's features once its inputs were run one by one. V8
+   * leaves out a block that ran as often as the block around it, so a block one input
+   * reaches may show only in a batch's summed counts; it must not make every later batch
+   * look new.
+   */
+  addBlocks(features: readonly number[]): void {
+    for (const f of features) this.#blocks.add(Math.floor(f / 16));
   }
 
   /**

@@ -88,7 +88,7 @@ export async function fuzz(
     finding,
   });
 
-  /** Runs one input with every check; returns a finding's message, or null. */
+  /** Runs one input with the checks of the target and the loop; returns a finding's message, or null. */
   const runOnce = async (input: Buffer): Promise<string | null> => {
     probe.reset();
     let timer: NodeJS.Timeout | undefined;
@@ -216,9 +216,11 @@ export async function fuzz(
       }
       runMs = 0.9 * runMs + 0.1 * ((performance.now() - t) / size);
       batchSize = Math.min(options.batch, Math.max(8, Math.ceil((5 * takeMs) / runMs)));
-      if (coverage.hasNewBlock(take())) {
+      const features = take();
+      if (coverage.hasNewBlock(features)) {
         const finding = await attribute(batch);
         if (finding !== null) return finding;
+        coverage.addBlocks(features);
       }
       if (performance.now() > nextStatus) {
         nextStatus += 10_000;
