@@ -53,9 +53,10 @@ const report = await fuzz(target, coverage, {
     replay.length > 0
       ? replay
       : [
-          join(root, 'fuzz/corpus', target.name),
+          join(root, 'fuzz/corpus', target.corpus ?? target.name),
           join(root, 'fuzz/regressions', target.name),
-          join(root, 'var/fuzz/corpus', target.name),
+          // the corpus a long run grew, which it goes on from
+          ...(values['save-corpus'] ? [join(root, 'var/fuzz/corpus', target.name)] : []),
         ],
   ...(values['save-corpus'] ? { saveCorpusDir: join(root, 'var/fuzz/corpus', target.name) } : {}),
   artifactDir: join(root, 'var/fuzz/findings'),

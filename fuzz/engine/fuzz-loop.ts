@@ -18,6 +18,8 @@ import { SliceProbe } from './slice-probe.ts';
 
 export interface FuzzTarget {
   name: string;
+  /** The seed corpus folder's name, when the target shares another's (default: name). */
+  corpus?: string;
   /** Longest input the mutator makes, in bytes. */
   maxLength: number;
   /** Tokens the mutator inserts (command verbs, header names, magic numbers). */
