@@ -1,5 +1,5 @@
 // Runs one fuzz target: node fuzz/fuzz.ts <target> [--runs N] [--seconds S] [--seed N]
-//   [--bound-ms N] [--hang-ms N] [--batch N] [--save-corpus] [--replay FILE_OR_DIR ...]
+//   [--bound-ms N] [--hang-ms N] [--batch N] [--save-corpus] [--replay FILE_OR_DIR ...] [--trace]
 // Exits 1 on a finding (its input is written to var/fuzz/findings/), 0 otherwise.
 // See fuzz/README.md.
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ const { values, positionals } = parseArgs({
     batch: { type: 'string', default: '256' },
     'save-corpus': { type: 'boolean', default: false },
     replay: { type: 'string', multiple: true },
+    trace: { type: 'boolean', default: false },
   },
 });
 const name = positionals[0];
@@ -41,7 +42,7 @@ const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : n
 
 // Coverage first: block counters are compiled into functions loaded after this.
 const coverage = new CoverageMap(entry.coverage);
-const target: FuzzTarget = await entry.load();
+const target: FuzzTarget = await entry.load({ trace: values.trace });
 const report = await fuzz(target, coverage, {
   runs: replay.length > 0 ? 0 : number('runs'),
   maxSeconds: number('seconds'),

@@ -5,9 +5,11 @@
 // written to the artifact directory.
 //
 // Reading V8's coverage costs a few milliseconds, more than most inputs, so mutants run in
-// batches with one read per batch; only a batch that reached a new block is run again one
-// input at a time, to find which inputs to keep (and their new hit-count buckets). After
-// the first seconds few batches do, and the read is paid once per batch.
+// batches with one read per batch; only a batch that reached a new block is run again, in
+// halves down to single inputs, to find which inputs to keep. So a new hit-count bucket
+// counts only for the inputs of such a batch: on a batch's summed counts it would say
+// nothing about any one input. After the first minutes few batches reach a new block,
+// and the read is paid once per batch.
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -5,7 +5,7 @@ import type { FuzzTarget } from '../engine/fuzz-loop.ts';
 
 export interface TargetEntry {
   coverage: readonly string[];
-  load(): Promise<FuzzTarget>;
+  load(options: { trace: boolean }): Promise<FuzzTarget>;
 }
 
 const ATTACHMENT_COVERAGE = [
@@ -40,6 +40,6 @@ export const TARGETS: Readonly<Record<string, TargetEntry>> = {
   },
   'smtp-session': {
     coverage: ['/relay/src/smtp/', '/relay/src/policy/', '/relay/src/auth/', '/node_modules/smtp-server/'],
-    load: async () => (await import('./smtp-session.ts')).target,
+    load: async (options) => (await import('./smtp-session.ts')).createTarget(options),
   },
 };

@@ -16,8 +16,6 @@ import type { SliceProbe } from '../engine/slice-probe.ts';
 import { CheckFailed, check } from './check.ts';
 
 const MAX_LINES = 64;
-/** SLUICE_FUZZ_TRACE=1 prints each exchange, for reading a finding's input. */
-const TRACE = process.env.SLUICE_FUZZ_TRACE === '1';
 const REPLY_LINE = /^([2-5]\d\d)([ -])(.*)$/s;
 const ENHANCED = /^([245])\.\d{1,3}\.\d{1,3}( |$)/;
 
@@ -141,7 +139,7 @@ function checkReply(reply: Reply, after: string): void {
 }
 
 /** Runs the input as one session; returns when the connection is closed. */
-async function session(input: Buffer, probe: SliceProbe): Promise<void> {
+async function session(input: Buffer, probe: SliceProbe, trace: boolean): Promise<void> {
   const lines = input
     .toString('latin1')
     .split('\n', MAX_LINES)
@@ -168,7 +166,7 @@ async function session(input: Buffer, probe: SliceProbe): Promise<void> {
       probe.begin();
       const reply = await client.next();
       probe.end();
-      if (TRACE) console.log(JSON.stringify(text), '→', JSON.stringify(reply?.lines ?? 'closed'));
+      if (trace) console.log(JSON.stringify(text), '→', JSON.stringify(reply?.lines ?? 'closed'));
       if (client.malformed !== null)
         throw new CheckFailed(`${client.malformed}, after ${JSON.stringify(what)}`);
       check(reply !== null, `the connection closed without a reply to ${JSON.stringify(what)}`);
@@ -211,7 +209,8 @@ async function session(input: Buffer, probe: SliceProbe): Promise<void> {
   }
 }
 
-export const target: FuzzTarget = {
+/** trace: print each command and its reply (for reading a finding's input). */
+export const createTarget = (options: { trace: boolean }): FuzzTarget => ({
   name: 'smtp-session',
   maxLength: 4096,
   dictionary: [
@@ -269,7 +268,7 @@ export const target: FuzzTarget = {
     await relay.close();
   },
   async run(input, probe) {
-    await session(input, probe);
+    await session(input, probe, options.trace);
     const errors = relay.logs.lines.filter((l) => l.level === 'error' || l.level === 'fatal');
     relay.logs.lines.length = 0;
     check(errors.length === 0, `the relay logged an error: ${JSON.stringify(errors[0])}`);
@@ -280,4 +279,4 @@ export const target: FuzzTarget = {
       for (const name of await readdir(dir)) await rm(join(dir, name), { force: true, recursive: true });
     }
   },
-};
+});
