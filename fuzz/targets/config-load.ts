@@ -14,7 +14,12 @@ import { ConfigError, validateRelayConfig, validateUsersFile } from '../../relay
 import type { FuzzTarget } from '../engine/fuzz-loop.ts';
 import { CheckFailed, check } from './check.ts';
 
-const CODES = new Set(['SLUICE_ERR_CONFIG_PARSE', 'SLUICE_ERR_CONFIG_INVALID', 'SLUICE_ERR_DUPLICATE_USER']);
+const CODES = new Set([
+  'SLUICE_ERR_CONFIG_PARSE',
+  'SLUICE_ERR_CONFIG_INVALID',
+  'SLUICE_ERR_DUPLICATE_USER',
+  'SLUICE_ERR_PASSWORD_HASH',
+]);
 const SENSITIVE_NAME = /password|passwd|passphrase|^pass$|hash|secret|token/i;
 /** Shorter values could appear in a message by coincidence (a field name, a number). */
 const SECRET_MIN_CHARS = 8;

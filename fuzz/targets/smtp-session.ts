@@ -24,7 +24,12 @@ interface Reply {
   lines: string[];
 }
 
-let relay: TestRelay;
+let running: TestRelay | undefined;
+
+function relay(): TestRelay {
+  if (running === undefined) throw new Error('the relay is not started (setup failed)');
+  return running;
+}
 let inputsSinceCleanup = 0;
 
 /** A scrypt hash as cheap as the format allows: AUTH is fuzzed, not the password hash. */
@@ -144,7 +149,7 @@ async function session(input: Buffer, probe: SliceProbe, trace: boolean): Promis
     .toString('latin1')
     .split('\n', MAX_LINES)
     .map((l) => l.replace(/\r$/, ''));
-  const client = await Client.connect(relay.port('plain'));
+  const client = await Client.connect(relay().port('plain'));
   try {
     const greeting = await client.next();
     check(greeting !== null && greeting.code === 220, `greeting ${JSON.stringify(greeting)}`);
@@ -249,7 +254,7 @@ export const createTarget = (options: { trace: boolean }): FuzzTarget => ({
     'Content-Disposition: attachment; filename=a.exe\r\n',
   ],
   async setup() {
-    relay = await startTestRelay({
+    running = await startTestRelay({
       config: {
         listeners: [PLAIN_LISTENER],
         auth: { allowPlaintext: true },
@@ -257,7 +262,7 @@ export const createTarget = (options: { trace: boolean }): FuzzTarget => ({
         // counters would soon refuse every session from 127.0.0.1: the refusals are
         // tested elsewhere, here they would hide the rest of the protocol
         rateLimits: { perUser: [], perIp: [], concurrentConnectionsPerIp: 1000 },
-        authLockout: { maxFailuresPerUser: 1_000_000_000, maxFailuresPerIp: 1_000_000_000 },
+        authLockout: { maxFailuresPerUser: 100_000_000, maxFailuresPerIp: 100_000_000 },
       },
       users: [{ username: 'alice', passwordHash: cheapHash(PASSWORD), suspended: false }],
       deliver: false,
@@ -265,17 +270,17 @@ export const createTarget = (options: { trace: boolean }): FuzzTarget => ({
     });
   },
   async teardown() {
-    await relay.close();
+    await running?.close();
   },
   async run(input, probe) {
     await session(input, probe, options.trace);
-    const errors = relay.logs.lines.filter((l) => l.level === 'error' || l.level === 'fatal');
-    relay.logs.lines.length = 0;
+    const errors = relay().logs.lines.filter((l) => l.level === 'error' || l.level === 'fatal');
+    relay().logs.lines.length = 0;
     check(errors.length === 0, `the relay logged an error: ${JSON.stringify(errors[0])}`);
     // accepted messages pile up in the spool: clear it now and then
     if (++inputsSinceCleanup >= 500) {
       inputsSinceCleanup = 0;
-      const dir = relay.relay.spool.queueDir;
+      const dir = relay().relay.spool.queueDir;
       for (const name of await readdir(dir)) await rm(join(dir, name), { force: true, recursive: true });
     }
   },
