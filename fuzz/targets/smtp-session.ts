@@ -30,6 +30,7 @@ function relay(): TestRelay {
   if (running === undefined) throw new Error('the relay is not started (setup failed)');
   return running;
 }
+
 let inputsSinceCleanup = 0;
 
 /** A scrypt hash as cheap as the format allows: AUTH is fuzzed, not the password hash. */
