@@ -56,6 +56,8 @@ export class SluiceConnection extends SMTPConnection {
   #maxErrors: () => number;
   #observer: ReplyObserver;
   #allowPlaintextAuth: () => boolean;
+  /** smtp-server's own 'close' listeners on the plain socket (see upgrade). */
+  #libraryCloseListeners: readonly unknown[] = [];
 
   constructor(
     server: SMTPServer,
@@ -76,6 +78,7 @@ export class SluiceConnection extends SMTPConnection {
    * it greets at once. A client that talks before the greeting still gets "talk too soon".
    */
   override init(): void {
+    const before = new Set<unknown>(this._socket.rawListeners('close'));
     this._setListeners(() => {
       const { maxClients } = this._server.options;
       if (maxClients && this._server.connections.size > maxClients) {
@@ -84,6 +87,24 @@ export class SluiceConnection extends SMTPConnection {
       }
       this.connectionReady();
     });
+    this.#libraryCloseListeners = this._socket.rawListeners('close').filter((l) => !before.has(l));
+  }
+
+  /**
+   * STARTTLS: smtp-server takes every listener off the plain socket before it wraps it in
+   * TLS, also the listener's own 'close' listeners, which give the connection's slot back
+   * (connection-slots.ts) and forget the socket. Without them every STARTTLS session kept
+   * its slot for good, and after maxConnectionsPerIp of them the client's address was
+   * refused until the relay restarted. They are put back; smtp-server's own are not.
+   */
+  override upgrade(callback: () => void, secureCallback?: () => void): void {
+    const socket = this._socket;
+    const library = new Set<unknown>(this.#libraryCloseListeners);
+    const ours = socket.rawListeners('close').filter((l) => !library.has(l));
+    super.upgrade(callback, secureCallback);
+    for (const listener of ours) {
+      if (!socket.rawListeners('close').includes(listener)) socket.on('close', listener as () => void);
+    }
   }
 
   /**
