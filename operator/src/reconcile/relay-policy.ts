@@ -30,6 +30,7 @@ import {
   statefulSet,
   usersSecret,
 } from '../build/workload.ts';
+import { toKubeApiError } from '../kube/api-error.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
@@ -47,6 +48,17 @@ import {
 import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-status.ts';
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
 import { StatusWriter } from './status-writer.ts';
+
+/** Some owned objects could not be applied; the policy's status says which and why. */
+export class ApplyFailedError extends Error {
+  readonly code = 'SLUICE_ERR_APPLY_FAILED';
+  readonly failures: readonly string[];
+  constructor(key: string, failures: readonly string[]) {
+    super(`${key}: ${failures.join('; ')}`);
+    this.name = 'ApplyFailedError';
+    this.failures = failures;
+  }
+}
 
 interface StatefulSetObject extends KubeObject {
   spec?: { replicas?: number };
@@ -161,12 +173,32 @@ export class RelayPolicyReconciler {
       handoffPassword,
     });
 
+    // each owned object is applied on its own: one the API server refuses is reported in
+    // status (Degraded, ApplyFailed) and retried, and does not hold back the others
     let changed = 0;
-    const apply = async <T extends KubeObject>(desired: KubeObject, live?: T | null): Promise<T> => {
-      const result = await applyIfChanged<T>(client, desired, live);
-      if (result.applied) changed++;
-      return result.object;
+    const failures: string[] = [];
+    const attempt = async <T>(what: string, step: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await step();
+      } catch (err: unknown) {
+        const e = toKubeApiError(err);
+        // no answer at all: the status cannot be written either; retry the whole reconcile
+        if (e.status === 0) throw e;
+        failures.push(`${what}: ${e.message}`);
+        this.#o.log?.warn({ relayPolicy: key, object: what, err: e.message }, 'apply failed');
+        return undefined;
+      }
     };
+    const apply = <T extends KubeObject>(desired: KubeObject, live?: T | null): Promise<T | undefined> =>
+      attempt(`${desired.kind} ${desired.metadata.name}`, async () => {
+        const result = await applyIfChanged<T>(client, desired, live);
+        if (result.applied) changed++;
+        return result.object;
+      });
+    const deleteOwned = (apiVersion: string, kind: string, name: string) =>
+      attempt(`${kind} ${name}`, async () => {
+        if (await this.#deleteOwned(policy, apiVersion, kind, name)) changed++;
+      });
     await apply(internalSecret(policy, handoffPassword, adminToken) as KubeObject, liveInternal ?? null);
     await apply(usersSecret(policy, built.yaml) as KubeObject, liveUsers ?? null);
 
@@ -182,16 +214,16 @@ export class RelayPolicyReconciler {
       await apply(podDisruptionBudget(policy) as KubeObject);
       const hpa = horizontalPodAutoscaler(policy);
       if (hpa) await apply(hpa as KubeObject);
-      else if (await this.#deleteOwned(policy, 'autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa)) changed++;
+      else await deleteOwned('autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa);
       if (await this.#servesServiceMonitors()) await apply(serviceMonitor(policy) as unknown as KubeObject);
       if (network.relayNetworkPolicy) {
         await apply(relayNetworkPolicy(policy, network.relayNetworkPolicy) as unknown as KubeObject);
-      } else if (await this.#deleteOwned(policy, 'networking.k8s.io/v1', 'NetworkPolicy', n.networkPolicy)) {
-        changed++;
+      } else {
+        await deleteOwned('networking.k8s.io/v1', 'NetworkPolicy', n.networkPolicy);
       }
-    } else {
-      sts = await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
     }
+    // a StatefulSet that was not applied (no valid config, or refused) is reported as it stands
+    sts ??= await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
 
     const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;
@@ -204,6 +236,7 @@ export class RelayPolicyReconciler {
       sharedState: policy.spec.redis !== undefined,
       ...(sts ? { statefulSet: { ...sts.status, generation: sts.metadata.generation } } : {}),
       ...(configError ? { configError } : {}),
+      applyFailures: failures,
       missingSecrets: secrets.missing,
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
       userCount: users.length,
@@ -229,6 +262,8 @@ export class RelayPolicyReconciler {
       usage,
     );
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
+    // the status says what failed; the error makes the work queue retry with backoff
+    if (failures.length > 0) throw new ApplyFailedError(key, failures);
     return { changed, statusWritten };
   }
 
