@@ -20,6 +20,29 @@ const EVENTS: ResourceType = {
   namespaced: true,
 };
 
+interface ClaimSpec {
+  storageClassName?: string;
+  accessModes: string[];
+  resources: { requests: { storage: string } };
+}
+interface Claim extends KubeObject {
+  spec: ClaimSpec;
+}
+interface StatefulSet extends KubeObject {
+  spec: {
+    replicas?: number;
+    volumeClaimTemplates: Array<{ metadata: { labels?: Record<string, string> }; spec: ClaimSpec }>;
+  };
+}
+
+const PVCS: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'PersistentVolumeClaim',
+  plural: 'persistentvolumeclaims',
+  namespaced: true,
+};
+
 interface Condition {
   type: string;
   status: string;
@@ -63,6 +86,38 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
       spec: { hostname: 'relay.example.net', ...spec },
     } as KubeObject);
   }
+  async function mergePatch(kind: string, ns: string, name: string, patch: unknown): Promise<void> {
+    await cp.kubectl(['patch', `${kind}/${name}`, '-n', ns, '--type=merge', '-p', JSON.stringify(patch)]);
+  }
+  const stsOf = (ns: string) => admin.get<StatefulSet>('apps/v1', 'StatefulSet', ns, 'mail-relay');
+  const claimOf = (ns: string, name: string) => admin.get<Claim>('v1', 'PersistentVolumeClaim', ns, name);
+  async function storageClass(name: string, allowVolumeExpansion: boolean): Promise<void> {
+    await admin.create({
+      apiVersion: 'storage.k8s.io/v1',
+      kind: 'StorageClass',
+      metadata: { name },
+      provisioner: 'disk.example.com',
+      allowVolumeExpansion,
+    } as KubeObject);
+  }
+  /** The spool claims the StatefulSet controller creates, bound as the volume controller would. */
+  async function boundClaims(ns: string, sts: StatefulSet): Promise<void> {
+    const template = sts.spec.volumeClaimTemplates[0];
+    assert.ok(template);
+    for (let i = 0; i < (sts.spec.replicas ?? 1); i++) {
+      const name = `spool-mail-relay-${i}`;
+      await admin.create({
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name, namespace: ns, labels: template.metadata.labels },
+        spec: { ...template.spec, volumeName: `pv-${ns}-${i}` },
+      } as KubeObject);
+      await admin.patchStatus(PVCS, ns, name, { phase: 'Bound', capacity: template.spec.resources.requests });
+    }
+  }
+  const spoolSize = (sts: StatefulSet | undefined) =>
+    sts?.spec.volumeClaimTemplates[0]?.spec.resources.requests.storage;
+
   async function eventReasons(ns: string): Promise<string[]> {
     const { items } = await admin.list<KubeObject & { reason?: string; regarding?: { name?: string } }>(
       EVENTS,
@@ -149,5 +204,88 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
       async () => (await admin.get('v1', 'Service', ns, 'mail-smtp')) !== undefined,
     );
     await waitFor('Degraded=False', async () => (await degraded(ns))?.status === 'False');
+  });
+
+  it('grows the spool volumes and replaces the StatefulSet leaving its pods; refuses a shrink or another class', async () => {
+    const ns = await namespace('spool-grow');
+    await storageClass('expandable', true);
+    await policy(ns, { replicas: 2, spool: { size: '1Gi', storageClassName: 'expandable' } });
+    const first = await waitFor('the StatefulSet', () => stsOf(ns));
+    await boundClaims(ns, first);
+
+    await mergePatch('relaypolicy', ns, 'mail', { spec: { spool: { size: '2Gi' } } });
+    for (const i of [0, 1]) {
+      await waitFor(`claim ${i} to ask for 2Gi`, async () => {
+        const c = await claimOf(ns, `spool-mail-relay-${i}`);
+        return c?.spec.resources.requests.storage === '2Gi';
+      });
+    }
+    // deleted with propagationPolicy Orphan: the pods are left running
+    const deleting = await waitFor('the StatefulSet to be deleted, orphaning its pods', async () => {
+      const sts = await stsOf(ns);
+      return sts?.metadata.deletionTimestamp ? sts : undefined;
+    });
+    assert.deepEqual((deleting.metadata as { finalizers?: string[] }).finalizers, ['orphan']);
+    // the garbage collector (not running here) releases the pods, then lets the object go
+    await mergePatch('statefulset', ns, 'mail-relay', { metadata: { finalizers: null } });
+    const replaced = await waitFor('a new StatefulSet', async () => {
+      const sts = await stsOf(ns);
+      return sts && sts.metadata.uid !== first.metadata.uid && !sts.metadata.deletionTimestamp
+        ? sts
+        : undefined;
+    });
+    assert.equal(spoolSize(replaced), '2Gi');
+    assert.equal(replaced.spec.replicas, 2);
+    await waitFor('Degraded without a spool problem', async () => {
+      const d = await degraded(ns);
+      return d !== undefined && !/spool/i.test(d.message) && d.reason !== 'ApplyFailed';
+    });
+
+    // shrinking or another class is refused when the policy is edited
+    await assert.rejects(
+      mergePatch('relaypolicy', ns, 'mail', { spec: { spool: { size: '1Gi' } } }),
+      /spool\.size cannot shrink/,
+    );
+    await assert.rejects(
+      mergePatch('relaypolicy', ns, 'mail', { spec: { spool: { storageClassName: 'other' } } }),
+      /spool\.storageClassName cannot change/,
+    );
+  });
+
+  it('says so in status when the storage class cannot expand the spool volumes, and keeps the StatefulSet', async () => {
+    const ns = await namespace('spool-fixed');
+    await storageClass('fixed', false);
+    await policy(ns, { replicas: 1, spool: { size: '1Gi', storageClassName: 'fixed' } });
+    const first = await waitFor('the StatefulSet', () => stsOf(ns));
+    await boundClaims(ns, first);
+    await mergePatch('relaypolicy', ns, 'mail', {
+      spec: { spool: { size: '5Gi' }, limits: { maxRecipients: 7 } },
+    });
+    const c = await waitFor('Degraded=True SpoolExpansionFailed', async () => {
+      const d = await degraded(ns);
+      return d?.reason === 'SpoolExpansionFailed' ? d : undefined;
+    });
+    assert.equal(c.status, 'True');
+    assert.match(
+      c.message,
+      /^spec\.spool\.size 1Gi → 5Gi: PersistentVolumeClaim spool-mail-relay-0: .*storageclass/,
+    );
+    assert.match(c.message, /the StatefulSet keeps 1Gi/);
+    const sts = await stsOf(ns);
+    assert.equal(sts?.metadata.uid, first.metadata.uid);
+    assert.equal(spoolSize(sts), '1Gi');
+    // the rest of the policy is applied
+    await waitFor('the new limit in the ConfigMap', async () => {
+      const cm = await admin.get<KubeObject & { data?: Record<string, string> }>(
+        'v1',
+        'ConfigMap',
+        ns,
+        'mail-relay-config',
+      );
+      return /maxRecipients: 7/.test(cm?.data?.['config.yaml'] ?? '');
+    });
+    await waitFor('a SpoolExpansionFailed Event', async () =>
+      (await eventReasons(ns)).includes('SpoolExpansionFailed'),
+    );
   });
 });

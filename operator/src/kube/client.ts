@@ -230,24 +230,48 @@ export class KubeClient {
     });
   }
 
-  /** Deletes an object (background cascading); returns false when it did not exist (NotFound means done). */
+  /**
+   * Deletes an object (background cascading unless `propagationPolicy` says otherwise; with
+   * `uid`, only that incarnation); returns false when it did not exist (NotFound means done).
+   */
   async delete(
     apiVersion: string,
     kind: string,
     namespace: string | undefined,
     name: string,
+    options: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string } = {},
   ): Promise<boolean> {
     const path = await this.#path(
       { apiVersion, kind, metadata: { name, ...(namespace ? { namespace } : {}) } },
       'delete',
     );
     try {
-      await this.#write('delete', { method: 'DELETE', path, body: { propagationPolicy: 'Background' } });
+      await this.#write('delete', {
+        method: 'DELETE',
+        path,
+        body: {
+          apiVersion: 'v1',
+          kind: 'DeleteOptions',
+          propagationPolicy: options.propagationPolicy ?? 'Background',
+          ...(options.uid ? { preconditions: { uid: options.uid } } : {}),
+        },
+      });
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;
       throw err;
     }
+  }
+
+  /** Merge-patches an object (a field the operator does not own by apply, e.g. a PVC's size). */
+  async mergePatch<T extends KubeObject>(obj: KubeObject, patch: unknown): Promise<T> {
+    return this.#write<T>('patch', {
+      method: 'PATCH',
+      path: await this.#path(obj, 'patch'),
+      query: { fieldManager: this.#fieldManager },
+      body: patch,
+      contentType: PatchStrategy.MergePatch,
+    });
   }
 
   /** Merge-patches the status subresource of a custom resource. */

@@ -27,7 +27,10 @@ export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unkn
     method: req.method,
     headers: {
       Accept: 'application/json',
-      ...(payload ? { 'Content-Type': req.contentType ?? 'application/json' } : {}),
+      // a DELETE's body (DeleteOptions) is read only with a length, not chunked
+      ...(payload
+        ? { 'Content-Type': req.contentType ?? 'application/json', 'Content-Length': payload.length }
+        : {}),
     },
   };
   await kc.applyToHTTPSOptions(options);

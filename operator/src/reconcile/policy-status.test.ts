@@ -113,7 +113,12 @@ describe('RelayPolicy status', () => {
   it('puts an object the API server refused first in Degraded, with its message', () => {
     const c = condition(
       facts({
-        applyFailures: ['Service mail-smtp: 403 Forbidden: Services are not allowed here'],
+        applyFailures: [
+          {
+            reason: 'ApplyFailed',
+            message: 'Service mail-smtp: 403 Forbidden: Services are not allowed here',
+          },
+        ],
         missingSecrets: ['Secret relay-tls (spec.tlsSecretName) not found'],
       }),
       'Degraded',

@@ -47,6 +47,7 @@ import {
 } from './policy-inputs.ts';
 import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-status.ts';
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
+import { claimsToExpand, expandClaim, type SpoolTemplateHolder, spoolChange } from './spool-resize.ts';
 import { StatusWriter } from './status-writer.ts';
 
 /** Some owned objects could not be applied; the policy's status says which and why. */
@@ -176,7 +177,7 @@ export class RelayPolicyReconciler {
     // each owned object is applied on its own: one the API server refuses is reported in
     // status (Degraded, ApplyFailed) and retried, and does not hold back the others
     let changed = 0;
-    const failures: string[] = [];
+    const failures: Array<{ reason: string; message: string }> = [];
     const attempt = async <T>(what: string, step: () => Promise<T>): Promise<T | undefined> => {
       try {
         return await step();
@@ -184,7 +185,7 @@ export class RelayPolicyReconciler {
         const e = toKubeApiError(err);
         // no answer at all: the status cannot be written either; retry the whole reconcile
         if (e.status === 0) throw e;
-        failures.push(`${what}: ${e.message}`);
+        failures.push({ reason: 'ApplyFailed', message: `${what}: ${e.message}` });
         this.#o.log?.warn({ relayPolicy: key, object: what, err: e.message }, 'apply failed');
         return undefined;
       }
@@ -205,8 +206,10 @@ export class RelayPolicyReconciler {
     let sts: StatefulSetObject | undefined;
     if (config) {
       await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
-      sts = await apply<StatefulSetObject>(
+      sts = await this.#applyStatefulSet(
+        policy,
         statefulSet(policy, restartHash(config, secrets.tlsVersion)) as KubeObject,
+        { apply, attempt, failures },
       );
       await apply(smtpService(policy) as KubeObject);
       await apply(adminService(policy) as KubeObject);
@@ -263,7 +266,11 @@ export class RelayPolicyReconciler {
     );
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
     // the status says what failed; the error makes the work queue retry with backoff
-    if (failures.length > 0) throw new ApplyFailedError(key, failures);
+    if (failures.length > 0)
+      throw new ApplyFailedError(
+        key,
+        failures.map((f) => f.message),
+      );
     return { changed, statusWritten };
   }
 
@@ -285,6 +292,74 @@ export class RelayPolicyReconciler {
       await this.#o.events.record(cached, 'Warning', after.reason ?? 'Degraded', after.message ?? '');
     }
     return true;
+  }
+
+  /**
+   * Applies the StatefulSet, or, when its spool template changed (which the API server
+   * does not allow in place), expands the spool PVCs and deletes the StatefulSet leaving
+   * its pods running; its delete event brings the next reconcile, which creates it anew.
+   */
+  async #applyStatefulSet(
+    policy: RelayPolicy,
+    desired: KubeObject,
+    steps: {
+      apply: <T extends KubeObject>(desired: KubeObject, live?: T | null) => Promise<T | undefined>;
+      attempt: <T>(what: string, step: () => Promise<T>) => Promise<T | undefined>;
+      failures: Array<{ reason: string; message: string }>;
+    },
+  ): Promise<StatefulSetObject | undefined> {
+    const { client } = this.#o;
+    const { namespace = '' } = policy.metadata;
+    const { name } = desired.metadata;
+    const live = await client.get<StatefulSetObject & SpoolTemplateHolder>(
+      'apps/v1',
+      'StatefulSet',
+      namespace,
+      name,
+    );
+    // the old one is still being deleted (its pods being orphaned): created again once it is gone
+    if (live?.metadata.deletionTimestamp) return live;
+    const change = spoolChange(live, desired as SpoolTemplateHolder);
+    if (change.type === 'none') return steps.apply<StatefulSetObject>(desired, live ?? null);
+    if (change.type === 'refused') {
+      steps.failures.push({
+        reason: 'SpoolChangeRefused',
+        message: `StatefulSet ${name}: ${change.message}`,
+      });
+      return live;
+    }
+    const claims = await steps.attempt('PersistentVolumeClaims', () =>
+      claimsToExpand(client, policy, change.to),
+    );
+    if (!claims) return live;
+    const refused: string[] = [];
+    for (const claim of claims) {
+      try {
+        await expandClaim(client, claim, change.to);
+      } catch (err: unknown) {
+        const e = toKubeApiError(err);
+        if (e.status === 0) throw e;
+        refused.push(`PersistentVolumeClaim ${claim.metadata.name}: ${e.message}`);
+      }
+    }
+    if (refused.length > 0) {
+      steps.failures.push({
+        reason: 'SpoolExpansionFailed',
+        message: `spec.spool.size ${change.from} → ${change.to}: ${refused.join('; ')}; the StatefulSet keeps ${change.from} until its volumes can grow or the size is set back`,
+      });
+      return live;
+    }
+    await steps.attempt(`StatefulSet ${name}`, () =>
+      client.delete('apps/v1', 'StatefulSet', namespace, name, {
+        propagationPolicy: 'Orphan',
+        ...(live?.metadata.uid ? { uid: live.metadata.uid } : {}),
+      }),
+    );
+    this.#o.log?.info(
+      { relayPolicy: `${namespace}/${policy.metadata.name}`, from: change.from, to: change.to },
+      'spool volumes expanded; replacing the StatefulSet, its pods keep running',
+    );
+    return live;
   }
 
   /** Deletes an object this policy owns (e.g. the HPA once autoscaling is off). */
