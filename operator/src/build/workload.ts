@@ -106,8 +106,13 @@ export function statefulSet(policy: RelayPolicy, configHash: string): V1Stateful
     });
     mounts.push({ name: 'smarthost', mountPath: '/etc/sluice/smarthost', readOnly: true });
   }
+  // the HPA's CPU utilization is measured against the request: without one it cannot scale
+  const requests =
+    spec.autoscaling.enabled && !spec.resources.requests.cpu
+      ? { ...spec.resources.requests, cpu: AUTOSCALING_CPU_REQUEST }
+      : spec.resources.requests;
   const resources: V1ResourceRequirements = {
-    ...(Object.keys(spec.resources.requests).length ? { requests: spec.resources.requests } : {}),
+    ...(Object.keys(requests).length ? { requests } : {}),
     ...(Object.keys(spec.resources.limits).length ? { limits: spec.resources.limits } : {}),
   };
   return {
@@ -194,6 +199,9 @@ export function statefulSet(policy: RelayPolicy, configHash: string): V1Stateful
     },
   };
 }
+
+/** The relay container's CPU request under autoscaling when the policy sets none. */
+export const AUTOSCALING_CPU_REQUEST = '100m';
 
 export function smtpService(policy: RelayPolicy): V1Service {
   const { service } = policy.spec;

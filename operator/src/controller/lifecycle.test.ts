@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RelayPolicy } from '../api/types.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import type { ResourceType } from '../kube/resources.ts';
+import { apiListWatch, Informer } from '../kube/informer.ts';
+import { type ResourceType, STATEFUL_SETS } from '../kube/resources.ts';
 import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
 import { Controller } from './controller.ts';
 
@@ -32,6 +33,10 @@ interface StatefulSet extends KubeObject {
   spec: {
     replicas?: number;
     volumeClaimTemplates: Array<{ metadata: { labels?: Record<string, string> }; spec: ClaimSpec }>;
+    template: {
+      metadata: { annotations?: Record<string, string> };
+      spec: { containers: Array<{ resources?: { requests?: Record<string, string> } }> };
+    };
   };
 }
 
@@ -287,5 +292,55 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     await waitFor('a SpoolExpansionFailed Event', async () =>
       (await eventReasons(ns)).includes('SpoolExpansionFailed'),
     );
+  });
+
+  it('keeps the running pods when autoscaling is switched on, hands replicas to the HPA, and gives it a CPU request', async () => {
+    const ns = await namespace('autoscale');
+    await policy(ns, { replicas: 5 });
+    await waitFor('5 replicas', async () => (await stsOf(ns))?.spec.replicas === 5);
+    // every replica count the StatefulSet passes through
+    const seen: number[] = [];
+    const watch = new Informer<StatefulSet>({
+      listWatch: apiListWatch<StatefulSet>(admin, STATEFUL_SETS, { namespace: ns }),
+      name: 'statefulsets',
+    });
+    const record = (sts: StatefulSet) => seen.push(sts.spec.replicas ?? -1);
+    watch.on({ add: record, update: record });
+    watch.start();
+    await watch.synced();
+    try {
+      await mergePatch('relaypolicy', ns, 'mail', {
+        spec: { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 8 } },
+      });
+      await waitFor('the HPA', () =>
+        admin.get('autoscaling/v2', 'HorizontalPodAutoscaler', ns, 'mail-relay'),
+      );
+      const handed = await waitFor('the operator to let go of spec.replicas', async () => {
+        const sts = await stsOf(ns);
+        const fields = (
+          sts?.metadata as { managedFields?: Array<{ manager: string; fieldsV1?: { 'f:spec'?: object } }> }
+        )?.managedFields;
+        const operator = fields?.find((f) => f.manager === 'sluice-operator');
+        return operator && !('f:replicas' in (operator.fieldsV1?.['f:spec'] ?? {})) ? sts : undefined;
+      });
+      assert.equal(handed.spec.replicas, 5);
+      assert.equal(handed.spec.template.spec.containers[0]?.resources?.requests?.cpu, '100m');
+
+      // the HPA scales (as kube-controller-manager does, through the scale subresource) and the
+      // next change that rolls the pods leaves its count alone
+      await cp.kubectl(['scale', 'statefulset/mail-relay', '-n', ns, '--replicas=6']);
+      const hash = handed.spec.template.metadata.annotations?.['sluice.dev/config-hash'];
+      await mergePatch('relaypolicy', ns, 'mail', {
+        spec: { listeners: [{ name: 'submission', port: 2587, tls: 'starttls' }] },
+      });
+      const rolled = await waitFor('the new template', async () => {
+        const sts = await stsOf(ns);
+        return sts?.spec.template.metadata.annotations?.['sluice.dev/config-hash'] !== hash ? sts : undefined;
+      });
+      assert.equal(rolled.spec.replicas, 6);
+      assert.ok(Math.min(...seen) >= 5, `replica counts seen: ${seen.join(', ')}`);
+    } finally {
+      await watch.stop();
+    }
   });
 });

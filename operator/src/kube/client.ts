@@ -165,12 +165,12 @@ export class KubeClient {
       });
   }
 
-  /** Server-side apply with the operator's field manager (force: the operator owns these fields). */
-  async apply<T extends KubeObject>(obj: KubeObject): Promise<T> {
+  /** Server-side apply with the operator's field manager unless another is named (force: it owns these fields). */
+  async apply<T extends KubeObject>(obj: KubeObject, options: { fieldManager?: string } = {}): Promise<T> {
     return this.#write<T>('apply', {
       method: 'PATCH',
       path: await this.#path(obj, 'patch'),
-      query: { fieldManager: this.#fieldManager, force: true },
+      query: { fieldManager: options.fieldManager ?? this.#fieldManager, force: true },
       body: obj,
       contentType: PatchStrategy.ServerSideApply,
     });

@@ -66,6 +66,23 @@ interface StatefulSetObject extends KubeObject {
   status?: Omit<StatefulSetState, 'generation'>;
 }
 
+/** Holds spec.replicas between the operator letting go of it and the HPA's first scale. */
+export const REPLICAS_HANDOVER_MANAGER = 'sluice-operator-replicas-handover';
+
+/** Whether `manager`'s server-side apply holds the StatefulSet's spec.replicas. */
+function appliesReplicas(live: KubeObject, manager: string): boolean {
+  const entries =
+    (
+      live.metadata as {
+        managedFields?: Array<{ manager?: string; operation?: string; fieldsV1?: Record<string, unknown> }>;
+      }
+    ).managedFields ?? [];
+  return entries.some((e) => {
+    const spec = e.fieldsV1?.['f:spec'] as Record<string, unknown> | undefined;
+    return e.manager === manager && e.operation === 'Apply' && spec?.['f:replicas'] !== undefined;
+  });
+}
+
 export interface ReconcileLogger {
   info(details: object, message: string): void;
   warn(details: object, message: string): void;
@@ -320,7 +337,10 @@ export class RelayPolicyReconciler {
     // the old one is still being deleted (its pods being orphaned): created again once it is gone
     if (live?.metadata.deletionTimestamp) return live;
     const change = spoolChange(live, desired as SpoolTemplateHolder);
-    if (change.type === 'none') return steps.apply<StatefulSetObject>(desired, live ?? null);
+    if (change.type === 'none') {
+      const handed = await this.#handReplicasToHpa(policy, desired, live, steps.attempt);
+      return handed ? steps.apply<StatefulSetObject>(handed, live ?? null) : live;
+    }
     if (change.type === 'refused') {
       steps.failures.push({
         reason: 'SpoolChangeRefused',
@@ -360,6 +380,53 @@ export class RelayPolicyReconciler {
       'spool volumes expanded; replacing the StatefulSet, its pods keep running',
     );
     return live;
+  }
+
+  /**
+   * With autoscaling on, the HPA owns spec.replicas and the operator's StatefulSet leaves it
+   * out. Leaving out a field the operator applied would remove it (back to 1 pod), so, as
+   * the Kubernetes docs advise for handing replicas to an HPA, another field manager first
+   * applies the current count (within min and max), then the operator lets go. A new
+   * StatefulSet starts at the HPA's last wish or the minimum. Returns the StatefulSet to
+   * apply, or undefined when the hand-over could not be written.
+   */
+  async #handReplicasToHpa(
+    policy: RelayPolicy,
+    desired: KubeObject,
+    live: StatefulSetObject | undefined,
+    attempt: <T>(what: string, step: () => Promise<T>) => Promise<T | undefined>,
+  ): Promise<KubeObject | undefined> {
+    const { autoscaling } = policy.spec;
+    if (!autoscaling.enabled) return desired;
+    const { client } = this.#o;
+    const { namespace = '' } = policy.metadata;
+    const { name } = desired.metadata;
+    const within = (n: number) => Math.min(Math.max(n, autoscaling.minReplicas), autoscaling.maxReplicas);
+    if (!live) {
+      const hpa = await client.get<KubeObject & { status?: { desiredReplicas?: number } }>(
+        'autoscaling/v2',
+        'HorizontalPodAutoscaler',
+        namespace,
+        names(policy).hpa,
+      );
+      const spec = (desired as { spec?: Record<string, unknown> }).spec ?? {};
+      const replicas = within(hpa?.status?.desiredReplicas ?? autoscaling.minReplicas);
+      return { ...desired, spec: { ...spec, replicas } } as KubeObject;
+    }
+    if (!appliesReplicas(live, client.fieldManager)) return desired;
+    const replicas = within(live.spec?.replicas ?? autoscaling.minReplicas);
+    const handed = await attempt(`StatefulSet ${name}`, () =>
+      client.apply(
+        {
+          apiVersion: 'apps/v1',
+          kind: 'StatefulSet',
+          metadata: { name, namespace },
+          spec: { replicas },
+        } as KubeObject,
+        { fieldManager: REPLICAS_HANDOVER_MANAGER },
+      ),
+    );
+    return handed ? desired : undefined;
   }
 
   /** Deletes an object this policy owns (e.g. the HPA once autoscaling is off). */
