@@ -12,6 +12,7 @@ import type { NetworkSettings } from '../build/network-policy.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { apiListWatch, Informer, type InformerLogger, type ListWatch } from '../kube/informer.ts';
+import { InformerSet, type WatchedObjects } from '../kube/informer-set.ts';
 import { LeaderElector, type LeaseStore } from '../kube/leader.ts';
 import {
   CONFIG_MAPS,
@@ -58,6 +59,8 @@ export interface ControllerOptions {
   client: KubeClient;
   /** Watch one namespace; all namespaces when absent. */
   namespace?: string;
+  /** Watch these namespaces (one informer each, so namespaced RBAC suffices); overrides `namespace`. */
+  namespaces?: readonly string[];
   /** Parallel reconciles; default 2. */
   workers?: number;
   /** Every policy is reconciled again this often; default 10 min. */
@@ -89,13 +92,13 @@ function ownerPolicyKey(obj: KubeObject): string | undefined {
 
 /** One term of leadership: informers, queue, workers. A new one starts each time. */
 class Session {
-  readonly policies: Informer<RelayPolicy>;
-  readonly users: Informer<SmtpUser>;
-  readonly secrets: Informer<SecretObject>;
-  readonly statefulSets: Informer<KubeObject>;
+  readonly policies: WatchedObjects<RelayPolicy>;
+  readonly users: WatchedObjects<SmtpUser>;
+  readonly secrets: WatchedObjects<SecretObject>;
+  readonly statefulSets: WatchedObjects<KubeObject>;
   /** Owned ConfigMaps and Services: a deleted or edited one is put back at once, not at the next resync. */
-  readonly configMaps: Informer<KubeObject>;
-  readonly services: Informer<KubeObject>;
+  readonly configMaps: WatchedObjects<KubeObject>;
+  readonly services: WatchedObjects<KubeObject>;
   readonly queue: WorkQueue;
   readonly #index = new SecretIndex();
   readonly #reconciler: RelayPolicyReconciler;
@@ -110,20 +113,32 @@ class Session {
 
   constructor(o: ControllerOptions) {
     this.#o = o;
-    const lw =
+    const namespaces = o.namespaces?.length ? o.namespaces : o.namespace ? [o.namespace] : [];
+    const lw = (namespace: string | undefined) =>
       o.listWatch ??
       (<T extends KubeObject>(resource: ResourceType, labelSelector?: string) =>
         apiListWatch<T>(o.client, resource, {
-          ...(o.namespace ? { namespace: o.namespace } : {}),
+          ...(namespace ? { namespace } : {}),
           ...(labelSelector ? { labelSelector } : {}),
         }));
-    const informer = <T extends KubeObject>(resource: ResourceType, labelSelector?: string) =>
+    const one = <T extends KubeObject>(
+      namespace: string | undefined,
+      resource: ResourceType,
+      labelSelector?: string,
+    ) =>
       new Informer<T>({
-        listWatch: lw<T>(resource, labelSelector),
-        name: resource.plural,
+        listWatch: lw(namespace)<T>(resource, labelSelector),
+        name: namespace ? `${resource.plural} in ${namespace}` : resource.plural,
         ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
         ...(o.log ? { log: o.log } : {}),
       });
+    const informer = <T extends KubeObject>(
+      resource: ResourceType,
+      labelSelector?: string,
+    ): WatchedObjects<T> =>
+      namespaces.length > 1
+        ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, labelSelector))
+        : one<T>(namespaces[0], resource, labelSelector);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     this.users = informer<SmtpUser>(SMTP_USERS);
     this.secrets = informer<SecretObject>(SECRETS);
@@ -207,7 +222,7 @@ class Session {
     this.services.on({ update: ownedChanged, delete: ownedChanged });
   }
 
-  get informers(): Informer<KubeObject>[] {
+  get informers(): WatchedObjects<KubeObject>[] {
     return [
       this.policies,
       this.users,
@@ -215,7 +230,7 @@ class Session {
       this.statefulSets,
       this.configMaps,
       this.services,
-    ] as Informer<KubeObject>[];
+    ] as WatchedObjects<KubeObject>[];
   }
 
   hasSynced(): boolean {

@@ -3,15 +3,24 @@
 // off. As in controller.test.ts no kube-controller-manager runs, so the tests write what
 // it would (a StatefulSet's status, a PersistentVolumeClaim's binding).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { binaryPaths } from '@sluice/e2e/control-plane';
+import { parseAllDocuments } from 'yaml';
 import type { RelayPolicy } from '../api/types.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 import { apiListWatch, Informer } from '../kube/informer.ts';
+import { parseNamespaces } from '../kube/informer-set.ts';
 import { type ResourceType, STATEFUL_SETS } from '../kube/resources.ts';
 import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
 import { Controller } from './controller.ts';
 
 const skip = apiServerSkip();
+const execFileAsync = promisify(execFile);
+const CHART = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'charts', 'sluice');
 
 const EVENTS: ResourceType = {
   group: 'events.k8s.io',
@@ -122,6 +131,23 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
   }
   const spoolSize = (sts: StatefulSet | undefined) =>
     sts?.spec.volumeClaimTemplates[0]?.spec.resources.requests.storage;
+
+  /** The chart's RBAC objects (templates/rbac.yaml), as `helm template` renders them. */
+  async function helmTemplate(release: string, args: string[]): Promise<KubeObject[]> {
+    const { stdout } = await execFileAsync(binaryPaths().helm, [
+      'template',
+      'sluice',
+      CHART,
+      '--namespace',
+      release,
+      '--show-only',
+      'templates/rbac.yaml',
+      ...args,
+    ]);
+    return parseAllDocuments(stdout)
+      .map((d) => d.toJS() as KubeObject | null)
+      .filter((o): o is KubeObject => o !== null);
+  }
 
   async function eventReasons(ns: string): Promise<string[]> {
     const { items } = await admin.list<KubeObject & { reason?: string; regarding?: { name?: string } }>(
@@ -341,6 +367,56 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
       assert.ok(Math.min(...seen) >= 5, `replica counts seen: ${seen.join(', ')}`);
     } finally {
       await watch.stop();
+    }
+  });
+
+  it("watches the namespaces of WATCH_NAMESPACE=a,b with the chart's namespaced RBAC only", async () => {
+    // only the operator below acts from here on
+    await controller.stop();
+    const [a, b] = [await namespace('team-a'), await namespace('team-b')];
+    const release = await namespace('sluice-system');
+    const rendered = await helmTemplate(release, ['--set', `operator.watchNamespaces={${a},${b}}`]);
+    const kinds = rendered.map((o) => `${o.kind} ${o.metadata.namespace ?? ''}`);
+    assert.ok(!kinds.some((k) => k.startsWith('ClusterRole')), `no cluster-wide RBAC: ${kinds.join(', ')}`);
+    for (const obj of rendered) await admin.create(obj);
+    const binding = rendered.find((o) => o.kind === 'RoleBinding') as KubeObject & {
+      subjects: Array<{ name: string }>;
+    };
+    const account = binding.subjects[0]?.name ?? '';
+    const kubeconfig = await cp.serviceAccountKubeconfig(release, account);
+
+    const scoped = new Controller({
+      client: new KubeClient(loadKubeConfig(kubeconfig), { instance: 'operator-scoped' }),
+      namespaces: parseNamespaces(`${a},${b}`),
+      workers: 2,
+      resyncMs: 250,
+      queue: { baseDelayMs: 50, maxDelayMs: 500 },
+      leaderElection: {
+        namespace: release,
+        name: 'sluice-operator',
+        identity: 'operator-scoped',
+        leaseDurationMs: 3000,
+        renewIntervalMs: 500,
+        retryIntervalMs: 200,
+        renewDeadlineMs: 2000,
+      },
+    });
+    scoped.start();
+    try {
+      for (const ns of [a, b]) {
+        await policy(ns, { replicas: 1 });
+        await waitFor(`the status in ${ns}`, async () => {
+          const p = await policyOf(ns);
+          const ready = (p?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
+          // written by either operator; the scoped one must have applied the StatefulSet too
+          const sts = await stsOf(ns);
+          const byScoped = (sts?.metadata as { managedFields?: Array<{ manager: string }> } | undefined)
+            ?.managedFields;
+          return ready !== undefined && byScoped !== undefined;
+        });
+      }
+    } finally {
+      await scoped.stop();
     }
   });
 });
