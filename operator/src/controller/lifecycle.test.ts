@@ -44,7 +44,9 @@ interface StatefulSet extends KubeObject {
     volumeClaimTemplates: Array<{ metadata: { labels?: Record<string, string> }; spec: ClaimSpec }>;
     template: {
       metadata: { annotations?: Record<string, string> };
-      spec: { containers: Array<{ resources?: { requests?: Record<string, string> } }> };
+      spec: {
+        containers: Array<{ resources?: { requests?: Record<string, string> }; readinessProbe?: unknown }>;
+      };
     };
   };
 }
@@ -68,11 +70,20 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
   let cp: ControlPlane;
   let admin: KubeClient;
   let controller: Controller;
+  let client: KubeClient;
+  let reconciles = 0;
 
   before(async () => {
     ({ cp, admin } = await startApiServer());
+    client = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: 'operator-a' });
     controller = new Controller({
-      client: new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: 'operator-a' }),
+      client,
+      metrics: {
+        reconciled: () => {
+          reconciles++;
+        },
+        leading: () => {},
+      },
       workers: 2,
       resyncMs: 250,
       queue: { baseDelayMs: 50, maxDelayMs: 500 },
@@ -368,6 +379,64 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     } finally {
       await watch.stop();
     }
+  });
+
+  it('puts back a field removed by hand and a hand-edited users Secret, then writes nothing', async () => {
+    const ns = await namespace('drift-removed');
+    await policy(ns, { replicas: 1 });
+    type Secret = KubeObject & { data?: Record<string, string> };
+    const usersOf = () => admin.get<Secret>('v1', 'Secret', ns, 'mail-relay-users');
+    await waitFor('the StatefulSet and users Secret', async () =>
+      Boolean((await stsOf(ns)) && (await usersOf())),
+    );
+    const users = (await usersOf())?.data?.['users.yaml'];
+    const probe = (sts: StatefulSet | undefined) =>
+      (sts?.spec.template.spec.containers[0] as { readinessProbe?: unknown } | undefined)?.readinessProbe;
+    const readiness = probe(await stsOf(ns));
+    assert.ok(readiness && users);
+
+    // removed fields leave no managed-fields trace; the applied-hash annotation stays as it was
+    await cp.kubectl([
+      'patch',
+      'statefulset/mail-relay',
+      '-n',
+      ns,
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'remove', path: '/spec/template/spec/containers/0/readinessProbe' }]),
+    ]);
+    await cp.kubectl([
+      'patch',
+      'service/mail-smtp',
+      '-n',
+      ns,
+      '--type=json',
+      '-p',
+      JSON.stringify([{ op: 'remove', path: '/metadata/labels/app.kubernetes.io~1part-of' }]),
+    ]);
+    await mergePatch('secret', ns, 'mail-relay-users', {
+      data: { 'users.yaml': Buffer.from('users: []\n').toString('base64') },
+    });
+    await waitFor('the readiness probe put back', async () => probe(await stsOf(ns)) !== undefined);
+    assert.deepEqual(probe(await stsOf(ns)), readiness);
+    await waitFor('the label put back', async () => {
+      const svc = await admin.get('v1', 'Service', ns, 'mail-smtp');
+      return svc?.metadata.labels?.['app.kubernetes.io/part-of'] === 'sluice';
+    });
+    // put back from the SmtpUsers (the hand-over account's hash is made anew: the edit dropped it)
+    await waitFor('the users file put back', async () =>
+      Buffer.from((await usersOf())?.data?.['users.yaml'] ?? '', 'base64')
+        .toString('utf8')
+        .includes('username: sluice-internal-handoff'),
+    );
+
+    // and then nothing is written, resync after resync
+    const settled = reconciles + 10;
+    await waitFor('10 more reconciles', () => reconciles >= settled);
+    const writes = client.writesByVerb();
+    const start = reconciles;
+    await waitFor('20 resync reconciles', () => reconciles >= start + 20);
+    assert.deepEqual(client.writesByVerb(), writes);
   });
 
   it("watches the namespaces of WATCH_NAMESPACE=a,b with the chart's namespaced RBAC only", async () => {
