@@ -474,15 +474,9 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     try {
       for (const ns of [a, b]) {
         await policy(ns, { replicas: 1 });
-        await waitFor(`the status in ${ns}`, async () => {
-          const p = await policyOf(ns);
-          const ready = (p?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
-          // written by either operator; the scoped one must have applied the StatefulSet too
-          const sts = await stsOf(ns);
-          const byScoped = (sts?.metadata as { managedFields?: Array<{ manager: string }> } | undefined)
-            ?.managedFields;
-          return ready !== undefined && byScoped !== undefined;
-        });
+        const c = await waitFor(`the status in ${ns}`, () => degraded(ns));
+        assert.notEqual(c.reason, 'ApplyFailed', c.message);
+        assert.ok(await stsOf(ns), `the StatefulSet in ${ns}`);
       }
     } finally {
       await scoped.stop();
