@@ -105,13 +105,16 @@ class Session {
   readonly #o: ControllerOptions;
   readonly #workers: Promise<void>[] = [];
   #resync: NodeJS.Timeout | undefined;
+  /** Ends this term's requests: after stop() nothing started in it reaches the API server. */
+  readonly #fence = new AbortController();
   #stopped = false;
   #stop: () => void = () => {};
   readonly #stopSignal = new Promise<void>((resolve) => {
     this.#stop = resolve;
   });
 
-  constructor(o: ControllerOptions) {
+  constructor(options: ControllerOptions) {
+    const o = { ...options, client: options.client.fenced(this.#fence.signal) };
     this.#o = o;
     const namespaces = o.namespaces?.length ? o.namespaces : o.namespace ? [o.namespace] : [];
     const lw = (namespace: string | undefined) =>
@@ -286,6 +289,7 @@ class Session {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#fence.abort();
     this.#stop();
     clearInterval(this.#resync);
     this.queue.close();

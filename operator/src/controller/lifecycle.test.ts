@@ -4,10 +4,13 @@
 // it would (a StatefulSet's status, a PersistentVolumeClaim's binding).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
 import { binaryPaths } from '@sluice/e2e/control-plane';
 import { parseAllDocuments } from 'yaml';
 import type { RelayPolicy } from '../api/types.ts';
@@ -439,6 +442,56 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(client.writesByVerb(), writes);
   });
 
+  it('a leader cut off from the API server stops acting before another replica takes over', async () => {
+    const proxy = await pausableProxy(new URL(cp.server));
+    const transitions: string[] = [];
+    const replica = (identity: string, kc: KubeConfig) => {
+      const c = new KubeClient(kc, { instance: identity });
+      return new Controller({
+        client: c,
+        namespaces: ['fence-none'],
+        metrics: {
+          reconciled: () => {},
+          leading: (on) => transitions.push(`${identity} ${on ? 'leads' : 'stopped'}`),
+        },
+        leaderElection: {
+          leases: c,
+          namespace: 'kube-system',
+          name: 'sluice-fence',
+          identity,
+          leaseDurationMs: 3000,
+          renewIntervalMs: 500,
+          retryIntervalMs: 200,
+          renewDeadlineMs: 2000,
+        },
+      });
+    };
+    const direct = loadKubeConfig(cp.kubeconfigPath);
+    const throughProxy = new KubeConfig();
+    throughProxy.loadFromOptions({
+      clusters: direct.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${proxy.port}` })),
+      users: direct.users,
+      contexts: direct.contexts,
+      currentContext: direct.currentContext,
+    });
+    const a = replica('a', throughProxy);
+    const b = replica('b', direct);
+    try {
+      a.start();
+      await waitFor('a to lead', () => a.leading);
+      b.start();
+      await waitFor('b on standby', () => b.readiness().ok);
+      // the API server hangs for a: its requests get no answer, and never will in this test
+      proxy.pause();
+      await waitFor('b to lead', () => b.leading);
+      assert.equal(a.leading, false);
+      assert.deepEqual(transitions.slice(0, 3), ['a leads', 'a stopped', 'b leads']);
+    } finally {
+      proxy.close();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
   it("watches the namespaces of WATCH_NAMESPACE=a,b with the chart's namespaced RBAC only", async () => {
     // only the operator below acts from here on
     await controller.stop();
@@ -483,3 +536,45 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     }
   });
 });
+
+/**
+ * A TCP proxy to the API server that can stop forwarding: what a leader sees when the API
+ * server hangs or the network between them does (requests sent, no answer).
+ */
+async function pausableProxy(target: URL): Promise<{ port: number; pause(): void; close(): void }> {
+  const sockets = new Set<Socket>();
+  let paused = false;
+  const server = createServer((client) => {
+    sockets.add(client);
+    if (paused) {
+      client.pause();
+      return;
+    }
+    const upstream = connect(Number(target.port), target.hostname);
+    sockets.add(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as AddressInfo).port,
+    pause() {
+      paused = true;
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    close() {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}

@@ -107,7 +107,9 @@ export class KubeClient {
   readonly #fieldManager: string;
   readonly #instance: string;
   readonly #onWrite: ((verb: WriteVerb) => void) | undefined;
-  readonly #writes = new Map<WriteVerb, number>();
+  #writes = new Map<WriteVerb, number>();
+  #signal: AbortSignal | undefined;
+  #options: KubeClientOptions;
 
   constructor(kc: KubeConfig, options: KubeClientOptions = {}) {
     this.#kc = kc;
@@ -115,6 +117,23 @@ export class KubeClient {
     this.#fieldManager = options.fieldManager ?? FIELD_MANAGER;
     this.#instance = options.instance ?? 'sluice-operator';
     this.#onWrite = options.onWrite;
+    this.#options = options;
+  }
+
+  /**
+   * The same client whose requests `signal` aborts, in flight or later (a term of
+   * leadership: once it ends, nothing it started reaches the API server). Writes are
+   * counted with this client's.
+   */
+  fenced(signal: AbortSignal): KubeClient {
+    const child = new KubeClient(this.#kc, this.#options);
+    child.#writes = this.#writes;
+    child.#signal = signal;
+    return child;
+  }
+
+  #req(req: RawRequest): RawRequest {
+    return this.#signal ? { ...req, signal: this.#signal } : req;
   }
 
   get kubeConfig(): KubeConfig {
@@ -146,7 +165,7 @@ export class KubeClient {
   async #write<T>(verb: WriteVerb, req: RawRequest): Promise<T> {
     this.#writes.set(verb, (this.#writes.get(verb) ?? 0) + 1);
     this.#onWrite?.(verb);
-    return (await requestJson(this.#kc, req)) as T;
+    return (await requestJson(this.#kc, this.#req(req))) as T;
   }
 
   async #path(obj: KubeObject, action: Action): Promise<string> {
@@ -187,7 +206,7 @@ export class KubeClient {
       'read',
     );
     try {
-      return (await requestJson(this.#kc, { method: 'GET', path })) as T;
+      return (await requestJson(this.#kc, this.#req({ method: 'GET', path }))) as T;
     } catch (err: unknown) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -199,12 +218,15 @@ export class KubeClient {
     resource: ResourceType,
     options: { namespace?: string; labelSelector?: string } = {},
   ): Promise<{ items: T[]; resourceVersion: string }> {
-    const body = (await requestJson(this.#kc, {
-      method: 'GET',
-      path: collectionPath(resource, options.namespace),
-      query: { labelSelector: options.labelSelector },
-      timeoutMs: 60_000,
-    })) as { items?: T[]; metadata?: { resourceVersion?: string } };
+    const body = (await requestJson(
+      this.#kc,
+      this.#req({
+        method: 'GET',
+        path: collectionPath(resource, options.namespace),
+        query: { labelSelector: options.labelSelector },
+        timeoutMs: 60_000,
+      }),
+    )) as { items?: T[]; metadata?: { resourceVersion?: string } };
     // items of a list do not repeat apiVersion and kind
     const apiVersion = apiVersionOf(resource);
     const items = (body.items ?? []).map((item) => ({ apiVersion, kind: resource.kind, ...item }));
@@ -321,7 +343,7 @@ export class KubeClient {
   /** Whether the API server serves a group version, e.g. monitoring.coreos.com/v1. */
   async servesApi(groupVersion: string): Promise<boolean> {
     try {
-      await requestJson(this.#kc, { method: 'GET', path: `/apis/${groupVersion}` });
+      await requestJson(this.#kc, this.#req({ method: 'GET', path: `/apis/${groupVersion}` }));
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;

@@ -13,6 +13,8 @@ export interface RawRequest {
   body?: unknown;
   contentType?: string;
   timeoutMs?: number;
+  /** Aborts the request (in flight or not yet sent): a leader that stepped down stops acting. */
+  signal?: AbortSignal;
 }
 
 export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unknown> {
@@ -25,6 +27,7 @@ export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unkn
   const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
   const options: https.RequestOptions = {
     method: req.method,
+    ...(req.signal ? { signal: req.signal } : {}),
     headers: {
       Accept: 'application/json',
       // a DELETE's body (DeleteOptions) is read only with a length, not chunked
