@@ -27,6 +27,7 @@ import { networkSettingsFromEnv } from './build/network-policy.ts';
 import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { parseNamespaces } from './kube/informer-set.ts';
+import { RelayAdminQueueSource } from './reconcile/deletion.ts';
 import { startAdminServer } from './server/admin.ts';
 import { OperatorMetrics } from './server/metrics.ts';
 import { RelayAdminUsageSource } from './usage/relay-usage.ts';
@@ -66,6 +67,7 @@ async function main(): Promise<void> {
     ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
     network: networkSettingsFromEnv(env),
+    queueSource: new RelayAdminQueueSource(),
     log,
     metrics,
     ...(usageIntervalSeconds > 0

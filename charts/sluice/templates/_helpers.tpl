@@ -31,6 +31,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["sluice.dev"]
   resources: ["relaypolicies", "smtpusers"]
   verbs: ["get", "list", "watch"]
+# the queued-mail finalizer: a deleted policy waits for its relays' queues
+- apiGroups: ["sluice.dev"]
+  resources: ["relaypolicies"]
+  verbs: ["patch"]
 - apiGroups: ["sluice.dev"]
   resources: ["relaypolicies/status", "smtpusers/status"]
   verbs: ["get", "patch", "update"]

@@ -24,6 +24,7 @@ import {
   SMTP_USERS,
   STATEFUL_SETS,
 } from '../kube/resources.ts';
+import type { QueueSource } from '../reconcile/deletion.ts';
 import { type SecretObject, secretsOfPolicy, usersOfPolicy } from '../reconcile/policy-inputs.ts';
 import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
 import type { UsageSource } from '../usage/relay-usage.ts';
@@ -79,6 +80,12 @@ export interface ControllerOptions {
   usageIntervalMs?: number;
   /** The pod network and the relays' NetworkPolicy (see build/network-policy.ts). */
   network?: NetworkSettings;
+  /** The relays' queues: a deleted policy then waits until they are empty (or a deadline). */
+  queueSource?: QueueSource;
+  /** How long a deleted policy waits for its queues; default 15 min. */
+  deletionDrainMs?: number;
+  /** How often a deleted policy's queues are asked again; default 10 s. */
+  drainPollMs?: number;
   /** Where the informers list and watch; the API server by default. */
   listWatch?: <T extends KubeObject>(resource: ResourceType, labelSelector?: string) => ListWatch<T>;
 }
@@ -158,6 +165,9 @@ class Session {
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
       ...(o.network ? { network: o.network } : {}),
+      ...(o.queueSource ? { queues: o.queueSource } : {}),
+      ...(o.deletionDrainMs !== undefined ? { deletionDrainMs: o.deletionDrainMs } : {}),
+      ...(o.drainPollMs !== undefined ? { drainPollMs: o.drainPollMs } : {}),
       ...(o.usageSource
         ? {
             usage: new UsageSummaries({
@@ -269,10 +279,11 @@ class Session {
       if (key === undefined) return;
       const started = performance.now();
       try {
-        await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, () =>
+        const outcome = await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, () =>
           this.#reconciler.reconcile(key),
         );
         this.queue.forget(key);
+        if (outcome.requeueAfterMs !== undefined) this.queue.addAfter(key, outcome.requeueAfterMs);
         this.#o.metrics?.reconciled(KIND, 'success', (performance.now() - started) / 1000);
       } catch (err: unknown) {
         const retryInMs = this.queue.addRateLimited(key);

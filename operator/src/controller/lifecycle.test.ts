@@ -75,6 +75,16 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
   let controller: Controller;
   let client: KubeClient;
   let reconciles = 0;
+  // The relays' admin API cannot run here (no kubelet, no pods): each pod's queue is a
+  // number the test sets, asked through the same port the operator uses for GET /queue.
+  const queued = new Map<string, number>();
+  const queueSource = {
+    count: async (target: { url: string }) => {
+      const n = queued.get(target.url);
+      if (n === undefined) throw new Error(`${target.url} does not answer`);
+      return n;
+    },
+  };
 
   before(async () => {
     ({ cp, admin } = await startApiServer());
@@ -90,6 +100,8 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
       workers: 2,
       resyncMs: 250,
       queue: { baseDelayMs: 50, maxDelayMs: 500 },
+      queueSource,
+      drainPollMs: 100,
     });
     controller.start();
   });
@@ -332,6 +344,9 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     await waitFor('a SpoolExpansionFailed Event', async () =>
       (await eventReasons(ns)).includes('SpoolExpansionFailed'),
     );
+    // done with it: its retries would keep asking for the expansion
+    await admin.delete('sluice.dev/v1alpha1', 'RelayPolicy', ns, 'mail');
+    await waitFor('the policy to be gone', async () => (await policyOf(ns)) === undefined);
   });
 
   it('keeps the running pods when autoscaling is switched on, hands replicas to the HPA, and gives it a CPU request', async () => {
@@ -440,6 +455,36 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     const start = reconciles;
     await waitFor('20 resync reconciles', () => reconciles >= start + 20);
     assert.deepEqual(client.writesByVerb(), writes);
+  });
+
+  it('deletes a policy only once its relays have delivered their queued mail', async () => {
+    const ns = await namespace('deleted');
+    const created = await policy(ns, { replicas: 2 });
+    await waitFor('the queued-mail finalizer', async () => {
+      const p = await policyOf(ns);
+      return (p?.metadata as { finalizers?: string[] } | undefined)?.finalizers?.includes(
+        'sluice.dev/queued-mail',
+      );
+    });
+    await waitFor('the StatefulSet', () => stsOf(ns));
+    // two pods run (what the StatefulSet controller would report); one still holds mail
+    await admin.patchStatus(STATEFUL_SETS, ns, 'mail-relay', { replicas: 2, readyReplicas: 2 });
+    const pod = (i: number) => `http://mail-relay-${i}.mail-relay-headless.${ns}.svc:9587`;
+    queued.set(pod(0), 3);
+    queued.set(pod(1), 0);
+
+    await admin.delete('sluice.dev/v1alpha1', 'RelayPolicy', ns, 'mail');
+    const waiting = await waitFor('Ready=False WaitingForQueues', async () => {
+      const p = await policyOf(ns);
+      const ready = (p?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Ready');
+      return ready?.reason === 'WaitingForQueues' ? ready : undefined;
+    });
+    assert.match(waiting.message, /^Being deleted: 3 messages queued; the relays keep delivering/);
+    assert.equal((await policyOf(ns))?.metadata.uid, created.metadata.uid);
+
+    queued.set(pod(0), 0);
+    await waitFor('the policy to be gone', async () => (await policyOf(ns)) === undefined);
+    assert.ok((await eventReasons(ns)).includes('QueuesDrained'));
   });
 
   it('a leader cut off from the API server stops acting before another replica takes over', async () => {

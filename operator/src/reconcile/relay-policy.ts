@@ -36,7 +36,14 @@ import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
 import type { UsageSummaries } from '../usage/summaries.ts';
 import { applyIfChanged } from './applied-hash.ts';
-import { findCondition, type LiveCondition } from './conditions.ts';
+import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
+import {
+  DEFAULT_DELETION_DRAIN_MS,
+  drainVerdict,
+  podQueueTargets,
+  QUEUED_MAIL_FINALIZER,
+  type QueueSource,
+} from './deletion.ts';
 import {
   type Lookup,
   readPolicySecrets,
@@ -102,12 +109,24 @@ export interface RelayPolicyReconcilerOptions {
   usage?: UsageSummaries;
   /** The pod network and the relays' NetworkPolicy; default: private ranges, no NetworkPolicy */
   network?: NetworkSettings;
+  /** The relays' queues; with it a deleted policy waits for them (finalizer), without it not */
+  queues?: QueueSource;
+  /** How long a deleted policy waits for its queues; default 15 min */
+  deletionDrainMs?: number;
+  /** How often a deleted policy's queues are asked again; default 10 s */
+  drainPollMs?: number;
 }
 
 export interface ReconcileOutcome {
   /** Objects applied or deleted (0 in steady state) */
   changed: number;
   statusWritten: boolean;
+  /** Reconcile again after this long (a deleted policy waiting for its queues) */
+  requeueAfterMs?: number;
+}
+
+function finalizersOf(obj: KubeObject): string[] {
+  return (obj.metadata as { finalizers?: string[] }).finalizers ?? [];
 }
 
 const SERVICE_MONITOR_API = 'monitoring.coreos.com/v1';
@@ -153,6 +172,9 @@ export class RelayPolicyReconciler {
     const { namespace, name } = splitKey(key);
     const cached = this.#o.policies.get(namespace, name);
     const users = usersOfPolicy(this.#o.users.list(), namespace, name);
+    if (cached?.metadata.deletionTimestamp && finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
+      return this.#finishDeletion(cached);
+    }
     if (!cached || cached.metadata.deletionTimestamp) {
       this.#o.usage?.forget(key);
       await this.#userStatus.update(
@@ -162,6 +184,9 @@ export class RelayPolicyReconciler {
     }
     const policy = withPolicyDefaults(cached);
     const { client } = this.#o;
+    if (this.#o.queues && !finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
+      await this.#setFinalizers(cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
+    }
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
@@ -427,6 +452,67 @@ export class RelayPolicyReconciler {
       ),
     );
     return handed ? desired : undefined;
+  }
+
+  /** A deleted policy: waits for its relays' queues, then lets it go (see deletion.ts). */
+  async #finishDeletion(cached: RelayPolicy): Promise<ReconcileOutcome> {
+    const { client } = this.#o;
+    const policy = withPolicyDefaults(cached);
+    const { namespace = '' } = policy.metadata;
+    const n = names(policy);
+    const [sts, internal] = await Promise.all([
+      client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet),
+      client.get<SecretObject>('v1', 'Secret', namespace, n.internalSecret),
+    ]);
+    const pods = sts?.status?.replicas ?? 0;
+    const token = secretValue(internal, 'admin-token') ?? '';
+    const queues = this.#o.queues;
+    const counts = await Promise.all(
+      podQueueTargets(policy, pods, token).map((t) => queues?.count(t).catch(() => undefined)),
+    );
+    const deadline =
+      Date.parse(cached.metadata.deletionTimestamp ?? '') +
+      (this.#o.deletionDrainMs ?? DEFAULT_DELETION_DRAIN_MS);
+    const verdict = drainVerdict(counts, this.#now(), deadline);
+    if (!verdict.done) {
+      const live = { ...cached, status: cached.status as Record<string, unknown> | undefined };
+      const previous = (this.#status.current(live) as { conditions?: LiveCondition[] } | undefined)
+        ?.conditions;
+      const ready = {
+        type: 'Ready' as const,
+        status: 'False' as const,
+        reason: verdict.reason,
+        message: verdict.message,
+        observedGeneration: policy.metadata.generation ?? 0,
+      };
+      const others = (previous ?? []).filter((c) => c.type !== 'Ready') as ConditionInput[];
+      const conditions = mergeConditions(previous, [ready, ...others], new Date(this.#now()).toISOString());
+      const statusWritten = await this.#status.write(live, { conditions });
+      return { changed: 0, statusWritten, requeueAfterMs: this.#o.drainPollMs ?? 10_000 };
+    }
+    await this.#o.events.record(
+      cached,
+      verdict.drained ? 'Normal' : 'Warning',
+      verdict.reason,
+      verdict.message,
+      'Delete',
+    );
+    await this.#setFinalizers(
+      cached,
+      finalizersOf(cached).filter((f) => f !== QUEUED_MAIL_FINALIZER),
+    );
+    this.#o.log?.info(
+      { relayPolicy: `${namespace}/${policy.metadata.name}`, reason: verdict.reason },
+      verdict.message,
+    );
+    return { changed: 1, statusWritten: false };
+  }
+
+  /** Sets the policy's finalizers; fails with Conflict when it changed since it was read. */
+  async #setFinalizers(policy: RelayPolicy, finalizers: string[]): Promise<void> {
+    await this.#o.client.mergePatch(policy, {
+      metadata: { finalizers, resourceVersion: policy.metadata.resourceVersion },
+    });
   }
 
   /** Deletes an object this policy owns (e.g. the HPA once autoscaling is off). */
