@@ -14,7 +14,7 @@ import type {
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
-import { ADMIN_PORT, labels, names, PATHS, selector } from './names.ts';
+import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
 
@@ -163,6 +163,7 @@ export function statefulSet(policy: RelayPolicy, configHash: string): V1Stateful
                   protocol: 'TCP',
                 })),
                 { name: 'admin', containerPort: ADMIN_PORT, protocol: 'TCP' },
+                { name: HANDOFF_LISTENER, containerPort: HANDOFF_PORT, protocol: 'TCP' },
               ],
               readinessProbe: {
                 httpGet: { path: '/readyz', port: 'admin' },
