@@ -1,7 +1,7 @@
 // Entry point of the operator: the only place that reads process.env and signals.
 //
 //   KUBECONFIG          kubeconfig file; in-cluster service account when unset
-//   WATCH_NAMESPACE     watch one namespace; all namespaces when unset
+//   WATCH_NAMESPACE     watch these namespaces (comma-separated); all namespaces when unset
 //   POD_NAME            identity in the leader-election Lease (hostname when unset)
 //   LEASE_NAMESPACE     namespace of the Lease (POD_NAMESPACE, WATCH_NAMESPACE or default)
 //   LEASE_NAME          name of the Lease (sluice-operator)
@@ -29,6 +29,8 @@ import { pino } from 'pino';
 import { networkSettingsFromEnv } from './build/network-policy.ts';
 import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
+import { parseNamespaces } from './kube/informer-set.ts';
+import { RelayAdminQueueSource } from './reconcile/deletion.ts';
 import { startAdminServer } from './server/admin.ts';
 import { OperatorMetrics } from './server/metrics.ts';
 import { RelayAdminUsageSource } from './usage/relay-usage.ts';
@@ -52,7 +54,7 @@ async function main(): Promise<void> {
     ...(env.OTEL_EXPORTER_OTLP_ENDPOINT ? { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT } : {}),
   });
   const identity = env.POD_NAME || `${hostname()}-${randomBytes(3).toString('hex')}`;
-  const watchNamespace = env.WATCH_NAMESPACE || undefined;
+  const watchNamespaces = parseNamespaces(env.WATCH_NAMESPACE);
   const metrics = new OperatorMetrics({ processMetrics: true });
   const kubeConfig = loadKubeConfig(env.KUBECONFIG || undefined);
   const client = new KubeClient(kubeConfig, {
@@ -65,11 +67,12 @@ async function main(): Promise<void> {
   const usageIntervalSeconds = intFromEnv('USAGE_INTERVAL_SECONDS', 300);
   const controller = new Controller({
     client,
-    ...(watchNamespace ? { namespace: watchNamespace } : {}),
+    ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
     network: networkSettingsFromEnv(env),
     usageWritesPerSecond: Math.max(1, intFromEnv('USAGE_WRITES_PER_SECOND', 20)),
     hashConcurrency: Math.max(1, intFromEnv('HASH_WORKERS', 2)),
+    queueSource: new RelayAdminQueueSource(),
     log,
     metrics,
     ...(usageIntervalSeconds > 0
@@ -80,7 +83,7 @@ async function main(): Promise<void> {
       : {
           leaderElection: {
             leases,
-            namespace: env.LEASE_NAMESPACE || env.POD_NAMESPACE || watchNamespace || 'default',
+            namespace: env.LEASE_NAMESPACE || env.POD_NAMESPACE || watchNamespaces[0] || 'default',
             name: env.LEASE_NAME || 'sluice-operator',
             identity,
           },
@@ -93,7 +96,10 @@ async function main(): Promise<void> {
     registry: metrics.registry,
     readiness: () => controller.readiness(),
   });
-  log.info({ identity, namespace: watchNamespace ?? '(all)', adminPort: admin.port }, 'operator started');
+  log.info(
+    { identity, namespaces: watchNamespaces.length > 0 ? watchNamespaces : '(all)', adminPort: admin.port },
+    'operator started',
+  );
   controller.start();
 
   let stopping = false;

@@ -31,9 +31,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["sluice.dev"]
   resources: ["relaypolicies", "smtpusers"]
   verbs: ["get", "list", "watch"]
+# the queued-mail finalizer: a deleted policy waits for its relays' queues
+- apiGroups: ["sluice.dev"]
+  resources: ["relaypolicies"]
+  verbs: ["patch"]
 - apiGroups: ["sluice.dev"]
   resources: ["relaypolicies/status", "smtpusers/status"]
   verbs: ["get", "patch", "update"]
+# owner references with blockOwnerDeletion (OwnerReferencesPermissionEnforcement, on in OpenShift)
+- apiGroups: ["sluice.dev"]
+  resources: ["relaypolicies/finalizers"]
+  verbs: ["update"]
+# a larger spec.spool.size expands the spool volumes
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "patch"]
 - apiGroups: [""]
   resources: ["configmaps", "services", "secrets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

@@ -245,13 +245,32 @@ export const RelayPolicySpecSchema = Type.Object(
         },
       ),
     ),
-    spool: Type.Object(
-      {
-        size: Type.String({ default: '10Gi', description: 'Spool volume per pod' }),
-        storageClassName: Type.Optional(Type.String()),
-        reserveMegabytes: Type.Optional(SpoolReserveSchema),
-      },
-      { additionalProperties: false, default: {}, description: 'The durable queue volume of each pod' },
+    // existing volumes can grow (where the StorageClass allows it) but not shrink or move
+    spool: cel(
+      Type.Object(
+        {
+          size: Type.String({
+            default: '10Gi',
+            description:
+              'Spool volume per pod; can grow (where the StorageClass allows expansion), not shrink',
+          }),
+          storageClassName: Type.Optional(
+            Type.String({ description: 'Storage class of the spool volumes; fixed once set' }),
+          ),
+          reserveMegabytes: Type.Optional(SpoolReserveSchema),
+        },
+        { additionalProperties: false, default: {}, description: 'The durable queue volume of each pod' },
+      ),
+      [
+        {
+          rule: '!has(self.size) || !has(oldSelf.size) || !isQuantity(self.size) || !isQuantity(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0',
+          message: 'spool.size cannot shrink: existing spool volumes cannot be made smaller',
+        },
+        {
+          rule: "(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
+          message: 'spool.storageClassName cannot change: existing spool volumes keep their storage class',
+        },
+      ],
     ),
     drainDeadlineSeconds: Type.Integer({
       minimum: 0,

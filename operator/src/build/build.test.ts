@@ -26,12 +26,13 @@ describe('relay config from a RelayPolicy', () => {
       [
         ['submission', 587, 'starttls'],
         ['smtps', 465, 'implicit'],
+        ['handoff', 10025, 'starttls'],
       ],
     );
     assert.equal(config.state.backend, 'memory');
     assert.equal(config.state.namespace, 'prod:mail');
     assert.equal(config.usersFile, '/etc/sluice/users');
-    assert.equal(config.drain.handoff?.host, 'mail-smtp.prod.svc');
+    assert.equal(config.drain.handoff?.host, 'mail-relay-headless.prod.svc');
     assert.equal(config.postmaster, undefined, 'the relay defaults it to postmaster@<hostname>');
   });
 
@@ -282,6 +283,32 @@ describe('network exposure', () => {
     monitoringNamespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
   };
 
+  it('hands the queue over on an internal listener without PROXY, not through the load balancer', () => {
+    const p = relayPolicy(meta, {
+      ...policy.spec,
+      listeners: [
+        {
+          name: 'submission',
+          port: 587,
+          tls: 'starttls',
+          proxyProtocol: true,
+          trustedProxies: ['10.0.0.0/8'],
+        },
+      ],
+    } as never);
+    const config = buildRelayConfig(p);
+    const handoff = config.listeners.find((l) => l.name === 'handoff');
+    assert.deepEqual(
+      [handoff?.port, handoff?.tls, handoff?.proxyProtocol, handoff?.trustedProxies],
+      [10025, 'starttls', false, []],
+    );
+    assert.deepEqual(
+      [config.drain.handoff?.host, config.drain.handoff?.port],
+      ['mail-relay-headless.prod.svc', 10025],
+    );
+    assert.equal(config.listeners.find((l) => l.name === 'submission')?.proxyProtocol, true);
+  });
+
   it('accepts the handoff account only from the pod network (the private ranges unless told)', () => {
     assert.deepEqual(buildRelayConfig(policy).drain.handoff?.fromNetworks, [
       '10.0.0.0/8',
@@ -299,7 +326,7 @@ describe('network exposure', () => {
     assert.throws(() => buildRelayConfig(policy, { podNetworks: ['10.0.0.0/33'] }), /fromNetworks\[0\]/);
   });
 
-  it('opens SMTP to everyone and the admin port only to the operator and the monitoring namespaces', () => {
+  it('opens SMTP to everyone, the hand-off port to the relays and the admin port only to the operator and the monitoring namespaces', () => {
     const np = relayNetworkPolicy(policy, settings) as {
       metadata: { name: string; namespace: string; ownerReferences: Array<{ uid: string }> };
       spec: {
@@ -321,6 +348,11 @@ describe('network exposure', () => {
           { protocol: 'TCP', port: 587 },
           { protocol: 'TCP', port: 465 },
         ],
+      },
+      // the drain hand-off, from the policy's own relay pods only
+      {
+        from: [{ podSelector: { matchLabels: statefulSet(policy, 'h').spec?.selector?.matchLabels } }],
+        ports: [{ protocol: 'TCP', port: 10025 }],
       },
       {
         from: [

@@ -59,4 +59,10 @@ export const PATHS = {
 } as const;
 
 export const ADMIN_PORT = 9587;
+/**
+ * The relays' internal listener for the drain hand-off: reached pod to pod through the
+ * headless Service, never through the load balancer, and never expecting a PROXY header.
+ */
+export const HANDOFF_PORT = 10025;
+export const HANDOFF_LISTENER = 'handoff';
 export const INTERNAL_USER = 'sluice-internal-handoff';

@@ -6,7 +6,7 @@
 import type { V1LabelSelector } from '@kubernetes/client-node';
 import { PRIVATE_NETWORKS } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
-import { ADMIN_PORT, names, selector } from './names.ts';
+import { ADMIN_PORT, HANDOFF_PORT, names, selector } from './names.ts';
 import { ownedMeta } from './workload.ts';
 
 export interface RelayNetworkPolicySettings {
@@ -40,8 +40,10 @@ export function relayNetworkPolicy(
       podSelector: { matchLabels: selector(policy) },
       policyTypes: ['Ingress'],
       ingress: [
-        // mail clients, and peer relays handing over their queue when they drain
+        // mail clients
         { ports: policy.spec.listeners.map((l) => tcp(l.port)) },
+        // peer relays handing over their queue when they drain
+        { from: [{ podSelector: { matchLabels: selector(policy) } }], ports: [tcp(HANDOFF_PORT)] },
         {
           from: [
             {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { RESTART_FIELDS, type RelayConfig } from '@sluice/relay/config-schema';
 import { validateRelayConfig } from '@sluice/relay/config-validate';
 import type { RelayPolicy } from '../api/types.ts';
-import { ADMIN_PORT, INTERNAL_USER, names, PATHS } from './names.ts';
+import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, INTERNAL_USER, names, PATHS } from './names.ts';
 
 export interface ConfigInputs {
   /** Smarthost username read from its credentials Secret. */
@@ -24,11 +24,16 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
   const { spec, metadata } = policy;
   const n = names(policy);
   const first = spec.listeners[0];
+  // the hand-off listener speaks TLS as the first listener does, with no PROXY header: a
+  // draining pod connects to its peers directly, which a load balancer's header would break
+  const handoff = first
+    ? { name: HANDOFF_LISTENER, port: HANDOFF_PORT, tls: first.tls, proxyProtocol: false, trustedProxies: [] }
+    : undefined;
   const { smarthost, ...delivery } = spec.delivery;
   const raw = {
     hostname: spec.hostname,
     postmaster: spec.postmaster,
-    listeners: spec.listeners,
+    listeners: handoff ? [...spec.listeners, handoff] : spec.listeners,
     tls: spec.tlsSecretName
       ? { certFile: `${PATHS.tlsDir}/tls.crt`, keyFile: `${PATHS.tlsDir}/tls.key` }
       : {},
@@ -60,12 +65,12 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     },
     drain: {
       deadlineSeconds: spec.drainDeadlineSeconds,
-      ...(first
+      ...(handoff
         ? {
             handoff: {
-              host: `${n.smtpService}.${metadata.namespace}.svc`,
-              port: first.port,
-              tls: first.tls,
+              host: `${n.headlessService}.${metadata.namespace}.svc`,
+              port: handoff.port,
+              tls: handoff.tls,
               username: INTERNAL_USER,
               passwordFile: HANDOFF_PASSWORD_PATH,
               ...(inputs.podNetworks ? { fromNetworks: [...inputs.podNetworks] } : {}),

@@ -14,7 +14,7 @@ import type {
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
-import { ADMIN_PORT, labels, names, PATHS, selector } from './names.ts';
+import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -135,8 +135,13 @@ export function statefulSet(
     });
     mounts.push({ name: 'smarthost', mountPath: '/etc/sluice/smarthost', readOnly: true });
   }
+  // the HPA's CPU utilization is measured against the request: without one it cannot scale
+  const requests =
+    spec.autoscaling.enabled && !spec.resources.requests.cpu
+      ? { ...spec.resources.requests, cpu: AUTOSCALING_CPU_REQUEST }
+      : spec.resources.requests;
   const resources: V1ResourceRequirements = {
-    ...(Object.keys(spec.resources.requests).length ? { requests: spec.resources.requests } : {}),
+    ...(Object.keys(requests).length ? { requests } : {}),
     ...(Object.keys(spec.resources.limits).length ? { limits: spec.resources.limits } : {}),
   };
   return {
@@ -187,6 +192,7 @@ export function statefulSet(
                   protocol: 'TCP',
                 })),
                 { name: 'admin', containerPort: ADMIN_PORT, protocol: 'TCP' },
+                { name: HANDOFF_LISTENER, containerPort: HANDOFF_PORT, protocol: 'TCP' },
               ],
               readinessProbe: {
                 httpGet: { path: '/readyz', port: 'admin' },
@@ -223,6 +229,9 @@ export function statefulSet(
     },
   };
 }
+
+/** The relay container's CPU request under autoscaling when the policy sets none. */
+export const AUTOSCALING_CPU_REQUEST = '100m';
 
 export function smtpService(policy: RelayPolicy): V1Service {
   const { service } = policy.spec;

@@ -241,6 +241,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
             { protocol: 'TCP', port: 465 },
           ],
         ],
+        [1, [{ protocol: 'TCP', port: 10025 }]],
         [2, [{ protocol: 'TCP', port: 9587 }]],
       ],
     );

@@ -18,6 +18,7 @@ import {
   type ListWatch,
   type ListWatchScope,
 } from '../kube/informer.ts';
+import { InformerSet, type WatchedObjects } from '../kube/informer-set.ts';
 import { LeaderElector, type LeaseStore } from '../kube/leader.ts';
 import {
   CONFIG_MAPS,
@@ -29,6 +30,7 @@ import {
   SMTP_USERS,
   STATEFUL_SETS,
 } from '../kube/resources.ts';
+import type { QueueSource } from '../reconcile/deletion.ts';
 import { HashPool } from '../reconcile/hash-pool.ts';
 import { type SecretObject, secretsOfPolicy } from '../reconcile/policy-inputs.ts';
 import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
@@ -68,6 +70,8 @@ export interface ControllerOptions {
   client: KubeClient;
   /** Watch one namespace; all namespaces when absent. */
   namespace?: string;
+  /** Watch these namespaces (one informer each, so namespaced RBAC suffices); overrides `namespace`. */
+  namespaces?: readonly string[];
   /** Parallel reconciles; default 2. */
   workers?: number;
   /** Every policy is reconciled again this often; default 10 min. */
@@ -90,6 +94,12 @@ export interface ControllerOptions {
   usageWritesPerSecond?: number;
   /** Passwords hashed at once, across all policies; default 2. */
   hashConcurrency?: number;
+  /** The relays' queues: a deleted policy then waits until they are empty (or a deadline). */
+  queueSource?: QueueSource;
+  /** How long a deleted policy waits for its queues; default 15 min. */
+  deletionDrainMs?: number;
+  /** How often a deleted policy's queues are asked again; default 10 s. */
+  drainPollMs?: number;
   /** Where the informers list and watch; the API server by default. */
   listWatch?: <T extends KubeObject>(
     resource: ResourceType,
@@ -106,16 +116,16 @@ function ownerPolicyKey(obj: KubeObject): string | undefined {
 
 /** One term of leadership: informers, queue, workers. A new one starts each time. */
 class Session {
-  readonly policies: Informer<RelayPolicy>;
-  readonly users: Informer<SmtpUser>;
+  readonly policies: WatchedObjects<RelayPolicy>;
+  readonly users: WatchedObjects<SmtpUser>;
   /** The Secrets the operator owns (users shards, internal), whole */
-  readonly ownedSecrets: Informer<SecretObject>;
+  readonly ownedSecrets: WatchedObjects<SecretObject>;
   /** Every Secret in scope, metadata only: which exist, at which version */
-  readonly secretMeta: Informer<SecretObject>;
-  readonly statefulSets: Informer<KubeObject>;
+  readonly secretMeta: WatchedObjects<SecretObject>;
+  readonly statefulSets: WatchedObjects<KubeObject>;
   /** Owned ConfigMaps and Services: a deleted or edited one is put back at once, not at the next resync. */
-  readonly configMaps: Informer<KubeObject>;
-  readonly services: Informer<KubeObject>;
+  readonly configMaps: WatchedObjects<KubeObject>;
+  readonly services: WatchedObjects<KubeObject>;
   readonly queue: WorkQueue;
   readonly #index = new SecretIndex();
   readonly #referenced: ReferencedSecrets;
@@ -124,35 +134,48 @@ class Session {
   readonly #o: ControllerOptions;
   readonly #workers: Promise<void>[] = [];
   #resync: NodeJS.Timeout | undefined;
+  /** Ends this term's requests: after stop() nothing started in it reaches the API server. */
+  readonly #fence = new AbortController();
   #stopped = false;
   #stop: () => void = () => {};
   readonly #stopSignal = new Promise<void>((resolve) => {
     this.#stop = resolve;
   });
 
-  constructor(o: ControllerOptions) {
+  constructor(options: ControllerOptions) {
+    const o = { ...options, client: options.client.fenced(this.#fence.signal) };
     this.#o = o;
-    const lw =
+    const namespaces = o.namespaces?.length ? o.namespaces : o.namespace ? [o.namespace] : [];
+    const lw = (namespace: string | undefined) =>
       o.listWatch ??
       (<T extends KubeObject>(resource: ResourceType, scope: Omit<ListWatchScope, 'namespace'>) =>
         apiListWatch<T>(o.client, resource, {
-          ...(o.namespace ? { namespace: o.namespace } : {}),
+          ...(namespace ? { namespace } : {}),
           ...scope,
         }));
-    const informer = <T extends KubeObject>(
+    const one = <T extends KubeObject>(
+      namespace: string | undefined,
       resource: ResourceType,
       labelSelector?: string,
       metadataOnly = false,
     ) =>
       new Informer<T>({
-        listWatch: lw<T>(resource, {
+        listWatch: lw(namespace)<T>(resource, {
           ...(labelSelector ? { labelSelector } : {}),
           ...(metadataOnly ? { metadataOnly } : {}),
         }),
-        name: metadataOnly ? `${resource.plural} (metadata)` : resource.plural,
+        name: `${resource.plural}${metadataOnly ? ' (metadata)' : ''}${namespace ? ` in ${namespace}` : ''}`,
         ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
         ...(o.log ? { log: o.log } : {}),
       });
+    const informer = <T extends KubeObject>(
+      resource: ResourceType,
+      labelSelector?: string,
+      metadataOnly = false,
+    ): WatchedObjects<T> =>
+      namespaces.length > 1
+        ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, labelSelector, metadataOnly))
+        : one<T>(namespaces[0], resource, labelSelector, metadataOnly);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     this.users = informer<SmtpUser>(SMTP_USERS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
@@ -179,6 +202,9 @@ class Session {
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
       ...(o.network ? { network: o.network } : {}),
+      ...(o.queueSource ? { queues: o.queueSource } : {}),
+      ...(o.deletionDrainMs !== undefined ? { deletionDrainMs: o.deletionDrainMs } : {}),
+      ...(o.drainPollMs !== undefined ? { drainPollMs: o.drainPollMs } : {}),
       ...(o.usageSource
         ? {
             usage: new UsageSummaries({
@@ -258,7 +284,7 @@ class Session {
     this.services.on({ update: ownedChanged, delete: ownedChanged });
   }
 
-  get informers(): Informer<KubeObject>[] {
+  get informers(): WatchedObjects<KubeObject>[] {
     return [
       this.policies,
       this.users,
@@ -267,7 +293,7 @@ class Session {
       this.statefulSets,
       this.configMaps,
       this.services,
-    ] as Informer<KubeObject>[];
+    ] as WatchedObjects<KubeObject>[];
   }
 
   get passwordsHashed(): number {
@@ -311,11 +337,12 @@ class Session {
       if (key === undefined) return;
       const started = performance.now();
       try {
-        await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, async () => {
+        const outcome = await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, async () => {
           await this.#referenced.ensure(this.#index.secretsFor(key));
           return this.#reconciler.reconcile(key);
         });
         this.queue.forget(key);
+        if (outcome.requeueAfterMs !== undefined) this.queue.addAfter(key, outcome.requeueAfterMs);
         this.#o.metrics?.reconciled(KIND, 'success', (performance.now() - started) / 1000);
       } catch (err: unknown) {
         const retryInMs = this.queue.addRateLimited(key);
@@ -332,6 +359,7 @@ class Session {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#fence.abort();
     this.#stop();
     clearInterval(this.#resync);
     this.queue.close();

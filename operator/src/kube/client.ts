@@ -112,7 +112,9 @@ export class KubeClient {
   readonly #fieldManager: string;
   readonly #instance: string;
   readonly #onWrite: ((verb: WriteVerb) => void) | undefined;
-  readonly #writes = new Map<WriteVerb, number>();
+  #writes = new Map<WriteVerb, number>();
+  #signal: AbortSignal | undefined;
+  #options: KubeClientOptions;
 
   constructor(kc: KubeConfig, options: KubeClientOptions = {}) {
     this.#kc = kc;
@@ -120,6 +122,23 @@ export class KubeClient {
     this.#fieldManager = options.fieldManager ?? FIELD_MANAGER;
     this.#instance = options.instance ?? 'sluice-operator';
     this.#onWrite = options.onWrite;
+    this.#options = options;
+  }
+
+  /**
+   * The same client whose requests `signal` aborts, in flight or later (a term of
+   * leadership: once it ends, nothing it started reaches the API server). Writes are
+   * counted with this client's.
+   */
+  fenced(signal: AbortSignal): KubeClient {
+    const child = new KubeClient(this.#kc, this.#options);
+    child.#writes = this.#writes;
+    child.#signal = signal;
+    return child;
+  }
+
+  #req(req: RawRequest): RawRequest {
+    return this.#signal ? { ...req, signal: this.#signal } : req;
   }
 
   get kubeConfig(): KubeConfig {
@@ -151,7 +170,7 @@ export class KubeClient {
   async #write<T>(verb: WriteVerb, req: RawRequest): Promise<T> {
     this.#writes.set(verb, (this.#writes.get(verb) ?? 0) + 1);
     this.#onWrite?.(verb);
-    return (await requestJson(this.#kc, req)) as T;
+    return (await requestJson(this.#kc, this.#req(req))) as T;
   }
 
   async #path(obj: KubeObject, action: Action): Promise<string> {
@@ -170,12 +189,12 @@ export class KubeClient {
       });
   }
 
-  /** Server-side apply with the operator's field manager (force: the operator owns these fields). */
-  async apply<T extends KubeObject>(obj: KubeObject): Promise<T> {
+  /** Server-side apply with the operator's field manager unless another is named (force: it owns these fields). */
+  async apply<T extends KubeObject>(obj: KubeObject, options: { fieldManager?: string } = {}): Promise<T> {
     return this.#write<T>('apply', {
       method: 'PATCH',
       path: await this.#path(obj, 'patch'),
-      query: { fieldManager: this.#fieldManager, force: true },
+      query: { fieldManager: options.fieldManager ?? this.#fieldManager, force: true },
       body: obj,
       contentType: PatchStrategy.ServerSideApply,
     });
@@ -192,7 +211,7 @@ export class KubeClient {
       'read',
     );
     try {
-      return (await requestJson(this.#kc, { method: 'GET', path })) as T;
+      return (await requestJson(this.#kc, this.#req({ method: 'GET', path }))) as T;
     } catch (err: unknown) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -219,13 +238,16 @@ export class KubeClient {
     let resourceVersion = '';
     let next: string | undefined;
     do {
-      const body = (await requestJson(this.#kc, {
-        method: 'GET',
-        path: collectionPath(resource, options.namespace),
-        query: { labelSelector: options.labelSelector, limit: LIST_PAGE, continue: next },
-        ...(options.metadataOnly ? { accept: METADATA_LIST } : {}),
-        timeoutMs: 60_000,
-      })) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+      const body = (await requestJson(
+        this.#kc,
+        this.#req({
+          method: 'GET',
+          path: collectionPath(resource, options.namespace),
+          query: { labelSelector: options.labelSelector, limit: LIST_PAGE, continue: next },
+          ...(options.metadataOnly ? { accept: METADATA_LIST } : {}),
+          timeoutMs: 60_000,
+        }),
+      )) as { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
       // items of a list do not repeat apiVersion and kind
       const page = (body.items ?? []).map((item) => ({ apiVersion, kind: resource.kind, ...item }));
       if (options.onPage) options.onPage(page);
@@ -256,24 +278,48 @@ export class KubeClient {
     });
   }
 
-  /** Deletes an object (background cascading); returns false when it did not exist (NotFound means done). */
+  /**
+   * Deletes an object (background cascading unless `propagationPolicy` says otherwise; with
+   * `uid`, only that incarnation); returns false when it did not exist (NotFound means done).
+   */
   async delete(
     apiVersion: string,
     kind: string,
     namespace: string | undefined,
     name: string,
+    options: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string } = {},
   ): Promise<boolean> {
     const path = await this.#path(
       { apiVersion, kind, metadata: { name, ...(namespace ? { namespace } : {}) } },
       'delete',
     );
     try {
-      await this.#write('delete', { method: 'DELETE', path, body: { propagationPolicy: 'Background' } });
+      await this.#write('delete', {
+        method: 'DELETE',
+        path,
+        body: {
+          apiVersion: 'v1',
+          kind: 'DeleteOptions',
+          propagationPolicy: options.propagationPolicy ?? 'Background',
+          ...(options.uid ? { preconditions: { uid: options.uid } } : {}),
+        },
+      });
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;
       throw err;
     }
+  }
+
+  /** Merge-patches an object (a field the operator does not own by apply, e.g. a PVC's size). */
+  async mergePatch<T extends KubeObject>(obj: KubeObject, patch: unknown): Promise<T> {
+    return this.#write<T>('patch', {
+      method: 'PATCH',
+      path: await this.#path(obj, 'patch'),
+      query: { fieldManager: this.#fieldManager },
+      body: patch,
+      contentType: PatchStrategy.MergePatch,
+    });
   }
 
   /** Merge-patches the status subresource of a custom resource. */
@@ -323,7 +369,7 @@ export class KubeClient {
   /** Whether the API server serves a group version, e.g. monitoring.coreos.com/v1. */
   async servesApi(groupVersion: string): Promise<boolean> {
     try {
-      await requestJson(this.#kc, { method: 'GET', path: `/apis/${groupVersion}` });
+      await requestJson(this.#kc, this.#req({ method: 'GET', path: `/apis/${groupVersion}` }));
       return true;
     } catch (err: unknown) {
       if (isNotFound(err)) return false;

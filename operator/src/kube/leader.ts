@@ -51,6 +51,7 @@ export class LeaderElector {
   #observedRecord = '';
   #observedAt = 0;
   #lastContact = Number.NEGATIVE_INFINITY;
+  #deadline: NodeJS.Timeout | undefined;
 
   constructor(options: LeaderElectorOptions) {
     this.#o = {
@@ -105,13 +106,15 @@ export class LeaderElector {
       const now = this.#o.now();
       let attempt: Attempt = 'failed';
       try {
-        attempt = await this.#tryAcquireOrRenew(now);
+        // a hung API server must not hold the loop past the renew deadline
+        attempt = await this.#within(this.#o.renewDeadlineMs, this.#tryAcquireOrRenew(now));
       } catch (err: unknown) {
         this.#log?.warn({ lease: this.#o.name, err: String(err) }, 'lease request failed');
       }
       if (!this.#running) break;
       if (attempt === 'leading') {
         this.#lastRenew = now;
+        this.#armDeadline(now);
         if (!this.#leader) {
           this.#leader = true;
           this.#log?.info({ lease: this.#o.name, identity: this.#o.identity }, 'started leading');
@@ -181,7 +184,36 @@ export class LeaderElector {
     }
   }
 
+  /**
+   * Steps down renewDeadline after the last renewal was sent, whatever the requests in
+   * flight do: the renewal's own clock starts before its request, and the Lease lasts
+   * leaseDuration (> renewDeadline) from then, so this replica has stopped before any
+   * other may take over (client-go's fencing).
+   */
+  #armDeadline(renewedAt: number): void {
+    clearTimeout(this.#deadline);
+    const wait = Math.max(0, renewedAt + this.#o.renewDeadlineMs - this.#o.now());
+    this.#deadline = setTimeout(() => {
+      void this.#stepDown('renew deadline passed');
+    }, wait);
+    this.#deadline.unref();
+  }
+
+  #within(ms: number, attempt: Promise<Attempt>): Promise<Attempt> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<Attempt>((resolve) => {
+      timer = setTimeout(() => {
+        this.#log?.warn({ lease: this.#o.name, timeoutMs: ms }, 'lease request timed out');
+        resolve('failed');
+      }, ms);
+    });
+    // a late answer is ignored: a renewal that lands late only extends a Lease nobody else holds
+    attempt.catch(() => {});
+    return Promise.race([attempt, timeout]).finally(() => clearTimeout(timer));
+  }
+
   async #stepDown(why: string): Promise<void> {
+    clearTimeout(this.#deadline);
     if (!this.#leader) return;
     this.#leader = false;
     this.#log?.info({ lease: this.#o.name, identity: this.#o.identity, why }, 'stopped leading');

@@ -15,6 +15,8 @@ export interface RawRequest {
   /** Accept header; application/json by default (a PartialObjectMetadata list asks for metadata only) */
   accept?: string;
   timeoutMs?: number;
+  /** Aborts the request (in flight or not yet sent): a leader that stepped down stops acting. */
+  signal?: AbortSignal;
 }
 
 export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unknown> {
@@ -27,9 +29,13 @@ export async function requestJson(kc: KubeConfig, req: RawRequest): Promise<unkn
   const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
   const options: https.RequestOptions = {
     method: req.method,
+    ...(req.signal ? { signal: req.signal } : {}),
     headers: {
       Accept: req.accept ?? 'application/json',
-      ...(payload ? { 'Content-Type': req.contentType ?? 'application/json' } : {}),
+      // a DELETE's body (DeleteOptions) is read only with a length, not chunked
+      ...(payload
+        ? { 'Content-Type': req.contentType ?? 'application/json', 'Content-Length': payload.length }
+        : {}),
     },
   };
   await kc.applyToHTTPSOptions(options);

@@ -57,6 +57,14 @@ export const SERVICES: ResourceType = {
   namespaced: true,
 };
 
+export const PERSISTENT_VOLUME_CLAIMS: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'PersistentVolumeClaim',
+  plural: 'persistentvolumeclaims',
+  namespaced: true,
+};
+
 export const LEASES: ResourceType = {
   group: 'coordination.k8s.io',
   version: 'v1',

@@ -5,8 +5,12 @@
 // A hand edit (kubectl edit, patch, scale) leaves the hash as it was, so the object's
 // managed fields are read too: another field manager that wrote a field the operator
 // sets means the object has drifted, and it is applied again (force takes the field back).
+// A field removed by hand leaves no managed-fields trace, so the live object is also
+// checked to hold every field the desired one sets (holdsDesired); reconciles run on
+// every event and on the periodic resync, so any edit is put back by the next resync.
 import { createHash } from 'node:crypto';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
+import { quantityBytes } from './spool-resize.ts';
 
 export const APPLIED_HASH_ANNOTATION = 'sluice.dev/applied-hash';
 
@@ -44,6 +48,41 @@ export function withAppliedHash<T extends KubeObject>(obj: T): T {
 export function needsApply(desired: KubeObject, live: KubeObject | undefined): boolean {
   const want = desired.metadata.annotations?.[APPLIED_HASH_ANNOTATION] ?? appliedHash(desired);
   return live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] !== want;
+}
+
+/**
+ * Whether every field `desired` sets is in `live` with the same value. The API server adds
+ * defaults, status and metadata but never drops what was applied, so anything missing or
+ * different was edited by hand, including a removed field, which managed fields do not show
+ * (nobody owns a field that is gone). Lists are compared item by item; a Secret's stringData
+ * is compared with its data.
+ */
+export function holdsDesired(desired: KubeObject, live: KubeObject): boolean {
+  return contains(asStored(live, desired), live);
+}
+
+function asStored(live: KubeObject, desired: KubeObject): unknown {
+  const { stringData, ...rest } = desired as KubeObject & { stringData?: Record<string, string> };
+  if (live.kind !== 'Secret' || !stringData) return desired;
+  const data = (rest as { data?: Record<string, string> }).data ?? {};
+  for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');
+  return { ...rest, data };
+}
+
+function contains(want: unknown, have: unknown): boolean {
+  if (want === undefined) return true;
+  if (Array.isArray(want)) {
+    return Array.isArray(have) && have.length === want.length && want.every((w, i) => contains(w, have[i]));
+  }
+  if (want && typeof want === 'object') {
+    if (!have || typeof have !== 'object' || Array.isArray(have)) return false;
+    const h = have as Record<string, unknown>;
+    return Object.entries(want as Record<string, unknown>).every(([k, v]) => contains(v, h[k]));
+  }
+  if (want === have || String(want) === String(have)) return true;
+  // quantities the API server writes in canonical form (0.5 → 500m)
+  const [a, b] = [quantityBytes(String(want)), quantityBytes(String(have))];
+  return !Number.isNaN(a) && a === b;
 }
 
 interface ManagedFieldsEntry {
@@ -145,7 +184,7 @@ export async function applyIfChanged<T extends KubeObject>(
   const drift = current
     ? foreignWrites(target, current, client.fieldManager).filter((w) => !answered.has(`${uid}|${w}`))
     : [];
-  if (current && !needsApply(target, current) && drift.length === 0)
+  if (current && !needsApply(target, current) && drift.length === 0 && holdsDesired(target, current))
     return { applied: false, object: current };
   const object = await client.apply<T>(target);
   if (answered.size > ANSWERED_LIMIT) answered.clear();

@@ -110,6 +110,27 @@ describe('RelayPolicy status', () => {
     assert.equal(condition(f, 'Progressing').status, 'False');
   });
 
+  it('puts an object the API server refused first in Degraded, with its message', () => {
+    const c = condition(
+      facts({
+        applyFailures: [
+          {
+            reason: 'ApplyFailed',
+            message: 'Service mail-smtp: 403 Forbidden: Services are not allowed here',
+          },
+        ],
+        missingSecrets: ['Secret relay-tls (spec.tlsSecretName) not found'],
+      }),
+      'Degraded',
+    );
+    assert.equal(c.status, 'True');
+    assert.equal(c.reason, 'ApplyFailed');
+    assert.match(
+      c.message ?? '',
+      /^Service mail-smtp: 403 Forbidden: Services are not allowed here; Secret relay-tls/,
+    );
+  });
+
   it('reports missing Secrets the policy names', () => {
     const c = condition(
       facts({ missingSecrets: ['Secret relay-tls (spec.tlsSecretName) not found'] }),

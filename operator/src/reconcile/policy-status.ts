@@ -25,6 +25,8 @@ export interface PolicyFacts {
   statefulSet?: StatefulSetState;
   /** The relay refuses the config built from the policy */
   configError?: string;
+  /** What could not be applied: a CamelCase reason and "Kind name: the API server's message" */
+  applyFailures?: ReadonlyArray<{ reason: string; message: string }>;
   /** Secrets the policy names that do not exist, one readable line each */
   missingSecrets: readonly string[];
   rejectedUsers: ReadonlyArray<{ name: string; reason: string }>;
@@ -106,6 +108,7 @@ function progressingCondition(f: PolicyFacts, ready: number): ConditionInput {
 function degradedCondition(f: PolicyFacts): ConditionInput {
   const base = { type: 'Degraded' as const, observedGeneration: f.generation };
   const issues: Array<{ reason: string; message: string }> = [];
+  issues.push(...(f.applyFailures ?? []));
   if (f.configError) issues.push({ reason: 'ConfigInvalid', message: f.configError });
   for (const m of f.missingSecrets) issues.push({ reason: 'SecretNotFound', message: m });
   if (f.rejectedUsers.length > 0) {

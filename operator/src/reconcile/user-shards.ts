@@ -27,7 +27,7 @@ import {
 import { type EvaluatedUsers, evaluateUsers, givenHash, type UserInput } from '../build/users.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { keyOf } from '../kube/resources.ts';
-import { APPLIED_HASH_ANNOTATION, withAppliedHash } from './applied-hash.ts';
+import { APPLIED_HASH_ANNOTATION, holdsDesired, withAppliedHash } from './applied-hash.ts';
 import type { HashPool } from './hash-pool.ts';
 import { type Lookup, type SecretObject, secretValue } from './policy-inputs.ts';
 
@@ -241,7 +241,9 @@ export class UserShards {
   async #write(desired: KubeObject, live: SecretObject | undefined): Promise<boolean> {
     const key = keyOf(desired.metadata.namespace, desired.metadata.name);
     const hash = desired.metadata.annotations?.[APPLIED_HASH_ANNOTATION] ?? '';
-    if (live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] === hash) return false;
+    // a hand edit of the data leaves the annotation as it was: compare the data too
+    if (live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] === hash && holdsDesired(desired, live))
+      return false;
     const mine = this.#applied.get(key);
     if (live && mine?.hash === hash && mine.basedOn === (live.metadata.resourceVersion ?? '')) return false;
     await this.#client.apply(desired);

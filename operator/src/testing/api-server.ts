@@ -22,7 +22,14 @@ export function apiServerSkip(): string | false {
 
 export async function startApiServer(): Promise<{ cp: ControlPlane; admin: KubeClient }> {
   // the endpoint reconciler refuses a loopback advertise address; nothing here needs it
-  const cp = await startControlPlane({ apiServerArgs: ['--endpoint-reconciler-type=none'] });
+  const cp = await startControlPlane({
+    apiServerArgs: [
+      '--endpoint-reconciler-type=none',
+      // on in OpenShift: an owner reference with blockOwnerDeletion needs update on the
+      // owner's finalizers, which the chart's RBAC must grant
+      '--enable-admission-plugins=OwnerReferencesPermissionEnforcement',
+    ],
+  });
   try {
     const admin = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { fieldManager: 'test-admin' });
     await installCrds(admin);
