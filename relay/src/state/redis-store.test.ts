@@ -340,9 +340,11 @@ describe('createRedisClient in sentinel mode', () => {
       assert.match(await info(replica.nodes, 'replication'), /role:master/);
       const onNewMaster = (await ready(createRedisClient(config(replica.nodes)) as Redis)) as Redis;
       try {
-        assert.ok(
-          (await scan(onNewMaster, 'sluice:{sentinel}:*')).length > 0,
-          'the keys are on the new master',
+        // the client may have written through the old master just before it became a
+        // replica: what it wrote reaches the new master by replication, a moment later
+        await until(
+          'the keys on the new master',
+          async () => (await scan(onNewMaster, 'sluice:{sentinel}:*')).length > 0,
         );
       } finally {
         onNewMaster.disconnect();
