@@ -21,12 +21,12 @@ import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared
 import type { DsnNotify } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
+import { isInternationalised } from '../wire/smtputf8.ts';
 import { authUserFields } from './auth-log.ts';
 import {
   badDsnValue,
   declaredSize,
   declaresSmtpUtf8,
-  isInternationalised,
   MAIL_PARAMETERS,
   parameterValue,
   RCPT_PARAMETERS,

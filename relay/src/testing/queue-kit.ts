@@ -3,9 +3,15 @@
 // the queue's bookkeeping; the real SMTP transports have their own tests against real peers.
 import { embeddedConfig } from '../config/defaults.ts';
 import type { RelayConfig } from '../config/schema.ts';
-import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '../delivery/types.ts';
+import type {
+  DeliveryJob,
+  DsnRequest,
+  RecipientOutcome,
+  RecipientResult,
+  Transport,
+} from '../delivery/types.ts';
 import { createLogger } from '../observability/logger.ts';
-import { DeliveryManager, type DsnRequest } from '../queue/delivery-manager.ts';
+import { DeliveryManager } from '../queue/delivery-manager.ts';
 import { QueueStore } from '../queue/queue-store.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { readSpooled } from '../spool/message-file.ts';
