@@ -37,6 +37,13 @@ module.exports = {
       from: { path: '^operator/src/', pathNot: '\\.test\\.ts$' },
       to: { path: '^relay/', dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'] },
     },
+    {
+      name: 'no-cycles-in-smtp-front',
+      comment: 'The SMTP front has no import cycles (handlers -> receive-message -> refusals).',
+      severity: 'error',
+      from: { path: '^relay/src/smtp/' },
+      to: { path: '^relay/src/smtp/', circular: true },
+    },
   ],
   options: {
     doNotFollow: { path: 'node_modules' },
