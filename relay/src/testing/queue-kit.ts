@@ -208,15 +208,6 @@ export async function bootQueue(
   };
 }
 
-/** Polls until check() is true; fails with the message after the deadline. */
-export async function waitFor(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${message}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** Lets every promise continuation that is already queued run (not a sleep: no time passes). */
 export function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
