@@ -153,7 +153,7 @@ export class SmtpHandlers {
 
   /** The DNSBL verdict for the client, in a dnsbl.check span under the session. */
   #dnsblVerdict(state: ConnectionState, stage: 'connect' | 'auth'): Promise<DnsblVerdict | undefined> {
-    if (!this.#rt.config.dnsbl.enabled) return Promise.resolve(undefined);
+    if (!this.#rt.checks.dnsblEnabled()) return Promise.resolve(undefined);
     return traced(
       this.#rt.tracer,
       'dnsbl.check',
