@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_BIN := $(CURDIR)/node_modules/.bin/node
-UNIT_TESTS = $(shell find relay/src operator/src tools/src scripts -name '*.test.ts' 2>/dev/null | sort)
+UNIT_TESTS = $(shell find relay/src relay/test operator/src tools/src scripts -name '*.test.ts' 2>/dev/null | sort)
 E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
 # Fuzz targets (fuzz/README.md) and how long `make test` gives each, in seconds.
 FUZZ_TARGETS ?= proxy-header zip-scan attachment-scan attachment-scan-chunking config-load smtp-session
@@ -11,7 +11,7 @@ FUZZ_SHORT_SECONDS = proxy-header:5 zip-scan:5 attachment-scan:7 attachment-scan
 FUZZ_RUNS ?= 1000000
 
 .DEFAULT_GOAL := help
-.PHONY: help install test-deps run check lint format typecheck generate test test-unit test-fuzz test-e2e fuzz controlplane promtool bench hash-password clean
+.PHONY: help install test-deps run check lint deps format typecheck generate test test-unit test-fuzz test-e2e fuzz controlplane promtool bench hash-password clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -31,13 +31,16 @@ run: install ## Start the relay on its embedded default (no Redis, no Kubernetes
 hash-password: install ## Hash a password for the users file (reads it from stdin)
 	@node relay/src/main.ts hash-password
 
-check: install lint typecheck ## Lint, format check and type check
+check: install lint deps typecheck ## Lint, format check, import rules and type check
 
 generate: install ## Rewrite generated files (docs/reference pages, CRDs)
 	node scripts/generate.ts
 
 lint: install ## Lint and check formatting (biome)
 	biome check .
+
+deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code
+	depcruise --config .dependency-cruiser.cjs relay/src relay/test operator/src e2e/src
 
 format: install ## Rewrite files in the project's format
 	biome check --write .

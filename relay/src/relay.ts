@@ -31,10 +31,11 @@ import { SharedChecks } from './policy/shared-checks.ts';
 import { DeliveryManager, type DeliveryObserver } from './queue/delivery-manager.ts';
 import { handOff } from './queue/handoff.ts';
 import { QueueStore } from './queue/queue-store.ts';
-import type { ReplyObserver } from './smtp/connection.ts';
 import { ConnectionSlots } from './smtp/connection-slots.ts';
-import { type RelayRuntime, SmtpHandlers } from './smtp/handlers.ts';
+import { SmtpHandlers } from './smtp/handlers.ts';
 import { SmtpListener } from './smtp/listener.ts';
+import { RefusalRecorder } from './smtp/refusals.ts';
+import type { RelayRuntime } from './smtp/runtime.ts';
 import { reserveBytes, SpoolSpace } from './spool/free-space.ts';
 import { Spool } from './spool/spool.ts';
 import { createStateStore, type StateHealth } from './state/create-store.ts';
@@ -258,25 +259,10 @@ export class Relay implements RelayRuntime {
     const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
     // the connection caps are per relay: all listeners share them
     const slots = new ConnectionSlots();
-    const observer: ReplyObserver = {
-      connectionRefusal: (sessionId, code, reason, text) => {
-        this.metrics.rejectionsTotal.inc({ reason, stage: 'protocol' });
-        const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
-        if (state) state.rejections++;
-        (state?.log ?? this.logger).info({
-          event: 'rejected',
-          reason,
-          stage: 'protocol',
-          reply: `${code} ${text}`,
-        });
-      },
-      tooManyErrors: (sessionId) => {
-        const state = this.listeners.map((l) => l.handlers.state(sessionId)).find(Boolean);
-        if (state) state.closeReason = 'too_many_errors';
-      },
-    };
+    // one recorder for every listener's refusals, stage replies and connection replies alike
+    const observer = new RefusalRecorder(this);
     for (const listenerConfig of config.listeners) {
-      const handlers = new SmtpHandlers(this, listenerConfig.name);
+      const handlers = new SmtpHandlers(this, listenerConfig.name, observer);
       const listener = new SmtpListener({
         listener: { ...listenerConfig, address: await bindAddress(listenerConfig.address) },
         config,

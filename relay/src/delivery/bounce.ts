@@ -3,12 +3,12 @@
 // delivered like any other message.
 
 import { readFile } from 'node:fs/promises';
-import type { DsnRequest } from '../queue/delivery-manager.ts';
-import { toCrlf } from '../smtp/line-endings.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import type { Spool } from '../spool/spool.ts';
+import { toCrlf } from '../wire/crlf.ts';
 import { buildDsn, FULL_RETURN_MAX_BYTES, readHeaderBlock } from './dsn.ts';
+import type { DsnRequest } from './types.ts';
 
 export function createDsnEnqueuer(options: {
   spool: Spool;

@@ -6,7 +6,7 @@
 // that loop was the relay's largest single CPU cost (about 6 ms per message).
 import { Transform, type TransformCallback } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { LineDots } from '../smtp/line-dots.ts';
+import { LineDots } from '../wire/line-dots.ts';
 import { recycle } from './recycled-reader.ts';
 import type { JobDsn } from './types.ts';
 

@@ -6,8 +6,8 @@
 // limits it with bounce_size_limit). ENVID and ORCPT come back as Original-Envelope-Id
 // and Original-Recipient.
 import { open } from 'node:fs/promises';
-import { rfc5322Date } from '../smtp/received-header.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import { rfc5322Date } from '../wire/date.ts';
 
 export type DsnAction = 'failed' | 'delayed' | 'relayed';
 

@@ -14,8 +14,9 @@ import nodemailer from 'nodemailer';
 import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
-import { PASSWORD, PLAIN_LISTENER, startTestRelay, waitFor } from '../testing/harness.ts';
+import { PASSWORD, PLAIN_LISTENER, startTestRelay } from '../testing/harness.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { SmtpTransport } from './smtp-transport.ts';
 import type { RecipientResult } from './types.ts';
 

@@ -4,8 +4,8 @@ import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { waitFor } from '../testing/harness.ts';
 import { suiteDir } from '../testing/spools.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { RecycledFileReader, recycle } from './recycled-reader.ts';
 
 describe('RecycledFileReader', () => {

@@ -14,8 +14,8 @@ import { validateRelayConfig } from '../config/validate.ts';
 import { isSluiceError } from '../errors.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
-import { waitFor } from '../testing/harness.ts';
 import { type SmtpSink, type SmtpSinkOptions, startSmtpSink } from '../testing/smtp-sink.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { parseReply, SmtpTransport, type SmtpTransportOptions } from './smtp-transport.ts';
 import type { DeliveryJob, RecipientResult } from './types.ts';
 

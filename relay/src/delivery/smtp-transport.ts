@@ -13,8 +13,8 @@ import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
 import { DestinationPolicy } from '../net/destination-policy.ts';
 import type { Logger } from '../observability/logger.ts';
-import { isInternationalised } from '../smtp/parameters.ts';
 import { SMALL_WRITE_BYTES } from '../spool/files.ts';
+import { isInternationalised } from '../wire/smtputf8.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import {
   errorText,

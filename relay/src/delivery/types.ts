@@ -1,4 +1,8 @@
-// The seam between the queue and the transports that send mail onward.
+// The seam between the queue and delivery: the transports that send mail onward and the
+// notices (bounces, delay warnings) written back into the spool. The queue imports these;
+// nothing here imports the queue.
+import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import type { DsnAction } from './dsn.ts';
 
 /** One connection's worth of work: a message to some recipients of one destination. */
 export interface DeliveryJob {
@@ -49,4 +53,12 @@ export interface Transport {
   deliver(job: DeliveryJob): Promise<RecipientResult[]>;
   /** Closes pooled connections. */
   close(): Promise<void>;
+}
+
+/** A bounce or delay notice the queue asks for (delivery/bounce.ts writes it into the spool). */
+export interface DsnRequest {
+  envelope: SpooledEnvelope;
+  recipients: SpooledRecipient[];
+  action: DsnAction;
+  bodyPath: string;
 }

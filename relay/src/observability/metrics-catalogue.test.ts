@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { metricDocs, parseMetricsTable } from '@sluice/tools/metrics-docs';
 import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
-import { REASONS } from '../smtp/replies.ts';
 import {
   PASSWORD,
   PLAIN_LISTENER,
@@ -23,6 +22,7 @@ import {
 import { type Scrape, scrapeMetrics } from '../testing/metrics-scrape.ts';
 import { PROCESS_METRIC_PREFIXES, relayMetricsRegistry } from './catalogue.ts';
 import { RelayMetrics } from './metrics.ts';
+import { REASONS } from './reasons.ts';
 
 const CATALOGUE = new URL('../../../docs/reference/relay-metrics.md', import.meta.url);
 const relayMetricDocs = () => metricDocs(relayMetricsRegistry());

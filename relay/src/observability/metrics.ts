@@ -3,7 +3,7 @@
 // cardinality stays bounded by the listeners and the closed reason list.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
-import { REASONS } from '../smtp/replies.ts';
+import { REASONS } from './reasons.ts';
 
 export class RelayMetrics {
   readonly registry = new Registry();

@@ -113,9 +113,14 @@ export class SharedChecks {
     }
   }
 
+  /** Whether clients are checked against DNSBLs (dnsbl.enabled, read on each use): decided here only. */
+  dnsblEnabled(): boolean {
+    return this.#config().dnsbl.enabled;
+  }
+
   /** The DNSBL verdict, or undefined when DNSBL checks are off. */
   async dnsblVerdict(ip: string): Promise<DnsblVerdict | undefined> {
-    if (!this.#config().dnsbl.enabled || !this.#dnsbl) return undefined;
+    if (!this.dnsblEnabled() || !this.#dnsbl) return undefined;
     return this.#dnsbl.check(ip);
   }
 

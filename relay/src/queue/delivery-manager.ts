@@ -4,7 +4,7 @@
 // delivered. Then the message either leaves the queue or waits for its next attempt.
 import type { RelayConfig } from '../config/schema.ts';
 import type { DsnAction } from '../delivery/dsn.ts';
-import type { DeliveryJob, RecipientResult, Transport } from '../delivery/types.ts';
+import type { DeliveryJob, DsnRequest, RecipientResult, Transport } from '../delivery/types.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ATTR, endSpan, relayTracer, startSpan, type Tracer } from '../observability/spans.ts';
 import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient, wantsNotice } from '../spool/envelope.ts';
@@ -22,13 +22,6 @@ export interface DeliveryObserver {
   attempt(result: 'delivered' | 'deferred' | 'bounced', seconds: number): void;
   retryScheduled(): void;
   bounceGenerated(action: DsnAction): void;
-}
-
-export interface DsnRequest {
-  envelope: SpooledEnvelope;
-  recipients: SpooledRecipient[];
-  action: DsnAction;
-  bodyPath: string;
 }
 
 export interface DeliveryManagerOptions {

@@ -13,9 +13,9 @@ import {
   T0,
   testConfig,
   testEnvelope,
-  waitFor,
 } from '../testing/queue-kit.ts';
 import { suiteDir } from '../testing/spools.ts';
+import { waitFor } from '../testing/wait-for.ts';
 
 const SECOND = 1000;
 

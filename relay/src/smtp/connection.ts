@@ -20,10 +20,11 @@ import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import type { Reason } from '../observability/reasons.ts';
 import { parseQuotedPath } from './address-path.ts';
 import { SluiceParser } from './data-parser.ts';
 import { commandLineLimit } from './line-limits.ts';
-import { ENHANCED_CODE_PREFIX, REPLIES, type Reason, type ReplyKey, replyText } from './replies.ts';
+import { ENHANCED_CODE_PREFIX, REPLIES, type ReplyKey, replyText } from './replies.ts';
 
 export interface ReplyObserver {
   /**

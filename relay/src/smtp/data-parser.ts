@@ -13,7 +13,7 @@
 // octets go to the connection (which refuses it, line-limits.ts) and the rest is skipped
 // up to its line end, so the session goes on; smtp-server would fail the stream instead.
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
-import { LineDots } from './line-dots.ts';
+import { LineDots } from '../wire/line-dots.ts';
 import { MAX_COMMAND_LINE } from './line-limits.ts';
 
 const CR = 0x0d;

@@ -8,25 +8,21 @@ import type {
   SMTPServerDataStream,
   SMTPServerSession,
 } from 'smtp-server';
-import type { Authenticator } from '../auth/authenticator.ts';
-import type { RelayConfig, UserRecord } from '../config/schema.ts';
+import type { UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { RelayMetrics } from '../observability/metrics.ts';
-import { ATTR, inSpan, startSpan, type Tracer, traced } from '../observability/spans.ts';
+import { ATTR, inSpan, startSpan, traced } from '../observability/spans.ts';
 import { handoffFromOutside } from '../policy/handoff-origin.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
-import type { CheckOutcome, MailAllowance, SharedChecks } from '../policy/shared-checks.ts';
+import type { CheckOutcome, MailAllowance } from '../policy/shared-checks.ts';
 import type { DsnNotify } from '../spool/envelope.ts';
-import type { Spool } from '../spool/spool.ts';
-import type { UsageEvents } from '../usage/recorder.ts';
+import { isInternationalised } from '../wire/smtputf8.ts';
 import { authUserFields } from './auth-log.ts';
 import {
   badDsnValue,
   declaredSize,
   declaresSmtpUtf8,
-  isInternationalised,
   MAIL_PARAMETERS,
   parameterValue,
   RCPT_PARAMETERS,
@@ -34,7 +30,9 @@ import {
   unsupportedParameter,
 } from './parameters.ts';
 import { receiveMessage } from './receive-message.ts';
-import { REPLIES, type ReplyKey, reject, type SmtpReplyError } from './replies.ts';
+import type { RefusalRecorder, Stage } from './refusals.ts';
+import { REPLIES, type ReplyKey, type SmtpReplyError } from './replies.ts';
+import type { RelayRuntime } from './runtime.ts';
 import type { ConnectionState } from './session-state.ts';
 import {
   describeCheck,
@@ -45,37 +43,19 @@ import {
   startTransaction,
 } from './session-trace.ts';
 
-export interface RelayRuntime {
-  readonly config: RelayConfig;
-  readonly authenticator: Authenticator;
-  readonly users: ReadonlyMap<string, UserRecord>;
-  readonly spool: Spool;
-  readonly metrics: RelayMetrics;
-  readonly logger: Logger;
-  readonly checks: SharedChecks;
-  readonly draining: boolean;
-  /** Usage per user, added up in memory (absent where a runtime is built without it). */
-  readonly usage?: UsageEvents | undefined;
-  /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
-  readonly abuse?: { isSuspended(user: string): boolean } | undefined;
-  readonly tracer: Tracer;
-  /** Whether the spool's filesystem has room for a message of `size` bytes and the reserve. */
-  spoolRoom(size: number): boolean;
-}
-
 type Callback = (err?: Error | null) => void;
-export type Stage = 'connect' | 'auth' | 'mail' | 'rcpt' | 'data' | 'session';
 
 export class SmtpHandlers {
   readonly #rt: RelayRuntime;
   readonly #listener: string;
-  readonly #states = new Map<string, ConnectionState>();
+  readonly #refusals: RefusalRecorder;
   /** Sessions whose connection was over a cap when it was accepted (see ConnectionSlots). */
   readonly #overCap = new Map<string, ReplyKey>();
 
-  constructor(rt: RelayRuntime, listener: string) {
+  constructor(rt: RelayRuntime, listener: string, refusals: RefusalRecorder) {
     this.#rt = rt;
     this.#listener = listener;
+    this.#refusals = refusals;
   }
 
   /**
@@ -88,10 +68,10 @@ export class SmtpHandlers {
   }
 
   state(sessionId: string): ConnectionState | undefined {
-    return this.#states.get(sessionId);
+    return this.#refusals.session(sessionId);
   }
 
-  /** Counts and logs a refusal, and returns the error smtp-server turns into the reply. */
+  /** Counts and logs a refusal (RefusalRecorder.refuse), returning the error for the reply. */
   refuse(
     state: ConnectionState | undefined,
     stage: Stage,
@@ -100,21 +80,7 @@ export class SmtpHandlers {
     fields: Record<string, unknown> = {},
     log: Logger | undefined = state?.log,
   ): SmtpReplyError {
-    const err = reject(key, vars);
-    this.#rt.metrics.rejectionsTotal.inc({ reason: err.reason, stage });
-    if (state) state.rejections++;
-    if (state?.user) this.#rt.usage?.rejected(state.user.username, err.reason, stage);
-    (log ?? this.#rt.logger).info(
-      {
-        event: 'rejected',
-        reason: err.reason,
-        stage,
-        reply: `${err.responseCode} ${err.message}`,
-        ...fields,
-      },
-      'rejected',
-    );
-    return err;
+    return this.#refusals.refuse(state, stage, key, vars, fields, log);
   }
 
   onConnect = (session: SMTPServerSession, callback: Callback): void => {
@@ -139,7 +105,7 @@ export class SmtpHandlers {
       rejections: 0,
       span,
     };
-    this.#states.set(session.id, state);
+    this.#refusals.opened(state);
     this.#rt.metrics.connectionsTotal.inc({ listener: this.#listener });
     if (this.#rt.draining) {
       state.closeReason = 'shutting_down';
@@ -187,7 +153,7 @@ export class SmtpHandlers {
 
   /** The DNSBL verdict for the client, in a dnsbl.check span under the session. */
   #dnsblVerdict(state: ConnectionState, stage: 'connect' | 'auth'): Promise<DnsblVerdict | undefined> {
-    if (!this.#rt.config.dnsbl.enabled) return Promise.resolve(undefined);
+    if (!this.#rt.checks.dnsblEnabled()) return Promise.resolve(undefined);
     return traced(
       this.#rt.tracer,
       'dnsbl.check',
@@ -232,25 +198,15 @@ export class SmtpHandlers {
     return undefined;
   }
 
-  /** The refusal for a shared check that did not pass, or undefined. */
   checkRefusal(state: ConnectionState, stage: Stage, outcome: CheckOutcome): SmtpReplyError | undefined {
-    switch (outcome.kind) {
-      case 'ok':
-        return undefined;
-      case 'rate_limited':
-        return this.refuse(state, stage, 'RATE_LIMITED', outcome.vars);
-      case 'locked':
-        return this.refuse(state, stage, 'AUTH_LOCKED_OUT', { retry: outcome.retry });
-      case 'unavailable':
-        return this.refuse(state, stage, 'STATE_TEMPFAIL');
-    }
+    return this.#refusals.checkRefusal(state, stage, outcome);
   }
 
   /** After the TLS handshake (implicit TLS or STARTTLS): counts it by protocol version. */
   onSecure = (socket: TLSSocket, session: SMTPServerSession, callback: Callback): void => {
     const version = socket.getProtocol?.() ?? 'unknown';
     this.#rt.metrics.tlsConnectionsTotal.inc({ listener: this.#listener, version });
-    this.#states.get(session.id)?.span.setAttributes({
+    this.#refusals.session(session.id)?.span.setAttributes({
       [ATTR.tlsVersion]: version,
       [ATTR.tlsCipher]: socket.getCipher?.()?.standardName ?? 'unknown',
     });
@@ -258,9 +214,9 @@ export class SmtpHandlers {
   };
 
   onClose = (session: SMTPServerSession): void => {
-    const state = this.#states.get(session.id);
+    const state = this.#refusals.session(session.id);
     if (!state) return;
-    this.#states.delete(session.id);
+    this.#refusals.closed(session.id);
     if (state.counted) this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
     if (state.slot) void this.#rt.checks.releaseConnection(state.clientIp, state.sessionId);
     endSession(state, Boolean(session.secure));
@@ -283,7 +239,7 @@ export class SmtpHandlers {
     session: SMTPServerSession,
     callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void,
   ): void => {
-    const state = this.#states.get(session.id);
+    const state = this.#refusals.session(session.id);
     const username = auth.username ?? '';
     const userFields = authUserFields(username, this.#rt.users.has(username));
     // the username goes on the span only once it authenticated: a failed one may be a mistyped password
@@ -358,7 +314,7 @@ export class SmtpHandlers {
   }
 
   onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
-    const state = this.#states.get(session.id);
+    const state = this.#refusals.session(session.id);
     if (!state) return callback(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
     startTransaction(this.#rt.tracer, state);
     const refused = (err: Error) => {
@@ -438,7 +394,7 @@ export class SmtpHandlers {
   }
 
   onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
-    const state = this.#states.get(session.id);
+    const state = this.#refusals.session(session.id);
     const tx = state?.tx;
     if (!state || !tx) return callback(this.refuse(state, 'rcpt', 'AUTH_REQUIRED'));
     const limits = this.#rt.config.limits;
@@ -516,13 +472,13 @@ export class SmtpHandlers {
     session: SMTPServerSession,
     callback: (err?: Error | null, message?: string) => void,
   ): void => {
-    const state = this.#states.get(session.id);
+    const state = this.#refusals.session(session.id);
     if (!state?.user || !state.tx) {
       stream.resume();
       return callback(this.refuse(state, 'data', 'AUTH_REQUIRED'));
     }
     const tx = state.tx;
-    receiveMessage({ rt: this.#rt, handlers: this, state, tx, session, stream }).then(
+    receiveMessage({ rt: this.#rt, handlers: this.#refusals, state, tx, session, stream }).then(
       (reply) => {
         endTransaction(state, 'accepted', { [ATTR.recipients]: tx.recipients.length });
         callback(null, reply);

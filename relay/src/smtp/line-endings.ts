@@ -87,11 +87,3 @@ export class LineEndingNormaliser extends Transform {
     return Buffer.concat(parts);
   }
 }
-
-/** A whole message with every bare CR and bare LF made CRLF (for text the relay writes itself). */
-export function toCrlf(message: Buffer): Buffer {
-  const normaliser = new LineEndingNormaliser();
-  const body = normaliser.normalise(message);
-  const rest = normaliser.flushPending();
-  return rest ? Buffer.concat([body, rest]) : body;
-}

@@ -63,13 +63,6 @@ export function declaresSmtpUtf8(address: SMTPServerAddress): boolean {
   return address.args !== false && address.args.SMTPUTF8 === true;
 }
 
-const NOT_ASCII = /[\u0080-\uffff]/;
-
-/** An address with a character outside ASCII (an internationalised address, RFC 6531). */
-export function isInternationalised(address: string): boolean {
-  return NOT_ASCII.test(address);
-}
-
 /**
  * Where a recipient goes: the domainless <postmaster> (RFC 5321 4.5.1: every server
  * accepts it, in any case, for its own operator; smtp-server lets it through) goes to the

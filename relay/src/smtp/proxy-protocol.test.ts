@@ -4,6 +4,7 @@ import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { isSluiceError } from '../errors.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
 
 // Long enough never to fire in tests that are about something else, so a rejection there
@@ -48,17 +49,6 @@ async function sendHeader(
   const reading = readProxyHeader(server, NO_TIMEOUT);
   await write(client, data);
   return { reading, client, server };
-}
-
-/** Waits, a turn of the event loop at a time, until `condition` holds; fails after the deadline. */
-async function waitFor(condition: () => boolean, what: string, deadlineMs = 5_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
 }
 
 /** Writes one byte at a time, each only after the relay side has taken the previous one off the wire. */

@@ -11,12 +11,14 @@ import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { isOutOfSpace } from '../spool/free-space.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import type { SpoolWriter } from '../spool/spool.ts';
-import type { RelayRuntime, SmtpHandlers } from './handlers.ts';
+import { rfc5322Date } from '../wire/date.ts';
+import { isInternationalised } from '../wire/smtputf8.ts';
 import { LineEndingNormaliser } from './line-endings.ts';
 import { MissingHeaders } from './missing-headers.ts';
-import { isInternationalised } from './parameters.ts';
-import { receivedHeader, rfc5322Date } from './received-header.ts';
+import { receivedHeader } from './received-header.ts';
+import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
+import type { RelayRuntime } from './runtime.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
@@ -109,7 +111,7 @@ function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
 
 export async function receiveMessage(options: {
   rt: RelayRuntime;
-  handlers: SmtpHandlers;
+  handlers: RefusalRecorder;
   state: ConnectionState;
   tx: TransactionState;
   session: SMTPServerSession;
@@ -163,7 +165,7 @@ export async function receiveMessage(options: {
     spoolSpan = undefined;
   };
 
-  const refuse = (key: Parameters<SmtpHandlers['refuse']>[2], vars: Record<string, string | number>) => {
+  const refuse = (key: Parameters<RefusalRecorder['refuse']>[2], vars: Record<string, string | number>) => {
     rt.metrics.messagesTotal.inc({
       result: REPLIES[key].code >= 500 ? 'rejected' : 'tempfail',
       reason: REPLIES[key].reason,

@@ -4,6 +4,8 @@
 // already checked for control characters; they are sanitised again here because a
 // header line is the one place where a stray CRLF would change the message.
 
+import { rfc5322Date } from '../wire/date.ts';
+
 function clean(value: string): string {
   return value.replace(/[\r\n\t()\\]/g, ' ').slice(0, 255);
 }
@@ -28,9 +30,4 @@ export function receivedHeader(options: {
     `\tby ${clean(options.hostname)} (Sluice) with ${protocol} id ${options.queueId}${only};\r\n` +
     `\t${rfc5322Date(options.date)}\r\n`
   );
-}
-
-/** RFC 5322 3.3 date-time, in UTC. */
-export function rfc5322Date(date: Date): string {
-  return date.toUTCString().replace('GMT', '+0000');
 }

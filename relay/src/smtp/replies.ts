@@ -4,34 +4,7 @@
 // its wording but carry enhanced codes too; they are listed in LIBRARY_REPLIES so the
 // README table is the whole catalogue.
 
-export const REASONS = [
-  'accepted',
-  'auth_required',
-  'auth_failed',
-  'auth_suspended',
-  'auth_tempfail',
-  'sender_not_allowed',
-  'message_too_big',
-  'too_many_recipients',
-  'blocked_attachment',
-  'malformed_message',
-  'header_too_big',
-  'mime_too_complex',
-  'too_many_connections',
-  'too_many_connections_ip',
-  'spool_error',
-  'insufficient_storage',
-  'shutting_down',
-  'dnsbl_listed',
-  'dnsbl_tempfail',
-  'rate_limited',
-  'auth_locked_out',
-  'state_unavailable',
-  'client_disconnected',
-  'timeout',
-  'protocol_error',
-] as const;
-export type Reason = (typeof REASONS)[number];
+import type { Reason } from '../observability/reasons.ts';
 
 export interface ReplySpec {
   readonly code: number;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { storeContract, waitFor } from '../testing/store-contract.ts';
+import { storeContract } from '../testing/store-contract.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { MAX_DISTINCT_IN_MEMORY, MemoryStore } from './memory-store.ts';
 
 storeContract('memory', async () => {

@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { waitFor } from '../testing/harness.ts';
 import {
   type RedisSentinelHandle,
   type RedisServerHandle,
@@ -11,6 +10,7 @@ import {
   startRedisServer,
 } from '../testing/redis-server.ts';
 import { storeContract } from '../testing/store-contract.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { createRedisClient, type RedisClient, type RedisClientConfig, RedisStore } from './redis-store.ts';
 
 const T = 28_333_334 * 60_000;

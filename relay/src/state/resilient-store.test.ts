@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isSluiceError } from '../errors.ts';
 import { type RedisServerHandle, startRedisServer } from '../testing/redis-server.ts';
-import { waitFor } from '../testing/store-contract.ts';
+import { waitFor } from '../testing/wait-for.ts';
 import { bucketAt, bucketKey, MemoryStore } from './memory-store.ts';
 import { createRedisClient, type RedisClient, RedisStore } from './redis-store.ts';
 import { ResilientStore, type StateHealth } from './resilient-store.ts';

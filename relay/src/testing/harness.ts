@@ -123,12 +123,3 @@ export async function startTestRelay(
 
 /** A listener on which AUTH is offered without TLS, for raw-socket tests. */
 export const PLAIN_LISTENER = { name: 'plain', address: '127.0.0.1', port: 0, tls: 'none' } as const;
-
-/** Polls until check() is true; fails with the message after the deadline. */
-export async function waitFor(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${message}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}

@@ -5,3 +5,4 @@ export * from './redis-server.ts';
 export * from './smtp-client.ts';
 export * from './smtp-sink.ts';
 export * from './traffic.ts';
+export * from './wait-for.ts';

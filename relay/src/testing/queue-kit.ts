@@ -3,9 +3,15 @@
 // the queue's bookkeeping; the real SMTP transports have their own tests against real peers.
 import { embeddedConfig } from '../config/defaults.ts';
 import type { RelayConfig } from '../config/schema.ts';
-import type { DeliveryJob, RecipientOutcome, RecipientResult, Transport } from '../delivery/types.ts';
+import type {
+  DeliveryJob,
+  DsnRequest,
+  RecipientOutcome,
+  RecipientResult,
+  Transport,
+} from '../delivery/types.ts';
 import { createLogger } from '../observability/logger.ts';
-import { DeliveryManager, type DsnRequest } from '../queue/delivery-manager.ts';
+import { DeliveryManager } from '../queue/delivery-manager.ts';
 import { QueueStore } from '../queue/queue-store.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { readSpooled } from '../spool/message-file.ts';
@@ -200,15 +206,6 @@ export async function bootQueue(
       }
     },
   };
-}
-
-/** Polls until check() is true; fails with the message after the deadline. */
-export async function waitFor(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${message}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 /** Lets every promise continuation that is already queued run (not a sleep: no time passes). */

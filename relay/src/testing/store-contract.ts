@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { FailureRule, RateRule, StateStore } from '../state/store.ts';
+import { waitFor } from './wait-for.ts';
 
 export interface StoreUnderTest {
   store: StateStore;
@@ -15,19 +16,6 @@ export interface StoreUnderTest {
 const MINUTE = 60_000;
 /** A window boundary (a multiple of a minute) in a realistic epoch range. */
 const T = 28_333_334 * MINUTE;
-
-/** Polls until `condition` holds, failing after a deadline. */
-export async function waitFor(
-  condition: () => Promise<boolean>,
-  what: string,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 function rate(key: string, limit: number, cost = 1, windowMs = MINUTE): RateRule {
   return { key, cost, limit, windowMs };

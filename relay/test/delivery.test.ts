@@ -19,7 +19,7 @@ import {
   type TestRelay,
   testUser,
   waitFor,
-} from './testing/index.ts';
+} from '../src/testing/index.ts';
 
 function send(t: TestRelay, mail: SendMailOptions): Promise<SentMessageInfo> {
   return nodemailer

@@ -13,9 +13,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PASSWORD, RawSmtpClient, startSmtpSink, testPasswordHash, waitFor } from './testing/index.ts';
+import { PASSWORD, RawSmtpClient, startSmtpSink, testPasswordHash, waitFor } from '../src/testing/index.ts';
 
-const MAIN = new URL('./main.ts', import.meta.url).pathname;
+const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 
 function start(configPath: string): { child: ChildProcess; ports: Promise<{ smtp: number; admin: number }> } {
   const child = spawn(process.execPath, [MAIN, '--config', configPath], {

@@ -1,7 +1,7 @@
 // The relay's outside: admin endpoints, logs an SRE can follow, and shutdown.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay, waitFor } from './testing/index.ts';
+import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay, waitFor } from '../src/testing/index.ts';
 
 describe('relay admin server and logs', () => {
   it('serves /healthz, /readyz with detail and /metrics, and readiness drops on shutdown', async () => {

@@ -16,7 +16,7 @@ import {
   type TestRelay,
   testUser,
   waitFor,
-} from './testing/index.ts';
+} from '../src/testing/index.ts';
 
 const ZONE = 'bl.test';
 const LISTED = '127.0.0.1';

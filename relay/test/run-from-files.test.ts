@@ -4,8 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createLogger } from './observability/logger.ts';
-import { runFromFiles } from './run-from-files.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import { runFromFiles } from '../src/run-from-files.ts';
 import {
   authenticated,
   LogCapture,
@@ -13,8 +13,8 @@ import {
   startTestRelay,
   testPasswordHash,
   testUser,
-} from './testing/index.ts';
-import { scrapeMetrics } from './testing/metrics-scrape.ts';
+} from '../src/testing/index.ts';
+import { scrapeMetrics } from '../src/testing/metrics-scrape.ts';
 
 const CONFIG = [
   'hostname: relay.test',

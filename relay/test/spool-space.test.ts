@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { authenticated, PLAIN_LISTENER, startTestRelay, type TestRelay } from './testing/index.ts';
+import { authenticated, PLAIN_LISTENER, startTestRelay, type TestRelay } from '../src/testing/index.ts';
 
 const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;

@@ -7,9 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { waitFor } from './testing/index.ts';
+import { waitFor } from '../src/testing/index.ts';
 
-const MAIN = new URL('./main.ts', import.meta.url).pathname;
+const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 const SWAKS = '/usr/bin/swaks';
 
 it('runs on the embedded default and takes the swaks command it prints', {

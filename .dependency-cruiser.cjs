@@ -1,0 +1,55 @@
+// Import rules that keep the mail path one-directional (make deps; part of make check).
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'mail-path-one-way',
+      comment: 'queue/ and delivery/ never import the SMTP front (smtp/); shared formats live in wire/.',
+      severity: 'error',
+      from: { path: '^relay/src/(delivery|queue)/' },
+      to: { path: '^relay/src/smtp/' },
+    },
+    {
+      name: 'queue-delivery-one-way',
+      comment: 'The queue drives delivery: delivery/ never imports queue/.',
+      severity: 'error',
+      from: { path: '^relay/src/delivery/' },
+      to: { path: '^relay/src/queue/' },
+    },
+    {
+      name: 'no-test-kit-in-production',
+      comment: 'Production code never imports a test kit or a test file.',
+      severity: 'error',
+      from: { path: '^(relay|operator)/src/', pathNot: ['\\.test\\.ts$', '^(relay|operator)/src/testing/'] },
+      to: { path: ['^(relay|operator)/src/testing/', '\\.test\\.ts$'] },
+    },
+    {
+      name: 'relay-stands-alone',
+      comment: 'The relay never imports the operator or the end-to-end tests.',
+      severity: 'error',
+      from: { path: '^relay/' },
+      to: { path: '^(operator|e2e)/' },
+    },
+    {
+      name: 'operator-uses-relay-exports',
+      comment: 'Operator code reaches the relay only through the @sluice/relay package exports.',
+      severity: 'error',
+      from: { path: '^operator/src/', pathNot: '\\.test\\.ts$' },
+      to: { path: '^relay/', dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'] },
+    },
+    {
+      name: 'no-cycles-in-smtp-front',
+      comment: 'The SMTP front has no import cycles (handlers -> receive-message -> refusals).',
+      severity: 'error',
+      from: { path: '^relay/src/smtp/' },
+      to: { path: '^relay/src/smtp/', circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '(^|/)node_modules/' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    combinedDependencies: true,
+  },
+};

@@ -1,0 +1,27 @@
+// What the SMTP front needs from the relay that runs it; Relay provides it.
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { RelayConfig, UserRecord } from '../config/schema.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { RelayMetrics } from '../observability/metrics.ts';
+import type { Tracer } from '../observability/spans.ts';
+import type { SharedChecks } from '../policy/shared-checks.ts';
+import type { Spool } from '../spool/spool.ts';
+import type { UsageEvents } from '../usage/recorder.ts';
+
+export interface RelayRuntime {
+  readonly config: RelayConfig;
+  readonly authenticator: Authenticator;
+  readonly users: ReadonlyMap<string, UserRecord>;
+  readonly spool: Spool;
+  readonly metrics: RelayMetrics;
+  readonly logger: Logger;
+  readonly checks: SharedChecks;
+  readonly draining: boolean;
+  /** Usage per user, added up in memory (absent where a runtime is built without it). */
+  readonly usage?: UsageEvents | undefined;
+  /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
+  readonly abuse?: { isSuspended(user: string): boolean } | undefined;
+  readonly tracer: Tracer;
+  /** Whether the spool's filesystem has room for a message of `size` bytes and the reserve. */
+  spoolRoom(size: number): boolean;
+}
