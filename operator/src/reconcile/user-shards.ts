@@ -25,6 +25,7 @@ import {
   userBytes,
 } from '../build/user-shards.ts';
 import { type EvaluatedUsers, evaluateUsers, givenHash, type UserInput } from '../build/users.ts';
+import { ownedMeta } from '../build/workload.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { keyOf } from '../kube/resources.ts';
 import { APPLIED_HASH_ANNOTATION, holdsDesired, withAppliedHash } from './applied-hash.ts';
@@ -256,23 +257,8 @@ export class UserShards {
       apiVersion: 'v1',
       kind: 'Secret',
       metadata: {
-        name,
-        namespace: policy.metadata.namespace,
+        ...ownedMeta(policy, name),
         labels: { ...labels(policy), [SHARD_COUNT_LABEL]: String(count) },
-        ...(policy.metadata.uid
-          ? {
-              ownerReferences: [
-                {
-                  apiVersion: 'sluice.dev/v1alpha1',
-                  kind: 'RelayPolicy',
-                  name: policy.metadata.name,
-                  uid: policy.metadata.uid,
-                  controller: true,
-                  blockOwnerDeletion: true,
-                },
-              ],
-            }
-          : {}),
       },
       type: 'Opaque',
       stringData: data,
