@@ -782,6 +782,20 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
       await waitFor('the users Ready', async () => (await userReady(ns, 'bulk-0'))?.status === 'True');
       // the sets of 1 and 2 shards written on the way are deleted once the pods mount the new one
       await waitFor('only the current set left', async () => (await userShards(ns)).size === 4, 30_000);
+      // a stops at rest: its last status writes are done (resync every 250 ms reconciles)
+      let writes = a.client.writes;
+      let since = a.metrics.successes;
+      await waitFor(
+        'operator-scale-a to write nothing for 10 reconciles',
+        () => {
+          if (a.client.writes !== writes) {
+            writes = a.client.writes;
+            since = a.metrics.successes;
+          }
+          return a.metrics.successes >= since + 10;
+        },
+        60_000,
+      );
     } finally {
       await a.controller.stop();
     }
