@@ -13,7 +13,9 @@
 #   SLUICE_CACHE           cache root (default $HOME/.cache/sluice)
 #   SLUICE_BUILD_PARALLEL  packages compiled at once, go build -p (default 1, so other
 #                          work on the machine keeps its CPU; CI alone on it may use 2)
-#   SLUICE_BUILD_ONLY      space-separated subset to build, e.g. "etcd kubectl"
+#   SLUICE_BUILD_ONLY      space-separated subset to build, e.g. "etcd kubectl"; the node
+#                          tier's kube-scheduler, kube-proxy, kube-controller-manager and
+#                          kubelet are built only when named here
 #
 # Usage: e2e/controlplane/build.sh            build what is missing, print the paths
 #        e2e/controlplane/build.sh --print    print the paths only (exit 1 if any is missing)
@@ -65,6 +67,11 @@ targets=(
   "kube-apiserver|$kube_version|k8s.io/kubernetes/cmd/kube-apiserver|$kube_ldflags"
   "kubectl|$kube_version|k8s.io/kubernetes/cmd/kubectl|$kube_ldflags"
   "helm|$helm_version|helm.sh/helm/v3/cmd/helm|$helm_ldflags"
+  # The node tier (e2e/node/build.sh asks for these through SLUICE_BUILD_ONLY).
+  "kube-scheduler|$kube_version|k8s.io/kubernetes/cmd/kube-scheduler|$kube_ldflags"
+  "kube-proxy|$kube_version|k8s.io/kubernetes/cmd/kube-proxy|$kube_ldflags"
+  "kube-controller-manager|$kube_version|k8s.io/kubernetes/cmd/kube-controller-manager|$kube_ldflags"
+  "kubelet|$kube_version|k8s.io/kubernetes/cmd/kubelet|$kube_ldflags"
 )
 
 $print_only || mkdir -p "$bindir/current"
