@@ -241,9 +241,12 @@ export class SmtpTransport implements Transport {
         }
         let sent: Sent | undefined;
         try {
-          const stream = Buffer.isBuffer(body)
+          const spooled = Buffer.isBuffer(body)
             ? Readable.from([body], { objectMode: false })
             : new RecycledFileReader(body, job.size, { chunkBytes: READ_CHUNK_BYTES, buffers: READ_BUFFERS });
+          const stream = job.headerPrefix
+            ? withPrefix(Buffer.from(job.headerPrefix, 'latin1'), spooled)
+            : spooled;
           sent = await session.send(job, stream);
         } finally {
           this.#pool.release(route.key, session, sent !== undefined && session.clean);
@@ -488,4 +491,15 @@ export class SmtpTransport implements Transport {
 /** The relay's own interface addresses: an MX pointing at one of them would loop. */
 function ownAddresses(): string[] {
   return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+}
+
+/** The spooled message with header fields made after it was written (a DKIM-Signature) in front. */
+function withPrefix(prefix: Buffer, rest: Readable): Readable {
+  return Readable.from(
+    (async function* () {
+      yield prefix;
+      yield* rest;
+    })(),
+    { objectMode: false },
+  );
 }

@@ -1,5 +1,6 @@
 // The SMTP front's decisions, wired into smtp-server's callbacks. Each refusal comes
 // from the reply table and is counted and logged once, with its reason.
+
 import type { TLSSocket } from 'node:tls';
 import type {
   SMTPServerAddress,
@@ -10,6 +11,7 @@ import type {
 } from 'smtp-server';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { RelayConfig, UserRecord } from '../config/schema.ts';
+import type { DkimKeys } from '../dkim/keys.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
@@ -59,6 +61,8 @@ export interface RelayRuntime {
   /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
   readonly abuse?: { isSuspended(user: string): boolean } | undefined;
   readonly tracer: Tracer;
+  /** DKIM signing keys (absent: nothing is signed). */
+  readonly dkim?: DkimKeys | undefined;
   /** Whether the spool's filesystem has room for a message of `size` bytes and the reserve. */
   spoolRoom(size: number): boolean;
 }
