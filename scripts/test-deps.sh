@@ -14,10 +14,14 @@ declare -A checks=(
   # so an install with --no-install-recommends leaves swaks without STARTTLS)
   [libnet-ssleay-perl]='perl -MNet::SSLeay -e1'
   [libio-socket-ssl-perl]='perl -MIO::Socket::SSL -e1'
+  # dkimpy: a second DKIM implementation that checks the relay's signatures
+  [python3-dkim]='python3 -c "import dkim"'
+  # dkimpy verifies Ed25519 signatures (RFC 8463) with PyNaCl
+  [python3-nacl]='python3 -c "import nacl"'
 )
 
 missing=()
-for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl; do
+for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
 ((${#missing[@]})) || exit 0

@@ -18,6 +18,7 @@ import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } fro
 import { createDsnEnqueuer } from './delivery/bounce.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
+import { type DkimKeys, loadDkimKeys, NO_DKIM_KEYS } from './dkim/keys.ts';
 import { createDnsblChecker, type DnsblChecker, type DnsblObserver } from './dnsbl/checker.ts';
 import { SluiceError } from './errors.ts';
 import { bindAddress } from './net/bind-address.ts';
@@ -84,6 +85,7 @@ export class Relay implements RelayRuntime {
   #store?: StateStore;
   #stateHealth: StateHealth = { shared: false, detail: 'not started' };
   #config: RelayConfig;
+  #dkim: DkimKeys = NO_DKIM_KEYS;
   #users: ReadonlyMap<string, UserRecord> = new Map();
   #draining = false;
   #admin?: FastifyInstance;
@@ -216,6 +218,9 @@ export class Relay implements RelayRuntime {
   get config(): RelayConfig {
     return this.#config;
   }
+  get dkim(): DkimKeys {
+    return this.#dkim;
+  }
   get users(): ReadonlyMap<string, UserRecord> {
     return this.#users;
   }
@@ -232,6 +237,7 @@ export class Relay implements RelayRuntime {
 
   async #start(): Promise<void> {
     const config = this.#config;
+    this.#dkim = await loadDkimKeys(config.dkim, 'config');
     await this.spool.init();
     await this.spoolSpace.start();
     const state = await createStateStore(config.state, this.logger);
@@ -347,6 +353,7 @@ export class Relay implements RelayRuntime {
       }
     }
     const certificate = await this.#certificate(kept);
+    const dkim = await loadDkimKeys(kept.dkim, 'config');
     // the listeners build the same context from it; a key that does not fit throws here
     tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
     const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
@@ -355,6 +362,7 @@ export class Relay implements RelayRuntime {
     const transport = deliveryChanged && this.#transport ? await this.#buildTransport(kept) : undefined;
     // From here on nothing throws: the new values go into force together.
     this.#config = kept;
+    this.#dkim = dkim;
     if (transport) {
       const old = this.#transport;
       this.#transport = transport;

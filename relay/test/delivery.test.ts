@@ -2,6 +2,7 @@
 // through MX records on a real DNS server, or at a smarthost; per-recipient outcomes,
 // bounces (RFC 3464) to the sender, and the drain hand-off to a peer relay.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -289,6 +290,9 @@ describe('drain', () => {
     await deadProbe.close();
     const dir = await mkdtemp(join(tmpdir(), 'sluice-drain-'));
     await writeFile(join(dir, 'handoff-password'), `${PASSWORD}\n`);
+    // the leaving relay signs what it accepts: the signature must travel with the hand-off
+    const key = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' });
+    await writeFile(join(dir, 'dkim.pem'), key);
     const peer = await startTestRelay({
       deliver: true,
       users: [await testUser('alice'), await testUser('handoff', { rateLimits: [] })],
@@ -305,6 +309,16 @@ describe('drain', () => {
         auth: { allowPlaintext: true },
         // its own downstream is unreachable: everything stays queued
         delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: deadPort, tls: 'none' } },
+        dkim: {
+          keys: [
+            {
+              domain: 'example.com',
+              selector: 'leaving',
+              algorithm: 'ed25519-sha256',
+              privateKeyFile: join(dir, 'dkim.pem'),
+            },
+          ],
+        },
         drain: {
           deadlineSeconds: 0,
           handoff: {
@@ -351,6 +365,10 @@ describe('drain', () => {
         sink.messages.find((m) => m.recipients[0] === 'd3@example.net')?.raw.toString() ?? '',
         /Subject: Grüße/,
       );
+      // the three with a From header were signed on acceptance; the peer passes the signature on
+      for (const m of sink.messages.filter((m) => m.recipients[0] !== 'd3@example.net')) {
+        assert.match(m.raw.toString('latin1'), /\r\nDKIM-Signature: [^]*?d=example\.com;[^]*? s=leaving;/);
+      }
       assert.equal(leaving.logs.events('handed_off').length, 4);
     } finally {
       await leaving.close().catch(() => undefined);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,5 +69,36 @@ describe('check-config', () => {
       `${f.users}: users[0].passwordHash: user "shop": scrypt salt must be 8 to 64 bytes, not 4`,
       'check-config: 2 problems; not valid',
     ]);
+  });
+
+  it('exits 1 naming the DKIM key that is too short, of the wrong type, or not a key', async (t) => {
+    const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey']) =>
+      k.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const f = await files(
+      t,
+      `${CONFIG}dkim:\n  keys:\n` +
+        '    - { domain: a.example, selector: s1, privateKeyFile: short.pem }\n' +
+        '    - { domain: b.example, selector: s1, algorithm: ed25519-sha256, privateKeyFile: rsa.pem }\n' +
+        '    - { domain: c.example, selector: s1, privateKeyFile: junk.pem }\n',
+      `users:\n  - { username: shop, passwordHash: '${GOOD}' }\n`,
+    );
+    await writeFile(
+      join(f.dir, 'short.pem'),
+      pem(generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey),
+    );
+    await writeFile(
+      join(f.dir, 'rsa.pem'),
+      pem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey),
+    );
+    await writeFile(join(f.dir, 'junk.pem'), 'not a key\n');
+    const result = await checkConfig(f.config);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /dkim\.keys\[0\]\.privateKeyFile: an RSA key of 512 bits is too short/);
+    assert.match(
+      result.stderr,
+      /dkim\.keys\[1\]\.privateKeyFile: algorithm ed25519-sha256 needs an Ed25519 key, not rsa/,
+    );
+    assert.match(result.stderr, /dkim\.keys\[2\]\.privateKeyFile: .*junk\.pem is not a PEM private key/);
+    assert.match(result.stderr, /check-config: 3 problems; not valid/);
   });
 });

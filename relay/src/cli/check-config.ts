@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { loadRelayConfig, loadUsersFile, parseConfigText } from '../config/load.ts';
 import type { RelayConfig, UsersFile } from '../config/schema.ts';
 import { ConfigError } from '../config/validate.ts';
+import { loadDkimKeys } from '../dkim/keys.ts';
 import { isSluiceError } from '../errors.ts';
 
 export type CheckConfigIo = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
@@ -38,6 +39,14 @@ export async function runCheckConfig(args: readonly string[], io: CheckConfigIo)
     config = await loadRelayConfig(path);
   } catch (err: unknown) {
     problems.push(...problemLines(err, path));
+  }
+  // the DKIM keys are read and checked as a reload reads them
+  if (config) {
+    try {
+      await loadDkimKeys(config.dkim, path);
+    } catch (err: unknown) {
+      problems.push(...problemLines(err, path));
+    }
   }
   // An invalid config still names its users file; that file is checked too, so one run
   // shows every problem.

@@ -699,6 +699,48 @@ export const TlsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const DkimKeySchema = Type.Object(
+  {
+    domain: Type.String({
+      minLength: 1,
+      maxLength: 253,
+      pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$',
+      description: 'd= of the signature: signs mail whose header From is this domain or a subdomain of it',
+    }),
+    selector: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      pattern: '^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$',
+      description: 's= of the signature: the public key is published at <selector>._domainkey.<domain>',
+    }),
+    algorithm: Type.Union([Type.Literal('rsa-sha256'), Type.Literal('ed25519-sha256')], {
+      default: 'rsa-sha256',
+      description: 'rsa-sha256 (an RSA key of at least 1024 bits; 2048 advised) or ed25519-sha256 (RFC 8463)',
+    }),
+    privateKeyFile: Type.String({ minLength: 1, description: 'PEM private key (PKCS#8 or PKCS#1)' }),
+  },
+  { additionalProperties: false },
+);
+export type DkimKeyConfig = Static<typeof DkimKeySchema>;
+
+/** DKIM signing of accepted mail (dkim/). Keys are read and checked at start and at every reload. */
+export const DkimSchema = Type.Object(
+  {
+    keys: Type.Array(DkimKeySchema, {
+      default: [],
+      description:
+        'Signing keys by domain; a domain may have one rsa-sha256 and one ed25519-sha256 key (both sign)',
+    }),
+    defaultSigner: Type.Optional(
+      Type.Object(DkimKeySchema.properties, {
+        additionalProperties: false,
+        description: "Signs mail whose From domain has no key (the provider's own domain)",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -751,6 +793,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'Blocked attachment types',
+    }),
+    dkim: Type.Object(DkimSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'DKIM signing of accepted mail, by the domain of the header From',
     }),
     rateLimits: Type.Object(RateLimitsSchema.properties, {
       additionalProperties: false,

@@ -76,7 +76,7 @@ export class OutboundSession implements Poolable {
     const envelope: SMTPEnvelope & Partial<Pick<SMTPConnectionEnvelope, 'accepted' | 'rejectedErrors'>> = {
       from: job.sender,
       to: [...job.recipients],
-      size: job.size,
+      size: job.size + Buffer.byteLength(job.headerPrefix ?? '', 'latin1'),
       use8BitMime: true,
       // RET and ENVID go on MAIL FROM where the server offers DSN; NOTIFY and ORCPT per RCPT
       ...envelopeDsn(job.dsn),

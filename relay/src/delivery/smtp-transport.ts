@@ -14,6 +14,7 @@ import { SluiceError } from '../errors.ts';
 import { DestinationPolicy } from '../net/destination-policy.ts';
 import type { Logger } from '../observability/logger.ts';
 import { SMALL_WRITE_BYTES } from '../spool/files.ts';
+import { withHeaderPrefix } from '../spool/message-file.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import {
@@ -241,9 +242,10 @@ export class SmtpTransport implements Transport {
         }
         let sent: Sent | undefined;
         try {
-          const stream = Buffer.isBuffer(body)
+          const spooled = Buffer.isBuffer(body)
             ? Readable.from([body], { objectMode: false })
             : new RecycledFileReader(body, job.size, { chunkBytes: READ_CHUNK_BYTES, buffers: READ_BUFFERS });
+          const stream = job.headerPrefix ? withHeaderPrefix(job.headerPrefix, spooled) : spooled;
           sent = await session.send(job, stream);
         } finally {
           this.#pool.release(route.key, session, sent !== undefined && session.clean);

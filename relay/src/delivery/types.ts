@@ -18,6 +18,8 @@ export interface DeliveryJob {
   size: number;
   /** The body is known to have CRLF line ends only (SpooledEnvelope.crlfOnly). */
   crlfOnly?: boolean;
+  /** Header fields sent before the spooled bytes (SpooledEnvelope.headerPrefix). */
+  headerPrefix?: string;
   /** SMTPUTF8 declared by the client, or needed by the message (SpooledEnvelope.smtpUtf8). */
   smtpUtf8?: 'declared' | 'needed';
   /** The client's DSN request (RFC 3461), passed on to a next hop that offers DSN. */

@@ -16,6 +16,7 @@ export class RelayMetrics {
   readonly tlsConnectionsTotal: Counter<'listener' | 'version'>;
   readonly authTotal: Counter<'result'>;
   readonly messagesTotal: Counter<'result' | 'reason'>;
+  readonly dkimSignaturesTotal: Counter<'result'>;
   readonly rejectionsTotal: Counter<'reason' | 'stage'>;
   readonly recipientsTotal: Counter<'result'>;
   readonly receivedBytesTotal: Counter;
@@ -74,6 +75,12 @@ export class RelayMetrics {
       name: 'sluice_smtp_messages_total',
       help: 'Messages at end of DATA by result (accepted, rejected, tempfail, aborted) and reason',
       labelNames: ['result', 'reason'],
+      registers,
+    });
+    this.dkimSignaturesTotal = new Counter({
+      name: 'sluice_dkim_signatures_total',
+      help: 'Accepted messages by DKIM signing result (signed; or no_key, no_from, header_too_big); no domain label, as customer domains are unbounded',
+      labelNames: ['result'],
       registers,
     });
     this.rejectionsTotal = new Counter({

@@ -7,7 +7,7 @@ import type { RelayConfig } from '../config/schema.ts';
 import { envelopeDsn, StuffingSMTPConnection } from '../delivery/dot-stuffing.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
-import { messageStream } from '../spool/message-file.ts';
+import { messageStream, withHeaderPrefix } from '../spool/message-file.ts';
 import { isOpen } from './outcomes.ts';
 import { jobDsn } from './plan-jobs.ts';
 
@@ -75,11 +75,12 @@ export async function handOff(options: {
           {
             from: envelope.sender,
             to: recipients,
-            size: envelope.size,
+            size: envelope.size + Buffer.byteLength(envelope.headerPrefix ?? '', 'latin1'),
             use8BitMime: true,
             ...envelopeDsn(dsn),
           },
-          messageStream(queue.bodyPath(queueId), envelope.size),
+          // the DKIM signature made at acceptance travels with the message
+          withHeaderPrefix(envelope.headerPrefix, messageStream(queue.bodyPath(queueId), envelope.size)),
           cb,
         ),
       );

@@ -25,6 +25,7 @@ export function planJobs(
     bodyPath,
     size: envelope.size,
     crlfOnly: envelope.crlfOnly === true,
+    ...(envelope.headerPrefix ? { headerPrefix: envelope.headerPrefix } : {}),
     ...(envelope.smtpUtf8 ? { smtpUtf8: envelope.smtpUtf8 } : {}),
   };
   if (delivery.mode === 'smarthost') {

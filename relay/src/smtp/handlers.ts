@@ -1,5 +1,6 @@
 // The SMTP front's decisions, wired into smtp-server's callbacks. Each refusal comes
 // from the reply table and is counted and logged once, with its reason.
+
 import type { TLSSocket } from 'node:tls';
 import type {
   SMTPServerAddress,

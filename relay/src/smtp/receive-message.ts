@@ -5,6 +5,8 @@
 import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import { NO_DKIM_KEYS } from '../dkim/keys.ts';
+import { type DkimOutcome, MessageSigner } from '../dkim/signer.ts';
 import { AttachmentScanner, type MimeBound, type ScanResult } from '../mime/attachment-scan.ts';
 import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
@@ -109,6 +111,20 @@ function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
   return isOutOfSpace(err) ? 'INSUFFICIENT_STORAGE' : 'SPOOL_FAILED';
 }
 
+/** The result label of sluice_dkim_signatures_total: signed, or why not. */
+function dkimResult(outcome: DkimOutcome): string {
+  return outcome.signed ? 'signed' : outcome.reason;
+}
+
+/** The accepted line's dkim field: who signed, or 'unsigned'. */
+function dkimLog(
+  outcome: DkimOutcome,
+): { domain: string; selector: string; algorithms: string[] } | 'unsigned' {
+  return outcome.signed
+    ? { domain: outcome.domain, selector: outcome.selector, algorithms: outcome.algorithms }
+    : 'unsigned';
+}
+
 export async function receiveMessage(options: {
   rt: RelayRuntime;
   handlers: RefusalRecorder;
@@ -147,6 +163,8 @@ export async function receiveMessage(options: {
     inspectArchives: config.attachments.inspectArchives,
     limits: config.limits,
   });
+  // DKIM: signs what is spooled, after the Date or Message-ID the normaliser adds
+  const signer = new MessageSigner(rt.dkim ?? NO_DKIM_KEYS, { maxHeaderBytes: config.limits.maxHeaderBytes });
   let writer: SpoolWriter | undefined;
   // the scan and the spool write run side by side on the same stream, so their spans overlap
   state.txSpan?.setAttribute(ATTR.queueId, queueId);
@@ -186,6 +204,9 @@ export async function receiveMessage(options: {
     writer.write(received);
     normaliser.pipe(scanner);
     normaliser.pipe(writer);
+    normaliser.pipe(signer);
+    const signed = finished(signer);
+    signed.catch(() => undefined);
     const scanned: Promise<ScanResult> = scanner.result();
     // awaited below unless the stream fails first
     scanned.then(
@@ -193,7 +214,7 @@ export async function receiveMessage(options: {
       () => endInspect('failed'),
     );
     await pipeInto(stream, normaliser);
-    const [scan] = await Promise.all([scanned, written]);
+    const [scan] = await Promise.all([scanned, written, signed]);
 
     if (normaliser.exceeded || stream.sizeExceeded) {
       await writer.abort();
@@ -257,6 +278,7 @@ export async function receiveMessage(options: {
       ...(tx.smtpUtf8 ? { smtpUtf8: smtpUtf8Need(tx, normaliser.headers.eightBit) } : {}),
       ...(tx.ret ? { ret: tx.ret } : {}),
       ...(tx.envid !== undefined ? { envid: tx.envid } : {}),
+      ...(signer.outcome.signed ? { headerPrefix: signer.outcome.header } : {}),
     };
     try {
       await writer.commit(envelope);
@@ -271,6 +293,7 @@ export async function receiveMessage(options: {
     if (state.user)
       rt.usage?.accepted(state.user.username, { recipients: tx.recipients.length, bytes: envelope.size });
     rt.metrics.messagesTotal.inc({ result: 'accepted', reason: 'accepted' });
+    rt.metrics.dkimSignaturesTotal.inc({ result: dkimResult(signer.outcome) });
     rt.metrics.receivedBytesTotal.inc(envelope.size);
     rt.metrics.messageSizeBytes.observe(envelope.size);
     if (normaliser.bareLf) rt.metrics.bareLineEndingsTotal.inc({ kind: 'lf' }, normaliser.bareLf);
@@ -285,6 +308,7 @@ export async function receiveMessage(options: {
         bareLf: normaliser.bareLf || undefined,
         bareCr: normaliser.bareCr || undefined,
         addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
+        dkim: dkimLog(signer.outcome),
       },
       'message queued',
     );
@@ -313,5 +337,6 @@ export async function receiveMessage(options: {
     endInspect('incomplete');
     normaliser.unpipe();
     if (!scanner.writableFinished) scanner.destroy();
+    if (!signer.writableFinished) signer.destroy();
   }
 }

@@ -1,13 +1,13 @@
 // What the SMTP front needs from the relay that runs it; Relay provides it.
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { RelayConfig, UserRecord } from '../config/schema.ts';
+import type { DkimKeys } from '../dkim/keys.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import type { Tracer } from '../observability/spans.ts';
 import type { SharedChecks } from '../policy/shared-checks.ts';
 import type { Spool } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
-
 export interface RelayRuntime {
   readonly config: RelayConfig;
   readonly authenticator: Authenticator;
@@ -22,6 +22,8 @@ export interface RelayRuntime {
   /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
   readonly abuse?: { isSuspended(user: string): boolean } | undefined;
   readonly tracer: Tracer;
+  /** DKIM signing keys (absent: nothing is signed). */
+  readonly dkim?: DkimKeys | undefined;
   /** Whether the spool's filesystem has room for a message of `size` bytes and the reserve. */
   spoolRoom(size: number): boolean;
 }

@@ -79,6 +79,11 @@ export interface SpooledEnvelope {
    */
   crlfOnly?: boolean;
   /**
+   * Header fields sent in front of the spooled bytes (CRLF-ended): the DKIM-Signature, which
+   * covers the whole message and so is only known once it has been written.
+   */
+  headerPrefix?: string;
+  /**
    * SMTPUTF8 (RFC 6531): 'declared' when the client's MAIL FROM declared it, 'needed' when
    * it did and the message has UTF-8 in an address or its header. Delivery asks the next
    * hop for SMTPUTF8 either way where it is offered; a 'needed' message does not go to a

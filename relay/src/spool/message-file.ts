@@ -63,6 +63,18 @@ export function messageStream(path: string, bytes: number): Readable {
   return bytes > 0 ? createReadStream(path, { start: 0, end: bytes - 1 }) : Readable.from([]);
 }
 
+/** A spooled message with the header fields that travel in its envelope (a DKIM signature) in front. */
+export function withHeaderPrefix(prefix: string | undefined, rest: Readable): Readable {
+  if (!prefix) return rest;
+  return Readable.from(
+    (async function* () {
+      yield Buffer.from(prefix, 'latin1');
+      yield* rest;
+    })(),
+    { objectMode: false },
+  );
+}
+
 /** A queued message's current envelope, as found on disk. */
 export interface EnvelopeOnDisk {
   /** The envelope as parsed; undefined when it is not JSON. */

@@ -23,6 +23,8 @@ export interface TestDnsServer {
   /** Address records of a name: IPv4 addresses answer A questions, IPv6 ones AAAA questions. */
   setA(name: string, addresses: readonly string[], ttl?: number): void;
   setMx(name: string, exchanges: ReadonlyArray<{ exchange: string; priority: number }>, ttl?: number): void;
+  /** TXT records of a name, each one string (split into 255-byte character-strings on the wire). */
+  setTxt(name: string, records: readonly string[], ttl?: number): void;
   setBehaviour(name: string, behaviour: DnsBehaviour): void;
   /** Forgets the records and behaviour of a name, which then answers NXDOMAIN. */
   remove(name: string): void;
@@ -46,6 +48,7 @@ interface NameEntry {
   a?: Rrset<string>;
   aaaa?: Rrset<string>;
   mx?: Rrset<{ exchange: string; preference: number }>;
+  txt?: Rrset<Buffer[]>;
   behaviour?: DnsBehaviour;
 }
 
@@ -95,6 +98,16 @@ class DnsServer implements TestDnsServer {
       data: exchanges.map((e) => ({ exchange: e.exchange, preference: e.priority })),
       ttl,
     };
+  }
+
+  setTxt(name: string, records: readonly string[], ttl = 300): void {
+    const split = (record: string): Buffer[] => {
+      const bytes = Buffer.from(record);
+      const parts: Buffer[] = [];
+      for (let i = 0; i < bytes.length; i += 255) parts.push(bytes.subarray(i, i + 255));
+      return parts.length ? parts : [Buffer.alloc(0)];
+    };
+    this.#entry(name).txt = { data: records.map(split), ttl };
   }
 
   setBehaviour(name: string, behaviour: DnsBehaviour): void {
@@ -191,13 +204,17 @@ function answersFor(question: Question, entry: NameEntry): Answer[] {
       return (entry.aaaa?.data ?? []).map((data) => ({ type: 'AAAA', name, ttl: entry.aaaa?.ttl, data }));
     case 'MX':
       return (entry.mx?.data ?? []).map((data) => ({ type: 'MX', name, ttl: entry.mx?.ttl, data }));
+    case 'TXT':
+      return (entry.txt?.data ?? []).map((data) => ({ type: 'TXT', name, ttl: entry.txt?.ttl, data }));
     default:
       return [];
   }
 }
 
 function isEmpty(entry: NameEntry): boolean {
-  return !entry.a?.data.length && !entry.aaaa?.data.length && !entry.mx?.data.length;
+  return (
+    !entry.a?.data.length && !entry.aaaa?.data.length && !entry.mx?.data.length && !entry.txt?.data.length
+  );
 }
 
 function soaFor(name: string): Answer {
