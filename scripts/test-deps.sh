@@ -15,9 +15,9 @@ declare -A checks=(
   [libnet-ssleay-perl]='perl -MNet::SSLeay -e1'
   [libio-socket-ssl-perl]='perl -MIO::Socket::SSL -e1'
   # dkimpy: a second DKIM implementation that checks the relay's signatures
-  [python3-dkim]='python3 -c "import dkim"'
+  [python3-dkim]='/usr/bin/python3 -c "import dkim"'
   # dkimpy verifies Ed25519 signatures (RFC 8463) with PyNaCl
-  [python3-nacl]='python3 -c "import nacl"'
+  [python3-nacl]='/usr/bin/python3 -c "import nacl"'
 )
 
 missing=()

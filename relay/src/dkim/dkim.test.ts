@@ -29,7 +29,10 @@ function dkimRecord(publicKey: KeyObject): string {
     : `v=DKIM1; k=rsa; p=${der.toString('base64')}`;
 }
 
-const dkimpy = spawnSync('python3', ['-c', 'import dkim, nacl'], { stdio: 'ignore' }).status === 0;
+// Debian's python3-dkim and python3-nacl (scripts/test-deps.sh) install for Debian's own
+// Python, which need not be the python3 first on PATH
+const PYTHON = '/usr/bin/python3';
+const dkimpy = spawnSync(PYTHON, ['-c', 'import dkim, nacl'], { stdio: 'ignore' }).status === 0;
 
 describe('DKIM signing', () => {
   let dns: TestDnsServer;
@@ -176,7 +179,7 @@ describe('DKIM signing', () => {
   it('verifies with dkimpy, a second implementation', {
     skip: dkimpy
       ? false
-      : 'python3 cannot import dkim and nacl: install python3-dkim and python3-nacl (scripts/test-deps.sh)',
+      : '/usr/bin/python3 cannot import dkim and nacl: install python3-dkim and python3-nacl (scripts/test-deps.sh)',
   }, async () => {
     const raw = await send('alice@customer.example', 'checked twice\r\n');
     const script = [
@@ -189,7 +192,7 @@ describe('DKIM signing', () => {
       'bad = dkim.verify(msg.replace(b"checked twice", b"checked thrice"), dnsfunc=dnsfunc)',
       'print(json.dumps({"ok": ok, "bad": bad}))',
     ].join('\n');
-    const out = execFileSync('python3', ['-c', script, JSON.stringify(Object.fromEntries(records))], {
+    const out = execFileSync(PYTHON, ['-c', script, JSON.stringify(Object.fromEntries(records))], {
       input: raw,
     });
     assert.deepEqual(JSON.parse(out.toString()), { ok: [true, true], bad: false });
