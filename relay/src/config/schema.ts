@@ -741,6 +741,43 @@ export const DkimSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Which header From (and Sender) addresses an authenticated user may use (policy/).
+ * A SendingDomain of the operator becomes one entry of `domains`.
+ */
+export const SendersSchema = Type.Object(
+  {
+    headerFrom: Type.Union([Type.Literal('off'), Type.Literal('enforce')], {
+      default: 'off',
+      description:
+        "enforce: every From and Sender address must be one of the user's allowedSenders or in a domain below that admits the user, else the message is refused",
+    }),
+    domains: Type.Array(
+      Type.Object(
+        {
+          domain: Type.String({
+            minLength: 1,
+            maxLength: 253,
+            pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$',
+            description:
+              'A sending domain: addresses in it (not in its subdomains) may be used by the users below',
+          }),
+          users: Type.Optional(
+            Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+              maxItems: 100_000,
+              description: 'Usernames that may send as this domain; absent means every user',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [], maxItems: 100_000, description: 'Sending domains and who may send as them' },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type SendersConfig = Static<typeof SendersSchema>;
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -798,6 +835,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'DKIM signing of accepted mail, by the domain of the header From',
+    }),
+    senders: Type.Object(SendersSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Which header From and Sender addresses each user may use',
     }),
     rateLimits: Type.Object(RateLimitsSchema.properties, {
       additionalProperties: false,
