@@ -13,10 +13,10 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { startTestRelay, type TestRelay } from '@sluice/relay/testing';
 import { parse, parseAllDocuments } from 'yaml';
 import { networkSettingsFromEnv } from '../../operator/src/build/network-policy.ts';
 import { OperatorMetrics } from '../../operator/src/server/metrics.ts';
-import { startTestRelay, type TestRelay } from '../../relay/src/testing/index.ts';
 import { binaryPaths, cacheDir } from './control-plane.ts';
 
 const execFileAsync = promisify(execFile);

@@ -23,7 +23,7 @@ import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freePort } from '../../relay/src/testing/ports.ts';
+import { freePort } from '@sluice/relay/testing/ports';
 
 const execFileAsync = promisify(execFile);
 

@@ -5,7 +5,7 @@
 // ConfigMaps and Secrets the way kubelet does (atomic `..data` swap).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { freePortOn } from '../../relay/src/testing/ports.ts';
+import { freePortOn } from '@sluice/relay/testing/ports';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {

@@ -5,7 +5,7 @@
 // and a free port, since 8080 may be taken on this machine.
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../../relay/src/testing/ports.ts';
+import { freePort } from '@sluice/relay/testing/ports';
 import type { ControlPlane } from './control-plane.ts';
 import { PodProcess } from './pod-process.ts';
 

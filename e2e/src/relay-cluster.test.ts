@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { SinkMessage } from '../../relay/src/testing/index.ts';
+import type { SinkMessage } from '@sluice/relay/testing';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { kubectlTables, row } from './kubectl-table.ts';

@@ -11,8 +11,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
-import { KubeClient, loadKubeConfig } from '../../operator/src/kube/client.ts';
 import {
   type RedisServerHandle,
   type SmtpSink,
@@ -20,8 +18,10 @@ import {
   startRedisServer,
   startSmtpSink,
   type TestDnsServer,
-} from '../../relay/src/testing/index.ts';
-import { freePortOn } from '../../relay/src/testing/ports.ts';
+} from '@sluice/relay/testing';
+import { freePortOn } from '@sluice/relay/testing/ports';
+import { stringify } from 'yaml';
+import { KubeClient, loadKubeConfig } from '../../operator/src/kube/client.ts';
 import { type ControlPlane, type KubectlResult, startControlPlane } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { KubeletShim, type PodView } from './kubelet-shim.ts';

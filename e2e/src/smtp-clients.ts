@@ -3,8 +3,8 @@
 // self-signed here, so certificates are not verified.
 import net from 'node:net';
 import tls from 'node:tls';
+import { RawSmtpClient, type Reply } from '@sluice/relay/testing';
 import nodemailer from 'nodemailer';
-import { RawSmtpClient, type Reply } from '../../relay/src/testing/index.ts';
 
 export interface Endpoint {
   host: string;

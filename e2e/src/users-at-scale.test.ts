@@ -6,8 +6,8 @@
 // nothing for them); the probe user has a plain password, hashed by the operator.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { hashPassword } from '@sluice/relay/password';
 import type { KubeObject } from '../../operator/src/kube/client.ts';
-import { hashPassword } from '../../relay/src/auth/password.ts';
 import { skipUnlessBuilt } from './control-plane.ts';
 import {
   eventually,

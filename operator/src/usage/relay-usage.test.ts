@@ -6,13 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  PLAIN_LISTENER,
-  session,
-  startTestRelay,
-  type TestRelay,
-  testUser,
-} from '../../../relay/src/testing/index.ts';
+import { PLAIN_LISTENER, session, startTestRelay, type TestRelay, testUser } from '@sluice/relay/testing';
 import { RelayAdminUsageSource, type UsageTarget } from './relay-usage.ts';
 
 describe('usage and abuse from a relay admin API', () => {
