@@ -778,6 +778,42 @@ export const SendersSchema = Type.Object(
 );
 export type SendersConfig = Static<typeof SendersSchema>;
 
+/**
+ * DMARC pre-check at the end of DATA (dmarc/): mail whose header From domain publishes
+ * p=quarantine or p=reject, and which neither the relay's DKIM signature nor SPF can align,
+ * would be refused or junked by the receiver; the relay says so while the client listens.
+ */
+export const DmarcPrecheckSchema = Type.Object(
+  {
+    action: Type.Union([Type.Literal('off'), Type.Literal('warn'), Type.Literal('reject')], {
+      default: 'off',
+      description:
+        'reject: refuse such mail with 550 5.7.1 saying what to publish; warn: accept it, log and count it; off: no lookups',
+    }),
+    egressIps: Type.Optional(
+      Type.Array(IpAddress, {
+        maxItems: 16,
+        uniqueItems: true,
+        description:
+          "Addresses receivers see the relay's mail come from, for the SPF check of the MAIL FROM domain; ownIpWatch.ips when absent; with none, only DKIM can align",
+      }),
+    ),
+    resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
+      default: [],
+      description: 'DNS servers (ip, ip:port or [ipv6]:port); empty uses the system resolver',
+    }),
+    timeoutMs: Type.Integer({
+      minimum: 50,
+      maximum: 30_000,
+      default: 2000,
+      description:
+        'Per query; a lookup that times out or fails never refuses mail: the message is accepted and counted as dns_error',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type DmarcPrecheckConfig = Static<typeof DmarcPrecheckSchema>;
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -840,6 +876,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'Which header From and Sender addresses each user may use',
+    }),
+    dmarcPrecheck: Type.Object(DmarcPrecheckSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'DMARC pre-check of the header From domain at the end of DATA',
     }),
     rateLimits: Type.Object(RateLimitsSchema.properties, {
       additionalProperties: false,

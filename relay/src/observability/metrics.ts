@@ -17,6 +17,7 @@ export class RelayMetrics {
   readonly authTotal: Counter<'result'>;
   readonly messagesTotal: Counter<'result' | 'reason'>;
   readonly dkimSignaturesTotal: Counter<'result'>;
+  readonly dmarcPrecheckTotal: Counter<'result' | 'action'>;
   readonly rejectionsTotal: Counter<'reason' | 'stage'>;
   readonly recipientsTotal: Counter<'result'>;
   readonly receivedBytesTotal: Counter;
@@ -81,6 +82,12 @@ export class RelayMetrics {
       name: 'sluice_dkim_signatures_total',
       help: 'Accepted messages by DKIM signing result (signed; or no_key, no_from, header_too_big); no domain label, as customer domains are unbounded',
       labelNames: ['result'],
+      registers,
+    });
+    this.dmarcPrecheckTotal = new Counter({
+      name: 'sluice_dmarc_precheck_total',
+      help: 'DMARC pre-checks of header From domains by result (no_policy, aligned_dkim, aligned_spf, would_fail, dns_error) and what was done (reject, warn; none unless would_fail)',
+      labelNames: ['result', 'action'],
       registers,
     });
     this.rejectionsTotal = new Counter({

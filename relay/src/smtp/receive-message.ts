@@ -21,6 +21,7 @@ import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { RelayRuntime } from './runtime.ts';
+import { checkSenders } from './sender-checks.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
@@ -236,6 +237,18 @@ export async function receiveMessage(options: {
       await writer.abort();
       throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
     }
+    const senders = await checkSenders({
+      config,
+      signer,
+      user: state.user,
+      envelopeSender: tx.sender,
+      metrics: rt.metrics,
+      log,
+    });
+    if (senders.refusal) {
+      await writer.abort();
+      throw refuse(senders.refusal.key, senders.refusal.vars);
+    }
     const user = state.user;
     if (user) {
       const counted = await traced(
@@ -309,6 +322,7 @@ export async function receiveMessage(options: {
         bareCr: normaliser.bareCr || undefined,
         addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
         dkim: dkimLog(signer.outcome),
+        dmarc: senders.dmarc,
       },
       'message queued',
     );
