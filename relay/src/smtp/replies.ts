@@ -67,7 +67,7 @@ export const REPLIES = {
   DMARC_WOULD_FAIL: {
     code: 550,
     enhanced: '5.7.1',
-    text: '{domain} publishes DMARC p={policy} and this message would fail it ({why}): {fix}',
+    text: 'The DMARC policy of {domain} is {policy}, and this message would fail it ({why}): {fix}',
     reason: 'dmarc_would_fail',
   },
   MESSAGE_TOO_BIG: {
