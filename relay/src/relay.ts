@@ -144,6 +144,8 @@ export class Relay implements RelayRuntime {
       hostname: config.hostname,
       ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
       logger: this.logger,
+      caFile: config.tls.trustedCaFile,
+      onMtaSts: (outcome) => this.metrics.deliveryMtaStsTotal.inc(outcome),
     });
   }
 
@@ -358,7 +360,9 @@ export class Relay implements RelayRuntime {
     tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
     const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
     const dnsbl = dnsblChanged ? this.#dnsblFor(kept) : undefined;
-    const deliveryChanged = JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery);
+    const deliveryChanged =
+      JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery) ||
+      kept.tls.trustedCaFile !== this.#config.tls.trustedCaFile;
     const transport = deliveryChanged && this.#transport ? await this.#buildTransport(kept) : undefined;
     // From here on nothing throws: the new values go into force together.
     this.#config = kept;

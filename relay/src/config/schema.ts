@@ -649,6 +649,16 @@ export const DeliverySchema = Type.Object(
       description: 'Messages sent over one connection before it is closed',
     }),
     retry: Type.Object(RetrySchema.properties, { additionalProperties: false, default: {} }),
+    mtaSts: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description:
+            "Direct delivery honours the destination's MTA-STS policy (RFC 8461): enforce delivers only to matching MX hosts over TLS with a valid certificate, else defers; testing delivers and logs",
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'MTA-STS for direct delivery' },
+    ),
   },
   { additionalProperties: false },
 );
@@ -695,6 +705,13 @@ export const TlsSchema = Type.Object(
   {
     certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain' })),
     keyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key' })),
+    trustedCaFile: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates and MTA-STS policy hosts (a private PKI)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import type {
   SMTPConnectionEnvelope,
   SMTPConnectionOptions,
@@ -59,6 +60,19 @@ export class OutboundSession implements Poolable {
 
   get secure(): boolean {
     return this.#conn.secure;
+  }
+
+  /**
+   * Whether the server's certificate verified (chain and name) on an encrypted session,
+   * with the reason when not; undefined in clear text. Read from the TLS socket, which
+   * SMTPConnection keeps as _socket (it exposes no accessor).
+   */
+  get tlsVerification(): { authorized: boolean; error?: string } | undefined {
+    const socket = (this.#conn as unknown as { _socket?: unknown })._socket;
+    if (!this.#conn.secure || !(socket instanceof TLSSocket)) return undefined;
+    return socket.authorized
+      ? { authorized: true }
+      : { authorized: false, error: String(socket.authorizationError ?? 'certificate not verified') };
   }
 
   /** Whether the server's EHLO reply offered an extension (e.g. SMTPUTF8). */

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
@@ -29,6 +30,7 @@ import {
   setupFailure,
   transactionResults,
 } from './delivery-results.ts';
+import { MtaStsPolicies, type MtaStsPolicy, mxMatches, NO_POLICY } from './mta-sts.ts';
 import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
@@ -114,6 +116,31 @@ export interface SmtpTransportOptions {
   logger: Logger;
   /** How long an unused connection is kept for the next job to its destination. */
   idleTimeoutMs?: number;
+  /** PEM CA certificates trusted besides the system ones for MX and policy hosts (tls.trustedCaFile). */
+  caFile?: string | undefined;
+  /** Port of MTA-STS policy hosts: 443 (RFC 8461) unless a test serves elsewhere. */
+  mtaStsPort?: number;
+  /** Told each MTA-STS outcome of a connection (metrics). */
+  onMtaSts?: (outcome: MtaStsOutcome) => void;
+}
+
+/** What MTA-STS came to for one connection attempt to an MX host of a domain with a policy. */
+export interface MtaStsOutcome {
+  mode: 'enforce' | 'testing';
+  /** enforced: verified TLS to a matching MX; failed: enforce deferred; testing_*: delivered, checked. */
+  result: 'enforced' | 'failed' | 'testing_ok' | 'testing_failed';
+}
+
+/** Reads extra CA certificates for MX and policy-host verification; a config error when unreadable. */
+function readCaFile(file: string): string[] {
+  try {
+    return [...rootCertificates, readFileSync(file, 'utf8')];
+  } catch (err: unknown) {
+    throw new SluiceError(
+      'SLUICE_ERR_CONFIG_INVALID',
+      `tls.trustedCaFile: cannot read ${file}: ${(err as Error).message}`,
+    );
+  }
 }
 
 interface Route {
@@ -133,6 +160,10 @@ export class SmtpTransport implements Transport {
   readonly #resolver: MxResolver;
   readonly #destinations: DestinationPolicy;
   readonly #pool: ConnectionPool<OutboundSession>;
+  readonly #mtaSts: MtaStsPolicies | undefined;
+  /** CAs that verify MX certificates (undefined: the system's). */
+  readonly #mxCa: string[] | undefined;
+  readonly #onMtaSts: ((outcome: MtaStsOutcome) => void) | undefined;
   #closed = false;
 
   constructor(options: SmtpTransportOptions) {
@@ -170,6 +201,18 @@ export class SmtpTransport implements Transport {
       allowedNetworks: config.allowedNetworks,
       ownAddresses: ownAddresses(),
     });
+    this.#mxCa = options.caFile ? readCaFile(options.caFile) : undefined;
+    this.#onMtaSts = options.onMtaSts;
+    this.#mtaSts =
+      options.mode === 'direct' && config.mtaSts.enabled
+        ? new MtaStsPolicies({
+            servers: config.resolvers,
+            timeoutMs: Math.min(DNS_TIMEOUT_MS, config.connectTimeoutSeconds * 1000),
+            ca: this.#mxCa,
+            allowed: (address) => this.#destinations.check(address).allowed,
+            ...(options.mtaStsPort === undefined ? {} : { port: options.mtaStsPort }),
+          })
+        : undefined;
     this.#pool = new ConnectionPool({
       maxPerKey: config.maxConnectionsPerDomain,
       maxUses: config.messagesPerConnection,
@@ -213,7 +256,7 @@ export class SmtpTransport implements Transport {
 
   async #deliver(job: DeliveryJob, log: Logger): Promise<RecipientResult[]> {
     if (this.#closed) return fail(job.recipients, SHUTTING_DOWN);
-    const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain);
+    const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain, log);
     if (!('key' in route)) return fail(job.recipients, route);
 
     let body: FileHandle | Buffer;
@@ -301,7 +344,7 @@ export class SmtpTransport implements Transport {
     }
   }
 
-  async #mxRoute(domain: string): Promise<Route | Failure> {
+  async #mxRoute(domain: string, log: Logger): Promise<Route | Failure> {
     const answer = await this.#resolver.resolve(domain);
     switch (answer.kind) {
       case 'null-mx':
@@ -316,12 +359,30 @@ export class SmtpTransport implements Transport {
       case 'temporary':
         return local('deferred', '4.4.3', answer.reason, 'dns_tempfail');
       case 'hosts': {
-        const names = new Set(answer.hosts.map((h) => h.exchange.toLowerCase()));
+        const policy = await this.#policy(domain, log);
+        let hosts = answer.hosts;
+        if (policy.mode === 'enforce') {
+          // RFC 8461 4.1: only MX hosts the policy names; none left is a temporary failure
+          hosts = hosts.filter((h) => mxMatches(h.exchange, policy.mx));
+          if (hosts.length === 0) {
+            this.#mtaStsOutcome(log, domain, 'enforce', 'failed', {
+              problem: 'no MX host matches the policy',
+            });
+            return local(
+              'deferred',
+              '4.7.5',
+              `no MX host of ${domain} matches its MTA-STS policy (mx: ${policy.mx.join(', ')})`,
+              'mta_sts_failed',
+            );
+          }
+        }
+        const names = new Set(hosts.map((h) => h.exchange.toLowerCase()));
         return {
-          key: `mx:${domain.toLowerCase()}`,
+          // connections made under a policy are pooled apart from those made without
+          key: `mx:${domain.toLowerCase()}${policy.mode === 'none' ? '' : `:sts-${policy.mode}`}`,
           // a pooled connection is only reused while its host is still one of the domain's MX
           fits: (session) => names.has(session.remoteHost.toLowerCase()),
-          connect: (log) => this.#connectMx(domain, answer.hosts, log),
+          connect: (connectLog) => this.#connectMx(domain, hosts, connectLog, policy),
         };
       }
     }
@@ -355,7 +416,47 @@ export class SmtpTransport implements Transport {
    * mx-connect does TCP; a host that accepts TCP but fails at SMTP level is skipped by its
    * address on the next round.
    */
-  async #connectMx(domain: string, hosts: MxHost[], log: Logger): Promise<OutboundSession | Failure> {
+  /** The domain's MTA-STS policy (NO_POLICY when MTA-STS is off or none is published). */
+  async #policy(domain: string, log: Logger): Promise<MtaStsPolicy> {
+    if (!this.#mtaSts || domain.startsWith('[')) return NO_POLICY;
+    const { policy, error } = await this.#mtaSts.policyFor(domain);
+    if (error) {
+      log.warn(
+        { event: 'mta_sts_policy_error', domain, mode: policy.mode, err: error },
+        'MTA-STS policy could not be refreshed',
+      );
+    }
+    return policy;
+  }
+
+  #mtaStsOutcome(
+    log: Logger,
+    domain: string,
+    mode: 'enforce' | 'testing',
+    result: MtaStsOutcome['result'],
+    fields: Record<string, unknown> = {},
+  ): void {
+    this.#onMtaSts?.({ mode, result });
+    const line = { event: 'mta_sts', domain, mode, result, ...fields };
+    if (result === 'enforced' || result === 'testing_ok') log.info(line, 'MTA-STS');
+    else log.warn(line, 'MTA-STS check failed');
+  }
+
+  /** In testing mode: what would have failed under enforce, or undefined. */
+  #testingProblem(session: OutboundSession, policy: MtaStsPolicy): string | undefined {
+    if (!mxMatches(session.remoteHost, policy.mx)) return 'MX host does not match the policy';
+    const tls = session.tlsVerification;
+    if (!tls) return 'no TLS';
+    return tls.authorized ? undefined : `certificate: ${tls.error}`;
+  }
+
+  async #connectMx(
+    domain: string,
+    hosts: MxHost[],
+    log: Logger,
+    policy: MtaStsPolicy,
+  ): Promise<OutboundSession | Failure> {
+    const enforce = policy.mode === 'enforce';
     const targets = await this.#targets(domain, hosts, log);
     if (!Array.isArray(targets)) return targets;
     const tried: string[] = [];
@@ -389,15 +490,26 @@ export class SmtpTransport implements Transport {
       tried.push(connection.host);
       const remoteHost = connection.hostname;
       try {
+        const ca = this.#mxCa ? { ca: this.#mxCa } : {};
         const session = await OutboundSession.open(remoteHost, {
           ...this.#timeouts(),
           connection: connection.socket,
           host: remoteHost,
           name: this.#helo,
-          // MX certificates cannot be verified in general; encryption still beats clear text
-          opportunisticTLS: true,
-          tls: { rejectUnauthorized: false },
+          ...(enforce
+            ? // MTA-STS enforce: TLS with a certificate valid for the MX name, or no delivery
+              { requireTLS: true, tls: { rejectUnauthorized: true, servername: remoteHost, ...ca } }
+            : // MX certificates cannot be verified in general; encryption still beats clear text
+              { opportunisticTLS: true, tls: { rejectUnauthorized: false, ...ca } }),
         });
+        if (enforce) this.#mtaStsOutcome(log, domain, 'enforce', 'enforced', { remoteHost });
+        if (policy.mode === 'testing') {
+          const problem = this.#testingProblem(session, policy);
+          this.#mtaStsOutcome(log, domain, 'testing', problem ? 'testing_failed' : 'testing_ok', {
+            remoteHost,
+            ...(problem ? { problem } : {}),
+          });
+        }
         if (this.#config.requireTls && !session.secure) {
           session.close();
           failure = local(
@@ -412,6 +524,9 @@ export class SmtpTransport implements Transport {
         return session;
       } catch (err: unknown) {
         failure = setupFailure(err, remoteHost);
+        if (enforce) {
+          this.#mtaStsOutcome(log, domain, 'enforce', 'failed', { remoteHost, problem: errorText(err) });
+        }
         log.info({
           event: 'delivery_session_failed',
           remoteHost,

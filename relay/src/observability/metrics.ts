@@ -40,6 +40,7 @@ export class RelayMetrics {
   readonly spoolFreeBytes: Gauge;
   readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
+  readonly deliveryMtaStsTotal: Counter<'mode' | 'result'>;
   readonly deliveryDurationSeconds: Histogram<'result'>;
   readonly deliveryRetriesTotal: Counter;
   readonly dsnTotal: Counter<'action'>;
@@ -225,6 +226,12 @@ export class RelayMetrics {
       collect() {
         this.set(metrics.spoolSpaceSource?.().reserve ?? 0);
       },
+    });
+    this.deliveryMtaStsTotal = new Counter({
+      name: 'sluice_delivery_mta_sts_total',
+      help: "Connections to MX hosts of domains with an MTA-STS policy, by the policy's mode and result (enforced, failed: deferred under enforce; testing_ok, testing_failed: delivered, what enforce would have done)",
+      labelNames: ['mode', 'result'],
+      registers,
     });
     this.deliveryAttemptsTotal = new Counter({
       name: 'sluice_delivery_attempts_total',
