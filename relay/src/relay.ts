@@ -189,6 +189,9 @@ export class Relay implements RelayRuntime {
   }
 
   /** DNSBL, lockout and rate-limit checks (available once started). */
+  get answerCache(): StateStore | undefined {
+    return this.#store;
+  }
   get checks(): SharedChecks {
     if (!this.#checks) throw new Error('relay not started');
     return this.#checks;

@@ -826,6 +826,13 @@ export const DmarcPrecheckSchema = Type.Object(
       description:
         'Per query; a lookup that times out or fails never refuses mail: the message is accepted and counted as dns_error',
     }),
+    cacheSeconds: Type.Integer({
+      minimum: 0,
+      maximum: 86_400,
+      default: 300,
+      description:
+        'How long DMARC and SPF answers (and their absence) are kept in the shared state, so one query serves every pod; 0 keeps nothing',
+    }),
   },
   { additionalProperties: false },
 );

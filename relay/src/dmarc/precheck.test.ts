@@ -12,6 +12,7 @@ import {
   authenticated,
   PLAIN_LISTENER,
   startDnsServer,
+  startRedisServer,
   startTestRelay,
   type TestDnsServer,
   type TestRelay,
@@ -157,5 +158,39 @@ describe('DMARC pre-check', () => {
     assert.equal(dns.queries('_dmarc.gmail.example'), queries);
     await t.relay.apply(withAction('reject'), users);
     assert.equal((await send('scanner@customer.example', 'someone@gmail.example')).code, 550);
+  });
+});
+
+describe('DMARC pre-check answers in the shared state', () => {
+  it('one DNS query serves two relays sharing a Redis', async () => {
+    const dns = await startDnsServer();
+    const redis = await startRedisServer();
+    dns.setTxt('_dmarc.gmail.example', ['v=DMARC1; p=reject']);
+    const config = {
+      listeners: [PLAIN_LISTENER],
+      auth: { allowPlaintext: true },
+      state: { backend: 'redis', namespace: 'dmarc', redis: { nodes: redis.nodes, commandTimeoutMs: 300 } },
+      dmarcPrecheck: { action: 'reject', resolvers: [dns.address], timeoutMs: 1000 },
+    };
+    const a = await startTestRelay({ config });
+    const b = await startTestRelay({ config });
+    try {
+      for (const t of [a, b]) {
+        const c = await authenticated(t.port('plain'), 'alice');
+        const replies = await c.sendRaw(
+          'scanner@customer.example',
+          ['bob@elsewhere.example'],
+          'From: someone@gmail.example\r\nSubject: scan\r\n\r\nscan\r\n',
+        );
+        await c.quit();
+        assert.equal(replies.at(-1)?.code, 550);
+      }
+      assert.equal(dns.queries('_dmarc.gmail.example'), 1, "the second relay read the first one's answer");
+    } finally {
+      await a.close();
+      await b.close();
+      await redis.stop();
+      await dns.close();
+    }
   });
 });

@@ -127,3 +127,40 @@ export async function dmarcPrecheck(input: DmarcPrecheckInput): Promise<DmarcPre
   }
   return { result: 'aligned_spf', domain, policy };
 }
+
+/** Where DNS answers are shared: the state store (Redis: every pod; memory: this process). */
+export interface AnswerCache {
+  getCache(key: string): Promise<string | null>;
+  setCache(key: string, value: string, ttlMs: number): Promise<void>;
+}
+
+const NO_RECORDS = new Set(['ENOTFOUND', 'ENODATA']);
+
+/**
+ * `resolve` with its answers, and its "no such record" answers, kept in `cache` for
+ * `ttlMs`, so that one query serves every pod. Node's resolver gives no TTL for TXT
+ * records, hence the fixed time. A failure (timeout, SERVFAIL) is never kept, and a cache
+ * that cannot be reached only costs the query.
+ */
+export function cachedResolve(resolve: DnsResolve, cache: AnswerCache, ttlMs: number): DnsResolve {
+  return async (name, type) => {
+    const key = `dns:${type}:${name.toLowerCase()}`;
+    const kept = await cache.getCache(key).catch(() => null);
+    if (kept !== null) {
+      const entry = JSON.parse(kept) as { answer?: string[][] | string[]; code?: string };
+      if (entry.answer) return entry.answer;
+      throw Object.assign(new Error(`${type} ${name}: ${entry.code}`), { code: entry.code });
+    }
+    try {
+      const answer = await resolve(name, type);
+      await cache.setCache(key, JSON.stringify({ answer }), ttlMs).catch(() => undefined);
+      return answer;
+    } catch (err: unknown) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== undefined && NO_RECORDS.has(code)) {
+        await cache.setCache(key, JSON.stringify({ code }), ttlMs).catch(() => undefined);
+      }
+      throw err;
+    }
+  };
+}

@@ -244,6 +244,7 @@ export async function receiveMessage(options: {
       envelopeSender: tx.sender,
       metrics: rt.metrics,
       log,
+      cache: rt.answerCache,
     });
     if (senders.refusal) {
       await writer.abort();

@@ -4,7 +4,14 @@
 // signature the relay adds. Each gives a refusal for the reply table, or nothing.
 import type { DmarcPrecheckConfig, RelayConfig, UserRecord } from '../config/schema.ts';
 import type { MessageSigner } from '../dkim/signer.ts';
-import { type DmarcPrecheckOutcome, type DnsResolve, dmarcPrecheck, dnsResolve } from '../dmarc/precheck.ts';
+import {
+  type AnswerCache,
+  cachedResolve,
+  type DmarcPrecheckOutcome,
+  type DnsResolve,
+  dmarcPrecheck,
+  dnsResolve,
+} from '../dmarc/precheck.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import { decideHeaderSenders, headerAddresses } from '../policy/header-senders.ts';
@@ -24,10 +31,11 @@ export interface SenderCheckResult {
 // one resolver per dmarcPrecheck section: a reload that changes it gets a new one
 const resolvers = new WeakMap<DmarcPrecheckConfig, DnsResolve>();
 
-function resolverFor(config: DmarcPrecheckConfig): DnsResolve {
+function resolverFor(config: DmarcPrecheckConfig, cache: AnswerCache | undefined): DnsResolve {
   let resolve = resolvers.get(config);
   if (!resolve) {
     resolve = dnsResolve(config.resolvers, config.timeoutMs);
+    if (cache && config.cacheSeconds > 0) resolve = cachedResolve(resolve, cache, config.cacheSeconds * 1000);
     resolvers.set(config, resolve);
   }
   return resolve;
@@ -49,8 +57,8 @@ export async function checkSenders(options: {
   envelopeSender: string;
   metrics: RelayMetrics;
   log: Logger;
-  /** Resolver of the DMARC pre-check; the one of config.dmarcPrecheck when absent. */
-  resolve?: DnsResolve;
+  /** Where DNS answers are shared between pods. */
+  cache?: AnswerCache | undefined;
 }): Promise<SenderCheckResult> {
   const { config, signer, user, metrics, log } = options;
   if (user) {
@@ -81,7 +89,7 @@ export async function checkSenders(options: {
       signingDomains,
       egressIps: precheck.egressIps ?? config.ownIpWatch.ips,
       hostname: config.hostname,
-      resolve: options.resolve ?? resolverFor(precheck),
+      resolve: resolverFor(precheck, options.cache),
     });
     results[domain] = checked.result;
     const action = checked.result === 'would_fail' ? precheck.action : 'none';
