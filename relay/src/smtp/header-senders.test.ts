@@ -1,6 +1,9 @@
 // Header From and Sender authorization (senders.headerFrom: enforce), driven through a real
 // relay by a real SMTP client: the reply at the end of DATA, the log line and the counter.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import type { RelayConfig } from '../config/schema.ts';
@@ -166,6 +169,37 @@ describe('header From authorization on reload', () => {
       assert.equal((await sendHeader(t, 'alice', 'From: ceo@bank.example\r\n')).code, 250);
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('header From authorization and the handoff account', () => {
+  it('mail a draining peer hands on is not checked again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-handoff-'));
+    await writeFile(join(dir, 'password'), 'correct horse battery staple');
+    const t = await startTestRelay({
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        senders: { headerFrom: 'enforce', domains: [{ domain: 'customer.example', users: ['alice'] }] },
+        drain: {
+          handoff: {
+            host: '127.0.0.1',
+            port: 2525,
+            username: 'sluice-handoff',
+            passwordFile: join(dir, 'password'),
+            fromNetworks: ['127.0.0.0/8'],
+          },
+        },
+      },
+      users: [await testUser('alice'), await testUser('sluice-handoff'), await testUser('mallory')],
+    });
+    try {
+      assert.equal((await sendHeader(t, 'sluice-handoff', 'From: ceo@bank.example\r\n')).code, 250);
+      assert.equal((await sendHeader(t, 'mallory', 'From: ceo@bank.example\r\n')).code, 550);
+    } finally {
+      await t.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
