@@ -39,17 +39,36 @@ function domainOf(address: string): string | undefined {
   return domainToASCII(domain) || domain;
 }
 
+/** Who may send as each domain: every user, or the users named. */
+type DomainIndex = ReadonlyMap<string, 'all' | ReadonlySet<string>>;
+
+// built once per config (up to 100,000 domains of up to 100,000 users each), not per message
+const indexes = new WeakMap<SendersConfig['domains'], DomainIndex>();
+
+function domainIndex(domains: SendersConfig['domains']): DomainIndex {
+  let index = indexes.get(domains);
+  if (index) return index;
+  const built = new Map<string, 'all' | Set<string>>();
+  for (const entry of domains) {
+    const name = entry.domain.toLowerCase();
+    const known = built.get(name);
+    if (known === 'all') continue;
+    if (entry.users === undefined) built.set(name, 'all');
+    else built.set(name, new Set([...(known ?? []), ...entry.users]));
+  }
+  index = built;
+  indexes.set(domains, index);
+  return index;
+}
+
 /** Whether `user` may put `address` in a From or Sender field. */
 export function mayUseAddress(address: string, user: UserRecord, senders: SendersConfig): boolean {
   // absent allowedSenders means "any MAIL FROM"; for the header only explicit patterns count
   if (user.allowedSenders && isSenderAllowed(address, user.allowedSenders)) return true;
   const domain = domainOf(address);
   if (domain === undefined) return false;
-  return senders.domains.some(
-    (entry) =>
-      (domainToASCII(entry.domain.toLowerCase()) || entry.domain.toLowerCase()) === domain &&
-      (entry.users === undefined || entry.users.includes(user.username)),
-  );
+  const users = domainIndex(senders.domains).get(domain);
+  return users === 'all' || (users?.has(user.username) ?? false);
 }
 
 /** The decision for one message's From and Sender addresses. */
