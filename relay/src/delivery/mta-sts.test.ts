@@ -271,6 +271,31 @@ describe('MTA-STS in direct delivery', () => {
     });
   });
 
+  it('a trusted CA file that cannot be read is a config error naming the field', () => {
+    const config = validateRelayConfig(
+      {
+        listeners: [{ name: 'submission', address: '127.0.0.1', port: 0 }],
+        spoolDir: join(dir, 'spool'),
+        usersFile: join(dir, 'users.yaml'),
+      },
+      'test config',
+    ).delivery;
+    const missing = join(dir, 'no-such-ca.pem');
+    assert.throws(
+      () =>
+        new SmtpTransport({
+          mode: 'direct',
+          config,
+          hostname: 'relay.test',
+          logger: createLogger({ level: 'silent' }),
+          caFile: missing,
+        }),
+      (err: Error & { code?: string }) =>
+        err.code === 'SLUICE_ERR_CONFIG_INVALID' &&
+        err.message.startsWith(`tls.trustedCaFile: cannot read ${missing}`),
+    );
+  });
+
   it('a wildcard pattern matches one leftmost label only (RFC 8461 4.1)', () => {
     assert.equal(mxMatches('mx.secure.example', ['*.secure.example']), true);
     assert.equal(mxMatches('MX.Secure.Example.', ['*.secure.example']), true);

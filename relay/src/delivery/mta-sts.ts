@@ -6,10 +6,13 @@
 // The fetch follows no redirect (RFC 8461 3.3), reads at most 64 KiB, and connects only
 // to an address the destination policy allows.
 import { Resolver } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import type { LookupFunction } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { parsePolicy, resolvePolicy } from 'mailauth/lib/mta-sts.js';
+import { SluiceError } from '../errors.ts';
 
 export interface MtaStsPolicy {
   /** The TXT record's id the policy was fetched under; '' for "no policy". */
@@ -50,6 +53,36 @@ export function mxMatches(host: string, patterns: readonly string[]): boolean {
     const dot = name.indexOf('.');
     return dot > 0 && name.slice(dot + 1) === pattern.slice(2);
   });
+}
+
+/** What MTA-STS came to for one connection attempt to an MX host of a domain with a policy. */
+export interface MtaStsOutcome {
+  mode: 'enforce' | 'testing';
+  /** enforced: verified TLS to a matching MX; failed: enforce deferred; testing_*: delivered, checked. */
+  result: 'enforced' | 'failed' | 'testing_ok' | 'testing_failed';
+}
+
+/** Under a testing policy: what enforce would have refused about a session, or undefined. */
+export function testingProblem(
+  remoteHost: string,
+  tls: { authorized: boolean; error?: string } | undefined,
+  policy: MtaStsPolicy,
+): string | undefined {
+  if (!mxMatches(remoteHost, policy.mx)) return 'MX host does not match the policy';
+  if (!tls) return 'no TLS';
+  return tls.authorized ? undefined : `certificate: ${tls.error}`;
+}
+
+/** The system CAs and those of `file` (tls.trustedCaFile); a config error when it cannot be read. */
+export function readCaFile(file: string): string[] {
+  try {
+    return [...rootCertificates, readFileSync(file, 'utf8')];
+  } catch (err: unknown) {
+    throw new SluiceError(
+      'SLUICE_ERR_CONFIG_INVALID',
+      `tls.trustedCaFile: cannot read ${file}: ${(err as Error).message}`,
+    );
+  }
 }
 
 export class MtaStsPolicies {

@@ -8,7 +8,6 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Readable } from 'node:stream';
-import { rootCertificates } from 'node:tls';
 import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
@@ -30,7 +29,18 @@ import {
   setupFailure,
   transactionResults,
 } from './delivery-results.ts';
-import { MtaStsPolicies, type MtaStsPolicy, mxMatches, NO_POLICY } from './mta-sts.ts';
+import {
+  type MtaStsOutcome,
+  MtaStsPolicies,
+  type MtaStsPolicy,
+  mxMatches,
+  NO_POLICY,
+  readCaFile,
+  testingProblem,
+} from './mta-sts.ts';
+
+export type { MtaStsOutcome } from './mta-sts.ts';
+
 import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
@@ -122,25 +132,6 @@ export interface SmtpTransportOptions {
   mtaStsPort?: number;
   /** Told each MTA-STS outcome of a connection (metrics). */
   onMtaSts?: (outcome: MtaStsOutcome) => void;
-}
-
-/** What MTA-STS came to for one connection attempt to an MX host of a domain with a policy. */
-export interface MtaStsOutcome {
-  mode: 'enforce' | 'testing';
-  /** enforced: verified TLS to a matching MX; failed: enforce deferred; testing_*: delivered, checked. */
-  result: 'enforced' | 'failed' | 'testing_ok' | 'testing_failed';
-}
-
-/** Reads extra CA certificates for MX and policy-host verification; a config error when unreadable. */
-function readCaFile(file: string): string[] {
-  try {
-    return [...rootCertificates, readFileSync(file, 'utf8')];
-  } catch (err: unknown) {
-    throw new SluiceError(
-      'SLUICE_ERR_CONFIG_INVALID',
-      `tls.trustedCaFile: cannot read ${file}: ${(err as Error).message}`,
-    );
-  }
 }
 
 interface Route {
@@ -442,14 +433,6 @@ export class SmtpTransport implements Transport {
     else log.warn(line, 'MTA-STS check failed');
   }
 
-  /** In testing mode: what would have failed under enforce, or undefined. */
-  #testingProblem(session: OutboundSession, policy: MtaStsPolicy): string | undefined {
-    if (!mxMatches(session.remoteHost, policy.mx)) return 'MX host does not match the policy';
-    const tls = session.tlsVerification;
-    if (!tls) return 'no TLS';
-    return tls.authorized ? undefined : `certificate: ${tls.error}`;
-  }
-
   async #connectMx(
     domain: string,
     hosts: MxHost[],
@@ -504,7 +487,7 @@ export class SmtpTransport implements Transport {
         });
         if (enforce) this.#mtaStsOutcome(log, domain, 'enforce', 'enforced', { remoteHost });
         if (policy.mode === 'testing') {
-          const problem = this.#testingProblem(session, policy);
+          const problem = testingProblem(session.remoteHost, session.tlsVerification, policy);
           this.#mtaStsOutcome(log, domain, 'testing', problem ? 'testing_failed' : 'testing_ok', {
             remoteHost,
             ...(problem ? { problem } : {}),
