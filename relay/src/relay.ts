@@ -145,6 +145,7 @@ export class Relay implements RelayRuntime {
       ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
       logger: this.logger,
       caFile: config.tls.trustedCaFile,
+      sharedCache: this.#store,
       onMtaSts: (outcome) => this.metrics.deliveryMtaStsTotal.inc(outcome),
     });
   }

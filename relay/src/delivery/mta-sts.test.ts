@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
+import { MemoryStore } from '../state/memory-store.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
 import { mxMatches } from './mta-sts.ts';
@@ -51,7 +52,14 @@ async function issue(ca: Pems, names: string[]): Promise<Pems> {
 }
 
 const BODY = 'From: a@sender.test\r\nTo: b@dest.test\r\nSubject: sts\r\n\r\nover TLS, or not at all\r\n';
-const DOMAINS = ['secure.example', 'badcert.example', 'nomatch.example', 'plain.example', 'testing.example'];
+const DOMAINS = [
+  'secure.example',
+  'badcert.example',
+  'nomatch.example',
+  'plain.example',
+  'testing.example',
+  'shared.example',
+];
 
 describe('MTA-STS in direct delivery', () => {
   let dns: TestDnsServer;
@@ -112,6 +120,7 @@ describe('MTA-STS in direct delivery', () => {
       ['nomatch.example', policy('enforce', 'mx.elsewhere.example')],
       ['plain.example', policy('enforce', 'mx.plain.example')],
       ['testing.example', policy('testing', 'mx.testing.example')],
+      ['shared.example', policy('testing', 'mx.shared.example')],
     ] as const) {
       dns.setTxt(`_mta-sts.${domain}`, ['v=STSv1; id=20260101']);
       policies.set(`mta-sts.${domain}`, body);
@@ -137,7 +146,7 @@ describe('MTA-STS in direct delivery', () => {
 
   /** A sink as every MX (one port for all), a transport delivering there; both closed after run. */
   async function withMx<T>(
-    sinkOptions: { tls: boolean },
+    sinkOptions: { tls: boolean; sharedCache?: MemoryStore },
     run: (made: {
       t: SmtpTransport;
       sink: SmtpSink;
@@ -145,7 +154,7 @@ describe('MTA-STS in direct delivery', () => {
       outcomes: MtaStsOutcome[];
     }) => Promise<T>,
   ): Promise<T> {
-    const sink = await startSmtpSink({ ...sinkOptions, certificate: mxCert });
+    const sink = await startSmtpSink({ tls: sinkOptions.tls, certificate: mxCert });
     const logs = new LogLines();
     const outcomes: MtaStsOutcome[] = [];
     const config = validateRelayConfig(
@@ -169,6 +178,7 @@ describe('MTA-STS in direct delivery', () => {
       logger: createLogger({ level: 'debug', destination: logs }),
       caFile,
       mtaStsPort: httpsPort,
+      sharedCache: sinkOptions.sharedCache,
       onMtaSts: (o) => outcomes.push(o),
     });
     try {
@@ -259,6 +269,19 @@ describe('MTA-STS in direct delivery', () => {
       assert.equal(only(await t.deliver(job('secure.example'))).status, '4.7.5');
       assert.equal(sink.messages.length, 2);
     });
+  });
+
+  it('a policy one relay fetched serves another through the shared state', async () => {
+    const store = new MemoryStore();
+    const count = () => fetches.filter((h) => h === 'mta-sts.shared.example').length;
+    for (let relay = 0; relay < 2; relay++) {
+      await withMx({ tls: true, sharedCache: store }, async ({ t, outcomes }) => {
+        assert.equal(only(await t.deliver(job('shared.example'))).outcome, 'delivered');
+        assert.deepEqual(outcomes, [{ mode: 'testing', result: 'testing_failed' }]);
+      });
+    }
+    assert.equal(count(), 1, 'fetched by the first transport only');
+    await store.close();
   });
 
   it('a domain without a policy gets plain opportunistic delivery, and no MTA-STS line', async () => {

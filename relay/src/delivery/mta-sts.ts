@@ -1,4 +1,5 @@
-// MTA-STS (RFC 8461) policies of destination domains, for direct delivery. mailauth reads
+// MTA-STS (RFC 8461) policies of destination domains, for direct delivery, kept in the
+// process and in the shared state (one fetch serves every pod). mailauth reads
 // the _mta-sts TXT record and parses the policy file; the fetch is here because mailauth's
 // always goes to port 443 with the system CAs and its cache check is inverted (a policy
 // whose id is unchanged and not yet expired is fetched again): here a policy is kept until
@@ -13,6 +14,7 @@ import { rootCertificates } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import { parsePolicy, resolvePolicy } from 'mailauth/lib/mta-sts.js';
 import { SluiceError } from '../errors.ts';
+import type { StateStore } from '../state/store.ts';
 
 export interface MtaStsPolicy {
   /** The TXT record's id the policy was fetched under; '' for "no policy". */
@@ -42,6 +44,8 @@ export interface MtaStsOptions {
   port?: number;
   now?: () => number;
   maxPolicies?: number;
+  /** The shared state: a policy one pod fetched serves every pod until it expires. */
+  shared?: Pick<StateStore, 'getCache' | 'setCache'> | undefined;
 }
 
 /** RFC 8461 4.1: a pattern "*.example.com" matches one leftmost label, nothing deeper. */
@@ -106,7 +110,7 @@ export class MtaStsPolicies {
    */
   async policyFor(domain: string): Promise<{ policy: MtaStsPolicy; error?: string }> {
     const key = domain.toLowerCase();
-    const cached = this.#cache.get(key);
+    const cached = this.#cache.get(key) ?? (await this.#readShared(key));
     const valid = cached && cached.expires > this.#now() ? cached : undefined;
     let id: string | false;
     try {
@@ -128,12 +132,31 @@ export class MtaStsPolicies {
         expires: this.#now() + (parsed.maxAge ?? 0) * 1000,
       };
       this.#cache.set(key, policy);
+      const ttlMs = policy.expires - this.#now();
+      if (ttlMs > 0) {
+        await this.#options.shared
+          ?.setCache(`mta-sts:${key}`, JSON.stringify(policy), ttlMs)
+          .catch(() => undefined);
+      }
       return { policy };
     } catch (err: unknown) {
       return {
         policy: valid ?? NO_POLICY,
         error: `https://mta-sts.${key}${PATH}: ${(err as Error).message}`,
       };
+    }
+  }
+
+  /** A policy another pod fetched, or undefined (also when the shared state cannot be read). */
+  async #readShared(key: string): Promise<MtaStsPolicy | undefined> {
+    const kept = await this.#options.shared?.getCache(`mta-sts:${key}`).catch(() => null);
+    if (!kept) return undefined;
+    try {
+      const policy = JSON.parse(kept) as MtaStsPolicy;
+      this.#cache.set(key, policy);
+      return policy;
+    } catch {
+      return undefined;
     }
   }
 

@@ -15,6 +15,7 @@ import { DestinationPolicy } from '../net/destination-policy.ts';
 import type { Logger } from '../observability/logger.ts';
 import { SMALL_WRITE_BYTES } from '../spool/files.ts';
 import { withHeaderPrefix } from '../spool/message-file.ts';
+import type { StateStore } from '../state/store.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import {
@@ -128,6 +129,8 @@ export interface SmtpTransportOptions {
   idleTimeoutMs?: number;
   /** PEM CA certificates trusted besides the system ones for MX and policy hosts (tls.trustedCaFile). */
   caFile?: string | undefined;
+  /** The shared state, where MTA-STS policies are kept for every pod. */
+  sharedCache?: Pick<StateStore, 'getCache' | 'setCache'> | undefined;
   /** Port of MTA-STS policy hosts: 443 (RFC 8461) unless a test serves elsewhere. */
   mtaStsPort?: number;
   /** Told each MTA-STS outcome of a connection (metrics). */
@@ -202,6 +205,7 @@ export class SmtpTransport implements Transport {
             ca: this.#mxCa,
             allowed: (address) => this.#destinations.check(address).allowed,
             ...(options.mtaStsPort === undefined ? {} : { port: options.mtaStsPort }),
+            shared: options.sharedCache,
           })
         : undefined;
     this.#pool = new ConnectionPool({
