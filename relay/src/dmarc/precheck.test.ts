@@ -45,6 +45,8 @@ describe('DMARC pre-check', () => {
     // p=none, and a subdomain policy (sp=) found at the organizational domain
     dns.setTxt('_dmarc.monitor.example', ['v=DMARC1; p=none']);
     dns.setTxt('_dmarc.org.example', ['v=DMARC1; p=none; sp=reject']);
+    // strict DKIM alignment: a signature by the parent domain does not align a subdomain
+    dns.setTxt('_dmarc.strict.example', ['v=DMARC1; p=reject; adkim=s']);
     // DNS trouble: a server that fails, one that never answers
     dns.setBehaviour('_dmarc.broken.example', 'servfail');
     dns.setBehaviour('_dmarc.silent.example', 'drop');
@@ -53,7 +55,10 @@ describe('DMARC pre-check', () => {
         listeners: [PLAIN_LISTENER],
         auth: { allowPlaintext: true },
         dkim: {
-          keys: [{ domain: 'customer.example', selector: 's1', privateKeyFile: join(keyDir, 'rsa.pem') }],
+          keys: [
+            { domain: 'customer.example', selector: 's1', privateKeyFile: join(keyDir, 'rsa.pem') },
+            { domain: 'strict.example', selector: 's1', privateKeyFile: join(keyDir, 'rsa.pem') },
+          ],
         },
         dmarcPrecheck: { action: 'reject', resolvers: [dns.address], timeoutMs: 300, egressIps: [EGRESS] },
       },
@@ -110,6 +115,13 @@ describe('DMARC pre-check', () => {
     assert.equal((await send('bounce@spf.example', 'alice@spf.example')).code, 250);
     assert.equal(await counted('aligned_spf', 'none'), 1);
     assert.deepEqual(t.logs.events('accepted').at(-1)?.dmarc, { 'spf.example': 'aligned_spf' });
+  });
+
+  it('adkim=s: the parent domain’s signature aligns the domain itself, not its subdomain', async () => {
+    assert.equal((await send('bounce@elsewhere.example', 'alice@strict.example')).code, 250);
+    const sub = await send('bounce@elsewhere.example', 'news@mail.strict.example');
+    assert.equal(sub.code, 550);
+    assert.match(sub.text, /signed for strict\.example, which is not aligned with mail\.strict\.example/);
   });
 
   it('refuses when the aligned MAIL FROM domain’s SPF does not authorize the relay, naming the SPF fix', async () => {
