@@ -147,6 +147,7 @@ export class Relay implements RelayRuntime {
       caFile: config.tls.trustedCaFile,
       sharedCache: this.#store,
       onMtaSts: (outcome) => this.metrics.deliveryMtaStsTotal.inc(outcome),
+      onDane: (result) => this.metrics.deliveryDaneTotal.inc({ result }),
     });
   }
 

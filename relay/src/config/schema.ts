@@ -659,6 +659,23 @@ export const DeliverySchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'MTA-STS for direct delivery' },
     ),
+    dane: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            "Direct delivery honours MX hosts' DNSSEC-validated TLSA records (DANE, RFC 7672): TLS whose certificate matches one, else defer; DANE wins over MTA-STS",
+        }),
+        resolver: Type.Optional(
+          Type.String({
+            pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$',
+            description:
+              'The DNSSEC-validating resolver whose AD bit is trusted (ip, ip:port or [ipv6]:port); the first of resolvers when absent',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'DANE for direct delivery' },
+    ),
   },
   { additionalProperties: false },
 );

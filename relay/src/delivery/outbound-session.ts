@@ -1,5 +1,6 @@
+import { X509Certificate } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { TLSSocket } from 'node:tls';
+import { type DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type {
   SMTPConnectionEnvelope,
   SMTPConnectionOptions,
@@ -73,6 +74,22 @@ export class OutboundSession implements Poolable {
     return socket.authorized
       ? { authorized: true }
       : { authorized: false, error: String(socket.authorizationError ?? 'certificate not verified') };
+  }
+
+  /** The server's certificate and the chain it sent above it, on an encrypted session. */
+  get peerCertificates(): { peer: X509Certificate; chain: X509Certificate[] } | undefined {
+    const socket = (this.#conn as unknown as { _socket?: unknown })._socket;
+    if (!this.#conn.secure || !(socket instanceof TLSSocket)) return undefined;
+    const peer = socket.getPeerX509Certificate();
+    if (!peer) return undefined;
+    const chain: X509Certificate[] = [];
+    let link: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+    // the last link of a chain points at itself
+    for (let i = 0; i < 10 && link?.issuerCertificate && link.issuerCertificate !== link; i++) {
+      link = link.issuerCertificate;
+      chain.push(new X509Certificate(link.raw));
+    }
+    return { peer, chain };
   }
 
   /** Whether the server's EHLO reply offered an extension (e.g. SMTPUTF8). */

@@ -2,6 +2,7 @@
 // STARTTLS, local addresses refused unless allowed) or through one smarthost (its TLS mode,
 // AUTH). Connections are pooled per destination. Every outcome is a per-recipient result:
 // a reply the remote server gave, or a local reason with an RFC 3463 status.
+import { getServers } from 'node:dns';
 import { readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -42,6 +43,7 @@ import {
 
 export type { MtaStsOutcome } from './mta-sts.ts';
 
+import { DaneResolver, verifyDane } from './dane.ts';
 import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
@@ -135,6 +137,8 @@ export interface SmtpTransportOptions {
   mtaStsPort?: number;
   /** Told each MTA-STS outcome of a connection (metrics). */
   onMtaSts?: (outcome: MtaStsOutcome) => void;
+  /** Told each DANE outcome of a connection to an MX host with validated TLSA records. */
+  onDane?: (result: 'verified' | 'failed') => void;
 }
 
 interface Route {
@@ -158,6 +162,8 @@ export class SmtpTransport implements Transport {
   /** CAs that verify MX certificates (undefined: the system's). */
   readonly #mxCa: string[] | undefined;
   readonly #onMtaSts: ((outcome: MtaStsOutcome) => void) | undefined;
+  readonly #dane: DaneResolver | undefined;
+  readonly #onDane: ((result: 'verified' | 'failed') => void) | undefined;
   #closed = false;
 
   constructor(options: SmtpTransportOptions) {
@@ -208,6 +214,8 @@ export class SmtpTransport implements Transport {
             shared: options.sharedCache,
           })
         : undefined;
+    this.#onDane = options.onDane;
+    this.#dane = options.mode === 'direct' && config.dane.enabled ? this.#daneResolver(config) : undefined;
     this.#pool = new ConnectionPool({
       maxPerKey: config.maxConnectionsPerDomain,
       maxUses: config.messagesPerConnection,
@@ -247,6 +255,7 @@ export class SmtpTransport implements Transport {
   async close(): Promise<void> {
     this.#closed = true;
     this.#pool.close();
+    this.#dane?.close();
   }
 
   async #deliver(job: DeliveryJob, log: Logger): Promise<RecipientResult[]> {
@@ -411,6 +420,26 @@ export class SmtpTransport implements Transport {
    * mx-connect does TCP; a host that accepts TCP but fails at SMTP level is skipped by its
    * address on the next round.
    */
+  /** The validating resolver DANE trusts: dane.resolver, else the first delivery resolver, else the system's. */
+  #daneResolver(config: DeliveryConfig): DaneResolver {
+    const server = config.dane.resolver ?? config.resolvers[0] ?? getServers()[0];
+    if (server === undefined) {
+      throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', 'delivery.dane.resolver: no resolver to ask');
+    }
+    return new DaneResolver({
+      server,
+      timeoutMs: Math.min(DNS_TIMEOUT_MS, config.connectTimeoutSeconds * 1000),
+    });
+  }
+
+  #daneFailure(log: Logger, domain: string, remoteHost: string, problem: string): Failure {
+    this.#onDane?.('failed');
+    log.warn({ event: 'dane', domain, remoteHost, result: 'failed', problem }, 'DANE check failed');
+    const failure = local('deferred', '4.7.5', `DANE: ${problem}`, 'dane_failed');
+    failure.remoteHost = remoteHost;
+    return failure;
+  }
+
   /** The domain's MTA-STS policy (NO_POLICY when MTA-STS is off or none is published). */
   async #policy(domain: string, log: Logger): Promise<MtaStsPolicy> {
     if (!this.#mtaSts || domain.startsWith('[')) return NO_POLICY;
@@ -476,6 +505,16 @@ export class SmtpTransport implements Transport {
       }
       tried.push(connection.host);
       const remoteHost = connection.hostname;
+      const tlsa = this.#dane ? await this.#dane.tlsa(remoteHost, this.#config.port) : undefined;
+      if (tlsa?.kind === 'failed') {
+        // RFC 7672 2.2: a TLSA lookup that fails (bogus data, SERVFAIL) is no licence to go on
+        connection.socket.destroy();
+        failure = this.#daneFailure(log, domain, remoteHost, tlsa.reason);
+        continue;
+      }
+      // DANE wins over MTA-STS where validated TLSA records exist (RFC 8461 2)
+      const dane = tlsa?.kind === 'records' ? tlsa.records : undefined;
+      const stsEnforce = enforce && dane === undefined;
       try {
         const ca = this.#mxCa ? { ca: this.#mxCa } : {};
         const session = await OutboundSession.open(remoteHost, {
@@ -483,13 +522,30 @@ export class SmtpTransport implements Transport {
           connection: connection.socket,
           host: remoteHost,
           name: this.#helo,
-          ...(enforce
-            ? // MTA-STS enforce: TLS with a certificate valid for the MX name, or no delivery
-              { requireTLS: true, tls: { rejectUnauthorized: true, servername: remoteHost, ...ca } }
-            : // MX certificates cannot be verified in general; encryption still beats clear text
-              { opportunisticTLS: true, tls: { rejectUnauthorized: false, ...ca } }),
+          ...(dane
+            ? // DANE: TLS or nothing; the certificate is judged by the TLSA records below
+              { requireTLS: true, tls: { rejectUnauthorized: false, ...ca } }
+            : stsEnforce
+              ? // MTA-STS enforce: TLS with a certificate valid for the MX name, or no delivery
+                { requireTLS: true, tls: { rejectUnauthorized: true, servername: remoteHost, ...ca } }
+              : // MX certificates cannot be verified in general; encryption still beats clear text
+                { opportunisticTLS: true, tls: { rejectUnauthorized: false, ...ca } }),
         });
-        if (enforce) this.#mtaStsOutcome(log, domain, 'enforce', 'enforced', { remoteHost });
+        if (dane) {
+          const certs = session.peerCertificates;
+          const verdict = certs
+            ? verifyDane(certs.peer, certs.chain, dane)
+            : { ok: false as const, error: 'no certificate' };
+          if (!verdict.ok) {
+            session.close();
+            failure = this.#daneFailure(log, domain, remoteHost, `${remoteHost}: ${verdict.error}`);
+            continue;
+          }
+          this.#onDane?.('verified');
+          log.info({ event: 'dane', domain, remoteHost, result: 'verified', usage: verdict.usage }, 'DANE');
+          return session;
+        }
+        if (stsEnforce) this.#mtaStsOutcome(log, domain, 'enforce', 'enforced', { remoteHost });
         if (policy.mode === 'testing') {
           const problem = testingProblem(session.remoteHost, session.tlsVerification, policy);
           this.#mtaStsOutcome(log, domain, 'testing', problem ? 'testing_failed' : 'testing_ok', {
@@ -511,7 +567,8 @@ export class SmtpTransport implements Transport {
         return session;
       } catch (err: unknown) {
         failure = setupFailure(err, remoteHost);
-        if (enforce) {
+        if (dane) this.#daneFailure(log, domain, remoteHost, errorText(err));
+        else if (stsEnforce) {
           this.#mtaStsOutcome(log, domain, 'enforce', 'failed', { remoteHost, problem: errorText(err) });
         }
         log.info({

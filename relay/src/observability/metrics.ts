@@ -41,6 +41,7 @@ export class RelayMetrics {
   readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
   readonly deliveryMtaStsTotal: Counter<'mode' | 'result'>;
+  readonly deliveryDaneTotal: Counter<'result'>;
   readonly deliveryDurationSeconds: Histogram<'result'>;
   readonly deliveryRetriesTotal: Counter;
   readonly dsnTotal: Counter<'action'>;
@@ -226,6 +227,12 @@ export class RelayMetrics {
       collect() {
         this.set(metrics.spoolSpaceSource?.().reserve ?? 0);
       },
+    });
+    this.deliveryDaneTotal = new Counter({
+      name: 'sluice_delivery_dane_total',
+      help: 'Connections to MX hosts with DNSSEC-validated TLSA records, by result (verified; failed: deferred)',
+      labelNames: ['result'],
+      registers,
     });
     this.deliveryMtaStsTotal = new Counter({
       name: 'sluice_delivery_mta_sts_total',
