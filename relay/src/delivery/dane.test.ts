@@ -44,6 +44,11 @@ describe('DANE in direct delivery', {
   let dir: string;
   let dns: TestDnsServer;
   let sink: SmtpSink;
+  /** Sends a chain: its certificate, issued by a test CA, and the CA. */
+  let taSink: SmtpSink;
+  /** Sends a self-signed certificate with the same CA appended, which did not issue it. */
+  let forgedSink: SmtpSink;
+  let config: ReturnType<typeof validateRelayConfig>['delivery'];
   let unbound: ChildProcess;
   let resolver: string;
   let transport: SmtpTransport;
@@ -63,6 +68,30 @@ describe('DANE in direct delivery', {
     const hash = createHash('sha256').update(spki).digest('hex');
     const other = createHash('sha256').update('another key').digest('hex');
     const port = sink.port;
+    const caPems = await generate([{ name: 'commonName', value: 'Sluice DANE Test CA' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      extensions: [
+        { name: 'basicConstraints', cA: true },
+        { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true },
+      ],
+    });
+    const issued = await generate([{ name: 'commonName', value: 'mx-ta.dane.example' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      ca: { key: caPems.private, cert: caPems.cert },
+    });
+    taSink = await startSmtpSink({
+      tls: true,
+      certificate: { key: issued.private, cert: `${issued.cert}\n${caPems.cert}` },
+    });
+    forgedSink = await startSmtpSink({
+      tls: true,
+      certificate: { key: pems.private, cert: `${pems.cert}\n${caPems.cert}` },
+    });
+    const caHash = createHash('sha256')
+      .update(new X509Certificate(caPems.cert).publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
     await writeFile(
       join(dir, 'dane.example.zone'),
       [
@@ -74,6 +103,8 @@ describe('DANE in direct delivery', {
         `_${port}._tcp.mx IN TLSA 3 1 1 ${hash}`,
         `_${port}._tcp.mx-wrong IN TLSA 3 1 1 ${other}`,
         `_${port}._tcp.mx-bogus IN TLSA 3 1 1 ${hash}`,
+        `_${taSink.port}._tcp.mx-ta IN TLSA 2 1 1 ${caHash}`,
+        `_${forgedSink.port}._tcp.mx-forged IN TLSA 2 1 1 ${caHash}`,
         '',
       ].join('\n'),
     );
@@ -158,12 +189,14 @@ describe('DANE in direct delivery', {
       ['wrong.test', 'mx-wrong.dane.example'],
       ['bogus.test', 'mx-bogus.dane.example'],
       ['insecure.test', 'mx.insecure.example'],
+      ['ta.test', 'mx-ta.dane.example'],
+      ['forged.test', 'mx-forged.dane.example'],
     ] as const) {
       dns.setMx(domain, [{ exchange: host, priority: 10 }]);
       dns.setA(host, ['127.0.0.1']);
     }
     await writeFile(join(dir, 'message.eml'), BODY);
-    const config = validateRelayConfig(
+    config = validateRelayConfig(
       {
         listeners: [{ name: 'submission', address: '127.0.0.1', port: 0 }],
         spoolDir: join(dir, 'spool'),
@@ -190,6 +223,8 @@ describe('DANE in direct delivery', {
     await transport?.close();
     unbound?.kill();
     await sink?.close();
+    await taSink?.close();
+    await forgedSink?.close();
     await dns?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -206,8 +241,8 @@ describe('DANE in direct delivery', {
     };
   }
 
-  async function deliver(domain: string): Promise<RecipientResult> {
-    const results = await transport.deliver(job(domain));
+  async function deliver(domain: string, via = transport): Promise<RecipientResult> {
+    const results = await via.deliver(job(domain));
     assert.equal(results.length, 1);
     const [result] = results;
     assert.ok(result);
@@ -241,5 +276,30 @@ describe('DANE in direct delivery', {
     const before = outcomes.length;
     assert.equal((await deliver('insecure.test')).outcome, 'delivered');
     assert.equal(outcomes.length, before);
+  });
+
+  it('DANE-TA: a chain that descends from the trust anchor passes; the anchor merely appended does not', async () => {
+    const through = (port: number) =>
+      new SmtpTransport({
+        mode: 'direct',
+        config: { ...config, port },
+        hostname: 'relay.test',
+        logger: createLogger({ level: 'debug', destination: logs }),
+        onDane: (result) => outcomes.push(result),
+      });
+    const ta = through(taSink.port);
+    const forged = through(forgedSink.port);
+    try {
+      const good = await deliver('ta.test', ta);
+      assert.equal(good.outcome, 'delivered', good.response);
+      assert.equal(logs.lines.filter((l) => l.event === 'dane').at(-1)?.usage, 'DANE-TA');
+      const bad = await deliver('forged.test', forged);
+      assert.equal(bad.outcome, 'deferred');
+      assert.equal(bad.response, 'DANE: mx-forged.dane.example: the certificate matches no TLSA record');
+      assert.equal(forgedSink.messages.length, 0);
+    } finally {
+      await ta.close();
+      await forged.close();
+    }
   });
 });

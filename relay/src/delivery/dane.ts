@@ -33,19 +33,22 @@ const mxConnectDane = createRequire(import.meta.url)('mx-connect/lib/dane.js') a
   verifyCertAgainstTlsa(
     cert: Matchable,
     records: TlsaRecord[],
+    chain?: Matchable[],
   ): { valid: boolean; error: string | null; usage?: string };
 };
 
 /**
- * mx-connect derives the SPKI with createPublicKey(cert.publicKey), which refuses the
- * public KeyObject an X509Certificate holds; a PEM string it takes.
+ * Whether `cert` itself matches one of `records`. mx-connect derives the SPKI with
+ * createPublicKey(cert.publicKey), which refuses the public KeyObject an X509Certificate
+ * holds (a PEM string it takes), and matches trust-anchor records only against a chain it
+ * is given: the certificate is given as that chain, its links having been checked here.
  */
 function verifyCertAgainstTlsa(cert: X509Certificate, records: TlsaRecord[]): { valid: boolean } {
   const matchable = {
     raw: cert.raw,
     publicKey: cert.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
   };
-  return mxConnectDane.verifyCertAgainstTlsa(matchable, records);
+  return mxConnectDane.verifyCertAgainstTlsa(matchable, records, [matchable]);
 }
 
 /** A TLSA record as dns-packet decodes it. */

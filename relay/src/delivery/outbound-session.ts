@@ -1,6 +1,6 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { type DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type {
   SMTPConnectionEnvelope,
   SMTPConnectionOptions,
@@ -76,18 +76,18 @@ export class OutboundSession implements Poolable {
       : { authorized: false, error: String(socket.authorizationError ?? 'certificate not verified') };
   }
 
-  /** The server's certificate and the chain it sent above it, on an encrypted session. */
+  /** The server's certificate and the chain above it, as far as the server sent it. */
   get peerCertificates(): { peer: X509Certificate; chain: X509Certificate[] } | undefined {
     const socket = (this.#conn as unknown as { _socket?: unknown })._socket;
     if (!this.#conn.secure || !(socket instanceof TLSSocket)) return undefined;
     const peer = socket.getPeerX509Certificate();
     if (!peer) return undefined;
     const chain: X509Certificate[] = [];
-    let link: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-    // the last link of a chain points at itself
-    for (let i = 0; i < 10 && link?.issuerCertificate && link.issuerCertificate !== link; i++) {
-      link = link.issuerCertificate;
-      chain.push(new X509Certificate(link.raw));
+    // a self-signed certificate is its own issuer: that ends the chain
+    for (let link = peer.issuerCertificate; link && chain.length < 10; link = link.issuerCertificate) {
+      if (link.fingerprint256 === chain.at(-1)?.fingerprint256 || link.fingerprint256 === peer.fingerprint256)
+        break;
+      chain.push(link);
     }
     return { peer, chain };
   }
