@@ -190,10 +190,11 @@ export class Relay implements RelayRuntime {
     this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
   }
 
-  /** DNSBL, lockout and rate-limit checks (available once started). */
+  /** The shared state, where the DMARC pre-check keeps DNS answers (once started). */
   get answerCache(): StateStore | undefined {
     return this.#store;
   }
+  /** DNSBL, lockout and rate-limit checks (available once started). */
   get checks(): SharedChecks {
     if (!this.#checks) throw new Error('relay not started');
     return this.#checks;
