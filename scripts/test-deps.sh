@@ -18,10 +18,13 @@ declare -A checks=(
   [python3-dkim]='/usr/bin/python3 -c "import dkim"'
   # dkimpy verifies Ed25519 signatures (RFC 8463) with PyNaCl
   [python3-nacl]='/usr/bin/python3 -c "import nacl"'
+  # DANE tests: a validating resolver, and the tools that sign its test zone
+  [unbound]='command -v unbound'
+  [ldnsutils]='command -v ldns-signzone'
 )
 
 missing=()
-for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl; do
+for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl unbound ldnsutils; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
 ((${#missing[@]})) || exit 0
@@ -40,6 +43,9 @@ apt-get update -qq
 # Debian's package may start a system redis on :6379; the tests need none of it.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
 if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+# likewise a system unbound on :53; the DANE tests start their own on a free port
+if command -v systemctl >/dev/null 2>&1; then systemctl stop unbound >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null 2>&1; then service unbound stop >/dev/null 2>&1 || true; fi
 for pkg in "${missing[@]}"; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || { echo "test-deps: $pkg is still missing after apt-get install" >&2; exit 1; }
 done

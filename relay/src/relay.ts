@@ -144,6 +144,10 @@ export class Relay implements RelayRuntime {
       hostname: config.hostname,
       ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
       logger: this.logger,
+      caFile: config.tls.trustedCaFile,
+      sharedCache: this.#store,
+      onMtaSts: (outcome) => this.metrics.deliveryMtaStsTotal.inc(outcome),
+      onDane: (result) => this.metrics.deliveryDaneTotal.inc({ result }),
     });
   }
 
@@ -186,6 +190,10 @@ export class Relay implements RelayRuntime {
     this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
   }
 
+  /** The shared state, where the DMARC pre-check keeps DNS answers (once started). */
+  get answerCache(): StateStore | undefined {
+    return this.#store;
+  }
   /** DNSBL, lockout and rate-limit checks (available once started). */
   get checks(): SharedChecks {
     if (!this.#checks) throw new Error('relay not started');
@@ -358,7 +366,9 @@ export class Relay implements RelayRuntime {
     tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
     const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
     const dnsbl = dnsblChanged ? this.#dnsblFor(kept) : undefined;
-    const deliveryChanged = JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery);
+    const deliveryChanged =
+      JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery) ||
+      kept.tls.trustedCaFile !== this.#config.tls.trustedCaFile;
     const transport = deliveryChanged && this.#transport ? await this.#buildTransport(kept) : undefined;
     // From here on nothing throws: the new values go into force together.
     this.#config = kept;

@@ -649,6 +649,33 @@ export const DeliverySchema = Type.Object(
       description: 'Messages sent over one connection before it is closed',
     }),
     retry: Type.Object(RetrySchema.properties, { additionalProperties: false, default: {} }),
+    mtaSts: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description:
+            "Direct delivery honours the destination's MTA-STS policy (RFC 8461): enforce delivers only to matching MX hosts over TLS with a valid certificate, else defers; testing delivers and logs",
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'MTA-STS for direct delivery' },
+    ),
+    dane: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            "Direct delivery honours MX hosts' DNSSEC-validated TLSA records (DANE, RFC 7672): TLS whose certificate matches one, else defer; DANE wins over MTA-STS",
+        }),
+        resolver: Type.Optional(
+          Type.String({
+            pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$',
+            description:
+              'The DNSSEC-validating resolver whose AD bit is trusted (ip, ip:port or [ipv6]:port); the first of resolvers when absent',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'DANE for direct delivery' },
+    ),
   },
   { additionalProperties: false },
 );
@@ -695,6 +722,13 @@ export const TlsSchema = Type.Object(
   {
     certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain' })),
     keyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key' })),
+    trustedCaFile: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates and MTA-STS policy hosts (a private PKI)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -778,6 +812,49 @@ export const SendersSchema = Type.Object(
 );
 export type SendersConfig = Static<typeof SendersSchema>;
 
+/**
+ * DMARC pre-check at the end of DATA (dmarc/): mail whose header From domain publishes
+ * p=quarantine or p=reject, and which neither the relay's DKIM signature nor SPF can align,
+ * would be refused or junked by the receiver; the relay says so while the client listens.
+ */
+export const DmarcPrecheckSchema = Type.Object(
+  {
+    action: Type.Union([Type.Literal('off'), Type.Literal('warn'), Type.Literal('reject')], {
+      default: 'off',
+      description:
+        'reject: refuse such mail with 550 5.7.1 saying what to publish; warn: accept it, log and count it; off: no lookups',
+    }),
+    egressIps: Type.Optional(
+      Type.Array(IpAddress, {
+        maxItems: 16,
+        uniqueItems: true,
+        description:
+          "Addresses receivers see the relay's mail come from, for the SPF check of the MAIL FROM domain; ownIpWatch.ips when absent; with none, only DKIM can align",
+      }),
+    ),
+    resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
+      default: [],
+      description: 'DNS servers (ip, ip:port or [ipv6]:port); empty uses the system resolver',
+    }),
+    timeoutMs: Type.Integer({
+      minimum: 50,
+      maximum: 30_000,
+      default: 2000,
+      description:
+        'Per query; a lookup that times out or fails never refuses mail: the message is accepted and counted as dns_error',
+    }),
+    cacheSeconds: Type.Integer({
+      minimum: 0,
+      maximum: 86_400,
+      default: 300,
+      description:
+        'How long DMARC and SPF answers (and their absence) are kept in the shared state, so one query serves every pod; 0 keeps nothing',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type DmarcPrecheckConfig = Static<typeof DmarcPrecheckSchema>;
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -840,6 +917,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'Which header From and Sender addresses each user may use',
+    }),
+    dmarcPrecheck: Type.Object(DmarcPrecheckSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'DMARC pre-check of the header From domain at the end of DATA',
     }),
     rateLimits: Type.Object(RateLimitsSchema.properties, {
       additionalProperties: false,

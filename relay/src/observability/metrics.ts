@@ -17,6 +17,7 @@ export class RelayMetrics {
   readonly authTotal: Counter<'result'>;
   readonly messagesTotal: Counter<'result' | 'reason'>;
   readonly dkimSignaturesTotal: Counter<'result'>;
+  readonly dmarcPrecheckTotal: Counter<'result' | 'action'>;
   readonly rejectionsTotal: Counter<'reason' | 'stage'>;
   readonly recipientsTotal: Counter<'result'>;
   readonly receivedBytesTotal: Counter;
@@ -39,6 +40,8 @@ export class RelayMetrics {
   readonly spoolFreeBytes: Gauge;
   readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
+  readonly deliveryMtaStsTotal: Counter<'mode' | 'result'>;
+  readonly deliveryDaneTotal: Counter<'result'>;
   readonly deliveryDurationSeconds: Histogram<'result'>;
   readonly deliveryRetriesTotal: Counter;
   readonly dsnTotal: Counter<'action'>;
@@ -81,6 +84,12 @@ export class RelayMetrics {
       name: 'sluice_dkim_signatures_total',
       help: 'Accepted messages by DKIM signing result (signed; or no_key, no_from, header_too_big); no domain label, as customer domains are unbounded',
       labelNames: ['result'],
+      registers,
+    });
+    this.dmarcPrecheckTotal = new Counter({
+      name: 'sluice_dmarc_precheck_total',
+      help: 'DMARC pre-checks of header From domains by result (no_policy, aligned_dkim, aligned_spf, would_fail, dns_error) and what was done (reject, warn; none unless would_fail)',
+      labelNames: ['result', 'action'],
       registers,
     });
     this.rejectionsTotal = new Counter({
@@ -218,6 +227,18 @@ export class RelayMetrics {
       collect() {
         this.set(metrics.spoolSpaceSource?.().reserve ?? 0);
       },
+    });
+    this.deliveryDaneTotal = new Counter({
+      name: 'sluice_delivery_dane_total',
+      help: 'Connections to MX hosts with DNSSEC-validated TLSA records, by result (verified; failed: deferred)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.deliveryMtaStsTotal = new Counter({
+      name: 'sluice_delivery_mta_sts_total',
+      help: "Connections to MX hosts of domains with an MTA-STS policy, by the policy's mode and result (enforced, failed: deferred under enforce; testing_ok, testing_failed: delivered, what enforce would have done)",
+      labelNames: ['mode', 'result'],
+      registers,
     });
     this.deliveryAttemptsTotal = new Counter({
       name: 'sluice_delivery_attempts_total',

@@ -21,6 +21,7 @@ import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
 import type { RelayRuntime } from './runtime.ts';
+import { checkSenders, type SenderCheckResult } from './sender-checks.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
@@ -236,6 +237,34 @@ export async function receiveMessage(options: {
       await writer.abort();
       throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
     }
+    // a span only where something is checked (both checks are off by default)
+    const checksSenders = config.senders.headerFrom !== 'off' || config.dmarcPrecheck.action !== 'off';
+    const senders: SenderCheckResult = checksSenders
+      ? await traced(
+          rt.tracer,
+          'senders.check',
+          state.txSpan,
+          { [ATTR.stage]: 'data', [ATTR.queueId]: queueId },
+          () =>
+            checkSenders({
+              config,
+              signer,
+              user: state.user,
+              envelopeSender: tx.sender,
+              metrics: rt.metrics,
+              log,
+              cache: rt.answerCache,
+            }),
+          (checked) => ({
+            [ATTR.result]: checked.refusal ? REPLIES[checked.refusal.key].reason : 'ok',
+            ...(checked.dmarc ? { 'sluice.dmarc': Object.values(checked.dmarc).join(',') } : {}),
+          }),
+        )
+      : {};
+    if (senders.refusal) {
+      await writer.abort();
+      throw refuse(senders.refusal.key, senders.refusal.vars);
+    }
     const user = state.user;
     if (user) {
       const counted = await traced(
@@ -309,6 +338,7 @@ export async function receiveMessage(options: {
         bareCr: normaliser.bareCr || undefined,
         addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
         dkim: dkimLog(signer.outcome),
+        dmarc: senders.dmarc,
       },
       'message queued',
     );

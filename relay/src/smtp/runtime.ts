@@ -2,6 +2,7 @@
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { RelayConfig, UserRecord } from '../config/schema.ts';
 import type { DkimKeys } from '../dkim/keys.ts';
+import type { AnswerCache } from '../dmarc/precheck.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import type { Tracer } from '../observability/spans.ts';
@@ -24,6 +25,8 @@ export interface RelayRuntime {
   readonly tracer: Tracer;
   /** DKIM signing keys (absent: nothing is signed). */
   readonly dkim?: DkimKeys | undefined;
+  /** The shared state's answer cache (DNS answers of the DMARC pre-check); absent before start. */
+  readonly answerCache?: AnswerCache | undefined;
   /** Whether the spool's filesystem has room for a message of `size` bytes and the reserve. */
   spoolRoom(size: number): boolean;
 }
