@@ -26,6 +26,7 @@ import { AbuseMetrics } from './observability/abuse-metrics.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
 import { OwnIpMetrics } from './observability/own-ip-metrics.ts';
+import { ReputationMetrics } from './observability/reputation-metrics.ts';
 import { relayTracer, type Tracer } from './observability/spans.ts';
 import { OwnIpWatch } from './own-ip/watch.ts';
 import { SharedChecks } from './policy/shared-checks.ts';
@@ -74,6 +75,7 @@ async function readSecretFile(path: string | undefined, field: string): Promise<
 
 export class Relay implements RelayRuntime {
   readonly metrics: RelayMetrics;
+  readonly reputationMetrics: ReputationMetrics;
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly spool: Spool;
@@ -103,6 +105,7 @@ export class Relay implements RelayRuntime {
     this.#config = options.config;
     this.logger = options.logger ?? createLogger({ level: options.config.log.level });
     this.metrics = new RelayMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+    this.reputationMetrics = new ReputationMetrics(this.metrics.registry);
     this.authenticator = new Authenticator({ cacheTtlMs: options.config.auth.cacheTtlSeconds * 1000 });
     this.spool = new Spool({
       dir: options.config.spoolDir,
@@ -149,9 +152,11 @@ export class Relay implements RelayRuntime {
 
   #deliveryObserver(): DeliveryObserver {
     return {
-      attempt: (result, seconds) => {
+      attempt: (result, seconds, detail) => {
         this.metrics.deliveryAttemptsTotal.inc({ result });
         this.metrics.deliveryDurationSeconds.observe({ result }, seconds);
+        this.reputationMetrics.outcome(result, detail.class);
+        this.#usage?.delivery(detail.user, result, detail.class);
       },
       retryScheduled: () => this.metrics.deliveryRetriesTotal.inc(),
       bounceGenerated: (action) => this.metrics.dsnTotal.inc({ action }),

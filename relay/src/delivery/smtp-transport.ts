@@ -33,6 +33,7 @@ import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
 import { RecycledFileReader } from './recycled-reader.ts';
+import { classifyResult } from './reply-class.ts';
 
 export { parseReply } from './delivery-results.ts';
 
@@ -182,13 +183,13 @@ export class SmtpTransport implements Transport {
     const log = this.#log.child({ queueId: job.queueId });
     let results: RecipientResult[];
     try {
-      results = await this.#deliver(job, log);
+      results = (await this.#deliver(job, log)).map(classifyResult);
     } catch (err: unknown) {
       log.error({ event: 'delivery_error', err }, 'delivery failed unexpectedly');
       results = fail(
         job.recipients,
         local('deferred', '4.3.0', `local error: ${errorText(err)}`, 'local_error'),
-      );
+      ).map(classifyResult);
     }
     // the queue logs the attempt (one line, with the reason and remote host); this is the detail
     if (log.isLevelEnabled('debug')) {
@@ -198,7 +199,12 @@ export class SmtpTransport implements Transport {
           domain: job.domain,
           remoteHost: results[0]?.remoteHost,
           reason: results[0]?.reason,
-          recipients: results.map(({ address, outcome, status }) => ({ address, outcome, status })),
+          recipients: results.map(({ address, outcome, status, class: cls }) => ({
+            address,
+            outcome,
+            status,
+            class: cls,
+          })),
         },
         'transport result',
       );
