@@ -12,6 +12,7 @@ import { AbuseWatch } from './abuse/watch.ts';
 import { registerAbuseApi } from './admin/abuse-api.ts';
 import { registerQueueApi } from './admin/queue-api.ts';
 import { startAdminServer } from './admin/server.ts';
+import { registerSuppressionApi } from './admin/suppression-api.ts';
 import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
@@ -42,6 +43,7 @@ import { reserveBytes, SpoolSpace } from './spool/free-space.ts';
 import { Spool } from './spool/spool.ts';
 import { createStateStore, type StateHealth } from './state/create-store.ts';
 import type { StateStore } from './state/store.ts';
+import { SuppressionList } from './suppression/suppression-list.ts';
 import { type CertificatePair, loadCertificate } from './tls/certificate.ts';
 import { UsageRecorder } from './usage/recorder.ts';
 import { readUsageReport } from './usage/report.ts';
@@ -100,6 +102,7 @@ export class Relay implements RelayRuntime {
   #usage?: UsageRecorder;
   #abuse?: AbuseWatch;
   #ownIp?: OwnIpWatch;
+  #suppression?: SuppressionList;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
@@ -157,10 +160,24 @@ export class Relay implements RelayRuntime {
         this.metrics.deliveryDurationSeconds.observe({ result }, seconds);
         this.reputationMetrics.outcome(result, detail.class);
         this.#usage?.delivery(detail.user, result, detail.class);
+        if (result === 'bounced') this.#suppressBounced(detail);
       },
       retryScheduled: () => this.metrics.deliveryRetriesTotal.inc(),
       bounceGenerated: (action) => this.metrics.dsnTotal.inc({ action }),
     };
+  }
+
+  /** A bounce of a class the policy names suppresses its recipient on every relay. */
+  #suppressBounced(detail: { class: string; user: string; recipient: string; response: string }): void {
+    const { recipient, user, response } = detail;
+    const bounce = { class: detail.class, reply: response, user };
+    this.#suppression?.bounced(recipient, bounce).catch((err: unknown) => {
+      const error = err instanceof Error ? err.message : String(err);
+      this.logger.warn(
+        { event: 'suppression_failed', recipient, err: error },
+        'cannot record the suppression of a recipient that bounced',
+      );
+    });
   }
 
   async #startDelivery(config: RelayConfig): Promise<void> {
@@ -446,6 +463,10 @@ export class Relay implements RelayRuntime {
   get abuse(): AbuseWatch | undefined {
     return this.#abuse;
   }
+  /** Recipients refused because mail to them bounced (available once started). */
+  get suppression(): SuppressionList | undefined {
+    return this.#suppression;
+  }
   /** The own-IP blacklist watch (available once started). */
   get ownIp(): OwnIpWatch | undefined {
     return this.#ownIp;
@@ -453,6 +474,12 @@ export class Relay implements RelayRuntime {
 
   /** Usage per user, abuse detection and the own-IP watch, all on timers of their own. */
   #startWatches(store: StateStore): void {
+    this.#suppression = new SuppressionList({
+      store,
+      config: () => this.#config.suppression,
+      now: this.#now,
+      logger: this.logger,
+    });
     this.#usage = new UsageRecorder({
       store,
       config: () => this.#config.usage,
@@ -500,5 +527,6 @@ export class Relay implements RelayRuntime {
       });
     }
     if (abuse) registerAbuseApi(server, { abuse, token });
+    if (this.#suppression) registerSuppressionApi(server, { suppression: this.#suppression, token });
   }
 }

@@ -2,6 +2,7 @@
 // with these schemas; the operator imports them to build what it writes, and the CRDs
 // are generated from them, so the three cannot drift apart.
 import { type Static, Type } from '@sinclair/typebox';
+import { SuppressionSchema } from './reputation-schema.ts';
 
 export const DEFAULT_BLOCKED_EXTENSIONS = [
   'pif',
@@ -895,6 +896,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: "Periodic DNSBL check of the relays' own egress addresses",
+    }),
+    suppression: Type.Object(SuppressionSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Recipients that bounced (as invalid, by default) are refused at RCPT for a while',
     }),
     spoolDir: Type.String({ minLength: 1, description: 'Directory of the durable queue' }),
     stateDir: Type.Optional(

@@ -25,7 +25,7 @@ export interface DeliveryObserver {
   attempt(
     result: 'delivered' | 'deferred' | 'bounced',
     seconds: number,
-    detail: { class: string; user: string; recipient: string },
+    detail: { class: string; user: string; recipient: string; response: string },
   ): void;
   retryScheduled(): void;
   bounceGenerated(action: DsnAction): void;
@@ -352,6 +352,7 @@ export class DeliveryManager {
         class: cls,
         user: current.user,
         recipient: recipient.address,
+        response: recipient.response ?? '',
       });
       if (recipient.state === 'deferred') deferrals.add(recipient.response ?? '');
       this.#logger.info(

@@ -52,6 +52,12 @@ export const REPLIES = {
     text: 'Sender address <{sender}> is not allowed for user {user}',
     reason: 'sender_not_allowed',
   },
+  RECIPIENT_SUPPRESSED: {
+    code: 550,
+    enhanced: '5.1.1',
+    text: 'Recipient <{recipient}> is suppressed: mail to it bounced ({class}: {reply}) on {since}; refused until {until}',
+    reason: 'recipient_suppressed',
+  },
   MESSAGE_TOO_BIG: {
     code: 552,
     enhanced: '5.3.4',
