@@ -17,6 +17,7 @@ import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
 import { createDsnEnqueuer } from './delivery/bounce.ts';
+import { Shaper } from './delivery/shaping.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
 import { type DkimKeys, loadDkimKeys, NO_DKIM_KEYS } from './dkim/keys.ts';
@@ -103,6 +104,7 @@ export class Relay implements RelayRuntime {
   #abuse?: AbuseWatch;
   #ownIp?: OwnIpWatch;
   #suppression?: SuppressionList;
+  #shaper?: Shaper;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
@@ -149,6 +151,7 @@ export class Relay implements RelayRuntime {
       config: config.delivery,
       hostname: config.hostname,
       ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
+      ...(this.#shaper === undefined ? {} : { shaper: this.#shaper }),
       logger: this.logger,
     });
   }
@@ -474,6 +477,14 @@ export class Relay implements RelayRuntime {
 
   /** Usage per user, abuse detection and the own-IP watch, all on timers of their own. */
   #startWatches(store: StateStore): void {
+    this.#shaper = new Shaper({
+      store,
+      config: () => this.#config.shaping,
+      instance: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      // waits are real (the relay's clock may be a test's fixed one): shaping runs on wall-clock time
+      logger: this.logger,
+      observer: this.reputationMetrics,
+    });
     this.#suppression = new SuppressionList({
       store,
       config: () => this.#config.suppression,

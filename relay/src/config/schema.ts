@@ -2,7 +2,7 @@
 // with these schemas; the operator imports them to build what it writes, and the CRDs
 // are generated from them, so the three cannot drift apart.
 import { type Static, Type } from '@sinclair/typebox';
-import { SuppressionSchema } from './reputation-schema.ts';
+import { ShapingSchema, SuppressionSchema } from './reputation-schema.ts';
 
 export const DEFAULT_BLOCKED_EXTENSIONS = [
   'pif',
@@ -896,6 +896,12 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: "Periodic DNSBL check of the relays' own egress addresses",
+    }),
+    shaping: Type.Object(ShapingSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description:
+        'Limits per destination group (Google, Microsoft, …) shared by all relays, slowed down by throttling replies',
     }),
     suppression: Type.Object(SuppressionSchema.properties, {
       additionalProperties: false,

@@ -15,6 +15,8 @@ export interface TextRule {
 
 export const TEXT_RULES: readonly TextRule[] = [
   // Throttling first: these defer and slow a destination down, whatever else they say.
+  // Gmail 4.7.28 (its words mention unsolicited mail), Microsoft 4.7.500, 4.7.650, 4.7.651
+  { class: 'rate-limited', pattern: /(?:)/, status: /^4\.7\.(28|500|650|651)$/ },
   // Yahoo [TS01]-[TS03], [TSS04] (https://senders.yahooinc.com/smtp-error-codes)
   { class: 'rate-limited', pattern: /\[TSS?0[1-4]\]/ },
   // Gmail 421-4.7.28, Microsoft 451 4.7.650 "temporarily rate limited due to IP reputation"

@@ -34,6 +34,7 @@ import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
 import { RecycledFileReader } from './recycled-reader.ts';
 import { classifyResult } from './reply-class.ts';
+import type { GroupLimits, Shaper } from './shaping.ts';
 
 export { parseReply } from './delivery-results.ts';
 
@@ -115,10 +116,14 @@ export interface SmtpTransportOptions {
   logger: Logger;
   /** How long an unused connection is kept for the next job to its destination. */
   idleTimeoutMs?: number;
+  /** Limits per destination group shared by all relays (direct mode only). */
+  shaper?: Shaper;
 }
 
 interface Route {
   key: string;
+  /** The destination group's limits (direct mode with shaping). */
+  limits?: GroupLimits;
   /** Whether an idle pooled connection can carry this job. */
   fits(session: OutboundSession): boolean;
   connect(log: Logger): Promise<OutboundSession | Failure>;
@@ -134,6 +139,9 @@ export class SmtpTransport implements Transport {
   readonly #resolver: MxResolver;
   readonly #destinations: DestinationPolicy;
   readonly #pool: ConnectionPool<OutboundSession>;
+  readonly #shaper: Shaper | undefined;
+  /** Transactions sent over each connection, for its group's messagesPerConnection. */
+  readonly #uses = new WeakMap<OutboundSession, number>();
   #closed = false;
 
   constructor(options: SmtpTransportOptions) {
@@ -141,6 +149,7 @@ export class SmtpTransport implements Transport {
     this.#mode = options.mode;
     this.#config = config;
     this.#helo = config.heloName ?? options.hostname;
+    this.#shaper = options.mode === 'direct' ? options.shaper : undefined;
     this.#log = options.logger.child({ component: 'delivery' });
     if (options.mode === 'smarthost') {
       if (config.smarthost === undefined) {
@@ -182,8 +191,10 @@ export class SmtpTransport implements Transport {
     if (job.recipients.length === 0) return [];
     const log = this.#log.child({ queueId: job.queueId });
     let results: RecipientResult[];
+    const shaped: { limits?: GroupLimits } = {};
     try {
-      results = (await this.#deliver(job, log)).map(classifyResult);
+      results = (await this.#deliver(job, log, shaped)).map(classifyResult);
+      if (shaped.limits && this.#shaper) await this.#shaper.observe(shaped.limits, results);
     } catch (err: unknown) {
       log.error({ event: 'delivery_error', err }, 'delivery failed unexpectedly');
       results = fail(
@@ -217,10 +228,19 @@ export class SmtpTransport implements Transport {
     this.#pool.close();
   }
 
-  async #deliver(job: DeliveryJob, log: Logger): Promise<RecipientResult[]> {
+  async #deliver(
+    job: DeliveryJob,
+    log: Logger,
+    shaped: { limits?: GroupLimits },
+  ): Promise<RecipientResult[]> {
     if (this.#closed) return fail(job.recipients, SHUTTING_DOWN);
     const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain);
     if (!('key' in route)) return fail(job.recipients, route);
+    if (route.limits && this.#shaper) {
+      const admitted = await this.#shaper.admit(route.limits);
+      if (!('group' in admitted)) return fail(job.recipients, admitted);
+      shaped.limits = admitted;
+    }
 
     let body: FileHandle | Buffer;
     try {
@@ -239,7 +259,7 @@ export class SmtpTransport implements Transport {
     }
     try {
       for (let attempt = 1; ; attempt++) {
-        const checkout = await this.#checkout(route, log);
+        const checkout = await this.#checkout(route, log, shaped.limits);
         if (!('session' in checkout)) return fail(job.recipients, checkout);
         const { session, reused } = checkout;
         if (needsSmtpUtf8(job) && !session.offers('SMTPUTF8')) {
@@ -254,7 +274,10 @@ export class SmtpTransport implements Transport {
           const stream = job.headerPrefix ? withHeaderPrefix(job.headerPrefix, spooled) : spooled;
           sent = await session.send(job, stream);
         } finally {
-          this.#pool.release(route.key, session, sent !== undefined && session.clean);
+          const uses = (this.#uses.get(session) ?? 0) + 1;
+          this.#uses.set(session, uses);
+          const full = shaped.limits !== undefined && uses >= shaped.limits.messagesPerConnection;
+          this.#pool.release(route.key, session, sent !== undefined && session.clean && !full);
         }
         // A pooled connection the server closed just as it was reused fails before any
         // reply: nothing was sent, so the message goes out on a new connection at once.
@@ -284,22 +307,41 @@ export class SmtpTransport implements Transport {
   async #checkout(
     route: Route,
     log: Logger,
+    limits?: GroupLimits,
   ): Promise<{ session: OutboundSession; reused: boolean } | Failure> {
     for (;;) {
       const lease = await this.#pool.acquire(route.key, route.fits);
       if (lease === 'closed') return SHUTTING_DOWN;
       if (lease === 'open') {
+        // a new connection takes one of the group's slots on all relays, until it is closed
+        let slot: (() => void) | Failure = () => undefined;
+        if (limits && this.#shaper) {
+          try {
+            slot = await this.#shaper.connection(limits);
+          } catch (err: unknown) {
+            this.#pool.discard(route.key);
+            throw err;
+          }
+          if (typeof slot !== 'function') {
+            this.#pool.discard(route.key);
+            return slot;
+          }
+        }
+        const release = slot;
         let opened: OutboundSession | Failure;
         try {
           opened = await route.connect(log);
         } catch (err: unknown) {
+          release();
           this.#pool.discard(route.key);
           throw err;
         }
         if (!(opened instanceof OutboundSession)) {
+          release();
           this.#pool.discard(route.key);
           return opened;
         }
+        opened.onClose(release);
         return { session: opened, reused: false };
       }
       if (!lease.needsReset || (await lease.reset())) return { session: lease, reused: true };
@@ -323,8 +365,10 @@ export class SmtpTransport implements Transport {
         return local('deferred', '4.4.3', answer.reason, 'dns_tempfail');
       case 'hosts': {
         const names = new Set(answer.hosts.map((h) => h.exchange.toLowerCase()));
+        const shaper = this.#shaper?.enabled ? this.#shaper : undefined;
         return {
           key: `mx:${domain.toLowerCase()}`,
+          ...(shaper ? { limits: shaper.limitsFor(answer.hosts.map((h) => h.exchange)) } : {}),
           // a pooled connection is only reused while its host is still one of the domain's MX
           fits: (session) => names.has(session.remoteHost.toLowerCase()),
           connect: (log) => this.#connectMx(domain, answer.hosts, log),
