@@ -490,6 +490,20 @@ export const AbuseSchema = Type.Object(
       default: 20,
       description: '... out of at least this many (accepted plus refused)',
     }),
+    invalidRecipientRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.1,
+      description:
+        'Flag a user when more than this share of their recipients in the last hour bounced as invalid (at least minAttempts delivered or bounced)',
+    }),
+    spamBlockRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.1,
+      description:
+        'Flag a user when more than this share of their recipients in the last hour bounced because the receiver blocks the mail as spam',
+    }),
     flagTtlSeconds: Type.Integer({
       minimum: 60,
       maximum: 86400,
