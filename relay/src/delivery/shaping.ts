@@ -134,6 +134,8 @@ export class Shaper {
   readonly #logger: ShaperLogger;
   readonly #observer: ShapingObserver | undefined;
   readonly #sleep: (ms: number) => Promise<void>;
+  /** Waiters of this relay by group, woken when this relay gives a slot back. */
+  readonly #wakers = new Map<string, Set<() => void>>();
   #seq = 0;
 
   constructor(options: ShaperOptions) {
@@ -215,17 +217,20 @@ export class Shaper {
       if (released) return;
       released = true;
       this.#observer?.connectionsChanged(limits.group, -1);
-      this.#store.releaseSlot(key, slotId).catch((err: unknown) => {
-        // the slot expires on its own (SLOT_TTL_MS)
-        this.#logger.warn(
-          {
-            event: 'shaping_release_failed',
-            group: limits.group,
-            err: err instanceof Error ? err.message : String(err),
-          },
-          'cannot release a shared connection slot',
-        );
-      });
+      this.#store
+        .releaseSlot(key, slotId)
+        .then(() => this.#wake(limits.group))
+        .catch((err: unknown) => {
+          // the slot expires on its own (SLOT_TTL_MS)
+          this.#logger.warn(
+            {
+              event: 'shaping_release_failed',
+              group: limits.group,
+              err: err instanceof Error ? err.message : String(err),
+            },
+            'cannot release a shared connection slot',
+          );
+        });
     };
   }
 
@@ -283,8 +288,27 @@ export class Shaper {
       waited = true;
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
-      await this.#sleep(Math.min(backoff, left));
+      // a slot this relay gives back ends the wait at once; other relays' are polled for
+      await this.#nap(group, Math.min(backoff, left));
       backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
     }
+  }
+
+  #nap(group: string, ms: number): Promise<void> {
+    const wakers = this.#wakers.get(group) ?? new Set<() => void>();
+    this.#wakers.set(group, wakers);
+    let wake: () => void = () => undefined;
+    const woken = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    wakers.add(wake);
+    return Promise.race([this.#sleep(ms), woken]).finally(() => {
+      wakers.delete(wake);
+      if (wakers.size === 0) this.#wakers.delete(group);
+    });
+  }
+
+  #wake(group: string): void {
+    for (const wake of this.#wakers.get(group) ?? []) wake();
   }
 }
