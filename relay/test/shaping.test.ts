@@ -56,6 +56,9 @@ describe('shaping shared by two relays', () => {
     }
     for (const d of ['y1', 'y2'])
       dns.setMx(`${d}.test`, [{ exchange: 'mta5.am0.yahoodns.net', priority: 1 }]);
+    dns.setA('mx.slow.example', ['127.0.0.2']);
+    for (const d of ['s1', 's2', 's3', 's4'])
+      dns.setMx(`${d}.test`, [{ exchange: 'mx.slow.example', priority: 1 }]);
     const config = {
       listeners: [PLAIN_LISTENER],
       auth: { allowPlaintext: true },
@@ -65,6 +68,8 @@ describe('shaping shared by two relays', () => {
         groups: [
           { name: 'google', mxSuffixes: ['.google.com'], connections: 2, messagesPerConnection: 1 },
           { name: 'yahoo', mxSuffixes: ['.yahoodns.net'] },
+          // one message a minute for both relays together
+          { name: 'slow', mxSuffixes: ['.slow.example'], messagesPerSecond: 1 / 60 },
         ],
         maxWaitSeconds: 60,
       },
@@ -156,5 +161,39 @@ describe('shaping shared by two relays', () => {
       value(await metric(b, 'sluice_shaping_deferrals_total'), 'group="yahoo",reason="suspended"'),
       1,
     );
+  });
+
+  it('hold one message rate per group between them: the rest is deferred, not bounced', async () => {
+    const before = mx.messages.length;
+    // maxWaitSeconds is 60: mail over the rate would wait, so the deferral is seen by lowering it
+    for (const t of [a, b]) {
+      const config = { ...t.relay.config, shaping: { ...t.relay.config.shaping, maxWaitSeconds: 0 } };
+      await t.relay.apply(config, { users: [...t.relay.users.values()] });
+    }
+    const codes = [
+      await submit(a, 'x@s1.test'),
+      await submit(b, 'x@s2.test'),
+      await submit(a, 'x@s3.test'),
+      await submit(b, 'x@s4.test'),
+    ];
+    assert.deepEqual(codes, [250, 250, 250, 250]);
+    const ours = (event: string) =>
+      [a, b].flatMap((t) => t.logs.events(event)).filter((l) => /^x@s\d\.test$/.test(String(l.recipient)));
+    await waitFor(
+      () => ours('deferred').length === 3 && ours('delivered').length === 1,
+      'one delivered, three deferred',
+    );
+    assert.equal(mx.messages.length, before + 1, 'one message a minute between both relays');
+    for (const line of ours('deferred')) {
+      assert.match(
+        String(line.response),
+        /^the message rate to slow \(0\.016\d*\/s for all relays\) left no room in 0 s$/,
+      );
+      assert.equal(line.status, '4.4.5');
+    }
+    const rate = async (t: TestRelay) =>
+      value(await metric(t, 'sluice_shaping_deferrals_total'), 'group="slow",reason="rate"');
+    assert.equal((await rate(a)) + (await rate(b)), 3);
+    assert.equal(ours('bounced').length, 0);
   });
 });
