@@ -59,6 +59,8 @@ describe('shaping shared by two relays', () => {
     dns.setA('mx.slow.example', ['127.0.0.2']);
     for (const d of ['s1', 's2', 's3', 's4'])
       dns.setMx(`${d}.test`, [{ exchange: 'mx.slow.example', priority: 1 }]);
+    dns.setA('mx.newconn.example', ['127.0.0.2']);
+    for (const d of ['n1', 'n2']) dns.setMx(`${d}.test`, [{ exchange: 'mx.newconn.example', priority: 1 }]);
     const config = {
       listeners: [PLAIN_LISTENER],
       auth: { allowPlaintext: true },
@@ -70,6 +72,7 @@ describe('shaping shared by two relays', () => {
           { name: 'yahoo', mxSuffixes: ['.yahoodns.net'] },
           // one message a minute for both relays together
           { name: 'slow', mxSuffixes: ['.slow.example'], messagesPerSecond: 1 / 60 },
+          { name: 'newconn', mxSuffixes: ['.newconn.example'], connectionsPerMinute: 1 },
         ],
         maxWaitSeconds: 60,
       },
@@ -195,5 +198,21 @@ describe('shaping shared by two relays', () => {
       value(await metric(t, 'sluice_shaping_deferrals_total'), 'group="slow",reason="rate"');
     assert.equal((await rate(a)) + (await rate(b)), 3);
     assert.equal(ours('bounced').length, 0);
+  });
+
+  it('hold one rate of new connections per group between them', async () => {
+    // maxWaitSeconds is 0 since the test before; each domain is a connection of its own
+    assert.equal(await submit(a, 'x@n1.test'), 250);
+    assert.equal(await submit(b, 'x@n2.test'), 250);
+    const ours = (event: string) =>
+      [a, b].flatMap((t) => t.logs.events(event)).filter((l) => /^x@n\d\.test$/.test(String(l.recipient)));
+    await waitFor(
+      () => ours('deferred').length === 1 && ours('delivered').length === 1,
+      'one delivered, one deferred',
+    );
+    assert.match(
+      String(ours('deferred')[0]?.response),
+      /^the new connections to newconn \(1 a minute for all relays\) left no room in 0 s$/,
+    );
   });
 });

@@ -35,6 +35,11 @@ const Limits = {
     maximum: 10_000,
     description: 'Open connections to the group from all relays of the policy together',
   }),
+  connectionsPerMinute: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    description: 'New connections to the group per minute from all relays together',
+  }),
   messagesPerConnection: Type.Integer({
     minimum: 1,
     maximum: 100_000,
@@ -60,6 +65,7 @@ export const ShapingGroupSchema = Type.Object(
         "Domains whose first MX host ends in one of these belong to the group (e.g. '.google.com')",
     }),
     connections: Type.Optional(Limits.connections),
+    connectionsPerMinute: Type.Optional(Limits.connectionsPerMinute),
     messagesPerConnection: Type.Optional(Limits.messagesPerConnection),
     messagesPerSecond: Type.Optional(Limits.messagesPerSecond),
   },
@@ -75,6 +81,7 @@ export const ShapingSchema = Type.Object(
     default: Type.Object(
       {
         connections: Type.Integer({ ...Limits.connections, default: 10 }),
+        connectionsPerMinute: Type.Integer({ ...Limits.connectionsPerMinute, default: 100 }),
         messagesPerConnection: Type.Integer({ ...Limits.messagesPerConnection, default: 100 }),
         messagesPerSecond: Type.Number({ ...Limits.messagesPerSecond, default: 100 }),
       },

@@ -1,8 +1,8 @@
 // Destination groups and what a throttling reply does to them, as data.
 //
 // The groups and their limits are KumoMTA's shipped shaping
-// (KumoCorp/kumomta, assets/policy-extras/shaping.toml): "default" 10 connections, 100
-// messages per connection, 100 messages a second; Google (.google.com, .googlemail.com)
+// (KumoCorp/kumomta, assets/policy-extras/shaping.toml): "default" 10 connections, 100 new
+// connections a minute, 100 messages per connection, 100 messages a second; Google (.google.com, .googlemail.com)
 // and Microsoft (.olc.protection.outlook.com, .mail.protection.outlook.com, .mx.microsoft)
 // 5 connections, 50 per connection; Yahoo (.yahoodns.net) 20 per connection; Apple
 // (.icloud.com) 10 connections, 5 per connection. KumoMTA counts its provider limits per
@@ -14,6 +14,7 @@ export interface ShapingGroup {
   name: string;
   mxSuffixes: readonly string[];
   connections?: number;
+  connectionsPerMinute?: number;
   messagesPerConnection?: number;
   messagesPerSecond?: number;
 }

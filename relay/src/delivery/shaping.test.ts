@@ -16,6 +16,7 @@ describe('groupOf', () => {
   it("puts real providers' MX hosts in KumoMTA's groups, with their limits", () => {
     const group = (mx: string) => {
       const g = groupOf([mx], config);
+      assert.equal(g.connectionsPerMinute, 100, "KumoMTA's default max_connection_rate");
       return [g.group, g.connections, g.messagesPerConnection, g.messagesPerSecond];
     };
     assert.deepEqual(group('gmail-smtp-in.l.google.com'), ['google', 5, 50, 100]);
@@ -65,7 +66,13 @@ describe('throttleFor', () => {
     );
     assert.deepEqual([t?.action, t?.until], ['slow', now + 5_400_000]);
     const slowed = effectiveLimits(
-      { group: 'google', connections: 5, messagesPerConnection: 50, messagesPerSecond: 100 },
+      {
+        group: 'google',
+        connections: 5,
+        connectionsPerMinute: 100,
+        messagesPerConnection: 50,
+        messagesPerSecond: 100,
+      },
       t,
     );
     assert.deepEqual([slowed.connections, slowed.messagesPerSecond], [1, 1 / 60]);

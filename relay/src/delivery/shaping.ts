@@ -21,6 +21,7 @@ import type { RecipientResult } from './types.ts';
 export interface GroupLimits {
   group: string;
   connections: number;
+  connectionsPerMinute: number;
   messagesPerConnection: number;
   messagesPerSecond: number;
 }
@@ -33,13 +34,16 @@ export interface Throttle {
   reply: string;
 }
 
+/** The shared limits a delivery can wait for. */
+export type Limit = 'connections' | 'connection_rate' | 'rate';
+
 export interface ShapingObserver {
   /** A throttling reply slowed down or suspended a group (counted where the reply came). */
   throttled(group: string, action: ThrottleAction): void;
   /** A delivery had to wait for room (limit: connections or rate). */
-  waited(group: string, limit: 'connections' | 'rate'): void;
+  waited(group: string, limit: Limit): void;
   /** A job was deferred by shaping. */
-  deferred(group: string, reason: 'suspended' | 'connections' | 'rate'): void;
+  deferred(group: string, reason: 'suspended' | Limit): void;
   /** What this relay knows of a group's state after a look at the shared state. */
   state(limits: GroupLimits, throttle: Throttle | null): void;
   /** This relay's open connections to a group changed by delta. */
@@ -84,6 +88,7 @@ export function groupOf(mxHosts: readonly string[], config: ShapingConfig): Grou
   return {
     group: match?.name ?? DEFAULT_GROUP,
     connections: match?.connections ?? d.connections,
+    connectionsPerMinute: match?.connectionsPerMinute ?? d.connectionsPerMinute,
     messagesPerConnection: match?.messagesPerConnection ?? d.messagesPerConnection,
     messagesPerSecond: match?.messagesPerSecond ?? d.messagesPerSecond,
   };
@@ -195,6 +200,24 @@ export class Shaper {
 
   /** A connection slot of the group on all relays, or the failure that defers the job. */
   async connection(limits: GroupLimits): Promise<(() => void) | Failure> {
+    const perMinute = await this.#waitFor(limits.group, 'connection_rate', async () => {
+      const rule = {
+        key: `shaping:connrate:${limits.group}`,
+        cost: 1,
+        limit: limits.connectionsPerMinute,
+        windowMs: 60_000,
+      };
+      return (await this.#store.consume([rule], this.#now())).allowed ? true : undefined;
+    });
+    if (perMinute === undefined) {
+      this.#observer?.deferred(limits.group, 'connection_rate');
+      return local(
+        'deferred',
+        '4.4.5',
+        `the new connections to ${limits.group} (${limits.connectionsPerMinute} a minute for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        'shaping',
+      );
+    }
     const slotId = `${this.#instance}:${++this.#seq}`;
     const key = `shaping:conn:${limits.group}`;
     const got = await this.#waitFor(limits.group, 'connections', async () =>
@@ -275,7 +298,7 @@ export class Shaper {
   /** Tries until `attempt` gives a value or maxWaitSeconds have passed (wall clock). */
   async #waitFor<T>(
     group: string,
-    limit: 'connections' | 'rate',
+    limit: Limit,
     attempt: () => Promise<T | undefined>,
   ): Promise<T | undefined> {
     const deadline = Date.now() + this.#config().maxWaitSeconds * 1000;

@@ -3,7 +3,7 @@
 // recipient or user is in the log line, never in a label.
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { REPLY_CLASSES } from '../delivery/reply-class.ts';
-import type { GroupLimits, ShapingObserver, Throttle } from '../delivery/shaping.ts';
+import type { GroupLimits, Limit, ShapingObserver, Throttle } from '../delivery/shaping.ts';
 import type { ThrottleAction } from '../delivery/shaping-rules.ts';
 
 const RESULTS = ['delivered', 'deferred', 'bounced'] as const;
@@ -36,13 +36,13 @@ export class ReputationMetrics implements ShapingObserver {
     });
     this.waitsTotal = new Counter({
       name: 'sluice_shaping_waits_total',
-      help: "Deliveries that waited for room in their destination group's shared limits, by group and limit (connections, rate)",
+      help: "Deliveries that waited for room in their destination group's shared limits, by group and limit (connections, connection_rate, rate)",
       labelNames: ['group', 'limit'],
       registers,
     });
     this.deferralsTotal = new Counter({
       name: 'sluice_shaping_deferrals_total',
-      help: 'Delivery jobs deferred by shaping, by group and reason (suspended; connections or rate: no room within shaping.maxWaitSeconds)',
+      help: 'Delivery jobs deferred by shaping, by group and reason (suspended; connections, connection_rate or rate: no room within shaping.maxWaitSeconds)',
       labelNames: ['group', 'reason'],
       registers,
     });
@@ -54,7 +54,7 @@ export class ReputationMetrics implements ShapingObserver {
     });
     this.limit = new Gauge({
       name: 'sluice_shaping_limit',
-      help: "A destination group's limits in force for all relays together, as this relay last read them (connections, messages_per_connection, messages_per_second)",
+      help: "A destination group's limits in force for all relays together, as this relay last read them (connections, connections_per_minute, messages_per_connection, messages_per_second)",
       labelNames: ['group', 'limit'],
       registers,
     });
@@ -70,11 +70,11 @@ export class ReputationMetrics implements ShapingObserver {
     this.throttlesTotal.inc({ group, action });
   }
 
-  waited(group: string, limit: 'connections' | 'rate'): void {
+  waited(group: string, limit: Limit): void {
     this.waitsTotal.inc({ group, limit });
   }
 
-  deferred(group: string, reason: 'suspended' | 'connections' | 'rate'): void {
+  deferred(group: string, reason: 'suspended' | Limit): void {
     this.deferralsTotal.inc({ group, reason });
   }
 
@@ -83,6 +83,7 @@ export class ReputationMetrics implements ShapingObserver {
     this.throttledGroups.set({ group, action: 'slow' }, throttle?.action === 'slow' ? 1 : 0);
     this.throttledGroups.set({ group, action: 'suspend' }, throttle?.action === 'suspend' ? 1 : 0);
     this.limit.set({ group, limit: 'connections' }, limits.connections);
+    this.limit.set({ group, limit: 'connections_per_minute' }, limits.connectionsPerMinute);
     this.limit.set({ group, limit: 'messages_per_connection' }, limits.messagesPerConnection);
     this.limit.set({ group, limit: 'messages_per_second' }, limits.messagesPerSecond);
   }
