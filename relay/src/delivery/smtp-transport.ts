@@ -194,13 +194,23 @@ export class SmtpTransport implements Transport {
     const shaped: { limits?: GroupLimits } = {};
     try {
       results = (await this.#deliver(job, log, shaped)).map(classifyResult);
-      if (shaped.limits && this.#shaper) await this.#shaper.observe(shaped.limits, results);
     } catch (err: unknown) {
       log.error({ event: 'delivery_error', err }, 'delivery failed unexpectedly');
       results = fail(
         job.recipients,
         local('deferred', '4.3.0', `local error: ${errorText(err)}`, 'local_error'),
       ).map(classifyResult);
+    }
+    if (shaped.limits && this.#shaper) {
+      // the results stand whatever happens here: a delivered recipient must never be retried
+      await this.#shaper
+        .observe(shaped.limits, results)
+        .catch((err: unknown) =>
+          log.warn(
+            { event: 'shaping_error', group: shaped.limits?.group, err: errorText(err) },
+            'cannot record a throttling reply in the shared state',
+          ),
+        );
     }
     // the queue logs the attempt (one line, with the reason and remote host); this is the detail
     if (log.isLevelEnabled('debug')) {
