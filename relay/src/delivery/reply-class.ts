@@ -52,9 +52,8 @@ export interface ClassifiedAnswer {
 /**
  * The class of one answer: a local failure by its reason; a reply by the text rules first
  * (providers put the real reason in words and their own codes, e.g. Yahoo's [TSS04] under
- * a plain 4.7.0), then
- * the enhanced status code exactly, then, for a 4xx, transient; for a 5xx, its subject (5.1.x
- * addressing, 5.7.x security or policy …), else other.
+ * a plain 4.7.0), then by its exact enhanced status code, then a 4xx is transient and a
+ * 5xx goes by its subject (5.1.x addressing, 5.7.x security or policy …), else other.
  */
 export function classifyReply(answer: ClassifiedAnswer): ReplyClass {
   const { response, status } = answer;
