@@ -134,7 +134,7 @@ const report = [
   `| script calls (EVALSHA, one round trip each) per delivery | ${per(off, off.scripts)} | ${per(on, on.scripts)} | ${per(free, free.scripts)} |`,
   `| wall time, first submission to last delivery | ${off.seconds.toFixed(2)} s | ${on.seconds.toFixed(2)} s | ${free.seconds.toFixed(2)} s |`,
   '',
-  "Per delivery job, shaping reads the group's throttle state (GET) and takes a message slot (one script); a new connection takes a connection slot and gives it back (two scripts, 1 in 50 jobs for Google's 50 messages per connection); suppression costs one script per RCPT and one per recipient that bounces as invalid.",
+  "Per delivery job, shaping reads the group's throttle state (GET) and takes a message slot (one script); a new connection takes a permit of the new-connection rate and a connection slot, and gives the slot back (three scripts, at most 1 in 50 jobs for Google's 50 messages per connection); suppression costs one script per RCPT and one per recipient that bounces as invalid.",
   '',
 ].join('\n');
 process.stdout.write(report);
