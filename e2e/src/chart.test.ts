@@ -119,6 +119,7 @@ describe('chart dashboard and alert rules', () => {
       'SluiceOldMailInQueue',
       'SluiceOperatorReconcileErrors',
       'SluiceOwnIpListed',
+      'SluiceProviderThrottling',
       'SluiceQueueGrowing',
       'SluiceQueueQuarantined',
       'SluiceSharedStateDown',
@@ -177,6 +178,7 @@ describe('chart dashboard and alert rules', () => {
       'Shared state (Redis)',
       'Saturation per pod',
       'Abuse and own IP',
+      'Reputation and shaping',
     ]) {
       assert.ok(titles.includes(row), `a ${row} row`);
     }

@@ -6,12 +6,14 @@
 //   sluice-relay hash-password        read a password on stdin, print its hash
 //   sluice-relay queue list|show|retry|flush|delete   the queue API (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)
 //   sluice-relay usage [--user U] [--period hour|day] [--csv]   usage per user (the same variables)
+//   sluice-relay suppression list|show|remove   suppressed recipients (the same variables)
 // OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
 // OTLP/HTTP, OTEL_SERVICE_NAME names the service (sluice-relay); unset, no SDK is loaded.
 import { hashPassword } from './auth/password.ts';
 import { runCheckConfig } from './cli/check-config.ts';
 import { runHashPassword } from './cli/hash-password.ts';
 import { runQueueCli } from './cli/queue.ts';
+import { runSuppressionCli } from './cli/suppression.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import type { UsersFile } from './config/schema.ts';
@@ -30,6 +32,7 @@ function usage(): string {
     '       sluice-relay hash-password [--scheme scrypt|argon2id] < password',
     '       sluice-relay queue list|show ID|retry ID|flush|delete ID   (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)',
     '       sluice-relay usage [--user U] [--period hour|day] [--from T] [--to T] [--csv|--json]   (the same)',
+    '       sluice-relay suppression list|show ADDRESS|remove ADDRESS   (the same)',
   ].join('\n');
 }
 
@@ -135,14 +138,15 @@ async function main(argv: string[]): Promise<void> {
     });
     return;
   }
-  if (command === 'queue' || command === 'usage') {
+  if (command === 'queue' || command === 'usage' || command === 'suppression') {
     const io = {
       stdout: process.stdout,
       stderr: process.stderr,
       url: process.env.SLUICE_ADMIN_URL ?? 'http://127.0.0.1:9587',
       token: process.env.SLUICE_ADMIN_TOKEN ?? '',
     };
-    process.exitCode = command === 'queue' ? await runQueueCli(rest, io) : await runUsageCli(rest, io);
+    const run = { queue: runQueueCli, usage: runUsageCli, suppression: runSuppressionCli }[command];
+    process.exitCode = await run(rest, io);
     return;
   }
   if (command === 'check-config') {

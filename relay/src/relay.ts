@@ -12,10 +12,12 @@ import { AbuseWatch } from './abuse/watch.ts';
 import { registerAbuseApi } from './admin/abuse-api.ts';
 import { registerQueueApi } from './admin/queue-api.ts';
 import { startAdminServer } from './admin/server.ts';
+import { registerSuppressionApi } from './admin/suppression-api.ts';
 import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
 import { createDsnEnqueuer } from './delivery/bounce.ts';
+import { Shaper } from './delivery/shaping.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
 import { type DkimKeys, loadDkimKeys, NO_DKIM_KEYS } from './dkim/keys.ts';
@@ -26,6 +28,7 @@ import { AbuseMetrics } from './observability/abuse-metrics.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
 import { OwnIpMetrics } from './observability/own-ip-metrics.ts';
+import { ReputationMetrics } from './observability/reputation-metrics.ts';
 import { relayTracer, type Tracer } from './observability/spans.ts';
 import { OwnIpWatch } from './own-ip/watch.ts';
 import { SharedChecks } from './policy/shared-checks.ts';
@@ -41,6 +44,7 @@ import { reserveBytes, SpoolSpace } from './spool/free-space.ts';
 import { Spool } from './spool/spool.ts';
 import { createStateStore, type StateHealth } from './state/create-store.ts';
 import type { StateStore } from './state/store.ts';
+import { SuppressionList } from './suppression/suppression-list.ts';
 import { type CertificatePair, loadCertificate } from './tls/certificate.ts';
 import { UsageRecorder } from './usage/recorder.ts';
 import { readUsageReport } from './usage/report.ts';
@@ -74,6 +78,7 @@ async function readSecretFile(path: string | undefined, field: string): Promise<
 
 export class Relay implements RelayRuntime {
   readonly metrics: RelayMetrics;
+  readonly reputationMetrics: ReputationMetrics;
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly spool: Spool;
@@ -98,11 +103,14 @@ export class Relay implements RelayRuntime {
   #usage?: UsageRecorder;
   #abuse?: AbuseWatch;
   #ownIp?: OwnIpWatch;
+  #suppression?: SuppressionList;
+  #shaper?: Shaper;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
     this.logger = options.logger ?? createLogger({ level: options.config.log.level });
     this.metrics = new RelayMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+    this.reputationMetrics = new ReputationMetrics(this.metrics.registry);
     this.authenticator = new Authenticator({ cacheTtlMs: options.config.auth.cacheTtlSeconds * 1000 });
     this.spool = new Spool({
       dir: options.config.spoolDir,
@@ -143,6 +151,7 @@ export class Relay implements RelayRuntime {
       config: config.delivery,
       hostname: config.hostname,
       ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
+      ...(this.#shaper === undefined ? {} : { shaper: this.#shaper }),
       logger: this.logger,
       caFile: config.tls.trustedCaFile,
       sharedCache: this.#store,
@@ -153,13 +162,29 @@ export class Relay implements RelayRuntime {
 
   #deliveryObserver(): DeliveryObserver {
     return {
-      attempt: (result, seconds) => {
+      attempt: (result, seconds, detail) => {
         this.metrics.deliveryAttemptsTotal.inc({ result });
         this.metrics.deliveryDurationSeconds.observe({ result }, seconds);
+        this.reputationMetrics.outcome(result, detail.class);
+        this.#usage?.delivery(detail.user, result, detail.class);
+        if (result === 'bounced') this.#suppressBounced(detail);
       },
       retryScheduled: () => this.metrics.deliveryRetriesTotal.inc(),
       bounceGenerated: (action) => this.metrics.dsnTotal.inc({ action }),
     };
+  }
+
+  /** A bounce of a class the policy names suppresses its recipient on every relay. */
+  #suppressBounced(detail: { class: string; user: string; recipient: string; response: string }): void {
+    const { recipient, user, response } = detail;
+    const bounce = { class: detail.class, reply: response, user };
+    this.#suppression?.bounced(recipient, bounce).catch((err: unknown) => {
+      const error = err instanceof Error ? err.message : String(err);
+      this.logger.warn(
+        { event: 'suppression_failed', recipient, err: error },
+        'cannot record the suppression of a recipient that bounced',
+      );
+    });
   }
 
   async #startDelivery(config: RelayConfig): Promise<void> {
@@ -451,6 +476,10 @@ export class Relay implements RelayRuntime {
   get abuse(): AbuseWatch | undefined {
     return this.#abuse;
   }
+  /** Recipients refused because mail to them bounced (available once started). */
+  get suppression(): SuppressionList | undefined {
+    return this.#suppression;
+  }
   /** The own-IP blacklist watch (available once started). */
   get ownIp(): OwnIpWatch | undefined {
     return this.#ownIp;
@@ -458,6 +487,20 @@ export class Relay implements RelayRuntime {
 
   /** Usage per user, abuse detection and the own-IP watch, all on timers of their own. */
   #startWatches(store: StateStore): void {
+    this.#shaper = new Shaper({
+      store,
+      config: () => this.#config.shaping,
+      instance: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      // waits are real (the relay's clock may be a test's fixed one): shaping runs on wall-clock time
+      logger: this.logger,
+      observer: this.reputationMetrics,
+    });
+    this.#suppression = new SuppressionList({
+      store,
+      config: () => this.#config.suppression,
+      now: this.#now,
+      logger: this.logger,
+    });
     this.#usage = new UsageRecorder({
       store,
       config: () => this.#config.usage,
@@ -505,5 +548,6 @@ export class Relay implements RelayRuntime {
       });
     }
     if (abuse) registerAbuseApi(server, { abuse, token });
+    if (this.#suppression) registerSuppressionApi(server, { suppression: this.#suppression, token });
   }
 }

@@ -181,7 +181,8 @@ export function smtpUserCrd(): Json {
         name: 'Abuse',
         type: 'string',
         jsonPath: '.status.conditions[?(@.type=="AbuseSuspected")].reason',
-        description: 'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected), else NoneDetected',
+        description:
+          'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected, InvalidRecipients, SpamBlocked), else NoneDetected',
       },
       reason,
     ],

@@ -2,6 +2,7 @@
 // with these schemas; the operator imports them to build what it writes, and the CRDs
 // are generated from them, so the three cannot drift apart.
 import { type Static, Type } from '@sinclair/typebox';
+import { ShapingSchema, SuppressionSchema } from './reputation-schema.ts';
 
 export const DEFAULT_BLOCKED_EXTENSIONS = [
   'pif',
@@ -488,6 +489,20 @@ export const AbuseSchema = Type.Object(
       maximum: MAX_COUNT,
       default: 20,
       description: '... out of at least this many (accepted plus refused)',
+    }),
+    invalidRecipientRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.1,
+      description:
+        'Flag a user when more than this share of their recipients in the last hour bounced as invalid (at least minAttempts delivered or bounced)',
+    }),
+    spamBlockRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.1,
+      description:
+        'Flag a user when more than this share of their recipients in the last hour bounced because the receiver blocks the mail as spam',
     }),
     flagTtlSeconds: Type.Integer({
       minimum: 60,
@@ -977,6 +992,17 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: "Periodic DNSBL check of the relays' own egress addresses",
+    }),
+    shaping: Type.Object(ShapingSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description:
+        'Limits per destination group (Google, Microsoft, …) shared by all relays, slowed down by throttling replies',
+    }),
+    suppression: Type.Object(SuppressionSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Recipients that bounced (as invalid, by default) are refused at RCPT for a while',
     }),
     spoolDir: Type.String({ minLength: 1, description: 'Directory of the durable queue' }),
     stateDir: Type.Optional(

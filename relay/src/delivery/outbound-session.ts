@@ -23,6 +23,8 @@ export class OutboundSession implements Poolable {
   #clean = true;
   /** The last transaction was refused part-way: the server may still hold its MAIL FROM. */
   #refused = false;
+  /** Called once when the session is closed (a shared connection slot is given back). */
+  #onClose: (() => void) | undefined;
 
   private constructor(remoteHost: string, conn: StuffingSMTPConnection) {
     this.remoteHost = remoteHost;
@@ -161,7 +163,15 @@ export class OutboundSession implements Poolable {
     }
   }
 
+  /** Runs fn once when the session is closed. */
+  onClose(fn: () => void): void {
+    this.#onClose = fn;
+  }
+
   close(): void {
+    const onClose = this.#onClose;
+    this.#onClose = undefined;
+    onClose?.();
     if (!this.clean) {
       this.#conn.close();
       return;

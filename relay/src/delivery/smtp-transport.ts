@@ -48,6 +48,8 @@ import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
 import { RecycledFileReader } from './recycled-reader.ts';
+import { classifyResult } from './reply-class.ts';
+import type { GroupLimits, Shaper } from './shaping.ts';
 
 export { parseReply } from './delivery-results.ts';
 
@@ -139,10 +141,14 @@ export interface SmtpTransportOptions {
   onMtaSts?: (outcome: MtaStsOutcome) => void;
   /** Told each DANE outcome of a connection to an MX host with validated TLSA records. */
   onDane?: (result: 'verified' | 'failed') => void;
+  /** Limits per destination group shared by all relays (direct mode only). */
+  shaper?: Shaper;
 }
 
 interface Route {
   key: string;
+  /** The destination group's limits (direct mode with shaping). */
+  limits?: GroupLimits;
   /** Whether an idle pooled connection can carry this job. */
   fits(session: OutboundSession): boolean;
   connect(log: Logger): Promise<OutboundSession | Failure>;
@@ -164,6 +170,9 @@ export class SmtpTransport implements Transport {
   readonly #onMtaSts: ((outcome: MtaStsOutcome) => void) | undefined;
   readonly #dane: DaneResolver | undefined;
   readonly #onDane: ((result: 'verified' | 'failed') => void) | undefined;
+  readonly #shaper: Shaper | undefined;
+  /** Transactions sent over each connection, for its group's messagesPerConnection. */
+  readonly #uses = new WeakMap<OutboundSession, number>();
   #closed = false;
 
   constructor(options: SmtpTransportOptions) {
@@ -171,6 +180,7 @@ export class SmtpTransport implements Transport {
     this.#mode = options.mode;
     this.#config = config;
     this.#helo = config.heloName ?? options.hostname;
+    this.#shaper = options.mode === 'direct' ? options.shaper : undefined;
     this.#log = options.logger.child({ component: 'delivery' });
     if (options.mode === 'smarthost') {
       if (config.smarthost === undefined) {
@@ -227,14 +237,26 @@ export class SmtpTransport implements Transport {
     if (job.recipients.length === 0) return [];
     const log = this.#log.child({ queueId: job.queueId });
     let results: RecipientResult[];
+    const shaped: { limits?: GroupLimits } = {};
     try {
-      results = await this.#deliver(job, log);
+      results = (await this.#deliver(job, log, shaped)).map(classifyResult);
     } catch (err: unknown) {
       log.error({ event: 'delivery_error', err }, 'delivery failed unexpectedly');
       results = fail(
         job.recipients,
         local('deferred', '4.3.0', `local error: ${errorText(err)}`, 'local_error'),
-      );
+      ).map(classifyResult);
+    }
+    if (shaped.limits && this.#shaper) {
+      // the results stand whatever happens here: a delivered recipient must never be retried
+      await this.#shaper
+        .observe(shaped.limits, results)
+        .catch((err: unknown) =>
+          log.warn(
+            { event: 'shaping_error', group: shaped.limits?.group, err: errorText(err) },
+            'cannot record a throttling reply in the shared state',
+          ),
+        );
     }
     // the queue logs the attempt (one line, with the reason and remote host); this is the detail
     if (log.isLevelEnabled('debug')) {
@@ -244,7 +266,12 @@ export class SmtpTransport implements Transport {
           domain: job.domain,
           remoteHost: results[0]?.remoteHost,
           reason: results[0]?.reason,
-          recipients: results.map(({ address, outcome, status }) => ({ address, outcome, status })),
+          recipients: results.map(({ address, outcome, status, class: cls }) => ({
+            address,
+            outcome,
+            status,
+            class: cls,
+          })),
         },
         'transport result',
       );
@@ -258,10 +285,19 @@ export class SmtpTransport implements Transport {
     this.#dane?.close();
   }
 
-  async #deliver(job: DeliveryJob, log: Logger): Promise<RecipientResult[]> {
+  async #deliver(
+    job: DeliveryJob,
+    log: Logger,
+    shaped: { limits?: GroupLimits },
+  ): Promise<RecipientResult[]> {
     if (this.#closed) return fail(job.recipients, SHUTTING_DOWN);
     const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain, log);
     if (!('key' in route)) return fail(job.recipients, route);
+    if (route.limits && this.#shaper) {
+      const admitted = await this.#shaper.admit(route.limits);
+      if (!('group' in admitted)) return fail(job.recipients, admitted);
+      shaped.limits = admitted;
+    }
 
     let body: FileHandle | Buffer;
     try {
@@ -280,7 +316,7 @@ export class SmtpTransport implements Transport {
     }
     try {
       for (let attempt = 1; ; attempt++) {
-        const checkout = await this.#checkout(route, log);
+        const checkout = await this.#checkout(route, log, shaped.limits);
         if (!('session' in checkout)) return fail(job.recipients, checkout);
         const { session, reused } = checkout;
         if (needsSmtpUtf8(job) && !session.offers('SMTPUTF8')) {
@@ -295,7 +331,10 @@ export class SmtpTransport implements Transport {
           const stream = job.headerPrefix ? withHeaderPrefix(job.headerPrefix, spooled) : spooled;
           sent = await session.send(job, stream);
         } finally {
-          this.#pool.release(route.key, session, sent !== undefined && session.clean);
+          const uses = (this.#uses.get(session) ?? 0) + 1;
+          this.#uses.set(session, uses);
+          const full = shaped.limits !== undefined && uses >= shaped.limits.messagesPerConnection;
+          this.#pool.release(route.key, session, sent !== undefined && session.clean && !full);
         }
         // A pooled connection the server closed just as it was reused fails before any
         // reply: nothing was sent, so the message goes out on a new connection at once.
@@ -325,22 +364,41 @@ export class SmtpTransport implements Transport {
   async #checkout(
     route: Route,
     log: Logger,
+    limits?: GroupLimits,
   ): Promise<{ session: OutboundSession; reused: boolean } | Failure> {
     for (;;) {
       const lease = await this.#pool.acquire(route.key, route.fits);
       if (lease === 'closed') return SHUTTING_DOWN;
       if (lease === 'open') {
+        // a new connection takes one of the group's slots on all relays, until it is closed
+        let slot: (() => void) | Failure = () => undefined;
+        if (limits && this.#shaper) {
+          try {
+            slot = await this.#shaper.connection(limits);
+          } catch (err: unknown) {
+            this.#pool.discard(route.key);
+            throw err;
+          }
+          if (typeof slot !== 'function') {
+            this.#pool.discard(route.key);
+            return slot;
+          }
+        }
+        const release = slot;
         let opened: OutboundSession | Failure;
         try {
           opened = await route.connect(log);
         } catch (err: unknown) {
+          release();
           this.#pool.discard(route.key);
           throw err;
         }
         if (!(opened instanceof OutboundSession)) {
+          release();
           this.#pool.discard(route.key);
           return opened;
         }
+        opened.onClose(release);
         return { session: opened, reused: false };
       }
       if (!lease.needsReset || (await lease.reset())) return { session: lease, reused: true };
@@ -381,9 +439,11 @@ export class SmtpTransport implements Transport {
           }
         }
         const names = new Set(hosts.map((h) => h.exchange.toLowerCase()));
+        const shaper = this.#shaper?.enabled ? this.#shaper : undefined;
         return {
           // connections made under a policy are pooled apart from those made without
           key: `mx:${domain.toLowerCase()}${policy.mode === 'none' ? '' : `:sts-${policy.mode}`}`,
+          ...(shaper ? { limits: shaper.limitsFor(hosts.map((h) => h.exchange)) } : {}),
           // a pooled connection is only reused while its host is still one of the domain's MX
           fits: (session) => names.has(session.remoteHost.toLowerCase()),
           connect: (connectLog) => this.#connectMx(domain, hosts, connectLog, policy),

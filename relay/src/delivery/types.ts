@@ -3,6 +3,7 @@
 // nothing here imports the queue.
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import type { DsnAction } from './dsn.ts';
+import type { ReplyClass } from './reply-class.ts';
 
 /** One connection's worth of work: a message to some recipients of one destination. */
 export interface DeliveryJob {
@@ -48,6 +49,8 @@ export interface RecipientResult {
   reason?: string;
   /** The next hop offered DSN and was given this recipient's DSN request (RFC 3461). */
   dsnPassed?: boolean;
+  /** What the answer means (reply-class.ts); the transport sets it. */
+  class?: ReplyClass;
 }
 
 export interface Transport {

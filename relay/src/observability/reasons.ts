@@ -26,6 +26,7 @@ export const REASONS = [
   'dnsbl_listed',
   'dnsbl_tempfail',
   'rate_limited',
+  'recipient_suppressed',
   'auth_locked_out',
   'state_unavailable',
   'client_disconnected',

@@ -18,8 +18,15 @@ import { Scheduler, type Timer } from './scheduler.ts';
 
 /** Metrics hooks; every call is optional to act on. */
 export interface DeliveryObserver {
-  /** One per recipient per attempt, with the recipient's state after it. */
-  attempt(result: 'delivered' | 'deferred' | 'bounced', seconds: number): void;
+  /**
+   * One per recipient per attempt, with the recipient's state after it, the class of the
+   * answer (delivery/reply-class.ts) and the user who sent the message.
+   */
+  attempt(
+    result: 'delivered' | 'deferred' | 'bounced',
+    seconds: number,
+    detail: { class: string; user: string; recipient: string; response: string },
+  ): void;
   retryScheduled(): void;
   bounceGenerated(action: DsnAction): void;
 }
@@ -340,11 +347,14 @@ export class DeliveryManager {
       const recipient = byAddress.get(result.address);
       if (!recipient || recipient.state === 'pending') continue;
       counts[recipient.state]++;
-      this.#observer?.attempt(recipient.state, seconds);
-      if (recipient.state === 'deferred') {
-        deferrals.add(recipient.response ?? '');
-        continue;
-      }
+      const cls = recipient.class ?? 'other';
+      this.#observer?.attempt(recipient.state, seconds, {
+        class: cls,
+        user: current.user,
+        recipient: recipient.address,
+        response: recipient.response ?? '',
+      });
+      if (recipient.state === 'deferred') deferrals.add(recipient.response ?? '');
       this.#logger.info(
         {
           event: recipient.state,
@@ -352,9 +362,10 @@ export class DeliveryManager {
           recipient: recipient.address,
           response: recipient.response,
           status: recipient.status,
+          class: cls,
           remoteHost: recipient.remoteHost,
         },
-        recipient.state === 'delivered' ? 'delivered' : 'bounced',
+        recipient.state,
       );
     }
     this.#logger.info(

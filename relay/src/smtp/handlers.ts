@@ -18,6 +18,7 @@ import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
 import type { CheckOutcome, MailAllowance } from '../policy/shared-checks.ts';
 import type { DsnNotify } from '../spool/envelope.ts';
+import type { Suppression } from '../suppression/suppression-list.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { authUserFields } from './auth-log.ts';
 import {
@@ -440,16 +441,22 @@ export class SmtpHandlers {
             this.checkRefusal(state, 'rcpt', this.#rt.checks.recipientLimited(state.user, state.clientIp)),
           );
         }
-        tx.recipients.push(rcpt);
-        if (address.dsn?.notify || orcpt !== undefined) {
-          tx.rcptDsn ??= new Map();
-          tx.rcptDsn.set(rcpt, {
-            ...(address.dsn?.notify ? { notify: address.dsn.notify as DsnNotify[] } : {}),
-            ...(orcpt !== undefined ? { orcpt } : {}),
-          });
-        }
-        this.#rt.metrics.recipientsTotal.inc({ result: 'accepted' });
-        return callback();
+        return void this.#suppressed(state, rcpt).then((refusal) => {
+          if (refusal) {
+            this.#rt.metrics.recipientsTotal.inc({ result: 'rejected' });
+            return callback(refusal);
+          }
+          tx.recipients.push(rcpt);
+          if (address.dsn?.notify || orcpt !== undefined) {
+            tx.rcptDsn ??= new Map();
+            tx.rcptDsn.set(rcpt, {
+              ...(address.dsn?.notify ? { notify: address.dsn.notify as DsnNotify[] } : {}),
+              ...(orcpt !== undefined ? { orcpt } : {}),
+            });
+          }
+          this.#rt.metrics.recipientsTotal.inc({ result: 'accepted' });
+          callback();
+        });
       case 'drop':
         tx.dropped++;
         this.#rt.metrics.recipientsTotal.inc({ result: 'dropped' });
@@ -467,6 +474,43 @@ export class SmtpHandlers {
         );
     }
   };
+
+  /**
+   * The refusal of a recipient that bounced and is suppressed, or undefined. A state store
+   * that cannot answer lets the recipient through: delivery bounces it again at worst.
+   */
+  async #suppressed(state: ConnectionState, rcpt: string): Promise<SmtpReplyError | undefined> {
+    const suppression = this.#rt.suppression;
+    if (!suppression) return undefined;
+    let hit: Suppression | null;
+    try {
+      hit = await suppression.check(rcpt);
+    } catch (err: unknown) {
+      state.log.warn(
+        {
+          event: 'suppression_unavailable',
+          recipient: rcpt,
+          err: err instanceof Error ? err.message : String(err),
+        },
+        'cannot check the suppression list; recipient accepted',
+      );
+      return undefined;
+    }
+    if (hit === null) return undefined;
+    return this.refuse(
+      state,
+      'rcpt',
+      'RECIPIENT_SUPPRESSED',
+      {
+        recipient: rcpt,
+        class: hit.class,
+        reply: hit.reply.slice(0, 120),
+        since: hit.since,
+        until: hit.until,
+      },
+      { recipient: rcpt, class: hit.class },
+    );
+  }
 
   onData = (
     stream: SMTPServerDataStream,

@@ -70,6 +70,12 @@ export const REPLIES = {
     text: 'The DMARC policy of {domain} is {policy}, and this message would fail it ({why}): {fix}',
     reason: 'dmarc_would_fail',
   },
+  RECIPIENT_SUPPRESSED: {
+    code: 550,
+    enhanced: '5.1.1',
+    text: 'Recipient <{recipient}> is suppressed: mail to it bounced ({class}: {reply}) on {since}; refused until {until}',
+    reason: 'recipient_suppressed',
+  },
   MESSAGE_TOO_BIG: {
     code: 552,
     enhanced: '5.3.4',

@@ -8,6 +8,7 @@ import type { RelayMetrics } from '../observability/metrics.ts';
 import type { Tracer } from '../observability/spans.ts';
 import type { SharedChecks } from '../policy/shared-checks.ts';
 import type { Spool } from '../spool/spool.ts';
+import type { Suppression } from '../suppression/suppression-list.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
 export interface RelayRuntime {
   readonly config: RelayConfig;
@@ -22,6 +23,8 @@ export interface RelayRuntime {
   readonly usage?: UsageEvents | undefined;
   /** Users suspended by abuse detection (abuse.autoSuspend), refused like suspended ones. */
   readonly abuse?: { isSuspended(user: string): boolean } | undefined;
+  /** Recipients that bounced and are refused at RCPT (absent: none are). */
+  readonly suppression?: { check(address: string): Promise<Suppression | null> } | undefined;
   readonly tracer: Tracer;
   /** DKIM signing keys (absent: nothing is signed). */
   readonly dkim?: DkimKeys | undefined;

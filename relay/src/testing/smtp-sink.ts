@@ -73,6 +73,10 @@ export interface SmtpSink {
   readonly connections: number;
   /** SMTP sessions open right now. */
   readonly openConnections: number;
+  /** The most SMTP sessions that were open at once. */
+  readonly maxOpenConnections: number;
+  /** Messages whose end-of-DATA answer is held back (holdData). */
+  readonly held: number;
   /** MAIL FROM commands accepted so far. */
   readonly transactions: number;
   /** RSET commands received so far (sessions without TLS only: read off the wire). */
@@ -89,6 +93,8 @@ export interface SmtpSink {
   waitForMessages(n: number, timeoutMs?: number): Promise<void>;
   /** Hangs up on every client at once, as a server restarting or timing out idle clients would. */
   dropConnections(): void;
+  /** Holds the answer to every end of DATA (the sender's connection stays busy) until released. */
+  holdData(): () => void;
   close(): Promise<void>;
 }
 
@@ -146,6 +152,9 @@ class Sink implements SmtpSink {
   readonly envelopeCommands: string[] = [];
   #hangUp = false;
   readonly #open = new Set<string>();
+  #maxOpen = 0;
+  #held = 0;
+  #gate: Promise<void> | undefined;
   readonly #options: SmtpSinkOptions;
   readonly #recipientReplies = new Map<string, SinkReply>();
   #dataReply: SinkReply | undefined;
@@ -160,6 +169,25 @@ class Sink implements SmtpSink {
 
   get port(): number {
     return this.#port;
+  }
+
+  get maxOpenConnections(): number {
+    return this.#maxOpen;
+  }
+
+  get held(): number {
+    return this.#held;
+  }
+
+  holdData(): () => void {
+    let release: () => void = () => undefined;
+    this.#gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    return () => {
+      this.#gate = undefined;
+      release();
+    };
   }
 
   get openConnections(): number {
@@ -185,6 +213,7 @@ class Sink implements SmtpSink {
       onConnect: (session, callback) => {
         this.connections++;
         this.#open.add(session.id);
+        this.#maxOpen = Math.max(this.#maxOpen, this.#open.size);
         callback();
       },
       onClose: (session) => {
@@ -265,28 +294,45 @@ class Sink implements SmtpSink {
       if (keep) chunks.push(chunk);
     });
     stream.once('end', () => {
-      const reply = this.#dataReply;
-      if (reply && reply.code >= 400) {
-        callback(replyError(reply));
-        return;
-      }
-      const mailFrom = session.envelope.mailFrom;
-      const message: SinkMessage = {
-        sender: mailFrom ? mailFrom.address : '',
-        recipients: session.envelope.rcptTo.map((r) => r.address),
-        raw: keep ? Buffer.concat(chunks) : Buffer.alloc(0),
-        size,
-        sha256: hash.digest('hex'),
-        tls: session.secure,
-        smtpUtf8: session.envelope.smtpUtf8 === true,
-      };
-      const dsn = sinkDsn(session.envelope);
-      if (dsn) message.dsn = dsn;
-      if (typeof session.user === 'string') message.authUser = session.user;
-      this.messages.push(message);
-      for (const wake of this.#waiters) wake();
-      callback(null, reply?.text ?? 'Ok: queued');
+      const gate = this.#gate;
+      if (gate === undefined) return this.#answerData(session, chunks, size, hash, keep, callback);
+      this.#held++;
+      void gate.then(() => {
+        this.#held--;
+        this.#answerData(session, chunks, size, hash, keep, callback);
+      });
     });
+  }
+
+  #answerData(
+    session: SMTPServerSession,
+    chunks: Buffer[],
+    size: number,
+    hash: ReturnType<typeof createHash>,
+    keep: boolean,
+    callback: (err?: Error | null, message?: string) => void,
+  ): void {
+    const reply = this.#dataReply;
+    if (reply && reply.code >= 400) {
+      callback(replyError(reply));
+      return;
+    }
+    const mailFrom = session.envelope.mailFrom;
+    const message: SinkMessage = {
+      sender: mailFrom ? mailFrom.address : '',
+      recipients: session.envelope.rcptTo.map((r) => r.address),
+      raw: keep ? Buffer.concat(chunks) : Buffer.alloc(0),
+      size,
+      sha256: hash.digest('hex'),
+      tls: session.secure,
+      smtpUtf8: session.envelope.smtpUtf8 === true,
+    };
+    const dsn = sinkDsn(session.envelope);
+    if (dsn) message.dsn = dsn;
+    if (typeof session.user === 'string') message.authUser = session.user;
+    this.messages.push(message);
+    for (const wake of this.#waiters) wake();
+    callback(null, reply?.text ?? 'Ok: queued');
   }
 
   setRecipientReply(address: string, reply: SinkReply | undefined): void {
