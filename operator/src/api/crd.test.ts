@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import { relayPolicyCrd, smtpUserCrd, structural } from './crd.ts';
+import { relayPolicyCrd, sendingDomainCrd, smtpUserCrd, structural } from './crd.ts';
 
 type Json = Record<string, unknown>;
 
@@ -54,6 +54,24 @@ describe('CRD generation', () => {
     const limits = (spec.properties as Record<string, Json>).limits as Json;
     const maxRecipients = (limits.properties as Record<string, Json>).maxRecipients as Json;
     assert.equal(maxRecipients.default, 30, 'the relay schema default reaches the CRD');
+  });
+});
+
+describe('the SendingDomain CRD', () => {
+  it('is structural and shows the DNS conditions as printer columns', () => {
+    const crd = sendingDomainCrd() as { spec: { versions: Json[] } };
+    const version = crd.spec.versions[0] as Json;
+    assertStructural((version.schema as Json).openAPIV3Schema as Json, 'SendingDomain');
+    const columns = (version.additionalPrinterColumns as Array<{ name: string; jsonPath: string }>).map(
+      (c) => [c.name, c.jsonPath],
+    );
+    assert.deepEqual(columns.slice(2, 7), [
+      ['Selector', '.status.signingSelector'],
+      ['DKIM', '.status.conditions[?(@.type=="DkimPublished")].status'],
+      ['SPF', '.status.conditions[?(@.type=="SpfAuthorizesRelay")].status'],
+      ['DMARC', '.status.conditions[?(@.type=="DmarcPolicy")].reason'],
+      ['Ready', '.status.conditions[?(@.type=="Ready")].status'],
+    ]);
   });
 });
 
