@@ -243,6 +243,23 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
       ['pass', 'sluice1-ed25519'],
     ]);
 
+    // a DNS failure changes nothing; a record that is gone stops the signing with it
+    const name = 'sluice1._domainkey.customer.example';
+    dns.setBehaviour(name, 'servfail');
+    clock += HOUR;
+    const asked = dns.queries(name);
+    await waitFor('two more lookups', () => dns.queries(name) >= asked + 4);
+    const during = await domainOf(ns, 'customer');
+    assert.equal(conditionOf(during, 'DkimPublished')?.status, 'True');
+    assert.equal((await configOf(ns))?.dkim.keys.length, 2);
+    dns.remove(name);
+    const gone = await waitFor('NotPublished', async () => {
+      const d = await domainOf(ns, 'customer');
+      return conditionOf(d, 'DkimPublished')?.reason === 'NotPublished' ? d : undefined;
+    });
+    assert.equal(conditionOf(gone, 'Ready')?.reason, 'DkimNotPublished');
+    await waitFor('no key in the config', async () => (await configOf(ns))?.dkim.keys.length === 0);
+
     // no private key in status, Events or ConfigMaps
     const pem = secretValue(secret, 'rsa-sha256.pem') ?? '';
     const body = pem.split('\n').slice(1, 3).join('');

@@ -123,16 +123,21 @@ export class SendingDomainReconciler {
     });
     const published = new Set<string>();
     const answers = new Map<string, { name: string; answer: DnsAnswer<DkimAnswer> }>();
+    const before = new Map((cached.status?.keys ?? []).map((k) => [k.secretName, k.published]));
     for (const g of generations) {
       if (stateOf(g) === 'Retiring') continue;
       let all = true;
+      let failed = false;
       for (const k of publicKeys(g)) {
         const recordName = keyRecordName(spec.domain, k.selector);
         const answer = await this.#dkim(recordName, k.p, now, interval);
         if (k.algorithm === 'rsa-sha256') answers.set(g.secretName, { name: recordName, answer });
-        if (!answer.ok || answer.value !== 'match') all = false;
+        if (!answer.ok) failed = true;
+        else if (answer.value !== 'match') all = false;
       }
-      if (all) published.add(g.secretName);
+      // a failed lookup changes nothing: the key that signs goes on signing, a waiting one waits
+      const served = failed ? all && stateOf(g) === 'Active' && before.get(g.secretName) === true : all;
+      if (served) published.add(g.secretName);
     }
 
     const plan = planRotation({
