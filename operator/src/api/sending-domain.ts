@@ -192,6 +192,14 @@ export const PolicySendingDomainsSchema = Type.Object(
       ...DomainName,
       description: "The provider's zone that SendingDomains in CNAME mode delegate their selectors into",
     }),
+    defaultSigner: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 253,
+        description:
+          "A SendingDomain in this namespace (the provider's own domain) whose key signs mail from domains without a verified key of their own (relay dkim.defaultSigner); give it users: [] so that no user sends as it",
+      }),
+    ),
     spfInclude: Type.Optional({
       ...DomainName,
       description:

@@ -20,6 +20,8 @@ export interface ConfigInputs {
   podNetworks?: readonly string[];
   /** DKIM keys of the policy's SendingDomains that DNS serves (build/sending-domains.ts). */
   dkimKeys?: readonly DkimKeyConfig[];
+  /** Signs mail from domains without a key (the provider's own SendingDomain). */
+  dkimDefaultSigner?: DkimKeyConfig;
   /** The policy's SendingDomains and who may send as them. */
   senderDomains?: SendersConfig['domains'];
 }
@@ -49,7 +51,10 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     auth: spec.auth,
     limits: spec.limits,
     attachments: spec.attachments,
-    dkim: { keys: [...(inputs.dkimKeys ?? [])] },
+    dkim: {
+      keys: [...(inputs.dkimKeys ?? [])],
+      ...(inputs.dkimDefaultSigner ? { defaultSigner: inputs.dkimDefaultSigner } : {}),
+    },
     senders: {
       headerFrom: spec.sendingDomains?.headerFrom ?? 'off',
       domains: [...(inputs.senderDomains ?? [])],

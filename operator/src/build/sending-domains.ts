@@ -75,6 +75,8 @@ export interface DkimMount {
 
 export interface PolicyDomains {
   keys: DkimKeyConfig[];
+  /** The RSA key of the policy's default-signer domain, once DNS serves it */
+  defaultSigner?: DkimKeyConfig;
   senders: SendersConfig['domains'];
   mounts: DkimMount[];
 }
@@ -88,6 +90,8 @@ export function policyDomains(
   owned: Lookup<KubeObject & { data?: Record<string, string> }>,
   namespace: string,
   policyName: string,
+  /** Name of the SendingDomain whose key is the relays' default signer */
+  defaultSigner?: string,
 ): PolicyDomains {
   const out: PolicyDomains = { keys: [], senders: [], mounts: [] };
   for (const domain of domainsOfPolicy(all, namespace, policyName).domains) {
@@ -107,12 +111,14 @@ export function policyDomains(
     if (!signing || !secret) continue;
     for (const algorithm of signing.algorithms as DkimAlgorithm[]) {
       if (secret.data?.[keyFile(algorithm)] === undefined) continue;
-      out.keys.push({
+      const key = {
         domain: spec.domain,
         selector: selectorFor(signing.selector, algorithm),
         algorithm,
         privateKeyFile: keyPath(secret.metadata.name, algorithm),
-      });
+      };
+      out.keys.push(key);
+      if (domain.metadata.name === defaultSigner && algorithm === 'rsa-sha256') out.defaultSigner = key;
     }
   }
   return out;

@@ -103,8 +103,8 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
   }
 
   /** Serves every DKIM TXT record the status lists for `selector` (all of them without one). */
-  async function publishKeys(ns: string, selector?: string): Promise<void> {
-    const d = await domainOf(ns, 'customer');
+  async function publishKeys(ns: string, selector?: string, name = 'customer'): Promise<void> {
+    const d = await domainOf(ns, name);
     const records = (d?.status?.records ?? []).filter(
       (r) => r.purpose === 'DKIM' && r.type === 'TXT' && (!selector || r.selector?.startsWith(selector)),
     );
@@ -362,6 +362,41 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
       assert.ok(reasons.has(r), r);
     const secrets = await admin.list(SECRETS, { namespace: ns });
     assert.ok(!secrets.items.some((s) => s.metadata.name === 'customer-dkim-sluice1'));
+  });
+
+  it("signs mail from a domain without a served key with the provider's own SendingDomain", async () => {
+    const ns = 'sd-default';
+    await setup(ns, { domain: 'customer.example' }, { sendingDomains: { defaultSigner: 'provider' } });
+    await admin.create({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'SendingDomain',
+      metadata: { name: 'provider', namespace: ns },
+      spec: { domain: 'relay.example.net', policyRef: { name: 'mail' }, users: [] },
+    } as KubeObject);
+    await waitFor(
+      'the provider key',
+      async () => (await domainOf(ns, 'provider'))?.status?.keys?.length === 1,
+    );
+    await publishKeys(ns, undefined, 'provider');
+    const config = await waitFor('the default signer in the config', async () => {
+      const c = await configOf(ns);
+      return c?.dkim.defaultSigner ? c : undefined;
+    });
+    assert.deepEqual(
+      [config.dkim.defaultSigner?.domain, config.dkim.defaultSigner?.selector],
+      ['relay.example.net', 'sluice1'],
+    );
+    assert.deepEqual(
+      config.senders.domains.map((d) => [d.domain, d.users]),
+      [
+        ['customer.example', undefined],
+        ['relay.example.net', []],
+      ].sort(),
+    );
+    const signer = config.dkim.defaultSigner;
+    assert.ok(signer);
+    const raw = await signAsRelay(ns, { ...config, dkim: { keys: [signer] } });
+    assert.deepEqual(await verified(raw), [['pass', 'sluice1']]);
   });
 
   it('refuses at admission what the schema can check', async () => {

@@ -191,7 +191,13 @@ export class RelayPolicyReconciler {
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
-    const domains = policyDomains(this.#o.domains?.list() ?? [], this.#o.owned, namespace, name);
+    const domains = policyDomains(
+      this.#o.domains?.list() ?? [],
+      this.#o.owned,
+      namespace,
+      name,
+      policy.spec.sendingDomains?.defaultSigner,
+    );
 
     let config: RelayConfig | undefined;
     let configError: string | undefined;
@@ -200,6 +206,7 @@ export class RelayPolicyReconciler {
         ...(secrets.smarthostUsername ? { smarthostUsername: secrets.smarthostUsername } : {}),
         podNetworks: network.podNetworks,
         dkimKeys: domains.keys,
+        ...(domains.defaultSigner ? { dkimDefaultSigner: domains.defaultSigner } : {}),
         senderDomains: domains.senders,
       });
     } catch (err: unknown) {
