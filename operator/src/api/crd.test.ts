@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Type } from '@sinclair/typebox';
+import { parse } from 'yaml';
 import { relayPolicyCrd, sendingDomainCrd, smtpUserCrd, structural } from './crd.ts';
+import { renderCrds } from './render.ts';
 
 type Json = Record<string, unknown>;
 
@@ -73,6 +75,18 @@ describe('the SendingDomain CRD', () => {
       ['Ready', '.status.conditions[?(@.type=="Ready")].status'],
     ]);
   });
+});
+
+it('renders CRDs that YAML 1.1 readers (helm, kubectl) read as written: headerFrom off stays a string', () => {
+  const rendered = renderCrds();
+  const expected: Record<string, unknown> = {
+    'sluice.dev_relaypolicies.yaml': relayPolicyCrd(),
+    'sluice.dev_sendingdomains.yaml': sendingDomainCrd(),
+    'sluice.dev_smtpusers.yaml': smtpUserCrd(),
+  };
+  for (const [file, text] of Object.entries(rendered)) {
+    assert.deepEqual(parse(text, { version: '1.1' }), expected[file], file);
+  }
 });
 
 describe('numeric bounds in the CRDs', () => {
