@@ -81,7 +81,7 @@ async function main(): Promise<void> {
         .map((s) => s.trim())
         .filter(Boolean),
     ),
-    dnsCheckIntervalMs: Math.max(10, intFromEnv('DNS_CHECK_INTERVAL_SECONDS', 300)) * 1000,
+    dnsCheckIntervalMs: Math.max(1, intFromEnv('DNS_CHECK_INTERVAL_SECONDS', 300)) * 1000,
     log,
     metrics,
     ...(usageIntervalSeconds > 0

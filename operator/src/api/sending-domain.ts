@@ -162,7 +162,6 @@ export const SendingDomainStatusSchema = Type.Object({
   ),
   signingSelector: Type.Optional(Type.String({ description: 'The selector that signs mail now' })),
   nextRotation: Type.Optional(Type.String({ format: 'date-time' })),
-  lastChecked: Type.Optional(Type.String({ format: 'date-time', description: 'When DNS was last checked' })),
   keys: Type.Optional(Type.Array(KeyState)),
   records: Type.Optional(Type.Array(DnsRecord, { description: 'The DNS records to publish' })),
 });
