@@ -41,13 +41,15 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
   let admin: KubeClient;
   let dns: TestDnsServer;
   let controller: Controller;
+  let client: KubeClient;
   let clock = Date.parse('2026-01-01T00:00:00Z');
 
   before(async () => {
     ({ cp, admin } = await startApiServer());
     dns = await startDnsServer();
+    client = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: 'sd-test' });
     controller = new Controller({
-      client: new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: 'sd-test' }),
+      client,
       workers: 2,
       resyncMs: 250,
       queue: { baseDelayMs: 50, maxDelayMs: 1000 },
@@ -204,6 +206,15 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
       dkimVolume?.projected.sources.map((s) => s.secret.name),
       ['customer-dkim-sluice1'],
     );
+
+    // DNS is asked again and again; nothing unchanged is written again
+    const writes = client.writes;
+    const lookups = dns.queries('sluice1._domainkey.customer.example');
+    await waitFor(
+      'three more lookups',
+      () => dns.queries('sluice1._domainkey.customer.example') >= lookups + 3,
+    );
+    assert.equal(client.writes, writes, 'no writes');
 
     await publishKeys(ns);
     dns.setTxt('customer.example', ['v=spf1 include:spf.relay.example.net ~all']);

@@ -37,13 +37,20 @@ describe('SendingDomain DNS checks', () => {
     assert.deepEqual(missing, { ok: true, value: { result: 'missing' } });
   });
 
-  it('reads the DMARC policy, and counts two records as none (RFC 7489 6.6.3)', async () => {
+  it('reads the DMARC policy, the parent domain’s for a subdomain without one, and counts two records as none (RFC 7489 6.6.3)', async () => {
     dns.setTxt('_dmarc.q.example', ['v=DMARC1; p=quarantine; pct=100']);
     dns.setTxt('_dmarc.two.example', ['v=DMARC1; p=reject', 'v=DMARC1; p=none']);
     assert.deepEqual(await checkDmarc(lookup, 'q.example'), {
       ok: true,
-      value: { policy: 'quarantine', record: 'v=DMARC1; p=quarantine; pct=100' },
+      value: { policy: 'quarantine', record: 'v=DMARC1; p=quarantine; pct=100', at: 'q.example' },
     });
+    // a subdomain without a record of its own: the parent's sp= applies
+    dns.setTxt('_dmarc.shop.example', ['v=DMARC1; p=reject; sp=quarantine']);
+    const sub = await checkDmarc(lookup, 'news.shop.example');
+    assert.deepEqual(sub.ok && [sub.value.policy, sub.value.policy !== 'missing' && sub.value.at], [
+      'quarantine',
+      'shop.example',
+    ]);
     assert.deepEqual(await checkDmarc(lookup, 'two.example'), { ok: true, value: { policy: 'missing' } });
   });
 

@@ -111,17 +111,33 @@ export async function checkSpf(
 }
 
 export type DmarcAnswer =
-  | { policy: 'none' | 'quarantine' | 'reject'; record: string }
+  | { policy: 'none' | 'quarantine' | 'reject'; record: string; at: string }
   | { policy: 'missing' };
 
-/** The DMARC policy published at _dmarc.<domain> (RFC 7489 6.6.3: exactly one record counts). */
+async function dmarcRecord(dns: DnsLookup, domain: string): Promise<string | undefined> {
+  const records = (await dns.txt(`_dmarc.${domain}`)).filter((r) => /^v=DMARC1\s*(;|$)/i.test(r));
+  // RFC 7489 6.6.3: more than one record counts as none
+  return records.length === 1 ? records[0] : undefined;
+}
+
+/**
+ * The DMARC policy that applies to mail from `domain`: its own record, else that of a
+ * parent domain (its sp=, else p=), as receivers look up the organizational domain. The
+ * parents are tried up to the last two labels; without the public suffix list a domain
+ * under a two-label suffix (example.co.uk) may also try co.uk, which publishes nothing.
+ */
 export async function checkDmarc(dns: DnsLookup, domain: string): Promise<Lookup<DmarcAnswer>> {
   return attempt(async (): Promise<DmarcAnswer> => {
-    const records = (await dns.txt(`_dmarc.${domain}`)).filter((r) => /^v=DMARC1\s*(;|$)/i.test(r));
-    const [record] = records;
-    if (records.length !== 1 || !record) return { policy: 'missing' };
-    const p = tags(record).get('p')?.toLowerCase();
-    if (p === 'none' || p === 'quarantine' || p === 'reject') return { policy: p, record };
+    const labels = domain.split('.');
+    for (let i = 0; i <= Math.max(0, labels.length - 2); i++) {
+      const at = labels.slice(i).join('.');
+      const record = await dmarcRecord(dns, at);
+      if (!record) continue;
+      const t = tags(record);
+      const p = (i > 0 ? (t.get('sp') ?? t.get('p')) : t.get('p'))?.toLowerCase();
+      if (p === 'none' || p === 'quarantine' || p === 'reject') return { policy: p, record, at };
+      return { policy: 'missing' };
+    }
     return { policy: 'missing' };
   });
 }

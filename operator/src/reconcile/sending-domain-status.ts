@@ -191,7 +191,7 @@ export function domainConditions(f: DomainFacts, domain: string): ConditionInput
       'DmarcPolicy',
       'True',
       DMARC_REASONS[f.dmarc.value.policy],
-      `_dmarc.${domain}: ${f.dmarc.value.record}`,
+      `_dmarc.${f.dmarc.value.at}: ${f.dmarc.value.record}`,
     );
 
   let ready: ConditionInput;

@@ -47,6 +47,8 @@ import {
 import { StatusWriter } from './status-writer.ts';
 
 export const DEFAULT_DNS_CHECK_INTERVAL_MS = 5 * 60_000;
+/** DKIM answers remembered before old ones are dropped (about two keys per domain) */
+const CHECKED_LIMIT = 50_000;
 /** The queue lifetime assumed while the policy is missing (the relay's default, 5 days). */
 const DEFAULT_QUEUE_LIFETIME_S = 5 * 86400;
 
@@ -238,6 +240,10 @@ export class SendingDomainReconciler {
     // a key that matched is asked again at the interval; one still awaited, at every reconcile
     if (last?.answer.ok && last.answer.value === 'match' && now - last.at < interval) return last.answer;
     const answer = await checkDkim(this.#o.dns, name, p);
+    // keys that are gone are not asked for again: their entries go once they are old
+    if (this.#checked.size >= CHECKED_LIMIT) {
+      for (const [k, v] of this.#checked) if (now - v.at >= interval) this.#checked.delete(k);
+    }
     this.#checked.set(cacheKey, { at: now, answer });
     return answer;
   }
