@@ -410,6 +410,37 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     assert.deepEqual(await verified(raw), [['pass', 'sluice1']]);
   });
 
+  it('reports a damaged key Secret, keeps it, and makes a new key once it is deleted', async () => {
+    const ns = 'sd-damaged';
+    await setup(ns, { domain: 'damaged.example' });
+    const first = await waitFor('the key Secret', () => secretOf(ns, 'customer-dkim-sluice1'));
+    await admin.mergePatch(first, { stringData: { 'rsa-sha256.pem': 'not a key' } });
+    const reported = await waitFor('KeySecretInvalid', async () => {
+      const d = await domainOf(ns, 'customer');
+      return conditionOf(d, 'Ready')?.reason === 'KeySecretInvalid' ? d : undefined;
+    });
+    assert.match(
+      conditionOf(reported, 'Ready')?.message ?? '',
+      /Secret customer-dkim-sluice1 holds no valid DKIM key/,
+    );
+    assert.equal(
+      secretValue(await secretOf(ns, 'customer-dkim-sluice1'), 'rsa-sha256.pem'),
+      'not a key',
+      'kept',
+    );
+
+    await admin.delete('v1', 'Secret', ns, 'customer-dkim-sluice1');
+    const renewed = await waitFor('a new key', async () => {
+      const pem = secretValue(await secretOf(ns, 'customer-dkim-sluice1'), 'rsa-sha256.pem');
+      return pem?.startsWith('-----BEGIN PRIVATE KEY-----') ? pem : undefined;
+    });
+    assert.ok(renewed);
+    await waitFor('Ready no longer blames the Secret', async () => {
+      const reason = conditionOf(await domainOf(ns, 'customer'), 'Ready')?.reason;
+      return reason !== undefined && reason !== 'KeySecretInvalid';
+    });
+  });
+
   it('refuses at admission what the schema can check', async () => {
     const ns = 'sd-admission';
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });

@@ -9,6 +9,7 @@
 // stays (and must stay published) for the queue lifetime plus a margin after it last
 // signed, because queued mail signed with it is still being delivered and verified.
 
+import { createPrivateKey } from 'node:crypto';
 import { ANNOTATIONS, type DkimAlgorithm, keyFile } from '../build/dkim-keys.ts';
 import type { SecretObject } from './policy-inputs.ts';
 import { secretValue } from './policy-inputs.ts';
@@ -34,13 +35,26 @@ const time = (value: string | undefined): number | undefined => {
   return Number.isNaN(t) ? undefined : t;
 };
 
-/** A key Secret as a generation; undefined when it is not one (no selector or no RSA key). */
+/** Whether `pem` is a private key of the algorithm's type. */
+function fits(pem: string, type: 'rsa' | 'ed25519'): boolean {
+  try {
+    return createPrivateKey(pem).asymmetricKeyType === type;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A key Secret as a generation; undefined when it is not one: no selector annotation, no
+ * RSA key, or a key that does not parse as its algorithm's (a hand edit).
+ */
 export function generationOf(secret: SecretObject): KeyGeneration | undefined {
   const a = (secret.metadata as { annotations?: Record<string, string> }).annotations ?? {};
   const selector = a[ANNOTATIONS.selector];
   const rsa = secretValue(secret, keyFile('rsa-sha256'));
-  if (!selector || !rsa) return undefined;
+  if (!selector || !rsa || !fits(rsa, 'rsa')) return undefined;
   const ed = secretValue(secret, keyFile('ed25519-sha256'));
+  if (ed !== undefined && !fits(ed, 'ed25519')) return undefined;
   const activeSince = time(a[ANNOTATIONS.activeSince]);
   const retiringSince = time(a[ANNOTATIONS.retiringSince]);
   return {

@@ -119,8 +119,10 @@ export class SendingDomainReconciler {
     const queueLifetimeS = policy?.spec.delivery?.retry?.queueLifetimeSeconds ?? DEFAULT_QUEUE_LIFETIME_S;
     const retireAfterMs = queueLifetimeS * 1000 + RETIRE_MARGIN_MS;
 
+    const invalid: string[] = [];
     let generations = keySecretsOf(domain, this.#o.owned).flatMap((s) => {
       const g = generationOf(s);
+      if (!g) invalid.push(s.metadata.name);
       return g ? [g] : [];
     });
     const published = new Set<string>();
@@ -142,17 +144,21 @@ export class SendingDomainReconciler {
       if (served) published.add(g.secretName);
     }
 
-    const plan = planRotation({
-      generations,
-      published,
-      now,
-      rotationPeriodMs: durationMs(spec.dkim.rotationPeriod),
-      retireAfterMs,
-      selectors: [spec.dkim.selectors[0] ?? 'sluice1', spec.dkim.selectors[1] ?? 'sluice2'],
-      algorithms: algorithmsOf(spec),
-      rsaBits: spec.dkim.rsaBits,
-      rsaBitsOf: rsaBits,
-    });
+    // a damaged key Secret stops the rotation (it is kept, and status names it) until it is deleted
+    const plan: ReturnType<typeof planRotation> =
+      invalid.length > 0
+        ? { retire: [], remove: [] }
+        : planRotation({
+            generations,
+            published,
+            now,
+            rotationPeriodMs: durationMs(spec.dkim.rotationPeriod),
+            retireAfterMs,
+            selectors: [spec.dkim.selectors[0] ?? 'sluice1', spec.dkim.selectors[1] ?? 'sluice2'],
+            algorithms: algorithmsOf(spec),
+            rsaBits: spec.dkim.rsaBits,
+            rsaBitsOf: rsaBits,
+          });
 
     let changed = 0;
     const byName = new Map(generations.map((g) => [g.secretName, g]));
@@ -223,6 +229,7 @@ export class SendingDomainReconciler {
       delegationZone,
       retireAfterMs,
       nextRotation: plan.nextRotation,
+      invalid,
       now,
     });
     if (changed > 0) this.#o.log?.info({ sendingDomain: key, changed }, 'DKIM keys changed');
@@ -274,6 +281,8 @@ export class SendingDomainReconciler {
       delegationZone: string | undefined;
       retireAfterMs: number;
       nextRotation: number | undefined;
+      /** Key Secrets that are not valid keys */
+      invalid: string[];
       now: number;
     },
   ): Promise<boolean> {
@@ -302,23 +311,28 @@ export class SendingDomainReconciler {
     const duplicateOf = s.policy
       ? domainsOfPolicy(this.#o.domains.list(), namespace, spec.policyRef.name).duplicates.get(name)
       : undefined;
-    const blocked = !s.policy
+    const blocked = s.invalid.length
       ? {
-          reason: 'PolicyNotFound',
-          message: `RelayPolicy ${spec.policyRef.name} not found in namespace ${namespace}`,
+          reason: 'KeySecretInvalid',
+          message: `Secret ${s.invalid.join(', ')} holds no valid DKIM key (a selector annotation and PEM keys of their algorithms); it is not used and rotation waits: delete it to have a new key made`,
         }
-      : duplicateOf
+      : !s.policy
         ? {
-            reason: 'DuplicateDomain',
-            message: `SendingDomain ${duplicateOf} already covers ${spec.domain} for this policy; this one is not used`,
+            reason: 'PolicyNotFound',
+            message: `RelayPolicy ${spec.policyRef.name} not found in namespace ${namespace}`,
           }
-        : spec.dns.mode === 'CNAME' && !s.delegationZone
+        : duplicateOf
           ? {
-              reason: 'NoDelegationZone',
-              message:
-                "CNAME mode needs spec.dns.delegationZone or the policy's spec.sendingDomains.delegationZone",
+              reason: 'DuplicateDomain',
+              message: `SendingDomain ${duplicateOf} already covers ${spec.domain} for this policy; this one is not used`,
             }
-          : undefined;
+          : spec.dns.mode === 'CNAME' && !s.delegationZone
+            ? {
+                reason: 'NoDelegationZone',
+                message:
+                  "CNAME mode needs spec.dns.delegationZone or the policy's spec.sendingDomains.delegationZone",
+              }
+            : undefined;
     const addresses = s.policy?.spec.ownIpWatch?.ips ?? [];
     const include =
       s.policy?.spec.sendingDomains?.spfInclude ??
