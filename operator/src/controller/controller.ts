@@ -308,11 +308,15 @@ class Session {
       for (const ref of new Set([d.spec?.policyRef?.name, old?.spec?.policyRef?.name])) {
         if (ref) this.queue.add(keyOf(d.metadata.namespace, ref));
       }
+      // a domain claimed or given up: a SendingDomain naming the same one may now count, or not
+      const claimChanged =
+        !old || old.spec?.domain !== d.spec?.domain || old.spec?.policyRef?.name !== d.spec?.policyRef?.name;
+      if (!claimChanged) return;
       for (const other of this.domains.list()) {
         if (
           other !== d &&
           other.metadata.namespace === d.metadata.namespace &&
-          other.spec?.domain === d.spec?.domain
+          (other.spec?.domain === d.spec?.domain || other.spec?.domain === old?.spec?.domain)
         )
           this.queue.add(DOMAIN_KEY + keyOf(other.metadata.namespace, other.metadata.name));
       }

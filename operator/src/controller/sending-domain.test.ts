@@ -441,6 +441,37 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     });
   });
 
+  it('uses the older of two SendingDomains that name the same domain, and the other once it is gone', async () => {
+    const ns = 'sd-duplicate';
+    await setup(ns, { domain: 'twice.example' });
+    await waitFor('the first one checked', async () => (await domainOf(ns, 'customer'))?.status?.conditions);
+    await admin.create({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'SendingDomain',
+      metadata: { name: 'again', namespace: ns },
+      spec: { domain: 'twice.example', policyRef: { name: 'mail' }, users: ['bob'] },
+    } as KubeObject);
+    const duplicate = await waitFor('DuplicateDomain', async () => {
+      const d = await domainOf(ns, 'again');
+      return conditionOf(d, 'Ready')?.reason === 'DuplicateDomain' ? d : undefined;
+    });
+    assert.match(
+      conditionOf(duplicate, 'Ready')?.message ?? '',
+      /SendingDomain customer already covers twice\.example/,
+    );
+    assert.deepEqual((await configOf(ns))?.senders.domains, [{ domain: 'twice.example' }]);
+
+    await admin.delete('sluice.dev/v1alpha1', 'SendingDomain', ns, 'customer');
+    await waitFor('the other one counts', async () => {
+      const reason = conditionOf(await domainOf(ns, 'again'), 'Ready')?.reason;
+      return reason !== undefined && reason !== 'DuplicateDomain';
+    });
+    await waitFor('its users in the config', async () => {
+      const domains = (await configOf(ns))?.senders.domains;
+      return JSON.stringify(domains) === JSON.stringify([{ domain: 'twice.example', users: ['bob'] }]);
+    });
+  });
+
   it('refuses at admission what the schema can check', async () => {
     const ns = 'sd-admission';
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
