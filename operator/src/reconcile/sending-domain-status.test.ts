@@ -3,7 +3,7 @@ import { it } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { type SendingDomainSpec, SendingDomainSpecSchema } from '../api/sending-domain.ts';
 import { generateDkimKeys } from '../build/dkim-keys.ts';
-import { dnsRecords } from './sending-domain-status.ts';
+import { dnsRecords, domainConditions } from './sending-domain-status.ts';
 
 it('with CNAME delegation, the customer publishes both selectors once and the provider zone holds the keys', async () => {
   const spec = Value.Default(SendingDomainSpecSchema, {
@@ -72,4 +72,22 @@ it('with CNAME delegation, the customer publishes both selectors once and the pr
     assert.ok(r.strings?.every((s) => Buffer.byteLength(s) <= 255));
     assert.equal(r.strings?.join(''), r.value);
   }
+});
+
+it('says why a rotation that is due has not started', () => {
+  const [dkim] = domainConditions(
+    {
+      generation: 1,
+      signing: 's2',
+      dkim: { selector: 's2', name: 's2._domainkey.shop.example', answer: { ok: true, value: 'match' } },
+      rotationWaiting: 'selector s1 is still held by the replaced key x until 2026-01-02T00:00:00.000Z',
+      spf: { ok: true, value: { result: 'missing' } },
+      dmarc: { ok: true, value: { policy: 'missing' } },
+    },
+    'shop.example',
+  );
+  assert.equal(
+    dkim?.message,
+    's2._domainkey.shop.example serves the key that signs; the rotation that is due waits: selector s1 is still held by the replaced key x until 2026-01-02T00:00:00.000Z',
+  );
 });

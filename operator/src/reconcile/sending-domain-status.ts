@@ -105,6 +105,8 @@ export interface DomainFacts {
   dkim: { selector: string; name: string; answer: Lookup<DkimAnswer> } | undefined;
   /** A newer key waiting for DNS while the current one signs */
   rotatingTo?: { selector: string; name: string };
+  /** Why a rotation that is due has not started */
+  rotationWaiting?: string;
   spf: Lookup<SpfAnswer>;
   dmarc: Lookup<DmarcAnswer>;
 }
@@ -124,7 +126,9 @@ export function domainConditions(f: DomainFacts, domain: string): ConditionInput
   if (f.signing && f.dkim) {
     const more = f.rotatingTo
       ? `; the next key waits for ${f.rotatingTo.name} (TXT) to be published, and signs once it is`
-      : '';
+      : f.rotationWaiting
+        ? `; the rotation that is due waits: ${f.rotationWaiting}`
+        : '';
     dkim = cond('DkimPublished', 'True', 'Published', `${f.dkim.name} serves the key that signs${more}`);
   } else if (!f.dkim) {
     dkim = cond('DkimPublished', 'Unknown', 'NoKey', 'no DKIM key yet');

@@ -229,6 +229,7 @@ export class SendingDomainReconciler {
       delegationZone,
       retireAfterMs,
       nextRotation: plan.nextRotation,
+      ...(plan.waiting ? { rotationWaiting: plan.waiting } : {}),
       invalid,
       now,
     });
@@ -281,6 +282,7 @@ export class SendingDomainReconciler {
       delegationZone: string | undefined;
       retireAfterMs: number;
       nextRotation: number | undefined;
+      rotationWaiting?: string;
       /** Key Secrets that are not valid keys */
       invalid: string[];
       now: number;
@@ -356,6 +358,7 @@ export class SendingDomainReconciler {
       ...(signing && pending
         ? { rotatingTo: { selector: pending.selector, name: keyRecordName(spec.domain, pending.selector) } }
         : {}),
+      ...(s.rotationWaiting ? { rotationWaiting: s.rotationWaiting } : {}),
       spf,
       dmarc,
     };
