@@ -54,12 +54,21 @@ describe('SendingDomain DNS checks', () => {
     assert.deepEqual(await checkDmarc(lookup, 'two.example'), { ok: true, value: { policy: 'missing' } });
   });
 
-  it('tells a failed lookup from a missing record, and reports it as Unknown', async () => {
+  it('tells a failed lookup from a missing record and another key, and reports it as Unknown', async () => {
     dns.setBehaviour('s1._domainkey.broken.example', 'servfail');
     const failed = await checkDkim(lookup, 's1._domainkey.broken.example', 'AAAA');
     assert.equal(failed.ok, false);
     const absent = await checkDkim(lookup, 's1._domainkey.absent.example', 'AAAA');
     assert.deepEqual(absent, { ok: true, value: 'missing' });
+    dns.setTxt('s1._domainkey.other.example', ['v=DKIM1; k=rsa; p=BBBB']);
+    assert.deepEqual(await checkDkim(lookup, 's1._domainkey.other.example', 'AAAA'), {
+      ok: true,
+      value: 'mismatch',
+    });
+    assert.deepEqual(await checkDkim(lookup, 's1._domainkey.other.example', 'BBBB'), {
+      ok: true,
+      value: 'match',
+    });
     const [dkim] = domainConditions(
       {
         generation: 1,
