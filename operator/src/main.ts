@@ -31,6 +31,7 @@ import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { parseNamespaces } from './kube/informer-set.ts';
 import { RelayAdminQueueSource } from './reconcile/deletion.ts';
+import { resolverLookup } from './reconcile/dns-checks.ts';
 import { startAdminServer } from './server/admin.ts';
 import { OperatorMetrics } from './server/metrics.ts';
 import { RelayAdminUsageSource } from './usage/relay-usage.ts';
@@ -73,6 +74,14 @@ async function main(): Promise<void> {
     usageWritesPerSecond: Math.max(1, intFromEnv('USAGE_WRITES_PER_SECOND', 20)),
     hashConcurrency: Math.max(1, intFromEnv('HASH_WORKERS', 2)),
     queueSource: new RelayAdminQueueSource(),
+    // SendingDomains' DNS: the system's resolvers unless DNS_SERVERS (host:port,...) names others
+    dns: resolverLookup(
+      (env.DNS_SERVERS ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+    dnsCheckIntervalMs: Math.max(1, intFromEnv('DNS_CHECK_INTERVAL_SECONDS', 300)) * 1000,
     log,
     metrics,
     ...(usageIntervalSeconds > 0

@@ -29,18 +29,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The rules the operator needs, and nothing more. */}}
 {{- define "sluice.rules" -}}
 - apiGroups: ["sluice.dev"]
-  resources: ["relaypolicies", "smtpusers"]
+  resources: ["relaypolicies", "smtpusers", "sendingdomains"]
   verbs: ["get", "list", "watch"]
 # the queued-mail finalizer: a deleted policy waits for its relays' queues
 - apiGroups: ["sluice.dev"]
   resources: ["relaypolicies"]
   verbs: ["patch"]
 - apiGroups: ["sluice.dev"]
-  resources: ["relaypolicies/status", "smtpusers/status"]
+  resources: ["relaypolicies/status", "smtpusers/status", "sendingdomains/status"]
   verbs: ["get", "patch", "update"]
 # owner references with blockOwnerDeletion (OwnerReferencesPermissionEnforcement, on in OpenShift)
 - apiGroups: ["sluice.dev"]
-  resources: ["relaypolicies/finalizers"]
+  resources: ["relaypolicies/finalizers", "sendingdomains/finalizers"]
   verbs: ["update"]
 # a larger spec.spool.size expands the spool volumes
 - apiGroups: [""]

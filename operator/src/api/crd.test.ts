@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import { relayPolicyCrd, smtpUserCrd, structural } from './crd.ts';
+import { parse } from 'yaml';
+import { relayPolicyCrd, sendingDomainCrd, smtpUserCrd, structural } from './crd.ts';
+import { renderCrds } from './render.ts';
 
 type Json = Record<string, unknown>;
 
@@ -55,6 +57,36 @@ describe('CRD generation', () => {
     const maxRecipients = (limits.properties as Record<string, Json>).maxRecipients as Json;
     assert.equal(maxRecipients.default, 30, 'the relay schema default reaches the CRD');
   });
+});
+
+describe('the SendingDomain CRD', () => {
+  it('is structural and shows the DNS conditions as printer columns', () => {
+    const crd = sendingDomainCrd() as { spec: { versions: Json[] } };
+    const version = crd.spec.versions[0] as Json;
+    assertStructural((version.schema as Json).openAPIV3Schema as Json, 'SendingDomain');
+    const columns = (version.additionalPrinterColumns as Array<{ name: string; jsonPath: string }>).map(
+      (c) => [c.name, c.jsonPath],
+    );
+    assert.deepEqual(columns.slice(2, 7), [
+      ['Selector', '.status.signingSelector'],
+      ['DKIM', '.status.conditions[?(@.type=="DkimPublished")].status'],
+      ['SPF', '.status.conditions[?(@.type=="SpfAuthorizesRelay")].status'],
+      ['DMARC', '.status.conditions[?(@.type=="DmarcPolicy")].reason'],
+      ['Ready', '.status.conditions[?(@.type=="Ready")].status'],
+    ]);
+  });
+});
+
+it('renders CRDs that YAML 1.1 readers (helm, kubectl) read as written: headerFrom off stays a string', () => {
+  const rendered = renderCrds();
+  const expected: Record<string, unknown> = {
+    'sluice.dev_relaypolicies.yaml': relayPolicyCrd(),
+    'sluice.dev_sendingdomains.yaml': sendingDomainCrd(),
+    'sluice.dev_smtpusers.yaml': smtpUserCrd(),
+  };
+  for (const [file, text] of Object.entries(rendered)) {
+    assert.deepEqual(parse(text, { version: '1.1' }), expected[file], file);
+  }
 });
 
 describe('numeric bounds in the CRDs', () => {

@@ -12,6 +12,7 @@ import {
   SmtpUserStatusSchema,
   VERSION,
 } from './schema.ts';
+import { SendingDomainSpecSchema, SendingDomainStatusSchema } from './sending-domain.ts';
 
 type Json = Record<string, unknown>;
 
@@ -185,6 +186,38 @@ export function smtpUserCrd(): Json {
           'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected, InvalidRecipients, SpamBlocked), else NoneDetected',
       },
       reason,
+    ],
+  });
+}
+
+const condition = (type: string, field: 'status' | 'reason') =>
+  `.status.conditions[?(@.type=="${type}")].${field}`;
+
+export function sendingDomainCrd(): Json {
+  return crd({
+    kind: 'SendingDomain',
+    plural: 'sendingdomains',
+    singular: 'sendingdomain',
+    shortNames: ['sd'],
+    spec: SendingDomainSpecSchema,
+    status: SendingDomainStatusSchema,
+    description:
+      "A customer domain that a RelayPolicy's users send as: its DKIM keys (generated, rotated), who may use it, and the DNS records to publish and whether DNS serves them.",
+    columns: [
+      { name: 'Domain', type: 'string', jsonPath: '.spec.domain' },
+      { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name', priority: 1 },
+      { name: 'Selector', type: 'string', jsonPath: '.status.signingSelector' },
+      { name: 'DKIM', type: 'string', jsonPath: condition('DkimPublished', 'status') },
+      { name: 'SPF', type: 'string', jsonPath: condition('SpfAuthorizesRelay', 'status') },
+      {
+        name: 'DMARC',
+        type: 'string',
+        jsonPath: condition('DmarcPolicy', 'reason'),
+        description: 'The published DMARC policy: None, Quarantine, Reject, or Missing',
+      },
+      ready,
+      reason,
+      { name: 'Next-Rotation', type: 'date', jsonPath: '.status.nextRotation', priority: 1 },
     ],
   });
 }

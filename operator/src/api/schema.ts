@@ -23,6 +23,7 @@ import {
   SpoolReserveSchema,
   UsageSchema,
 } from '@sluice/relay/config-schema';
+import { PolicySendingDomainsSchema } from './sending-domain.ts';
 
 export const GROUP = 'sluice.dev';
 export const VERSION = 'v1alpha1';
@@ -294,6 +295,7 @@ export const RelayPolicySpecSchema = Type.Object(
       ['fatal', 'error', 'warn', 'info', 'debug'].map((l) => Type.Literal(l)),
       { default: 'info' },
     ),
+    sendingDomains: PolicySendingDomainsSchema,
   },
   { additionalProperties: false },
 );

@@ -39,7 +39,14 @@ export interface SmtpUser {
 }
 
 export interface Condition {
-  type: 'Ready' | 'Progressing' | 'Degraded' | 'AbuseSuspected';
+  type:
+    | 'Ready'
+    | 'Progressing'
+    | 'Degraded'
+    | 'AbuseSuspected'
+    | 'DkimPublished'
+    | 'SpfAuthorizesRelay'
+    | 'DmarcPolicy';
   status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;

@@ -14,7 +14,9 @@ import type {
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
+import { DKIM_DIR } from './dkim-keys.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
+import type { DkimMount } from './sending-domains.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -83,6 +85,7 @@ export function statefulSet(
   policy: RelayPolicy,
   configHash: string,
   users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
+  dkimKeys: readonly DkimMount[] = [],
 ): V1StatefulSet {
   const { spec } = policy;
   const n = names(policy);
@@ -118,6 +121,16 @@ export function statefulSet(
   if (spec.tlsSecretName) {
     volumes.push({ name: 'tls', secret: { secretName: spec.tlsSecretName } });
     mounts.push({ name: 'tls', mountPath: PATHS.tlsDir, readOnly: true });
+  }
+  // the SendingDomains' key Secrets, one directory each; a key is in the config only once DNS serves it
+  if (dkimKeys.length > 0) {
+    volumes.push({
+      name: 'dkim',
+      projected: {
+        sources: dkimKeys.map((m) => ({ secret: { name: m.secretName, items: m.items } })),
+      },
+    });
+    mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
   }
   const redisRef = spec.redis?.passwordSecretRef;
   if (redisRef) {

@@ -9,6 +9,7 @@ import type { RelayConfig } from '@sluice/relay/config-schema';
 import { ConfigError } from '@sluice/relay/config-validate';
 import { stringify } from 'yaml';
 import { withPolicyDefaults } from '../api/defaults.ts';
+import type { SendingDomain } from '../api/sending-domain.ts';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { ADMIN_PORT, names, selectorString } from '../build/names.ts';
 import {
@@ -17,6 +18,7 @@ import {
   relayNetworkPolicy,
 } from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
+import { policyDomains } from '../build/sending-domains.ts';
 import {
   adminService,
   configMap,
@@ -100,6 +102,8 @@ export interface RelayPolicyReconcilerOptions {
   client: KubeClient;
   policies: Lookup<RelayPolicy>;
   users: Lookup<SmtpUser>;
+  /** SendingDomains: their keys that DNS serves sign, their users may send as them */
+  domains?: Lookup<SendingDomain>;
   secrets: Lookup<SecretObject>;
   /** The Secrets the operator owns (users shards, internal), from a cache */
   owned: Lookup<SecretObject>;
@@ -187,6 +191,13 @@ export class RelayPolicyReconciler {
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
+    const domains = policyDomains(
+      this.#o.domains?.list() ?? [],
+      this.#o.owned,
+      namespace,
+      name,
+      policy.spec.sendingDomains?.defaultSigner,
+    );
 
     let config: RelayConfig | undefined;
     let configError: string | undefined;
@@ -194,6 +205,9 @@ export class RelayPolicyReconciler {
       config = buildRelayConfig(policy, {
         ...(secrets.smarthostUsername ? { smarthostUsername: secrets.smarthostUsername } : {}),
         podNetworks: network.podNetworks,
+        dkimKeys: domains.keys,
+        ...(domains.defaultSigner ? { dkimDefaultSigner: domains.defaultSigner } : {}),
+        senderDomains: domains.senders,
       });
     } catch (err: unknown) {
       if (!(err instanceof ConfigError)) throw err;
@@ -250,7 +264,12 @@ export class RelayPolicyReconciler {
       await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
       sts = await this.#applyStatefulSet(
         policy,
-        statefulSet(policy, restartHash(config, secrets.tlsVersion), shards.set) as KubeObject,
+        statefulSet(
+          policy,
+          restartHash(config, secrets.tlsVersion),
+          shards.set,
+          domains.mounts,
+        ) as KubeObject,
         { apply, attempt, failures },
       );
       await apply(smtpService(policy) as KubeObject);
