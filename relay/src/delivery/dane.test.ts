@@ -16,6 +16,7 @@ import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
 import { freePortOn } from '../testing/ports.ts';
+import { skipUnlessPresent } from '../testing/requirements.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
 import { waitFor } from '../testing/wait-for.ts';
 import { DaneResolver } from './dane.ts';
@@ -37,9 +38,10 @@ const missing = TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool
 const BODY = 'From: a@sender.test\r\nTo: b@dest.test\r\nSubject: dane\r\n\r\nover DANE\r\n';
 
 describe('DANE in direct delivery', {
-  skip: missing.length
-    ? `${missing.join(', ')} not installed: install unbound and ldnsutils (scripts/test-deps.sh)`
-    : false,
+  skip: skipUnlessPresent(
+    missing.length > 0 &&
+      `${missing.join(', ')} not installed: install unbound and ldnsutils (scripts/test-deps.sh)`,
+  ),
 }, () => {
   let dir: string;
   let dns: TestDnsServer;

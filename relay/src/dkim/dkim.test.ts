@@ -21,6 +21,7 @@ import {
   type TestDnsServer,
   type TestRelay,
 } from '../testing/index.ts';
+import { skipUnlessPresent } from '../testing/requirements.ts';
 
 function dkimRecord(publicKey: KeyObject): string {
   const der = publicKey.export({ type: 'spki', format: 'der' });
@@ -178,9 +179,10 @@ describe('DKIM signing', () => {
   });
 
   it('verifies with dkimpy, a second implementation', {
-    skip: dkimpy
-      ? false
-      : '/usr/bin/python3 cannot import dkim and nacl: install python3-dkim and python3-nacl (scripts/test-deps.sh)',
+    skip: skipUnlessPresent(
+      !dkimpy &&
+        '/usr/bin/python3 cannot import dkim and nacl: install python3-dkim and python3-nacl (scripts/test-deps.sh)',
+    ),
   }, async () => {
     const raw = await send('alice@customer.example', 'checked twice\r\n');
     const script = [
