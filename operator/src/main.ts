@@ -12,6 +12,8 @@
 //                       accept the handoff account from (the private ranges)
 //   RELAY_NETWORK_POLICY  JSON {operatorNamespace, operatorPodLabels, monitoringNamespaceSelector}:
 //                       a NetworkPolicy per RelayPolicy for its pods (none when unset)
+//   RELAY_IMAGE         the image of policies without spec.image (the relay of this release)
+//   RELAY_SERVICE_MONITOR  JSON {labels, interval, scrapeTimeout} of the relays' ServiceMonitors
 //   WORKERS             parallel reconciles (2)
 //   LOG_LEVEL           pino level (info)
 //   USAGE_INTERVAL_SECONDS  how often each policy's relays are asked for usage and abuse
@@ -27,6 +29,7 @@ import { hostname } from 'node:os';
 import { startTracing } from '@sluice/relay/tracing';
 import { pino } from 'pino';
 import { networkSettingsFromEnv } from './build/network-policy.ts';
+import { relayDefaultsFromEnv } from './build/relay-defaults.ts';
 import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { parseNamespaces } from './kube/informer-set.ts';
@@ -70,6 +73,7 @@ async function main(): Promise<void> {
     ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
     network: networkSettingsFromEnv(env),
+    relayDefaults: relayDefaultsFromEnv(env),
     usageWritesPerSecond: Math.max(1, intFromEnv('USAGE_WRITES_PER_SECOND', 20)),
     hashConcurrency: Math.max(1, intFromEnv('HASH_WORKERS', 2)),
     queueSource: new RelayAdminQueueSource(),

@@ -15,6 +15,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
+import { DEFAULT_RELAY_DEFAULTS, type ServiceMonitorSettings } from './relay-defaults.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -324,14 +325,35 @@ export function horizontalPodAutoscaler(policy: RelayPolicy): V2HorizontalPodAut
   };
 }
 
-export function serviceMonitor(policy: RelayPolicy): Record<string, unknown> {
+/**
+ * The relays' ServiceMonitor: the labels the cluster's Prometheus selects, and a `policy`
+ * label on every series (the dashboard's policy variable).
+ */
+export function serviceMonitor(
+  policy: RelayPolicy,
+  settings: ServiceMonitorSettings = DEFAULT_RELAY_DEFAULTS.serviceMonitor,
+): Record<string, unknown> {
+  const meta = ownedMeta(policy, names(policy).serviceMonitor);
   return {
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'ServiceMonitor',
-    metadata: ownedMeta(policy, names(policy).serviceMonitor),
+    metadata: { ...meta, labels: { ...settings.labels, ...meta.labels } },
     spec: {
       selector: { matchLabels: { ...selector(policy), 'sluice.dev/metrics': 'true' } },
-      endpoints: [{ port: 'admin', path: '/metrics', interval: '30s' }],
+      endpoints: [
+        {
+          port: 'admin',
+          path: '/metrics',
+          interval: settings.interval,
+          ...(settings.scrapeTimeout ? { scrapeTimeout: settings.scrapeTimeout } : {}),
+          relabelings: [
+            {
+              sourceLabels: ['__meta_kubernetes_service_label_app_kubernetes_io_instance'],
+              targetLabel: 'policy',
+            },
+          ],
+        },
+      ],
     },
   };
 }

@@ -17,6 +17,7 @@ import {
   relayNetworkPolicy,
 } from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults } from '../build/relay-defaults.ts';
 import {
   adminService,
   configMap,
@@ -114,6 +115,8 @@ export interface RelayPolicyReconcilerOptions {
   usage?: UsageSummaries;
   /** The pod network and the relays' NetworkPolicy; default: private ranges, no NetworkPolicy */
   network?: NetworkSettings;
+  /** The relay image and ServiceMonitor settings of the installation */
+  relayDefaults?: RelayDefaults;
   /** Usage-only SmtpUser status writes a second (the usage write budget); default 20 */
   usageWritesPerSecond?: number;
   /** The relays' queues; with it a deleted policy waits for them (finalizer), without it not */
@@ -187,6 +190,7 @@ export class RelayPolicyReconciler {
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
+    const defaults = this.#o.relayDefaults ?? DEFAULT_RELAY_DEFAULTS;
 
     let config: RelayConfig | undefined;
     let configError: string | undefined;
@@ -260,7 +264,8 @@ export class RelayPolicyReconciler {
       const hpa = horizontalPodAutoscaler(policy);
       if (hpa) await apply(hpa as KubeObject);
       else await deleteOwned('autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa);
-      if (await this.#servesServiceMonitors()) await apply(serviceMonitor(policy) as unknown as KubeObject);
+      if (await this.#servesServiceMonitors())
+        await apply(serviceMonitor(policy, defaults.serviceMonitor) as unknown as KubeObject);
       if (network.relayNetworkPolicy) {
         await apply(relayNetworkPolicy(policy, network.relayNetworkPolicy) as unknown as KubeObject);
       } else {

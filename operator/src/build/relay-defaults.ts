@@ -1,0 +1,89 @@
+// What the operator's installation decides for every policy's relays, from its
+// environment (the chart sets it): the relay image of a policy without spec.image, and
+// how the relays' ServiceMonitors look to the Prometheus that should select them.
+import { relayImage } from '../version.ts';
+
+export interface ServiceMonitorSettings {
+  /** Labels the Prometheus' serviceMonitorSelector matches (kube-prometheus-stack: release=<its release>). */
+  labels: Record<string, string>;
+  /** Scrape interval, a Prometheus duration. */
+  interval: string;
+  scrapeTimeout?: string;
+}
+
+export interface RelayDefaults {
+  /** The image of a policy without spec.image: the relay of the operator's own release. */
+  image: string;
+  serviceMonitor: ServiceMonitorSettings;
+}
+
+export const DEFAULT_RELAY_DEFAULTS: RelayDefaults = {
+  image: relayImage(),
+  serviceMonitor: { labels: {}, interval: '30s' },
+};
+
+const DURATION = /^([0-9]+(ms|s|m|h|d|w|y))+$/;
+// a label name and a value as Kubernetes takes them (prefix/name, at most 63 characters each)
+const LABEL_NAME =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+
+/** A malformed RELAY_* variable: the message names the variable, the field and the problem. */
+export class RelayDefaultsError extends Error {
+  readonly code = 'SLUICE_ERR_OPERATOR_ENV';
+}
+
+/**
+ * The defaults from the operator's environment: RELAY_IMAGE (a whole image reference;
+ * default the relay of this release) and RELAY_SERVICE_MONITOR (JSON {labels, interval,
+ * scrapeTimeout}; default no extra labels, 30s).
+ */
+export function relayDefaultsFromEnv(env: {
+  RELAY_IMAGE?: string | undefined;
+  RELAY_SERVICE_MONITOR?: string | undefined;
+}): RelayDefaults {
+  const image = env.RELAY_IMAGE?.trim() || DEFAULT_RELAY_DEFAULTS.image;
+  if (/\s/.test(image)) throw new RelayDefaultsError(`RELAY_IMAGE: "${image}" is not an image reference`);
+  const text = env.RELAY_SERVICE_MONITOR?.trim();
+  if (!text) return { ...DEFAULT_RELAY_DEFAULTS, image };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err: unknown) {
+    throw new RelayDefaultsError(`RELAY_SERVICE_MONITOR is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new RelayDefaultsError(
+      'RELAY_SERVICE_MONITOR must be a JSON object {labels, interval, scrapeTimeout}',
+    );
+  const sm = parsed as Record<string, unknown>;
+  const labels = sm.labels ?? {};
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels))
+    throw new RelayDefaultsError('RELAY_SERVICE_MONITOR.labels must be an object of label names to values');
+  for (const [k, v] of Object.entries(labels)) {
+    if (!LABEL_NAME.test(k))
+      throw new RelayDefaultsError(`RELAY_SERVICE_MONITOR.labels: "${k}" is not a label name`);
+    if (typeof v !== 'string' || !LABEL_VALUE.test(v))
+      throw new RelayDefaultsError(
+        `RELAY_SERVICE_MONITOR.labels.${k}: ${JSON.stringify(v)} is not a label value`,
+      );
+  }
+  const duration = (field: 'interval' | 'scrapeTimeout'): string | undefined => {
+    const value = sm[field];
+    if (value === undefined || value === '') return undefined;
+    if (typeof value !== 'string' || !DURATION.test(value))
+      throw new RelayDefaultsError(
+        `RELAY_SERVICE_MONITOR.${field}: ${JSON.stringify(value)} is not a Prometheus duration such as 30s or 1m`,
+      );
+    return value;
+  };
+  const scrapeTimeout = duration('scrapeTimeout');
+  return {
+    image,
+    serviceMonitor: {
+      labels: labels as Record<string, string>,
+      interval: duration('interval') ?? DEFAULT_RELAY_DEFAULTS.serviceMonitor.interval,
+      ...(scrapeTimeout ? { scrapeTimeout } : {}),
+    },
+  };
+}
