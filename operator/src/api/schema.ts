@@ -11,6 +11,7 @@ import {
   DeliverySchema,
   DnsblSchema,
   DrainDeadlineSchema,
+  HeadersSchema,
   LimitsSchema,
   ListenerSchema,
   OwnIpWatchSchema,
@@ -200,6 +201,11 @@ export const RelayPolicySpecSchema = Type.Object(
     limits: Type.Object(LimitsSchema.properties, { additionalProperties: false, default: {} }),
     auth: Type.Object(AuthSchema.properties, { additionalProperties: false, default: {} }),
     attachments: Type.Object(AttachmentsSchema.properties, { additionalProperties: false, default: {} }),
+    headers: Type.Object(HeadersSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'What the relays do to the header section of submitted mail (Bcc removal)',
+    }),
     rateLimits: Type.Object(RateLimitsSchema.properties, { additionalProperties: false, default: {} }),
     authLockout: Type.Object(AuthLockoutSchema.properties, { additionalProperties: false, default: {} }),
     dnsbl: cel(Type.Object(DnsblSchema.properties, { additionalProperties: false, default: {} }), [

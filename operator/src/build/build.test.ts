@@ -66,6 +66,12 @@ describe('relay config from a RelayPolicy', () => {
     assert.equal(buildRelayConfig(policy).spool.reserveMegabytes, undefined, 'the relay defaults it');
   });
 
+  it('removes Bcc by default and passes spec.headers.keepBcc on', () => {
+    assert.equal(buildRelayConfig(policy).headers.keepBcc, false);
+    const keeping = relayPolicy(meta, { hostname: 'relay.example.net', headers: { keepBcc: true } });
+    assert.equal(buildRelayConfig(keeping).headers.keepBcc, true);
+  });
+
   it('uses Redis with a mounted password when the policy names one', () => {
     const p = relayPolicy(meta, {
       hostname: 'relay.example.net',

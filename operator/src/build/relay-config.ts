@@ -40,6 +40,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     auth: spec.auth,
     limits: spec.limits,
     attachments: spec.attachments,
+    headers: spec.headers,
     rateLimits: spec.rateLimits,
     authLockout: spec.authLockout,
     dnsbl: spec.dnsbl,

@@ -778,6 +778,18 @@ export const SendersSchema = Type.Object(
 );
 export type SendersConfig = Static<typeof SendersSchema>;
 
+/** What the relay does to the header section of submitted mail (smtp/missing-headers.ts). */
+export const HeadersSchema = Type.Object(
+  {
+    keepBcc: Type.Boolean({
+      default: false,
+      description:
+        'Keep Bcc and Resent-Bcc header fields in delivered mail; by default they are removed before the message is queued (as Postfix does), so no recipient sees the hidden ones',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -830,6 +842,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'Blocked attachment types',
+    }),
+    headers: Type.Object(HeadersSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'What the relay does to the header section of submitted mail',
     }),
     dkim: Type.Object(DkimSchema.properties, {
       additionalProperties: false,
