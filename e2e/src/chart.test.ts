@@ -311,7 +311,17 @@ describe('chart dashboard and alert rules', () => {
       assert.deepEqual(on.policy.spec.policyTypes, ['Ingress', 'Egress']);
       assert.deepEqual(on.policy.spec.ingress, [
         {
-          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+          from: [
+            { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+            {
+              podSelector: {
+                matchLabels: {
+                  'app.kubernetes.io/instance': 'mail',
+                  'app.kubernetes.io/component': 'chart-test',
+                },
+              },
+            },
+          ],
           ports: [{ protocol: 'TCP', port: 8080 }],
         },
       ]);
@@ -350,7 +360,7 @@ describe('chart dashboard and alert rules', () => {
           monitoringNamespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
         },
       });
-      const role = on.docs.find((d) => d.kind === 'ClusterRole');
+      const role = on.docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'mail-operator');
       assert.deepEqual(
         role?.rules?.find((r) => r.resources.includes('networkpolicies')),
         {
@@ -370,7 +380,17 @@ describe('chart dashboard and alert rules', () => {
       );
       assert.deepEqual(custom.policy?.spec.ingress, [
         {
-          from: [{ namespaceSelector: { matchLabels: { team: 'observability' } } }],
+          from: [
+            { namespaceSelector: { matchLabels: { team: 'observability' } } },
+            {
+              podSelector: {
+                matchLabels: {
+                  'app.kubernetes.io/instance': 'mail',
+                  'app.kubernetes.io/component': 'chart-test',
+                },
+              },
+            },
+          ],
           ports: [{ protocol: 'TCP', port: 8080 }],
         },
       ]);

@@ -14,6 +14,7 @@
 //                       a NetworkPolicy per RelayPolicy for its pods (none when unset)
 //   RELAY_IMAGE         the image of policies without spec.image (the relay of this release)
 //   RELAY_SERVICE_MONITOR  JSON {labels, interval, scrapeTimeout} of the relays' ServiceMonitors
+//   RELAY_RUN_AS_USER   UID of the relay pods (10001); "platform" leaves it to the platform (OpenShift)
 //   WORKERS             parallel reconciles (2)
 //   LOG_LEVEL           pino level (info)
 //   USAGE_INTERVAL_SECONDS  how often each policy's relays are asked for usage and abuse

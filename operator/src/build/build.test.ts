@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
 import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';
+import { DEFAULT_RELAY_DEFAULTS, relayDefaultsFromEnv } from './relay-defaults.ts';
 import {
   chooseShardCount,
   MAX_HASH_CHARS,
@@ -250,6 +251,8 @@ describe('workload', () => {
     const container = pod?.containers[0];
     assert.equal(sts.spec?.replicas, 2);
     assert.equal(pod?.securityContext?.runAsNonRoot, true);
+    assert.equal(pod?.securityContext?.runAsUser, 10001);
+    assert.equal(pod?.automountServiceAccountToken, false, 'no API token: the relays never call the API');
     assert.equal(container?.securityContext?.readOnlyRootFilesystem, true);
     assert.equal(sts.spec?.template.metadata?.annotations?.['sluice.dev/config-hash'], 'abc');
     assert.equal(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '10Gi');
@@ -371,6 +374,27 @@ describe('network exposure', () => {
         ports: [{ protocol: 'TCP', port: 9587 }],
       },
     ]);
+  });
+
+  it('reads the relay defaults from the environment, and names a malformed variable and field', () => {
+    assert.deepEqual(relayDefaultsFromEnv({}), DEFAULT_RELAY_DEFAULTS);
+    assert.equal(relayDefaultsFromEnv({ RELAY_RUN_AS_USER: 'platform' }).runAsUser, undefined);
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_RUN_AS_USER: '0' }),
+      /RELAY_RUN_AS_USER: "0" is neither a non-root UID nor "platform"/,
+    );
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_SERVICE_MONITOR: '{"interval":"soon"}' }),
+      /RELAY_SERVICE_MONITOR\.interval: "soon" is not a Prometheus duration/,
+    );
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_SERVICE_MONITOR: '{"labels":{"release":1}}' }),
+      /RELAY_SERVICE_MONITOR\.labels\.release: 1 is not a label value/,
+    );
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_SERVICE_MONITOR: '{' }),
+      /RELAY_SERVICE_MONITOR is not JSON/,
+    );
   });
 
   it('reads its settings from the environment, and names a malformed variable', () => {

@@ -15,11 +15,14 @@ export interface RelayDefaults {
   /** The image of a policy without spec.image: the relay of the operator's own release. */
   image: string;
   serviceMonitor: ServiceMonitorSettings;
+  /** UID (and GID, fsGroup) of the relay pods; undefined leaves it to the platform (OpenShift). */
+  runAsUser: number | undefined;
 }
 
 export const DEFAULT_RELAY_DEFAULTS: RelayDefaults = {
   image: relayImage(),
   serviceMonitor: { labels: {}, interval: '30s' },
+  runAsUser: 10001,
 };
 
 const DURATION = /^([0-9]+(ms|s|m|h|d|w|y))+$/;
@@ -33,19 +36,32 @@ export class RelayDefaultsError extends Error {
   readonly code = 'SLUICE_ERR_OPERATOR_ENV';
 }
 
+/** RELAY_RUN_AS_USER: a UID; `platform` leaves it to the platform; unset, 10001. */
+function runAsUserFromEnv(raw: string | undefined): number | undefined {
+  const text = raw?.trim();
+  if (!text) return DEFAULT_RELAY_DEFAULTS.runAsUser;
+  if (text === 'platform') return undefined;
+  const uid = Number(text);
+  if (!Number.isInteger(uid) || uid < 1 || uid > 2_147_483_647)
+    throw new RelayDefaultsError(`RELAY_RUN_AS_USER: "${text}" is neither a non-root UID nor "platform"`);
+  return uid;
+}
+
 /**
  * The defaults from the operator's environment: RELAY_IMAGE (a whole image reference;
- * default the relay of this release) and RELAY_SERVICE_MONITOR (JSON {labels, interval,
- * scrapeTimeout}; default no extra labels, 30s).
+ * default the relay of this release), RELAY_SERVICE_MONITOR (JSON {labels, interval,
+ * scrapeTimeout}; default no extra labels, 30s) and RELAY_RUN_AS_USER.
  */
 export function relayDefaultsFromEnv(env: {
   RELAY_IMAGE?: string | undefined;
   RELAY_SERVICE_MONITOR?: string | undefined;
+  RELAY_RUN_AS_USER?: string | undefined;
 }): RelayDefaults {
   const image = env.RELAY_IMAGE?.trim() || DEFAULT_RELAY_DEFAULTS.image;
   if (/\s/.test(image)) throw new RelayDefaultsError(`RELAY_IMAGE: "${image}" is not an image reference`);
+  const runAsUser = runAsUserFromEnv(env.RELAY_RUN_AS_USER);
   const text = env.RELAY_SERVICE_MONITOR?.trim();
-  if (!text) return { ...DEFAULT_RELAY_DEFAULTS, image };
+  if (!text) return { ...DEFAULT_RELAY_DEFAULTS, image, runAsUser };
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -80,6 +96,7 @@ export function relayDefaultsFromEnv(env: {
   const scrapeTimeout = duration('scrapeTimeout');
   return {
     image,
+    runAsUser,
     serviceMonitor: {
       labels: labels as Record<string, string>,
       interval: duration('interval') ?? DEFAULT_RELAY_DEFAULTS.serviceMonitor.interval,

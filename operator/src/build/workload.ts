@@ -15,7 +15,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
-import { DEFAULT_RELAY_DEFAULTS, type ServiceMonitorSettings } from './relay-defaults.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, type ServiceMonitorSettings } from './relay-defaults.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -84,6 +84,7 @@ export function statefulSet(
   policy: RelayPolicy,
   configHash: string,
   users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
+  defaults: RelayDefaults = DEFAULT_RELAY_DEFAULTS,
 ): V1StatefulSet {
   const { spec } = policy;
   const n = names(policy);
@@ -160,11 +161,18 @@ export function statefulSet(
         metadata: { labels: labels(policy), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
         spec: {
           terminationGracePeriodSeconds: spec.drainDeadlineSeconds + 30,
+          // the relays never call the Kubernetes API: no token in their pods
+          automountServiceAccountToken: false,
           securityContext: {
             runAsNonRoot: true,
-            runAsUser: 10001,
-            runAsGroup: 10001,
-            fsGroup: 10001,
+            // left to the platform when unset (OpenShift assigns each namespace a UID range)
+            ...(defaults.runAsUser === undefined
+              ? {}
+              : {
+                  runAsUser: defaults.runAsUser,
+                  runAsGroup: defaults.runAsUser,
+                  fsGroup: defaults.runAsUser,
+                }),
             seccompProfile: { type: 'RuntimeDefault' },
             // SMTP ports (25, 465, 587) without root or capabilities
             sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }],

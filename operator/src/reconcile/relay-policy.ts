@@ -254,7 +254,7 @@ export class RelayPolicyReconciler {
       await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
       sts = await this.#applyStatefulSet(
         policy,
-        statefulSet(policy, restartHash(config, secrets.tlsVersion), shards.set) as KubeObject,
+        statefulSet(policy, restartHash(config, secrets.tlsVersion), shards.set, defaults) as KubeObject,
         { apply, attempt, failures },
       );
       await apply(smtpService(policy) as KubeObject);
