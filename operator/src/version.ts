@@ -9,3 +9,10 @@ export const DEFAULT_RELAY_REPOSITORY = 'ghcr.io/sluice-dev/relay';
 export function relayImage(repository: string = DEFAULT_RELAY_REPOSITORY): string {
   return `${repository}:${OPERATOR_VERSION}`;
 }
+
+/**
+ * What the CRDs up to 0.1.0 wrote into spec.image of every RelayPolicy at creation (a
+ * schema default). Such a value was never chosen by anyone, so it pins nothing: those
+ * policies follow the operator's release like policies without spec.image.
+ */
+export const FORMER_DEFAULT_RELAY_IMAGES: readonly string[] = ['ghcr.io/sluice-dev/relay:0.1.0'];

@@ -159,6 +159,7 @@ export function relayPolicyCrd(): Json {
       ready,
       reason,
       { name: 'Hostname', type: 'string', jsonPath: '.spec.hostname', priority: 1 },
+      { name: 'Relay-Image', type: 'string', jsonPath: '.status.relayImage', priority: 1 },
     ],
   });
 }

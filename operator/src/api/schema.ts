@@ -130,11 +130,14 @@ export const RelayPolicySpecSchema = Type.Object(
       description: 'Relay pods (without autoscaling)',
     }),
     autoscaling: Autoscaling,
-    image: Type.String({
-      minLength: 1,
-      default: 'ghcr.io/sluice-dev/relay:0.1.0',
-      description: 'Relay image',
-    }),
+    // no default: a default would be written into every policy at creation and pin it
+    image: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "Relay image; absent: the relay of the operator's own release, so upgrading the operator rolls the relays to it",
+      }),
+    ),
     imagePullPolicy: Type.Union(
       [Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')],
       {
@@ -311,6 +314,14 @@ export const RelayPolicyStatusSchema = Type.Object({
   readyReplicas: Type.Optional(Type.Integer({ description: 'Pods ready to take mail' })),
   userCount: Type.Optional(Type.Integer({ description: 'SmtpUsers that reference this policy' })),
   selector: Type.Optional(Type.String({ description: 'Label selector of the pods (scale subresource)' })),
+  operatorVersion: Type.Optional(
+    Type.String({ description: 'Release of the operator that last reconciled the policy' }),
+  ),
+  relayImage: Type.Optional(
+    Type.String({
+      description: 'Image the relay pods are given: spec.image, or the relay of the operator release',
+    }),
+  ),
 });
 
 export const SmtpUserSpecSchema = Type.Object(

@@ -1,7 +1,8 @@
 // What the operator's installation decides for every policy's relays, from its
 // environment (the chart sets it): the relay image of a policy without spec.image, and
 // how the relays' ServiceMonitors look to the Prometheus that should select them.
-import { relayImage } from '../version.ts';
+import type { RelayPolicy } from '../api/types.ts';
+import { FORMER_DEFAULT_RELAY_IMAGES, relayImage } from '../version.ts';
 
 export interface ServiceMonitorSettings {
   /** Labels the Prometheus' serviceMonitorSelector matches (kube-prometheus-stack: release=<its release>). */
@@ -103,4 +104,10 @@ export function relayDefaultsFromEnv(env: {
       ...(scrapeTimeout ? { scrapeTimeout } : {}),
     },
   };
+}
+
+/** The image a policy's relay pods run: spec.image when someone chose it, else the installation's. */
+export function relayImageOf(policy: RelayPolicy, defaults: RelayDefaults): string {
+  const pinned = policy.spec.image;
+  return pinned === undefined || FORMER_DEFAULT_RELAY_IMAGES.includes(pinned) ? defaults.image : pinned;
 }

@@ -15,7 +15,12 @@ import type {
 } from '@kubernetes/client-node';
 import type { RelayPolicy } from '../api/types.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
-import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, type ServiceMonitorSettings } from './relay-defaults.ts';
+import {
+  DEFAULT_RELAY_DEFAULTS,
+  type RelayDefaults,
+  relayImageOf,
+  type ServiceMonitorSettings,
+} from './relay-defaults.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -182,7 +187,7 @@ export function statefulSet(
           containers: [
             {
               name: 'relay',
-              image: spec.image,
+              image: relayImageOf(policy, defaults),
               imagePullPolicy: spec.imagePullPolicy,
               args: ['--config', PATHS.config],
               env: [

@@ -17,7 +17,7 @@ import {
   relayNetworkPolicy,
 } from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
-import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults } from '../build/relay-defaults.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, relayImageOf } from '../build/relay-defaults.ts';
 import {
   adminService,
   configMap,
@@ -35,6 +35,7 @@ import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
 import type { UsageSummaries } from '../usage/summaries.ts';
+import { OPERATOR_VERSION } from '../version.ts';
 import { applyIfChanged } from './applied-hash.ts';
 import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
 import {
@@ -293,6 +294,7 @@ export class RelayPolicyReconciler {
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
       userCount: users.length,
       selector: selectorString(policy),
+      versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
     };
     const statusWritten = await this.#writeStatus(cached, facts);
 
