@@ -79,6 +79,7 @@ describe('relay config from a RelayPolicy', () => {
       redis: {
         mode: 'standalone',
         nodes: ['redis:6379'],
+        commandTimeoutMs: 500,
         passwordSecretRef: { name: 'redis', key: 'pw' },
         tls: false,
         db: 0,

@@ -88,9 +88,11 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
             mode: spec.redis.mode,
             nodes: spec.redis.nodes,
             ...(spec.redis.sentinelName ? { sentinelName: spec.redis.sentinelName } : {}),
+            ...(spec.redis.username ? { username: spec.redis.username } : {}),
             ...(spec.redis.passwordSecretRef ? { passwordFile: REDIS_PASSWORD_PATH } : {}),
             tls: spec.redis.tls,
             db: spec.redis.db,
+            commandTimeoutMs: spec.redis.commandTimeoutMs,
           },
         }
       : { backend: 'memory', namespace: `${metadata.namespace}:${metadata.name}` },

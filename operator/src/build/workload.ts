@@ -25,6 +25,13 @@ import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
 
+/** Quantities as the pod spec writes them: `cpu: 1` becomes "1". */
+function quantities(values: Record<string, string | number | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) out[k] = String(v);
+  return out;
+}
+
 /** Name, namespace, labels and the owner reference to the policy, for everything it owns. */
 export function ownedMeta(policy: RelayPolicy, name: string) {
   return {
@@ -148,8 +155,8 @@ export function statefulSet(
       ? { ...spec.resources.requests, cpu: AUTOSCALING_CPU_REQUEST }
       : spec.resources.requests;
   const resources: V1ResourceRequirements = {
-    ...(Object.keys(requests).length ? { requests } : {}),
-    ...(Object.keys(spec.resources.limits).length ? { limits: spec.resources.limits } : {}),
+    ...(Object.keys(requests).length ? { requests: quantities(requests) } : {}),
+    ...(Object.keys(spec.resources.limits).length ? { limits: quantities(spec.resources.limits) } : {}),
   };
   return {
     apiVersion: 'apps/v1',
