@@ -155,6 +155,10 @@ describe('chart values', { skip }, () => {
     const env = operatorEnv(docs);
     assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://otel-collector.monitoring:4318');
     assert.equal(
+      env.OTEL_RESOURCE_ATTRIBUTES,
+      'k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(LEASE_NAMESPACE),k8s.node.name=$(NODE_NAME),k8s.deployment.name=sluice',
+    );
+    assert.equal(
       relayDefaultsFromEnv(env).image,
       `registry.example.com/mirror/sluice-relay:${OPERATOR_VERSION}`,
     );

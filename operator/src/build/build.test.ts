@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { tracingOptionsFromEnv } from '@sluice/relay/tracing';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
 import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';
@@ -271,6 +272,23 @@ describe('workload', () => {
     });
     const env = statefulSet(traced, 'h').spec?.template.spec?.containers[0]?.env ?? [];
     assert.equal(env.find((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT')?.value, 'http://otel:4318');
+    // the kubelet expands $(VAR) from the variables defined before: the k8s.* attributes
+    const fromApi: Record<string, string> = {
+      'metadata.name': 'mail-relay-1',
+      'metadata.namespace': 'prod',
+      'spec.nodeName': 'node-a',
+    };
+    const expanded: Record<string, string> = {};
+    for (const e of env) {
+      const value = e.valueFrom?.fieldRef ? fromApi[e.valueFrom.fieldRef.fieldPath] : e.value;
+      expanded[e.name] = (value ?? '').replace(/\$\((\w+)\)/g, (_m, name: string) => expanded[name] ?? '');
+    }
+    assert.deepEqual(tracingOptionsFromEnv(expanded, 'x').resourceAttributes, {
+      'k8s.pod.name': 'mail-relay-1',
+      'k8s.namespace.name': 'prod',
+      'k8s.node.name': 'node-a',
+      'k8s.statefulset.name': 'mail-relay',
+    });
   });
 
   it('leaves replicas to the HPA when autoscaling is on, and keeps client IPs on the Service', () => {

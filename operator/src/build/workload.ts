@@ -25,6 +25,21 @@ import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
 
+/**
+ * The pod's k8s.* resource attributes (OpenTelemetry semantic conventions) for its spans,
+ * through OTEL_RESOURCE_ATTRIBUTES; the kubelet expands $(VAR) from the variables before.
+ */
+export function k8sResourceEnv(workload: string) {
+  return [
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+    {
+      name: 'OTEL_RESOURCE_ATTRIBUTES',
+      value: `k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),k8s.node.name=$(NODE_NAME),${workload}`,
+    },
+  ];
+}
+
 /** Quantities as the pod spec writes them: `cpu: 1` becomes "1". */
 function quantities(values: Record<string, string | number | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -203,6 +218,7 @@ export function statefulSet(
                   ? [
                       { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: spec.tracing.otlpEndpoint },
                       { name: 'OTEL_SERVICE_NAME', value: 'sluice-relay' },
+                      ...k8sResourceEnv(`k8s.statefulset.name=${n.statefulSet}`),
                     ]
                   : []),
               ],
