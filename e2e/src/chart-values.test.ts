@@ -162,6 +162,17 @@ describe('chart values', { skip }, () => {
       relayDefaultsFromEnv(env).image,
       `registry.example.com/mirror/sluice-relay:${OPERATOR_VERSION}`,
     );
+    const relayPod = statefulSet(
+      relayPolicy({ name: 'outbound', namespace: 'mail' }, { hostname: 'relay.example.net' }),
+      'h',
+      undefined,
+      relayDefaultsFromEnv(env),
+    ).spec?.template.spec;
+    assert.deepEqual(relayPod?.imagePullSecrets, [{ name: 'regcred' }], 'the relay pods pull with it too');
+    assert.equal(
+      relayPod?.containers[0]?.image,
+      `registry.example.com/mirror/sluice-relay:${OPERATOR_VERSION}`,
+    );
     assert.ok(findObject(docs, 'Service', 'sluice-metrics'));
     assert.ok(findObject(docs, 'ClusterRole', 'sluice'));
     const test = findObject(docs, 'Pod', 'sluice-test');

@@ -13,6 +13,7 @@
 //   RELAY_NETWORK_POLICY  JSON {operatorNamespace, operatorPodLabels, monitoringNamespaceSelector}:
 //                       a NetworkPolicy per RelayPolicy for its pods (none when unset)
 //   RELAY_IMAGE         the image of policies without spec.image (the relay of this release)
+//   RELAY_IMAGE_PULL_SECRETS  comma-separated Secrets (in each policy's namespace) to pull it with
 //   RELAY_SERVICE_MONITOR  JSON {labels, interval, scrapeTimeout} of the relays' ServiceMonitors
 //   RELAY_RUN_AS_USER   UID of the relay pods (10001); "platform" leaves it to the platform (OpenShift)
 //   WORKERS             parallel reconciles (2)

@@ -18,12 +18,15 @@ export interface RelayDefaults {
   serviceMonitor: ServiceMonitorSettings;
   /** UID (and GID, fsGroup) of the relay pods; undefined leaves it to the platform (OpenShift). */
   runAsUser: number | undefined;
+  /** Secrets (in each policy's namespace) the kubelet pulls the relay image with. */
+  imagePullSecrets: readonly string[];
 }
 
 export const DEFAULT_RELAY_DEFAULTS: RelayDefaults = {
   image: relayImage(),
   serviceMonitor: { labels: {}, interval: '30s' },
   runAsUser: 10001,
+  imagePullSecrets: [],
 };
 
 const DURATION = /^([0-9]+(ms|s|m|h|d|w|y))+$/;
@@ -51,18 +54,28 @@ function runAsUserFromEnv(raw: string | undefined): number | undefined {
 /**
  * The defaults from the operator's environment: RELAY_IMAGE (a whole image reference;
  * default the relay of this release), RELAY_SERVICE_MONITOR (JSON {labels, interval,
- * scrapeTimeout}; default no extra labels, 30s) and RELAY_RUN_AS_USER.
+ * scrapeTimeout}; default no extra labels, 30s), RELAY_RUN_AS_USER and
+ * RELAY_IMAGE_PULL_SECRETS (comma-separated Secret names).
  */
 export function relayDefaultsFromEnv(env: {
   RELAY_IMAGE?: string | undefined;
+  RELAY_IMAGE_PULL_SECRETS?: string | undefined;
   RELAY_SERVICE_MONITOR?: string | undefined;
   RELAY_RUN_AS_USER?: string | undefined;
 }): RelayDefaults {
   const image = env.RELAY_IMAGE?.trim() || DEFAULT_RELAY_DEFAULTS.image;
   if (/\s/.test(image)) throw new RelayDefaultsError(`RELAY_IMAGE: "${image}" is not an image reference`);
   const runAsUser = runAsUserFromEnv(env.RELAY_RUN_AS_USER);
+  const imagePullSecrets = (env.RELAY_IMAGE_PULL_SECRETS ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+  for (const name of imagePullSecrets) {
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name) || name.length > 253)
+      throw new RelayDefaultsError(`RELAY_IMAGE_PULL_SECRETS: "${name}" is not a Secret name`);
+  }
   const text = env.RELAY_SERVICE_MONITOR?.trim();
-  if (!text) return { ...DEFAULT_RELAY_DEFAULTS, image, runAsUser };
+  if (!text) return { ...DEFAULT_RELAY_DEFAULTS, image, runAsUser, imagePullSecrets };
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -98,6 +111,7 @@ export function relayDefaultsFromEnv(env: {
   return {
     image,
     runAsUser,
+    imagePullSecrets,
     serviceMonitor: {
       labels: labels as Record<string, string>,
       interval: duration('interval') ?? DEFAULT_RELAY_DEFAULTS.serviceMonitor.interval,

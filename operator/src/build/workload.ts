@@ -190,6 +190,9 @@ export function statefulSet(
           terminationGracePeriodSeconds: spec.drainDeadlineSeconds + 30,
           // the relays never call the Kubernetes API: no token in their pods
           automountServiceAccountToken: false,
+          ...(defaults.imagePullSecrets.length > 0
+            ? { imagePullSecrets: defaults.imagePullSecrets.map((name) => ({ name })) }
+            : {}),
           securityContext: {
             runAsNonRoot: true,
             // left to the platform when unset (OpenShift assigns each namespace a UID range)
