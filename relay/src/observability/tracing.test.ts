@@ -120,6 +120,7 @@ describe('traces of SMTP traffic (in-memory exporter)', () => {
     const accepted = relay.logs.events('accepted').find((l) => l.queueId === queueId);
     assert.equal(accepted?.trace_id, session.spanContext().traceId);
     assert.equal(accepted?.span_id, session.spanContext().spanId);
+    assert.match(String(accepted?.messageId), new RegExp(`^<${queueId}@`), 'the Message-ID the relay added');
     const trace = spans.filter((s) => s.spanContext().traceId === session.spanContext().traceId);
     const tx = trace.find((s) => s.name === 'smtp.transaction');
     assert.ok(tx);

@@ -33,6 +33,12 @@ describe('MissingHeaders', () => {
     const withBoth =
       'Subject: x\r\nmessage-id: <a@b>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\n\r\nbody\r\n';
     assert.deepEqual(complete([withBoth]), { text: withBoth, added: [] });
+    const headers = new MissingHeaders(FIELDS);
+    headers.take(Buffer.from(withBoth, 'latin1'));
+    assert.equal(headers.messageId, '<a@b>', 'the Message-ID found, for the accepted log line');
+    const added = new MissingHeaders(FIELDS);
+    added.take(Buffer.from(withDate, 'latin1'));
+    assert.equal(added.messageId, '<Q1@relay.test>');
   });
 
   it('reads only the header: a Date or Message-ID in the body or a folded line does not count', () => {

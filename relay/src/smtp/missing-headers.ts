@@ -13,7 +13,8 @@ const END_OF_HEADER = Buffer.from('\r\n\r\n');
 /** A header field's first line: a name of printable characters but ":", then ":". */
 const FIELD = /^[\x21-\x39\x3b-\x7e]+:/;
 const DATE = /^date:/im;
-const MESSAGE_ID = /^message-id:/im;
+/** The Message-ID field's first line, for the log (bounded: it is the client's text). */
+const MESSAGE_ID_VALUE = /^message-id:[ \t]*([^\r\n]{0,250})/im;
 const EIGHT_BIT = /[\x80-\xff]/;
 
 export interface AddedFields {
@@ -67,6 +68,8 @@ export class MissingHeaders {
   readonly added: string[] = [];
   /** How many Bcc and Resent-Bcc fields were removed, for the log. */
   removedBcc = 0;
+  /** The message's Message-ID as found or added, for the log; undefined when the header was not read. */
+  messageId: string | undefined;
   readonly #holdBytes: number;
   /**
    * Whether the header has bytes outside ASCII (UTF-8 header values, RFC 6532); undefined
@@ -138,8 +141,12 @@ export class MissingHeaders {
       fields += `Date: ${this.#fields.date()}\r\n`;
       this.added.push('Date');
     }
-    if (!MESSAGE_ID.test(header)) {
-      fields += `Message-ID: ${this.#fields.messageId()}\r\n`;
+    const found = MESSAGE_ID_VALUE.exec(header);
+    if (found) {
+      this.messageId = found[1]?.trim();
+    } else {
+      this.messageId = this.#fields.messageId();
+      fields += `Message-ID: ${this.messageId}\r\n`;
       this.added.push('Message-ID');
     }
     return fields === '' ? head : Buffer.concat([Buffer.from(fields, 'latin1'), head]);

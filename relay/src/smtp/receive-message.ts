@@ -304,6 +304,7 @@ export async function receiveMessage(options: {
     log.info(
       {
         event: 'accepted',
+        messageId: normaliser.headers.messageId,
         sender: tx.sender,
         recipients: tx.recipients.length,
         dropped: tx.dropped || undefined,
