@@ -17,7 +17,8 @@ import { KubeClient, type KubeObject, loadKubeConfig } from '../../operator/src/
 import { waitFor } from '../../operator/src/testing/api-server.ts';
 import { OPERATOR_VERSION } from '../../operator/src/version.ts';
 import { type ControlPlane, skipUnlessBuilt, startControlPlane } from './control-plane.ts';
-import { operatorEnv, renderChart } from './helm-template.ts';
+import { helm } from './helm.ts';
+import { CHART, operatorEnv, renderChart } from './helm-template.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PREVIOUS_CRDS = join(ROOT, 'e2e', 'fixtures', 'crds-0.1.0');
@@ -70,6 +71,59 @@ describe('upgrading from the 0.1.0 CRDs', { skip, timeout: 300_000 }, () => {
     assert.ok(stored);
     return stored;
   }
+
+  it("tells the upgrade step, and what to do next, in the chart's NOTES", async () => {
+    // a stand-in for the Prometheus Operator's CRD: the same group, version and kind
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'apiextensions.k8s.io/v1',
+        kind: 'CustomResourceDefinition',
+        metadata: { name: 'servicemonitors.monitoring.coreos.com' },
+        spec: {
+          group: 'monitoring.coreos.com',
+          scope: 'Namespaced',
+          names: { kind: 'ServiceMonitor', plural: 'servicemonitors', singular: 'servicemonitor' },
+          versions: [
+            {
+              name: 'v1',
+              served: true,
+              storage: true,
+              schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+            },
+          ],
+        },
+      }),
+    });
+    await waitFor(
+      'the ServiceMonitor API',
+      async () => (await admin.servesApi('monitoring.coreos.com/v1')) || undefined,
+    );
+    const notes = await helm(
+      [
+        'install',
+        'sluice',
+        CHART,
+        '--namespace',
+        'sluice-system',
+        '--dry-run=client',
+        '--set',
+        'metrics.serviceMonitor.enabled=true',
+      ],
+      { kubeconfig: cp.kubeconfigPath, dir: cp.dir },
+    );
+    assert.match(notes, /NOTES:\n/);
+    assert.match(notes, /helm test sluice -n sluice-system/);
+    assert.match(notes, /kubectl apply -f examples\/relaypolicy\.yaml -f examples\/smtpuser\.yaml/);
+    assert.match(
+      notes,
+      /Helm installs crds\/ but never upgrades them[\s\S]*kubectl apply --server-side --force-conflicts -f charts\/sluice\/crds\//,
+    );
+    assert.match(notes, /WARNING: metrics\.serviceMonitor\.labels is empty/);
+    assert.match(
+      notes,
+      new RegExp(`Relays without spec.image run ghcr\\.io/sluice-dev/relay:${OPERATOR_VERSION}`),
+    );
+  });
 
   it('moves unpinned relays to each new release, keeps pinned ones, and says so in status', async () => {
     // release 0.1.0: helm created its CRDs; its default wrote the image into each policy
