@@ -19,9 +19,10 @@ import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import type { UsersFile } from './config/schema.ts';
 import { isSluiceError } from './errors.ts';
 import { createLogger } from './observability/logger.ts';
-import { startTracing, type Tracing } from './observability/tracing.ts';
+import { startTracing, type Tracing, tracingOptionsFromEnv } from './observability/tracing.ts';
 import { Relay } from './relay.ts';
 import { runFromFiles } from './run-from-files.ts';
+import { VERSION } from './version.ts';
 
 const SHUTDOWN_GRACE_MS = 25_000;
 
@@ -49,11 +50,7 @@ function fail(err: unknown): never {
 
 /** Span export, only when an OTLP endpoint is configured. */
 function tracingFromEnv(): Promise<Tracing> {
-  const endpoint = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  return startTracing({
-    serviceName: process.env.OTEL_SERVICE_NAME || 'sluice-relay',
-    ...(endpoint ? { endpoint } : {}),
-  });
+  return startTracing({ ...tracingOptionsFromEnv(process.env, 'sluice-relay'), serviceVersion: VERSION });
 }
 
 async function runEmbedded(): Promise<void> {

@@ -1,7 +1,24 @@
-{{- define "sluice.name" -}}sluice{{- end -}}
+{{- define "sluice.name" -}}
+{{- default "operator" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 
+{{/* <release>-operator, or <release>-<nameOverride>, or fullnameOverride. Labels and
+selectors keep their values, so an override never changes a Deployment's selector. */}}
 {{- define "sluice.fullname" -}}
-{{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "sluice.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator image; the relay image of the same release. */}}
+{{- define "sluice.operatorImage" -}}
+{{- printf "%s:%s" .Values.operator.image.repository (.Values.operator.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "sluice.relayImage" -}}
+{{- printf "%s:%s" .Values.relay.image.repository (.Values.relay.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
 {{- define "sluice.labels" -}}

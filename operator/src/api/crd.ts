@@ -22,7 +22,13 @@ const DROP = new Set(['$id', 'additionalProperties', 'uniqueItems', 'anyOf', 'co
 export function structural(schema: TSchema): Json {
   const out: Json = {};
   const literals = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const);
-  if (literals?.every((v) => v !== undefined)) {
+  if (schema['x-kubernetes-int-or-string']) {
+    // a number or a string (a quantity): Kubernetes' one structural anyOf, the string's
+    // pattern beside it (it applies to strings only)
+    const string = (schema.anyOf as TSchema[]).find((s) => s.type === 'string');
+    out.anyOf = [{ type: 'integer' }, { type: 'string' }];
+    if (string?.pattern) out.pattern = string.pattern;
+  } else if (literals?.every((v) => v !== undefined)) {
     out.type = typeof literals[0] === 'number' ? 'integer' : 'string';
     out.enum = literals;
   } else if (schema.anyOf) {
@@ -104,8 +110,12 @@ function crd(o: CrdOptions): Json {
               description: o.description,
               required: ['spec'],
               properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
+                apiVersion: {
+                  type: 'string',
+                  description: `The versioned schema of this object: ${GROUP}/${VERSION}`,
+                },
+                kind: { type: 'string', description: `The kind of this object: ${o.kind}` },
+                // the API server allows nothing but the type here: ObjectMeta's own description shows
                 metadata: { type: 'object' },
                 spec: structural(o.spec),
                 status: structural(o.status),
@@ -160,6 +170,7 @@ export function relayPolicyCrd(): Json {
       ready,
       reason,
       { name: 'Hostname', type: 'string', jsonPath: '.spec.hostname', priority: 1 },
+      { name: 'Relay-Image', type: 'string', jsonPath: '.status.relayImage', priority: 1 },
     ],
   });
 }

@@ -33,7 +33,10 @@ export const SendingDomainSpecSchema = Type.Object(
     domain: { ...DomainName, description: 'The domain of the header From (lower case)' },
     policyRef: Type.Object(
       { name: Type.String({ minLength: 1, maxLength: 253, description: 'RelayPolicy in this namespace' }) },
-      { additionalProperties: false },
+      {
+        additionalProperties: false,
+        description: 'The RelayPolicy whose relays sign for and accept this domain',
+      },
     ),
     users: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\s:]+$' }), {
@@ -104,13 +107,16 @@ export const SendingDomainSpecSchema = Type.Object(
       { additionalProperties: false, default: {}, description: 'How the DNS records are published' },
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'A domain the relays sign for, and who may send as it' },
 );
 
 const DnsRecord = Type.Object({
-  purpose: Type.Union(['DKIM', 'SPF', 'DMARC'].map((p) => Type.Literal(p))),
+  purpose: Type.Union(
+    ['DKIM', 'SPF', 'DMARC'].map((p) => Type.Literal(p)),
+    { description: 'What the record is for: DKIM, SPF or DMARC' },
+  ),
   name: Type.String({ description: 'Fully qualified name of the record' }),
-  type: Type.Union([Type.Literal('TXT'), Type.Literal('CNAME')]),
+  type: Type.Union([Type.Literal('TXT'), Type.Literal('CNAME')], { description: 'DNS record type' }),
   value: Type.String({ description: 'The record as one string' }),
   strings: Type.Optional(
     Type.Array(Type.String(), {
@@ -120,12 +126,12 @@ const DnsRecord = Type.Object({
   zone: Type.Union([Type.Literal('customer'), Type.Literal('provider')], {
     description: "customer: in the domain's own DNS; provider: in the delegation zone",
   }),
-  selector: Type.Optional(Type.String()),
+  selector: Type.Optional(Type.String({ description: 'The DKIM selector of a DKIM record' })),
 });
 
 const KeyState = Type.Object({
-  selector: Type.String(),
-  algorithms: Type.Array(Type.String()),
+  selector: Type.String({ description: 'DKIM selector (s=) of the key' }),
+  algorithms: Type.Array(Type.String(), { description: 'rsa-sha256 and, when configured, ed25519-sha256' }),
   secretName: Type.String({ description: 'The Secret holding the private key (never shown here)' }),
   state: Type.Union(
     ['Pending', 'Active', 'Retiring'].map((s) => Type.Literal(s)),
@@ -134,9 +140,13 @@ const KeyState = Type.Object({
         'Pending: waits for DNS; Active: signs; Retiring: replaced, stays published until removableAfter',
     },
   ),
-  createdAt: Type.String({ format: 'date-time' }),
-  activeSince: Type.Optional(Type.String({ format: 'date-time' })),
-  retiringSince: Type.Optional(Type.String({ format: 'date-time' })),
+  createdAt: Type.String({ format: 'date-time', description: 'When the key was generated' }),
+  activeSince: Type.Optional(
+    Type.String({ format: 'date-time', description: 'When the key started signing' }),
+  ),
+  retiringSince: Type.Optional(
+    Type.String({ format: 'date-time', description: 'When a newer key replaced it for signing' }),
+  ),
   removableAfter: Type.Optional(
     Type.String({
       format: 'date-time',
@@ -146,25 +156,44 @@ const KeyState = Type.Object({
   published: Type.Boolean({ description: 'DNS serves this key' }),
 });
 
-export const SendingDomainStatusSchema = Type.Object({
-  observedGeneration: Type.Optional(Type.Integer()),
-  conditions: Type.Optional(
-    Type.Array(
-      Type.Object({
-        type: Type.String({ description: 'DkimPublished, SpfAuthorizesRelay, DmarcPolicy, Ready' }),
-        status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')]),
-        reason: Type.String({ description: 'CamelCase reason' }),
-        message: Type.String({ description: 'What happened, for a human' }),
-        lastTransitionTime: Type.String({ format: 'date-time' }),
-        observedGeneration: Type.Optional(Type.Integer()),
-      }),
+export const SendingDomainStatusSchema = Type.Object(
+  {
+    observedGeneration: Type.Optional(
+      Type.Integer({ description: 'The metadata.generation this status describes' }),
     ),
-  ),
-  signingSelector: Type.Optional(Type.String({ description: 'The selector that signs mail now' })),
-  nextRotation: Type.Optional(Type.String({ format: 'date-time' })),
-  keys: Type.Optional(Type.Array(KeyState)),
-  records: Type.Optional(Type.Array(DnsRecord, { description: 'The DNS records to publish' })),
-});
+    conditions: Type.Optional(
+      Type.Array(
+        Type.Object({
+          type: Type.String({ description: 'DkimPublished, SpfAuthorizesRelay, DmarcPolicy, Ready' }),
+          status: Type.Union([Type.Literal('True'), Type.Literal('False'), Type.Literal('Unknown')], {
+            description: 'True, False or Unknown',
+          }),
+          reason: Type.String({ description: 'CamelCase reason' }),
+          message: Type.String({ description: 'What happened, for a human' }),
+          lastTransitionTime: Type.String({
+            format: 'date-time',
+            description: 'When the status last changed',
+          }),
+          observedGeneration: Type.Optional(
+            Type.Integer({ description: 'The metadata.generation the condition was set for' }),
+          ),
+        }),
+        {
+          description: 'Current state, as Kubernetes conditions',
+          'x-kubernetes-list-type': 'map',
+          'x-kubernetes-list-map-keys': ['type'],
+        },
+      ),
+    ),
+    signingSelector: Type.Optional(Type.String({ description: 'The selector that signs mail now' })),
+    nextRotation: Type.Optional(
+      Type.String({ format: 'date-time', description: 'When the next key is due to be generated' }),
+    ),
+    keys: Type.Optional(Type.Array(KeyState, { description: "The domain's DKIM keys and their state" })),
+    records: Type.Optional(Type.Array(DnsRecord, { description: 'The DNS records to publish' })),
+  },
+  { description: 'What the operator sees: conditions, keys and the DNS records to publish' },
+);
 
 export type SendingDomainSpec = Static<typeof SendingDomainSpecSchema>;
 export type SendingDomainStatus = Static<typeof SendingDomainStatusSchema>;

@@ -16,10 +16,38 @@ import type {
 import type { RelayPolicy } from '../api/types.ts';
 import { DKIM_DIR } from './dkim-keys.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
+import {
+  DEFAULT_RELAY_DEFAULTS,
+  type RelayDefaults,
+  relayImageOf,
+  type ServiceMonitorSettings,
+} from './relay-defaults.ts';
 import type { DkimMount } from './sending-domains.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
+
+/**
+ * The pod's k8s.* resource attributes (OpenTelemetry semantic conventions) for its spans,
+ * through OTEL_RESOURCE_ATTRIBUTES; the kubelet expands $(VAR) from the variables before.
+ */
+export function k8sResourceEnv(workload: string) {
+  return [
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+    {
+      name: 'OTEL_RESOURCE_ATTRIBUTES',
+      value: `k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),k8s.node.name=$(NODE_NAME),${workload}`,
+    },
+  ];
+}
+
+/** Quantities as the pod spec writes them: `cpu: 1` becomes "1". */
+function quantities(values: Record<string, string | number | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) out[k] = String(v);
+  return out;
+}
 
 /** Name, namespace, labels and the owner reference to the policy, for everything it owns. */
 export function ownedMeta(policy: RelayPolicy, name: string) {
@@ -86,6 +114,7 @@ export function statefulSet(
   configHash: string,
   users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
   dkimKeys: readonly DkimMount[] = [],
+  defaults: RelayDefaults = DEFAULT_RELAY_DEFAULTS,
 ): V1StatefulSet {
   const { spec } = policy;
   const n = names(policy);
@@ -154,8 +183,8 @@ export function statefulSet(
       ? { ...spec.resources.requests, cpu: AUTOSCALING_CPU_REQUEST }
       : spec.resources.requests;
   const resources: V1ResourceRequirements = {
-    ...(Object.keys(requests).length ? { requests } : {}),
-    ...(Object.keys(spec.resources.limits).length ? { limits: spec.resources.limits } : {}),
+    ...(Object.keys(requests).length ? { requests: quantities(requests) } : {}),
+    ...(Object.keys(spec.resources.limits).length ? { limits: quantities(spec.resources.limits) } : {}),
   };
   return {
     apiVersion: 'apps/v1',
@@ -172,11 +201,21 @@ export function statefulSet(
         metadata: { labels: labels(policy), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
         spec: {
           terminationGracePeriodSeconds: spec.drainDeadlineSeconds + 30,
+          // the relays never call the Kubernetes API: no token in their pods
+          automountServiceAccountToken: false,
+          ...(defaults.imagePullSecrets.length > 0
+            ? { imagePullSecrets: defaults.imagePullSecrets.map((name) => ({ name })) }
+            : {}),
           securityContext: {
             runAsNonRoot: true,
-            runAsUser: 10001,
-            runAsGroup: 10001,
-            fsGroup: 10001,
+            // left to the platform when unset (OpenShift assigns each namespace a UID range)
+            ...(defaults.runAsUser === undefined
+              ? {}
+              : {
+                  runAsUser: defaults.runAsUser,
+                  runAsGroup: defaults.runAsUser,
+                  fsGroup: defaults.runAsUser,
+                }),
             seccompProfile: { type: 'RuntimeDefault' },
             // SMTP ports (25, 465, 587) without root or capabilities
             sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }],
@@ -186,7 +225,7 @@ export function statefulSet(
           containers: [
             {
               name: 'relay',
-              image: spec.image,
+              image: relayImageOf(policy, defaults),
               imagePullPolicy: spec.imagePullPolicy,
               args: ['--config', PATHS.config],
               env: [
@@ -195,6 +234,7 @@ export function statefulSet(
                   ? [
                       { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: spec.tracing.otlpEndpoint },
                       { name: 'OTEL_SERVICE_NAME', value: 'sluice-relay' },
+                      ...k8sResourceEnv(`k8s.statefulset.name=${n.statefulSet}`),
                     ]
                   : []),
               ],
@@ -337,14 +377,35 @@ export function horizontalPodAutoscaler(policy: RelayPolicy): V2HorizontalPodAut
   };
 }
 
-export function serviceMonitor(policy: RelayPolicy): Record<string, unknown> {
+/**
+ * The relays' ServiceMonitor: the labels the cluster's Prometheus selects, and a `policy`
+ * label on every series (the dashboard's policy variable).
+ */
+export function serviceMonitor(
+  policy: RelayPolicy,
+  settings: ServiceMonitorSettings = DEFAULT_RELAY_DEFAULTS.serviceMonitor,
+): Record<string, unknown> {
+  const meta = ownedMeta(policy, names(policy).serviceMonitor);
   return {
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'ServiceMonitor',
-    metadata: ownedMeta(policy, names(policy).serviceMonitor),
+    metadata: { ...meta, labels: { ...settings.labels, ...meta.labels } },
     spec: {
       selector: { matchLabels: { ...selector(policy), 'sluice.dev/metrics': 'true' } },
-      endpoints: [{ port: 'admin', path: '/metrics', interval: '30s' }],
+      endpoints: [
+        {
+          port: 'admin',
+          path: '/metrics',
+          interval: settings.interval,
+          ...(settings.scrapeTimeout ? { scrapeTimeout: settings.scrapeTimeout } : {}),
+          relabelings: [
+            {
+              sourceLabels: ['__meta_kubernetes_service_label_app_kubernetes_io_instance'],
+              targetLabel: 'policy',
+            },
+          ],
+        },
+      ],
     },
   };
 }

@@ -10,6 +10,7 @@ import type { SendingDomain } from '../api/sending-domain.ts';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { MANAGED_BY } from '../build/names.ts';
 import type { NetworkSettings } from '../build/network-policy.ts';
+import type { RelayDefaults } from '../build/relay-defaults.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { EventRecorder } from '../kube/events.ts';
 import {
@@ -95,6 +96,8 @@ export interface ControllerOptions {
   usageIntervalMs?: number;
   /** The pod network and the relays' NetworkPolicy (see build/network-policy.ts). */
   network?: NetworkSettings;
+  /** The relay image and ServiceMonitor settings of the installation (see build/relay-defaults.ts). */
+  relayDefaults?: RelayDefaults;
   /** Usage-only SmtpUser status writes a second, across all policies (the usage write budget); default 20. */
   usageWritesPerSecond?: number;
   /** Passwords hashed at once, across all policies; default 2. */
@@ -224,6 +227,7 @@ class Session {
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
       ...(o.network ? { network: o.network } : {}),
+      ...(o.relayDefaults ? { relayDefaults: o.relayDefaults } : {}),
       ...(o.queueSource ? { queues: o.queueSource } : {}),
       ...(o.deletionDrainMs !== undefined ? { deletionDrainMs: o.deletionDrainMs } : {}),
       ...(o.drainPollMs !== undefined ? { drainPollMs: o.drainPollMs } : {}),

@@ -18,6 +18,7 @@ import {
   relayNetworkPolicy,
 } from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, relayImageOf } from '../build/relay-defaults.ts';
 import { policyDomains } from '../build/sending-domains.ts';
 import {
   adminService,
@@ -36,6 +37,7 @@ import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
 import type { UsageSummaries } from '../usage/summaries.ts';
+import { OPERATOR_VERSION } from '../version.ts';
 import { applyIfChanged } from './applied-hash.ts';
 import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
 import {
@@ -118,6 +120,8 @@ export interface RelayPolicyReconcilerOptions {
   usage?: UsageSummaries;
   /** The pod network and the relays' NetworkPolicy; default: private ranges, no NetworkPolicy */
   network?: NetworkSettings;
+  /** The relay image and ServiceMonitor settings of the installation */
+  relayDefaults?: RelayDefaults;
   /** Usage-only SmtpUser status writes a second (the usage write budget); default 20 */
   usageWritesPerSecond?: number;
   /** The relays' queues; with it a deleted policy waits for them (finalizer), without it not */
@@ -198,6 +202,7 @@ export class RelayPolicyReconciler {
       name,
       policy.spec.sendingDomains?.defaultSigner,
     );
+    const defaults = this.#o.relayDefaults ?? DEFAULT_RELAY_DEFAULTS;
 
     let config: RelayConfig | undefined;
     let configError: string | undefined;
@@ -269,6 +274,7 @@ export class RelayPolicyReconciler {
           restartHash(config, secrets.tlsVersion),
           shards.set,
           domains.mounts,
+          defaults,
         ) as KubeObject,
         { apply, attempt, failures },
       );
@@ -279,7 +285,8 @@ export class RelayPolicyReconciler {
       const hpa = horizontalPodAutoscaler(policy);
       if (hpa) await apply(hpa as KubeObject);
       else await deleteOwned('autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa);
-      if (await this.#servesServiceMonitors()) await apply(serviceMonitor(policy) as unknown as KubeObject);
+      if (await this.#servesServiceMonitors())
+        await apply(serviceMonitor(policy, defaults.serviceMonitor) as unknown as KubeObject);
       if (network.relayNetworkPolicy) {
         await apply(relayNetworkPolicy(policy, network.relayNetworkPolicy) as unknown as KubeObject);
       } else {
@@ -307,6 +314,7 @@ export class RelayPolicyReconciler {
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
       userCount: users.length,
       selector: selectorString(policy),
+      versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
     };
     const statusWritten = await this.#writeStatus(cached, facts);
 

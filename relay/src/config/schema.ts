@@ -328,12 +328,15 @@ export const DEFAULT_DNSBL_ZONES: DnsblZone[] = [
 
 export const DnsblSchema = Type.Object(
   {
-    enabled: Type.Boolean({ default: true }),
+    enabled: Type.Boolean({ default: true, description: 'Check client IPs against the zones' }),
     checkAt: Type.Union([Type.Literal('connect'), Type.Literal('auth')], {
       default: 'connect',
       description: 'connect checks every client before the greeting; auth checks after a successful AUTH',
     }),
-    zones: Type.Array(DnsblZoneSchema, { default: DEFAULT_DNSBL_ZONES }),
+    zones: Type.Array(DnsblZoneSchema, {
+      default: DEFAULT_DNSBL_ZONES,
+      description: 'The blocklists to query, in order (default Spamhaus XBL)',
+    }),
     resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
       default: [],
       description: 'DNS servers (ip, ip:port or [ipv6]:port); empty uses the system resolver',
@@ -377,15 +380,19 @@ export const RedisSchema = Type.Object(
   {
     mode: Type.Union([Type.Literal('standalone'), Type.Literal('sentinel'), Type.Literal('cluster')], {
       default: 'standalone',
+      description:
+        'standalone: one server; sentinel: the master a sentinel group names; cluster: Redis Cluster',
     }),
-    nodes: Type.Array(Type.String({ pattern: '^[^\\s:]+:[0-9]{1,5}$' }), {
+    nodes: Type.Array(Type.String({ pattern: '^[^\\s:]+:[0-9]{1,5}$', description: 'host:port' }), {
       minItems: 1,
       description: 'host:port of the server, the sentinels, or the cluster seed nodes',
     }),
     sentinelName: Type.Optional(Type.String({ minLength: 1, description: 'Master name (sentinel mode)' })),
-    username: Type.Optional(Type.String()),
+    username: Type.Optional(
+      Type.String({ minLength: 1, description: 'ACL user name (Redis 6 AUTH); none: the default user' }),
+    ),
     passwordFile: Type.Optional(Type.String({ minLength: 1, description: 'File holding the password' })),
-    tls: Type.Boolean({ default: false }),
+    tls: Type.Boolean({ default: false, description: 'Connect with TLS' }),
     db: RedisDbSchema,
     commandTimeoutMs: Type.Integer({
       minimum: 10,
@@ -595,7 +602,7 @@ export const SmarthostSchema = Type.Object(
           'Tried in order when the host cannot be reached or refuses the session (same port, TLS and credentials)',
       }),
     ),
-    port: Type.Integer({ minimum: 1, maximum: 65535, default: 587 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 587, description: 'Port of the smarthost' }),
     tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
       default: 'starttls',
       description: 'starttls upgrades (required), implicit connects with TLS, none never encrypts',
@@ -663,7 +670,11 @@ export const DeliverySchema = Type.Object(
       default: 100,
       description: 'Messages sent over one connection before it is closed',
     }),
-    retry: Type.Object(RetrySchema.properties, { additionalProperties: false, default: {} }),
+    retry: Type.Object(RetrySchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'When a deferred message is tried again',
+    }),
     mtaSts: Type.Object(
       {
         enabled: Type.Boolean({
@@ -870,6 +881,18 @@ export const DmarcPrecheckSchema = Type.Object(
 );
 export type DmarcPrecheckConfig = Static<typeof DmarcPrecheckSchema>;
 
+/** What the relay does to the header section of submitted mail (smtp/missing-headers.ts). */
+export const HeadersSchema = Type.Object(
+  {
+    keepBcc: Type.Boolean({
+      default: false,
+      description:
+        'Keep Bcc and Resent-Bcc header fields in delivered mail; by default they are removed before the message is queued (as Postfix does), so no recipient sees the hidden ones',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -922,6 +945,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'Blocked attachment types',
+    }),
+    headers: Type.Object(HeadersSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'What the relay does to the header section of submitted mail',
     }),
     dkim: Type.Object(DkimSchema.properties, {
       additionalProperties: false,
@@ -1020,7 +1048,12 @@ export const RelayConfigSchema = Type.Object(
           description:
             'Address to bind; :: is every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6)',
         }),
-        port: Type.Integer({ minimum: 0, maximum: 65535, default: 9587 }),
+        port: Type.Integer({
+          minimum: 0,
+          maximum: 65535,
+          default: 9587,
+          description: 'Port of the admin server',
+        }),
         tokenFile: Type.Optional(
           Type.String({
             minLength: 1,

@@ -3,6 +3,7 @@
 // cardinality stays bounded by the listeners and the closed reason list.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
+import { VERSION } from '../version.ts';
 import { REASONS } from './reasons.ts';
 
 export class RelayMetrics {
@@ -23,6 +24,7 @@ export class RelayMetrics {
   readonly receivedBytesTotal: Counter;
   readonly messageSizeBytes: Histogram;
   readonly configReloadsTotal: Counter<'result'>;
+  readonly configLastReloadSuccessful: Gauge;
   readonly bareLineEndingsTotal: Counter<'kind'>;
   readonly stateOperationsTotal: Counter<'op'>;
   readonly stateErrorsTotal: Counter<'op'>;
@@ -49,7 +51,14 @@ export class RelayMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+    // prom-client's own names (process_*, nodejs_*), which stock Node.js dashboards query
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'sluice_build_info',
+      help: 'Always 1; the labels say which release of the relay runs on which Node.js',
+      labelNames: ['version', 'nodejs_version'],
+      registers,
+    }).set({ version: VERSION, nodejs_version: process.versions.node }, 1);
     this.connectionsTotal = new Counter({
       name: 'sluice_smtp_connections_total',
       help: 'SMTP connections accepted, by listener',
@@ -121,6 +130,12 @@ export class RelayMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.configLastReloadSuccessful = new Gauge({
+      name: 'sluice_config_last_reload_successful',
+      help: 'Whether the last reload of the config and users files applied (1) or was rejected (0), so the relay runs on older files',
+      registers,
+    });
+    this.configLastReloadSuccessful.set(1);
     this.bareLineEndingsTotal = new Counter({
       name: 'sluice_smtp_bare_line_endings_total',
       help: 'Bare CR or LF line endings rewritten to CRLF (SMTP smuggling defence)',

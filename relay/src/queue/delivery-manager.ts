@@ -6,7 +6,7 @@ import type { RelayConfig } from '../config/schema.ts';
 import type { DsnAction } from '../delivery/dsn.ts';
 import type { DeliveryJob, DsnRequest, RecipientResult, Transport } from '../delivery/types.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ATTR, endSpan, relayTracer, startSpan, type Tracer } from '../observability/spans.ts';
+import { ATTR, endSpan, relayTracer, SpanKind, startSpan, type Tracer } from '../observability/spans.ts';
 import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient, wantsNotice } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import { KeyedSemaphore } from './concurrency.ts';
@@ -279,12 +279,18 @@ export class DeliveryManager {
     }
     const started = performance.now();
     // one trace per attempt; the queue id ties it to the transaction that accepted the message
-    const span = startSpan(this.#tracer, 'delivery.attempt', undefined, {
-      [ATTR.queueId]: job.queueId,
-      'sluice.delivery.domain': job.domain,
-      [ATTR.recipients]: job.recipients.length,
-      'sluice.delivery.attempt': (this.#envelopes.get(job.queueId)?.attempts ?? 0) + 1,
-    });
+    const span = startSpan(
+      this.#tracer,
+      'delivery.attempt',
+      undefined,
+      {
+        [ATTR.queueId]: job.queueId,
+        'sluice.delivery.domain': job.domain,
+        [ATTR.recipients]: job.recipients.length,
+        'sluice.delivery.attempt': (this.#envelopes.get(job.queueId)?.attempts ?? 0) + 1,
+      },
+      SpanKind.CLIENT,
+    );
     let results: RecipientResult[];
     try {
       results = completeResults(

@@ -12,7 +12,7 @@ import type {
 import type { UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ATTR, inSpan, startSpan, traced } from '../observability/spans.ts';
+import { ATTR, inSpan, SpanKind, startSpan, traced, traceFields } from '../observability/spans.ts';
 import { handoffFromOutside } from '../policy/handoff-origin.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
@@ -88,11 +88,23 @@ export class SmtpHandlers {
   onConnect = (session: SMTPServerSession, callback: Callback): void => {
     const { hostname } = this.#rt.config;
     const clientIp = session.remoteAddress;
-    const log = this.#rt.logger.child({ sessionId: session.id, clientIp, listener: this.#listener });
-    const span = startSpan(this.#rt.tracer, 'smtp.session', undefined, {
-      [ATTR.sessionId]: session.id,
-      [ATTR.listener]: this.#listener,
-      [ATTR.clientAddress]: clientIp,
+    const span = startSpan(
+      this.#rt.tracer,
+      'smtp.session',
+      undefined,
+      {
+        [ATTR.sessionId]: session.id,
+        [ATTR.listener]: this.#listener,
+        [ATTR.clientAddress]: clientIp,
+      },
+      SpanKind.SERVER,
+    );
+    // every line of the session carries its trace, so logs and traces find each other
+    const log = this.#rt.logger.child({
+      sessionId: session.id,
+      clientIp,
+      listener: this.#listener,
+      ...traceFields(span),
     });
     const state: ConnectionState = {
       sessionId: session.id,

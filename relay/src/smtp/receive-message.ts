@@ -157,6 +157,9 @@ export async function receiveMessage(options: {
     new MissingHeaders({
       date: () => rfc5322Date(new Date()),
       messageId: () => `<${queueId}@${config.hostname}>`,
+      removeBcc: !config.headers.keepBcc,
+      // the whole header, so that no Bcc passes: a longer one is refused (maxHeaderBytes)
+      holdBytes: config.limits.maxHeaderBytes + 1024,
     }),
     config.limits.maxMessageBytes,
   );
@@ -330,6 +333,7 @@ export async function receiveMessage(options: {
     log.info(
       {
         event: 'accepted',
+        messageId: normaliser.headers.messageId,
         sender: tx.sender,
         recipients: tx.recipients.length,
         dropped: tx.dropped || undefined,
@@ -337,6 +341,7 @@ export async function receiveMessage(options: {
         bareLf: normaliser.bareLf || undefined,
         bareCr: normaliser.bareCr || undefined,
         addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
+        removedBcc: normaliser.headers.removedBcc || undefined,
         dkim: dkimLog(signer.outcome),
         dmarc: senders.dmarc,
       },
