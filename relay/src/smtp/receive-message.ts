@@ -20,7 +20,7 @@ import { MissingHeaders } from './missing-headers.ts';
 import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
-import type { RelayRuntime } from './runtime.ts';
+import type { DataPort } from './runtime.ts';
 import { checkSenders, type SenderCheckResult } from './sender-checks.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
@@ -127,7 +127,7 @@ function dkimLog(
 }
 
 export async function receiveMessage(options: {
-  rt: RelayRuntime;
+  rt: DataPort;
   handlers: RefusalRecorder;
   state: ConnectionState;
   tx: TransactionState;
