@@ -343,11 +343,11 @@ describe('DeliveryManager', () => {
     await q.submit(testEnvelope(second, ['b@slow.test'], clock.now));
     await waitFor(() => q.events('retry_scheduled').length === 2, 'first attempts');
     assert.deepEqual(
-      q.manager.list().map((e) => e.queueId),
+      (await q.manager.list()).messages.map((e) => e.queueId),
       [first, second],
     );
     assert.equal(q.manager.oldestReceivedAt(), T0);
-    assert.equal(q.manager.get(first)?.attempts, 1);
+    assert.equal((await q.manager.get(first))?.attempts, 1);
 
     assert.equal(q.manager.retryNow(first), true);
     await waitFor(() => q.events('retry_scheduled').length === 3, 'retried now');
@@ -358,7 +358,7 @@ describe('DeliveryManager', () => {
 
     assert.equal(await q.manager.remove(first), true);
     assert.equal(await q.manager.remove(first), false);
-    assert.equal(q.manager.get(first), undefined);
+    assert.equal(await q.manager.get(first), undefined);
     assert.equal(q.manager.size, 1);
     // the other message stays: its file and the envelope written after its deferral
     assert.deepEqual((await readdir(q.spool.queueDir)).sort(), [`${second}.json`, `${second}.msg`]);

@@ -1,6 +1,8 @@
 // Which queued message is due when. One timer is armed for the earliest due time; the clock
 // and the timer are injected so tests move time explicitly. Ids are kept in a min-heap with
 // lazy deletion: rescheduling or removing an id leaves a stale heap entry that is skipped.
+// This is all the queue keeps of a message that is not due: its id and due time (about
+// 100 bytes), so a million queued messages fit in a few hundred MiB (bench/README.md).
 
 export interface Timer {
   cancel(): void;
@@ -12,6 +14,11 @@ export interface SchedulerOptions {
   setTimer: (fn: () => void, ms: number) => Timer;
   /** Called with the ids that are due; they are no longer scheduled when it runs. */
   onDue: (ids: string[]) => void;
+  /**
+   * How many due ids may be handed out now (the rest stay scheduled, in due order, for the
+   * next wake()); unlimited when absent.
+   */
+  room?: () => number;
 }
 
 interface Entry {
@@ -32,6 +39,7 @@ export class Scheduler {
   readonly #now: () => number;
   readonly #setTimer: (fn: () => void, ms: number) => Timer;
   readonly #onDue: (ids: string[]) => void;
+  readonly #room: () => number;
   /** The live entry of every scheduled id. */
   readonly #live = new Map<string, Entry>();
   #heap: Entry[] = [];
@@ -44,6 +52,7 @@ export class Scheduler {
     this.#now = options.now;
     this.#setTimer = options.setTimer;
     this.#onDue = options.onDue;
+    this.#room = options.room ?? (() => Number.POSITIVE_INFINITY);
   }
 
   /** Makes id due at dueAt, replacing any earlier schedule of it. */
@@ -65,6 +74,16 @@ export class Scheduler {
     return this.#live.has(id);
   }
 
+  /** When id is due, if it is scheduled. */
+  dueAt(id: string): number | undefined {
+    return this.#live.get(id)?.dueAt;
+  }
+
+  /** Every scheduled id, in no particular order. */
+  ids(): IterableIterator<string> {
+    return this.#live.keys();
+  }
+
   get size(): number {
     return this.#live.size;
   }
@@ -74,18 +93,22 @@ export class Scheduler {
     return this.#peek()?.dueAt;
   }
 
-  /** Fires every id that is due now, then re-arms the timer. */
+  /** Fires every id that is due now (as many as there is room for), then re-arms the timer. */
   wake(): void {
     if (this.#stopped) return;
     const now = this.#now();
     const due: string[] = [];
-    for (let top = this.#peek(); top && top.dueAt <= now; top = this.#peek()) {
+    const room = this.#room();
+    for (let top = this.#peek(); top && top.dueAt <= now && due.length < room; top = this.#peek()) {
       this.#pop();
       this.#live.delete(top.id);
       due.push(top.id);
     }
-    this.#arm();
-    if (due.length > 0) this.#onDue(due);
+    try {
+      if (due.length > 0) this.#onDue(due);
+    } finally {
+      this.#arm();
+    }
   }
 
   /** Cancels the timer; nothing fires any more. Schedules are kept (for inspection). */
@@ -97,6 +120,11 @@ export class Scheduler {
   #arm(): void {
     if (this.#stopped) return;
     const next = this.nextDueAt();
+    // due ids waiting for room go out with the wake() the owner calls once there is room
+    if (next !== undefined && next <= this.#now() && this.#room() <= 0) {
+      this.#cancelTimer();
+      return;
+    }
     if (next === this.#timerAt) return;
     this.#cancelTimer();
     if (next === undefined) return;
