@@ -58,6 +58,8 @@ export interface StartRelayOptions {
   now?: () => number;
   /** Where spans go; the global API's tracer (a no-op until startTracing) by default. */
   tracer?: Tracer;
+  /** The delivery queue's own limits (queue/delivery-manager.ts); benchmarks and tests set them. */
+  queue?: { activeLimit?: number; scanSliceMs?: number };
 }
 
 async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
@@ -91,6 +93,7 @@ export class Relay implements RelayRuntime {
   #admin?: FastifyInstance;
   #adminPort = 0;
   #deliver: boolean;
+  readonly #queueOptions: StartRelayOptions['queue'];
   #transport?: Transport;
   #delivery?: DeliveryManager;
   #queue?: QueueStore;
@@ -123,6 +126,7 @@ export class Relay implements RelayRuntime {
       reserve: reserveBytes(this.#config),
     });
     this.#deliver = options.deliver ?? true;
+    this.#queueOptions = options.queue;
     this.#now = options.now ?? Date.now;
     this.tracer = options.tracer ?? relayTracer();
     this.#setUsers(options.users);
@@ -180,6 +184,7 @@ export class Relay implements RelayRuntime {
       logger: this.logger,
       observer: this.#deliveryObserver(),
       tracer: this.tracer,
+      ...this.#queueOptions,
     });
     this.#delivery = delivery;
     await delivery.start();

@@ -60,6 +60,8 @@ export interface DeliveryManagerOptions {
   tracer?: Tracer;
   /** Messages active at once (envelope in memory, attempt under way); DEFAULT_ACTIVE_LIMIT by default. */
   activeLimit?: number;
+  /** Longest synchronous slice of the scan at start (QueueStore.scan); 10 ms by default. */
+  scanSliceMs?: number;
 }
 
 /** Postfix's qmgr_message_active_limit is 20,000; an active message here holds ~2 KB. */
@@ -118,6 +120,7 @@ export class DeliveryManager {
   /** Active messages removed through the API before their attempt got going. */
   readonly #removed = new Set<string>();
   readonly #activeLimit: number;
+  readonly #scanSliceMs: number | undefined;
   /** The oldest queue id, once known; undefined when it has to be found again. */
   #oldest: string | undefined;
   #scan: Promise<void> | undefined;
@@ -136,6 +139,7 @@ export class DeliveryManager {
     this.#observer = options.observer;
     this.#tracer = options.tracer ?? relayTracer();
     this.#activeLimit = options.activeLimit ?? DEFAULT_ACTIVE_LIMIT;
+    this.#scanSliceMs = options.scanSliceMs;
     this.#scheduler = new Scheduler({
       now: this.#now,
       setTimer: options.setTimer ?? realTimer,
@@ -175,7 +179,7 @@ export class DeliveryManager {
         (queueId, dueAt) => {
           this.#found(queueId, dueAt);
         },
-        { now: this.#now },
+        { now: this.#now, ...(this.#scanSliceMs === undefined ? {} : { sliceMs: this.#scanSliceMs }) },
       )
       .then(
         (messages) => {

@@ -137,7 +137,8 @@ export class QueueStore {
         const damaged: Array<[string | null, string[], QuarantineReason]> = [];
         const slice: Array<[string, number | undefined]> = [];
         const until = performance.now() + sliceMs;
-        while (performance.now() < until) {
+        // at least one entry per slice, however short
+        for (let first = true; first || performance.now() < until; first = false) {
           const entry = dir.readSync();
           if (entry === null) {
             done = true;
