@@ -27,6 +27,7 @@ import {
   type QueuePage,
   type QueueQuery,
   type QueueState,
+  readAhead,
 } from './listing.ts';
 import { applyResults, completeResults, isOpen } from './outcomes.ts';
 import { planJobs } from './plan-jobs.ts';
@@ -223,9 +224,10 @@ export class DeliveryManager {
     if (this.#stopping || this.#known(queueId)) return;
     this.#noteArrival(queueId);
     const now = this.#now();
-    // no retry is set further ahead than maxBackoff: a time beyond is no schedule of ours
-    // (a clock set back, a file written by hand), and the message is due now
-    const latest = now + this.#config().delivery.retry.maxBackoffSeconds * 1000;
+    // no retry is set further ahead than the queue lifetime: a time beyond is no schedule
+    // of ours (a clock set back, a file written by hand), and the message is due now
+    const { maxBackoffSeconds, queueLifetimeSeconds } = this.#config().delivery.retry;
+    const latest = now + Math.max(maxBackoffSeconds, queueLifetimeSeconds) * 1000;
     if (dueAt !== undefined && dueAt <= latest) {
       this.#scheduler.schedule(queueId, dueAt);
       return;
@@ -291,9 +293,11 @@ export class DeliveryManager {
       const batch = this.#idsAfter(after, readsEnvelope ? Math.min(limit * 2, 500) : limit, (id) =>
         this.#matchesIndex(id, query),
       );
-      for (const id of batch) {
+      // read a few at a time: the thread pool reads them side by side
+      const envelopes = await readAhead(batch, (id) => this.#current(id));
+      for (const [i, id] of batch.entries()) {
         after = id;
-        const envelope = await this.#current(id);
+        const envelope = envelopes[i];
         read++;
         if (envelope === undefined) continue; // gone meanwhile
         if (!matchesEnvelope(envelope, sender, domain)) {

@@ -98,3 +98,18 @@ export class MaxHeap {
     return [...this.#items].sort();
   }
 }
+
+/** Every id's value, `width` reads at a time (in the order of ids). */
+export async function readAhead<T>(
+  ids: readonly string[],
+  read: (id: string) => Promise<T>,
+  width = 16,
+): Promise<T[]> {
+  const out: T[] = new Array(ids.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < ids.length; i = next++) out[i] = await read(ids[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, ids.length) }, worker));
+  return out;
+}

@@ -156,6 +156,8 @@ export class QueueStore {
             messages++;
             const beside = lstatSync(join(queueDir, `${queueId}${ENVELOPE}`), { throwIfNoEntry: false });
             slice.push([queueId, beside?.isFile() ? beside.mtimeMs : undefined]);
+          } else if (name.endsWith(ENVELOPE) && this.#there(`${name.slice(0, -ENVELOPE.length)}${MESSAGE}`)) {
+            // the envelope beside a message: the message's own entry deals with it
           } else {
             const tmp = name.endsWith(`${ENVELOPE}.tmp`);
             if (tmp && !entry.isFile()) {
