@@ -65,8 +65,16 @@ export interface DeliveryManagerOptions {
   scanSliceMs?: number;
 }
 
-/** Postfix's qmgr_message_active_limit is 20,000; an active message here holds ~2 KB. */
-export const DEFAULT_ACTIVE_LIMIT = 10_000;
+/**
+ * Postfix's qmgr_message_active_limit is 20,000. An active message here costs about 30 KB
+ * of heap while it waits for a connection (bench/README.md), and delivery opens at most
+ * delivery.maxConnections (100) at once: 2,000 keeps every connection busy and the heap
+ * small.
+ */
+export const DEFAULT_ACTIVE_LIMIT = 2_000;
+
+/** Envelopes read from disk at once when many messages come due together (file descriptors). */
+const LOADS_AT_ONCE = 32;
 
 function realTimer(fn: () => void, ms: number): Timer {
   const timer = setTimeout(fn, ms);
@@ -114,12 +122,18 @@ export class DeliveryManager {
   readonly #tracer: Tracer;
   readonly #scheduler: Scheduler;
   readonly #slots: KeyedSemaphore;
+  /** Envelope reads under way: a pass of thousands of due messages opens a few files at a time. */
+  readonly #loads = new KeyedSemaphore(() => ({ total: LOADS_AT_ONCE, perKey: LOADS_AT_ONCE }));
   /** The current envelope of every active message; replaced, never mutated. */
   readonly #envelopes = new Map<string, SpooledEnvelope>();
   /** Active messages (loading or being attempted), by queue id: a message has at most one attempt. */
   readonly #inFlight = new Map<string, Promise<void>>();
   /** Active messages removed through the API before their attempt got going. */
   readonly #removed = new Set<string>();
+  /** What stop() found still queued: the hand-off reads them from disk. */
+  #leftAtStop: ReadonlySet<string> = new Set();
+  /** Active messages the scheduler handed out again while they were active. */
+  readonly #again = new Set<string>();
   readonly #activeLimit: number;
   readonly #scanSliceMs: number | undefined;
   /** The oldest queue id, once known; undefined when it has to be found again. */
@@ -344,7 +358,8 @@ export class DeliveryManager {
   async #current(queueId: string): Promise<SpooledEnvelope | undefined> {
     const active = this.#envelopes.get(queueId);
     if (active) return copyEnvelope(active);
-    if (!this.#known(queueId)) return undefined;
+    // the hand-off reads every id stop() gave, whether or not its attempt got going
+    if (!this.#known(queueId) && !this.#leftAtStop.has(queueId)) return undefined;
     return this.#queue.peek(queueId);
   }
 
@@ -394,6 +409,7 @@ export class DeliveryManager {
     this.#scheduler.stop();
     // jobs still waiting for a connection slot are not started; their recipients stay as they were
     this.#slots.close();
+    this.#loads.close();
     const running = Promise.allSettled(this.#inFlight.values());
     // wall-clock, not the injected clock: this bounds a real shutdown
     let timer: NodeJS.Timeout | undefined;
@@ -403,15 +419,34 @@ export class DeliveryManager {
     await Promise.race([running, deadline]);
     clearTimeout(timer);
     // waiting, active, and active ones whose envelope was still being read
-    return [
-      ...new Set([...this.#scheduler.ids(), ...this.#envelopes.keys(), ...this.#inFlight.keys()]),
-    ].sort();
+    this.#leftAtStop = new Set([
+      ...this.#scheduler.ids(),
+      ...this.#envelopes.keys(),
+      ...this.#inFlight.keys(),
+    ]);
+    return [...this.#leftAtStop].sort();
+  }
+
+  /** A due message's envelope from disk, a few reads at a time; undefined once stopping. */
+  async #load(queueId: string): Promise<SpooledEnvelope | undefined> {
+    const release = await this.#loads.acquire('load');
+    if (!release) return undefined;
+    try {
+      return await this.#queue.load(queueId);
+    } finally {
+      release();
+    }
   }
 
   /** Makes a message active: its envelope (given, or read from disk), then its attempt. */
   #begin(queueId: string, given?: SpooledEnvelope): void {
-    if (this.#stopping || this.#inFlight.has(queueId)) return;
-    const run = (given ? Promise.resolve(given) : this.#queue.load(queueId))
+    if (this.#stopping) return;
+    if (this.#inFlight.has(queueId)) {
+      // made due again before its attempt finished: it is scheduled again when that has
+      this.#again.add(queueId);
+      return;
+    }
+    const run = (given ? Promise.resolve(given) : this.#load(queueId))
       .then((envelope) => {
         // gone meanwhile, quarantined, or removed while it was read
         if (envelope === undefined || this.#removed.has(queueId)) {
@@ -431,6 +466,9 @@ export class DeliveryManager {
       .finally(() => {
         this.#inFlight.delete(queueId);
         this.#removed.delete(queueId);
+        if (this.#again.delete(queueId) && this.#envelopes.has(queueId) && !this.#scheduler.has(queueId)) {
+          this.#scheduler.schedule(queueId, this.#now());
+        }
         // a message that waits for its next attempt keeps nothing in memory but its schedule
         if (!this.#stopping) this.#envelopes.delete(queueId);
         this.#queue.forget(queueId);

@@ -64,6 +64,9 @@ interface Layout {
   beside: boolean;
 }
 
+/** Errors of the moment, not of the file: a message is never quarantined for them. */
+const TRANSIENT: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR']);
+
 function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -283,6 +286,8 @@ export class QueueStore {
       // there that cannot be opened (a dangling link) is
       const commitPoint = names.has(message) ? message : beside;
       if (errorCode(err) === 'ENOENT' && !(await this.#exists(commitPoint))) return undefined;
+      // out of file descriptors or memory says nothing of the message: tried again later
+      if (TRANSIENT.has(errorCode(err) ?? '')) throw err;
       const reason = err instanceof TrailerError ? 'corrupt_message' : 'unreadable';
       await this.#quarantine(queueId, files, reason, err);
       return undefined;
