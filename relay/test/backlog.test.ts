@@ -161,8 +161,10 @@ describe('a relay over a large queue', () => {
         'every message tried once and deferred',
         30_000,
       );
+      await started.relay.delivery?.scanned;
       const first = await get('?limit=10');
       assert.equal(first.total, 25);
+      assert.equal(first.scanning, false);
       assert.deepEqual(
         first.messages.map((m) => m.queueId),
         ids.slice(0, 10),

@@ -38,6 +38,7 @@ function envelope(
  */
 class FakeQueueAdmin implements QueueAdmin {
   messages = new Map<string, SpooledEnvelope>();
+  scanning = false;
   retried: (string | undefined)[] = [];
 
   add(envelope: SpooledEnvelope): void {

@@ -18,6 +18,8 @@ export interface QueueAdmin {
   retryNow(queueId: string): boolean;
   /** Schedules every waiting message for an attempt now; how many, or undefined when stopping. */
   retryCount(): number | undefined;
+  /** The scan of the spool at start is still going: the listing and total cover what it found so far. */
+  readonly scanning: boolean;
   /** Deletes a message without notifying anyone; false if unknown. */
   remove(queueId: string): Promise<boolean>;
 }
@@ -51,6 +53,8 @@ export interface QueueListResponse {
   total: number;
   /** Pass as ?cursor= for the next page; null at the end of the queue. */
   next: string | null;
+  /** The scan of the spool at start is still going: total and pages cover only what it found so far. */
+  scanning: boolean;
 }
 
 type ListQuery = Partial<
@@ -84,6 +88,7 @@ export function registerQueueApi(
         messages: page.messages.map((m) => ({ ...toView(m), state: m.state })),
         total: page.total,
         next: page.next,
+        scanning: admin.scanning,
       } satisfies QueueListResponse;
     },
   );

@@ -27,6 +27,7 @@ function envelope(
  */
 class FakeQueueAdmin implements QueueAdmin {
   messages = new Map<string, SpooledEnvelope>();
+  scanning = false;
   retried: (string | undefined)[] = [];
 
   async list(): Promise<QueuePage> {

@@ -139,6 +139,7 @@ export class DeliveryManager {
   /** The oldest queue id, once known; undefined when it has to be found again. */
   #oldest: string | undefined;
   #scan: Promise<void> | undefined;
+  #scanning = false;
   #unsubscribe: (() => void) | undefined;
   #started = false;
   #stopping = false;
@@ -189,6 +190,7 @@ export class DeliveryManager {
       }
     });
     const started = performance.now();
+    this.#scanning = true;
     this.#scan = this.#queue
       .scan(
         (queueId, dueAt) => {
@@ -196,6 +198,9 @@ export class DeliveryManager {
         },
         { now: this.#now, ...(this.#scanSliceMs === undefined ? {} : { sliceMs: this.#scanSliceMs }) },
       )
+      .finally(() => {
+        this.#scanning = false;
+      })
       .then(
         (messages) => {
           this.#logger.info(
@@ -214,6 +219,11 @@ export class DeliveryManager {
   /** Resolves when the scan of the spool that start() began is done. */
   get scanned(): Promise<void> {
     return this.#scan ?? Promise.resolve();
+  }
+
+  /** The scan at start is still going: size and listings cover only what it found so far. */
+  get scanning(): boolean {
+    return this.#scanning;
   }
 
   /** A message committed now: started at once with the envelope in hand when there is room. */
