@@ -187,7 +187,8 @@ export class Relay implements RelayRuntime {
       ...this.#queueOptions,
     });
     this.#delivery = delivery;
-    await delivery.start();
+    // the scan of the spool starts once the relay serves (#start)
+    delivery.listen();
     this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
   }
 
@@ -318,6 +319,8 @@ export class Relay implements RelayRuntime {
     });
     this.#admin = admin.server;
     this.#adminPort = admin.port;
+    // mail is taken from here on; what is already queued is found in the background
+    this.#delivery?.startScan();
     this.logger.info(
       { event: 'started', ports: this.ports, adminPort: this.#adminPort, users: this.#users.size },
       'relay started',

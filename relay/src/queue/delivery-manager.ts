@@ -179,9 +179,19 @@ export class DeliveryManager {
    * started as the scan finds them due.
    */
   async start(): Promise<void> {
+    this.listen();
+    this.startScan();
+  }
+
+  /**
+   * Picks up every message committed from now on; call before any listener opens. The
+   * scan (startScan) can then wait until the relay is serving: its slices would otherwise
+   * come between the steps of the start and hold it up.
+   */
+  listen(): void {
     if (this.#started) throw new Error('delivery manager already started');
     this.#started = true;
-    // subscribe before the scan so a message committed meanwhile is not missed (ids dedupe)
+    // subscribed before the scan so a message committed meanwhile is not missed (ids dedupe)
     this.#unsubscribe = this.#spool.onCommitted((message) => {
       try {
         this.#accept(copyEnvelope(message.envelope));
@@ -189,6 +199,11 @@ export class DeliveryManager {
         this.#logger.error({ event: 'queue_error', queueId: message.queueId, err }, 'cannot queue message');
       }
     });
+  }
+
+  /** Starts the scan of the spool in the background (once); `scanned` resolves when it is done. */
+  startScan(): void {
+    if (this.#scan || this.#stopping) return;
     const started = performance.now();
     this.#scanning = true;
     this.#scan = this.#queue
