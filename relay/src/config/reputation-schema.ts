@@ -1,7 +1,7 @@
 // The config sections that protect the relay's reputation: suppression of recipients
 // that bounced, and shaping of delivery per destination group.
 import { type Static, Type } from '@sinclair/typebox';
-import { REPLY_CLASSES } from '../delivery/reply-class.ts';
+import { REPLY_CLASSES } from '../wire/reply-classes.ts';
 
 const ReplyClass = Type.Union(
   REPLY_CLASSES.map((c) => Type.Literal(c)),

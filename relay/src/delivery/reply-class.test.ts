@@ -2,8 +2,9 @@
 // pages and bounces seen in the field), and against the relay's own local failures.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { REPLY_CLASSES, type ReplyClass } from '../wire/reply-classes.ts';
 import { fromReply } from './delivery-results.ts';
-import { classifyReply, classifyResult, REPLY_CLASSES, type ReplyClass } from './reply-class.ts';
+import { classifyReply, classifyResult } from './reply-class.ts';
 
 const SAMPLES: ReadonlyArray<[ReplyClass, string, string]> = [
   // Google

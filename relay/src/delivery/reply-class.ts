@@ -1,43 +1,9 @@
 // Every answer a delivery attempt gets, put in one closed set of classes: the words
 // metrics, logs, DSNs, usage reports, abuse detection and suppression share. The rules
-// are data (reply-rules.ts); this file only applies them. Pure.
+// are data (reply-rules.ts), the classes themselves a wire vocabulary (wire/reply-classes.ts);
+// this file only applies the rules. Pure.
+import type { ReplyClass } from '../wire/reply-classes.ts';
 import { LOCAL_REASON_CLASSES, STATUS_CLASSES, SUBJECT_CLASSES, TEXT_RULES } from './reply-rules.ts';
-
-export const REPLY_CLASSES = [
-  /** 2xx: the next hop took the message. */
-  'accepted',
-  'invalid-recipient',
-  'bad-domain',
-  'mailbox-full',
-  'inactive-mailbox',
-  /** The sending IP or domain is on a blocklist or blocked by the receiver. */
-  'spam-block',
-  /** This message's content looked like spam or malware. */
-  'spam-content',
-  /** A receiver's local policy (relaying, forwarding, a rule of theirs). */
-  'policy',
-  /** The receiver wants SPF, DKIM or DMARC to pass (or our AUTH at a smarthost failed). */
-  'auth-required',
-  /** Poor reputation of the sending IP or domain, without a blocklist named. */
-  'reputation',
-  /** The receiver throttles us: slow down, try later. Never bounced. */
-  'rate-limited',
-  'message-too-large',
-  /** No way to the destination: DNS, connections, addresses the relay does not deliver to. */
-  'routing',
-  'tls',
-  /** A temporary failure with no more specific reason (greylisting, busy, local trouble). */
-  'transient',
-  'other',
-] as const;
-
-export type ReplyClass = (typeof REPLY_CLASSES)[number];
-
-const KNOWN: ReadonlySet<string> = new Set(REPLY_CLASSES);
-
-export function isReplyClass(value: unknown): value is ReplyClass {
-  return typeof value === 'string' && KNOWN.has(value);
-}
 
 /** What classification reads of a recipient's result. */
 export interface ClassifiedAnswer {

@@ -3,7 +3,7 @@
 // of their own (Yahoo's [TSS04], Microsoft's S3150) under generic enhanced codes. The
 // samples each rule was written for are in reply-class.test.ts; a new rule comes with a
 // sample there.
-import type { ReplyClass } from './reply-class.ts';
+import type { ReplyClass } from '../wire/reply-classes.ts';
 
 export interface TextRule {
   class: ReplyClass;

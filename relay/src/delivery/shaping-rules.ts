@@ -8,7 +8,7 @@
 // (.icloud.com) 10 connections, 5 per connection. KumoMTA counts its provider limits per
 // MTA node; Sluice counts them for all relays of a policy together, which is what the
 // providers see of one set of egress addresses.
-import type { ReplyClass } from './reply-class.ts';
+import type { ReplyClass } from '../wire/reply-classes.ts';
 
 export interface ShapingGroup {
   name: string;

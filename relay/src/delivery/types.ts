@@ -2,8 +2,8 @@
 // notices (bounces, delay warnings) written back into the spool. The queue imports these;
 // nothing here imports the queue.
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import type { ReplyClass } from '../wire/reply-classes.ts';
 import type { DsnAction } from './dsn.ts';
-import type { ReplyClass } from './reply-class.ts';
 
 /** One connection's worth of work: a message to some recipients of one destination. */
 export interface DeliveryJob {

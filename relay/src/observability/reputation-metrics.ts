@@ -2,9 +2,9 @@
 // outcomes by reply class. Labels come from closed lists (the reply classes); which
 // recipient or user is in the log line, never in a label.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { REPLY_CLASSES } from '../delivery/reply-class.ts';
 import type { GroupLimits, Limit, ShapingObserver, Throttle } from '../delivery/shaping.ts';
 import type { ThrottleAction } from '../delivery/shaping-rules.ts';
+import { REPLY_CLASSES } from '../wire/reply-classes.ts';
 
 const RESULTS = ['delivered', 'deferred', 'bounced'] as const;
 
