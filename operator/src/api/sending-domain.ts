@@ -2,7 +2,6 @@
 // users send as. The operator generates its DKIM keys, says in status which DNS records to
 // publish, checks them, and rotates the keys. Source of the generated CRD, like schema.ts.
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
-import type { ObjectMeta } from './types.ts';
 
 function cel<T extends TSchema>(schema: T, rules: Array<{ rule: string; message: string }>): T {
   return { ...schema, 'x-kubernetes-validations': rules };
@@ -199,14 +198,6 @@ export type SendingDomainSpec = Static<typeof SendingDomainSpecSchema>;
 export type SendingDomainStatus = Static<typeof SendingDomainStatusSchema>;
 export type DnsRecord = Static<typeof DnsRecord>;
 export type KeyStatus = Static<typeof KeyState>;
-
-export interface SendingDomain {
-  apiVersion: 'sluice.dev/v1alpha1';
-  kind: 'SendingDomain';
-  metadata: ObjectMeta;
-  spec: SendingDomainSpec;
-  status?: SendingDomainStatus;
-}
 
 /** Fields of a RelayPolicy that its SendingDomains share (spec.sendingDomains). */
 export const PolicySendingDomainsSchema = Type.Object(

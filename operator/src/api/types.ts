@@ -6,6 +6,7 @@ import type {
   SmtpUserSpecSchema,
   SmtpUserStatusSchema,
 } from './schema.ts';
+import type { SendingDomainSpec, SendingDomainStatus } from './sending-domain.ts';
 
 export interface ObjectMeta {
   name: string;
@@ -36,6 +37,14 @@ export interface SmtpUser {
   metadata: ObjectMeta;
   spec: SmtpUserSpec;
   status?: Static<typeof SmtpUserStatusSchema>;
+}
+
+export interface SendingDomain {
+  apiVersion: 'sluice.dev/v1alpha1';
+  kind: 'SendingDomain';
+  metadata: ObjectMeta;
+  spec: SendingDomainSpec;
+  status?: SendingDomainStatus;
 }
 
 export interface Condition {

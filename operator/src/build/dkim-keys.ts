@@ -3,7 +3,7 @@
 // key), and what DNS must serve for them. Pure apart from key generation.
 import { createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
-import type { SendingDomain } from '../api/sending-domain.ts';
+import type { SendingDomain } from '../api/types.ts';
 import { MANAGED_BY } from './names.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';

@@ -2,7 +2,7 @@
 // those DNS serves), the sending domains and their users for the header-From check, and
 // the key Secrets the pods mount. Pure over the caches.
 import type { DkimKeyConfig, SendersConfig } from '@sluice/relay/config-schema';
-import type { SendingDomain } from '../api/sending-domain.ts';
+import type { SendingDomain } from '../api/types.ts';
 import type { KubeObject } from '../kube/client.ts';
 import {
   DKIM_DIR,

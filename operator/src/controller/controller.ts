@@ -6,8 +6,7 @@
 // election, watches and workers run only while this replica leads.
 
 import type { Tracer } from '@opentelemetry/api';
-import type { SendingDomain } from '../api/sending-domain.ts';
-import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import type { RelayPolicy, SendingDomain, SmtpUser } from '../api/types.ts';
 import { MANAGED_BY } from '../build/names.ts';
 import type { NetworkSettings } from '../build/network-policy.ts';
 import type { RelayDefaults } from '../build/relay-defaults.ts';

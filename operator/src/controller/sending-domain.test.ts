@@ -10,7 +10,7 @@ import { startDnsServer, type TestDnsServer } from '@sluice/relay/testing';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { parse } from 'yaml';
-import type { SendingDomain } from '../api/sending-domain.ts';
+import type { SendingDomain } from '../api/types.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 import { CONFIG_MAPS, type ResourceType, SECRETS } from '../kube/resources.ts';
 import { resolverLookup } from '../reconcile/dns-checks.ts';

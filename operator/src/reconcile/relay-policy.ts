@@ -9,8 +9,7 @@ import type { RelayConfig } from '@sluice/relay/config-schema';
 import { ConfigError } from '@sluice/relay/config-validate';
 import { stringify } from 'yaml';
 import { withPolicyDefaults } from '../api/defaults.ts';
-import type { SendingDomain } from '../api/sending-domain.ts';
-import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import type { RelayPolicy, SendingDomain, SmtpUser } from '../api/types.ts';
 import { ADMIN_PORT, names, selectorString } from '../build/names.ts';
 import {
   DEFAULT_NETWORK_SETTINGS,

@@ -5,13 +5,8 @@
 // (a stale cache gets Conflict and a retry), so a key is never switched twice.
 import { createPrivateKey } from 'node:crypto';
 import { Value } from '@sinclair/typebox/value';
-import {
-  type KeyStatus,
-  type SendingDomain,
-  type SendingDomainSpec,
-  SendingDomainSpecSchema,
-} from '../api/sending-domain.ts';
-import type { RelayPolicy } from '../api/types.ts';
+import { type KeyStatus, type SendingDomainSpec, SendingDomainSpecSchema } from '../api/sending-domain.ts';
+import type { RelayPolicy, SendingDomain } from '../api/types.ts';
 import { ANNOTATIONS, generateDkimKeys, keySecret, selectorFor } from '../build/dkim-keys.ts';
 import { domainsOfPolicy, keySecretsOf } from '../build/sending-domains.ts';
 import { isConflict, toKubeApiError } from '../kube/api-error.ts';
