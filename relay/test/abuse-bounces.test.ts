@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  PASSWORD,
+  authenticated,
   PLAIN_LISTENER,
-  RawSmtpClient,
   type SmtpSink,
   startDnsServer,
   startSmtpSink,
@@ -19,10 +18,7 @@ import {
 } from '../src/testing/index.ts';
 
 async function send(t: TestRelay, user: string, to: string[]): Promise<void> {
-  const c = await RawSmtpClient.connect(t.port('plain'));
-  await c.greeting();
-  await c.ehlo();
-  await c.authPlain(user, PASSWORD);
+  const c = await authenticated(t.port('plain'), user);
   const replies = await c.sendRaw(`${user}@sender.test`, to, 'Subject: s\r\n\r\nx\r\n');
   await c.quit();
   assert.equal(replies.at(-1)?.code, 250);

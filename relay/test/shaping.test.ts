@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
-  PASSWORD,
+  authenticated,
   PLAIN_LISTENER,
-  RawSmtpClient,
   type RedisServerHandle,
   type SmtpSink,
   startDnsServer,
@@ -20,10 +19,7 @@ import {
 } from '../src/testing/index.ts';
 
 async function submit(t: TestRelay, to: string): Promise<number> {
-  const c = await RawSmtpClient.connect(t.port('plain'));
-  await c.greeting();
-  await c.ehlo();
-  await c.authPlain('alice', PASSWORD);
+  const c = await authenticated(t.port('plain'), 'alice');
   const replies = await c.sendRaw('alice@sender.test', [to], 'Subject: s\r\n\r\nx\r\n');
   await c.quit();
   return replies.at(-1)?.code ?? 0;

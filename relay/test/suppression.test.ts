@@ -11,9 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import type { SuppressionsResponse } from '../src/admin/suppression-api.ts';
 import { runSuppressionCli } from '../src/cli/suppression.ts';
 import {
-  PASSWORD,
+  authenticated,
   PLAIN_LISTENER,
-  RawSmtpClient,
   type RedisServerHandle,
   type SmtpSink,
   startDnsServer,
@@ -28,10 +27,7 @@ import {
 const TOKEN = 'suppression-token';
 
 async function rcptReplies(t: TestRelay, to: string[]): Promise<Array<{ code: number; text: string }>> {
-  const c = await RawSmtpClient.connect(t.port('plain'));
-  await c.greeting();
-  await c.ehlo();
-  await c.authPlain('alice', PASSWORD);
+  const c = await authenticated(t.port('plain'), 'alice');
   const replies = await c.sendRaw('alice@sender.test', to, 'Subject: s\r\n\r\nx\r\n');
   await c.quit();
   return replies.slice(1, 1 + to.length).map((r) => ({ code: r.code, text: r.text }));
