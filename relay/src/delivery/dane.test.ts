@@ -9,12 +9,12 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
+import { LogCapture } from '../testing/harness.ts';
 import { freePortOn } from '../testing/ports.ts';
 import { skipUnlessPresent } from '../testing/requirements.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
@@ -22,16 +22,6 @@ import { waitFor } from '../testing/wait-for.ts';
 import { DaneResolver } from './dane.ts';
 import { SmtpTransport } from './smtp-transport.ts';
 import type { DeliveryJob, RecipientResult } from './types.ts';
-
-class LogLines extends Writable {
-  readonly lines: Array<Record<string, unknown>> = [];
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-    callback();
-  }
-}
 
 const TOOLS = ['unbound', 'ldns-keygen', 'ldns-signzone'];
 const missing = TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
@@ -54,7 +44,7 @@ describe('DANE in direct delivery', {
   let unbound: ChildProcess;
   let resolver: string;
   let transport: SmtpTransport;
-  const logs = new LogLines();
+  const logs = new LogCapture();
   const outcomes: string[] = [];
   let seq = 0;
 

@@ -9,30 +9,17 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
 import { MemoryStore } from '../state/memory-store.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
+import { LogCapture } from '../testing/harness.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
 import { mxMatches } from './mta-sts.ts';
 import { type MtaStsOutcome, SmtpTransport } from './smtp-transport.ts';
 import type { DeliveryJob, RecipientResult } from './types.ts';
-
-class LogLines extends Writable {
-  readonly lines: Array<Record<string, unknown>> = [];
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-    callback();
-  }
-  events(event: string): Array<Record<string, unknown>> {
-    return this.lines.filter((l) => l.event === event);
-  }
-}
 
 type Pems = { key: string; cert: string };
 
@@ -150,12 +137,12 @@ describe('MTA-STS in direct delivery', () => {
     run: (made: {
       t: SmtpTransport;
       sink: SmtpSink;
-      logs: LogLines;
+      logs: LogCapture;
       outcomes: MtaStsOutcome[];
     }) => Promise<T>,
   ): Promise<T> {
     const sink = await startSmtpSink({ tls: sinkOptions.tls, certificate: mxCert });
-    const logs = new LogLines();
+    const logs = new LogCapture();
     const outcomes: MtaStsOutcome[] = [];
     const config = validateRelayConfig(
       {
