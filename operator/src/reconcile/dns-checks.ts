@@ -4,6 +4,9 @@
 // `error`, never taken as "not published": a flaky resolver does not stop signing.
 import { Resolver } from 'node:dns/promises';
 import { spf } from 'mailauth';
+import getDmarcRecord from 'mailauth/lib/dmarc/get-dmarc-record.js';
+import tools from 'mailauth/lib/tools.js';
+import { getDomain } from 'tldts';
 
 /** What the checks ask of DNS: TXT records (each joined from its strings) and mailauth's resolve(). */
 export interface DnsLookup {
@@ -114,30 +117,18 @@ export type DmarcAnswer =
   | { policy: 'none' | 'quarantine' | 'reject'; record: string; at: string }
   | { policy: 'missing' };
 
-async function dmarcRecord(dns: DnsLookup, domain: string): Promise<string | undefined> {
-  const records = (await dns.txt(`_dmarc.${domain}`)).filter((r) => /^v=DMARC1\s*(;|$)/i.test(r));
-  // RFC 7489 6.6.3: more than one record counts as none
-  return records.length === 1 ? records[0] : undefined;
-}
-
 /**
- * The DMARC policy that applies to mail from `domain`: its own record, else that of a
- * parent domain (its sp=, else p=), as receivers look up the organizational domain. The
- * parents are tried up to the last two labels; without the public suffix list a domain
- * under a two-label suffix (example.co.uk) may also try co.uk, which publishes nothing.
+ * The DMARC policy that applies to mail from `domain` (RFC 7489 6.6.3), by mailauth's own
+ * lookup: the domain's record, else that of its organizational domain (public suffix list),
+ * whose sp= (else p=) applies; more than one record counts as none.
  */
 export async function checkDmarc(dns: DnsLookup, domain: string): Promise<Lookup<DmarcAnswer>> {
   return attempt(async (): Promise<DmarcAnswer> => {
-    const labels = domain.split('.');
-    for (let i = 0; i <= Math.max(0, labels.length - 2); i++) {
-      const at = labels.slice(i).join('.');
-      const record = await dmarcRecord(dns, at);
-      if (!record) continue;
-      const t = tags(record);
-      const p = (i > 0 ? (t.get('sp') ?? t.get('p')) : t.get('p'))?.toLowerCase();
-      if (p === 'none' || p === 'quarantine' || p === 'reject') return { policy: p, record, at };
-      return { policy: 'missing' };
-    }
-    return { policy: 'missing' };
+    const record = await getDmarcRecord(domain, (name, type) => dns.resolve(name, type));
+    if (!record) return { policy: 'missing' };
+    const p = (record.isOrgRecord ? (record.sp ?? record.p) : record.p)?.toLowerCase();
+    if (p !== 'none' && p !== 'quarantine' && p !== 'reject') return { policy: 'missing' };
+    const at = record.isOrgRecord ? (getDomain(domain, tools.TLDTS_OPTS) ?? domain) : domain;
+    return { policy: p, record: record.rr, at };
   });
 }
