@@ -444,7 +444,14 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
   it('uses the older of two SendingDomains that name the same domain, and the other once it is gone', async () => {
     const ns = 'sd-duplicate';
     await setup(ns, { domain: 'twice.example' });
-    await waitFor('the first one checked', async () => (await domainOf(ns, 'customer'))?.status?.conditions);
+    const first = await waitFor('the first one checked', async () => {
+      const d = await domainOf(ns, 'customer');
+      return d?.status?.conditions ? d : undefined;
+    });
+    // creation times have whole seconds: the second one must be created in a later second
+    // to be the younger (with equal times the name decides, and 'again' sorts first)
+    const created = Date.parse(first.metadata.creationTimestamp ?? '');
+    await waitFor('a later second', () => Date.now() >= created + 1000);
     await admin.create({
       apiVersion: 'sluice.dev/v1alpha1',
       kind: 'SendingDomain',
