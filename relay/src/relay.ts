@@ -62,6 +62,8 @@ export interface StartRelayOptions {
   now?: () => number;
   /** Where spans go; the global API's tracer (a no-op until startTracing) by default. */
   tracer?: Tracer;
+  /** The delivery queue's own limits (queue/delivery-manager.ts); benchmarks and tests set them. */
+  queue?: { activeLimit?: number; scanSliceMs?: number };
 }
 
 async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
@@ -96,6 +98,7 @@ export class Relay implements RelayRuntime {
   #admin?: FastifyInstance;
   #adminPort = 0;
   #deliver: boolean;
+  readonly #queueOptions: StartRelayOptions['queue'];
   #transport?: Transport;
   #delivery?: DeliveryManager;
   #queue?: QueueStore;
@@ -131,6 +134,7 @@ export class Relay implements RelayRuntime {
       reserve: reserveBytes(this.#config),
     });
     this.#deliver = options.deliver ?? true;
+    this.#queueOptions = options.queue;
     this.#now = options.now ?? Date.now;
     this.tracer = options.tracer ?? relayTracer();
     this.#setUsers(options.users);
@@ -209,9 +213,11 @@ export class Relay implements RelayRuntime {
       logger: this.logger,
       observer: this.#deliveryObserver(),
       tracer: this.tracer,
+      ...this.#queueOptions,
     });
     this.#delivery = delivery;
-    await delivery.start();
+    // the scan of the spool starts once the relay serves (#start)
+    delivery.listen();
     this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
   }
 
@@ -346,6 +352,8 @@ export class Relay implements RelayRuntime {
     });
     this.#admin = admin.server;
     this.#adminPort = admin.port;
+    // mail is taken from here on; what is already queued is found in the background
+    this.#delivery?.startScan();
     this.logger.info(
       { event: 'started', ports: this.ports, adminPort: this.#adminPort, users: this.#users.size },
       'relay started',
