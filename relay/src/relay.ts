@@ -87,7 +87,10 @@ export class Relay implements RelayRuntime {
   #config: RelayConfig;
   #dkim: DkimKeys = NO_DKIM_KEYS;
   #users: ReadonlyMap<string, UserRecord> = new Map();
+  /** Listeners closing: new connections get 421. */
   #draining = false;
+  /** Readiness off (beginDrain): new connections are still served. */
+  #stopping = false;
   #admin?: FastifyInstance;
   #adminPort = 0;
   #deliver: boolean;
@@ -293,7 +296,10 @@ export class Relay implements RelayRuntime {
       checks: [
         {
           name: 'draining',
-          check: () => ({ ok: !this.#draining, detail: this.#draining ? 'draining' : 'serving' }),
+          check: () => {
+            const stopping = this.#draining || this.#stopping;
+            return { ok: !stopping, detail: this.#draining ? 'draining' : stopping ? 'stopping' : 'serving' };
+          },
         },
         {
           name: 'listeners',
@@ -374,11 +380,21 @@ export class Relay implements RelayRuntime {
   }
 
   /**
+   * The first step of a drain: readiness goes false while the listeners keep accepting,
+   * so that endpoints and load balancers stop sending before close() shuts the door.
+   */
+  beginDrain(): void {
+    if (!this.#stopping) this.logger.info({ event: 'readiness_off' }, 'reporting not ready; still accepting');
+    this.#stopping = true;
+  }
+
+  /**
    * Drain: readiness goes false, listeners stop accepting, open sessions get graceMs to
    * finish; delivery goes on until the drain deadline; what is still queued then is
    * handed to a peer relay when the policy names one, or stays in the spool.
    */
   async close(graceMs = 10_000, drainDeadlineMs?: number): Promise<void> {
+    this.#stopping = true;
     this.#draining = true;
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
     const remaining =
