@@ -19,6 +19,7 @@ import {
   RateLimitsSchema,
   RedisDbSchema,
   RetrySchema,
+  ShutdownDelaySchema,
   SmarthostSchema,
   SpoolReserveSchema,
   UsageSchema,
@@ -120,6 +121,26 @@ const Delivery = cel(
   ],
 );
 
+/**
+ * The longest RelayPolicy name whose children are valid: the StatefulSet `<name>-relay`
+ * gives its pods the label `controller-revision-hash: <name>-relay-<hash of up to 10>`,
+ * which must fit in 63 characters (and `<name>-relay-headless` is a Service).
+ */
+export const RELAY_POLICY_NAME_MAX = 63 - '-relay'.length - 11;
+
+/** Admission rules on a RelayPolicy's name (CEL on the object root). */
+export const RELAY_POLICY_NAME_RULES = [
+  {
+    rule: `self.metadata.name.size() <= ${RELAY_POLICY_NAME_MAX}`,
+    message: `metadata.name may have at most ${RELAY_POLICY_NAME_MAX} characters: the relay pods and Services are named from it (<name>-relay-<n>, <name>-relay-headless) and must fit in 63`,
+  },
+  {
+    rule: "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    message:
+      "metadata.name must start with a letter and hold only a-z, 0-9 and '-' (no dots): the relay's Services are named from it",
+  },
+];
+
 export const RelayPolicySpecSchema = Type.Object(
   {
     replicas: Type.Integer({
@@ -160,6 +181,24 @@ export const RelayPolicySpecSchema = Type.Object(
       Type.Array(Type.Object({}, { 'x-kubernetes-preserve-unknown-fields': true }), {
         description: 'Pod tolerations (core/v1 Toleration)',
       }),
+    ),
+    affinity: Type.Optional(
+      Type.Object(
+        {},
+        {
+          'x-kubernetes-preserve-unknown-fields': true,
+          description: 'Pod affinity and anti-affinity (core/v1 Affinity)',
+        },
+      ),
+    ),
+    topologySpreadConstraints: Type.Optional(
+      Type.Array(Type.Object({}, { 'x-kubernetes-preserve-unknown-fields': true }), {
+        description:
+          'Pod topology spread (core/v1 TopologySpreadConstraint); absent: spread across nodes and zones where possible (ScheduleAnyway); [] for none',
+      }),
+    ),
+    priorityClassName: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 253, description: 'PriorityClass of the relay pods' }),
     ),
     hostname: Type.String({
       minLength: 1,
@@ -278,6 +317,23 @@ export const RelayPolicySpecSchema = Type.Object(
       default: 60,
       description: 'A stopping pod delivers this long, then hands its queue to the other pods',
     }),
+    rollout: Type.Object(
+      {
+        shutdownDelaySeconds: Type.Integer({
+          minimum: ShutdownDelaySchema.minimum,
+          maximum: ShutdownDelaySchema.maximum,
+          default: 10,
+          description:
+            'A stopping pod reports not ready and keeps accepting this long before its listeners close, so endpoints and load balancers stop sending first (the preStop wait, kept by the relay itself)',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description:
+          'How a pod stops: readiness off, the shutdown delay, then listeners closed and the queue drained; terminationGracePeriodSeconds covers all of it',
+      },
+    ),
     tracing: Type.Object(
       {
         otlpEndpoint: Type.Optional(
