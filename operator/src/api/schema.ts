@@ -141,6 +141,42 @@ export const RELAY_POLICY_NAME_RULES = [
   },
 ];
 
+const LabelSelector = Type.Object(
+  {
+    matchLabels: Type.Optional(
+      Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }), {
+        maxProperties: 50,
+      }),
+    ),
+    matchExpressions: Type.Optional(
+      Type.Array(
+        cel(
+          Type.Object(
+            {
+              key: Type.String({ minLength: 1, maxLength: 317 }),
+              operator: Type.Union(['In', 'NotIn', 'Exists', 'DoesNotExist'].map((o) => Type.Literal(o))),
+              values: Type.Optional(Type.Array(Type.String({ maxLength: 63 }), { maxItems: 100 })),
+            },
+            { additionalProperties: false },
+          ),
+          [
+            {
+              rule: "self.operator == 'In' || self.operator == 'NotIn' ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
+              message: 'In and NotIn need values; Exists and DoesNotExist take none',
+            },
+          ],
+        ),
+        { maxItems: 20 },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'Which SmtpUsers naming this policy it accepts, by their labels (a standard label selector); absent: all of them. The others are Ready False, NotSelected',
+  },
+);
+
 export const RelayPolicySpecSchema = Type.Object(
   {
     replicas: Type.Integer({
@@ -205,6 +241,7 @@ export const RelayPolicySpecSchema = Type.Object(
       maxLength: 253,
       description: 'Name in the SMTP greeting and Received headers',
     }),
+    userSelector: Type.Optional(LabelSelector),
     postmaster: Type.Optional(PostmasterSchema),
     listeners: Type.Array(ListenerSchema, {
       minItems: 1,
@@ -359,7 +396,9 @@ export const RelayPolicyStatusSchema = Type.Object({
   conditions: Type.Optional(Conditions),
   replicas: Type.Optional(Type.Integer({ description: 'Pods the StatefulSet has' })),
   readyReplicas: Type.Optional(Type.Integer({ description: 'Pods ready to take mail' })),
-  userCount: Type.Optional(Type.Integer({ description: 'SmtpUsers that reference this policy' })),
+  userCount: Type.Optional(
+    Type.Integer({ description: 'SmtpUsers this policy accepts: they name it and match spec.userSelector' }),
+  ),
   selector: Type.Optional(Type.String({ description: 'Label selector of the pods (scale subresource)' })),
 });
 

@@ -7,12 +7,22 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { parse } from 'yaml';
-import type { RelayPolicy } from '../api/types.ts';
+import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
+import { type ResourceType, SECRETS } from '../kube/resources.ts';
+import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
 import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
 import { Controller } from './controller.ts';
 
 const skip = apiServerSkip();
+
+const EVENTS: ResourceType = {
+  group: 'events.k8s.io',
+  version: 'v1',
+  kind: 'Event',
+  plural: 'events',
+  namespaced: true,
+};
 
 interface PodSpec {
   terminationGracePeriodSeconds?: number;
@@ -24,6 +34,12 @@ interface PodSpec {
 }
 interface StatefulSet extends KubeObject {
   spec: { template: { spec: PodSpec } };
+}
+interface Condition {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
 }
 
 describe('pods and users of a RelayPolicy', { skip, timeout: 300_000 }, () => {
@@ -58,8 +74,64 @@ describe('pods and users of a RelayPolicy', { skip, timeout: 300_000 }, () => {
       spec: { hostname: 'relay.example.net', ...spec },
     } as KubeObject);
   }
+  async function user(
+    ns: string,
+    name: string,
+    options: { username?: string; labels?: Record<string, string> } = {},
+  ): Promise<void> {
+    await admin.create({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: `${name}-pw`, namespace: ns },
+      stringData: { password: `${name}-secret` },
+    } as KubeObject);
+    await admin.create({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'SmtpUser',
+      metadata: { name, namespace: ns, ...(options.labels ? { labels: options.labels } : {}) },
+      spec: {
+        username: options.username ?? name,
+        policyRef: { name: 'mail' },
+        passwordSecretRef: { name: `${name}-pw` },
+      },
+    } as KubeObject);
+  }
   const podSpec = async (ns: string) =>
     (await admin.get<StatefulSet>('apps/v1', 'StatefulSet', ns, 'mail-relay'))?.spec.template.spec;
+  const ready = async (ns: string, name: string) =>
+    (
+      (await admin.get<SmtpUser>('sluice.dev/v1alpha1', 'SmtpUser', ns, name))?.status?.conditions as
+        | Condition[]
+        | undefined
+    )?.find((c) => c.type === 'Ready');
+  const userReason = (ns: string, name: string, reason: string) =>
+    waitFor(`${name} Ready reason ${reason}`, async () => {
+      const c = await ready(ns, name);
+      return c?.reason === reason ? c : undefined;
+    });
+  /** The usernames in the policy's users shards, as the relays read them. */
+  async function usernames(ns: string): Promise<string[]> {
+    const { items } = await admin.list<SecretObject>(SECRETS, {
+      namespace: ns,
+      labelSelector: 'sluice.dev/users-shards,app.kubernetes.io/instance=mail',
+    });
+    const count = (s: SecretObject) => Number(s.metadata.labels?.['sluice.dev/users-shards']);
+    const newest = Math.max(0, ...items.map(count));
+    return items
+      .filter((s) => count(s) === newest)
+      .flatMap(
+        (s) =>
+          (
+            JSON.parse(secretValue(s, 'users.json') ?? '{"users":[]}') as {
+              users: Array<{ username: string }>;
+            }
+          ).users,
+      )
+      .map((u) => u.username)
+      .filter((u) => u !== 'sluice-internal-handoff')
+      .sort();
+  }
+
   it('refuses at admission a policy name its pods and Services could not carry, saying why', async () => {
     const ns = await namespace('names');
     const long = 'a'.repeat(47);
@@ -149,6 +221,77 @@ describe('pods and users of a RelayPolicy', { skip, timeout: 300_000 }, () => {
       spec.topologySpreadConstraints?.map((c) => [c.topologyKey, c.maxSkew]),
       [['rack', 2]],
       'the spread the policy gives replaces the default',
+    );
+  });
+
+  it('accepts only the SmtpUsers its userSelector matches and tells the others why', async () => {
+    const ns = await namespace('selector');
+    await policy(ns, {
+      userSelector: {
+        matchLabels: { tier: 'gold' },
+        matchExpressions: [{ key: 'region', operator: 'In', values: ['eu', 'us'] }],
+      },
+    });
+    await user(ns, 'alice', { labels: { tier: 'gold', region: 'eu' } });
+    await user(ns, 'bob', { labels: { tier: 'silver', region: 'eu' } });
+    await user(ns, 'carol', { labels: { tier: 'gold' } });
+    await waitFor('only alice in the users file', async () => (await usernames(ns)).join() === 'alice');
+    await userReason(ns, 'alice', 'Active');
+    const bob = await userReason(ns, 'bob', 'NotSelected');
+    assert.equal(bob.status, 'False');
+    assert.equal(
+      bob.message,
+      'RelayPolicy mail accepts only SmtpUsers whose labels match tier=gold,region in (eu,us) (spec.userSelector); label this user to match, or change the selector',
+    );
+    await userReason(ns, 'carol', 'NotSelected');
+    const status = (await admin.get<RelayPolicy>('sluice.dev/v1alpha1', 'RelayPolicy', ns, 'mail'))?.status;
+    assert.equal(status?.userCount, 1);
+
+    // labelling a user brings it in; the API server refuses a selector that cannot work
+    await cp.kubectl(['label', 'smtpuser/carol', '-n', ns, 'region=us']);
+    await waitFor('carol in the users file', async () => (await usernames(ns)).join() === 'alice,carol');
+    await userReason(ns, 'carol', 'Active');
+    await assert.rejects(
+      policy(ns, { userSelector: { matchExpressions: [{ key: 'tier', operator: 'In' }] } }, 'other'),
+      /In and NotIn need values; Exists and DoesNotExist take none/,
+    );
+  });
+
+  it('reports a username two SmtpUsers claim on both, naming the other, and lets neither in', async () => {
+    const ns = await namespace('duplicates');
+    await policy(ns);
+    await user(ns, 'first', { username: 'shared@example.com' });
+    await userReason(ns, 'first', 'Active');
+    await waitFor('the first in the users file', async () =>
+      (await usernames(ns)).includes('shared@example.com'),
+    );
+    await user(ns, 'second', { username: 'shared@example.com' });
+    await user(ns, 'other', { username: 'other@example.com' });
+
+    const first = await userReason(ns, 'first', 'DuplicateUsername');
+    const second = await userReason(ns, 'second', 'DuplicateUsername');
+    assert.equal(first.status, 'False');
+    assert.match(first.message, /^username shared@example\.com is also used by SmtpUser second;/);
+    assert.match(second.message, /^username shared@example\.com is also used by SmtpUser first;/);
+    await waitFor(
+      'neither in the users file',
+      async () => (await usernames(ns)).join() === 'other@example.com',
+    );
+    await waitFor('a Warning Event on each', async () => {
+      const { items } = await admin.list<KubeObject & { reason?: string; regarding?: { name?: string } }>(
+        EVENTS,
+        { namespace: ns },
+      );
+      const about = (n: string) =>
+        items.some((e) => e.regarding?.name === n && e.reason === 'DuplicateUsername');
+      return about('first') && about('second');
+    });
+
+    // deleting one gives the username back to the other
+    await admin.delete('sluice.dev/v1alpha1', 'SmtpUser', ns, 'second');
+    await userReason(ns, 'first', 'Active');
+    await waitFor('the first back in the users file', async () =>
+      (await usernames(ns)).includes('shared@example.com'),
     );
   });
 });
