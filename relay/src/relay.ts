@@ -15,6 +15,7 @@ import { startAdminServer } from './admin/server.ts';
 import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
+import { type SecretFile, SecretFiles } from './config/secret-files.ts';
 import { createDsnEnqueuer } from './delivery/bounce.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
@@ -101,6 +102,7 @@ export class Relay implements RelayRuntime {
   #usage?: UsageRecorder;
   #abuse?: AbuseWatch;
   #ownIp?: OwnIpWatch;
+  #secretFiles?: SecretFiles;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
@@ -265,6 +267,7 @@ export class Relay implements RelayRuntime {
       );
     }
     await this.#startDelivery(config);
+    this.#secretFiles = await this.#watchSecretFiles(config, state.setPassword);
     const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
     // the connection caps are per relay: all listeners share them
     const slots = new ConnectionSlots();
@@ -323,6 +326,33 @@ export class Relay implements RelayRuntime {
       { event: 'started', ports: this.ports, adminPort: this.#adminPort, users: this.#users.size },
       'relay started',
     );
+  }
+
+  /** Redis and smarthost passwords, re-read when their files change (a rotated Secret). */
+  #watchSecretFiles(
+    config: RelayConfig,
+    setRedisPassword: ((password: string) => void) | undefined,
+  ): Promise<SecretFiles> {
+    const files: SecretFile[] = [];
+    const redisFile = config.state.redis?.passwordFile;
+    if (redisFile && setRedisPassword) {
+      files.push({ path: redisFile, field: 'state.redis.passwordFile', apply: setRedisPassword });
+    }
+    const smarthostFile = config.delivery.smarthost?.passwordFile;
+    if (smarthostFile && this.#transport) {
+      files.push({
+        path: smarthostFile,
+        field: 'delivery.smarthost.passwordFile',
+        // a new transport reads the file again; the old one's pooled connections close
+        apply: async () => {
+          const transport = await this.#buildTransport(this.#config);
+          const old = this.#transport;
+          this.#transport = transport;
+          void old?.close();
+        },
+      });
+    }
+    return SecretFiles.watch(files, { logger: this.logger });
   }
 
   #certificate(config: RelayConfig): Promise<CertificatePair> {
@@ -396,6 +426,7 @@ export class Relay implements RelayRuntime {
   async close(graceMs = 10_000, drainDeadlineMs?: number): Promise<void> {
     this.#stopping = true;
     this.#draining = true;
+    this.#secretFiles?.close();
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
     const remaining =
       (await this.#delivery?.stop(drainDeadlineMs ?? this.#config.drain.deadlineSeconds * 1000)) ?? [];

@@ -87,6 +87,8 @@ export interface SmtpSink {
   waitForMessages(n: number, timeoutMs?: number): Promise<void>;
   /** Hangs up on every client at once, as a server restarting or timing out idle clients would. */
   dropConnections(): void;
+  /** Requires these credentials from the next AUTH on (a rotated password). */
+  setAuth(auth: { username: string; password: string }): void;
   close(): Promise<void>;
 }
 
@@ -143,6 +145,7 @@ class Sink implements SmtpSink {
   #hangUp = false;
   readonly #open = new Set<string>();
   readonly #options: SmtpSinkOptions;
+  #auth: { username: string; password: string } | undefined;
   readonly #recipientReplies = new Map<string, SinkReply>();
   #dataReply: SinkReply | undefined;
   readonly #waiters = new Set<() => void>();
@@ -151,6 +154,7 @@ class Sink implements SmtpSink {
 
   constructor(options: SmtpSinkOptions) {
     this.#options = options;
+    this.#auth = options.auth;
     this.host = options.host ?? '127.0.0.1';
   }
 
@@ -187,7 +191,8 @@ class Sink implements SmtpSink {
         this.#open.delete(session.id);
       },
       onAuth: (login: SMTPServerAuthentication, _session, callback) => {
-        if (auth && login.username === auth.username && login.password === auth.password) {
+        const now = this.#auth;
+        if (now && login.username === now.username && login.password === now.password) {
           callback(null, { user: login.username });
         } else {
           callback(
@@ -313,6 +318,10 @@ class Sink implements SmtpSink {
 
   hangUpOnNextMail(): void {
     this.#hangUp = true;
+  }
+
+  setAuth(auth: { username: string; password: string }): void {
+    this.#auth = auth;
   }
 
   dropConnections(): void {
