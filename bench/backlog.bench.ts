@@ -12,7 +12,7 @@
 //                               [--due N] [--drain-seconds S] [--accept-rounds N] [--keep]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, futimesSync, mkdirSync, openSync, readFileSync, utimesSync, writeSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
