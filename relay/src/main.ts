@@ -24,8 +24,6 @@ import { Relay } from './relay.ts';
 import { runFromFiles } from './run-from-files.ts';
 import { VERSION } from './version.ts';
 
-const SHUTDOWN_GRACE_MS = 25_000;
-
 function usage(): string {
   return [
     'usage: sluice-relay [--config FILE]',
@@ -101,16 +99,38 @@ async function runFromFile(configPath: string): Promise<void> {
   handleSignals(relay, tracing, () => reloader.close());
 }
 
-/** SIGTERM drains the relay, then flushes the spans still buffered, then exits. */
+/**
+ * SIGTERM drains the relay in the order a rollout needs: readiness goes false at once
+ * while the listeners keep accepting for drain.shutdownDelaySeconds (the time endpoints
+ * and load balancers take to stop sending), then the listeners close, open sessions get
+ * drain.sessionGraceSeconds, the queue drains or is handed on, buffered spans are flushed
+ * and the process exits. A second signal ends the wait at once; SIGINT (Ctrl-C) does not
+ * wait at all.
+ */
 function handleSignals(relay: Relay, tracing: Tracing, beforeExit?: () => void): void {
   let stopping = false;
+  let endWait: (() => void) | undefined;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      endWait?.();
+      return;
+    }
     stopping = true;
-    relay.logger.info({ event: 'shutdown', signal }, 'draining');
-    beforeExit?.();
-    relay
-      .close(SHUTDOWN_GRACE_MS)
+    const { shutdownDelaySeconds, sessionGraceSeconds } = relay.config.drain;
+    const delayMs = signal === 'SIGINT' ? 0 : shutdownDelaySeconds * 1000;
+    relay.logger.info({ event: 'shutdown', signal, delaySeconds: delayMs / 1000 }, 'draining');
+    relay.beginDrain();
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      endWait = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    })
+      .then(() => {
+        beforeExit?.();
+        return relay.close(sessionGraceSeconds * 1000);
+      })
       .then(() =>
         tracing.shutdown().catch((err: unknown) => {
           relay.logger.warn({ event: 'tracing_shutdown_failed', err }, 'spans may be lost');

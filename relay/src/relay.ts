@@ -16,6 +16,7 @@ import { registerSuppressionApi } from './admin/suppression-api.ts';
 import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
+import { type SecretFile, SecretFiles } from './config/secret-files.ts';
 import { createDsnEnqueuer } from './delivery/bounce.ts';
 import { Shaper } from './delivery/shaping.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
@@ -94,7 +95,10 @@ export class Relay implements RelayRuntime {
   #config: RelayConfig;
   #dkim: DkimKeys = NO_DKIM_KEYS;
   #users: ReadonlyMap<string, UserRecord> = new Map();
+  /** Listeners closing: new connections get 421. */
   #draining = false;
+  /** Readiness off (beginDrain): new connections are still served. */
+  #stopping = false;
   #admin?: FastifyInstance;
   #adminPort = 0;
   #deliver: boolean;
@@ -108,6 +112,7 @@ export class Relay implements RelayRuntime {
   #ownIp?: OwnIpWatch;
   #suppression?: SuppressionList;
   #shaper?: Shaper;
+  #secretFiles?: SecretFiles;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
@@ -301,6 +306,7 @@ export class Relay implements RelayRuntime {
       );
     }
     await this.#startDelivery(config);
+    this.#secretFiles = await this.#watchSecretFiles(config, state.setPassword);
     const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
     // the connection caps are per relay: all listeners share them
     const slots = new ConnectionSlots();
@@ -332,7 +338,10 @@ export class Relay implements RelayRuntime {
       checks: [
         {
           name: 'draining',
-          check: () => ({ ok: !this.#draining, detail: this.#draining ? 'draining' : 'serving' }),
+          check: () => {
+            const stopping = this.#draining || this.#stopping;
+            return { ok: !stopping, detail: this.#draining ? 'draining' : stopping ? 'stopping' : 'serving' };
+          },
         },
         {
           name: 'listeners',
@@ -358,6 +367,33 @@ export class Relay implements RelayRuntime {
       { event: 'started', ports: this.ports, adminPort: this.#adminPort, users: this.#users.size },
       'relay started',
     );
+  }
+
+  /** Redis and smarthost passwords, re-read when their files change (a rotated Secret). */
+  #watchSecretFiles(
+    config: RelayConfig,
+    setRedisPassword: ((password: string) => void) | undefined,
+  ): Promise<SecretFiles> {
+    const files: SecretFile[] = [];
+    const redisFile = config.state.redis?.passwordFile;
+    if (redisFile && setRedisPassword) {
+      files.push({ path: redisFile, field: 'state.redis.passwordFile', apply: setRedisPassword });
+    }
+    const smarthostFile = config.delivery.smarthost?.passwordFile;
+    if (smarthostFile && this.#transport) {
+      files.push({
+        path: smarthostFile,
+        field: 'delivery.smarthost.passwordFile',
+        // a new transport reads the file again; the old one's pooled connections close
+        apply: async () => {
+          const transport = await this.#buildTransport(this.#config);
+          const old = this.#transport;
+          this.#transport = transport;
+          void old?.close();
+        },
+      });
+    }
+    return SecretFiles.watch(files, { logger: this.logger });
   }
 
   #certificate(config: RelayConfig): Promise<CertificatePair> {
@@ -417,12 +453,23 @@ export class Relay implements RelayRuntime {
   }
 
   /**
+   * The first step of a drain: readiness goes false while the listeners keep accepting,
+   * so that endpoints and load balancers stop sending before close() shuts the door.
+   */
+  beginDrain(): void {
+    if (!this.#stopping) this.logger.info({ event: 'readiness_off' }, 'reporting not ready; still accepting');
+    this.#stopping = true;
+  }
+
+  /**
    * Drain: readiness goes false, listeners stop accepting, open sessions get graceMs to
    * finish; delivery goes on until the drain deadline; what is still queued then is
    * handed to a peer relay when the policy names one, or stays in the spool.
    */
   async close(graceMs = 10_000, drainDeadlineMs?: number): Promise<void> {
+    this.#stopping = true;
     this.#draining = true;
+    this.#secretFiles?.close();
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
     const remaining =
       (await this.#delivery?.stop(drainDeadlineMs ?? this.#config.drain.deadlineSeconds * 1000)) ?? [];

@@ -6,6 +6,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
   GROUP,
+  RELAY_POLICY_NAME_RULES,
   RelayPolicySpecSchema,
   RelayPolicyStatusSchema,
   SmtpUserSpecSchema,
@@ -81,6 +82,8 @@ interface CrdOptions {
   description: string;
   columns: Array<{ name: string; type: string; jsonPath: string; description?: string; priority?: number }>;
   scale?: boolean;
+  /** CEL rules on the whole object (the only place they can read metadata.name) */
+  validations?: Array<{ rule: string; message: string }>;
 }
 
 function crd(o: CrdOptions): Json {
@@ -109,6 +112,7 @@ function crd(o: CrdOptions): Json {
               type: 'object',
               description: o.description,
               required: ['spec'],
+              ...(o.validations ? { 'x-kubernetes-validations': o.validations } : {}),
               properties: {
                 apiVersion: {
                   type: 'string',
@@ -163,6 +167,7 @@ export function relayPolicyCrd(): Json {
     description:
       'A cluster of Sluice SMTP relay pods and the rules they enforce: listeners, limits, DNS blocklists, blocked attachments, rate limits and delivery.',
     scale: true,
+    validations: RELAY_POLICY_NAME_RULES,
     columns: [
       { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
       { name: 'Ready-Pods', type: 'integer', jsonPath: '.status.readyReplicas' },

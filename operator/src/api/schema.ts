@@ -20,6 +20,7 @@ import {
   RateLimitsSchema,
   RedisSchema,
   RetrySchema,
+  ShutdownDelaySchema,
   SmarthostSchema,
   SpoolReserveSchema,
   UsageSchema,
@@ -151,6 +152,71 @@ const Delivery = cel(
   ],
 );
 
+/**
+ * The longest RelayPolicy name whose children are valid: the StatefulSet `<name>-relay`
+ * gives its pods the label `controller-revision-hash: <name>-relay-<hash of up to 10>`,
+ * which must fit in 63 characters (and `<name>-relay-headless` is a Service).
+ */
+export const RELAY_POLICY_NAME_MAX = 63 - '-relay'.length - 11;
+
+/** Admission rules on a RelayPolicy's name (CEL on the object root). */
+export const RELAY_POLICY_NAME_RULES = [
+  {
+    rule: `self.metadata.name.size() <= ${RELAY_POLICY_NAME_MAX}`,
+    message: `metadata.name may have at most ${RELAY_POLICY_NAME_MAX} characters: the relay pods and Services are named from it (<name>-relay-<n>, <name>-relay-headless) and must fit in 63`,
+  },
+  {
+    rule: "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    message:
+      "metadata.name must start with a letter and hold only a-z, 0-9 and '-' (no dots): the relay's Services are named from it",
+  },
+];
+
+const LabelSelector = Type.Object(
+  {
+    matchLabels: Type.Optional(
+      Type.Record(Type.String({ maxLength: 317 }), Type.String({ maxLength: 63 }), {
+        maxProperties: 50,
+        description: 'Labels an SmtpUser must carry, all of them',
+      }),
+    ),
+    matchExpressions: Type.Optional(
+      Type.Array(
+        cel(
+          Type.Object(
+            {
+              key: Type.String({ minLength: 1, maxLength: 317, description: 'The label key' }),
+              operator: Type.Union(
+                ['In', 'NotIn', 'Exists', 'DoesNotExist'].map((o) => Type.Literal(o)),
+                { description: 'In, NotIn, Exists or DoesNotExist' },
+              ),
+              values: Type.Optional(
+                Type.Array(Type.String({ maxLength: 63 }), {
+                  maxItems: 100,
+                  description: 'Values for In and NotIn',
+                }),
+              ),
+            },
+            { additionalProperties: false, description: 'One label requirement' },
+          ),
+          [
+            {
+              rule: "self.operator == 'In' || self.operator == 'NotIn' ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0",
+              message: 'In and NotIn need values; Exists and DoesNotExist take none',
+            },
+          ],
+        ),
+        { maxItems: 20, description: 'Label requirements an SmtpUser must meet, all of them' },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'Which SmtpUsers naming this policy it accepts, by their labels (a standard label selector); absent: all of them. The others are Ready False, NotSelected',
+  },
+);
+
 // with autoscaling on, the HPA owns the replica count: `kubectl scale` (or an edit of
 // spec.replicas) would be accepted and silently ignored, so it is refused instead
 const REPLICAS_OWNED_BY_HPA = {
@@ -205,6 +271,31 @@ export const RelayPolicySpecSchema = cel(
           description: 'Pod tolerations (core/v1 Toleration)',
         }),
       ),
+      affinity: Type.Optional(
+        Type.Object(
+          {},
+          {
+            'x-kubernetes-preserve-unknown-fields': true,
+            description: 'Pod affinity and anti-affinity (core/v1 Affinity)',
+          },
+        ),
+      ),
+      topologySpreadConstraints: Type.Optional(
+        Type.Array(
+          Type.Object(
+            {},
+            { 'x-kubernetes-preserve-unknown-fields': true, description: 'core/v1 TopologySpreadConstraint' },
+          ),
+          {
+            description:
+              'Pod topology spread (core/v1 TopologySpreadConstraint); absent: spread across nodes and zones where possible (ScheduleAnyway); [] for none',
+          },
+        ),
+      ),
+      priorityClassName: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 253, description: 'PriorityClass of the relay pods' }),
+      ),
+      userSelector: Type.Optional(LabelSelector),
       hostname: Type.String({
         minLength: 1,
         maxLength: 253,
@@ -383,6 +474,23 @@ export const RelayPolicySpecSchema = cel(
         },
         { additionalProperties: false, default: {}, description: 'OpenTelemetry traces of the relay pods' },
       ),
+      rollout: Type.Object(
+        {
+          shutdownDelaySeconds: Type.Integer({
+            minimum: ShutdownDelaySchema.minimum,
+            maximum: ShutdownDelaySchema.maximum,
+            default: 10,
+            description:
+              'A stopping pod reports not ready and keeps accepting this long before its listeners close, so endpoints and load balancers stop sending first (the preStop wait, kept by the relay itself)',
+          }),
+        },
+        {
+          additionalProperties: false,
+          default: {},
+          description:
+            'How a pod stops: readiness off, the shutdown delay, then listeners closed and the queue drained; terminationGracePeriodSeconds covers all of it',
+        },
+      ),
       logLevel: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug'].map((l) => Type.Literal(l)),
         { default: 'info', description: 'Log level of the relay pods' },
@@ -402,7 +510,11 @@ export const RelayPolicyStatusSchema = Type.Object(
     conditions: Type.Optional(Conditions),
     replicas: Type.Optional(Type.Integer({ description: 'Pods the StatefulSet has' })),
     readyReplicas: Type.Optional(Type.Integer({ description: 'Pods ready to take mail' })),
-    userCount: Type.Optional(Type.Integer({ description: 'SmtpUsers that reference this policy' })),
+    userCount: Type.Optional(
+      Type.Integer({
+        description: 'SmtpUsers this policy accepts: they name it and match spec.userSelector',
+      }),
+    ),
     selector: Type.Optional(Type.String({ description: 'Label selector of the pods (scale subresource)' })),
     operatorVersion: Type.Optional(
       Type.String({ description: 'Release of the operator that last reconciled the policy' }),

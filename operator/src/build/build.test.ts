@@ -126,7 +126,7 @@ describe('users', () => {
       { username, policyRef: { name: 'mail' }, passwordSecretRef: { name: `${name}-pw` } },
     );
 
-  it('keeps given hashes, leaves users whose hash is not ready pending, and reports users it cannot add', () => {
+  it('keeps given hashes, leaves users whose hash is not ready pending, and reports users it cannot add (a shared username on both)', () => {
     const given = '$2b$10$abcdefghijklmnopqrstuu5LG1JlLDYXoKk1vBy0W3YvHqBzz2Khm';
     const result = evaluateUsers({
       users: [
@@ -134,25 +134,29 @@ describe('users', () => {
         { user: user('b', 'bob', '2026-01-02T00:00:00Z'), password: given },
         { user: user('c', 'alice', '2026-01-03T00:00:00Z'), password: 'other' },
         { user: user('d', 'dave', '2026-01-04T00:00:00Z'), password: undefined },
+        { user: user('e', 'erin', '2026-01-05T00:00:00Z'), password: 'plain secret' },
       ],
       handoffPassword: 'internal',
-      hashOf: (username, password) => (username === 'alice' ? undefined : { hash: password }),
+      hashOf: (username, password) => (username === 'erin' ? undefined : { hash: password }),
     });
     assert.deepEqual(
       result.records.map((r) => r.record.username),
       ['bob', 'sluice-internal-handoff'],
     );
     assert.equal(result.records[0]?.record.passwordHash, given);
-    assert.deepEqual(result.pending, ['alice']);
+    assert.deepEqual(result.pending, ['erin']);
     assert.deepEqual(
       result.outcomes.map((o) => [o.name, o.ok, o.reason]),
       [
+        ['a', false, 'DuplicateUsername'],
         ['b', true, 'Active'],
         ['c', false, 'DuplicateUsername'],
         ['d', false, 'SecretNotFound'],
       ],
-      'no outcome for alice until her hash is ready',
+      'no outcome for erin until her hash is ready; neither alice is added',
     );
+    assert.match(result.outcomes[0]?.message ?? '', /username alice is also used by SmtpUser c;/);
+    assert.match(result.outcomes[2]?.message ?? '', /username alice is also used by SmtpUser a;/);
   });
 
   it('refuses a Secret holding a broken hash instead of hashing it as a password', () => {

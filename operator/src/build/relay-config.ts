@@ -84,6 +84,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
         : {}),
     },
     drain: {
+      shutdownDelaySeconds: spec.rollout.shutdownDelaySeconds,
       deadlineSeconds: spec.drainDeadlineSeconds,
       ...(handoff
         ? {

@@ -9,10 +9,12 @@ import type {
   V1Secret,
   V1Service,
   V1StatefulSet,
+  V1TopologySpreadConstraint,
   V1Volume,
   V1VolumeMount,
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
+import { SessionGraceSchema } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
 import { DKIM_DIR } from './dkim-keys.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
@@ -200,7 +202,7 @@ export function statefulSet(
       template: {
         metadata: { labels: labels(policy), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
         spec: {
-          terminationGracePeriodSeconds: spec.drainDeadlineSeconds + 30,
+          terminationGracePeriodSeconds: terminationGracePeriodSeconds(policy),
           // the relays never call the Kubernetes API: no token in their pods
           automountServiceAccountToken: false,
           ...(defaults.imagePullSecrets.length > 0
@@ -222,6 +224,12 @@ export function statefulSet(
           },
           ...(spec.nodeSelector ? { nodeSelector: spec.nodeSelector } : {}),
           ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+          ...(spec.affinity ? { affinity: spec.affinity } : {}),
+          ...(spec.priorityClassName ? { priorityClassName: spec.priorityClassName } : {}),
+          // entries are core/v1's: one the API server refuses is reported as ApplyFailed
+          topologySpreadConstraints:
+            (spec.topologySpreadConstraints as V1TopologySpreadConstraint[] | undefined) ??
+            defaultSpread(policy),
           containers: [
             {
               name: 'relay',
@@ -281,6 +289,36 @@ export function statefulSet(
       ],
     },
   };
+}
+
+/**
+ * Replicas spread across nodes and zones: one node or zone lost takes as few relays as
+ * can be, yet a cluster with one node or no zone labels still schedules them all.
+ */
+function defaultSpread(policy: RelayPolicy): V1TopologySpreadConstraint[] {
+  return ['kubernetes.io/hostname', 'topology.kubernetes.io/zone'].map((topologyKey) => ({
+    maxSkew: 1,
+    topologyKey,
+    whenUnsatisfiable: 'ScheduleAnyway',
+    labelSelector: { matchLabels: selector(policy) },
+  }));
+}
+
+/** Time for the hand-off of what the drain deadline left and for closing the rest. */
+const STOP_MARGIN_SECONDS = 15;
+
+/**
+ * How long the kubelet lets a relay stop before killing it: the shutdown delay (readiness
+ * off, still accepting), the open sessions' grace, the drain deadline, then the margin.
+ */
+export function terminationGracePeriodSeconds(policy: RelayPolicy): number {
+  const { spec } = policy;
+  return (
+    spec.rollout.shutdownDelaySeconds +
+    SessionGraceSchema.default +
+    spec.drainDeadlineSeconds +
+    STOP_MARGIN_SECONDS
+  );
 }
 
 /** The relay container's CPU request under autoscaling when the policy sets none. */

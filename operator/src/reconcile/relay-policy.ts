@@ -59,6 +59,7 @@ import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
 import { claimsToExpand, expandClaim, type SpoolTemplateHolder, spoolChange } from './spool-resize.ts';
 import { StatusWriter } from './status-writer.ts';
+import { notSelected, selectUsers } from './user-selection.ts';
 import { UserShards } from './user-shards.ts';
 
 /** Some owned objects could not be applied; the policy's status says which and why. */
@@ -191,6 +192,8 @@ export class RelayPolicyReconciler {
     if (this.#o.queues && !finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
       await this.#setFinalizers(cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
     }
+    // users that name the policy but that its userSelector leaves out are told so, nothing more
+    const { selected, unselected } = selectUsers(policy, users);
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
@@ -256,7 +259,7 @@ export class RelayPolicyReconciler {
     );
     const shards = await this.#shards.reconcile(
       policy,
-      userInputs(users, this.#o.secrets),
+      userInputs(selected, this.#o.secrets),
       handoffPassword,
       fingerprintKey,
     );
@@ -311,7 +314,7 @@ export class RelayPolicyReconciler {
       applyFailures: failures,
       missingSecrets: secrets.missing,
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
-      userCount: users.length,
+      userCount: selected.length,
       selector: selectorString(policy),
       versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
     };
@@ -324,11 +327,15 @@ export class RelayPolicyReconciler {
       token: adminToken,
     });
     // a user whose password is still being hashed keeps its status until it is written
+    const leftOut = unselected.length > 0 ? notSelected(policy) : undefined;
     await this.#userStatus.update(
-      users.flatMap((user) => {
-        const outcome = outcomes.get(user.metadata.name);
-        return outcome ? [{ user, outcome }] : [];
-      }),
+      [
+        ...selected.flatMap((user) => {
+          const outcome = outcomes.get(user.metadata.name);
+          return outcome ? [{ user, outcome }] : [];
+        }),
+        ...(leftOut ? unselected.map((user) => ({ user, outcome: leftOut })) : []),
+      ],
       usage,
     );
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');

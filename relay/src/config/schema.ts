@@ -714,11 +714,28 @@ export const DrainDeadlineSchema = Type.Integer({
   description: 'On shutdown, keep delivering this long before handing the queue on (or leaving it)',
 });
 
+export const ShutdownDelaySchema = Type.Integer({
+  minimum: 0,
+  maximum: 600,
+  default: 0,
+  description:
+    'On SIGTERM, report not ready (/readyz 503) and keep accepting connections this long before the listeners close, so endpoints and load balancers stop sending first',
+});
+
+export const SessionGraceSchema = Type.Integer({
+  minimum: 0,
+  maximum: 3600,
+  default: 25,
+  description: 'Once the listeners close, open SMTP sessions get this long to finish',
+});
+
 /** RFC 1918 and RFC 4193 (unique local IPv6): where pod networks usually are. */
 export const PRIVATE_NETWORKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'] as const;
 
 export const DrainSchema = Type.Object(
   {
+    shutdownDelaySeconds: ShutdownDelaySchema,
+    sessionGraceSeconds: SessionGraceSchema,
     deadlineSeconds: DrainDeadlineSchema,
     handoff: Type.Optional(
       Type.Object(

@@ -510,6 +510,23 @@ export function createRedisClient(config: RedisClientConfig): RedisClient {
   }
 }
 
+/**
+ * A new password for the connections the client makes from now on (ioredis reads it on
+ * each connect). Open connections stay authenticated as they are: Redis does not drop
+ * them when its password changes either.
+ */
+export function setRedisPassword(client: RedisClient, password: string): void {
+  if (client instanceof Cluster) {
+    client.options.redisOptions = { ...client.options.redisOptions, password };
+    // the pool that connects to newly found nodes keeps its own copy of redisOptions
+    const pool = (client as unknown as { connectionPool?: { redisOptions?: RedisOptions } }).connectionPool;
+    if (pool?.redisOptions) pool.redisOptions.password = password;
+    for (const node of client.nodes('all')) node.options.password = password;
+    return;
+  }
+  client.options.password = password;
+}
+
 /** "host:port" (the config schema's form) into ioredis's { host, port }. */
 function parseNode(node: string, defaultPort: number): { host: string; port: number } {
   const colon = node.lastIndexOf(':');

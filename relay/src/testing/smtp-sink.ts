@@ -95,6 +95,8 @@ export interface SmtpSink {
   dropConnections(): void;
   /** Holds the answer to every end of DATA (the sender's connection stays busy) until released. */
   holdData(): () => void;
+  /** Requires these credentials from the next AUTH on (a rotated password). */
+  setAuth(auth: { username: string; password: string }): void;
   close(): Promise<void>;
 }
 
@@ -156,6 +158,7 @@ class Sink implements SmtpSink {
   #held = 0;
   #gate: Promise<void> | undefined;
   readonly #options: SmtpSinkOptions;
+  #auth: { username: string; password: string } | undefined;
   readonly #recipientReplies = new Map<string, SinkReply>();
   #dataReply: SinkReply | undefined;
   readonly #waiters = new Set<() => void>();
@@ -164,6 +167,7 @@ class Sink implements SmtpSink {
 
   constructor(options: SmtpSinkOptions) {
     this.#options = options;
+    this.#auth = options.auth;
     this.host = options.host ?? '127.0.0.1';
   }
 
@@ -220,7 +224,8 @@ class Sink implements SmtpSink {
         this.#open.delete(session.id);
       },
       onAuth: (login: SMTPServerAuthentication, _session, callback) => {
-        if (auth && login.username === auth.username && login.password === auth.password) {
+        const now = this.#auth;
+        if (now && login.username === now.username && login.password === now.password) {
           callback(null, { user: login.username });
         } else {
           callback(
@@ -363,6 +368,10 @@ class Sink implements SmtpSink {
 
   hangUpOnNextMail(): void {
     this.#hangUp = true;
+  }
+
+  setAuth(auth: { username: string; password: string }): void {
+    this.#auth = auth;
   }
 
   dropConnections(): void {
