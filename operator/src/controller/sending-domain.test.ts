@@ -196,14 +196,17 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     });
     assert.deepEqual(before.senders.domains, [{ domain: 'customer.example', users: ['alice'] }]);
     assert.deepEqual(before.dkim.keys, []);
-    const sts = await admin.get<
-      KubeObject & { spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } } }
-    >('apps/v1', 'StatefulSet', ns, 'mail-relay');
-    const dkimVolume = sts?.spec.template.spec.volumes.find((v) => v.name === 'dkim') as
-      | { projected: { sources: Array<{ secret: { name: string } }> } }
-      | undefined;
+    // the config and the StatefulSet are separate writes of one pass: wait for the volume too
+    const dkimVolume = await waitFor('the key Secret mounted in the relay pods', async () => {
+      const sts = await admin.get<
+        KubeObject & { spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } } }
+      >('apps/v1', 'StatefulSet', ns, 'mail-relay');
+      return sts?.spec.template.spec.volumes.find((v) => v.name === 'dkim') as
+        | { projected: { sources: Array<{ secret: { name: string } }> } }
+        | undefined;
+    });
     assert.deepEqual(
-      dkimVolume?.projected.sources.map((s) => s.secret.name),
+      dkimVolume.projected.sources.map((s) => s.secret.name),
       ['customer-dkim-sluice1'],
     );
 
