@@ -90,6 +90,24 @@ describe('the RelayPolicy CRD', () => {
   });
 });
 
+describe('the SmtpUser CRD', () => {
+  it('shows today’s delivered, deferred and bounced in wide printer columns', () => {
+    const crd = smtpUserCrd() as { spec: { versions: Json[] } };
+    const version = crd.spec.versions[0] as Json;
+    const columns = version.additionalPrinterColumns as Array<Json>;
+    assert.deepEqual(
+      columns
+        .filter((c) => String(c.jsonPath).startsWith('.status.usage'))
+        .map((c) => [c.name, c.jsonPath, c.type, c.priority]),
+      [
+        ['Delivered', '.status.usage.deliveries.delivered', 'integer', 1],
+        ['Deferred', '.status.usage.deliveries.deferred', 'integer', 1],
+        ['Bounced', '.status.usage.deliveries.bounced', 'integer', 1],
+      ],
+    );
+  });
+});
+
 describe('the SendingDomain CRD', () => {
   it('is structural and shows the DNS conditions as printer columns', () => {
     const crd = sendingDomainCrd() as { spec: { versions: Json[] } };

@@ -614,7 +614,7 @@ export const SmtpUserStatusSchema = Type.Object(
         {
           'x-kubernetes-preserve-unknown-fields': true,
           description:
-            "Today's and this hour's usage as the relays count it (messages, recipients, bytes, refusals, client IPs), refreshed at most every 5 minutes",
+            "Today's usage as the relays count it (messages, recipients, bytes, refusals, client IPs; deliveries: recipient delivery attempts delivered, deferred and bounced, and each by the class of the remote reply), refreshed at most every 5 minutes",
         },
       ),
     ),
