@@ -121,7 +121,7 @@ const TrustedCa = cel(
     {
       additionalProperties: false,
       description:
-        'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates (MTA-STS enforce, smarthost) and MTA-STS policy hosts: a private PKI. Read when a pod starts',
+        'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates (MTA-STS enforce), MTA-STS policy hosts and the smarthost: a private PKI. The relays re-read the file when the ConfigMap or Secret changes',
     },
   ),
   [

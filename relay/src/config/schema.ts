@@ -776,7 +776,7 @@ export const TlsSchema = Type.Object(
       Type.String({
         minLength: 1,
         description:
-          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates and MTA-STS policy hosts (a private PKI)',
+          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates, MTA-STS policy hosts and the smarthost (a private PKI); re-read when the file changes',
       }),
     ),
   },

@@ -700,7 +700,11 @@ export class SmtpTransport implements Transport {
           secure: smarthost.tls === 'implicit',
           requireTLS: smarthost.tls === 'starttls',
           ignoreTLS: smarthost.tls === 'none',
-          tls: { rejectUnauthorized: smarthost.rejectUnauthorized },
+          // tls.trustedCaFile: a smarthost of a private PKI verifies as an MX host would
+          tls: {
+            rejectUnauthorized: smarthost.rejectUnauthorized,
+            ...(this.#mxCa ? { ca: this.#mxCa } : {}),
+          },
           allowInternalNetworkInterfaces: true,
         },
         this.#auth,
