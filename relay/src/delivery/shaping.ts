@@ -136,6 +136,10 @@ export function shapingScope(limits: Pick<GroupLimits, 'group' | 'egress'>): str
   return limits.egress === undefined ? limits.group : `${limits.group}@${limits.egress}`;
 }
 
+function fromEgress(limits: GroupLimits): string {
+  return limits.egress === undefined ? '' : ` from ${limits.egress}`;
+}
+
 /** A message rate as a sliding-window rule: 100/s is 100 per second, 1/60 one per minute. */
 export function rateWindow(messagesPerSecond: number): { limit: number; windowMs: number } {
   if (messagesPerSecond >= 1) return { limit: Math.floor(messagesPerSecond), windowMs: 1000 };
@@ -207,7 +211,7 @@ export class Shaper {
       return local(
         'deferred',
         '4.4.5',
-        `the message rate to ${base.group} (${limits.messagesPerSecond}/s for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        `the message rate to ${base.group} (${limits.messagesPerSecond}/s for all relays${egressAddresses.length > 0 ? ', from each egress address' : ''}) left no room in ${this.#config().maxWaitSeconds} s`,
         'shaping',
       );
     }
@@ -217,7 +221,7 @@ export class Shaper {
   /** The egress addresses, starting with the one after the group's last pick. */
   #inTurn(group: string, addresses: readonly string[]): string[] {
     const start = (this.#turn.get(group) ?? 0) % addresses.length;
-    this.#turn.set(group, start + 1);
+    this.#turn.set(group, (start + 1) % addresses.length);
     return [...addresses.slice(start), ...addresses.slice(0, start)];
   }
 
@@ -238,7 +242,7 @@ export class Shaper {
       return local(
         'deferred',
         '4.4.5',
-        `the new connections to ${limits.group} (${limits.connectionsPerMinute} a minute for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        `the new connections to ${limits.group} (${limits.connectionsPerMinute} a minute for all relays${fromEgress(limits)}) left no room in ${this.#config().maxWaitSeconds} s`,
         'shaping',
       );
     }
@@ -254,7 +258,7 @@ export class Shaper {
       return local(
         'deferred',
         '4.4.5',
-        `the connection limit of ${limits.group} (${limits.connections} for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        `the connection limit of ${limits.group} (${limits.connections} for all relays${fromEgress(limits)}) left no room in ${this.#config().maxWaitSeconds} s`,
         'shaping',
       );
     }
