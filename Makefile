@@ -75,6 +75,7 @@ test: check test-deps controlplane promtool test-unit test-fuzz test-e2e ## Ever
 
 bench: install controlplane ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix, the operator at scale; reports go to bench/results/
 	node bench/accept.bench.ts
+	node bench/dkim.bench.ts
 	node bench/shared-state.bench.ts
 	node bench/reputation.bench.ts
 	node bench/compare.bench.ts

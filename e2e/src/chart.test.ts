@@ -204,6 +204,7 @@ describe('chart dashboard and alert rules', () => {
       'Saturation per pod',
       'Abuse and own IP',
       'Reputation and shaping',
+      'Sender authentication',
     ]) {
       assert.ok(titles.includes(row), `a ${row} row`);
     }

@@ -4,7 +4,7 @@
 // `kubectl scale` refused while autoscaling owns the replica count.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { KubeClient } from '../../operator/src/kube/client.ts';
+import type { KubeClient, KubeObject } from '../../operator/src/kube/client.ts';
 import {
   apiServerSkip,
   type ControlPlane,
@@ -104,6 +104,37 @@ describe('CRD conventions on a real API server', { skip, timeout: 300_000 }, () 
       samePort,
       /The RelayPolicy "dup-port" is invalid: spec\.listeners: Invalid value: listener ports must be unique/,
     );
+  });
+
+  it('takes the DMARC pre-check and a trusted CA from a ConfigMap or a Secret, refusing both or neither', async () => {
+    await apply(
+      policy('dmarc-ca', {
+        dmarcPrecheck: { action: 'reject', resolvers: ['10.0.0.53'] },
+        delivery: { trustedCa: { configMapName: 'corp-ca' } },
+      }),
+    );
+    const stored = await admin.get<KubeObject & { spec: Json }>(
+      'sluice.dev/v1alpha1',
+      'RelayPolicy',
+      NS,
+      'dmarc-ca',
+    );
+    const spec = stored?.spec as { dmarcPrecheck?: Json; delivery?: { trustedCa?: Json } };
+    assert.deepEqual(
+      [spec.dmarcPrecheck?.action, spec.dmarcPrecheck?.timeoutMs, spec.delivery?.trustedCa],
+      ['reject', 2000, { configMapName: 'corp-ca', key: 'ca.crt' }],
+      'defaults filled in by the API server',
+    );
+    const both = await refused(
+      apply(policy('ca-both', { delivery: { trustedCa: { configMapName: 'a', secretName: 'b' } } })),
+    );
+    assert.match(both, /trustedCa names either a configMapName or a secretName/);
+    const neither = await refused(
+      apply(policy('ca-neither', { delivery: { trustedCa: { key: 'ca.pem' } } })),
+    );
+    assert.match(neither, /trustedCa names either a configMapName or a secretName/);
+    const tag = await refused(apply(policy('dmarc-tag', { dmarcPrecheck: { action: 'tag' } })));
+    assert.match(tag, /spec\.dmarcPrecheck\.action: Unsupported value: "tag"/);
   });
 
   it('refuses two conditions of one type in status', async () => {

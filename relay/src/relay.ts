@@ -369,7 +369,7 @@ export class Relay implements RelayRuntime {
     );
   }
 
-  /** Redis and smarthost passwords, re-read when their files change (a rotated Secret). */
+  /** Redis and smarthost passwords and the trusted CA file, re-read when their files change (a rotated Secret). */
   #watchSecretFiles(
     config: RelayConfig,
     setRedisPassword: ((password: string) => void) | undefined,
@@ -379,18 +379,25 @@ export class Relay implements RelayRuntime {
     if (redisFile && setRedisPassword) {
       files.push({ path: redisFile, field: 'state.redis.passwordFile', apply: setRedisPassword });
     }
+    // a new transport reads the files again; the old one's pooled connections close
+    const rebuildTransport = async () => {
+      const transport = await this.#buildTransport(this.#config);
+      const old = this.#transport;
+      this.#transport = transport;
+      void old?.close();
+    };
     const smarthostFile = config.delivery.smarthost?.passwordFile;
     if (smarthostFile && this.#transport) {
+      files.push({ path: smarthostFile, field: 'delivery.smarthost.passwordFile', apply: rebuildTransport });
+    }
+    // a CA bundle (a ConfigMap or Secret, say) updated in place reaches the next connection
+    const caFile = config.tls.trustedCaFile;
+    if (caFile && this.#transport) {
       files.push({
-        path: smarthostFile,
-        field: 'delivery.smarthost.passwordFile',
-        // a new transport reads the file again; the old one's pooled connections close
-        apply: async () => {
-          const transport = await this.#buildTransport(this.#config);
-          const old = this.#transport;
-          this.#transport = transport;
-          void old?.close();
-        },
+        path: caFile,
+        field: 'tls.trustedCaFile',
+        apply: rebuildTransport,
+        what: 'CA certificates',
       });
     }
     return SecretFiles.watch(files, { logger: this.logger });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import nodemailer from 'nodemailer';
+import { generate } from 'selfsigned';
 import {
   PASSWORD,
   PLAIN_LISTENER,
@@ -18,22 +19,49 @@ import {
   waitFor,
 } from '../src/testing/index.ts';
 
-/** A Secret volume with one key, `password`, updated as the kubelet does: a new directory, then a symlink swap. */
-async function secretVolume(root: string, password: string) {
-  const dir = join(root, 'secret');
+/** A Secret volume with one key (`password` unless said), updated as the kubelet does: a new directory, then a symlink swap. */
+async function secretVolume(root: string, value: string, key = 'password') {
+  const dir = join(root, `secret-${key}`);
   await mkdir(dir);
   let version = 0;
-  const write = async (value: string) => {
+  const write = async (text: string) => {
     version++;
     const data = join(dir, `..data-${version}`);
     await mkdir(data);
-    await writeFile(join(data, 'password'), `${value}\n`);
+    await writeFile(join(data, key), `${text}\n`);
     await symlink(`..data-${version}`, join(dir, '..data_tmp'));
     await rename(join(dir, '..data_tmp'), join(dir, '..data'));
   };
-  await write(password);
-  await symlink('..data/password', join(dir, 'password'));
-  return { path: join(dir, 'password'), write };
+  await write(value);
+  await symlink(`..data/${key}`, join(dir, key));
+  return { path: join(dir, key), write };
+}
+
+type Pems = { key: string; cert: string };
+
+/** A CA, and a server certificate for 127.0.0.1 that it issued. */
+async function privatePki(name: string): Promise<{ ca: Pems; server: Pems }> {
+  const ca = await generate([{ name: 'commonName', value: name }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    ],
+  });
+  const caPems = { key: ca.private, cert: ca.cert };
+  const server = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
+    keySize: 2048,
+    algorithm: 'sha256',
+    ca: caPems,
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
+    ],
+  });
+  return { ca: caPems, server: { key: server.private, cert: server.cert } };
 }
 
 function send(t: TestRelay, subject: string) {
@@ -51,6 +79,50 @@ const reloaded = (t: TestRelay, field: string) =>
   t.logs.events('secret_reloaded').filter((l) => l.field === field).length;
 
 describe('rotated passwords', () => {
+  it('verifies the smarthost with a changed trusted CA file once it changes, without a restart', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'sluice-rotate-ca-'));
+    const old = await privatePki('Old Test CA');
+    const current = await privatePki('Current Test CA');
+    // the smarthost's certificate is issued by the current CA; the relay trusts the old one
+    const smarthost = await startSmtpSink({ tls: true, certificate: current.server });
+    const bundle = await secretVolume(root, old.ca.cert, 'ca.crt');
+    const relay = await startTestRelay({
+      deliver: true,
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        tls: { trustedCaFile: bundle.path },
+        delivery: {
+          mode: 'smarthost',
+          smarthost: { host: '127.0.0.1', port: smarthost.port, tls: 'starttls', rejectUnauthorized: true },
+        },
+      },
+    });
+    try {
+      await send(relay, 'before');
+      await waitFor(
+        () => relay.logs.events('deferred').length === 1,
+        'the first message deferred: the certificate is not trusted',
+        10_000,
+      );
+      assert.equal(smarthost.messages.length, 0);
+
+      await bundle.write(current.ca.cert);
+      await waitFor(() => reloaded(relay, 'tls.trustedCaFile') === 1, 'the new CA file read', 10_000);
+      await send(relay, 'after');
+      await smarthost.waitForMessages(1);
+      assert.equal(smarthost.messages[0]?.tls, true, 'delivered over TLS verified with the new CA');
+      assert.match(
+        String(relay.logs.events('secret_reloaded').at(-1)?.msg ?? ''),
+        /new connections use the new CA certificates/,
+      );
+    } finally {
+      await relay.close();
+      await smarthost.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('connects to the smarthost with the new password once its file changes', async () => {
     const root = await mkdtemp(join(tmpdir(), 'sluice-rotate-smarthost-'));
     const smarthost = await startSmtpSink({ auth: { username: 'relay', password: 'first-secret' } });

@@ -212,3 +212,77 @@ describe('shaping shared by two relays', () => {
     );
   });
 });
+
+describe('shaping per destination group and egress address, shared by two relays', () => {
+  let redis: RedisServerHandle;
+  let dns: TestDnsServer;
+  let mx: SmtpSink;
+  let a: TestRelay;
+  let b: TestRelay;
+  // two egress addresses on loopback that both relays bind their connections to
+  const EGRESS = ['127.0.0.3', '127.0.0.4'];
+  before(async () => {
+    redis = await startRedisServer();
+    dns = await startDnsServer();
+    mx = await startSmtpSink({ host: '127.0.0.2' });
+    dns.setA('aspmx.l.google.com', ['127.0.0.2']);
+    for (const d of ['g1', 'g2', 'g3', 'g4', 'g5', 'g6']) {
+      dns.setMx(`${d}.test`, [{ exchange: 'aspmx.l.google.com', priority: 5 }]);
+    }
+    const config = {
+      listeners: [PLAIN_LISTENER],
+      auth: { allowPlaintext: true },
+      state: { backend: 'redis', namespace: 'egress', redis: { nodes: redis.nodes } },
+      delivery: {
+        resolvers: [dns.address],
+        port: mx.port,
+        allowLocalAddresses: true,
+        egressAddresses: EGRESS,
+      },
+      shaping: {
+        groups: [{ name: 'google', mxSuffixes: ['.google.com'], connections: 1, messagesPerConnection: 1 }],
+        maxWaitSeconds: 60,
+      },
+    };
+    a = await startTestRelay({ deliver: true, config });
+    b = await startTestRelay({ deliver: true, config });
+  });
+  after(async () => {
+    await a.close();
+    await b.close();
+    await mx.close();
+    await dns.close();
+    await redis.stop();
+  });
+
+  it('hold one connection limit per egress address between them, and send from each address', async () => {
+    const release = mx.holdData();
+    const codes = await Promise.all([
+      ...['g1', 'g2', 'g3'].map((d) => submit(a, `x@${d}.test`)),
+      ...['g4', 'g5', 'g6'].map((d) => submit(b, `x@${d}.test`)),
+    ]);
+    assert.deepEqual(codes, [250, 250, 250, 250, 250, 250]);
+    const waits = async () =>
+      value(await metric(a, 'sluice_shaping_waits_total'), 'group="google",limit="connections"') +
+      value(await metric(b, 'sluice_shaping_waits_total'), 'group="google",limit="connections"');
+    await waitFor(
+      async () => mx.held === 2 && (await waits()) >= 1,
+      'one message held per egress address while the other deliveries wait for a slot',
+    );
+    assert.equal(mx.openConnections, 2, "one connection per egress address: the group's limit is 1 for each");
+    release();
+    await mx.waitForMessages(6, 30_000);
+    assert.deepEqual(
+      [...mx.maxOpenConnectionsFrom.entries()].sort(),
+      EGRESS.map((address) => [address, 1]),
+      'never two connections at once from one egress address, across both relays',
+    );
+    const from = mx.messages.map((m) => m.clientAddress);
+    for (const address of EGRESS) assert.ok(from.includes(address), `mail was sent from ${address}`);
+    assert.deepEqual(
+      [...new Set(from)].sort(),
+      EGRESS,
+      'every connection came from a configured egress address',
+    );
+  });
+});

@@ -67,6 +67,47 @@ describe('CRD generation', () => {
   });
 });
 
+describe('the RelayPolicy CRD', () => {
+  it('takes the DMARC pre-check (reject, warn, off) with its DNS servers, and a trusted CA from a ConfigMap or Secret', () => {
+    const crd = relayPolicyCrd() as { spec: { versions: Json[] } };
+    const version = crd.spec.versions[0] as Json;
+    const spec = ((version.schema as Json).openAPIV3Schema as Json).properties as Record<string, Json>;
+    const props = (node: Json | undefined) => (node?.properties ?? {}) as Record<string, Json>;
+    const dmarc = props(spec.spec).dmarcPrecheck;
+    assert.deepEqual(props(dmarc).action?.enum, ['off', 'warn', 'reject']);
+    assert.equal(props(dmarc).action?.default, 'off');
+    assert.equal(dmarc?.default !== undefined, true, 'present with its defaults when absent');
+    assert.equal(props(dmarc).resolvers?.type, 'array');
+    assert.equal((props(dmarc).egressIps?.items as Json | undefined)?.type, 'string');
+    const trustedCa = props(props(spec.spec).delivery).trustedCa;
+    assert.deepEqual(Object.keys(props(trustedCa)).sort(), ['configMapName', 'key', 'secretName']);
+    assert.deepEqual(trustedCa?.['x-kubernetes-validations'], [
+      {
+        rule: 'has(self.configMapName) != has(self.secretName)',
+        message: 'trustedCa names either a configMapName or a secretName',
+      },
+    ]);
+  });
+});
+
+describe('the SmtpUser CRD', () => {
+  it('shows today’s delivered, deferred and bounced in wide printer columns', () => {
+    const crd = smtpUserCrd() as { spec: { versions: Json[] } };
+    const version = crd.spec.versions[0] as Json;
+    const columns = version.additionalPrinterColumns as Array<Json>;
+    assert.deepEqual(
+      columns
+        .filter((c) => String(c.jsonPath).startsWith('.status.usage'))
+        .map((c) => [c.name, c.jsonPath, c.type, c.priority]),
+      [
+        ['Delivered', '.status.usage.deliveries.delivered', 'integer', 1],
+        ['Deferred', '.status.usage.deliveries.deferred', 'integer', 1],
+        ['Bounced', '.status.usage.deliveries.bounced', 'integer', 1],
+      ],
+    );
+  });
+});
+
 describe('the SendingDomain CRD', () => {
   it('is structural and shows the DNS conditions as printer columns', () => {
     const crd = sendingDomainCrd() as { spec: { versions: Json[] } };

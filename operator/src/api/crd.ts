@@ -201,6 +201,13 @@ export function smtpUserCrd(): Json {
         description:
           'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected, InvalidRecipients, SpamBlocked), else NoneDetected',
       },
+      ...(['delivered', 'deferred', 'bounced'] as const).map((result) => ({
+        name: `${result[0]?.toUpperCase()}${result.slice(1)}`,
+        type: 'integer',
+        jsonPath: `.status.usage.deliveries.${result}`,
+        description: `Recipient delivery attempts ${result} today (UTC); status.usage.deliveries.classes says by which class of reply`,
+        priority: 1,
+      })),
       reason,
     ],
   });

@@ -9,6 +9,7 @@ import {
   AuthLockoutSchema,
   AuthSchema,
   DeliverySchema,
+  DmarcPrecheckSchema,
   DnsblSchema,
   DrainDeadlineSchema,
   HeadersSchema,
@@ -96,10 +97,46 @@ const { smarthost: _smarthost, ...deliveryProperties } = DeliverySchema.properti
 const { passwordFile: _redisPasswordFile, ...redisProperties } = RedisSchema.properties;
 const { username: _u, passwordFile: _p, ...smarthostProperties } = SmarthostSchema.properties;
 
+/** Where the CA certificates delivery trusts besides the system ones come from (relay tls.trustedCaFile). */
+const TrustedCa = cel(
+  Type.Object(
+    {
+      configMapName: Type.Optional(
+        Type.String({
+          minLength: 1,
+          maxLength: 253,
+          description: 'ConfigMap holding the PEM CA certificates (a trust-manager Bundle, say)',
+        }),
+      ),
+      secretName: Type.Optional(
+        Type.String({ minLength: 1, maxLength: 253, description: 'Secret holding the PEM CA certificates' }),
+      ),
+      key: Type.String({
+        minLength: 1,
+        maxLength: 253,
+        default: 'ca.crt',
+        description: 'Key in the ConfigMap or Secret',
+      }),
+    },
+    {
+      additionalProperties: false,
+      description:
+        'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates (MTA-STS enforce), MTA-STS policy hosts and the smarthost: a private PKI. The relays re-read the file when the ConfigMap or Secret changes',
+    },
+  ),
+  [
+    {
+      rule: 'has(self.configMapName) != has(self.secretName)',
+      message: 'trustedCa names either a configMapName or a secretName',
+    },
+  ],
+);
+
 const Delivery = cel(
   Type.Object(
     {
       ...deliveryProperties,
+      trustedCa: Type.Optional(TrustedCa),
       smarthost: Type.Optional(
         Type.Object(
           {
@@ -394,6 +431,12 @@ export const RelayPolicySpecSchema = cel(
         ],
       ),
       delivery: Delivery,
+      dmarcPrecheck: Type.Object(DmarcPrecheckSchema.properties, {
+        additionalProperties: false,
+        default: {},
+        description:
+          'DMARC pre-check of the header From domain at the end of DATA: reject refuses mail the receiver would refuse or junk for DMARC, warn accepts and counts it, off looks nothing up; resolvers are its DNS servers',
+      }),
       usage: Type.Object(UsageSchema.properties, {
         additionalProperties: false,
         default: {},
@@ -571,7 +614,7 @@ export const SmtpUserStatusSchema = Type.Object(
         {
           'x-kubernetes-preserve-unknown-fields': true,
           description:
-            "Today's and this hour's usage as the relays count it (messages, recipients, bytes, refusals, client IPs), refreshed at most every 5 minutes",
+            "Today's usage as the relays count it (messages, recipients, bytes, refusals, client IPs; deliveries: recipient delivery attempts delivered, deferred and bounced, and each by the class of the remote reply), refreshed at most every 5 minutes",
         },
       ),
     ),

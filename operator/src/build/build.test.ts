@@ -95,6 +95,64 @@ describe('relay config from a RelayPolicy', () => {
     assert.deepEqual(volume?.secret, { secretName: 'redis', items: [{ key: 'pw', path: 'password' }] });
   });
 
+  it('renders the DMARC pre-check with its DNS servers, and the CA file delivery trusts', () => {
+    const off = buildRelayConfig(policy);
+    assert.equal(off.dmarcPrecheck.action, 'off', 'off unless the policy asks');
+    assert.equal(off.tls.trustedCaFile, undefined);
+    const p = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      dmarcPrecheck: {
+        action: 'reject',
+        resolvers: ['10.0.0.53', '[fd00::53]:5353'],
+        egressIps: ['203.0.113.7'],
+        timeoutMs: 1500,
+        cacheSeconds: 600,
+      },
+      delivery: {
+        ...policy.spec.delivery,
+        resolvers: ['10.0.0.53'],
+        trustedCa: { configMapName: 'corp-ca', key: 'bundle.pem' },
+      },
+    });
+    const config = buildRelayConfig(p);
+    assert.deepEqual(config.dmarcPrecheck, {
+      action: 'reject',
+      resolvers: ['10.0.0.53', '[fd00::53]:5353'],
+      egressIps: ['203.0.113.7'],
+      timeoutMs: 1500,
+      cacheSeconds: 600,
+    });
+    assert.deepEqual(config.delivery.resolvers, ['10.0.0.53']);
+    assert.equal(config.tls.trustedCaFile, '/etc/sluice/trusted-ca/ca.crt');
+    assert.equal('trustedCa' in config.delivery, false, 'the reference stays with the operator');
+    const warn = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      dmarcPrecheck: { ...policy.spec.dmarcPrecheck, action: 'warn' },
+    });
+    assert.equal(buildRelayConfig(warn).dmarcPrecheck.action, 'warn');
+
+    const sts = statefulSet(p, 'h');
+    const volume = sts.spec?.template.spec?.volumes?.find((v) => v.name === 'trusted-ca');
+    assert.deepEqual(volume?.configMap, { name: 'corp-ca', items: [{ key: 'bundle.pem', path: 'ca.crt' }] });
+    const mount = sts.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'trusted-ca');
+    assert.deepEqual(mount, { name: 'trusted-ca', mountPath: '/etc/sluice/trusted-ca', readOnly: true });
+    const fromSecret = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      delivery: { ...policy.spec.delivery, trustedCa: { secretName: 'corp-ca', key: 'ca.crt' } },
+    });
+    const secretVolume = statefulSet(fromSecret, 'h').spec?.template.spec?.volumes?.find(
+      (v) => v.name === 'trusted-ca',
+    );
+    assert.deepEqual(secretVolume?.secret, {
+      secretName: 'corp-ca',
+      items: [{ key: 'ca.crt', path: 'ca.crt' }],
+    });
+    assert.equal(
+      statefulSet(policy, 'h').spec?.template.spec?.volumes?.some((v) => v.name === 'trusted-ca'),
+      false,
+    );
+  });
+
   it('changes the restart hash for listener changes only', () => {
     const base = restartHash(buildRelayConfig(policy));
     const limits = relayPolicy(meta, {

@@ -53,6 +53,8 @@ export const PATHS = {
   /** A directory: one file per users shard Secret (a projected volume) */
   users: '/etc/sluice/users',
   tlsDir: '/etc/sluice/tls',
+  /** spec.delivery.trustedCa, as ca.crt */
+  trustedCaDir: '/etc/sluice/trusted-ca',
   internalDir: '/etc/sluice/internal',
   spool: '/var/spool/sluice',
   state: '/var/spool/sluice/state',

@@ -30,6 +30,8 @@ export const REDIS_PASSWORD_PATH = '/etc/sluice/redis/password';
 export const SMARTHOST_PASSWORD_PATH = '/etc/sluice/smarthost/password';
 export const HANDOFF_PASSWORD_PATH = `${PATHS.internalDir}/handoff-password`;
 export const ADMIN_TOKEN_PATH = `${PATHS.internalDir}/admin-token`;
+/** Where spec.delivery.trustedCa's key is mounted, whatever its name. */
+export const TRUSTED_CA_PATH = `${PATHS.trustedCaDir}/ca.crt`;
 
 export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {}): RelayConfig {
   const { spec, metadata } = policy;
@@ -40,14 +42,17 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
   const handoff = first
     ? { name: HANDOFF_LISTENER, port: HANDOFF_PORT, tls: first.tls, proxyProtocol: false, trustedProxies: [] }
     : undefined;
-  const { smarthost, ...delivery } = spec.delivery;
+  const { smarthost, trustedCa, ...delivery } = spec.delivery;
   const raw = {
     hostname: spec.hostname,
     postmaster: spec.postmaster,
     listeners: handoff ? [...spec.listeners, handoff] : spec.listeners,
-    tls: spec.tlsSecretName
-      ? { certFile: `${PATHS.tlsDir}/tls.crt`, keyFile: `${PATHS.tlsDir}/tls.key` }
-      : {},
+    tls: {
+      ...(spec.tlsSecretName
+        ? { certFile: `${PATHS.tlsDir}/tls.crt`, keyFile: `${PATHS.tlsDir}/tls.key` }
+        : {}),
+      ...(trustedCa ? { trustedCaFile: TRUSTED_CA_PATH } : {}),
+    },
     auth: spec.auth,
     limits: spec.limits,
     attachments: spec.attachments,
@@ -59,6 +64,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
       headerFrom: spec.sendingDomains?.headerFrom ?? 'off',
       domains: [...(inputs.senderDomains ?? [])],
     },
+    dmarcPrecheck: spec.dmarcPrecheck,
     headers: spec.headers,
     rateLimits: spec.rateLimits,
     authLockout: spec.authLockout,

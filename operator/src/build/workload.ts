@@ -163,6 +163,16 @@ export function statefulSet(
     });
     mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
   }
+  const trustedCa = spec.delivery.trustedCa;
+  if (trustedCa) {
+    const items = [{ key: trustedCa.key, path: 'ca.crt' }];
+    volumes.push(
+      trustedCa.configMapName
+        ? { name: 'trusted-ca', configMap: { name: trustedCa.configMapName, items } }
+        : { name: 'trusted-ca', secret: { secretName: trustedCa.secretName ?? '', items } },
+    );
+    mounts.push({ name: 'trusted-ca', mountPath: PATHS.trustedCaDir, readOnly: true });
+  }
   const redisRef = spec.redis?.passwordSecretRef;
   if (redisRef) {
     volumes.push({

@@ -140,6 +140,11 @@ describe('SmtpUser usage and abuse status on a real API server', { skip, timeout
             authentications: 40,
             distinctClientIps: 2,
             rejections: { rate_limited: 3 },
+            deliveries: {
+              delivered: { total: 1750, classes: { accepted: 1750 } },
+              deferred: { total: 40, classes: { 'rate-limited': 40 } },
+              bounced: { total: 10, classes: { 'invalid-recipient': 9, 'spam-block': 1 } },
+            },
           },
         ],
       ]),
@@ -160,6 +165,17 @@ describe('SmtpUser usage and abuse status on a real API server', { skip, timeout
       authentications: 40,
       distinctClientIps: 2,
       rejections: [{ reason: 'rate_limited', count: 3 }],
+      deliveries: {
+        delivered: 1750,
+        deferred: 40,
+        bounced: 10,
+        classes: [
+          { result: 'delivered', class: 'accepted', count: 1750 },
+          { result: 'deferred', class: 'rate-limited', count: 40 },
+          { result: 'bounced', class: 'invalid-recipient', count: 9 },
+          { result: 'bounced', class: 'spam-block', count: 1 },
+        ],
+      },
     });
     const events = await waitFor('a VolumeSpike Event', async () => {
       const { items } = await admin.list<

@@ -63,6 +63,7 @@ describe('SmtpUser usage and abuse status', () => {
         { reason: 'sender_not_allowed', count: 2 },
         { reason: 'too_many_recipients', count: 1 },
       ],
+      deliveries: { delivered: 0, deferred: 0, bounced: 0, classes: [] },
     });
     assert.deepEqual(userUsage('bob', usage()), {
       date: '2025-07-01',
@@ -73,6 +74,7 @@ describe('SmtpUser usage and abuse status', () => {
       authentications: 0,
       distinctClientIps: 0,
       rejections: [],
+      deliveries: { delivered: 0, deferred: 0, bounced: 0, classes: [] },
     });
   });
 

@@ -1,7 +1,12 @@
 // What an SmtpUser's status says about its usage and about abuse, from what the relays
 // report (usage/relay-usage.ts). Pure. Every text here is fixed at detection time, so an
 // unchanged situation gives an unchanged status and nothing is written.
-import type { PolicyUsage } from '../usage/relay-usage.ts';
+import {
+  DELIVERY_RESULTS,
+  type DeliveryNumbers,
+  type DeliveryResult,
+  type PolicyUsage,
+} from '../usage/relay-usage.ts';
 import type { ConditionInput } from './conditions.ts';
 import type { Outcome } from './smtp-user.ts';
 
@@ -15,6 +20,19 @@ export interface SmtpUserUsage {
   authentications: number;
   distinctClientIps: number;
   rejections: Array<{ reason: string; count: number }>;
+  deliveries: UserDeliveries;
+}
+
+/**
+ * Today's recipient delivery attempts by result, and by result and the class of the remote
+ * reply (invalid-recipient, rate-limited, …): what the helpdesk reads to answer "where is
+ * my mail?". The classes are a list, so a merge patch replaces them whole.
+ */
+export interface UserDeliveries {
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  classes: Array<{ result: DeliveryResult; class: string; count: number }>;
 }
 
 export function userUsage(username: string, usage: PolicyUsage): SmtpUserUsage {
@@ -30,6 +48,24 @@ export function userUsage(username: string, usage: PolicyUsage): SmtpUserUsage {
     rejections: Object.entries(u?.rejections ?? {})
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([reason, count]) => ({ reason, count })),
+    deliveries: userDeliveries(u?.deliveries),
+  };
+}
+
+function userDeliveries(d: DeliveryNumbers | undefined): UserDeliveries {
+  const classes: UserDeliveries['classes'] = [];
+  for (const result of DELIVERY_RESULTS) {
+    for (const [cls, count] of Object.entries(d?.[result].classes ?? {}).sort(([a], [b]) =>
+      a < b ? -1 : 1,
+    )) {
+      classes.push({ result, class: cls, count });
+    }
+  }
+  return {
+    delivered: d?.delivered.total ?? 0,
+    deferred: d?.deferred.total ?? 0,
+    bounced: d?.bounced.total ?? 0,
+    classes,
   };
 }
 

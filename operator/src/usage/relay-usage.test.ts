@@ -6,7 +6,19 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PLAIN_LISTENER, session, startTestRelay, type TestRelay, testUser } from '@sluice/relay/testing';
+import {
+  PLAIN_LISTENER,
+  type SmtpSink,
+  session,
+  startSmtpSink,
+  startTestRelay,
+  type TestRelay,
+  testUser,
+  waitFor,
+} from '@sluice/relay/testing';
+import { smtpUser } from '../api/defaults.ts';
+import { smtpUserStatus } from '../reconcile/smtp-user.ts';
+import { userUsage } from '../reconcile/user-usage.ts';
 import { RelayAdminUsageSource, type UsageTarget } from './relay-usage.ts';
 
 describe('usage and abuse from a relay admin API', () => {
@@ -83,5 +95,91 @@ describe('usage and abuse from a relay admin API', () => {
       name: 'UsageFetchError',
       message: /^cannot reach http:\/\/127\.0\.0\.1:1\/usage/,
     });
+  });
+});
+
+describe('deliveries by reply class from a relay admin API into SmtpUser status', () => {
+  let t: TestRelay;
+  let sink: SmtpSink;
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-op-deliveries-'));
+    await writeFile(join(dir, 'token'), 'op-token');
+    sink = await startSmtpSink();
+    // the next hop plays a mailbox provider: one unknown mailbox, one full one, one throttle
+    sink.setRecipientReply('gone@example.net', { code: 550, text: '5.1.1 The email account does not exist' });
+    sink.setRecipientReply('full@example.net', { code: 452, text: '4.2.2 The email account is over quota' });
+    sink.setRecipientReply('busy@example.net', {
+      code: 451,
+      text: '4.7.28 Gmail has detected an unusual rate of unsolicited mail',
+    });
+    t = await startTestRelay({
+      deliver: true,
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        admin: { address: '127.0.0.1', port: 0, tokenFile: join(dir, 'token') },
+        usage: { flushIntervalSeconds: 60 },
+        delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } },
+      },
+      users: [await testUser('alice')],
+      fsync: false,
+    });
+    const to = [
+      'ok@example.net',
+      'ok2@example.net',
+      'gone@example.net',
+      'full@example.net',
+      'busy@example.net',
+    ];
+    assert.deepEqual(await session(t.port('plain'), 'alice', [{ from: 'alice@example.com', to }]), [250]);
+    await waitFor(
+      () =>
+        t.logs.events('delivered').filter((l) => String(l.recipient).startsWith('ok')).length === 2 &&
+        t.logs.events('bounced').some((l) => l.recipient === 'gone@example.net') &&
+        t.logs.events('deferred').length === 2,
+      'two delivered, one bounced, two deferred',
+    );
+    await t.relay.usage?.flush();
+  });
+  after(async () => {
+    await t?.close();
+    await sink?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('shows delivered, deferred and bounced, each by the class of the reply, in status.usage', async () => {
+    const usage = await new RelayAdminUsageSource().fetch({
+      namespace: 'prod',
+      policy: 'mail',
+      url: `http://127.0.0.1:${t.relay.adminPort}`,
+      token: 'op-token',
+    });
+    assert.deepEqual(userUsage('alice', usage).deliveries, {
+      delivered: 2,
+      deferred: 2,
+      bounced: 1,
+      classes: [
+        { result: 'delivered', class: 'accepted', count: 2 },
+        { result: 'deferred', class: 'mailbox-full', count: 1 },
+        { result: 'deferred', class: 'rate-limited', count: 1 },
+        { result: 'bounced', class: 'invalid-recipient', count: 1 },
+      ],
+    });
+    // what the status patch of the SmtpUser holds: the same numbers, beside today's messages
+    const user = smtpUser(
+      { name: 'alice', namespace: 'prod', generation: 1 },
+      { username: 'alice', policyRef: { name: 'mail' }, passwordSecretRef: { name: 'alice-pw' } },
+    );
+    const status = smtpUserStatus(
+      user,
+      { ok: true, reason: 'Active', message: 'The user can relay mail' },
+      undefined,
+      '2025-07-01T10:00:00Z',
+      usage,
+    );
+    assert.equal(status.usage?.messages, 1);
+    assert.equal(status.usage?.deliveries.bounced, 1);
   });
 });

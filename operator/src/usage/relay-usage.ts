@@ -3,6 +3,13 @@
 // suspensions (GET /abuse), over the policy's admin Service with the admin token. The
 // types here are the operator's reading of that JSON; it never imports relay internals.
 
+/** What became of the user's recipients, per delivery attempt. */
+export const DELIVERY_RESULTS = ['delivered', 'deferred', 'bounced'] as const;
+export type DeliveryResult = (typeof DELIVERY_RESULTS)[number];
+
+/** Recipient delivery attempts by result, each with its count by the class of the remote reply. */
+export type DeliveryNumbers = Record<DeliveryResult, { total: number; classes: Record<string, number> }>;
+
 export interface UsageNumbers {
   messages: number;
   recipients: number;
@@ -11,6 +18,8 @@ export interface UsageNumbers {
   authentications: number;
   distinctClientIps: number;
   rejections: Record<string, number>;
+  /** Absent when the relays report no delivery attempt (or are older than the report of them). */
+  deliveries?: DeliveryNumbers;
 }
 
 export interface RelayFlag {
@@ -107,6 +116,18 @@ const rec = (v: unknown): Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
+/** A usage row's deliveries ({delivered: {total, classes}, …}), read defensively. */
+function parseDeliveries(raw: unknown): DeliveryNumbers | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const d = rec(raw);
+  const one = (v: unknown) => {
+    const classes: Record<string, number> = {};
+    for (const [cls, n] of Object.entries(rec(rec(v).classes))) if (num(n) > 0) classes[cls] = num(n);
+    return { total: num(rec(v).total), classes };
+  };
+  return { delivered: one(d.delivered), deferred: one(d.deferred), bounced: one(d.bounced) };
+}
+
 /** The answers of GET /usage?period=day and GET /abuse, read defensively. */
 export function parsePolicyUsage(usage: unknown, abuse: unknown, date: string): PolicyUsage {
   const today = new Map<string, UsageNumbers>();
@@ -116,6 +137,7 @@ export function parsePolicyUsage(usage: unknown, abuse: unknown, date: string): 
     if (user === '' || !str(row.start).startsWith(date)) continue;
     const rejections: Record<string, number> = {};
     for (const [reason, n] of Object.entries(rec(row.rejections))) rejections[reason] = num(n);
+    const deliveries = parseDeliveries(row.deliveries);
     today.set(user, {
       messages: num(row.messages),
       recipients: num(row.recipients),
@@ -124,6 +146,7 @@ export function parsePolicyUsage(usage: unknown, abuse: unknown, date: string): 
       authentications: num(row.authentications),
       distinctClientIps: num(row.distinctClientIps),
       rejections,
+      ...(deliveries ? { deliveries } : {}),
     });
   }
   const a = rec(abuse);

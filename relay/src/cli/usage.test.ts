@@ -109,6 +109,24 @@ describe('sluice-relay usage', () => {
     ]);
   });
 
+  it('shows delivered, deferred and bounced in the table, and what did not arrive by reply class', async () => {
+    const deliveries = {
+      delivered: { total: 3, classes: { accepted: 3 } },
+      deferred: { total: 1, classes: { 'rate-limited': 1 } },
+      bounced: { total: 2, classes: { 'invalid-recipient': 2 } },
+    };
+    rows = [row('alice', { deliveries }), row('bob')];
+    const r = await run(['--period', 'day']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n'), [
+      'PERIOD START  USER   MESSAGES  RECIPIENTS  BYTES  REJECTED  AUTHS  IPS  DELIVERED  DEFERRED  BOUNCED  REFUSALS  DEFERRED/BOUNCED BY CLASS',
+      '2025-07-01    alice         1           2    300         0      1    1          3         1        2  -         deferred:rate-limited=1 bounced:invalid-recipient=2',
+      '2025-07-01    bob           1           2    300         0      1    1          0         0        0  -         -',
+      '-- 2 rows, 2 users: 2 messages, 4 recipients, 600 bytes, 0 rejected; recipients 3 delivered, 1 deferred, 2 bounced',
+      '',
+    ]);
+  });
+
   it('refuses bad arguments with the usage text, and reports API errors', async () => {
     const bad = await run(['--period', 'week']);
     assert.equal(bad.code, 2);

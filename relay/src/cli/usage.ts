@@ -10,8 +10,9 @@ export const USAGE_CLI_USAGE = `Usage: sluice-relay usage [--user USER] [--perio
 
 Shows each user's usage per hour or per day, through the admin server's usage API:
 accepted messages, their recipients and bytes, refused transactions, AUTH logins,
-distinct client IPs, and every refusal by reason. Any relay of a policy answers for all
-of them when they share Redis.
+distinct client IPs, every refusal by reason, and the recipients' delivery attempts:
+delivered, deferred and bounced, and what was deferred or bounced by the class of the
+reply. Any relay of a policy answers for all of them when they share Redis.
 
 Options:
   --user USER         one user only
@@ -125,11 +126,27 @@ function refusals(row: UsageReportRow): string {
   return parts.length > 0 ? parts.join(' ') : '-';
 }
 
-/** A fixed-width table with a totals line, for a terminal. */
+/** The deferred and bounced attempts by reply class: where mail that did not arrive went. */
+function undelivered(row: UsageReportRow): string {
+  const parts: string[] = [];
+  for (const result of ['deferred', 'bounced'] as const) {
+    for (const [cls, n] of Object.entries(row.deliveries?.[result].classes ?? {})) {
+      parts.push(`${result}:${printable(cls)}=${n}`);
+    }
+  }
+  return parts.length > 0 ? parts.join(' ') : '-';
+}
+
+/**
+ * A fixed-width table with a totals line, for a terminal. With delivery attempts in any
+ * row, delivered, deferred and bounced get columns, and the last one says by reply class
+ * what was deferred or bounced.
+ */
 export function usageTable(response: UsageResponse): string {
   const { rows } = response;
   const span = `${response.period}s from ${response.from} to ${response.to}`;
   if (rows.length === 0) return `No usage in the ${span}.\n`;
+  const deliveries = rows.some((r) => r.deliveries !== undefined);
   const header = [
     'PERIOD START',
     'USER',
@@ -139,7 +156,9 @@ export function usageTable(response: UsageResponse): string {
     'REJECTED',
     'AUTHS',
     'IPS',
+    ...(deliveries ? ['DELIVERED', 'DEFERRED', 'BOUNCED'] : []),
     'REFUSALS',
+    ...(deliveries ? ['DEFERRED/BOUNCED BY CLASS'] : []),
   ];
   const body = rows.map((r) => [
     bucketLabel(r),
@@ -150,10 +169,18 @@ export function usageTable(response: UsageResponse): string {
     String(r.rejected),
     String(r.authentications),
     String(r.distinctClientIps),
+    ...(deliveries
+      ? [
+          String(r.deliveries?.delivered.total ?? 0),
+          String(r.deliveries?.deferred.total ?? 0),
+          String(r.deliveries?.bounced.total ?? 0),
+        ]
+      : []),
     refusals(r),
+    ...(deliveries ? [undelivered(r)] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => (cells[i] ?? '').length)));
-  const numeric = new Set([2, 3, 4, 5, 6, 7]);
+  const numeric = new Set(deliveries ? [2, 3, 4, 5, 6, 7, 8, 9, 10] : [2, 3, 4, 5, 6, 7]);
   const line = (cells: string[]) =>
     cells
       .map((c, i) =>
@@ -166,7 +193,11 @@ export function usageTable(response: UsageResponse): string {
   const totals =
     `-- ${rows.length} ${rows.length === 1 ? 'row' : 'rows'}, ${users} ${users === 1 ? 'user' : 'users'}: ` +
     `${sum((r) => r.messages)} messages, ${sum((r) => r.recipients)} recipients, ` +
-    `${sum((r) => r.bytes)} bytes, ${sum((r) => r.rejected)} rejected`;
+    `${sum((r) => r.bytes)} bytes, ${sum((r) => r.rejected)} rejected` +
+    (deliveries
+      ? `; recipients ${sum((r) => r.deliveries?.delivered.total ?? 0)} delivered, ` +
+        `${sum((r) => r.deliveries?.deferred.total ?? 0)} deferred, ${sum((r) => r.deliveries?.bounced.total ?? 0)} bounced`
+      : '');
   return `${[line(header), ...body.map(line), totals].join('\n')}\n`;
 }
 

@@ -631,6 +631,13 @@ export const DeliverySchema = Type.Object(
       default: [],
       description: 'DNS servers for MX lookups (ip, ip:port); empty uses the system resolver',
     }),
+    egressAddresses: Type.Array(IpAddress, {
+      default: [],
+      maxItems: 64,
+      uniqueItems: true,
+      description:
+        "Local addresses direct delivery binds its connections to (IPv4 ones for IPv4 MX addresses, IPv6 for IPv6), taken in turn; shaping's limits hold per destination group and egress address, shared by all relays (which must have the same addresses, e.g. on a host network). Empty: the system picks the source address, and the limits hold per group",
+    }),
     allowLocalAddresses: Type.Boolean({
       default: false,
       description:
@@ -769,7 +776,7 @@ export const TlsSchema = Type.Object(
       Type.String({
         minLength: 1,
         description:
-          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates and MTA-STS policy hosts (a private PKI)',
+          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates, MTA-STS policy hosts and the smarthost (a private PKI); re-read when the file changes',
       }),
     ),
   },

@@ -13,6 +13,8 @@ export interface SecretFile {
   field: string;
   /** Puts the new value in force (for the next connection). */
   apply: (value: string) => void | Promise<void>;
+  /** What the file holds, for logs: 'password' unless said. */
+  what?: string;
 }
 
 export interface SecretFilesLogger {
@@ -83,7 +85,7 @@ export class SecretFiles {
         const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
         this.#logger.warn(
           { event: 'secret_reload_failed', field: f.field, file: f.path, reason: code },
-          `${f.field}: cannot read ${f.path}; the password in force stays`,
+          `${f.field}: cannot read ${f.path}; the ${f.what ?? 'password'} in force stays`,
         );
         continue;
       }
@@ -94,14 +96,14 @@ export class SecretFiles {
       } catch (err: unknown) {
         this.#logger.error(
           { event: 'secret_reload_failed', field: f.field, file: f.path, err },
-          `${f.field}: the new password could not be applied; the one in force stays`,
+          `${f.field}: the new ${f.what ?? 'password'} could not be applied; the one in force stays`,
         );
         continue;
       }
       this.#hashes.set(f.path, hash);
       this.#logger.info(
         { event: 'secret_reloaded', field: f.field, file: f.path },
-        `${f.field} changed; new connections use the new password`,
+        `${f.field} changed; new connections use the new ${f.what ?? 'password'}`,
       );
     }
   }

@@ -266,6 +266,26 @@ describe('cross-field checks', () => {
       },
     );
   });
+  it('names each delivery.egressAddresses entry that is no IP address', () => {
+    assert.throws(
+      () =>
+        validateRelayConfig(
+          {
+            ...base,
+            listeners: [{ name: 'a', port: 0 }],
+            delivery: { egressAddresses: ['192.0.2.7', '1.2.3', '2001:db8::25', '::::'] },
+          },
+          'c.yaml',
+        ),
+      (err: ConfigError) => {
+        assert.deepEqual(err.problems, [
+          'c.yaml: delivery.egressAddresses[1]: got "1.2.3", expected an IPv4 or IPv6 address',
+          'c.yaml: delivery.egressAddresses[3]: got "::::", expected an IPv4 or IPv6 address',
+        ]);
+        return true;
+      },
+    );
+  });
   it('requires state.redis when the backend is redis, and min TTL <= max TTL', () => {
     assert.throws(
       () =>

@@ -1,5 +1,6 @@
 // Schema validation of the config and users files, with one readable line per problem:
 // `<file>: <field path>: got <value>, expected <what>`. Secrets are never echoed.
+import { isIP } from 'node:net';
 import { Ajv, type AnySchemaObject, type ErrorObject } from 'ajv';
 import { assertSupportedHash } from '../auth/password.ts';
 import { type ErrorCode, isSluiceError, SluiceError } from '../errors.ts';
@@ -61,6 +62,12 @@ export function validateRelayConfig(data: unknown, source: string): RelayConfig 
     const problem = cidrProblem(cidr);
     if (problem)
       problems.push(`${source}: delivery.allowedNetworks[${i}]: got ${JSON.stringify(cidr)}, ${problem}`);
+  });
+  copy.delivery.egressAddresses.forEach((address, i) => {
+    if (isIP(address) === 0)
+      problems.push(
+        `${source}: delivery.egressAddresses[${i}]: got ${JSON.stringify(address)}, expected an IPv4 or IPv6 address`,
+      );
   });
   if (copy.state.backend === 'redis' && !copy.state.redis) {
     problems.push(`${source}: state.redis: required field missing (state.backend is redis)`);

@@ -5,6 +5,10 @@
 // finds no room waits up to shaping.maxWaitSeconds, then is deferred (never bounced).
 // Per job this costs one state read (throttle), one rate check, and for a new connection
 // one slot acquire and one release (bench/shared-state.bench.ts measures it).
+// With several egress addresses (delivery.egressAddresses) the connection slots, the new
+// connections a minute and the message rate are kept per group and egress address, as the
+// providers count them; a job takes the first address, in turn, whose rate has room (one
+// rate check per address tried). A throttling reply still slows down the whole group.
 import type { ShapingConfig } from '../config/reputation-schema.ts';
 import type { StateStore } from '../state/store.ts';
 import { type Failure, local } from './delivery-results.ts';
@@ -20,6 +24,8 @@ import type { RecipientResult } from './types.ts';
 
 export interface GroupLimits {
   group: string;
+  /** The egress address the job was admitted on (absent: the system picks, limits per group). */
+  egress?: string;
   connections: number;
   connectionsPerMinute: number;
   messagesPerConnection: number;
@@ -125,6 +131,15 @@ export function throttleFor(
   return null;
 }
 
+/** What a group's shared limits are counted under: the group, or the group and egress address. */
+export function shapingScope(limits: Pick<GroupLimits, 'group' | 'egress'>): string {
+  return limits.egress === undefined ? limits.group : `${limits.group}@${limits.egress}`;
+}
+
+function fromEgress(limits: GroupLimits): string {
+  return limits.egress === undefined ? '' : ` from ${limits.egress}`;
+}
+
 /** A message rate as a sliding-window rule: 100/s is 100 per second, 1/60 one per minute. */
 export function rateWindow(messagesPerSecond: number): { limit: number; windowMs: number } {
   if (messagesPerSecond >= 1) return { limit: Math.floor(messagesPerSecond), windowMs: 1000 };
@@ -139,8 +154,10 @@ export class Shaper {
   readonly #logger: ShaperLogger;
   readonly #observer: ShapingObserver | undefined;
   readonly #sleep: (ms: number) => Promise<void>;
-  /** Waiters of this relay by group, woken when this relay gives a slot back. */
+  /** Waiters of this relay by scope (group, or group and egress), woken when this relay gives a slot back. */
   readonly #wakers = new Map<string, Set<() => void>>();
+  /** Where the next job of a group starts trying egress addresses. */
+  readonly #turn = new Map<string, number>();
   #seq = 0;
 
   constructor(options: ShaperOptions) {
@@ -165,7 +182,7 @@ export class Shaper {
    * The group's limits as they are now on all relays, after waiting for a message slot;
    * or the failure that defers the job (the group is suspended, or no slot came in time).
    */
-  async admit(base: GroupLimits): Promise<GroupLimits | Failure> {
+  async admit(base: GroupLimits, egressAddresses: readonly string[] = []): Promise<GroupLimits | Failure> {
     const throttle = await this.#throttle(base.group);
     const limits = effectiveLimits(base, throttle);
     this.#observer?.state(limits, throttle);
@@ -179,30 +196,41 @@ export class Shaper {
       );
     }
     const { limit, windowMs } = rateWindow(limits.messagesPerSecond);
-    const got = await this.#waitFor(base.group, 'rate', async () => {
-      const decision = await this.#store.consume(
-        [{ key: `shaping:rate:${base.group}`, cost: 1, limit, windowMs }],
-        this.#now(),
-      );
-      return decision.allowed ? true : undefined;
+    const scopes: Array<string | undefined> =
+      egressAddresses.length > 0 ? this.#inTurn(base.group, egressAddresses) : [undefined];
+    const got = await this.#waitFor(base.group, base.group, 'rate', async () => {
+      for (const egress of scopes) {
+        const key = `shaping:rate:${shapingScope({ group: base.group, ...(egress === undefined ? {} : { egress }) })}`;
+        const decision = await this.#store.consume([{ key, cost: 1, limit, windowMs }], this.#now());
+        if (decision.allowed) return { egress };
+      }
+      return undefined;
     });
     if (got === undefined) {
       this.#observer?.deferred(base.group, 'rate');
       return local(
         'deferred',
         '4.4.5',
-        `the message rate to ${base.group} (${limits.messagesPerSecond}/s for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        `the message rate to ${base.group} (${limits.messagesPerSecond}/s for all relays${egressAddresses.length > 0 ? ', from each egress address' : ''}) left no room in ${this.#config().maxWaitSeconds} s`,
         'shaping',
       );
     }
-    return limits;
+    return got.egress === undefined ? limits : { ...limits, egress: got.egress };
+  }
+
+  /** The egress addresses, starting with the one after the group's last pick. */
+  #inTurn(group: string, addresses: readonly string[]): string[] {
+    const start = (this.#turn.get(group) ?? 0) % addresses.length;
+    this.#turn.set(group, (start + 1) % addresses.length);
+    return [...addresses.slice(start), ...addresses.slice(0, start)];
   }
 
   /** A connection slot of the group on all relays, or the failure that defers the job. */
   async connection(limits: GroupLimits): Promise<(() => void) | Failure> {
-    const perMinute = await this.#waitFor(limits.group, 'connection_rate', async () => {
+    const scope = shapingScope(limits);
+    const perMinute = await this.#waitFor(limits.group, scope, 'connection_rate', async () => {
       const rule = {
-        key: `shaping:connrate:${limits.group}`,
+        key: `shaping:connrate:${scope}`,
         cost: 1,
         limit: limits.connectionsPerMinute,
         windowMs: 60_000,
@@ -214,13 +242,13 @@ export class Shaper {
       return local(
         'deferred',
         '4.4.5',
-        `the new connections to ${limits.group} (${limits.connectionsPerMinute} a minute for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        `the new connections to ${limits.group} (${limits.connectionsPerMinute} a minute for all relays${fromEgress(limits)}) left no room in ${this.#config().maxWaitSeconds} s`,
         'shaping',
       );
     }
     const slotId = `${this.#instance}:${++this.#seq}`;
-    const key = `shaping:conn:${limits.group}`;
-    const got = await this.#waitFor(limits.group, 'connections', async () =>
+    const key = `shaping:conn:${scope}`;
+    const got = await this.#waitFor(limits.group, scope, 'connections', async () =>
       (await this.#store.acquireSlot(key, slotId, limits.connections, SLOT_TTL_MS, this.#now()))
         ? true
         : undefined,
@@ -230,7 +258,7 @@ export class Shaper {
       return local(
         'deferred',
         '4.4.5',
-        `the connection limit of ${limits.group} (${limits.connections} for all relays) left no room in ${this.#config().maxWaitSeconds} s`,
+        `the connection limit of ${limits.group} (${limits.connections} for all relays${fromEgress(limits)}) left no room in ${this.#config().maxWaitSeconds} s`,
         'shaping',
       );
     }
@@ -242,13 +270,14 @@ export class Shaper {
       this.#observer?.connectionsChanged(limits.group, -1);
       this.#store
         .releaseSlot(key, slotId)
-        .then(() => this.#wake(limits.group))
+        .then(() => this.#wake(scope))
         .catch((err: unknown) => {
           // the slot expires on its own (SLOT_TTL_MS)
           this.#logger.warn(
             {
               event: 'shaping_release_failed',
               group: limits.group,
+              egress: limits.egress,
               err: err instanceof Error ? err.message : String(err),
             },
             'cannot release a shared connection slot',
@@ -295,9 +324,13 @@ export class Shaper {
     }
   }
 
-  /** Tries until `attempt` gives a value or maxWaitSeconds have passed (wall clock). */
+  /**
+   * Tries until `attempt` gives a value or maxWaitSeconds have passed (wall clock); a slot
+   * given back under `scope` wakes the wait.
+   */
   async #waitFor<T>(
     group: string,
+    scope: string,
     limit: Limit,
     attempt: () => Promise<T | undefined>,
   ): Promise<T | undefined> {
@@ -312,14 +345,14 @@ export class Shaper {
       const left = deadline - Date.now();
       if (left <= 0) return undefined;
       // a slot this relay gives back ends the wait at once; other relays' are polled for
-      await this.#nap(group, Math.min(backoff, left));
+      await this.#nap(scope, Math.min(backoff, left));
       backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
     }
   }
 
-  #nap(group: string, ms: number): Promise<void> {
-    const wakers = this.#wakers.get(group) ?? new Set<() => void>();
-    this.#wakers.set(group, wakers);
+  #nap(scope: string, ms: number): Promise<void> {
+    const wakers = this.#wakers.get(scope) ?? new Set<() => void>();
+    this.#wakers.set(scope, wakers);
     let wake: () => void = () => undefined;
     const woken = new Promise<void>((resolve) => {
       wake = resolve;
@@ -327,11 +360,11 @@ export class Shaper {
     wakers.add(wake);
     return Promise.race([this.#sleep(ms), woken]).finally(() => {
       wakers.delete(wake);
-      if (wakers.size === 0) this.#wakers.delete(group);
+      if (wakers.size === 0) this.#wakers.delete(scope);
     });
   }
 
-  #wake(group: string): void {
-    for (const wake of this.#wakers.get(group) ?? []) wake();
+  #wake(scope: string): void {
+    for (const wake of this.#wakers.get(scope) ?? []) wake();
   }
 }

@@ -6,7 +6,7 @@ import { getServers } from 'node:dns';
 import { readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import { isIPv6, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Readable } from 'node:stream';
 import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
@@ -151,7 +151,8 @@ interface Route {
   limits?: GroupLimits;
   /** Whether an idle pooled connection can carry this job. */
   fits(session: OutboundSession): boolean;
-  connect(log: Logger): Promise<OutboundSession | Failure>;
+  /** A new connection, from the egress address given (absent: the system's choice). */
+  connect(log: Logger, egress?: string): Promise<OutboundSession | Failure>;
 }
 
 export class SmtpTransport implements Transport {
@@ -173,6 +174,8 @@ export class SmtpTransport implements Transport {
   readonly #shaper: Shaper | undefined;
   /** Transactions sent over each connection, for its group's messagesPerConnection. */
   readonly #uses = new WeakMap<OutboundSession, number>();
+  /** The next egress address when shaping does not pick one. */
+  #egressTurn = 0;
   #closed = false;
 
   constructor(options: SmtpTransportOptions) {
@@ -291,13 +294,28 @@ export class SmtpTransport implements Transport {
     shaped: { limits?: GroupLimits },
   ): Promise<RecipientResult[]> {
     if (this.#closed) return fail(job.recipients, SHUTTING_DOWN);
-    const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain, log);
-    if (!('key' in route)) return fail(job.recipients, route);
-    if (route.limits && this.#shaper) {
-      const admitted = await this.#shaper.admit(route.limits);
+    const found = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain, log);
+    if (!('key' in found)) return fail(job.recipients, found);
+    const egressAddresses = this.#mode === 'direct' ? this.#config.egressAddresses : [];
+    let egress: string | undefined;
+    if (found.limits && this.#shaper) {
+      // shaping picks the egress address whose share of the group's rate has room
+      const admitted = await this.#shaper.admit(found.limits, egressAddresses);
       if (!('group' in admitted)) return fail(job.recipients, admitted);
       shaped.limits = admitted;
+      egress = admitted.egress;
+    } else if (egressAddresses.length > 0) {
+      egress = egressAddresses[this.#egressTurn++ % egressAddresses.length];
     }
+    // connections from one egress address are pooled apart from those of another
+    const route: Route =
+      egress === undefined
+        ? found
+        : {
+            ...found,
+            key: `${found.key}@${egress}`,
+            connect: (connectLog) => found.connect(connectLog, egress),
+          };
 
     let body: FileHandle | Buffer;
     try {
@@ -446,7 +464,7 @@ export class SmtpTransport implements Transport {
           ...(shaper ? { limits: shaper.limitsFor(hosts.map((h) => h.exchange)) } : {}),
           // a pooled connection is only reused while its host is still one of the domain's MX
           fits: (session) => names.has(session.remoteHost.toLowerCase()),
-          connect: (connectLog) => this.#connectMx(domain, hosts, connectLog, policy),
+          connect: (connectLog, egress) => this.#connectMx(domain, hosts, connectLog, policy, egress),
         };
       }
     }
@@ -531,8 +549,16 @@ export class SmtpTransport implements Transport {
     hosts: MxHost[],
     log: Logger,
     policy: MtaStsPolicy,
+    egress?: string,
   ): Promise<OutboundSession | Failure> {
     const enforce = policy.mode === 'enforce';
+    // an IPv4 egress address binds connections to IPv4 MX addresses, an IPv6 one to IPv6
+    const bind =
+      egress === undefined
+        ? {}
+        : isIPv6(egress)
+          ? { localAddressIPv6: egress }
+          : { localAddressIPv4: egress };
     const targets = await this.#targets(domain, hosts, log);
     if (!Array.isArray(targets)) return targets;
     const tried: string[] = [];
@@ -547,6 +573,7 @@ export class SmtpTransport implements Transport {
           port: this.#config.port,
           maxConnectTime: connectMs,
           ignoreMXHosts: tried,
+          ...bind,
           // every lookup of a delivery goes to the configured servers (none is left to it)
           dnsOptions: { resolve: this.#resolver.callbackResolve },
           connectHook: (_delivery, target, done) => {
@@ -673,7 +700,11 @@ export class SmtpTransport implements Transport {
           secure: smarthost.tls === 'implicit',
           requireTLS: smarthost.tls === 'starttls',
           ignoreTLS: smarthost.tls === 'none',
-          tls: { rejectUnauthorized: smarthost.rejectUnauthorized },
+          // tls.trustedCaFile: a smarthost of a private PKI verifies as an MX host would
+          tls: {
+            rejectUnauthorized: smarthost.rejectUnauthorized,
+            ...(this.#mxCa ? { ca: this.#mxCa } : {}),
+          },
           allowInternalNetworkInterfaces: true,
         },
         this.#auth,

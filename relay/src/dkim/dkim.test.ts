@@ -151,6 +151,7 @@ describe('DKIM signing', () => {
 
     const accepted = t.logs.events('accepted').at(-1);
     assert.deepEqual(accepted?.dkim, {
+      result: 'signed',
       domain: 'customer.example',
       selector: 's1',
       algorithms: ['rsa-sha256', 'ed25519-sha256'],
@@ -174,8 +175,12 @@ describe('DKIM signing', () => {
       [['provider.example', 'pass']],
     );
     const counted = await t.relay.metrics.dkimSignaturesTotal.get();
-    const signed = counted.values.find((v) => v.labels.result === 'signed');
-    assert.ok((signed?.value ?? 0) >= 2);
+    const signed = (domain: string, selector: string) =>
+      counted.values.find(
+        (v) => v.labels.result === 'signed' && v.labels.domain === domain && v.labels.selector === selector,
+      )?.value ?? 0;
+    assert.ok(signed('customer.example', 's1') >= 2, 'counted by the domain and the first key');
+    assert.equal(signed('provider.example', 'p1'), 1, 'the default signer by its own domain and key');
   });
 
   it('verifies with dkimpy, a second implementation', {
@@ -199,6 +204,61 @@ describe('DKIM signing', () => {
       input: raw,
     });
     assert.deepEqual(JSON.parse(out.toString()), { ok: [true, true], bad: false });
+  });
+});
+
+describe('DKIM signing counted per domain and key', () => {
+  it('counts unsigned mail by the From domain where it is a sending domain, every other as other', async () => {
+    const keyDir = await mkdtemp(join(tmpdir(), 'sluice-dkim-count-'));
+    const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const keyFile = join(keyDir, 'rsa.pem');
+    await writeFile(keyFile, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    const t = await startTestRelay({
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        dkim: { keys: [{ domain: 'customer.example', selector: 's1', privateKeyFile: keyFile }] },
+        // a SendingDomain whose key DNS does not serve yet: a sending domain without a key
+        senders: { domains: [{ domain: 'pending.example' }, { domain: 'customer.example' }] },
+      },
+    });
+    try {
+      for (const from of [
+        'alice@customer.example',
+        'alice@pending.example',
+        'a@unknown-one.example',
+        'b@unknown-two.example',
+      ]) {
+        const c = await authenticated(t.port('plain'), 'alice');
+        const replies = await c.sendRaw(
+          'alice@customer.example',
+          ['bob@elsewhere.example'],
+          `From: ${from}\r\nTo: bob@elsewhere.example\r\nSubject: count\r\n\r\nx\r\n`,
+        );
+        assert.equal(replies.at(-1)?.code, 250);
+        await c.quit();
+      }
+      const text = await t.relay.metrics.registry.getSingleMetricAsString('sluice_dkim_signatures_total');
+      const series = text
+        .split('\n')
+        .filter((l) => l.startsWith('sluice_dkim_signatures_total{'))
+        .sort();
+      assert.deepEqual(series, [
+        'sluice_dkim_signatures_total{result="no_key",domain="other",selector="none"} 2',
+        'sluice_dkim_signatures_total{result="no_key",domain="pending.example",selector="none"} 1',
+        'sluice_dkim_signatures_total{result="signed",domain="customer.example",selector="s1"} 1',
+      ]);
+      const lines = t.logs.events('accepted').map((l) => l.dkim);
+      assert.deepEqual(lines, [
+        { result: 'signed', domain: 'customer.example', selector: 's1', algorithms: ['rsa-sha256'] },
+        { result: 'no_key', fromDomain: 'pending.example' },
+        { result: 'no_key', fromDomain: 'unknown-one.example' },
+        { result: 'no_key', fromDomain: 'unknown-two.example' },
+      ]);
+    } finally {
+      await t.close();
+      await rm(keyDir, { recursive: true, force: true });
+    }
   });
 });
 

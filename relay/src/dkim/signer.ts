@@ -27,7 +27,8 @@ export const SIGNED_FIELDS = [
 
 export type DkimOutcome =
   | { signed: true; domain: string; selector: string; algorithms: string[]; header: string }
-  | { signed: false; reason: 'no_key' | 'no_from' | 'header_too_big' };
+  /** fromDomain: the header From domain, where it was read. */
+  | { signed: false; reason: 'no_key' | 'no_from' | 'header_too_big'; fromDomain?: string };
 
 export interface HeaderField {
   name: string;
@@ -214,8 +215,8 @@ export class MessageSigner extends Writable {
     return this.#outcome ?? { signed: false, reason: 'no_key' };
   }
 
-  #giveUp(reason: 'no_key' | 'no_from' | 'header_too_big'): void {
-    this.#outcome = { signed: false, reason };
+  #giveUp(reason: 'no_key' | 'no_from' | 'header_too_big', fromDomain?: string): void {
+    this.#outcome = { signed: false, reason, ...(fromDomain === undefined ? {} : { fromDomain }) };
     this.#head = [];
   }
 
@@ -226,7 +227,7 @@ export class MessageSigner extends Writable {
     const domain = fromDomain(fields);
     if (domain === undefined && this.#keys.defaultSigner.length === 0) return this.#giveUp('no_from');
     const keys = keysFor(this.#keys, domain);
-    if (keys.length === 0) return this.#giveUp('no_key');
+    if (keys.length === 0) return this.#giveUp('no_key', domain);
     this.#fields = fields;
     this.#signWith = keys;
     this.#hasher = bodyHashes.dkimBody('relaxed', 'sha256', false);

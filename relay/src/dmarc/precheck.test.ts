@@ -153,6 +153,42 @@ describe('DMARC pre-check', () => {
     );
   });
 
+  it('counts and logs each outcome by reason, a closed list saying what to fix', async () => {
+    const byReason = async (result: string, reason: string) => {
+      const metric = await t.relay.metrics.dmarcPrecheckTotal.get();
+      return metric.values
+        .filter((v) => v.labels.result === result && v.labels.reason === reason)
+        .reduce((sum, v) => sum + v.value, 0);
+    };
+    const cases: Array<[string, string, string, string]> = [
+      ['scanner@customer.example', 'someone@gmail.example', 'would_fail', 'no_key'],
+      ['bounce@elsewhere.example', 'news@mail.strict.example', 'would_fail', 'unaligned_signature'],
+      ['bounce@other-spf.example', 'alice@other-spf.example', 'would_fail', 'spf_not_pass'],
+      ['bounce@elsewhere.example', 'x@broken.example', 'dns_error', 'dmarc_lookup'],
+      ['bounce@customer.example', 'alice@customer.example', 'aligned_dkim', 'none'],
+    ];
+    for (const [envelope, from, result, reason] of cases) {
+      const before = await byReason(result, reason);
+      await send(envelope, from);
+      assert.equal(await byReason(result, reason), before + 1, `${from}: ${result} ${reason}`);
+      if (result !== 'aligned_dkim') assert.equal(t.logs.events('dmarc_precheck').at(-1)?.reason, reason);
+    }
+    // no egress address known: SPF of an aligned MAIL FROM domain cannot be checked
+    const users = { users: [...t.relay.users.values()] };
+    const config = t.relay.config;
+    await t.relay.apply(
+      validateRelayConfig({ ...config, dmarcPrecheck: { ...config.dmarcPrecheck, egressIps: [] } }, 'config'),
+      users,
+    );
+    try {
+      const before = await byReason('would_fail', 'no_egress_ips');
+      assert.equal((await send('bounce@spf.example', 'alice@spf.example')).code, 550);
+      assert.equal(await byReason('would_fail', 'no_egress_ips'), before + 1);
+    } finally {
+      await t.relay.apply(config, users);
+    }
+  });
+
   it('warn accepts what reject refuses, and logs and counts it; off looks nothing up', async () => {
     const users = { users: [...t.relay.users.values()] };
     const withAction = (action: string) =>

@@ -11,15 +11,37 @@ import { spf } from 'mailauth/lib/spf/index.js';
 
 export type DnsResolve = (name: string, type: string) => Promise<string[][] | string[]>;
 
+/**
+ * Why a message would fail DMARC, or which lookup failed: the closed list of the reason
+ * label of sluice_dmarc_precheck_total and the reason field of the dmarc_precheck line.
+ */
+export const DMARC_PRECHECK_REASONS = [
+  /** The relay has no key for the From domain, and the MAIL FROM domain is not aligned (or empty). */
+  'no_key',
+  /** The relay signs for a domain not aligned with the From domain, nor is the MAIL FROM domain. */
+  'unaligned_signature',
+  /** The MAIL FROM domain is aligned, but its SPF does not pass for an egress address. */
+  'spf_not_pass',
+  /** The MAIL FROM domain is aligned, but no egress address is known to check its SPF for. */
+  'no_egress_ips',
+  /** The DMARC record could not be read. */
+  'dmarc_lookup',
+  /** The SPF record could not be read. */
+  'spf_lookup',
+] as const;
+export type DmarcPrecheckReason = (typeof DMARC_PRECHECK_REASONS)[number];
+
+type FailReason = Exclude<DmarcPrecheckReason, 'dmarc_lookup' | 'spf_lookup'>;
+
 export type DmarcPrecheckOutcome =
   /** No DMARC record, or one that asks receivers for nothing (p=none). */
   | { result: 'no_policy'; domain: string }
   | { result: 'aligned_dkim'; domain: string; policy: string }
   | { result: 'aligned_spf'; domain: string; policy: string }
   /** p=quarantine or p=reject, and neither the relay's signature nor SPF can align. */
-  | { result: 'would_fail'; domain: string; policy: string; why: string; fix: string }
+  | { result: 'would_fail'; domain: string; policy: string; reason: FailReason; why: string; fix: string }
   /** A lookup timed out or failed: the mail is accepted (a DNS fault must not refuse mail). */
-  | { result: 'dns_error'; domain: string; detail: string };
+  | { result: 'dns_error'; domain: string; reason: 'dmarc_lookup' | 'spf_lookup'; detail: string };
 
 export interface DmarcPrecheckInput {
   /** The header From domain. */
@@ -70,6 +92,7 @@ export async function dmarcPrecheck(input: DmarcPrecheckInput): Promise<DmarcPre
     return {
       result: 'dns_error',
       domain,
+      reason: 'dmarc_lookup',
       detail: `DMARC record of ${domain}: ${verdict.error ?? 'lookup failed'}`,
     };
   }
@@ -92,13 +115,15 @@ export async function dmarcPrecheck(input: DmarcPrecheckInput): Promise<DmarcPre
     const envelope = envelopeDomain
       ? `MAIL FROM domain ${envelopeDomain} is not aligned`
       : 'MAIL FROM is empty';
-    return { result: 'would_fail', domain, policy, why: `${unsigned}; ${envelope}`, fix };
+    const reason = input.signingDomains.length === 0 ? 'no_key' : 'unaligned_signature';
+    return { result: 'would_fail', domain, policy, reason, why: `${unsigned}; ${envelope}`, fix };
   }
   if (input.egressIps.length === 0) {
     return {
       result: 'would_fail',
       domain,
       policy,
+      reason: 'no_egress_ips',
       why: `${unsigned}; SPF cannot be checked, as the relay's egress addresses are not configured`,
       fix,
     };
@@ -113,13 +138,19 @@ export async function dmarcPrecheck(input: DmarcPrecheckInput): Promise<DmarcPre
     });
     const spfResult = result.status.result;
     if (spfResult === 'temperror') {
-      return { result: 'dns_error', domain, detail: `SPF record of ${envelopeDomain}: temporary error` };
+      return {
+        result: 'dns_error',
+        domain,
+        reason: 'spf_lookup',
+        detail: `SPF record of ${envelopeDomain}: temporary error`,
+      };
     }
     if (spfResult !== 'pass') {
       return {
         result: 'would_fail',
         domain,
         policy,
+        reason: 'spf_not_pass',
         why: `${unsigned}; SPF of ${envelopeDomain} gives ${spfResult} for the relay's address ${ip}`,
         fix: `${fix}, or authorize the relay in the SPF record of ${envelopeDomain}`,
       };

@@ -17,8 +17,8 @@ export class RelayMetrics {
   readonly tlsConnectionsTotal: Counter<'listener' | 'version'>;
   readonly authTotal: Counter<'result'>;
   readonly messagesTotal: Counter<'result' | 'reason'>;
-  readonly dkimSignaturesTotal: Counter<'result'>;
-  readonly dmarcPrecheckTotal: Counter<'result' | 'action'>;
+  readonly dkimSignaturesTotal: Counter<'result' | 'domain' | 'selector'>;
+  readonly dmarcPrecheckTotal: Counter<'result' | 'action' | 'reason'>;
   readonly rejectionsTotal: Counter<'reason' | 'stage'>;
   readonly recipientsTotal: Counter<'result'>;
   readonly receivedBytesTotal: Counter;
@@ -91,14 +91,14 @@ export class RelayMetrics {
     });
     this.dkimSignaturesTotal = new Counter({
       name: 'sluice_dkim_signatures_total',
-      help: 'Accepted messages by DKIM signing result (signed; or no_key, no_from, header_too_big); no domain label, as customer domains are unbounded',
-      labelNames: ['result'],
+      help: "Accepted messages by DKIM signing result (signed; or no_key, no_from, header_too_big), domain (signed: d=; unsigned: the From domain where it is a configured sending domain; any other: other) and selector (the first key's; none when unsigned)",
+      labelNames: ['result', 'domain', 'selector'],
       registers,
     });
     this.dmarcPrecheckTotal = new Counter({
       name: 'sluice_dmarc_precheck_total',
-      help: 'DMARC pre-checks of header From domains by result (no_policy, aligned_dkim, aligned_spf, would_fail, dns_error) and what was done (reject, warn; none unless would_fail)',
-      labelNames: ['result', 'action'],
+      help: 'DMARC pre-checks of header From domains by result (no_policy, aligned_dkim, aligned_spf, would_fail, dns_error), what was done (reject, warn; none unless would_fail) and reason (would_fail: no_key, unaligned_signature, spf_not_pass, no_egress_ips; dns_error: dmarc_lookup, spf_lookup; else none)',
+      labelNames: ['result', 'action', 'reason'],
       registers,
     });
     this.rejectionsTotal = new Counter({

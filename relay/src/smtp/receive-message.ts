@@ -6,7 +6,8 @@ import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { NO_DKIM_KEYS } from '../dkim/keys.ts';
-import { type DkimOutcome, MessageSigner } from '../dkim/signer.ts';
+import { dkimLabels, dkimLogField } from '../dkim/outcome-labels.ts';
+import { MessageSigner } from '../dkim/signer.ts';
 import { AttachmentScanner, type MimeBound, type ScanResult } from '../mime/attachment-scan.ts';
 import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
@@ -110,20 +111,6 @@ const OVER_LIMIT: Record<MimeBound, { key: 'HEADER_TOO_BIG' | 'MIME_TOO_COMPLEX'
 /** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
 function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
   return isOutOfSpace(err) ? 'INSUFFICIENT_STORAGE' : 'SPOOL_FAILED';
-}
-
-/** The result label of sluice_dkim_signatures_total: signed, or why not. */
-function dkimResult(outcome: DkimOutcome): string {
-  return outcome.signed ? 'signed' : outcome.reason;
-}
-
-/** The accepted line's dkim field: who signed, or 'unsigned'. */
-function dkimLog(
-  outcome: DkimOutcome,
-): { domain: string; selector: string; algorithms: string[] } | 'unsigned' {
-  return outcome.signed
-    ? { domain: outcome.domain, selector: outcome.selector, algorithms: outcome.algorithms }
-    : 'unsigned';
 }
 
 export async function receiveMessage(options: {
@@ -325,7 +312,7 @@ export async function receiveMessage(options: {
     if (state.user)
       rt.usage?.accepted(state.user.username, { recipients: tx.recipients.length, bytes: envelope.size });
     rt.metrics.messagesTotal.inc({ result: 'accepted', reason: 'accepted' });
-    rt.metrics.dkimSignaturesTotal.inc({ result: dkimResult(signer.outcome) });
+    rt.metrics.dkimSignaturesTotal.inc(dkimLabels(signer.outcome, rt.dkim ?? NO_DKIM_KEYS, config.senders));
     rt.metrics.receivedBytesTotal.inc(envelope.size);
     rt.metrics.messageSizeBytes.observe(envelope.size);
     if (normaliser.bareLf) rt.metrics.bareLineEndingsTotal.inc({ kind: 'lf' }, normaliser.bareLf);
@@ -342,7 +329,7 @@ export async function receiveMessage(options: {
         bareCr: normaliser.bareCr || undefined,
         addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
         removedBcc: normaliser.headers.removedBcc || undefined,
-        dkim: dkimLog(signer.outcome),
+        dkim: dkimLogField(signer.outcome),
         dmarc: senders.dmarc,
       },
       'message queued',

@@ -96,10 +96,11 @@ export async function checkSenders(options: {
     });
     results[domain] = checked.result;
     const action = checked.result === 'would_fail' ? precheck.action : 'none';
-    metrics.dmarcPrecheckTotal.inc({ result: checked.result, action });
+    const reason = 'reason' in checked ? checked.reason : 'none';
+    metrics.dmarcPrecheckTotal.inc({ result: checked.result, action, reason });
     if (checked.result === 'dns_error') {
       log.warn(
-        { event: 'dmarc_precheck', result: checked.result, domain, detail: checked.detail },
+        { event: 'dmarc_precheck', result: checked.result, reason, domain, detail: checked.detail },
         'DMARC pre-check could not look up DNS; message accepted',
       );
     } else if (checked.result === 'would_fail') {
@@ -107,6 +108,7 @@ export async function checkSenders(options: {
         {
           event: 'dmarc_precheck',
           result: checked.result,
+          reason,
           action,
           domain,
           policy: checked.policy,

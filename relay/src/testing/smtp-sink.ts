@@ -40,6 +40,8 @@ export interface SinkMessage {
     recipients: Record<string, { notify?: string[]; orcpt?: string }>;
   };
   authUser?: string;
+  /** The address the sending client connected from. */
+  clientAddress: string;
 }
 
 export interface SmtpSinkOptions {
@@ -77,6 +79,8 @@ export interface SmtpSink {
   readonly maxOpenConnections: number;
   /** Messages whose end-of-DATA answer is held back (holdData). */
   readonly held: number;
+  /** The most SMTP sessions that were open at once from each client address. */
+  readonly maxOpenConnectionsFrom: ReadonlyMap<string, number>;
   /** MAIL FROM commands accepted so far. */
   readonly transactions: number;
   /** RSET commands received so far (sessions without TLS only: read off the wire). */
@@ -98,6 +102,11 @@ export interface SmtpSink {
   /** Requires these credentials from the next AUTH on (a rotated password). */
   setAuth(auth: { username: string; password: string }): void;
   close(): Promise<void>;
+}
+
+/** An IPv4 client as a.b.c.d, not as the ::ffff:a.b.c.d a dual-stack socket reports. */
+function clientAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
 let certificate: Promise<{ key: string; cert: string }> | undefined;
@@ -155,6 +164,8 @@ class Sink implements SmtpSink {
   #hangUp = false;
   readonly #open = new Set<string>();
   #maxOpen = 0;
+  readonly #openFrom = new Map<string, number>();
+  readonly maxOpenConnectionsFrom = new Map<string, number>();
   #held = 0;
   #gate: Promise<void> | undefined;
   readonly #options: SmtpSinkOptions;
@@ -218,10 +229,16 @@ class Sink implements SmtpSink {
         this.connections++;
         this.#open.add(session.id);
         this.#maxOpen = Math.max(this.#maxOpen, this.#open.size);
+        const from = clientAddress(session.remoteAddress);
+        const open = (this.#openFrom.get(from) ?? 0) + 1;
+        this.#openFrom.set(from, open);
+        this.maxOpenConnectionsFrom.set(from, Math.max(open, this.maxOpenConnectionsFrom.get(from) ?? 0));
         callback();
       },
       onClose: (session) => {
-        this.#open.delete(session.id);
+        if (!this.#open.delete(session.id)) return;
+        const from = clientAddress(session.remoteAddress);
+        this.#openFrom.set(from, (this.#openFrom.get(from) ?? 1) - 1);
       },
       onAuth: (login: SMTPServerAuthentication, _session, callback) => {
         const now = this.#auth;
@@ -331,6 +348,7 @@ class Sink implements SmtpSink {
       sha256: hash.digest('hex'),
       tls: session.secure,
       smtpUtf8: session.envelope.smtpUtf8 === true,
+      clientAddress: clientAddress(session.remoteAddress),
     };
     const dsn = sinkDsn(session.envelope);
     if (dsn) message.dsn = dsn;
