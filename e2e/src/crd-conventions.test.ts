@@ -137,6 +137,52 @@ describe('CRD conventions on a real API server', { skip, timeout: 300_000 }, () 
     assert.match(tag, /spec\.dmarcPrecheck\.action: Unsupported value: "tag"/);
   });
 
+  it('takes destination groups for shaping and the suppression classes, refusing a group named twice', async () => {
+    await apply(
+      policy('shaping', {
+        shaping: {
+          default: { connections: 4 },
+          groups: [{ name: 'corp', mxSuffixes: ['.mx.corp.example'], connections: 2 }],
+        },
+        suppression: { classes: ['invalid-recipient', 'bad-domain'], ttlSeconds: 86400 },
+      }),
+    );
+    const stored = await admin.get<KubeObject & { spec: Json }>(
+      'sluice.dev/v1alpha1',
+      'RelayPolicy',
+      NS,
+      'shaping',
+    );
+    const spec = stored?.spec as {
+      shaping?: { default?: Json; groups?: Json[]; slowdownSeconds?: number };
+      suppression?: Json;
+    };
+    assert.deepEqual(
+      [spec.shaping?.default, spec.shaping?.slowdownSeconds, spec.suppression?.enabled],
+      [
+        { connections: 4, connectionsPerMinute: 100, messagesPerConnection: 100, messagesPerSecond: 100 },
+        5400,
+        true,
+      ],
+      'defaults filled in by the API server',
+    );
+    const twice = await refused(
+      apply(
+        policy('shaping-twice', {
+          shaping: {
+            groups: [
+              { name: 'corp', mxSuffixes: ['.a.example'] },
+              { name: 'corp', mxSuffixes: ['.b.example'] },
+            ],
+          },
+        }),
+      ),
+    );
+    assert.match(twice, /spec\.shaping\.groups\[1\]: Duplicate value: \{"name":"corp"\}/);
+    const badClass = await refused(apply(policy('suppress-bad', { suppression: { classes: ['spam'] } })));
+    assert.match(badClass, /spec\.suppression\.classes\[0\]: Unsupported value: "spam"/);
+  });
+
   it('refuses two conditions of one type in status', async () => {
     await apply(policy('conditions'));
     const condition = {

@@ -52,6 +52,10 @@ export function structural(schema: TSchema): Json {
       // against the object's CEL rules, which read those fields
       const { default: _d, ...withoutDefault } = schema;
       out.default = Value.Default(withoutDefault, structuredClone(value));
+    } else if ((key === 'exclusiveMinimum' || key === 'exclusiveMaximum') && typeof value === 'number') {
+      // JSON Schema's numeric bound is OpenAPI 3.0's bound plus a boolean
+      out[key === 'exclusiveMinimum' ? 'minimum' : 'maximum'] = value;
+      out[key] = true;
     } else {
       out[key] = value;
     }

@@ -21,9 +21,11 @@ import {
   RateLimitsSchema,
   RedisSchema,
   RetrySchema,
+  ShapingSchema,
   ShutdownDelaySchema,
   SmarthostSchema,
   SpoolReserveSchema,
+  SuppressionSchema,
   UsageSchema,
 } from '@sluice/relay/config-schema';
 import { PolicySendingDomainsSchema } from './sending-domain.ts';
@@ -447,6 +449,31 @@ export const RelayPolicySpecSchema = cel(
         default: {},
         description:
           'Abuse detection: flags show as the AbuseSuspected condition of the SmtpUser; with autoSuspend the relays refuse the user',
+      }),
+      shaping: Type.Object(
+        {
+          ...ShapingSchema.properties,
+          // a list keyed by name: a group named twice is refused at admission
+          groups: Type.Optional(
+            Type.Array(ShapingSchema.properties.groups.items, {
+              ...ShapingSchema.properties.groups,
+              'x-kubernetes-list-type': 'map',
+              'x-kubernetes-list-map-keys': ['name'],
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          default: {},
+          description:
+            "Limits per destination group (Google, Microsoft, …) held in Redis for all the policy's relays together, slowed down on every relay by a throttling reply; groups are matched by the first MX host, first match wins",
+        },
+      ),
+      suppression: Type.Object(SuppressionSchema.properties, {
+        additionalProperties: false,
+        default: {},
+        description:
+          'Recipients that bounced with one of classes are refused at RCPT (550 5.1.1) for ttlSeconds, by every relay of the policy',
       }),
       ownIpWatch: Type.Object(OwnIpWatchSchema.properties, {
         additionalProperties: false,

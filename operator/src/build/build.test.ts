@@ -95,6 +95,31 @@ describe('relay config from a RelayPolicy', () => {
     assert.deepEqual(volume?.secret, { secretName: 'redis', items: [{ key: 'pw', path: 'password' }] });
   });
 
+  it("renders the policy's shaping groups and suppression into the relay config", () => {
+    const plain = buildRelayConfig(policy);
+    assert.equal(plain.shaping.enabled, true, 'on by default, with the groups the relay ships');
+    assert.equal(plain.shaping.groups, undefined);
+    const p = relayPolicy(meta, {
+      hostname: 'relay.example.net',
+      shaping: {
+        ...policy.spec.shaping,
+        groups: [{ name: 'corp', mxSuffixes: ['.mx.corp.example'], connections: 2, messagesPerSecond: 0.5 }],
+        slowdownSeconds: 600,
+      },
+      suppression: { enabled: true, classes: ['invalid-recipient', 'bad-domain'], ttlSeconds: 86400 },
+    });
+    const config = buildRelayConfig(p);
+    assert.deepEqual(config.shaping.groups, [
+      { name: 'corp', mxSuffixes: ['.mx.corp.example'], connections: 2, messagesPerSecond: 0.5 },
+    ]);
+    assert.equal(config.shaping.slowdownSeconds, 600);
+    assert.deepEqual(config.suppression, {
+      enabled: true,
+      classes: ['invalid-recipient', 'bad-domain'],
+      ttlSeconds: 86400,
+    });
+  });
+
   it('renders the DMARC pre-check with its DNS servers, and the CA file delivery trusts', () => {
     const off = buildRelayConfig(policy);
     assert.equal(off.dmarcPrecheck.action, 'off', 'off unless the policy asks');

@@ -72,6 +72,8 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     usage: spec.usage,
     abuse: spec.abuse,
     ownIpWatch: spec.ownIpWatch,
+    shaping: spec.shaping,
+    suppression: spec.suppression,
     delivery: {
       ...delivery,
       ...(smarthost

@@ -4,6 +4,8 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ShapingSchema, SuppressionSchema } from './reputation-schema.ts';
 
+export { ShapingSchema, SuppressionSchema };
+
 export const DEFAULT_BLOCKED_EXTENSIONS = [
   'pif',
   'bat',
