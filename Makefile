@@ -39,8 +39,8 @@ generate: install ## Rewrite generated files (docs/reference pages, CRDs)
 lint: install ## Lint and check formatting (biome)
 	biome check .
 
-deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code
-	depcruise --config .dependency-cruiser.cjs relay/src relay/test operator/src e2e/src
+deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code, no import cycles
+	depcruise --config .dependency-cruiser.cjs relay/src relay/test operator/src e2e/src bench fuzz tools/src scripts
 
 format: install ## Rewrite files in the project's format
 	biome check --write .

@@ -4,8 +4,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashPassword } from '../../relay/src/auth/password.ts';
+import type { Context } from '../environment.ts';
 import { flushAll } from '../redis-admin.ts';
-import type { Context } from '../run-one.ts';
 import { spawnLogged, stopChild, waitFor } from '../util.ts';
 import { DNSBL_ZONE, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
