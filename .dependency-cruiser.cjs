@@ -38,6 +38,16 @@ module.exports = {
       to: { path: '^relay/', dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'] },
     },
     {
+      name: 'bench-uses-workspace-exports',
+      comment: 'Benchmarks reach the relay and the operator only through their package exports, as any other client does.',
+      severity: 'error',
+      from: { path: '^bench/' },
+      to: {
+        path: '^(relay|operator|e2e)/',
+        dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'],
+      },
+    },
+    {
       name: 'no-import-cycles',
       comment:
         'No module imports itself through others, type-only imports included: a type two modules share lives in a module of its own (mime/scan-result.ts, reconcile/user-outcome.ts, bench/environment.ts).',

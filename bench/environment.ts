@@ -3,8 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { startDnsServer, type TestDnsServer } from '../relay/src/testing/dns-server.ts';
-import { startRedisServer } from '../relay/src/testing/redis-server.ts';
+import { startDnsServer, startRedisServer, type TestDnsServer } from '@sluice/relay/testing';
 import { DNSBL_ZONE, LISTED_CLIENT } from './peers/peer.ts';
 import { type SinkProcess, startSinkProcess } from './sink-process.ts';
 import { run } from './util.ts';
