@@ -34,7 +34,7 @@ module.exports = {
       name: 'operator-uses-relay-exports',
       comment: 'Operator and e2e code, tests included, reach the relay only through the @sluice/relay package exports.',
       severity: 'error',
-      from: { path: '^(operator|e2e)/src/' },
+      from: { path: '^(operator/(src|test)|e2e/src)/' },
       to: { path: '^relay/', dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'] },
     },
     {
