@@ -31,6 +31,13 @@ module.exports = {
       to: { path: '^(operator|e2e)/' },
     },
     {
+      name: 'telemetry-stands-alone',
+      comment: 'The shared telemetry package imports neither the relay nor the operator (both import it).',
+      severity: 'error',
+      from: { path: '^telemetry/' },
+      to: { path: '^(relay|operator|e2e|tools)/' },
+    },
+    {
       name: 'operator-uses-relay-exports',
       comment: 'Operator and e2e code, tests included, reach the relay only through the @sluice/relay package exports.',
       severity: 'error',

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { startTracing, type Tracing } from '@sluice/relay/tracing';
+import { startTracing, type Tracing } from '@sluice/telemetry/tracing';
 import { Controller } from '../src/controller/controller.ts';
 import { operatorTracer, tracedReconcile } from '../src/controller/reconcile-span.ts';
 import { KubeApiError } from '../src/kube/api-error.ts';
