@@ -17,6 +17,23 @@ module.exports = {
       to: { path: '^relay/src/queue/' },
     },
     {
+      name: 'policy-below-smtp-front',
+      comment: 'Decisions in policy/ take no vocabulary from the SMTP front: it names replies as its own string unions, which the stages hand to the reply table.',
+      severity: 'error',
+      from: { path: '^relay/src/policy/' },
+      to: { path: '^relay/src/smtp/' },
+    },
+    {
+      name: 'stages-stand-apart',
+      comment: 'Each SMTP stage uses only its own port and the shared stage helpers: no stage imports another stage or the adapter.',
+      severity: 'error',
+      from: { path: '^relay/src/smtp/stages/' },
+      to: {
+        path: ['^relay/src/smtp/stages/', '^relay/src/smtp/(handlers|listener|runtime)\\.ts$'],
+        pathNot: '^relay/src/smtp/stages/stage\\.ts$',
+      },
+    },
+    {
       name: 'no-test-kit-in-production',
       comment: 'Production code never imports a test kit or a test file.',
       severity: 'error',

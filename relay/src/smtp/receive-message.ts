@@ -5,15 +5,20 @@
 import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import { NO_DKIM_KEYS } from '../dkim/keys.ts';
+import type { RelayConfig } from '../config/schema.ts';
+import { type DkimKeys, NO_DKIM_KEYS } from '../dkim/keys.ts';
 import { dkimLabels, dkimLogField } from '../dkim/outcome-labels.ts';
 import { MessageSigner } from '../dkim/signer.ts';
+import type { AnswerCache } from '../dmarc/precheck.ts';
 import { AttachmentScanner, type MimeBound, type ScanResult } from '../mime/attachment-scan.ts';
-import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
+import type { RelayMetrics } from '../observability/metrics.ts';
+import { ATTR, endSpan, type Span, startSpan, type Tracer, traced } from '../observability/spans.ts';
+import type { SharedChecks } from '../policy/shared-checks.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { isOutOfSpace } from '../spool/free-space.ts';
 import { newQueueId } from '../spool/queue-id.ts';
-import type { SpoolWriter } from '../spool/spool.ts';
+import type { Spool, SpoolWriter } from '../spool/spool.ts';
+import type { UsageEvents } from '../usage/recorder.ts';
 import { rfc5322Date } from '../wire/date.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { LineEndingNormaliser } from './line-endings.ts';
@@ -21,10 +26,24 @@ import { MissingHeaders } from './missing-headers.ts';
 import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
-import type { DataPort } from './runtime.ts';
 import { checkSenders, type SenderCheckResult } from './sender-checks.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
+
+/** DATA: content checks, signing, the DMARC pre-check and the durable spool. */
+export interface DataPort {
+  readonly config: RelayConfig;
+  readonly checks: Pick<SharedChecks, 'consumeRecipients'>;
+  readonly spool: Pick<Spool, 'createWriter'>;
+  /** DKIM signing keys (absent: nothing is signed). */
+  readonly dkim?: DkimKeys | undefined;
+  /** The shared state's answer cache (DNS answers of the DMARC pre-check); absent before start. */
+  readonly answerCache?: AnswerCache | undefined;
+  readonly metrics: RelayMetrics;
+  readonly tracer: Tracer;
+  /** Usage per user, added up in memory (absent where a runtime is built without it). */
+  readonly usage?: Pick<UsageEvents, 'accepted'> | undefined;
+}
 
 /**
  * The smuggling defence, which also adds a missing Date or Message-ID and counts what it
