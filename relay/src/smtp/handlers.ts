@@ -11,11 +11,9 @@ import type {
   SMTPServerDataStream,
   SMTPServerSession,
 } from 'smtp-server';
-import type { Logger } from '../observability/logger.ts';
-import type { RefusalRecorder, Stage } from './refusals.ts';
-import type { ReplyKey, SmtpReplyError } from './replies.ts';
+import type { RefusalRecorder } from './refusals.ts';
+import type { ReplyKey } from './replies.ts';
 import type { RelayRuntime } from './runtime.ts';
-import type { ConnectionState } from './session-state.ts';
 import { AuthStage } from './stages/auth.ts';
 import { ConnectStage } from './stages/connect.ts';
 import { DataStage } from './stages/data.ts';
@@ -55,22 +53,6 @@ export class SmtpHandlers {
   /** The listener's verdict on the connection caps at accept (ConnectStage.overCap). */
   overCap(sessionId: string, refusal: ReplyKey | undefined): void {
     this.#connect.overCap(sessionId, refusal);
-  }
-
-  state(sessionId: string): ConnectionState | undefined {
-    return this.#refusals.session(sessionId);
-  }
-
-  /** Counts and logs a refusal (RefusalRecorder.refuse), returning the error for the reply. */
-  refuse(
-    state: ConnectionState | undefined,
-    stage: Stage,
-    key: ReplyKey,
-    vars: Record<string, string | number> = {},
-    fields: Record<string, unknown> = {},
-    log: Logger | undefined = state?.log,
-  ): SmtpReplyError {
-    return this.#refusals.refuse(state, stage, key, vars, fields, log);
   }
 
   onConnect = (session: SMTPServerSession, callback: Callback): void => {
