@@ -6,6 +6,7 @@ import type { UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import { decideAuth } from './auth-decision.ts';
 import { decideConnect, decideSlot } from './connect-decision.ts';
+import { decideContent } from './content-decision.ts';
 import { decideDnsbl, dnsblTags } from './dnsbl-decision.ts';
 import { decideMailFrom, type MailFromFacts } from './mail-decision.ts';
 import { decideRcpt, type RcptFacts } from './rcpt-decision.ts';
@@ -195,5 +196,49 @@ describe('decideRcpt', () => {
     assert.equal(limit.kind === 'refuse' && limit.countsRecipient, true);
     const parameter = decideRcpt({ ...facts, unsupportedParameter: 'FOO' });
     assert.equal(parameter.kind === 'refuse' && parameter.countsRecipient, false);
+  });
+});
+
+describe('decideContent', () => {
+  const limits = { maxMessageBytes: 1000 };
+  it('refuses a message over the size limit before any scan verdict', () => {
+    assert.deepEqual(
+      decideContent(
+        { overSize: true, scan: { kind: 'blocked', filename: 'a.exe', extension: 'exe' } },
+        limits,
+      ),
+      { kind: 'refuse', refusal: 'MESSAGE_TOO_BIG', vars: { limit: 1000 } },
+    );
+  });
+  it('names a blocked attachment without its quotes, and the bound a message is over', () => {
+    assert.deepEqual(
+      decideContent(
+        { overSize: false, scan: { kind: 'blocked', filename: 'say "hi".exe', extension: 'exe' } },
+        limits,
+      ),
+      { kind: 'refuse', refusal: 'BLOCKED_ATTACHMENT', vars: { filename: "say 'hi'.exe", extension: 'exe' } },
+    );
+    assert.deepEqual(
+      decideContent(
+        { overSize: false, scan: { kind: 'over-limit', bound: 'maxHeaderLines', limit: 500 } },
+        limits,
+      ),
+      { kind: 'refuse', refusal: 'HEADER_TOO_BIG', vars: { limit: 500, what: 'lines' } },
+    );
+    assert.deepEqual(
+      decideContent(
+        { overSize: false, scan: { kind: 'over-limit', bound: 'maxMimeDepth', limit: 20 } },
+        limits,
+      ),
+      { kind: 'refuse', refusal: 'MIME_TOO_COMPLEX', vars: { limit: 20, what: 'levels of MIME nesting' } },
+    );
+  });
+  it('refuses a malformed message and accepts a clean one', () => {
+    const malformed = decideContent(
+      { overSize: false, scan: { kind: 'malformed', detail: 'bad base64' } },
+      limits,
+    );
+    assert.equal(malformed.kind === 'refuse' && malformed.refusal, 'MALFORMED_MESSAGE');
+    assert.deepEqual(decideContent({ overSize: false, scan: { kind: 'clean' } }, limits), { kind: 'accept' });
   });
 });

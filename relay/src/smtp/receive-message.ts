@@ -10,9 +10,10 @@ import { type DkimKeys, NO_DKIM_KEYS } from '../dkim/keys.ts';
 import { dkimLabels, dkimLogField } from '../dkim/outcome-labels.ts';
 import { MessageSigner } from '../dkim/signer.ts';
 import type { AnswerCache } from '../dmarc/precheck.ts';
-import { AttachmentScanner, type MimeBound, type ScanResult } from '../mime/attachment-scan.ts';
+import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
 import type { RelayMetrics } from '../observability/metrics.ts';
 import { ATTR, endSpan, type Span, startSpan, type Tracer, traced } from '../observability/spans.ts';
+import { decideContent } from '../policy/content-decision.ts';
 import type { SharedChecks } from '../policy/shared-checks.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { isOutOfSpace } from '../spool/free-space.ts';
@@ -115,18 +116,6 @@ function smtpUtf8Need(tx: TransactionState, eightBitHeader: boolean | undefined)
   return utf8 ? 'needed' : 'declared';
 }
 
-/** The reply to a message over one of the MIME bounds. */
-const OVER_LIMIT: Record<MimeBound, { key: 'HEADER_TOO_BIG' | 'MIME_TOO_COMPLEX'; what: string }> = {
-  maxHeaderBytes: { key: 'HEADER_TOO_BIG', what: 'bytes' },
-  maxHeaderLines: { key: 'HEADER_TOO_BIG', what: 'lines' },
-  maxMimeParts: { key: 'MIME_TOO_COMPLEX', what: 'MIME parts' },
-  maxMimeDepth: { key: 'MIME_TOO_COMPLEX', what: 'levels of MIME nesting' },
-  maxMimeParameters: {
-    key: 'MIME_TOO_COMPLEX',
-    what: 'parameters in the Content-Type and Content-Disposition fields of a part',
-  },
-};
-
 /** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
 function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
   return isOutOfSpace(err) ? 'INSUFFICIENT_STORAGE' : 'SPOOL_FAILED';
@@ -226,25 +215,13 @@ export async function receiveMessage(options: {
     await pipeInto(stream, normaliser);
     const [scan] = await Promise.all([scanned, written, signed]);
 
-    if (normaliser.exceeded || stream.sizeExceeded) {
+    const content = decideContent(
+      { overSize: normaliser.exceeded || stream.sizeExceeded, scan },
+      config.limits,
+    );
+    if (content.kind === 'refuse') {
       await writer.abort();
-      throw refuse('MESSAGE_TOO_BIG', { limit: config.limits.maxMessageBytes });
-    }
-    if (scan.kind === 'blocked') {
-      await writer.abort();
-      // the name is the sender's text: it is quoted in the reply, so it holds no quote
-      // (replyText escapes control and bidi characters and bounds its length)
-      const filename = scan.filename.replace(/"/g, "'");
-      throw refuse('BLOCKED_ATTACHMENT', { filename, extension: scan.extension });
-    }
-    if (scan.kind === 'over-limit') {
-      await writer.abort();
-      const { key, what } = OVER_LIMIT[scan.bound];
-      throw refuse(key, { limit: scan.limit, what });
-    }
-    if (scan.kind === 'malformed') {
-      await writer.abort();
-      throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
+      throw refuse(content.refusal, content.vars);
     }
     // a span only where something is checked (both checks are off by default)
     const checksSenders = config.senders.headerFrom !== 'off' || config.dmarcPrecheck.action !== 'off';
