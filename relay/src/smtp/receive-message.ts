@@ -123,13 +123,13 @@ function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
 
 export async function receiveMessage(options: {
   rt: DataPort;
-  handlers: RefusalRecorder;
+  refusals: RefusalRecorder;
   state: ConnectionState;
   tx: TransactionState;
   session: SMTPServerSession;
   stream: SMTPServerDataStream;
 }): Promise<string> {
-  const { rt, handlers, state, tx, session, stream } = options;
+  const { rt, refusals, state, tx, session, stream } = options;
   const config = rt.config;
   const queueId = newQueueId();
   const log = state.log.child({ queueId });
@@ -188,7 +188,7 @@ export async function receiveMessage(options: {
       reason: REPLIES[key].reason,
     });
     const fields = { sender: tx.sender, recipients: tx.recipients.length };
-    return handlers.refuse(state, 'data', key, vars, fields, log);
+    return refusals.refuse(state, 'data', key, vars, fields, log);
   };
 
   try {
@@ -262,7 +262,7 @@ export async function receiveMessage(options: {
         (r) => describeCheck(r.outcome),
       );
       state.credit = counted.credit;
-      const refusal = handlers.checkRefusal(state, 'data', counted.outcome);
+      const refusal = refusals.checkRefusal(state, 'data', counted.outcome);
       if (refusal) {
         await writer.abort();
         rt.metrics.messagesTotal.inc({ result: 'tempfail', reason: refusal.reason });

@@ -32,7 +32,7 @@ export class DataStage {
       return this.#refusals.refuse(state, 'data', 'AUTH_REQUIRED');
     }
     const tx = state.tx;
-    return receiveMessage({ rt: this.#port, handlers: this.#refusals, state, tx, session, stream }).then(
+    return receiveMessage({ rt: this.#port, refusals: this.#refusals, state, tx, session, stream }).then(
       (reply) => {
         endTransaction(state, 'accepted', { [ATTR.recipients]: tx.recipients.length });
         return reply;
