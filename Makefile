@@ -16,7 +16,7 @@ FUZZ_RUNS ?= 1000000
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-node_modules/.package-lock.json: package.json package-lock.json relay/package.json operator/package.json e2e/package.json
+node_modules/.package-lock.json: package.json package-lock.json relay/package.json operator/package.json e2e/package.json tools/package.json telemetry/package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
