@@ -17,6 +17,23 @@ module.exports = {
       to: { path: '^relay/src/queue/' },
     },
     {
+      name: 'policy-below-smtp-front',
+      comment: 'Decisions in policy/ take no vocabulary from the SMTP front: it names replies as its own string unions, which the stages hand to the reply table.',
+      severity: 'error',
+      from: { path: '^relay/src/policy/' },
+      to: { path: '^relay/src/smtp/' },
+    },
+    {
+      name: 'stages-stand-apart',
+      comment: 'Each SMTP stage uses only its own port and the shared stage helpers: no stage imports another stage or the adapter.',
+      severity: 'error',
+      from: { path: '^relay/src/smtp/stages/' },
+      to: {
+        path: ['^relay/src/smtp/stages/', '^relay/src/smtp/(handlers|listener|runtime)\\.ts$'],
+        pathNot: '^relay/src/smtp/stages/stage\\.ts$',
+      },
+    },
+    {
       name: 'no-test-kit-in-production',
       comment: 'Production code never imports a test kit or a test file.',
       severity: 'error',
@@ -31,18 +48,36 @@ module.exports = {
       to: { path: '^(operator|e2e)/' },
     },
     {
+      name: 'telemetry-stands-alone',
+      comment: 'The shared telemetry package imports neither the relay nor the operator (both import it).',
+      severity: 'error',
+      from: { path: '^telemetry/' },
+      to: { path: '^(relay|operator|e2e|tools)/' },
+    },
+    {
       name: 'operator-uses-relay-exports',
       comment: 'Operator and e2e code, tests included, reach the relay only through the @sluice/relay package exports.',
       severity: 'error',
-      from: { path: '^(operator|e2e)/src/' },
+      from: { path: '^(operator/(src|test)|e2e/src)/' },
       to: { path: '^relay/', dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'] },
     },
     {
-      name: 'no-cycles-in-smtp-front',
-      comment: 'The SMTP front has no import cycles (handlers -> receive-message -> refusals).',
+      name: 'bench-uses-workspace-exports',
+      comment: 'Benchmarks reach the relay and the operator only through their package exports, as any other client does.',
       severity: 'error',
-      from: { path: '^relay/src/smtp/' },
-      to: { path: '^relay/src/smtp/', circular: true },
+      from: { path: '^bench/' },
+      to: {
+        path: '^(relay|operator|e2e)/',
+        dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'],
+      },
+    },
+    {
+      name: 'no-import-cycles',
+      comment:
+        'No module imports itself through others, type-only imports included: a type two modules share lives in a module of its own (mime/scan-result.ts, reconcile/user-outcome.ts, bench/environment.ts).',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
     },
   ],
   options: {

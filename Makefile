@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_BIN := $(CURDIR)/node_modules/.bin/node
-UNIT_TESTS = $(shell find relay/src relay/test operator/src tools/src scripts -name '*.test.ts' 2>/dev/null | sort)
+UNIT_TESTS = $(shell find relay/src relay/test operator/src operator/test tools/src telemetry/src scripts -name '*.test.ts' 2>/dev/null | sort)
 E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
 # Fuzz targets (fuzz/README.md) and how long `make test` gives each, in seconds.
 FUZZ_TARGETS ?= proxy-header zip-scan attachment-scan attachment-scan-chunking config-load smtp-session
@@ -16,7 +16,7 @@ FUZZ_RUNS ?= 1000000
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-node_modules/.package-lock.json: package.json package-lock.json relay/package.json operator/package.json e2e/package.json
+node_modules/.package-lock.json: package.json package-lock.json relay/package.json operator/package.json e2e/package.json tools/package.json telemetry/package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
@@ -39,8 +39,8 @@ generate: install ## Rewrite generated files (docs/reference pages, CRDs)
 lint: install ## Lint and check formatting (biome)
 	biome check .
 
-deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code
-	depcruise --config .dependency-cruiser.cjs relay/src relay/test operator/src e2e/src
+deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code, no import cycles
+	depcruise --config .dependency-cruiser.cjs relay/src relay/test operator/src operator/test e2e/src bench fuzz tools/src telemetry/src scripts
 
 format: install ## Rewrite files in the project's format
 	biome check --write .

@@ -5,7 +5,7 @@
 //   node bench/accept.bench.ts
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '../relay/src/testing/index.ts';
+import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '@sluice/relay/testing';
 
 const CONNECTIONS = 20;
 const MESSAGES = 25;

@@ -9,9 +9,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { DEFAULT_MIME_LIMITS } from '../relay/src/config/schema.ts';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '../relay/src/testing/index.ts';
-import { zip } from '../relay/src/testing/zip.ts';
+import { DEFAULT_MIME_LIMITS } from '@sluice/relay/config-schema';
+import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '@sluice/relay/testing';
+import { zip } from '@sluice/relay/testing/zip';
 
 interface Case {
   name: string;

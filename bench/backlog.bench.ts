@@ -19,18 +19,19 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { hashPassword } from '../relay/src/auth/password.ts';
-import { runQueueCli } from '../relay/src/cli/queue.ts';
-import type { SpooledEnvelope } from '../relay/src/spool/envelope.ts';
-import { envelopeTrailer } from '../relay/src/spool/message-file.ts';
-import { newQueueId } from '../relay/src/spool/queue-id.ts';
+import { hashPassword } from '@sluice/relay/password';
+import { runQueueCli } from '@sluice/relay/queue-cli';
+import { newQueueId } from '@sluice/relay/queue-id';
+import type { SpooledEnvelope } from '@sluice/relay/spool-envelope';
+import { envelopeTrailer } from '@sluice/relay/spool-message-file';
 import { runLoad } from './loadgen.ts';
 import { cpuSeconds, memoryStatus } from './proc-stats.ts';
 import { freePort, stopChild, waitFor } from './util.ts';
 
 /** Relay processes running, stopped whatever happens. */
 const children = new Set<ChildProcess>();
-const MAIN = fileURLToPath(new URL('../relay/src/main.ts', import.meta.url));
+// the relay's entry point, for a child process (resolving it does not load it)
+const MAIN = fileURLToPath(import.meta.resolve('@sluice/relay/main'));
 const { values } = parseArgs({
   options: {
     sizes: { type: 'string', default: '100000,1000000' },

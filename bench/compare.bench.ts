@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEnvironment } from './environment.ts';
+import { type Context, startEnvironment } from './environment.ts';
 import { runLoad, SmtpConnection } from './loadgen.ts';
 import { startFloor } from './peers/floor.ts';
 import { ensureHaraka, startHaraka } from './peers/haraka.ts';
@@ -21,7 +21,6 @@ import { flushAll } from './redis-admin.ts';
 import { type MachineInfo, PODS, renderReport, type SyncCount } from './report.ts';
 import {
   awaitArrival,
-  type Context,
   clientAddress,
   type RunRecord,
   runOne,

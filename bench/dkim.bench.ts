@@ -13,10 +13,10 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { DkimKeyConfig } from '../relay/src/config/schema.ts';
-import { loadDkimKeys } from '../relay/src/dkim/keys.ts';
-import { MessageSigner } from '../relay/src/dkim/signer.ts';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '../relay/src/testing/index.ts';
+import type { DkimKeyConfig } from '@sluice/relay/config-schema';
+import { loadDkimKeys } from '@sluice/relay/dkim-keys';
+import { MessageSigner } from '@sluice/relay/dkim-signer';
+import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '@sluice/relay/testing';
 
 const CONNECTIONS = 20;
 const MESSAGES = 25;

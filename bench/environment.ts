@@ -3,12 +3,22 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { startDnsServer, type TestDnsServer } from '../relay/src/testing/dns-server.ts';
-import { startRedisServer } from '../relay/src/testing/redis-server.ts';
+import { startDnsServer, startRedisServer, type TestDnsServer } from '@sluice/relay/testing';
 import { DNSBL_ZONE, LISTED_CLIENT } from './peers/peer.ts';
-import type { Context } from './run-one.ts';
-import { startSinkProcess } from './sink-process.ts';
+import { type SinkProcess, startSinkProcess } from './sink-process.ts';
 import { run } from './util.ts';
+
+/** What a run is given: the shared servers, the certificate and the credentials. */
+export interface Context {
+  sink: SinkProcess;
+  dns: TestDnsServer;
+  redisPort: number;
+  tmpRoot: string;
+  certFile: string;
+  keyFile: string;
+  user: string;
+  password: string;
+}
 
 export interface Environment extends Context {
   /** Stops everything; keepFiles leaves the temporary directory for inspection. */

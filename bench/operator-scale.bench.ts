@@ -15,16 +15,17 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { KubeClient, KubeObject } from '../operator/src/kube/client.ts';
-import { SECRETS, SMTP_USERS } from '../operator/src/kube/resources.ts';
-import { startApiServer } from '../operator/src/testing/api-server.ts';
-import { hashPassword } from '../relay/src/auth/password.ts';
-import { loadUsersFile } from '../relay/src/config/load.ts';
+import type { KubeClient, KubeObject } from '@sluice/operator/kube-client';
+import { SECRETS, SMTP_USERS } from '@sluice/operator/kube-resources';
+import { startApiServer } from '@sluice/operator/testing/api-server';
+import { loadUsersFile } from '@sluice/relay/config-load';
+import { hashPassword } from '@sluice/relay/password';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const OPERATOR_MAIN = resolve(HERE, '..', 'operator', 'src', 'main.ts');
+// the entry point's path, for a child process (resolving it does not load it)
+const OPERATOR_MAIN = fileURLToPath(import.meta.resolve('@sluice/operator/main'));
 const RESULTS = join(HERE, 'results', 'operator-scale.md');
 const NS = 'bench';
 const PLAIN = 100;

@@ -1,6 +1,6 @@
 // Checks, before anything is timed, which rules of the policy a system under test really
 // enforces: a peer that skips a check is doing less work, and the report says so.
-import { zip } from '../relay/src/testing/zip.ts';
+import { zip } from '@sluice/relay/testing/zip';
 import { SmtpConnection, SmtpError, type SmtpReply } from './loadgen.ts';
 import { LISTED_CLIENT } from './peers/peer.ts';
 

@@ -16,7 +16,7 @@ import {
   startSmtpSink,
   startTestRelay,
   type TestRelay,
-} from '../relay/src/testing/index.ts';
+} from '@sluice/relay/testing';
 import { commandCalls } from './redis-admin.ts';
 
 const messages = Number(process.argv[2] ?? 400);

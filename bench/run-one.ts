@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import type { TestDnsServer } from '../relay/src/testing/dns-server.ts';
+import type { Context } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import type { RunningPeer } from './peers/peer.ts';
 import type { RunningSluice } from './peers/sluice.ts';
@@ -25,17 +25,6 @@ export interface Workload {
   connectionsPerWorker?: number;
   /** Each connection from its own loopback address (127.1.<worker>.<n>), as many clients. */
   manyClients?: boolean;
-}
-
-export interface Context {
-  sink: SinkProcess;
-  dns: TestDnsServer;
-  redisPort: number;
-  tmpRoot: string;
-  certFile: string;
-  keyFile: string;
-  user: string;
-  password: string;
 }
 
 export interface SystemSpec {

@@ -12,7 +12,7 @@ import {
   startRedisServer,
   startTestRelay,
   type TestRelay,
-} from '../relay/src/testing/index.ts';
+} from '@sluice/relay/testing';
 
 const messages = Number(process.argv[2] ?? 200);
 const redis = await startRedisServer();

@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 
-export { freePort } from '../relay/src/testing/ports.ts';
+export { freePort } from '@sluice/relay/testing/ports';
 
 /** Polls until check() returns a value other than undefined/false; throws after the deadline. */
 export async function waitFor<T>(

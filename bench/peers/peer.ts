@@ -1,6 +1,6 @@
 // What the harness needs from each system under test, whatever it is.
 import net from 'node:net';
-import { DEFAULT_BLOCKED_EXTENSIONS } from '../../relay/src/config/schema.ts';
+import { DEFAULT_BLOCKED_EXTENSIONS } from '@sluice/relay/config-schema';
 
 export interface PeerOptions {
   /** A fresh directory for this instance's config, spool and logs. */

@@ -3,13 +3,14 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hashPassword } from '../../relay/src/auth/password.ts';
+import { hashPassword } from '@sluice/relay/password';
+import type { Context } from '../environment.ts';
 import { flushAll } from '../redis-admin.ts';
-import type { Context } from '../run-one.ts';
 import { spawnLogged, stopChild, waitFor } from '../util.ts';
 import { DNSBL_ZONE, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
-const MAIN = fileURLToPath(new URL('../../relay/src/main.ts', import.meta.url));
+// the relay's entry point, for a child process (resolving it does not load it)
+const MAIN = fileURLToPath(import.meta.resolve('@sluice/relay/main'));
 
 export interface SluiceOptions extends PeerOptions {
   state: 'memory' | 'redis';

@@ -31,7 +31,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createLogger } from '@sluice/relay/logger';
-import { startTracing, tracingOptionsFromEnv } from '@sluice/relay/tracing';
+import { startTracing, tracingOptionsFromEnv } from '@sluice/telemetry/tracing';
 import { networkSettingsFromEnv } from './build/network-policy.ts';
 import { relayDefaultsFromEnv } from './build/relay-defaults.ts';
 import { Controller } from './controller/controller.ts';

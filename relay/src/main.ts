@@ -9,6 +9,13 @@
 //   sluice-relay suppression list|show|remove   suppressed recipients (the same variables)
 // OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
 // OTLP/HTTP, OTEL_SERVICE_NAME names the service (sluice-relay); unset, no SDK is loaded.
+import {
+  startTracing,
+  type Tracing,
+  TracingEnvError,
+  type TracingOptions,
+  tracingOptionsFromEnv,
+} from '@sluice/telemetry/tracing';
 import { hashPassword } from './auth/password.ts';
 import { runCheckConfig } from './cli/check-config.ts';
 import { runHashPassword } from './cli/hash-password.ts';
@@ -17,9 +24,8 @@ import { runSuppressionCli } from './cli/suppression.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import type { UsersFile } from './config/schema.ts';
-import { isSluiceError } from './errors.ts';
+import { isSluiceError, SluiceError } from './errors.ts';
 import { createLogger } from './observability/logger.ts';
-import { startTracing, type Tracing, tracingOptionsFromEnv } from './observability/tracing.ts';
 import { Relay } from './relay.ts';
 import { runFromFiles } from './run-from-files.ts';
 import { VERSION } from './version.ts';
@@ -48,7 +54,15 @@ function fail(err: unknown): never {
 
 /** Span export, only when an OTLP endpoint is configured. */
 function tracingFromEnv(): Promise<Tracing> {
-  return startTracing({ ...tracingOptionsFromEnv(process.env, 'sluice-relay'), serviceVersion: VERSION });
+  let options: TracingOptions;
+  try {
+    options = tracingOptionsFromEnv(process.env, 'sluice-relay');
+  } catch (err: unknown) {
+    // reported like the relay's own errors: the code, then what is wrong
+    if (err instanceof TracingEnvError) throw new SluiceError(err.code, err.message, { cause: err });
+    throw err;
+  }
+  return startTracing({ ...options, serviceVersion: VERSION });
 }
 
 async function runEmbedded(): Promise<void> {

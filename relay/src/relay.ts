@@ -311,16 +311,16 @@ export class Relay implements RelayRuntime {
     // the connection caps are per relay: all listeners share them
     const slots = new ConnectionSlots();
     // one recorder for every listener's refusals, stage replies and connection replies alike
-    const observer = new RefusalRecorder(this);
+    const refusals = new RefusalRecorder(this);
     for (const listenerConfig of config.listeners) {
-      const handlers = new SmtpHandlers(this, listenerConfig.name, observer);
+      const handlers = new SmtpHandlers(this, listenerConfig.name, refusals);
       const listener = new SmtpListener({
         listener: { ...listenerConfig, address: await bindAddress(listenerConfig.address) },
         config,
         certificate,
         handlers,
         logger: this.logger,
-        observer,
+        refusals,
         slots,
       });
       await listener.listen();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { tracingOptionsFromEnv } from '@sluice/relay/tracing';
+import { tracingOptionsFromEnv } from '@sluice/telemetry/tracing';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
 import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';

@@ -1,6 +1,6 @@
 // The informer against a scripted list/watch source. A real API server cannot be made to
 // stall a watch silently or to expire a resourceVersion on cue, so these cases use a
-// stand-in; controller.test.ts runs the informers against a real kube-apiserver.
+// stand-in; operator/test/controller.test.ts runs the informers against a real kube-apiserver.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KubeObject } from './client.ts';

@@ -1,6 +1,6 @@
 // Leader election timing with an injected clock and an in-memory Lease store that has the
 // API server's optimistic concurrency (resourceVersion, 409 Conflict). The same election
-// runs against a real kube-apiserver in controller.test.ts.
+// runs against a real kube-apiserver in operator/test/controller.test.ts.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KubeApiError } from './api-error.ts';

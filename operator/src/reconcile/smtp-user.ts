@@ -5,7 +5,6 @@
 // AbuseSuspected condition, with a Warning Event when abuse is first suspected.
 // Each user is written on its own: one user's problem never holds back the others.
 import type { SmtpUser } from '../api/types.ts';
-import type { UserOutcome } from '../build/users.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { SMTP_USERS } from '../kube/resources.ts';
@@ -19,9 +18,8 @@ import {
 } from './conditions.ts';
 import { StatusWriter, type WithStatus } from './status-writer.ts';
 import { UsagePacer } from './usage-pacer.ts';
+import type { Outcome } from './user-outcome.ts';
 import { abuseCondition, type SmtpUserUsage, userUsage, withAbuseSuspension } from './user-usage.ts';
-
-export type Outcome = Omit<UserOutcome, 'name'>;
 
 const STATUS_CONCURRENCY = 8;
 

@@ -8,7 +8,7 @@ import {
   type PolicyUsage,
 } from '../usage/relay-usage.ts';
 import type { ConditionInput } from './conditions.ts';
-import type { Outcome } from './smtp-user.ts';
+import type { Outcome } from './user-outcome.ts';
 
 /** status.usage: today's usage (UTC). Refusals are a list, so a merge patch replaces them whole. */
 export interface SmtpUserUsage {

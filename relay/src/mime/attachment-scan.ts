@@ -10,7 +10,8 @@ import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
 import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
-import { FastSplitter, type MimeBound, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
+import type { ScanResult } from './scan-result.ts';
+import { FastSplitter, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
 import { BeginLines, mayHoldUuencode, UuencodeScan } from './uuencode-scan.ts';
 import { isZipPart, ZipScan } from './zip-scan.ts';
 
@@ -23,14 +24,8 @@ export interface BlockedAttachment {
   extension: string;
 }
 
+export type { ScanResult } from './scan-result.ts';
 export type { MimeBound, MimeLimits } from './splitter.ts';
-
-export type ScanResult =
-  | { kind: 'clean' }
-  | { kind: 'blocked'; filename: string; extension: string }
-  | { kind: 'malformed'; detail: string }
-  /** Over one of the MimeLimits. */
-  | { kind: 'over-limit'; bound: MimeBound; limit: number };
 
 // Embedded messages nest; a bound keeps a crafted message from costing unbounded work.
 const MAX_NESTING = 8;

@@ -5,8 +5,8 @@
 // native search, and at most MAX_LINE bytes of it are kept.
 
 import { Writable } from 'node:stream';
-import type { ScanResult } from './attachment-scan.ts';
 import { blockedExtension } from './filename.ts';
+import type { ScanResult } from './scan-result.ts';
 
 const LF = 0x0a;
 const BEGIN = Buffer.from('begin');

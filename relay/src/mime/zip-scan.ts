@@ -13,8 +13,8 @@
 // not opened.
 
 import { Writable } from 'node:stream';
-import type { ScanResult } from './attachment-scan.ts';
 import { blockedExtension, normaliseExtensions } from './filename.ts';
+import type { ScanResult } from './scan-result.ts';
 
 const LOCAL_HEADER = 0x04034b50;
 const CENTRAL_HEADER = 0x02014b50;

@@ -107,7 +107,7 @@ describe('one log format with trace correlation', () => {
     const { trace } = await import('@opentelemetry/api');
     const { LogCapture } = await import('../testing/harness.ts');
     const { createLogger } = await import('./logger.ts');
-    const { startTracing } = await import('./tracing.ts');
+    const { startTracing } = await import('@sluice/telemetry/tracing');
     const tracing = await startTracing({ serviceName: 't', exporter: new InMemorySpanExporter() });
     try {
       const lines = new LogCapture();

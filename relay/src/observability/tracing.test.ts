@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { type Attributes, SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { startTracing, type Tracing } from '@sluice/telemetry/tracing';
 import {
   PASSWORD,
   PLAIN_LISTENER,
@@ -18,7 +19,6 @@ import {
   type TestRelay,
   waitFor,
 } from '../testing/index.ts';
-import { startTracing, type Tracing, tracesUrl, tracingOptionsFromEnv } from './tracing.ts';
 
 const BODY_MARKER = 'body-text-7f3a9c';
 const SUBJECT_MARKER = 'subject-header-51d2e0';
@@ -247,19 +247,13 @@ describe('traces of SMTP traffic (in-memory exporter)', () => {
 });
 
 describe('startTracing', () => {
-  it('registers nothing without an endpoint or exporter', async () => {
-    const tracing = await startTracing({ serviceName: 'x' });
-    assert.equal(tracing.enabled, false);
-    await tracing.shutdown();
-  });
-
   it('loads no SDK module when it is off, while the relay handles a message', async () => {
     // a fresh process whose module loader records every module it loads
     const script = `
       import { registerHooks } from 'node:module';
       const loaded = [];
       registerHooks({ load(url, context, next) { loaded.push(url); return next(url, context); } });
-      const { startTracing } = await import(${JSON.stringify(new URL('./tracing.ts', import.meta.url).href)});
+      const { startTracing } = await import(${JSON.stringify(import.meta.resolve('@sluice/telemetry/tracing'))});
       const t = await import(${JSON.stringify(new URL('../testing/index.ts', import.meta.url).href)});
       const tracing = await startTracing({ serviceName: 'sluice-relay' });
       const relay = await t.startTestRelay({ config: { listeners: [t.PLAIN_LISTENER], auth: { allowPlaintext: true } } });
@@ -286,68 +280,6 @@ describe('startTracing', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
     assert.deepEqual(JSON.parse(out), { reply: 250, otel: ['api'] });
-  });
-
-  it('honours the OTEL_* variables: resource attributes, service name, sampler, and names a malformed one', async () => {
-    const env = {
-      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
-      OTEL_RESOURCE_ATTRIBUTES:
-        'k8s.pod.name=mail-relay-0,k8s.namespace.name=mail,deployment.environment=prod%2Ceu,service.name=ignored',
-      OTEL_SERVICE_NAME: 'relay-eu',
-      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
-      OTEL_TRACES_SAMPLER_ARG: '0',
-    };
-    const options = tracingOptionsFromEnv(env, 'sluice-relay');
-    assert.deepEqual(options, {
-      serviceName: 'relay-eu',
-      endpoint: 'http://collector:4318',
-      resourceAttributes: {
-        'k8s.pod.name': 'mail-relay-0',
-        'k8s.namespace.name': 'mail',
-        'deployment.environment': 'prod,eu',
-        'service.name': 'ignored',
-      },
-      sampler: { name: 'parentbased_traceidratio', ratio: 0 },
-    });
-    assert.equal(tracingOptionsFromEnv({ ...env, OTEL_SDK_DISABLED: 'true' }, 'x').endpoint, undefined);
-    assert.throws(
-      () => tracingOptionsFromEnv({ OTEL_TRACES_SAMPLER: 'sometimes' }, 'x'),
-      /OTEL_TRACES_SAMPLER: "sometimes" is not one of always_on, always_off/,
-    );
-    assert.throws(
-      () => tracingOptionsFromEnv({ OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name' }, 'x'),
-      /OTEL_RESOURCE_ATTRIBUTES: "k8s.pod.name" is not key=value/,
-    );
-
-    // what the SDK then makes of them: the attributes on the resource, the ratio 0 sampling nothing
-    const exporter = new InMemorySpanExporter();
-    const sampledOut = await startTracing({ ...options, exporter });
-    try {
-      const { trace } = await import('@opentelemetry/api');
-      trace.getTracer('t').startSpan('dropped').end();
-      await sampledOut.flush();
-      assert.deepEqual(exporter.getFinishedSpans(), []);
-    } finally {
-      await sampledOut.shutdown();
-    }
-    const keptExporter = new InMemorySpanExporter();
-    const kept = await startTracing({ ...options, sampler: { name: 'always_on' }, exporter: keptExporter });
-    try {
-      const { trace } = await import('@opentelemetry/api');
-      trace.getTracer('t').startSpan('kept').end();
-      await kept.flush();
-      const [span] = keptExporter.getFinishedSpans();
-      assert.equal(span?.resource.attributes['k8s.pod.name'], 'mail-relay-0');
-      assert.equal(span?.resource.attributes['service.name'], 'relay-eu');
-    } finally {
-      await kept.shutdown();
-    }
-  });
-
-  it('sends to <endpoint>/v1/traces, as OTEL_EXPORTER_OTLP_ENDPOINT means', () => {
-    assert.equal(tracesUrl('http://collector:4318'), 'http://collector:4318/v1/traces');
-    assert.equal(tracesUrl('http://collector:4318/'), 'http://collector:4318/v1/traces');
-    assert.equal(tracesUrl('http://collector:4318/v1/traces'), 'http://collector:4318/v1/traces');
   });
 });
 

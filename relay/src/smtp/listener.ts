@@ -12,10 +12,11 @@ import type { ListenerConfig, RelayConfig } from '../config/schema.ts';
 import { TrustedNetworks } from '../net/trusted-networks.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { CertificatePair } from '../tls/certificate.ts';
-import { attachConnection, type ReplyObserver, SluiceConnection } from './connection.ts';
+import { attachConnection, SluiceConnection } from './connection.ts';
 import type { ConnectionSlots } from './connection-slots.ts';
 import type { SmtpHandlers } from './handlers.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
+import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText } from './replies.ts';
 
 function serverOptions(config: RelayConfig, listener: ListenerConfig): Partial<SMTPServerOptions> {
@@ -38,10 +39,11 @@ export class SmtpListener {
   readonly #net: net.Server;
   readonly #log: Logger;
   readonly #trusted: TrustedNetworks;
-  readonly handlers: SmtpHandlers;
+  readonly #handlers: SmtpHandlers;
   #secureContext: tls.SecureContext;
   #relayConfig: RelayConfig;
-  readonly #observer: ReplyObserver;
+  /** Every refusal, the stages' and the connection's own, is recorded here. */
+  readonly #refusals: RefusalRecorder;
   readonly #sockets = new Set<net.Socket>();
   readonly #slots: ConnectionSlots;
 
@@ -51,15 +53,15 @@ export class SmtpListener {
     certificate: CertificatePair;
     handlers: SmtpHandlers;
     logger: Logger;
-    observer: ReplyObserver;
+    refusals: RefusalRecorder;
     slots: ConnectionSlots;
   }) {
     const { listener, config, certificate, handlers } = options;
     this.#slots = options.slots;
     this.config = listener;
     this.#relayConfig = config;
-    this.handlers = handlers;
-    this.#observer = options.observer;
+    this.#handlers = handlers;
+    this.#refusals = options.refusals;
     this.#log = options.logger.child({ listener: listener.name });
     this.#trusted = new TrustedNetworks(listener.proxyProtocol ? listener.trustedProxies : []);
     this.#secureContext = tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
@@ -152,7 +154,7 @@ export class SmtpListener {
       if (slot.ok) socket.once('close', () => this.#slots.release(remoteAddress));
       else if (this.config.tls === 'implicit') {
         const hostname = this.#relayConfig.hostname;
-        this.handlers.refuse(undefined, 'connect', slot.refusal, { hostname }, { clientIp: remoteAddress });
+        this.#refusals.refuse(undefined, 'connect', slot.refusal, { hostname }, { clientIp: remoteAddress });
         socket.destroy();
         return;
       }
@@ -164,13 +166,13 @@ export class SmtpListener {
         { remoteAddress, remotePort },
         {
           maxErrors: () => this.#relayConfig.limits.maxBadCommands,
-          observer: this.#observer,
+          observer: this.#refusals,
           allowPlaintextAuth: () => this.#relayConfig.auth.allowPlaintext,
         },
       );
       if (!slot.ok) {
-        this.handlers.overCap(connection.id, slot.refusal);
-        socket.once('close', () => this.handlers.overCap(connection.id, undefined));
+        this.#handlers.overCap(connection.id, slot.refusal);
+        socket.once('close', () => this.#handlers.overCap(connection.id, undefined));
       }
       attachConnection(this.#smtp, connection);
       this.#armSessionTimer(connection, socket);
@@ -202,7 +204,7 @@ export class SmtpListener {
   #armSessionTimer(connection: SluiceConnection, socket: net.Socket): void {
     const timer = setTimeout(() => {
       const text = replyText('SESSION_TIMEOUT', { hostname: this.#relayConfig.hostname });
-      this.handlers.state(connection.id)?.log.info({ event: 'session_timeout' }, 'session time limit');
+      this.#refusals.session(connection.id)?.log.info({ event: 'session_timeout' }, 'session time limit');
       connection.send(421, `${REPLIES.SESSION_TIMEOUT.enhanced} ${text}`);
     }, this.#relayConfig.limits.sessionTimeoutSeconds * 1000);
     timer.unref();

@@ -5,15 +5,21 @@
 import type { Readable, Transform, TransformCallback } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
-import { NO_DKIM_KEYS } from '../dkim/keys.ts';
+import type { RelayConfig } from '../config/schema.ts';
+import { type DkimKeys, NO_DKIM_KEYS } from '../dkim/keys.ts';
 import { dkimLabels, dkimLogField } from '../dkim/outcome-labels.ts';
 import { MessageSigner } from '../dkim/signer.ts';
-import { AttachmentScanner, type MimeBound, type ScanResult } from '../mime/attachment-scan.ts';
-import { ATTR, endSpan, type Span, startSpan, traced } from '../observability/spans.ts';
+import type { AnswerCache } from '../dmarc/precheck.ts';
+import { AttachmentScanner, type ScanResult } from '../mime/attachment-scan.ts';
+import type { RelayMetrics } from '../observability/metrics.ts';
+import { ATTR, endSpan, type Span, startSpan, type Tracer, traced } from '../observability/spans.ts';
+import { decideContent } from '../policy/content-decision.ts';
+import type { SharedChecks } from '../policy/shared-checks.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { isOutOfSpace } from '../spool/free-space.ts';
 import { newQueueId } from '../spool/queue-id.ts';
-import type { SpoolWriter } from '../spool/spool.ts';
+import type { Spool, SpoolWriter } from '../spool/spool.ts';
+import type { UsageEvents } from '../usage/recorder.ts';
 import { rfc5322Date } from '../wire/date.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { LineEndingNormaliser } from './line-endings.ts';
@@ -21,10 +27,24 @@ import { MissingHeaders } from './missing-headers.ts';
 import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
-import type { DataPort } from './runtime.ts';
 import { checkSenders, type SenderCheckResult } from './sender-checks.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
+
+/** DATA: content checks, signing, the DMARC pre-check and the durable spool. */
+export interface DataPort {
+  readonly config: RelayConfig;
+  readonly checks: Pick<SharedChecks, 'consumeRecipients'>;
+  readonly spool: Pick<Spool, 'createWriter'>;
+  /** DKIM signing keys (absent: nothing is signed). */
+  readonly dkim?: DkimKeys | undefined;
+  /** The shared state's answer cache (DNS answers of the DMARC pre-check); absent before start. */
+  readonly answerCache?: AnswerCache | undefined;
+  readonly metrics: RelayMetrics;
+  readonly tracer: Tracer;
+  /** Usage per user, added up in memory (absent where a runtime is built without it). */
+  readonly usage?: Pick<UsageEvents, 'accepted'> | undefined;
+}
 
 /**
  * The smuggling defence, which also adds a missing Date or Message-ID and counts what it
@@ -96,18 +116,6 @@ function smtpUtf8Need(tx: TransactionState, eightBitHeader: boolean | undefined)
   return utf8 ? 'needed' : 'declared';
 }
 
-/** The reply to a message over one of the MIME bounds. */
-const OVER_LIMIT: Record<MimeBound, { key: 'HEADER_TOO_BIG' | 'MIME_TOO_COMPLEX'; what: string }> = {
-  maxHeaderBytes: { key: 'HEADER_TOO_BIG', what: 'bytes' },
-  maxHeaderLines: { key: 'HEADER_TOO_BIG', what: 'lines' },
-  maxMimeParts: { key: 'MIME_TOO_COMPLEX', what: 'MIME parts' },
-  maxMimeDepth: { key: 'MIME_TOO_COMPLEX', what: 'levels of MIME nesting' },
-  maxMimeParameters: {
-    key: 'MIME_TOO_COMPLEX',
-    what: 'parameters in the Content-Type and Content-Disposition fields of a part',
-  },
-};
-
 /** A full filesystem or quota gets 452 4.3.1 (mail system full), any other spool failure 451 4.3.0. */
 function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
   return isOutOfSpace(err) ? 'INSUFFICIENT_STORAGE' : 'SPOOL_FAILED';
@@ -115,13 +123,13 @@ function spoolFailure(err: unknown): 'INSUFFICIENT_STORAGE' | 'SPOOL_FAILED' {
 
 export async function receiveMessage(options: {
   rt: DataPort;
-  handlers: RefusalRecorder;
+  refusals: RefusalRecorder;
   state: ConnectionState;
   tx: TransactionState;
   session: SMTPServerSession;
   stream: SMTPServerDataStream;
 }): Promise<string> {
-  const { rt, handlers, state, tx, session, stream } = options;
+  const { rt, refusals, state, tx, session, stream } = options;
   const config = rt.config;
   const queueId = newQueueId();
   const log = state.log.child({ queueId });
@@ -180,7 +188,7 @@ export async function receiveMessage(options: {
       reason: REPLIES[key].reason,
     });
     const fields = { sender: tx.sender, recipients: tx.recipients.length };
-    return handlers.refuse(state, 'data', key, vars, fields, log);
+    return refusals.refuse(state, 'data', key, vars, fields, log);
   };
 
   try {
@@ -207,25 +215,13 @@ export async function receiveMessage(options: {
     await pipeInto(stream, normaliser);
     const [scan] = await Promise.all([scanned, written, signed]);
 
-    if (normaliser.exceeded || stream.sizeExceeded) {
+    const content = decideContent(
+      { overSize: normaliser.exceeded || stream.sizeExceeded, scan },
+      config.limits,
+    );
+    if (content.kind === 'refuse') {
       await writer.abort();
-      throw refuse('MESSAGE_TOO_BIG', { limit: config.limits.maxMessageBytes });
-    }
-    if (scan.kind === 'blocked') {
-      await writer.abort();
-      // the name is the sender's text: it is quoted in the reply, so it holds no quote
-      // (replyText escapes control and bidi characters and bounds its length)
-      const filename = scan.filename.replace(/"/g, "'");
-      throw refuse('BLOCKED_ATTACHMENT', { filename, extension: scan.extension });
-    }
-    if (scan.kind === 'over-limit') {
-      await writer.abort();
-      const { key, what } = OVER_LIMIT[scan.bound];
-      throw refuse(key, { limit: scan.limit, what });
-    }
-    if (scan.kind === 'malformed') {
-      await writer.abort();
-      throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
+      throw refuse(content.refusal, content.vars);
     }
     // a span only where something is checked (both checks are off by default)
     const checksSenders = config.senders.headerFrom !== 'off' || config.dmarcPrecheck.action !== 'off';
@@ -266,7 +262,7 @@ export async function receiveMessage(options: {
         (r) => describeCheck(r.outcome),
       );
       state.credit = counted.credit;
-      const refusal = handlers.checkRefusal(state, 'data', counted.outcome);
+      const refusal = refusals.checkRefusal(state, 'data', counted.outcome);
       if (refusal) {
         await writer.abort();
         rt.metrics.messagesTotal.inc({ result: 'tempfail', reason: refusal.reason });

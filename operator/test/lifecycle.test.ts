@@ -13,17 +13,17 @@ import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { binaryPaths } from '@sluice/e2e/control-plane';
 import { parseAllDocuments } from 'yaml';
-import type { RelayPolicy } from '../api/types.ts';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import { apiListWatch, Informer } from '../kube/informer.ts';
-import { parseNamespaces } from '../kube/informer-set.ts';
-import { type ResourceType, STATEFUL_SETS } from '../kube/resources.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
-import { Controller } from './controller.ts';
+import type { RelayPolicy } from '../src/api/types.ts';
+import { Controller } from '../src/controller/controller.ts';
+import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
+import { apiListWatch, Informer } from '../src/kube/informer.ts';
+import { parseNamespaces } from '../src/kube/informer-set.ts';
+import { type ResourceType, STATEFUL_SETS } from '../src/kube/resources.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 const execFileAsync = promisify(execFile);
-const CHART = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'charts', 'sluice');
+const CHART = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'charts', 'sluice');
 
 const EVENTS: ResourceType = {
   group: 'events.k8s.io',

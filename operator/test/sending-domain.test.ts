@@ -10,13 +10,13 @@ import { startDnsServer, type TestDnsServer } from '@sluice/relay/testing';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { parse } from 'yaml';
-import type { SendingDomain } from '../api/types.ts';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import { CONFIG_MAPS, type ResourceType, SECRETS } from '../kube/resources.ts';
-import { resolverLookup } from '../reconcile/dns-checks.ts';
-import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
-import { Controller } from './controller.ts';
+import type { SendingDomain } from '../src/api/types.ts';
+import { Controller } from '../src/controller/controller.ts';
+import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
+import { CONFIG_MAPS, type ResourceType, SECRETS } from '../src/kube/resources.ts';
+import { resolverLookup } from '../src/reconcile/dns-checks.ts';
+import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 

@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { parse } from 'yaml';
-import type { RelayPolicy, SmtpUser } from '../api/types.ts';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import { type ResourceType, SECRETS } from '../kube/resources.ts';
-import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
-import { Controller } from './controller.ts';
+import type { RelayPolicy, SmtpUser } from '../src/api/types.ts';
+import { Controller } from '../src/controller/controller.ts';
+import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
+import { type ResourceType, SECRETS } from '../src/kube/resources.ts';
+import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 

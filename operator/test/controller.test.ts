@@ -18,15 +18,15 @@ import { fileURLToPath } from 'node:url';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { hashPassword, verifyPassword } from '@sluice/relay/password';
 import { parse } from 'yaml';
-import type { RelayPolicy, SmtpUser } from '../api/types.ts';
-import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults } from '../build/relay-defaults.ts';
-import { CONFIG_HASH_ANNOTATION } from '../build/workload.ts';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import { apiListWatch, Informer } from '../kube/informer.ts';
-import { type ResourceType, SECRETS, STATEFUL_SETS } from '../kube/resources.ts';
-import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
-import { Controller, type ControllerMetrics } from './controller.ts';
+import type { RelayPolicy, SmtpUser } from '../src/api/types.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults } from '../src/build/relay-defaults.ts';
+import { CONFIG_HASH_ANNOTATION } from '../src/build/workload.ts';
+import { Controller, type ControllerMetrics } from '../src/controller/controller.ts';
+import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
+import { apiListWatch, Informer } from '../src/kube/informer.ts';
+import { type ResourceType, SECRETS, STATEFUL_SETS } from '../src/kube/resources.ts';
+import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 
@@ -645,7 +645,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
   });
 
   it('runs as a process: /readyz and /metrics, and SIGTERM releases the lease', async () => {
-    const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'main.ts');
+    const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.ts');
     const child = spawn(process.execPath, [main], {
       env: {
         PATH: process.env.PATH ?? '',

@@ -4,13 +4,13 @@
 // Skipped, with the build command, when the control-plane binaries are not built.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { SmtpUser } from '../api/types.ts';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
-import type { ResourceType } from '../kube/resources.ts';
-import { type SecretObject, secretValue } from '../reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
-import type { PolicyUsage, UsageSource, UsageTarget } from '../usage/relay-usage.ts';
-import { Controller, type ControllerMetrics } from './controller.ts';
+import type { SmtpUser } from '../src/api/types.ts';
+import { Controller, type ControllerMetrics } from '../src/controller/controller.ts';
+import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
+import type { ResourceType } from '../src/kube/resources.ts';
+import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import type { PolicyUsage, UsageSource, UsageTarget } from '../src/usage/relay-usage.ts';
 
 const skip = apiServerSkip();
 const NS = 'usage';

@@ -1,10 +1,9 @@
-// OpenTelemetry SDK setup, for the relay and the operator (`@sluice/relay/tracing`).
+// OpenTelemetry SDK setup, for the relay and the operator (`@sluice/telemetry/tracing`).
 // The code paths use @opentelemetry/api only, whose tracer is a
 // no-op until a provider is registered; this module registers one, and only when there is
 // somewhere to send spans (an OTLP endpoint, or an exporter a test passes). Otherwise the
 // SDK modules are not even loaded: the imports are dynamic, inside startTracing.
 import type { SpanExporter } from '@opentelemetry/sdk-trace';
-import { SluiceError } from '../errors.ts';
 
 export interface TracingOptions {
   /** service.name of the resource ('sluice-relay'). */
@@ -39,8 +38,19 @@ export interface SamplerChoice {
   ratio?: number;
 }
 
-/** A malformed OTEL_* variable: the message names it and the problem. */
-const envError = (message: string) => new SluiceError('SLUICE_ERR_OTEL_ENV', message);
+/**
+ * A malformed OTEL_* variable: the message names it and the problem. Its code is the one
+ * the relay's error catalogue lists for it (the relay reports it as its own SluiceError).
+ */
+export class TracingEnvError extends Error {
+  readonly code = 'SLUICE_ERR_OTEL_ENV';
+  constructor(message: string) {
+    super(message);
+    this.name = 'TracingEnvError';
+  }
+}
+
+const envError = (message: string) => new TracingEnvError(message);
 
 /**
  * The tracing options the OpenTelemetry environment variables ask for (the SDK

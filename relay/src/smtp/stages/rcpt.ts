@@ -1,0 +1,133 @@
+// The RCPT TO stage: asks policy/rcpt-decision.ts about the recipient (parameters, the
+// recipient limit, the rate limits' allowance), then checks the suppression list and
+// keeps the recipient with its DSN parameters.
+import type { SMTPServerAddress } from 'smtp-server';
+import type { RelayConfig } from '../../config/schema.ts';
+import type { RelayMetrics } from '../../observability/metrics.ts';
+import { decideRcpt } from '../../policy/rcpt-decision.ts';
+import type { SharedChecks } from '../../policy/shared-checks.ts';
+import type { DsnNotify } from '../../spool/envelope.ts';
+import type { Suppression } from '../../suppression/suppression-list.ts';
+import { badDsnValue, RCPT_PARAMETERS, recipientAddress, unsupportedParameter } from '../parameters.ts';
+import type { RefusalRecorder } from '../refusals.ts';
+import type { SmtpReplyError } from '../replies.ts';
+import type { ConnectionState } from '../session-state.ts';
+import type { StageResult } from './stage.ts';
+
+export interface RcptPort {
+  readonly config: Pick<RelayConfig, 'hostname' | 'postmaster' | 'limits'>;
+  readonly checks: Pick<SharedChecks, 'recipientLimited'>;
+  /** Recipients that bounced and are refused at RCPT (absent: none are). */
+  readonly suppression?: { check(address: string): Promise<Suppression | null> } | undefined;
+  readonly metrics: Pick<RelayMetrics, 'recipientsTotal'>;
+}
+
+export class RcptStage {
+  readonly #port: RcptPort;
+  readonly #refusals: RefusalRecorder;
+
+  constructor(port: RcptPort, refusals: RefusalRecorder) {
+    this.#port = port;
+    this.#refusals = refusals;
+  }
+
+  rcptTo(state: ConnectionState | undefined, address: SMTPServerAddress): StageResult {
+    const tx = state?.tx;
+    if (!state || !tx) return this.#refusals.refuse(state, 'rcpt', 'AUTH_REQUIRED');
+    const port = this.#port;
+    const rcpt = recipientAddress(address.address, port.config);
+    if (rcpt !== address.address) {
+      state.log.info(
+        { event: 'postmaster', recipient: rcpt },
+        'RCPT TO:<postmaster> goes to the postmaster address',
+      );
+    }
+    const orcpt = address.dsn?.orcpt;
+    const decision = decideRcpt({
+      recipient: rcpt,
+      unsupportedParameter: unsupportedParameter(address, RCPT_PARAMETERS),
+      badOrcpt: orcpt === undefined ? undefined : badDsnValue('ORCPT', orcpt),
+      smtpUtf8: tx.smtpUtf8,
+      accepted: tx.recipients,
+      limits: port.config.limits,
+      allowance: tx.allowance,
+    });
+    switch (decision.kind) {
+      case 'refuse':
+        if (decision.countsRecipient) port.metrics.recipientsTotal.inc({ result: 'rejected' });
+        return this.#refusals.refuse(state, 'rcpt', decision.refusal, decision.vars, { recipient: rcpt });
+      case 'repeat':
+        // smtp-server replaces a repeated RCPT in the envelope; it is counted once here too
+        return undefined;
+      case 'drop':
+        tx.dropped++;
+        port.metrics.recipientsTotal.inc({ result: 'dropped' });
+        return undefined;
+      case 'rate_limited':
+        if (state.user) {
+          port.metrics.recipientsTotal.inc({ result: 'rejected' });
+          return this.#refusals.checkRefusal(
+            state,
+            'rcpt',
+            port.checks.recipientLimited(state.user, state.clientIp),
+          );
+        }
+        break;
+      case 'accept':
+        break;
+    }
+    return this.#suppressed(state, rcpt).then((refusal) => {
+      if (refusal) {
+        port.metrics.recipientsTotal.inc({ result: 'rejected' });
+        return refusal;
+      }
+      tx.recipients.push(rcpt);
+      if (address.dsn?.notify || orcpt !== undefined) {
+        tx.rcptDsn ??= new Map();
+        tx.rcptDsn.set(rcpt, {
+          ...(address.dsn?.notify ? { notify: address.dsn.notify as DsnNotify[] } : {}),
+          ...(orcpt !== undefined ? { orcpt } : {}),
+        });
+      }
+      port.metrics.recipientsTotal.inc({ result: 'accepted' });
+      return undefined;
+    });
+  }
+
+  /**
+   * The refusal of a recipient that bounced and is suppressed, or undefined. A state store
+   * that cannot answer lets the recipient through: delivery bounces it again at worst.
+   */
+  async #suppressed(state: ConnectionState, rcpt: string): Promise<SmtpReplyError | undefined> {
+    const suppression = this.#port.suppression;
+    if (!suppression) return undefined;
+    let hit: Suppression | null;
+    try {
+      hit = await suppression.check(rcpt);
+    } catch (err: unknown) {
+      state.log.warn(
+        {
+          event: 'suppression_unavailable',
+          recipient: rcpt,
+          err: err instanceof Error ? err.message : String(err),
+        },
+        'cannot check the suppression list; recipient accepted',
+      );
+      return undefined;
+    }
+    if (hit === null) return undefined;
+    return this.#refusals.refuse(
+      state,
+      'rcpt',
+      'RECIPIENT_SUPPRESSED',
+      {
+        recipient: rcpt,
+        class: hit.class,
+        reply: hit.reply.slice(0, 120),
+        since: hit.since,
+        until: hit.until,
+      },
+      { recipient: rcpt, class: hit.class },
+    );
+  }
+}
