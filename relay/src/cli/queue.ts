@@ -397,8 +397,8 @@ async function bulk(
   await write(
     io.stdout,
     action === 'retry'
-      ? `Scheduled ${what} for immediate delivery.${each}\n`
-      : `${BULK_VERBS[action]} ${what}.${each}\n`,
+      ? `Scheduled ${what} for immediate delivery${each}.\n`
+      : `${BULK_VERBS[action]} ${what}${each}.\n`,
   );
   return code;
 }
