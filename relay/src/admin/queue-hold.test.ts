@@ -115,9 +115,11 @@ describe('queue hold and release', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a held message is never attempted, stays held across a restart, and is delivered once released', async () => {
+  it('a held message is never attempted, stays held across a restart, and is delivered once released', async (t) => {
     sink.setRecipientReply('bob@one.test', { code: 451, text: '4.3.0 try again later' });
     let relay = await startRelay(sink, dir);
+    const running = new Set([relay]);
+    t.after(() => Promise.all([...running].map((r) => r.close())));
     let call = api(relay);
     const id = await send(relay, 'alice@sender.test', 'bob@one.test', 'held one');
     await deferred(relay, [id]);
@@ -142,10 +144,12 @@ describe('queue hold and release', () => {
     const shown = await cli(relay, ['list']);
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, new RegExp(`^${id}! +\\d+ .* alice@sender\\.test$`, 'm'));
+    running.delete(relay);
     await relay.close();
 
     // a restart on the same spool: still held, and not attempted
     relay = await startRelay(sink, dir);
+    running.add(relay);
     call = api(relay);
     await waitFor(() => relay.logs.events('queue_loaded').length === 1, 'the queue scan');
     const after = (await call('GET', `/queue/${id}`)).body;
@@ -172,13 +176,13 @@ describe('queue hold and release', () => {
       body: { error: 'not found', queueId: id },
     });
     assert.deepEqual(await readdir(join(dir, 'spool', 'hold')), []);
-    await relay.close();
   });
 
-  it('holds, releases, flushes and deletes by domain, sender and age, and says how many', async () => {
+  it('holds, releases, flushes and deletes by domain, sender and age, and says how many', async (t) => {
     for (const address of ['x@a.test', 'y@a.test', 'z@b.test'])
       sink.setRecipientReply(address, { code: 451, text: '4.3.0 try again later' });
     const relay = await startRelay(sink, dir);
+    t.after(() => relay.close());
     const call = api(relay);
     const ids = [
       await send(relay, 'alice@sender.test', 'x@a.test', 'bulk 1'),
@@ -211,10 +215,12 @@ describe('queue hold and release', () => {
       stderr: '',
     });
     // released means due now: the deferrals come back (the sink still says 451)
-    await waitFor(
-      () => relay.logs.events('delivery_attempt').filter((l) => l.queueId === ids[0]).length === 2,
-      'a second attempt of the released message',
-    );
+    await waitFor(async () => {
+      const page = (await call('GET', '/queue?domain=a.test')).body as unknown as QueueListResponse;
+      const again = (id: string) =>
+        relay.logs.events('delivery_attempt').filter((l) => l.queueId === id).length === 2;
+      return page.messages.every((m) => m.state === 'deferred') && ids.slice(0, 2).every(again);
+    }, 'a second attempt of both released messages');
     for (const address of ['x@a.test', 'y@a.test']) sink.setRecipientReply(address, undefined);
     assert.deepEqual(await cli(relay, ['flush', '--domain', 'a.test']), {
       code: 0,
@@ -238,6 +244,5 @@ describe('queue hold and release', () => {
     });
     assert.deepEqual(await cli(relay, ['list']), { code: 0, stdout: 'Mail queue is empty\n', stderr: '' });
     assert.equal(atSink(sink, 'bulk 3').length, 0);
-    await relay.close();
   });
 });
