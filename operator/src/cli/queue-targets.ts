@@ -80,7 +80,8 @@ export async function policyTargets(options: {
   return { targets, skipped };
 }
 
-function proxyUrl(kc: KubeConfig, namespace: string, pod: string): string {
+/** The URL of a pod's admin API through the API server's pod proxy. */
+export function proxyUrl(kc: KubeConfig, namespace: string, pod: string): string {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new TargetsError('the kubeconfig has no current cluster');
   const ns = encodeURIComponent(namespace);
