@@ -225,21 +225,31 @@ async function bulk(
     after = page.next;
   }
   let count = 0;
+  let stopping = false;
   try {
-    for (const id of ids) {
-      const acted = await act(admin, action, id);
-      if (acted === undefined)
-        return reply.code(503).send({ error: 'the queue is stopping', [BULK_ACTIONS[action]]: count });
-      if (acted) count++;
-    }
+    // a few at a time: their directory fsyncs are shared (group commit), not one per message
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < ids.length && !stopping; i = next++) {
+        const acted = await act(admin, action, ids[i] as string);
+        if (acted === undefined) stopping = true;
+        else if (acted) count++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BULK_WIDTH, ids.length) }, worker));
   } catch (err: unknown) {
     const detail = err instanceof Error ? err.message : 'unknown error';
     return reply
       .code(500)
       .send({ error: `cannot ${action} every message: ${detail}`, [BULK_ACTIONS[action]]: count });
   }
+  if (stopping)
+    return reply.code(503).send({ error: 'the queue is stopping', [BULK_ACTIONS[action]]: count });
   return reply.code(200).send({ [BULK_ACTIONS[action]]: count });
 }
+
+/** Messages a bulk action works on at once. */
+const BULK_WIDTH = 16;
 
 /** One message of a bulk action: acted on, not (gone meanwhile, or being attempted), or undefined when stopping. */
 async function act(admin: QueueAdmin, action: BulkAction, queueId: string): Promise<boolean | undefined> {
