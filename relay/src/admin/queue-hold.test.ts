@@ -2,7 +2,7 @@
 // them: the admin API's answers and the queue CLI's output against a real relay that
 // delivers to a real SMTP sink, across a restart on the same spool.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -244,5 +244,44 @@ describe('queue hold and release', () => {
     });
     assert.deepEqual(await cli(relay, ['list']), { code: 0, stdout: 'Mail queue is empty\n', stderr: '' });
     assert.equal(atSink(sink, 'bulk 3').length, 0);
+  });
+
+  it('puts a message back together when a crash cut its hold or release in two', async (t) => {
+    sink.setRecipientReply('dora@one.test', { code: 451, text: '4.3.0 try again later' });
+    let relay = await startRelay(sink, dir);
+    const running = new Set([relay]);
+    t.after(() => Promise.all([...running].map((r) => r.close())));
+    const id = await send(relay, 'alice@sender.test', 'dora@one.test', 'cut in two');
+    await deferred(relay, [id]);
+    assert.equal((await api(relay)('POST', `/queue/${id}/hold`)).status, 200);
+    running.delete(relay);
+    await relay.close();
+    const queueDir = join(dir, 'spool', 'queue');
+    const holdDir = join(dir, 'spool', 'hold');
+
+    // a hold cut short: the message file moved, the envelope with the attempt's state not
+    await rename(join(holdDir, `${id}.json`), join(queueDir, `${id}.json`));
+    relay = await startRelay(sink, dir);
+    running.add(relay);
+    await waitFor(() => relay.logs.events('queue_loaded').length === 1, 'the queue scan');
+    const held = (await api(relay)('GET', `/queue/${id}`)).body;
+    assert.equal(held.state, 'held');
+    assert.equal(held.attempts, 1, 'the state of the attempt is kept');
+    assert.deepEqual((await readdir(holdDir)).sort(), [`${id}.json`, `${id}.msg`]);
+    running.delete(relay);
+    await relay.close();
+
+    // a release cut short: the message file back in the queue, the envelope still held
+    await rename(join(holdDir, `${id}.msg`), join(queueDir, `${id}.msg`));
+    sink.setRecipientReply('dora@one.test', undefined);
+    relay = await startRelay(sink, dir);
+    running.add(relay);
+    await waitFor(() => atSink(sink, 'cut in two').length === 1, 'the released message at the sink');
+    assert.deepEqual(await readdir(holdDir), []);
+    assert.equal(
+      relay.logs.events('delivery_attempt').find((l) => l.queueId === id)?.attempt,
+      2,
+      'delivered as the second attempt: the envelope came back with it',
+    );
   });
 });

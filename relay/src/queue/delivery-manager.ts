@@ -211,7 +211,7 @@ export class DeliveryManager {
     this.#started = true;
     // held messages are known before the scan, which must neither start them nor take a
     // held message's envelope left in queue/ by a crash for a leftover
-    for (const id of this.#hold.init()) this.#held.add(id);
+    for (const id of this.#hold.init(this.#now())) this.#held.add(id);
     // subscribed before the scan so a message committed meanwhile is not missed (ids dedupe)
     this.#unsubscribe = this.#spool.onCommitted((message) => {
       try {

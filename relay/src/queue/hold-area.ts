@@ -43,10 +43,11 @@ export class HoldArea {
 
   /**
    * Creates hold/ and returns the ids held there, after putting back together a message
-   * whose move a crash cut in two (its envelope left in the other directory). Run before
-   * the queue's scan, which would remove an envelope found without its message.
+   * whose move a crash cut in two (its envelope left in the other directory); a release
+   * so completed is due now. Run before the queue's scan, which would remove an envelope
+   * found without its message.
    */
-  init(): string[] {
+  init(now: number): string[] {
     mkdirSync(this.dir, { recursive: true });
     const queueDir = this.#spool.queueDir;
     const ids: string[] = [];
@@ -61,8 +62,10 @@ export class HoldArea {
       } else if (name.endsWith(ENVELOPE)) {
         const id = name.slice(0, -ENVELOPE.length);
         // released: its message is back in queue/ and the envelope follows it
-        if (!there(join(this.dir, `${id}${MESSAGE}`)) && there(join(queueDir, `${id}${MESSAGE}`)))
+        if (!there(join(this.dir, `${id}${MESSAGE}`)) && there(join(queueDir, `${id}${MESSAGE}`))) {
           renameSync(join(this.dir, name), join(queueDir, name));
+          utimesSync(join(queueDir, name), new Date(now), new Date(now));
+        }
       }
     }
     return ids.sort();
