@@ -18,6 +18,7 @@ import {
   type TestRelay,
   waitFor,
 } from '../testing/index.ts';
+import { scrapeMetrics } from '../testing/metrics-scrape.ts';
 import type { QueueListResponse } from './queue-api.ts';
 
 const TOKEN = 'hold-test-token';
@@ -134,6 +135,9 @@ describe('queue hold and release', () => {
       [[id, 'held']],
     );
     assert.equal(listed.total, 1);
+    const metrics = await scrapeMetrics(relay.relay.adminPort);
+    assert.equal(metrics.value('sluice_queue_held_messages'), 1);
+    assert.equal(metrics.value('sluice_queue_messages'), 0, 'held mail is not mail being delivered');
     // the destination takes mail again; a flush leaves held mail be, and a retry is refused
     sink.setRecipientReply('bob@one.test', undefined);
     assert.deepEqual(await call('POST', '/queue/retry'), { status: 202, body: { scheduled: 0 } });
@@ -171,6 +175,7 @@ describe('queue hold and release', () => {
     assert.deepEqual(released, { code: 0, stdout: `${id}: released from hold\n`, stderr: '' });
     await waitFor(() => atSink(sink, 'held one').length === 1, 'the released message at the sink');
     await waitFor(async () => (await call('GET', '/queue')).body.total === 0, 'an empty queue');
+    assert.equal((await scrapeMetrics(relay.relay.adminPort)).value('sluice_queue_held_messages'), 0);
     assert.deepEqual(await call('POST', `/queue/${id}/release`), {
       status: 404,
       body: { error: 'not found', queueId: id },
