@@ -27,15 +27,18 @@
 //   - probes each pod's readinessProbe (HTTP GET on the pod IP) and writes the
 //     StatefulSet status (replicas, readyReplicas, updatedReplicas, revisions) as the
 //     controller does.
-// It creates no Pod objects in the API (`kubectl get pods` shows none), runs no liveness
-// probes, and ignores resources, security contexts, scheduling and images. It talks to
+// It creates no Pod objects in the API (`kubectl get pods` shows none) unless asked to
+// (podObjects: then each pod it runs is a Pod there, with the template's labels, its pod
+// IP and Ready condition in status, deleted when the pod is gone, as the StatefulSet
+// controller and kubelet would write them), runs no liveness probes, and ignores
+// resources, security contexts, scheduling and images. It talks to
 // the API server with the admin's kubeconfig, through the operator's list-watch plumbing
 // (operator/src/kube: informers that relist when a watch ends or stalls).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../../operator/src/kube/client.ts';
 import { apiListWatch, Informer } from '../../operator/src/kube/informer.ts';
-import { type ResourceType, SECRETS, STATEFUL_SETS } from '../../operator/src/kube/resources.ts';
+import { PODS, type ResourceType, SECRETS, STATEFUL_SETS } from '../../operator/src/kube/resources.ts';
 import { type ConfigMapData, type SecretData, VolumeSourceMissing } from './pod-volumes.ts';
 import type { PodNetwork } from './relay-pod-config.ts';
 import { type PodFiles, type PodSpec, type PodView, ShimPod } from './shim-pod.ts';
@@ -58,7 +61,8 @@ const MAX_RESTART_BACKOFF_MS = 10_000;
 interface StatefulSet extends KubeObject {
   spec: {
     replicas?: number;
-    template: { spec: PodSpec };
+    serviceName?: string;
+    template: { metadata?: { labels?: Record<string, string> }; spec: PodSpec };
     volumeClaimTemplates?: Array<{ metadata: { name: string } }>;
   };
 }
@@ -78,6 +82,8 @@ export interface KubeletShimOptions {
   dir: string;
   /** The first two octets of the pod IPs, e.g. '127.0' (the default) or '127.42'. */
   podNetwork?: string;
+  /** Writes a Pod object for each pod it runs (see the top of the file); off by default. */
+  podObjects?: boolean;
 }
 
 export class KubeletShim {
@@ -220,6 +226,7 @@ export class KubeletShim {
           await pod.materialise(files);
           pod.phase = 'Running';
           this.#run(pod);
+          if (this.#o.podObjects) await this.#publish(pod, sts, claims);
         }
       } else if (pod.phase === 'Running') {
         const files = this.#files(pod, replicas);
@@ -292,6 +299,11 @@ export class KubeletShim {
     pod.terminated = (async () => {
       await pod.stop();
       this.#pods.delete(pod.name);
+      if (this.#o.podObjects) {
+        await this.#client
+          .delete('v1', 'Pod', this.#o.namespace, pod.name)
+          .catch((err: unknown) => this.#note(`cannot delete Pod ${pod.name}: ${String(err)}`));
+      }
       this.#record(pod, 'Gone');
       this.#kick();
     })();
@@ -310,12 +322,59 @@ export class KubeletShim {
         if (ready === pod.ready) return;
         pod.ready = ready;
         if (ready) this.#record(pod, 'Ready');
+        if (this.#o.podObjects) void this.#publishStatus(pod);
         changed = true;
       });
       if (changed) this.#kick();
     } finally {
       this.#probing = false;
     }
+  }
+
+  /** The Pod object the StatefulSet controller would create for a pod, and its status. */
+  async #publish(pod: ShimPod, sts: StatefulSet, claims: ReadonlySet<string>): Promise<void> {
+    const { spec, metadata } = sts.spec.template;
+    try {
+      await this.#client.apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: {
+          name: pod.name,
+          namespace: this.#o.namespace,
+          labels: { ...metadata?.labels, 'statefulset.kubernetes.io/pod-name': pod.name },
+        },
+        spec: {
+          ...spec,
+          // no nodeName: a Pod bound to a node waits for its kubelet to confirm a deletion
+          hostname: pod.name,
+          ...(sts.spec.serviceName ? { subdomain: sts.spec.serviceName } : {}),
+          // the claims of volumeClaimTemplates, as the controller adds them
+          volumes: [
+            ...(spec.volumes ?? []),
+            ...[...claims].map((claim) => ({
+              name: claim,
+              persistentVolumeClaim: { claimName: `${claim}-${pod.name}` },
+            })),
+          ],
+        },
+      } as KubeObject);
+    } catch (err: unknown) {
+      this.#note(`cannot create Pod ${pod.name}: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    await this.#publishStatus(pod);
+  }
+
+  async #publishStatus(pod: ShimPod): Promise<void> {
+    const ready = pod.ready ? 'True' : 'False';
+    await this.#client
+      .patchStatus(PODS, this.#o.namespace, pod.name, {
+        phase: 'Running',
+        podIP: pod.ip,
+        podIPs: [{ ip: pod.ip }],
+        conditions: [{ type: 'Ready', status: ready, lastTransitionTime: new Date().toISOString() }],
+      })
+      .catch((err: unknown) => this.#note(`cannot write the status of Pod ${pod.name}: ${String(err)}`));
   }
 
   /** Writes the status the StatefulSet controller would, when it changed. */

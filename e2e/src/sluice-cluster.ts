@@ -66,6 +66,8 @@ export interface ClusterOptions {
   spec?: Record<string, unknown>;
   /** For a test of the API alone: no operator and no shim (those fields stay unset), no resources. */
   apiOnly?: boolean;
+  /** The shim writes a Pod object for each relay pod it runs (KubeletShimOptions.podObjects). */
+  podObjects?: boolean;
 }
 
 export interface SluiceCluster {
@@ -266,6 +268,7 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
         namespace: NAMESPACE,
         dir: join(dir, 'node'),
         podNetwork,
+        ...(options.podObjects ? { podObjects: true } : {}),
       });
       stops.push(() => shim.stop());
       await apply(

@@ -4,7 +4,7 @@
 //   sluice-relay --config FILE        run from a config file (or SLUICE_CONFIG=FILE)
 //   sluice-relay check-config FILE    validate a config and its users file, then exit
 //   sluice-relay hash-password        read a password on stdin, print its hash
-//   sluice-relay queue list|show|retry|flush|delete   the queue API (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)
+//   sluice-relay queue list|show|retry|flush|hold|release|delete   the queue API (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)
 //   sluice-relay usage [--user U] [--period hour|day] [--csv]   usage per user (the same variables)
 //   sluice-relay suppression list|show|remove   suppressed recipients (the same variables)
 // OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
@@ -35,7 +35,7 @@ function usage(): string {
     'usage: sluice-relay [--config FILE]',
     '       sluice-relay check-config FILE',
     '       sluice-relay hash-password [--scheme scrypt|argon2id] < password',
-    '       sluice-relay queue list|show ID|retry ID|flush|delete ID   (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)',
+    '       sluice-relay queue list|show ID|retry ID|flush|hold|release|delete   (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)',
     '       sluice-relay usage [--user U] [--period hour|day] [--from T] [--to T] [--csv|--json]   (the same)',
     '       sluice-relay suppression list|show ADDRESS|remove ADDRESS   (the same)',
   ].join('\n');

@@ -223,7 +223,11 @@ export class Relay implements RelayRuntime {
     this.#delivery = delivery;
     // the scan of the spool starts once the relay serves (#start)
     delivery.listen();
-    this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
+    this.metrics.queueSource = () => ({
+      size: delivery.size,
+      held: delivery.held,
+      oldestReceivedAt: delivery.oldestReceivedAt(),
+    });
   }
 
   /** The shared state, where the DMARC pre-check keeps DNS answers (once started). */

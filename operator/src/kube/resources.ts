@@ -73,6 +73,14 @@ export const PERSISTENT_VOLUME_CLAIMS: ResourceType = {
   namespaced: true,
 };
 
+export const PODS: ResourceType = {
+  group: '',
+  version: 'v1',
+  kind: 'Pod',
+  plural: 'pods',
+  namespaced: true,
+};
+
 export const LEASES: ResourceType = {
   group: 'coordination.k8s.io',
   version: 'v1',

@@ -1,5 +1,6 @@
-// The queue API on the admin server: what `postqueue -p`, `postqueue -f`, `postqueue -i`
-// and `postsuper -d` give Postfix users, behind a bearer token. Responses are built field
+// The queue API on the admin server: what `postqueue -p`, `postqueue -f`, `postqueue -i`,
+// `postsuper -d`, `postsuper -h` and `postsuper -H` give Postfix users, behind a bearer
+// token; the bulk forms act on every message the listing's filters select. Responses are built field
 // by field from the envelope so nothing else (client IP, tags) leaks by accident. The
 // listing comes in pages (a cursor, oldest first) and takes filters, so a queue of a
 // million messages is looked through without a million envelopes in one answer.
@@ -16,13 +17,30 @@ export interface QueueAdmin {
   get(queueId: string): Promise<SpooledEnvelope | undefined>;
   /** Schedules one message for an attempt now; false if unknown (or the queue is stopping). */
   retryNow(queueId: string): boolean;
-  /** Schedules every waiting message for an attempt now; how many, or undefined when stopping. */
-  retryCount(): number | undefined;
+  /**
+   * Schedules every waiting message (or the one given) for an attempt now; how many, or
+   * undefined when stopping (or that message is not queued).
+   */
+  retryCount(queueId?: string): number | undefined;
   /** The scan of the spool at start is still going: the listing and total cover what it found so far. */
   readonly scanning: boolean;
   /** Deletes a message without notifying anyone; false if unknown. */
   remove(queueId: string): Promise<boolean>;
+  /** Puts a message on hold; false if unknown, undefined when the queue is stopping. */
+  hold(queueId: string): Promise<boolean | undefined>;
+  /** Releases a held message, due now; false if not held, undefined when the queue is stopping. */
+  release(queueId: string): Promise<boolean | undefined>;
+  isHeld(queueId: string): boolean;
 }
+
+/** The bulk actions, and the key of the count in their answer. */
+export const BULK_ACTIONS = {
+  hold: 'held',
+  release: 'released',
+  retry: 'scheduled',
+  delete: 'deleted',
+} as const;
+export type BulkAction = keyof typeof BULK_ACTIONS;
 
 export interface QueueRecipientView {
   address: string;
@@ -35,7 +53,7 @@ export interface QueueRecipientView {
 
 export interface QueueMessageView {
   queueId: string;
-  /** active: being attempted; due: waiting for an active slot; deferred: waiting for its next attempt. */
+  /** active: being attempted; due: waiting for an active slot; deferred: waiting for its next attempt; held: on hold. */
   state?: QueueState;
   receivedAt: string;
   sender: string;
@@ -58,8 +76,10 @@ export interface QueueListResponse {
 }
 
 type ListQuery = Partial<
-  Record<'limit' | 'cursor' | 'sender' | 'domain' | 'state' | 'olderThan' | 'newerThan', string>
+  Record<'limit' | 'cursor' | 'sender' | 'domain' | 'state' | 'olderThan' | 'newerThan' | 'all', string>
 >;
+
+const FILTERS = ['sender', 'domain', 'state', 'olderThan', 'newerThan'] as const;
 
 export interface QueueErrorResponse {
   error: string;
@@ -98,16 +118,55 @@ export function registerQueueApi(
     if (queueId === undefined) return reply;
     const envelope = await admin.get(queueId);
     if (envelope === undefined) return notFound(reply, queueId);
-    return toView(envelope);
+    return admin.isHeld(queueId) ? { ...toView(envelope), state: 'held' } : toView(envelope);
   });
 
-  server.post('/queue/retry', { onRequest: authorize }, async (_request, reply) => {
-    return reply.code(202).send({ scheduled: admin.retryCount() ?? 0 });
-  });
+  server.post(
+    '/queue/retry',
+    { onRequest: authorize },
+    async (request: FastifyRequest<{ Querystring: ListQuery }>, reply) => {
+      // no filter: every message (postqueue -f), as before filters existed
+      if (!FILTERS.some((name) => request.query[name] !== undefined))
+        return reply.code(202).send({ scheduled: admin.retryCount() ?? 0 });
+      return bulk(admin, 'retry', request.query, reply);
+    },
+  );
+
+  for (const action of ['hold', 'release', 'delete'] as const) {
+    server.post(
+      `/queue/${action}`,
+      { onRequest: authorize },
+      async (request: FastifyRequest<{ Querystring: ListQuery }>, reply) =>
+        bulk(admin, action, request.query, reply),
+    );
+  }
+
+  for (const action of ['hold', 'release'] as const) {
+    server.post(`/queue/:id/${action}`, { onRequest: authorize }, async (request: IdRequest, reply) => {
+      const queueId = checkedId(request, reply);
+      if (queueId === undefined) return reply;
+      let done: boolean | undefined;
+      try {
+        done = await (action === 'hold' ? admin.hold(queueId) : admin.release(queueId));
+      } catch (err: unknown) {
+        const detail = err instanceof Error ? err.message : 'unknown error';
+        return reply.code(500).send({ error: `cannot ${action} the message: ${detail}`, queueId });
+      }
+      if (done === undefined) return reply.code(503).send({ error: 'the queue is stopping', queueId });
+      if (!done) {
+        if (action === 'release' && (await admin.get(queueId)) !== undefined)
+          return reply.code(409).send({ error: 'the message is not on hold', queueId });
+        return notFound(reply, queueId);
+      }
+      return reply.code(200).send({ queueId, state: action === 'hold' ? 'held' : 'due' });
+    });
+  }
 
   server.post('/queue/:id/retry', { onRequest: authorize }, async (request: IdRequest, reply) => {
     const queueId = checkedId(request, reply);
     if (queueId === undefined) return reply;
+    if (admin.isHeld(queueId))
+      return reply.code(409).send({ error: 'the message is on hold: release it first', queueId });
     if (!admin.retryNow(queueId)) {
       if ((await admin.get(queueId)) === undefined) return notFound(reply, queueId);
       // Queued but refused: the queue is stopping (draining to another pod).
@@ -129,6 +188,82 @@ export function registerQueueApi(
     if (!removed) return notFound(reply, queueId);
     return reply.code(200).send({ queueId, deleted: true });
   });
+}
+
+/**
+ * A bulk action on every message the filters select, one at a time (each acts as its
+ * single form does); answers with how many it acted on. hold, release and delete want a
+ * filter, or all=true for the whole queue: an empty query string must not empty a queue.
+ */
+async function bulk(
+  admin: QueueAdmin,
+  action: BulkAction,
+  raw: ListQuery,
+  reply: FastifyReply,
+): Promise<FastifyReply> {
+  if (raw.limit !== undefined || raw.cursor !== undefined)
+    return reply.code(400).send({ error: 'a bulk action takes filters, not limit or cursor' });
+  const filtered = FILTERS.some((name) => raw[name] !== undefined);
+  if (raw.all !== undefined && raw.all !== 'true') return reply.code(400).send({ error: 'all must be true' });
+  if (!filtered && raw.all !== 'true')
+    return reply.code(400).send({ error: `${action} of the whole queue wants all=true (or a filter)` });
+  const query = listQuery({ ...raw, all: undefined }, Date.now());
+  if (typeof query === 'string') return reply.code(400).send({ error: query } satisfies QueueErrorResponse);
+  // release acts on held messages only; the others leave held ones be unless asked for them
+  if (action === 'release') {
+    if (query.state !== undefined && query.state !== 'held')
+      return reply.code(400).send({ error: 'release acts on held messages: state must be held' });
+    query.state = 'held';
+  }
+  const ids: string[] = [];
+  for (let after: string | undefined; ; ) {
+    const page = await admin.list({ ...query, limit: 1_000, ...(after === undefined ? {} : { after }) });
+    for (const m of page.messages) {
+      if (m.state !== 'held' || action === 'delete' || action === 'release') ids.push(m.queueId);
+    }
+    if (page.next === null) break;
+    after = page.next;
+  }
+  let count = 0;
+  let stopping = false;
+  try {
+    // a few at a time: their directory fsyncs are shared (group commit), not one per message
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < ids.length && !stopping; i = next++) {
+        const acted = await act(admin, action, ids[i] as string);
+        if (acted === undefined) stopping = true;
+        else if (acted) count++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BULK_WIDTH, ids.length) }, worker));
+  } catch (err: unknown) {
+    const detail = err instanceof Error ? err.message : 'unknown error';
+    return reply
+      .code(500)
+      .send({ error: `cannot ${action} every message: ${detail}`, [BULK_ACTIONS[action]]: count });
+  }
+  if (stopping)
+    return reply.code(503).send({ error: 'the queue is stopping', [BULK_ACTIONS[action]]: count });
+  return reply.code(200).send({ [BULK_ACTIONS[action]]: count });
+}
+
+/** Messages a bulk action works on at once. */
+const BULK_WIDTH = 16;
+
+/** One message of a bulk action: acted on, not (gone meanwhile, or being attempted), or undefined when stopping. */
+async function act(admin: QueueAdmin, action: BulkAction, queueId: string): Promise<boolean | undefined> {
+  switch (action) {
+    case 'hold':
+      return admin.hold(queueId);
+    case 'release':
+      return admin.release(queueId);
+    case 'delete':
+      return admin.remove(queueId);
+    case 'retry':
+      // 0: an attempt is under way already
+      return (admin.retryCount(queueId) ?? 0) > 0;
+  }
 }
 
 /** The queue id from the path, or undefined after answering 400. */

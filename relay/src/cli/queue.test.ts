@@ -51,6 +51,15 @@ class FakeQueueAdmin implements QueueAdmin {
   async remove(queueId: string): Promise<boolean> {
     return this.messages.delete(queueId);
   }
+  async hold(queueId: string): Promise<boolean> {
+    return this.messages.has(queueId);
+  }
+  async release(): Promise<boolean> {
+    return false;
+  }
+  isHeld(): boolean {
+    return false;
+  }
 }
 
 type Run = { code: number; stdout: string; stderr: string };

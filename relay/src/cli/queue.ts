@@ -1,61 +1,104 @@
-// `sluice-relay queue`: what `postqueue -p`, `postqueue -f`, `postqueue -i` and
-// `postsuper -d` give Postfix users, over the admin server's queue API. The entry point
-// supplies the API's URL and token; this file never reads the environment.
+// `sluice-relay queue`: what `postqueue -p`, `postqueue -f`, `postqueue -i`,
+// `postsuper -d`, `postsuper -h` and `postsuper -H` give Postfix users, over the admin
+// server's queue API. The entry point supplies the API's URL and token; this file never
+// reads the environment. Given several relays (the pods of a policy, found by a caller
+// that knows the cluster) it asks each one: listings are merged oldest first with the
+// relay's name on each message, bulk counts are summed.
 import { parseArgs } from 'node:util';
-import type { QueueListResponse, QueueMessageView, QueueRecipientView } from '../admin/queue-api.ts';
+import { BULK_ACTIONS, type QueueMessageView } from '../admin/queue-api.ts';
 import { QUEUE_ID_PATTERN } from '../spool/queue-id.ts';
-import { type AdminCliIo, adminRequest, field, printable, write } from './admin-request.ts';
+import { type AdminCliIo, type ApiResult, adminRequest, field, printable, write } from './admin-request.ts';
+import { isList, isMessage, listHeader, renderListed, renderMessage } from './queue-render.ts';
 
-export type QueueCliIo = AdminCliIo;
+/** One relay's admin API. */
+export interface QueueTarget {
+  /** Shown on each message and count when there are several (the pod name). */
+  name: string;
+  url: string;
+  token: string;
+  /** How to reach it (through the Kubernetes API server's pod proxy, say); the global fetch by default. */
+  fetch?: typeof fetch;
+}
 
-export const QUEUE_USAGE = `Usage: sluice-relay queue <command> [--json]
+export type QueueCliIo = AdminCliIo & {
+  /** Every relay to ask; when given, url, token and fetch are not used. */
+  targets?: QueueTarget[];
+  /** The command's name in messages and help ("sluice-relay queue" by default). */
+  program?: string;
+};
+
+const FILTER_HELP = `--sender ADDRESS|@DOMAIN  --domain RECIPIENT-DOMAIN
+                       --state active|due|deferred|held
+                       --older-than AGE  --newer-than AGE  (AGE: 90s, 30m, 2h, 1d)`;
+
+export function queueUsage(program = 'sluice-relay queue'): string {
+  return `Usage: ${program} <command> [--json]
 
 Shows and manages the delivery queue through the admin server's queue API.
 
 Commands:
   list               the queue, oldest first, with each recipient's state and
-                     last answer (like postqueue -p); times are UTC. Fetched a
-                     page at a time; these narrow it down:
-                       --sender ADDRESS|@DOMAIN  --domain RECIPIENT-DOMAIN
-                       --state active|due|deferred
-                       --older-than AGE  --newer-than AGE  (AGE: 90s, 30m, 2h, 1d)
+                     last answer (like postqueue -p; * after the id: being
+                     delivered, ! held); times are UTC. Fetched a page at a
+                     time; these narrow it down (FILTERS):
+                       ${FILTER_HELP}
                        --limit N (stop after N messages)  --page-size N (1-1000)
   show <queue-id>    one message in detail
-  flush              attempt delivery of every queued message now (postqueue -f)
+  flush [FILTERS]    attempt delivery of every queued message (or those the
+                     filters select) now (postqueue -f); held ones stay held
   retry <queue-id>   attempt delivery of one message now (postqueue -i)
-  delete <queue-id>  delete a message without notifying anyone (postsuper -d)
+  hold <queue-id> | FILTERS | --all
+                     put messages on hold (postsuper -h): never attempted,
+                     across restarts too, until released
+  release <queue-id> | FILTERS | --all
+                     release held messages, due now (postsuper -H)
+  delete <queue-id> | FILTERS | --all
+                     delete messages without notifying anyone (postsuper -d)
+
+With FILTERS or --all the command acts on every message selected and prints
+how many it acted on.
 
 Options:
   --json             print the API's JSON answer instead of text
   -h, --help         show this help
 `;
+}
 
-const LIST_OPTIONS = ['sender', 'domain', 'state', 'older-than', 'newer-than', 'limit', 'page-size'] as const;
+export const QUEUE_USAGE = queueUsage();
+
+const FILTER_OPTIONS = ['sender', 'domain', 'state', 'older-than', 'newer-than'] as const;
+const LIST_OPTIONS = [...FILTER_OPTIONS, 'limit', 'page-size'] as const;
 type ListOption = (typeof LIST_OPTIONS)[number];
 
 const EXIT_OK = 0;
 const EXIT_ERROR = 1;
 const EXIT_USAGE = 2;
 
-type Command = 'list' | 'show' | 'flush' | 'retry' | 'delete';
-const TAKES_ID: Readonly<Record<Command, boolean>> = {
-  list: false,
-  show: true,
-  flush: false,
-  retry: true,
-  delete: true,
+type Command = 'list' | 'show' | 'flush' | 'retry' | 'delete' | 'hold' | 'release';
+/** How a command is given its messages: none, one id, or an id or a selection (filters, --all). */
+const OPERAND: Readonly<Record<Command, 'none' | 'id' | 'selection'>> = {
+  list: 'none',
+  show: 'id',
+  flush: 'none',
+  retry: 'id',
+  delete: 'selection',
+  hold: 'selection',
+  release: 'selection',
 };
 
 /** Runs the command; resolves to the process exit code (0 ok, 1 API error, 2 usage). */
 export async function runQueueCli(args: string[], io: QueueCliIo): Promise<number> {
+  const usage = queueUsage(io.program);
   let json = false;
+  let all = false;
   let positionals: string[];
-  let listOptions: Partial<Record<ListOption, string>>;
+  let options: Partial<Record<ListOption, string>>;
   try {
     const parsed = parseArgs({
       args,
       options: {
         json: { type: 'boolean' },
+        all: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...Object.fromEntries(LIST_OPTIONS.map((name) => [name, { type: 'string' as const }])),
       },
@@ -63,12 +106,13 @@ export async function runQueueCli(args: string[], io: QueueCliIo): Promise<numbe
       allowPositionals: true,
     });
     if (parsed.values.help === true) {
-      await write(io.stdout, QUEUE_USAGE);
+      await write(io.stdout, usage);
       return EXIT_OK;
     }
     json = parsed.values.json === true;
+    all = parsed.values.all === true;
     positionals = parsed.positionals;
-    listOptions = Object.fromEntries(
+    options = Object.fromEntries(
       LIST_OPTIONS.flatMap((name) => {
         const value = (parsed.values as Record<string, unknown>)[name];
         return typeof value === 'string' ? [[name, value]] : [];
@@ -76,55 +120,75 @@ export async function runQueueCli(args: string[], io: QueueCliIo): Promise<numbe
     );
   } catch (err: unknown) {
     // parseArgs throws a TypeError for unknown options.
-    if (err instanceof TypeError) return usageError(io, err.message);
+    if (err instanceof TypeError) return usageError(io, err.message, usage);
     throw err;
   }
 
   const [name, ...operands] = positionals;
-  if (name === undefined) return usageError(io, 'no command given');
-  if (!isCommand(name)) return usageError(io, `unknown command "${name}"`);
-  const wanted = TAKES_ID[name] ? 1 : 0;
-  if (operands.length !== wanted) {
-    return usageError(io, wanted === 1 ? `${name} takes one queue id` : `${name} takes no arguments`);
+  if (name === undefined) return usageError(io, 'no command given', usage);
+  if (!isCommand(name)) return usageError(io, `unknown command "${name}"`, usage);
+  const operand = OPERAND[name];
+  const given = Object.keys(options) as ListOption[];
+  const filters = given.filter((o) => (FILTER_OPTIONS as readonly string[]).includes(o));
+  const selects = filters.length > 0 || all;
+  if (operand === 'id' || (operand === 'selection' && !selects)) {
+    if (operands.length !== 1) {
+      return usageError(
+        io,
+        operand === 'id' ? `${name} takes one queue id` : `${name} takes one queue id, filters or --all`,
+        usage,
+      );
+    }
+  } else if (operands.length !== 0) {
+    return usageError(
+      io,
+      operand === 'selection'
+        ? `${name} takes a queue id or filters, not both`
+        : `${name} takes no arguments`,
+      usage,
+    );
   }
   // Queue ids are upper case; accept what a user retypes from a log in lower case.
   const queueId = operands[0]?.toUpperCase() ?? '';
-  if (wanted === 1 && !QUEUE_ID_PATTERN.test(queueId)) {
-    return usageError(io, `"${printable(operands[0] ?? '')}" is not a queue id`);
+  if (operands.length === 1 && !QUEUE_ID_PATTERN.test(queueId)) {
+    return usageError(io, `"${printable(operands[0] ?? '')}" is not a queue id`, usage);
   }
-  if (name !== 'list' && Object.keys(listOptions).length > 0) {
-    return usageError(io, `${name} takes no --${Object.keys(listOptions)[0]}`);
-  }
-  const listing = name === 'list' ? listRequest(listOptions) : undefined;
-  if (typeof listing === 'string') return usageError(io, listing);
-  if (io.url === '') return usageError(io, 'the admin API URL is not set');
-  if (io.token === '') return usageError(io, 'the queue API token is not set');
-  if (listing !== undefined) return list(io, listing, json);
+  const takesFilters = name === 'list' || name === 'flush' || operand === 'selection';
+  const misplaced = given.find((o) => !takesFilters || (name !== 'list' && !filters.includes(o)));
+  if (misplaced !== undefined) return usageError(io, `${name} takes no --${misplaced}`, usage);
+  if (all && (operand !== 'selection' || filters.length > 0))
+    return usageError(io, `${name} takes no --all${filters.length > 0 ? ' with filters' : ''}`, usage);
+  const query = filterQuery(options);
+  if (typeof query === 'string') return usageError(io, query, usage);
 
-  const { method, path } = route(name, queueId);
-  const result = await adminRequest(io, method, path);
-  if (!result.ok) {
-    await write(io.stderr, `queue: ${result.message}\n`);
+  const targets: QueueTarget[] = io.targets ?? [
+    { name: '', url: io.url, token: io.token, ...(io.fetch ? { fetch: io.fetch } : {}) },
+  ];
+  if (targets.length === 0) {
+    await write(io.stderr, 'queue: no relay to ask\n');
     return EXIT_ERROR;
   }
-  if (json) {
-    await write(io.stdout, `${JSON.stringify(result.body, null, 2)}\n`);
-    return EXIT_OK;
+  for (const target of targets) {
+    if (target.url === '') return usageError(io, 'the admin API URL is not set', usage);
+    if (target.token === '') return usageError(io, 'the queue API token is not set', usage);
   }
+  const named = io.targets !== undefined;
 
-  const text = render(name, queueId, result.body);
-  if (text === undefined) {
-    await write(io.stderr, 'queue: the admin API gave an answer this command does not understand\n');
-    return EXIT_ERROR;
+  if (name === 'list') {
+    const limits = listLimits(options);
+    if (typeof limits === 'string') return usageError(io, limits, usage);
+    return list(io, targets, named, query, limits, json);
   }
-  await write(io.stdout, text);
-  return EXIT_OK;
+  if (name === 'flush' || (operand === 'selection' && operands.length === 0)) {
+    const action = name === 'flush' ? 'retry' : (name as 'hold' | 'release' | 'delete');
+    if (all) query.set('all', 'true');
+    return bulk(io, targets, named, action, query, json);
+  }
+  return single(io, targets, named, name, queueId, json);
 }
 
-/** The listing's query string (without the cursor) and how many messages to show at most. */
-function listRequest(
-  options: Partial<Record<ListOption, string>>,
-): { query: URLSearchParams; limit: number } | string {
+/** The filters as the API's query string, or what is wrong with them. */
+function filterQuery(options: Partial<Record<ListOption, string>>): URLSearchParams | string {
   const query = new URLSearchParams();
   if (options.sender !== undefined) query.set('sender', options.sender);
   if (options.domain !== undefined) query.set('domain', options.domain);
@@ -139,14 +203,20 @@ function listRequest(
     if (seconds === undefined) return `--${option} takes an age such as 90s, 30m, 2h or 1d`;
     query.set(param, String(seconds));
   }
+  return query;
+}
+
+/** The listing's page size and how many messages to show at most. */
+function listLimits(
+  options: Partial<Record<ListOption, string>>,
+): { pageSize: string; limit: number } | string {
   const pageSize = options['page-size'] ?? '100';
   if (!/^\d+$/.test(pageSize) || Number(pageSize) < 1 || Number(pageSize) > 1000) {
     return '--page-size takes a number from 1 to 1000';
   }
-  query.set('limit', pageSize);
   const limit = options.limit ?? String(Number.MAX_SAFE_INTEGER);
   if (!/^\d+$/.test(limit) || Number(limit) < 1) return '--limit takes a number of 1 or more';
-  return { query, limit: Number(limit) };
+  return { pageSize, limit: Number(limit) };
 }
 
 /** "90s", "30m", "2h", "1d" or plain seconds, as seconds. */
@@ -157,181 +227,273 @@ function ageSeconds(text: string): number | undefined {
   return Number(match[1]) * unit;
 }
 
-/** Fetches the listing page by page (following the cursor) and prints it as it comes. */
+function request(target: QueueTarget, method: string, path: string): Promise<ApiResult> {
+  return adminRequest(
+    {
+      url: target.url,
+      token: target.token,
+      stdout: process.stdout,
+      stderr: process.stderr,
+      ...(target.fetch ? { fetch: target.fetch } : {}),
+    },
+    method,
+    path,
+  );
+}
+
+/** An error of one relay, named when there are several. */
+async function failed(io: QueueCliIo, target: QueueTarget, named: boolean, message: string): Promise<void> {
+  await write(io.stderr, `queue: ${named ? `${printable(target.name)}: ` : ''}${message}\n`);
+}
+
+type Listed = QueueMessageView & { pod?: string };
+
+/** One relay's listing, page by page (following the cursor); an error ends it. */
+async function* pages(
+  target: QueueTarget,
+  query: URLSearchParams,
+  pageSize: string,
+  totals: Map<QueueTarget, number>,
+): AsyncGenerator<QueueMessageView[], void, void> {
+  for (let cursor: string | null = ''; cursor !== null; ) {
+    const q = new URLSearchParams(query);
+    q.set('limit', pageSize);
+    if (cursor !== '') q.set('cursor', cursor);
+    const result = await request(target, 'GET', `queue?${q}`);
+    if (!result.ok) throw new TargetError(result.message);
+    if (!isList(result.body))
+      throw new TargetError('the admin API gave an answer this command does not understand');
+    totals.set(target, result.body.total);
+    cursor = typeof result.body.next === 'string' ? result.body.next : null;
+    yield result.body.messages;
+  }
+}
+
+class TargetError extends Error {}
+
+/**
+ * The listing of every relay, merged oldest first (queue ids sort by arrival), printed as
+ * it comes: each relay is read a page at a time, never all of it at once.
+ */
 async function list(
   io: QueueCliIo,
-  request: { query: URLSearchParams; limit: number },
+  targets: QueueTarget[],
+  named: boolean,
+  query: URLSearchParams,
+  limits: { pageSize: string; limit: number },
   json: boolean,
 ): Promise<number> {
-  const shown: QueueMessageView[] = [];
-  let total = 0;
+  const totals = new Map<QueueTarget, number>();
+  const streams = targets.map((target) => ({
+    target,
+    pages: pages(target, query, limits.pageSize, totals),
+    buffer: [] as QueueMessageView[],
+    done: false,
+  }));
+  let code = EXIT_OK;
+  /** Refills a relay's buffer from its next page; a relay that fails is reported and left out. */
+  const fill = async (s: (typeof streams)[number]) => {
+    while (!s.done && s.buffer.length === 0) {
+      try {
+        const next = await s.pages.next();
+        if (next.done) s.done = true;
+        else s.buffer.push(...next.value);
+      } catch (err: unknown) {
+        s.done = true;
+        code = EXIT_ERROR;
+        await failed(io, s.target, named, err instanceof Error ? err.message : String(err));
+      }
+    }
+  };
+  await Promise.all(streams.map(fill));
+  const width = Math.max(5, ...targets.map((t) => printable(t.name).length));
+  const shown: Listed[] = [];
   let bytes = 0;
   let count = 0;
-  let cursor: string | null = '';
-  while (cursor !== null && count < request.limit) {
-    const query = new URLSearchParams(request.query);
-    if (cursor !== '') query.set('cursor', cursor);
-    const result = await adminRequest(io, 'GET', `queue?${query}`);
-    if (!result.ok) {
-      await write(io.stderr, `queue: ${result.message}\n`);
-      return EXIT_ERROR;
+  while (count < limits.limit) {
+    let first: (typeof streams)[number] | undefined;
+    for (const s of streams) {
+      const head = s.buffer[0];
+      if (
+        head !== undefined &&
+        (first === undefined || head.queueId < (first.buffer[0] as QueueMessageView).queueId)
+      )
+        first = s;
     }
-    if (!isList(result.body)) {
-      await write(io.stderr, 'queue: the admin API gave an answer this command does not understand\n');
-      return EXIT_ERROR;
-    }
-    const page = result.body;
-    total = page.total;
-    const messages = page.messages.slice(0, request.limit - count);
-    if (json) shown.push(...messages);
+    if (first === undefined) break;
+    const message = first.buffer.shift() as QueueMessageView;
+    if (json) shown.push(named ? { ...message, pod: first.target.name } : message);
     else {
-      if (count === 0 && messages.length > 0) await write(io.stdout, `${LIST_HEADER}\n`);
-      if (messages.length > 0) await write(io.stdout, messages.map(renderListed).join(''));
+      if (count === 0) await write(io.stdout, `${listHeader(named ? width : 0)}\n`);
+      await write(io.stdout, renderListed(message, named ? { name: first.target.name, width } : undefined));
     }
-    for (const message of messages) bytes += message.size;
-    count += messages.length;
-    cursor = typeof page.next === 'string' ? page.next : null;
+    bytes += message.size;
+    count++;
+    await fill(first);
   }
+  for (const s of streams) await s.pages.return();
+  const total = [...totals.values()].reduce((a, b) => a + b, 0);
   if (json) {
     await write(io.stdout, `${JSON.stringify({ messages: shown, total }, null, 2)}\n`);
   } else if (count === 0) {
-    await write(io.stdout, total === 0 ? 'Mail queue is empty\n' : 'No message in the queue matches\n');
+    if (code === EXIT_OK || totals.size > 0)
+      await write(io.stdout, total === 0 ? 'Mail queue is empty\n' : 'No message in the queue matches\n');
   } else {
     await write(
       io.stdout,
       `-- ${Math.ceil(bytes / 1024)} Kbytes in ${count} ${count === 1 ? 'request' : 'requests'}.\n`,
     );
   }
-  return EXIT_OK;
+  return code;
 }
 
-function route(command: Command, queueId: string): { method: string; path: string } {
+const BULK_PATHS = {
+  retry: 'queue/retry',
+  hold: 'queue/hold',
+  release: 'queue/release',
+  delete: 'queue/delete',
+};
+const BULK_VERBS = { retry: 'Scheduled', hold: 'Held', release: 'Released', delete: 'Deleted' };
+
+/** A bulk action on every relay; prints the sum of what they acted on (and each relay's share). */
+async function bulk(
+  io: QueueCliIo,
+  targets: QueueTarget[],
+  named: boolean,
+  action: keyof typeof BULK_ACTIONS,
+  query: URLSearchParams,
+  json: boolean,
+): Promise<number> {
+  const key = BULK_ACTIONS[action];
+  const path = query.size > 0 ? `${BULK_PATHS[action]}?${query}` : BULK_PATHS[action];
+  const results = await Promise.all(targets.map((t) => request(t, 'POST', path)));
+  let code = EXIT_OK;
+  const counts: Array<[string, number]> = [];
+  for (const [i, result] of results.entries()) {
+    const target = targets[i] as QueueTarget;
+    const count = result.ok ? field(result.body, key) : undefined;
+    if (!result.ok || typeof count !== 'number') {
+      code = EXIT_ERROR;
+      await failed(
+        io,
+        target,
+        named,
+        result.ok ? 'the admin API gave an answer this command does not understand' : result.message,
+      );
+      continue;
+    }
+    counts.push([target.name, count]);
+  }
+  if (counts.length === 0) return code;
+  const sum = counts.reduce((a, [, n]) => a + n, 0);
+  if (json) {
+    const body: Record<string, unknown> = { [key]: sum };
+    if (named) body.pods = Object.fromEntries(counts);
+    await write(io.stdout, `${JSON.stringify(body, null, 2)}\n`);
+    return code;
+  }
+  const each = named ? ` (${counts.map(([n, c]) => `${printable(n)}: ${c}`).join(', ')})` : '';
+  const what = `${sum} ${sum === 1 ? 'message' : 'messages'}`;
+  await write(
+    io.stdout,
+    action === 'retry'
+      ? `Scheduled ${what} for immediate delivery${each}.\n`
+      : `${BULK_VERBS[action]} ${what}${each}.\n`,
+  );
+  return code;
+}
+
+/** A command on one message: asked of every relay; the one that has it answers. */
+async function single(
+  io: QueueCliIo,
+  targets: QueueTarget[],
+  named: boolean,
+  command: Exclude<Command, 'list' | 'flush'>,
+  queueId: string,
+  json: boolean,
+): Promise<number> {
+  const { method, path } = route(command, queueId);
+  const results = await Promise.all(targets.map((t) => request(t, method, path)));
+  const found = results.flatMap((r, i) =>
+    r.ok ? [{ target: targets[i] as QueueTarget, body: r.body }] : [],
+  );
+  // a message lives on one relay: "not found" from the others is no error
+  const errors = results.flatMap((r, i) =>
+    !r.ok && (targets.length === 1 || !/ \(HTTP 404\)$/.test(r.message))
+      ? [{ target: targets[i] as QueueTarget, message: r.message }]
+      : [],
+  );
+  for (const e of errors) await failed(io, e.target, named, e.message);
+  if (found.length === 0 && errors.length === 0) {
+    await write(io.stderr, `queue: ${queueId}: not found on any relay\n`);
+    return EXIT_ERROR;
+  }
+  for (const { target, body } of found) {
+    if (json) {
+      await write(
+        io.stdout,
+        `${JSON.stringify(named ? { pod: target.name, ...(body as object) } : body, null, 2)}\n`,
+      );
+      continue;
+    }
+    const text = render(command, queueId, body);
+    if (text === undefined) {
+      await failed(io, target, named, 'the admin API gave an answer this command does not understand');
+      return EXIT_ERROR;
+    }
+    await write(
+      io.stdout,
+      named
+        ? `${command === 'show' ? `Pod:          ${printable(target.name)}\n` : `${printable(target.name)}: `}${text}`
+        : text,
+    );
+  }
+  return errors.length > 0 ? EXIT_ERROR : EXIT_OK;
+}
+
+function route(
+  command: Exclude<Command, 'list' | 'flush'>,
+  queueId: string,
+): { method: string; path: string } {
   switch (command) {
-    case 'list':
-      return { method: 'GET', path: 'queue' };
     case 'show':
       return { method: 'GET', path: `queue/${queueId}` };
-    case 'flush':
-      return { method: 'POST', path: 'queue/retry' };
     case 'retry':
       return { method: 'POST', path: `queue/${queueId}/retry` };
+    case 'hold':
+      return { method: 'POST', path: `queue/${queueId}/hold` };
+    case 'release':
+      return { method: 'POST', path: `queue/${queueId}/release` };
     case 'delete':
       return { method: 'DELETE', path: `queue/${queueId}` };
   }
 }
 
 function isCommand(name: string): name is Command {
-  return Object.hasOwn(TAKES_ID, name);
+  return Object.hasOwn(OPERAND, name);
 }
 
-async function usageError(io: QueueCliIo, message: string): Promise<number> {
-  await write(io.stderr, `queue: ${message}\n\n${QUEUE_USAGE}`);
+async function usageError(io: QueueCliIo, message: string, usage: string): Promise<number> {
+  await write(io.stderr, `queue: ${message}\n\n${usage}`);
   return EXIT_USAGE;
 }
 
 /** The text for a successful answer, or undefined when it does not have the expected shape. */
-function render(command: Command, queueId: string, body: unknown): string | undefined {
+function render(
+  command: Exclude<Command, 'list' | 'flush'>,
+  queueId: string,
+  body: unknown,
+): string | undefined {
   switch (command) {
-    case 'list':
-      return undefined; // list() prints as the pages come
     case 'show':
       return isMessage(body) ? renderMessage(body) : undefined;
-    case 'flush': {
-      const scheduled = field(body, 'scheduled');
-      if (typeof scheduled !== 'number') return undefined;
-      return `Scheduled ${scheduled} ${scheduled === 1 ? 'message' : 'messages'} for immediate delivery.\n`;
-    }
     case 'retry':
       return `${queueId}: scheduled for immediate delivery\n`;
+    case 'hold':
+      return `${queueId}: placed on hold\n`;
+    case 'release':
+      return `${queueId}: released from hold\n`;
     case 'delete':
       return `${queueId}: deleted\n`;
   }
-}
-
-function isMessage(value: unknown): value is QueueMessageView {
-  return (
-    typeof field(value, 'queueId') === 'string' &&
-    typeof field(value, 'size') === 'number' &&
-    Array.isArray(field(value, 'recipients'))
-  );
-}
-
-function isList(value: unknown): value is QueueListResponse {
-  const messages = field(value, 'messages');
-  return Array.isArray(messages) && messages.every(isMessage);
-}
-
-// Postfix's layout: id, size, arrival, sender; recipients below, under the sender.
-const ID_WIDTH = 19;
-const SIZE_WIDTH = 8;
-const ARRIVAL_WIDTH = 20;
-const INDENT = ' '.repeat(ID_WIDTH + 1 + SIZE_WIDTH + 1 + ARRIVAL_WIDTH + 1);
-
-const LIST_HEADER = `${'-Queue ID-'.padEnd(ID_WIDTH, '-')} --Size-- ----Arrival Time---- -Sender/Recipient-------`;
-
-/** One message of the listing, with its recipients below and a blank line after. */
-function renderListed(message: QueueMessageView): string {
-  const lines = [
-    `${message.queueId.padEnd(ID_WIDTH)} ${String(message.size).padStart(SIZE_WIDTH)} ` +
-      `${postfixTime(message.receivedAt).padEnd(ARRIVAL_WIDTH)} ${sender(message)}`,
-  ];
-  for (const recipient of message.recipients) {
-    const answer = lastAnswer(recipient);
-    lines.push(
-      `${INDENT}${printable(recipient.address)}  ${recipient.state}${answer === '' ? '' : ` (${answer})`}`,
-    );
-  }
-  lines.push('');
-  return `${lines.join('\n')}\n`;
-}
-
-function renderMessage(message: QueueMessageView): string {
-  const lines = [
-    `Queue ID:     ${message.queueId}`,
-    `Arrival:      ${printable(message.receivedAt)}`,
-    `Sender:       ${sender(message)}`,
-    `User:         ${printable(message.user)}`,
-    `Size:         ${message.size} bytes`,
-    `Attempts:     ${message.attempts}`,
-    `Next attempt: ${message.nextAttemptAt === null ? 'now' : printable(message.nextAttemptAt)}`,
-    'Recipients:',
-  ];
-  for (const recipient of message.recipients) {
-    const details: string[] = [recipient.state];
-    if (recipient.attempts !== undefined) {
-      details.push(`${recipient.attempts} ${recipient.attempts === 1 ? 'attempt' : 'attempts'}`);
-    }
-    if (recipient.status !== undefined) details.push(`status ${printable(recipient.status)}`);
-    lines.push(`  ${printable(recipient.address)}: ${details.join(', ')}`);
-    const answer = lastAnswer(recipient);
-    if (answer !== '') lines.push(`    (${answer})`);
-  }
-  return `${lines.join('\n')}\n`;
-}
-
-function sender(message: QueueMessageView): string {
-  return message.sender === '' ? 'MAILER-DAEMON' : printable(message.sender);
-}
-
-/** Postfix's wording: "host mx.example.org said: 451 ..." for a remote answer. */
-function lastAnswer(recipient: QueueRecipientView): string {
-  if (recipient.response === undefined || recipient.response === '') return '';
-  const response = printable(recipient.response);
-  return recipient.remoteHost === undefined || !/^[2-5]\d\d/.test(response)
-    ? response
-    : `host ${printable(recipient.remoteHost)} said: ${response}`;
-}
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** "Tue Jul  1 10:00:00", as postqueue prints it (in UTC here). */
-function postfixTime(iso: string): string {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return '?';
-  const two = (n: number): string => String(n).padStart(2, '0');
-  return (
-    `${DAYS[date.getUTCDay()] ?? ''} ${MONTHS[date.getUTCMonth()] ?? ''} ${String(date.getUTCDate()).padStart(2)} ` +
-    `${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())}`
-  );
 }

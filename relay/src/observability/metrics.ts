@@ -9,7 +9,7 @@ import { REASONS } from './reasons.ts';
 export class RelayMetrics {
   readonly registry = new Registry();
   /** Where the queue gauges read from at scrape time (set once delivery runs). */
-  queueSource: (() => { size: number; oldestReceivedAt: number | undefined }) | undefined;
+  queueSource: (() => { size: number; held?: number; oldestReceivedAt: number | undefined }) | undefined;
   /** Where the spool space gauges read from: free bytes (undefined when unknown) and the reserve. */
   spoolSpaceSource: (() => { free: number | undefined; reserve: number }) | undefined;
   readonly connectionsTotal: Counter<'listener'>;
@@ -36,6 +36,7 @@ export class RelayMetrics {
   readonly dnsblZoneDisabledTotal: Counter<'zone'>;
   readonly dnsblListedTotal: Counter<'zone' | 'action'>;
   readonly queueMessages: Gauge;
+  readonly queueHeldMessages: Gauge;
   readonly queueOldestAgeSeconds: Gauge;
   readonly queueQuarantinedTotal: Counter<'reason'>;
   readonly queueRecoveredTotal: Counter<'reason'>;
@@ -203,6 +204,14 @@ export class RelayMetrics {
       registers,
       collect() {
         this.set(metrics.queueSource?.().size ?? 0);
+      },
+    });
+    this.queueHeldMessages = new Gauge({
+      name: 'sluice_queue_held_messages',
+      help: 'Messages on hold in the spool of this relay (never attempted until released)',
+      registers,
+      collect() {
+        this.set(metrics.queueSource?.().held ?? 0);
       },
     });
     this.queueOldestAgeSeconds = new Gauge({

@@ -17,6 +17,7 @@ import { ATTR, endSpan, relayTracer, SpanKind, startSpan, type Tracer } from '..
 import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient, wantsNotice } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import { KeyedSemaphore } from './concurrency.ts';
+import { HoldArea } from './hold-area.ts';
 import {
   arrivalOf,
   DEFAULT_PAGE,
@@ -141,6 +142,11 @@ export class DeliveryManager {
   #leftAtStop: ReadonlySet<string> = new Set();
   /** Active messages the scheduler handed out again while they were active. */
   readonly #again = new Set<string>();
+  /** Held messages (hold-area.ts): in hold/, never scheduled until released. */
+  readonly #hold: HoldArea;
+  readonly #held = new Set<string>();
+  /** Held messages being moved back (release): a second release of one is a no-op. */
+  readonly #releasing = new Set<string>();
   readonly #activeLimit: number;
   readonly #scanSliceMs: number | undefined;
   /** The oldest queue id, once known; undefined when it has to be found again. */
@@ -163,6 +169,11 @@ export class DeliveryManager {
     this.#tracer = options.tracer ?? relayTracer();
     this.#activeLimit = options.activeLimit ?? DEFAULT_ACTIVE_LIMIT;
     this.#scanSliceMs = options.scanSliceMs;
+    this.#hold = new HoldArea({
+      spool: this.#spool,
+      committer: this.#spool.committer,
+      fsync: this.#spool.fsync,
+    });
     this.#scheduler = new Scheduler({
       now: this.#now,
       setTimer: options.setTimer ?? realTimer,
@@ -198,6 +209,9 @@ export class DeliveryManager {
   listen(): void {
     if (this.#started) throw new Error('delivery manager already started');
     this.#started = true;
+    // held messages are known before the scan, which must neither start them nor take a
+    // held message's envelope left in queue/ by a crash for a leftover
+    for (const id of this.#hold.init(this.#now())) this.#held.add(id);
     // subscribed before the scan so a message committed meanwhile is not missed (ids dedupe)
     this.#unsubscribe = this.#spool.onCommitted((message) => {
       try {
@@ -251,7 +265,7 @@ export class DeliveryManager {
   /** A message committed now: started at once with the envelope in hand when there is room. */
   #accept(envelope: SpooledEnvelope): void {
     const { queueId } = envelope;
-    if (this.#stopping || this.#known(queueId)) return;
+    if (this.#stopping || this.#known(queueId) || this.#held.has(queueId)) return;
     this.#noteArrival(queueId);
     // due messages waiting for room go first
     const waiting = (this.#scheduler.nextDueAt() ?? Number.POSITIVE_INFINITY) <= this.#now();
@@ -267,7 +281,7 @@ export class DeliveryManager {
 
   /** A message the scan found; due at dueAt, or at its arrival (due now, oldest first). */
   #found(queueId: string, dueAt: number | undefined): void {
-    if (this.#stopping || this.#known(queueId)) return;
+    if (this.#stopping || this.#known(queueId) || this.#held.has(queueId)) return;
     this.#noteArrival(queueId);
     const now = this.#now();
     // no retry is set further ahead than the queue lifetime: a time beyond is no schedule
@@ -313,8 +327,78 @@ export class DeliveryManager {
     return count;
   }
 
+  /** Whether a message is on hold. */
+  isHeld(queueId: string): boolean {
+    return this.#held.has(queueId);
+  }
+
+  /** Messages on hold. */
+  get held(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * Puts a queued message on hold (Postfix's `postsuper -h`): it leaves the schedule and
+   * moves to hold/, so nothing attempts it, now or after a restart, until it is released.
+   * An attempt under way is let finish first. True when it is held (or already was), false
+   * when it is not queued, undefined when the queue is stopping.
+   */
+  async hold(queueId: string): Promise<boolean | undefined> {
+    if (this.#held.has(queueId)) return true;
+    // the attempt under way decides the state the message is held in
+    for (let run = this.#inFlight.get(queueId); run; run = this.#inFlight.get(queueId)) await run;
+    if (this.#held.has(queueId)) return true;
+    if (this.#stopping) return undefined;
+    if (!this.#scheduler.has(queueId)) return false;
+    // from here to the renames nothing awaits: no attempt can start in between
+    this.#scheduler.remove(queueId);
+    this.#held.add(queueId);
+    this.#left(queueId);
+    try {
+      await this.#hold.hold(queueId);
+    } catch (err: unknown) {
+      this.#held.delete(queueId);
+      this.#scheduler.schedule(queueId, this.#now());
+      this.#scheduler.wake();
+      throw err;
+    } finally {
+      this.#queue.forget(queueId);
+    }
+    this.#logger.info({ event: 'held', queueId }, 'message put on hold');
+    return true;
+  }
+
+  /**
+   * Releases a held message (Postfix's `postsuper -H`): back in the queue, due now. False
+   * when it is not held, undefined when the queue is stopping.
+   */
+  async release(queueId: string): Promise<boolean | undefined> {
+    if (!this.#held.has(queueId)) return false;
+    if (this.#stopping) return undefined;
+    if (this.#releasing.has(queueId)) return true;
+    this.#releasing.add(queueId);
+    try {
+      await this.#hold.release(queueId, this.#now());
+    } finally {
+      this.#releasing.delete(queueId);
+    }
+    this.#held.delete(queueId);
+    this.#logger.info({ event: 'released', queueId }, 'message released from hold');
+    if (this.#stopping) return true; // found in queue/ by the next start
+    this.#noteArrival(queueId);
+    this.#scheduler.schedule(queueId, this.#now());
+    this.#scheduler.wake();
+    return true;
+  }
+
   /** Takes a message out of the queue without delivering it further; false if it is not queued. */
   async remove(queueId: string): Promise<boolean> {
+    if (this.#held.has(queueId) && !this.#releasing.has(queueId)) {
+      this.#held.delete(queueId);
+      await this.#hold.remove(queueId);
+      this.#logger.info({ event: 'removed', queueId, held: true }, 'held message removed from the queue');
+      return true;
+    }
     if (!this.#known(queueId)) return false;
     this.#scheduler.remove(queueId);
     if (this.#inFlight.has(queueId)) this.#removed.add(queueId);
@@ -353,9 +437,9 @@ export class DeliveryManager {
         messages.push({ ...envelope, state: this.#stateOf(id) });
         if (messages.length >= limit || read >= PAGE_READ_BUDGET) break;
       }
-      if (batch.length === 0) return { messages, total: this.size, next: null };
+      if (batch.length === 0) return { messages, total: this.size + this.held, next: null };
       if (messages.length >= limit || read >= PAGE_READ_BUDGET) {
-        return { messages, total: this.size, next: after };
+        return { messages, total: this.size + this.held, next: after };
       }
     }
   }
@@ -368,6 +452,7 @@ export class DeliveryManager {
     };
     for (const id of this.#scheduler.ids()) consider(id);
     for (const id of this.#inFlight.keys()) consider(id);
+    for (const id of this.#held) consider(id);
     return heap.sorted();
   }
 
@@ -381,6 +466,7 @@ export class DeliveryManager {
   }
 
   #stateOf(id: string): QueueState {
+    if (this.#held.has(id)) return 'held';
     if (this.#inFlight.has(id)) return 'active';
     const dueAt = this.#scheduler.dueAt(id);
     return dueAt !== undefined && dueAt > this.#now() ? 'deferred' : 'due';
@@ -390,6 +476,7 @@ export class DeliveryManager {
   async #current(queueId: string): Promise<SpooledEnvelope | undefined> {
     const active = this.#envelopes.get(queueId);
     if (active) return copyEnvelope(active);
+    if (this.#held.has(queueId)) return this.#hold.peek(queueId);
     // the hand-off reads every id stop() gave, whether or not its attempt got going
     if (!this.#known(queueId) && !this.#leftAtStop.has(queueId)) return undefined;
     return this.#queue.peek(queueId);
@@ -400,7 +487,7 @@ export class DeliveryManager {
     return this.#current(queueId);
   }
 
-  /** Messages in the queue: waiting and active. */
+  /** Messages in the queue: waiting and active (held ones are counted apart: held). */
   get size(): number {
     return this.#scheduler.size + this.#inFlight.size;
   }

@@ -25,6 +25,18 @@ function call<T>(
   return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
 }
 
+/**
+ * The queue id in a peer's 250 reply to the end of DATA: "queued as <id>" (Sluice and
+ * Postfix say it so) or "id=<id>" (Exim); undefined when it names none.
+ */
+export function peerQueueIdOf(response: string | undefined): string | undefined {
+  if (response === undefined) return undefined;
+  const queuedAs = /\bqueued as ([A-Za-z0-9]+)/i.exec(response);
+  if (queuedAs) return queuedAs[1];
+  const id = /\bid=([A-Za-z0-9-]+)/i.exec(response);
+  return id?.[1];
+}
+
 export async function handOff(options: {
   ids: readonly string[];
   queue: HandoffQueue;
@@ -87,11 +99,14 @@ export async function handOff(options: {
       if (!info || info.rejected.length > 0) throw new Error(`peer refused ${info?.rejected.join(', ')}`);
       await queue.remove(queueId);
       handedOff.push(queueId);
+      const peerQueueId = peerQueueIdOf(info.response);
       logger.info(
         {
           event: 'handed_off',
           queueId,
           peer: config.host,
+          // the message's id on the peer, where its life goes on (its logs and queue listing)
+          ...(peerQueueId === undefined ? {} : { peerQueueId }),
           recipients: recipients.length,
           response: info.response,
         },

@@ -4,8 +4,11 @@
 // both the queue id, and the age filters need no envelope.
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 
-export const QUEUE_STATES = ['active', 'due', 'deferred'] as const;
-/** active: being attempted; due: waiting for an active slot; deferred: waiting for its next attempt. */
+export const QUEUE_STATES = ['active', 'due', 'deferred', 'held'] as const;
+/**
+ * active: being attempted; due: waiting for an active slot; deferred: waiting for its next
+ * attempt; held: on hold until released (never attempted).
+ */
 export type QueueState = (typeof QUEUE_STATES)[number];
 
 /** What a page of the queue listing asks for; every filter is optional. */
@@ -27,7 +30,7 @@ export interface QueueQuery {
 
 export interface QueuePage {
   messages: Array<SpooledEnvelope & { state: QueueState }>;
-  /** Messages in the queue. */
+  /** Messages in the queue, held ones included. */
   total: number;
   /** The cursor for the next page, or null at the end of the queue. */
   next: string | null;
