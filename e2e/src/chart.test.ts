@@ -380,6 +380,8 @@ describe('chart dashboard and alert rules', () => {
         'networkPolicy.apiServer.cidrs=["172.20.0.1/32"]',
         '--set-json',
         'podNetworks=["10.244.0.0/16","fd00:10:244::/56"]',
+        '--set-json',
+        'networkPolicy.relayAdminFromCidrs=["172.20.0.1/32"]',
       );
       assert.deepEqual(custom.policy?.spec.ingress, [
         {
@@ -409,6 +411,8 @@ describe('chart dashboard and alert rules', () => {
       assert.deepEqual(settings.relayNetworkPolicy?.monitoringNamespaceSelector, {
         matchLabels: { team: 'observability' },
       });
+      // the API server may reach the relays' admin port, for kubectl sluice through the pod proxy
+      assert.deepEqual(settings.relayNetworkPolicy?.adminFromCidrs, ['172.20.0.1/32']);
 
       const off = await render('--set', 'networkPolicy.enabled=false');
       assert.equal(off.policy, undefined);

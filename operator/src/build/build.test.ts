@@ -503,6 +503,21 @@ describe('network exposure', () => {
     );
   });
 
+  it('opens the admin port to the addresses it is given (the API servers, for kubectl sluice)', () => {
+    const np = relayNetworkPolicy(policy, { ...settings, adminFromCidrs: ['172.20.0.1/32'] }) as {
+      spec: { ingress: Array<{ from?: unknown[]; ports: Array<{ port: number }> }> };
+    };
+    const admin = np.spec.ingress.find((r) => r.ports.some((p) => p.port === 9587));
+    assert.deepEqual(admin?.from?.at(-1), { ipBlock: { cidr: '172.20.0.1/32' } });
+    assert.throws(
+      () =>
+        networkSettingsFromEnv({
+          RELAY_NETWORK_POLICY: JSON.stringify({ ...settings, adminFromCidrs: ['apiserver'] }),
+        }),
+      /RELAY_NETWORK_POLICY\.adminFromCidrs must be a list of CIDRs \(e\.g\. "172\.20\.0\.1\/32"\), not \["apiserver"\]/,
+    );
+  });
+
   it('reads its settings from the environment, and names a malformed variable', () => {
     assert.deepEqual(networkSettingsFromEnv({}), {
       podNetworks: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'],

@@ -1,6 +1,6 @@
 // Who may reach a policy's relay pods: SMTP from anywhere; the admin port (/metrics,
-// /readyz, the queue, usage and abuse APIs) only from the operator's pods and the
-// monitoring namespaces. The relays' own traffic out (MX hosts, Redis, DNS) is left
+// /readyz, the queue, usage and abuse APIs) only from the operator's pods, the
+// monitoring namespaces and the addresses the chart names (the API servers'). The relays' own traffic out (MX hosts, Redis, DNS) is left
 // open: where it goes is the policy's choice. The relays live in the policies'
 // namespaces, which the chart does not know, so the operator renders one per policy.
 import type { V1LabelSelector } from '@kubernetes/client-node';
@@ -15,6 +15,11 @@ export interface RelayNetworkPolicySettings {
   operatorPodLabels: Record<string, string>;
   /** Namespaces whose pods (Prometheus) may scrape the relays. */
   monitoringNamespaceSelector: V1LabelSelector;
+  /**
+   * Addresses that may also reach the admin port: the API servers', so `kubectl sluice`
+   * through the pod proxy gets through (a NetworkPolicy cannot select the API server).
+   */
+  adminFromCidrs?: string[];
 }
 
 export interface NetworkSettings {
@@ -53,6 +58,7 @@ export function relayNetworkPolicy(
               podSelector: { matchLabels: settings.operatorPodLabels },
             },
             { namespaceSelector: settings.monitoringNamespaceSelector },
+            ...(settings.adminFromCidrs ?? []).map((cidr) => ({ ipBlock: { cidr } })),
           ],
           ports: [tcp(ADMIN_PORT)],
         },
@@ -98,8 +104,19 @@ export function networkSettingsFromEnv(env: {
       'RELAY_NETWORK_POLICY must hold operatorNamespace, operatorPodLabels and monitoringNamespaceSelector',
     );
   }
+  if (
+    p.adminFromCidrs !== undefined &&
+    (!Array.isArray(p.adminFromCidrs) ||
+      !p.adminFromCidrs.every((c) => typeof c === 'string' && CIDR.test(c)))
+  ) {
+    throw new Error(
+      `RELAY_NETWORK_POLICY.adminFromCidrs must be a list of CIDRs (e.g. "172.20.0.1/32"), not ${JSON.stringify(p.adminFromCidrs)}`,
+    );
+  }
   return { ...settings, relayNetworkPolicy: p as RelayNetworkPolicySettings };
 }
+
+const CIDR = /^[0-9a-fA-F:.]+\/[0-9]{1,3}$/;
 
 function isStringMap(value: unknown): value is Record<string, string> {
   return (

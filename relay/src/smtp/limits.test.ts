@@ -101,7 +101,7 @@ describe('message size as stored', () => {
     const c = await session(t);
     const head =
       'Subject: exact\r\nDate: Sat, 5 Dec 2026 10:00:00 +0000\r\nMessage-ID: <exact@example.com>\r\n\r\n';
-    const body = head + 'y'.repeat(64 * 1024 - head.length - 2) + '\r\n';
+    const body = `${head}${'y'.repeat(64 * 1024 - head.length - 2)}\r\n`;
     assert.equal(Buffer.byteLength(body), 64 * 1024);
     const replies = await c.sendRaw('alice@example.com', ['bob@example.net'], body);
     assert.equal(replies.at(-1)?.code, 250);
