@@ -37,6 +37,21 @@ function usageVersion(usage: PolicyUsage): number {
   return v;
 }
 
+// each distinct outcome gets a number, so what is remembered per user is short (100,000 users)
+const outcomeIds = new Map<string, number>();
+let nextOutcomeId = 0;
+function outcomeId(outcome: Outcome): number {
+  const key = `${outcome.ok}|${outcome.reason}|${outcome.message}`;
+  let id = outcomeIds.get(key);
+  if (id === undefined) {
+    // numbers are never reused, so forgetting them all only costs a comparison per user
+    if (outcomeIds.size >= 10_000) outcomeIds.clear();
+    id = ++nextOutcomeId;
+    outcomeIds.set(key, id);
+  }
+  return id;
+}
+
 export function policyNotFound(policyName: string, namespace: string): Outcome {
   return {
     ok: false,
@@ -148,7 +163,7 @@ export class SmtpUserStatusUpdater {
   async #updateOne(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): Promise<void> {
     // 100,000 users a pass: comparing each status costs seconds; most did not change at all
     const uid = user.metadata.uid ?? user.metadata.name;
-    const seen = `${user.metadata.resourceVersion}|${outcome.ok}|${outcome.reason}|${outcome.message}|${usage ? usageVersion(usage) : ''}`;
+    const seen = `${user.metadata.resourceVersion}|${outcomeId(outcome)}|${usage ? usageVersion(usage) : ''}`;
     if (this.#seen.get(uid) === seen) return;
     await this.#compareAndWrite(user, outcome, usage);
     this.#seen.set(uid, seen);
