@@ -1,9 +1,10 @@
 // What an SmtpUser's status says about its usage and about abuse, from what the relays
 // report (usage/relay-usage.ts). Pure. Every text here is fixed at detection time, so an
 // unchanged situation gives an unchanged status and nothing is written.
+
+import type { Outcome } from '../build/users.ts';
 import type { PolicyUsage } from '../usage/relay-usage.ts';
 import type { ConditionInput } from './conditions.ts';
-import type { Outcome } from './smtp-user.ts';
 
 /** status.usage: today's usage (UTC). Refusals are a list, so a merge patch replaces them whole. */
 export interface SmtpUserUsage {
