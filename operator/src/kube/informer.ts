@@ -92,8 +92,15 @@ export function apiListWatch<T extends KubeObject>(
   const trim = scope.metadataOnly ? bare<T> : slim<T>;
   return {
     list: async () => {
-      const listed = await client.list<T>(resource, scope);
-      return { ...listed, items: listed.items.map(trim) };
+      // trimmed page by page: 100,000 objects with their managedFields are never held at once
+      const items: T[] = [];
+      const listed = await client.list<T>(resource, {
+        ...scope,
+        onPage: (page) => {
+          for (const item of page) items.push(trim(item));
+        },
+      });
+      return { resourceVersion: listed.resourceVersion, items };
     },
     async watch(resourceVersion, onEvent, onDone) {
       let aborted = false;
