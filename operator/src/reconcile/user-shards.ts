@@ -162,10 +162,20 @@ export class UserShards {
       return fingerprint;
     };
 
+    let placed = this.#placed.get(uid);
+    if (!placed) {
+      placed = new Map();
+      this.#placed.set(uid, placed);
+    }
+    // a value equal to the hash already placed for the user is that hash: not parsed again
+    const knownHash = (username: string, value: string) =>
+      placed.get(username)?.record.passwordHash === value;
     const evaluated = evaluateUsers({
       users,
       handoffPassword,
+      knownHash,
       hashOf: (username, password) => {
+        if (knownHash(username, password)) return { hash: password };
         const given = givenHash(password);
         if (given) return { hash: given };
         const fingerprint = fingerprintOf(username, password);
@@ -186,11 +196,6 @@ export class UserShards {
     // each user's record, kept while it stays the same: a shard whose users are all the
     // same records as when it was last checked is not rendered again (one user change
     // renders one shard, not 100,000 users)
-    let placed = this.#placed.get(uid);
-    if (!placed) {
-      placed = new Map();
-      this.#placed.set(uid, placed);
-    }
     const entries = evaluated.records.map((r) => {
       const was = placed.get(r.record.username);
       if (was && sameRecord(was, r)) return was;
