@@ -27,7 +27,7 @@ function user(name: string, note: string): SmtpUser {
   } as unknown as SmtpUser;
 }
 
-describe('the SmtpUser cache', { skip, timeout: 120_000 }, () => {
+describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
   let cp: ControlPlane;
   let admin: KubeClient;
   let informer: Informer<SmtpUser>;
