@@ -44,6 +44,7 @@ import { DEFAULT_USAGE_INTERVAL_MS, UsageSummaries } from '../usage/summaries.ts
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
 import { ReferencedSecrets } from './referenced-secrets.ts';
 import { SecretIndex } from './secret-index.ts';
+import { compactSecretMeta, compactSmtpUser, StringPool } from './user-cache.ts';
 import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
 
 export interface ControllerLogger extends InformerLogger {
@@ -180,6 +181,7 @@ class Session {
       resource: ResourceType,
       labelSelector?: string,
       metadataOnly = false,
+      transform?: (object: T) => T,
     ) =>
       new Informer<T>({
         listWatch: lw(namespace)<T>(resource, {
@@ -189,21 +191,24 @@ class Session {
         name: `${resource.plural}${metadataOnly ? ' (metadata)' : ''}${namespace ? ` in ${namespace}` : ''}`,
         ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
         ...(o.log ? { log: o.log } : {}),
+        ...(transform ? { transform } : {}),
       });
     const informer = <T extends KubeObject>(
       resource: ResourceType,
       labelSelector?: string,
       metadataOnly = false,
+      transform?: (object: T) => T,
     ): WatchedObjects<T> =>
       namespaces.length > 1
-        ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, labelSelector, metadataOnly))
-        : one<T>(namespaces[0], resource, labelSelector, metadataOnly);
+        ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, labelSelector, metadataOnly, transform))
+        : one<T>(namespaces[0], resource, labelSelector, metadataOnly, transform);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
-    this.users = informer<SmtpUser>(SMTP_USERS);
+    const strings = new StringPool();
+    this.users = informer<SmtpUser>(SMTP_USERS, undefined, false, (u) => compactSmtpUser(u, strings));
     this.domains = informer<SendingDomain>(SENDING_DOMAINS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     this.ownedSecrets = informer<SecretObject>(SECRETS, managed);
-    this.secretMeta = informer<SecretObject>(SECRETS, undefined, true);
+    this.secretMeta = informer<SecretObject>(SECRETS, undefined, true, (s) => compactSecretMeta(s, strings));
     this.#referenced = new ReferencedSecrets({ client: o.client, meta: this.secretMeta });
     this.#hashes = new HashPool({
       ...(o.hashConcurrency !== undefined ? { concurrency: o.hashConcurrency } : {}),

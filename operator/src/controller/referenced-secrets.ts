@@ -89,16 +89,13 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
     }
   }
 
-  /** Keeps what the reconcile reads: name, version, type and data. */
+  /** Keeps what the reconcile reads: name, version, type and data (100,000 of them: nothing more). */
   #keep(s: SecretObject): void {
-    const { namespace, name, resourceVersion, uid } = s.metadata;
+    const { namespace, name, resourceVersion } = s.metadata;
     this.#data.set(keyOf(namespace, name), {
-      apiVersion: 'v1',
-      kind: 'Secret',
       metadata: {
         name,
         ...(namespace ? { namespace } : {}),
-        ...(uid ? { uid } : {}),
         ...(resourceVersion ? { resourceVersion } : {}),
       },
       ...(s.type ? { type: s.type } : {}),

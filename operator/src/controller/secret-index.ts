@@ -7,7 +7,7 @@
 
 export class SecretIndex {
   /** owner → the policy it counts for and the Secrets it names */
-  readonly #byOwner = new Map<string, { policyKey: string; secrets: Set<string> }>();
+  readonly #byOwner = new Map<string, { policyKey: string; secrets: readonly string[] }>();
   /** secret → policy → how many owners name it */
   readonly #bySecret = new Map<string, Map<string, number>>();
   /** policy → secret → how many owners name it */
@@ -24,8 +24,9 @@ export class SecretIndex {
    */
   setOwner(owner: string, policyKey: string, secretKeys: Iterable<string>): string[] {
     const released = this.#release(owner);
-    const secrets = new Set(secretKeys);
-    if (secrets.size > 0) {
+    // an array, not a Set: an SmtpUser names one Secret, and there are 100,000 of them
+    const secrets = [...new Set(secretKeys)];
+    if (secrets.length > 0) {
       this.#byOwner.set(owner, { policyKey, secrets });
       for (const s of secrets) {
         bump(this.#bySecret, s, policyKey, 1);

@@ -92,8 +92,15 @@ export function apiListWatch<T extends KubeObject>(
   const trim = scope.metadataOnly ? bare<T> : slim<T>;
   return {
     list: async () => {
-      const listed = await client.list<T>(resource, scope);
-      return { ...listed, items: listed.items.map(trim) };
+      // trimmed page by page: 100,000 objects with their managedFields are never held at once
+      const items: T[] = [];
+      const listed = await client.list<T>(resource, {
+        ...scope,
+        onPage: (page) => {
+          for (const item of page) items.push(trim(item));
+        },
+      });
+      return { resourceVersion: listed.resourceVersion, items };
     },
     async watch(resourceVersion, onEvent, onDone) {
       let aborted = false;
@@ -143,6 +150,12 @@ export interface InformerOptions<T> {
   /** Backoff after a failed list or watch: first and longest wait; default 500 ms and 30 s. */
   backoffMs?: { initial: number; max: number };
   log?: InformerLogger;
+  /**
+   * Applied to every listed or watched object before it is cached (client-go's
+   * TransformFunc): keeps only what the operator reads, so a cache of 100,000 objects
+   * holds no more than it must. It may change the object in place.
+   */
+  transform?: (object: T) => T;
 }
 
 type WatchOutcome = 'closed' | 'gone' | 'stalled';
@@ -153,6 +166,7 @@ export class Informer<T extends KubeObject> {
   readonly #stallMs: number;
   readonly #backoff: { initial: number; max: number };
   readonly #log: InformerLogger | undefined;
+  readonly #transform: (object: T) => T;
   readonly #cache = new Map<string, T>();
   readonly #handlers: InformerHandlers<T>[] = [];
   readonly #syncWaiters: Array<() => void> = [];
@@ -172,6 +186,7 @@ export class Informer<T extends KubeObject> {
     this.#stallMs = options.stallMs ?? 300_000;
     this.#backoff = options.backoffMs ?? { initial: 500, max: 30_000 };
     this.#log = options.log;
+    this.#transform = options.transform ?? ((o) => o);
   }
 
   on(handlers: InformerHandlers<T>): void {
@@ -262,7 +277,8 @@ export class Informer<T extends KubeObject> {
     if (!this.#running) return;
     this.#relists++;
     const fresh = new Map<string, T>();
-    for (const item of items) fresh.set(keyOf(item.metadata.namespace, item.metadata.name), item);
+    for (const item of items)
+      fresh.set(keyOf(item.metadata.namespace, item.metadata.name), this.#transform(item));
     const gone = [...this.#cache.entries()].filter(([key]) => !fresh.has(key));
     for (const [key, old] of gone) {
       this.#cache.delete(key);
@@ -331,8 +347,9 @@ export class Informer<T extends KubeObject> {
           else fail(err);
           return;
         }
-        const item = object as T;
-        if (!item?.metadata) return;
+        const raw = object as T;
+        if (!raw?.metadata) return;
+        const item = type === 'ADDED' || type === 'MODIFIED' ? this.#transform(raw) : raw;
         this.#lastActivity = Date.now();
         this.#events++;
         if (item.metadata.resourceVersion) this.#resourceVersion = item.metadata.resourceVersion;

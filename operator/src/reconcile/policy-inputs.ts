@@ -2,7 +2,9 @@
 // passwords, and the Secrets the policy names (TLS, Redis password, smarthost
 // credentials). Pure over lookups of the informer caches.
 import { createHash } from 'node:crypto';
+import { Value } from '@sinclair/typebox/value';
 import { withUserDefaults } from '../api/defaults.ts';
+import { SmtpUserSpecSchema } from '../api/schema.ts';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
 import type { UserInput } from '../build/users.ts';
 import type { KubeObject } from '../kube/client.ts';
@@ -32,6 +34,17 @@ export function usersOfPolicy(users: readonly SmtpUser[], namespace: string, pol
 // SmtpUsers with their defaults, by the cached object: an informer replaces the object
 // when it changes, so each version is defaulted once, not on every reconcile of 100,000 users
 const defaulted = new WeakMap<SmtpUser, SmtpUser>();
+
+/**
+ * Fills the spec's defaults in the object itself, which is then its own defaulted form:
+ * for an informer's transform, so the cache holds each spec once and not a second,
+ * defaulted copy beside it.
+ */
+export function withDefaultsInPlace(user: SmtpUser): SmtpUser {
+  user.spec = Value.Default(SmtpUserSpecSchema, user.spec) as SmtpUser['spec'];
+  defaulted.set(user, user);
+  return user;
+}
 
 export function userInputs(users: readonly SmtpUser[], secrets: Lookup<SecretObject>): UserInput[] {
   return users.map((u) => {

@@ -4,6 +4,11 @@
 // policy and of its users once. Idempotent: run twice, the second run writes nothing.
 // Owned objects carry owner references; deleting the policy leaves them to the garbage
 // collector, so a policy that is gone (NotFound) only updates its users' status.
+//
+// This file orders the steps; each lives beside it: applying and recording failures
+// (apply-steps.ts), the users shards (user-shards.ts), the StatefulSet with its spool
+// resize and replicas hand-over (statefulset-apply.ts), the queued-mail finalizer
+// (policy-finalizer.ts), the statuses (policy-status.ts, smtp-user.ts).
 import { randomBytes } from 'node:crypto';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { ConfigError } from '@sluice/relay/config-validate';
@@ -31,22 +36,16 @@ import {
   smtpService,
   statefulSet,
 } from '../build/workload.ts';
-import { toKubeApiError } from '../kube/api-error.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
 import type { UsageSummaries } from '../usage/summaries.ts';
 import { OPERATOR_VERSION } from '../version.ts';
-import { applyIfChanged } from './applied-hash.ts';
-import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
-import {
-  DEFAULT_DELETION_DRAIN_MS,
-  drainVerdict,
-  podQueueTargets,
-  QUEUED_MAIL_FINALIZER,
-  type QueueSource,
-} from './deletion.ts';
+import { ApplySteps, type ReconcileLogger } from './apply-steps.ts';
+import { findCondition, type LiveCondition } from './conditions.ts';
+import { QUEUED_MAIL_FINALIZER, type QueueSource } from './deletion.ts';
 import type { HashPool } from './hash-pool.ts';
+import { finalizersOf, finishDeletion, setFinalizers } from './policy-finalizer.ts';
 import {
   type Lookup,
   readPolicySecrets,
@@ -55,50 +54,12 @@ import {
   userInputs,
   usersOfPolicy,
 } from './policy-inputs.ts';
-import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-status.ts';
+import { type PolicyFacts, policyStatus } from './policy-status.ts';
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
-import { claimsToExpand, expandClaim, type SpoolTemplateHolder, spoolChange } from './spool-resize.ts';
+import { applyStatefulSet, rolledOut, type StatefulSetObject } from './statefulset-apply.ts';
 import { StatusWriter } from './status-writer.ts';
 import { notSelected, selectUsers } from './user-selection.ts';
 import { UserShards } from './user-shards.ts';
-
-/** Some owned objects could not be applied; the policy's status says which and why. */
-export class ApplyFailedError extends Error {
-  readonly code = 'SLUICE_ERR_APPLY_FAILED';
-  readonly failures: readonly string[];
-  constructor(key: string, failures: readonly string[]) {
-    super(`${key}: ${failures.join('; ')}`);
-    this.name = 'ApplyFailedError';
-    this.failures = failures;
-  }
-}
-
-interface StatefulSetObject extends KubeObject {
-  spec?: { replicas?: number };
-  status?: Omit<StatefulSetState, 'generation'>;
-}
-
-/** Holds spec.replicas between the operator letting go of it and the HPA's first scale. */
-export const REPLICAS_HANDOVER_MANAGER = 'sluice-operator-replicas-handover';
-
-/** Whether `manager`'s server-side apply holds the StatefulSet's spec.replicas. */
-function appliesReplicas(live: KubeObject, manager: string): boolean {
-  const entries =
-    (
-      live.metadata as {
-        managedFields?: Array<{ manager?: string; operation?: string; fieldsV1?: Record<string, unknown> }>;
-      }
-    ).managedFields ?? [];
-  return entries.some((e) => {
-    const spec = e.fieldsV1?.['f:spec'] as Record<string, unknown> | undefined;
-    return e.manager === manager && e.operation === 'Apply' && spec?.['f:replicas'] !== undefined;
-  });
-}
-
-export interface ReconcileLogger {
-  info(details: object, message: string): void;
-  warn(details: object, message: string): void;
-}
 
 export interface RelayPolicyReconcilerOptions {
   client: KubeClient;
@@ -140,10 +101,6 @@ export interface ReconcileOutcome {
   requeueAfterMs?: number;
 }
 
-function finalizersOf(obj: KubeObject): string[] {
-  return (obj.metadata as { finalizers?: string[] }).finalizers ?? [];
-}
-
 const SERVICE_MONITOR_API = 'monitoring.coreos.com/v1';
 
 export class RelayPolicyReconciler {
@@ -177,7 +134,19 @@ export class RelayPolicyReconciler {
     const cached = this.#o.policies.get(namespace, name);
     const users = usersOfPolicy(this.#o.users.list(), namespace, name);
     if (cached?.metadata.deletionTimestamp && finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
-      return this.#finishDeletion(cached);
+      return finishDeletion(
+        {
+          client: this.#o.client,
+          status: this.#status,
+          events: this.#o.events,
+          queues: this.#o.queues,
+          now: this.#now,
+          ...(this.#o.deletionDrainMs !== undefined ? { deletionDrainMs: this.#o.deletionDrainMs } : {}),
+          ...(this.#o.drainPollMs !== undefined ? { drainPollMs: this.#o.drainPollMs } : {}),
+          ...(this.#o.log ? { log: this.#o.log } : {}),
+        },
+        cached,
+      );
     }
     if (!cached || cached.metadata.deletionTimestamp) {
       this.#o.usage?.forget(key);
@@ -190,7 +159,7 @@ export class RelayPolicyReconciler {
     const policy = withPolicyDefaults(cached);
     const { client } = this.#o;
     if (this.#o.queues && !finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
-      await this.#setFinalizers(cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
+      await setFinalizers(client, cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
     }
     // users that name the policy but that its userSelector leaves out are told so, nothing more
     const { selected, unselected } = selectUsers(policy, users);
@@ -227,32 +196,9 @@ export class RelayPolicyReconciler {
     const adminToken = secretValue(liveInternal, 'admin-token') || this.#random();
     const fingerprintKey = secretValue(liveInternal, FINGERPRINT_KEY) || this.#random();
 
-    // each owned object is applied on its own: one the API server refuses is reported in
-    // status (Degraded, ApplyFailed) and retried, and does not hold back the others
-    let changed = 0;
-    const failures: Array<{ reason: string; message: string }> = [];
-    const attempt = async <T>(what: string, step: () => Promise<T>): Promise<T | undefined> => {
-      try {
-        return await step();
-      } catch (err: unknown) {
-        const e = toKubeApiError(err);
-        // no answer at all: the status cannot be written either; retry the whole reconcile
-        if (e.status === 0) throw e;
-        failures.push({ reason: 'ApplyFailed', message: `${what}: ${e.message}` });
-        this.#o.log?.warn({ relayPolicy: key, object: what, err: e.message }, 'apply failed');
-        return undefined;
-      }
-    };
-    const apply = <T extends KubeObject>(desired: KubeObject, live?: T | null): Promise<T | undefined> =>
-      attempt(`${desired.kind} ${desired.metadata.name}`, async () => {
-        const result = await applyIfChanged<T>(client, desired, live);
-        if (result.applied) changed++;
-        return result.object;
-      });
-    const deleteOwned = (apiVersion: string, kind: string, name: string) =>
-      attempt(`${kind} ${name}`, async () => {
-        if (await this.#deleteOwned(policy, apiVersion, kind, name)) changed++;
-      });
+    // each owned object is applied on its own (see apply-steps.ts)
+    const steps = new ApplySteps(client, policy, this.#o.log);
+    const apply = (desired: KubeObject, live?: KubeObject | null) => steps.apply(desired, live);
     await apply(
       internalSecret(policy, handoffPassword, adminToken, fingerprintKey) as KubeObject,
       liveInternal ?? null,
@@ -263,13 +209,15 @@ export class RelayPolicyReconciler {
       handoffPassword,
       fingerprintKey,
     );
-    changed += shards.changed;
+    steps.changed += shards.changed;
     const built = shards.evaluated;
 
     let sts: StatefulSetObject | undefined;
     if (config) {
       await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
-      sts = await this.#applyStatefulSet(
+      sts = await applyStatefulSet(
+        client,
+        steps,
         policy,
         statefulSet(
           policy,
@@ -278,7 +226,7 @@ export class RelayPolicyReconciler {
           domains.mounts,
           defaults,
         ) as KubeObject,
-        { apply, attempt, failures },
+        this.#o.log,
       );
       await apply(smtpService(policy) as KubeObject);
       await apply(adminService(policy) as KubeObject);
@@ -286,19 +234,19 @@ export class RelayPolicyReconciler {
       await apply(podDisruptionBudget(policy) as KubeObject);
       const hpa = horizontalPodAutoscaler(policy);
       if (hpa) await apply(hpa as KubeObject);
-      else await deleteOwned('autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa);
+      else await steps.deleteOwned('autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa);
       if (await this.#servesServiceMonitors())
         await apply(serviceMonitor(policy, defaults.serviceMonitor) as unknown as KubeObject);
       if (network.relayNetworkPolicy) {
         await apply(relayNetworkPolicy(policy, network.relayNetworkPolicy) as unknown as KubeObject);
       } else {
-        await deleteOwned('networking.k8s.io/v1', 'NetworkPolicy', n.networkPolicy);
+        await steps.deleteOwned('networking.k8s.io/v1', 'NetworkPolicy', n.networkPolicy);
       }
     }
     // a StatefulSet that was not applied (no valid config, or refused) is reported as it stands
     sts ??= await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
 
-    changed += await this.#shards.cleanup(policy, shards.set, rolledOut(sts));
+    steps.changed += await this.#shards.cleanup(policy, shards.set, rolledOut(sts));
 
     const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;
@@ -311,7 +259,7 @@ export class RelayPolicyReconciler {
       sharedState: policy.spec.redis !== undefined,
       ...(sts ? { statefulSet: { ...sts.status, generation: sts.metadata.generation } } : {}),
       ...(configError ? { configError } : {}),
-      applyFailures: failures,
+      applyFailures: steps.failures,
       missingSecrets: secrets.missing,
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
       userCount: selected.length,
@@ -338,13 +286,10 @@ export class RelayPolicyReconciler {
       ],
       usage,
     );
+    const { changed } = steps;
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
     // the status says what failed; the error makes the work queue retry with backoff
-    if (failures.length > 0)
-      throw new ApplyFailedError(
-        key,
-        failures.map((f) => f.message),
-      );
+    steps.throwIfFailed();
     return { changed, statusWritten };
   }
 
@@ -378,193 +323,6 @@ export class RelayPolicyReconciler {
     return true;
   }
 
-  /**
-   * Applies the StatefulSet, or, when its spool template changed (which the API server
-   * does not allow in place), expands the spool PVCs and deletes the StatefulSet leaving
-   * its pods running; its delete event brings the next reconcile, which creates it anew.
-   */
-  async #applyStatefulSet(
-    policy: RelayPolicy,
-    desired: KubeObject,
-    steps: {
-      apply: <T extends KubeObject>(desired: KubeObject, live?: T | null) => Promise<T | undefined>;
-      attempt: <T>(what: string, step: () => Promise<T>) => Promise<T | undefined>;
-      failures: Array<{ reason: string; message: string }>;
-    },
-  ): Promise<StatefulSetObject | undefined> {
-    const { client } = this.#o;
-    const { namespace = '' } = policy.metadata;
-    const { name } = desired.metadata;
-    const live = await client.get<StatefulSetObject & SpoolTemplateHolder>(
-      'apps/v1',
-      'StatefulSet',
-      namespace,
-      name,
-    );
-    // the old one is still being deleted (its pods being orphaned): created again once it is gone
-    if (live?.metadata.deletionTimestamp) return live;
-    const change = spoolChange(live, desired as SpoolTemplateHolder);
-    if (change.type === 'none') {
-      const handed = await this.#handReplicasToHpa(policy, desired, live, steps.attempt);
-      return handed ? steps.apply<StatefulSetObject>(handed, live ?? null) : live;
-    }
-    if (change.type === 'refused') {
-      steps.failures.push({
-        reason: 'SpoolChangeRefused',
-        message: `StatefulSet ${name}: ${change.message}`,
-      });
-      return live;
-    }
-    const claims = await steps.attempt('PersistentVolumeClaims', () =>
-      claimsToExpand(client, policy, change.to),
-    );
-    if (!claims) return live;
-    const refused: string[] = [];
-    for (const claim of claims) {
-      try {
-        await expandClaim(client, claim, change.to);
-      } catch (err: unknown) {
-        const e = toKubeApiError(err);
-        if (e.status === 0) throw e;
-        refused.push(`PersistentVolumeClaim ${claim.metadata.name}: ${e.message}`);
-      }
-    }
-    if (refused.length > 0) {
-      steps.failures.push({
-        reason: 'SpoolExpansionFailed',
-        message: `spec.spool.size ${change.from} → ${change.to}: ${refused.join('; ')}; the StatefulSet keeps ${change.from} until its volumes can grow or the size is set back`,
-      });
-      return live;
-    }
-    await steps.attempt(`StatefulSet ${name}`, () =>
-      client.delete('apps/v1', 'StatefulSet', namespace, name, {
-        propagationPolicy: 'Orphan',
-        ...(live?.metadata.uid ? { uid: live.metadata.uid } : {}),
-      }),
-    );
-    this.#o.log?.info(
-      { relayPolicy: `${namespace}/${policy.metadata.name}`, from: change.from, to: change.to },
-      'spool volumes expanded; replacing the StatefulSet, its pods keep running',
-    );
-    return live;
-  }
-
-  /**
-   * With autoscaling on, the HPA owns spec.replicas and the operator's StatefulSet leaves it
-   * out. Leaving out a field the operator applied would remove it (back to 1 pod), so, as
-   * the Kubernetes docs advise for handing replicas to an HPA, another field manager first
-   * applies the current count (within min and max), then the operator lets go. A new
-   * StatefulSet starts at the HPA's last wish or the minimum. Returns the StatefulSet to
-   * apply, or undefined when the hand-over could not be written.
-   */
-  async #handReplicasToHpa(
-    policy: RelayPolicy,
-    desired: KubeObject,
-    live: StatefulSetObject | undefined,
-    attempt: <T>(what: string, step: () => Promise<T>) => Promise<T | undefined>,
-  ): Promise<KubeObject | undefined> {
-    const { autoscaling } = policy.spec;
-    if (!autoscaling.enabled) return desired;
-    const { client } = this.#o;
-    const { namespace = '' } = policy.metadata;
-    const { name } = desired.metadata;
-    const within = (n: number) => Math.min(Math.max(n, autoscaling.minReplicas), autoscaling.maxReplicas);
-    if (!live) {
-      const hpa = await client.get<KubeObject & { status?: { desiredReplicas?: number } }>(
-        'autoscaling/v2',
-        'HorizontalPodAutoscaler',
-        namespace,
-        names(policy).hpa,
-      );
-      const spec = (desired as { spec?: Record<string, unknown> }).spec ?? {};
-      const replicas = within(hpa?.status?.desiredReplicas ?? autoscaling.minReplicas);
-      return { ...desired, spec: { ...spec, replicas } } as KubeObject;
-    }
-    if (!appliesReplicas(live, client.fieldManager)) return desired;
-    const replicas = within(live.spec?.replicas ?? autoscaling.minReplicas);
-    const handed = await attempt(`StatefulSet ${name}`, () =>
-      client.apply(
-        {
-          apiVersion: 'apps/v1',
-          kind: 'StatefulSet',
-          metadata: { name, namespace },
-          spec: { replicas },
-        } as KubeObject,
-        { fieldManager: REPLICAS_HANDOVER_MANAGER },
-      ),
-    );
-    return handed ? desired : undefined;
-  }
-
-  /** A deleted policy: waits for its relays' queues, then lets it go (see deletion.ts). */
-  async #finishDeletion(cached: RelayPolicy): Promise<ReconcileOutcome> {
-    const { client } = this.#o;
-    const policy = withPolicyDefaults(cached);
-    const { namespace = '' } = policy.metadata;
-    const n = names(policy);
-    const [sts, internal] = await Promise.all([
-      client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet),
-      client.get<SecretObject>('v1', 'Secret', namespace, n.internalSecret),
-    ]);
-    const pods = sts?.status?.replicas ?? 0;
-    const token = secretValue(internal, 'admin-token') ?? '';
-    const queues = this.#o.queues;
-    const counts = await Promise.all(
-      podQueueTargets(policy, pods, token).map((t) => queues?.count(t).catch(() => undefined)),
-    );
-    const deadline =
-      Date.parse(cached.metadata.deletionTimestamp ?? '') +
-      (this.#o.deletionDrainMs ?? DEFAULT_DELETION_DRAIN_MS);
-    const verdict = drainVerdict(counts, this.#now(), deadline);
-    if (!verdict.done) {
-      const live = { ...cached, status: cached.status as Record<string, unknown> | undefined };
-      const previous = (this.#status.current(live) as { conditions?: LiveCondition[] } | undefined)
-        ?.conditions;
-      const ready = {
-        type: 'Ready' as const,
-        status: 'False' as const,
-        reason: verdict.reason,
-        message: verdict.message,
-        observedGeneration: policy.metadata.generation ?? 0,
-      };
-      const others = (previous ?? []).filter((c) => c.type !== 'Ready') as ConditionInput[];
-      const conditions = mergeConditions(previous, [ready, ...others], new Date(this.#now()).toISOString());
-      const statusWritten = await this.#status.write(live, { conditions });
-      return { changed: 0, statusWritten, requeueAfterMs: this.#o.drainPollMs ?? 10_000 };
-    }
-    await this.#o.events.record(
-      cached,
-      verdict.drained ? 'Normal' : 'Warning',
-      verdict.reason,
-      verdict.message,
-      'Delete',
-    );
-    await this.#setFinalizers(
-      cached,
-      finalizersOf(cached).filter((f) => f !== QUEUED_MAIL_FINALIZER),
-    );
-    this.#o.log?.info(
-      { relayPolicy: `${namespace}/${policy.metadata.name}`, reason: verdict.reason },
-      verdict.message,
-    );
-    return { changed: 1, statusWritten: false };
-  }
-
-  /** Sets the policy's finalizers; fails with Conflict when it changed since it was read. */
-  async #setFinalizers(policy: RelayPolicy, finalizers: string[]): Promise<void> {
-    await this.#o.client.mergePatch(policy, {
-      metadata: { finalizers, resourceVersion: policy.metadata.resourceVersion },
-    });
-  }
-
-  /** Deletes an object this policy owns (e.g. the HPA once autoscaling is off). */
-  async #deleteOwned(policy: RelayPolicy, apiVersion: string, kind: string, name: string): Promise<boolean> {
-    const live = await this.#o.client.get(apiVersion, kind, policy.metadata.namespace, name);
-    const owned = live?.metadata.ownerReferences?.some((r) => r.uid === policy.metadata.uid);
-    if (!live || !owned) return false;
-    return this.#o.client.delete(apiVersion, kind, policy.metadata.namespace, name);
-  }
-
   /** Whether the cluster has the ServiceMonitor API (asked once; asked again after a failure). */
   #servesServiceMonitors(): Promise<boolean> {
     this.#serviceMonitors ??= this.#o.client.servesApi(SERVICE_MONITOR_API).catch((err: unknown) => {
@@ -573,16 +331,4 @@ export class RelayPolicyReconciler {
     });
     return this.#serviceMonitors;
   }
-}
-
-/** Whether every pod runs the StatefulSet's current template (then a users set it no longer mounts can go). */
-function rolledOut(sts: StatefulSetObject | undefined): boolean {
-  const status = sts?.status;
-  if (!sts || !status) return false;
-  return (
-    status.observedGeneration === sts.metadata.generation &&
-    status.currentRevision !== undefined &&
-    status.currentRevision === status.updateRevision &&
-    (status.updatedReplicas ?? 0) === (status.replicas ?? 0)
-  );
 }

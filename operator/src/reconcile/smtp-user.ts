@@ -5,6 +5,7 @@
 // AbuseSuspected condition, with a Warning Event when abuse is first suspected.
 // Each user is written on its own: one user's problem never holds back the others.
 import type { SmtpUser } from '../api/types.ts';
+import type { Outcome } from '../build/users.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { SMTP_USERS } from '../kube/resources.ts';
@@ -18,7 +19,6 @@ import {
 } from './conditions.ts';
 import { StatusWriter, type WithStatus } from './status-writer.ts';
 import { UsagePacer } from './usage-pacer.ts';
-import type { Outcome } from './user-outcome.ts';
 import { abuseCondition, type SmtpUserUsage, userUsage, withAbuseSuspension } from './user-usage.ts';
 
 const STATUS_CONCURRENCY = 8;
@@ -33,6 +33,21 @@ function usageVersion(usage: PolicyUsage): number {
     usageVersions.set(usage, v);
   }
   return v;
+}
+
+// each distinct outcome gets a number, so what is remembered per user is short (100,000 users)
+const outcomeIds = new Map<string, number>();
+let nextOutcomeId = 0;
+function outcomeId(outcome: Outcome): number {
+  const key = `${outcome.ok}|${outcome.reason}|${outcome.message}`;
+  let id = outcomeIds.get(key);
+  if (id === undefined) {
+    // numbers are never reused, so forgetting them all only costs a comparison per user
+    if (outcomeIds.size >= 10_000) outcomeIds.clear();
+    id = ++nextOutcomeId;
+    outcomeIds.set(key, id);
+  }
+  return id;
 }
 
 export function policyNotFound(policyName: string, namespace: string): Outcome {
@@ -134,19 +149,30 @@ export class SmtpUserStatusUpdater {
         );
       }
     };
+    // most of 100,000 users did not change since the last pass: they are passed over at once
+    const changed = entries.filter(({ user, outcome }) => !this.#unchanged(user, outcome, usage));
     // a new policy of 100,000 users needs as many writes: a few in flight, not one at a time
-    for (let i = 0; i < entries.length; i += STATUS_CONCURRENCY) {
-      await Promise.all(entries.slice(i, i + STATUS_CONCURRENCY).map(one));
+    for (let i = 0; i < changed.length; i += STATUS_CONCURRENCY) {
+      await Promise.all(changed.slice(i, i + STATUS_CONCURRENCY).map(one));
     }
     if (failures.length > 0) {
       throw new AggregateError(failures, `${failures.length} SmtpUser status writes failed`);
     }
   }
 
+  /** What a pass saw of a user: the same again means nothing to compare or write. */
+  #seenKey(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): string {
+    return `${user.metadata.resourceVersion}|${outcomeId(outcome)}|${usage ? usageVersion(usage) : ''}`;
+  }
+
+  #unchanged(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): boolean {
+    return this.#seen.get(user.metadata.uid ?? user.metadata.name) === this.#seenKey(user, outcome, usage);
+  }
+
   async #updateOne(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): Promise<void> {
     // 100,000 users a pass: comparing each status costs seconds; most did not change at all
+    const seen = this.#seenKey(user, outcome, usage);
     const uid = user.metadata.uid ?? user.metadata.name;
-    const seen = `${user.metadata.resourceVersion}|${outcome.ok}|${outcome.reason}|${outcome.message}|${usage ? usageVersion(usage) : ''}`;
     if (this.#seen.get(uid) === seen) return;
     await this.#compareAndWrite(user, outcome, usage);
     this.#seen.set(uid, seen);

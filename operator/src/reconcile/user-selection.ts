@@ -1,7 +1,7 @@
 // Which of the SmtpUsers naming a policy it accepts: all of them, or those whose labels
 // match spec.userSelector (a standard Kubernetes label selector). Pure.
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
-import type { Outcome } from './user-outcome.ts';
+import type { Outcome } from '../build/users.ts';
 
 export type LabelSelector = NonNullable<RelayPolicy['spec']['userSelector']>;
 

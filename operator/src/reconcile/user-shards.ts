@@ -52,6 +52,40 @@ export interface UserShardsResult {
   changed: number;
 }
 
+/** One user as placed in a shard: its record, fingerprint and size, the same object while they stay the same. */
+interface Placed {
+  record: UserRecord;
+  fingerprint?: string;
+  bytes: number;
+}
+
+function sameList(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+function sameRecord(was: Placed, now: { record: UserRecord; fingerprint?: string }): boolean {
+  const a = was.record;
+  const b = now.record;
+  return (
+    a.passwordHash === b.passwordHash &&
+    was.fingerprint === now.fingerprint &&
+    a.suspended === b.suspended &&
+    sameList(a.allowedSenders, b.allowedSenders) &&
+    sameList(a.rateLimits, b.rateLimits)
+  );
+}
+
+function sameEntries(a: readonly Placed[], b: readonly Placed[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function versionOf(obj: KubeObject | undefined): { version?: string } {
+  const v = obj?.metadata.resourceVersion;
+  return v ? { version: v } : {};
+}
+
 interface Known {
   fingerprint: string;
   hash: string;
@@ -67,13 +101,24 @@ export class UserShards {
   readonly #fingerprints = new Map<string, Map<string, { password: string; fingerprint: string }>>();
   /** shard key → resourceVersion already read into #known */
   readonly #read = new Map<string, string>();
+  /** policy uid → username → the user's record as last placed in a shard */
+  readonly #placed = new Map<string, Map<string, Placed>>();
+  /** shard key → its users when it was last rendered, and a resourceVersion known to hold them */
+  readonly #rendered = new Map<string, { entries: readonly Placed[]; version: string }>();
   /** shard key → what this process applied, on top of which cached resourceVersion */
   readonly #applied = new Map<string, { hash: string; basedOn: string }>();
+
+  #renders = 0;
 
   constructor(options: { client: KubeClient; owned: Lookup<SecretObject>; pool: HashPool }) {
     this.#client = options.client;
     this.#owned = options.owned;
     this.#pool = options.pool;
+  }
+
+  /** Shards rendered so far (users file built, hashed and compared with the live Secret), for tests and the bench. */
+  get renders(): number {
+    return this.#renders;
   }
 
   /** The shard Secrets of a policy in the owned-Secrets cache, by set size. */
@@ -117,10 +162,20 @@ export class UserShards {
       return fingerprint;
     };
 
+    let placed = this.#placed.get(uid);
+    if (!placed) {
+      placed = new Map();
+      this.#placed.set(uid, placed);
+    }
+    // a value equal to the hash already placed for the user is that hash: not parsed again
+    const knownHash = (username: string, value: string) =>
+      placed.get(username)?.record.passwordHash === value;
     const evaluated = evaluateUsers({
       users,
       handoffPassword,
+      knownHash,
       hashOf: (username, password) => {
+        if (knownHash(username, password)) return { hash: password };
         const given = givenHash(password);
         if (given) return { hash: given };
         const fingerprint = fingerprintOf(username, password);
@@ -138,10 +193,26 @@ export class UserShards {
       for (const u of fingerprints.keys()) if (!accepted.has(u)) fingerprints.delete(u);
     }
 
-    const sizes = evaluated.records.map((r) => ({
-      username: r.record.username,
-      bytes: userBytes(r.record, r.fingerprint),
-    }));
+    // each user's record, kept while it stays the same: a shard whose users are all the
+    // same records as when it was last checked is not rendered again (one user change
+    // renders one shard, not 100,000 users)
+    const entries = evaluated.records.map((r) => {
+      const was = placed.get(r.record.username);
+      if (was && sameRecord(was, r)) return was;
+      const entry: Placed = {
+        record: r.record,
+        ...(r.fingerprint ? { fingerprint: r.fingerprint } : {}),
+        bytes: userBytes(r.record, r.fingerprint),
+      };
+      placed.set(r.record.username, entry);
+      return entry;
+    });
+    if (placed.size > entries.length * 2 + 100) {
+      const kept = new Set(entries.map((e) => e.record.username));
+      for (const u of placed.keys()) if (!kept.has(u)) placed.delete(u);
+    }
+
+    const sizes = entries.map((e) => ({ username: e.record.username, bytes: e.bytes }));
     const ready = new Set(sizes.map((s) => s.username));
     for (const username of evaluated.pending) {
       if (!ready.has(username)) sizes.push({ username, bytes: username.length + PENDING_HASH_BYTES + 64 });
@@ -153,29 +224,47 @@ export class UserShards {
       names: Array.from({ length: count }, (_, i) => shardName(base, count, i)),
     };
 
-    const contents = set.names.map(() => ({
-      users: [] as UserRecord[],
-      fingerprints: {} as Record<string, string>,
-    }));
-    for (const { record, fingerprint } of evaluated.records) {
-      const c = contents[shardIndex(record.username, count)];
-      c?.users.push(record);
-      if (fingerprint && c) c.fingerprints[record.username] = fingerprint;
-    }
+    const contents = set.names.map(() => [] as Placed[]);
+    for (const e of entries) contents[shardIndex(e.record.username, count)]?.push(e);
     const held = new Set<number>();
     if (this.#pool.pending(policyKey) <= HOLD_PENDING) {
       for (const username of evaluated.pending) held.add(shardIndex(username, count));
     }
 
+    const { namespace } = policy.metadata;
     const byName = new Map(live.map((s) => [s.metadata.name, s]));
     const writes: Array<() => Promise<boolean>> = [];
     set.names.forEach((name, i) => {
       const current = byName.get(name);
       if (held.has(i) && current) return;
-      const desired = withAppliedHash(
-        this.#shardSecret(policy, name, count, shardData(contents[i] ?? { users: [], fingerprints: {} })),
-      );
-      writes.push(() => this.#write(desired, current));
+      const key = keyOf(namespace, name);
+      const shardUsers = contents[i] ?? [];
+      const memo = this.#rendered.get(key);
+      // the same users as when the live version was last found to hold them
+      if (
+        memo &&
+        current &&
+        memo.version === current.metadata.resourceVersion &&
+        sameEntries(memo.entries, shardUsers)
+      )
+        return;
+      writes.push(async () => {
+        this.#renders++;
+        const fingerprints: Record<string, string> = {};
+        for (const e of shardUsers) if (e.fingerprint) fingerprints[e.record.username] = e.fingerprint;
+        const desired = withAppliedHash(
+          this.#shardSecret(
+            policy,
+            name,
+            count,
+            shardData({ users: shardUsers.map((e) => e.record), fingerprints }),
+          ),
+        );
+        const { wrote, version } = await this.#write(desired, current);
+        if (version !== undefined) this.#rendered.set(key, { entries: shardUsers, version });
+        else this.#rendered.delete(key);
+        return wrote;
+      });
     });
     let changed = 0;
     for (let i = 0; i < writes.length; i += WRITE_CONCURRENCY) {
@@ -200,6 +289,7 @@ export class UserShards {
       stale.push(legacy.metadata.name);
     let deleted = 0;
     for (const name of stale) {
+      this.#rendered.delete(keyOf(policy.metadata.namespace, name));
       if (await this.#client.delete('v1', 'Secret', policy.metadata.namespace, name)) deleted++;
       this.#applied.delete(keyOf(policy.metadata.namespace, name));
       this.#read.delete(keyOf(policy.metadata.namespace, name));
@@ -210,6 +300,7 @@ export class UserShards {
   forget(policyUid: string, policyKey: string): void {
     this.#known.delete(policyUid);
     this.#fingerprints.delete(policyUid);
+    this.#placed.delete(policyUid);
     this.#pool.forget(policyKey);
   }
 
@@ -238,18 +329,26 @@ export class UserShards {
     }
   }
 
-  /** Applies a shard unless the live one (or this process's last write on top of it) holds it already. */
-  async #write(desired: KubeObject, live: SecretObject | undefined): Promise<boolean> {
+  /**
+   * Applies a shard unless the live one (or this process's last write on top of it) holds
+   * it already. Returns whether it wrote, and the resourceVersion known to hold `desired`
+   * (the live one, or the one the write made), if any.
+   */
+  async #write(
+    desired: KubeObject,
+    live: SecretObject | undefined,
+  ): Promise<{ wrote: boolean; version?: string }> {
     const key = keyOf(desired.metadata.namespace, desired.metadata.name);
     const hash = desired.metadata.annotations?.[APPLIED_HASH_ANNOTATION] ?? '';
     // a hand edit of the data leaves the annotation as it was: compare the data too
     if (live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] === hash && holdsDesired(desired, live))
-      return false;
+      return { wrote: false, ...versionOf(live) };
     const mine = this.#applied.get(key);
-    if (live && mine?.hash === hash && mine.basedOn === (live.metadata.resourceVersion ?? '')) return false;
-    await this.#client.apply(desired);
+    if (live && mine?.hash === hash && mine.basedOn === (live.metadata.resourceVersion ?? ''))
+      return { wrote: false };
+    const written = await this.#client.apply(desired);
     this.#applied.set(key, { hash, basedOn: live?.metadata.resourceVersion ?? '' });
-    return true;
+    return { wrote: true, ...versionOf(written) };
   }
 
   #shardSecret(policy: RelayPolicy, name: string, count: number, data: Record<string, string>): KubeObject {

@@ -1,6 +1,7 @@
 // What an SmtpUser's status says about its usage and about abuse, from what the relays
 // report (usage/relay-usage.ts). Pure. Every text here is fixed at detection time, so an
 // unchanged situation gives an unchanged status and nothing is written.
+import type { Outcome } from '../build/users.ts';
 import {
   DELIVERY_RESULTS,
   type DeliveryNumbers,
@@ -8,7 +9,6 @@ import {
   type PolicyUsage,
 } from '../usage/relay-usage.ts';
 import type { ConditionInput } from './conditions.ts';
-import type { Outcome } from './user-outcome.ts';
 
 /** status.usage: today's usage (UTC). Refusals are a list, so a merge patch replaces them whole. */
 export interface SmtpUserUsage {

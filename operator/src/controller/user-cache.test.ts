@@ -1,0 +1,83 @@
+// What the SmtpUser cache holds, listed and watched from a real kube-apiserver: the spec
+// with its defaults, the status, and none of the annotations or managedFields that would
+// make 100,000 cached users outgrow the operator's memory.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { SmtpUser } from '../api/types.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { apiListWatch, Informer } from '../kube/informer.ts';
+import { SMTP_USERS } from '../kube/resources.ts';
+import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
+import { compactSmtpUser, StringPool } from './user-cache.ts';
+
+const skip = apiServerSkip();
+const NS = 'default';
+
+function user(name: string, note: string): SmtpUser {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'SmtpUser',
+    metadata: {
+      name,
+      namespace: NS,
+      labels: { tier: 'gold' },
+      annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":"copy"}', note },
+    },
+    spec: { username: `${name}@example.net`, policyRef: { name: 'isp' }, passwordSecretRef: { name } },
+  } as unknown as SmtpUser;
+}
+
+describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
+  let cp: ControlPlane;
+  let admin: KubeClient;
+  let informer: Informer<SmtpUser>;
+
+  before(async () => {
+    ({ cp, admin } = await startApiServer());
+    await admin.apply(user('alice', 'first') as never);
+    const strings = new StringPool();
+    informer = new Informer<SmtpUser>({
+      listWatch: apiListWatch<SmtpUser>(admin, SMTP_USERS, { namespace: NS }),
+      transform: (u) => compactSmtpUser(u, strings),
+    });
+    informer.start();
+    await informer.synced();
+  });
+  after(async () => {
+    await informer?.stop();
+    await cp?.stop();
+  });
+
+  it('keeps the defaulted spec, labels and status, not annotations or managedFields', async () => {
+    const listed = informer.get(NS, 'alice');
+    assert.ok(listed);
+    assert.equal(listed.metadata.annotations, undefined);
+    assert.equal((listed.metadata as { managedFields?: unknown }).managedFields, undefined);
+    assert.deepEqual(listed.metadata.labels, { tier: 'gold' });
+    assert.equal(listed.spec.passwordSecretRef.key, 'password');
+    assert.equal(listed.spec.suspended, false);
+
+    // a watched change goes through the same transform, status included
+    await admin.apply(user('bob', 'second') as never);
+    await admin.patchStatus(SMTP_USERS, NS, 'bob', {
+      observedGeneration: 1,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'Active',
+          message: 'The user can relay mail',
+          lastTransitionTime: '2026-12-05T00:00:00Z',
+          observedGeneration: 1,
+        },
+      ],
+    });
+    const watched = await waitFor('bob with his status in the cache', async () => {
+      const u = informer.get(NS, 'bob');
+      return u?.status?.conditions?.length ? u : undefined;
+    });
+    assert.equal(watched.metadata.annotations, undefined);
+    assert.equal(watched.spec.passwordSecretRef.key, 'password');
+    assert.equal(watched.status?.conditions?.[0]?.reason, 'Active');
+  });
+});

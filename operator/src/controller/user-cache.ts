@@ -1,0 +1,79 @@
+// What the SmtpUser and Secret informers keep of each object (their transforms).
+//
+// With 100,000 users the SmtpUser cache is most of the operator's memory, so each cached user holds only what the
+// reconcile reads: name, namespace, uid, versions, labels (the policy's userSelector),
+// owner references and deletion; the spec with its defaults (applied once, in place, not
+// copied per reconcile); and the status (observedGeneration, conditions, usage), which
+// the status writer compares against. Annotations, managedFields and the like go. The
+// strings that repeat across users (namespace, policy name, condition reasons and
+// messages, transition times) are shared rather than held once per user.
+import type { SmtpUser } from '../api/types.ts';
+import type { KubeObject } from '../kube/client.ts';
+import { withDefaultsInPlace } from '../reconcile/policy-inputs.ts';
+
+/** Shares equal strings; forgets everything past `limit` distinct ones (a bound, not a cache that grows). */
+export class StringPool {
+  readonly #strings = new Map<string, string>();
+  readonly #limit: number;
+  constructor(limit = 50_000) {
+    this.#limit = limit;
+  }
+  share<S extends string | undefined>(s: S): S {
+    if (s === undefined) return s;
+    const kept = this.#strings.get(s);
+    if (kept !== undefined) return kept as S;
+    if (this.#strings.size >= this.#limit) this.#strings.clear();
+    this.#strings.set(s, s);
+    return s;
+  }
+}
+
+type Meta = SmtpUser['metadata'] & Record<string, unknown>;
+
+export function compactSmtpUser(user: SmtpUser, pool: StringPool): SmtpUser {
+  const m = user.metadata as Meta;
+  const metadata = {
+    name: m.name,
+    namespace: pool.share(m.namespace),
+    ...(m.uid ? { uid: m.uid } : {}),
+    ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
+    ...(m.generation !== undefined ? { generation: m.generation } : {}),
+    ...(m.creationTimestamp ? { creationTimestamp: pool.share(m.creationTimestamp) } : {}),
+    ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    ...(m.labels ? { labels: m.labels } : {}),
+    ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
+    ...(m.finalizers ? { finalizers: m.finalizers } : {}),
+  } as SmtpUser['metadata'];
+  const spec = user.spec;
+  if (spec?.policyRef) spec.policyRef.name = pool.share(spec.policyRef.name);
+  if (spec?.passwordSecretRef?.key) spec.passwordSecretRef.key = pool.share(spec.passwordSecretRef.key);
+  const status = user.status as { conditions?: Array<Record<string, unknown>> } | undefined;
+  for (const c of status?.conditions ?? []) {
+    for (const k of ['type', 'status', 'reason', 'message', 'lastTransitionTime']) {
+      if (typeof c[k] === 'string') c[k] = pool.share(c[k] as string);
+    }
+  }
+  const compact: SmtpUser = {
+    apiVersion: user.apiVersion,
+    kind: user.kind,
+    metadata,
+    spec,
+    ...(user.status !== undefined ? { status: user.status } : {}),
+  };
+  return spec ? withDefaultsInPlace(compact) : compact;
+}
+
+/**
+ * What the metadata-only Secret cache keeps of each Secret: which one, at which version
+ * (a change means its data is read again when a policy reads it). Nothing else.
+ */
+export function compactSecretMeta<T extends KubeObject>(secret: T, pool: StringPool): T {
+  const { name, namespace, resourceVersion } = secret.metadata;
+  return {
+    metadata: {
+      name,
+      ...(namespace ? { namespace: pool.share(namespace) } : {}),
+      ...(resourceVersion ? { resourceVersion } : {}),
+    },
+  } as T;
+}
