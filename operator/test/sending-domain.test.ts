@@ -36,6 +36,16 @@ interface Condition {
   message: string;
 }
 
+interface StatefulSetObject extends KubeObject {
+  spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } };
+}
+
+type DkimVolume = { projected: { sources: Array<{ secret: { name: string } }> } };
+
+function dkimVolumeOf(sts: StatefulSetObject | undefined): DkimVolume | undefined {
+  return sts?.spec.template.spec.volumes.find((v) => v.name === 'dkim') as DkimVolume | undefined;
+}
+
 describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () => {
   let cp: ControlPlane;
   let admin: KubeClient;
@@ -114,6 +124,28 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     for (const r of records) dns.setTxt(r.name, [r.value]);
   }
 
+  /** The key shard Secrets the relay pods mount (their dkim volume's sources). */
+  async function keyShards(ns: string): Promise<SecretObject[]> {
+    const sts = await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay');
+    const sources = dkimVolumeOf(sts)?.projected.sources ?? [];
+    return Promise.all(
+      sources.map(async (s) => {
+        const shard = await secretOf(ns, s.secret.name);
+        assert.ok(shard, `the mounted Secret ${s.secret.name} exists`);
+        return shard;
+      }),
+    );
+  }
+
+  /** A private key file as the relay pods see it in /etc/sluice/dkim. */
+  async function keyInShards(ns: string, file: string): Promise<string | undefined> {
+    for (const shard of await keyShards(ns)) {
+      const value = secretValue(shard, file);
+      if (value !== undefined) return value;
+    }
+    return undefined;
+  }
+
   /** A message signed as the relay would with the config's keys, read from the Secrets the pods mount. */
   async function signAsRelay(ns: string, config: RelayConfig): Promise<Buffer> {
     const message = Buffer.from(
@@ -122,10 +154,9 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     );
     const signatureData = await Promise.all(
       config.dkim.keys.map(async (k) => {
-        // /etc/sluice/dkim/<secret>/<file>: the projected volume's layout
-        const [secretName = '', file = ''] = k.privateKeyFile.split('/').slice(-2);
-        const privateKey = secretValue(await secretOf(ns, secretName), file);
-        assert.ok(privateKey, `${k.privateKeyFile} is in Secret ${secretName}`);
+        // /etc/sluice/dkim/<file>: the key shards' files side by side in one volume
+        const privateKey = await keyInShards(ns, k.privateKeyFile.split('/').at(-1) ?? '');
+        assert.ok(privateKey, `${k.privateKeyFile} is in a key shard Secret`);
         return { signingDomain: k.domain, selector: k.selector, privateKey, algorithm: k.algorithm };
       }),
     );
@@ -197,17 +228,18 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     assert.deepEqual(before.senders.domains, [{ domain: 'customer.example', users: ['alice'] }]);
     assert.deepEqual(before.dkim.keys, []);
     // the config and the StatefulSet are separate writes of one pass: wait for the volume too
-    const dkimVolume = await waitFor('the key Secret mounted in the relay pods', async () => {
-      const sts = await admin.get<
-        KubeObject & { spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } } }
-      >('apps/v1', 'StatefulSet', ns, 'mail-relay');
-      return sts?.spec.template.spec.volumes.find((v) => v.name === 'dkim') as
-        | { projected: { sources: Array<{ secret: { name: string } }> } }
-        | undefined;
-    });
+    const dkimVolume = await waitFor('the key shard mounted in the relay pods', async () =>
+      dkimVolumeOf(await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay')),
+    );
     assert.deepEqual(
       dkimVolume.projected.sources.map((s) => s.secret.name),
-      ['customer-dkim-sluice1'],
+      ['mail-relay-dkim-1-0'],
+    );
+    // the pending key is in the pods' volume already: it is there before the config names it
+    await waitFor('the pending key in the key shard', async () =>
+      (await keyInShards(ns, 'sluice1._domainkey.customer.example.rsa-sha256.pem'))?.startsWith(
+        '-----BEGIN PRIVATE KEY-----',
+      ),
     );
 
     // DNS is asked again and again; nothing unchanged is written again
@@ -242,13 +274,13 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
           'customer.example',
           'sluice1',
           'rsa-sha256',
-          '/etc/sluice/dkim/customer-dkim-sluice1/rsa-sha256.pem',
+          '/etc/sluice/dkim/sluice1._domainkey.customer.example.rsa-sha256.pem',
         ],
         [
           'customer.example',
           'sluice1-ed25519',
           'ed25519-sha256',
-          '/etc/sluice/dkim/customer-dkim-sluice1/ed25519-sha256.pem',
+          '/etc/sluice/dkim/sluice1._domainkey.customer.example.ed25519-sha256.pem',
         ],
       ],
     );

@@ -17,6 +17,7 @@ import type {
 import { SessionGraceSchema } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
 import { DKIM_DIR } from './dkim-keys.ts';
+import { type DkimShardSet, dkimShardSet } from './dkim-shards.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
 import {
   DEFAULT_RELAY_DEFAULTS,
@@ -24,7 +25,6 @@ import {
   relayImageOf,
   type ServiceMonitorSettings,
 } from './relay-defaults.ts';
-import type { DkimMount } from './sending-domains.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -115,7 +115,7 @@ export function statefulSet(
   policy: RelayPolicy,
   configHash: string,
   users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
-  dkimKeys: readonly DkimMount[] = [],
+  dkimShards: DkimShardSet = dkimShardSet(policy, 1),
   defaults: RelayDefaults = DEFAULT_RELAY_DEFAULTS,
 ): V1StatefulSet {
   const { spec } = policy;
@@ -153,16 +153,13 @@ export function statefulSet(
     volumes.push({ name: 'tls', secret: { secretName: spec.tlsSecretName } });
     mounts.push({ name: 'tls', mountPath: PATHS.tlsDir, readOnly: true });
   }
-  // the SendingDomains' key Secrets, one directory each; a key is in the config only once DNS serves it
-  if (dkimKeys.length > 0) {
-    volumes.push({
-      name: 'dkim',
-      projected: {
-        sources: dkimKeys.map((m) => ({ secret: { name: m.secretName, items: m.items } })),
-      },
-    });
-    mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
-  }
+  // the policy's DKIM key shards, every key file side by side: a key added, rotated or
+  // removed changes Secret data only, never this list (a key is in the config only once DNS serves it)
+  volumes.push({
+    name: 'dkim',
+    projected: { sources: dkimShards.names.map((name) => ({ secret: { name } })) },
+  });
+  mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
   const trustedCa = spec.delivery.trustedCa;
   if (trustedCa) {
     const items = [{ key: trustedCa.key, path: 'ca.crt' }];

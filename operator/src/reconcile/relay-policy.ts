@@ -46,6 +46,7 @@ import {
   QUEUED_MAIL_FINALIZER,
   type QueueSource,
 } from './deletion.ts';
+import { cleanupDkimShards, writeDkimShards } from './dkim-shards.ts';
 import type { HashPool } from './hash-pool.ts';
 import {
   type Lookup,
@@ -265,6 +266,10 @@ export class RelayPolicyReconciler {
     );
     changed += shards.changed;
     const built = shards.evaluated;
+    // the key shards are written before the config that names their files
+    const dkimShards = await writeDkimShards(policy, domains.files, this.#o.owned, (desired, live) =>
+      apply(desired, live),
+    );
 
     let sts: StatefulSetObject | undefined;
     if (config) {
@@ -275,7 +280,7 @@ export class RelayPolicyReconciler {
           policy,
           restartHash(config, secrets.tlsVersion),
           shards.set,
-          domains.mounts,
+          dkimShards,
           defaults,
         ) as KubeObject,
         { apply, attempt, failures },
@@ -299,6 +304,9 @@ export class RelayPolicyReconciler {
     sts ??= await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
 
     changed += await this.#shards.cleanup(policy, shards.set, rolledOut(sts));
+    await cleanupDkimShards(policy, dkimShards, this.#o.owned, rolledOut(sts), (name) =>
+      deleteOwned('v1', 'Secret', name),
+    );
 
     const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;
