@@ -40,10 +40,14 @@ interface StatefulSetObject extends KubeObject {
   spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } };
 }
 
-type DkimVolume = { projected: { sources: Array<{ secret: { name: string } }> } };
+type ConfigVolume = {
+  projected: { sources: Array<{ configMap?: { name: string }; secret?: { name: string } }> };
+};
 
-function dkimVolumeOf(sts: StatefulSetObject | undefined): DkimVolume | undefined {
-  return sts?.spec.template.spec.volumes.find((v) => v.name === 'dkim') as DkimVolume | undefined;
+/** The key shards the relay pods mount: the Secret sources of the config volume, beside config.yaml. */
+function keyShardNames(sts: StatefulSetObject | undefined): string[] | undefined {
+  const volume = sts?.spec.template.spec.volumes.find((v) => v.name === 'config') as ConfigVolume | undefined;
+  return volume?.projected.sources.flatMap((s) => (s.secret ? [s.secret.name] : []));
 }
 
 describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () => {
@@ -127,11 +131,10 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
   /** The key shard Secrets the relay pods mount (their dkim volume's sources). */
   async function keyShards(ns: string): Promise<SecretObject[]> {
     const sts = await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay');
-    const sources = dkimVolumeOf(sts)?.projected.sources ?? [];
     return Promise.all(
-      sources.map(async (s) => {
-        const shard = await secretOf(ns, s.secret.name);
-        assert.ok(shard, `the mounted Secret ${s.secret.name} exists`);
+      (keyShardNames(sts) ?? []).map(async (name) => {
+        const shard = await secretOf(ns, name);
+        assert.ok(shard, `the mounted Secret ${name} exists`);
         return shard;
       }),
     );
@@ -154,7 +157,7 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     );
     const signatureData = await Promise.all(
       config.dkim.keys.map(async (k) => {
-        // /etc/sluice/dkim/<file>: the key shards' files side by side in one volume
+        // /etc/sluice/config/<file>: the key shards' files side by side in one volume
         const privateKey = await keyInShards(ns, k.privateKeyFile.split('/').at(-1) ?? '');
         assert.ok(privateKey, `${k.privateKeyFile} is in a key shard Secret`);
         return { signingDomain: k.domain, selector: k.selector, privateKey, algorithm: k.algorithm };
@@ -228,13 +231,10 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     assert.deepEqual(before.senders.domains, [{ domain: 'customer.example', users: ['alice'] }]);
     assert.deepEqual(before.dkim.keys, []);
     // the config and the StatefulSet are separate writes of one pass: wait for the volume too
-    const dkimVolume = await waitFor('the key shard mounted in the relay pods', async () =>
-      dkimVolumeOf(await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay')),
+    const shardNames = await waitFor('the key shard mounted in the relay pods', async () =>
+      keyShardNames(await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay')),
     );
-    assert.deepEqual(
-      dkimVolume.projected.sources.map((s) => s.secret.name),
-      ['mail-relay-dkim-1-0'],
-    );
+    assert.deepEqual(shardNames, ['mail-relay-dkim-1-0']);
     // the pending key is in the pods' volume already: it is there before the config names it
     await waitFor('the pending key in the key shard', async () =>
       (await keyInShards(ns, 'sluice1._domainkey.customer.example.rsa-sha256.pem'))?.startsWith(
@@ -274,13 +274,13 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
           'customer.example',
           'sluice1',
           'rsa-sha256',
-          '/etc/sluice/dkim/sluice1._domainkey.customer.example.rsa-sha256.pem',
+          '/etc/sluice/config/sluice1._domainkey.customer.example.rsa-sha256.pem',
         ],
         [
           'customer.example',
           'sluice1-ed25519',
           'ed25519-sha256',
-          '/etc/sluice/dkim/sluice1._domainkey.customer.example.ed25519-sha256.pem',
+          '/etc/sluice/config/sluice1._domainkey.customer.example.ed25519-sha256.pem',
         ],
       ],
     );
@@ -572,8 +572,8 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
         : undefined;
     });
     assert.deepEqual(config.dkim.keys.map((k) => k.privateKeyFile).sort(), [
-      '/etc/sluice/dkim/sluice1._domainkey.second.example.rsa-sha256.pem',
-      '/etc/sluice/dkim/sluice2._domainkey.noroll.example.rsa-sha256.pem',
+      '/etc/sluice/config/sluice1._domainkey.second.example.rsa-sha256.pem',
+      '/etc/sluice/config/sluice2._domainkey.noroll.example.rsa-sha256.pem',
     ]);
 
     // a removed SendingDomain: its key leaves the shard (and the config)

@@ -596,7 +596,7 @@ describe('DKIM keys reach the relays through the key shards, not the pod templat
         [
           'customer.example',
           'sluice1',
-          '/etc/sluice/dkim/sluice1._domainkey.customer.example.rsa-sha256.pem',
+          '/etc/sluice/config/sluice1._domainkey.customer.example.rsa-sha256.pem',
         ],
       ],
     );
@@ -607,11 +607,15 @@ describe('DKIM keys reach the relays through the key shards, not the pod templat
     );
 
     const sts = statefulSet(policy, 'h', undefined, dkimShardSet(policy, 1));
-    const volume = sts.spec?.template.spec?.volumes?.find((v) => v.name === 'dkim');
-    assert.deepEqual(volume?.projected?.sources, [{ secret: { name: 'mail-relay-dkim-1-0' } }]);
+    // the key shards share the config's volume: config.yaml and the keys it names arrive in one swap
+    const volume = sts.spec?.template.spec?.volumes?.find((v) => v.name === 'config');
+    assert.deepEqual(volume?.projected?.sources, [
+      { configMap: { name: 'mail-relay-config' } },
+      { secret: { name: 'mail-relay-dkim-1-0' } },
+    ]);
     assert.deepEqual(
-      sts.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'dkim'),
-      { name: 'dkim', mountPath: '/etc/sluice/dkim', readOnly: true },
+      sts.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'config'),
+      { name: 'config', mountPath: '/etc/sluice/config', readOnly: true },
     );
     // the same template with no SendingDomain at all: the first one rolls nothing either
     assert.deepEqual(statefulSet(policy, 'h').spec?.template, sts.spec?.template);

@@ -2,10 +2,10 @@
 // Secrets into Secrets the policy owns ("key shards"), because the pods must not mount
 // each key Secret: a new SendingDomain, a rotation or a removed key would change the pod
 // template and roll every relay, and thousands of domains would make a projected volume
-// of thousands of sources. The pods mount the shard set (one projected volume, every
-// shard's keys side by side); a key change rewrites Secret data only, which the kubelet
-// carries into the running pods, and the relay reads the files again with its config.
-// Pure.
+// of thousands of sources. The pods mount the shard set in the config volume (every
+// shard's keys side by side with config.yaml, delivered with it in one swap); a key
+// change rewrites Secret data only, which the kubelet carries into the running pods, and
+// the relay reads the key files again with its config. Pure.
 //
 // Assignment: by domain, with the users shards' rule (user-shards.ts): the first 32 bits
 // of sha256(domain), so a domain's keys sit in one shard and one rotation rewrites one

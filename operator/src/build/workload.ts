@@ -16,7 +16,6 @@ import type {
 } from '@kubernetes/client-node';
 import { SessionGraceSchema } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
-import { DKIM_DIR } from './dkim-keys.ts';
 import { type DkimShardSet, dkimShardSet } from './dkim-shards.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
 import {
@@ -121,7 +120,19 @@ export function statefulSet(
   const { spec } = policy;
   const n = names(policy);
   const volumes: V1Volume[] = [
-    { name: 'config', configMap: { name: n.configMap } },
+    // the config and the policy's DKIM key shards in one volume: kubelet writes all of a
+    // projected volume's sources in one atomic swap, so a config never arrives without
+    // the key files it names; a key added, rotated or removed changes Secret data only,
+    // never this list (a key is in the config only once DNS serves it)
+    {
+      name: 'config',
+      projected: {
+        sources: [
+          { configMap: { name: n.configMap } },
+          ...dkimShards.names.map((name) => ({ secret: { name } })),
+        ],
+      },
+    },
     {
       name: 'users',
       projected: {
@@ -153,13 +164,6 @@ export function statefulSet(
     volumes.push({ name: 'tls', secret: { secretName: spec.tlsSecretName } });
     mounts.push({ name: 'tls', mountPath: PATHS.tlsDir, readOnly: true });
   }
-  // the policy's DKIM key shards, every key file side by side: a key added, rotated or
-  // removed changes Secret data only, never this list (a key is in the config only once DNS serves it)
-  volumes.push({
-    name: 'dkim',
-    projected: { sources: dkimShards.names.map((name) => ({ secret: { name } })) },
-  });
-  mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
   const trustedCa = spec.delivery.trustedCa;
   if (trustedCa) {
     const items = [{ key: trustedCa.key, path: 'ca.crt' }];
