@@ -121,8 +121,10 @@ export function statefulSet(
   const n = names(policy);
   const volumes: V1Volume[] = [
     // the config and the policy's DKIM key shards in one volume: kubelet writes all of a
-    // projected volume's sources in one atomic swap, so a config never arrives without
-    // the key files it names; a key added, rotated or removed changes Secret data only,
+    // projected volume's sources in one atomic swap, and the operator writes the keys
+    // before the config that names them, so the two arrive together (in separate volumes
+    // the config could come first, and the relay would refuse it for want of the key file);
+    // a key added, rotated or removed changes Secret data only,
     // never this list (a key is in the config only once DNS serves it)
     {
       name: 'config',
