@@ -56,7 +56,8 @@ export function dkimShardSecret(
       labels: { ...labels(policy), [DKIM_SHARD_COUNT_LABEL]: String(count) },
     },
     type: 'Opaque',
-    data,
+    // the API server drops an empty map: asking for one would differ from the live object forever
+    ...(Object.keys(data).length > 0 ? { data } : {}),
   } as KubeObject;
 }
 
