@@ -166,7 +166,7 @@ describe('chart values', { skip }, () => {
       relayPolicy({ name: 'outbound', namespace: 'mail' }, { hostname: 'relay.example.net' }),
       'h',
       undefined,
-      [],
+      undefined,
       relayDefaultsFromEnv(env),
     ).spec?.template.spec;
     assert.deepEqual(relayPod?.imagePullSecrets, [{ name: 'regcred' }], 'the relay pods pull with it too');
@@ -188,8 +188,13 @@ describe('chart values', { skip }, () => {
     const podSecurity = findObject(docs, 'Deployment').spec.template.spec.securityContext;
     assert.deepEqual(podSecurity, { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     const policy = relayPolicy({ name: 'outbound', namespace: 'mail' }, { hostname: 'relay.example.net' });
-    const onOpenShift = statefulSet(policy, 'h', undefined, [], relayDefaultsFromEnv(operatorEnv(docs))).spec
-      ?.template.spec;
+    const onOpenShift = statefulSet(
+      policy,
+      'h',
+      undefined,
+      undefined,
+      relayDefaultsFromEnv(operatorEnv(docs)),
+    ).spec?.template.spec;
     assert.equal(onOpenShift?.securityContext?.runAsUser, undefined);
     assert.equal(onOpenShift?.securityContext?.fsGroup, undefined);
     assert.equal(onOpenShift?.securityContext?.runAsNonRoot, true);
@@ -198,7 +203,7 @@ describe('chart values', { skip }, () => {
       policy,
       'h',
       undefined,
-      [],
+      undefined,
       relayDefaultsFromEnv(operatorEnv(await renderChart())),
     ).spec?.template.spec;
     assert.equal(plain?.securityContext?.runAsUser, 10001);

@@ -36,6 +36,20 @@ interface Condition {
   message: string;
 }
 
+interface StatefulSetObject extends KubeObject {
+  spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } };
+}
+
+type ConfigVolume = {
+  projected: { sources: Array<{ configMap?: { name: string }; secret?: { name: string } }> };
+};
+
+/** The key shards the relay pods mount: the Secret sources of the config volume, beside config.yaml. */
+function keyShardNames(sts: StatefulSetObject | undefined): string[] | undefined {
+  const volume = sts?.spec.template.spec.volumes.find((v) => v.name === 'config') as ConfigVolume | undefined;
+  return volume?.projected.sources.flatMap((s) => (s.secret ? [s.secret.name] : []));
+}
+
 describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () => {
   let cp: ControlPlane;
   let admin: KubeClient;
@@ -114,18 +128,38 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     for (const r of records) dns.setTxt(r.name, [r.value]);
   }
 
+  /** The key shard Secrets the relay pods mount (their dkim volume's sources). */
+  async function keyShards(ns: string): Promise<SecretObject[]> {
+    const sts = await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay');
+    return Promise.all(
+      (keyShardNames(sts) ?? []).map(async (name) => {
+        const shard = await secretOf(ns, name);
+        assert.ok(shard, `the mounted Secret ${name} exists`);
+        return shard;
+      }),
+    );
+  }
+
+  /** A private key file as the relay pods see it in /etc/sluice/dkim. */
+  async function keyInShards(ns: string, file: string): Promise<string | undefined> {
+    for (const shard of await keyShards(ns)) {
+      const value = secretValue(shard, file);
+      if (value !== undefined) return value;
+    }
+    return undefined;
+  }
+
   /** A message signed as the relay would with the config's keys, read from the Secrets the pods mount. */
-  async function signAsRelay(ns: string, config: RelayConfig): Promise<Buffer> {
+  async function signAsRelay(ns: string, config: RelayConfig, from = 'customer.example'): Promise<Buffer> {
     const message = Buffer.from(
-      'From: Alice <alice@customer.example>\r\nTo: bob@elsewhere.example\r\nSubject: hello\r\n' +
-        'Date: Thu, 01 Jan 2026 00:00:00 +0000\r\nMessage-ID: <1@customer.example>\r\n\r\nHello.\r\n',
+      `From: Alice <alice@${from}>\r\nTo: bob@elsewhere.example\r\nSubject: hello\r\n` +
+        `Date: Thu, 01 Jan 2026 00:00:00 +0000\r\nMessage-ID: <1@${from}>\r\n\r\nHello.\r\n`,
     );
     const signatureData = await Promise.all(
       config.dkim.keys.map(async (k) => {
-        // /etc/sluice/dkim/<secret>/<file>: the projected volume's layout
-        const [secretName = '', file = ''] = k.privateKeyFile.split('/').slice(-2);
-        const privateKey = secretValue(await secretOf(ns, secretName), file);
-        assert.ok(privateKey, `${k.privateKeyFile} is in Secret ${secretName}`);
+        // /etc/sluice/config/<file>: the key shards' files side by side in one volume
+        const privateKey = await keyInShards(ns, k.privateKeyFile.split('/').at(-1) ?? '');
+        assert.ok(privateKey, `${k.privateKeyFile} is in a key shard Secret`);
         return { signingDomain: k.domain, selector: k.selector, privateKey, algorithm: k.algorithm };
       }),
     );
@@ -197,17 +231,15 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
     assert.deepEqual(before.senders.domains, [{ domain: 'customer.example', users: ['alice'] }]);
     assert.deepEqual(before.dkim.keys, []);
     // the config and the StatefulSet are separate writes of one pass: wait for the volume too
-    const dkimVolume = await waitFor('the key Secret mounted in the relay pods', async () => {
-      const sts = await admin.get<
-        KubeObject & { spec: { template: { spec: { volumes: Array<Record<string, unknown>> } } } }
-      >('apps/v1', 'StatefulSet', ns, 'mail-relay');
-      return sts?.spec.template.spec.volumes.find((v) => v.name === 'dkim') as
-        | { projected: { sources: Array<{ secret: { name: string } }> } }
-        | undefined;
-    });
-    assert.deepEqual(
-      dkimVolume.projected.sources.map((s) => s.secret.name),
-      ['customer-dkim-sluice1'],
+    const shardNames = await waitFor('the key shard mounted in the relay pods', async () =>
+      keyShardNames(await admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay')),
+    );
+    assert.deepEqual(shardNames, ['mail-relay-dkim-1-0']);
+    // the pending key is in the pods' volume already: it is there before the config names it
+    await waitFor('the pending key in the key shard', async () =>
+      (await keyInShards(ns, 'sluice1._domainkey.customer.example.rsa-sha256.pem'))?.startsWith(
+        '-----BEGIN PRIVATE KEY-----',
+      ),
     );
 
     // DNS is asked again and again; nothing unchanged is written again
@@ -242,13 +274,13 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
           'customer.example',
           'sluice1',
           'rsa-sha256',
-          '/etc/sluice/dkim/customer-dkim-sluice1/rsa-sha256.pem',
+          '/etc/sluice/config/sluice1._domainkey.customer.example.rsa-sha256.pem',
         ],
         [
           'customer.example',
           'sluice1-ed25519',
           'ed25519-sha256',
-          '/etc/sluice/dkim/customer-dkim-sluice1/ed25519-sha256.pem',
+          '/etc/sluice/config/sluice1._domainkey.customer.example.ed25519-sha256.pem',
         ],
       ],
     );
@@ -480,6 +512,137 @@ describe('SendingDomain on a real API server', { skip, timeout: 300_000 }, () =>
       const domains = (await configOf(ns))?.senders.domains;
       return JSON.stringify(domains) === JSON.stringify([{ domain: 'twice.example', users: ['bob'] }]);
     });
+  });
+
+  it('adds, rotates and removes keys in the policy key shard: Secret data changes, the pod template does not', async () => {
+    const ns = 'sd-no-roll';
+    await setup(ns, { domain: 'noroll.example', dkim: { rotationPeriod: '72h' } });
+    await waitFor('the first key', async () => (await domainOf(ns, 'customer'))?.status?.keys?.length === 1);
+    await publishKeys(ns, 'sluice1');
+    await waitFor(
+      'sluice1 in the config',
+      async () => (await configOf(ns))?.dkim.keys[0]?.selector === 'sluice1',
+    );
+    const stsOf = () => admin.get<StatefulSetObject>('apps/v1', 'StatefulSet', ns, 'mail-relay');
+    const start = await waitFor('the StatefulSet', stsOf);
+    const template = JSON.stringify(start.spec.template);
+    const generation = start.metadata.generation;
+    const shardName = 'mail-relay-dkim-1-0';
+    const keyOf = async (file: string) => secretValue(await secretOf(ns, shardName), file);
+    const keySecretValue = async (name: string) => secretValue(await secretOf(ns, name), 'rsa-sha256.pem');
+
+    const shard = await secretOf(ns, shardName);
+    assert.deepEqual(
+      shard?.metadata.ownerReferences?.map((r) => [r.kind, r.name, r.controller]),
+      [['RelayPolicy', 'mail', true]],
+    );
+    assert.equal(shard?.metadata.labels?.['app.kubernetes.io/managed-by'], 'sluice-operator');
+    assert.equal(shard?.metadata.labels?.['app.kubernetes.io/instance'], 'mail');
+    assert.equal(
+      await keyOf('sluice1._domainkey.noroll.example.rsa-sha256.pem'),
+      await keySecretValue('customer-dkim-sluice1'),
+    );
+
+    // a second SendingDomain: its key arrives in the shard, then in the config once DNS serves it
+    await admin.create({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'SendingDomain',
+      metadata: { name: 'second', namespace: ns },
+      spec: { domain: 'second.example', policyRef: { name: 'mail' } },
+    } as KubeObject);
+    const secondKey = await waitFor('the second key in the shard', () =>
+      keyOf('sluice1._domainkey.second.example.rsa-sha256.pem'),
+    );
+    assert.equal(secondKey, await keySecretValue('second-dkim-sluice1'));
+    await publishKeys(ns, 'sluice1', 'second');
+    await waitFor('both domains sign', async () => (await configOf(ns))?.dkim.keys.length === 2);
+
+    // a rotation: the new key is in the shard while it waits for DNS, and signs once served
+    clock += 73 * HOUR;
+    controller.resync();
+    const rotated = await waitFor('the sluice2 key in the shard', () =>
+      keyOf('sluice2._domainkey.noroll.example.rsa-sha256.pem'),
+    );
+    assert.equal(rotated, await keySecretValue('customer-dkim-sluice2'));
+    await publishKeys(ns, 'sluice2', 'customer');
+    const config = await waitFor('sluice2 in the config', async () => {
+      const c = await configOf(ns);
+      return c?.dkim.keys.some((k) => k.domain === 'noroll.example' && k.selector === 'sluice2')
+        ? c
+        : undefined;
+    });
+    assert.deepEqual(config.dkim.keys.map((k) => k.privateKeyFile).sort(), [
+      '/etc/sluice/config/sluice1._domainkey.second.example.rsa-sha256.pem',
+      '/etc/sluice/config/sluice2._domainkey.noroll.example.rsa-sha256.pem',
+    ]);
+
+    // a removed SendingDomain: its key leaves the shard (and the config)
+    await admin.delete('sluice.dev/v1alpha1', 'SendingDomain', ns, 'second');
+    await waitFor(
+      'the second key gone from the shard',
+      async () => (await keyOf('sluice1._domainkey.second.example.rsa-sha256.pem')) === undefined,
+    );
+    await waitFor('one domain signs', async () => (await configOf(ns))?.dkim.keys.length === 1);
+
+    const end = await stsOf();
+    assert.equal(end?.metadata.generation, generation, 'the StatefulSet spec never changed');
+    assert.equal(JSON.stringify(end?.spec.template), template, 'the pod template never changed');
+  });
+
+  it('with CNAME delegation, DNS answers through the CNAMEs into the provider zone: Ready, and the key signs', async () => {
+    const ns = 'sd-cname';
+    await setup(
+      ns,
+      { domain: 'cname.example', dns: { mode: 'CNAME' }, dkim: { ed25519: true } },
+      { sendingDomains: { delegationZone: 'dkim.provider.example' } },
+    );
+    const pending = await waitFor('the records', async () => {
+      const d = await domainOf(ns, 'customer');
+      return d?.status?.records?.some((r) => r.type === 'CNAME') ? d : undefined;
+    });
+    const dkim = (pending.status?.records ?? []).filter((r) => r.purpose === 'DKIM');
+    // the customer points the selectors at the provider zone once; the provider serves the keys there
+    for (const r of dkim.filter((r) => r.type === 'CNAME')) {
+      assert.equal(r.zone, 'customer');
+      dns.setCname(r.name, r.value);
+    }
+    const provider = dkim.filter((r) => r.type === 'TXT');
+    assert.deepEqual(
+      provider.map((r) => [r.zone, r.name]),
+      [
+        ['provider', 'sluice1._domainkey.cname.example.dkim.provider.example'],
+        ['provider', 'sluice1-ed25519._domainkey.cname.example.dkim.provider.example'],
+      ],
+    );
+    const asked = dns.queries('sluice1._domainkey.cname.example');
+    await waitFor(
+      'two lookups through the CNAME',
+      () => dns.queries('sluice1._domainkey.cname.example') >= asked + 2,
+    );
+    assert.equal(
+      conditionOf(await domainOf(ns, 'customer'), 'DkimPublished')?.reason,
+      'NotPublished',
+      'the CNAMEs alone publish no key',
+    );
+    for (const r of provider) dns.setTxt(r.name, [r.value]);
+    dns.setTxt('cname.example', ['v=spf1 include:spf.relay.example.net ~all']);
+    dns.setTxt('_dmarc.cname.example', ['v=DMARC1; p=quarantine']);
+    const ready = await waitFor('Ready', async () => {
+      const d = await domainOf(ns, 'customer');
+      return conditionOf(d, 'Ready')?.status === 'True' ? d : undefined;
+    });
+    assert.equal(conditionOf(ready, 'DkimPublished')?.reason, 'Published');
+    assert.equal(ready.status?.signingSelector, 'sluice1');
+    const config = await waitFor('the keys in the relay config', async () => {
+      const c = await configOf(ns);
+      return c?.dkim.keys.length === 2 ? c : undefined;
+    });
+    const raw = await signAsRelay(ns, config, 'cname.example');
+    // the verifier looks up s._domainkey.cname.example and is answered through the CNAME
+    assert.deepEqual(await verified(raw), [
+      ['pass', 'sluice1'],
+      ['pass', 'sluice1-ed25519'],
+    ]);
   });
 
   it('refuses at admission what the schema can check', async () => {

@@ -2,9 +2,20 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { tracingOptionsFromEnv } from '@sluice/telemetry/tracing';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
+import type { SendingDomain } from '../api/types.ts';
+import type { KubeObject } from '../kube/client.ts';
+import { DKIM_KEY_LABEL, DKIM_KEY_LABEL_VALUE } from './dkim-keys.ts';
+import {
+  chooseDkimShardCount,
+  type DkimKeyFile,
+  dkimShardData,
+  dkimShardSet,
+  keyFileName,
+} from './dkim-shards.ts';
 import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';
 import { DEFAULT_RELAY_DEFAULTS, relayDefaultsFromEnv } from './relay-defaults.ts';
+import { policyDomains } from './sending-domains.ts';
 import {
   chooseShardCount,
   MAX_HASH_CHARS,
@@ -534,5 +545,133 @@ describe('network exposure', () => {
       () => networkSettingsFromEnv({ RELAY_NETWORK_POLICY: '{"operatorNamespace":"x"}' }),
       /RELAY_NETWORK_POLICY must hold operatorNamespace, operatorPodLabels and monitoringNamespaceSelector/,
     );
+  });
+});
+
+describe('DKIM keys reach the relays through the key shards, not the pod template', () => {
+  const pem = (n: number) =>
+    `-----BEGIN PRIVATE KEY-----\n${'A'.repeat(1600)}${n}\n-----END PRIVATE KEY-----\n`;
+  const b64 = (text: string) => Buffer.from(text).toString('base64');
+  function domain(name: string, fqdn: string, keys: Array<[string, 'Pending' | 'Active', boolean]>) {
+    const d = {
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'SendingDomain',
+      metadata: { name, namespace: 'prod', uid: `uid-${name}`, creationTimestamp: '2026-01-01T00:00:00Z' },
+      spec: { domain: fqdn, policyRef: { name: 'mail' } },
+      status: {
+        keys: keys.map(([selector, state, published]) => ({
+          selector,
+          state,
+          published,
+          algorithms: ['rsa-sha256'],
+          secretName: `${name}-dkim-${selector}`,
+          createdAt: '2026-01-01T00:00:00Z',
+        })),
+      },
+    } as unknown as SendingDomain;
+    const secrets = keys.map(([selector], i) => ({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name: `${name}-dkim-${selector}`,
+        namespace: 'prod',
+        labels: { [DKIM_KEY_LABEL]: DKIM_KEY_LABEL_VALUE },
+        ownerReferences: [
+          { apiVersion: 'sluice.dev/v1alpha1', kind: 'SendingDomain', name, uid: `uid-${name}` },
+        ],
+      },
+      data: { 'rsa-sha256.pem': b64(pem(i)) },
+    }));
+    return { d, secrets };
+  }
+
+  it('names each key file after its record; the config points into the one volume of the shard set', () => {
+    const a = domain('customer', 'customer.example', [
+      ['sluice1', 'Active', true],
+      ['sluice2', 'Pending', false],
+    ]);
+    const b = domain('second', 'second.example', [['sluice1', 'Pending', false]]);
+    const owned = {
+      list: () => [...a.secrets, ...b.secrets] as Array<KubeObject & { data?: Record<string, string> }>,
+    };
+    const out = policyDomains([a.d, b.d], owned, 'prod', 'mail');
+    // every key of the policy's domains is copied, the pending ones too: they reach the pods before the config names them
+    assert.deepEqual(
+      out.files.map((f) => f.file),
+      [
+        'sluice1._domainkey.customer.example.rsa-sha256.pem',
+        'sluice2._domainkey.customer.example.rsa-sha256.pem',
+        'sluice1._domainkey.second.example.rsa-sha256.pem',
+      ],
+    );
+    // only the active, published key signs
+    assert.deepEqual(
+      out.keys.map((k) => [k.domain, k.selector, k.privateKeyFile]),
+      [
+        [
+          'customer.example',
+          'sluice1',
+          '/etc/sluice/config/sluice1._domainkey.customer.example.rsa-sha256.pem',
+        ],
+      ],
+    );
+    const [shard] = dkimShardData(out.files, 1);
+    assert.equal(
+      shard?.['sluice1._domainkey.customer.example.rsa-sha256.pem'],
+      a.secrets[0]?.data['rsa-sha256.pem'],
+    );
+
+    const sts = statefulSet(policy, 'h', undefined, dkimShardSet(policy, 1));
+    // the key shards share the config's volume: config.yaml and the keys it names arrive in one swap
+    const volume = sts.spec?.template.spec?.volumes?.find((v) => v.name === 'config');
+    assert.deepEqual(volume?.projected?.sources, [
+      { configMap: { name: 'mail-relay-config' } },
+      { secret: { name: 'mail-relay-dkim-1-0' } },
+    ]);
+    assert.deepEqual(
+      sts.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'config'),
+      { name: 'config', mountPath: '/etc/sluice/config', readOnly: true },
+    );
+    // the same template with no SendingDomain at all: the first one rolls nothing either
+    assert.deepEqual(statefulSet(policy, 'h').spec?.template, sts.spec?.template);
+  });
+
+  it('gives a name that is no valid Secret key a hashed file name', () => {
+    const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(50)}.example`;
+    const name = keyFileName(long, 'sluice1', 'ed25519-sha256');
+    assert.match(name, /^[0-9a-f]{40}\.ed25519-sha256\.pem$/);
+    assert.equal(keyFileName(long, 'sluice1', 'ed25519-sha256'), name, 'stable');
+  });
+
+  it('sizes the set by key bytes, keeps a domain in one shard, and keeps the count while it fits', () => {
+    const files = (n: number): DkimKeyFile[] =>
+      Array.from({ length: n }, (_, i) => [
+        { domain: `d${i}.example`, file: `s._domainkey.d${i}.example.rsa-sha256.pem`, data: b64(pem(i)) },
+        {
+          domain: `d${i}.example`,
+          file: `s._domainkey.d${i}.example.ed25519-sha256.pem`,
+          data: b64('x'.repeat(120)),
+        },
+      ]).flat();
+    assert.equal(chooseDkimShardCount([], 0), 1, 'one shard exists before any key');
+    assert.equal(chooseDkimShardCount(files(100), 1), 1);
+    const thousands = files(5000);
+    const count = chooseDkimShardCount(thousands, 0);
+    assert.equal(count, 64);
+    const data = dkimShardData(thousands, count);
+    const largest = Math.max(
+      ...data.map((d) => Object.values(d).reduce((n, v) => n + (v.length * 3) / 4, 0)),
+    );
+    assert.ok(largest < SPLIT_BYTES, `largest shard ${largest} bytes`);
+    for (let i = 0; i < 50; i++) {
+      const holding = data.filter((d) =>
+        Object.keys(d).some((k) => k.endsWith(`.d${i}.example.rsa-sha256.pem`)),
+      );
+      assert.equal(holding.length, 1);
+      assert.ok(Object.keys(holding[0] ?? {}).includes(`s._domainkey.d${i}.example.ed25519-sha256.pem`));
+    }
+    // one more domain, or a few hundred fewer, keep the set (and so the mounts) as they are
+    assert.equal(chooseDkimShardCount(files(5001), count), count);
+    assert.equal(chooseDkimShardCount(files(4000), count), count);
   });
 });

@@ -4,7 +4,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { SendingDomain } from '../api/types.ts';
-import { MANAGED_BY } from './names.ts';
+import { MANAGED_BY, PATHS } from './names.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
 
@@ -19,8 +19,11 @@ export const ANNOTATIONS = {
   retiringSince: 'sluice.dev/dkim-retiring-since',
 } as const;
 
-/** Where the relay pods find the keys: one directory per key Secret. */
-export const DKIM_DIR = '/etc/sluice/dkim';
+/**
+ * Where the relay pods find the keys: beside config.yaml, in the same projected volume
+ * (workload.ts), so that a config naming a new key and the key arrive in one swap.
+ */
+export const DKIM_DIR = PATHS.configDir;
 
 /** The key of a Secret's data holding the private key of an algorithm. */
 export function keyFile(algorithm: DkimAlgorithm): string {

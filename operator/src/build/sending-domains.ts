@@ -1,17 +1,19 @@
 // What a RelayPolicy's SendingDomains add to its relays: the DKIM keys that sign (only
 // those DNS serves), the sending domains and their users for the header-From check, and
-// the key Secrets the pods mount. Pure over the caches.
+// the key files the policy's key shards carry to the pods (dkim-shards.ts). Pure over the
+// caches.
 import type { DkimKeyConfig, SendersConfig } from '@sluice/relay/config-schema';
 import type { SendingDomain } from '../api/types.ts';
 import type { KubeObject } from '../kube/client.ts';
 import {
-  DKIM_DIR,
+  ANNOTATIONS,
   DKIM_KEY_LABEL,
   DKIM_KEY_LABEL_VALUE,
   type DkimAlgorithm,
   keyFile,
   selectorFor,
 } from './dkim-keys.ts';
+import { type DkimKeyFile, keyFileName, keyFilePath } from './dkim-shards.ts';
 
 interface Lookup<T> {
   list(): T[];
@@ -68,22 +70,20 @@ export function keySecretsOf<T extends KubeObject>(domain: SendingDomain, owned:
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 }
 
-export interface DkimMount {
-  secretName: string;
-  items: Array<{ key: string; path: string }>;
-}
-
 export interface PolicyDomains {
   keys: DkimKeyConfig[];
   /** The RSA key of the policy's default-signer domain, once DNS serves it */
   defaultSigner?: DkimKeyConfig;
   senders: SendersConfig['domains'];
-  mounts: DkimMount[];
+  /**
+   * Every key of the domains, pending and retiring ones too: a key reaches the pods while
+   * DNS is still being published, before the config names it, and stays while a config
+   * the pods may still hold names it.
+   */
+  files: DkimKeyFile[];
 }
 
-export function keyPath(secretName: string, algorithm: DkimAlgorithm): string {
-  return `${DKIM_DIR}/${secretName}/${keyFile(algorithm)}`;
-}
+const ALGORITHMS: readonly DkimAlgorithm[] = ['rsa-sha256', 'ed25519-sha256'];
 
 export function policyDomains(
   all: readonly SendingDomain[],
@@ -93,17 +93,21 @@ export function policyDomains(
   /** Name of the SendingDomain whose key is the relays' default signer */
   defaultSigner?: string,
 ): PolicyDomains {
-  const out: PolicyDomains = { keys: [], senders: [], mounts: [] };
+  const out: PolicyDomains = { keys: [], senders: [], files: [] };
   for (const domain of domainsOfPolicy(all, namespace, policyName).domains) {
     const { spec } = domain;
     out.senders.push({ domain: spec.domain, ...(spec.users ? { users: [...spec.users] } : {}) });
     const secrets = keySecretsOf(domain, owned);
     for (const secret of secrets) {
-      const files = Object.keys(secret.data ?? {}).filter((k) => k.endsWith('.pem'));
-      out.mounts.push({
-        secretName: secret.metadata.name,
-        items: files.map((key) => ({ key, path: `${secret.metadata.name}/${key}` })),
-      });
+      const selector =
+        domain.status?.keys?.find((k) => k.secretName === secret.metadata.name)?.selector ??
+        (secret.metadata as { annotations?: Record<string, string> }).annotations?.[ANNOTATIONS.selector];
+      if (!selector) continue;
+      for (const algorithm of ALGORITHMS) {
+        const data = secret.data?.[keyFile(algorithm)];
+        if (data)
+          out.files.push({ domain: spec.domain, file: keyFileName(spec.domain, selector, algorithm), data });
+      }
     }
     // signs: the active key, once status says DNS serves it
     const signing = domain.status?.keys?.find((k) => k.state === 'Active' && k.published);
@@ -115,7 +119,7 @@ export function policyDomains(
         domain: spec.domain,
         selector: selectorFor(signing.selector, algorithm),
         algorithm,
-        privateKeyFile: keyPath(secret.metadata.name, algorithm),
+        privateKeyFile: keyFilePath(keyFileName(spec.domain, signing.selector, algorithm)),
       };
       out.keys.push(key);
       if (domain.metadata.name === defaultSigner && algorithm === 'rsa-sha256') out.defaultSigner = key;

@@ -16,7 +16,7 @@ import type {
 } from '@kubernetes/client-node';
 import { SessionGraceSchema } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
-import { DKIM_DIR } from './dkim-keys.ts';
+import { type DkimShardSet, dkimShardSet } from './dkim-shards.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
 import {
   DEFAULT_RELAY_DEFAULTS,
@@ -24,7 +24,6 @@ import {
   relayImageOf,
   type ServiceMonitorSettings,
 } from './relay-defaults.ts';
-import type { DkimMount } from './sending-domains.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
@@ -115,13 +114,27 @@ export function statefulSet(
   policy: RelayPolicy,
   configHash: string,
   users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
-  dkimKeys: readonly DkimMount[] = [],
+  dkimShards: DkimShardSet = dkimShardSet(policy, 1),
   defaults: RelayDefaults = DEFAULT_RELAY_DEFAULTS,
 ): V1StatefulSet {
   const { spec } = policy;
   const n = names(policy);
   const volumes: V1Volume[] = [
-    { name: 'config', configMap: { name: n.configMap } },
+    // the config and the policy's DKIM key shards in one volume: kubelet writes all of a
+    // projected volume's sources in one atomic swap, and the operator writes the keys
+    // before the config that names them, so the two arrive together (in separate volumes
+    // the config could come first, and the relay would refuse it for want of the key file);
+    // a key added, rotated or removed changes Secret data only,
+    // never this list (a key is in the config only once DNS serves it)
+    {
+      name: 'config',
+      projected: {
+        sources: [
+          { configMap: { name: n.configMap } },
+          ...dkimShards.names.map((name) => ({ secret: { name } })),
+        ],
+      },
+    },
     {
       name: 'users',
       projected: {
@@ -152,16 +165,6 @@ export function statefulSet(
   if (spec.tlsSecretName) {
     volumes.push({ name: 'tls', secret: { secretName: spec.tlsSecretName } });
     mounts.push({ name: 'tls', mountPath: PATHS.tlsDir, readOnly: true });
-  }
-  // the SendingDomains' key Secrets, one directory each; a key is in the config only once DNS serves it
-  if (dkimKeys.length > 0) {
-    volumes.push({
-      name: 'dkim',
-      projected: {
-        sources: dkimKeys.map((m) => ({ secret: { name: m.secretName, items: m.items } })),
-      },
-    });
-    mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
   }
   const trustedCa = spec.delivery.trustedCa;
   if (trustedCa) {

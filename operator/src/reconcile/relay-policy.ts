@@ -44,6 +44,7 @@ import { OPERATOR_VERSION } from '../version.ts';
 import { ApplySteps, type ReconcileLogger } from './apply-steps.ts';
 import { findCondition, type LiveCondition } from './conditions.ts';
 import { QUEUED_MAIL_FINALIZER, type QueueSource } from './deletion.ts';
+import { cleanupDkimShards, writeDkimShards } from './dkim-shards.ts';
 import type { HashPool } from './hash-pool.ts';
 import { finalizersOf, finishDeletion, setFinalizers } from './policy-finalizer.ts';
 import {
@@ -211,6 +212,10 @@ export class RelayPolicyReconciler {
     );
     steps.changed += shards.changed;
     const built = shards.evaluated;
+    // the key shards are written before the config that names their files
+    const dkimShards = await writeDkimShards(policy, domains.files, this.#o.owned, (desired, live) =>
+      apply(desired, live),
+    );
 
     let sts: StatefulSetObject | undefined;
     if (config) {
@@ -223,7 +228,7 @@ export class RelayPolicyReconciler {
           policy,
           restartHash(config, secrets.tlsVersion),
           shards.set,
-          domains.mounts,
+          dkimShards,
           defaults,
         ) as KubeObject,
         this.#o.log,
@@ -247,6 +252,9 @@ export class RelayPolicyReconciler {
     sts ??= await client.get<StatefulSetObject>('apps/v1', 'StatefulSet', namespace, n.statefulSet);
 
     steps.changed += await this.#shards.cleanup(policy, shards.set, rolledOut(sts));
+    await cleanupDkimShards(policy, dkimShards, this.#o.owned, rolledOut(sts), (name) =>
+      steps.deleteOwned('v1', 'Secret', name),
+    );
 
     const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;

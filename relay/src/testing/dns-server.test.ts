@@ -87,6 +87,17 @@ describe('startDnsServer', () => {
     assert.equal(await code(resolver.resolve4('gone.example')), 'ENOTFOUND');
   });
 
+  it('answers through a CNAME as a recursive resolver does: the chain, then the records at its end', async () => {
+    dns.setCname('sel._domainkey.shop.example', 'sel._domainkey.shop.example.dkim.provider.example');
+    dns.setTxt('sel._domainkey.shop.example.dkim.provider.example', ['v=DKIM1; p=abc']);
+    assert.deepEqual(await resolver.resolveTxt('sel._domainkey.shop.example'), [['v=DKIM1; p=abc']]);
+    assert.deepEqual(await resolver.resolveCname('sel._domainkey.shop.example'), [
+      'sel._domainkey.shop.example.dkim.provider.example',
+    ]);
+    dns.setCname('dangling.shop.example', 'nowhere.provider.example');
+    assert.equal(await code(resolver.resolveTxt('dangling.shop.example')), 'ENOTFOUND');
+  });
+
   it('refuses a record that is not an address', () => {
     assert.throws(() => dns.setA('bad.example', ['not-an-ip']), TypeError);
   });

@@ -25,6 +25,11 @@ export interface TestDnsServer {
   setMx(name: string, exchanges: ReadonlyArray<{ exchange: string; priority: number }>, ttl?: number): void;
   /** TXT records of a name, each one string (split into 255-byte character-strings on the wire). */
   setTxt(name: string, records: readonly string[], ttl?: number): void;
+  /**
+   * A CNAME: questions of any type for `name` are answered as a recursive resolver does,
+   * with the CNAME and then the target's records (followed while the target is served here).
+   */
+  setCname(name: string, target: string, ttl?: number): void;
   setBehaviour(name: string, behaviour: DnsBehaviour): void;
   /** Forgets the records and behaviour of a name, which then answers NXDOMAIN. */
   remove(name: string): void;
@@ -49,6 +54,7 @@ interface NameEntry {
   aaaa?: Rrset<string>;
   mx?: Rrset<{ exchange: string; preference: number }>;
   txt?: Rrset<Buffer[]>;
+  cname?: { target: string; ttl: number };
   behaviour?: DnsBehaviour;
 }
 
@@ -108,6 +114,10 @@ class DnsServer implements TestDnsServer {
       return parts.length ? parts : [Buffer.alloc(0)];
     };
     this.#entry(name).txt = { data: records.map(split), ttl };
+  }
+
+  setCname(name: string, target: string, ttl = 300): void {
+    this.#entry(name).cname = { target: normalise(target), ttl };
   }
 
   setBehaviour(name: string, behaviour: DnsBehaviour): void {
@@ -186,12 +196,38 @@ class DnsServer implements TestDnsServer {
   ): { rcode: number; answers: Answer[]; authorities: Answer[] } {
     if (entry?.behaviour === 'servfail') return { rcode: RCODE_SERVFAIL, answers: [], authorities: [] };
     if (entry?.behaviour === 'refused') return { rcode: RCODE_REFUSED, answers: [], authorities: [] };
+    if (entry?.cname && question.type !== 'CNAME') return this.#chase(question, entry.cname);
     const answers = entry === undefined ? [] : answersFor(question, entry);
     if (answers.length > 0) return { rcode: RCODE_NOERROR, answers, authorities: [] };
     // NXDOMAIN for unknown names, NODATA for known names without records of this type; both
     // carry the SOA from which a resolver takes the negative-caching TTL (RFC 2308).
     const rcode = entry === undefined || isEmpty(entry) ? RCODE_NXDOMAIN : RCODE_NOERROR;
     return { rcode, answers: [], authorities: [soaFor(question.name)] };
+  }
+
+  /** The CNAME chain from a name (at most 8 links, as resolvers bound it) and the end's records. */
+  #chase(
+    question: Question,
+    first: { target: string; ttl: number },
+  ): { rcode: number; answers: Answer[]; authorities: Answer[] } {
+    const answers: Answer[] = [];
+    let name = question.name;
+    let link: { target: string; ttl: number } | undefined = first;
+    let end: NameEntry | undefined;
+    for (let hops = 0; link && hops < 8; hops++) {
+      answers.push({ type: 'CNAME', name, ttl: link.ttl, data: link.target });
+      name = link.target;
+      end = this.#names.get(name);
+      if (end?.behaviour === 'servfail' || end?.behaviour === 'refused' || end?.behaviour === 'drop')
+        return { rcode: RCODE_SERVFAIL, answers: [], authorities: [] };
+      link = end?.cname;
+    }
+    const records = end && !link ? answersFor({ ...question, name }, end) : [];
+    if (records.length > 0)
+      return { rcode: RCODE_NOERROR, answers: [...answers, ...records], authorities: [] };
+    // the chain and the end's NXDOMAIN or NODATA (RFC 6604: the rcode is the last name's)
+    const rcode = end === undefined || isEmpty(end) ? RCODE_NXDOMAIN : RCODE_NOERROR;
+    return { rcode, answers, authorities: [soaFor(name)] };
   }
 }
 
@@ -206,6 +242,8 @@ function answersFor(question: Question, entry: NameEntry): Answer[] {
       return (entry.mx?.data ?? []).map((data) => ({ type: 'MX', name, ttl: entry.mx?.ttl, data }));
     case 'TXT':
       return (entry.txt?.data ?? []).map((data) => ({ type: 'TXT', name, ttl: entry.txt?.ttl, data }));
+    case 'CNAME':
+      return entry.cname ? [{ type: 'CNAME', name, ttl: entry.cname.ttl, data: entry.cname.target }] : [];
     default:
       return [];
   }
@@ -213,7 +251,11 @@ function answersFor(question: Question, entry: NameEntry): Answer[] {
 
 function isEmpty(entry: NameEntry): boolean {
   return (
-    !entry.a?.data.length && !entry.aaaa?.data.length && !entry.mx?.data.length && !entry.txt?.data.length
+    !entry.a?.data.length &&
+    !entry.aaaa?.data.length &&
+    !entry.mx?.data.length &&
+    !entry.txt?.data.length &&
+    !entry.cname
   );
 }
 
