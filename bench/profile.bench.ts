@@ -39,11 +39,52 @@ function frameName(node: ProfileNode): string {
   return `${functionName || '(anonymous)'} ${file ? `${file.replace(/^.*node_modules\//, '')}:${lineNumber + 1}` : ''}`.trim();
 }
 
+/**
+ * Parts of the relay's work, for the per-message table: a sample goes to the first part
+ * one of its frames belongs to, from the running frame outwards (so a socket write made by
+ * delivery counts as delivery, and a log line written during DATA as logging).
+ */
+const PARTS: ReadonlyArray<[string, RegExp]> = [
+  ['garbage collection', /^\(garbage collector\)/],
+  [
+    'logging (pino, redaction, escaping)',
+    /node_modules\/(pino|@pinojs|fast-redact|sonic-boom)\/|observability\/logger/,
+  ],
+  ['metrics (prom-client)', /node_modules\/prom-client\//],
+  ['tracing (spans, no exporter)', /@opentelemetry|observability\/spans|smtp\/session-trace/],
+  [
+    'rate limits and other shared state (Redis)',
+    /node_modules\/(ioredis|redis-parser|denque)\/|relay\/src\/state\/|policy\/shared-checks/,
+  ],
+  ['usage counters', /relay\/src\/usage\//],
+  ['attachment scan (MIME)', /relay\/src\/mime\/|node_modules\/(mailsplit|libmime)\//],
+  ['DKIM signer (without a key: the header From)', /relay\/src\/dkim\//],
+  ['spool write, fsync, rename', /relay\/src\/spool\//],
+  ['delivery (queue, spool read, nodemailer)', /relay\/src\/(delivery|queue)\/|node_modules\/nodemailer\//],
+  [
+    'receiving (SMTP session, DATA stream, checks)',
+    /relay\/src\/(smtp|policy|auth|dnsbl)\/|node_modules\/smtp-server\//,
+  ],
+];
+const SUPPRESSION_PART = 'suppression list (a Redis call per RCPT)';
+const OTHER_PART = 'other (Node streams and sockets, timers, V8)';
+
+function partOf(stack: readonly ProfileNode[]): string {
+  // the suppression check's Redis call is its own, not the rate limits'
+  if (stack.some((frame) => frame.callFrame.url.includes('relay/src/suppression/'))) return SUPPRESSION_PART;
+  for (const frame of stack) {
+    const text = `${frame.callFrame.functionName} ${frame.callFrame.url}`;
+    for (const [part, pattern] of PARTS) if (pattern.test(text)) return part;
+  }
+  return OTHER_PART;
+}
+
 /** Ranks the samples taken between from and to (µs on the monotonic clock V8 and process.hrtime share). */
 function analyse(profile: CpuProfile, from: number, to: number) {
   const self = new Map<string, number>();
   const selfByOwner = new Map<string, number>();
   const inclusive = new Map<string, number>();
+  const parts = new Map<string, number>();
   let total = 0;
   let idle = 0;
   for (const { node, ms: dt, stack } of samplesIn(profile, from, to)) {
@@ -56,6 +97,8 @@ function analyse(profile: CpuProfile, from: number, to: number) {
     self.set(name, (self.get(name) ?? 0) + dt);
     const o = owner(node.callFrame.url, node.callFrame.functionName);
     selfByOwner.set(o, (selfByOwner.get(o) ?? 0) + dt);
+    const part = partOf(stack);
+    parts.set(part, (parts.get(part) ?? 0) + dt);
     // recursion counts once per sample
     for (const n of new Set(stack.map(frameName))) inclusive.set(n, (inclusive.get(n) ?? 0) + dt);
   }
@@ -67,6 +110,7 @@ function analyse(profile: CpuProfile, from: number, to: number) {
     self: top(self, 25),
     owners: top(selfByOwner, 20),
     inclusive: top(inclusive, 30),
+    parts: top(parts, PARTS.length + 2),
   };
 }
 
@@ -126,6 +170,15 @@ const report = [
   `\`node --cpu-prof\` of \`relay/src/main.ts\` (Redis state, DNSBL warm, attachment scan, group commit, fsync on, delivery to the sink) while ${result.accepted.length} messages of ${SIZE_LABEL} with 3 recipients were sent over ${QUICK ? 4 : 20} connections with pipelining (${result.msgsPerSecond.toFixed(0)} msgs/s, p50 ${lat.p50.toFixed(1)} ms, p99 ${lat.p99.toFixed(1)} ms, ${missing.length} missing at the sink). ${windowed ? 'Only the samples from the start of the measured load until the last message reached the sink are counted (start-up, warm-up and shutdown are left out).' : 'The whole process life is counted (the profile clock did not line up with the load window).'} The flame graph is [\`${flameFile}\`](${flameFile}); the profile itself is \`bench/results/sluice-${NAME}.cpuprofile\` (git-ignored; open it in Chrome DevTools or speedscope).`,
   '',
   `Profiled ${(a.total / 1000).toFixed(1)} s, of which the main thread was busy ${(a.busy / 1000).toFixed(1)} s (${((100 * a.busy) / a.total).toFixed(0)} %); that is ${(a.busy / Math.max(1, result.accepted.length)).toFixed(2)} ms of main-thread CPU per message. Percentages below are of the busy time.`,
+  '',
+  '## Main-thread time per message by part of the work',
+  '',
+  '| part | µs per message | share |',
+  '| --- | --- | --- |',
+  ...a.parts.map(
+    ([part, ms]) =>
+      `| ${part} | ${((1000 * ms) / Math.max(1, result.accepted.length)).toFixed(0)} | ${pct(ms)} |`,
+  ),
   '',
   '## Self time by package or part of Sluice',
   '',

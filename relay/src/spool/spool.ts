@@ -156,8 +156,9 @@ export class Spool {
 
 /**
  * Streams one message body into the spool; commit() makes it durable, abort() removes it.
- * A message of up to SMALL_WRITE_BYTES is collected and written with one call at the end;
- * a larger one is written as it arrives, SMALL_WRITE_BYTES at a time (files.ts).
+ * A message of up to SMALL_WRITE_BYTES is collected and written with its envelope in one
+ * call at commit(); a larger one is written as it arrives, SMALL_WRITE_BYTES at a time
+ * (files.ts), and its last piece goes with the envelope.
  */
 export class SpoolWriter extends Writable {
   readonly queueId: string;
@@ -221,13 +222,10 @@ export class SpoolWriter extends Writable {
     );
   }
 
+  // What is still pending (all of a small message) is written by commit() with the envelope
+  // in one call, and never by a message that is refused: one write per message, not two.
   override _final(callback: (error?: Error | null) => void): void {
-    try {
-      writeAllSync(this.#fd, this.#takePending());
-      callback();
-    } catch (err: unknown) {
-      callback(err as Error);
-    }
+    callback();
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
@@ -262,7 +260,7 @@ export class SpoolWriter extends Writable {
       if (!this.writableFinished) await finished(this);
       // the spool knows how long the message is: readers stop there, before the envelope
       committed = { ...envelope, size: this.bytes };
-      writeAllSync(this.#fd, [envelopeTrailer(committed)]);
+      writeAllSync(this.#fd, [...this.#takePending(), envelopeTrailer(committed)]);
       if (this.#fsync) await fsyncFd(this.#fd);
       this.#close();
       renameSync(this.#tmpBody, bodyPath);

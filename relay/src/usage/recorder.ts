@@ -67,6 +67,7 @@ export class UsageRecorder implements UsageEvents {
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
   #closed = false;
+  readonly #lastBucket: Partial<Record<UsagePeriod, { start: number; name: string }>> = {};
 
   constructor(options: UsageRecorderOptions) {
     this.#store = options.store;
@@ -131,11 +132,20 @@ export class UsageRecorder implements UsageEvents {
     await this.flush();
   }
 
+  /** bucketName, made once per bucket rather than twice per event (a Date and an ISO string each). */
+  #bucketName(period: UsagePeriod, start: number): string {
+    const last = this.#lastBucket[period];
+    if (last?.start === start) return last.name;
+    const name = bucketName(period, start);
+    this.#lastBucket[period] = { start, name };
+    return name;
+  }
+
   #add(user: string, counts: ReadonlyArray<[string, number]>, distinct?: string): void {
     const now = this.#now();
     for (const period of PERIODS) {
       const start = bucketStart(now, period);
-      const bucket = bucketName(period, start);
+      const bucket = this.#bucketName(period, start);
       const key = `${bucket}\u0000${user}`;
       let entry = this.#pending.get(key);
       if (!entry) {
