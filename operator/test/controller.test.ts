@@ -577,6 +577,85 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     assert.equal(op.metrics.errors, 0);
   });
 
+  it('keeps the internal secrets it made while their Secret is refused, so no password is hashed again', async () => {
+    const ns = await namespace('internal-refused');
+    // an admission policy refuses the policy's internal Secret until the test lifts it
+    await admin.create({
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: 'no-internal-secret' },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [
+            {
+              apiGroups: [''],
+              apiVersions: ['v1'],
+              operations: ['CREATE', 'UPDATE'],
+              resources: ['secrets'],
+            },
+          ],
+        },
+        validations: [
+          { expression: "object.metadata.name != 'mail-relay-internal'", message: 'refused for the test' },
+        ],
+      },
+    } as KubeObject);
+    const binding = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: 'no-internal-secret' },
+      spec: {
+        policyName: 'no-internal-secret',
+        validationActions: ['Deny'],
+        matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } } },
+      },
+    };
+    await admin.create(binding as KubeObject);
+    await waitFor('the admission policy to refuse the internal Secret', async () => {
+      try {
+        await admin.create({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'mail-relay-internal', namespace: ns },
+        });
+        await admin.delete('v1', 'Secret', ns, 'mail-relay-internal');
+        return false;
+      } catch {
+        return true;
+      }
+    });
+
+    const hashedBefore = op.metrics.hashed;
+    await passwordSecret(ns, 'alice-pw', 'refused-pw-1');
+    await policy(ns, { replicas: 1 });
+    await user(ns, 'alice', 'alice-pw');
+    const hashOf = async () => (await usersFile(ns)).find((u) => u.username === 'alice')?.passwordHash;
+    const first = await waitFor("alice's hash in the users shard", hashOf);
+    const degraded = await waitFor('Degraded naming the internal Secret', async () => {
+      const c = condition((await policyOf(ns))?.status?.conditions as Condition[], 'Degraded');
+      return c?.status === 'True' && /mail-relay-internal/.test(c.message) ? c : undefined;
+    });
+    assert.match(degraded.message, /refused for the test/);
+    // many retries while the Secret is refused: the same fingerprint key, so no new hash
+    const start = op.metrics.successes + op.metrics.errors;
+    await waitFor('20 more reconciles', () => op.metrics.successes + op.metrics.errors >= start + 20);
+    assert.equal(await hashOf(), first, 'the users shard keeps the first hash');
+
+    await admin.delete(
+      'admissionregistration.k8s.io/v1',
+      'ValidatingAdmissionPolicyBinding',
+      '',
+      'no-internal-secret',
+    );
+    await waitFor('the internal Secret written', () => admin.get('v1', 'Secret', ns, 'mail-relay-internal'));
+    const settled = op.metrics.successes + 10;
+    await waitFor('10 more reconciles', () => op.metrics.successes >= settled);
+    assert.equal(await hashOf(), first, 'nor once the Secret holds the key it was made with');
+    // alice's password and the hand-off password, once each
+    assert.equal(op.metrics.hashed - hashedBefore, 2);
+  });
+
   it('keeps a second operator on standby until the first releases the lease', async () => {
     const b = startOperator(cp, 'operator-b');
     try {

@@ -111,6 +111,12 @@ export class RelayPolicyReconciler {
   readonly #shards: UserShards;
   readonly #now: () => number;
   readonly #random: () => string;
+  /**
+   * Internal secrets made for a policy whose internal Secret has not been seen to hold
+   * them yet (by policy uid): a retry after a failed write uses the same ones, so the
+   * plain passwords are not hashed again under a new fingerprint key.
+   */
+  readonly #unsaved = new Map<string, Record<string, string>>();
   #serviceMonitors: Promise<boolean> | undefined;
 
   constructor(options: RelayPolicyReconcilerOptions) {
@@ -152,6 +158,7 @@ export class RelayPolicyReconciler {
     if (!cached || cached.metadata.deletionTimestamp) {
       this.#o.usage?.forget(key);
       if (cached?.metadata.uid) this.#shards.forget(cached.metadata.uid, key);
+      if (cached?.metadata.uid) this.#unsaved.delete(cached.metadata.uid);
       await this.#userStatus.update(
         users.map((user) => ({ user, outcome: policyNotFound(name, namespace) })),
       );
@@ -193,9 +200,20 @@ export class RelayPolicyReconciler {
 
     // the internal secrets are generated once and kept
     const liveInternal = await client.get<SecretObject>('v1', 'Secret', namespace, n.internalSecret);
-    const handoffPassword = secretValue(liveInternal, 'handoff-password') || this.#random();
-    const adminToken = secretValue(liveInternal, 'admin-token') || this.#random();
-    const fingerprintKey = secretValue(liveInternal, FINGERPRINT_KEY) || this.#random();
+    const uid = policy.metadata.uid ?? key;
+    const unsaved = this.#unsaved.get(uid) ?? {};
+    const internal = (name: string) => {
+      const live = secretValue(liveInternal, name);
+      if (live) return live;
+      unsaved[name] ??= this.#random();
+      return unsaved[name];
+    };
+    const handoffPassword = internal('handoff-password');
+    const adminToken = internal('admin-token');
+    const fingerprintKey = internal(FINGERPRINT_KEY);
+    // kept until a later reconcile reads them back from the Secret
+    if (Object.keys(unsaved).length > 0) this.#unsaved.set(uid, unsaved);
+    else this.#unsaved.delete(uid);
 
     // each owned object is applied on its own (see apply-steps.ts)
     const steps = new ApplySteps(client, policy, this.#o.log);

@@ -138,7 +138,7 @@ describe('OTLP export from the relay process', () => {
       buffer = parts.pop() ?? '';
       for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
     });
-    await waitFor(() => lines.some((l) => l.event === 'started'), 'relay started', 15_000);
+    await waitFor(() => lines.some((l) => l.event === 'started'), 'relay started', 60_000);
   });
   after(async () => {
     if (child.exitCode === null) child.kill('SIGKILL');
