@@ -18,10 +18,17 @@ declare -A checks=(
   [python3-dkim]='/usr/bin/python3 -c "import dkim"'
   # dkimpy verifies Ed25519 signatures (RFC 8463) with PyNaCl
   [python3-nacl]='/usr/bin/python3 -c "import nacl"'
+  # the node tier (e2e/src/node): the kubelet's and kube-proxy's packet filter, OCI
+  # images without a Docker engine, and root filesystems from Debian packages
+  [iptables]='command -v iptables'
+  [nftables]='command -v nft'
+  [umoci]='command -v umoci'
+  [mmdebstrap]='command -v mmdebstrap'
 )
 
 missing=()
-for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl; do
+for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl \
+  iptables nftables umoci mmdebstrap; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
 ((${#missing[@]})) || exit 0
