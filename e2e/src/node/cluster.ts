@@ -252,6 +252,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
 
     const proxyKubeconfig = await kubeconfig('system:kube-proxy');
     const proxyConfig = join(dir, 'kube-proxy-config.json');
+    const proxyHealthz = await freePort();
     await writeFile(
       proxyConfig,
       JSON.stringify({
@@ -262,8 +263,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
         hostnameOverride: NODE_NAME,
         bindAddress: nodeIp,
         clusterCIDR: podSubnet,
-        healthzBindAddress: '127.0.0.1:0',
-        metricsBindAddress: '127.0.0.1:0',
+        healthzBindAddress: `127.0.0.1:${proxyHealthz}`,
+        metricsBindAddress: `127.0.0.1:${await freePort()}`,
         nodePortAddresses: [`${nodeIp}/32`],
         // Leave the machine's conntrack sysctls alone.
         conntrack: { maxPerCore: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
@@ -273,7 +274,14 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       for (const family of ['ip', 'ip6'])
         await sh('nft', ['delete', 'table', family, 'kube-proxy']).catch(() => undefined);
     });
-    processes.push(startProcess('kube-proxy', bins['kube-proxy'], dir, [`--config=${proxyConfig}`]));
+    const proxy = startProcess('kube-proxy', bins['kube-proxy'], dir, [`--config=${proxyConfig}`]);
+    processes.push(proxy);
+    // 200 once its rules are programmed.
+    await proxy.waitUntil(
+      async () => (await fetch(`http://127.0.0.1:${proxyHealthz}/healthz`)).ok,
+      60_000,
+      'kube-proxy /healthz',
+    );
     mark('kube-proxy');
 
     let stopped: Promise<void> | undefined;

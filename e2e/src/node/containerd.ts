@@ -94,6 +94,9 @@ export async function startContainerd(o: ContainerdOptions): Promise<Containerd>
             ipam: {
               type: 'host-local',
               ranges: [[{ subnet: o.podSubnet, gateway: o.gateway }]],
+              // Service ClusterIPs are off the pod subnet: without a default route a pod
+              // cannot even send to them for kube-proxy to rewrite.
+              routes: [{ dst: '0.0.0.0/0' }],
               dataDir: join(root, 'ipam'),
             },
           },
