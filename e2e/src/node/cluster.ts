@@ -42,6 +42,11 @@ export interface NodeCluster {
   dir: string;
   containerd: Containerd;
   bins: NodeBinaries;
+  /**
+   * Another address of the host on the pod bridge (10.244.<n>.<200+k>): a client outside
+   * the pod network with a source address of its own. Removed with the bridge.
+   */
+  addClientAddress(k: number): Promise<string>;
   /** Builds an OCI image with umoci and imports it into the node's containerd. */
   loadImage(spec: ImageSpec): Promise<void>;
   /** Milliseconds from the start until the node was Ready, per step. */
@@ -296,6 +301,11 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       containerd,
       bins,
       loadImage,
+      async addClientAddress(k: number) {
+        const address = podSubnet.replace(/0\/24$/, String(200 + k));
+        await sh('ip', ['addr', 'add', `${address}/32`, 'dev', bridge]);
+        return address;
+      },
       timings,
       stop() {
         stopped ??= stopAll();

@@ -93,7 +93,17 @@ export async function startContainerd(o: ContainerdOptions): Promise<Containerd>
             hairpinMode: true,
             ipam: {
               type: 'host-local',
-              ranges: [[{ subnet: o.podSubnet, gateway: o.gateway }]],
+              // .200 and up are left for client addresses the tests add to the bridge.
+              ranges: [
+                [
+                  {
+                    subnet: o.podSubnet,
+                    gateway: o.gateway,
+                    rangeStart: o.podSubnet.replace(/0\/24$/, '2'),
+                    rangeEnd: o.podSubnet.replace(/0\/24$/, '199'),
+                  },
+                ],
+              ],
               // Service ClusterIPs are off the pod subnet: without a default route a pod
               // cannot even send to them for kube-proxy to rewrite.
               routes: [{ dst: '0.0.0.0/0' }],

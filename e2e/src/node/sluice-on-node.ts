@@ -51,3 +51,91 @@ export async function installSluice(cluster: NodeCluster, options: InstallOption
     { kubeconfig: cluster.cp.kubeconfigPath, dir: join(cluster.dir, 'helm-home') },
   );
 }
+
+export const NAMESPACE = 'mail';
+export const POLICY = 'relay';
+
+export const USERS = [
+  { name: 'alice', username: 'alice@example.com', password: 'alice-password-1' },
+  { name: 'bob', username: 'bob@example.com', password: 'bob-password-1' },
+];
+
+/** Password Secrets, SmtpUsers and a RelayPolicy (two replicas, the relay image) as a kubectl list. */
+export function relayResources(spec: Record<string, unknown> = {}): string {
+  const items: object[] = [];
+  for (const user of USERS) {
+    items.push(
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: `${user.name}-password`, namespace: NAMESPACE },
+        stringData: { password: user.password },
+      },
+      {
+        apiVersion: 'sluice.dev/v1alpha1',
+        kind: 'SmtpUser',
+        metadata: { name: user.name, namespace: NAMESPACE },
+        spec: {
+          username: user.username,
+          policyRef: { name: POLICY },
+          passwordSecretRef: { name: `${user.name}-password`, key: 'password' },
+        },
+      },
+    );
+  }
+  items.push({
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'RelayPolicy',
+    metadata: { name: POLICY, namespace: NAMESPACE },
+    spec: {
+      replicas: 2,
+      image: RELAY_IMAGE,
+      imagePullPolicy: 'Never',
+      hostname: 'relay.node.test',
+      listeners: [{ name: 'submission', port: 587, tls: 'starttls' }],
+      service: { type: 'ClusterIP' },
+      drainDeadlineSeconds: 2,
+      ...spec,
+    },
+  });
+  return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
+}
+
+/** Polls the RelayPolicy until Ready=True; fails after the deadline with its status, pods and events. */
+export async function waitPolicyReady(cluster: NodeCluster, timeoutMs = 180_000): Promise<PolicyStatus> {
+  const get = async () => {
+    const { stdout } = await cluster.cp.kubectl([
+      'get',
+      'relaypolicy',
+      POLICY,
+      '-n',
+      NAMESPACE,
+      '-o',
+      'json',
+    ]);
+    return (JSON.parse(stdout) as { status?: PolicyStatus }).status ?? {};
+  };
+  const deadline = Date.now() + timeoutMs;
+  let status = await get();
+  while (!status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) {
+    if (Date.now() > deadline) {
+      const pods = await cluster.cp.kubectl(['get', 'pods,pvc', '-n', NAMESPACE, '-o', 'wide']);
+      const events = await cluster.cp.kubectl(['get', 'events', '-n', NAMESPACE]);
+      const logs = await cluster.cp
+        .kubectl(['logs', '-n', RELEASE_NAMESPACE, `deployment/${RELEASE}-operator`, '--tail=30'])
+        .catch((e: unknown) => ({ stdout: String(e) }));
+      throw new Error(
+        `policy not Ready: ${JSON.stringify(status)}\n${pods.stdout}\n${events.stdout}\n${logs.stdout}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    status = await get();
+  }
+  return status;
+}
+
+export interface PolicyStatus {
+  readyReplicas?: number;
+  userCount?: number;
+  conditions?: { type: string; status: string; reason: string; message: string }[];
+}
