@@ -84,11 +84,13 @@ test: check test-deps controlplane promtool test-unit test-fuzz test-e2e ## Ever
 bench: install controlplane ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix, the operator at scale; reports go to bench/results/
 	node bench/accept.bench.ts
 	node bench/shared-state.bench.ts
+	node bench/reputation.bench.ts
 	node bench/compare.bench.ts
 	node bench/profile.bench.ts
 	node bench/profile.bench.ts --medium
 	node bench/syscalls.bench.ts
 	node bench/adversarial.bench.ts
+	node bench/backlog.bench.ts
 	node bench/operator-scale.bench.ts
 
 clean: ## Remove the local spool and generated state

@@ -112,8 +112,8 @@ async function metrics(op: Operator): Promise<Map<string, number>> {
 
 const writesOf = (m: Map<string, number>) => m.get('sluice_operator_kube_writes_total') ?? 0;
 const hashesOf = (m: Map<string, number>) => m.get('sluice_operator_password_hashes_total') ?? 0;
-const rssOf = (m: Map<string, number>) => m.get('sluice_operator_process_resident_memory_bytes') ?? 0;
-const heapOf = (m: Map<string, number>) => m.get('sluice_operator_nodejs_heap_size_used_bytes') ?? 0;
+const rssOf = (m: Map<string, number>) => m.get('process_resident_memory_bytes') ?? 0;
+const heapOf = (m: Map<string, number>) => m.get('nodejs_heap_size_used_bytes') ?? 0;
 
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500) {
   const deadline = Date.now() + timeoutMs;

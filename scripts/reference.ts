@@ -56,7 +56,7 @@ function errorsPage(): string {
 
 function relayMetricsPage(): string {
   return generatedPage('Relay metrics', "the relay's metric registry", [
-    "Every metric a relay exposes on its admin server's `/metrics`, besides prom-client's process metrics (`sluice_process_*`, `sluice_nodejs_*`). A test compares this table with a real relay's `/metrics` after real traffic.",
+    "Every metric a relay exposes on its admin server's `/metrics`, besides prom-client's process metrics under their standard names (`process_*`, `nodejs_*`). A test compares this table with a real relay's `/metrics` after real traffic.",
     metricsTable(metricDocs(relayMetricsRegistry())),
   ]);
 }

@@ -18,6 +18,9 @@ declare -A checks=(
   [python3-dkim]='/usr/bin/python3 -c "import dkim"'
   # dkimpy verifies Ed25519 signatures (RFC 8463) with PyNaCl
   [python3-nacl]='/usr/bin/python3 -c "import nacl"'
+  # DANE tests: a validating resolver, and the tools that sign its test zone
+  [unbound]='command -v unbound'
+  [ldnsutils]='command -v ldns-signzone'
   # the node tier (e2e/src/node): the kubelet's and kube-proxy's packet filter, OCI
   # images without a Docker engine, and root filesystems from Debian packages
   [iptables]='command -v iptables'
@@ -27,7 +30,7 @@ declare -A checks=(
 )
 
 missing=()
-for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl \
+for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl unbound ldnsutils \
   iptables nftables umoci mmdebstrap; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
@@ -47,6 +50,9 @@ apt-get update -qq
 # Debian's package may start a system redis on :6379; the tests need none of it.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
 if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+# likewise a system unbound on :53; the DANE tests start their own on a free port
+if command -v systemctl >/dev/null 2>&1; then systemctl stop unbound >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null 2>&1; then service unbound stop >/dev/null 2>&1 || true; fi
 for pkg in "${missing[@]}"; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || { echo "test-deps: $pkg is still missing after apt-get install" >&2; exit 1; }
 done

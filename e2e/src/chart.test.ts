@@ -74,9 +74,15 @@ interface RuleFile {
   }>;
 }
 
-/** Metric names an expression uses (every sluice_ identifier). */
+/** Metric names an expression uses (every sluice_ identifier and prom-client's process metrics). */
 function metricNames(expr: string): string[] {
-  return [...expr.matchAll(/\bsluice_[a-z0-9_]+/g)].map((m) => m[0]);
+  return [...expr.matchAll(/\b(sluice|process|nodejs)_[a-z0-9_]+/g)].map((m) => m[0]);
+}
+
+/** docs/runbooks/<alert in kebab case>.md, as the alerts' runbook_url names it on GitHub. */
+const RUNBOOK_BASE = 'https://github.com/sluice-dev/sluice/blob/main/docs/runbooks/';
+function runbookFile(alert: string): string {
+  return `${alert.replace(/(?<!^)([A-Z])/g, '-$1').toLowerCase()}.md`;
 }
 
 describe('chart dashboard and alert rules', () => {
@@ -110,27 +116,36 @@ describe('chart dashboard and alert rules', () => {
     assert.match(tested.stdout, /SUCCESS/);
   });
 
-  it('has every alert the SREs asked for, each with summary, description and a one-line runbook', () => {
+  it('has every alert the SREs asked for, each with summary, description and a runbook_url to a runbook in the repository', () => {
     const alerts = rules.groups.flatMap((g) => g.rules);
     assert.deepEqual(alerts.map((r) => r.alert).sort(), [
       'SluiceAbuseSuspected',
+      'SluiceAuthBruteForce',
+      'SluiceConfigReloadRejected',
       'SluiceDeliveryFailureRatioHigh',
       'SluiceDnsblZoneDisabled',
       'SluiceOldMailInQueue',
+      'SluiceOperatorNoLeader',
       'SluiceOperatorReconcileErrors',
       'SluiceOwnIpListed',
+      'SluiceProviderThrottling',
       'SluiceQueueGrowing',
       'SluiceQueueQuarantined',
+      'SluiceRelayDown',
       'SluiceSharedStateDown',
       'SluiceSpoolFull',
       'SluiceSpoolSpaceLow',
     ]);
     for (const r of alerts) {
-      for (const key of ['summary', 'description', 'runbook']) {
+      for (const key of ['summary', 'description']) {
         const text = r.annotations?.[key] ?? '';
         assert.ok(text.length > 10, `${r.alert} has a ${key}`);
         assert.ok(!text.includes('\n'), `${r.alert}'s ${key} is one line`);
       }
+      const alert = r.alert ?? '';
+      assert.equal(r.annotations?.runbook_url, RUNBOOK_BASE + runbookFile(alert), `${alert}'s runbook_url`);
+      const runbook = readFileSync(join(ROOT, 'docs', 'runbooks', runbookFile(alert)), 'utf8');
+      assert.match(runbook, new RegExp(`^# ${alert}\n[\\s\\S]*## What to do\n`), `${alert}'s runbook`);
     }
   });
 
@@ -168,6 +183,17 @@ describe('chart dashboard and alert rules', () => {
       const refIds = (p.targets ?? []).map((t) => t.refId);
       assert.equal(new Set(refIds).size, refIds.length, `${p.title} refIds are unique`);
     }
+    assert.ok(
+      variables.includes('policy:query') && variables.includes('pod:query'),
+      'policy and pod variables',
+    );
+    for (const t of panels.flatMap((p) => p.targets ?? [])) {
+      const expr = t.expr ?? '';
+      // every relay series is narrowed to the chosen policies and pods; the operator's are not theirs
+      if (/\bsluice_operator_/.test(expr)) continue;
+      for (const selector of expr.matchAll(/\b(?:sluice|process|nodejs)_[a-z0-9_]+\{([^}]*)\}/g))
+        assert.match(selector[1] ?? '', /policy=~"\$policy",pod=~"\$pod"/, expr);
+    }
     const titles = panels.filter((p) => p.type === 'row').map((p) => p.title);
     for (const row of [
       'Throughput',
@@ -177,6 +203,7 @@ describe('chart dashboard and alert rules', () => {
       'Shared state (Redis)',
       'Saturation per pod',
       'Abuse and own IP',
+      'Reputation and shaping',
     ]) {
       assert.ok(titles.includes(row), `a ${row} row`);
     }
@@ -286,7 +313,17 @@ describe('chart dashboard and alert rules', () => {
       assert.deepEqual(on.policy.spec.policyTypes, ['Ingress', 'Egress']);
       assert.deepEqual(on.policy.spec.ingress, [
         {
-          from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+          from: [
+            { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+            {
+              podSelector: {
+                matchLabels: {
+                  'app.kubernetes.io/instance': 'mail',
+                  'app.kubernetes.io/component': 'chart-test',
+                },
+              },
+            },
+          ],
           ports: [{ protocol: 'TCP', port: 8080 }],
         },
       ]);
@@ -325,7 +362,7 @@ describe('chart dashboard and alert rules', () => {
           monitoringNamespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
         },
       });
-      const role = on.docs.find((d) => d.kind === 'ClusterRole');
+      const role = on.docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'mail-operator');
       assert.deepEqual(
         role?.rules?.find((r) => r.resources.includes('networkpolicies')),
         {
@@ -345,7 +382,17 @@ describe('chart dashboard and alert rules', () => {
       );
       assert.deepEqual(custom.policy?.spec.ingress, [
         {
-          from: [{ namespaceSelector: { matchLabels: { team: 'observability' } } }],
+          from: [
+            { namespaceSelector: { matchLabels: { team: 'observability' } } },
+            {
+              podSelector: {
+                matchLabels: {
+                  'app.kubernetes.io/instance': 'mail',
+                  'app.kubernetes.io/component': 'chart-test',
+                },
+              },
+            },
+          ],
           ports: [{ protocol: 'TCP', port: 8080 }],
         },
       ]);

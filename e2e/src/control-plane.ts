@@ -24,6 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '@sluice/relay/testing/ports';
+import { skipUnlessPresent } from '@sluice/relay/testing/requirements';
 
 const execFileAsync = promisify(execFile);
 
@@ -94,7 +95,9 @@ export function missingBinaries(
 export function skipUnlessBuilt(names?: BinaryName[]): string | false {
   const missing = missingBinaries(names);
   if (missing.length === 0) return false;
-  return `control-plane binaries not built (missing ${missing.join(', ')}); run ${BUILD_COMMAND} (the first build takes tens of minutes)`;
+  return skipUnlessPresent(
+    `control-plane binaries not built (missing ${missing.join(', ')}); run ${BUILD_COMMAND} (the first build takes tens of minutes)`,
+  );
 }
 
 export interface ControlPlaneOptions {

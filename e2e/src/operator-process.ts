@@ -45,6 +45,8 @@ export async function startOperator(options: {
   namespace: string;
   deployment: string;
   dir: string;
+  /** Variables over the Deployment's (what a platform team would set through the chart). */
+  env?: Record<string, string>;
 }): Promise<OperatorProcess> {
   const { cp, namespace } = options;
   const { stdout } = await cp.kubectl([
@@ -71,6 +73,7 @@ export async function startOperator(options: {
   env.ADMIN_PORT = String(port);
   env.ADMIN_HOST = '127.0.0.1';
   env.KUBECONFIG = await cp.serviceAccountKubeconfig(namespace, serviceAccount);
+  Object.assign(env, options.env);
   const proc = new PodProcess({
     command: process.execPath,
     args: [OPERATOR_MAIN],

@@ -257,6 +257,8 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
         namespace: RELEASE_NAMESPACE,
         deployment: `${RELEASE}-operator`,
         dir,
+        // SendingDomains' records are looked up on the loopback DNS server, every second
+        env: { DNS_SERVERS: dns.address, DNS_CHECK_INTERVAL_SECONDS: '1' },
       });
       stops.push(() => operator.stop());
       shim = await KubeletShim.start({

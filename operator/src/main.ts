@@ -12,8 +12,12 @@
 //                       accept the handoff account from (the private ranges)
 //   RELAY_NETWORK_POLICY  JSON {operatorNamespace, operatorPodLabels, monitoringNamespaceSelector}:
 //                       a NetworkPolicy per RelayPolicy for its pods (none when unset)
+//   RELAY_IMAGE         the image of policies without spec.image (the relay of this release)
+//   RELAY_IMAGE_PULL_SECRETS  comma-separated Secrets (in each policy's namespace) to pull it with
+//   RELAY_SERVICE_MONITOR  JSON {labels, interval, scrapeTimeout} of the relays' ServiceMonitors
+//   RELAY_RUN_AS_USER   UID of the relay pods (10001); "platform" leaves it to the platform (OpenShift)
 //   WORKERS             parallel reconciles (2)
-//   LOG_LEVEL           pino level (info)
+//   LOG_LEVEL           log level (info); lines in the relay's format (@sluice/relay/logger)
 //   USAGE_INTERVAL_SECONDS  how often each policy's relays are asked for usage and abuse
 //                       (GET /usage, /abuse on the admin Service) for SmtpUser status (300; 0: never)
 //   USAGE_WRITES_PER_SECOND  the usage write budget: SmtpUser status patches a second for
@@ -21,19 +25,24 @@
 //   HASH_WORKERS        plain passwords hashed (scrypt) at once, across all policies (2)
 //   OTEL_EXPORTER_OTLP_ENDPOINT   export reconcile spans over OTLP/HTTP; unset, no SDK is loaded
 //   OTEL_SERVICE_NAME   service name of the spans (sluice-operator)
+//   OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED  as the OpenTelemetry
+//                       specification defines them (the chart sets k8s.* attributes)
 
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { startTracing } from '@sluice/relay/tracing';
-import { pino } from 'pino';
+import { createLogger } from '@sluice/relay/logger';
+import { startTracing, tracingOptionsFromEnv } from '@sluice/relay/tracing';
 import { networkSettingsFromEnv } from './build/network-policy.ts';
+import { relayDefaultsFromEnv } from './build/relay-defaults.ts';
 import { Controller } from './controller/controller.ts';
 import { KubeClient, loadKubeConfig } from './kube/client.ts';
 import { parseNamespaces } from './kube/informer-set.ts';
 import { RelayAdminQueueSource } from './reconcile/deletion.ts';
+import { resolverLookup } from './reconcile/dns-checks.ts';
 import { startAdminServer } from './server/admin.ts';
 import { OperatorMetrics } from './server/metrics.ts';
 import { RelayAdminUsageSource } from './usage/relay-usage.ts';
+import { OPERATOR_VERSION } from './version.ts';
 
 const SHUTDOWN_DEADLINE_MS = 20_000;
 
@@ -48,10 +57,11 @@ function intFromEnv(name: string, fallback: number): number {
 
 async function main(): Promise<void> {
   const env = process.env;
-  const log = pino({ level: env.LOG_LEVEL ?? 'info', base: { component: 'sluice-operator' } });
+  // the relay's log format: level names, ISO times, trace_id/span_id inside a reconcile
+  const log = createLogger({ level: env.LOG_LEVEL ?? 'info', service: 'sluice-operator' });
   const tracing = await startTracing({
-    serviceName: env.OTEL_SERVICE_NAME || 'sluice-operator',
-    ...(env.OTEL_EXPORTER_OTLP_ENDPOINT ? { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT } : {}),
+    ...tracingOptionsFromEnv(env, 'sluice-operator'),
+    serviceVersion: OPERATOR_VERSION,
   });
   const identity = env.POD_NAME || `${hostname()}-${randomBytes(3).toString('hex')}`;
   const watchNamespaces = parseNamespaces(env.WATCH_NAMESPACE);
@@ -70,9 +80,18 @@ async function main(): Promise<void> {
     ...(watchNamespaces.length > 0 ? { namespaces: watchNamespaces } : {}),
     workers: Math.max(1, intFromEnv('WORKERS', 2)),
     network: networkSettingsFromEnv(env),
+    relayDefaults: relayDefaultsFromEnv(env),
     usageWritesPerSecond: Math.max(1, intFromEnv('USAGE_WRITES_PER_SECOND', 20)),
     hashConcurrency: Math.max(1, intFromEnv('HASH_WORKERS', 2)),
     queueSource: new RelayAdminQueueSource(),
+    // SendingDomains' DNS: the system's resolvers unless DNS_SERVERS (host:port,...) names others
+    dns: resolverLookup(
+      (env.DNS_SERVERS ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+    dnsCheckIntervalMs: Math.max(1, intFromEnv('DNS_CHECK_INTERVAL_SECONDS', 300)) * 1000,
     log,
     metrics,
     ...(usageIntervalSeconds > 0

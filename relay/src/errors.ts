@@ -6,6 +6,7 @@ export const ERROR_CODES = {
   SLUICE_ERR_CONFIG_PARSE: 'A config or users file is not valid YAML or JSON',
   SLUICE_ERR_CONFIG_READ: 'A config, users, certificate or key file cannot be read',
   SLUICE_ERR_DUPLICATE_USER: 'The users file names the same username twice',
+  SLUICE_ERR_OTEL_ENV: 'An OpenTelemetry environment variable (OTEL_*) is malformed',
   SLUICE_ERR_PASSWORD_HASH: 'A password hash is malformed or uses an unsupported scheme',
   SLUICE_ERR_PROXY_HEADER: 'A PROXY protocol header is missing or malformed',
   SLUICE_ERR_SPOOL: 'A message could not be written to the spool',

@@ -6,22 +6,23 @@
 //   sluice-relay hash-password        read a password on stdin, print its hash
 //   sluice-relay queue list|show|retry|flush|delete   the queue API (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)
 //   sluice-relay usage [--user U] [--period hour|day] [--csv]   usage per user (the same variables)
+//   sluice-relay suppression list|show|remove   suppressed recipients (the same variables)
 // OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
 // OTLP/HTTP, OTEL_SERVICE_NAME names the service (sluice-relay); unset, no SDK is loaded.
 import { hashPassword } from './auth/password.ts';
 import { runCheckConfig } from './cli/check-config.ts';
 import { runHashPassword } from './cli/hash-password.ts';
 import { runQueueCli } from './cli/queue.ts';
+import { runSuppressionCli } from './cli/suppression.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import type { UsersFile } from './config/schema.ts';
 import { isSluiceError } from './errors.ts';
 import { createLogger } from './observability/logger.ts';
-import { startTracing, type Tracing } from './observability/tracing.ts';
+import { startTracing, type Tracing, tracingOptionsFromEnv } from './observability/tracing.ts';
 import { Relay } from './relay.ts';
 import { runFromFiles } from './run-from-files.ts';
-
-const SHUTDOWN_GRACE_MS = 25_000;
+import { VERSION } from './version.ts';
 
 function usage(): string {
   return [
@@ -30,6 +31,7 @@ function usage(): string {
     '       sluice-relay hash-password [--scheme scrypt|argon2id] < password',
     '       sluice-relay queue list|show ID|retry ID|flush|delete ID   (SLUICE_ADMIN_URL, SLUICE_ADMIN_TOKEN)',
     '       sluice-relay usage [--user U] [--period hour|day] [--from T] [--to T] [--csv|--json]   (the same)',
+    '       sluice-relay suppression list|show ADDRESS|remove ADDRESS   (the same)',
   ].join('\n');
 }
 
@@ -46,11 +48,7 @@ function fail(err: unknown): never {
 
 /** Span export, only when an OTLP endpoint is configured. */
 function tracingFromEnv(): Promise<Tracing> {
-  const endpoint = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  return startTracing({
-    serviceName: process.env.OTEL_SERVICE_NAME || 'sluice-relay',
-    ...(endpoint ? { endpoint } : {}),
-  });
+  return startTracing({ ...tracingOptionsFromEnv(process.env, 'sluice-relay'), serviceVersion: VERSION });
 }
 
 async function runEmbedded(): Promise<void> {
@@ -101,16 +99,38 @@ async function runFromFile(configPath: string): Promise<void> {
   handleSignals(relay, tracing, () => reloader.close());
 }
 
-/** SIGTERM drains the relay, then flushes the spans still buffered, then exits. */
+/**
+ * SIGTERM drains the relay in the order a rollout needs: readiness goes false at once
+ * while the listeners keep accepting for drain.shutdownDelaySeconds (the time endpoints
+ * and load balancers take to stop sending), then the listeners close, open sessions get
+ * drain.sessionGraceSeconds, the queue drains or is handed on, buffered spans are flushed
+ * and the process exits. A second signal ends the wait at once; SIGINT (Ctrl-C) does not
+ * wait at all.
+ */
 function handleSignals(relay: Relay, tracing: Tracing, beforeExit?: () => void): void {
   let stopping = false;
+  let endWait: (() => void) | undefined;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      endWait?.();
+      return;
+    }
     stopping = true;
-    relay.logger.info({ event: 'shutdown', signal }, 'draining');
-    beforeExit?.();
-    relay
-      .close(SHUTDOWN_GRACE_MS)
+    const { shutdownDelaySeconds, sessionGraceSeconds } = relay.config.drain;
+    const delayMs = signal === 'SIGINT' ? 0 : shutdownDelaySeconds * 1000;
+    relay.logger.info({ event: 'shutdown', signal, delaySeconds: delayMs / 1000 }, 'draining');
+    relay.beginDrain();
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      endWait = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    })
+      .then(() => {
+        beforeExit?.();
+        return relay.close(sessionGraceSeconds * 1000);
+      })
       .then(() =>
         tracing.shutdown().catch((err: unknown) => {
           relay.logger.warn({ event: 'tracing_shutdown_failed', err }, 'spans may be lost');
@@ -135,14 +155,15 @@ async function main(argv: string[]): Promise<void> {
     });
     return;
   }
-  if (command === 'queue' || command === 'usage') {
+  if (command === 'queue' || command === 'usage' || command === 'suppression') {
     const io = {
       stdout: process.stdout,
       stderr: process.stderr,
       url: process.env.SLUICE_ADMIN_URL ?? 'http://127.0.0.1:9587',
       token: process.env.SLUICE_ADMIN_TOKEN ?? '',
     };
-    process.exitCode = command === 'queue' ? await runQueueCli(rest, io) : await runUsageCli(rest, io);
+    const run = { queue: runQueueCli, usage: runUsageCli, suppression: runSuppressionCli }[command];
+    process.exitCode = await run(rest, io);
     return;
   }
   if (command === 'check-config') {

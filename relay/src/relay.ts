@@ -12,10 +12,13 @@ import { AbuseWatch } from './abuse/watch.ts';
 import { registerAbuseApi } from './admin/abuse-api.ts';
 import { registerQueueApi } from './admin/queue-api.ts';
 import { startAdminServer } from './admin/server.ts';
+import { registerSuppressionApi } from './admin/suppression-api.ts';
 import { registerUsageApi } from './admin/usage-api.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { RESTART_FIELDS, type RelayConfig, type UserRecord, type UsersFile } from './config/schema.ts';
+import { type SecretFile, SecretFiles } from './config/secret-files.ts';
 import { createDsnEnqueuer } from './delivery/bounce.ts';
+import { Shaper } from './delivery/shaping.ts';
 import { SmtpTransport } from './delivery/smtp-transport.ts';
 import type { Transport } from './delivery/types.ts';
 import { type DkimKeys, loadDkimKeys, NO_DKIM_KEYS } from './dkim/keys.ts';
@@ -26,6 +29,7 @@ import { AbuseMetrics } from './observability/abuse-metrics.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { RelayMetrics } from './observability/metrics.ts';
 import { OwnIpMetrics } from './observability/own-ip-metrics.ts';
+import { ReputationMetrics } from './observability/reputation-metrics.ts';
 import { relayTracer, type Tracer } from './observability/spans.ts';
 import { OwnIpWatch } from './own-ip/watch.ts';
 import { SharedChecks } from './policy/shared-checks.ts';
@@ -41,6 +45,7 @@ import { reserveBytes, SpoolSpace } from './spool/free-space.ts';
 import { Spool } from './spool/spool.ts';
 import { createStateStore, type StateHealth } from './state/create-store.ts';
 import type { StateStore } from './state/store.ts';
+import { SuppressionList } from './suppression/suppression-list.ts';
 import { type CertificatePair, loadCertificate } from './tls/certificate.ts';
 import { UsageRecorder } from './usage/recorder.ts';
 import { readUsageReport } from './usage/report.ts';
@@ -58,6 +63,8 @@ export interface StartRelayOptions {
   now?: () => number;
   /** Where spans go; the global API's tracer (a no-op until startTracing) by default. */
   tracer?: Tracer;
+  /** The delivery queue's own limits (queue/delivery-manager.ts); benchmarks and tests set them. */
+  queue?: { activeLimit?: number; scanSliceMs?: number };
 }
 
 async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
@@ -74,6 +81,7 @@ async function readSecretFile(path: string | undefined, field: string): Promise<
 
 export class Relay implements RelayRuntime {
   readonly metrics: RelayMetrics;
+  readonly reputationMetrics: ReputationMetrics;
   readonly logger: Logger;
   readonly authenticator: Authenticator;
   readonly spool: Spool;
@@ -87,10 +95,14 @@ export class Relay implements RelayRuntime {
   #config: RelayConfig;
   #dkim: DkimKeys = NO_DKIM_KEYS;
   #users: ReadonlyMap<string, UserRecord> = new Map();
+  /** Listeners closing: new connections get 421. */
   #draining = false;
+  /** Readiness off (beginDrain): new connections are still served. */
+  #stopping = false;
   #admin?: FastifyInstance;
   #adminPort = 0;
   #deliver: boolean;
+  readonly #queueOptions: StartRelayOptions['queue'];
   #transport?: Transport;
   #delivery?: DeliveryManager;
   #queue?: QueueStore;
@@ -98,11 +110,15 @@ export class Relay implements RelayRuntime {
   #usage?: UsageRecorder;
   #abuse?: AbuseWatch;
   #ownIp?: OwnIpWatch;
+  #suppression?: SuppressionList;
+  #shaper?: Shaper;
+  #secretFiles?: SecretFiles;
 
   private constructor(options: StartRelayOptions) {
     this.#config = options.config;
     this.logger = options.logger ?? createLogger({ level: options.config.log.level });
     this.metrics = new RelayMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+    this.reputationMetrics = new ReputationMetrics(this.metrics.registry);
     this.authenticator = new Authenticator({ cacheTtlMs: options.config.auth.cacheTtlSeconds * 1000 });
     this.spool = new Spool({
       dir: options.config.spoolDir,
@@ -123,6 +139,7 @@ export class Relay implements RelayRuntime {
       reserve: reserveBytes(this.#config),
     });
     this.#deliver = options.deliver ?? true;
+    this.#queueOptions = options.queue;
     this.#now = options.now ?? Date.now;
     this.tracer = options.tracer ?? relayTracer();
     this.#setUsers(options.users);
@@ -143,19 +160,40 @@ export class Relay implements RelayRuntime {
       config: config.delivery,
       hostname: config.hostname,
       ...(smarthostPassword === undefined ? {} : { smarthostPassword }),
+      ...(this.#shaper === undefined ? {} : { shaper: this.#shaper }),
       logger: this.logger,
+      caFile: config.tls.trustedCaFile,
+      sharedCache: this.#store,
+      onMtaSts: (outcome) => this.metrics.deliveryMtaStsTotal.inc(outcome),
+      onDane: (result) => this.metrics.deliveryDaneTotal.inc({ result }),
     });
   }
 
   #deliveryObserver(): DeliveryObserver {
     return {
-      attempt: (result, seconds) => {
+      attempt: (result, seconds, detail) => {
         this.metrics.deliveryAttemptsTotal.inc({ result });
         this.metrics.deliveryDurationSeconds.observe({ result }, seconds);
+        this.reputationMetrics.outcome(result, detail.class);
+        this.#usage?.delivery(detail.user, result, detail.class);
+        if (result === 'bounced') this.#suppressBounced(detail);
       },
       retryScheduled: () => this.metrics.deliveryRetriesTotal.inc(),
       bounceGenerated: (action) => this.metrics.dsnTotal.inc({ action }),
     };
+  }
+
+  /** A bounce of a class the policy names suppresses its recipient on every relay. */
+  #suppressBounced(detail: { class: string; user: string; recipient: string; response: string }): void {
+    const { recipient, user, response } = detail;
+    const bounce = { class: detail.class, reply: response, user };
+    this.#suppression?.bounced(recipient, bounce).catch((err: unknown) => {
+      const error = err instanceof Error ? err.message : String(err);
+      this.logger.warn(
+        { event: 'suppression_failed', recipient, err: error },
+        'cannot record the suppression of a recipient that bounced',
+      );
+    });
   }
 
   async #startDelivery(config: RelayConfig): Promise<void> {
@@ -180,12 +218,18 @@ export class Relay implements RelayRuntime {
       logger: this.logger,
       observer: this.#deliveryObserver(),
       tracer: this.tracer,
+      ...this.#queueOptions,
     });
     this.#delivery = delivery;
-    await delivery.start();
+    // the scan of the spool starts once the relay serves (#start)
+    delivery.listen();
     this.metrics.queueSource = () => ({ size: delivery.size, oldestReceivedAt: delivery.oldestReceivedAt() });
   }
 
+  /** The shared state, where the DMARC pre-check keeps DNS answers (once started). */
+  get answerCache(): StateStore | undefined {
+    return this.#store;
+  }
   /** DNSBL, lockout and rate-limit checks (available once started). */
   get checks(): SharedChecks {
     if (!this.#checks) throw new Error('relay not started');
@@ -262,6 +306,7 @@ export class Relay implements RelayRuntime {
       );
     }
     await this.#startDelivery(config);
+    this.#secretFiles = await this.#watchSecretFiles(config, state.setPassword);
     const adminToken = await readSecretFile(config.admin.tokenFile, 'admin.tokenFile');
     // the connection caps are per relay: all listeners share them
     const slots = new ConnectionSlots();
@@ -293,7 +338,10 @@ export class Relay implements RelayRuntime {
       checks: [
         {
           name: 'draining',
-          check: () => ({ ok: !this.#draining, detail: this.#draining ? 'draining' : 'serving' }),
+          check: () => {
+            const stopping = this.#draining || this.#stopping;
+            return { ok: !stopping, detail: this.#draining ? 'draining' : stopping ? 'stopping' : 'serving' };
+          },
         },
         {
           name: 'listeners',
@@ -313,10 +361,39 @@ export class Relay implements RelayRuntime {
     });
     this.#admin = admin.server;
     this.#adminPort = admin.port;
+    // mail is taken from here on; what is already queued is found in the background
+    this.#delivery?.startScan();
     this.logger.info(
       { event: 'started', ports: this.ports, adminPort: this.#adminPort, users: this.#users.size },
       'relay started',
     );
+  }
+
+  /** Redis and smarthost passwords, re-read when their files change (a rotated Secret). */
+  #watchSecretFiles(
+    config: RelayConfig,
+    setRedisPassword: ((password: string) => void) | undefined,
+  ): Promise<SecretFiles> {
+    const files: SecretFile[] = [];
+    const redisFile = config.state.redis?.passwordFile;
+    if (redisFile && setRedisPassword) {
+      files.push({ path: redisFile, field: 'state.redis.passwordFile', apply: setRedisPassword });
+    }
+    const smarthostFile = config.delivery.smarthost?.passwordFile;
+    if (smarthostFile && this.#transport) {
+      files.push({
+        path: smarthostFile,
+        field: 'delivery.smarthost.passwordFile',
+        // a new transport reads the file again; the old one's pooled connections close
+        apply: async () => {
+          const transport = await this.#buildTransport(this.#config);
+          const old = this.#transport;
+          this.#transport = transport;
+          void old?.close();
+        },
+      });
+    }
+    return SecretFiles.watch(files, { logger: this.logger });
   }
 
   #certificate(config: RelayConfig): Promise<CertificatePair> {
@@ -358,7 +435,9 @@ export class Relay implements RelayRuntime {
     tls.createSecureContext({ key: certificate.key, cert: certificate.cert });
     const dnsblChanged = JSON.stringify(kept.dnsbl) !== JSON.stringify(this.#config.dnsbl);
     const dnsbl = dnsblChanged ? this.#dnsblFor(kept) : undefined;
-    const deliveryChanged = JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery);
+    const deliveryChanged =
+      JSON.stringify(kept.delivery) !== JSON.stringify(this.#config.delivery) ||
+      kept.tls.trustedCaFile !== this.#config.tls.trustedCaFile;
     const transport = deliveryChanged && this.#transport ? await this.#buildTransport(kept) : undefined;
     // From here on nothing throws: the new values go into force together.
     this.#config = kept;
@@ -374,12 +453,23 @@ export class Relay implements RelayRuntime {
   }
 
   /**
+   * The first step of a drain: readiness goes false while the listeners keep accepting,
+   * so that endpoints and load balancers stop sending before close() shuts the door.
+   */
+  beginDrain(): void {
+    if (!this.#stopping) this.logger.info({ event: 'readiness_off' }, 'reporting not ready; still accepting');
+    this.#stopping = true;
+  }
+
+  /**
    * Drain: readiness goes false, listeners stop accepting, open sessions get graceMs to
    * finish; delivery goes on until the drain deadline; what is still queued then is
    * handed to a peer relay when the policy names one, or stays in the spool.
    */
   async close(graceMs = 10_000, drainDeadlineMs?: number): Promise<void> {
+    this.#stopping = true;
     this.#draining = true;
+    this.#secretFiles?.close();
     await Promise.all(this.listeners.map((l) => l.close(graceMs)));
     const remaining =
       (await this.#delivery?.stop(drainDeadlineMs ?? this.#config.drain.deadlineSeconds * 1000)) ?? [];
@@ -441,6 +531,10 @@ export class Relay implements RelayRuntime {
   get abuse(): AbuseWatch | undefined {
     return this.#abuse;
   }
+  /** Recipients refused because mail to them bounced (available once started). */
+  get suppression(): SuppressionList | undefined {
+    return this.#suppression;
+  }
   /** The own-IP blacklist watch (available once started). */
   get ownIp(): OwnIpWatch | undefined {
     return this.#ownIp;
@@ -448,6 +542,20 @@ export class Relay implements RelayRuntime {
 
   /** Usage per user, abuse detection and the own-IP watch, all on timers of their own. */
   #startWatches(store: StateStore): void {
+    this.#shaper = new Shaper({
+      store,
+      config: () => this.#config.shaping,
+      instance: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      // waits are real (the relay's clock may be a test's fixed one): shaping runs on wall-clock time
+      logger: this.logger,
+      observer: this.reputationMetrics,
+    });
+    this.#suppression = new SuppressionList({
+      store,
+      config: () => this.#config.suppression,
+      now: this.#now,
+      logger: this.logger,
+    });
     this.#usage = new UsageRecorder({
       store,
       config: () => this.#config.usage,
@@ -495,5 +603,6 @@ export class Relay implements RelayRuntime {
       });
     }
     if (abuse) registerAbuseApi(server, { abuse, token });
+    if (this.#suppression) registerSuppressionApi(server, { suppression: this.#suppression, token });
   }
 }

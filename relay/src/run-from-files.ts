@@ -34,9 +34,13 @@ export async function runFromFiles(
     apply: async (config, users) => {
       await relay?.apply(config, users);
       relay?.metrics.configReloadsTotal.inc({ result: 'applied' });
+      relay?.metrics.configLastReloadSuccessful.set(1);
     },
   });
-  reloader.on('rejected', () => relay?.metrics.configReloadsTotal.inc({ result: 'rejected' }));
+  reloader.on('rejected', () => {
+    relay?.metrics.configReloadsTotal.inc({ result: 'rejected' });
+    relay?.metrics.configLastReloadSuccessful.set(0);
+  });
   try {
     const { config, users } = await reloader.start();
     relay = await Relay.start({ ...options.relay, config, users, logger });

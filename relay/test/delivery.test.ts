@@ -114,7 +114,7 @@ describe('delivery by MX', () => {
     assert.match(text, /Diagnostic-Code: smtp; 550 5\.1\.1 no such user/);
     assert.match(text, /Final-Recipient: rfc822; x@nullmx\.test\r\nAction: failed\r\nStatus: 5\.1\.10/);
     assert.doesNotMatch(text, /later@one\.test\r\nAction: failed/, 'the deferred recipient is not bounced');
-    const queued = relay.relay.delivery?.list() ?? [];
+    const queued = (await relay.relay.delivery?.list())?.messages ?? [];
     const pending = queued.flatMap((e) => e.recipients).filter((r) => r.state === 'deferred');
     assert.deepEqual(
       pending.map((r) => [r.address, r.status]),
@@ -160,11 +160,15 @@ describe('delivery by MX', () => {
       'Subject: n\r\n\r\nx\r\n',
     );
     // the first test's deferred recipient stays queued; these three and any notices leave
-    const pending = () =>
-      (relay.relay.delivery?.list() ?? []).filter(
+    const pending = async () =>
+      ((await relay.relay.delivery?.list())?.messages ?? []).filter(
         (e) => e.dsn === true || e.recipients.some((r) => /^(ok2|gone2|gone3)@/.test(r.address)),
       );
-    await waitFor(() => pending().length === 0, 'the three messages and their notices are delivered', 10_000);
+    await waitFor(
+      async () => (await pending()).length === 0,
+      'the three messages and their notices are delivered',
+      10_000,
+    );
     const notices = senderMx.messages.slice(noticesBefore).map((m) => m.raw.toString());
     assert.equal(notices.length, 2, 'no notice for NOTIFY=NEVER');
     const relayed = notices.find((n) => /Action: relayed/.test(n)) ?? '';
@@ -349,7 +353,8 @@ describe('drain', () => {
       assert.equal((await c.reply()).code, 250);
       await c.quit();
       await waitFor(
-        () => (leaving.relay.delivery?.list() ?? []).every((e) => (e.attempts ?? 0) > 0),
+        async () =>
+          ((await leaving.relay.delivery?.list())?.messages ?? []).every((e) => (e.attempts ?? 0) > 0),
         'the first attempts failed',
       );
       await leaving.relay.close(200, 0);

@@ -8,12 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { waitFor } from '../src/testing/index.ts';
+import { skipUnlessPresent } from '../src/testing/requirements.ts';
 
 const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 const SWAKS = '/usr/bin/swaks';
 
 it('runs on the embedded default and takes the swaks command it prints', {
-  skip: existsSync(SWAKS) ? false : 'swaks is not installed (apt-get install swaks; .ci/run does)',
+  skip: skipUnlessPresent(!existsSync(SWAKS) && 'swaks is not installed (scripts/test-deps.sh installs it)'),
 }, async () => {
   const home = await mkdtemp(join(tmpdir(), 'sluice-embedded-'));
   const child = spawn(process.execPath, [MAIN], {

@@ -168,3 +168,44 @@ describe('relay process start-up errors', () => {
     assert.match(out, /^\$scrypt\$ln=\d+,r=8,p=1\$[^$]+\$[^$]+\n$/);
   });
 });
+
+describe('relay process stopping for a rollout', () => {
+  it('on SIGTERM reports not ready while it still accepts, and closes the listeners only after the wait', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-main-stop-'));
+    const config = `${configYaml(dir, 30)}drain: { shutdownDelaySeconds: 600, sessionGraceSeconds: 5 }\n`;
+    await writeFile(join(dir, 'config.yaml'), config);
+    await writeFile(join(dir, 'users.yaml'), await usersYaml(['alice']));
+    const relay = new RelayProcess(['--config', join(dir, 'config.yaml')]);
+    try {
+      await waitFor(() => relay.events('started').length > 0, `relay started (${relay.stderr})`, 15_000);
+      const started = relay.events('started')[0];
+      const port = (started?.ports as Record<string, number> | undefined)?.plain ?? 0;
+      const readyz = async () => (await fetch(`http://127.0.0.1:${started?.adminPort}/readyz`)).status;
+      assert.equal(await readyz(), 200);
+
+      relay.child.kill('SIGTERM');
+      await waitFor(async () => (await readyz()) === 503, 'readiness to turn false', 10_000);
+      await waitFor(() => relay.events('shutdown').length > 0, 'the shutdown log line', 10_000);
+      assert.equal(relay.events('shutdown')[0]?.delaySeconds, 600);
+      // endpoints that have not caught up yet still reach a relay that takes mail
+      const late = await RawSmtpClient.connect(port);
+      assert.equal((await late.greeting()).code, 220);
+      await late.ehlo();
+      assert.equal((await late.authPlain('alice', PASSWORD)).code, 235);
+      const replies = await late.sendRaw('alice@example.com', ['x@example.net'], 'Subject: a\r\n\r\nb\r\n');
+      assert.equal(replies.at(-1)?.code, 250, 'mail sent during the wait is accepted');
+      await late.quit();
+      assert.equal(relay.events('stopped').length, 0, 'still running during the wait');
+
+      // a second signal ends the wait: the listeners close, the relay stops cleanly
+      relay.child.kill('SIGTERM');
+      assert.equal(await relay.exited(), 0);
+      const order = relay.lines.map((l) => l.event);
+      assert.ok(order.indexOf('readiness_off') < order.indexOf('stopped'));
+      await assert.rejects(RawSmtpClient.connect(port), 'the listener is closed once the relay stops');
+    } finally {
+      if (relay.child.exitCode === null) relay.child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

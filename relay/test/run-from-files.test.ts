@@ -82,6 +82,7 @@ describe('reload from files', () => {
     const afterBad = await scrapeMetrics(relay.adminPort);
     assert.equal(afterBad.value('sluice_config_reloads_total', { result: 'rejected' }), 1);
     assert.equal(afterBad.value('sluice_config_reloads_total', { result: 'applied' }), 0);
+    assert.equal(afterBad.value('sluice_config_last_reload_successful', {}), 0, 'runs on older files');
     assert.equal(await mailFrom(port, 'ceo@corp.test'), refused, 'the old restriction is still enforced');
     assert.equal(relay.users.has('printer'), false);
 
@@ -90,6 +91,7 @@ describe('reload from files', () => {
     assert.equal(await mailFrom(port, 'ceo@corp.test'), '250 2.1.0 Accepted');
     const afterGood = await scrapeMetrics(relay.adminPort);
     assert.equal(afterGood.value('sluice_config_reloads_total', { result: 'applied' }), 1);
+    assert.equal(afterGood.value('sluice_config_last_reload_successful', {}), 1);
   });
 
   it('Relay.apply changes nothing when any part of the new values fails', async (t) => {

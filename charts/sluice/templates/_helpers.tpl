@@ -1,7 +1,24 @@
-{{- define "sluice.name" -}}sluice{{- end -}}
+{{- define "sluice.name" -}}
+{{- default "operator" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 
+{{/* <release>-operator, or <release>-<nameOverride>, or fullnameOverride. Labels and
+selectors keep their values, so an override never changes a Deployment's selector. */}}
 {{- define "sluice.fullname" -}}
-{{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "sluice.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator image; the relay image of the same release. */}}
+{{- define "sluice.operatorImage" -}}
+{{- printf "%s:%s" .Values.operator.image.repository (.Values.operator.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "sluice.relayImage" -}}
+{{- printf "%s:%s" .Values.relay.image.repository (.Values.relay.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
 {{- define "sluice.labels" -}}
@@ -29,18 +46,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The rules the operator needs, and nothing more. */}}
 {{- define "sluice.rules" -}}
 - apiGroups: ["sluice.dev"]
-  resources: ["relaypolicies", "smtpusers"]
+  resources: ["relaypolicies", "smtpusers", "sendingdomains"]
   verbs: ["get", "list", "watch"]
 # the queued-mail finalizer: a deleted policy waits for its relays' queues
 - apiGroups: ["sluice.dev"]
   resources: ["relaypolicies"]
   verbs: ["patch"]
 - apiGroups: ["sluice.dev"]
-  resources: ["relaypolicies/status", "smtpusers/status"]
+  resources: ["relaypolicies/status", "smtpusers/status", "sendingdomains/status"]
   verbs: ["get", "patch", "update"]
 # owner references with blockOwnerDeletion (OwnerReferencesPermissionEnforcement, on in OpenShift)
 - apiGroups: ["sluice.dev"]
-  resources: ["relaypolicies/finalizers"]
+  resources: ["relaypolicies/finalizers", "sendingdomains/finalizers"]
   verbs: ["update"]
 # a larger spec.spool.size expands the spool volumes
 - apiGroups: [""]

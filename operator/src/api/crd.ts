@@ -6,12 +6,14 @@ import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
   GROUP,
+  RELAY_POLICY_NAME_RULES,
   RelayPolicySpecSchema,
   RelayPolicyStatusSchema,
   SmtpUserSpecSchema,
   SmtpUserStatusSchema,
   VERSION,
 } from './schema.ts';
+import { SendingDomainSpecSchema, SendingDomainStatusSchema } from './sending-domain.ts';
 
 type Json = Record<string, unknown>;
 
@@ -21,7 +23,13 @@ const DROP = new Set(['$id', 'additionalProperties', 'uniqueItems', 'anyOf', 'co
 export function structural(schema: TSchema): Json {
   const out: Json = {};
   const literals = (schema.anyOf as TSchema[] | undefined)?.map((s) => s.const);
-  if (literals?.every((v) => v !== undefined)) {
+  if (schema['x-kubernetes-int-or-string']) {
+    // a number or a string (a quantity): Kubernetes' one structural anyOf, the string's
+    // pattern beside it (it applies to strings only)
+    const string = (schema.anyOf as TSchema[]).find((s) => s.type === 'string');
+    out.anyOf = [{ type: 'integer' }, { type: 'string' }];
+    if (string?.pattern) out.pattern = string.pattern;
+  } else if (literals?.every((v) => v !== undefined)) {
     out.type = typeof literals[0] === 'number' ? 'integer' : 'string';
     out.enum = literals;
   } else if (schema.anyOf) {
@@ -74,6 +82,8 @@ interface CrdOptions {
   description: string;
   columns: Array<{ name: string; type: string; jsonPath: string; description?: string; priority?: number }>;
   scale?: boolean;
+  /** CEL rules on the whole object (the only place they can read metadata.name) */
+  validations?: Array<{ rule: string; message: string }>;
 }
 
 function crd(o: CrdOptions): Json {
@@ -102,9 +112,14 @@ function crd(o: CrdOptions): Json {
               type: 'object',
               description: o.description,
               required: ['spec'],
+              ...(o.validations ? { 'x-kubernetes-validations': o.validations } : {}),
               properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
+                apiVersion: {
+                  type: 'string',
+                  description: `The versioned schema of this object: ${GROUP}/${VERSION}`,
+                },
+                kind: { type: 'string', description: `The kind of this object: ${o.kind}` },
+                // the API server allows nothing but the type here: ObjectMeta's own description shows
                 metadata: { type: 'object' },
                 spec: structural(o.spec),
                 status: structural(o.status),
@@ -152,6 +167,7 @@ export function relayPolicyCrd(): Json {
     description:
       'A cluster of Sluice SMTP relay pods and the rules they enforce: listeners, limits, DNS blocklists, blocked attachments, rate limits and delivery.',
     scale: true,
+    validations: RELAY_POLICY_NAME_RULES,
     columns: [
       { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
       { name: 'Ready-Pods', type: 'integer', jsonPath: '.status.readyReplicas' },
@@ -159,6 +175,7 @@ export function relayPolicyCrd(): Json {
       ready,
       reason,
       { name: 'Hostname', type: 'string', jsonPath: '.spec.hostname', priority: 1 },
+      { name: 'Relay-Image', type: 'string', jsonPath: '.status.relayImage', priority: 1 },
     ],
   });
 }
@@ -181,9 +198,42 @@ export function smtpUserCrd(): Json {
         name: 'Abuse',
         type: 'string',
         jsonPath: '.status.conditions[?(@.type=="AbuseSuspected")].reason',
-        description: 'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected), else NoneDetected',
+        description:
+          'Why abuse is suspected (VolumeSpike, ManyClientIps, MostlyRejected, InvalidRecipients, SpamBlocked), else NoneDetected',
       },
       reason,
+    ],
+  });
+}
+
+const condition = (type: string, field: 'status' | 'reason') =>
+  `.status.conditions[?(@.type=="${type}")].${field}`;
+
+export function sendingDomainCrd(): Json {
+  return crd({
+    kind: 'SendingDomain',
+    plural: 'sendingdomains',
+    singular: 'sendingdomain',
+    shortNames: ['sd'],
+    spec: SendingDomainSpecSchema,
+    status: SendingDomainStatusSchema,
+    description:
+      "A customer domain that a RelayPolicy's users send as: its DKIM keys (generated, rotated), who may use it, and the DNS records to publish and whether DNS serves them.",
+    columns: [
+      { name: 'Domain', type: 'string', jsonPath: '.spec.domain' },
+      { name: 'Policy', type: 'string', jsonPath: '.spec.policyRef.name', priority: 1 },
+      { name: 'Selector', type: 'string', jsonPath: '.status.signingSelector' },
+      { name: 'DKIM', type: 'string', jsonPath: condition('DkimPublished', 'status') },
+      { name: 'SPF', type: 'string', jsonPath: condition('SpfAuthorizesRelay', 'status') },
+      {
+        name: 'DMARC',
+        type: 'string',
+        jsonPath: condition('DmarcPolicy', 'reason'),
+        description: 'The published DMARC policy: None, Quarantine, Reject, or Missing',
+      },
+      ready,
+      reason,
+      { name: 'Next-Rotation', type: 'date', jsonPath: '.status.nextRotation', priority: 1 },
     ],
   });
 }

@@ -6,15 +6,20 @@ import { it } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { parseAllDocuments } from 'yaml';
 import { RelayPolicySpecSchema, SmtpUserSpecSchema } from './schema.ts';
+import { SendingDomainSpecSchema } from './sending-domain.ts';
 
-const schemas: Record<string, typeof RelayPolicySpecSchema | typeof SmtpUserSpecSchema> = {
+const schemas: Record<
+  string,
+  typeof RelayPolicySpecSchema | typeof SmtpUserSpecSchema | typeof SendingDomainSpecSchema
+> = {
   RelayPolicy: RelayPolicySpecSchema,
   SmtpUser: SmtpUserSpecSchema,
+  SendingDomain: SendingDomainSpecSchema,
 };
 
 it('examples/ manifests match the CRD schemas', async () => {
   let checked = 0;
-  for (const file of ['relaypolicy.yaml', 'smtpuser.yaml']) {
+  for (const file of ['relaypolicy.yaml', 'smtpuser.yaml', 'sendingdomain.yaml']) {
     const text = await readFile(new URL(`../../../examples/${file}`, import.meta.url), 'utf8');
     for (const doc of parseAllDocuments(text)) {
       const obj = doc.toJS() as { kind: string; spec?: unknown };
@@ -26,5 +31,5 @@ it('examples/ manifests match the CRD schemas', async () => {
       checked++;
     }
   }
-  assert.equal(checked, 2);
+  assert.equal(checked, 3);
 });

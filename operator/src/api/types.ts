@@ -6,6 +6,7 @@ import type {
   SmtpUserSpecSchema,
   SmtpUserStatusSchema,
 } from './schema.ts';
+import type { SendingDomainSpec, SendingDomainStatus } from './sending-domain.ts';
 
 export interface ObjectMeta {
   name: string;
@@ -38,8 +39,23 @@ export interface SmtpUser {
   status?: Static<typeof SmtpUserStatusSchema>;
 }
 
+export interface SendingDomain {
+  apiVersion: 'sluice.dev/v1alpha1';
+  kind: 'SendingDomain';
+  metadata: ObjectMeta;
+  spec: SendingDomainSpec;
+  status?: SendingDomainStatus;
+}
+
 export interface Condition {
-  type: 'Ready' | 'Progressing' | 'Degraded' | 'AbuseSuspected';
+  type:
+    | 'Ready'
+    | 'Progressing'
+    | 'Degraded'
+    | 'AbuseSuspected'
+    | 'DkimPublished'
+    | 'SpfAuthorizesRelay'
+    | 'DmarcPolicy';
   status: 'True' | 'False' | 'Unknown';
   reason: string;
   message: string;

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { tracingOptionsFromEnv } from '@sluice/relay/tracing';
 import { relayPolicy, smtpUser } from '../api/defaults.ts';
 import { networkSettingsFromEnv, relayNetworkPolicy } from './network-policy.ts';
 import { buildRelayConfig, restartHash } from './relay-config.ts';
+import { DEFAULT_RELAY_DEFAULTS, relayDefaultsFromEnv } from './relay-defaults.ts';
 import {
   chooseShardCount,
   MAX_HASH_CHARS,
@@ -66,12 +68,19 @@ describe('relay config from a RelayPolicy', () => {
     assert.equal(buildRelayConfig(policy).spool.reserveMegabytes, undefined, 'the relay defaults it');
   });
 
+  it('removes Bcc by default and passes spec.headers.keepBcc on', () => {
+    assert.equal(buildRelayConfig(policy).headers.keepBcc, false);
+    const keeping = relayPolicy(meta, { hostname: 'relay.example.net', headers: { keepBcc: true } });
+    assert.equal(buildRelayConfig(keeping).headers.keepBcc, true);
+  });
+
   it('uses Redis with a mounted password when the policy names one', () => {
     const p = relayPolicy(meta, {
       hostname: 'relay.example.net',
       redis: {
         mode: 'standalone',
         nodes: ['redis:6379'],
+        commandTimeoutMs: 500,
         passwordSecretRef: { name: 'redis', key: 'pw' },
         tls: false,
         db: 0,
@@ -117,7 +126,7 @@ describe('users', () => {
       { username, policyRef: { name: 'mail' }, passwordSecretRef: { name: `${name}-pw` } },
     );
 
-  it('keeps given hashes, leaves users whose hash is not ready pending, and reports users it cannot add', () => {
+  it('keeps given hashes, leaves users whose hash is not ready pending, and reports users it cannot add (a shared username on both)', () => {
     const given = '$2b$10$abcdefghijklmnopqrstuu5LG1JlLDYXoKk1vBy0W3YvHqBzz2Khm';
     const result = evaluateUsers({
       users: [
@@ -125,25 +134,29 @@ describe('users', () => {
         { user: user('b', 'bob', '2026-01-02T00:00:00Z'), password: given },
         { user: user('c', 'alice', '2026-01-03T00:00:00Z'), password: 'other' },
         { user: user('d', 'dave', '2026-01-04T00:00:00Z'), password: undefined },
+        { user: user('e', 'erin', '2026-01-05T00:00:00Z'), password: 'plain secret' },
       ],
       handoffPassword: 'internal',
-      hashOf: (username, password) => (username === 'alice' ? undefined : { hash: password }),
+      hashOf: (username, password) => (username === 'erin' ? undefined : { hash: password }),
     });
     assert.deepEqual(
       result.records.map((r) => r.record.username),
       ['bob', 'sluice-internal-handoff'],
     );
     assert.equal(result.records[0]?.record.passwordHash, given);
-    assert.deepEqual(result.pending, ['alice']);
+    assert.deepEqual(result.pending, ['erin']);
     assert.deepEqual(
       result.outcomes.map((o) => [o.name, o.ok, o.reason]),
       [
+        ['a', false, 'DuplicateUsername'],
         ['b', true, 'Active'],
         ['c', false, 'DuplicateUsername'],
         ['d', false, 'SecretNotFound'],
       ],
-      'no outcome for alice until her hash is ready',
+      'no outcome for erin until her hash is ready; neither alice is added',
     );
+    assert.match(result.outcomes[0]?.message ?? '', /username alice is also used by SmtpUser c;/);
+    assert.match(result.outcomes[2]?.message ?? '', /username alice is also used by SmtpUser a;/);
   });
 
   it('refuses a Secret holding a broken hash instead of hashing it as a password', () => {
@@ -244,6 +257,8 @@ describe('workload', () => {
     const container = pod?.containers[0];
     assert.equal(sts.spec?.replicas, 2);
     assert.equal(pod?.securityContext?.runAsNonRoot, true);
+    assert.equal(pod?.securityContext?.runAsUser, 10001);
+    assert.equal(pod?.automountServiceAccountToken, false, 'no API token: the relays never call the API');
     assert.equal(container?.securityContext?.readOnlyRootFilesystem, true);
     assert.equal(sts.spec?.template.metadata?.annotations?.['sluice.dev/config-hash'], 'abc');
     assert.equal(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '10Gi');
@@ -261,6 +276,23 @@ describe('workload', () => {
     });
     const env = statefulSet(traced, 'h').spec?.template.spec?.containers[0]?.env ?? [];
     assert.equal(env.find((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT')?.value, 'http://otel:4318');
+    // the kubelet expands $(VAR) from the variables defined before: the k8s.* attributes
+    const fromApi: Record<string, string> = {
+      'metadata.name': 'mail-relay-1',
+      'metadata.namespace': 'prod',
+      'spec.nodeName': 'node-a',
+    };
+    const expanded: Record<string, string> = {};
+    for (const e of env) {
+      const value = e.valueFrom?.fieldRef ? fromApi[e.valueFrom.fieldRef.fieldPath] : e.value;
+      expanded[e.name] = (value ?? '').replace(/\$\((\w+)\)/g, (_m, name: string) => expanded[name] ?? '');
+    }
+    assert.deepEqual(tracingOptionsFromEnv(expanded, 'x').resourceAttributes, {
+      'k8s.pod.name': 'mail-relay-1',
+      'k8s.namespace.name': 'prod',
+      'k8s.node.name': 'node-a',
+      'k8s.statefulset.name': 'mail-relay',
+    });
   });
 
   it('leaves replicas to the HPA when autoscaling is on, and keeps client IPs on the Service', () => {
@@ -365,6 +397,27 @@ describe('network exposure', () => {
         ports: [{ protocol: 'TCP', port: 9587 }],
       },
     ]);
+  });
+
+  it('reads the relay defaults from the environment, and names a malformed variable and field', () => {
+    assert.deepEqual(relayDefaultsFromEnv({}), DEFAULT_RELAY_DEFAULTS);
+    assert.equal(relayDefaultsFromEnv({ RELAY_RUN_AS_USER: 'platform' }).runAsUser, undefined);
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_RUN_AS_USER: '0' }),
+      /RELAY_RUN_AS_USER: "0" is neither a non-root UID nor "platform"/,
+    );
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_SERVICE_MONITOR: '{"interval":"soon"}' }),
+      /RELAY_SERVICE_MONITOR\.interval: "soon" is not a Prometheus duration/,
+    );
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_SERVICE_MONITOR: '{"labels":{"release":1}}' }),
+      /RELAY_SERVICE_MONITOR\.labels\.release: 1 is not a label value/,
+    );
+    assert.throws(
+      () => relayDefaultsFromEnv({ RELAY_SERVICE_MONITOR: '{' }),
+      /RELAY_SERVICE_MONITOR is not JSON/,
+    );
   });
 
   it('reads its settings from the environment, and names a malformed variable', () => {

@@ -3,7 +3,12 @@
 // the relay would refuse never reaches a ConfigMap.
 
 import { createHash } from 'node:crypto';
-import { RESTART_FIELDS, type RelayConfig } from '@sluice/relay/config-schema';
+import {
+  type DkimKeyConfig,
+  RESTART_FIELDS,
+  type RelayConfig,
+  type SendersConfig,
+} from '@sluice/relay/config-schema';
 import { validateRelayConfig } from '@sluice/relay/config-validate';
 import type { RelayPolicy } from '../api/types.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, INTERNAL_USER, names, PATHS } from './names.ts';
@@ -13,6 +18,12 @@ export interface ConfigInputs {
   smarthostUsername?: string;
   /** The cluster's pod network(s): AUTH as the handoff account is accepted only from there. */
   podNetworks?: readonly string[];
+  /** DKIM keys of the policy's SendingDomains that DNS serves (build/sending-domains.ts). */
+  dkimKeys?: readonly DkimKeyConfig[];
+  /** Signs mail from domains without a key (the provider's own SendingDomain). */
+  dkimDefaultSigner?: DkimKeyConfig;
+  /** The policy's SendingDomains and who may send as them. */
+  senderDomains?: SendersConfig['domains'];
 }
 
 export const REDIS_PASSWORD_PATH = '/etc/sluice/redis/password';
@@ -40,6 +51,15 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     auth: spec.auth,
     limits: spec.limits,
     attachments: spec.attachments,
+    dkim: {
+      keys: [...(inputs.dkimKeys ?? [])],
+      ...(inputs.dkimDefaultSigner ? { defaultSigner: inputs.dkimDefaultSigner } : {}),
+    },
+    senders: {
+      headerFrom: spec.sendingDomains?.headerFrom ?? 'off',
+      domains: [...(inputs.senderDomains ?? [])],
+    },
+    headers: spec.headers,
     rateLimits: spec.rateLimits,
     authLockout: spec.authLockout,
     dnsbl: spec.dnsbl,
@@ -64,6 +84,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
         : {}),
     },
     drain: {
+      shutdownDelaySeconds: spec.rollout.shutdownDelaySeconds,
       deadlineSeconds: spec.drainDeadlineSeconds,
       ...(handoff
         ? {
@@ -87,9 +108,11 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
             mode: spec.redis.mode,
             nodes: spec.redis.nodes,
             ...(spec.redis.sentinelName ? { sentinelName: spec.redis.sentinelName } : {}),
+            ...(spec.redis.username ? { username: spec.redis.username } : {}),
             ...(spec.redis.passwordSecretRef ? { passwordFile: REDIS_PASSWORD_PATH } : {}),
             tls: spec.redis.tls,
             db: spec.redis.db,
+            commandTimeoutMs: spec.redis.commandTimeoutMs,
           },
         }
       : { backend: 'memory', namespace: `${metadata.namespace}:${metadata.name}` },

@@ -62,8 +62,15 @@ export function evaluateUsers(options: {
   hashOf: HashOf;
 }): EvaluatedUsers {
   const out: EvaluatedUsers = { records: [], outcomes: [], pending: [], accepted: [] };
-  const taken = new Map<string, string>();
-  // oldest first: of two users with one username, the older keeps it (plain comparison:
+  // a username two SmtpUsers claim is refused on both, each told of the other: which of two
+  // passwords is the customer's is for a person to decide, not the older object
+  const claims = new Map<string, string[]>();
+  for (const { user } of options.users) {
+    const names = claims.get(user.spec.username);
+    if (names) names.push(user.metadata.name);
+    else claims.set(user.spec.username, [user.metadata.name]);
+  }
+  // oldest first, so that shards and outcomes keep one order (plain comparison:
   // localeCompare costs a second a reconcile at 100,000 users)
   const key = (u: SmtpUser) => `${u.metadata.creationTimestamp ?? ''}\0${u.metadata.name}`;
   const sorted = [...options.users].sort((a, b) => {
@@ -80,9 +87,13 @@ export function evaluateUsers(options: {
       refuse('ReservedUsername', `username ${username} is reserved`);
       continue;
     }
-    const owner = taken.get(username);
-    if (owner) {
-      refuse('DuplicateUsername', `username ${username} is already used by SmtpUser ${owner}`);
+    const claimants = claims.get(username) ?? [];
+    if (claimants.length > 1) {
+      const others = claimants.filter((n) => n !== name).sort();
+      refuse(
+        'DuplicateUsername',
+        `username ${username} is also used by SmtpUser ${others.join(', ')}; none of them can authenticate until all but one are renamed or deleted`,
+      );
       continue;
     }
     if (password === undefined || password === '') {
@@ -102,7 +113,6 @@ export function evaluateUsers(options: {
       );
       continue;
     }
-    taken.set(username, name);
     out.accepted.push(username);
     const hashed = options.hashOf(username, password);
     if (!hashed) {

@@ -9,15 +9,47 @@ import type {
   V1Secret,
   V1Service,
   V1StatefulSet,
+  V1TopologySpreadConstraint,
   V1Volume,
   V1VolumeMount,
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
+import { SessionGraceSchema } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
+import { DKIM_DIR } from './dkim-keys.ts';
 import { ADMIN_PORT, HANDOFF_LISTENER, HANDOFF_PORT, labels, names, PATHS, selector } from './names.ts';
+import {
+  DEFAULT_RELAY_DEFAULTS,
+  type RelayDefaults,
+  relayImageOf,
+  type ServiceMonitorSettings,
+} from './relay-defaults.ts';
+import type { DkimMount } from './sending-domains.ts';
 import { SHARD_USERS_KEY, shardFile, shardName } from './user-shards.ts';
 
 export const CONFIG_HASH_ANNOTATION = 'sluice.dev/config-hash';
+
+/**
+ * The pod's k8s.* resource attributes (OpenTelemetry semantic conventions) for its spans,
+ * through OTEL_RESOURCE_ATTRIBUTES; the kubelet expands $(VAR) from the variables before.
+ */
+export function k8sResourceEnv(workload: string) {
+  return [
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+    {
+      name: 'OTEL_RESOURCE_ATTRIBUTES',
+      value: `k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),k8s.node.name=$(NODE_NAME),${workload}`,
+    },
+  ];
+}
+
+/** Quantities as the pod spec writes them: `cpu: 1` becomes "1". */
+function quantities(values: Record<string, string | number | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) out[k] = String(v);
+  return out;
+}
 
 /** Name, namespace, labels and the owner reference to the policy, for everything it owns. */
 export function ownedMeta(policy: RelayPolicy, name: string) {
@@ -83,6 +115,8 @@ export function statefulSet(
   policy: RelayPolicy,
   configHash: string,
   users: UsersShards = { count: 1, names: [shardName(names(policy).usersSecret, 1, 0)] },
+  dkimKeys: readonly DkimMount[] = [],
+  defaults: RelayDefaults = DEFAULT_RELAY_DEFAULTS,
 ): V1StatefulSet {
   const { spec } = policy;
   const n = names(policy);
@@ -119,6 +153,16 @@ export function statefulSet(
     volumes.push({ name: 'tls', secret: { secretName: spec.tlsSecretName } });
     mounts.push({ name: 'tls', mountPath: PATHS.tlsDir, readOnly: true });
   }
+  // the SendingDomains' key Secrets, one directory each; a key is in the config only once DNS serves it
+  if (dkimKeys.length > 0) {
+    volumes.push({
+      name: 'dkim',
+      projected: {
+        sources: dkimKeys.map((m) => ({ secret: { name: m.secretName, items: m.items } })),
+      },
+    });
+    mounts.push({ name: 'dkim', mountPath: DKIM_DIR, readOnly: true });
+  }
   const redisRef = spec.redis?.passwordSecretRef;
   if (redisRef) {
     volumes.push({
@@ -141,8 +185,8 @@ export function statefulSet(
       ? { ...spec.resources.requests, cpu: AUTOSCALING_CPU_REQUEST }
       : spec.resources.requests;
   const resources: V1ResourceRequirements = {
-    ...(Object.keys(requests).length ? { requests } : {}),
-    ...(Object.keys(spec.resources.limits).length ? { limits: spec.resources.limits } : {}),
+    ...(Object.keys(requests).length ? { requests: quantities(requests) } : {}),
+    ...(Object.keys(spec.resources.limits).length ? { limits: quantities(spec.resources.limits) } : {}),
   };
   return {
     apiVersion: 'apps/v1',
@@ -158,22 +202,38 @@ export function statefulSet(
       template: {
         metadata: { labels: labels(policy), annotations: { [CONFIG_HASH_ANNOTATION]: configHash } },
         spec: {
-          terminationGracePeriodSeconds: spec.drainDeadlineSeconds + 30,
+          terminationGracePeriodSeconds: terminationGracePeriodSeconds(policy),
+          // the relays never call the Kubernetes API: no token in their pods
+          automountServiceAccountToken: false,
+          ...(defaults.imagePullSecrets.length > 0
+            ? { imagePullSecrets: defaults.imagePullSecrets.map((name) => ({ name })) }
+            : {}),
           securityContext: {
             runAsNonRoot: true,
-            runAsUser: 10001,
-            runAsGroup: 10001,
-            fsGroup: 10001,
+            // left to the platform when unset (OpenShift assigns each namespace a UID range)
+            ...(defaults.runAsUser === undefined
+              ? {}
+              : {
+                  runAsUser: defaults.runAsUser,
+                  runAsGroup: defaults.runAsUser,
+                  fsGroup: defaults.runAsUser,
+                }),
             seccompProfile: { type: 'RuntimeDefault' },
             // SMTP ports (25, 465, 587) without root or capabilities
             sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }],
           },
           ...(spec.nodeSelector ? { nodeSelector: spec.nodeSelector } : {}),
           ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+          ...(spec.affinity ? { affinity: spec.affinity } : {}),
+          ...(spec.priorityClassName ? { priorityClassName: spec.priorityClassName } : {}),
+          // entries are core/v1's: one the API server refuses is reported as ApplyFailed
+          topologySpreadConstraints:
+            (spec.topologySpreadConstraints as V1TopologySpreadConstraint[] | undefined) ??
+            defaultSpread(policy),
           containers: [
             {
               name: 'relay',
-              image: spec.image,
+              image: relayImageOf(policy, defaults),
               imagePullPolicy: spec.imagePullPolicy,
               args: ['--config', PATHS.config],
               env: [
@@ -182,6 +242,7 @@ export function statefulSet(
                   ? [
                       { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: spec.tracing.otlpEndpoint },
                       { name: 'OTEL_SERVICE_NAME', value: 'sluice-relay' },
+                      ...k8sResourceEnv(`k8s.statefulset.name=${n.statefulSet}`),
                     ]
                   : []),
               ],
@@ -228,6 +289,36 @@ export function statefulSet(
       ],
     },
   };
+}
+
+/**
+ * Replicas spread across nodes and zones: one node or zone lost takes as few relays as
+ * can be, yet a cluster with one node or no zone labels still schedules them all.
+ */
+function defaultSpread(policy: RelayPolicy): V1TopologySpreadConstraint[] {
+  return ['kubernetes.io/hostname', 'topology.kubernetes.io/zone'].map((topologyKey) => ({
+    maxSkew: 1,
+    topologyKey,
+    whenUnsatisfiable: 'ScheduleAnyway',
+    labelSelector: { matchLabels: selector(policy) },
+  }));
+}
+
+/** Time for the hand-off of what the drain deadline left and for closing the rest. */
+const STOP_MARGIN_SECONDS = 15;
+
+/**
+ * How long the kubelet lets a relay stop before killing it: the shutdown delay (readiness
+ * off, still accepting), the open sessions' grace, the drain deadline, then the margin.
+ */
+export function terminationGracePeriodSeconds(policy: RelayPolicy): number {
+  const { spec } = policy;
+  return (
+    spec.rollout.shutdownDelaySeconds +
+    SessionGraceSchema.default +
+    spec.drainDeadlineSeconds +
+    STOP_MARGIN_SECONDS
+  );
 }
 
 /** The relay container's CPU request under autoscaling when the policy sets none. */
@@ -324,14 +415,35 @@ export function horizontalPodAutoscaler(policy: RelayPolicy): V2HorizontalPodAut
   };
 }
 
-export function serviceMonitor(policy: RelayPolicy): Record<string, unknown> {
+/**
+ * The relays' ServiceMonitor: the labels the cluster's Prometheus selects, and a `policy`
+ * label on every series (the dashboard's policy variable).
+ */
+export function serviceMonitor(
+  policy: RelayPolicy,
+  settings: ServiceMonitorSettings = DEFAULT_RELAY_DEFAULTS.serviceMonitor,
+): Record<string, unknown> {
+  const meta = ownedMeta(policy, names(policy).serviceMonitor);
   return {
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'ServiceMonitor',
-    metadata: ownedMeta(policy, names(policy).serviceMonitor),
+    metadata: { ...meta, labels: { ...settings.labels, ...meta.labels } },
     spec: {
       selector: { matchLabels: { ...selector(policy), 'sluice.dev/metrics': 'true' } },
-      endpoints: [{ port: 'admin', path: '/metrics', interval: '30s' }],
+      endpoints: [
+        {
+          port: 'admin',
+          path: '/metrics',
+          interval: settings.interval,
+          ...(settings.scrapeTimeout ? { scrapeTimeout: settings.scrapeTimeout } : {}),
+          relabelings: [
+            {
+              sourceLabels: ['__meta_kubernetes_service_label_app_kubernetes_io_instance'],
+              targetLabel: 'policy',
+            },
+          ],
+        },
+      ],
     },
   };
 }

@@ -19,6 +19,7 @@ import type { RelayConfig } from '@sluice/relay/config-schema';
 import { hashPassword, verifyPassword } from '@sluice/relay/password';
 import { parse } from 'yaml';
 import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults } from '../build/relay-defaults.ts';
 import { CONFIG_HASH_ANNOTATION } from '../build/workload.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 import { apiListWatch, Informer } from '../kube/informer.ts';
@@ -87,7 +88,7 @@ const NETWORK = {
   },
 };
 
-function startOperator(cp: ControlPlane, identity: string): Operator {
+function startOperator(cp: ControlPlane, identity: string, relayDefaults?: RelayDefaults): Operator {
   const client = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: identity });
   const leases = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: identity });
   const metrics = new Counting();
@@ -98,6 +99,7 @@ function startOperator(cp: ControlPlane, identity: string): Operator {
     resyncMs: 250,
     queue: { baseDelayMs: 50, maxDelayMs: 1000 },
     network: NETWORK,
+    ...(relayDefaults ? { relayDefaults } : {}),
     leaderElection: {
       leases,
       namespace: 'kube-system',
@@ -468,18 +470,15 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
 
   it('reports a config the relay refuses, with an Event, and applies none of it', async () => {
     const ns = await namespace('invalid');
-    await policy(ns, {
-      listeners: [
-        { name: 'one', port: 587, tls: 'starttls' },
-        { name: 'two', port: 587, tls: 'starttls' },
-      ],
-    });
+    // (two listeners on one port are refused by the API server already; the hand-off
+    // listener's port is one only the relay's own checks know)
+    await policy(ns, { listeners: [{ name: 'one', port: 10025, tls: 'starttls' }] });
     const ready = await waitFor('Ready=False ConfigInvalid', async () => {
       const c = condition((await policyOf(ns))?.status?.conditions as Condition[], 'Ready');
       return c?.reason === 'ConfigInvalid' ? c : undefined;
     });
     assert.equal(ready.status, 'False');
-    assert.match(ready.message, /587 is already used/);
+    assert.match(ready.message, /10025 is already used/);
     const events = await waitFor('a ConfigInvalid Event', async () => {
       const e = (await eventsAbout(ns, 'mail')).filter((x) => x.reason === 'ConfigInvalid');
       return e.length > 0 ? e : undefined;
@@ -725,13 +724,27 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     } as KubeObject);
     await waitFor('the ServiceMonitor API', () => admin.servesApi('monitoring.coreos.com/v1'));
     // the API is looked up once per term of leadership: a new operator sees it
-    const c = startOperator(cp, 'operator-c');
+    const c = startOperator(cp, 'operator-c', {
+      ...DEFAULT_RELAY_DEFAULTS,
+      serviceMonitor: { labels: { release: 'kube-prometheus-stack' }, interval: '15s' },
+    });
     try {
       const sm = await waitFor('the ServiceMonitor', () =>
-        admin.get('monitoring.coreos.com/v1', 'ServiceMonitor', 'create', 'mail-relay'),
+        admin.get<KubeObject & { spec: { endpoints: Array<{ interval: string }> } }>(
+          'monitoring.coreos.com/v1',
+          'ServiceMonitor',
+          'create',
+          'mail-relay',
+        ),
       );
       const p = await policyOf('create');
       assert.equal(sm.metadata.ownerReferences?.[0]?.uid, p?.metadata.uid);
+      assert.equal(
+        sm.metadata.labels?.release,
+        'kube-prometheus-stack',
+        'selected by a stock kube-prometheus-stack',
+      );
+      assert.equal(sm.spec.endpoints[0]?.interval, '15s');
     } finally {
       await c.controller.stop();
     }

@@ -6,9 +6,10 @@
 // election, watches and workers run only while this replica leads.
 
 import type { Tracer } from '@opentelemetry/api';
-import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import type { RelayPolicy, SendingDomain, SmtpUser } from '../api/types.ts';
 import { MANAGED_BY } from '../build/names.ts';
 import type { NetworkSettings } from '../build/network-policy.ts';
+import type { RelayDefaults } from '../build/relay-defaults.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { EventRecorder } from '../kube/events.ts';
 import {
@@ -26,14 +27,18 @@ import {
   RELAY_POLICIES,
   type ResourceType,
   SECRETS,
+  SENDING_DOMAINS,
   SERVICES,
   SMTP_USERS,
   STATEFUL_SETS,
+  splitKey,
 } from '../kube/resources.ts';
 import type { QueueSource } from '../reconcile/deletion.ts';
+import { type DnsLookup, resolverLookup } from '../reconcile/dns-checks.ts';
 import { HashPool } from '../reconcile/hash-pool.ts';
 import { type SecretObject, secretsOfPolicy } from '../reconcile/policy-inputs.ts';
 import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
+import { SendingDomainReconciler } from '../reconcile/sending-domain.ts';
 import type { UsageSource } from '../usage/relay-usage.ts';
 import { DEFAULT_USAGE_INTERVAL_MS, UsageSummaries } from '../usage/summaries.ts';
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
@@ -90,6 +95,8 @@ export interface ControllerOptions {
   usageIntervalMs?: number;
   /** The pod network and the relays' NetworkPolicy (see build/network-policy.ts). */
   network?: NetworkSettings;
+  /** The relay image and ServiceMonitor settings of the installation (see build/relay-defaults.ts). */
+  relayDefaults?: RelayDefaults;
   /** Usage-only SmtpUser status writes a second, across all policies (the usage write budget); default 20. */
   usageWritesPerSecond?: number;
   /** Passwords hashed at once, across all policies; default 2. */
@@ -100,6 +107,12 @@ export interface ControllerOptions {
   deletionDrainMs?: number;
   /** How often a deleted policy's queues are asked again; default 10 s. */
   drainPollMs?: number;
+  /** Where SendingDomains' DNS records are looked up; the system's resolvers by default. */
+  dns?: DnsLookup;
+  /** SendingDomains' DNS is checked again this often; default 5 min. */
+  dnsCheckIntervalMs?: number;
+  /** The clock of DKIM key rotation (tests move it); Date.now by default. */
+  now?: () => number;
   /** Where the informers list and watch; the API server by default. */
   listWatch?: <T extends KubeObject>(
     resource: ResourceType,
@@ -108,6 +121,13 @@ export interface ControllerOptions {
 }
 
 const KIND = 'RelayPolicy';
+/** Work-queue keys of SendingDomains carry this prefix; bare keys are policies. */
+const DOMAIN_KEY = 'SendingDomain:';
+
+function ownerDomainKey(obj: KubeObject): string | undefined {
+  const owner = obj.metadata.ownerReferences?.find((r) => r.kind === 'SendingDomain' && r.controller);
+  return owner ? keyOf(obj.metadata.namespace, owner.name) : undefined;
+}
 
 function ownerPolicyKey(obj: KubeObject): string | undefined {
   const owner = obj.metadata.ownerReferences?.find((r) => r.kind === 'RelayPolicy' && r.controller);
@@ -118,6 +138,7 @@ function ownerPolicyKey(obj: KubeObject): string | undefined {
 class Session {
   readonly policies: WatchedObjects<RelayPolicy>;
   readonly users: WatchedObjects<SmtpUser>;
+  readonly domains: WatchedObjects<SendingDomain>;
   /** The Secrets the operator owns (users shards, internal), whole */
   readonly ownedSecrets: WatchedObjects<SecretObject>;
   /** Every Secret in scope, metadata only: which exist, at which version */
@@ -131,6 +152,7 @@ class Session {
   readonly #referenced: ReferencedSecrets;
   readonly #hashes: HashPool;
   readonly #reconciler: RelayPolicyReconciler;
+  readonly #domainReconciler: SendingDomainReconciler;
   readonly #o: ControllerOptions;
   readonly #workers: Promise<void>[] = [];
   #resync: NodeJS.Timeout | undefined;
@@ -178,6 +200,7 @@ class Session {
         : one<T>(namespaces[0], resource, labelSelector, metadataOnly);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     this.users = informer<SmtpUser>(SMTP_USERS);
+    this.domains = informer<SendingDomain>(SENDING_DOMAINS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     this.ownedSecrets = informer<SecretObject>(SECRETS, managed);
     this.secretMeta = informer<SecretObject>(SECRETS, undefined, true);
@@ -195,6 +218,7 @@ class Session {
       client: o.client,
       policies: this.policies,
       users: this.users,
+      domains: this.domains,
       secrets: this.#referenced,
       owned: this.ownedSecrets,
       hashes: this.#hashes,
@@ -202,6 +226,7 @@ class Session {
       events: new EventRecorder(o.client, o.log),
       ...(o.log ? { log: o.log } : {}),
       ...(o.network ? { network: o.network } : {}),
+      ...(o.relayDefaults ? { relayDefaults: o.relayDefaults } : {}),
       ...(o.queueSource ? { queues: o.queueSource } : {}),
       ...(o.deletionDrainMs !== undefined ? { deletionDrainMs: o.deletionDrainMs } : {}),
       ...(o.drainPollMs !== undefined ? { drainPollMs: o.drainPollMs } : {}),
@@ -216,6 +241,17 @@ class Session {
             }),
           }
         : {}),
+    });
+    this.#domainReconciler = new SendingDomainReconciler({
+      client: o.client,
+      domains: this.domains,
+      policies: this.policies,
+      owned: this.ownedSecrets,
+      events: new EventRecorder(o.client, o.log),
+      dns: o.dns ?? resolverLookup(),
+      ...(o.now ? { now: o.now } : {}),
+      ...(o.dnsCheckIntervalMs !== undefined ? { dnsCheckIntervalMs: o.dnsCheckIntervalMs } : {}),
+      ...(o.log ? { log: o.log } : {}),
     });
     this.#wire();
   }
@@ -269,9 +305,43 @@ class Session {
       }
     };
     this.secretMeta.on({ add: secretChanged, update: secretChanged, delete: secretChanged });
+    const domainChanged = (d: SendingDomain, old?: SendingDomain) => {
+      this.queue.add(DOMAIN_KEY + keyOf(d.metadata.namespace, d.metadata.name));
+      // the policy renders the domain's keys and users (and a duplicate's turn may come)
+      for (const ref of new Set([d.spec?.policyRef?.name, old?.spec?.policyRef?.name])) {
+        if (ref) this.queue.add(keyOf(d.metadata.namespace, ref));
+      }
+      // a domain claimed or given up: a SendingDomain naming the same one may now count, or not
+      const claimChanged =
+        !old || old.spec?.domain !== d.spec?.domain || old.spec?.policyRef?.name !== d.spec?.policyRef?.name;
+      if (!claimChanged) return;
+      for (const other of this.domains.list()) {
+        if (
+          other !== d &&
+          other.metadata.namespace === d.metadata.namespace &&
+          (other.spec?.domain === d.spec?.domain || other.spec?.domain === old?.spec?.domain)
+        )
+          this.queue.add(DOMAIN_KEY + keyOf(other.metadata.namespace, other.metadata.name));
+      }
+    };
+    this.domains.on({
+      add: (d) => domainChanged(d),
+      update: domainChanged,
+      delete: (d) => {
+        domainChanged(d);
+        if (d.metadata.uid) this.#domainReconciler.forget(d.metadata.uid);
+      },
+    });
     const ownedSecretChanged = (s: SecretObject) => {
       const owner = ownerPolicyKey(s);
       if (owner) this.queue.add(owner);
+      const domain = ownerDomainKey(s);
+      if (domain) {
+        this.queue.add(DOMAIN_KEY + domain);
+        const { namespace, name } = splitKey(domain);
+        const ref = this.domains.get(namespace, name)?.spec?.policyRef?.name;
+        if (ref) this.queue.add(keyOf(namespace, ref));
+      }
     };
     this.ownedSecrets.on({ add: ownedSecretChanged, update: ownedSecretChanged, delete: ownedSecretChanged });
     const ownedChanged = (o: KubeObject) => {
@@ -288,6 +358,7 @@ class Session {
     return [
       this.policies,
       this.users,
+      this.domains,
       this.ownedSecrets,
       this.secretMeta,
       this.statefulSets,
@@ -329,6 +400,8 @@ class Session {
     for (const p of this.policies.list()) this.queue.add(keyOf(p.metadata.namespace, p.metadata.name));
     for (const u of this.users.list())
       this.queue.add(keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? ''));
+    for (const d of this.domains.list())
+      this.queue.add(DOMAIN_KEY + keyOf(d.metadata.namespace, d.metadata.name));
   }
 
   async #work(): Promise<void> {
@@ -336,19 +409,31 @@ class Session {
       const key = await this.queue.get();
       if (key === undefined) return;
       const started = performance.now();
+      const domainKey = key.startsWith(DOMAIN_KEY) ? key.slice(DOMAIN_KEY.length) : undefined;
+      const kind = domainKey !== undefined ? 'SendingDomain' : KIND;
       try {
-        const outcome = await tracedReconcile(this.#o.tracer ?? operatorTracer(), KIND, key, async () => {
-          await this.#referenced.ensure(this.#index.secretsFor(key));
-          return this.#reconciler.reconcile(key);
-        });
+        const outcome = await tracedReconcile(
+          this.#o.tracer ?? operatorTracer(),
+          kind,
+          domainKey ?? key,
+          async () => {
+            if (domainKey !== undefined) return this.#domainReconciler.reconcile(domainKey);
+            await this.#referenced.ensure(this.#index.secretsFor(key));
+            return this.#reconciler.reconcile(key);
+          },
+        );
         this.queue.forget(key);
         if (outcome.requeueAfterMs !== undefined) this.queue.addAfter(key, outcome.requeueAfterMs);
-        this.#o.metrics?.reconciled(KIND, 'success', (performance.now() - started) / 1000);
+        this.#o.metrics?.reconciled(kind, 'success', (performance.now() - started) / 1000);
       } catch (err: unknown) {
         const retryInMs = this.queue.addRateLimited(key);
-        this.#o.metrics?.reconciled(KIND, 'error', (performance.now() - started) / 1000);
+        this.#o.metrics?.reconciled(kind, 'error', (performance.now() - started) / 1000);
         this.#o.log?.warn(
-          { relayPolicy: key, err: err instanceof Error ? err.message : String(err), retryInMs },
+          {
+            ...(domainKey !== undefined ? { sendingDomain: domainKey } : { relayPolicy: key }),
+            err: err instanceof Error ? err.message : String(err),
+            retryInMs,
+          },
           'reconcile failed',
         );
       } finally {

@@ -12,6 +12,7 @@ const policy = relayPolicy(
     redis: {
       mode: 'standalone',
       nodes: ['redis:6379'],
+      commandTimeoutMs: 500,
       passwordSecretRef: { name: 'redis-auth', key: 'password' },
       tls: false,
       db: 0,

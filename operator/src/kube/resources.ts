@@ -25,6 +25,14 @@ export const SMTP_USERS: ResourceType = {
   namespaced: true,
 };
 
+export const SENDING_DOMAINS: ResourceType = {
+  group: 'sluice.dev',
+  version: 'v1alpha1',
+  kind: 'SendingDomain',
+  plural: 'sendingdomains',
+  namespaced: true,
+};
+
 export const SECRETS: ResourceType = {
   group: '',
   version: 'v1',

@@ -32,6 +32,8 @@ export interface PolicyFacts {
   rejectedUsers: ReadonlyArray<{ name: string; reason: string }>;
   userCount: number;
   selector: string;
+  /** The operator's release and the image its relay pods are given */
+  versions?: { operator: string; relayImage: string };
 }
 
 function plural(n: number, word: string): string {
@@ -139,7 +141,8 @@ export function policyStatus(
     RelayPolicyStatus,
     'observedGeneration' | 'conditions' | 'replicas' | 'readyReplicas' | 'userCount' | 'selector'
   >
-> {
+> &
+  Pick<RelayPolicyStatus, 'operatorVersion' | 'relayImage'> {
   const ready = facts.statefulSet?.readyReplicas ?? 0;
   return {
     observedGeneration: facts.generation,
@@ -152,5 +155,8 @@ export function policyStatus(
     readyReplicas: ready,
     userCount: facts.userCount,
     selector: facts.selector,
+    ...(facts.versions
+      ? { operatorVersion: facts.versions.operator, relayImage: facts.versions.relayImage }
+      : {}),
   };
 }

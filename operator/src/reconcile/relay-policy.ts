@@ -9,7 +9,7 @@ import type { RelayConfig } from '@sluice/relay/config-schema';
 import { ConfigError } from '@sluice/relay/config-validate';
 import { stringify } from 'yaml';
 import { withPolicyDefaults } from '../api/defaults.ts';
-import type { RelayPolicy, SmtpUser } from '../api/types.ts';
+import type { RelayPolicy, SendingDomain, SmtpUser } from '../api/types.ts';
 import { ADMIN_PORT, names, selectorString } from '../build/names.ts';
 import {
   DEFAULT_NETWORK_SETTINGS,
@@ -17,6 +17,8 @@ import {
   relayNetworkPolicy,
 } from '../build/network-policy.ts';
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
+import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, relayImageOf } from '../build/relay-defaults.ts';
+import { policyDomains } from '../build/sending-domains.ts';
 import {
   adminService,
   configMap,
@@ -34,6 +36,7 @@ import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import { RELAY_POLICIES, splitKey } from '../kube/resources.ts';
 import type { UsageSummaries } from '../usage/summaries.ts';
+import { OPERATOR_VERSION } from '../version.ts';
 import { applyIfChanged } from './applied-hash.ts';
 import { type ConditionInput, findCondition, type LiveCondition, mergeConditions } from './conditions.ts';
 import {
@@ -56,6 +59,7 @@ import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
 import { claimsToExpand, expandClaim, type SpoolTemplateHolder, spoolChange } from './spool-resize.ts';
 import { StatusWriter } from './status-writer.ts';
+import { notSelected, selectUsers } from './user-selection.ts';
 import { UserShards } from './user-shards.ts';
 
 /** Some owned objects could not be applied; the policy's status says which and why. */
@@ -100,6 +104,8 @@ export interface RelayPolicyReconcilerOptions {
   client: KubeClient;
   policies: Lookup<RelayPolicy>;
   users: Lookup<SmtpUser>;
+  /** SendingDomains: their keys that DNS serves sign, their users may send as them */
+  domains?: Lookup<SendingDomain>;
   secrets: Lookup<SecretObject>;
   /** The Secrets the operator owns (users shards, internal), from a cache */
   owned: Lookup<SecretObject>;
@@ -114,6 +120,8 @@ export interface RelayPolicyReconcilerOptions {
   usage?: UsageSummaries;
   /** The pod network and the relays' NetworkPolicy; default: private ranges, no NetworkPolicy */
   network?: NetworkSettings;
+  /** The relay image and ServiceMonitor settings of the installation */
+  relayDefaults?: RelayDefaults;
   /** Usage-only SmtpUser status writes a second (the usage write budget); default 20 */
   usageWritesPerSecond?: number;
   /** The relays' queues; with it a deleted policy waits for them (finalizer), without it not */
@@ -184,9 +192,19 @@ export class RelayPolicyReconciler {
     if (this.#o.queues && !finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
       await this.#setFinalizers(cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
     }
+    // users that name the policy but that its userSelector leaves out are told so, nothing more
+    const { selected, unselected } = selectUsers(policy, users);
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
+    const domains = policyDomains(
+      this.#o.domains?.list() ?? [],
+      this.#o.owned,
+      namespace,
+      name,
+      policy.spec.sendingDomains?.defaultSigner,
+    );
+    const defaults = this.#o.relayDefaults ?? DEFAULT_RELAY_DEFAULTS;
 
     let config: RelayConfig | undefined;
     let configError: string | undefined;
@@ -194,6 +212,9 @@ export class RelayPolicyReconciler {
       config = buildRelayConfig(policy, {
         ...(secrets.smarthostUsername ? { smarthostUsername: secrets.smarthostUsername } : {}),
         podNetworks: network.podNetworks,
+        dkimKeys: domains.keys,
+        ...(domains.defaultSigner ? { dkimDefaultSigner: domains.defaultSigner } : {}),
+        senderDomains: domains.senders,
       });
     } catch (err: unknown) {
       if (!(err instanceof ConfigError)) throw err;
@@ -238,7 +259,7 @@ export class RelayPolicyReconciler {
     );
     const shards = await this.#shards.reconcile(
       policy,
-      userInputs(users, this.#o.secrets),
+      userInputs(selected, this.#o.secrets),
       handoffPassword,
       fingerprintKey,
     );
@@ -250,7 +271,13 @@ export class RelayPolicyReconciler {
       await apply(configMap(policy, stringify(config, { lineWidth: 0 })) as KubeObject);
       sts = await this.#applyStatefulSet(
         policy,
-        statefulSet(policy, restartHash(config, secrets.tlsVersion), shards.set) as KubeObject,
+        statefulSet(
+          policy,
+          restartHash(config, secrets.tlsVersion),
+          shards.set,
+          domains.mounts,
+          defaults,
+        ) as KubeObject,
         { apply, attempt, failures },
       );
       await apply(smtpService(policy) as KubeObject);
@@ -260,7 +287,8 @@ export class RelayPolicyReconciler {
       const hpa = horizontalPodAutoscaler(policy);
       if (hpa) await apply(hpa as KubeObject);
       else await deleteOwned('autoscaling/v2', 'HorizontalPodAutoscaler', n.hpa);
-      if (await this.#servesServiceMonitors()) await apply(serviceMonitor(policy) as unknown as KubeObject);
+      if (await this.#servesServiceMonitors())
+        await apply(serviceMonitor(policy, defaults.serviceMonitor) as unknown as KubeObject);
       if (network.relayNetworkPolicy) {
         await apply(relayNetworkPolicy(policy, network.relayNetworkPolicy) as unknown as KubeObject);
       } else {
@@ -286,8 +314,9 @@ export class RelayPolicyReconciler {
       applyFailures: failures,
       missingSecrets: secrets.missing,
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
-      userCount: users.length,
+      userCount: selected.length,
       selector: selectorString(policy),
+      versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
     };
     const statusWritten = await this.#writeStatus(cached, facts);
 
@@ -298,11 +327,15 @@ export class RelayPolicyReconciler {
       token: adminToken,
     });
     // a user whose password is still being hashed keeps its status until it is written
+    const leftOut = unselected.length > 0 ? notSelected(policy) : undefined;
     await this.#userStatus.update(
-      users.flatMap((user) => {
-        const outcome = outcomes.get(user.metadata.name);
-        return outcome ? [{ user, outcome }] : [];
-      }),
+      [
+        ...selected.flatMap((user) => {
+          const outcome = outcomes.get(user.metadata.name);
+          return outcome ? [{ user, outcome }] : [];
+        }),
+        ...(leftOut ? unselected.map((user) => ({ user, outcome: leftOut })) : []),
+      ],
       usage,
     );
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');

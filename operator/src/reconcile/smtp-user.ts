@@ -1,5 +1,5 @@
 // The status of each SmtpUser, from what the policy's reconcile made of it: Ready True
-// (Active or Suspended) or False with the reason (PolicyNotFound, SecretNotFound,
+// (Active or Suspended) or False with the reason (PolicyNotFound, NotSelected, SecretNotFound,
 // DuplicateUsername, ReservedUsername, InvalidPasswordHash, AbuseSuspended) and a Warning Event when a user
 // stops being ready; with the relays' usage report also status.usage and the
 // AbuseSuspected condition, with a Warning Event when abuse is first suspected.

@@ -2,6 +2,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ControllerMetrics } from '../controller/controller.ts';
 import type { WriteVerb } from '../kube/client.ts';
+import { OPERATOR_VERSION } from '../version.ts';
 
 export class OperatorMetrics implements ControllerMetrics {
   readonly registry = new Registry();
@@ -16,8 +17,14 @@ export class OperatorMetrics implements ControllerMetrics {
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.processMetrics)
-      collectDefaultMetrics({ register: this.registry, prefix: 'sluice_operator_' });
+    // prom-client's own names (process_*, nodejs_*), which stock Node.js dashboards query
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'sluice_operator_build_info',
+      help: 'Always 1; the labels say which release of the operator runs on which Node.js',
+      labelNames: ['version', 'nodejs_version'],
+      registers,
+    }).set({ version: OPERATOR_VERSION, nodejs_version: process.versions.node }, 1);
     this.#reconciles = new Counter({
       name: 'sluice_operator_reconcile_total',
       help: 'Reconciles by kind and result (success, error)',

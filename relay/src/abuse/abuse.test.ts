@@ -129,6 +129,8 @@ describe('abuse detection on recorded traffic', () => {
       volume_spike: 1,
       many_client_ips: 1,
       mostly_rejected: 1,
+      invalid_recipients: 0,
+      spam_blocked: 0,
     });
     const text = await t.relay.metrics.registry.getSingleMetricAsString('sluice_abuse_flags_total');
     assert.doesNotMatch(text, /alice|carol|dave/, 'no user in any label');
@@ -157,6 +159,8 @@ describe('abuse detection on recorded traffic', () => {
       volume_spike: 1,
       many_client_ips: 1,
       mostly_rejected: 1,
+      invalid_recipients: 0,
+      spam_blocked: 0,
     });
     assert.equal((await metric(t, 'sluice_abuse_suspended_users'))[''], 3);
   });

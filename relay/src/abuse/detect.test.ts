@@ -15,6 +15,8 @@ const T: AbuseThresholds = {
   maxClientIps: 10,
   rejectRatio: 0.5,
   minAttempts: 20,
+  invalidRecipientRatio: 0.1,
+  spamBlockRatio: 0.1,
 };
 const quiet = { messages: 0, rejected: 0, distinctClientIps: 1 };
 
@@ -95,6 +97,34 @@ describe('abuse detection', () => {
     );
     assert.deepEqual(
       detectAbuse(hours({ current: { ...quiet, messages: 10, rejected: 10 }, elapsed: 1 }), T),
+      [],
+    );
+  });
+
+  it('flags a jump in the share of recipients bouncing as invalid or blocked as spam', () => {
+    const bounces = { ...quiet, deliveries: 40, invalidRecipients: 9, spamBlocks: 5 };
+    const f = detectAbuse(hours({ current: bounces, elapsed: 1 }), T);
+    assert.deepEqual(
+      f.map((x) => [x.kind, x.reason, x.numbers.ratio]),
+      [
+        ['invalid_recipients', 'InvalidRecipients', 0.225],
+        ['spam_blocked', 'SpamBlocked', 0.125],
+      ],
+    );
+    assert.match(
+      f[0]?.message ?? '',
+      /^9 of 40 recipients in the last hour bounced as invalid recipients \(more than 10 %\)$/,
+    );
+    // at the share, or under minAttempts, is no flag
+    assert.deepEqual(
+      detectAbuse(
+        hours({ current: { ...quiet, deliveries: 40, invalidRecipients: 4, spamBlocks: 4 }, elapsed: 1 }),
+        T,
+      ),
+      [],
+    );
+    assert.deepEqual(
+      detectAbuse(hours({ current: { ...quiet, deliveries: 19, invalidRecipients: 19 }, elapsed: 1 }), T),
       [],
     );
   });

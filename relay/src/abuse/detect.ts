@@ -1,22 +1,43 @@
 // Signs of a compromised account in its own usage, as pure decisions: a volume far above
 // the account's recent baseline, authentication from many client IPs, mail that is mostly
-// refused. The evaluator feeds them hourly buckets from the state store.
+// refused, and mail that bounces as sent to invalid recipients or blocked as spam (the
+// reply classes of delivery/reply-class.ts). The evaluator feeds them hourly buckets
+// from the state store.
 import type { RelayConfig } from '../config/schema.ts';
 
-export type AbuseKind = 'volume_spike' | 'many_client_ips' | 'mostly_rejected';
+export type AbuseKind =
+  | 'volume_spike'
+  | 'many_client_ips'
+  | 'mostly_rejected'
+  | 'invalid_recipients'
+  | 'spam_blocked';
 
-export const ABUSE_KINDS: readonly AbuseKind[] = ['volume_spike', 'many_client_ips', 'mostly_rejected'];
+export const ABUSE_KINDS: readonly AbuseKind[] = [
+  'volume_spike',
+  'many_client_ips',
+  'mostly_rejected',
+  'invalid_recipients',
+  'spam_blocked',
+];
 
 /** The CamelCase reason a Kubernetes condition or event carries for each kind. */
 export const ABUSE_REASONS: Readonly<Record<AbuseKind, string>> = {
   volume_spike: 'VolumeSpike',
   many_client_ips: 'ManyClientIps',
   mostly_rejected: 'MostlyRejected',
+  invalid_recipients: 'InvalidRecipients',
+  spam_blocked: 'SpamBlocked',
 };
 
 export type AbuseThresholds = Pick<
   RelayConfig['abuse'],
-  'volumeFactor' | 'volumeFloor' | 'maxClientIps' | 'rejectRatio' | 'minAttempts'
+  | 'volumeFactor'
+  | 'volumeFloor'
+  | 'maxClientIps'
+  | 'rejectRatio'
+  | 'minAttempts'
+  | 'invalidRecipientRatio'
+  | 'spamBlockRatio'
 >;
 
 /** One hourly bucket of one user, as far as detection needs it. */
@@ -25,6 +46,12 @@ export interface HourCounts {
   /** Transactions refused (at MAIL FROM or end of DATA). */
   rejected: number;
   distinctClientIps: number;
+  /** Recipients whose delivery ended (delivered or bounced). */
+  deliveries?: number;
+  /** Of those, bounced as invalid-recipient. */
+  invalidRecipients?: number;
+  /** Of those, bounced as spam-block (the receiver blocks the sender as a spam source). */
+  spamBlocks?: number;
 }
 
 export interface UserHours {
@@ -103,5 +130,25 @@ export function detectAbuse(hours: UserHours, t: AbuseThresholds): AbuseFinding[
       `${rejected} of ${attempts} transactions refused in the last hour (more than ${Math.round(t.rejectRatio * 100)} %)`,
     );
   }
+
+  const sum = (key: 'deliveries' | 'invalidRecipients' | 'spamBlocks') =>
+    lastHour(hours.current[key] ?? 0, hours.previous[key] ?? 0, hours.elapsed);
+  const deliveries = sum('deliveries');
+  const share = (kind: AbuseKind, count: number, limit: number, what: string) => {
+    if (deliveries < t.minAttempts || count <= limit * deliveries) return;
+    const ratio = Math.round((count / deliveries) * 1000) / 1000;
+    add(
+      kind,
+      {
+        [kind === 'invalid_recipients' ? 'invalidRecipients' : 'spamBlocks']: count,
+        deliveries,
+        ratio,
+        limit,
+      },
+      `${count} of ${deliveries} recipients in the last hour bounced ${what} (more than ${Math.round(limit * 100)} %)`,
+    );
+  };
+  share('invalid_recipients', sum('invalidRecipients'), t.invalidRecipientRatio, 'as invalid recipients');
+  share('spam_blocked', sum('spamBlocks'), t.spamBlockRatio, 'because the receiver blocks the mail as spam');
   return found;
 }

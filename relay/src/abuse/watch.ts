@@ -7,7 +7,7 @@
 import type { RelayConfig } from '../config/schema.ts';
 import type { MapEntry, StateStore, UsageRow } from '../state/store.ts';
 import { bucketName, bucketStart, PERIOD_MS, previousBuckets } from '../usage/buckets.ts';
-import { USAGE_COUNTERS } from '../usage/recorder.ts';
+import { OUTCOME_PREFIX, USAGE_COUNTERS } from '../usage/recorder.ts';
 import {
   ABUSE_KINDS,
   type AbuseFinding,
@@ -299,6 +299,10 @@ function hourCounts(row: UsageRow): HourCounts {
     messages: row.counts[USAGE_COUNTERS.messages] ?? 0,
     rejected: row.counts[USAGE_COUNTERS.rejected] ?? 0,
     distinctClientIps: row.distinct,
+    deliveries:
+      (row.counts[`${OUTCOME_PREFIX}delivered`] ?? 0) + (row.counts[`${OUTCOME_PREFIX}bounced`] ?? 0),
+    invalidRecipients: row.counts[`${OUTCOME_PREFIX}bounced:invalid-recipient`] ?? 0,
+    spamBlocks: row.counts[`${OUTCOME_PREFIX}bounced:spam-block`] ?? 0,
   };
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { QueuePage } from '../queue/listing.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import {
@@ -37,21 +38,31 @@ function envelope(
  */
 class FakeQueueAdmin implements QueueAdmin {
   messages = new Map<string, SpooledEnvelope>();
+  scanning = false;
   retried: (string | undefined)[] = [];
 
   add(envelope: SpooledEnvelope): void {
     this.messages.set(envelope.queueId, envelope);
   }
-  list(): SpooledEnvelope[] {
-    return [...this.messages.values()];
+  async list(): Promise<QueuePage> {
+    const messages = [...this.messages.values()]
+      .sort((a, b) => (a.queueId < b.queueId ? -1 : 1))
+      .map((e) => ({ ...e, state: 'deferred' as const }));
+    return { messages, total: messages.length, next: null };
   }
-  get(queueId: string): SpooledEnvelope | undefined {
+  async get(queueId: string): Promise<SpooledEnvelope | undefined> {
     return this.messages.get(queueId);
   }
-  retryNow(queueId?: string): boolean {
-    if (queueId !== undefined && !this.messages.has(queueId)) return false;
+  retryNow(queueId: string): boolean {
+    if (!this.messages.has(queueId)) return false;
     this.retried.push(queueId);
     return true;
+  }
+  retryCount(): number | undefined {
+    this.retried.push(undefined);
+    return [...this.messages.values()].filter((e) =>
+      e.recipients.some((r) => r.state === 'deferred' || r.state === 'pending'),
+    ).length;
   }
   async remove(queueId: string): Promise<boolean> {
     return this.messages.delete(queueId);
@@ -113,6 +124,7 @@ describe('queue API', () => {
     );
     assert.deepEqual(body.messages[0], {
       queueId: OLD,
+      state: 'deferred',
       receivedAt: '2025-07-01T10:00:00.000Z',
       sender: 'alice@example.com',
       size: 2048,
@@ -176,6 +188,7 @@ describe('queue API', () => {
 
   it('answers 503 when the queue refuses a retry of a message it holds (stopping)', async () => {
     admin.retryNow = () => false;
+    admin.retryCount = () => undefined;
     const response = await server.inject({ method: 'POST', url: `/queue/${OLD}/retry`, headers: auth });
     assert.equal(response.statusCode, 503);
     assert.deepEqual(response.json(), { error: 'the queue is not taking retries now', queueId: OLD });
@@ -187,7 +200,7 @@ describe('queue API', () => {
     const first = await server.inject({ method: 'DELETE', url: `/queue/${OLD}`, headers: auth });
     assert.equal(first.statusCode, 200);
     assert.deepEqual(first.json(), { queueId: OLD, deleted: true });
-    assert.equal(admin.get(OLD), undefined);
+    assert.equal(await admin.get(OLD), undefined);
 
     const again = await server.inject({ method: 'DELETE', url: `/queue/${OLD}`, headers: auth });
     assert.equal(again.statusCode, 404);

@@ -1,18 +1,25 @@
 // The queue API on the admin server: what `postqueue -p`, `postqueue -f`, `postqueue -i`
 // and `postsuper -d` give Postfix users, behind a bearer token. Responses are built field
-// by field from the envelope so nothing else (client IP, tags) leaks by accident.
+// by field from the envelope so nothing else (client IP, tags) leaks by accident. The
+// listing comes in pages (a cursor, oldest first) and takes filters, so a queue of a
+// million messages is looked through without a million envelopes in one answer.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { QUEUE_STATES, type QueuePage, type QueueQuery, type QueueState } from '../queue/listing.ts';
 import type { RecipientState, SpooledEnvelope } from '../spool/envelope.ts';
 import { QUEUE_ID_PATTERN } from '../spool/queue-id.ts';
 import { bearerCheck } from './bearer.ts';
 
 /** What the API needs from the queue. */
 export interface QueueAdmin {
-  /** Every message in the queue. */
-  list(): SpooledEnvelope[];
-  get(queueId: string): SpooledEnvelope | undefined;
-  /** Schedules one message (or, without an id, every message) for an attempt now; false if unknown. */
-  retryNow(queueId?: string): boolean;
+  /** One page of the queue, oldest first. */
+  list(query: QueueQuery): Promise<QueuePage>;
+  get(queueId: string): Promise<SpooledEnvelope | undefined>;
+  /** Schedules one message for an attempt now; false if unknown (or the queue is stopping). */
+  retryNow(queueId: string): boolean;
+  /** Schedules every waiting message for an attempt now; how many, or undefined when stopping. */
+  retryCount(): number | undefined;
+  /** The scan of the spool at start is still going: the listing and total cover what it found so far. */
+  readonly scanning: boolean;
   /** Deletes a message without notifying anyone; false if unknown. */
   remove(queueId: string): Promise<boolean>;
 }
@@ -28,6 +35,8 @@ export interface QueueRecipientView {
 
 export interface QueueMessageView {
   queueId: string;
+  /** active: being attempted; due: waiting for an active slot; deferred: waiting for its next attempt. */
+  state?: QueueState;
   receivedAt: string;
   sender: string;
   size: number;
@@ -40,8 +49,17 @@ export interface QueueMessageView {
 
 export interface QueueListResponse {
   messages: QueueMessageView[];
+  /** Messages in the queue (all of them, not this page's). */
   total: number;
+  /** Pass as ?cursor= for the next page; null at the end of the queue. */
+  next: string | null;
+  /** The scan of the spool at start is still going: total and pages cover only what it found so far. */
+  scanning: boolean;
 }
+
+type ListQuery = Partial<
+  Record<'limit' | 'cursor' | 'sender' | 'domain' | 'state' | 'olderThan' | 'newerThan', string>
+>;
 
 export interface QueueErrorResponse {
   error: string;
@@ -58,30 +76,40 @@ export function registerQueueApi(
   const { admin } = options;
   const authorize = bearerCheck(options.token);
 
-  server.get('/queue', { onRequest: authorize }, async (): Promise<QueueListResponse> => {
-    const messages = [...admin.list()].sort(oldestFirst).map(toView);
-    return { messages, total: messages.length };
-  });
+  server.get(
+    '/queue',
+    { onRequest: authorize },
+    async (request: FastifyRequest<{ Querystring: ListQuery }>, reply) => {
+      const query = listQuery(request.query, Date.now());
+      if (typeof query === 'string')
+        return reply.code(400).send({ error: query } satisfies QueueErrorResponse);
+      const page = await admin.list(query);
+      return {
+        messages: page.messages.map((m) => ({ ...toView(m), state: m.state })),
+        total: page.total,
+        next: page.next,
+        scanning: admin.scanning,
+      } satisfies QueueListResponse;
+    },
+  );
 
   server.get('/queue/:id', { onRequest: authorize }, async (request: IdRequest, reply) => {
     const queueId = checkedId(request, reply);
     if (queueId === undefined) return reply;
-    const envelope = admin.get(queueId);
+    const envelope = await admin.get(queueId);
     if (envelope === undefined) return notFound(reply, queueId);
     return toView(envelope);
   });
 
   server.post('/queue/retry', { onRequest: authorize }, async (_request, reply) => {
-    const waiting = admin.list().filter(hasWorkLeft).length;
-    const scheduled = admin.retryNow() ? waiting : 0;
-    return reply.code(202).send({ scheduled });
+    return reply.code(202).send({ scheduled: admin.retryCount() ?? 0 });
   });
 
   server.post('/queue/:id/retry', { onRequest: authorize }, async (request: IdRequest, reply) => {
     const queueId = checkedId(request, reply);
     if (queueId === undefined) return reply;
     if (!admin.retryNow(queueId)) {
-      if (admin.get(queueId) === undefined) return notFound(reply, queueId);
+      if ((await admin.get(queueId)) === undefined) return notFound(reply, queueId);
       // Queued but refused: the queue is stopping (draining to another pod).
       return reply.code(503).send({ error: 'the queue is not taking retries now', queueId });
     }
@@ -115,14 +143,46 @@ function notFound(reply: FastifyReply, queueId: string): FastifyReply {
   return reply.code(404).send({ error: 'not found', queueId } satisfies QueueErrorResponse);
 }
 
-function hasWorkLeft(envelope: SpooledEnvelope): boolean {
-  return envelope.recipients.some((r) => r.state === 'pending' || r.state === 'deferred');
-}
+const MAX_LIMIT = 1_000;
 
-function oldestFirst(a: SpooledEnvelope, b: SpooledEnvelope): number {
-  const byArrival = Date.parse(a.receivedAt) - Date.parse(b.receivedAt);
-  if (byArrival !== 0 && !Number.isNaN(byArrival)) return byArrival;
-  return a.queueId < b.queueId ? -1 : a.queueId > b.queueId ? 1 : 0;
+/** The listing's query string as a QueueQuery, or what is wrong with it. */
+export function listQuery(raw: ListQuery, now: number): QueueQuery | string {
+  const query: QueueQuery = {};
+  if (raw.limit !== undefined) {
+    const limit = Number(raw.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT)
+      return `limit must be a whole number from 1 to ${MAX_LIMIT}`;
+    query.limit = limit;
+  }
+  if (raw.cursor !== undefined) {
+    if (!QUEUE_ID_PATTERN.test(raw.cursor)) return 'cursor must be a queue id (the next of an earlier page)';
+    query.after = raw.cursor;
+  }
+  if (raw.sender !== undefined) {
+    if (raw.sender === '' || raw.sender.length > 320) return 'sender must be an address or @domain';
+    query.sender = raw.sender;
+  }
+  if (raw.domain !== undefined) {
+    if (!/^[^\s@]{1,253}$/.test(raw.domain)) return 'domain must be a domain name';
+    query.domain = raw.domain;
+  }
+  if (raw.state !== undefined) {
+    const state = QUEUE_STATES.find((s) => s === raw.state);
+    if (state === undefined) return `state must be one of ${QUEUE_STATES.join(', ')}`;
+    query.state = state;
+  }
+  for (const [name, value] of [
+    ['olderThan', raw.olderThan],
+    ['newerThan', raw.newerThan],
+  ] as const) {
+    if (value === undefined) continue;
+    const seconds = Number(value);
+    if (value === '' || !Number.isFinite(seconds) || seconds < 0)
+      return `${name} must be seconds (0 or more)`;
+    if (name === 'olderThan') query.receivedBefore = now - seconds * 1000;
+    else query.receivedAfter = now - seconds * 1000;
+  }
+  return query;
 }
 
 function toView(envelope: SpooledEnvelope): QueueMessageView {

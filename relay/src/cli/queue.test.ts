@@ -3,6 +3,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type QueueAdmin, type QueueListResponse, registerQueueApi } from '../admin/queue-api.ts';
+import type { QueuePage } from '../queue/listing.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import { QUEUE_USAGE, runQueueCli } from './queue.ts';
@@ -26,18 +27,26 @@ function envelope(
  */
 class FakeQueueAdmin implements QueueAdmin {
   messages = new Map<string, SpooledEnvelope>();
+  scanning = false;
   retried: (string | undefined)[] = [];
 
-  list(): SpooledEnvelope[] {
-    return [...this.messages.values()];
+  async list(): Promise<QueuePage> {
+    const messages = [...this.messages.values()]
+      .sort((a, b) => (a.queueId < b.queueId ? -1 : 1))
+      .map((e) => ({ ...e, state: 'deferred' as const }));
+    return { messages, total: messages.length, next: null };
   }
-  get(queueId: string): SpooledEnvelope | undefined {
+  async get(queueId: string): Promise<SpooledEnvelope | undefined> {
     return this.messages.get(queueId);
   }
-  retryNow(queueId?: string): boolean {
-    if (queueId !== undefined && !this.messages.has(queueId)) return false;
+  retryNow(queueId: string): boolean {
+    if (!this.messages.has(queueId)) return false;
     this.retried.push(queueId);
     return true;
+  }
+  retryCount(): number | undefined {
+    this.retried.push(undefined);
+    return this.messages.size;
   }
   async remove(queueId: string): Promise<boolean> {
     return this.messages.delete(queueId);

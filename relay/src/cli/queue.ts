@@ -14,7 +14,12 @@ Shows and manages the delivery queue through the admin server's queue API.
 
 Commands:
   list               the queue, oldest first, with each recipient's state and
-                     last answer (like postqueue -p); times are UTC
+                     last answer (like postqueue -p); times are UTC. Fetched a
+                     page at a time; these narrow it down:
+                       --sender ADDRESS|@DOMAIN  --domain RECIPIENT-DOMAIN
+                       --state active|due|deferred
+                       --older-than AGE  --newer-than AGE  (AGE: 90s, 30m, 2h, 1d)
+                       --limit N (stop after N messages)  --page-size N (1-1000)
   show <queue-id>    one message in detail
   flush              attempt delivery of every queued message now (postqueue -f)
   retry <queue-id>   attempt delivery of one message now (postqueue -i)
@@ -24,6 +29,9 @@ Options:
   --json             print the API's JSON answer instead of text
   -h, --help         show this help
 `;
+
+const LIST_OPTIONS = ['sender', 'domain', 'state', 'older-than', 'newer-than', 'limit', 'page-size'] as const;
+type ListOption = (typeof LIST_OPTIONS)[number];
 
 const EXIT_OK = 0;
 const EXIT_ERROR = 1;
@@ -42,10 +50,15 @@ const TAKES_ID: Readonly<Record<Command, boolean>> = {
 export async function runQueueCli(args: string[], io: QueueCliIo): Promise<number> {
   let json = false;
   let positionals: string[];
+  let listOptions: Partial<Record<ListOption, string>>;
   try {
     const parsed = parseArgs({
       args,
-      options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        ...Object.fromEntries(LIST_OPTIONS.map((name) => [name, { type: 'string' as const }])),
+      },
       strict: true,
       allowPositionals: true,
     });
@@ -55,6 +68,12 @@ export async function runQueueCli(args: string[], io: QueueCliIo): Promise<numbe
     }
     json = parsed.values.json === true;
     positionals = parsed.positionals;
+    listOptions = Object.fromEntries(
+      LIST_OPTIONS.flatMap((name) => {
+        const value = (parsed.values as Record<string, unknown>)[name];
+        return typeof value === 'string' ? [[name, value]] : [];
+      }),
+    );
   } catch (err: unknown) {
     // parseArgs throws a TypeError for unknown options.
     if (err instanceof TypeError) return usageError(io, err.message);
@@ -73,8 +92,14 @@ export async function runQueueCli(args: string[], io: QueueCliIo): Promise<numbe
   if (wanted === 1 && !QUEUE_ID_PATTERN.test(queueId)) {
     return usageError(io, `"${printable(operands[0] ?? '')}" is not a queue id`);
   }
+  if (name !== 'list' && Object.keys(listOptions).length > 0) {
+    return usageError(io, `${name} takes no --${Object.keys(listOptions)[0]}`);
+  }
+  const listing = name === 'list' ? listRequest(listOptions) : undefined;
+  if (typeof listing === 'string') return usageError(io, listing);
   if (io.url === '') return usageError(io, 'the admin API URL is not set');
   if (io.token === '') return usageError(io, 'the queue API token is not set');
+  if (listing !== undefined) return list(io, listing, json);
 
   const { method, path } = route(name, queueId);
   const result = await adminRequest(io, method, path);
@@ -93,6 +118,90 @@ export async function runQueueCli(args: string[], io: QueueCliIo): Promise<numbe
     return EXIT_ERROR;
   }
   await write(io.stdout, text);
+  return EXIT_OK;
+}
+
+/** The listing's query string (without the cursor) and how many messages to show at most. */
+function listRequest(
+  options: Partial<Record<ListOption, string>>,
+): { query: URLSearchParams; limit: number } | string {
+  const query = new URLSearchParams();
+  if (options.sender !== undefined) query.set('sender', options.sender);
+  if (options.domain !== undefined) query.set('domain', options.domain);
+  if (options.state !== undefined) query.set('state', options.state);
+  for (const [option, param] of [
+    ['older-than', 'olderThan'],
+    ['newer-than', 'newerThan'],
+  ] as const) {
+    const value = options[option];
+    if (value === undefined) continue;
+    const seconds = ageSeconds(value);
+    if (seconds === undefined) return `--${option} takes an age such as 90s, 30m, 2h or 1d`;
+    query.set(param, String(seconds));
+  }
+  const pageSize = options['page-size'] ?? '100';
+  if (!/^\d+$/.test(pageSize) || Number(pageSize) < 1 || Number(pageSize) > 1000) {
+    return '--page-size takes a number from 1 to 1000';
+  }
+  query.set('limit', pageSize);
+  const limit = options.limit ?? String(Number.MAX_SAFE_INTEGER);
+  if (!/^\d+$/.test(limit) || Number(limit) < 1) return '--limit takes a number of 1 or more';
+  return { query, limit: Number(limit) };
+}
+
+/** "90s", "30m", "2h", "1d" or plain seconds, as seconds. */
+function ageSeconds(text: string): number | undefined {
+  const match = /^(\d+)([smhd]?)$/.exec(text);
+  if (!match) return undefined;
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
+/** Fetches the listing page by page (following the cursor) and prints it as it comes. */
+async function list(
+  io: QueueCliIo,
+  request: { query: URLSearchParams; limit: number },
+  json: boolean,
+): Promise<number> {
+  const shown: QueueMessageView[] = [];
+  let total = 0;
+  let bytes = 0;
+  let count = 0;
+  let cursor: string | null = '';
+  while (cursor !== null && count < request.limit) {
+    const query = new URLSearchParams(request.query);
+    if (cursor !== '') query.set('cursor', cursor);
+    const result = await adminRequest(io, 'GET', `queue?${query}`);
+    if (!result.ok) {
+      await write(io.stderr, `queue: ${result.message}\n`);
+      return EXIT_ERROR;
+    }
+    if (!isList(result.body)) {
+      await write(io.stderr, 'queue: the admin API gave an answer this command does not understand\n');
+      return EXIT_ERROR;
+    }
+    const page = result.body;
+    total = page.total;
+    const messages = page.messages.slice(0, request.limit - count);
+    if (json) shown.push(...messages);
+    else {
+      if (count === 0 && messages.length > 0) await write(io.stdout, `${LIST_HEADER}\n`);
+      if (messages.length > 0) await write(io.stdout, messages.map(renderListed).join(''));
+    }
+    for (const message of messages) bytes += message.size;
+    count += messages.length;
+    cursor = typeof page.next === 'string' ? page.next : null;
+  }
+  if (json) {
+    await write(io.stdout, `${JSON.stringify({ messages: shown, total }, null, 2)}\n`);
+  } else if (count === 0) {
+    await write(io.stdout, total === 0 ? 'Mail queue is empty\n' : 'No message in the queue matches\n');
+  } else {
+    await write(
+      io.stdout,
+      `-- ${Math.ceil(bytes / 1024)} Kbytes in ${count} ${count === 1 ? 'request' : 'requests'}.\n`,
+    );
+  }
   return EXIT_OK;
 }
 
@@ -124,7 +233,7 @@ async function usageError(io: QueueCliIo, message: string): Promise<number> {
 function render(command: Command, queueId: string, body: unknown): string | undefined {
   switch (command) {
     case 'list':
-      return isList(body) ? renderList(body) : undefined;
+      return undefined; // list() prints as the pages come
     case 'show':
       return isMessage(body) ? renderMessage(body) : undefined;
     case 'flush': {
@@ -158,28 +267,21 @@ const SIZE_WIDTH = 8;
 const ARRIVAL_WIDTH = 20;
 const INDENT = ' '.repeat(ID_WIDTH + 1 + SIZE_WIDTH + 1 + ARRIVAL_WIDTH + 1);
 
-function renderList(list: QueueListResponse): string {
-  if (list.messages.length === 0) return 'Mail queue is empty\n';
+const LIST_HEADER = `${'-Queue ID-'.padEnd(ID_WIDTH, '-')} --Size-- ----Arrival Time---- -Sender/Recipient-------`;
+
+/** One message of the listing, with its recipients below and a blank line after. */
+function renderListed(message: QueueMessageView): string {
   const lines = [
-    `${'-Queue ID-'.padEnd(ID_WIDTH, '-')} --Size-- ----Arrival Time---- -Sender/Recipient-------`,
+    `${message.queueId.padEnd(ID_WIDTH)} ${String(message.size).padStart(SIZE_WIDTH)} ` +
+      `${postfixTime(message.receivedAt).padEnd(ARRIVAL_WIDTH)} ${sender(message)}`,
   ];
-  let bytes = 0;
-  for (const message of list.messages) {
-    bytes += message.size;
+  for (const recipient of message.recipients) {
+    const answer = lastAnswer(recipient);
     lines.push(
-      `${message.queueId.padEnd(ID_WIDTH)} ${String(message.size).padStart(SIZE_WIDTH)} ` +
-        `${postfixTime(message.receivedAt).padEnd(ARRIVAL_WIDTH)} ${sender(message)}`,
+      `${INDENT}${printable(recipient.address)}  ${recipient.state}${answer === '' ? '' : ` (${answer})`}`,
     );
-    for (const recipient of message.recipients) {
-      const answer = lastAnswer(recipient);
-      lines.push(
-        `${INDENT}${printable(recipient.address)}  ${recipient.state}${answer === '' ? '' : ` (${answer})`}`,
-      );
-    }
-    lines.push('');
   }
-  const count = list.messages.length;
-  lines.push(`-- ${Math.ceil(bytes / 1024)} Kbytes in ${count} ${count === 1 ? 'request' : 'requests'}.`);
+  lines.push('');
   return `${lines.join('\n')}\n`;
 }
 

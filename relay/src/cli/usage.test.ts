@@ -92,6 +92,23 @@ describe('sluice-relay usage', () => {
     ]);
   });
 
+  it('adds delivery results and their reply classes as columns when there are any', async () => {
+    const deliveries = {
+      delivered: { total: 3, classes: { accepted: 3 } },
+      deferred: { total: 1, classes: { 'rate-limited': 1 } },
+      bounced: { total: 2, classes: { 'invalid-recipient': 2 } },
+    };
+    rows = [row('alice', { deliveries }), row('bob')];
+    const r = await run(['--csv', '--period', 'day']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\r\n'), [
+      'period,start,user,messages,recipients,bytes,rejected,authentications,distinct_client_ips,delivered,deferred,bounced,bounced_invalid-recipient,deferred_rate-limited,delivered_accepted',
+      'day,2025-07-01T00:00:00.000Z,alice,1,2,300,0,1,1,3,1,2,2,1,3',
+      'day,2025-07-01T00:00:00.000Z,bob,1,2,300,0,1,1,0,0,0,0,0,0',
+      '',
+    ]);
+  });
+
   it('refuses bad arguments with the usage text, and reports API errors', async () => {
     const bad = await run(['--period', 'week']);
     assert.equal(bad.code, 2);

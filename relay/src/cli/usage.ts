@@ -18,7 +18,8 @@ Options:
   --period hour|day   one row per user and hour (default) or per user and day
   --from TIME         first bucket; TIME is UTC: 2025-07-01T10:00:00Z, 2025-07-01 or
   --to TIME           2025-07-01T10 (default: the last 24 hours, or the last 7 days)
-  --csv               comma-separated values with a header line (one column per reason)
+  --csv               comma-separated values with a header line (one column per reason;
+                      with deliveries, one per result and per result and reply class)
   --json              the API's JSON answer
   -h, --help          show this help
 `;
@@ -181,10 +182,26 @@ const CSV_COLUMNS = [
   'distinct_client_ips',
 ] as const;
 
-/** RFC 4180 CSV, one column per refusal reason that occurs, for spreadsheets. */
+const RESULTS = ['delivered', 'deferred', 'bounced'] as const;
+
+/**
+ * RFC 4180 CSV, one column per refusal reason that occurs, for spreadsheets; when any row
+ * has deliveries, a column per delivery result and per result and reply class that occurs.
+ */
 export function usageCsv(rows: readonly UsageReportRow[]): string {
   const reasons = [...new Set(rows.flatMap((r) => Object.keys(r.rejections)))].sort();
-  const header = [...CSV_COLUMNS, ...reasons.map((r) => `rejected_${r}`)];
+  const delivered = rows.some((r) => r.deliveries !== undefined);
+  const classes = [
+    ...new Set(
+      rows.flatMap((r) =>
+        RESULTS.flatMap((result) =>
+          Object.keys(r.deliveries?.[result].classes ?? {}).map((c) => `${result}:${c}`),
+        ),
+      ),
+    ),
+  ].sort();
+  const deliveryColumns = delivered ? [...RESULTS, ...classes.map((c) => c.replace(':', '_'))] : [];
+  const header = [...CSV_COLUMNS, ...reasons.map((r) => `rejected_${r}`), ...deliveryColumns];
   const lines = rows.map((r) =>
     [
       r.period,
@@ -198,6 +215,11 @@ export function usageCsv(rows: readonly UsageReportRow[]): string {
       r.authentications,
       r.distinctClientIps,
       ...reasons.map((reason) => r.rejections[reason] ?? 0),
+      ...(delivered ? RESULTS.map((result) => r.deliveries?.[result].total ?? 0) : []),
+      ...classes.map((key) => {
+        const [result, cls] = key.split(':') as [(typeof RESULTS)[number], string];
+        return r.deliveries?.[result].classes[cls] ?? 0;
+      }),
     ]
       .map(csvCell)
       .join(','),

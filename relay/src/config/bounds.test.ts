@@ -44,6 +44,8 @@ const NOT_TIMERS = new Set([
   'abuse.suspendSeconds',
   'delivery.retry.queueLifetimeSeconds',
   'delivery.retry.delayWarningSeconds',
+  // an expiry time kept with each entry in the shared state, never a timer
+  'suppression.ttlSeconds',
 ]);
 
 const relayFields = numericFields(RelayConfigSchema as unknown as Node);

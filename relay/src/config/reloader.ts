@@ -1,13 +1,12 @@
-// Hot reload of the config and users files. Kubernetes updates a mounted ConfigMap or
-// Secret by swapping a `..data` symlink, after which a watch on the file itself never
-// fires again; so each file's directory is watched, any event there schedules a
-// debounced re-read, and a content hash keeps identical content from being re-applied.
+// Hot reload of the config and users files. Each file's directory is watched (see
+// dir-watch.ts), any event there schedules a debounced re-read, and a content hash keeps
+// identical content from being re-applied.
 // The users file path is fixed at start(): a changed config.usersFile needs a restart.
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type FSWatcher, watch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SluiceError } from '../errors.ts';
+import { DirectoryWatch } from './dir-watch.ts';
 import { readConfigFile } from './load.ts';
 import { ConfigError } from './validate.ts';
 
@@ -69,8 +68,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
   readonly #debounceMs: number;
   #config: Slot<C> | undefined;
   #users: Slot<U> | undefined;
-  #watchers: FSWatcher[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  #watch: DirectoryWatch | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #started = false;
   #closed = false;
@@ -89,7 +87,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     const users = await readFresh(this.#options.users);
     this.#config = { which: 'config', target: this.#options.config, ...config, rejectedKey: undefined };
     this.#users = { which: 'users', target: this.#options.users, ...users, rejectedKey: undefined };
-    if (!this.#closed) this.#watch();
+    if (!this.#closed) this.#watchDirs();
     return { config: config.value, users: users.value };
   }
 
@@ -100,36 +98,26 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
 
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
-    for (const watcher of this.#watchers) watcher.close();
-    this.#watchers = [];
+    this.#watch?.close();
   }
 
-  #watch(): void {
-    const dirs = new Set(
-      [this.#options.config, this.#options.users].map((t) => t.watchDir ?? dirname(resolve(t.path))),
-    );
-    for (const dir of dirs) {
-      const watcher = watch(dir, () => this.#schedule());
-      watcher.on('error', (err: unknown) => {
-        // Only SIGHUP reloads from here on; say so loudly rather than go quiet.
+  #watchDirs(): void {
+    this.#watch = new DirectoryWatch({
+      dirs: [this.#options.config, this.#options.users].map((t) => t.watchDir ?? dirname(resolve(t.path))),
+      debounceMs: this.#debounceMs,
+      onChange: () => {
+        if (this.#closed) return;
+        this.#enqueue('watch').catch((err: unknown) => {
+          this.#options.logger.error({ event: 'config_reload_failed', err }, 'config reload failed');
+        });
+      },
+      // only SIGHUP reloads from here on; say so loudly rather than go quiet
+      onError: (dir, err) =>
         this.#options.logger.error(
           { event: 'config_watch_failed', dir, err },
           'watching a config directory failed',
-        );
-      });
-      this.#watchers.push(watcher);
-    }
-  }
-
-  #schedule(): void {
-    if (this.#closed) return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#enqueue('watch').catch((err: unknown) => {
-        this.#options.logger.error({ event: 'config_reload_failed', err }, 'config reload failed');
-      });
-    }, this.#debounceMs);
+        ),
+    });
   }
 
   // Passes run one at a time, so two reads never race to apply.

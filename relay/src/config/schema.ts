@@ -2,6 +2,7 @@
 // with these schemas; the operator imports them to build what it writes, and the CRDs
 // are generated from them, so the three cannot drift apart.
 import { type Static, Type } from '@sinclair/typebox';
+import { ShapingSchema, SuppressionSchema } from './reputation-schema.ts';
 
 export const DEFAULT_BLOCKED_EXTENSIONS = [
   'pif',
@@ -327,12 +328,15 @@ export const DEFAULT_DNSBL_ZONES: DnsblZone[] = [
 
 export const DnsblSchema = Type.Object(
   {
-    enabled: Type.Boolean({ default: true }),
+    enabled: Type.Boolean({ default: true, description: 'Check client IPs against the zones' }),
     checkAt: Type.Union([Type.Literal('connect'), Type.Literal('auth')], {
       default: 'connect',
       description: 'connect checks every client before the greeting; auth checks after a successful AUTH',
     }),
-    zones: Type.Array(DnsblZoneSchema, { default: DEFAULT_DNSBL_ZONES }),
+    zones: Type.Array(DnsblZoneSchema, {
+      default: DEFAULT_DNSBL_ZONES,
+      description: 'The blocklists to query, in order (default Spamhaus XBL)',
+    }),
     resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
       default: [],
       description: 'DNS servers (ip, ip:port or [ipv6]:port); empty uses the system resolver',
@@ -376,15 +380,19 @@ export const RedisSchema = Type.Object(
   {
     mode: Type.Union([Type.Literal('standalone'), Type.Literal('sentinel'), Type.Literal('cluster')], {
       default: 'standalone',
+      description:
+        'standalone: one server; sentinel: the master a sentinel group names; cluster: Redis Cluster',
     }),
-    nodes: Type.Array(Type.String({ pattern: '^[^\\s:]+:[0-9]{1,5}$' }), {
+    nodes: Type.Array(Type.String({ pattern: '^[^\\s:]+:[0-9]{1,5}$', description: 'host:port' }), {
       minItems: 1,
       description: 'host:port of the server, the sentinels, or the cluster seed nodes',
     }),
     sentinelName: Type.Optional(Type.String({ minLength: 1, description: 'Master name (sentinel mode)' })),
-    username: Type.Optional(Type.String()),
+    username: Type.Optional(
+      Type.String({ minLength: 1, description: 'ACL user name (Redis 6 AUTH); none: the default user' }),
+    ),
     passwordFile: Type.Optional(Type.String({ minLength: 1, description: 'File holding the password' })),
-    tls: Type.Boolean({ default: false }),
+    tls: Type.Boolean({ default: false, description: 'Connect with TLS' }),
     db: RedisDbSchema,
     commandTimeoutMs: Type.Integer({
       minimum: 10,
@@ -489,6 +497,20 @@ export const AbuseSchema = Type.Object(
       default: 20,
       description: '... out of at least this many (accepted plus refused)',
     }),
+    invalidRecipientRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.1,
+      description:
+        'Flag a user when more than this share of their recipients in the last hour bounced as invalid (at least minAttempts delivered or bounced)',
+    }),
+    spamBlockRatio: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.1,
+      description:
+        'Flag a user when more than this share of their recipients in the last hour bounced because the receiver blocks the mail as spam',
+    }),
     flagTtlSeconds: Type.Integer({
       minimum: 60,
       maximum: 86400,
@@ -580,7 +602,7 @@ export const SmarthostSchema = Type.Object(
           'Tried in order when the host cannot be reached or refuses the session (same port, TLS and credentials)',
       }),
     ),
-    port: Type.Integer({ minimum: 1, maximum: 65535, default: 587 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 587, description: 'Port of the smarthost' }),
     tls: Type.Union([Type.Literal('starttls'), Type.Literal('implicit'), Type.Literal('none')], {
       default: 'starttls',
       description: 'starttls upgrades (required), implicit connects with TLS, none never encrypts',
@@ -648,7 +670,38 @@ export const DeliverySchema = Type.Object(
       default: 100,
       description: 'Messages sent over one connection before it is closed',
     }),
-    retry: Type.Object(RetrySchema.properties, { additionalProperties: false, default: {} }),
+    retry: Type.Object(RetrySchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'When a deferred message is tried again',
+    }),
+    mtaSts: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description:
+            "Direct delivery honours the destination's MTA-STS policy (RFC 8461): enforce delivers only to matching MX hosts over TLS with a valid certificate, else defers; testing delivers and logs",
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'MTA-STS for direct delivery' },
+    ),
+    dane: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            "Direct delivery honours MX hosts' DNSSEC-validated TLSA records (DANE, RFC 7672): TLS whose certificate matches one, else defer; DANE wins over MTA-STS",
+        }),
+        resolver: Type.Optional(
+          Type.String({
+            pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$',
+            description:
+              'The DNSSEC-validating resolver whose AD bit is trusted (ip, ip:port or [ipv6]:port); the first of resolvers when absent',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'DANE for direct delivery' },
+    ),
   },
   { additionalProperties: false },
 );
@@ -661,11 +714,28 @@ export const DrainDeadlineSchema = Type.Integer({
   description: 'On shutdown, keep delivering this long before handing the queue on (or leaving it)',
 });
 
+export const ShutdownDelaySchema = Type.Integer({
+  minimum: 0,
+  maximum: 600,
+  default: 0,
+  description:
+    'On SIGTERM, report not ready (/readyz 503) and keep accepting connections this long before the listeners close, so endpoints and load balancers stop sending first',
+});
+
+export const SessionGraceSchema = Type.Integer({
+  minimum: 0,
+  maximum: 3600,
+  default: 25,
+  description: 'Once the listeners close, open SMTP sessions get this long to finish',
+});
+
 /** RFC 1918 and RFC 4193 (unique local IPv6): where pod networks usually are. */
 export const PRIVATE_NETWORKS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'] as const;
 
 export const DrainSchema = Type.Object(
   {
+    shutdownDelaySeconds: ShutdownDelaySchema,
+    sessionGraceSeconds: SessionGraceSchema,
     deadlineSeconds: DrainDeadlineSchema,
     handoff: Type.Optional(
       Type.Object(
@@ -695,6 +765,13 @@ export const TlsSchema = Type.Object(
   {
     certFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain' })),
     keyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key' })),
+    trustedCaFile: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'PEM CA certificates trusted besides the system ones when delivery verifies MX certificates and MTA-STS policy hosts (a private PKI)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -778,6 +855,61 @@ export const SendersSchema = Type.Object(
 );
 export type SendersConfig = Static<typeof SendersSchema>;
 
+/**
+ * DMARC pre-check at the end of DATA (dmarc/): mail whose header From domain publishes
+ * p=quarantine or p=reject, and which neither the relay's DKIM signature nor SPF can align,
+ * would be refused or junked by the receiver; the relay says so while the client listens.
+ */
+export const DmarcPrecheckSchema = Type.Object(
+  {
+    action: Type.Union([Type.Literal('off'), Type.Literal('warn'), Type.Literal('reject')], {
+      default: 'off',
+      description:
+        'reject: refuse such mail with 550 5.7.1 saying what to publish; warn: accept it, log and count it; off: no lookups',
+    }),
+    egressIps: Type.Optional(
+      Type.Array(IpAddress, {
+        maxItems: 16,
+        uniqueItems: true,
+        description:
+          "Addresses receivers see the relay's mail come from, for the SPF check of the MAIL FROM domain; ownIpWatch.ips when absent; with none, only DKIM can align",
+      }),
+    ),
+    resolvers: Type.Array(Type.String({ pattern: '^(\\[[0-9a-fA-F:.]+\\]|[0-9.]+)(:[0-9]{1,5})?$' }), {
+      default: [],
+      description: 'DNS servers (ip, ip:port or [ipv6]:port); empty uses the system resolver',
+    }),
+    timeoutMs: Type.Integer({
+      minimum: 50,
+      maximum: 30_000,
+      default: 2000,
+      description:
+        'Per query; a lookup that times out or fails never refuses mail: the message is accepted and counted as dns_error',
+    }),
+    cacheSeconds: Type.Integer({
+      minimum: 0,
+      maximum: 86_400,
+      default: 300,
+      description:
+        'How long DMARC and SPF answers (and their absence) are kept in the shared state, so one query serves every pod; 0 keeps nothing',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type DmarcPrecheckConfig = Static<typeof DmarcPrecheckSchema>;
+
+/** What the relay does to the header section of submitted mail (smtp/missing-headers.ts). */
+export const HeadersSchema = Type.Object(
+  {
+    keepBcc: Type.Boolean({
+      default: false,
+      description:
+        'Keep Bcc and Resent-Bcc header fields in delivered mail; by default they are removed before the message is queued (as Postfix does), so no recipient sees the hidden ones',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 /** Free space the relay keeps on its spool's filesystem (spool/free-space.ts). */
 export const SpoolReserveSchema = Type.Integer({
   minimum: 0,
@@ -831,6 +963,11 @@ export const RelayConfigSchema = Type.Object(
       default: {},
       description: 'Blocked attachment types',
     }),
+    headers: Type.Object(HeadersSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'What the relay does to the header section of submitted mail',
+    }),
     dkim: Type.Object(DkimSchema.properties, {
       additionalProperties: false,
       default: {},
@@ -840,6 +977,11 @@ export const RelayConfigSchema = Type.Object(
       additionalProperties: false,
       default: {},
       description: 'Which header From and Sender addresses each user may use',
+    }),
+    dmarcPrecheck: Type.Object(DmarcPrecheckSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'DMARC pre-check of the header From domain at the end of DATA',
     }),
     rateLimits: Type.Object(RateLimitsSchema.properties, {
       additionalProperties: false,
@@ -896,6 +1038,17 @@ export const RelayConfigSchema = Type.Object(
       default: {},
       description: "Periodic DNSBL check of the relays' own egress addresses",
     }),
+    shaping: Type.Object(ShapingSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description:
+        'Limits per destination group (Google, Microsoft, …) shared by all relays, slowed down by throttling replies',
+    }),
+    suppression: Type.Object(SuppressionSchema.properties, {
+      additionalProperties: false,
+      default: {},
+      description: 'Recipients that bounced (as invalid, by default) are refused at RCPT for a while',
+    }),
     spoolDir: Type.String({ minLength: 1, description: 'Directory of the durable queue' }),
     stateDir: Type.Optional(
       Type.String({ minLength: 1, description: 'Directory for generated state (self-signed certificate)' }),
@@ -912,7 +1065,12 @@ export const RelayConfigSchema = Type.Object(
           description:
             'Address to bind; :: is every interface, IPv4 and IPv6 (0.0.0.0 where the host has no IPv6)',
         }),
-        port: Type.Integer({ minimum: 0, maximum: 65535, default: 9587 }),
+        port: Type.Integer({
+          minimum: 0,
+          maximum: 65535,
+          default: 9587,
+          description: 'Port of the admin server',
+        }),
         tokenFile: Type.Optional(
           Type.String({
             minLength: 1,

@@ -237,7 +237,9 @@ function notificationText(options: DsnOptions, host: string): string {
     '',
   ];
   for (const recipient of options.recipients) {
-    lines.push(...wrap(`<${oneLine(recipient.address)}>: ${explain(recipient)}`, FOLD_AT, '    '), '');
+    lines.push(...wrap(`<${oneLine(recipient.address)}>: ${explain(recipient)}`, FOLD_AT, '    '));
+    if (recipient.class !== undefined) lines.push(`    Reason: ${ascii(recipient.class)}`);
+    lines.push('');
   }
   return lines.join(CRLF);
 }
@@ -279,6 +281,8 @@ function deliveryStatus(options: DsnOptions, host: string): string {
         ...fold('Diagnostic-Code', `${SMTP_REPLY.test(response) ? 'smtp' : 'X-Sluice'}; ${response}`),
       );
     }
+    // an extension field (RFC 3464 7): the relay's class of the answer, as in its logs and metrics
+    if (recipient.class !== undefined) lines.push(`X-Sluice-Class: ${ascii(recipient.class)}`);
     const last = lastAttempt(recipient, options.now);
     if (last !== undefined) lines.push(`Last-Attempt-Date: ${rfc5322Date(last)}`);
     if (action === 'delayed' && options.retryUntil !== undefined && isValid(options.retryUntil)) {

@@ -8,30 +8,16 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
-import { PASSWORD, PLAIN_LISTENER, startTestRelay } from '../testing/harness.ts';
+import { LogCapture, PASSWORD, PLAIN_LISTENER, startTestRelay } from '../testing/harness.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
 import { waitFor } from '../testing/wait-for.ts';
 import { SmtpTransport } from './smtp-transport.ts';
 import type { RecipientResult } from './types.ts';
-
-class LogLines extends Writable {
-  readonly lines: Array<Record<string, unknown>> = [];
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-    callback();
-  }
-  events(name: string): Array<Record<string, unknown>> {
-    return this.lines.filter((l) => l.event === name);
-  }
-}
 
 const BODY = 'From: a@sender.test\r\nTo: b@dest.test\r\nSubject: hello\r\n\r\nHello there.\r\n';
 
@@ -62,8 +48,8 @@ after(async () => {
 async function deliver(
   domain: string,
   delivery: Record<string, unknown> = {},
-): Promise<{ result: RecipientResult; logs: LogLines }> {
-  const logs = new LogLines();
+): Promise<{ result: RecipientResult; logs: LogCapture }> {
+  const logs = new LogCapture();
   const config = validateRelayConfig(
     {
       listeners: [{ name: 'submission', address: '127.0.0.1', port: 0 }],

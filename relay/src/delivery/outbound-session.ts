@@ -1,4 +1,6 @@
+import type { X509Certificate } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import type {
   SMTPConnectionEnvelope,
   SMTPConnectionOptions,
@@ -21,6 +23,8 @@ export class OutboundSession implements Poolable {
   #clean = true;
   /** The last transaction was refused part-way: the server may still hold its MAIL FROM. */
   #refused = false;
+  /** Called once when the session is closed (a shared connection slot is given back). */
+  #onClose: (() => void) | undefined;
 
   private constructor(remoteHost: string, conn: StuffingSMTPConnection) {
     this.remoteHost = remoteHost;
@@ -59,6 +63,35 @@ export class OutboundSession implements Poolable {
 
   get secure(): boolean {
     return this.#conn.secure;
+  }
+
+  /**
+   * Whether the server's certificate verified (chain and name) on an encrypted session,
+   * with the reason when not; undefined in clear text. Read from the TLS socket, which
+   * SMTPConnection keeps as _socket (it exposes no accessor).
+   */
+  get tlsVerification(): { authorized: boolean; error?: string } | undefined {
+    const socket = (this.#conn as unknown as { _socket?: unknown })._socket;
+    if (!this.#conn.secure || !(socket instanceof TLSSocket)) return undefined;
+    return socket.authorized
+      ? { authorized: true }
+      : { authorized: false, error: String(socket.authorizationError ?? 'certificate not verified') };
+  }
+
+  /** The server's certificate and the chain above it, as far as the server sent it. */
+  get peerCertificates(): { peer: X509Certificate; chain: X509Certificate[] } | undefined {
+    const socket = (this.#conn as unknown as { _socket?: unknown })._socket;
+    if (!this.#conn.secure || !(socket instanceof TLSSocket)) return undefined;
+    const peer = socket.getPeerX509Certificate();
+    if (!peer) return undefined;
+    const chain: X509Certificate[] = [];
+    // a self-signed certificate is its own issuer: that ends the chain
+    for (let link = peer.issuerCertificate; link && chain.length < 10; link = link.issuerCertificate) {
+      if (link.fingerprint256 === chain.at(-1)?.fingerprint256 || link.fingerprint256 === peer.fingerprint256)
+        break;
+      chain.push(link);
+    }
+    return { peer, chain };
   }
 
   /** Whether the server's EHLO reply offered an extension (e.g. SMTPUTF8). */
@@ -130,7 +163,15 @@ export class OutboundSession implements Poolable {
     }
   }
 
+  /** Runs fn once when the session is closed. */
+  onClose(fn: () => void): void {
+    this.#onClose = fn;
+  }
+
   close(): void {
+    const onClose = this.#onClose;
+    this.#onClose = undefined;
+    onClose?.();
     if (!this.clean) {
       this.#conn.close();
       return;

@@ -5,7 +5,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -14,6 +13,7 @@ import { validateRelayConfig } from '../config/validate.ts';
 import { isSluiceError } from '../errors.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
+import { LogCapture } from '../testing/harness.ts';
 import { type SmtpSink, type SmtpSinkOptions, startSmtpSink } from '../testing/smtp-sink.ts';
 import { waitFor } from '../testing/wait-for.ts';
 import { parseReply, SmtpTransport, type SmtpTransportOptions } from './smtp-transport.ts';
@@ -21,16 +21,6 @@ import type { DeliveryJob, RecipientResult } from './types.ts';
 
 // Real SMTP sinks on 127.0.0.x stand in for MX hosts and smarthosts; a real DNS server on
 // loopback answers the MX and address lookups.
-
-class LogLines extends Writable {
-  readonly lines: Array<Record<string, unknown>> = [];
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
-    }
-    callback();
-  }
-}
 
 const BODY = 'From: a@sender.test\r\nTo: b@dest.test\r\nSubject: hello\r\n\r\nHello there.\r\n';
 
@@ -70,8 +60,8 @@ function deliveryConfig(delivery: Record<string, unknown>): RelayConfig['deliver
 function transport(
   delivery: Record<string, unknown>,
   extra: Partial<SmtpTransportOptions> = {},
-): { transport: SmtpTransport; logs: LogLines } {
-  const logs = new LogLines();
+): { transport: SmtpTransport; logs: LogCapture } {
+  const logs = new LogCapture();
   const config = deliveryConfig(delivery);
   const t = new SmtpTransport({
     mode: config.mode,
@@ -114,7 +104,7 @@ async function withSink<T>(options: SmtpSinkOptions, run: (sink: SmtpSink) => Pr
 /** A transport (`delivery` in its config, `extra` in its options), closed after run. */
 async function withTransport<T>(
   delivery: Record<string, unknown>,
-  run: (made: { t: SmtpTransport; logs: LogLines }) => Promise<T>,
+  run: (made: { t: SmtpTransport; logs: LogCapture }) => Promise<T>,
   extra: Partial<SmtpTransportOptions> = {},
 ): Promise<T> {
   const { transport: t, logs } = transport(delivery, extra);
@@ -136,7 +126,7 @@ function withMx<T>(
     delivery?: Record<string, unknown>;
     transport?: Partial<SmtpTransportOptions>;
   },
-  run: (mx: { sink: SmtpSink; t: SmtpTransport; logs: LogLines }) => Promise<T>,
+  run: (mx: { sink: SmtpSink; t: SmtpTransport; logs: LogCapture }) => Promise<T>,
 ): Promise<T> {
   return withSink(options.sink, (sink) => {
     mxAt(options.domain, options.sink.host);
@@ -901,7 +891,7 @@ describe('SmtpTransport, smarthost', () => {
       smarthost?: Record<string, unknown>;
       transport?: Partial<SmtpTransportOptions>;
     },
-    run: (relay: { sink: SmtpSink; t: SmtpTransport; logs: LogLines }) => Promise<T>,
+    run: (relay: { sink: SmtpSink; t: SmtpTransport; logs: LogCapture }) => Promise<T>,
   ): Promise<T> {
     return withSink(options.sink ?? {}, (sink) =>
       withTransport(smarthost(sink, options.smarthost), (x) => run({ sink, ...x }), options.transport),

@@ -2,6 +2,7 @@
 // STARTTLS, local addresses refused unless allowed) or through one smarthost (its TLS mode,
 // AUTH). Connections are pooled per destination. Every outcome is a per-recipient result:
 // a reply the remote server gave, or a local reason with an RFC 3463 status.
+import { getServers } from 'node:dns';
 import { readFileSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -15,6 +16,7 @@ import { DestinationPolicy } from '../net/destination-policy.ts';
 import type { Logger } from '../observability/logger.ts';
 import { SMALL_WRITE_BYTES } from '../spool/files.ts';
 import { withHeaderPrefix } from '../spool/message-file.ts';
+import type { StateStore } from '../state/store.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { ConnectionPool } from './connection-pool.ts';
 import {
@@ -29,10 +31,25 @@ import {
   setupFailure,
   transactionResults,
 } from './delivery-results.ts';
+import {
+  type MtaStsOutcome,
+  MtaStsPolicies,
+  type MtaStsPolicy,
+  mxMatches,
+  NO_POLICY,
+  readCaFile,
+  testingProblem,
+} from './mta-sts.ts';
+
+export type { MtaStsOutcome } from './mta-sts.ts';
+
+import { DaneResolver, verifyDane } from './dane.ts';
 import { type MxHost, MxResolver } from './mx-resolver.ts';
 import { MAX_MX_HOSTS, type MxTarget, planTargets } from './mx-targets.ts';
 import { OutboundSession } from './outbound-session.ts';
 import { RecycledFileReader } from './recycled-reader.ts';
+import { classifyResult } from './reply-class.ts';
+import type { GroupLimits, Shaper } from './shaping.ts';
 
 export { parseReply } from './delivery-results.ts';
 
@@ -114,10 +131,24 @@ export interface SmtpTransportOptions {
   logger: Logger;
   /** How long an unused connection is kept for the next job to its destination. */
   idleTimeoutMs?: number;
+  /** PEM CA certificates trusted besides the system ones for MX and policy hosts (tls.trustedCaFile). */
+  caFile?: string | undefined;
+  /** The shared state, where MTA-STS policies are kept for every pod. */
+  sharedCache?: Pick<StateStore, 'getCache' | 'setCache'> | undefined;
+  /** Port of MTA-STS policy hosts: 443 (RFC 8461) unless a test serves elsewhere. */
+  mtaStsPort?: number;
+  /** Told each MTA-STS outcome of a connection (metrics). */
+  onMtaSts?: (outcome: MtaStsOutcome) => void;
+  /** Told each DANE outcome of a connection to an MX host with validated TLSA records. */
+  onDane?: (result: 'verified' | 'failed') => void;
+  /** Limits per destination group shared by all relays (direct mode only). */
+  shaper?: Shaper;
 }
 
 interface Route {
   key: string;
+  /** The destination group's limits (direct mode with shaping). */
+  limits?: GroupLimits;
   /** Whether an idle pooled connection can carry this job. */
   fits(session: OutboundSession): boolean;
   connect(log: Logger): Promise<OutboundSession | Failure>;
@@ -133,6 +164,15 @@ export class SmtpTransport implements Transport {
   readonly #resolver: MxResolver;
   readonly #destinations: DestinationPolicy;
   readonly #pool: ConnectionPool<OutboundSession>;
+  readonly #mtaSts: MtaStsPolicies | undefined;
+  /** CAs that verify MX certificates (undefined: the system's). */
+  readonly #mxCa: string[] | undefined;
+  readonly #onMtaSts: ((outcome: MtaStsOutcome) => void) | undefined;
+  readonly #dane: DaneResolver | undefined;
+  readonly #onDane: ((result: 'verified' | 'failed') => void) | undefined;
+  readonly #shaper: Shaper | undefined;
+  /** Transactions sent over each connection, for its group's messagesPerConnection. */
+  readonly #uses = new WeakMap<OutboundSession, number>();
   #closed = false;
 
   constructor(options: SmtpTransportOptions) {
@@ -140,6 +180,7 @@ export class SmtpTransport implements Transport {
     this.#mode = options.mode;
     this.#config = config;
     this.#helo = config.heloName ?? options.hostname;
+    this.#shaper = options.mode === 'direct' ? options.shaper : undefined;
     this.#log = options.logger.child({ component: 'delivery' });
     if (options.mode === 'smarthost') {
       if (config.smarthost === undefined) {
@@ -170,6 +211,21 @@ export class SmtpTransport implements Transport {
       allowedNetworks: config.allowedNetworks,
       ownAddresses: ownAddresses(),
     });
+    this.#mxCa = options.caFile ? readCaFile(options.caFile) : undefined;
+    this.#onMtaSts = options.onMtaSts;
+    this.#mtaSts =
+      options.mode === 'direct' && config.mtaSts.enabled
+        ? new MtaStsPolicies({
+            servers: config.resolvers,
+            timeoutMs: Math.min(DNS_TIMEOUT_MS, config.connectTimeoutSeconds * 1000),
+            ca: this.#mxCa,
+            allowed: (address) => this.#destinations.check(address).allowed,
+            ...(options.mtaStsPort === undefined ? {} : { port: options.mtaStsPort }),
+            shared: options.sharedCache,
+          })
+        : undefined;
+    this.#onDane = options.onDane;
+    this.#dane = options.mode === 'direct' && config.dane.enabled ? this.#daneResolver(config) : undefined;
     this.#pool = new ConnectionPool({
       maxPerKey: config.maxConnectionsPerDomain,
       maxUses: config.messagesPerConnection,
@@ -181,14 +237,26 @@ export class SmtpTransport implements Transport {
     if (job.recipients.length === 0) return [];
     const log = this.#log.child({ queueId: job.queueId });
     let results: RecipientResult[];
+    const shaped: { limits?: GroupLimits } = {};
     try {
-      results = await this.#deliver(job, log);
+      results = (await this.#deliver(job, log, shaped)).map(classifyResult);
     } catch (err: unknown) {
       log.error({ event: 'delivery_error', err }, 'delivery failed unexpectedly');
       results = fail(
         job.recipients,
         local('deferred', '4.3.0', `local error: ${errorText(err)}`, 'local_error'),
-      );
+      ).map(classifyResult);
+    }
+    if (shaped.limits && this.#shaper) {
+      // the results stand whatever happens here: a delivered recipient must never be retried
+      await this.#shaper
+        .observe(shaped.limits, results)
+        .catch((err: unknown) =>
+          log.warn(
+            { event: 'shaping_error', group: shaped.limits?.group, err: errorText(err) },
+            'cannot record a throttling reply in the shared state',
+          ),
+        );
     }
     // the queue logs the attempt (one line, with the reason and remote host); this is the detail
     if (log.isLevelEnabled('debug')) {
@@ -198,7 +266,12 @@ export class SmtpTransport implements Transport {
           domain: job.domain,
           remoteHost: results[0]?.remoteHost,
           reason: results[0]?.reason,
-          recipients: results.map(({ address, outcome, status }) => ({ address, outcome, status })),
+          recipients: results.map(({ address, outcome, status, class: cls }) => ({
+            address,
+            outcome,
+            status,
+            class: cls,
+          })),
         },
         'transport result',
       );
@@ -209,12 +282,22 @@ export class SmtpTransport implements Transport {
   async close(): Promise<void> {
     this.#closed = true;
     this.#pool.close();
+    this.#dane?.close();
   }
 
-  async #deliver(job: DeliveryJob, log: Logger): Promise<RecipientResult[]> {
+  async #deliver(
+    job: DeliveryJob,
+    log: Logger,
+    shaped: { limits?: GroupLimits },
+  ): Promise<RecipientResult[]> {
     if (this.#closed) return fail(job.recipients, SHUTTING_DOWN);
-    const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain);
+    const route = this.#mode === 'smarthost' ? this.#smarthostRoute() : await this.#mxRoute(job.domain, log);
     if (!('key' in route)) return fail(job.recipients, route);
+    if (route.limits && this.#shaper) {
+      const admitted = await this.#shaper.admit(route.limits);
+      if (!('group' in admitted)) return fail(job.recipients, admitted);
+      shaped.limits = admitted;
+    }
 
     let body: FileHandle | Buffer;
     try {
@@ -233,7 +316,7 @@ export class SmtpTransport implements Transport {
     }
     try {
       for (let attempt = 1; ; attempt++) {
-        const checkout = await this.#checkout(route, log);
+        const checkout = await this.#checkout(route, log, shaped.limits);
         if (!('session' in checkout)) return fail(job.recipients, checkout);
         const { session, reused } = checkout;
         if (needsSmtpUtf8(job) && !session.offers('SMTPUTF8')) {
@@ -248,7 +331,10 @@ export class SmtpTransport implements Transport {
           const stream = job.headerPrefix ? withHeaderPrefix(job.headerPrefix, spooled) : spooled;
           sent = await session.send(job, stream);
         } finally {
-          this.#pool.release(route.key, session, sent !== undefined && session.clean);
+          const uses = (this.#uses.get(session) ?? 0) + 1;
+          this.#uses.set(session, uses);
+          const full = shaped.limits !== undefined && uses >= shaped.limits.messagesPerConnection;
+          this.#pool.release(route.key, session, sent !== undefined && session.clean && !full);
         }
         // A pooled connection the server closed just as it was reused fails before any
         // reply: nothing was sent, so the message goes out on a new connection at once.
@@ -278,22 +364,41 @@ export class SmtpTransport implements Transport {
   async #checkout(
     route: Route,
     log: Logger,
+    limits?: GroupLimits,
   ): Promise<{ session: OutboundSession; reused: boolean } | Failure> {
     for (;;) {
       const lease = await this.#pool.acquire(route.key, route.fits);
       if (lease === 'closed') return SHUTTING_DOWN;
       if (lease === 'open') {
+        // a new connection takes one of the group's slots on all relays, until it is closed
+        let slot: (() => void) | Failure = () => undefined;
+        if (limits && this.#shaper) {
+          try {
+            slot = await this.#shaper.connection(limits);
+          } catch (err: unknown) {
+            this.#pool.discard(route.key);
+            throw err;
+          }
+          if (typeof slot !== 'function') {
+            this.#pool.discard(route.key);
+            return slot;
+          }
+        }
+        const release = slot;
         let opened: OutboundSession | Failure;
         try {
           opened = await route.connect(log);
         } catch (err: unknown) {
+          release();
           this.#pool.discard(route.key);
           throw err;
         }
         if (!(opened instanceof OutboundSession)) {
+          release();
           this.#pool.discard(route.key);
           return opened;
         }
+        opened.onClose(release);
         return { session: opened, reused: false };
       }
       if (!lease.needsReset || (await lease.reset())) return { session: lease, reused: true };
@@ -301,7 +406,7 @@ export class SmtpTransport implements Transport {
     }
   }
 
-  async #mxRoute(domain: string): Promise<Route | Failure> {
+  async #mxRoute(domain: string, log: Logger): Promise<Route | Failure> {
     const answer = await this.#resolver.resolve(domain);
     switch (answer.kind) {
       case 'null-mx':
@@ -316,12 +421,32 @@ export class SmtpTransport implements Transport {
       case 'temporary':
         return local('deferred', '4.4.3', answer.reason, 'dns_tempfail');
       case 'hosts': {
-        const names = new Set(answer.hosts.map((h) => h.exchange.toLowerCase()));
+        const policy = await this.#policy(domain, log);
+        let hosts = answer.hosts;
+        if (policy.mode === 'enforce') {
+          // RFC 8461 4.1: only MX hosts the policy names; none left is a temporary failure
+          hosts = hosts.filter((h) => mxMatches(h.exchange, policy.mx));
+          if (hosts.length === 0) {
+            this.#mtaStsOutcome(log, domain, 'enforce', 'failed', {
+              problem: 'no MX host matches the policy',
+            });
+            return local(
+              'deferred',
+              '4.7.5',
+              `no MX host of ${domain} matches its MTA-STS policy (mx: ${policy.mx.join(', ')})`,
+              'mta_sts_failed',
+            );
+          }
+        }
+        const names = new Set(hosts.map((h) => h.exchange.toLowerCase()));
+        const shaper = this.#shaper?.enabled ? this.#shaper : undefined;
         return {
-          key: `mx:${domain.toLowerCase()}`,
+          // connections made under a policy are pooled apart from those made without
+          key: `mx:${domain.toLowerCase()}${policy.mode === 'none' ? '' : `:sts-${policy.mode}`}`,
+          ...(shaper ? { limits: shaper.limitsFor(hosts.map((h) => h.exchange)) } : {}),
           // a pooled connection is only reused while its host is still one of the domain's MX
           fits: (session) => names.has(session.remoteHost.toLowerCase()),
-          connect: (log) => this.#connectMx(domain, answer.hosts, log),
+          connect: (connectLog) => this.#connectMx(domain, hosts, connectLog, policy),
         };
       }
     }
@@ -355,7 +480,59 @@ export class SmtpTransport implements Transport {
    * mx-connect does TCP; a host that accepts TCP but fails at SMTP level is skipped by its
    * address on the next round.
    */
-  async #connectMx(domain: string, hosts: MxHost[], log: Logger): Promise<OutboundSession | Failure> {
+  /** The validating resolver DANE trusts: dane.resolver, else the first delivery resolver, else the system's. */
+  #daneResolver(config: DeliveryConfig): DaneResolver {
+    const server = config.dane.resolver ?? config.resolvers[0] ?? getServers()[0];
+    if (server === undefined) {
+      throw new SluiceError('SLUICE_ERR_CONFIG_INVALID', 'delivery.dane.resolver: no resolver to ask');
+    }
+    return new DaneResolver({
+      server,
+      timeoutMs: Math.min(DNS_TIMEOUT_MS, config.connectTimeoutSeconds * 1000),
+    });
+  }
+
+  #daneFailure(log: Logger, domain: string, remoteHost: string, problem: string): Failure {
+    this.#onDane?.('failed');
+    log.warn({ event: 'dane', domain, remoteHost, result: 'failed', problem }, 'DANE check failed');
+    const failure = local('deferred', '4.7.5', `DANE: ${problem}`, 'dane_failed');
+    failure.remoteHost = remoteHost;
+    return failure;
+  }
+
+  /** The domain's MTA-STS policy (NO_POLICY when MTA-STS is off or none is published). */
+  async #policy(domain: string, log: Logger): Promise<MtaStsPolicy> {
+    if (!this.#mtaSts || domain.startsWith('[')) return NO_POLICY;
+    const { policy, error } = await this.#mtaSts.policyFor(domain);
+    if (error) {
+      log.warn(
+        { event: 'mta_sts_policy_error', domain, mode: policy.mode, err: error },
+        'MTA-STS policy could not be refreshed',
+      );
+    }
+    return policy;
+  }
+
+  #mtaStsOutcome(
+    log: Logger,
+    domain: string,
+    mode: 'enforce' | 'testing',
+    result: MtaStsOutcome['result'],
+    fields: Record<string, unknown> = {},
+  ): void {
+    this.#onMtaSts?.({ mode, result });
+    const line = { event: 'mta_sts', domain, mode, result, ...fields };
+    if (result === 'enforced' || result === 'testing_ok') log.info(line, 'MTA-STS');
+    else log.warn(line, 'MTA-STS check failed');
+  }
+
+  async #connectMx(
+    domain: string,
+    hosts: MxHost[],
+    log: Logger,
+    policy: MtaStsPolicy,
+  ): Promise<OutboundSession | Failure> {
+    const enforce = policy.mode === 'enforce';
     const targets = await this.#targets(domain, hosts, log);
     if (!Array.isArray(targets)) return targets;
     const tried: string[] = [];
@@ -388,16 +565,54 @@ export class SmtpTransport implements Transport {
       }
       tried.push(connection.host);
       const remoteHost = connection.hostname;
+      const tlsa = this.#dane ? await this.#dane.tlsa(remoteHost, this.#config.port) : undefined;
+      if (tlsa?.kind === 'failed') {
+        // RFC 7672 2.2: a TLSA lookup that fails (bogus data, SERVFAIL) is no licence to go on
+        connection.socket.destroy();
+        failure = this.#daneFailure(log, domain, remoteHost, tlsa.reason);
+        continue;
+      }
+      // DANE wins over MTA-STS where validated TLSA records exist (RFC 8461 2)
+      const dane = tlsa?.kind === 'records' ? tlsa.records : undefined;
+      const stsEnforce = enforce && dane === undefined;
       try {
+        const ca = this.#mxCa ? { ca: this.#mxCa } : {};
         const session = await OutboundSession.open(remoteHost, {
           ...this.#timeouts(),
           connection: connection.socket,
           host: remoteHost,
           name: this.#helo,
-          // MX certificates cannot be verified in general; encryption still beats clear text
-          opportunisticTLS: true,
-          tls: { rejectUnauthorized: false },
+          ...(dane
+            ? // DANE: TLS or nothing; the certificate is judged by the TLSA records below
+              { requireTLS: true, tls: { rejectUnauthorized: false, ...ca } }
+            : stsEnforce
+              ? // MTA-STS enforce: TLS with a certificate valid for the MX name, or no delivery
+                { requireTLS: true, tls: { rejectUnauthorized: true, servername: remoteHost, ...ca } }
+              : // MX certificates cannot be verified in general; encryption still beats clear text
+                { opportunisticTLS: true, tls: { rejectUnauthorized: false, ...ca } }),
         });
+        if (dane) {
+          const certs = session.peerCertificates;
+          const verdict = certs
+            ? verifyDane(certs.peer, certs.chain, dane)
+            : { ok: false as const, error: 'no certificate' };
+          if (!verdict.ok) {
+            session.close();
+            failure = this.#daneFailure(log, domain, remoteHost, `${remoteHost}: ${verdict.error}`);
+            continue;
+          }
+          this.#onDane?.('verified');
+          log.info({ event: 'dane', domain, remoteHost, result: 'verified', usage: verdict.usage }, 'DANE');
+          return session;
+        }
+        if (stsEnforce) this.#mtaStsOutcome(log, domain, 'enforce', 'enforced', { remoteHost });
+        if (policy.mode === 'testing') {
+          const problem = testingProblem(session.remoteHost, session.tlsVerification, policy);
+          this.#mtaStsOutcome(log, domain, 'testing', problem ? 'testing_failed' : 'testing_ok', {
+            remoteHost,
+            ...(problem ? { problem } : {}),
+          });
+        }
         if (this.#config.requireTls && !session.secure) {
           session.close();
           failure = local(
@@ -412,6 +627,10 @@ export class SmtpTransport implements Transport {
         return session;
       } catch (err: unknown) {
         failure = setupFailure(err, remoteHost);
+        if (dane) this.#daneFailure(log, domain, remoteHost, errorText(err));
+        else if (stsEnforce) {
+          this.#mtaStsOutcome(log, domain, 'enforce', 'failed', { remoteHost, problem: errorText(err) });
+        }
         log.info({
           event: 'delivery_session_failed',
           remoteHost,

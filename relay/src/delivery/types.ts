@@ -2,6 +2,7 @@
 // notices (bounces, delay warnings) written back into the spool. The queue imports these;
 // nothing here imports the queue.
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
+import type { ReplyClass } from '../wire/reply-classes.ts';
 import type { DsnAction } from './dsn.ts';
 
 /** One connection's worth of work: a message to some recipients of one destination. */
@@ -48,6 +49,8 @@ export interface RecipientResult {
   reason?: string;
   /** The next hop offered DSN and was given this recipient's DSN request (RFC 3461). */
   dsnPassed?: boolean;
+  /** What the answer means (reply-class.ts); the transport sets it. */
+  class?: ReplyClass;
 }
 
 export interface Transport {

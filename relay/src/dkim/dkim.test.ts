@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
+import { ConfigError, validateRelayConfig } from '../config/validate.ts';
 import {
   authenticated,
   PLAIN_LISTENER,
@@ -20,6 +21,7 @@ import {
   type TestDnsServer,
   type TestRelay,
 } from '../testing/index.ts';
+import { skipUnlessPresent } from '../testing/requirements.ts';
 
 function dkimRecord(publicKey: KeyObject): string {
   const der = publicKey.export({ type: 'spki', format: 'der' });
@@ -177,9 +179,10 @@ describe('DKIM signing', () => {
   });
 
   it('verifies with dkimpy, a second implementation', {
-    skip: dkimpy
-      ? false
-      : '/usr/bin/python3 cannot import dkim and nacl: install python3-dkim and python3-nacl (scripts/test-deps.sh)',
+    skip: skipUnlessPresent(
+      !dkimpy &&
+        '/usr/bin/python3 cannot import dkim and nacl: install python3-dkim and python3-nacl (scripts/test-deps.sh)',
+    ),
   }, async () => {
     const raw = await send('alice@customer.example', 'checked twice\r\n');
     const script = [
@@ -196,5 +199,89 @@ describe('DKIM signing', () => {
       input: raw,
     });
     assert.deepEqual(JSON.parse(out.toString()), { ok: [true, true], bad: false });
+  });
+});
+
+describe('DKIM keys on reload', () => {
+  it('a reload whose key does not load changes nothing: the old key goes on signing', async () => {
+    const dns = await startDnsServer();
+    const sink = await startSmtpSink();
+    const keyDir = await mkdtemp(join(tmpdir(), 'sluice-dkim-reload-'));
+    const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const keyFile = join(keyDir, 'rsa.pem');
+    await writeFile(keyFile, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    dns.setTxt('s1._domainkey.customer.example', [dkimRecord(pair.publicKey)]);
+    const resolver = new Resolver({ timeout: 2000, tries: 1 });
+    resolver.setServers([dns.address]);
+    const t = await startTestRelay({
+      deliver: true,
+      config: {
+        listeners: [PLAIN_LISTENER],
+        auth: { allowPlaintext: true },
+        delivery: { mode: 'smarthost', smarthost: { host: '127.0.0.1', port: sink.port, tls: 'none' } },
+        dkim: { keys: [{ domain: 'customer.example', selector: 's1', privateKeyFile: keyFile }] },
+      },
+    });
+    try {
+      const users = { users: [...t.relay.users.values()] };
+      // the mounted key turns into something that is no key (a Secret updated with garbage),
+      // and a second key is added that is too short: both are named, neither applies
+      await writeFile(keyFile, 'not a key\n');
+      const short = generateKeyPairSync('rsa', { modulusLength: 512 });
+      await writeFile(
+        join(keyDir, 'short.pem'),
+        short.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      );
+      const reloaded = validateRelayConfig(
+        {
+          ...t.relay.config,
+          hostname: 'renamed.test',
+          dkim: {
+            keys: [
+              { domain: 'customer.example', selector: 's1', privateKeyFile: keyFile },
+              { domain: 'other.example', selector: 's2', privateKeyFile: join(keyDir, 'short.pem') },
+            ],
+          },
+        },
+        'config',
+      );
+      await assert.rejects(t.relay.apply(reloaded, users), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, [
+          `dkim.keys[0].privateKeyFile: ${keyFile} is not a PEM private key`,
+          'dkim.keys[1].privateKeyFile: an RSA key of 512 bits is too short (at least 1024; 2048 advised)',
+        ]);
+        return true;
+      });
+      assert.equal(t.relay.config.hostname, 'relay.test', 'nothing of the reload applied');
+
+      const c = await authenticated(t.port('plain'), 'alice');
+      const replies = await c.sendRaw(
+        'alice@customer.example',
+        ['bob@elsewhere.example'],
+        [
+          'From: alice@customer.example',
+          'To: bob@elsewhere.example',
+          'Subject: after a bad reload',
+          '',
+          'still signed',
+          '',
+        ].join('\r\n'),
+      );
+      assert.equal(replies.at(-1)?.code, 250);
+      await c.quit();
+      await sink.waitForMessages(1);
+      const raw = sink.messages[0]?.raw ?? Buffer.alloc(0);
+      const result = await dkimVerify(raw, { resolver: (name: string) => resolver.resolveTxt(name) });
+      assert.deepEqual(
+        result.results.map((r) => [r.signingDomain, r.selector, r.status.result]),
+        [['customer.example', 's1', 'pass']],
+      );
+    } finally {
+      await t.close();
+      await sink.close();
+      await dns.close();
+      await rm(keyDir, { recursive: true, force: true });
+    }
   });
 });

@@ -29,7 +29,7 @@ export type DkimOutcome =
   | { signed: true; domain: string; selector: string; algorithms: string[]; header: string }
   | { signed: false; reason: 'no_key' | 'no_from' | 'header_too_big' };
 
-interface HeaderField {
+export interface HeaderField {
   name: string;
   line: Buffer;
 }
@@ -131,6 +131,7 @@ export class MessageSigner extends Writable {
   #head: Buffer[] = [];
   #headBytes = 0;
   #fields: HeaderField[] | undefined;
+  #header: HeaderField[] | undefined;
   #signWith: readonly DkimKey[] = [];
   #hasher: ReturnType<typeof bodyHashes.dkimBody> | undefined;
   #outcome: DkimOutcome | undefined;
@@ -187,6 +188,27 @@ export class MessageSigner extends Writable {
     callback();
   }
 
+  /**
+   * The message's header fields (folded lines joined), whether or not it is signed; once the
+   * stream has finished. Undefined when the header was over limits.maxHeaderBytes.
+   */
+  get header(): readonly HeaderField[] | undefined {
+    return this.#header;
+  }
+
+  /** The unfolded value of every field named `name` (case-insensitive), header bytes read as UTF-8. */
+  values(name: string): string[] {
+    const wanted = name.toLowerCase();
+    return (this.#header ?? [])
+      .filter((f) => f.name.toLowerCase() === wanted)
+      .map((f) =>
+        Buffer.from(f.line)
+          .toString('utf8')
+          .replace(/^[^:]*:/, '')
+          .replace(/\r\n/g, ''),
+      );
+  }
+
   /** What signing came to; valid once the stream has finished. */
   get outcome(): DkimOutcome {
     return this.#outcome ?? { signed: false, reason: 'no_key' };
@@ -200,6 +222,7 @@ export class MessageSigner extends Writable {
   #startBody(header: Buffer, body: Buffer): void {
     this.#head = [];
     const fields = parseHeader(header);
+    this.#header = fields;
     const domain = fromDomain(fields);
     if (domain === undefined && this.#keys.defaultSigner.length === 0) return this.#giveUp('no_from');
     const keys = keysFor(this.#keys, domain);

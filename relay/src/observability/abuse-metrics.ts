@@ -13,7 +13,7 @@ export class AbuseMetrics implements AbuseObserver {
     const registers = [registry];
     this.flagsTotal = new Counter({
       name: 'sluice_abuse_flags_total',
-      help: 'Accounts flagged as possibly compromised, by kind (volume_spike, many_client_ips, mostly_rejected); counted once per cluster',
+      help: 'Accounts flagged as possibly compromised, by kind (volume_spike, many_client_ips, mostly_rejected, invalid_recipients, spam_blocked); counted once per cluster',
       labelNames: ['kind'],
       registers,
     });

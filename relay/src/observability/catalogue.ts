@@ -6,13 +6,15 @@ import type { Registry } from 'prom-client';
 import { AbuseMetrics } from './abuse-metrics.ts';
 import { RelayMetrics } from './metrics.ts';
 import { OwnIpMetrics } from './own-ip-metrics.ts';
+import { ReputationMetrics } from './reputation-metrics.ts';
 
 /** The prefixes of prom-client's default metrics, as the relay registers them. */
-export const PROCESS_METRIC_PREFIXES = ['sluice_process_', 'sluice_nodejs_'] as const;
+export const PROCESS_METRIC_PREFIXES = ['process_', 'nodejs_'] as const;
 
 export function relayMetricsRegistry(): Registry {
   const metrics = new RelayMetrics({ defaultMetrics: false });
   new AbuseMetrics(metrics.registry);
   new OwnIpMetrics(metrics.registry);
+  new ReputationMetrics(metrics.registry);
   return metrics.registry;
 }

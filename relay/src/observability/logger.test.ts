@@ -100,3 +100,37 @@ describe('log output', () => {
     assert.ok(seenAfter !== -1 && seenAfter < 5000, `line arrived after ${seenAfter} ms`);
   });
 });
+
+describe('one log format with trace correlation', () => {
+  it('writes level names, ISO times and the service, with the active span’s trace_id and span_id', async () => {
+    const { InMemorySpanExporter } = await import('@opentelemetry/sdk-trace');
+    const { trace } = await import('@opentelemetry/api');
+    const { LogCapture } = await import('../testing/harness.ts');
+    const { createLogger } = await import('./logger.ts');
+    const { startTracing } = await import('./tracing.ts');
+    const tracing = await startTracing({ serviceName: 't', exporter: new InMemorySpanExporter() });
+    try {
+      const lines = new LogCapture();
+      const log = createLogger({ service: 'sluice-operator', destination: lines });
+      log.info({ event: 'outside' }, 'no span');
+      await trace.getTracer('t').startActiveSpan('reconcile', async (span) => {
+        log.warn({ event: 'inside' }, 'in a span');
+        // a child bound to a span's ids (a relay session) keeps its own, once
+        log.child({ trace_id: 'a'.repeat(32), span_id: 'b'.repeat(16) }).info({ event: 'bound' }, 'bound');
+        span.end();
+        const [outside, inside, bound] = lines.lines;
+        assert.equal(outside?.level, 'info');
+        assert.equal(outside?.service, 'sluice-operator');
+        assert.match(String(outside?.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.equal(outside?.trace_id, undefined);
+        assert.equal(inside?.level, 'warn');
+        assert.equal(inside?.trace_id, span.spanContext().traceId);
+        assert.equal(inside?.span_id, span.spanContext().spanId);
+        assert.equal(bound?.trace_id, 'a'.repeat(32));
+        assert.equal(lines.raw[2]?.match(/"trace_id"/g)?.length, 1, 'written once');
+      });
+    } finally {
+      await tracing.shutdown();
+    }
+  });
+});

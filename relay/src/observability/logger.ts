@@ -4,6 +4,7 @@
 // is not written twice (pino would repeat the key), and characters that change how text
 // is displayed (bidirectional overrides such as U+202E, zero-width characters, line and
 // paragraph separators) are written as \u escapes; JSON escapes the control characters.
+import { trace } from '@opentelemetry/api';
 import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
@@ -73,12 +74,25 @@ function keysBoundTo(logger: Logger): ReadonlySet<string> {
   return keys;
 }
 
-export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
+/**
+ * The one log format of Sluice's processes (the relay and the operator): NDJSON with level
+ * names, ISO times, the service, and trace_id/span_id of the span the line belongs to (the
+ * active span, or the ids a child logger was bound to).
+ */
+export function createLogger(
+  options: { level?: string; destination?: DestinationStream; service?: string } = {},
+): Logger {
   return pino(
     {
       level: options.level ?? 'info',
-      base: { service: 'sluice-relay' },
+      base: { service: options.service ?? 'sluice-relay' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      mixin(_fields, _level, logger) {
+        const span = trace.getActiveSpan();
+        if (!span?.isRecording() || keysBoundTo(logger as Logger).has('trace_id')) return {};
+        const { traceId, spanId } = span.spanContext();
+        return { trace_id: traceId, span_id: spanId };
+      },
       formatters: {
         level: (label) => ({ level: label }),
         bindings: escapeFields,

@@ -3,6 +3,7 @@
 // cardinality stays bounded by the listeners and the closed reason list.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
+import { VERSION } from '../version.ts';
 import { REASONS } from './reasons.ts';
 
 export class RelayMetrics {
@@ -17,11 +18,13 @@ export class RelayMetrics {
   readonly authTotal: Counter<'result'>;
   readonly messagesTotal: Counter<'result' | 'reason'>;
   readonly dkimSignaturesTotal: Counter<'result'>;
+  readonly dmarcPrecheckTotal: Counter<'result' | 'action'>;
   readonly rejectionsTotal: Counter<'reason' | 'stage'>;
   readonly recipientsTotal: Counter<'result'>;
   readonly receivedBytesTotal: Counter;
   readonly messageSizeBytes: Histogram;
   readonly configReloadsTotal: Counter<'result'>;
+  readonly configLastReloadSuccessful: Gauge;
   readonly bareLineEndingsTotal: Counter<'kind'>;
   readonly stateOperationsTotal: Counter<'op'>;
   readonly stateErrorsTotal: Counter<'op'>;
@@ -39,6 +42,8 @@ export class RelayMetrics {
   readonly spoolFreeBytes: Gauge;
   readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
+  readonly deliveryMtaStsTotal: Counter<'mode' | 'result'>;
+  readonly deliveryDaneTotal: Counter<'result'>;
   readonly deliveryDurationSeconds: Histogram<'result'>;
   readonly deliveryRetriesTotal: Counter;
   readonly dsnTotal: Counter<'action'>;
@@ -46,7 +51,14 @@ export class RelayMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+    // prom-client's own names (process_*, nodejs_*), which stock Node.js dashboards query
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'sluice_build_info',
+      help: 'Always 1; the labels say which release of the relay runs on which Node.js',
+      labelNames: ['version', 'nodejs_version'],
+      registers,
+    }).set({ version: VERSION, nodejs_version: process.versions.node }, 1);
     this.connectionsTotal = new Counter({
       name: 'sluice_smtp_connections_total',
       help: 'SMTP connections accepted, by listener',
@@ -83,6 +95,12 @@ export class RelayMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.dmarcPrecheckTotal = new Counter({
+      name: 'sluice_dmarc_precheck_total',
+      help: 'DMARC pre-checks of header From domains by result (no_policy, aligned_dkim, aligned_spf, would_fail, dns_error) and what was done (reject, warn; none unless would_fail)',
+      labelNames: ['result', 'action'],
+      registers,
+    });
     this.rejectionsTotal = new Counter({
       name: 'sluice_smtp_rejections_total',
       help: 'Every refusal the relay sent, by reason and SMTP stage',
@@ -112,6 +130,12 @@ export class RelayMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.configLastReloadSuccessful = new Gauge({
+      name: 'sluice_config_last_reload_successful',
+      help: 'Whether the last reload of the config and users files applied (1) or was rejected (0), so the relay runs on older files',
+      registers,
+    });
+    this.configLastReloadSuccessful.set(1);
     this.bareLineEndingsTotal = new Counter({
       name: 'sluice_smtp_bare_line_endings_total',
       help: 'Bare CR or LF line endings rewritten to CRLF (SMTP smuggling defence)',
@@ -218,6 +242,18 @@ export class RelayMetrics {
       collect() {
         this.set(metrics.spoolSpaceSource?.().reserve ?? 0);
       },
+    });
+    this.deliveryDaneTotal = new Counter({
+      name: 'sluice_delivery_dane_total',
+      help: 'Connections to MX hosts with DNSSEC-validated TLSA records, by result (verified; failed: deferred)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.deliveryMtaStsTotal = new Counter({
+      name: 'sluice_delivery_mta_sts_total',
+      help: "Connections to MX hosts of domains with an MTA-STS policy, by the policy's mode and result (enforced, failed: deferred under enforce; testing_ok, testing_failed: delivered, what enforce would have done)",
+      labelNames: ['mode', 'result'],
+      registers,
     });
     this.deliveryAttemptsTotal = new Counter({
       name: 'sluice_delivery_attempts_total',

@@ -7,12 +7,14 @@ import {
   type Attributes,
   ROOT_CONTEXT,
   type Span,
+  SpanKind,
   SpanStatusCode,
   type Tracer,
   trace,
 } from '@opentelemetry/api';
 
 export type { Span, Tracer } from '@opentelemetry/api';
+export { SpanKind } from '@opentelemetry/api';
 
 export const TRACER_NAME = 'sluice-relay';
 
@@ -37,15 +39,26 @@ export function relayTracer(): Tracer {
   return trace.getTracer(TRACER_NAME);
 }
 
-/** Starts a span under parent, or a new trace when there is none. */
+/**
+ * Starts a span under parent, or a new trace when there is none. Kind by the conventions:
+ * SERVER for a session a client opened, CLIENT for a connection the relay makes.
+ */
 export function startSpan(
   tracer: Tracer,
   name: string,
   parent: Span | undefined,
   attributes: Attributes = {},
+  kind: SpanKind = SpanKind.INTERNAL,
 ): Span {
   const context = parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
-  return tracer.startSpan(name, { attributes }, context);
+  return tracer.startSpan(name, { attributes, kind }, context);
+}
+
+/** trace_id and span_id of a recording span, for log lines that go with it; none for a no-op span. */
+export function traceFields(span: Span | undefined): { trace_id?: string; span_id?: string } {
+  if (!span?.isRecording()) return {};
+  const { traceId, spanId } = span.spanContext();
+  return { trace_id: traceId, span_id: spanId };
 }
 
 /** Ends a span with its result; failed marks it as an error (the reason, never reply text). */

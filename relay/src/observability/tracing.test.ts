@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import type { Attributes } from '@opentelemetry/api';
+import { type Attributes, SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import {
   PASSWORD,
@@ -18,7 +18,7 @@ import {
   type TestRelay,
   waitFor,
 } from '../testing/index.ts';
-import { startTracing, type Tracing, tracesUrl } from './tracing.ts';
+import { startTracing, type Tracing, tracesUrl, tracingOptionsFromEnv } from './tracing.ts';
 
 const BODY_MARKER = 'body-text-7f3a9c';
 const SUBJECT_MARKER = 'subject-header-51d2e0';
@@ -115,6 +115,12 @@ describe('traces of SMTP traffic (in-memory exporter)', () => {
     const session = spans.find((s) => s.name === 'smtp.session');
     assert.ok(session);
     assert.equal(parentOf(session), undefined, 'the session is the root of its trace');
+    assert.equal(session.kind, SpanKind.SERVER, 'a session a client opened is a SERVER span');
+    // the session's log lines name its trace and span
+    const accepted = relay.logs.events('accepted').find((l) => l.queueId === queueId);
+    assert.equal(accepted?.trace_id, session.spanContext().traceId);
+    assert.equal(accepted?.span_id, session.spanContext().spanId);
+    assert.match(String(accepted?.messageId), new RegExp(`^<${queueId}@`), 'the Message-ID the relay added');
     const trace = spans.filter((s) => s.spanContext().traceId === session.spanContext().traceId);
     const tx = trace.find((s) => s.name === 'smtp.transaction');
     assert.ok(tx);
@@ -220,6 +226,7 @@ describe('traces of SMTP traffic (in-memory exporter)', () => {
       const attempt = spans.find((s) => s.name === 'delivery.attempt');
       assert.ok(attempt);
       assert.equal(parentOf(attempt), undefined, 'an attempt is a trace of its own, found by queue id');
+      assert.equal(attempt.kind, SpanKind.CLIENT, 'a connection the relay makes is a CLIENT span');
       assert.deepEqual(attempt.attributes, {
         'sluice.queue_id': queueId,
         'sluice.delivery.domain': '127.0.0.1',
@@ -279,6 +286,62 @@ describe('startTracing', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
     assert.deepEqual(JSON.parse(out), { reply: 250, otel: ['api'] });
+  });
+
+  it('honours the OTEL_* variables: resource attributes, service name, sampler, and names a malformed one', async () => {
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+      OTEL_RESOURCE_ATTRIBUTES:
+        'k8s.pod.name=mail-relay-0,k8s.namespace.name=mail,deployment.environment=prod%2Ceu,service.name=ignored',
+      OTEL_SERVICE_NAME: 'relay-eu',
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0',
+    };
+    const options = tracingOptionsFromEnv(env, 'sluice-relay');
+    assert.deepEqual(options, {
+      serviceName: 'relay-eu',
+      endpoint: 'http://collector:4318',
+      resourceAttributes: {
+        'k8s.pod.name': 'mail-relay-0',
+        'k8s.namespace.name': 'mail',
+        'deployment.environment': 'prod,eu',
+        'service.name': 'ignored',
+      },
+      sampler: { name: 'parentbased_traceidratio', ratio: 0 },
+    });
+    assert.equal(tracingOptionsFromEnv({ ...env, OTEL_SDK_DISABLED: 'true' }, 'x').endpoint, undefined);
+    assert.throws(
+      () => tracingOptionsFromEnv({ OTEL_TRACES_SAMPLER: 'sometimes' }, 'x'),
+      /OTEL_TRACES_SAMPLER: "sometimes" is not one of always_on, always_off/,
+    );
+    assert.throws(
+      () => tracingOptionsFromEnv({ OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name' }, 'x'),
+      /OTEL_RESOURCE_ATTRIBUTES: "k8s.pod.name" is not key=value/,
+    );
+
+    // what the SDK then makes of them: the attributes on the resource, the ratio 0 sampling nothing
+    const exporter = new InMemorySpanExporter();
+    const sampledOut = await startTracing({ ...options, exporter });
+    try {
+      const { trace } = await import('@opentelemetry/api');
+      trace.getTracer('t').startSpan('dropped').end();
+      await sampledOut.flush();
+      assert.deepEqual(exporter.getFinishedSpans(), []);
+    } finally {
+      await sampledOut.shutdown();
+    }
+    const keptExporter = new InMemorySpanExporter();
+    const kept = await startTracing({ ...options, sampler: { name: 'always_on' }, exporter: keptExporter });
+    try {
+      const { trace } = await import('@opentelemetry/api');
+      trace.getTracer('t').startSpan('kept').end();
+      await kept.flush();
+      const [span] = keptExporter.getFinishedSpans();
+      assert.equal(span?.resource.attributes['k8s.pod.name'], 'mail-relay-0');
+      assert.equal(span?.resource.attributes['service.name'], 'relay-eu');
+    } finally {
+      await kept.shutdown();
+    }
   });
 
   it('sends to <endpoint>/v1/traces, as OTEL_EXPORTER_OTLP_ENDPOINT means', () => {

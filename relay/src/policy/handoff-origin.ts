@@ -7,6 +7,11 @@ import { TrustedNetworks } from '../net/trusted-networks.ts';
 type Handoff = NonNullable<RelayConfig['drain']['handoff']>;
 const networks = new WeakMap<Handoff, TrustedNetworks>();
 
+/** True when `username` is the handoff account, by which peer relays pass on mail they accepted. */
+export function isHandoffAccount(config: RelayConfig, username: string): boolean {
+  return config.drain.handoff !== undefined && username === config.drain.handoff.username;
+}
+
 /** True when `username` is the handoff account and `clientIp` is outside its networks. */
 export function handoffFromOutside(config: RelayConfig, username: string, clientIp: string): boolean {
   const handoff = config.drain.handoff;

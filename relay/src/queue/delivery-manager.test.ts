@@ -331,6 +331,55 @@ describe('DeliveryManager', () => {
     await q.manager.stop(1000);
   });
 
+  it('keeps at most activeLimit messages active, and tries only the messages that are due', async () => {
+    const transport = new FakeTransport(() => 'deferred');
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir(), 'active'), transport, clock, testConfig(dir()), { activeLimit: 2 });
+    // twenty queued before start, each to its own domain: the connection limits hold none back
+    const ids = Array.from({ length: 20 }, (_, i) => newQueueId(clock.now + i));
+    for (const [i, id] of ids.entries()) await q.submit(testEnvelope(id, [`r@d${i}.test`], clock.now));
+    let open = () => {};
+    transport.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    await q.manager.start();
+    await waitFor(() => transport.inFlight === 2, 'two attempts under way');
+    await flush();
+    assert.equal(transport.inFlight, 2, 'no more than activeLimit at once');
+    assert.equal(q.manager.active, 2);
+    open();
+    await waitFor(() => q.events('retry_scheduled').length === 20, 'every message tried once');
+    assert.equal(transport.maxInFlight, 2);
+    assert.deepEqual(transport.jobs.map((j) => j.queueId).sort(), ids);
+    assert.deepEqual(
+      transport.jobs
+        .slice(0, 2)
+        .map((j) => j.queueId)
+        .sort(),
+      ids.slice(0, 2),
+      'oldest first',
+    );
+    assert.equal(q.manager.active, 0, 'nothing in memory while every message waits');
+
+    // the next attempt of half of them comes due: only those are tried
+    await q.manager.remove(ids[0]!);
+    clock.advance(299 * SECOND);
+    for (const id of ids.slice(1, 10)) q.manager.retryNow(id);
+    await waitFor(() => q.events('retry_scheduled').length === 29, 'the nine made due tried again');
+    await flush();
+    assert.equal(transport.jobs.length, 29);
+    assert.deepEqual(
+      transport.jobs
+        .slice(20)
+        .map((j) => j.queueId)
+        .sort(),
+      ids.slice(1, 10),
+    );
+    const page = await q.manager.list({ state: 'deferred', limit: 1000 });
+    assert.equal(page.messages.length, 19);
+    await q.manager.stop(1000);
+  });
+
   it('retryNow makes a message due at once; remove takes it out of the queue', async () => {
     const transport = new FakeTransport(() => 'deferred');
     const clock = new FakeClock();
@@ -343,11 +392,11 @@ describe('DeliveryManager', () => {
     await q.submit(testEnvelope(second, ['b@slow.test'], clock.now));
     await waitFor(() => q.events('retry_scheduled').length === 2, 'first attempts');
     assert.deepEqual(
-      q.manager.list().map((e) => e.queueId),
+      (await q.manager.list()).messages.map((e) => e.queueId),
       [first, second],
     );
     assert.equal(q.manager.oldestReceivedAt(), T0);
-    assert.equal(q.manager.get(first)?.attempts, 1);
+    assert.equal((await q.manager.get(first))?.attempts, 1);
 
     assert.equal(q.manager.retryNow(first), true);
     await waitFor(() => q.events('retry_scheduled').length === 3, 'retried now');
@@ -358,7 +407,7 @@ describe('DeliveryManager', () => {
 
     assert.equal(await q.manager.remove(first), true);
     assert.equal(await q.manager.remove(first), false);
-    assert.equal(q.manager.get(first), undefined);
+    assert.equal(await q.manager.get(first), undefined);
     assert.equal(q.manager.size, 1);
     // the other message stays: its file and the envelope written after its deferral
     assert.deepEqual((await readdir(q.spool.queueDir)).sort(), [`${second}.json`, `${second}.msg`]);

@@ -2,14 +2,33 @@
 // or one to the smarthost) under the connection limits. Each job's results are persisted as
 // soon as it finishes, so a crash between two domains never re-sends to recipients already
 // delivered. Then the message either leaves the queue or waits for its next attempt.
+//
+// Memory is kept to what is due, as Postfix's queue manager keeps it: a message waiting
+// for its next attempt is only an id and a time in the scheduler; its envelope is read
+// from disk when it is due. At most activeLimit messages are active (envelope in memory,
+// attempt under way), like Postfix's qmgr_message_active_limit; due messages beyond that
+// wait in due order. The spool is scanned in the background at start (QueueStore.scan),
+// so a relay with a large queue takes mail at once.
 import type { RelayConfig } from '../config/schema.ts';
 import type { DsnAction } from '../delivery/dsn.ts';
 import type { DeliveryJob, DsnRequest, RecipientResult, Transport } from '../delivery/types.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ATTR, endSpan, relayTracer, startSpan, type Tracer } from '../observability/spans.ts';
+import { ATTR, endSpan, relayTracer, SpanKind, startSpan, type Tracer } from '../observability/spans.ts';
 import { copyEnvelope, type SpooledEnvelope, type SpooledRecipient, wantsNotice } from '../spool/envelope.ts';
 import type { Spool } from '../spool/spool.ts';
 import { KeyedSemaphore } from './concurrency.ts';
+import {
+  arrivalOf,
+  DEFAULT_PAGE,
+  MAX_PAGE,
+  MaxHeap,
+  matchesEnvelope,
+  PAGE_READ_BUDGET,
+  type QueuePage,
+  type QueueQuery,
+  type QueueState,
+  readAhead,
+} from './listing.ts';
 import { applyResults, completeResults, isOpen } from './outcomes.ts';
 import { planJobs } from './plan-jobs.ts';
 import type { QueueStore } from './queue-store.ts';
@@ -18,8 +37,15 @@ import { Scheduler, type Timer } from './scheduler.ts';
 
 /** Metrics hooks; every call is optional to act on. */
 export interface DeliveryObserver {
-  /** One per recipient per attempt, with the recipient's state after it. */
-  attempt(result: 'delivered' | 'deferred' | 'bounced', seconds: number): void;
+  /**
+   * One per recipient per attempt, with the recipient's state after it, the class of the
+   * answer (delivery/reply-class.ts) and the user who sent the message.
+   */
+  attempt(
+    result: 'delivered' | 'deferred' | 'bounced',
+    seconds: number,
+    detail: { class: string; user: string; recipient: string; response: string },
+  ): void;
   retryScheduled(): void;
   bounceGenerated(action: DsnAction): void;
 }
@@ -40,7 +66,22 @@ export interface DeliveryManagerOptions {
   observer?: DeliveryObserver;
   /** delivery.attempt spans; the global API's tracer by default. */
   tracer?: Tracer;
+  /** Messages active at once (envelope in memory, attempt under way); DEFAULT_ACTIVE_LIMIT by default. */
+  activeLimit?: number;
+  /** Longest synchronous slice of the scan at start (QueueStore.scan); 10 ms by default. */
+  scanSliceMs?: number;
 }
+
+/**
+ * Postfix's qmgr_message_active_limit is 20,000. An active message here costs about 30 KB
+ * of heap while it waits for a connection (bench/README.md), and delivery opens at most
+ * delivery.maxConnections (100) at once: 2,000 keeps every connection busy and the heap
+ * small.
+ */
+export const DEFAULT_ACTIVE_LIMIT = 2_000;
+
+/** Envelopes read from disk at once when many messages come due together (file descriptors). */
+const LOADS_AT_ONCE = 32;
 
 function realTimer(fn: () => void, ms: number): Timer {
   const timer = setTimeout(fn, ms);
@@ -88,10 +129,24 @@ export class DeliveryManager {
   readonly #tracer: Tracer;
   readonly #scheduler: Scheduler;
   readonly #slots: KeyedSemaphore;
-  /** The current envelope of every queued message; replaced, never mutated. */
+  /** Envelope reads under way: a pass of thousands of due messages opens a few files at a time. */
+  readonly #loads = new KeyedSemaphore(() => ({ total: LOADS_AT_ONCE, perKey: LOADS_AT_ONCE }));
+  /** The current envelope of every active message; replaced, never mutated. */
   readonly #envelopes = new Map<string, SpooledEnvelope>();
-  /** Attempts running, by queue id: a message has at most one. */
+  /** Active messages (loading or being attempted), by queue id: a message has at most one attempt. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** Active messages removed through the API before their attempt got going. */
+  readonly #removed = new Set<string>();
+  /** What stop() found still queued: the hand-off reads them from disk. */
+  #leftAtStop: ReadonlySet<string> = new Set();
+  /** Active messages the scheduler handed out again while they were active. */
+  readonly #again = new Set<string>();
+  readonly #activeLimit: number;
+  readonly #scanSliceMs: number | undefined;
+  /** The oldest queue id, once known; undefined when it has to be found again. */
+  #oldest: string | undefined;
+  #scan: Promise<void> | undefined;
+  #scanning = false;
   #unsubscribe: (() => void) | undefined;
   #started = false;
   #stopping = false;
@@ -106,12 +161,15 @@ export class DeliveryManager {
     this.#logger = options.logger;
     this.#observer = options.observer;
     this.#tracer = options.tracer ?? relayTracer();
+    this.#activeLimit = options.activeLimit ?? DEFAULT_ACTIVE_LIMIT;
+    this.#scanSliceMs = options.scanSliceMs;
     this.#scheduler = new Scheduler({
       now: this.#now,
       setTimer: options.setTimer ?? realTimer,
       onDue: (ids) => {
         for (const id of ids) this.#begin(id);
       },
+      room: () => this.#activeLimit - this.#inFlight.size,
     });
     this.#slots = new KeyedSemaphore(() => {
       const delivery = this.#config().delivery;
@@ -122,66 +180,234 @@ export class DeliveryManager {
     });
   }
 
-  /** Loads the queue from disk, starts what is due and picks up every message committed from now on. */
+  /**
+   * Picks up every message committed from now on and starts the scan of the spool in the
+   * background: it resolves at once, and `scanned` when the scan is done. Messages are
+   * started as the scan finds them due.
+   */
   async start(): Promise<void> {
+    this.listen();
+    this.startScan();
+  }
+
+  /**
+   * Picks up every message committed from now on; call before any listener opens. The
+   * scan (startScan) can then wait until the relay is serving: its slices would otherwise
+   * come between the steps of the start and hold it up.
+   */
+  listen(): void {
     if (this.#started) throw new Error('delivery manager already started');
     this.#started = true;
-    // subscribe before the scan so a message committed meanwhile is not missed (ids dedupe)
+    // subscribed before the scan so a message committed meanwhile is not missed (ids dedupe)
     this.#unsubscribe = this.#spool.onCommitted((message) => {
       try {
         this.#accept(copyEnvelope(message.envelope));
-        this.#scheduler.wake();
       } catch (err: unknown) {
         this.#logger.error({ event: 'queue_error', queueId: message.queueId, err }, 'cannot queue message');
       }
     });
-    const envelopes = await this.#queue.scan();
-    for (const envelope of envelopes) this.#accept(envelope);
-    this.#logger.info({ event: 'queue_loaded', messages: envelopes.length }, 'queue loaded');
-    this.#scheduler.wake();
   }
 
+  /** Starts the scan of the spool in the background (once); `scanned` resolves when it is done. */
+  startScan(): void {
+    if (this.#scan || this.#stopping) return;
+    const started = performance.now();
+    this.#scanning = true;
+    this.#scan = this.#queue
+      .scan(
+        (queueId, dueAt) => {
+          this.#found(queueId, dueAt);
+        },
+        { now: this.#now, ...(this.#scanSliceMs === undefined ? {} : { sliceMs: this.#scanSliceMs }) },
+      )
+      .finally(() => {
+        this.#scanning = false;
+      })
+      .then(
+        (messages) => {
+          this.#logger.info(
+            { event: 'queue_loaded', messages, seconds: (performance.now() - started) / 1000 },
+            'queue loaded',
+          );
+          this.#scheduler.wake();
+        },
+        (err: unknown) => {
+          // what was found is kept; what was not is found by the next start
+          this.#logger.error({ event: 'queue_scan_failed', err }, 'cannot scan the queue');
+        },
+      );
+  }
+
+  /** Resolves when the scan of the spool that start() began is done. */
+  get scanned(): Promise<void> {
+    return this.#scan ?? Promise.resolve();
+  }
+
+  /** The scan at start is still going: size and listings cover only what it found so far. */
+  get scanning(): boolean {
+    return this.#scanning;
+  }
+
+  /** A message committed now: started at once with the envelope in hand when there is room. */
   #accept(envelope: SpooledEnvelope): void {
-    if (this.#stopping || this.#envelopes.has(envelope.queueId)) return;
-    this.#envelopes.set(envelope.queueId, envelope);
-    const dueAt = envelope.nextAttemptAt === undefined ? Number.NaN : Date.parse(envelope.nextAttemptAt);
-    this.#scheduler.schedule(envelope.queueId, Number.isNaN(dueAt) ? this.#now() : dueAt);
+    const { queueId } = envelope;
+    if (this.#stopping || this.#known(queueId)) return;
+    this.#noteArrival(queueId);
+    // due messages waiting for room go first
+    const waiting = (this.#scheduler.nextDueAt() ?? Number.POSITIVE_INFINITY) <= this.#now();
+    if (this.#inFlight.size < this.#activeLimit && !waiting) {
+      this.#queue.noteCommitted(queueId);
+      this.#begin(queueId, envelope);
+    } else {
+      // read again from disk when its turn comes
+      this.#scheduler.schedule(queueId, this.#now());
+      this.#scheduler.wake();
+    }
+  }
+
+  /** A message the scan found; due at dueAt, or at its arrival (due now, oldest first). */
+  #found(queueId: string, dueAt: number | undefined): void {
+    if (this.#stopping || this.#known(queueId)) return;
+    this.#noteArrival(queueId);
+    const now = this.#now();
+    // no retry is set further ahead than the queue lifetime: a time beyond is no schedule
+    // of ours (a clock set back, a file written by hand), and the message is due now
+    const { maxBackoffSeconds, queueLifetimeSeconds } = this.#config().delivery.retry;
+    const latest = now + Math.max(maxBackoffSeconds, queueLifetimeSeconds) * 1000;
+    if (dueAt !== undefined && dueAt <= latest) {
+      this.#scheduler.schedule(queueId, dueAt);
+      return;
+    }
+    const arrival = arrivalOf(queueId);
+    this.#scheduler.schedule(queueId, Number.isNaN(arrival) ? now : Math.min(arrival, now));
+  }
+
+  #known(queueId: string): boolean {
+    return this.#inFlight.has(queueId) || this.#scheduler.has(queueId);
+  }
+
+  #noteArrival(queueId: string): void {
+    if (this.#oldest !== undefined && queueId < this.#oldest) this.#oldest = queueId;
+    if (this.size === 0) this.#oldest = queueId;
   }
 
   /** Makes one message (or every message) due now; false if that message is not queued. */
   retryNow(queueId?: string): boolean {
-    if (this.#stopping) return false;
-    const ids = queueId === undefined ? [...this.#envelopes.keys()] : [queueId];
-    if (queueId !== undefined && !this.#envelopes.has(queueId)) return false;
+    return this.retryCount(queueId) !== undefined;
+  }
+
+  /** retryNow() that says how many messages it made due (undefined: unknown, or stopping). */
+  retryCount(queueId?: string): number | undefined {
+    if (this.#stopping) return undefined;
+    if (queueId !== undefined && !this.#known(queueId)) return undefined;
+    const ids = queueId === undefined ? [...this.#scheduler.ids()] : [queueId];
     const now = this.#now();
+    let count = 0;
     // a message in flight is being tried right now; its next schedule follows that attempt
-    for (const id of ids) if (!this.#inFlight.has(id)) this.#scheduler.schedule(id, now);
+    for (const id of ids) {
+      if (this.#inFlight.has(id)) continue;
+      this.#scheduler.schedule(id, now);
+      count++;
+    }
     this.#scheduler.wake();
-    return true;
+    return count;
   }
 
   /** Takes a message out of the queue without delivering it further; false if it is not queued. */
   async remove(queueId: string): Promise<boolean> {
-    if (!this.#envelopes.delete(queueId)) return false;
+    if (!this.#known(queueId)) return false;
     this.#scheduler.remove(queueId);
+    if (this.#inFlight.has(queueId)) this.#removed.add(queueId);
+    this.#envelopes.delete(queueId);
+    this.#left(queueId);
     await this.#queue.remove(queueId);
     this.#logger.info({ event: 'removed', queueId }, 'message removed from the queue');
     return true;
   }
 
-  /** The queued messages, oldest first. */
-  list(): SpooledEnvelope[] {
-    return [...this.#envelopes.values()].sort(
-      (a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || (a.queueId < b.queueId ? -1 : 1),
-    );
+  /** One page of the queue, oldest first (by queue id, which sorts by arrival). */
+  async list(query: QueueQuery = {}): Promise<QueuePage> {
+    const limit = Math.min(Math.max(Math.floor(query.limit ?? DEFAULT_PAGE), 1), MAX_PAGE);
+    const sender = query.sender?.toLowerCase();
+    const domain = query.domain?.toLowerCase();
+    const readsEnvelope = sender !== undefined || domain !== undefined;
+    const messages: QueuePage['messages'] = [];
+    let after = query.after ?? '';
+    let read = 0;
+    for (;;) {
+      // the cheap filters (arrival, state) on the ids alone; then envelopes for the rest
+      const batch = this.#idsAfter(after, readsEnvelope ? Math.min(limit * 2, 500) : limit, (id) =>
+        this.#matchesIndex(id, query),
+      );
+      // read a few at a time: the thread pool reads them side by side
+      const envelopes = await readAhead(batch, (id) => this.#current(id));
+      for (const [i, id] of batch.entries()) {
+        after = id;
+        const envelope = envelopes[i];
+        read++;
+        if (envelope === undefined) continue; // gone meanwhile
+        if (!matchesEnvelope(envelope, sender, domain)) {
+          if (read >= PAGE_READ_BUDGET) break;
+          continue;
+        }
+        messages.push({ ...envelope, state: this.#stateOf(id) });
+        if (messages.length >= limit || read >= PAGE_READ_BUDGET) break;
+      }
+      if (batch.length === 0) return { messages, total: this.size, next: null };
+      if (messages.length >= limit || read >= PAGE_READ_BUDGET) {
+        return { messages, total: this.size, next: after };
+      }
+    }
   }
 
-  get(queueId: string): SpooledEnvelope | undefined {
-    return this.#envelopes.get(queueId);
+  /** Up to k ids after `after`, smallest first, among those `keep` keeps (one pass, a bounded heap). */
+  #idsAfter(after: string, k: number, keep: (id: string) => boolean): string[] {
+    const heap = new MaxHeap(k);
+    const consider = (id: string) => {
+      if (id > after && heap.wants(id) && keep(id)) heap.offer(id);
+    };
+    for (const id of this.#scheduler.ids()) consider(id);
+    for (const id of this.#inFlight.keys()) consider(id);
+    return heap.sorted();
   }
 
+  #matchesIndex(id: string, query: QueueQuery): boolean {
+    if (query.receivedBefore !== undefined || query.receivedAfter !== undefined) {
+      const at = arrivalOf(id);
+      if (query.receivedBefore !== undefined && !(at <= query.receivedBefore)) return false;
+      if (query.receivedAfter !== undefined && !(at >= query.receivedAfter)) return false;
+    }
+    return query.state === undefined || this.#stateOf(id) === query.state;
+  }
+
+  #stateOf(id: string): QueueState {
+    if (this.#inFlight.has(id)) return 'active';
+    const dueAt = this.#scheduler.dueAt(id);
+    return dueAt !== undefined && dueAt > this.#now() ? 'deferred' : 'due';
+  }
+
+  /** A queued message's envelope: the one in memory when it is active, else the one on disk. */
+  async #current(queueId: string): Promise<SpooledEnvelope | undefined> {
+    const active = this.#envelopes.get(queueId);
+    if (active) return copyEnvelope(active);
+    // the hand-off reads every id stop() gave, whether or not its attempt got going
+    if (!this.#known(queueId) && !this.#leftAtStop.has(queueId)) return undefined;
+    return this.#queue.peek(queueId);
+  }
+
+  /** A queued message's envelope (read from disk unless it is active), or undefined if it is not queued. */
+  async get(queueId: string): Promise<SpooledEnvelope | undefined> {
+    return this.#current(queueId);
+  }
+
+  /** Messages in the queue: waiting and active. */
   get size(): number {
-    return this.#envelopes.size;
+    return this.#scheduler.size + this.#inFlight.size;
+  }
+
+  /** Messages active now (envelope in memory, attempt under way). */
+  get active(): number {
+    return this.#inFlight.size;
   }
 
   /** Where a queued message's body is. */
@@ -189,14 +415,23 @@ export class DeliveryManager {
     return this.#queue.bodyPath(queueId);
   }
 
-  /** When the oldest queued message was received (ms since the epoch). */
+  /** When the oldest queued message arrived (ms since the epoch), from the queue ids. */
   oldestReceivedAt(): number | undefined {
-    let oldest: number | undefined;
-    for (const envelope of this.#envelopes.values()) {
-      const at = Date.parse(envelope.receivedAt);
-      if (oldest === undefined || at < oldest) oldest = at;
+    if (this.size === 0) return undefined;
+    if (this.#oldest === undefined) {
+      // found again only after the oldest left: one pass over the ids
+      let oldest: string | undefined;
+      for (const id of this.#scheduler.ids()) if (oldest === undefined || id < oldest) oldest = id;
+      for (const id of this.#inFlight.keys()) if (oldest === undefined || id < oldest) oldest = id;
+      this.#oldest = oldest;
     }
-    return oldest;
+    const at = this.#oldest === undefined ? Number.NaN : arrivalOf(this.#oldest);
+    return Number.isNaN(at) ? undefined : at;
+  }
+
+  /** A message left the queue (or its attempt ended): the oldest is found again if it was this one. */
+  #left(queueId: string): void {
+    if (this.#oldest === queueId) this.#oldest = undefined;
   }
 
   /** Stops starting new attempts; waits for attempts in flight (up to deadlineMs); returns the ids still queued. */
@@ -206,6 +441,7 @@ export class DeliveryManager {
     this.#scheduler.stop();
     // jobs still waiting for a connection slot are not started; their recipients stay as they were
     this.#slots.close();
+    this.#loads.close();
     const running = Promise.allSettled(this.#inFlight.values());
     // wall-clock, not the injected clock: this bounds a real shutdown
     let timer: NodeJS.Timeout | undefined;
@@ -214,20 +450,62 @@ export class DeliveryManager {
     });
     await Promise.race([running, deadline]);
     clearTimeout(timer);
-    return [...this.#envelopes.keys()].sort();
+    // waiting, active, and active ones whose envelope was still being read
+    this.#leftAtStop = new Set([
+      ...this.#scheduler.ids(),
+      ...this.#envelopes.keys(),
+      ...this.#inFlight.keys(),
+    ]);
+    return [...this.#leftAtStop].sort();
   }
 
-  #begin(queueId: string): void {
-    if (this.#stopping || this.#inFlight.has(queueId) || !this.#envelopes.has(queueId)) return;
-    const run = this.#attempt(queueId)
+  /** A due message's envelope from disk, a few reads at a time; undefined once stopping. */
+  async #load(queueId: string): Promise<SpooledEnvelope | undefined> {
+    const release = await this.#loads.acquire('load');
+    if (!release) return undefined;
+    try {
+      return await this.#queue.load(queueId);
+    } finally {
+      release();
+    }
+  }
+
+  /** Makes a message active: its envelope (given, or read from disk), then its attempt. */
+  #begin(queueId: string, given?: SpooledEnvelope): void {
+    if (this.#stopping) return;
+    if (this.#inFlight.has(queueId)) {
+      // made due again before its attempt finished: it is scheduled again when that has
+      this.#again.add(queueId);
+      return;
+    }
+    const run = (given ? Promise.resolve(given) : this.#load(queueId))
+      .then((envelope) => {
+        // gone meanwhile, quarantined, or removed while it was read
+        if (envelope === undefined || this.#removed.has(queueId)) {
+          this.#left(queueId);
+          return;
+        }
+        this.#envelopes.set(queueId, envelope);
+        return this.#attempt(queueId);
+      })
       .catch((err: unknown) => {
         this.#logger.error({ event: 'delivery_error', queueId, err }, 'delivery attempt failed');
         // retry later rather than leave the message stranded without a schedule
         const retry = this.#config().delivery.retry;
-        if (this.#envelopes.has(queueId))
+        if (this.#envelopes.has(queueId) && !this.#stopping)
           this.#scheduler.schedule(queueId, this.#now() + retryDelayMs(1, retry));
       })
-      .finally(() => this.#inFlight.delete(queueId));
+      .finally(() => {
+        this.#inFlight.delete(queueId);
+        this.#removed.delete(queueId);
+        if (this.#again.delete(queueId) && this.#envelopes.has(queueId) && !this.#scheduler.has(queueId)) {
+          this.#scheduler.schedule(queueId, this.#now());
+        }
+        // a message that waits for its next attempt keeps nothing in memory but its schedule
+        if (!this.#stopping) this.#envelopes.delete(queueId);
+        this.#queue.forget(queueId);
+        this.#scheduler.wake();
+      });
     this.#inFlight.set(queueId, run);
   }
 
@@ -272,12 +550,18 @@ export class DeliveryManager {
     }
     const started = performance.now();
     // one trace per attempt; the queue id ties it to the transaction that accepted the message
-    const span = startSpan(this.#tracer, 'delivery.attempt', undefined, {
-      [ATTR.queueId]: job.queueId,
-      'sluice.delivery.domain': job.domain,
-      [ATTR.recipients]: job.recipients.length,
-      'sluice.delivery.attempt': (this.#envelopes.get(job.queueId)?.attempts ?? 0) + 1,
-    });
+    const span = startSpan(
+      this.#tracer,
+      'delivery.attempt',
+      undefined,
+      {
+        [ATTR.queueId]: job.queueId,
+        'sluice.delivery.domain': job.domain,
+        [ATTR.recipients]: job.recipients.length,
+        'sluice.delivery.attempt': (this.#envelopes.get(job.queueId)?.attempts ?? 0) + 1,
+      },
+      SpanKind.CLIENT,
+    );
     let results: RecipientResult[];
     try {
       results = completeResults(
@@ -340,11 +624,14 @@ export class DeliveryManager {
       const recipient = byAddress.get(result.address);
       if (!recipient || recipient.state === 'pending') continue;
       counts[recipient.state]++;
-      this.#observer?.attempt(recipient.state, seconds);
-      if (recipient.state === 'deferred') {
-        deferrals.add(recipient.response ?? '');
-        continue;
-      }
+      const cls = recipient.class ?? 'other';
+      this.#observer?.attempt(recipient.state, seconds, {
+        class: cls,
+        user: current.user,
+        recipient: recipient.address,
+        response: recipient.response ?? '',
+      });
+      if (recipient.state === 'deferred') deferrals.add(recipient.response ?? '');
       this.#logger.info(
         {
           event: recipient.state,
@@ -352,9 +639,10 @@ export class DeliveryManager {
           recipient: recipient.address,
           response: recipient.response,
           status: recipient.status,
+          class: cls,
           remoteHost: recipient.remoteHost,
         },
-        recipient.state === 'delivered' ? 'delivered' : 'bounced',
+        recipient.state,
       );
     }
     this.#logger.info(
@@ -377,7 +665,8 @@ export class DeliveryManager {
     // only have narrowed that window by the time one unlink takes.
     if (applied.envelope.recipients.every((r) => r.state === 'delivered')) return;
     try {
-      await this.#queue.update(applied.envelope);
+      // due now should this be the last word before a crash
+      await this.#queue.update(applied.envelope, this.#now());
     } catch (err: unknown) {
       // the next write of this message carries the same state; until then a crash may re-send
       this.#logger.error({ event: 'queue_write_failed', queueId, err }, 'cannot persist delivery results');
@@ -389,6 +678,8 @@ export class DeliveryManager {
     await this.#queue.remove(queueId);
     this.#envelopes.delete(queueId);
     this.#scheduler.remove(queueId);
+    this.#inFlight.delete(queueId);
+    this.#left(queueId);
     const delivered = envelope.recipients.filter((r) => r.state === 'delivered').length;
     const bounced = envelope.recipients.filter((r) => r.state === 'bounced').length;
     this.#logger.info({ event: 'message_done', queueId, delivered, bounced }, 'message left the queue');
@@ -420,7 +711,7 @@ export class DeliveryManager {
     if (!this.#envelopes.has(queueId)) return; // removed while the notice was written
     this.#envelopes.set(queueId, next);
     try {
-      await this.#queue.update(next);
+      await this.#queue.update(next, dueAt);
     } catch (err: unknown) {
       this.#logger.error({ event: 'queue_write_failed', queueId, err }, 'cannot persist retry schedule');
     }

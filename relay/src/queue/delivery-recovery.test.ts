@@ -37,8 +37,9 @@ describe('DeliveryManager recovery', () => {
     const transport = new FakeTransport();
     const second = await bootQueue(spoolDir, transport, clock, config);
     await second.manager.start();
+    await second.manager.scanned;
     assert.equal(second.manager.size, 1);
-    assert.equal(second.manager.get(id)?.attempts, 1);
+    assert.equal((await second.manager.get(id))?.attempts, 1);
     await flush();
     assert.deepEqual(transport.jobs, [], 'not before its next attempt');
     clock.advanceTo(T0 + 300 * SECOND);
@@ -135,6 +136,7 @@ describe('DeliveryManager recovery', () => {
     await first.submit(testEnvelope(id, ['a@one.test', 'b@two.test'], clock.now));
     await waitFor(() => first.events('retry_scheduled').length === 1, 'first attempt');
     await first.manager.stop(1000);
+    await first.spool.close();
     // the envelope beside the message (a delivered, b deferred) is damaged while the relay is down
     await writeFile(join(first.spool.queueDir, `${id}.json`), '\0\0\0garbage');
 
@@ -197,7 +199,7 @@ describe('DeliveryManager recovery', () => {
     assert.equal(q.manager.retryNow(), false);
     await flush();
     assert.equal(transport.jobs.length, 2);
-    assert.equal(q.manager.get(late), undefined);
+    assert.equal(await q.manager.get(late), undefined);
     assert.deepEqual(
       await q.spool.list(),
       [hung, deferred, late].sort(),

@@ -14,7 +14,7 @@ import { jobDsn } from './plan-jobs.ts';
 export type HandoffConfig = NonNullable<RelayConfig['drain']['handoff']>;
 
 export interface HandoffQueue {
-  get(queueId: string): SpooledEnvelope | undefined;
+  get(queueId: string): Promise<SpooledEnvelope | undefined>;
   remove(queueId: string): Promise<boolean>;
   bodyPath(queueId: string): string;
 }
@@ -61,7 +61,7 @@ export async function handOff(options: {
     return { handedOff, kept: [...options.ids] };
   }
   for (const queueId of options.ids) {
-    const envelope = queue.get(queueId);
+    const envelope = await queue.get(queueId);
     const recipients = (envelope?.recipients ?? []).filter(isOpen).map((r) => r.address);
     if (!envelope || recipients.length === 0) continue;
     connection.crlfOnly = envelope.crlfOnly === true;

@@ -60,11 +60,14 @@ describe('applyResults', () => {
       attempts: 1,
       response: '250 2.0.0 Ok: queued',
       status: '2.0.0',
+      class: 'accepted',
       remoteHost: 'mx.example.net',
       finishedAt: new Date(NOW).toISOString(),
     });
     assert.equal(b?.state, 'bounced');
     assert.equal(b?.status, '5.1.1');
+    assert.equal(b?.class, 'invalid-recipient', 'a result without a class is classified here');
+    assert.equal(c?.class, 'transient');
     assert.equal(b?.finishedAt, new Date(NOW).toISOString());
     assert.equal(c?.state, 'deferred');
     assert.equal(c?.attempts, 3);

@@ -1,5 +1,6 @@
 // Recording what a transport answered into a message's envelope. Pure: the delivery
 // manager persists what this returns, so a retry knows exactly who is still owed the mail.
+import { classifyReply } from '../delivery/reply-class.ts';
 import type { RecipientResult } from '../delivery/types.ts';
 import type { SpooledEnvelope, SpooledRecipient } from '../spool/envelope.ts';
 import { expired, type RetryConfig } from './retry-schedule.ts';
@@ -40,6 +41,7 @@ export function applyResults(
       attempts: (recipient.attempts ?? 0) + 1,
       response: result.response,
       status: result.status,
+      class: result.class ?? classifyReply(result),
     };
     if (result.remoteHost === undefined) delete next.remoteHost;
     else next.remoteHost = result.remoteHost;

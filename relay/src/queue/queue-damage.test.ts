@@ -20,6 +20,8 @@ describe('a relay starting on a damaged queue', () => {
     await writeFile(join(queueDir, 'stray.bin'), 'not mail');
     const relay = await startTestRelay({ deliver: true, config: { spoolDir } });
     try {
+      // the scan runs in the background; the relay takes mail meanwhile
+      await relay.relay.delivery?.scanned;
       const metric = await relay.relay.metrics.registry.getSingleMetricAsString(
         'sluice_queue_quarantined_total',
       );

@@ -22,6 +22,18 @@ function logCapture() {
   return { lines, logger };
 }
 
+/** What the scan finds, read as delivery reads it when due, oldest first. */
+async function scanAll(store: QueueStore): Promise<SpooledEnvelope[]> {
+  const found: string[] = [];
+  await store.scan((queueId) => void found.push(queueId), { now: Date.now });
+  const envelopes: SpooledEnvelope[] = [];
+  for (const queueId of found.sort()) {
+    const envelope = await store.load(queueId);
+    if (envelope) envelopes.push(envelope);
+  }
+  return envelopes;
+}
+
 describe('QueueStore', () => {
   const dir = suiteDir('sluice-queue-store-');
 
@@ -56,7 +68,7 @@ describe('QueueStore', () => {
     const ids = [newQueueId(2_000), newQueueId(1_000), newQueueId(3_000)];
     for (const id of ids) await commit(id);
     assert.deepEqual(
-      (await store.scan()).map((e) => e.queueId),
+      (await scanAll(store)).map((e) => e.queueId),
       [...ids].sort(),
     );
   });
@@ -66,19 +78,21 @@ describe('QueueStore', () => {
     const id = newQueueId();
     await commit(id);
     const before = spool.committer.fsyncs;
-    await store.update({ ...envelope(id), attempts: 3 });
+    await store.update({ ...envelope(id), attempts: 3 }, Date.now());
     assert.equal(JSON.parse(await readFile(join(spool.queueDir, `${id}.json`), 'utf8')).attempts, 3);
     assert.ok(spool.committer.fsyncs > before, 'the rename is made durable');
     // the newer envelope sits beside the message file and wins over the one inside it
     assert.deepEqual((await readdir(spool.queueDir)).sort(), [`${id}.json`, `${id}.msg`]);
-    assert.equal((await store.scan())[0]?.attempts, 3);
+    assert.equal((await scanAll(store))[0]?.attempts, 3);
   });
 
   it('writes concurrent updates of one message in call order', async () => {
     const { spool, store, commit } = await setup('order');
     const id = newQueueId();
     await commit(id);
-    await Promise.all(Array.from({ length: 20 }, (_, i) => store.update({ ...envelope(id), attempts: i })));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.update({ ...envelope(id), attempts: i }, Date.now())),
+    );
     assert.equal(JSON.parse(await readFile(join(spool.queueDir, `${id}.json`), 'utf8')).attempts, 19);
   });
 
@@ -86,7 +100,7 @@ describe('QueueStore', () => {
     const { spool, store, commit } = await setup('torn');
     const id = newQueueId();
     await commit(id);
-    await store.update({ ...envelope(id), attempts: 1 });
+    await store.update({ ...envelope(id), attempts: 1 }, Date.now());
     // a crash in the middle of the next update: half a temp file, never renamed
     await writeFile(join(spool.queueDir, `${id}.json.tmp`), '{"version":1,"queueId":"');
     const restarted = testSpool({ dir: spool.dir });
@@ -97,12 +111,12 @@ describe('QueueStore', () => {
       fsync: true,
       logger: logCapture().logger,
     });
-    const scanned = await store2.scan();
+    const scanned = await scanAll(store2);
     assert.equal(scanned.length, 1);
     assert.equal(scanned[0]?.attempts, 1);
     // and the next update goes through over the leftover
-    await store2.update({ ...envelope(id), attempts: 2 });
-    assert.equal((await store2.scan())[0]?.attempts, 2);
+    await store2.update({ ...envelope(id), attempts: 2 }, Date.now());
+    assert.equal((await scanAll(store2))[0]?.attempts, 2);
     assert.deepEqual((await readdir(restarted.queueDir)).sort(), [`${id}.json`, `${id}.msg`]);
   });
 
@@ -116,7 +130,7 @@ describe('QueueStore', () => {
     // a message file cut short has no envelope footer left
     await truncate(join(spool.queueDir, `${truncated}.msg`), 10);
     await commit(wrongShape, { ...envelope(wrongShape), recipients: 'x' as unknown as [] });
-    const scanned = await store.scan();
+    const scanned = await scanAll(store);
     assert.deepEqual(
       scanned.map((e) => e.queueId),
       [good],
@@ -142,14 +156,17 @@ describe('QueueStore', () => {
     for (const id of [notJson, wrongShape, directory]) {
       await commit(id, testEnvelope(id, ['a@one.test', 'b@two.test'], Date.now()));
       // after an attempt: a delivered, b deferred
-      await store.update({
-        ...testEnvelope(id, ['a@one.test', 'b@two.test'], Date.now()),
-        attempts: 1,
-        recipients: [
-          { address: 'a@one.test', state: 'delivered' },
-          { address: 'b@two.test', state: 'deferred', attempts: 1 },
-        ],
-      });
+      await store.update(
+        {
+          ...testEnvelope(id, ['a@one.test', 'b@two.test'], Date.now()),
+          attempts: 1,
+          recipients: [
+            { address: 'a@one.test', state: 'delivered' },
+            { address: 'b@two.test', state: 'deferred', attempts: 1 },
+          ],
+        },
+        Date.now(),
+      );
     }
     await writeFile(join(spool.queueDir, `${notJson}.json`), '{"version":1,"queu');
     await writeFile(
@@ -158,7 +175,7 @@ describe('QueueStore', () => {
     );
     await rm(join(spool.queueDir, `${directory}.json`));
     await mkdir(join(spool.queueDir, `${directory}.json`));
-    const scanned = await store.scan();
+    const scanned = await scanAll(store);
     // nobody is known to be done any more: both recipients are owed the message again
     assert.deepEqual(
       scanned.map((e) => [e.queueId, e.recipients.map((r) => `${r.address} ${r.state}`)]),
@@ -180,8 +197,8 @@ describe('QueueStore', () => {
     assert.deepEqual(counted.recovered, ['damaged_state_file', 'damaged_state_file', 'damaged_state_file']);
     assert.deepEqual(counted.quarantined, []);
     // the next update writes a new envelope beside the message, which wins again
-    await store.update({ ...envelope(notJson), attempts: 5 });
-    assert.equal((await store.scan()).find((e) => e.queueId === notJson)?.attempts, 5);
+    await store.update({ ...envelope(notJson), attempts: 5 }, Date.now());
+    assert.equal((await scanAll(store)).find((e) => e.queueId === notJson)?.attempts, 5);
   });
 
   it('starts over entries it cannot read: quarantines, logs and counts each, keeps the rest', async () => {
@@ -203,7 +220,7 @@ describe('QueueStore', () => {
     await mkdir(join(q, `${good}.json.tmp`));
     await writeFile(join(q, 'hello.txt'), 'not mail');
     await mkdir(join(q, 'lost+found'));
-    const scanned = await store.scan();
+    const scanned = await scanAll(store);
     assert.deepEqual(
       scanned.map((e) => e.queueId),
       [good, fifoState],
@@ -253,7 +270,7 @@ describe('QueueStore', () => {
         { address: 'none@one.test' } as SpooledEnvelope['recipients'][number],
       ],
     });
-    const [scanned] = await store.scan();
+    const [scanned] = await scanAll(store);
     assert.deepEqual(
       scanned?.recipients.map((r) => [r.address, r.state, r.finishedAt]),
       [
@@ -274,10 +291,10 @@ describe('QueueStore', () => {
     const { spool, store, commit } = await setup('remove');
     const id = newQueueId();
     await commit(id);
-    await store.update({ ...envelope(id), attempts: 1 });
+    await store.update({ ...envelope(id), attempts: 1 }, Date.now());
     await store.remove(id);
     assert.deepEqual(await readdir(spool.queueDir), []);
-    assert.deepEqual(await store.scan(), []);
+    assert.deepEqual(await scanAll(store), []);
     assert.equal(store.bodyPath(id), join(spool.queueDir, `${id}.msg`));
   });
 
@@ -286,11 +303,11 @@ describe('QueueStore', () => {
     const id = newQueueId();
     await writeFile(join(spool.queueDir, `${id}.eml`), 'Subject: old\r\n\r\nbody\r\n');
     await writeFile(join(spool.queueDir, `${id}.json`), JSON.stringify({ ...envelope(id), size: 1 }));
-    const [scanned] = await store.scan();
+    const [scanned] = await scanAll(store);
     assert.equal(scanned?.queueId, id);
     assert.equal(scanned?.size, 22, 'the size is the body file');
     assert.equal(store.bodyPath(id), join(spool.queueDir, `${id}.eml`));
-    await store.update({ ...envelope(id), attempts: 1 });
+    await store.update({ ...envelope(id), attempts: 1 }, Date.now());
     assert.deepEqual((await readdir(spool.queueDir)).sort(), [`${id}.eml`, `${id}.json`]);
     await store.remove(id);
     assert.deepEqual(await readdir(spool.queueDir), []);

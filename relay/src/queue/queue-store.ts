@@ -9,9 +9,10 @@
 // The scan at start never stops at what it cannot read (damage.ts): a message whose
 // envelope beside it is damaged is delivered from the envelope inside its file; anything
 // else unreadable is moved to <spoolDir>/corrupt/, logged and counted.
-import { closeSync, openSync, renameSync } from 'node:fs';
-import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import { closeSync, futimesSync, lstatSync, opendirSync, openSync, renameSync } from 'node:fs';
+import { lstat, mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import type { Logger } from '../observability/logger.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { fsyncFd, unlinkIfThere, writeAllSync } from '../spool/files.ts';
@@ -24,7 +25,7 @@ import {
   readEnvelope,
   TrailerError,
 } from '../spool/message-file.ts';
-import { queueIdsOf, type Spool } from '../spool/spool.ts';
+import type { Spool } from '../spool/spool.ts';
 import {
   type QuarantineReason,
   type QueueDamageObserver,
@@ -51,6 +52,21 @@ function isQueueName(name: string): boolean {
   return [MESSAGE, ENVELOPE, `${ENVELOPE}.tmp`, LEGACY_BODY].some((ext) => name.endsWith(ext));
 }
 
+/** Every name a message can have in queue/. */
+function queueFiles(queueId: string): string[] {
+  return [`${queueId}${MESSAGE}`, `${queueId}${ENVELOPE}`, `${queueId}${LEGACY_BODY}`];
+}
+
+interface Layout {
+  /** The older two-file layout (<id>.eml and <id>.json). */
+  legacy: boolean;
+  /** An envelope written beside the message (<id>.json). */
+  beside: boolean;
+}
+
+/** Errors of the moment, not of the file: a message is never quarantined for them. */
+const TRANSIENT: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR']);
+
 function errorCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -63,10 +79,12 @@ export class QueueStore {
   readonly #observer: QueueDamageObserver | undefined;
   /** The last write of each message, so writes of one message happen in call order. */
   readonly #tails = new Map<string, Promise<void>>();
-  /** Messages of the older layout (<id>.eml and <id>.json), found by scan(). */
-  readonly #legacy = new Set<string>();
-  /** Messages with an envelope written beside them (<id>.json). */
-  readonly #beside = new Set<string>();
+  /**
+   * The layout of each message delivery has in hand (read, committed or written); it is
+   * forgotten while the message waits for its next attempt, and looked up on disk when
+   * asked for then.
+   */
+  readonly #layouts = new Map<string, Layout>();
 
   constructor(options: QueueStoreOptions) {
     this.#spool = options.spool;
@@ -78,7 +96,21 @@ export class QueueStore {
 
   /** Where a message is: its first envelope.size bytes. */
   bodyPath(queueId: string): string {
-    return join(this.#spool.queueDir, `${queueId}${this.#legacy.has(queueId) ? LEGACY_BODY : MESSAGE}`);
+    return join(this.#spool.queueDir, `${queueId}${this.#layout(queueId).legacy ? LEGACY_BODY : MESSAGE}`);
+  }
+
+  /** A message just committed: one file, no envelope beside it (nothing to look up). */
+  noteCommitted(queueId: string): void {
+    this.#layouts.set(queueId, { legacy: false, beside: false });
+  }
+
+  #layout(queueId: string): Layout {
+    const known = this.#layouts.get(queueId);
+    if (known) return known;
+    return {
+      legacy: !this.#there(`${queueId}${MESSAGE}`) && this.#there(`${queueId}${LEGACY_BODY}`),
+      beside: this.#there(`${queueId}${ENVELOPE}`),
+    };
   }
 
   #envelopePath(queueId: string): string {
@@ -86,32 +118,146 @@ export class QueueStore {
   }
 
   /**
-   * Every envelope in the queue, oldest first. Never fails for one entry: what cannot be
-   * delivered from is moved to <spoolDir>/corrupt/ (logged, counted), and a message whose
-   * envelope beside it is damaged is delivered from the envelope inside its file.
+   * Walks queue/ once and tells `found` of every message in it with when it is due: the
+   * modification time of the envelope beside it, which update() sets to the next attempt,
+   * or (never attempted, or no time kept) the message's arrival, taken from its queue id.
+   * Nothing is read but the listing and one lstat per message, and the walk runs in
+   * slices of at most sliceMs, yielding to the event loop between them, so a relay takes
+   * mail while it goes on. Damage found on the way is quarantined (#quarantine), and what
+   * a crash left half done (Spool.init() used to remove it) is removed. Envelopes are read
+   * when a message is due (load()). Resolves with the number of messages found.
    */
-  async scan(): Promise<SpooledEnvelope[]> {
-    const names = new Set<string>();
-    /** The names that are regular files: the queue writes nothing else, and opening a FIFO would hang. */
-    const files = new Set<string>();
-    for (const entry of await readdir(this.#spool.queueDir, { withFileTypes: true })) {
-      if (!isQueueName(entry.name)) {
-        await this.#quarantine(null, [entry.name], 'unknown_entry');
-      } else if (entry.name.endsWith(`${ENVELOPE}.tmp`)) {
-        // an update's temporary file that is no file would make every update of its message fail
-        if (!entry.isFile()) await this.#quarantine(null, [entry.name], 'unreadable');
-      } else {
-        names.add(entry.name);
-        if (entry.isFile()) files.add(entry.name);
+  async scan(
+    found: (queueId: string, dueAt: number | undefined) => void,
+    options: { now: () => number; sliceMs?: number },
+  ): Promise<number> {
+    const sliceMs = options.sliceMs ?? 10;
+    const queueDir = this.#spool.queueDir;
+    const dir = opendirSync(queueDir, { bufferSize: 1024 });
+    let messages = 0;
+    try {
+      for (let done = false; !done; ) {
+        const damaged: Array<[string | null, string[], QuarantineReason]> = [];
+        const slice: Array<[string, number | undefined]> = [];
+        const until = performance.now() + sliceMs;
+        // at least one entry per slice, however short
+        for (let first = true; first || performance.now() < until; first = false) {
+          const entry = dir.readSync();
+          if (entry === null) {
+            done = true;
+            break;
+          }
+          const name = entry.name;
+          if (!isQueueName(name)) {
+            damaged.push([null, [name], 'unknown_entry']);
+          } else if (name.endsWith(MESSAGE)) {
+            const queueId = name.slice(0, -MESSAGE.length);
+            if (!entry.isFile()) {
+              damaged.push([queueId, queueFiles(queueId), 'unreadable']);
+              continue;
+            }
+            messages++;
+            const beside = lstatSync(join(queueDir, `${queueId}${ENVELOPE}`), { throwIfNoEntry: false });
+            slice.push([queueId, beside?.isFile() ? beside.mtimeMs : undefined]);
+          } else if (name.endsWith(ENVELOPE) && this.#there(`${name.slice(0, -ENVELOPE.length)}${MESSAGE}`)) {
+            // the envelope beside a message: the message's own entry deals with it
+          } else {
+            const tmp = name.endsWith(`${ENVELOPE}.tmp`);
+            if (tmp && !entry.isFile()) {
+              // an update's temporary file that is no file would make every update of its message fail
+              damaged.push([null, [name], 'unreadable']);
+            } else if (this.#leftover(name)) {
+              // an update never renamed into place, an envelope whose message was being
+              // removed, a body of the older layout whose envelope never landed
+              unlinkIfThere(join(queueDir, name));
+            } else if (this.#legacyEnvelope(name)) {
+              messages++;
+              slice.push([name.slice(0, -ENVELOPE.length), undefined]); // due now
+            }
+          }
+        }
+        // oldest first within a slice (the listing's order is the directory's hash order)
+        slice.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+        for (const [queueId, dueAt] of slice) found(queueId, dueAt);
+        for (const [queueId, names, reason] of damaged) await this.#quarantine(queueId, names, reason);
+        if (!done) await setImmediate();
       }
+    } finally {
+      dir.closeSync();
     }
-    const envelopes: SpooledEnvelope[] = [];
-    // from the one listing: a message committed since is handed to delivery by the spool
-    for (const queueId of queueIdsOf(names)) {
-      const envelope = await this.#load(queueId, names, files);
-      if (envelope) envelopes.push(envelope);
+    return messages;
+  }
+
+  /**
+   * Whether a name in queue/ is what a crash left half done. Decided and acted on in one
+   * synchronous step: no write of this store can come between (an update in flight has
+   * its temporary file, and is left alone).
+   */
+  #leftover(name: string): boolean {
+    if (name.endsWith(`${ENVELOPE}.tmp`)) return !this.#tails.has(name.slice(0, -`${ENVELOPE}.tmp`.length));
+    if (name.endsWith(ENVELOPE)) {
+      const id = name.slice(0, -ENVELOPE.length);
+      return !this.#tails.has(id) && !this.#there(`${id}${MESSAGE}`) && !this.#there(`${id}${LEGACY_BODY}`);
     }
-    return envelopes;
+    if (name.endsWith(LEGACY_BODY)) {
+      const id = name.slice(0, -LEGACY_BODY.length);
+      return !this.#there(`${id}${ENVELOPE}`) && !this.#there(`${id}${MESSAGE}`);
+    }
+    return false;
+  }
+
+  /** An envelope with a body of the older layout and no message file: a message of that layout. */
+  #legacyEnvelope(name: string): boolean {
+    if (!name.endsWith(ENVELOPE)) return false;
+    const id = name.slice(0, -ENVELOPE.length);
+    return !this.#there(`${id}${MESSAGE}`) && this.#there(`${id}${LEGACY_BODY}`);
+  }
+
+  #there(name: string): boolean {
+    return lstatSync(join(this.#spool.queueDir, name), { throwIfNoEntry: false }) !== undefined;
+  }
+
+  /**
+   * One message's envelope to deliver from, read from disk, or undefined when it is gone
+   * (delivered or removed meanwhile) or was quarantined (damage.ts).
+   */
+  async load(queueId: string): Promise<SpooledEnvelope | undefined> {
+    const { names, regular } = this.#probe(queueId);
+    if (names.size === 0) return undefined;
+    return this.#load(queueId, names, regular);
+  }
+
+  /** A queued message's envelope as it is on disk, for a look (no quarantine, nothing noted). */
+  async peek(queueId: string): Promise<SpooledEnvelope | undefined> {
+    const { regular } = this.#probe(queueId);
+    if (!regular.has(`${queueId}${MESSAGE}`) && !regular.has(`${queueId}${ENVELOPE}`)) return undefined;
+    try {
+      const found = await readEnvelope(this.#spool.queueDir, queueId, regular);
+      const readable =
+        readableEnvelope(found.envelope, queueId) ??
+        (found.beside ? readableEnvelope(found.committed, queueId) : undefined);
+      return readable ? { ...readable.envelope, size: found.bodyBytes } : undefined;
+    } catch {
+      return undefined; // gone meanwhile, or damaged: the delivery attempt deals with it
+    }
+  }
+
+  /** The store forgets what it noted of a message's layout (it is read again when due). */
+  forget(queueId: string): void {
+    if (!this.#tails.has(queueId)) this.#layouts.delete(queueId);
+  }
+
+  /** Which of a message's names are in queue/, and which of them are regular files. */
+  #probe(queueId: string): { names: Set<string>; regular: Set<string> } {
+    const names = new Set<string>();
+    const regular = new Set<string>();
+    for (const name of queueFiles(queueId)) {
+      const stats = lstatSync(join(this.#spool.queueDir, name), { throwIfNoEntry: false });
+      if (stats === undefined) continue;
+      names.add(name);
+      if (stats.isFile()) regular.add(name);
+    }
+    return { names, regular };
   }
 
   /** One message's envelope to deliver from, or undefined (gone meanwhile, or quarantined). */
@@ -140,6 +286,8 @@ export class QueueStore {
       // there that cannot be opened (a dangling link) is
       const commitPoint = names.has(message) ? message : beside;
       if (errorCode(err) === 'ENOENT' && !(await this.#exists(commitPoint))) return undefined;
+      // out of file descriptors or memory says nothing of the message: tried again later
+      if (TRANSIENT.has(errorCode(err) ?? '')) throw err;
       const reason = err instanceof TrailerError ? 'corrupt_message' : 'unreadable';
       await this.#quarantine(queueId, files, reason, err);
       return undefined;
@@ -163,8 +311,7 @@ export class QueueStore {
   /** A message's current envelope (message-file.ts), noting its layout for bodyPath() and remove(). */
   async #read(queueId: string, names: ReadonlySet<string>): Promise<EnvelopeOnDisk> {
     const found = await readEnvelope(this.#spool.queueDir, queueId, names);
-    if (found.legacy) this.#legacy.add(queueId);
-    if (found.beside) this.#beside.add(queueId);
+    this.#layouts.set(queueId, { legacy: found.legacy, beside: found.beside });
     return found;
   }
 
@@ -186,7 +333,7 @@ export class QueueStore {
       this.#logger.error({ event: 'queue_quarantine_failed', queueId, err }, `cannot move ${name}`);
       return undefined;
     });
-    this.#beside.delete(queueId);
+    this.#layouts.set(queueId, { ...this.#layout(queueId), beside: false });
     this.#recovered(queueId, 'damaged_state_file', { movedTo });
   }
 
@@ -222,10 +369,7 @@ export class QueueStore {
         failed ??= err;
       }
     }
-    if (queueId !== null) {
-      this.#legacy.delete(queueId);
-      this.#beside.delete(queueId);
-    }
+    if (queueId !== null) this.#layouts.delete(queueId);
     this.#observer?.quarantined(reason);
     const fields = {
       event: 'queue_corrupt',
@@ -266,8 +410,12 @@ export class QueueStore {
     return target;
   }
 
-  /** Replaces a message's envelope atomically and durably. */
-  update(envelope: SpooledEnvelope): Promise<void> {
+  /**
+   * Replaces a message's envelope atomically and durably. The file's modification time is
+   * set to dueAt (the next attempt, or now), so the scan at start knows when the message is
+   * due without reading it.
+   */
+  update(envelope: SpooledEnvelope, dueAt: number): Promise<void> {
     const queueId = envelope.queueId;
     const text = JSON.stringify(envelope);
     return this.#serial(queueId, async () => {
@@ -277,12 +425,13 @@ export class QueueStore {
         const fd = openSync(tmp, 'w');
         try {
           writeAllSync(fd, [Buffer.from(text)]);
+          futimesSync(fd, new Date(), new Date(dueAt));
           if (this.#fsync) await fsyncFd(fd);
         } finally {
           closeSync(fd);
         }
         renameSync(tmp, path);
-        this.#beside.add(queueId);
+        this.#layouts.set(queueId, { ...this.#layout(queueId), beside: true });
       } catch (err: unknown) {
         try {
           unlinkIfThere(tmp);
@@ -299,14 +448,13 @@ export class QueueStore {
   remove(queueId: string): Promise<void> {
     return this.#serial(queueId, async () => {
       const dir = this.#spool.queueDir;
-      const legacy = this.#legacy.has(queueId);
+      const { legacy, beside } = this.#layout(queueId);
       // the commit point first: the message file (older layout: the envelope)
       await this.#spool.removeFile(join(dir, `${queueId}${legacy ? ENVELOPE : MESSAGE}`));
       if (this.#fsync) await this.#committer.sync(dir);
       if (legacy) await this.#spool.removeFile(join(dir, `${queueId}${LEGACY_BODY}`));
-      else if (this.#beside.has(queueId)) await this.#spool.removeFile(this.#envelopePath(queueId));
-      this.#legacy.delete(queueId);
-      this.#beside.delete(queueId);
+      else if (beside) await this.#spool.removeFile(this.#envelopePath(queueId));
+      this.#layouts.delete(queueId);
     });
   }
 

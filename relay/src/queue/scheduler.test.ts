@@ -120,4 +120,53 @@ describe('Scheduler', () => {
     scheduler.wake();
     assert.deepEqual(fired, []);
   });
+
+  it('hands out no more due ids than there is room for; the rest wait in due order, without a timer', () => {
+    const clock = new FakeClock();
+    const fired: string[] = [];
+    let room = 3;
+    const scheduler = new Scheduler({
+      now: () => clock.now,
+      setTimer: clock.setTimer,
+      onDue: (ids) => {
+        fired.push(...ids);
+        room -= ids.length;
+      },
+      room: () => room,
+    });
+    // a random mix of schedules, reschedules and removals, checked against a plain map
+    const expected = new Map<string, number>();
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 2000; i++) {
+      const id = `m${random(500)}`;
+      if (random(5) === 0) {
+        scheduler.remove(id);
+        expected.delete(id);
+      } else {
+        const at = clock.now + 1 + random(1000);
+        scheduler.schedule(id, at);
+        expected.set(id, at);
+      }
+    }
+    assert.equal(scheduler.size, expected.size);
+    for (const [id, at] of expected) assert.equal(scheduler.dueAt(id), at);
+    clock.advance(2000);
+    assert.equal(fired.length, 3, 'three had room');
+    assert.equal(clock.armed.length, 0, 'no timer spins while there is no room');
+    while (room === 0 && scheduler.size > 0) {
+      room = 3;
+      scheduler.wake();
+    }
+    const byDue = [...expected].sort((a, b) => a[1] - b[1]).map(([, at]) => at);
+    assert.deepEqual(
+      fired.map((id) => expected.get(id)),
+      byDue,
+      'every id once, in due order',
+    );
+    assert.equal(scheduler.size, 0);
+  });
 });

@@ -12,12 +12,13 @@ import type {
 import type { UserRecord } from '../config/schema.ts';
 import type { DnsblVerdict } from '../dnsbl/checker.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ATTR, inSpan, startSpan, traced } from '../observability/spans.ts';
+import { ATTR, inSpan, SpanKind, startSpan, traced, traceFields } from '../observability/spans.ts';
 import { handoffFromOutside } from '../policy/handoff-origin.ts';
 import { decideRecipient } from '../policy/recipients.ts';
 import { isSenderAllowed } from '../policy/sender.ts';
 import type { CheckOutcome, MailAllowance } from '../policy/shared-checks.ts';
 import type { DsnNotify } from '../spool/envelope.ts';
+import type { Suppression } from '../suppression/suppression-list.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
 import { authUserFields } from './auth-log.ts';
 import {
@@ -33,7 +34,7 @@ import {
 import { receiveMessage } from './receive-message.ts';
 import type { RefusalRecorder, Stage } from './refusals.ts';
 import { REPLIES, type ReplyKey, type SmtpReplyError } from './replies.ts';
-import type { RelayRuntime } from './runtime.ts';
+import type { DataPort, EnvelopePort, RelayRuntime, SessionPort } from './runtime.ts';
 import type { ConnectionState } from './session-state.ts';
 import {
   describeCheck,
@@ -47,14 +48,19 @@ import {
 type Callback = (err?: Error | null) => void;
 
 export class SmtpHandlers {
-  readonly #rt: RelayRuntime;
+  /** Each stage sees only its port: connect and AUTH, MAIL and RCPT, DATA. */
+  readonly #session: SessionPort;
+  readonly #envelope: EnvelopePort;
+  readonly #data: DataPort;
   readonly #listener: string;
   readonly #refusals: RefusalRecorder;
   /** Sessions whose connection was over a cap when it was accepted (see ConnectionSlots). */
   readonly #overCap = new Map<string, ReplyKey>();
 
   constructor(rt: RelayRuntime, listener: string, refusals: RefusalRecorder) {
-    this.#rt = rt;
+    this.#session = rt;
+    this.#envelope = rt;
+    this.#data = rt;
     this.#listener = listener;
     this.#refusals = refusals;
   }
@@ -85,13 +91,25 @@ export class SmtpHandlers {
   }
 
   onConnect = (session: SMTPServerSession, callback: Callback): void => {
-    const { hostname } = this.#rt.config;
+    const { hostname } = this.#session.config;
     const clientIp = session.remoteAddress;
-    const log = this.#rt.logger.child({ sessionId: session.id, clientIp, listener: this.#listener });
-    const span = startSpan(this.#rt.tracer, 'smtp.session', undefined, {
-      [ATTR.sessionId]: session.id,
-      [ATTR.listener]: this.#listener,
-      [ATTR.clientAddress]: clientIp,
+    const span = startSpan(
+      this.#session.tracer,
+      'smtp.session',
+      undefined,
+      {
+        [ATTR.sessionId]: session.id,
+        [ATTR.listener]: this.#listener,
+        [ATTR.clientAddress]: clientIp,
+      },
+      SpanKind.SERVER,
+    );
+    // every line of the session carries its trace, so logs and traces find each other
+    const log = this.#session.logger.child({
+      sessionId: session.id,
+      clientIp,
+      listener: this.#listener,
+      ...traceFields(span),
     });
     const state: ConnectionState = {
       sessionId: session.id,
@@ -107,8 +125,8 @@ export class SmtpHandlers {
       span,
     };
     this.#refusals.opened(state);
-    this.#rt.metrics.connectionsTotal.inc({ listener: this.#listener });
-    if (this.#rt.draining) {
+    this.#session.metrics.connectionsTotal.inc({ listener: this.#listener });
+    if (this.#session.draining) {
       state.closeReason = 'shutting_down';
       return callback(this.refuse(state, 'connect', 'SHUTTING_DOWN', { hostname }));
     }
@@ -119,7 +137,7 @@ export class SmtpHandlers {
       return callback(this.refuse(state, 'connect', overCap, { hostname }));
     }
     state.counted = true;
-    this.#rt.metrics.connectionsOpen.inc({ listener: this.#listener });
+    this.#session.metrics.connectionsOpen.inc({ listener: this.#listener });
     this.#sharedConnectChecks(state).then(
       () => callback(),
       (err: Error) => callback(err),
@@ -128,13 +146,13 @@ export class SmtpHandlers {
 
   /** Cross-pod connection slot, then the DNSBL when it is checked at connect. */
   async #sharedConnectChecks(state: ConnectionState): Promise<void> {
-    const { hostname, dnsbl } = this.#rt.config;
+    const { hostname, dnsbl } = this.#session.config;
     const slot = await traced(
-      this.#rt.tracer,
+      this.#session.tracer,
       'ratelimit.check',
       state.span,
       { [ATTR.stage]: 'connect' },
-      () => this.#rt.checks.acquireConnection(state.clientIp, state.sessionId),
+      () => this.#session.checks.acquireConnection(state.clientIp, state.sessionId),
       describeCheck,
     );
     if (slot.kind === 'rate_limited') {
@@ -154,13 +172,13 @@ export class SmtpHandlers {
 
   /** The DNSBL verdict for the client, in a dnsbl.check span under the session. */
   #dnsblVerdict(state: ConnectionState, stage: 'connect' | 'auth'): Promise<DnsblVerdict | undefined> {
-    if (!this.#rt.checks.dnsblEnabled()) return Promise.resolve(undefined);
+    if (!this.#session.checks.dnsblEnabled()) return Promise.resolve(undefined);
     return traced(
-      this.#rt.tracer,
+      this.#session.tracer,
       'dnsbl.check',
       state.span,
       { [ATTR.stage]: stage },
-      () => this.#rt.checks.dnsblVerdict(state.clientIp),
+      () => this.#session.checks.dnsblVerdict(state.clientIp),
       describeDnsbl,
     );
   }
@@ -172,9 +190,9 @@ export class SmtpHandlers {
     stage: 'connect' | 'mail',
   ): SmtpReplyError | undefined {
     if (!verdict) return undefined;
-    const { hostname, dnsbl } = this.#rt.config;
+    const { hostname, dnsbl } = this.#session.config;
     for (const hit of verdict.listed) {
-      this.#rt.metrics.dnsblListedTotal.inc({ zone: hit.zone, action: hit.action });
+      this.#session.metrics.dnsblListedTotal.inc({ zone: hit.zone, action: hit.action });
       if (hit.action === 'tag') {
         state.tags.push(`dnsbl:${hit.zone}`);
         state.log.info({ event: 'dnsbl_tagged', zone: hit.zone, code: hit.code }, 'client listed (tag only)');
@@ -206,7 +224,7 @@ export class SmtpHandlers {
   /** After the TLS handshake (implicit TLS or STARTTLS): counts it by protocol version. */
   onSecure = (socket: TLSSocket, session: SMTPServerSession, callback: Callback): void => {
     const version = socket.getProtocol?.() ?? 'unknown';
-    this.#rt.metrics.tlsConnectionsTotal.inc({ listener: this.#listener, version });
+    this.#session.metrics.tlsConnectionsTotal.inc({ listener: this.#listener, version });
     this.#refusals.session(session.id)?.span.setAttributes({
       [ATTR.tlsVersion]: version,
       [ATTR.tlsCipher]: socket.getCipher?.()?.standardName ?? 'unknown',
@@ -218,8 +236,8 @@ export class SmtpHandlers {
     const state = this.#refusals.session(session.id);
     if (!state) return;
     this.#refusals.closed(session.id);
-    if (state.counted) this.#rt.metrics.connectionsOpen.dec({ listener: this.#listener });
-    if (state.slot) void this.#rt.checks.releaseConnection(state.clientIp, state.sessionId);
+    if (state.counted) this.#session.metrics.connectionsOpen.dec({ listener: this.#listener });
+    if (state.slot) void this.#session.checks.releaseConnection(state.clientIp, state.sessionId);
     endSession(state, Boolean(session.secure));
     state.log.info(
       {
@@ -242,20 +260,35 @@ export class SmtpHandlers {
   ): void => {
     const state = this.#refusals.session(session.id);
     const username = auth.username ?? '';
-    const userFields = authUserFields(username, this.#rt.users.has(username));
+    const userFields = authUserFields(username, this.#session.users.has(username));
     // the username goes on the span only once it authenticated: a failed one may be a mistyped password
-    inSpan(this.#rt.tracer, 'smtp.auth', state?.span, { 'sluice.auth.method': auth.method }, async (span) => {
-      const refusal = await this.#authenticate(state, username, auth.password ?? '', auth.method, userFields);
-      span.setAttribute(ATTR.result, authResult(refusal));
-      if (!refusal) {
-        span.setAttribute(ATTR.user, username);
-        state?.span.setAttribute(ATTR.user, username);
-      }
-      return refusal;
-    }).then(
+    inSpan(
+      this.#session.tracer,
+      'smtp.auth',
+      state?.span,
+      { 'sluice.auth.method': auth.method },
+      async (span) => {
+        const refusal = await this.#authenticate(
+          state,
+          username,
+          auth.password ?? '',
+          auth.method,
+          userFields,
+        );
+        span.setAttribute(ATTR.result, authResult(refusal));
+        if (!refusal) {
+          span.setAttribute(ATTR.user, username);
+          state?.span.setAttribute(ATTR.user, username);
+        }
+        return refusal;
+      },
+    ).then(
       (err) => (err ? callback(err) : callback(null, { user: username })),
       (err: unknown) => {
-        (state?.log ?? this.#rt.logger).error({ event: 'auth_error', err }, 'password verification failed');
+        (state?.log ?? this.#session.logger).error(
+          { event: 'auth_error', err },
+          'password verification failed',
+        );
         callback(this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields));
       },
     );
@@ -270,36 +303,41 @@ export class SmtpHandlers {
     userFields: Record<string, string>,
   ): Promise<SmtpReplyError | undefined> {
     const ip = state?.clientIp ?? '';
-    const lock = await this.#rt.checks.authLocked(username, ip);
+    const lock = await this.#session.checks.authLocked(username, ip);
     if (lock.kind === 'locked' || lock.kind === 'unavailable') {
-      this.#rt.metrics.authTotal.inc({ result: 'locked' });
+      this.#session.metrics.authTotal.inc({ result: 'locked' });
       return state
         ? this.checkRefusal(state, 'auth', lock)
         : this.refuse(state, 'auth', 'AUTH_TEMPFAIL', {}, userFields);
     }
-    const outcome = await this.#rt.authenticator.authenticate(username, password);
+    const outcome = await this.#session.authenticator.authenticate(username, password);
     // checked after the password, so a refusal takes as long as any wrong password
-    if (handoffFromOutside(this.#rt.config, username, ip)) {
-      this.#rt.metrics.authTotal.inc({ result: 'failure' });
-      (state?.log ?? this.#rt.logger).warn(
+    if (handoffFromOutside(this.#session.config, username, ip)) {
+      this.#session.metrics.authTotal.inc({ result: 'failure' });
+      (state?.log ?? this.#session.logger).warn(
         { event: 'handoff_auth_refused', ...userFields, clientIp: ip },
         'AUTH as the handoff account from outside drain.handoff.fromNetworks',
       );
-      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger, userFields);
+      await this.#session.checks.recordAuthFailure(
+        username,
+        ip,
+        state?.log ?? this.#session.logger,
+        userFields,
+      );
       return this.refuse(state, 'auth', 'AUTH_FAILED', {}, userFields);
     }
-    if (outcome.ok && this.#rt.abuse?.isSuspended(outcome.user.username)) {
-      this.#rt.metrics.authTotal.inc({ result: 'suspended' });
+    if (outcome.ok && this.#session.abuse?.isSuspended(outcome.user.username)) {
+      this.#session.metrics.authTotal.inc({ result: 'suspended' });
       return this.refuse(state, 'auth', 'AUTH_SUSPENDED', {}, { ...userFields, abuse: true });
     }
     if (outcome.ok) {
-      this.#rt.metrics.authTotal.inc({ result: 'success' });
+      this.#session.metrics.authTotal.inc({ result: 'success' });
       if (state) {
-        this.#rt.usage?.authenticated(outcome.user.username, state.clientIp);
+        this.#session.usage?.authenticated(outcome.user.username, state.clientIp);
         state.user = outcome.user;
         state.log = state.log.child({ user: outcome.user.username });
         state.log.info({ event: 'auth', method, result: 'success' }, 'authenticated');
-        if (this.#rt.config.dnsbl.checkAt === 'auth') {
+        if (this.#session.config.dnsbl.checkAt === 'auth') {
           state.dnsbl = this.#dnsblVerdict(state, 'auth');
           state.dnsbl.catch(() => undefined);
         }
@@ -307,9 +345,14 @@ export class SmtpHandlers {
       return undefined;
     }
     const suspended = outcome.reason === 'auth_suspended';
-    this.#rt.metrics.authTotal.inc({ result: suspended ? 'suspended' : 'failure' });
+    this.#session.metrics.authTotal.inc({ result: suspended ? 'suspended' : 'failure' });
     if (!suspended) {
-      await this.#rt.checks.recordAuthFailure(username, ip, state?.log ?? this.#rt.logger, userFields);
+      await this.#session.checks.recordAuthFailure(
+        username,
+        ip,
+        state?.log ?? this.#session.logger,
+        userFields,
+      );
     }
     return this.refuse(state, 'auth', suspended ? 'AUTH_SUSPENDED' : 'AUTH_FAILED', {}, userFields);
   }
@@ -317,7 +360,7 @@ export class SmtpHandlers {
   onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
     const state = this.#refusals.session(session.id);
     if (!state) return callback(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
-    startTransaction(this.#rt.tracer, state);
+    startTransaction(this.#envelope.tracer, state);
     const refused = (err: Error) => {
       failTransaction(state, err, 'error');
       callback(err);
@@ -341,8 +384,8 @@ export class SmtpHandlers {
     }
     if (!state.user) return refused(this.refuse(state, 'mail', 'AUTH_REQUIRED'));
     // the users file may have changed since AUTH: a removed or suspended user stops here
-    const user = this.#rt.users.get(state.user.username);
-    if (!user || user.suspended || this.#rt.abuse?.isSuspended(user.username)) {
+    const user = this.#envelope.users.get(state.user.username);
+    if (!user || user.suspended || this.#envelope.abuse?.isSuspended(user.username)) {
       return refused(this.refuse(state, 'mail', 'ACCOUNT_DISABLED', { user: state.user.username }));
     }
     state.user = user;
@@ -352,7 +395,7 @@ export class SmtpHandlers {
       );
     }
     // RFC 1870: a declared SIZE the disk cannot take now gets 452, before any data is sent
-    if (!this.#rt.spoolRoom(declaredSize(address))) {
+    if (!this.#envelope.spoolRoom(declaredSize(address))) {
       return refused(this.refuse(state, 'mail', 'INSUFFICIENT_STORAGE', {}, { sender }));
     }
     this.#mailChecks(state, user).then(
@@ -380,11 +423,11 @@ export class SmtpHandlers {
       if (refusal) throw refusal;
     }
     const allowed = await traced(
-      this.#rt.tracer,
+      this.#envelope.tracer,
       'ratelimit.check',
       state.txSpan,
       { [ATTR.stage]: 'mail' },
-      () => this.#rt.checks.allowMail(user, state.clientIp, state.credit),
+      () => this.#envelope.checks.allowMail(user, state.clientIp, state.credit),
       (a) => describeCheck(a.outcome),
     );
     // the credit is spent on this message; the end of DATA gives the next one
@@ -398,8 +441,8 @@ export class SmtpHandlers {
     const state = this.#refusals.session(session.id);
     const tx = state?.tx;
     if (!state || !tx) return callback(this.refuse(state, 'rcpt', 'AUTH_REQUIRED'));
-    const limits = this.#rt.config.limits;
-    const rcpt = recipientAddress(address.address, this.#rt.config);
+    const limits = this.#envelope.config.limits;
+    const rcpt = recipientAddress(address.address, this.#envelope.config);
     if (rcpt !== address.address) {
       state.log.info(
         { event: 'postmaster', recipient: rcpt },
@@ -435,27 +478,37 @@ export class SmtpHandlers {
     switch (decideRecipient(tx.recipients.length, limits)) {
       case 'accept':
         if (tx.recipients.length >= tx.allowance && state.user) {
-          this.#rt.metrics.recipientsTotal.inc({ result: 'rejected' });
+          this.#envelope.metrics.recipientsTotal.inc({ result: 'rejected' });
           return callback(
-            this.checkRefusal(state, 'rcpt', this.#rt.checks.recipientLimited(state.user, state.clientIp)),
+            this.checkRefusal(
+              state,
+              'rcpt',
+              this.#envelope.checks.recipientLimited(state.user, state.clientIp),
+            ),
           );
         }
-        tx.recipients.push(rcpt);
-        if (address.dsn?.notify || orcpt !== undefined) {
-          tx.rcptDsn ??= new Map();
-          tx.rcptDsn.set(rcpt, {
-            ...(address.dsn?.notify ? { notify: address.dsn.notify as DsnNotify[] } : {}),
-            ...(orcpt !== undefined ? { orcpt } : {}),
-          });
-        }
-        this.#rt.metrics.recipientsTotal.inc({ result: 'accepted' });
-        return callback();
+        return void this.#suppressed(state, rcpt).then((refusal) => {
+          if (refusal) {
+            this.#envelope.metrics.recipientsTotal.inc({ result: 'rejected' });
+            return callback(refusal);
+          }
+          tx.recipients.push(rcpt);
+          if (address.dsn?.notify || orcpt !== undefined) {
+            tx.rcptDsn ??= new Map();
+            tx.rcptDsn.set(rcpt, {
+              ...(address.dsn?.notify ? { notify: address.dsn.notify as DsnNotify[] } : {}),
+              ...(orcpt !== undefined ? { orcpt } : {}),
+            });
+          }
+          this.#envelope.metrics.recipientsTotal.inc({ result: 'accepted' });
+          callback();
+        });
       case 'drop':
         tx.dropped++;
-        this.#rt.metrics.recipientsTotal.inc({ result: 'dropped' });
+        this.#envelope.metrics.recipientsTotal.inc({ result: 'dropped' });
         return callback();
       case 'reject':
-        this.#rt.metrics.recipientsTotal.inc({ result: 'rejected' });
+        this.#envelope.metrics.recipientsTotal.inc({ result: 'rejected' });
         return callback(
           this.refuse(
             state,
@@ -468,6 +521,43 @@ export class SmtpHandlers {
     }
   };
 
+  /**
+   * The refusal of a recipient that bounced and is suppressed, or undefined. A state store
+   * that cannot answer lets the recipient through: delivery bounces it again at worst.
+   */
+  async #suppressed(state: ConnectionState, rcpt: string): Promise<SmtpReplyError | undefined> {
+    const suppression = this.#envelope.suppression;
+    if (!suppression) return undefined;
+    let hit: Suppression | null;
+    try {
+      hit = await suppression.check(rcpt);
+    } catch (err: unknown) {
+      state.log.warn(
+        {
+          event: 'suppression_unavailable',
+          recipient: rcpt,
+          err: err instanceof Error ? err.message : String(err),
+        },
+        'cannot check the suppression list; recipient accepted',
+      );
+      return undefined;
+    }
+    if (hit === null) return undefined;
+    return this.refuse(
+      state,
+      'rcpt',
+      'RECIPIENT_SUPPRESSED',
+      {
+        recipient: rcpt,
+        class: hit.class,
+        reply: hit.reply.slice(0, 120),
+        since: hit.since,
+        until: hit.until,
+      },
+      { recipient: rcpt, class: hit.class },
+    );
+  }
+
   onData = (
     stream: SMTPServerDataStream,
     session: SMTPServerSession,
@@ -479,7 +569,7 @@ export class SmtpHandlers {
       return callback(this.refuse(state, 'data', 'AUTH_REQUIRED'));
     }
     const tx = state.tx;
-    receiveMessage({ rt: this.#rt, handlers: this.#refusals, state, tx, session, stream }).then(
+    receiveMessage({ rt: this.#data, handlers: this.#refusals, state, tx, session, stream }).then(
       (reply) => {
         endTransaction(state, 'accepted', { [ATTR.recipients]: tx.recipients.length });
         callback(null, reply);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
-import { MissingHeaders } from './missing-headers.ts';
+import { MissingHeaders, withoutBcc } from './missing-headers.ts';
 
 const FIELDS = { date: () => 'Sat, 28 Nov 2026 16:00:00 +0000', messageId: () => '<Q1@relay.test>' };
 const ADDED_BOTH = 'Date: Sat, 28 Nov 2026 16:00:00 +0000\r\nMessage-ID: <Q1@relay.test>\r\n';
@@ -33,6 +33,12 @@ describe('MissingHeaders', () => {
     const withBoth =
       'Subject: x\r\nmessage-id: <a@b>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0100\r\n\r\nbody\r\n';
     assert.deepEqual(complete([withBoth]), { text: withBoth, added: [] });
+    const headers = new MissingHeaders(FIELDS);
+    headers.take(Buffer.from(withBoth, 'latin1'));
+    assert.equal(headers.messageId, '<a@b>', 'the Message-ID found, for the accepted log line');
+    const added = new MissingHeaders(FIELDS);
+    added.take(Buffer.from(withDate, 'latin1'));
+    assert.equal(added.messageId, '<Q1@relay.test>');
   });
 
   it('reads only the header: a Date or Message-ID in the body or a folded line does not count', () => {
@@ -114,5 +120,35 @@ describe('MissingHeaders', () => {
     assert.ok(copied <= 8 * message.length, `${copied} bytes copied for a ${message.length}-byte message`);
     assert.deepEqual(complete(['Subject: x\r\n\r', '\nbody\r\n']), complete(['Subject: x\r\n\r\nbody\r\n']));
     assert.deepEqual(complete(['\r', '\nbody\r\n']), complete(['\r\nbody\r\n']));
+  });
+
+  it('removes Bcc and Resent-Bcc fields with their folded lines, wherever they are and however the message is split', () => {
+    const message =
+      'Bcc: first@x.test\r\nFrom: a@b.test\r\nRESENT-BCC : r@x.test,\r\n\ts@x.test\r\nSubject: hi\r\n' +
+      'X-Bcc: stays\r\nbcc:\r\n\r\nBcc: body text\r\n';
+    const expected = `${ADDED_BOTH}From: a@b.test\r\nSubject: hi\r\nX-Bcc: stays\r\n\r\nBcc: body text\r\n`;
+    const removing = (pieces: string[]) => {
+      const headers = new MissingHeaders({ ...FIELDS, removeBcc: true });
+      const out = pieces.flatMap((p) => headers.take(Buffer.from(p, 'latin1')) ?? []);
+      const rest = headers.end();
+      return {
+        text: Buffer.concat(rest ? [...out, rest] : out).toString('latin1'),
+        removed: headers.removedBcc,
+      };
+    };
+    assert.deepEqual(removing([message]), { text: expected, removed: 3 });
+    for (let cut = 1; cut < message.length; cut += 7) {
+      assert.deepEqual(
+        removing([message.slice(0, cut), message.slice(cut)]),
+        { text: expected, removed: 3 },
+        `cut at ${cut}`,
+      );
+    }
+    assert.deepEqual(removing(['Subject: only a header\r\nBcc: x@y.test\r\n']), {
+      text: `${ADDED_BOTH}Subject: only a header\r\n`,
+      removed: 1,
+    });
+    assert.deepEqual(complete([message]).text, ADDED_BOTH + message, 'kept unless asked');
+    assert.deepEqual(withoutBcc('Subject: x\r\n'), { header: 'Subject: x\r\n', removed: 0 });
   });
 });

@@ -20,7 +20,8 @@ import { MissingHeaders } from './missing-headers.ts';
 import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
 import { REPLIES, replyText, type SmtpReplyError } from './replies.ts';
-import type { RelayRuntime } from './runtime.ts';
+import type { DataPort } from './runtime.ts';
+import { checkSenders, type SenderCheckResult } from './sender-checks.ts';
 import type { ConnectionState, TransactionState } from './session-state.ts';
 import { describeCheck } from './session-trace.ts';
 
@@ -126,7 +127,7 @@ function dkimLog(
 }
 
 export async function receiveMessage(options: {
-  rt: RelayRuntime;
+  rt: DataPort;
   handlers: RefusalRecorder;
   state: ConnectionState;
   tx: TransactionState;
@@ -156,6 +157,9 @@ export async function receiveMessage(options: {
     new MissingHeaders({
       date: () => rfc5322Date(new Date()),
       messageId: () => `<${queueId}@${config.hostname}>`,
+      removeBcc: !config.headers.keepBcc,
+      // the whole header, so that no Bcc passes: a longer one is refused (maxHeaderBytes)
+      holdBytes: config.limits.maxHeaderBytes + 1024,
     }),
     config.limits.maxMessageBytes,
   );
@@ -236,6 +240,34 @@ export async function receiveMessage(options: {
       await writer.abort();
       throw refuse('MALFORMED_MESSAGE', { detail: scan.detail });
     }
+    // a span only where something is checked (both checks are off by default)
+    const checksSenders = config.senders.headerFrom !== 'off' || config.dmarcPrecheck.action !== 'off';
+    const senders: SenderCheckResult = checksSenders
+      ? await traced(
+          rt.tracer,
+          'senders.check',
+          state.txSpan,
+          { [ATTR.stage]: 'data', [ATTR.queueId]: queueId },
+          () =>
+            checkSenders({
+              config,
+              signer,
+              user: state.user,
+              envelopeSender: tx.sender,
+              metrics: rt.metrics,
+              log,
+              cache: rt.answerCache,
+            }),
+          (checked) => ({
+            [ATTR.result]: checked.refusal ? REPLIES[checked.refusal.key].reason : 'ok',
+            ...(checked.dmarc ? { 'sluice.dmarc': Object.values(checked.dmarc).join(',') } : {}),
+          }),
+        )
+      : {};
+    if (senders.refusal) {
+      await writer.abort();
+      throw refuse(senders.refusal.key, senders.refusal.vars);
+    }
     const user = state.user;
     if (user) {
       const counted = await traced(
@@ -301,6 +333,7 @@ export async function receiveMessage(options: {
     log.info(
       {
         event: 'accepted',
+        messageId: normaliser.headers.messageId,
         sender: tx.sender,
         recipients: tx.recipients.length,
         dropped: tx.dropped || undefined,
@@ -308,7 +341,9 @@ export async function receiveMessage(options: {
         bareLf: normaliser.bareLf || undefined,
         bareCr: normaliser.bareCr || undefined,
         addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
+        removedBcc: normaliser.headers.removedBcc || undefined,
         dkim: dkimLog(signer.outcome),
+        dmarc: senders.dmarc,
       },
       'message queued',
     );

@@ -52,6 +52,30 @@ export const REPLIES = {
     text: 'Sender address <{sender}> is not allowed for user {user}',
     reason: 'sender_not_allowed',
   },
+  HEADER_FROM_MISSING: {
+    code: 550,
+    enhanced: '5.6.0',
+    text: 'Message has no From address: RFC 5322 requires a From header field; add one with the address you send as',
+    reason: 'header_from_missing',
+  },
+  HEADER_SENDER_NOT_ALLOWED: {
+    code: 550,
+    enhanced: '5.7.1',
+    text: 'Header {field} address <{address}> is not allowed for user {user}: send as an address you may use, or have it added to your allowed senders or sending domains',
+    reason: 'header_sender_not_allowed',
+  },
+  DMARC_WOULD_FAIL: {
+    code: 550,
+    enhanced: '5.7.1',
+    text: 'The DMARC policy of {domain} is {policy}, and this message would fail it ({why}): {fix}',
+    reason: 'dmarc_would_fail',
+  },
+  RECIPIENT_SUPPRESSED: {
+    code: 550,
+    enhanced: '5.1.1',
+    text: 'Recipient <{recipient}> is suppressed: mail to it bounced ({class}: {reply}) on {since}; refused until {until}',
+    reason: 'recipient_suppressed',
+  },
   MESSAGE_TOO_BIG: {
     code: 552,
     enhanced: '5.3.4',

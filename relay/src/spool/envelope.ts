@@ -18,6 +18,8 @@ export interface SpooledRecipient {
   status?: string;
   /** The host that gave the last answer. */
   remoteHost?: string;
+  /** What the last answer means, one of delivery/reply-class.ts's classes (invalid-recipient, …). */
+  class?: string;
   /** When the recipient reached its final state (ISO time). */
   finishedAt?: string;
   /**

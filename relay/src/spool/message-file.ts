@@ -5,8 +5,8 @@
 // beside it in <id>.json (written to .json.tmp, fsynced, renamed), which wins over the
 // one in the file. Spools written before this layout hold <id>.eml (the body) and
 // <id>.json (the envelope); they are read and delivered as they are.
-import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { createReadStream, lstatSync } from 'node:fs';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -94,7 +94,7 @@ export interface EnvelopeOnDisk {
 
 /**
  * Which file holds a queued message's current envelope, by the layout rules above, and
- * what it says. `names` is the queue directory's listing (read when not given). An
+ * what it says. `names` holds the message's names in the queue directory (looked up when not given). An
  * envelope beside a message file that cannot be read comes back as undefined, like one
  * that is not JSON: the message file still holds its committed envelope.
  */
@@ -103,7 +103,14 @@ export async function readEnvelope(
   queueId: string,
   names?: ReadonlySet<string>,
 ): Promise<EnvelopeOnDisk> {
-  const listing = names ?? new Set(await readdir(queueDir));
+  // a look at the message's own names, never a listing of the whole queue
+  const listing =
+    names ??
+    new Set(
+      [MESSAGE, ENVELOPE, LEGACY_BODY]
+        .map((ext) => `${queueId}${ext}`)
+        .filter((name) => lstatSync(join(queueDir, name), { throwIfNoEntry: false }) !== undefined),
+    );
   const besidePath = join(queueDir, `${queueId}${ENVELOPE}`);
   const parse = (text: string): unknown => {
     try {

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { createLogger } from '../observability/logger.ts';
+import { QueueStore } from '../queue/queue-store.ts';
 import { spooledEnvelope } from '../testing/envelope.ts';
 import { suiteDir, testSpool } from '../testing/spools.ts';
 import { waitFor } from '../testing/wait-for.ts';
@@ -79,6 +81,16 @@ describe('Spool', () => {
     await writeFile(join(spool.queueDir, `${newQueueId(2_500)}.json`), JSON.stringify(envelope('x')));
     const restarted = testSpool({ dir: join(dir(), 'c') });
     await restarted.init();
+    // incoming/ is cleared at init; queue/ by the queue's scan, which the relay runs in the background
+    const store = new QueueStore({
+      spool: restarted,
+      committer: restarted.committer,
+      fsync: true,
+      logger: createLogger({ destination: { write: () => undefined } }),
+    });
+    const found: string[] = [];
+    assert.equal(await store.scan((id) => void found.push(id), { now: Date.now }), 2);
+    assert.deepEqual(found.sort(), [kept, legacy]);
     assert.deepEqual(await restarted.list(), [kept, legacy]);
     assert.deepEqual(
       (await readdir(restarted.queueDir)).sort(),

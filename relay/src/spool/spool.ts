@@ -77,20 +77,17 @@ export class Spool {
     return this.#fsync;
   }
 
-  /** Creates the directories and removes what a crash left half written. */
+  /**
+   * Creates the directories and removes unfinished writes (incoming/) and deletions
+   * (trash/). queue/ is not listed here: with a large backlog that alone would hold up the
+   * start; the queue's scan (queue/queue-store.ts) removes what a crash left half done there.
+   */
   async init(): Promise<void> {
     try {
       await mkdir(this.queueDir, { recursive: true });
       for (const dir of [this.incomingDir, this.trashDir]) {
         await rm(dir, { recursive: true, force: true });
         await mkdir(dir, { recursive: true });
-      }
-      const names = new Set(await readdir(this.queueDir));
-      for (const name of names) {
-        // a leftover that cannot be removed (say a directory by that name) is no mail:
-        // it must not keep the relay from starting
-        if (unfinished(name, names))
-          await rm(join(this.queueDir, name), { force: true }).catch(() => undefined);
       }
     } catch (err: unknown) {
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot prepare spool directory ${this.dir}`, { cause: err });
@@ -302,19 +299,4 @@ export function queueIdsOf(names: ReadonlySet<string>): string[] {
       : [];
   });
   return ids.sort();
-}
-
-/**
- * What a crash can leave in queue/ that is no message: an envelope update never renamed
- * into place, an envelope beside no message (its message was being removed), and a body
- * of the older layout whose envelope never landed.
- */
-function unfinished(name: string, names: ReadonlySet<string>): boolean {
-  if (name.endsWith(`${ENVELOPE}.tmp`)) return true;
-  if (name.endsWith(ENVELOPE)) {
-    const id = name.slice(0, -ENVELOPE.length);
-    return !names.has(`${id}${MESSAGE}`) && !names.has(`${id}${LEGACY_BODY}`);
-  }
-  if (name.endsWith(LEGACY_BODY)) return !names.has(`${name.slice(0, -LEGACY_BODY.length)}${ENVELOPE}`);
-  return false;
 }

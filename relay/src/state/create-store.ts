@@ -5,7 +5,7 @@ import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import { MemoryStore } from './memory-store.ts';
-import { createRedisClient, RedisStore } from './redis-store.ts';
+import { createRedisClient, RedisStore, setRedisPassword } from './redis-store.ts';
 import { ResilientStore } from './resilient-store.ts';
 import type { StateStore } from './store.ts';
 
@@ -20,7 +20,13 @@ export interface StateHealth {
 export async function createStateStore(
   config: RelayConfig['state'],
   logger: Logger,
-): Promise<{ store: StateStore; health: StateHealth; onHealth: (fn: (shared: boolean) => void) => void }> {
+): Promise<{
+  store: StateStore;
+  health: StateHealth;
+  onHealth: (fn: (shared: boolean) => void) => void;
+  /** Redis only: the password for the next connections (state.redis.passwordFile changed) */
+  setPassword?: (password: string) => void;
+}> {
   if (config.backend === 'memory' || !config.redis) {
     const store = new MemoryStore();
     return {
@@ -67,5 +73,6 @@ export async function createStateStore(
     store,
     health: store,
     onHealth: (fn) => store.on('health', (h: { shared: boolean }) => fn(h.shared)),
+    setPassword: (next) => setRedisPassword(client, next),
   };
 }

@@ -264,6 +264,12 @@ export class MemoryStore implements StateStore {
       .sort((a, b) => a.expiresAt - b.expiresAt || (a.field < b.field ? -1 : 1));
   }
 
+  async mapGet(key: string, field: string, now: number): Promise<MapEntry | null> {
+    const entry = this.#live(key);
+    const f = entry?.type === 'map' ? entry.fields.get(field) : undefined;
+    return f === undefined || f.expiresAt <= now ? null : { field, value: f.value, expiresAt: f.expiresAt };
+  }
+
   async mapDelete(key: string, field: string): Promise<boolean> {
     const entry = this.#live(key);
     if (entry?.type !== 'map') return false;

@@ -165,6 +165,13 @@ end
 return out
 `;
 
+// KEYS: as MAP_PUT. ARGV: field, now. Returns expiry and value of a live field, or nothing.
+const MAP_GET = `
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not at or tonumber(at) <= tonumber(ARGV[2]) then return {} end
+return { at, redis.call('HGET', KEYS[2], ARGV[1]) or '' }
+`;
+
 const MAP_DELETE = `
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('ZREM', KEYS[1], ARGV[1])
@@ -187,6 +194,7 @@ interface ScriptCommands {
   sluiceMapPut(numKeys: number, ...args: Arg[]): Promise<unknown>;
   sluiceMapEntries(numKeys: number, ...args: Arg[]): Promise<unknown>;
   sluiceMapDelete(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceMapGet(numKeys: number, ...args: Arg[]): Promise<unknown>;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -224,6 +232,7 @@ export class RedisStore implements StateStore {
     c.defineCommand('sluiceMapPut', { lua: MAP_PUT });
     c.defineCommand('sluiceMapEntries', { lua: MAP_ENTRIES, readOnly: true });
     c.defineCommand('sluiceMapDelete', { lua: MAP_DELETE });
+    c.defineCommand('sluiceMapGet', { lua: MAP_GET, readOnly: true });
     this.#scripts = c as unknown as ScriptCommands;
   }
 
@@ -390,6 +399,16 @@ export class RedisStore implements StateStore {
     return out;
   }
 
+  async mapGet(key: string, field: string, now: number): Promise<MapEntry | null> {
+    const k = this.#mapKeys(key);
+    const reply = await this.#scripts.sluiceMapGet(2, k.expiry, k.values, field, now);
+    if (!Array.isArray(reply) || (reply.length !== 0 && reply.length !== 2)) {
+      throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+    }
+    if (reply.length === 0) return null;
+    return { field, expiresAt: Number(reply[0]), value: String(reply[1]) };
+  }
+
   async mapDelete(key: string, field: string): Promise<boolean> {
     const k = this.#mapKeys(key);
     return (await this.#scripts.sluiceMapDelete(2, k.expiry, k.values, field)) === 1;
@@ -489,6 +508,23 @@ export function createRedisClient(config: RedisClientConfig): RedisClient {
         { ...resilience, clusterRetryStrategy: reconnectDelay, redisOptions: connection },
       );
   }
+}
+
+/**
+ * A new password for the connections the client makes from now on (ioredis reads it on
+ * each connect). Open connections stay authenticated as they are: Redis does not drop
+ * them when its password changes either.
+ */
+export function setRedisPassword(client: RedisClient, password: string): void {
+  if (client instanceof Cluster) {
+    client.options.redisOptions = { ...client.options.redisOptions, password };
+    // the pool that connects to newly found nodes keeps its own copy of redisOptions
+    const pool = (client as unknown as { connectionPool?: { redisOptions?: RedisOptions } }).connectionPool;
+    if (pool?.redisOptions) pool.redisOptions.password = password;
+    for (const node of client.nodes('all')) node.options.password = password;
+    return;
+  }
+  client.options.password = password;
 }
 
 /** "host:port" (the config schema's form) into ioredis's { host, port }. */

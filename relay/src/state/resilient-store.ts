@@ -140,6 +140,10 @@ export class ResilientStore extends EventEmitter<{ health: [StateHealth] }> impl
     return this.#call((s) => s.mapEntries(key, now));
   }
 
+  mapGet(key: string, field: string, now: number): Promise<MapEntry | null> {
+    return this.#call((s) => s.mapGet(key, field, now));
+  }
+
   mapDelete(key: string, field: string): Promise<boolean> {
     return this.#call((s) => s.mapDelete(key, field));
   }

@@ -98,6 +98,8 @@ export interface StateStore {
   ): Promise<boolean>;
   /** The live fields of an expiring map, in expiry order. */
   mapEntries(key: string, now: number): Promise<MapEntry[]>;
+  /** One live field of an expiring map, or null. */
+  mapGet(key: string, field: string, now: number): Promise<MapEntry | null>;
   /** Removes a field; returns whether it was there. */
   mapDelete(key: string, field: string): Promise<boolean>;
   close(): Promise<void>;

@@ -8,7 +8,7 @@ import { hashPassword } from '../auth/password.ts';
 import type { RelayConfig, UserRecord } from '../config/schema.ts';
 import { validateRelayConfig } from '../config/validate.ts';
 import { createLogger } from '../observability/logger.ts';
-import { Relay } from '../relay.ts';
+import { Relay, type StartRelayOptions } from '../relay.ts';
 import type { SpooledEnvelope } from '../spool/envelope.ts';
 import { readSpooled } from '../spool/message-file.ts';
 
@@ -62,6 +62,8 @@ export async function startTestRelay(
     now?: () => number;
     /** Process metrics (event-loop lag, memory) as in production; off by default. */
     defaultMetrics?: boolean;
+    /** The delivery queue's limits (StartRelayOptions.queue). */
+    queue?: StartRelayOptions['queue'];
   } = {},
 ): Promise<TestRelay> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-test-'));
@@ -92,6 +94,7 @@ export async function startTestRelay(
     deliver: options.deliver ?? false,
     ...(options.fsync === undefined ? {} : { fsync: options.fsync }),
     ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.queue === undefined ? {} : { queue: options.queue }),
   });
   return {
     relay,

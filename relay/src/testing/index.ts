@@ -2,6 +2,7 @@ export * from './dns-server.ts';
 export * from './harness.ts';
 export * from './json-keys.ts';
 export * from './redis-server.ts';
+export * from './requirements.ts';
 export * from './smtp-client.ts';
 export * from './smtp-sink.ts';
 export * from './traffic.ts';

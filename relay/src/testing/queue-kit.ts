@@ -148,6 +148,7 @@ export async function bootQueue(
   transport: Transport,
   clock: FakeClock,
   config: RelayConfig,
+  limits: { activeLimit?: number } = {},
 ) {
   const spool = testSpool({ dir: spoolDir });
   await spool.init();
@@ -175,6 +176,7 @@ export async function bootQueue(
     },
     now: () => clock.now,
     setTimer: clock.setTimer,
+    ...limits,
     logger,
     observer: {
       attempt: (result) => void metrics.attempts.push(result),

@@ -195,7 +195,7 @@ async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   await exited;
 }
 
-/** True when something on the port answers +PONG. */
+/** True when something on the port answers +PONG (or -NOAUTH: it is up and wants a password). */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
@@ -209,7 +209,7 @@ function ping(port: number): Promise<boolean> {
     socket.on('connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString('latin1');
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
   });
 }

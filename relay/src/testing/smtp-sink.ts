@@ -51,6 +51,8 @@ export interface SmtpSinkOptions {
   tls?: boolean;
   /** TLS from the first byte (port 465 style). */
   implicitTls?: boolean;
+  /** The certificate to offer instead of the self-signed one (say one for an MX name, from a test CA). */
+  certificate?: { key: string; cert: string };
   /** Require AUTH with these credentials before MAIL. */
   auth?: { username: string; password: string };
   /** false: record size and digest only, so a test can measure the sender's memory. */
@@ -71,6 +73,10 @@ export interface SmtpSink {
   readonly connections: number;
   /** SMTP sessions open right now. */
   readonly openConnections: number;
+  /** The most SMTP sessions that were open at once. */
+  readonly maxOpenConnections: number;
+  /** Messages whose end-of-DATA answer is held back (holdData). */
+  readonly held: number;
   /** MAIL FROM commands accepted so far. */
   readonly transactions: number;
   /** RSET commands received so far (sessions without TLS only: read off the wire). */
@@ -87,6 +93,10 @@ export interface SmtpSink {
   waitForMessages(n: number, timeoutMs?: number): Promise<void>;
   /** Hangs up on every client at once, as a server restarting or timing out idle clients would. */
   dropConnections(): void;
+  /** Holds the answer to every end of DATA (the sender's connection stays busy) until released. */
+  holdData(): () => void;
+  /** Requires these credentials from the next AUTH on (a rotated password). */
+  setAuth(auth: { username: string; password: string }): void;
   close(): Promise<void>;
 }
 
@@ -128,7 +138,9 @@ function replyError(reply: SinkReply): Error & { responseCode: number } {
 
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
   const sink = new Sink(options);
-  await sink.listen(options.tls || options.implicitTls ? await testCertificate() : undefined);
+  await sink.listen(
+    options.tls || options.implicitTls ? (options.certificate ?? (await testCertificate())) : undefined,
+  );
   return sink;
 }
 
@@ -142,7 +154,11 @@ class Sink implements SmtpSink {
   readonly envelopeCommands: string[] = [];
   #hangUp = false;
   readonly #open = new Set<string>();
+  #maxOpen = 0;
+  #held = 0;
+  #gate: Promise<void> | undefined;
   readonly #options: SmtpSinkOptions;
+  #auth: { username: string; password: string } | undefined;
   readonly #recipientReplies = new Map<string, SinkReply>();
   #dataReply: SinkReply | undefined;
   readonly #waiters = new Set<() => void>();
@@ -151,11 +167,31 @@ class Sink implements SmtpSink {
 
   constructor(options: SmtpSinkOptions) {
     this.#options = options;
+    this.#auth = options.auth;
     this.host = options.host ?? '127.0.0.1';
   }
 
   get port(): number {
     return this.#port;
+  }
+
+  get maxOpenConnections(): number {
+    return this.#maxOpen;
+  }
+
+  get held(): number {
+    return this.#held;
+  }
+
+  holdData(): () => void {
+    let release: () => void = () => undefined;
+    this.#gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    return () => {
+      this.#gate = undefined;
+      release();
+    };
   }
 
   get openConnections(): number {
@@ -181,13 +217,15 @@ class Sink implements SmtpSink {
       onConnect: (session, callback) => {
         this.connections++;
         this.#open.add(session.id);
+        this.#maxOpen = Math.max(this.#maxOpen, this.#open.size);
         callback();
       },
       onClose: (session) => {
         this.#open.delete(session.id);
       },
       onAuth: (login: SMTPServerAuthentication, _session, callback) => {
-        if (auth && login.username === auth.username && login.password === auth.password) {
+        const now = this.#auth;
+        if (now && login.username === now.username && login.password === now.password) {
           callback(null, { user: login.username });
         } else {
           callback(
@@ -261,28 +299,45 @@ class Sink implements SmtpSink {
       if (keep) chunks.push(chunk);
     });
     stream.once('end', () => {
-      const reply = this.#dataReply;
-      if (reply && reply.code >= 400) {
-        callback(replyError(reply));
-        return;
-      }
-      const mailFrom = session.envelope.mailFrom;
-      const message: SinkMessage = {
-        sender: mailFrom ? mailFrom.address : '',
-        recipients: session.envelope.rcptTo.map((r) => r.address),
-        raw: keep ? Buffer.concat(chunks) : Buffer.alloc(0),
-        size,
-        sha256: hash.digest('hex'),
-        tls: session.secure,
-        smtpUtf8: session.envelope.smtpUtf8 === true,
-      };
-      const dsn = sinkDsn(session.envelope);
-      if (dsn) message.dsn = dsn;
-      if (typeof session.user === 'string') message.authUser = session.user;
-      this.messages.push(message);
-      for (const wake of this.#waiters) wake();
-      callback(null, reply?.text ?? 'Ok: queued');
+      const gate = this.#gate;
+      if (gate === undefined) return this.#answerData(session, chunks, size, hash, keep, callback);
+      this.#held++;
+      void gate.then(() => {
+        this.#held--;
+        this.#answerData(session, chunks, size, hash, keep, callback);
+      });
     });
+  }
+
+  #answerData(
+    session: SMTPServerSession,
+    chunks: Buffer[],
+    size: number,
+    hash: ReturnType<typeof createHash>,
+    keep: boolean,
+    callback: (err?: Error | null, message?: string) => void,
+  ): void {
+    const reply = this.#dataReply;
+    if (reply && reply.code >= 400) {
+      callback(replyError(reply));
+      return;
+    }
+    const mailFrom = session.envelope.mailFrom;
+    const message: SinkMessage = {
+      sender: mailFrom ? mailFrom.address : '',
+      recipients: session.envelope.rcptTo.map((r) => r.address),
+      raw: keep ? Buffer.concat(chunks) : Buffer.alloc(0),
+      size,
+      sha256: hash.digest('hex'),
+      tls: session.secure,
+      smtpUtf8: session.envelope.smtpUtf8 === true,
+    };
+    const dsn = sinkDsn(session.envelope);
+    if (dsn) message.dsn = dsn;
+    if (typeof session.user === 'string') message.authUser = session.user;
+    this.messages.push(message);
+    for (const wake of this.#waiters) wake();
+    callback(null, reply?.text ?? 'Ok: queued');
   }
 
   setRecipientReply(address: string, reply: SinkReply | undefined): void {
@@ -313,6 +368,10 @@ class Sink implements SmtpSink {
 
   hangUpOnNextMail(): void {
     this.#hangUp = true;
+  }
+
+  setAuth(auth: { username: string; password: string }): void {
+    this.#auth = auth;
   }
 
   dropConnections(): void {

@@ -322,8 +322,17 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
           { field: 'alice:many_ips', value: '{"n":12}', expiresAt: T + MINUTE },
           { field: 'bob:volume', value: 'w', expiresAt: T + 1000 + MINUTE },
         ]);
+        assert.deepEqual(await store.mapGet('abuse:flags', 'alice:many_ips', T + 1000), {
+          field: 'alice:many_ips',
+          value: '{"n":12}',
+          expiresAt: T + MINUTE,
+        });
+        assert.equal(await store.mapGet('abuse:flags', 'alice:many_ips', T + MINUTE), null, 'expired');
+        assert.equal(await store.mapGet('abuse:flags', 'nobody', T), null);
+        assert.equal(await store.mapGet('abuse:none', 'x', T), null);
         assert.equal(await store.mapDelete('abuse:flags', 'alice:many_ips'), true);
         assert.equal(await store.mapDelete('abuse:flags', 'alice:many_ips'), false);
+        assert.equal(await store.mapGet('abuse:flags', 'alice:many_ips', T + 1000), null, 'deleted');
         assert.equal(await store.mapDelete('abuse:none', 'x'), false);
         assert.deepEqual(
           (await store.mapEntries('abuse:flags', T + 1000)).map((e) => e.field),

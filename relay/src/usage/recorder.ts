@@ -18,6 +18,8 @@ export const USAGE_COUNTERS = {
 } as const;
 
 export const REJECTION_PREFIX = 'rej:';
+/** Delivery outcomes per recipient attempt: `out:<result>` and `out:<result>:<class>`. */
+export const OUTCOME_PREFIX = 'out:';
 
 /** SMTP stages whose refusal ends the transaction: the message was not sent. */
 const ENDS_TRANSACTION = new Set(['mail', 'data']);
@@ -90,6 +92,14 @@ export class UsageRecorder implements UsageEvents {
 
   authenticated(user: string, clientIp: string): void {
     this.#add(user, [[USAGE_COUNTERS.auths, 1]], clientIp);
+  }
+
+  /** One recipient's delivery attempt: its result and the class of the answer. */
+  delivery(user: string, result: string, cls: string): void {
+    this.#add(user, [
+      [`${OUTCOME_PREFIX}${result}`, 1],
+      [`${OUTCOME_PREFIX}${result}:${cls}`, 1],
+    ]);
   }
 
   /** Bucket-and-user entries waiting for the next flush. */

@@ -2,7 +2,7 @@
 // show them. Pure except readUsageReport, which asks the store.
 import type { StateStore, UsageRow } from '../state/store.ts';
 import { bucketName, bucketStarts, PERIOD_MS, parseBucketName, type UsagePeriod } from './buckets.ts';
-import { REJECTION_PREFIX, USAGE_COUNTERS } from './recorder.ts';
+import { OUTCOME_PREFIX, REJECTION_PREFIX, USAGE_COUNTERS } from './recorder.ts';
 
 export interface UsageReportRow {
   user: string;
@@ -18,6 +18,11 @@ export interface UsageReportRow {
   rejections: Record<string, number>;
   authentications: number;
   distinctClientIps: number;
+  /** Recipient delivery attempts by result, each with its count by reply class (absent: none). */
+  deliveries?: Record<
+    'delivered' | 'deferred' | 'bounced',
+    { total: number; classes: Record<string, number> }
+  >;
 }
 
 export interface UsageQuery {
@@ -74,6 +79,21 @@ export function reportRow(row: UsageRow): UsageReportRow | undefined {
   for (const [name, n] of Object.entries(row.counts).sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (name.startsWith(REJECTION_PREFIX) && n > 0) rejections[name.slice(REJECTION_PREFIX.length)] = n;
   }
+  const deliveries: NonNullable<UsageReportRow['deliveries']> = {
+    delivered: { total: 0, classes: {} },
+    deferred: { total: 0, classes: {} },
+    bounced: { total: 0, classes: {} },
+  };
+  let delivered = false;
+  for (const [name, n] of Object.entries(row.counts).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (!name.startsWith(OUTCOME_PREFIX) || n <= 0) continue;
+    delivered = true;
+    const [result, cls] = name.slice(OUTCOME_PREFIX.length).split(':') as [string, string | undefined];
+    const entry = deliveries[result as keyof typeof deliveries];
+    if (entry === undefined) continue;
+    if (cls === undefined) entry.total = n;
+    else entry.classes[cls] = n;
+  }
   return {
     user: row.user,
     period: bucket.period,
@@ -85,6 +105,7 @@ export function reportRow(row: UsageRow): UsageReportRow | undefined {
     rejections,
     authentications: count(USAGE_COUNTERS.auths),
     distinctClientIps: row.distinct,
+    ...(delivered ? { deliveries } : {}),
   };
 }
 
