@@ -57,7 +57,13 @@ import {
 } from './policy-inputs.ts';
 import { type PolicyFacts, policyStatus, type StatefulSetState } from './policy-status.ts';
 import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
-import { claimsToExpand, expandClaim, type SpoolTemplateHolder, spoolChange } from './spool-resize.ts';
+import {
+  claimsToExpand,
+  expandClaim,
+  type SpoolTemplateHolder,
+  spoolChange,
+  withSpoolSize,
+} from './spool-resize.ts';
 import { StatusWriter } from './status-writer.ts';
 import { notSelected, selectUsers } from './user-selection.ts';
 import { UserShards } from './user-shards.ts';
@@ -434,7 +440,10 @@ export class RelayPolicyReconciler {
         reason: 'SpoolExpansionFailed',
         message: `spec.spool.size ${change.from} → ${change.to}: ${refused.join('; ')}; the StatefulSet keeps ${change.from} until its volumes can grow or the size is set back`,
       });
-      return live;
+      // everything else in the StatefulSet (replicas, image, pod template) still applies
+      const kept = withSpoolSize(desired as SpoolTemplateHolder, change.from);
+      const handed = await this.#handReplicasToHpa(policy, kept, live, steps.attempt);
+      return handed ? steps.apply<StatefulSetObject>(handed, live ?? null) : live;
     }
     await steps.attempt(`StatefulSet ${name}`, () =>
       client.delete('apps/v1', 'StatefulSet', namespace, name, {
