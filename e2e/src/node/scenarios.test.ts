@@ -248,6 +248,13 @@ describe('Sluice on the real node', { skip }, () => {
               },
             ],
           },
+          // the rolling update's steady load sends hundreds of messages as alice
+          rateLimits: {
+            perUser: [
+              { what: 'messages', limit: 100_000, windowSeconds: 3600 },
+              { what: 'recipients', limit: 100_000, windowSeconds: 86400 },
+            ],
+          },
           delivery: {
             mode: 'direct',
             port: sink.port,
@@ -551,6 +558,8 @@ describe('Sluice on the real node', { skip }, () => {
           } catch (err: unknown) {
             failures.push(`${subject}: ${(err as Error).message}`);
           }
+          // a steady rate (about 10 messages a second from both), not a flood of a shared machine
+          await new Promise((r) => setTimeout(r, 100));
         }
       };
       const workers = [worker(1), worker(2)];
