@@ -79,7 +79,7 @@ fuzz: install ## Long fuzz run: $(FUZZ_RUNS) inputs per target (hours; see fuzz/
 	  node fuzz/fuzz.ts $$target --runs $(FUZZ_RUNS) --save-corpus; \
 	done
 
-test: check test-deps controlplane promtool test-unit test-fuzz test-e2e ## Everything CI runs: checks, then all tests
+test: check test-deps controlplane promtool test-unit test-fuzz test-e2e test-node ## Everything CI runs: checks, then all tests, the node tier last (as root)
 
 bench: install controlplane ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix, the operator at scale; reports go to bench/results/
 	node bench/accept.bench.ts
