@@ -66,7 +66,7 @@ test-e2e: install test-deps controlplane ## End-to-end tests on a real API serve
 	node --test --test-concurrency=1 --test-timeout=600000 $(E2E_TESTS)
 
 test-node: install test-deps node ## The node tier: a real single-node cluster (kubelet, containerd, kube-proxy), as root
-	node --test --test-concurrency=1 --test-timeout=900000 $(NODE_TESTS)
+	node --test --test-concurrency=1 --test-timeout=1800000 $(NODE_TESTS)
 
 test-fuzz: install ## Short fuzz run: the fuzzer's own tests, then each target on its seeds, regressions and a few seconds of mutants
 	node --test fuzz/engine/fuzz-loop.test.ts
