@@ -4,14 +4,16 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE_BIN := $(CURDIR)/node_modules/.bin/node
 UNIT_TESTS = $(shell find relay/src relay/test operator/src operator/test tools/src telemetry/src scripts -name '*.test.ts' 2>/dev/null | sort)
-E2E_TESTS = $(shell find e2e/src -name '*.test.ts' 2>/dev/null | sort)
+E2E_TESTS = $(shell find e2e/src -path e2e/src/node -prune -o -name '*.test.ts' -print 2>/dev/null | sort)
+# The node tier: a real kubelet, containerd and kube-proxy (as root; e2e/README.md)
+NODE_TESTS = $(shell find e2e/src/node -name '*.test.ts' 2>/dev/null | sort)
 # Fuzz targets (fuzz/README.md) and how long `make test` gives each, in seconds.
 FUZZ_TARGETS ?= proxy-header zip-scan attachment-scan attachment-scan-chunking config-load smtp-session
 FUZZ_SHORT_SECONDS = proxy-header:5 zip-scan:5 attachment-scan:7 attachment-scan-chunking:5 config-load:8 smtp-session:10
 FUZZ_RUNS ?= 1000000
 
 .DEFAULT_GOAL := help
-.PHONY: help install test-deps run check lint deps format typecheck generate test test-unit test-fuzz test-e2e fuzz controlplane promtool bench hash-password clean
+.PHONY: help install test-deps run check lint deps format typecheck generate test test-unit test-fuzz test-e2e test-node fuzz controlplane node promtool bench hash-password clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -51,6 +53,9 @@ typecheck: install ## Type check (tsc, strict)
 controlplane: ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached by version)
 	e2e/controlplane/build.sh
 
+node: controlplane ## Build the node's binaries (kubelet, containerd, runc, CNI, CoreDNS, pause) from source (cached by version)
+	e2e/node/build.sh
+
 promtool: ## Build promtool from its Go module (cached by version) for the chart's alert-rule tests
 	e2e/promtool/build.sh
 
@@ -59,6 +64,9 @@ test-unit: install test-deps controlplane ## Unit and integration tests: relay a
 
 test-e2e: install test-deps controlplane ## End-to-end tests on a real API server
 	node --test --test-concurrency=1 --test-timeout=600000 $(E2E_TESTS)
+
+test-node: install test-deps node ## The node tier: a real single-node cluster (kubelet, containerd, kube-proxy), as root
+	node --test --test-concurrency=1 --test-timeout=1800000 $(NODE_TESTS)
 
 test-fuzz: install ## Short fuzz run: the fuzzer's own tests, then each target on its seeds, regressions and a few seconds of mutants
 	node --test fuzz/engine/fuzz-loop.test.ts
@@ -71,7 +79,7 @@ fuzz: install ## Long fuzz run: $(FUZZ_RUNS) inputs per target (hours; see fuzz/
 	  node fuzz/fuzz.ts $$target --runs $(FUZZ_RUNS) --save-corpus; \
 	done
 
-test: check test-deps controlplane promtool test-unit test-fuzz test-e2e ## Everything CI runs: checks, then all tests
+test: check test-deps controlplane promtool test-unit test-fuzz test-e2e test-node ## Everything CI runs: checks, then all tests, the node tier last (as root)
 
 bench: install controlplane ## Benchmarks (not part of make test), Sluice vs Haraka and Postfix, the operator at scale; reports go to bench/results/
 	node bench/accept.bench.ts

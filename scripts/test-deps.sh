@@ -21,10 +21,21 @@ declare -A checks=(
   # DANE tests: a validating resolver, and the tools that sign its test zone
   [unbound]='command -v unbound'
   [ldnsutils]='command -v ldns-signzone'
+  # the node tier (e2e/src/node): the kubelet's and kube-proxy's packet filter, OCI
+  # images without a Docker engine, and root filesystems from Debian packages
+  [iptables]='command -v iptables'
+  [nftables]='command -v nft'
+  [umoci]='command -v umoci'
+  [mmdebstrap]='command -v mmdebstrap'
+  # e2e/node/build.sh: runc with seccomp (cgo) and the static pause binary
+  [gcc]='command -v gcc'
+  [pkg-config]='command -v pkg-config'
+  [libseccomp-dev]='pkg-config --exists libseccomp'
 )
 
 missing=()
-for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl unbound ldnsutils; do
+for pkg in redis-server swaks openssl libnet-ssleay-perl libio-socket-ssl-perl python3-dkim python3-nacl unbound ldnsutils \
+  iptables nftables umoci mmdebstrap gcc pkg-config libseccomp-dev; do
   bash -c "${checks[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
 done
 ((${#missing[@]})) || exit 0

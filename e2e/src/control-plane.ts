@@ -107,6 +107,19 @@ export interface ControlPlaneOptions {
   apiServerArgs?: string[];
   /** Keep the data directory (certificates, kubeconfigs, logs) after stop(), for debugging. */
   keepDir?: boolean;
+  /**
+   * A node's address to serve on instead of 127.0.0.1 (bind, advertise and the serving
+   * certificate), so that pods reach the API server; the certificate also names
+   * `extraServingIps` (the `kubernetes` Service's ClusterIP).
+   */
+  address?: string;
+  extraServingIps?: string[];
+  /** Keep the ServiceAccount admission plugin on (pods get tokens; needs a token controller). */
+  serviceAccountAdmission?: boolean;
+  /** Give kube-apiserver a client certificate for kubelets (logs, exec) and use their node IP. */
+  kubeletClient?: boolean;
+  /** Authorize kubelets with the Node authorizer before RBAC (`--authorization-mode=Node,RBAC`). */
+  nodeAuthorization?: boolean;
 }
 
 export interface KubectlResult {
@@ -127,6 +140,8 @@ export interface ControlPlane {
   etcdEndpoint: string;
   /** PIDs of etcd and kube-apiserver, for checks that nothing is left running. */
   pids: number[];
+  /** The service-account signing key (PEM), for kube-controller-manager's token controller. */
+  serviceAccountKeyPath: string;
   /** A kubeconfig that authenticates with a client certificate as `user` in `groups`. */
   kubeconfigFor(identity: { user: string; groups?: string[] }): Promise<string>;
   /**
@@ -162,8 +177,19 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
 
   try {
-    const pki = await createPki(join(dir, 'pki'));
+    const address = options.address ?? '127.0.0.1';
+    const servingIps = [...new Set(['127.0.0.1', address, ...(options.extraServingIps ?? [])])];
+    const pki = await createPki(join(dir, 'pki'), servingIps);
     const serving = await issueCertificate(pki, 'kube-apiserver', [], 'server');
+    const kubeletClientArgs: string[] = [];
+    if (options.kubeletClient) {
+      const client = await issueCertificate(pki, 'kube-apiserver-kubelet-client', [], 'client');
+      kubeletClientArgs.push(
+        `--kubelet-client-certificate=${client.cert}`,
+        `--kubelet-client-key=${client.key}`,
+        '--kubelet-preferred-address-types=InternalIP',
+      );
+    }
     const admin = await issueCertificate(pki, 'admin', ['system:masters'], 'client');
     const saKeyPath = join(dir, 'pki', 'service-account.key');
     const saPubPath = join(dir, 'pki', 'service-account.pub');
@@ -194,26 +220,27 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     const apiserver = await retryOnPortClash(async () => {
       const port = await freePort();
-      const server = `https://127.0.0.1:${port}`;
+      const server = `https://${address}:${port}`;
       const managed = startProcess('kube-apiserver', bins['kube-apiserver'], dir, [
-        '--advertise-address=127.0.0.1',
+        `--advertise-address=${address}`,
         // Since 1.37 the default (lease) reconciler of the `kubernetes` Service's endpoints
         // refuses a loopback advertise address; nothing here routes to it anyway.
-        '--endpoint-reconciler-type=none',
-        '--bind-address=127.0.0.1',
+        ...(address === '127.0.0.1' ? ['--endpoint-reconciler-type=none'] : []),
+        `--bind-address=${address}`,
         `--secure-port=${port}`,
         `--cert-dir=${join(dir, 'apiserver-certs')}`,
         `--tls-cert-file=${serving.cert}`,
         `--tls-private-key-file=${serving.key}`,
         `--client-ca-file=${pki.caCert}`,
-        '--authorization-mode=RBAC',
+        `--authorization-mode=${options.nodeAuthorization ? 'Node,RBAC' : 'RBAC'}`,
         `--etcd-servers=${etcd.endpoint}`,
         `--service-account-issuer=${server}`,
         `--service-account-key-file=${saPubPath}`,
         `--service-account-signing-key-file=${saKeyPath}`,
         '--service-cluster-ip-range=10.0.0.0/24',
-        '--disable-admission-plugins=ServiceAccount',
+        ...(options.serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
         '--allow-privileged=true',
+        ...kubeletClientArgs,
         ...(options.apiServerArgs ?? []),
       ]);
       processes.push(managed);
@@ -249,6 +276,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       caCertPath: pki.caCert,
       etcdEndpoint: etcd.endpoint,
       pids: [etcd.managed.pid, apiserver.managed.pid],
+      serviceAccountKeyPath: saKeyPath,
       async kubeconfigFor({ user, groups = [] }) {
         const cert = await issueCertificate(pki, user, groups, 'client');
         const path = join(dir, `user-${safeName(user)}-${randomBytes(3).toString('hex')}.kubeconfig`);
@@ -294,7 +322,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
 // --- processes -------------------------------------------------------------------------
 
-interface Managed {
+export interface Managed {
   pid: number;
   /** Polls `check` until it returns true; rejects if the process exits or time runs out. */
   waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void>;
@@ -304,10 +332,20 @@ interface Managed {
 
 class PortClash extends Error {}
 
-function startProcess(name: string, path: string, dir: string, args: string[]): Managed {
+/** Starts `path` with its output in `<dir>/<name>.log`; killed if the test process exits. */
+export function startProcess(
+  name: string,
+  path: string,
+  dir: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Managed {
   const logPath = join(dir, `${name}.log`);
   const log = createWriteStream(logPath, { flags: 'a' });
-  const child: ChildProcess = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(path, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: env ?? process.env,
+  });
   let tail = '';
   const collect = (chunk: Buffer) => {
     log.write(chunk);
@@ -423,7 +461,7 @@ subjectKeyIdentifier = hash
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectAltName = @server_names
 authorityKeyIdentifier = keyid
 [client]
 basicConstraints = critical,CA:FALSE
@@ -443,10 +481,13 @@ async function openssl(args: string[]): Promise<void> {
   }
 }
 
-async function createPki(pkiDir: string): Promise<Pki> {
+async function createPki(pkiDir: string, servingIps: string[]): Promise<Pki> {
   await mkdir(pkiDir, { recursive: true, mode: 0o700 });
   const config = join(pkiDir, 'openssl.cnf');
-  await writeFile(config, OPENSSL_CONFIG);
+  const names = servingIps.map((ip, i) => `IP.${i + 1} = ${ip}`);
+  const dns = ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'];
+  names.push(...dns.map((name, i) => `DNS.${i + 1} = ${name}`));
+  await writeFile(config, `${OPENSSL_CONFIG}[server_names]\n${names.join('\n')}\n`);
   const caCert = join(pkiDir, 'ca.crt');
   const caKey = join(pkiDir, 'ca.key');
   await openssl([

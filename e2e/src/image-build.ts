@@ -15,6 +15,8 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 export interface BuiltImage {
+  /** The final stage's base image (its FROM), which `root` is laid over. */
+  from: string;
   /** The final stage's root directory. */
   root: string;
   workdir: string;
@@ -132,7 +134,8 @@ export async function buildImage(options: {
         const root = join(options.into, `stage-${stages.length}`);
         await mkdir(root, { recursive: true });
         const as = words.findIndex((w) => w.toUpperCase() === 'AS');
-        stage = { root, workdir: '/', env: {}, entrypoint: [], cmd: [] };
+        if (words[0] === undefined) throw new Error(`FROM needs an image: ${line}`);
+        stage = { from: words[0], root, workdir: '/', env: {}, entrypoint: [], cmd: [] };
         if (as >= 0 && words[as + 1]) stage.name = words[as + 1];
         stages.push(stage);
         break;

@@ -309,14 +309,14 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     );
   });
 
-  it('says so in status when the storage class cannot expand the spool volumes, and keeps the StatefulSet', async () => {
+  it('says so in status when the storage class cannot expand the spool volumes, keeps the spool template and applies the rest', async () => {
     const ns = await namespace('spool-fixed');
     await storageClass('fixed', false);
     await policy(ns, { replicas: 1, spool: { size: '1Gi', storageClassName: 'fixed' } });
     const first = await waitFor('the StatefulSet', () => stsOf(ns));
     await boundClaims(ns, first);
     await mergePatch('relaypolicy', ns, 'mail', {
-      spec: { spool: { size: '5Gi' }, limits: { maxRecipients: 7 } },
+      spec: { replicas: 2, spool: { size: '5Gi' }, limits: { maxRecipients: 7 } },
     });
     const c = await waitFor('Degraded=True SpoolExpansionFailed', async () => {
       const d = await degraded(ns);
@@ -328,7 +328,11 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
       /^spec\.spool\.size 1Gi → 5Gi: PersistentVolumeClaim spool-mail-relay-0: .*storageclass/,
     );
     assert.match(c.message, /the StatefulSet keeps 1Gi/);
-    const sts = await stsOf(ns);
+    // the rest of the StatefulSet is applied: the policy is not stuck at its old replicas
+    const sts = await waitFor('the StatefulSet at 2 replicas', async () => {
+      const s = await stsOf(ns);
+      return s?.spec.replicas === 2 ? s : undefined;
+    });
     assert.equal(sts?.metadata.uid, first.metadata.uid);
     assert.equal(spoolSize(sts), '1Gi');
     // the rest of the policy is applied

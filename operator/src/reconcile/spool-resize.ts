@@ -57,6 +57,22 @@ export function quantityBytes(quantity: string): number {
   return m && factor !== undefined ? Number(m[1]) * factor : Number.NaN;
 }
 
+/** The StatefulSet with its spool template asking for `size` (the live size, kept). */
+export function withSpoolSize<T extends SpoolTemplateHolder>(sts: T, size: string): T {
+  const templates = sts.spec?.volumeClaimTemplates?.map((t) =>
+    t.metadata?.name === 'spool'
+      ? {
+          ...t,
+          spec: {
+            ...t.spec,
+            resources: { ...t.spec?.resources, requests: { ...t.spec?.resources?.requests, storage: size } },
+          },
+        }
+      : t,
+  );
+  return { ...sts, spec: { ...sts.spec, volumeClaimTemplates: templates } };
+}
+
 /** What changing the live StatefulSet's spool template into the desired one takes. */
 export function spoolChange(
   live: SpoolTemplateHolder | undefined,

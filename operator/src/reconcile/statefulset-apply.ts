@@ -9,7 +9,13 @@ import { toKubeApiError } from '../kube/api-error.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import type { ApplySteps, ReconcileLogger } from './apply-steps.ts';
 import type { StatefulSetState } from './policy-status.ts';
-import { claimsToExpand, expandClaim, type SpoolTemplateHolder, spoolChange } from './spool-resize.ts';
+import {
+  claimsToExpand,
+  expandClaim,
+  type SpoolTemplateHolder,
+  spoolChange,
+  withSpoolSize,
+} from './spool-resize.ts';
 
 export interface StatefulSetObject extends KubeObject {
   spec?: { replicas?: number };
@@ -84,9 +90,12 @@ export async function applyStatefulSet(
   if (refused.length > 0) {
     steps.failures.push({
       reason: 'SpoolExpansionFailed',
-      message: `spec.spool.size ${change.from} → ${change.to}: ${refused.join('; ')}; the StatefulSet keeps ${change.from} until its volumes can grow or the size is set back`,
+      message: `spec.spool.size ${change.from} → ${change.to}: ${refused.join('; ')}; the StatefulSet keeps ${change.from} until its volumes can grow (a StorageClass with allowVolumeExpansion)`,
     });
-    return live;
+    // everything else in the StatefulSet (replicas, image, pod template) still applies
+    const kept = withSpoolSize(desired as SpoolTemplateHolder, change.from);
+    const handed = await handReplicasToHpa(client, steps, policy, kept, live);
+    return handed ? steps.apply<StatefulSetObject>(handed, live ?? null) : live;
   }
   await steps.attempt(`StatefulSet ${name}`, () =>
     client.delete('apps/v1', 'StatefulSet', namespace, name, {

@@ -1,0 +1,741 @@
+// The product on the real node, one cluster for all scenarios (issue order in the names,
+// run in the order that lets one policy go through a cluster's life):
+//
+//  1. `helm install` runs the operator in-cluster from its image under the chart's
+//     ServiceAccount (the API server enforces OwnerReferencesPermissionEnforcement and
+//     NodeRestriction); a two-replica RelayPolicy and its SmtpUsers become Ready.
+//  2. Mail from a client outside the pod network (the host) through the policy's SMTP
+//     Service (a ClusterIP: kube-proxy picks the pod), delivered to a sink found through
+//     cluster DNS and MX records; the policy's refusals (recipients, size, attachment,
+//     DNSBL served by CoreDNS) hold.
+//  4. A password change and a suspension reach both relays through the kubelet's real
+//     Secret volume updates; the measured delay is reported.
+//  5. A relay container killed with SIGKILL: the kubelet restarts it and the mail queued
+//     in its spool is delivered, once.
+//  3. A rolling update (a new image tag: an upgrade) under steady load through the
+//     Service: no connection refused or reset, no message lost or doubled.
+//  7. Autoscaling switched on for a policy running 3 replicas: the StatefulSet never asks
+//     for fewer pods than it runs, ready pods never fall below the minimum.
+//  6. Scale 3 → 1 with mail queued for an unreachable destination: the stopping relays
+//     hand their queues over and every message is delivered once.
+//  8. The spool size grown on a StorageClass without expansion: the policy says so with
+//     SpoolExpansionFailed, keeps serving, and a later change still applies.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { type SinkMessage, type SmtpSink, startSmtpSink } from '@sluice/relay/testing';
+import { authReply, connectRaw, type Endpoint, mailer, type SmtpError } from '../smtp-clients.ts';
+import { skipUnlessNodeBuilt } from './binaries.ts';
+import { type NodeCluster, startNodeCluster } from './cluster.ts';
+import {
+  installSluice,
+  NAMESPACE,
+  POLICY,
+  RELAY_IMAGE,
+  RELEASE,
+  RELEASE_NAMESPACE,
+  relayResources,
+  USERS,
+  waitPolicyReady,
+} from './sluice-on-node.ts';
+
+const skip = skipUnlessNodeBuilt();
+const DOMAIN = 'example.net';
+/** MX on a host address where nothing listens until scenario 5 starts a sink there. */
+const LATER = 'later.test';
+/** MX on a host address where nothing listens until scenario 6 starts a sink there. */
+const HELD = 'held.test';
+const DNSBL_ZONE = 'bl.sluice.test';
+const FROM = 'alice@example.com';
+const QUEUED = /^250 2\.0\.0 Ok: queued as (\S+)/;
+const STATEFULSET = `${POLICY}-relay`;
+const SUBMISSION = 587;
+const ADMIN_PORT = 9587;
+const NEXT_RELAY_IMAGE = 'sluice.test/relay:next';
+const alice = { ...(USERS[0] as (typeof USERS)[number]) };
+const bob = USERS[1] as (typeof USERS)[number];
+
+function zone(origin: string, records: string[]): string {
+  return [
+    `$ORIGIN ${origin}.`,
+    `@ 5 IN SOA ns.${origin}. hostmaster.${origin}. 1 60 60 600 5`,
+    `@ 5 IN NS ns.${origin}.`,
+    ...records,
+    '',
+  ].join('\n');
+}
+
+function mxZone(origin: string, address: string): string {
+  return zone(origin, [`@ 5 IN MX 10 mx.${origin}.`, `mx 5 IN A ${address}`, 'ns 5 IN A 192.0.2.53']);
+}
+
+async function refusal(send: () => Promise<unknown>): Promise<SmtpError> {
+  try {
+    await send();
+  } catch (err: unknown) {
+    return err as SmtpError;
+  }
+  throw new Error('the message was accepted');
+}
+
+/** Polls `check` every `intervalMs` (kubectl and SMTP sessions are not free) until true. */
+async function until(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs: number,
+  intervalMs = 500,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+const withSubject = (sink: SmtpSink, subject: string): SinkMessage[] =>
+  sink.messages.filter((m) => m.raw.toString('utf8').includes(`Subject: ${subject}\r\n`));
+
+interface Pod {
+  name: string;
+  uid: string;
+  ip: string;
+  ready: boolean;
+  restartCount: number;
+  containerId: string;
+  lastTerminated?: { exitCode: number; reason?: string };
+}
+
+describe('Sluice on the real node', { skip }, () => {
+  let cluster: NodeCluster;
+  let sink: SmtpSink;
+  const extraSinks: SmtpSink[] = [];
+  let service: Endpoint;
+  let listed: string;
+  let unlisted: string;
+  let laterHost: string;
+  let heldHost: string;
+
+  const kubectl = (args: string[], input?: string) =>
+    cluster.cp.kubectl(args, input === undefined ? {} : { input });
+  const getJson = async <T>(args: string[]): Promise<T> =>
+    JSON.parse((await kubectl(['get', ...args, '-o', 'json'])).stdout) as T;
+  const patchPolicy = (patch: object) =>
+    kubectl(['patch', 'relaypolicy', POLICY, '-n', NAMESPACE, '--type=merge', '-p', JSON.stringify(patch)]);
+
+  interface PodJson {
+    metadata: { name: string; uid: string; deletionTimestamp?: string };
+    status: {
+      podIP?: string;
+      conditions?: { type: string; status: string }[];
+      containerStatuses?: {
+        restartCount: number;
+        containerID?: string;
+        lastState?: { terminated?: { exitCode: number; reason?: string } };
+      }[];
+    };
+  }
+  const relayPods = async (withStopping = false): Promise<Pod[]> => {
+    const list = await getJson<{ items: PodJson[] }>([
+      'pods',
+      '-n',
+      NAMESPACE,
+      '-l',
+      `app.kubernetes.io/instance=${POLICY}`,
+    ]);
+    return list.items
+      .filter((p) => withStopping || !p.metadata.deletionTimestamp)
+      .map((p) => {
+        const c = p.status.containerStatuses?.[0];
+        return {
+          name: p.metadata.name,
+          uid: p.metadata.uid,
+          ip: p.status.podIP ?? '',
+          ready: p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True') ?? false,
+          restartCount: c?.restartCount ?? 0,
+          containerId: (c?.containerID ?? '').replace(/^containerd:\/\//, ''),
+          ...(c?.lastState?.terminated ? { lastTerminated: c.lastState.terminated } : {}),
+        };
+      })
+      .sort((a, b) => a.name.localeCompare(b.name));
+  };
+  const allPods = async (): Promise<string> =>
+    (await kubectl(['get', 'pods,pvc,statefulset,hpa', '-n', NAMESPACE, '-o', 'wide'])).stdout;
+  /** Pods, as the StatefulSet sees them: all of `names`, each Ready, and no other. */
+  const waitRelayPods = async (names: string[], what: string, timeoutMs = 240_000) => {
+    try {
+      await until(
+        async () => {
+          const pods = await relayPods();
+          return pods.length === names.length && pods.every((p, i) => p.name === names[i] && p.ready);
+        },
+        what,
+        timeoutMs,
+        1000,
+      );
+    } catch (err: unknown) {
+      throw new Error(`${(err as Error).message}\n${await allPods()}`);
+    }
+  };
+  const at = (pod: Pod): Endpoint => ({ host: pod.ip, port: SUBMISSION });
+  const send = async (to: Endpoint, rcpt: string, subject: string) => {
+    const info = await mailer(to, alice.username, alice.password).sendMail({
+      from: FROM,
+      to: rcpt,
+      subject,
+      text: `${subject}\n`,
+    });
+    assert.match(info.response, QUEUED, subject);
+  };
+  const exactlyOnce = async (at: SmtpSink, subjects: string[], timeoutMs = 120_000) => {
+    await until(
+      () => subjects.every((s) => withSubject(at, s).length > 0),
+      `${subjects.length} messages at ${at.host}`,
+      timeoutMs,
+    );
+    for (const s of subjects) assert.equal(withSubject(at, s).length, 1, `${s} delivered once`);
+  };
+
+  before(async () => {
+    cluster = await startNodeCluster();
+    listed = await cluster.addClientAddress(1);
+    unlisted = await cluster.addClientAddress(2);
+    laterHost = await cluster.addClientAddress(3);
+    heldHost = await cluster.addClientAddress(4);
+    sink = await startSmtpSink({ host: cluster.nodeIp });
+    const reversed = listed.split('.').reverse().join('.');
+    await installSluice(cluster, {
+      volumes: 3,
+      dns: {
+        zones: {
+          [DOMAIN]: mxZone(DOMAIN, cluster.nodeIp),
+          [LATER]: mxZone(LATER, laterHost),
+          [HELD]: mxZone(HELD, heldHost),
+          [DNSBL_ZONE]: zone(DNSBL_ZONE, [`${reversed} 5 IN A 127.0.0.2`, 'ns 5 IN A 192.0.2.53']),
+        },
+      },
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+    await sink?.close();
+    for (const s of extraSinks) await s.close();
+  });
+
+  describe('scenario 1: helm install, the operator in-cluster, a policy Ready', () => {
+    test('the operator runs from its image as the chart ServiceAccount; two relay pods make the policy Ready', async () => {
+      const { stdout: operatorPod } = await kubectl([
+        'get',
+        'pods',
+        '-n',
+        RELEASE_NAMESPACE,
+        '-o',
+        'jsonpath={range .items[*]}{.spec.serviceAccountName} {.spec.containers[0].image} {.status.phase}{"\\n"}{end}',
+      ]);
+      assert.match(operatorPod, new RegExp(`^${RELEASE}-operator sluice\\.test/operator:dev Running$`, 'm'));
+
+      await kubectl(['create', 'namespace', NAMESPACE]);
+      await kubectl(
+        ['apply', '-f', '-'],
+        relayResources({
+          dnsbl: {
+            checkAt: 'connect',
+            resolvers: [cluster.dnsIp],
+            timeoutMs: 2000,
+            zones: [
+              {
+                zone: DNSBL_ZONE,
+                listedCodes: ['127.0.0.2'],
+                message: 'Client host [{ip}] is listed in {zone}',
+              },
+            ],
+          },
+          // the rolling update's steady load sends hundreds of messages as alice
+          rateLimits: {
+            perUser: [
+              { what: 'messages', limit: 100_000, windowSeconds: 3600 },
+              { what: 'recipients', limit: 100_000, windowSeconds: 86400 },
+            ],
+          },
+          delivery: {
+            mode: 'direct',
+            port: sink.port,
+            resolvers: [cluster.dnsIp],
+            allowLocalAddresses: true,
+            retry: { minBackoffSeconds: 1, maxBackoffSeconds: 2 },
+          },
+        }),
+      );
+      const status = await waitPolicyReady(cluster);
+      const readyCondition = status.conditions?.find((c) => c.type === 'Ready');
+      assert.equal(readyCondition?.reason, 'PodsReady');
+      assert.match(readyCondition?.message ?? '', /2 of 2 relay pods ready/);
+      assert.equal(status.readyReplicas, 2);
+      assert.equal(status.userCount, 2);
+
+      const { stdout: pods } = await kubectl([
+        'get',
+        'pods',
+        '-n',
+        NAMESPACE,
+        '-o',
+        'jsonpath={range .items[*]}{.metadata.name} {.spec.containers[0].image} {.status.phase}{"\\n"}{end}',
+      ]);
+      assert.deepEqual(pods.trim().split('\n').sort(), [
+        'relay-relay-0 sluice.test/relay:dev Running',
+        'relay-relay-1 sluice.test/relay:dev Running',
+      ]);
+      const { stdout: claims } = await kubectl([
+        'get',
+        'pvc',
+        '-n',
+        NAMESPACE,
+        '-o',
+        'jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}',
+      ]);
+      assert.deepEqual(claims.trim().split(' ').sort(), [
+        'spool-relay-relay-0=Bound',
+        'spool-relay-relay-1=Bound',
+      ]);
+      for (const user of USERS) {
+        const { stdout } = await kubectl([
+          'get',
+          'smtpuser',
+          user.name,
+          '-n',
+          NAMESPACE,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+        ]);
+        assert.equal(stdout, 'True', `SmtpUser ${user.name} Ready`);
+      }
+
+      const { stdout } = await kubectl([
+        'get',
+        'service',
+        '-n',
+        NAMESPACE,
+        '-l',
+        'app.kubernetes.io/managed-by=sluice-operator',
+        '-o',
+        'jsonpath={range .items[?(@.spec.clusterIP!="None")]}{.metadata.name} {.spec.clusterIP} {.spec.ports[?(@.name=="submission")].port}{"\\n"}{end}',
+      ]);
+      const line = stdout.split('\n').find((l) => / \d+$/.test(l.trim()));
+      const [, host, port] = line?.trim().split(' ') ?? [];
+      assert.ok(host && port, `the SMTP Service's ClusterIP: ${stdout}`);
+      service = { host, port: Number(port) };
+    });
+  });
+
+  describe('scenario 2: mail through the Service to a sink found by MX, and the refusals', () => {
+    test('a message sent to the Service ClusterIP is delivered to the MX host found through cluster DNS', async () => {
+      const info = await mailer(service, alice.username, alice.password).sendMail({
+        from: FROM,
+        to: `bob@${DOMAIN}`,
+        subject: 'through the Service',
+        text: 'Hello through kube-proxy',
+      });
+      assert.match(info.response, QUEUED);
+      await until(
+        () => withSubject(sink, 'through the Service').length > 0,
+        'the message at the sink',
+        60_000,
+      );
+      const delivered = withSubject(sink, 'through the Service')[0] as SinkMessage;
+      assert.equal(delivered.sender, FROM);
+      assert.deepEqual(delivered.recipients, [`bob@${DOMAIN}`]);
+      assert.match(delivered.raw.toString('utf8'), /Hello through kube-proxy/);
+    });
+
+    test('takes the first 30 recipients and answers the 31st with 452 4.5.3', async () => {
+      const to = Array.from({ length: 31 }, (_, i) => `r${i + 1}@${DOMAIN}`);
+      const info = await mailer(service, alice.username, alice.password).sendMail({
+        from: FROM,
+        to,
+        subject: '31 recipients',
+        text: 'to many',
+      });
+      assert.equal(info.accepted.length, 30);
+      assert.deepEqual(info.rejected, [`r31@${DOMAIN}`]);
+      const rejected = (info as { rejectedErrors?: SmtpError[] }).rejectedErrors?.[0];
+      assert.match(rejected?.response ?? '', /^452 4\.5\.3 Too many recipients, at most 30 per message/);
+      await until(() => withSubject(sink, '31 recipients').length > 0, 'the message at the sink', 60_000);
+      assert.deepEqual(
+        [...(withSubject(sink, '31 recipients')[0] as SinkMessage).recipients].sort(),
+        to.slice(0, 30).sort(),
+      );
+    });
+
+    test('refuses a declared 31 MiB message with 552 5.3.4 and a .exe attachment with 550 5.7.1', async () => {
+      const client = await connectRaw(service);
+      await client.greeting();
+      await client.ehlo();
+      await client.starttls();
+      assert.equal((await client.authPlain(alice.username, alice.password)).code, 235);
+      const mail = await client.command(`MAIL FROM:<${FROM}> SIZE=${31 * 1024 * 1024}`);
+      assert.equal(mail.code, 552);
+      assert.match(mail.text, /^5\.3\.4 /);
+      await client.quit();
+
+      const err = await refusal(() =>
+        mailer(service, alice.username, alice.password).sendMail({
+          from: FROM,
+          to: `bob@${DOMAIN}`,
+          subject: 'invoice',
+          text: 'see attachment',
+          attachments: [{ filename: 'invoice.exe', content: Buffer.from('MZ\x90\x00not really a program') }],
+        }),
+      );
+      assert.equal(err.responseCode, 550, err.message);
+      assert.match(
+        err.response ?? '',
+        /^550 5\.7\.1 Attachment "invoice\.exe" refused: \.exe files are not allowed/,
+      );
+    });
+
+    test('a client address listed in the DNSBL zone (served by cluster DNS) gets 554 5.7.1, another 220', async () => {
+      // kube-proxy keeps the client's source address (it is in the cluster CIDR): the relay sees it
+      const refused = await connectRaw(service, { localAddress: listed });
+      const greeting = await refused.greeting();
+      assert.equal(greeting.code, 554);
+      assert.equal(greeting.text, `5.7.1 Client host [${listed}] is listed in ${DNSBL_ZONE}`);
+      await refused.waitClosed();
+      const served = await connectRaw(service, { localAddress: unlisted });
+      assert.equal((await served.greeting()).code, 220);
+      await served.quit();
+    });
+  });
+
+  describe('scenario 4: password change and suspension through Secret volume updates', () => {
+    /** The relay's count of applied config and users file reloads, from its admin port. */
+    const reloads = async (pod: Pod): Promise<number> => {
+      const text = await (await fetch(`http://${pod.ip}:${ADMIN_PORT}/metrics`)).text();
+      const m = /^sluice_config_reloads_total\{result="applied"\} (\d+)$/m.exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    /**
+     * Seconds from `since` until each relay pod answers this AUTH with `code` and `text`.
+     * AUTH is tried once after each users file reload the pod reports, never in a loop:
+     * failed attempts would lock the user out (auth lockout) before the file arrives.
+     */
+    const delayUntilEveryPod = async (
+      username: string,
+      password: string,
+      code: number,
+      text: RegExp,
+      since: number,
+      seenBefore: Map<string, number>,
+    ): Promise<Record<string, number>> => {
+      const pods = await relayPods();
+      assert.equal(pods.length, 2);
+      const delays: Record<string, number> = {};
+      const replies: string[] = [];
+      await until(
+        async () => {
+          for (const pod of pods) {
+            if (delays[pod.name] !== undefined) continue;
+            const now = await reloads(pod);
+            if (now === seenBefore.get(pod.name)) continue;
+            seenBefore.set(pod.name, now);
+            const reply = await authReply(at(pod), username, password);
+            replies.push(`${pod.name}: ${reply.code} ${reply.text}`);
+            if (reply.code === code && text.test(reply.text))
+              delays[pod.name] = Math.round((Date.now() - since) / 100) / 10;
+          }
+          return Object.keys(delays).length === pods.length;
+        },
+        `AUTH ${username} answered ${code} by every relay pod (after reloads: ${replies.join('; ')})`,
+        240_000,
+        500,
+      );
+      return delays;
+    };
+    const reloadsNow = async () => {
+      const seen = new Map<string, number>();
+      for (const pod of await relayPods()) seen.set(pod.name, await reloads(pod));
+      return seen;
+    };
+
+    test('a changed password Secret: the new password works on every relay, the old one gets 535 5.7.8', async (t) => {
+      for (const pod of await relayPods())
+        assert.equal((await authReply(at(pod), alice.username, alice.password)).code, 235);
+      const seen = await reloadsNow();
+      const old = alice.password;
+      alice.password = 'alice-password-2';
+      const since = Date.now();
+      await kubectl([
+        'patch',
+        'secret',
+        'alice-password',
+        '-n',
+        NAMESPACE,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ stringData: { password: alice.password } }),
+      ]);
+      const delays = await delayUntilEveryPod(alice.username, alice.password, 235, /./, since, seen);
+      t.diagnostic(`password change reached the relays after ${JSON.stringify(delays)} seconds`);
+      for (const pod of await relayPods()) {
+        const reply = await authReply(at(pod), alice.username, old);
+        assert.equal(reply.code, 535);
+        assert.equal(reply.text, '5.7.8 Authentication credentials invalid');
+      }
+    });
+
+    test('a suspended SmtpUser: every relay answers its AUTH with 535 5.7.8 account suspended', async (t) => {
+      for (const pod of await relayPods())
+        assert.equal((await authReply(at(pod), bob.username, bob.password)).code, 235);
+      const seen = await reloadsNow();
+      const since = Date.now();
+      await kubectl([
+        'patch',
+        'smtpuser',
+        bob.name,
+        '-n',
+        NAMESPACE,
+        '--type=merge',
+        '-p',
+        '{"spec":{"suspended":true}}',
+      ]);
+      const delays = await delayUntilEveryPod(
+        bob.username,
+        bob.password,
+        535,
+        /^5\.7\.8 Authentication credentials invalid: account suspended$/,
+        since,
+        seen,
+      );
+      t.diagnostic(`suspension reached the relays after ${JSON.stringify(delays)} seconds`);
+      const { stdout } = await kubectl([
+        'get',
+        'smtpuser',
+        bob.name,
+        '-n',
+        NAMESPACE,
+        '-o',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].reason}',
+      ]);
+      assert.equal(stdout, 'Suspended');
+    });
+  });
+
+  describe('scenario 5: a relay container killed with SIGKILL', () => {
+    test('the kubelet restarts it and the mail queued in its spool is delivered once', async () => {
+      const [victim] = await relayPods();
+      assert.ok(victim?.containerId, 'relay-0 has a container');
+      const subjects = [1, 2, 3].map((i) => `queued before SIGKILL ${i}`);
+      // nothing listens at later.test's MX yet: the relay keeps them queued
+      for (const s of subjects) await send(at(victim), `someone@${LATER}`, s);
+      await cluster.containerd.ctr(['tasks', 'kill', '--signal', 'SIGKILL', victim.containerId]);
+      await until(
+        async () => {
+          const pod = (await relayPods()).find((p) => p.name === victim.name);
+          return pod !== undefined && pod.restartCount > victim.restartCount && pod.ready;
+        },
+        `${victim.name} restarted by the kubelet and Ready`,
+        180_000,
+        1000,
+      );
+      const restarted = (await relayPods()).find((p) => p.name === victim.name) as Pod;
+      assert.equal(restarted.uid, victim.uid, 'the same pod, its container restarted');
+      assert.equal(restarted.lastTerminated?.exitCode, 137, JSON.stringify(restarted.lastTerminated));
+      const later = await startSmtpSink({ host: laterHost, port: sink.port });
+      extraSinks.push(later);
+      await exactlyOnce(later, subjects);
+    });
+  });
+
+  describe('scenario 3: rolling update under steady load', () => {
+    test('an image upgrade rolls both pods while clients send through the Service: nothing refused, lost or doubled', async (t) => {
+      const before = await relayPods();
+      const sent: string[] = [];
+      const failures: string[] = [];
+      let stop = false;
+      const worker = async (w: number) => {
+        for (let i = 0; !stop; i++) {
+          const subject = `steady ${w}-${i}`;
+          try {
+            await send(service, `load@${DOMAIN}`, subject);
+            sent.push(subject);
+          } catch (err: unknown) {
+            failures.push(`${subject}: ${(err as Error).message}`);
+          }
+          // a steady rate (about 10 messages a second from both), not a flood of a shared machine
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      const workers = [worker(1), worker(2)];
+      try {
+        await until(() => sent.length >= 10 || failures.length > 0, 'the load running', 60_000);
+        // an upgrade: the same image under a new tag (containerd has it; nothing is pulled)
+        await cluster.containerd.ctr(['images', 'tag', RELAY_IMAGE, NEXT_RELAY_IMAGE]);
+        await patchPolicy({ spec: { image: NEXT_RELAY_IMAGE } });
+        await until(
+          async () => {
+            if (failures.length > 0) throw new Error('a message failed during the rollout');
+            const pods = await relayPods();
+            return pods.length === 2 && pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid));
+          },
+          'both relay pods replaced and Ready',
+          300_000,
+          1000,
+        ).catch(async (err: unknown) => {
+          throw new Error(`${(err as Error).message}\nfailures: ${failures.join('\n')}\n${await allPods()}`);
+        });
+        const atRollout = sent.length;
+        await until(
+          () => sent.length >= atRollout + 10 || failures.length > 0,
+          'load after the rollout',
+          60_000,
+        );
+      } finally {
+        stop = true;
+        await Promise.all(workers);
+      }
+      t.diagnostic(`${sent.length} messages sent during the rollout`);
+      assert.deepEqual(failures, []);
+      await exactlyOnce(sink, sent);
+      await waitPolicyReady(cluster);
+    });
+  });
+
+  describe('scenario 7: autoscaling switched on at 3 replicas', () => {
+    test('the StatefulSet never asks for fewer pods than it runs, and ready pods never fall below the minimum', async (t) => {
+      await patchPolicy({ spec: { replicas: 3 } });
+      await waitRelayPods(['relay-relay-0', 'relay-relay-1', 'relay-relay-2'], 'three relay pods Ready');
+      const before = await relayPods();
+      interface Sts {
+        spec: { replicas?: number };
+        status: { readyReplicas?: number };
+      }
+      const seen: { replicas: number; ready: number }[] = [];
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          const sts = await getJson<Sts>(['statefulset', STATEFULSET, '-n', NAMESPACE]);
+          seen.push({ replicas: sts.spec.replicas ?? 1, ready: sts.status.readyReplicas ?? 0 });
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      })();
+      interface Hpa {
+        spec: { minReplicas: number; maxReplicas: number };
+        status: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+      }
+      let hpa: Hpa | undefined;
+      try {
+        await patchPolicy({ spec: { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 4 } } });
+        // the HPA controller has looked at it once its conditions are set; the autoscaled
+        // pods get a CPU request, so they roll: wait until all three are new and Ready
+        await until(
+          async () => {
+            hpa = await getJson<Hpa>(['hpa', STATEFULSET, '-n', NAMESPACE]).catch(() => undefined);
+            const pods = await relayPods();
+            return (
+              (hpa?.status.conditions?.some((c) => c.type === 'ScalingActive') ?? false) &&
+              pods.length === 3 &&
+              pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid))
+            );
+          },
+          'the HPA acting and three new relay pods Ready',
+          400_000,
+          1000,
+        ).catch(async (err: unknown) => {
+          throw new Error(`${(err as Error).message}\n${JSON.stringify(hpa)}\n${await allPods()}`);
+        });
+      } finally {
+        watching = false;
+        await watcher;
+      }
+      const scalingActive = hpa?.status.conditions?.find((c) => c.type === 'ScalingActive');
+      t.diagnostic(
+        `HPA ${hpa?.spec.minReplicas}..${hpa?.spec.maxReplicas}, ScalingActive=${scalingActive?.status} ${scalingActive?.reason}: ${scalingActive?.message}`,
+      );
+      t.diagnostic(
+        `StatefulSet replicas seen: min ${Math.min(...seen.map((s) => s.replicas))}, ready min ${Math.min(...seen.map((s) => s.ready))} over ${seen.length} reads`,
+      );
+      assert.equal(hpa?.spec.minReplicas, 2);
+      assert.equal(hpa?.spec.maxReplicas, 4);
+      assert.ok(seen.length > 0);
+      for (const s of seen) {
+        assert.ok(s.replicas >= 3, `the StatefulSet asked for ${s.replicas} pods while 3 ran`);
+        assert.ok(s.ready >= 2, `${s.ready} ready pods, below the minimum of 2`);
+      }
+      // autoscaling off again: spec.replicas (3) owns the count
+      await patchPolicy({ spec: { autoscaling: { enabled: false } } });
+      await until(
+        async () =>
+          (await kubectl(['get', 'hpa', '-n', NAMESPACE, '-o', 'name'])).stdout.trim() === '' &&
+          (await getJson<Sts>(['statefulset', STATEFULSET, '-n', NAMESPACE])).spec.replicas === 3,
+        'the HPA removed, the StatefulSet at spec.replicas',
+        120_000,
+        1000,
+      );
+      await waitRelayPods(['relay-relay-0', 'relay-relay-1', 'relay-relay-2'], 'three relay pods Ready');
+    });
+  });
+
+  describe('scenario 6: scale 3 → 1 with mail queued for an unreachable destination', () => {
+    test('the stopping relays hand their queues over; every message is delivered once', async () => {
+      const pods = await relayPods();
+      assert.deepEqual(
+        pods.map((p) => p.name),
+        ['relay-relay-0', 'relay-relay-1', 'relay-relay-2'],
+      );
+      const subjects: string[] = [];
+      for (const pod of pods.slice(1)) {
+        for (const i of [1, 2, 3]) {
+          const subject = `queued on ${pod.name} ${i}`;
+          // nothing listens at held.test's MX: the relay keeps it queued
+          await send(at(pod), `someone@${HELD}`, subject);
+          subjects.push(subject);
+        }
+      }
+      await patchPolicy({ spec: { replicas: 1 } });
+      // the stopping pods gone altogether (not only terminating): what they held, relay-0 holds
+      await until(
+        async () => (await relayPods(true)).map((p) => p.name).join() === 'relay-relay-0',
+        'relay-relay-1 and relay-relay-2 gone',
+        300_000,
+        1000,
+      ).catch(async (err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${await allPods()}`);
+      });
+      await waitPolicyReady(cluster);
+      const held = await startSmtpSink({ host: heldHost, port: sink.port });
+      extraSinks.push(held);
+      await exactlyOnce(held, subjects);
+    });
+  });
+
+  describe('scenario 8: the spool size changed', () => {
+    test('on a StorageClass without expansion: SpoolExpansionFailed, mail still flows, a later change applies', async () => {
+      await patchPolicy({ spec: { spool: { size: '20Gi' } } });
+      let found: { type: string; status: string; reason: string; message: string } | undefined;
+      await until(
+        async () => {
+          const status = await getJson<{
+            status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+          }>(['relaypolicy', POLICY, '-n', NAMESPACE]);
+          found = status.status?.conditions?.find((c) => c.reason === 'SpoolExpansionFailed');
+          return found !== undefined;
+        },
+        'a SpoolExpansionFailed condition',
+        120_000,
+        1000,
+      );
+      assert.equal(found?.type, 'Degraded');
+      assert.equal(found?.status, 'True');
+      assert.match(
+        found?.message ?? '',
+        /spec\.spool\.size 10Gi → 20Gi: .*PersistentVolumeClaim spool-relay-relay-0: /,
+      );
+      assert.match(
+        found?.message ?? '',
+        /the StatefulSet keeps 10Gi until its volumes can grow \(a StorageClass with allowVolumeExpansion\)/,
+      );
+      // not stuck: the pods serve and another change is carried out
+      await send(service, `bob@${DOMAIN}`, 'after the spool change');
+      await exactlyOnce(sink, ['after the spool change']);
+      await patchPolicy({ spec: { replicas: 2 } });
+      await waitRelayPods(['relay-relay-0', 'relay-relay-1'], 'two relay pods Ready after the spool change');
+    });
+  });
+});
