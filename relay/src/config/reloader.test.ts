@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { on } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -198,6 +199,32 @@ describe('Reloader', () => {
     assert.equal(lines[0]?.file, files.configPath);
     assert.equal(lines[0]?.code, 'SLUICE_ERR_CONFIG_INVALID');
     assert.deepEqual(lines[0]?.problems, error.problems);
+  });
+
+  it('applies a refused config once the file it names arrives beside it, logging the refusal once', async (t) => {
+    const files = await plainFiles();
+    const keyPath = join(files.dir, 'key.pem');
+    // apply() needs a file the new config names, as the relay's DKIM keys are: kubelet may
+    // write the config before the key of the same volume update
+    const { reloader, applied, logs } = await setUp(t, files, {
+      apply: ({ config }) => {
+        if (config.limits.maxRecipients === 40 && !existsSync(keyPath))
+          throw new Error(`cannot read ${keyPath}`);
+      },
+    });
+    const rejected = waitFor(reloader, 'rejected');
+    await writeAtomic(files.configPath, configText(40));
+    assert.match((await rejected).error.message, /could not be applied: cannot read .*key\.pem/);
+    // an unrelated event in the directory: tried again, not logged again
+    const checked = waitFor(reloader, 'checked', (e) => e.trigger === 'watch');
+    await writeFile(join(files.dir, 'unrelated'), 'x');
+    assert.deepEqual(await checked, { trigger: 'watch', applied: false });
+
+    const configApplied = waitFor(reloader, 'applied', (e) => e.which === 'config');
+    await writeFile(keyPath, 'key');
+    await configApplied;
+    assert.equal(applied.at(-1)?.config.limits.maxRecipients, 40, 'the unchanged config text, applied now');
+    assert.equal(rejectedLines(logs).length, 1, 'one log line for the refusal');
   });
 
   it('follows a Kubernetes ConfigMap symlink swap, twice in a row', async (t) => {

@@ -51,6 +51,8 @@ interface Slot<T> {
   hash: string;
   /** Content already rejected, so that unrelated directory events do not log it again. */
   rejectedKey: string | undefined;
+  /** What was wrong with it: the same content and the same problems are not logged twice. */
+  rejectedWhy?: string | undefined;
   /** Valid content held back by a rejected other file, so that it is logged once. */
   heldKey?: string | undefined;
 }
@@ -139,7 +141,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
       this.#hold(configSlot, config);
       this.#hold(usersSlot, users);
     } else if (config !== undefined || users !== undefined) {
-      applied = await this.#apply(configSlot, config, usersSlot, users);
+      applied = await this.#apply(configSlot, config, usersSlot, users, trigger);
     }
     this.emit('checked', { trigger, applied });
     return applied;
@@ -156,17 +158,14 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
       const text = await (slot.target.read ?? readConfigFile)(path);
       key = sha256(text);
       if (key === slot.hash) {
-        slot.rejectedKey = undefined;
+        slot.rejectedKey = slot.rejectedWhy = undefined;
         return undefined;
       }
-      if (key === slot.rejectedKey && trigger === 'watch') return REJECTED;
+      // content rejected before is loaded again: what it names (a key file beside it, say)
+      // may have arrived since, as a volume's files do not all change at once
       return { value: await slot.target.load(path), hash: key };
     } catch (err: unknown) {
-      const rejectedKey = key ?? 'unreadable';
-      if (rejectedKey !== slot.rejectedKey || trigger === 'manual') {
-        this.#reject(slot, asSluiceError(err, path), 'warn');
-      }
-      slot.rejectedKey = rejectedKey;
+      this.#reject(slot, key ?? 'unreadable', asSluiceError(err, path), 'warn', trigger);
       return REJECTED;
     }
   }
@@ -186,14 +185,15 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     config: Fresh<C> | undefined,
     usersSlot: Slot<U>,
     users: Fresh<U> | undefined,
+    trigger: ReloadTrigger,
   ): Promise<boolean> {
     if (this.#closed) return false;
     const changed = { config: config !== undefined, users: users !== undefined };
     try {
       await this.#options.apply(config?.value ?? configSlot.value, users?.value ?? usersSlot.value, changed);
     } catch (err: unknown) {
-      this.#refuse(configSlot, config, err);
-      this.#refuse(usersSlot, users, err);
+      this.#refuse(configSlot, config, err, trigger);
+      this.#refuse(usersSlot, users, err, trigger);
       return false;
     }
     this.#commit(configSlot, config);
@@ -206,6 +206,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     slot.value = fresh.value;
     slot.hash = fresh.hash;
     slot.rejectedKey = undefined;
+    slot.rejectedWhy = undefined;
     slot.heldKey = undefined;
     this.#options.logger.info(
       { event: 'config_applied', which: slot.which, file: slot.target.path },
@@ -214,15 +215,32 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
     this.emit('applied', { which: slot.which });
   }
 
-  /** apply() threw: the new content is rejected like an invalid file (until it changes or reload()). */
-  #refuse<T>(slot: Slot<T>, fresh: Fresh<T> | undefined, err: unknown): void {
+  /** apply() threw: the new content is rejected like an invalid file (tried again on the next event). */
+  #refuse<T>(slot: Slot<T>, fresh: Fresh<T> | undefined, err: unknown, trigger: ReloadTrigger): void {
     if (fresh === undefined) return;
-    this.#reject(slot, asSluiceError(err, slot.target.path, 'could not be applied: '), 'error');
-    slot.rejectedKey = fresh.hash;
+    this.#reject(
+      slot,
+      fresh.hash,
+      asSluiceError(err, slot.target.path, 'could not be applied: '),
+      'error',
+      trigger,
+    );
   }
 
-  #reject<T>(slot: Slot<T>, error: SluiceError, level: 'warn' | 'error'): void {
+  /** Logs and emits a rejection, once per content and problems unless asked (SIGHUP). */
+  #reject<T>(
+    slot: Slot<T>,
+    key: string,
+    error: SluiceError,
+    level: 'warn' | 'error',
+    trigger: ReloadTrigger,
+  ): void {
     const problems = error instanceof ConfigError ? error.problems : [error.message];
+    const why = `${key}\n${problems.join('\n')}`;
+    const again = key === slot.rejectedKey && why === slot.rejectedWhy;
+    slot.rejectedKey = key;
+    slot.rejectedWhy = why;
+    if (again && trigger === 'watch') return;
     this.#options.logger[level](
       { event: 'config_rejected', which: slot.which, file: slot.target.path, code: error.code, problems },
       `${slot.which} file rejected; the previous config and users files stay in force`,
