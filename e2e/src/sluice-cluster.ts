@@ -225,7 +225,9 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
     });
     await kubectl(['create', 'namespace', NAMESPACE]);
     // helm returns once the CRDs are created; they are served a moment later
-    await eventually('the sluice.dev API to be served', () => admin.servesApi('sluice.dev/v1alpha1'));
+    await eventually('the sluice.dev kinds to be served', () =>
+      admin.servesKinds('sluice.dev/v1alpha1', ['RelayPolicy', 'SmtpUser', 'SendingDomain']),
+    );
     await eventually('kubectl to find the RelayPolicy kind', async () => {
       await kubectl(['get', 'relaypolicies,smtpusers', '-n', NAMESPACE]);
       return true;

@@ -128,7 +128,10 @@ describe('upgrading from the 0.1.0 CRDs', { skip, timeout: 300_000 }, () => {
   it('moves unpinned relays to each new release, keeps pinned ones, and says so in status', async () => {
     // release 0.1.0: helm created its CRDs; its default wrote the image into each policy
     await cp.kubectl(['create', '-f', PREVIOUS_CRDS]);
-    await waitFor('the 0.1.0 CRDs', async () => (await admin.servesApi('sluice.dev/v1alpha1')) || undefined);
+    await waitFor(
+      'the 0.1.0 CRDs',
+      async () => (await admin.servesKinds('sluice.dev/v1alpha1', ['RelayPolicy', 'SmtpUser'])) || undefined,
+    );
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     const before = await createPolicy('made-before');
     assert.equal(before.spec.image, 'ghcr.io/sluice-dev/relay:0.1.0', 'the 0.1.0 CRD wrote its default');

@@ -367,6 +367,23 @@ export class KubeClient {
   }
 
   /** Whether the API server serves a group version, e.g. monitoring.coreos.com/v1. */
+  /** Whether the API server's discovery lists every one of kinds in groupVersion. */
+  async servesKinds(groupVersion: string, kinds: readonly string[]): Promise<boolean> {
+    try {
+      const list = (await requestJson(
+        this.#kc,
+        this.#req({ method: 'GET', path: `/apis/${groupVersion}` }),
+      )) as {
+        resources?: Array<{ kind?: string }>;
+      };
+      const served = new Set((list.resources ?? []).map((r) => r.kind));
+      return kinds.every((k) => served.has(k));
+    } catch (err: unknown) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
   async servesApi(groupVersion: string): Promise<boolean> {
     try {
       await requestJson(this.#kc, this.#req({ method: 'GET', path: `/apis/${groupVersion}` }));
