@@ -1,7 +1,8 @@
 // Abuse detection from what remote servers answer: a relay delivers to a real sink that
 // answers 550 5.1.1 for most of one user's recipients and a Spamhaus block for another's;
 // one evaluation flags each user by the class of their bounces (a log event, a metric and
-// GET /abuse), and a third user with ordinary bounces is not flagged.
+// GET /abuse); a third user with ordinary bounces, and a fourth whose list bounced as much
+// the hour before, are not flagged.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -28,12 +29,19 @@ describe('abuse flags from bounce classes', () => {
   let dns: TestDnsServer;
   let mx: SmtpSink;
   let t: TestRelay;
-  const now = Date.parse('2025-07-01T10:59:00Z');
+  const NOW = Date.parse('2025-07-01T10:59:00Z');
+  let now = NOW;
   before(async () => {
     dns = await startDnsServer();
     mx = await startSmtpSink({ host: '127.0.0.2' });
     dns.setMx('one.test', [{ exchange: 'mx.one.test', priority: 10 }]);
     dns.setA('mx.one.test', ['127.0.0.2']);
+    for (const gone of ['old0', 'old1', 'old2', 'new0', 'new1', 'new2', 'new3']) {
+      mx.setRecipientReply(`${gone}@one.test`, {
+        code: 550,
+        text: '5.1.1 <x>: Recipient address rejected: User unknown',
+      });
+    }
     for (let i = 0; i < 4; i++) {
       mx.setRecipientReply(`gone${i}@one.test`, {
         code: 550,
@@ -48,7 +56,12 @@ describe('abuse flags from bounce classes', () => {
     t = await startTestRelay({
       deliver: true,
       now: () => now,
-      users: [await testUser('frank'), await testUser('gina'), await testUser('hank')],
+      users: [
+        await testUser('frank'),
+        await testUser('gina'),
+        await testUser('hank'),
+        await testUser('ivan'),
+      ],
       config: {
         listeners: [PLAIN_LISTENER],
         auth: { allowPlaintext: true },
@@ -57,6 +70,14 @@ describe('abuse flags from bounce classes', () => {
         delivery: { resolvers: [dns.address], port: mx.port, allowLocalAddresses: true },
       },
     });
+    // ivan, two hours ago: 3 of 5 recipients do not exist (his list is like that)
+    now = NOW - 2 * 3600_000;
+    await send(t, 'ivan', ['old0@one.test', 'old1@one.test', 'old2@one.test', 'h@one.test', 'i@one.test']);
+    await waitFor(() => t.logs.events('message_done').length >= 1, "ivan's message delivered or bounced");
+    await t.relay.usage?.flush();
+    now = NOW;
+    // this hour ivan bounces 4 of 5: over the ratio, but not twice his own share before
+    await send(t, 'ivan', ['new0@one.test', 'new1@one.test', 'new2@one.test', 'new3@one.test', 'j@one.test']);
     // frank: 4 of 5 recipients do not exist; gina: 1 of 4 blocked as spam; hank: 1 of 4 mailbox full
     await send(t, 'frank', [
       'gone0@one.test',
@@ -68,10 +89,10 @@ describe('abuse flags from bounce classes', () => {
     await send(t, 'gina', ['bl@one.test', 'b@one.test', 'c@one.test', 'd@one.test']);
     await send(t, 'hank', ['full@one.test', 'e@one.test', 'f@one.test', 'g@one.test']);
     const finished = (user: string) =>
-      t.logs.events('delivery_attempt').length >= 3 &&
-      t.logs.events('message_done').length >= 3 &&
+      t.logs.events('delivery_attempt').length >= 5 &&
+      t.logs.events('message_done').length >= 5 &&
       user.length > 0;
-    await waitFor(() => finished('all'), 'the three messages are delivered or bounced');
+    await waitFor(() => finished('all'), 'the five messages are delivered or bounced');
     await t.relay.usage?.flush();
   });
   after(async () => {

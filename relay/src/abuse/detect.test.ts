@@ -17,6 +17,7 @@ const T: AbuseThresholds = {
   minAttempts: 20,
   invalidRecipientRatio: 0.1,
   spamBlockRatio: 0.1,
+  shareJumpFactor: 2,
 };
 const quiet = { messages: 0, rejected: 0, distinctClientIps: 1 };
 
@@ -126,6 +127,40 @@ describe('abuse detection', () => {
     assert.deepEqual(
       detectAbuse(hours({ current: { ...quiet, deliveries: 19, invalidRecipients: 19 }, elapsed: 1 }), T),
       [],
+    );
+  });
+
+  it("judges a bounce share against the user's own share of the hours before: a jump, not a list that always bounces", () => {
+    const now = { ...quiet, deliveries: 40, invalidRecipients: 9 };
+    assert.equal(
+      needsHistory(hours({ current: now, elapsed: 1 }), T),
+      true,
+      'over the ratio: the history is read',
+    );
+    // a newsletter list that has bounced 15 % for a day: 22.5 % is not twice that
+    const steady = { deliveries: 2000, invalidRecipients: 300, spamBlocks: 0 };
+    assert.deepEqual(detectAbuse(hours({ current: now, elapsed: 1, bounceHistory: steady }), T), []);
+    // a user whose mail bounced 2 % before: 22.5 % is a jump
+    const clean = { deliveries: 2000, invalidRecipients: 40, spamBlocks: 0 };
+    const [jump] = detectAbuse(hours({ current: now, elapsed: 1, bounceHistory: clean }), T);
+    assert.deepEqual(
+      [jump?.kind, jump?.numbers.ratio, jump?.numbers.usualRatio],
+      ['invalid_recipients', 0.225, 0.02],
+    );
+    assert.match(
+      jump?.message ?? '',
+      /^9 of 40 recipients in the last hour bounced as invalid recipients \(more than 10 %, and over 2× the user's 2 % of the hours before\)$/,
+    );
+    // factor 0: the ratio alone, whatever the history
+    assert.equal(
+      detectAbuse(hours({ current: now, elapsed: 1, bounceHistory: steady }), { ...T, shareJumpFactor: 0 })
+        .length,
+      1,
+    );
+    // under the ratio the history is not read at all
+    assert.equal(
+      needsHistory(hours({ current: { ...quiet, deliveries: 40, invalidRecipients: 4 }, elapsed: 1 }), T),
+      false,
     );
   });
 });

@@ -38,6 +38,7 @@ export type AbuseThresholds = Pick<
   | 'minAttempts'
   | 'invalidRecipientRatio'
   | 'spamBlockRatio'
+  | 'shareJumpFactor'
 >;
 
 /** One hourly bucket of one user, as far as detection needs it. */
@@ -64,6 +65,8 @@ export interface UserHours {
   elapsed: number;
   /** Messages of each of the (up to 24) hours before the current one; absent hours count 0. */
   history: readonly number[];
+  /** Deliveries and bounces by class over the same hours, for the bounce shares' baseline. */
+  bounceHistory?: Pick<HourCounts, 'deliveries' | 'invalidRecipients' | 'spamBlocks'>;
 }
 
 export interface AbuseFinding {
@@ -91,9 +94,20 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
 }
 
-/** Whether the volume rule needs the history at all (most users never reach the floor). */
+/**
+ * Whether the rules need the history at all: the volume rule once the floor is reached, the
+ * bounce shares once one is over its ratio (most users are neither).
+ */
 export function needsHistory(hours: Omit<UserHours, 'history'>, t: AbuseThresholds): boolean {
-  return lastHour(hours.current.messages, hours.previous.messages, hours.elapsed) >= t.volumeFloor;
+  if (lastHour(hours.current.messages, hours.previous.messages, hours.elapsed) >= t.volumeFloor) return true;
+  const sum = (key: 'deliveries' | 'invalidRecipients' | 'spamBlocks') =>
+    lastHour(hours.current[key] ?? 0, hours.previous[key] ?? 0, hours.elapsed);
+  const deliveries = sum('deliveries');
+  return (
+    deliveries >= t.minAttempts &&
+    (sum('invalidRecipients') > t.invalidRecipientRatio * deliveries ||
+      sum('spamBlocks') > t.spamBlockRatio * deliveries)
+  );
 }
 
 /** Every rule the user's last hour breaks. */
@@ -134,21 +148,23 @@ export function detectAbuse(hours: UserHours, t: AbuseThresholds): AbuseFinding[
   const sum = (key: 'deliveries' | 'invalidRecipients' | 'spamBlocks') =>
     lastHour(hours.current[key] ?? 0, hours.previous[key] ?? 0, hours.elapsed);
   const deliveries = sum('deliveries');
-  const share = (kind: AbuseKind, count: number, limit: number, what: string) => {
+  const share = (kind: AbuseKind, key: 'invalidRecipients' | 'spamBlocks', limit: number, what: string) => {
+    const count = sum(key);
     if (deliveries < t.minAttempts || count <= limit * deliveries) return;
     const ratio = Math.round((count / deliveries) * 1000) / 1000;
+    // a jump: over the user's own share of the hours before, not a list that always bounces
+    const before = hours.bounceHistory;
+    const usual = before?.deliveries ? (before[key] ?? 0) / before.deliveries : 0;
+    if (t.shareJumpFactor > 0 && usual > 0 && count <= t.shareJumpFactor * usual * deliveries) return;
+    const numbers: Record<string, number> = { [key]: count, deliveries, ratio, limit };
+    if (usual > 0) numbers.usualRatio = Math.round(usual * 1000) / 1000;
     add(
       kind,
-      {
-        [kind === 'invalid_recipients' ? 'invalidRecipients' : 'spamBlocks']: count,
-        deliveries,
-        ratio,
-        limit,
-      },
-      `${count} of ${deliveries} recipients in the last hour bounced ${what} (more than ${Math.round(limit * 100)} %)`,
+      numbers,
+      `${count} of ${deliveries} recipients in the last hour bounced ${what} (more than ${Math.round(limit * 100)} %${usual > 0 ? `, and over ${t.shareJumpFactor}× the user's ${Math.round(usual * 1000) / 10} % of the hours before` : ''})`,
     );
   };
-  share('invalid_recipients', sum('invalidRecipients'), t.invalidRecipientRatio, 'as invalid recipients');
-  share('spam_blocked', sum('spamBlocks'), t.spamBlockRatio, 'because the receiver blocks the mail as spam');
+  share('invalid_recipients', 'invalidRecipients', t.invalidRecipientRatio, 'as invalid recipients');
+  share('spam_blocked', 'spamBlocks', t.spamBlockRatio, 'because the receiver blocks the mail as spam');
   return found;
 }

@@ -149,12 +149,22 @@ export class AbuseWatch {
     const users = [...byUser].map(([user, h]) => ({ user, ...h, elapsed }));
     const needy = users.filter((u) => needsHistory(u, config)).map((u) => u.user);
     const history = new Map<string, Map<string, number>>();
+    const bounces = new Map<
+      string,
+      Required<Pick<HourCounts, 'deliveries' | 'invalidRecipients' | 'spamBlocks'>>
+    >();
     if (needy.length > 0) {
       const buckets = previousBuckets(now, 'hour', BASELINE_HOURS).map((s) => bucketName('hour', s));
       for (const row of await this.#o.store.readUsage(buckets, needy)) {
         const perUser = history.get(row.user) ?? new Map<string, number>();
         perUser.set(row.bucket, row.counts[USAGE_COUNTERS.messages] ?? 0);
         history.set(row.user, perUser);
+        const h = hourCounts(row);
+        const total = bounces.get(row.user) ?? { deliveries: 0, invalidRecipients: 0, spamBlocks: 0 };
+        total.deliveries += h.deliveries ?? 0;
+        total.invalidRecipients += h.invalidRecipients ?? 0;
+        total.spamBlocks += h.spamBlocks ?? 0;
+        bounces.set(row.user, total);
       }
     }
     const findings = users.flatMap((u) => {
@@ -162,7 +172,8 @@ export class AbuseWatch {
       const baseline = previousBuckets(now, 'hour', BASELINE_HOURS).map(
         (s) => own?.get(bucketName('hour', s)) ?? 0,
       );
-      return detectAbuse({ ...u, history: baseline }, config);
+      const bounceHistory = bounces.get(u.user);
+      return detectAbuse({ ...u, history: baseline, ...(bounceHistory ? { bounceHistory } : {}) }, config);
     });
     for (const finding of findings) await this.#raise(finding, now);
     return findings;

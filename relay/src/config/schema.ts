@@ -513,6 +513,13 @@ export const AbuseSchema = Type.Object(
       description:
         'Flag a user when more than this share of their recipients in the last hour bounced because the receiver blocks the mail as spam',
     }),
+    shareJumpFactor: Type.Number({
+      minimum: 0,
+      maximum: 100,
+      default: 2,
+      description:
+        "A bounce share over invalidRecipientRatio or spamBlockRatio flags the user only if it is also more than this many times the user's own share over the 24 hours before (a list that always bounces a little is not a compromise; a new user has no history and is judged by the ratio alone); 0: the ratio alone",
+    }),
     flagTtlSeconds: Type.Integer({
       minimum: 60,
       maximum: 86400,
