@@ -164,8 +164,8 @@ export class Relay implements RelayRuntime {
       logger: this.logger,
       caFile: config.tls.trustedCaFile,
       sharedCache: this.#store,
-      onMtaSts: (outcome) => this.metrics.deliveryMtaStsTotal.inc(outcome),
-      onDane: (result) => this.metrics.deliveryDaneTotal.inc({ result }),
+      onMtaSts: (outcome, group) => this.metrics.deliveryMtaStsTotal.inc({ ...outcome, group }),
+      onDane: (result, group) => this.metrics.deliveryDaneTotal.inc({ result, group }),
     });
   }
 

@@ -18,6 +18,7 @@ import { startDnsServer, type TestDnsServer } from '../testing/dns-server.ts';
 import { LogCapture } from '../testing/harness.ts';
 import { type SmtpSink, startSmtpSink } from '../testing/smtp-sink.ts';
 import { mxMatches } from './mta-sts.ts';
+import { Shaper } from './shaping.ts';
 import { type MtaStsOutcome, SmtpTransport } from './smtp-transport.ts';
 import type { DeliveryJob, RecipientResult } from './types.ts';
 
@@ -133,18 +134,24 @@ describe('MTA-STS in direct delivery', () => {
 
   /** A sink as every MX (one port for all), a transport delivering there; both closed after run. */
   async function withMx<T>(
-    sinkOptions: { tls: boolean; sharedCache?: MemoryStore },
+    sinkOptions: {
+      tls: boolean;
+      sharedCache?: MemoryStore;
+      shapingGroups?: Array<{ name: string; mxSuffixes: string[] }>;
+    },
     run: (made: {
       t: SmtpTransport;
       sink: SmtpSink;
       logs: LogCapture;
       outcomes: MtaStsOutcome[];
+      groups: string[];
     }) => Promise<T>,
   ): Promise<T> {
     const sink = await startSmtpSink({ tls: sinkOptions.tls, certificate: mxCert });
     const logs = new LogCapture();
     const outcomes: MtaStsOutcome[] = [];
-    const config = validateRelayConfig(
+    const groups: string[] = [];
+    const whole = validateRelayConfig(
       {
         listeners: [{ name: 'submission', address: '127.0.0.1', port: 0 }],
         spoolDir: join(dir, 'spool'),
@@ -155,21 +162,37 @@ describe('MTA-STS in direct delivery', () => {
           connectTimeoutSeconds: 5,
           port: sink.port,
         },
+        ...(sinkOptions.shapingGroups ? { shaping: { groups: sinkOptions.shapingGroups } } : {}),
       },
       'test config',
-    ).delivery;
+    );
+    const config = whole.delivery;
+    const logger = createLogger({ level: 'debug', destination: logs });
     const t = new SmtpTransport({
       mode: 'direct',
       config,
       hostname: 'relay.test',
-      logger: createLogger({ level: 'debug', destination: logs }),
+      logger,
       caFile,
       mtaStsPort: httpsPort,
       sharedCache: sinkOptions.sharedCache,
-      onMtaSts: (o) => outcomes.push(o),
+      ...(sinkOptions.shapingGroups
+        ? {
+            shaper: new Shaper({
+              store: new MemoryStore(),
+              config: () => whole.shaping,
+              instance: 'test',
+              logger,
+            }),
+          }
+        : {}),
+      onMtaSts: (o, group) => {
+        outcomes.push(o);
+        groups.push(group);
+      },
     });
     try {
-      return await run({ t, sink, logs, outcomes });
+      return await run({ t, sink, logs, outcomes, groups });
     } finally {
       await t.close();
       await sink.close();
@@ -192,6 +215,19 @@ describe('MTA-STS in direct delivery', () => {
       assert.deepEqual(outcomes, [{ mode: 'enforce', result: 'enforced' }]);
       assert.equal(logs.events('mta_sts')[0]?.remoteHost, 'mx.secure.example');
     });
+  });
+
+  it('names the destination group of each outcome, in the log line and for the metric', async () => {
+    await withMx(
+      { tls: true, shapingGroups: [{ name: 'secure-group', mxSuffixes: ['.secure.example'] }] },
+      async ({ t, sink, logs, outcomes, groups }) => {
+        assert.equal(only(await t.deliver(job('secure.example'))).outcome, 'delivered');
+        assert.equal(sink.messages.length, 1);
+        assert.deepEqual(outcomes, [{ mode: 'enforce', result: 'enforced' }]);
+        assert.deepEqual(groups, ['secure-group']);
+        assert.equal(logs.events('mta_sts')[0]?.group, 'secure-group');
+      },
+    );
   });
 
   it('enforce: defers, never delivers, when the certificate does not fit, the MX is not in the policy, or there is no STARTTLS', async () => {

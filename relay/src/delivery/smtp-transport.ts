@@ -138,9 +138,10 @@ export interface SmtpTransportOptions {
   /** Port of MTA-STS policy hosts: 443 (RFC 8461) unless a test serves elsewhere. */
   mtaStsPort?: number;
   /** Told each MTA-STS outcome of a connection (metrics). */
-  onMtaSts?: (outcome: MtaStsOutcome) => void;
+  /** Each MTA-STS outcome, with the destination group of the domain (shaping's groups; 'default' without). */
+  onMtaSts?: (outcome: MtaStsOutcome, group: string) => void;
   /** Told each DANE outcome of a connection to an MX host with validated TLSA records. */
-  onDane?: (result: 'verified' | 'failed') => void;
+  onDane?: (result: 'verified' | 'failed', group: string) => void;
   /** Limits per destination group shared by all relays (direct mode only). */
   shaper?: Shaper;
 }
@@ -168,9 +169,9 @@ export class SmtpTransport implements Transport {
   readonly #mtaSts: MtaStsPolicies | undefined;
   /** CAs that verify MX certificates (undefined: the system's). */
   readonly #mxCa: string[] | undefined;
-  readonly #onMtaSts: ((outcome: MtaStsOutcome) => void) | undefined;
+  readonly #onMtaSts: ((outcome: MtaStsOutcome, group: string) => void) | undefined;
   readonly #dane: DaneResolver | undefined;
-  readonly #onDane: ((result: 'verified' | 'failed') => void) | undefined;
+  readonly #onDane: ((result: 'verified' | 'failed', group: string) => void) | undefined;
   readonly #shaper: Shaper | undefined;
   /** Transactions sent over each connection, for its group's messagesPerConnection. */
   readonly #uses = new WeakMap<OutboundSession, number>();
@@ -441,11 +442,13 @@ export class SmtpTransport implements Transport {
       case 'hosts': {
         const policy = await this.#policy(domain, log);
         let hosts = answer.hosts;
+        // the domain's destination group (Google, Microsoft, …), a bounded label for TLS outcomes
+        const group = this.#shaper?.limitsFor(hosts.map((h) => h.exchange)).group ?? 'default';
         if (policy.mode === 'enforce') {
           // RFC 8461 4.1: only MX hosts the policy names; none left is a temporary failure
           hosts = hosts.filter((h) => mxMatches(h.exchange, policy.mx));
           if (hosts.length === 0) {
-            this.#mtaStsOutcome(log, domain, 'enforce', 'failed', {
+            this.#mtaStsOutcome(log, domain, group, 'enforce', 'failed', {
               problem: 'no MX host matches the policy',
             });
             return local(
@@ -464,7 +467,7 @@ export class SmtpTransport implements Transport {
           ...(shaper ? { limits: shaper.limitsFor(hosts.map((h) => h.exchange)) } : {}),
           // a pooled connection is only reused while its host is still one of the domain's MX
           fits: (session) => names.has(session.remoteHost.toLowerCase()),
-          connect: (connectLog, egress) => this.#connectMx(domain, hosts, connectLog, policy, egress),
+          connect: (connectLog, egress) => this.#connectMx(domain, group, hosts, connectLog, policy, egress),
         };
       }
     }
@@ -510,9 +513,9 @@ export class SmtpTransport implements Transport {
     });
   }
 
-  #daneFailure(log: Logger, domain: string, remoteHost: string, problem: string): Failure {
-    this.#onDane?.('failed');
-    log.warn({ event: 'dane', domain, remoteHost, result: 'failed', problem }, 'DANE check failed');
+  #daneFailure(log: Logger, domain: string, group: string, remoteHost: string, problem: string): Failure {
+    this.#onDane?.('failed', group);
+    log.warn({ event: 'dane', domain, group, remoteHost, result: 'failed', problem }, 'DANE check failed');
     const failure = local('deferred', '4.7.5', `DANE: ${problem}`, 'dane_failed');
     failure.remoteHost = remoteHost;
     return failure;
@@ -534,18 +537,20 @@ export class SmtpTransport implements Transport {
   #mtaStsOutcome(
     log: Logger,
     domain: string,
+    group: string,
     mode: 'enforce' | 'testing',
     result: MtaStsOutcome['result'],
     fields: Record<string, unknown> = {},
   ): void {
-    this.#onMtaSts?.({ mode, result });
-    const line = { event: 'mta_sts', domain, mode, result, ...fields };
+    this.#onMtaSts?.({ mode, result }, group);
+    const line = { event: 'mta_sts', domain, group, mode, result, ...fields };
     if (result === 'enforced' || result === 'testing_ok') log.info(line, 'MTA-STS');
     else log.warn(line, 'MTA-STS check failed');
   }
 
   async #connectMx(
     domain: string,
+    group: string,
     hosts: MxHost[],
     log: Logger,
     policy: MtaStsPolicy,
@@ -596,7 +601,7 @@ export class SmtpTransport implements Transport {
       if (tlsa?.kind === 'failed') {
         // RFC 7672 2.2: a TLSA lookup that fails (bogus data, SERVFAIL) is no licence to go on
         connection.socket.destroy();
-        failure = this.#daneFailure(log, domain, remoteHost, tlsa.reason);
+        failure = this.#daneFailure(log, domain, group, remoteHost, tlsa.reason);
         continue;
       }
       // DANE wins over MTA-STS where validated TLSA records exist (RFC 8461 2)
@@ -625,17 +630,17 @@ export class SmtpTransport implements Transport {
             : { ok: false as const, error: 'no certificate' };
           if (!verdict.ok) {
             session.close();
-            failure = this.#daneFailure(log, domain, remoteHost, `${remoteHost}: ${verdict.error}`);
+            failure = this.#daneFailure(log, domain, group, remoteHost, `${remoteHost}: ${verdict.error}`);
             continue;
           }
-          this.#onDane?.('verified');
+          this.#onDane?.('verified', group);
           log.info({ event: 'dane', domain, remoteHost, result: 'verified', usage: verdict.usage }, 'DANE');
           return session;
         }
-        if (stsEnforce) this.#mtaStsOutcome(log, domain, 'enforce', 'enforced', { remoteHost });
+        if (stsEnforce) this.#mtaStsOutcome(log, domain, group, 'enforce', 'enforced', { remoteHost });
         if (policy.mode === 'testing') {
           const problem = testingProblem(session.remoteHost, session.tlsVerification, policy);
-          this.#mtaStsOutcome(log, domain, 'testing', problem ? 'testing_failed' : 'testing_ok', {
+          this.#mtaStsOutcome(log, domain, group, 'testing', problem ? 'testing_failed' : 'testing_ok', {
             remoteHost,
             ...(problem ? { problem } : {}),
           });
@@ -654,9 +659,12 @@ export class SmtpTransport implements Transport {
         return session;
       } catch (err: unknown) {
         failure = setupFailure(err, remoteHost);
-        if (dane) this.#daneFailure(log, domain, remoteHost, errorText(err));
+        if (dane) this.#daneFailure(log, domain, group, remoteHost, errorText(err));
         else if (stsEnforce) {
-          this.#mtaStsOutcome(log, domain, 'enforce', 'failed', { remoteHost, problem: errorText(err) });
+          this.#mtaStsOutcome(log, domain, group, 'enforce', 'failed', {
+            remoteHost,
+            problem: errorText(err),
+          });
         }
         log.info({
           event: 'delivery_session_failed',

@@ -43,8 +43,8 @@ export class RelayMetrics {
   readonly spoolFreeBytes: Gauge;
   readonly spoolReserveBytes: Gauge;
   readonly deliveryAttemptsTotal: Counter<'result'>;
-  readonly deliveryMtaStsTotal: Counter<'mode' | 'result'>;
-  readonly deliveryDaneTotal: Counter<'result'>;
+  readonly deliveryMtaStsTotal: Counter<'mode' | 'result' | 'group'>;
+  readonly deliveryDaneTotal: Counter<'result' | 'group'>;
   readonly deliveryDurationSeconds: Histogram<'result'>;
   readonly deliveryRetriesTotal: Counter;
   readonly dsnTotal: Counter<'action'>;
@@ -254,14 +254,14 @@ export class RelayMetrics {
     });
     this.deliveryDaneTotal = new Counter({
       name: 'sluice_delivery_dane_total',
-      help: 'Connections to MX hosts with DNSSEC-validated TLSA records, by result (verified; failed: deferred)',
-      labelNames: ['result'],
+      help: 'Connections to MX hosts with DNSSEC-validated TLSA records, by result (verified; failed: deferred) and destination group',
+      labelNames: ['result', 'group'],
       registers,
     });
     this.deliveryMtaStsTotal = new Counter({
       name: 'sluice_delivery_mta_sts_total',
-      help: "Connections to MX hosts of domains with an MTA-STS policy, by the policy's mode and result (enforced, failed: deferred under enforce; testing_ok, testing_failed: delivered, what enforce would have done)",
-      labelNames: ['mode', 'result'],
+      help: "Connections to MX hosts of domains with an MTA-STS policy, by the policy's mode and result (enforced, failed: deferred under enforce; testing_ok, testing_failed: delivered, what enforce would have done) and destination group",
+      labelNames: ['mode', 'result', 'group'],
       registers,
     });
     this.deliveryAttemptsTotal = new Counter({
