@@ -132,6 +132,19 @@ describe('the relay image on the real node', { skip }, () => {
       '-o',
       'jsonpath={.spec.clusterIP}',
     ]);
-    assert.match(await greeting(clusterIp, 587), /^220 relay\.node\.test ESMTP/);
+    // a Ready pod is in the Service once kube-proxy has written its rules, a moment later
+    // (refused until then, as on any cluster)
+    const deadline = Date.now() + 30_000;
+    let banner = '';
+    for (;;) {
+      try {
+        banner = await greeting(clusterIp, 587);
+        break;
+      } catch (err: unknown) {
+        if ((err as NodeJS.ErrnoException).code !== 'ECONNREFUSED' || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    assert.match(banner, /^220 relay\.node\.test ESMTP/);
   });
 });
