@@ -26,7 +26,13 @@ import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.
 import { apiListWatch, Informer } from '../src/kube/informer.ts';
 import { type ResourceType, SECRETS, STATEFUL_SETS } from '../src/kube/resources.ts';
 import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import {
+  apiServerSkip,
+  type ControlPlane,
+  refuseAtAdmission,
+  startApiServer,
+  waitFor,
+} from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 
@@ -580,50 +586,13 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
   it('keeps the internal secrets it made while their Secret is refused, so no password is hashed again', async () => {
     const ns = await namespace('internal-refused');
     // an admission policy refuses the policy's internal Secret until the test lifts it
-    await admin.create({
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'ValidatingAdmissionPolicy',
-      metadata: { name: 'no-internal-secret' },
-      spec: {
-        failurePolicy: 'Fail',
-        matchConstraints: {
-          resourceRules: [
-            {
-              apiGroups: [''],
-              apiVersions: ['v1'],
-              operations: ['CREATE', 'UPDATE'],
-              resources: ['secrets'],
-            },
-          ],
-        },
-        validations: [
-          { expression: "object.metadata.name != 'mail-relay-internal'", message: 'refused for the test' },
-        ],
-      },
-    } as KubeObject);
-    const binding = {
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'ValidatingAdmissionPolicyBinding',
-      metadata: { name: 'no-internal-secret' },
-      spec: {
-        policyName: 'no-internal-secret',
-        validationActions: ['Deny'],
-        matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } } },
-      },
-    };
-    await admin.create(binding as KubeObject);
-    await waitFor('the admission policy to refuse the internal Secret', async () => {
-      try {
-        await admin.create({
-          apiVersion: 'v1',
-          kind: 'Secret',
-          metadata: { name: 'mail-relay-internal', namespace: ns },
-        });
-        await admin.delete('v1', 'Secret', ns, 'mail-relay-internal');
-        return false;
-      } catch {
-        return true;
-      }
+    const lift = await refuseAtAdmission(admin, {
+      name: 'no-internal-secret',
+      namespace: ns,
+      resource: 'secrets',
+      expression: "object.metadata.name != 'mail-relay-internal'",
+      message: 'refused for the test',
+      probe: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'mail-relay-internal', namespace: ns } },
     });
 
     const hashedBefore = op.metrics.hashed;
@@ -642,12 +611,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     await waitFor('20 more reconciles', () => op.metrics.successes + op.metrics.errors >= start + 20);
     assert.equal(await hashOf(), first, 'the users shard keeps the first hash');
 
-    await admin.delete(
-      'admissionregistration.k8s.io/v1',
-      'ValidatingAdmissionPolicyBinding',
-      '',
-      'no-internal-secret',
-    );
+    await lift();
     await waitFor('the internal Secret written', () => admin.get('v1', 'Secret', ns, 'mail-relay-internal'));
     const settled = op.metrics.successes + 10;
     await waitFor('10 more reconciles', () => op.metrics.successes >= settled);

@@ -19,7 +19,13 @@ import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.
 import { apiListWatch, Informer } from '../src/kube/informer.ts';
 import { parseNamespaces } from '../src/kube/informer-set.ts';
 import { type ResourceType, STATEFUL_SETS } from '../src/kube/resources.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import {
+  apiServerSkip,
+  type ControlPlane,
+  refuseAtAdmission,
+  startApiServer,
+  waitFor,
+} from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 const execFileAsync = promisify(execFile);
@@ -186,49 +192,19 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
   it('reports an object the API server refuses in Degraded and an Event, and applies the others', async () => {
     const ns = await namespace('refused');
     // an admission policy of the cluster's owner refuses Services in this namespace
-    await admin.create({
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'ValidatingAdmissionPolicy',
-      metadata: { name: 'no-services' },
-      spec: {
-        failurePolicy: 'Fail',
-        matchConstraints: {
-          resourceRules: [
-            {
-              apiGroups: [''],
-              apiVersions: ['v1'],
-              operations: ['CREATE', 'UPDATE'],
-              resources: ['services'],
-            },
-          ],
-        },
-        validations: [{ expression: 'false', message: 'Services are not allowed here', reason: 'Forbidden' }],
-      },
-    } as KubeObject);
-    await admin.create({
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'ValidatingAdmissionPolicyBinding',
-      metadata: { name: 'no-services' },
-      spec: {
-        policyName: 'no-services',
-        validationActions: ['Deny'],
-        matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } } },
-      },
-    } as KubeObject);
-    // the binding takes effect once the API server has loaded it
-    await waitFor('the admission policy to refuse Services', async () => {
-      try {
-        await admin.create({
-          apiVersion: 'v1',
-          kind: 'Service',
-          metadata: { name: 'probe', namespace: ns },
-          spec: { ports: [{ port: 1 }] },
-        } as KubeObject);
-        await admin.delete('v1', 'Service', ns, 'probe');
-        return false;
-      } catch {
-        return true;
-      }
+    const allowServices = await refuseAtAdmission(admin, {
+      name: 'no-services',
+      namespace: ns,
+      resource: 'services',
+      expression: 'false',
+      message: 'Services are not allowed here',
+      reason: 'Forbidden',
+      probe: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'probe', namespace: ns },
+        spec: { ports: [{ port: 1 }] },
+      } as KubeObject,
     });
 
     await policy(ns, { replicas: 1 });
@@ -250,12 +226,7 @@ describe('a RelayPolicy through its life', { skip, timeout: 300_000 }, () => {
     await waitFor('an ApplyFailed Event', async () => (await eventReasons(ns)).includes('ApplyFailed'));
 
     // once the cluster allows Services, the retries apply them and Degraded clears
-    await admin.delete(
-      'admissionregistration.k8s.io/v1',
-      'ValidatingAdmissionPolicyBinding',
-      undefined,
-      'no-services',
-    );
+    await allowServices();
     await waitFor(
       'the Services',
       async () => (await admin.get('v1', 'Service', ns, 'mail-smtp')) !== undefined,

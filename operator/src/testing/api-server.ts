@@ -92,3 +92,68 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Makes the API server refuse writes of one core/v1 resource in a namespace, as a cluster
+ * owner's admission policy would: a ValidatingAdmissionPolicy whose CEL `expression` must
+ * hold (else `message`), bound to the namespace. Resolves once creating `probe` is refused
+ * (a probe accepted meanwhile is deleted again); the returned function lifts the refusal.
+ */
+export async function refuseAtAdmission(
+  admin: KubeClient,
+  o: {
+    name: string;
+    namespace: string;
+    resource: string;
+    expression: string;
+    message: string;
+    reason?: string;
+    probe: KubeObject;
+  },
+): Promise<() => Promise<void>> {
+  await admin.create({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingAdmissionPolicy',
+    metadata: { name: o.name },
+    spec: {
+      failurePolicy: 'Fail',
+      matchConstraints: {
+        resourceRules: [
+          { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: [o.resource] },
+        ],
+      },
+      validations: [
+        { expression: o.expression, message: o.message, ...(o.reason ? { reason: o.reason } : {}) },
+      ],
+    },
+  } as KubeObject);
+  await admin.create({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingAdmissionPolicyBinding',
+    metadata: { name: o.name },
+    spec: {
+      policyName: o.name,
+      validationActions: ['Deny'],
+      matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': o.namespace } } },
+    },
+  } as KubeObject);
+  // the binding takes effect once the API server has loaded it
+  const { apiVersion = 'v1', kind = '', metadata } = o.probe;
+  await waitFor(`the admission policy ${o.name} to refuse ${kind} ${metadata.name}`, async () => {
+    try {
+      await admin.create(o.probe);
+      await admin.delete(apiVersion, kind, o.namespace, metadata.name);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  return async () => {
+    await admin.delete(
+      'admissionregistration.k8s.io/v1',
+      'ValidatingAdmissionPolicyBinding',
+      undefined,
+      o.name,
+    );
+  };
+}
