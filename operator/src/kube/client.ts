@@ -385,12 +385,6 @@ export class KubeClient {
   }
 
   async servesApi(groupVersion: string): Promise<boolean> {
-    try {
-      await requestJson(this.#kc, this.#req({ method: 'GET', path: `/apis/${groupVersion}` }));
-      return true;
-    } catch (err: unknown) {
-      if (isNotFound(err)) return false;
-      throw err;
-    }
+    return this.servesKinds(groupVersion, []);
   }
 }

@@ -86,6 +86,13 @@ export function lastHour(current: number, previous: number, elapsed: number): nu
   return Math.round(current + previous * (1 - Math.min(1, Math.max(0, elapsed))));
 }
 
+type BounceKey = 'deliveries' | 'invalidRecipients' | 'spamBlocks';
+
+/** A delivery count of the user over the last 60 minutes. */
+function lastHourOf(hours: Omit<UserHours, 'history'>, key: BounceKey): number {
+  return lastHour(hours.current[key] ?? 0, hours.previous[key] ?? 0, hours.elapsed);
+}
+
 /** The median; 0 for no values. */
 export function median(values: readonly number[]): number {
   if (values.length === 0) return 0;
@@ -100,8 +107,7 @@ export function median(values: readonly number[]): number {
  */
 export function needsHistory(hours: Omit<UserHours, 'history'>, t: AbuseThresholds): boolean {
   if (lastHour(hours.current.messages, hours.previous.messages, hours.elapsed) >= t.volumeFloor) return true;
-  const sum = (key: 'deliveries' | 'invalidRecipients' | 'spamBlocks') =>
-    lastHour(hours.current[key] ?? 0, hours.previous[key] ?? 0, hours.elapsed);
+  const sum = (key: BounceKey) => lastHourOf(hours, key);
   const deliveries = sum('deliveries');
   return (
     deliveries >= t.minAttempts &&
@@ -145,8 +151,7 @@ export function detectAbuse(hours: UserHours, t: AbuseThresholds): AbuseFinding[
     );
   }
 
-  const sum = (key: 'deliveries' | 'invalidRecipients' | 'spamBlocks') =>
-    lastHour(hours.current[key] ?? 0, hours.previous[key] ?? 0, hours.elapsed);
+  const sum = (key: BounceKey) => lastHourOf(hours, key);
   const deliveries = sum('deliveries');
   const share = (kind: AbuseKind, key: 'invalidRecipients' | 'spamBlocks', limit: number, what: string) => {
     const count = sum(key);
