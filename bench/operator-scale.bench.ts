@@ -6,6 +6,7 @@
 //   node bench/operator-scale.bench.ts            # 10,000 and 30,000 users
 //   node bench/operator-scale.bench.ts --full     # 10,000 and 100,000 users (about an hour on 2 cores)
 //   node bench/operator-scale.bench.ts --quick    # 1,000 users: checks the harness
+//   --sizes=N,M  --operator-heap=MB (the operator's V8 old space)  --heap-snapshot=DIR
 //
 // Measured per size, from the operator's own /metrics (a child process, as deployed):
 // cold start to every user in the users shards and Ready; a restart to steady state and
@@ -13,7 +14,8 @@
 // password Secret change to the rewritten shard; the writes of one new user; the
 // operator's resident memory; and the relay's re-read of all shards after one changed.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +37,24 @@ const args = process.argv.slice(2);
 const sizesArg = args.find((a) => a.startsWith('--sizes='));
 /** --operator-heap=MB: the operator's V8 old-space limit (what NODE_OPTIONS would set in its Deployment) */
 const heapArg = args.find((a) => a.startsWith('--operator-heap='))?.slice('--operator-heap='.length);
+/**
+ * --operator-memory=MiB: the operator runs in a memory cgroup with this limit, as its
+ * Deployment's `resources.limits.memory` puts it (root only); the report gives the
+ * cgroup's peak usage and OOM kills. Without it, the operator's peak resident memory.
+ */
+const memoryArg = args.find((a) => a.startsWith('--operator-memory='))?.slice('--operator-memory='.length);
+/** NAME=VALUE, repeatable: more environment for the operator (e.g. MALLOC_ARENA_MAX=2) */
+const extraEnv = Object.fromEntries(
+  args
+    .filter((a) => a.startsWith('--operator-env='))
+    .map((a) => {
+      const kv = a.slice('--operator-env='.length);
+      const eq = kv.indexOf('=');
+      return [kv.slice(0, eq), kv.slice(eq + 1)];
+    }),
+);
+/** --heap-snapshot=DIR: a heap snapshot of the operator at steady state goes to DIR (to see where its memory is) */
+const snapshotDir = args.find((a) => a.startsWith('--heap-snapshot='))?.slice('--heap-snapshot='.length);
 const SIZES = sizesArg
   ? sizesArg
       .slice('--sizes='.length)
@@ -46,14 +66,53 @@ const SIZES = sizesArg
       ? [10_000, 100_000]
       : [10_000, 30_000];
 
+/** The heap share the chart gives the operator (`operator.heapPercent`), read from its values. */
+const CHART_HEAP_PERCENT = (() => {
+  const values = readFileSync(join(HERE, '..', 'charts', 'sluice', 'values.yaml'), 'utf8');
+  const m = /^ {2}heapPercent: (\d+)/m.exec(values);
+  if (!m?.[1]) throw new Error('operator.heapPercent not found in charts/sluice/values.yaml');
+  return Number(m[1]);
+})();
+
+/** A memory cgroup for the operator (v2 where the machine has it, else v1's memory controller). */
+interface MemoryCgroup {
+  dir: string;
+  /** the most it has used since it was made, in bytes */
+  peak(): Promise<number>;
+  /** how often the kernel killed a process in it for memory */
+  oomKills(): Promise<number>;
+  remove(): Promise<void>;
+}
+
+async function memoryCgroup(limitMiB: number): Promise<MemoryCgroup> {
+  const name = `sluice-bench-operator-${process.pid}`;
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const dir = v2 ? join('/sys/fs/cgroup', name) : join('/sys/fs/cgroup/memory', name);
+  await mkdir(dir);
+  const bytes = String(limitMiB * 2 ** 20);
+  await writeFile(join(dir, v2 ? 'memory.max' : 'memory.limit_in_bytes'), bytes);
+  if (v2) await writeFile(join(dir, 'memory.swap.max'), '0');
+  const read = async (file: string) => readFile(join(dir, file), 'utf8');
+  return {
+    dir,
+    peak: async () => Number(await read(v2 ? 'memory.peak' : 'memory.max_usage_in_bytes')),
+    oomKills: async () =>
+      Number(/oom_kill (\d+)/.exec(await read(v2 ? 'memory.events' : 'memory.oom_control'))?.[1] ?? 0),
+    remove: () => rm(dir, { recursive: false }).catch(() => undefined),
+  };
+}
+
+let cgroup: MemoryCgroup | undefined;
+
 interface Operator {
   child: ChildProcess;
   port: number;
   exited: Promise<void>;
+  stop(): Promise<void>;
 }
 
 async function startOperator(kubeconfig: string): Promise<Operator> {
-  const child = spawn(process.execPath, [OPERATOR_MAIN], {
+  const options = {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       KUBECONFIG: kubeconfig,
@@ -63,11 +122,36 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
       ADMIN_PORT: '0',
       USAGE_INTERVAL_SECONDS: '0',
       LOG_LEVEL: 'info',
-      ...(heapArg ? { NODE_OPTIONS: `--max-old-space-size=${heapArg}` } : {}),
+      NODE_OPTIONS: [
+        // what the chart's Deployment sets, unless a fixed size is asked for
+        heapArg ? `--max-old-space-size=${heapArg}` : `--max-old-space-size-percentage=${CHART_HEAP_PERCENT}`,
+        snapshotDir ? `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}` : '',
+      ].join(' '),
+      ...extraEnv,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
+  };
+  const child = cgroup
+    ? // joins the cgroup before it becomes the operator, so every byte it uses is counted
+      spawn(
+        '/bin/sh',
+        [
+          '-c',
+          `echo $$ > ${join(cgroup.dir, 'cgroup.procs')} && exec "$0" "$1"`,
+          process.execPath,
+          OPERATOR_MAIN,
+        ],
+        options,
+      )
+    : spawn(process.execPath, [OPERATOR_MAIN], options);
+  let stopping = false;
+  const exited = new Promise<void>((r) =>
+    child.once('exit', (code, signal) => {
+      if (!stopping)
+        died = `the operator exited (${code ?? signal}${signal === 'SIGKILL' ? ': killed, out of memory?' : ''})`;
+      r();
+    }),
+  );
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-2000);
@@ -87,12 +171,31 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
     });
     child.once('exit', (code) => fail(new Error(`operator exited (${code}): ${stderr}`)));
   });
-  return { child, port, exited };
+  return {
+    child,
+    port,
+    exited,
+    stop: async () => {
+      peakResident = Math.max(peakResident, await residentPeak(child.pid));
+      stopping = true;
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Why the operator stopped on its own, if it did: every wait gives up on it. */
+let died: string | undefined;
+/** The highest resident memory of the operator processes of this size (VmHWM), in bytes. */
+let peakResident = 0;
+
+async function residentPeak(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  return Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
 }
 
 async function stopOperator(op: Operator): Promise<void> {
-  op.child.kill('SIGTERM');
-  await op.exited;
+  await op.stop();
 }
 
 async function metrics(op: Operator): Promise<Map<string, number>> {
@@ -119,6 +222,7 @@ const heapOf = (m: Map<string, number>) => m.get('nodejs_heap_size_used_bytes') 
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (died) throw new Error(`${died} while waiting for ${what}`);
     const v = await check().catch(() => undefined);
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -130,6 +234,26 @@ async function inBatches(n: number, make: (i: number) => Promise<unknown>): Prom
   for (let i = 0; i < n; i += CREATE_CONCURRENCY) {
     await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, n - i) }, (_, j) => make(i + j)));
   }
+}
+
+/** Asks the operator for a heap snapshot (SIGUSR2) and waits until it is written. */
+async function heapSnapshot(op: Operator, dir: string): Promise<void> {
+  const before = new Set(await readdir(dir));
+  op.child.kill('SIGUSR2');
+  const file = await until(
+    'the heap snapshot',
+    async () => (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f)),
+    600_000,
+  );
+  // written when its size stops growing
+  let size = -1;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = (await stat(join(dir, file))).size;
+    if (now === size) break;
+    size = now;
+  }
+  console.log(`  heap snapshot: ${join(dir, file)}`);
 }
 
 interface ShardSecret extends KubeObject {
@@ -194,12 +318,18 @@ interface Result {
   newUserWrites: number;
   rssMiB: number;
   heapMiB: number;
+  /** the cgroup's peak usage with --operator-memory, else the processes' peak resident memory */
+  peakMiB: number;
+  oomKills: number;
   relayColdMs: number;
   relayReloadMs: number;
 }
 
 async function runSize(n: number, hash: string): Promise<Result> {
   const { cp, admin } = await startApiServer();
+  died = undefined;
+  peakResident = 0;
+  cgroup = memoryArg ? await memoryCgroup(Number(memoryArg)) : undefined;
   const dir = await mkdtemp(join(tmpdir(), 'sluice-opscale-'));
   let op: Operator | undefined;
   try {
@@ -342,6 +472,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
       50,
     );
     const afterNew = await settle(op);
+    if (snapshotDir) await heapSnapshot(op, snapshotDir);
     const newUserWrites = writesOf(afterNew) - writesOf(afterChange);
 
     // the relay's side: every shard read once, then again after one shard changed
@@ -378,12 +509,16 @@ async function runSize(n: number, hash: string): Promise<Result> {
       newUserWrites,
       rssMiB: rssOf(afterNew) / 2 ** 20,
       heapMiB: heapOf(afterNew) / 2 ** 20,
+      peakMiB:
+        (cgroup ? await cgroup.peak() : Math.max(peakResident, await residentPeak(op.child.pid))) / 2 ** 20,
+      oomKills: (await cgroup?.oomKills()) ?? 0,
       relayColdMs,
       relayReloadMs,
     };
   } finally {
     if (op) await stopOperator(op);
     await cp.stop();
+    await cgroup?.remove();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -393,7 +528,13 @@ function report(results: Result[], load: string): string {
   return [
     '# Operator at scale',
     '',
-    `One RelayPolicy, N SmtpUsers each with its own password Secret (${PLAIN} plain passwords, the rest hashes), a real kube-apiserver and etcd on this machine, the operator as a child process; numbers from its /metrics${heapArg ? `; operator run with --max-old-space-size=${heapArg}` : ''}. Load average at the start: ${load}.`,
+    `One RelayPolicy, N SmtpUsers each with its own password Secret (${PLAIN} plain passwords, the rest hashes), a real kube-apiserver and etcd on this machine, the operator as a child process; numbers from its /metrics; operator run with ${heapArg ? `--max-old-space-size=${heapArg}` : `--max-old-space-size-percentage=${CHART_HEAP_PERCENT} (as the chart runs it)`}${memoryArg ? ` in a memory cgroup of ${memoryArg} MiB` : ''}${
+      Object.keys(extraEnv).length
+        ? `, ${Object.entries(extraEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`
+        : ''
+    }. Load average at the start: ${load}.`,
     '',
     `| | ${results.map((r) => `${r.users.toLocaleString('en')} users`).join(' | ')} |`,
     `| --- | ${results.map(() => '---').join(' | ')} |`,
@@ -411,7 +552,13 @@ function report(results: Result[], load: string): string {
     row('one password change: Secret change to rewritten shard (ms)', (r) => r.changeMs.toFixed(0)),
     row('one new user: API writes', (r) => String(r.newUserWrites)),
     row(
-      'operator memory: resident / V8 heap used (MiB)',
+      memoryArg
+        ? `operator memory: peak of its ${memoryArg} MiB cgroup; OOM kills`
+        : 'operator memory: peak resident (MiB)',
+      (r) => (memoryArg ? `${r.peakMiB.toFixed(0)}; ${r.oomKills}` : r.peakMiB.toFixed(0)),
+    ),
+    row(
+      'operator memory at the end: resident / V8 heap used (MiB)',
       (r) => `${r.rssMiB.toFixed(0)} / ${r.heapMiB.toFixed(0)}`,
     ),
     row('relay: read every shard (ms)', (r) => r.relayColdMs.toFixed(0)),

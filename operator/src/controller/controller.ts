@@ -286,7 +286,7 @@ class Session {
       },
     });
     const policyKeyOf = (u: SmtpUser) => keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? '');
-    const userKey = (u: SmtpUser) => `user:${keyOf(u.metadata.namespace, u.metadata.name)}`;
+    const userKey = (u: SmtpUser) => ['user:', keyOf(u.metadata.namespace, u.metadata.name)].join('');
     const userChanged = (u: SmtpUser, old?: SmtpUser) => {
       const secret = u.spec?.passwordSecretRef?.name;
       this.#release(

@@ -51,4 +51,22 @@ describe('secret → policy index', () => {
     assert.deepEqual(index.policiesFor('prod/relay-tls'), []);
     assert.deepEqual(index.policiesFor('other/alice-pw'), [], 'namespaces are apart');
   });
+
+  it('keeps a Secret that several owners name until the last lets go, and says when it is free', () => {
+    const index = new SecretIndex();
+    assert.deepEqual(index.setOwner('user:prod/alice', 'prod/mail', ['prod/shared-pw']), []);
+    index.setOwner('user:prod/bob', 'prod/mail', ['prod/shared-pw']);
+    index.setOwner('user:prod/carol', 'prod/bulk', ['prod/shared-pw']);
+    assert.deepEqual(index.policiesFor('prod/shared-pw').sort(), ['prod/bulk', 'prod/mail']);
+    assert.deepEqual(index.deleteOwner('user:prod/carol'), [], 'still named by two users of mail');
+    assert.deepEqual(index.policiesFor('prod/shared-pw'), ['prod/mail']);
+    assert.deepEqual(index.deleteOwner('user:prod/alice'), [], 'still named by bob');
+    assert.deepEqual(index.secretsFor('prod/mail'), ['prod/shared-pw']);
+    // bob moves to his own Secret: the shared one is free, and so is his after he goes
+    assert.deepEqual(index.setOwner('user:prod/bob', 'prod/mail', ['prod/bob-pw']), ['prod/shared-pw']);
+    assert.deepEqual(index.policiesFor('prod/shared-pw'), []);
+    assert.deepEqual(index.secretsFor('prod/mail'), ['prod/bob-pw']);
+    assert.deepEqual(index.deleteOwner('user:prod/bob'), ['prod/bob-pw']);
+    assert.deepEqual(index.secretsFor('prod/mail'), []);
+  });
 });

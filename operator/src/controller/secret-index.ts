@@ -5,11 +5,23 @@
 // entry: rebuilding a policy's set from all its users on every user event would cost
 // O(users²) while 100,000 users are listed at start.
 
+//
+// Memory: with 100,000 users there is an entry per user and per Secret, so the usual
+// case is kept small: an owner naming one Secret holds it as a string, not an array, and
+// a Secret named once holds its policy as a string, not a map of counts.
+
+/** The Secrets an owner names: one (a user's password Secret), or several (a policy's) */
+type Named = string | readonly string[];
+/** Who names a Secret: one owner of one policy, or policy → how many owners */
+type Refs = string | Map<string, number>;
+
+const each = (named: Named): readonly string[] => (typeof named === 'string' ? [named] : named);
+
 export class SecretIndex {
   /** owner → the policy it counts for and the Secrets it names */
-  readonly #byOwner = new Map<string, { policyKey: string; secrets: readonly string[] }>();
-  /** secret → policy → how many owners name it */
-  readonly #bySecret = new Map<string, Map<string, number>>();
+  readonly #byOwner = new Map<string, { policyKey: string; secrets: Named }>();
+  /** secret → the policies that read it */
+  readonly #bySecret = new Map<string, Refs>();
   /** policy → secret → how many owners name it */
   readonly #byPolicy = new Map<string, Map<string, number>>();
 
@@ -27,9 +39,12 @@ export class SecretIndex {
     // an array, not a Set: an SmtpUser names one Secret, and there are 100,000 of them
     const secrets = [...new Set(secretKeys)];
     if (secrets.length > 0) {
-      this.#byOwner.set(owner, { policyKey, secrets });
+      this.#byOwner.set(owner, {
+        policyKey,
+        secrets: secrets.length === 1 ? (secrets[0] as string) : secrets,
+      });
       for (const s of secrets) {
-        bump(this.#bySecret, s, policyKey, 1);
+        this.#refer(s, policyKey, 1);
         bump(this.#byPolicy, policyKey, s, 1);
       }
     }
@@ -49,16 +64,40 @@ export class SecretIndex {
     const entry = this.#byOwner.get(owner);
     if (!entry) return [];
     this.#byOwner.delete(owner);
-    for (const s of entry.secrets) {
-      bump(this.#bySecret, s, entry.policyKey, -1);
+    for (const s of each(entry.secrets)) {
+      this.#refer(s, entry.policyKey, -1);
       bump(this.#byPolicy, entry.policyKey, s, -1);
     }
-    return [...entry.secrets];
+    return [...each(entry.secrets)];
+  }
+
+  /** Counts one owner more (1) or less (-1) naming `secret` for `policy`. */
+  #refer(secret: string, policy: string, by: 1 | -1): void {
+    const refs = this.#bySecret.get(secret);
+    if (refs === undefined) {
+      if (by > 0) this.#bySecret.set(secret, policy);
+      return;
+    }
+    if (typeof refs === 'string') {
+      if (by > 0) this.#bySecret.set(secret, new Map([[refs, 1]]).set(policy, refs === policy ? 2 : 1));
+      else if (refs === policy) this.#bySecret.delete(secret);
+      return;
+    }
+    const n = (refs.get(policy) ?? 0) + by;
+    if (n > 0) refs.set(policy, n);
+    else refs.delete(policy);
+    if (refs.size === 0) this.#bySecret.delete(secret);
+    else if (refs.size === 1) {
+      const [only, count] = refs.entries().next().value as [string, number];
+      if (count === 1) this.#bySecret.set(secret, only);
+    }
   }
 
   /** The policies that read a Secret (namespace/name). */
   policiesFor(secretKey: string): string[] {
-    return [...(this.#bySecret.get(secretKey)?.keys() ?? [])];
+    const refs = this.#bySecret.get(secretKey);
+    if (refs === undefined) return [];
+    return typeof refs === 'string' ? [refs] : [...refs.keys()];
   }
 
   /** The Secrets a policy reads, directly or through its users. */

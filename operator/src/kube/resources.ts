@@ -105,8 +105,12 @@ export function objectPath(r: ResourceType, namespace: string | undefined, name:
 }
 
 /** The work-queue and cache key of a namespaced object. */
+/**
+ * `namespace/name`. Built by join, which makes one flat string: a template literal makes
+ * a concatenation that holds a third string, and caches keep one key per object.
+ */
 export function keyOf(namespace: string | undefined, name: string): string {
-  return namespace ? `${namespace}/${name}` : name;
+  return namespace ? [namespace, name].join('/') : name;
 }
 
 export function splitKey(key: string): { namespace: string; name: string } {
