@@ -22,6 +22,7 @@ import { SECRETS, SMTP_USERS } from '@sluice/operator/kube-resources';
 import { startApiServer } from '@sluice/operator/testing/api-server';
 import { loadUsersFile } from '@sluice/relay/config-load';
 import { hashPassword } from '@sluice/relay/password';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // the entry point's path, for a child process (resolving it does not load it)
@@ -115,16 +116,6 @@ const writesOf = (m: Map<string, number>) => m.get('sluice_operator_kube_writes_
 const hashesOf = (m: Map<string, number>) => m.get('sluice_operator_password_hashes_total') ?? 0;
 const rssOf = (m: Map<string, number>) => m.get('process_resident_memory_bytes') ?? 0;
 const heapOf = (m: Map<string, number>) => m.get('nodejs_heap_size_used_bytes') ?? 0;
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 async function inBatches(n: number, make: (i: number) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < n; i += CREATE_CONCURRENCY) {
@@ -239,18 +230,14 @@ async function runSize(n: number, hash: string): Promise<Result> {
     const coldStart = performance.now();
     op = await startOperator(cp.kubeconfigPath);
     const deadline = 3_600_000;
-    await until(
-      'every user in the shards',
-      async () => ((await shardUsers(admin)).users === total + 1 ? true : undefined),
-      deadline,
-      2000,
-    );
-    await until(
-      'every SmtpUser Ready',
-      async () => ((await readyUsers(admin)) === total ? true : undefined),
-      deadline,
-      2000,
-    );
+    await waitFor('every user in the shards', async () => (await shardUsers(admin)).users === total + 1, {
+      timeoutMs: deadline,
+      intervalMs: 2000,
+    });
+    await waitFor('every SmtpUser Ready', async () => (await readyUsers(admin)) === total, {
+      timeoutMs: deadline,
+      intervalMs: 2000,
+    });
     const coldSeconds = (performance.now() - coldStart) / 1000;
     const cold = await settle(op);
     const { shards } = await shardUsers(admin);
@@ -263,12 +250,10 @@ async function runSize(n: number, hash: string): Promise<Result> {
     await stopOperator(op);
     const restarted = performance.now();
     op = await startOperator(cp.kubeconfigPath);
-    await until(
-      'ready',
-      async () => ((await fetch(`http://127.0.0.1:${op?.port}/readyz`)).ok ? true : undefined),
-      deadline,
-      200,
-    );
+    await waitFor('ready', async () => (await fetch(`http://127.0.0.1:${op?.port}/readyz`)).ok, {
+      timeoutMs: deadline,
+      intervalMs: 200,
+    });
     const steady = await settle(op);
     const restartSeconds = (performance.now() - restarted) / 1000 - 3;
     console.log(
@@ -294,18 +279,15 @@ async function runSize(n: number, hash: string): Promise<Result> {
       metadata: { name: 'user-1-pw', namespace: NS },
       stringData: { password: 'a new password' },
     } as KubeObject);
-    await until(
+    await waitFor(
       'the rewritten shard',
       async () => {
         const s = await admin.get<ShardSecret>('v1', 'Secret', NS, old.name);
-        return Buffer.from(s?.data?.['users.json'] ?? '', 'base64')
+        return !Buffer.from(s?.data?.['users.json'] ?? '', 'base64')
           .toString()
-          .includes(old.hash)
-          ? undefined
-          : true;
+          .includes(old.hash);
       },
-      60_000,
-      20,
+      { timeoutMs: 60_000, intervalMs: 20 },
     );
     const changeMs = performance.now() - changedAt;
     const afterChange = await settle(op);
@@ -328,18 +310,15 @@ async function runSize(n: number, hash: string): Promise<Result> {
         passwordSecretRef: { name: 'newcomer-pw' },
       },
     } as KubeObject);
-    await until(
+    await waitFor(
       'the newcomer Ready',
       async () => {
         const u = await admin.get<
           KubeObject & { status?: { conditions?: Array<{ type: string; status: string }> } }
         >('sluice.dev/v1alpha1', 'SmtpUser', NS, 'newcomer');
-        return u?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
-          ? true
-          : undefined;
+        return u?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
       },
-      60_000,
-      50,
+      { timeoutMs: 60_000, intervalMs: 50 },
     );
     const afterNew = await settle(op);
     const newUserWrites = writesOf(afterNew) - writesOf(afterChange);

@@ -1,24 +1,8 @@
-// Small helpers the harness shares: free ports, polling with a deadline, child processes.
+// Small helpers the harness shares: free ports, child processes.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 
 export { freePort } from '@sluice/relay/testing/ports';
-
-/** Polls until check() returns a value other than undefined/false; throws after the deadline. */
-export async function waitFor<T>(
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  timeoutMs = 15_000,
-  intervalMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
 
 /** Spawns a long-running peer with stdout and stderr appended to a log file. */
 export function spawnLogged(
