@@ -87,11 +87,11 @@ export interface SluiceCluster {
   apply(...objects: object[]): Promise<string>;
   /** The RelayPolicy as the API server has it. */
   policy(): Promise<RelayPolicyObject>;
-  /** Polls the RelayPolicy until `check` returns a value; fails after the deadline with the status. */
+  /** waitFor over the RelayPolicy (default 60 s); fails after the deadline with the status, pods and operator log. */
   waitForPolicy<T>(
     what: string,
     check: (p: RelayPolicyObject) => T | undefined | false,
-    timeoutMs?: number,
+    options?: { timeoutMs?: number },
   ): Promise<T>;
   /** Waits for Ready=True, Progressing=False for the current generation with `replicas` ready pods. */
   waitReady(replicas: number, timeoutMs?: number): Promise<RelayPolicyObject>;
@@ -280,7 +280,7 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
     const waitForPolicy = <T>(
       what: string,
       check: (p: RelayPolicyObject) => T | undefined | false,
-      timeoutMs = 60_000,
+      { timeoutMs = 60_000 }: { timeoutMs?: number } = {},
     ) => waitFor(what, async () => check(await policy()), { timeoutMs, detail: diagnostics });
 
     return {
@@ -314,7 +314,7 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
               p
             );
           },
-          timeoutMs,
+          { timeoutMs },
         ),
       pods: () => shim.pods(STATEFUL_SET).filter((p) => p.phase !== 'Terminating'),
       podIp,

@@ -72,7 +72,9 @@ describe('a policy with more users than one Secret holds', { timeout: 600_000 },
   it('spreads the users over shard Secrets under 1 MiB each, goes Ready, and authenticates a user of a later shard', {
     skip,
   }, async () => {
-    await c.waitForPolicy('all users counted', (p) => p.status?.userCount === BULK + 1, 300_000);
+    await c.waitForPolicy('all users counted', (p) => p.status?.userCount === BULK + 1, {
+      timeoutMs: 300_000,
+    });
     const shards = await waitFor(
       'every user in the shards the StatefulSet mounts',
       async () => {
