@@ -5,7 +5,8 @@
 //   node bench/accept.bench.ts
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '@sluice/relay/testing';
+import { PASSWORD, PLAIN_LISTENER, startTestRelay } from '@sluice/relay/testing';
+import { sendAcceptLoad } from './util.ts';
 
 const CONNECTIONS = 20;
 const MESSAGES = 25;
@@ -30,19 +31,14 @@ async function run(mode: Mode): Promise<{ rate: number; fsyncs: number }> {
     },
   });
   const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
-      const c = await RawSmtpClient.connect(t.port('plain'));
-      await c.greeting();
-      await c.ehlo();
-      await c.authPlain('alice', PASSWORD);
-      for (let i = 0; i < MESSAGES; i++) {
-        const replies = await c.sendRaw('alice@example.com', ['a@x.test', 'b@x.test', 'c@x.test'], body);
-        if (replies.at(-1)?.code !== 250) throw new Error(`not accepted: ${replies.at(-1)?.text}`);
-      }
-      await c.quit();
-    }),
-  );
+  await sendAcceptLoad({
+    port: t.port('plain'),
+    auth: { user: 'alice', password: PASSWORD },
+    sender: 'alice@example.com',
+    body,
+    connections: CONNECTIONS,
+    messages: MESSAGES,
+  });
   const seconds = (performance.now() - started) / 1000;
   const queued = (await t.relay.spool.list()).length;
   if (queued !== CONNECTIONS * MESSAGES) throw new Error(`spool holds ${queued} messages`);

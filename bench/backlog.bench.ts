@@ -24,9 +24,10 @@ import { runQueueCli } from '@sluice/relay/queue-cli';
 import { newQueueId } from '@sluice/relay/queue-id';
 import type { SpooledEnvelope } from '@sluice/relay/spool-envelope';
 import { envelopeTrailer } from '@sluice/relay/spool-message-file';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { runLoad } from './loadgen.ts';
 import { cpuSeconds, memoryStatus } from './proc-stats.ts';
-import { freePort, stopChild, waitFor } from './util.ts';
+import { freePort, stopChild } from './util.ts';
 
 /** Relay processes running, stopped whatever happens. */
 const children = new Set<ChildProcess>();
@@ -235,14 +236,13 @@ async function startRelay(workDir: string, destinationPort: number): Promise<Rel
   child.once('exit', () => children.delete(child));
   process.once('exit', () => child.kill('SIGKILL'));
   const started = await waitFor(
+    'the relay to start',
     () => {
       const text = readText(logFile);
       const line = text.split('\n').find((l) => l.includes('"event":"started"'));
       return line ? (JSON.parse(line) as { ports: Record<string, number>; adminPort: number }) : undefined;
     },
-    'the relay to start',
-    120_000,
-    5,
+    { timeoutMs: 120_000, intervalMs: 5 },
   );
   const port = started.ports.submission ?? 0;
   await greeting(port);
@@ -384,7 +384,10 @@ async function measure(size: number, root: string): Promise<SizeResult> {
 
   process.stderr.write(`[${size}] starting the relay\n`);
   const relay = await startRelay(workDir, destinationPort);
-  const loaded = await waitFor(() => logEvent(relay, 'queue_loaded'), 'the scan', 600_000, 50);
+  const loaded = await waitFor('the scan', () => logEvent(relay, 'queue_loaded'), {
+    timeoutMs: 600_000,
+    intervalMs: 50,
+  });
   const scanSeconds = Number(loaded.seconds);
   if (Number(loaded.messages) !== size) throw new Error(`scan found ${loaded.messages} of ${size}`);
   const afterScan = memoryStatus(relay.pid) ?? { rssKb: 0, hwmKb: 0 };
@@ -402,15 +405,17 @@ async function measure(size: number, root: string): Promise<SizeResult> {
   process.stderr.write(`[${size}] retry pass of ${dueCount}\n`);
   const passCpuBefore = cpuSeconds(relay.pid);
   t = performance.now();
-  await waitFor(() => destination.mails >= dueCount, 'the retry pass', 600_000, 20);
+  await waitFor('the retry pass', () => destination.mails >= dueCount, {
+    timeoutMs: 600_000,
+    intervalMs: 20,
+  });
   // their deferrals are written: the relay goes quiet again
   await waitFor(
+    'no message active',
     async () =>
       ((await api(relay, 'GET', '/queue?state=active&limit=1')).body as { messages: unknown[] }).messages
         .length === 0,
-    'no message active',
-    600_000,
-    50,
+    { timeoutMs: 600_000, intervalMs: 50 },
   );
   const passSeconds = (performance.now() - t) / 1000 - 0.5;
   const passCpuSeconds = cpuSeconds(relay.pid) - passCpuBefore;

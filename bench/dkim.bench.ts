@@ -16,7 +16,8 @@ import { pipeline } from 'node:stream/promises';
 import type { DkimKeyConfig } from '@sluice/relay/config-schema';
 import { loadDkimKeys } from '@sluice/relay/dkim-keys';
 import { MessageSigner } from '@sluice/relay/dkim-signer';
-import { PASSWORD, PLAIN_LISTENER, RawSmtpClient, startTestRelay } from '@sluice/relay/testing';
+import { PASSWORD, PLAIN_LISTENER, startTestRelay } from '@sluice/relay/testing';
+import { sendAcceptLoad } from './util.ts';
 
 const CONNECTIONS = 20;
 const MESSAGES = 25;
@@ -67,19 +68,14 @@ async function run(mode: Mode): Promise<Run> {
   });
   const cpu = process.cpuUsage();
   const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
-      const c = await RawSmtpClient.connect(t.port('plain'));
-      await c.greeting();
-      await c.ehlo();
-      await c.authPlain('alice', PASSWORD);
-      for (let i = 0; i < MESSAGES; i++) {
-        const replies = await c.sendRaw('alice@customer.example', ['a@x.test', 'b@x.test', 'c@x.test'], body);
-        if (replies.at(-1)?.code !== 250) throw new Error(`not accepted: ${replies.at(-1)?.text}`);
-      }
-      await c.quit();
-    }),
-  );
+  await sendAcceptLoad({
+    port: t.port('plain'),
+    auth: { user: 'alice', password: PASSWORD },
+    sender: 'alice@customer.example',
+    body,
+    connections: CONNECTIONS,
+    messages: MESSAGES,
+  });
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   const total = CONNECTIONS * MESSAGES;

@@ -24,6 +24,7 @@ import { SECRETS, SMTP_USERS } from '@sluice/operator/kube-resources';
 import { startApiServer } from '@sluice/operator/testing/api-server';
 import { loadUsersFile } from '@sluice/relay/config-load';
 import { hashPassword } from '@sluice/relay/password';
+import { type WaitForOptions, waitFor } from '@sluice/relay/testing/wait-for';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // the entry point's path, for a child process (resolving it does not load it)
@@ -186,6 +187,18 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
 
 /** Why the operator stopped on its own, if it did: every wait gives up on it. */
 let died: string | undefined;
+const DEAD = Symbol('the operator died');
+
+/** waitFor, given up as soon as the operator stops on its own (killed for memory, say). */
+async function untilAlive<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  options: WaitForOptions,
+): Promise<T> {
+  const got = await waitFor(what, async () => (died ? DEAD : check()), options);
+  if (got === DEAD) throw new Error(`${died} while waiting for ${what}`);
+  return got as T;
+}
 /** The highest resident memory of the operator processes of this size (VmHWM), in bytes. */
 let peakResident = 0;
 
@@ -219,17 +232,6 @@ const hashesOf = (m: Map<string, number>) => m.get('sluice_operator_password_has
 const rssOf = (m: Map<string, number>) => m.get('process_resident_memory_bytes') ?? 0;
 const heapOf = (m: Map<string, number>) => m.get('nodejs_heap_size_used_bytes') ?? 0;
 
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, everyMs = 500) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (died) throw new Error(`${died} while waiting for ${what}`);
-    const v = await check().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 async function inBatches(n: number, make: (i: number) => Promise<unknown>): Promise<void> {
   for (let i = 0; i < n; i += CREATE_CONCURRENCY) {
     await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, n - i) }, (_, j) => make(i + j)));
@@ -240,10 +242,10 @@ async function inBatches(n: number, make: (i: number) => Promise<unknown>): Prom
 async function heapSnapshot(op: Operator, dir: string): Promise<void> {
   const before = new Set(await readdir(dir));
   op.child.kill('SIGUSR2');
-  const file = await until(
+  const file = await waitFor(
     'the heap snapshot',
     async () => (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f)),
-    600_000,
+    { timeoutMs: 600_000 },
   );
   // written when its size stops growing
   let size = -1;
@@ -369,18 +371,14 @@ async function runSize(n: number, hash: string): Promise<Result> {
     const coldStart = performance.now();
     op = await startOperator(cp.kubeconfigPath);
     const deadline = 3_600_000;
-    await until(
-      'every user in the shards',
-      async () => ((await shardUsers(admin)).users === total + 1 ? true : undefined),
-      deadline,
-      2000,
-    );
-    await until(
-      'every SmtpUser Ready',
-      async () => ((await readyUsers(admin)) === total ? true : undefined),
-      deadline,
-      2000,
-    );
+    await untilAlive('every user in the shards', async () => (await shardUsers(admin)).users === total + 1, {
+      timeoutMs: deadline,
+      intervalMs: 2000,
+    });
+    await untilAlive('every SmtpUser Ready', async () => (await readyUsers(admin)) === total, {
+      timeoutMs: deadline,
+      intervalMs: 2000,
+    });
     const coldSeconds = (performance.now() - coldStart) / 1000;
     const cold = await settle(op);
     const { shards } = await shardUsers(admin);
@@ -393,12 +391,10 @@ async function runSize(n: number, hash: string): Promise<Result> {
     await stopOperator(op);
     const restarted = performance.now();
     op = await startOperator(cp.kubeconfigPath);
-    await until(
-      'ready',
-      async () => ((await fetch(`http://127.0.0.1:${op?.port}/readyz`)).ok ? true : undefined),
-      deadline,
-      200,
-    );
+    await untilAlive('ready', async () => (await fetch(`http://127.0.0.1:${op?.port}/readyz`)).ok, {
+      timeoutMs: deadline,
+      intervalMs: 200,
+    });
     const steady = await settle(op);
     const restartSeconds = (performance.now() - restarted) / 1000 - 3;
     console.log(
@@ -424,18 +420,15 @@ async function runSize(n: number, hash: string): Promise<Result> {
       metadata: { name: 'user-1-pw', namespace: NS },
       stringData: { password: 'a new password' },
     } as KubeObject);
-    await until(
+    await untilAlive(
       'the rewritten shard',
       async () => {
         const s = await admin.get<ShardSecret>('v1', 'Secret', NS, old.name);
-        return Buffer.from(s?.data?.['users.json'] ?? '', 'base64')
+        return !Buffer.from(s?.data?.['users.json'] ?? '', 'base64')
           .toString()
-          .includes(old.hash)
-          ? undefined
-          : true;
+          .includes(old.hash);
       },
-      60_000,
-      20,
+      { timeoutMs: 60_000, intervalMs: 20 },
     );
     const changeMs = performance.now() - changedAt;
     const afterChange = await settle(op);
@@ -458,18 +451,15 @@ async function runSize(n: number, hash: string): Promise<Result> {
         passwordSecretRef: { name: 'newcomer-pw' },
       },
     } as KubeObject);
-    await until(
+    await untilAlive(
       'the newcomer Ready',
       async () => {
         const u = await admin.get<
           KubeObject & { status?: { conditions?: Array<{ type: string; status: string }> } }
         >('sluice.dev/v1alpha1', 'SmtpUser', NS, 'newcomer');
-        return u?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
-          ? true
-          : undefined;
+        return u?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
       },
-      60_000,
-      50,
+      { timeoutMs: 60_000, intervalMs: 50 },
     );
     const afterNew = await settle(op);
     if (snapshotDir) await heapSnapshot(op, snapshotDir);

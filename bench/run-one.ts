@@ -3,6 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { Context } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import type { RunningPeer } from './peers/peer.ts';
@@ -10,7 +11,6 @@ import type { RunningSluice } from './peers/sluice.ts';
 import { MemoryWatch } from './proc-stats.ts';
 import { commandCalls, scriptCallsBetween } from './redis-admin.ts';
 import type { SinkProcess } from './sink-process.ts';
-import { waitFor } from './util.ts';
 
 export interface Workload {
   key: string;
@@ -98,14 +98,13 @@ const isSluice = (peer: RunningPeer | undefined): peer is RunningSluice =>
 export async function awaitArrival(sink: SinkProcess, ids: string[], timeoutMs: number): Promise<string[]> {
   let missing = ids;
   await waitFor(
+    'delivery to the sink',
     async () => {
       const seen = new Set((await sink.stats()).ids);
       missing = ids.filter((id) => !seen.has(id));
       return missing.length === 0;
     },
-    'delivery to the sink',
-    timeoutMs,
-    200,
+    { timeoutMs, intervalMs: 200 },
   ).catch(() => {});
   return missing;
 }

@@ -1,23 +1,35 @@
-// Small helpers the harness shares: free ports, polling with a deadline, child processes.
+// Small helpers the harness shares: free ports, child processes, the accept benchmarks' load.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
+import { RawSmtpClient } from '@sluice/relay/testing/smtp-client';
 
 export { freePort } from '@sluice/relay/testing/ports';
 
-/** Polls until check() returns a value other than undefined/false; throws after the deadline. */
-export async function waitFor<T>(
-  check: () => T | undefined | false | Promise<T | undefined | false>,
-  what: string,
-  timeoutMs = 15_000,
-  intervalMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
+/**
+ * The load of the accept benchmarks (accept, dkim): `connections` clients at once, each AUTH
+ * PLAIN and then `messages` messages of 3 recipients; fails unless every message gets 250.
+ */
+export async function sendAcceptLoad(o: {
+  port: number;
+  auth: { user: string; password: string };
+  sender: string;
+  body: string;
+  connections: number;
+  messages: number;
+}): Promise<void> {
+  await Promise.all(
+    Array.from({ length: o.connections }, async () => {
+      const c = await RawSmtpClient.connect(o.port);
+      await c.greeting();
+      await c.ehlo();
+      await c.authPlain(o.auth.user, o.auth.password);
+      for (let i = 0; i < o.messages; i++) {
+        const replies = await c.sendRaw(o.sender, ['a@x.test', 'b@x.test', 'c@x.test'], o.body);
+        if (replies.at(-1)?.code !== 250) throw new Error(`not accepted: ${replies.at(-1)?.text}`);
+      }
+      await c.quit();
+    }),
+  );
 }
 
 /** Spawns a long-running peer with stdout and stderr appended to a log file. */

@@ -4,7 +4,8 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnLogged, stopChild, waitFor } from '../util.ts';
+import { waitFor } from '@sluice/relay/testing/wait-for';
+import { spawnLogged, stopChild } from '../util.ts';
 import type { PeerOptions, RunningPeer } from './peer.ts';
 
 const PROGRAM = fileURLToPath(new URL('../floor-relay.ts', import.meta.url));
@@ -27,11 +28,11 @@ export async function startFloor(options: PeerOptions & { durable: boolean }): P
     ],
     logFile,
   );
-  const port = await waitFor(async () => {
+  const port = await waitFor('the floor relay to listen', async () => {
     if (child.exitCode !== null) throw new Error(`floor relay exited: ${await readFile(logFile, 'utf8')}`);
     const match = /^listening (\d+)$/m.exec(await readFile(logFile, 'utf8').catch(() => ''));
     return match ? Number(match[1]) : undefined;
-  }, 'the floor relay to listen');
+  });
   const pid = child.pid ?? 0;
   return {
     name: options.durable ? 'library floor, durable' : 'library floor',

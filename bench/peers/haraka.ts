@@ -5,8 +5,9 @@ import { existsSync } from 'node:fs';
 import { copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { processTree } from '../proc-stats.ts';
-import { freePort, run, spawnLogged, stopChild, waitFor } from '../util.ts';
+import { freePort, run, spawnLogged, stopChild } from '../util.ts';
 import { greets, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
 export const PEERS_DIR = fileURLToPath(new URL('../.peers/', import.meta.url));
@@ -108,7 +109,7 @@ export async function startHaraka(options: PeerOptions & { senderDomain: string 
     ),
   );
   exited.catch(() => {});
-  await Promise.race([waitFor(() => greets(port), 'haraka to listen', 30_000, 100), exited]);
+  await Promise.race([waitFor('haraka to listen', () => greets(port), { timeoutMs: 30_000 }), exited]);
   const pid = child.pid ?? 0;
   // bin/haraka runs haraka.js in a child process: count the tree
   return { name: 'Haraka', port, pids: () => processTree(pid), stop: () => stopChild(child, 30_000) };

@@ -4,8 +4,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { processTree } from '../proc-stats.ts';
-import { freePort, run, waitFor } from '../util.ts';
+import { freePort, run } from '../util.ts';
 import { DNSBL_ZONE, greets, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
 const SASL_REALM = 'bench.realm';
@@ -143,7 +144,7 @@ export async function startPostfix(
     );
     throw new Error(`postfix did not start: ${why.trim()}`, { cause: err });
   });
-  await waitFor(() => greets(port), 'postfix to listen', 30_000, 100);
+  await waitFor('postfix to listen', () => greets(port), { timeoutMs: 30_000 });
   const masterPid = Number((await readFile(join(queue, 'pid', 'master.pid'), 'utf8')).trim());
   return {
     name: 'Postfix',
@@ -151,8 +152,8 @@ export async function startPostfix(
     pids: () => processTree(masterPid),
     stop: async () => {
       await run('postfix', ['-c', etc, 'stop']).catch(() => '');
-      await waitFor(() => !existsSync(`/proc/${masterPid}`), 'postfix to stop', 30_000, 100).catch(() =>
-        process.kill(masterPid, 'SIGKILL'),
+      await waitFor('postfix to stop', () => !existsSync(`/proc/${masterPid}`), { timeoutMs: 30_000 }).catch(
+        () => process.kill(masterPid, 'SIGKILL'),
       );
     },
   };

@@ -4,9 +4,10 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashPassword } from '@sluice/relay/password';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { Context } from '../environment.ts';
 import { flushAll } from '../redis-admin.ts';
-import { spawnLogged, stopChild, waitFor } from '../util.ts';
+import { spawnLogged, stopChild } from '../util.ts';
 import { DNSBL_ZONE, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
 
 // the relay's entry point, for a child process (resolving it does not load it)
@@ -100,7 +101,7 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
   );
   exited.catch(() => {});
   const started = await Promise.race([
-    waitFor(async () => {
+    waitFor('sluice to start', async () => {
       const text = await readFile(logFile, 'utf8').catch(() => '');
       for (const line of text.split('\n')) {
         if (!line.includes('"started"')) continue;
@@ -108,7 +109,7 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
         return parsed;
       }
       return undefined;
-    }, 'sluice to start'),
+    }),
     exited,
   ]);
   const port = started.ports.submission;

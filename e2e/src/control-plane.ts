@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '@sluice/relay/testing/ports';
 import { skipUnlessPresent } from '@sluice/relay/testing/requirements';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 
 const execFileAsync = promisify(execFile);
 
@@ -214,7 +215,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         '--log-level=warn',
       ]);
       processes.push(managed);
-      await managed.waitUntil(() => etcdHealthy(endpoint), timeoutMs, 'etcd /health');
+      await managed.waitUntil('etcd /health', () => etcdHealthy(endpoint), { timeoutMs });
       return { endpoint, managed };
     });
 
@@ -249,7 +250,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         cert: await readFile(admin.cert),
         key: await readFile(admin.key),
       };
-      await managed.waitUntil(() => apiReady(server, tls), timeoutMs, 'kube-apiserver /readyz');
+      await managed.waitUntil('kube-apiserver /readyz', () => apiReady(server, tls), { timeoutMs });
       return { server, managed };
     });
 
@@ -324,8 +325,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
 export interface Managed {
   pid: number;
-  /** Polls `check` until it returns true; rejects if the process exits or time runs out. */
-  waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void>;
+  /** waitFor with the process's log as the detail, failing at once if the process exits. */
+  waitUntil(what: string, check: () => Promise<boolean>, options: { timeoutMs: number }): Promise<void>;
   /** SIGTERM, SIGKILL after 10 s, and wait for the exit. */
   stop(): Promise<void>;
 }
@@ -370,20 +371,18 @@ export function startProcess(
 
   return {
     pid: child.pid ?? -1,
-    async waitUntil(check, timeoutMs, what) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        if (!isRunning()) {
-          await exited;
-          const detail = spawnError?.message ?? `exit ${child.exitCode ?? child.signalCode}`;
-          const message = `${name} exited before ${what} answered (${detail}); log ${logPath}:\n${tail}`;
-          if (/address already in use/i.test(tail)) throw new PortClash(message);
-          throw new Error(message);
-        }
-        if (await check().catch(() => false)) return;
-        if (Date.now() > deadline)
-          throw new Error(`${what} not ready after ${timeoutMs} ms; log ${logPath}:\n${tail}`);
-        await new Promise((r) => setTimeout(r, 250));
+    async waitUntil(what, check, { timeoutMs }) {
+      const outcome = await waitFor(what, async () => (isRunning() ? await check() : 'exited'), {
+        timeoutMs,
+        intervalMs: 250,
+        detail: () => `log ${logPath}:\n${tail}`,
+      });
+      if (outcome === 'exited') {
+        await exited;
+        const detail = spawnError?.message ?? `exit ${child.exitCode ?? child.signalCode}`;
+        const message = `${name} exited before ${what} answered (${detail}); log ${logPath}:\n${tail}`;
+        if (/address already in use/i.test(tail)) throw new PortClash(message);
+        throw new Error(message);
       }
     },
     async stop() {

@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { freePortOn } from '@sluice/relay/testing/ports';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {
   DOMAIN,
-  eventually,
   NAMESPACE,
   POLICY,
   passwordSecret,
@@ -66,9 +66,13 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
       assert.equal((await authReply(pod, carol.username, carol.password)).code, 235);
     await c.apply(passwordSecret({ ...carol, password: NEW_PASSWORD }));
     for (const pod of replicas()) {
-      await eventually(`the new password accepted by ${pod.host}`, async () => {
-        return (await authReply(pod, carol.username, NEW_PASSWORD)).code === 235;
-      });
+      await waitFor(
+        `the new password accepted by ${pod.host}`,
+        async () => {
+          return (await authReply(pod, carol.username, NEW_PASSWORD)).code === 235;
+        },
+        { timeoutMs: 30_000 },
+      );
       const old = await authReply(pod, carol.username, carol.password);
       assert.equal(old.code, 535);
       assert.equal(old.text, '5.7.8 Authentication credentials invalid');
@@ -91,10 +95,14 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
       '{"spec":{"suspended":true}}',
     ]);
     for (const pod of replicas()) {
-      const reply = await eventually(`dave refused by ${pod.host}`, async () => {
-        const r = await authReply(pod, dave.username, dave.password);
-        return r.code !== 235 && r;
-      });
+      const reply = await waitFor(
+        `dave refused by ${pod.host}`,
+        async () => {
+          const r = await authReply(pod, dave.username, dave.password);
+          return r.code !== 235 && r;
+        },
+        { timeoutMs: 30_000 },
+      );
       assert.equal(reply.code, 535);
       assert.equal(reply.text, '5.7.8 Authentication credentials invalid: account suspended');
     }
@@ -117,15 +125,19 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
     ]);
     const to = ['a', 'b', 'c', 'd'].map((x) => `${x}@${DOMAIN}`);
     for (const pod of replicas()) {
-      const fourth = await eventually(`the limit of 3 on ${pod.host}`, async () => {
-        const { client, auth } = await login(pod, carol.username, NEW_PASSWORD);
-        assert.equal(auth.code, 235);
-        assert.equal((await client.command(`MAIL FROM:<carol@shop.example>`)).code, 250);
-        const replies = [];
-        for (const rcpt of to) replies.push(await client.command(`RCPT TO:<${rcpt}>`));
-        await client.quit();
-        return replies[3]?.code === 452 && replies;
-      });
+      const fourth = await waitFor(
+        `the limit of 3 on ${pod.host}`,
+        async () => {
+          const { client, auth } = await login(pod, carol.username, NEW_PASSWORD);
+          assert.equal(auth.code, 235);
+          assert.equal((await client.command(`MAIL FROM:<carol@shop.example>`)).code, 250);
+          const replies = [];
+          for (const rcpt of to) replies.push(await client.command(`RCPT TO:<${rcpt}>`));
+          await client.quit();
+          return replies[3]?.code === 452 && replies;
+        },
+        { timeoutMs: 30_000 },
+      );
       assert.deepEqual(
         fourth.map((r) => r.code),
         [250, 250, 250, 452],
@@ -155,13 +167,13 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
       '-p',
       JSON.stringify({ spec: { listeners } }),
     ]);
-    await eventually(
+    await waitFor(
       'both pods replaced',
       () => {
         const now = c.pods();
         return now.length === 2 && now.every((p, i) => p.pid !== undefined && p.pid !== pids[i]);
       },
-      90_000,
+      { timeoutMs: 90_000 },
     );
     await c.waitReady(2);
     // one at a time, highest ordinal first: pod 0 went only once the new pod 1 was ready

@@ -11,10 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { skipUnlessBuilt } from './control-plane.ts';
 import type { PodView } from './kubelet-shim.ts';
 import {
-  eventually,
   NAMESPACE,
   POLICY,
   type SluiceCluster,
@@ -80,15 +80,18 @@ describe('kubectl sluice queue across the pods of a policy', { timeout: 400_000 
     }
     const [id0, id1] = ids as [string, string];
     const pods = c.pods() as [PodView, PodView];
-    await eventually('a deferred attempt on each pod', () =>
-      [0, 1].every((i) =>
-        pods[i]?.logs.some(
-          (l) =>
-            l.event === 'delivery_attempt' &&
-            l.queueId === ids[i] &&
-            Number((l.results as { deferred?: number } | undefined)?.deferred) > 0,
+    await waitFor(
+      'a deferred attempt on each pod',
+      () =>
+        [0, 1].every((i) =>
+          pods[i]?.logs.some(
+            (l) =>
+              l.event === 'delivery_attempt' &&
+              l.queueId === ids[i] &&
+              Number((l.results as { deferred?: number } | undefined)?.deferred) > 0,
+          ),
         ),
-      ),
+      { timeoutMs: 30_000 },
     );
 
     const listed = await plugin(['list']);
@@ -135,10 +138,11 @@ describe('kubectl sluice queue across the pods of a policy', { timeout: 400_000 
       c.sink.messages.filter(
         (m) => m.raw.toString('utf8').includes(`fan-out`) && m.raw.toString('utf8').includes(tag),
       );
-    await eventually('both messages at the sink', () => atSink().length === 2, 30_000);
-    await eventually(
+    await waitFor('both messages at the sink', () => atSink().length === 2, { timeoutMs: 30_000 });
+    await waitFor(
       'both queues empty',
       async () => (await plugin(['list'])).stdout === 'Mail queue is empty\n',
+      { timeoutMs: 30_000 },
     );
   });
 

@@ -5,13 +5,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { SinkMessage } from '@sluice/relay/testing';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {
   DNSBL_ZONE,
   DOMAIN,
-  eventually,
   LISTED_CLIENT,
   NAMESPACE,
   RELEASE,
@@ -162,11 +162,15 @@ describe('a relay cluster installed with helm and kubectl', { timeout: 400_000 }
     const nodemailerId = QUEUED.exec(info.response)?.[1];
     assert.ok(nodemailerId, info.response);
 
-    const [viaSwaks, viaNodemailer] = await eventually('both messages at the sink', () => {
-      const a = bySubject(c, swaksSubject);
-      const b = bySubject(c, nodemailerSubject);
-      return a && b && ([a, b] as const);
-    });
+    const [viaSwaks, viaNodemailer] = await waitFor(
+      'both messages at the sink',
+      () => {
+        const a = bySubject(c, swaksSubject);
+        const b = bySubject(c, nodemailerSubject);
+        return a && b && ([a, b] as const);
+      },
+      { timeoutMs: 30_000 },
+    );
     assert.deepEqual(viaSwaks.recipients, [`bob@${DOMAIN}`]);
     assert.equal(viaSwaks.sender, FROM);
     assert.match(viaSwaks.raw.toString('utf8'), /Hello from swaks/);
@@ -192,7 +196,9 @@ describe('a relay cluster installed with helm and kubectl', { timeout: 400_000 }
     assert.deepEqual(info.rejected, [`r31@${DOMAIN}`]);
     const rejected = (info as { rejectedErrors?: SmtpError[] }).rejectedErrors?.[0];
     assert.match(rejected?.response ?? '', /^452 4\.5\.3 Too many recipients, at most 30 per message/);
-    const delivered = await eventually('the message at the sink', () => bySubject(c, subject));
+    const delivered = await waitFor('the message at the sink', () => bySubject(c, subject), {
+      timeoutMs: 30_000,
+    });
     assert.deepEqual([...delivered.recipients].sort(), to.slice(0, 30).sort());
   });
 

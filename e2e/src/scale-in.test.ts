@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import type { PodView } from './kubelet-shim.ts';
 import {
-  eventually,
   NAMESPACE,
   POLICY,
   type SluiceCluster,
@@ -69,21 +69,26 @@ describe('scaling in drains the removed replica', { timeout: 400_000 }, () => {
       ids.push(id);
     }
     const pod1 = c.pods()[1] as PodView;
-    await eventually('a deferred delivery attempt for each message on replica 1', () =>
-      ids.every((id) =>
-        pod1.logs.some(
-          (l) =>
-            l.event === 'delivery_attempt' &&
-            l.queueId === id &&
-            Number((l.results as { deferred?: number } | undefined)?.deferred) > 0,
+    await waitFor(
+      'a deferred delivery attempt for each message on replica 1',
+      () =>
+        ids.every((id) =>
+          pod1.logs.some(
+            (l) =>
+              l.event === 'delivery_attempt' &&
+              l.queueId === id &&
+              Number((l.results as { deferred?: number } | undefined)?.deferred) > 0,
+          ),
         ),
-      ),
+      { timeoutMs: 30_000 },
     );
     const spool1 = c.shim.claimDir('spool', STATEFUL_SET, 1);
     assert.deepEqual((await queued(spool1)).sort(), [...ids].sort(), 'queued on replica 1');
 
     await c.kubectl(['scale', 'relaypolicy', POLICY, '-n', NAMESPACE, '--replicas=1']);
-    await eventually('replica 1 to be gone', () => c.shim.pods(STATEFUL_SET).length === 1, 60_000);
+    await waitFor('replica 1 to be gone', () => c.shim.pods(STATEFUL_SET).length === 1, {
+      timeoutMs: 60_000,
+    });
     assert.deepEqual(
       pod1
         .events('handed_off')
@@ -99,9 +104,11 @@ describe('scaling in drains the removed replica', { timeout: 400_000 }, () => {
 
     // the MX comes back: replica 0 delivers what it was handed, once
     c.dns.setA(`mx.${LATER}`, ['127.0.0.1'], 1);
-    await eventually('all three messages at the sink', () => atSink().length >= 3, 30_000);
+    await waitFor('all three messages at the sink', () => atSink().length >= 3, { timeoutMs: 30_000 });
     const spool0 = c.shim.claimDir('spool', STATEFUL_SET, 0);
-    await eventually('the queue of replica 0 to be empty', async () => (await queued(spool0)).length === 0);
+    await waitFor('the queue of replica 0 to be empty', async () => (await queued(spool0)).length === 0, {
+      timeoutMs: 30_000,
+    });
     for (const [i, subject] of subjects.entries()) {
       const copies = atSink().filter((m) => m.raw.toString('utf8').includes(`\r\nSubject: ${subject}\r\n`));
       assert.equal(copies.length, 1, `message ${i} delivered exactly once`);

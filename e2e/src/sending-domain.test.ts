@@ -6,12 +6,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {
   DOMAIN,
-  eventually,
   NAMESPACE,
   type SluiceCluster,
   startSluiceCluster,
@@ -56,10 +56,14 @@ describe('a SendingDomain applied with kubectl', { timeout: 400_000 }, () => {
       spec: { domain: 'shop.example', policyRef: { name: 'relay' }, users: ['alice'] },
     });
     assert.deepEqual(
-      await eventually('the records and conditions in kubectl get', async () => {
-        const r = await columns();
-        return r?.DKIM ? r : undefined;
-      }),
+      await waitFor(
+        'the records and conditions in kubectl get',
+        async () => {
+          const r = await columns();
+          return r?.DKIM ? r : undefined;
+        },
+        { timeoutMs: 30_000 },
+      ),
       { DOMAIN: 'shop.example', SELECTOR: '', DKIM: 'False', SPF: 'False', DMARC: 'Missing', READY: 'False' },
     );
     const { stdout } = await c.kubectl(['get', 'sendingdomain', 'shop', '-n', NAMESPACE, '-o', 'json']);
@@ -77,10 +81,14 @@ describe('a SendingDomain applied with kubectl', { timeout: 400_000 }, () => {
       c.dns.setTxt(r.name, [r.purpose === 'DMARC' ? 'v=DMARC1; p=quarantine' : r.value]);
     }
     assert.deepEqual(
-      await eventually('Ready in kubectl get', async () => {
-        const r = await columns();
-        return r?.READY === 'True' ? r : undefined;
-      }),
+      await waitFor(
+        'Ready in kubectl get',
+        async () => {
+          const r = await columns();
+          return r?.READY === 'True' ? r : undefined;
+        },
+        { timeoutMs: 30_000 },
+      ),
       {
         DOMAIN: 'shop.example',
         SELECTOR: 'sluice1',
@@ -95,7 +103,7 @@ describe('a SendingDomain applied with kubectl', { timeout: 400_000 }, () => {
 
     const resolver = new Resolver();
     resolver.setServers([c.dns.address]);
-    const verified = await eventually(
+    const verified = await waitFor(
       'a signed message at the sink',
       async () => {
         const subject = `signed ${randomBytes(4).toString('hex')}`;
@@ -105,8 +113,10 @@ describe('a SendingDomain applied with kubectl', { timeout: 400_000 }, () => {
           subject,
           text: 'Hello, signed.',
         });
-        const message = await eventually('the message at the sink', () =>
-          c.sink.messages.find((m) => m.raw.toString('utf8').includes(`Subject: ${subject}`)),
+        const message = await waitFor(
+          'the message at the sink',
+          () => c.sink.messages.find((m) => m.raw.toString('utf8').includes(`Subject: ${subject}`)),
+          { timeoutMs: 30_000 },
         );
         const result = await dkimVerify(message.raw, {
           resolver: (name: string, type: string) => resolver.resolve(name, type) as Promise<string[][]>,
@@ -114,7 +124,7 @@ describe('a SendingDomain applied with kubectl', { timeout: 400_000 }, () => {
         const own = result.results.filter((r) => r.signingDomain === 'shop.example');
         return own.length > 0 ? own : undefined;
       },
-      60_000,
+      { timeoutMs: 60_000 },
     );
     assert.deepEqual(
       verified.map((r) => [r.status.result, r.selector]),

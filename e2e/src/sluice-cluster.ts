@@ -20,6 +20,7 @@ import {
   type TestDnsServer,
 } from '@sluice/relay/testing';
 import { freePortOn } from '@sluice/relay/testing/ports';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { stringify } from 'yaml';
 import { KubeClient, loadKubeConfig } from '../../operator/src/kube/client.ts';
 import { type ControlPlane, type KubectlResult, startControlPlane } from './control-plane.ts';
@@ -86,11 +87,11 @@ export interface SluiceCluster {
   apply(...objects: object[]): Promise<string>;
   /** The RelayPolicy as the API server has it. */
   policy(): Promise<RelayPolicyObject>;
-  /** Polls the RelayPolicy until `check` returns a value; fails after the deadline with the status. */
+  /** waitFor over the RelayPolicy (default 60 s); fails after the deadline with the status, pods and operator log. */
   waitForPolicy<T>(
     what: string,
     check: (p: RelayPolicyObject) => T | undefined | false,
-    timeoutMs?: number,
+    options?: { timeoutMs?: number },
   ): Promise<T>;
   /** Waits for Ready=True, Progressing=False for the current generation with `replicas` ready pods. */
   waitReady(replicas: number, timeoutMs?: number): Promise<RelayPolicyObject>;
@@ -174,32 +175,6 @@ function relayPolicy(o: {
   };
 }
 
-/** Polls `check` until it returns a value other than undefined/false; fails after the deadline. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 30_000,
-  detail: () => string | Promise<string> = () => '',
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err: unknown) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      const more = await detail();
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}${more ? `\n${more}` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Starts everything and applies the resources; does not wait for the policy to be Ready. */
 export async function startSluiceCluster(options: ClusterOptions): Promise<SluiceCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
@@ -225,13 +200,19 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
     });
     await kubectl(['create', 'namespace', NAMESPACE]);
     // helm returns once the CRDs are created; they are served a moment later
-    await eventually('the sluice.dev kinds to be served', () =>
-      admin.servesKinds('sluice.dev/v1alpha1', ['RelayPolicy', 'SmtpUser', 'SendingDomain']),
+    await waitFor(
+      'the sluice.dev kinds to be served',
+      () => admin.servesKinds('sluice.dev/v1alpha1', ['RelayPolicy', 'SmtpUser', 'SendingDomain']),
+      { timeoutMs: 30_000 },
     );
-    await eventually('kubectl to find the RelayPolicy kind', async () => {
-      await kubectl(['get', 'relaypolicies,smtpusers', '-n', NAMESPACE]);
-      return true;
-    });
+    await waitFor(
+      'kubectl to find the RelayPolicy kind',
+      async () => {
+        await kubectl(['get', 'relaypolicies,smtpusers', '-n', NAMESPACE]);
+        return true;
+      },
+      { timeoutMs: 30_000 },
+    );
 
     const redis = await startRedisServer();
     stops.push(() => redis.stop());
@@ -299,8 +280,8 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
     const waitForPolicy = <T>(
       what: string,
       check: (p: RelayPolicyObject) => T | undefined | false,
-      timeoutMs = 60_000,
-    ) => eventually(what, async () => check(await policy()), timeoutMs, diagnostics);
+      { timeoutMs = 60_000 }: { timeoutMs?: number } = {},
+    ) => waitFor(what, async () => check(await policy()), { timeoutMs, detail: diagnostics });
 
     return {
       cp,
@@ -333,7 +314,7 @@ export async function startSluiceCluster(options: ClusterOptions): Promise<Sluic
               p
             );
           },
-          timeoutMs,
+          { timeoutMs },
         ),
       pods: () => shim.pods(STATEFUL_SET).filter((p) => p.phase !== 'Terminating'),
       podIp,

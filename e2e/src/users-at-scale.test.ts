@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '@sluice/relay/password';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { KubeObject } from '../../operator/src/kube/client.ts';
 import { skipUnlessBuilt } from './control-plane.ts';
 import {
-  eventually,
   NAMESPACE,
   POLICY,
   type SluiceCluster,
@@ -72,8 +72,10 @@ describe('a policy with more users than one Secret holds', { timeout: 600_000 },
   it('spreads the users over shard Secrets under 1 MiB each, goes Ready, and authenticates a user of a later shard', {
     skip,
   }, async () => {
-    await c.waitForPolicy('all users counted', (p) => p.status?.userCount === BULK + 1, 300_000);
-    const shards = await eventually(
+    await c.waitForPolicy('all users counted', (p) => p.status?.userCount === BULK + 1, {
+      timeoutMs: 300_000,
+    });
+    const shards = await waitFor(
       'every user in the shards the StatefulSet mounts',
       async () => {
         const sts = (await c.admin.get('apps/v1', 'StatefulSet', NAMESPACE, STATEFUL_SET)) as unknown as {
@@ -112,7 +114,7 @@ describe('a policy with more users than one Secret holds', { timeout: 600_000 },
         // the bulk users, the probe and the operator's internal hand-off user
         return users.length === BULK + 2 ? secrets : undefined;
       },
-      300_000,
+      { timeoutMs: 300_000 },
     );
     const sizes = shards.map((s) => Buffer.from(s.data?.['users.json'] ?? '', 'base64').length);
     const total = sizes.reduce((a, b) => a + b, 0);

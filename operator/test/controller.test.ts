@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { hashPassword, verifyPassword } from '@sluice/relay/password';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { parse } from 'yaml';
 import type { RelayPolicy, SmtpUser } from '../src/api/types.ts';
 import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults } from '../src/build/relay-defaults.ts';
@@ -31,7 +32,6 @@ import {
   type ControlPlane,
   refuseAtAdmission,
   startApiServer,
-  waitFor,
 } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
@@ -817,11 +817,9 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
           Array.from({ length: Math.min(16, BULK - i) }, (_, j) => user(ns, `bulk-${i + j}`, 'bulk-pw')),
         );
       }
-      await waitFor(
-        'every user in the shards',
-        async () => (await usersFile(ns)).length === BULK + 4,
-        120_000,
-      );
+      await waitFor('every user in the shards', async () => (await usersFile(ns)).length === BULK + 4, {
+        timeoutMs: 120_000,
+      });
       assert.equal(a.metrics.hashed, 4, 'the three plain passwords and the hand-off password, once each');
       // the pods mount the new set (then the StatefulSet controller would roll them)
       await waitFor('the StatefulSet to mount 4 shards', async () => {
@@ -837,7 +835,9 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
       await podsReady(ns, 1);
       await waitFor('the users Ready', async () => (await userReady(ns, 'bulk-0'))?.status === 'True');
       // the sets of 1 and 2 shards written on the way are deleted once the pods mount the new one
-      await waitFor('only the current set left', async () => (await userShards(ns)).size === 4, 30_000);
+      await waitFor('only the current set left', async () => (await userShards(ns)).size === 4, {
+        timeoutMs: 30_000,
+      });
       // a stops at rest: its last status writes are done (resync every 250 ms reconciles)
       let writes = a.client.writes;
       let since = a.metrics.successes;
@@ -850,7 +850,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
           }
           return a.metrics.successes >= since + 10;
         },
-        60_000,
+        { timeoutMs: 60_000 },
       );
     } finally {
       await a.controller.stop();
@@ -861,7 +861,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     const b = startOperator(cp, 'operator-scale-b');
     try {
       await waitFor('operator-scale-b to lead', () => b.controller.leading);
-      await waitFor('b to reconcile', () => b.metrics.successes >= 30, 60_000);
+      await waitFor('b to reconcile', () => b.metrics.successes >= 30, { timeoutMs: 60_000 });
       assert.equal(b.metrics.hashed, 0, 'a restart hashes no unchanged password');
       assert.equal(b.controller.passwordsHashed, 0);
       assert.equal(b.client.writes, 0, 'a restart writes nothing when nothing changed');

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { binaryPaths } from '@sluice/e2e/control-plane';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { parseAllDocuments } from 'yaml';
 import type { RelayPolicy } from '../src/api/types.ts';
 import { Controller } from '../src/controller/controller.ts';
@@ -24,7 +25,6 @@ import {
   type ControlPlane,
   refuseAtAdmission,
   startApiServer,
-  waitFor,
 } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();

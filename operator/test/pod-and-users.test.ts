@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RelayConfig } from '@sluice/relay/config-schema';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { parse } from 'yaml';
 import type { RelayPolicy, SmtpUser } from '../src/api/types.ts';
 import { Controller } from '../src/controller/controller.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
 import { type ResourceType, SECRETS } from '../src/kube/resources.ts';
 import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import { apiServerSkip, type ControlPlane, startApiServer } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 

@@ -5,12 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { startTracing, type Tracing } from '@sluice/telemetry/tracing';
 import { Controller } from '../src/controller/controller.ts';
 import { operatorTracer, tracedReconcile } from '../src/controller/reconcile-span.ts';
 import { KubeApiError } from '../src/kube/api-error.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import { apiServerSkip, type ControlPlane, startApiServer } from '../src/testing/api-server.ts';
 
 const PASSWORD = 'correct horse battery staple';
 

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RelayConfig } from '@sluice/relay/config-schema';
 import { startDnsServer, type TestDnsServer } from '@sluice/relay/testing';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { parse } from 'yaml';
@@ -16,7 +17,7 @@ import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.
 import { CONFIG_MAPS, type ResourceType, SECRETS } from '../src/kube/resources.ts';
 import { resolverLookup } from '../src/reconcile/dns-checks.ts';
 import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import { apiServerSkip, type ControlPlane, startApiServer } from '../src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 

@@ -4,12 +4,13 @@
 // Skipped, with the build command, when the control-plane binaries are not built.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { SmtpUser } from '../src/api/types.ts';
 import { Controller, type ControllerMetrics } from '../src/controller/controller.ts';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../src/kube/client.ts';
 import type { ResourceType } from '../src/kube/resources.ts';
 import { type SecretObject, secretValue } from '../src/reconcile/policy-inputs.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../src/testing/api-server.ts';
+import { apiServerSkip, type ControlPlane, startApiServer } from '../src/testing/api-server.ts';
 import type { PolicyUsage, UsageSource, UsageTarget } from '../src/usage/relay-usage.ts';
 
 const skip = apiServerSkip();

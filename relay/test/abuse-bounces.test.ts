@@ -73,7 +73,7 @@ describe('abuse flags from bounce classes', () => {
     // ivan, two hours ago: 3 of 5 recipients do not exist (his list is like that)
     now = NOW - 2 * 3600_000;
     await send(t, 'ivan', ['old0@one.test', 'old1@one.test', 'old2@one.test', 'h@one.test', 'i@one.test']);
-    await waitFor(() => t.logs.events('message_done').length >= 1, "ivan's message delivered or bounced");
+    await waitFor("ivan's message delivered or bounced", () => t.logs.events('message_done').length >= 1);
     await t.relay.usage?.flush();
     now = NOW;
     // this hour ivan bounces 4 of 5: over the ratio, but not twice his own share before
@@ -92,7 +92,7 @@ describe('abuse flags from bounce classes', () => {
       t.logs.events('delivery_attempt').length >= 5 &&
       t.logs.events('message_done').length >= 5 &&
       user.length > 0;
-    await waitFor(() => finished('all'), 'the five messages are delivered or bounced');
+    await waitFor('the five messages are delivered or bounced', () => finished('all'));
     await t.relay.usage?.flush();
   });
   after(async () => {

@@ -100,7 +100,7 @@ describe('a relay over a large queue', () => {
       await client.quit();
 
       await sink.waitForMessages(N + 1, 60_000);
-      await waitFor(() => relay.relay.delivery?.size === 0, 'the queue is empty', 10_000);
+      await waitFor('the queue is empty', () => relay.relay.delivery?.size === 0, { timeoutMs: 10_000 });
       assert.equal(scanned, true);
       const [loaded] = relay.logs.events('queue_loaded');
       assert.equal(loaded?.messages, N);
@@ -157,9 +157,9 @@ describe('a relay over a large queue', () => {
     };
     try {
       await waitFor(
-        async () => (await all('&state=deferred')).length === 25,
         'every message tried once and deferred',
-        30_000,
+        async () => (await all('&state=deferred')).length === 25,
+        { timeoutMs: 30_000 },
       );
       await started.relay.delivery?.scanned;
       const first = await get('?limit=10');

@@ -88,9 +88,8 @@ describe('Bcc removal', () => {
         auth: { user: 'alice', pass: PASSWORD },
       })
       .sendMail({ envelope: { from: 'scanner@sender.test', to: RECIPIENTS }, raw: MESSAGE });
-    await waitFor(
-      () => sinks.every((s, i) => s.messages.length > (before[i] ?? 0)),
-      'a copy at each MX host',
+    await waitFor('a copy at each MX host', () =>
+      sinks.every((s, i) => s.messages.length > (before[i] ?? 0)),
     );
     return sinks.flatMap((s, i) => s.messages.slice(before[i]).map((m) => m.raw.toString('latin1')));
   }

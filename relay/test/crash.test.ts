@@ -100,7 +100,7 @@ describe('kill -9 under load', () => {
       }
     };
     const clients = Array.from({ length: 8 }, (_, n) => client(n));
-    await waitFor(() => acked.size >= 60, 'messages accepted under load', 30_000);
+    await waitFor('messages accepted under load', () => acked.size >= 60, { timeoutMs: 30_000 });
     const exited = new Promise((resolve) => first.child.once('exit', resolve));
     first.child.kill('SIGKILL');
     stop = true;
@@ -127,24 +127,24 @@ describe('kill -9 under load', () => {
         return seen;
       };
       await waitFor(
+        'every acknowledged message delivered',
         () =>
           [...acked].every(
             (id) =>
               delivered().has(`${id} a-${id}@example.net`) && delivered().has(`${id} b-${id}@example.org`),
           ),
-        'every acknowledged message delivered',
-        60_000,
+        { timeoutMs: 60_000 },
       );
       // the queue drains completely (messages not acknowledged may still arrive, once)
       await waitFor(
+        'the queue is empty',
         async () => {
           const res = await fetch(`http://127.0.0.1:${admin}/queue`, {
             headers: { authorization: 'Bearer crash-test-token' },
           });
           return ((await res.json()) as { total: number }).total === 0;
         },
-        'the queue is empty',
-        60_000,
+        { timeoutMs: 60_000 },
       );
       const counts = new Map<string, number>();
       for (const m of sink.messages) {

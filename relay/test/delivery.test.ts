@@ -87,7 +87,7 @@ describe('delivery by MX', () => {
     assert.match(raw, /^Received: from .*\s+by relay\.test \(Sluice\) with ESMTPA id /s);
     assert.match(raw, /Message-ID: <mx-1@sender\.test>/i);
     assert.match(raw, /line one\r\n\.\r\nline three/, 'a lone dot line arrives as content');
-    await waitFor(() => relay.relay.delivery?.size === 0, 'the queue is empty after delivery');
+    await waitFor('the queue is empty after delivery', () => relay.relay.delivery?.size === 0);
   });
 
   it('records mixed outcomes per recipient and bounces the failures to the sender (RFC 3464)', async () => {
@@ -165,9 +165,9 @@ describe('delivery by MX', () => {
         (e) => e.dsn === true || e.recipients.some((r) => /^(ok2|gone2|gone3)@/.test(r.address)),
       );
     await waitFor(
-      async () => (await pending()).length === 0,
       'the three messages and their notices are delivered',
-      10_000,
+      async () => (await pending()).length === 0,
+      { timeoutMs: 10_000 },
     );
     const notices = senderMx.messages.slice(noticesBefore).map((m) => m.raw.toString());
     assert.equal(notices.length, 2, 'no notice for NOTIFY=NEVER');
@@ -352,10 +352,8 @@ describe('drain', () => {
       c.write(Buffer.from('Subject: Grüße\r\n\r\nx\r\n.\r\n', 'utf8'));
       assert.equal((await c.reply()).code, 250);
       await c.quit();
-      await waitFor(
-        async () =>
-          ((await leaving.relay.delivery?.list())?.messages ?? []).every((e) => (e.attempts ?? 0) > 0),
-        'the first attempts failed',
+      await waitFor('the first attempts failed', async () =>
+        ((await leaving.relay.delivery?.list())?.messages ?? []).every((e) => (e.attempts ?? 0) > 0),
       );
       await leaving.relay.close(200, 0);
       assert.equal((await leaving.queued()).length, 0, 'nothing is left in the leaving relay');

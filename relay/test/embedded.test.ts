@@ -26,7 +26,7 @@ it('runs on the embedded default and takes the swaks command it prints', {
     banner += d.toString();
   });
   try {
-    await waitFor(() => banner.includes('--to you@example.net'), 'the banner with the swaks command', 20_000);
+    await waitFor('the banner with the swaks command', () => banner.includes('--to you@example.net'));
     const command = /swaks ([^\n]*)\\\n\s*([^\n]*)/.exec(banner);
     assert.ok(command, banner);
     const args =

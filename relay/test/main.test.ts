@@ -66,7 +66,9 @@ describe('relay process with config files', () => {
     await writeFile(join(dir, 'config.yaml'), configYaml(dir, 30));
     await writeFile(join(dir, 'users.yaml'), await usersYaml(['alice']));
     relay = new RelayProcess(['--config', join(dir, 'config.yaml')]);
-    await waitFor(() => relay.events('started').length > 0, `relay started (${relay.stderr})`, 15_000);
+    await waitFor(`relay started (${relay.stderr})`, () => relay.events('started').length > 0, {
+      timeoutMs: 15_000,
+    });
     const ports = relay.events('started')[0]?.ports as Record<string, number> | undefined;
     port = ports?.plain ?? 0;
   });
@@ -83,11 +85,9 @@ describe('relay process with config files', () => {
     assert.equal((await open.authPlain('alice', PASSWORD)).code, 235);
 
     await writeFile(join(dir, 'users.yaml'), await usersYaml(['alice', 'bob']));
-    await waitFor(
-      () => relay.events('config_applied').some((l) => l.which === 'users'),
-      'users applied',
-      10_000,
-    );
+    await waitFor('users applied', () => relay.events('config_applied').some((l) => l.which === 'users'), {
+      timeoutMs: 10_000,
+    });
 
     const bob = await RawSmtpClient.connect(port);
     await bob.greeting();
@@ -103,11 +103,9 @@ describe('relay process with config files', () => {
 
   it('applies a new recipient limit, rejects a bad config with one log line and keeps the old one', async () => {
     await writeFile(join(dir, 'config.yaml'), configYaml(dir, 2));
-    await waitFor(
-      () => relay.events('config_applied').some((l) => l.which === 'config'),
-      'config applied',
-      10_000,
-    );
+    await waitFor('config applied', () => relay.events('config_applied').some((l) => l.which === 'config'), {
+      timeoutMs: 10_000,
+    });
     const c = await RawSmtpClient.connect(port);
     await c.greeting();
     await c.ehlo();
@@ -118,7 +116,9 @@ describe('relay process with config files', () => {
     assert.deepEqual(codes.slice(0, 4), [250, 250, 250, 452]);
 
     await writeFile(join(dir, 'config.yaml'), configYaml(dir, 0));
-    await waitFor(() => relay.events('config_rejected').length > 0, 'bad config rejected', 10_000);
+    await waitFor('bad config rejected', () => relay.events('config_rejected').length > 0, {
+      timeoutMs: 10_000,
+    });
     const rejected = relay.events('config_rejected');
     assert.equal(rejected.length, 1);
     assert.deepEqual(rejected[0]?.problems, [
@@ -132,11 +132,11 @@ describe('relay process with config files', () => {
   it('re-reads both files on SIGHUP', async () => {
     await writeFile(join(dir, 'config.yaml'), configYaml(dir, 5));
     relay.child.kill('SIGHUP');
-    await waitFor(() => relay.events('sighup_reload').length > 0, 'SIGHUP handled', 10_000);
+    await waitFor('SIGHUP handled', () => relay.events('sighup_reload').length > 0, { timeoutMs: 10_000 });
     await waitFor(
-      () => relay.events('config_applied').filter((l) => l.which === 'config').length >= 2,
       'the new config is in force',
-      10_000,
+      () => relay.events('config_applied').filter((l) => l.which === 'config').length >= 2,
+      { timeoutMs: 10_000 },
     );
   });
 });
@@ -177,15 +177,19 @@ describe('relay process stopping for a rollout', () => {
     await writeFile(join(dir, 'users.yaml'), await usersYaml(['alice']));
     const relay = new RelayProcess(['--config', join(dir, 'config.yaml')]);
     try {
-      await waitFor(() => relay.events('started').length > 0, `relay started (${relay.stderr})`, 15_000);
+      await waitFor(`relay started (${relay.stderr})`, () => relay.events('started').length > 0, {
+        timeoutMs: 15_000,
+      });
       const started = relay.events('started')[0];
       const port = (started?.ports as Record<string, number> | undefined)?.plain ?? 0;
       const readyz = async () => (await fetch(`http://127.0.0.1:${started?.adminPort}/readyz`)).status;
       assert.equal(await readyz(), 200);
 
       relay.child.kill('SIGTERM');
-      await waitFor(async () => (await readyz()) === 503, 'readiness to turn false', 10_000);
-      await waitFor(() => relay.events('shutdown').length > 0, 'the shutdown log line', 10_000);
+      await waitFor('readiness to turn false', async () => (await readyz()) === 503, { timeoutMs: 10_000 });
+      await waitFor('the shutdown log line', () => relay.events('shutdown').length > 0, {
+        timeoutMs: 10_000,
+      });
       assert.equal(relay.events('shutdown')[0]?.delaySeconds, 600);
       // endpoints that have not caught up yet still reach a relay that takes mail
       const late = await RawSmtpClient.connect(port);

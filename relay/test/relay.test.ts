@@ -51,7 +51,7 @@ describe('relay admin server and logs', () => {
       const queueId = replies.at(-1)?.text.split(' ').pop();
       await c.command('MAIL FROM:<alice@example.com> SIZE=999999999999');
       await c.quit();
-      await waitFor(() => t.logs.events('connection').length > 0, 'the connection line is written');
+      await waitFor('the connection line is written', () => t.logs.events('connection').length > 0);
       const accepted = t.logs.events('accepted');
       assert.equal(accepted.length, 1);
       const tx = accepted[0] ?? {};

@@ -117,8 +117,8 @@ describe('reply classes', () => {
 
   it("counts each user's deliveries by result and class in the usage report", async () => {
     await waitFor(
-      () => relay.logs.events('deferred').length >= 2 && relay.logs.events('delivered').length >= 1,
       'the attempt is recorded',
+      () => relay.logs.events('deferred').length >= 2 && relay.logs.events('delivered').length >= 1,
     );
     await relay.relay.usage?.flush();
     const res = await fetch(`http://127.0.0.1:${relay.relay.adminPort}/usage?period=hour&user=alice`, {

@@ -101,14 +101,16 @@ describe('rotated passwords', () => {
     try {
       await send(relay, 'before');
       await waitFor(
-        () => relay.logs.events('deferred').length === 1,
         'the first message deferred: the certificate is not trusted',
-        10_000,
+        () => relay.logs.events('deferred').length === 1,
+        { timeoutMs: 10_000 },
       );
       assert.equal(smarthost.messages.length, 0);
 
       await bundle.write(current.ca.cert);
-      await waitFor(() => reloaded(relay, 'tls.trustedCaFile') === 1, 'the new CA file read', 10_000);
+      await waitFor('the new CA file read', () => reloaded(relay, 'tls.trustedCaFile') === 1, {
+        timeoutMs: 10_000,
+      });
       await send(relay, 'after');
       await smarthost.waitForMessages(1);
       assert.equal(smarthost.messages[0]?.tls, true, 'delivered over TLS verified with the new CA');
@@ -152,11 +154,9 @@ describe('rotated passwords', () => {
       smarthost.setAuth({ username: 'relay', password: 'second-secret' });
       smarthost.dropConnections();
       await secret.write('second-secret');
-      await waitFor(
-        () => reloaded(relay, 'delivery.smarthost.passwordFile') === 1,
-        'the new password read',
-        10_000,
-      );
+      await waitFor('the new password read', () => reloaded(relay, 'delivery.smarthost.passwordFile') === 1, {
+        timeoutMs: 10_000,
+      });
 
       await send(relay, 'after');
       await smarthost.waitForMessages(2);
@@ -200,17 +200,21 @@ describe('rotated passwords', () => {
     });
     const up = () => relay.logs.events('shared_state_up').length;
     try {
-      await waitFor(() => up() === 1, 'shared state up', 10_000);
+      await waitFor('shared state up', () => up() === 1, { timeoutMs: 10_000 });
       await admin.connect();
 
       await secret.write('second-secret');
-      await waitFor(() => reloaded(relay, 'state.redis.passwordFile') === 1, 'the new password read', 10_000);
+      await waitFor('the new password read', () => reloaded(relay, 'state.redis.passwordFile') === 1, {
+        timeoutMs: 10_000,
+      });
       // Redis takes the new password and drops the relay's connection: it must log in again
       await admin.config('SET', 'requirepass', 'second-secret');
       await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
 
-      await waitFor(() => relay.logs.events('shared_state_down').length === 1, 'shared state lost', 10_000);
-      await waitFor(() => up() === 2, 'shared state back with the new password', 10_000);
+      await waitFor('shared state lost', () => relay.logs.events('shared_state_down').length === 1, {
+        timeoutMs: 10_000,
+      });
+      await waitFor('shared state back with the new password', () => up() === 2, { timeoutMs: 10_000 });
       // what an SRE sees: readiness detail and the metric say the state is shared again
       const readyz = (await (await fetch(`http://127.0.0.1:${relay.relay.adminPort}/readyz`)).json()) as {
         checks: Array<{ name: string; detail: string }>;

@@ -96,10 +96,10 @@ describe('shaping shared by two relays', () => {
       value(await metric(a, 'sluice_shaping_waits_total'), 'group="google",limit="connections"') +
       value(await metric(b, 'sluice_shaping_waits_total'), 'group="google",limit="connections"');
     let waited = 0;
-    await waitFor(async () => {
+    await waitFor('two messages held at the MX while the other deliveries wait for a slot', async () => {
       waited = await waits();
       return mx.held === 2 && waited >= 2;
-    }, 'two messages held at the MX while the other deliveries wait for a slot');
+    });
     assert.equal(mx.openConnections, 2, 'the group limit is held across both relays');
     release();
     await mx.waitForMessages(8, 30_000);
@@ -115,9 +115,8 @@ describe('shaping shared by two relays', () => {
       text: '4.7.28 Gmail has detected an unusual rate of unsolicited mail originating from your IP address',
     });
     assert.equal(await submit(a, 'slow@g1.test'), 250);
-    await waitFor(
-      () => a.logs.events('shaping_throttled').some((l) => l.group === 'google' && l.action === 'slow'),
-      'relay a slows google down',
+    await waitFor('relay a slows google down', () =>
+      a.logs.events('shaping_throttled').some((l) => l.group === 'google' && l.action === 'slow'),
     );
     assert.equal(value(await metric(a, 'sluice_shaping_throttles_total'), 'group="google",action="slow"'), 1);
     const before = mx.messages.length;
@@ -135,19 +134,16 @@ describe('shaping shared by two relays', () => {
       text: '4.7.0 [TSS04] Messages from 203.0.113.7 temporarily deferred due to unexpected volume or user complaints',
     });
     assert.equal(await submit(a, 't@y1.test'), 250);
-    await waitFor(
-      () => a.logs.events('deferred').some((l) => l.recipient === 't@y1.test' && l.class === 'rate-limited'),
-      'relay a defers the throttled recipient',
+    await waitFor('relay a defers the throttled recipient', () =>
+      a.logs.events('deferred').some((l) => l.recipient === 't@y1.test' && l.class === 'rate-limited'),
     );
-    await waitFor(
-      () => a.logs.events('shaping_throttled').some((l) => l.group === 'yahoo' && l.action === 'suspend'),
-      'relay a suspends yahoo',
+    await waitFor('relay a suspends yahoo', () =>
+      a.logs.events('shaping_throttled').some((l) => l.group === 'yahoo' && l.action === 'suspend'),
     );
     const connections = mx.connections;
     assert.equal(await submit(b, 'u@y2.test'), 250);
-    await waitFor(
-      () => b.logs.events('deferred').some((l) => l.recipient === 'u@y2.test'),
-      'relay b defers mail to yahoo',
+    await waitFor('relay b defers mail to yahoo', () =>
+      b.logs.events('deferred').some((l) => l.recipient === 'u@y2.test'),
     );
     const line = b.logs.events('deferred').find((l) => l.recipient === 'u@y2.test');
     assert.match(
@@ -179,8 +175,8 @@ describe('shaping shared by two relays', () => {
     const ours = (event: string) =>
       [a, b].flatMap((t) => t.logs.events(event)).filter((l) => /^x@s\d\.test$/.test(String(l.recipient)));
     await waitFor(
-      () => ours('deferred').length === 3 && ours('delivered').length === 1,
       'one delivered, three deferred',
+      () => ours('deferred').length === 3 && ours('delivered').length === 1,
     );
     assert.equal(mx.messages.length, before + 1, 'one message a minute between both relays');
     for (const line of ours('deferred')) {
@@ -203,8 +199,8 @@ describe('shaping shared by two relays', () => {
     const ours = (event: string) =>
       [a, b].flatMap((t) => t.logs.events(event)).filter((l) => /^x@n\d\.test$/.test(String(l.recipient)));
     await waitFor(
-      () => ours('deferred').length === 1 && ours('delivered').length === 1,
       'one delivered, one deferred',
+      () => ours('deferred').length === 1 && ours('delivered').length === 1,
     );
     assert.match(
       String(ours('deferred')[0]?.response),
@@ -266,8 +262,8 @@ describe('shaping per destination group and egress address, shared by two relays
       value(await metric(a, 'sluice_shaping_waits_total'), 'group="google",limit="connections"') +
       value(await metric(b, 'sluice_shaping_waits_total'), 'group="google",limit="connections"');
     await waitFor(
-      async () => mx.held === 2 && (await waits()) >= 1,
       'one message held per egress address while the other deliveries wait for a slot',
+      async () => mx.held === 2 && (await waits()) >= 1,
     );
     assert.equal(mx.openConnections, 2, "one connection per egress address: the group's limit is 1 for each");
     release();

@@ -251,12 +251,12 @@ describe('two relays sharing one Redis', () => {
       assert.equal(refused.code, 421);
       assert.match(refused.text, /^4\.7\.0 /);
       await open.shift()?.quit();
-      await waitFor(async () => {
+      await waitFor('the slot is released when a client leaves', async () => {
         const c = await RawSmtpClient.connect(b.port('plain'));
         const code = (await c.greeting()).code;
         c.destroy();
         return code === 220;
-      }, 'the slot is released when a client leaves');
+      });
     } finally {
       for (const c of open) c.destroy();
       await a.close();
@@ -406,7 +406,7 @@ describe('Redis down', () => {
       assert.equal(t.logs.events('shared_state_down').length, 1, 'logged once, not per message');
       const upsBefore = t.logs.events('shared_state_up').length;
       await redis.restart();
-      await waitFor(shared, 'shared state is used again', 15_000);
+      await waitFor('shared state is used again', shared, { timeoutMs: 15_000 });
       assert.equal((await send(t)).at(-1), 250);
       assert.equal(t.logs.events('shared_state_up').length, upsBefore + 1);
     } finally {

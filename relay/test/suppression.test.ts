@@ -86,10 +86,10 @@ describe('suppression shared by two relays', () => {
       (await rcptReplies(a, ['gone@one.test', 'full@one.test'])).map((r) => r.code),
       [250, 250],
     );
-    await waitFor(() => a.logs.events('recipient_suppressed').length === 1, 'the bounce suppresses');
+    await waitFor('the bounce suppresses', () => a.logs.events('recipient_suppressed').length === 1);
     const bouncedHere = () =>
       a.logs.events('bounced').filter((l) => String(l.recipient).endsWith('@one.test')).length;
-    await waitFor(() => bouncedHere() === 2, 'both recipients bounce');
+    await waitFor('both recipients bounce', () => bouncedHere() === 2);
     const [gone, full] = await rcptReplies(b, ['gone@one.test', 'full@one.test']);
     assert.equal(gone?.code, 550);
     assert.match(

@@ -46,12 +46,12 @@ describe('Services and names on the real node', { skip }, () => {
     let answer: string[] = [];
     // CoreDNS learns of the new Service through its watch: a name can be briefly unknown.
     await waitFor(
+      'smtp.mail.svc.cluster.local through the kube-dns ClusterIP',
       async () => {
         answer = await resolver.resolve4('smtp.mail.svc.cluster.local').catch(() => []);
         return answer.length > 0;
       },
-      'smtp.mail.svc.cluster.local through the kube-dns ClusterIP',
-      30_000,
+      { timeoutMs: 30_000 },
     );
     assert.deepEqual(answer, [clusterIp]);
     assert.deepEqual(await resolver.resolve4('kube-dns.kube-system.svc.cluster.local'), [cluster.dnsIp]);

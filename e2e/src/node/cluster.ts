@@ -172,8 +172,10 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       `--secure-port=${schedulerPort}`,
     ]);
     processes.push(scheduler);
-    await kcm.waitUntil(() => healthz(kcmPort), 120_000, 'kube-controller-manager /healthz');
-    await scheduler.waitUntil(() => healthz(schedulerPort), 120_000, 'kube-scheduler /healthz');
+    await kcm.waitUntil('kube-controller-manager /healthz', () => healthz(kcmPort), { timeoutMs: 120_000 });
+    await scheduler.waitUntil('kube-scheduler /healthz', () => healthz(schedulerPort), {
+      timeoutMs: 120_000,
+    });
     mark('controllers');
 
     containerd = await startContainerd({ dir, bins, bridge, podSubnet, gateway: nodeIp });
@@ -252,7 +254,9 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       '--v=1',
     ]);
     processes.push(kubelet);
-    await kubelet.waitUntil(() => nodeReady(cp as ControlPlane), 180_000, `node ${NODE_NAME} Ready`);
+    await kubelet.waitUntil(`node ${NODE_NAME} Ready`, () => nodeReady(cp as ControlPlane), {
+      timeoutMs: 180_000,
+    });
     mark('node Ready');
 
     const proxyKubeconfig = await kubeconfig('system:kube-proxy');
@@ -283,9 +287,11 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     processes.push(proxy);
     // 200 once its rules are programmed.
     await proxy.waitUntil(
-      async () => (await fetch(`http://127.0.0.1:${proxyHealthz}/healthz`)).ok,
-      60_000,
       'kube-proxy /healthz',
+      async () => (await fetch(`http://127.0.0.1:${proxyHealthz}/healthz`)).ok,
+      {
+        timeoutMs: 60_000,
+      },
     );
     mark('kube-proxy');
 

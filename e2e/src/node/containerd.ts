@@ -128,12 +128,12 @@ export async function startContainerd(o: ContainerdOptions): Promise<Containerd>
   const managed = startProcess('containerd', o.bins.containerd, o.dir, ['--config', configPath], env);
   const ctr = (args: string[]) => sh(o.bins.ctr, ['--address', address, '-n', 'k8s.io', ...args]);
   await managed.waitUntil(
+    'containerd',
     async () => {
       await sh(o.bins.ctr, ['--address', address, 'version']);
       return true;
     },
-    60_000,
-    'containerd',
+    { timeoutMs: 60_000 },
   );
   return { address, managed, ctr };
 }

@@ -80,12 +80,12 @@ describe('a real single-node cluster', { skip }, () => {
     // Ready is not "has printed its banner": wait for the line, then read it as a user does.
     let logs = '';
     await waitFor(
+      'CoreDNS banner in kubectl logs',
       async () => {
         logs = (await cluster.cp.kubectl(['logs', '-n', 'smoke', 'deployment/dns'])).stdout;
         return logs.includes('CoreDNS-');
       },
-      'CoreDNS banner in kubectl logs',
-      30_000,
+      { timeoutMs: 30_000 },
     );
     assert.match(logs, /^CoreDNS-1\.15\.0$/m);
   });

@@ -23,6 +23,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type SinkMessage, type SmtpSink, startSmtpSink } from '@sluice/relay/testing';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { authReply, connectRaw, type Endpoint, mailer, type SmtpError } from '../smtp-clients.ts';
 import { skipUnlessNodeBuilt } from './binaries.ts';
 import { type NodeCluster, startNodeCluster } from './cluster.ts';
@@ -75,20 +76,6 @@ async function refusal(send: () => Promise<unknown>): Promise<SmtpError> {
     return err as SmtpError;
   }
   throw new Error('the message was accepted');
-}
-
-/** Polls `check` every `intervalMs` (kubectl and SMTP sessions are not free) until true. */
-async function until(
-  check: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs: number,
-  intervalMs = 500,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 const withSubject = (sink: SmtpSink, subject: string): SinkMessage[] =>
@@ -161,19 +148,14 @@ describe('Sluice on the real node', { skip }, () => {
     (await kubectl(['get', 'pods,pvc,statefulset,hpa', '-n', NAMESPACE, '-o', 'wide'])).stdout;
   /** Pods, as the StatefulSet sees them: all of `names`, each Ready, and no other. */
   const waitRelayPods = async (names: string[], what: string, timeoutMs = 240_000) => {
-    try {
-      await until(
-        async () => {
-          const pods = await relayPods();
-          return pods.length === names.length && pods.every((p, i) => p.name === names[i] && p.ready);
-        },
-        what,
-        timeoutMs,
-        1000,
-      );
-    } catch (err: unknown) {
-      throw new Error(`${(err as Error).message}\n${await allPods()}`);
-    }
+    await waitFor(
+      what,
+      async () => {
+        const pods = await relayPods();
+        return pods.length === names.length && pods.every((p, i) => p.name === names[i] && p.ready);
+      },
+      { timeoutMs, intervalMs: 1000, detail: allPods },
+    );
   };
   const at = (pod: Pod): Endpoint => ({ host: pod.ip, port: SUBMISSION });
   const send = async (to: Endpoint, rcpt: string, subject: string) => {
@@ -186,10 +168,10 @@ describe('Sluice on the real node', { skip }, () => {
     assert.match(info.response, QUEUED, subject);
   };
   const exactlyOnce = async (at: SmtpSink, subjects: string[], timeoutMs = 120_000) => {
-    await until(
-      () => subjects.every((s) => withSubject(at, s).length > 0),
+    await waitFor(
       `${subjects.length} messages at ${at.host}`,
-      timeoutMs,
+      () => subjects.every((s) => withSubject(at, s).length > 0),
+      { timeoutMs, intervalMs: 500 },
     );
     for (const s of subjects) assert.equal(withSubject(at, s).length, 1, `${s} delivered once`);
   };
@@ -334,11 +316,10 @@ describe('Sluice on the real node', { skip }, () => {
         text: 'Hello through kube-proxy',
       });
       assert.match(info.response, QUEUED);
-      await until(
-        () => withSubject(sink, 'through the Service').length > 0,
-        'the message at the sink',
-        60_000,
-      );
+      await waitFor('the message at the sink', () => withSubject(sink, 'through the Service').length > 0, {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+      });
       const delivered = withSubject(sink, 'through the Service')[0] as SinkMessage;
       assert.equal(delivered.sender, FROM);
       assert.deepEqual(delivered.recipients, [`bob@${DOMAIN}`]);
@@ -357,7 +338,10 @@ describe('Sluice on the real node', { skip }, () => {
       assert.deepEqual(info.rejected, [`r31@${DOMAIN}`]);
       const rejected = (info as { rejectedErrors?: SmtpError[] }).rejectedErrors?.[0];
       assert.match(rejected?.response ?? '', /^452 4\.5\.3 Too many recipients, at most 30 per message/);
-      await until(() => withSubject(sink, '31 recipients').length > 0, 'the message at the sink', 60_000);
+      await waitFor('the message at the sink', () => withSubject(sink, '31 recipients').length > 0, {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+      });
       assert.deepEqual(
         [...(withSubject(sink, '31 recipients')[0] as SinkMessage).recipients].sort(),
         to.slice(0, 30).sort(),
@@ -428,7 +412,8 @@ describe('Sluice on the real node', { skip }, () => {
       assert.equal(pods.length, 2);
       const delays: Record<string, number> = {};
       const replies: string[] = [];
-      await until(
+      await waitFor(
+        `AUTH ${username} answered ${code} by every relay pod`,
         async () => {
           for (const pod of pods) {
             if (delays[pod.name] !== undefined) continue;
@@ -442,9 +427,7 @@ describe('Sluice on the real node', { skip }, () => {
           }
           return Object.keys(delays).length === pods.length;
         },
-        `AUTH ${username} answered ${code} by every relay pod (after reloads: ${replies.join('; ')})`,
-        240_000,
-        500,
+        { timeoutMs: 240_000, intervalMs: 500, detail: () => `replies after reloads: ${replies.join('; ')}` },
       );
       return delays;
     };
@@ -525,14 +508,13 @@ describe('Sluice on the real node', { skip }, () => {
       // nothing listens at later.test's MX yet: the relay keeps them queued
       for (const s of subjects) await send(at(victim), `someone@${LATER}`, s);
       await cluster.containerd.ctr(['tasks', 'kill', '--signal', 'SIGKILL', victim.containerId]);
-      await until(
+      await waitFor(
+        `${victim.name} restarted by the kubelet and Ready`,
         async () => {
           const pod = (await relayPods()).find((p) => p.name === victim.name);
           return pod !== undefined && pod.restartCount > victim.restartCount && pod.ready;
         },
-        `${victim.name} restarted by the kubelet and Ready`,
-        180_000,
-        1000,
+        { timeoutMs: 180_000, intervalMs: 1000 },
       );
       const restarted = (await relayPods()).find((p) => p.name === victim.name) as Pod;
       assert.equal(restarted.uid, victim.uid, 'the same pod, its container restarted');
@@ -564,28 +546,27 @@ describe('Sluice on the real node', { skip }, () => {
       };
       const workers = [worker(1), worker(2)];
       try {
-        await until(() => sent.length >= 10 || failures.length > 0, 'the load running', 60_000);
+        await waitFor('the load running', () => sent.length >= 10 || failures.length > 0, {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+        });
         // an upgrade: the same image under a new tag (containerd has it; nothing is pulled)
         await cluster.containerd.ctr(['images', 'tag', RELAY_IMAGE, NEXT_RELAY_IMAGE]);
         await patchPolicy({ spec: { image: NEXT_RELAY_IMAGE } });
-        await until(
+        await waitFor(
+          'both relay pods replaced and Ready',
           async () => {
-            if (failures.length > 0) throw new Error('a message failed during the rollout');
+            if (failures.length > 0) return true; // stop at once: the failures are asserted below
             const pods = await relayPods();
             return pods.length === 2 && pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid));
           },
-          'both relay pods replaced and Ready',
-          300_000,
-          1000,
-        ).catch(async (err: unknown) => {
-          throw new Error(`${(err as Error).message}\nfailures: ${failures.join('\n')}\n${await allPods()}`);
-        });
-        const atRollout = sent.length;
-        await until(
-          () => sent.length >= atRollout + 10 || failures.length > 0,
-          'load after the rollout',
-          60_000,
+          { timeoutMs: 300_000, intervalMs: 1000, detail: allPods },
         );
+        const atRollout = sent.length;
+        await waitFor('load after the rollout', () => sent.length >= atRollout + 10 || failures.length > 0, {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+        });
       } finally {
         stop = true;
         await Promise.all(workers);
@@ -624,7 +605,8 @@ describe('Sluice on the real node', { skip }, () => {
         await patchPolicy({ spec: { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 4 } } });
         // the HPA controller has looked at it once its conditions are set; the autoscaled
         // pods get a CPU request, so they roll: wait until all three are new and Ready
-        await until(
+        await waitFor(
+          'the HPA acting and three new relay pods Ready',
           async () => {
             hpa = await getJson<Hpa>(['hpa', STATEFULSET, '-n', NAMESPACE]).catch(() => undefined);
             const pods = await relayPods();
@@ -634,12 +616,12 @@ describe('Sluice on the real node', { skip }, () => {
               pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid))
             );
           },
-          'the HPA acting and three new relay pods Ready',
-          400_000,
-          1000,
-        ).catch(async (err: unknown) => {
-          throw new Error(`${(err as Error).message}\n${JSON.stringify(hpa)}\n${await allPods()}`);
-        });
+          {
+            timeoutMs: 400_000,
+            intervalMs: 1000,
+            detail: async () => `${JSON.stringify(hpa)}\n${await allPods()}`,
+          },
+        );
       } finally {
         watching = false;
         await watcher;
@@ -660,13 +642,12 @@ describe('Sluice on the real node', { skip }, () => {
       }
       // autoscaling off again: spec.replicas (3) owns the count
       await patchPolicy({ spec: { autoscaling: { enabled: false } } });
-      await until(
+      await waitFor(
+        'the HPA removed, the StatefulSet at spec.replicas',
         async () =>
           (await kubectl(['get', 'hpa', '-n', NAMESPACE, '-o', 'name'])).stdout.trim() === '' &&
           (await getJson<Sts>(['statefulset', STATEFULSET, '-n', NAMESPACE])).spec.replicas === 3,
-        'the HPA removed, the StatefulSet at spec.replicas',
-        120_000,
-        1000,
+        { timeoutMs: 120_000, intervalMs: 1000 },
       );
       await waitRelayPods(['relay-relay-0', 'relay-relay-1', 'relay-relay-2'], 'three relay pods Ready');
     });
@@ -690,14 +671,11 @@ describe('Sluice on the real node', { skip }, () => {
       }
       await patchPolicy({ spec: { replicas: 1 } });
       // the stopping pods gone altogether (not only terminating): what they held, relay-0 holds
-      await until(
-        async () => (await relayPods(true)).map((p) => p.name).join() === 'relay-relay-0',
+      await waitFor(
         'relay-relay-1 and relay-relay-2 gone',
-        300_000,
-        1000,
-      ).catch(async (err: unknown) => {
-        throw new Error(`${(err as Error).message}\n${await allPods()}`);
-      });
+        async () => (await relayPods(true)).map((p) => p.name).join() === 'relay-relay-0',
+        { timeoutMs: 300_000, intervalMs: 1000, detail: allPods },
+      );
       await waitPolicyReady(cluster);
       const held = await startSmtpSink({ host: heldHost, port: sink.port });
       extraSinks.push(held);
@@ -709,7 +687,8 @@ describe('Sluice on the real node', { skip }, () => {
     test('on a StorageClass without expansion: SpoolExpansionFailed, mail still flows, a later change applies', async () => {
       await patchPolicy({ spec: { spool: { size: '20Gi' } } });
       let found: { type: string; status: string; reason: string; message: string } | undefined;
-      await until(
+      await waitFor(
+        'a SpoolExpansionFailed condition',
         async () => {
           const status = await getJson<{
             status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
@@ -717,9 +696,7 @@ describe('Sluice on the real node', { skip }, () => {
           found = status.status?.conditions?.find((c) => c.reason === 'SpoolExpansionFailed');
           return found !== undefined;
         },
-        'a SpoolExpansionFailed condition',
-        120_000,
-        1000,
+        { timeoutMs: 120_000, intervalMs: 1000 },
       );
       assert.equal(found?.type, 'Degraded');
       assert.equal(found?.status, 'True');

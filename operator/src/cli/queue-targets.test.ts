@@ -85,9 +85,8 @@ describe('kubectl sluice through the pod proxy', () => {
     await client.quit();
     const queueId = /queued as (\S+)/.exec(replies.at(-1)?.text ?? '')?.[1];
     assert.ok(queueId);
-    await waitFor(
-      () => relay.logs.events('delivery_attempt').some((l) => l.queueId === queueId),
-      'an attempt',
+    await waitFor('an attempt', () =>
+      relay.logs.events('delivery_attempt').some((l) => l.queueId === queueId),
     );
 
     const proxy = await podProxy(relay.relay.adminPort);

@@ -3,11 +3,12 @@
 // make 100,000 cached users outgrow the operator's memory.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { SmtpUser } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { apiListWatch, Informer } from '../kube/informer.ts';
 import { SMTP_USERS } from '../kube/resources.ts';
-import { apiServerSkip, type ControlPlane, startApiServer, waitFor } from '../testing/api-server.ts';
+import { apiServerSkip, type ControlPlane, startApiServer } from '../testing/api-server.ts';
 import { compactSmtpUser, StringPool } from './user-cache.ts';
 
 const skip = apiServerSkip();

@@ -3,6 +3,7 @@
 // stand-in; operator/test/controller.test.ts runs the informers against a real kube-apiserver.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { KubeObject } from './client.ts';
 import { Informer, type ListWatch } from './informer.ts';
 
@@ -63,14 +64,6 @@ class Source implements ListWatch<KubeObject> {
   }
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 function recorder(informer: Informer<KubeObject>) {
   const seen: string[] = [];
   informer.on({
@@ -91,7 +84,7 @@ describe('informer', () => {
     informer.start();
     await informer.synced();
     assert.equal(informer.hasSynced(), true);
-    await until('watch', () => src.watching);
+    await waitFor('watch', () => src.watching);
     assert.deepEqual(src.watches, ['2'], 'watches from the list resourceVersion');
     src.send('ADDED', src.put('b'));
     const b2 = src.put('b');
@@ -110,11 +103,11 @@ describe('informer', () => {
     const src = new Source();
     const informer = new Informer({ listWatch: src });
     informer.start();
-    await until('watch', () => src.watching);
+    await waitFor('watch', () => src.watching);
     src.send('ADDED', src.put('a'));
     src.send('BOOKMARK', { metadata: { resourceVersion: '7' } });
     src.end();
-    await until('second watch', () => src.watches.length === 2 && src.watching);
+    await waitFor('second watch', () => src.watches.length === 2 && src.watching);
     assert.deepEqual(src.watches, ['1', '7']);
     assert.equal(src.lists, 1);
     await informer.stop();
@@ -127,11 +120,11 @@ describe('informer', () => {
     const informer = new Informer({ listWatch: src });
     const seen = recorder(informer);
     informer.start();
-    await until('watch', () => src.watching);
+    await waitFor('watch', () => src.watching);
     src.items.delete('a');
     src.put('c');
     src.send('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' });
-    await until('relist', () => src.lists === 2 && src.watching);
+    await waitFor('relist', () => src.lists === 2 && src.watching);
     assert.deepEqual(seen, ['add a', 'add b', 'delete a', 'add c']);
     assert.equal(informer.relists, 2);
     await informer.stop();
@@ -141,7 +134,7 @@ describe('informer', () => {
     const src = new Source();
     const informer = new Informer({ listWatch: src, stallMs: 150 });
     informer.start();
-    await until('watch', () => src.watching);
+    await waitFor('watch', () => src.watching);
     // bookmarks every 50 ms keep a quiet watch alive
     for (let i = 0; i < 8; i++) {
       src.send('BOOKMARK', { metadata: { resourceVersion: String(src.rv) } });
@@ -149,8 +142,8 @@ describe('informer', () => {
     }
     assert.equal(src.lists, 1, 'no relist while bookmarks arrive');
     // then silence: the stall detector aborts the watch and relists
-    await until('relist after a stall', () => src.lists === 2);
-    await until('new watch', () => src.watching);
+    await waitFor('relist after a stall', () => src.lists === 2);
+    await waitFor('new watch', () => src.watching);
     await informer.stop();
   });
 
@@ -164,7 +157,7 @@ describe('informer', () => {
       log: { warn: (_d, m) => warnings.push(m) },
     });
     informer.start();
-    await until('watch after failures', () => src.watching);
+    await waitFor('watch after failures', () => src.watching);
     assert.equal(src.watches.length, 4);
     assert.equal(warnings.filter((w) => w === 'watch failed').length, 3);
     src.send('ADDED', src.put('a'));

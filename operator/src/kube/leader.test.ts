@@ -3,6 +3,7 @@
 // runs against a real kube-apiserver in operator/test/controller.test.ts.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { KubeApiError } from './api-error.ts';
 import type { Lease } from './client.ts';
 import { LeaderElector, type LeaseStore } from './leader.ts';
@@ -45,14 +46,6 @@ class MemoryLeases {
   }
 }
 
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 function elector(store: MemoryLeases, identity: string, clock: { t: number }, events: string[]) {
   return new LeaderElector({
     leases: store.as(identity),
@@ -80,7 +73,7 @@ describe('leader election', () => {
     const events: string[] = [];
     const a = elector(store, 'a', clock, events);
     a.start();
-    await until('a leads', () => a.isLeader);
+    await waitFor('a leads', () => a.isLeader);
     const b = elector(store, 'b', clock, events);
     b.start();
     // the leader renews while time passes; the standby keeps seeing a fresh record
@@ -93,7 +86,7 @@ describe('leader election', () => {
     assert.equal(store.lease?.spec?.holderIdentity, 'a');
     await a.stop();
     assert.deepEqual(events, ['a started', 'a stopped']);
-    await until('b takes over at once after the release', () => b.isLeader);
+    await waitFor('b takes over at once after the release', () => b.isLeader);
     assert.equal(store.lease?.spec?.holderIdentity, 'b');
     assert.equal(store.lease?.spec?.leaseTransitions, 1);
     await b.stop();
@@ -105,19 +98,19 @@ describe('leader election', () => {
     const events: string[] = [];
     const a = elector(store, 'a', clock, events);
     a.start();
-    await until('a leads', () => a.isLeader);
+    await waitFor('a leads', () => a.isLeader);
     const b = elector(store, 'b', clock, events);
     b.start();
     store.down.add('a'); // a loses the API server
     await new Promise((r) => setTimeout(r, 30));
     clock.t += 11_000;
-    await until('a steps down after its renew deadline', () => !a.isLeader);
+    await waitFor('a steps down after its renew deadline', () => !a.isLeader);
     assert.equal(b.isLeader, false, 'the lease has not expired for b yet');
     clock.t += 5_000;
-    await until('b takes over the expired lease', () => b.isLeader);
+    await waitFor('b takes over the expired lease', () => b.isLeader);
     assert.deepEqual(events, ['a started', 'a stopped', 'b started']);
     store.down.delete('a');
-    await until('a sees the new holder', () => a.healthy);
+    await waitFor('a sees the new holder', () => a.healthy);
     assert.equal(a.isLeader, false);
     await a.stop();
     await b.stop();

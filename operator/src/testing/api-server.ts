@@ -6,6 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ControlPlane, skipUnlessBuilt, startControlPlane } from '@sluice/e2e/control-plane';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { parseAllDocuments } from 'yaml';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
 
@@ -67,30 +68,6 @@ export async function installCrds(admin: KubeClient): Promise<void> {
     'the CRDs to be served',
     async () => (await admin.servesKinds('sluice.dev/v1alpha1', kinds)) || undefined,
   );
-}
-
-/** Polls `check` until it returns a value other than undefined/false, or fails after the deadline. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-    } catch (err: unknown) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /**

@@ -135,11 +135,11 @@ describe('deliveries by reply class from a relay admin API into SmtpUser status'
     ];
     assert.deepEqual(await session(t.port('plain'), 'alice', [{ from: 'alice@example.com', to }]), [250]);
     await waitFor(
+      'two delivered, one bounced, two deferred',
       () =>
         t.logs.events('delivered').filter((l) => String(l.recipient).startsWith('ok')).length === 2 &&
         t.logs.events('bounced').some((l) => l.recipient === 'gone@example.net') &&
         t.logs.events('deferred').length === 2,
-      'two delivered, one bounced, two deferred',
     );
     await t.relay.usage?.flush();
   });

@@ -87,14 +87,12 @@ async function cli(
 
 /** Waits until the relay logged a deferred attempt of each message. */
 async function deferred(relay: TestRelay, ids: string[]): Promise<void> {
-  await waitFor(
-    () =>
-      ids.every((id) =>
-        relay.logs
-          .events('delivery_attempt')
-          .some((l) => l.queueId === id && Number((l.results as { deferred?: number }).deferred) > 0),
-      ),
-    `a deferred attempt of ${ids.join(', ')}`,
+  await waitFor(`a deferred attempt of ${ids.join(', ')}`, () =>
+    ids.every((id) =>
+      relay.logs
+        .events('delivery_attempt')
+        .some((l) => l.queueId === id && Number((l.results as { deferred?: number }).deferred) > 0),
+    ),
   );
 }
 
@@ -155,14 +153,14 @@ describe('queue hold and release', () => {
     relay = await startRelay(sink, dir);
     running.add(relay);
     call = api(relay);
-    await waitFor(() => relay.logs.events('queue_loaded').length === 1, 'the queue scan');
+    await waitFor('the queue scan', () => relay.logs.events('queue_loaded').length === 1);
     const after = (await call('GET', `/queue/${id}`)).body;
     assert.equal(after.state, 'held');
     assert.equal(after.queueId, id);
     assert.deepEqual(await call('POST', '/queue/retry'), { status: 202, body: { scheduled: 0 } });
     // a message sent after the restart is delivered; the held one is not
     const later = await send(relay, 'alice@sender.test', 'carol@one.test', 'sent later');
-    await waitFor(() => atSink(sink, 'sent later').length === 1, 'the later message at the sink');
+    await waitFor('the later message at the sink', () => atSink(sink, 'sent later').length === 1);
     assert.equal(atSink(sink, 'held one').length, 0, 'the held message is not delivered');
     assert.equal(
       relay.logs.events('delivery_attempt').filter((l) => l.queueId === id).length,
@@ -173,8 +171,8 @@ describe('queue hold and release', () => {
 
     const released = await cli(relay, ['release', id.toLowerCase()]);
     assert.deepEqual(released, { code: 0, stdout: `${id}: released from hold\n`, stderr: '' });
-    await waitFor(() => atSink(sink, 'held one').length === 1, 'the released message at the sink');
-    await waitFor(async () => (await call('GET', '/queue')).body.total === 0, 'an empty queue');
+    await waitFor('the released message at the sink', () => atSink(sink, 'held one').length === 1);
+    await waitFor('an empty queue', async () => (await call('GET', '/queue')).body.total === 0);
     assert.equal((await scrapeMetrics(relay.relay.adminPort)).value('sluice_queue_held_messages'), 0);
     assert.deepEqual(await call('POST', `/queue/${id}/release`), {
       status: 404,
@@ -220,12 +218,12 @@ describe('queue hold and release', () => {
       stderr: '',
     });
     // released means due now: the deferrals come back (the sink still says 451)
-    await waitFor(async () => {
+    await waitFor('a second attempt of both released messages', async () => {
       const page = (await call('GET', '/queue?domain=a.test')).body as unknown as QueueListResponse;
       const again = (id: string) =>
         relay.logs.events('delivery_attempt').filter((l) => l.queueId === id).length === 2;
       return page.messages.every((m) => m.state === 'deferred') && ids.slice(0, 2).every(again);
-    }, 'a second attempt of both released messages');
+    });
     for (const address of ['x@a.test', 'y@a.test']) sink.setRecipientReply(address, undefined);
     assert.deepEqual(await cli(relay, ['flush', '--domain', 'a.test']), {
       code: 0,
@@ -233,8 +231,8 @@ describe('queue hold and release', () => {
       stderr: '',
     });
     await waitFor(
-      () => atSink(sink, 'bulk 1').length + atSink(sink, 'bulk 2').length === 2,
       'both at the sink',
+      () => atSink(sink, 'bulk 1').length + atSink(sink, 'bulk 2').length === 2,
     );
 
     assert.deepEqual(await cli(relay, ['hold', '--all']), {
@@ -268,7 +266,7 @@ describe('queue hold and release', () => {
     await rename(join(holdDir, `${id}.json`), join(queueDir, `${id}.json`));
     relay = await startRelay(sink, dir);
     running.add(relay);
-    await waitFor(() => relay.logs.events('queue_loaded').length === 1, 'the queue scan');
+    await waitFor('the queue scan', () => relay.logs.events('queue_loaded').length === 1);
     const held = (await api(relay)('GET', `/queue/${id}`)).body;
     assert.equal(held.state, 'held');
     assert.equal(held.attempts, 1, 'the state of the attempt is kept');
@@ -281,7 +279,7 @@ describe('queue hold and release', () => {
     sink.setRecipientReply('dora@one.test', undefined);
     relay = await startRelay(sink, dir);
     running.add(relay);
-    await waitFor(() => atSink(sink, 'cut in two').length === 1, 'the released message at the sink');
+    await waitFor('the released message at the sink', () => atSink(sink, 'cut in two').length === 1);
     assert.deepEqual(await readdir(holdDir), []);
     assert.equal(
       relay.logs.events('delivery_attempt').find((l) => l.queueId === id)?.attempt,

@@ -82,7 +82,7 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 }
 
 /** Resolves with the first matching event, or fails after the deadline. Listens from the call on. */
-async function waitFor<K extends keyof ReloaderEvents>(
+async function nextEvent<K extends keyof ReloaderEvents>(
   reloader: Reloader<RelayConfig, UsersFile>,
   event: K,
   predicate: (payload: ReloaderEvents[K][0]) => boolean = () => true,
@@ -118,7 +118,7 @@ describe('Reloader', () => {
       ['alice', 'bob'],
     );
 
-    const usersApplied = waitFor(reloader, 'applied', (e) => e.which === 'users');
+    const usersApplied = nextEvent(reloader, 'applied', (e) => e.which === 'users');
     await writeAtomic(join(usersPath, 'users-01.json'), shard('bob', 'carol'));
     await usersApplied;
     assert.deepEqual(
@@ -137,7 +137,7 @@ describe('Reloader', () => {
       ['alice'],
     );
 
-    const configApplied = waitFor(reloader, 'applied', (e) => e.which === 'config');
+    const configApplied = nextEvent(reloader, 'applied', (e) => e.which === 'config');
     await writeAtomic(files.configPath, configText(40));
     await configApplied;
     assert.equal(applied.length, 1);
@@ -145,7 +145,7 @@ describe('Reloader', () => {
     assert.deepEqual(applied[0]?.changed, { config: true, users: false });
     assert.deepEqual(applied[0]?.users, initial.users);
 
-    const usersApplied = waitFor(reloader, 'applied', (e) => e.which === 'users');
+    const usersApplied = nextEvent(reloader, 'applied', (e) => e.which === 'users');
     await writeAtomic(files.usersPath, usersText('alice', 'bob'));
     await usersApplied;
     assert.equal(applied.length, 2);
@@ -164,7 +164,7 @@ describe('Reloader', () => {
     const files = await plainFiles();
     const { reloader, applied } = await setUp(t, files);
 
-    const checked = waitFor(reloader, 'checked', (e) => e.trigger === 'watch');
+    const checked = nextEvent(reloader, 'checked', (e) => e.trigger === 'watch');
     await writeFile(files.configPath, configText(30));
     assert.deepEqual(await checked, { trigger: 'watch', applied: false });
     assert.equal(await reloader.reload(), false);
@@ -175,7 +175,7 @@ describe('Reloader', () => {
     const files = await plainFiles();
     const { reloader, applied, logs } = await setUp(t, files);
 
-    const rejected = waitFor(reloader, 'rejected');
+    const rejected = nextEvent(reloader, 'rejected');
     await writeAtomic(files.configPath, configText(0));
     const { which, error } = await rejected;
     assert.equal(which, 'config');
@@ -186,7 +186,7 @@ describe('Reloader', () => {
     ]);
     assert.equal(applied.length, 0);
 
-    const configApplied = waitFor(reloader, 'applied');
+    const configApplied = nextEvent(reloader, 'applied');
     await writeAtomic(files.configPath, configText(45));
     await configApplied;
     assert.equal(applied.length, 1);
@@ -212,15 +212,15 @@ describe('Reloader', () => {
           throw new Error(`cannot read ${keyPath}`);
       },
     });
-    const rejected = waitFor(reloader, 'rejected');
+    const rejected = nextEvent(reloader, 'rejected');
     await writeAtomic(files.configPath, configText(40));
     assert.match((await rejected).error.message, /could not be applied: cannot read .*key\.pem/);
     // an unrelated event in the directory: tried again, not logged again
-    const checked = waitFor(reloader, 'checked', (e) => e.trigger === 'watch');
+    const checked = nextEvent(reloader, 'checked', (e) => e.trigger === 'watch');
     await writeFile(join(files.dir, 'unrelated'), 'x');
     assert.deepEqual(await checked, { trigger: 'watch', applied: false });
 
-    const configApplied = waitFor(reloader, 'applied', (e) => e.which === 'config');
+    const configApplied = nextEvent(reloader, 'applied', (e) => e.which === 'config');
     await writeFile(keyPath, 'key');
     await configApplied;
     assert.equal(applied.at(-1)?.config.limits.maxRecipients, 40, 'the unchanged config text, applied now');
@@ -257,7 +257,7 @@ describe('Reloader', () => {
       ['b', 31],
       ['c', 32],
     ] as const) {
-      const configApplied = waitFor(reloader, 'applied', (e) => e.which === 'config');
+      const configApplied = nextEvent(reloader, 'applied', (e) => e.which === 'config');
       await publish(version, maxRecipients);
       await configApplied;
       assert.equal(applied.at(-1)?.config.limits.maxRecipients, maxRecipients);
@@ -277,7 +277,7 @@ describe('Reloader', () => {
 
     await writeFile(files.configPath, configText(50));
     await writeFile(files.usersPath, usersText('alice', 'alice'));
-    const rejected = waitFor(reloader, 'rejected');
+    const rejected = nextEvent(reloader, 'rejected');
     assert.equal(await reloader.reload(), false);
     const { which, error } = await rejected;
     assert.equal(which, 'users');
@@ -310,7 +310,7 @@ describe('Reloader', () => {
       files.usersPath,
       `${usersText('alice')}  - username: bob\n    passwordHash: "$scrypt$ln=15,r=0,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"\n`,
     );
-    const rejected = waitFor(reloader, 'rejected');
+    const rejected = nextEvent(reloader, 'rejected');
     assert.equal(await reloader.reload(), false);
     const { error } = await rejected;
     assert.ok(error instanceof ConfigError);
@@ -335,7 +335,7 @@ describe('Reloader', () => {
     });
 
     await writeFile(files.configPath, configText(60));
-    const rejected = waitFor(reloader, 'rejected');
+    const rejected = nextEvent(reloader, 'rejected');
     assert.equal(await reloader.reload(), false);
     const { error } = await rejected;
     assert.ok(error instanceof ConfigError);

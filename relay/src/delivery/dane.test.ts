@@ -167,9 +167,9 @@ describe('DANE in direct delivery', {
     const probe = new DaneResolver({ server: resolver, timeoutMs: 500 });
     try {
       await waitFor(
-        async () => (await probe.tlsa('mx.dane.example', port)).kind === 'records',
         'unbound answers with validated TLSA records',
-        10_000,
+        async () => (await probe.tlsa('mx.dane.example', port)).kind === 'records',
+        { timeoutMs: 10_000 },
       );
     } finally {
       probe.close();

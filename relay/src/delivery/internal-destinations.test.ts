@@ -204,7 +204,7 @@ describe('a relay asked to deliver to an internal address literal', () => {
         text,
         /Diagnostic-Code: X-Sluice; .* not a globally routable\s+address \(ipv4Mapped:loopback\)/,
       );
-      await waitFor(() => started.relay.delivery?.size === 0, 'the queue is empty after the bounce');
+      await waitFor('the queue is empty after the bounce', () => started.relay.delivery?.size === 0);
       assert.equal(inside.connections, before, 'nothing connected to the loopback sink');
     } finally {
       await relay?.close();

@@ -29,13 +29,13 @@ describe('RecycledFileReader', () => {
       reader.on('end', () => {
         ended = true;
       });
-      await waitFor(() => chunks.length === 2, 'two chunks');
+      await waitFor('two chunks', () => chunks.length === 2);
       await sleep(50);
       assert.equal(chunks.length, 2, 'two chunks out: the third read waits');
 
       const [first, second] = chunks as [Buffer, Buffer];
       recycle(first);
-      await waitFor(() => chunks.length === 3, 'the third chunk');
+      await waitFor('the third chunk', () => chunks.length === 3);
       const third = chunks[2] as Buffer;
       assert.equal(third.buffer, first.buffer, 'the third chunk is read into the recycled buffer');
       recycle(first); // the first chunk again: its buffer now holds the third, and stays out
@@ -44,10 +44,10 @@ describe('RecycledFileReader', () => {
 
       recycle(second);
       recycle(third);
-      await waitFor(() => chunks.length === 5, 'the last chunks');
+      await waitFor('the last chunks', () => chunks.length === 5);
       recycle(chunks[3] as Buffer);
       recycle(chunks[4] as Buffer);
-      await waitFor(() => ended, 'the end');
+      await waitFor('the end', () => ended);
       assert.deepEqual(
         copies.map((c) => c.length),
         [4096, 4096, 4096, 4096, 100],

@@ -765,7 +765,7 @@ describe('SmtpTransport, connection reuse', () => {
       } finally {
         await t.close();
       }
-      await waitFor(() => sink.openConnections === 0, 'the pooled connection to close');
+      await waitFor('the pooled connection to close', () => sink.openConnections === 0);
     });
   });
 
@@ -827,7 +827,7 @@ describe('SmtpTransport, connection reuse', () => {
       { domain: 'idle.test', sink: { host: '127.0.0.2' }, transport: { idleTimeoutMs: 50 } },
       async ({ sink, t }) => {
         await t.deliver(job('idle.test', ['a@idle.test']));
-        await waitFor(() => sink.openConnections === 0, 'the idle connection to close');
+        await waitFor('the idle connection to close', () => sink.openConnections === 0);
         await t.deliver(job('idle.test', ['b@idle.test']));
         assert.equal(sink.connections, 2);
       },
@@ -851,7 +851,7 @@ describe('SmtpTransport, connection reuse', () => {
       const { transport: t } = transport({ port: sink.port });
       await t.deliver(job('closing.test', ['a@closing.test']));
       await t.close();
-      await waitFor(() => sink.openConnections === 0, 'the pooled connection to close');
+      await waitFor('the pooled connection to close', () => sink.openConnections === 0);
       const result = only(await t.deliver(job('closing.test', ['b@closing.test'])));
       assert.equal(result.outcome, 'deferred');
       assert.equal(result.status, '4.3.2');

@@ -64,7 +64,7 @@ describe('metrics catalogue', () => {
     const listed = await RawSmtpClient.connect(relay.port('plain'), { localAddress: '127.0.0.2' });
     assert.equal((await listed.greeting()).code, 554);
     await sink.waitForMessages(1);
-    await waitFor(() => relay.relay.delivery?.size === 0, 'delivered');
+    await waitFor('delivered', () => relay.relay.delivery?.size === 0);
     scrape = await scrapeMetrics(relay.relay.adminPort);
   });
   after(async () => {

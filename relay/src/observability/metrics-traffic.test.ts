@@ -64,8 +64,8 @@ describe('counters after real SMTP traffic', () => {
     let bytes = 0;
     for (const id of ids) bytes += (await readSpooled(relay.relay.spool.queueDir, id)).body.length;
     await waitFor(
-      async () => (await scrape()).value('sluice_smtp_connections_open', { listener: 'submission' }) === 0,
       'the connection is closed',
+      async () => (await scrape()).value('sluice_smtp_connections_open', { listener: 'submission' }) === 0,
     );
     const after = await scrape();
 

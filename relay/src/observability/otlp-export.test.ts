@@ -138,7 +138,7 @@ describe('OTLP export from the relay process', () => {
       buffer = parts.pop() ?? '';
       for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
     });
-    await waitFor(() => lines.some((l) => l.event === 'started'), 'relay started', 60_000);
+    await waitFor('relay started', () => lines.some((l) => l.event === 'started'), { timeoutMs: 60_000 });
   });
   after(async () => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -160,7 +160,7 @@ describe('OTLP export from the relay process', () => {
     const queueId = /queued as (\S+)/.exec(done?.text ?? '')?.[1] ?? '';
     await client.quit();
     await sink.waitForMessages(1);
-    await waitFor(() => lines.some((l) => l.event === 'message_done'), 'delivery finished');
+    await waitFor('delivery finished', () => lines.some((l) => l.event === 'message_done'));
 
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number | null];

@@ -84,10 +84,10 @@ describe('traces of SMTP traffic (in-memory exporter)', () => {
 
   /** Flushes until a span matching the predicate has been exported. */
   async function exported(what: string, match: (s: ReadableSpan) => boolean): Promise<ReadableSpan[]> {
-    await waitFor(async () => {
+    await waitFor(what, async () => {
       await tracing.flush();
       return exporter.getFinishedSpans().some(match);
-    }, what);
+    });
     return exporter.getFinishedSpans();
   }
 

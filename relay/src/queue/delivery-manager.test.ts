@@ -36,7 +36,7 @@ describe('DeliveryManager', () => {
     const id = newQueueId(clock.now);
     const recipients = ['a1@alpha.test', 'a2@Alpha.Test', 'a3@alpha.test', 'b1@beta.test', 'b2@beta.test'];
     await q.submit(testEnvelope(id, [...recipients, 'c1@gamma.test', 'c2@gamma.test'], clock.now));
-    await waitFor(() => q.events('retry_scheduled').length === 1, 'first attempt finished');
+    await waitFor('first attempt finished', () => q.events('retry_scheduled').length === 1);
 
     assert.deepEqual(transport.jobs.map((j) => [j.domain, j.recipients.length]).sort(), [
       ['alpha.test', 3],
@@ -103,13 +103,13 @@ describe('DeliveryManager', () => {
     assert.equal(transport.jobs.length, 3);
     answers['c1@gamma.test'] = 'delivered';
     clock.advance(1);
-    await waitFor(() => q.events('retry_scheduled').length === 2, 'second attempt finished');
+    await waitFor('second attempt finished', () => q.events('retry_scheduled').length === 2);
     assert.deepEqual(transport.jobs[3]?.recipients, ['c1@gamma.test', 'c2@gamma.test']);
     assert.equal((await q.onDisk(id))?.nextAttemptAt, new Date(clock.now + 600 * SECOND).toISOString());
 
     answers['c2@gamma.test'] = 'delivered';
     clock.advance(600 * SECOND);
-    await waitFor(() => q.manager.size === 0 && q.events('message_done').length === 1, 'message done');
+    await waitFor('message done', () => q.manager.size === 0 && q.events('message_done').length === 1);
     assert.deepEqual(transport.jobs[4]?.recipients, ['c2@gamma.test']);
     assert.equal(transport.sentTo().filter((a) => a.startsWith('a1@')).length, 1, 'never sent twice');
     assert.deepEqual(await readdir(q.spool.queueDir), []);
@@ -133,12 +133,12 @@ describe('DeliveryManager', () => {
       );
     }
     await q.manager.start();
-    await waitFor(() => transport.inFlight === 3, 'three connections open');
+    await waitFor('three connections open', () => transport.inFlight === 3);
     await flush();
     assert.equal(transport.inFlight, 3);
     assert.equal(transport.maxPerDomain.get('busy.test'), 2);
     open();
-    await waitFor(() => q.manager.size === 0, 'all delivered');
+    await waitFor('all delivered', () => q.manager.size === 0);
     assert.equal(transport.jobs.length, 8);
     assert.equal(transport.maxInFlight, 3);
     assert.equal(transport.maxPerDomain.get('busy.test'), 2);
@@ -153,7 +153,7 @@ describe('DeliveryManager', () => {
     await q.manager.start();
     const id = newQueueId(clock.now);
     await q.submit(testEnvelope(id, ['a@broken.test', 'b@fine.test'], clock.now));
-    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt finished');
+    await waitFor('attempt finished', () => q.events('retry_scheduled').length === 1);
     const [a, b] = (await q.onDisk(id))!.recipients;
     assert.equal(a?.state, 'deferred');
     assert.equal(a?.status, '4.0.0');
@@ -179,11 +179,11 @@ describe('DeliveryManager', () => {
       [4, 2100],
     ] as const) {
       clock.advanceTo(T0 + at * SECOND);
-      await waitFor(() => q.events('retry_scheduled').length === n, `attempt ${n}`);
+      await waitFor(`attempt ${n}`, () => q.events('retry_scheduled').length === n);
     }
     assert.equal((await q.onDisk(id))?.nextAttemptAt, new Date(T0 + 3600 * SECOND).toISOString());
     clock.advanceTo(T0 + 3600 * SECOND);
-    await waitFor(() => q.manager.size === 0, 'message bounced and removed');
+    await waitFor('message bounced and removed', () => q.manager.size === 0);
     assert.equal(transport.jobs.length, 5);
     assert.equal(q.dsn.length, 1);
     assert.equal(q.dsn[0]?.action, 'failed');
@@ -205,19 +205,19 @@ describe('DeliveryManager', () => {
     await q.manager.start();
     const id = newQueueId(clock.now);
     await q.submit(testEnvelope(id, ['ok@fine.test', 'late@slow.test'], clock.now));
-    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt 1');
+    await waitFor('attempt 1', () => q.events('retry_scheduled').length === 1);
     clock.advance(300 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 2, 'attempt 2');
+    await waitFor('attempt 2', () => q.events('retry_scheduled').length === 2);
     assert.equal(q.dsn.length, 0, 'not before 600 s');
     clock.advance(600 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 3, 'attempt 3');
+    await waitFor('attempt 3', () => q.events('retry_scheduled').length === 3);
     assert.deepEqual(
       q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
       [['delayed', ['late@slow.test']]],
     );
     assert.equal((await q.onDisk(id))?.delayWarned, true);
     clock.advance(1200 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 4, 'attempt 4');
+    await waitFor('attempt 4', () => q.events('retry_scheduled').length === 4);
     assert.equal(q.dsn.length, 1, 'only once');
     assert.deepEqual(q.metrics.notices, ['delayed']);
     await q.manager.stop(1000);
@@ -231,7 +231,7 @@ describe('DeliveryManager', () => {
     await q.manager.start();
     const id = newQueueId(clock.now);
     await q.submit(testEnvelope(id, ['gone@x.test'], clock.now));
-    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt 1');
+    await waitFor('attempt 1', () => q.events('retry_scheduled').length === 1);
     assert.equal(q.events('dsn_failed').length, 1);
     const kept = await q.onDisk(id);
     assert.deepEqual(
@@ -240,9 +240,9 @@ describe('DeliveryManager', () => {
     );
     // the retry only asks for the notice again: still failing, then written
     clock.advance(300 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 2, 'attempt 2');
+    await waitFor('attempt 2', () => q.events('retry_scheduled').length === 2);
     clock.advance(900 * SECOND);
-    await waitFor(() => q.manager.size === 0, 'the message leaves once its notice is queued');
+    await waitFor('the message leaves once its notice is queued', () => q.manager.size === 0);
     assert.deepEqual(
       q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
       [['failed', ['gone@x.test']]],
@@ -268,7 +268,7 @@ describe('DeliveryManager', () => {
       { address: 'ok@x.test', state: 'pending' },
     ];
     await q.submit(envelope);
-    await waitFor(() => q.manager.size === 0, 'the message leaves the queue');
+    await waitFor('the message leaves the queue', () => q.manager.size === 0);
     assert.deepEqual(
       q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
       [
@@ -301,9 +301,9 @@ describe('DeliveryManager', () => {
       { address: 'c@slow.test', state: 'pending' },
     ];
     await q.submit(envelope);
-    await waitFor(() => q.events('retry_scheduled').length === 1, 'attempt 1');
+    await waitFor('attempt 1', () => q.events('retry_scheduled').length === 1);
     clock.advance(300 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 2, 'attempt 2');
+    await waitFor('attempt 2', () => q.events('retry_scheduled').length === 2);
     assert.deepEqual(
       q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
       [['delayed', ['b@slow.test', 'c@slow.test']]],
@@ -321,11 +321,11 @@ describe('DeliveryManager', () => {
     const notice = newQueueId(clock.now + 1);
     await q.submit(testEnvelope(bounce, ['gone@x.test', 'late@y.test'], clock.now, { sender: '' }));
     await q.submit(testEnvelope(notice, ['gone@x.test', 'late@y.test'], clock.now, { dsn: true }));
-    await waitFor(() => q.events('retry_scheduled').length === 2, 'first attempts');
+    await waitFor('first attempts', () => q.events('retry_scheduled').length === 2);
     clock.advance(300 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 4, 'second attempts, past the delay warning');
+    await waitFor('second attempts, past the delay warning', () => q.events('retry_scheduled').length === 4);
     clock.advance(300 * SECOND);
-    await waitFor(() => q.manager.size === 0, 'both expired');
+    await waitFor('both expired', () => q.manager.size === 0);
     assert.equal(q.events('bounced').length, 4);
     assert.deepEqual(q.dsn, []);
     await q.manager.stop(1000);
@@ -343,12 +343,12 @@ describe('DeliveryManager', () => {
       open = resolve;
     });
     await q.manager.start();
-    await waitFor(() => transport.inFlight === 2, 'two attempts under way');
+    await waitFor('two attempts under way', () => transport.inFlight === 2);
     await flush();
     assert.equal(transport.inFlight, 2, 'no more than activeLimit at once');
     assert.equal(q.manager.active, 2);
     open();
-    await waitFor(() => q.events('retry_scheduled').length === 20, 'every message tried once');
+    await waitFor('every message tried once', () => q.events('retry_scheduled').length === 20);
     assert.equal(transport.maxInFlight, 2);
     assert.deepEqual(transport.jobs.map((j) => j.queueId).sort(), ids);
     assert.deepEqual(
@@ -365,7 +365,7 @@ describe('DeliveryManager', () => {
     await q.manager.remove(ids[0]!);
     clock.advance(299 * SECOND);
     for (const id of ids.slice(1, 10)) q.manager.retryNow(id);
-    await waitFor(() => q.events('retry_scheduled').length === 29, 'the nine made due tried again');
+    await waitFor('the nine made due tried again', () => q.events('retry_scheduled').length === 29);
     await flush();
     assert.equal(transport.jobs.length, 29);
     assert.deepEqual(
@@ -390,7 +390,7 @@ describe('DeliveryManager', () => {
     await q.submit(testEnvelope(first, ['a@slow.test'], clock.now));
     clock.advance(SECOND);
     await q.submit(testEnvelope(second, ['b@slow.test'], clock.now));
-    await waitFor(() => q.events('retry_scheduled').length === 2, 'first attempts');
+    await waitFor('first attempts', () => q.events('retry_scheduled').length === 2);
     assert.deepEqual(
       (await q.manager.list()).messages.map((e) => e.queueId),
       [first, second],
@@ -399,11 +399,11 @@ describe('DeliveryManager', () => {
     assert.equal((await q.manager.get(first))?.attempts, 1);
 
     assert.equal(q.manager.retryNow(first), true);
-    await waitFor(() => q.events('retry_scheduled').length === 3, 'retried now');
+    await waitFor('retried now', () => q.events('retry_scheduled').length === 3);
     assert.deepEqual(transport.jobs.at(-1)?.recipients, ['a@slow.test']);
     assert.equal(q.manager.retryNow('NOSUCHMESSAGE'), false);
     assert.equal(q.manager.retryNow(), true);
-    await waitFor(() => q.events('retry_scheduled').length === 5, 'all retried now');
+    await waitFor('all retried now', () => q.events('retry_scheduled').length === 5);
 
     assert.equal(await q.manager.remove(first), true);
     assert.equal(await q.manager.remove(first), false);
@@ -414,7 +414,7 @@ describe('DeliveryManager', () => {
     // the removed message's retry time comes and goes without a send
     const sent = transport.jobs.length;
     clock.advance(3600 * SECOND);
-    await waitFor(() => q.events('retry_scheduled').length === 6, 'second retried');
+    await waitFor('second retried', () => q.events('retry_scheduled').length === 6);
     assert.equal(transport.jobs.length, sent + 1);
     assert.deepEqual(transport.jobs.at(-1)?.recipients, ['b@slow.test']);
     await q.manager.stop(1000);

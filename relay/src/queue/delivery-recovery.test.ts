@@ -30,7 +30,7 @@ describe('DeliveryManager recovery', () => {
     await first.manager.start();
     const id = newQueueId(clock.now);
     await first.submit(testEnvelope(id, ['a@slow.test', 'b@slow.test'], clock.now));
-    await waitFor(() => first.events('retry_scheduled').length === 1, 'first attempt');
+    await waitFor('first attempt', () => first.events('retry_scheduled').length === 1);
     assert.deepEqual(await first.manager.stop(1000), [id]);
 
     clock.advance(100 * SECOND);
@@ -43,7 +43,7 @@ describe('DeliveryManager recovery', () => {
     await flush();
     assert.deepEqual(transport.jobs, [], 'not before its next attempt');
     clock.advanceTo(T0 + 300 * SECOND);
-    await waitFor(() => second.manager.size === 0, 'delivered after the restart');
+    await waitFor('delivered after the restart', () => second.manager.size === 0);
     assert.deepEqual(transport.sentTo(), ['a@slow.test', 'b@slow.test']);
     assert.deepEqual(await readdir(second.spool.queueDir), []);
     await second.manager.stop(1000);
@@ -60,8 +60,8 @@ describe('DeliveryManager recovery', () => {
     const id = newQueueId(clock.now);
     await first.submit(testEnvelope(id, ['a1@alpha.test', 'a2@alpha.test', 'b@beta.test'], clock.now));
     await waitFor(
-      async () => (await first.onDisk(id))?.recipients.filter((r) => r.state === 'delivered').length === 2,
       'alpha persisted as delivered',
+      async () => (await first.onDisk(id))?.recipients.filter((r) => r.state === 'delivered').length === 2,
     );
     // the crash: beta's connection never answers and the process goes away
     assert.deepEqual(await first.manager.stop(20), [id]);
@@ -69,7 +69,7 @@ describe('DeliveryManager recovery', () => {
     const transport = new FakeTransport();
     const second = await bootQueue(spoolDir, transport, clock, config);
     await second.manager.start();
-    await waitFor(() => second.manager.size === 0, 'the rest delivered after the restart');
+    await waitFor('the rest delivered after the restart', () => second.manager.size === 0);
     assert.deepEqual(
       transport.jobs.map((j) => [j.domain, j.recipients]),
       [['beta.test', ['b@beta.test']]],
@@ -95,7 +95,7 @@ describe('DeliveryManager recovery', () => {
     const q = await bootQueue(spoolDir, transport, clock, config);
     await q.submit(envelope);
     await q.manager.start();
-    await waitFor(() => q.manager.size === 0, 'the rest delivered');
+    await waitFor('the rest delivered', () => q.manager.size === 0);
     assert.deepEqual(
       q.dsn.map((d) => [d.action, d.recipients.map((r) => r.address)]),
       [['failed', ['gone@alpha.test']]],
@@ -114,7 +114,7 @@ describe('DeliveryManager recovery', () => {
     envelope.recipients[1] = { address: 'odd@one.test', state: 'sending' as 'pending' };
     await q.submit(envelope);
     await q.manager.start();
-    await waitFor(() => q.manager.size === 0, 'the message left the queue');
+    await waitFor('the message left the queue', () => q.manager.size === 0);
     assert.deepEqual(transport.sentTo(), ['odd@one.test']);
     const [done] = q.events('message_done');
     assert.deepEqual([done?.delivered, done?.bounced], [2, 0]);
@@ -134,7 +134,7 @@ describe('DeliveryManager recovery', () => {
     await first.manager.start();
     const id = newQueueId(clock.now);
     await first.submit(testEnvelope(id, ['a@one.test', 'b@two.test'], clock.now));
-    await waitFor(() => first.events('retry_scheduled').length === 1, 'first attempt');
+    await waitFor('first attempt', () => first.events('retry_scheduled').length === 1);
     await first.manager.stop(1000);
     await first.spool.close();
     // the envelope beside the message (a delivered, b deferred) is damaged while the relay is down
@@ -143,7 +143,7 @@ describe('DeliveryManager recovery', () => {
     const transport = new FakeTransport();
     const second = await bootQueue(spoolDir, transport, clock, config);
     await second.manager.start();
-    await waitFor(() => second.manager.size === 0, 'delivered after the restart');
+    await waitFor('delivered after the restart', () => second.manager.size === 0);
     // b is what mattered; a gets the message twice (at least once beats lost)
     assert.deepEqual(transport.sentTo().sort(), ['a@one.test', 'b@two.test']);
     assert.deepEqual(
@@ -164,7 +164,7 @@ describe('DeliveryManager recovery', () => {
     await mkdir(join(q.spool.queueDir, `${newQueueId(clock.now)}.msg`));
     await writeFile(join(q.spool.queueDir, 'core.1234'), 'junk');
     await q.manager.start();
-    await waitFor(() => q.manager.size === 0, 'the readable message delivered');
+    await waitFor('the readable message delivered', () => q.manager.size === 0);
     assert.deepEqual(transport.sentTo(), ['a@one.test']);
     assert.deepEqual(
       q
@@ -187,8 +187,8 @@ describe('DeliveryManager recovery', () => {
     await q.submit(testEnvelope(hung, ['a@hang.test'], clock.now));
     await q.submit(testEnvelope(deferred, ['b@later.test'], clock.now));
     await waitFor(
-      () => q.events('retry_scheduled').length === 1 && transport.inFlight === 1,
       'both attempted',
+      () => q.events('retry_scheduled').length === 1 && transport.inFlight === 1,
     );
     assert.deepEqual(await q.manager.stop(30), [hung, deferred].sort());
 
@@ -224,7 +224,7 @@ describe('DeliveryManager recovery', () => {
     await q.submit(testEnvelope(ids[0]!, ['a@one.test'], clock.now));
     await q.submit(testEnvelope(ids[1]!, ['b@two.test'], clock.now));
     await q.manager.start();
-    await waitFor(() => transport.inFlight === 1, 'one connection open');
+    await waitFor('one connection open', () => transport.inFlight === 1);
     const stopped = q.manager.stop(5000);
     open();
     assert.deepEqual(await stopped, [ids[1]]);

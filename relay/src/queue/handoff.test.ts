@@ -74,9 +74,8 @@ describe('drain hand-off', () => {
     await client.quit();
     const queueId = /queued as (\S+)/.exec(replies.at(-1)?.text ?? '')?.[1];
     assert.ok(queueId, JSON.stringify(replies));
-    await waitFor(
-      () => stopping.logs.events('delivery_attempt').some((l) => l.queueId === queueId),
-      'a failed attempt',
+    await waitFor('a failed attempt', () =>
+      stopping.logs.events('delivery_attempt').some((l) => l.queueId === queueId),
     );
     await stopping.close();
 

@@ -160,7 +160,7 @@ describe('bad input', () => {
     const before = (await t.queued()).length;
     c.write(`Subject: cut\r\n\r\n${'partial line\r\n'.repeat(5000)}`);
     c.destroy();
-    await waitFor(() => t.logs.events('aborted').length > 0, 'the aborted message is logged');
+    await waitFor('the aborted message is logged', () => t.logs.events('aborted').length > 0);
     assert.equal((await t.queued()).length, before);
     await assertServes(t);
   });
@@ -254,12 +254,12 @@ describe('timeouts and connection caps', () => {
       assert.match(over.text, /^4\.7\.0 .*Too many connections, try again/);
       // a slot frees when a client leaves
       await open.shift()?.quit();
-      await waitFor(async () => {
+      await waitFor('a freed slot is reusable', async () => {
         const c = await RawSmtpClient.connect(t.port('plain'));
         const g = await c.greeting();
         c.destroy();
         return g.code === 220;
-      }, 'a freed slot is reusable');
+      });
     } finally {
       for (const c of open) c.destroy();
       await t.close();

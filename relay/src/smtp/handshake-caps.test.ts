@@ -61,7 +61,7 @@ describe('connections in the implicit TLS handshake', () => {
       assert.ok(rejected.some((l) => l.clientIp === '127.0.0.1' && l.stage === 'connect'));
       // a slot comes free when a pending connection goes
       pending.shift()?.destroy();
-      await waitFor(() => greeted(t), 'a TLS client is served again');
+      await waitFor('a TLS client is served again', () => greeted(t));
     } finally {
       for (const s of pending) s.destroy();
       await t.close();
@@ -92,11 +92,10 @@ describe('connections in the implicit TLS handshake', () => {
     try {
       const stalled = await silent(t.port('smtps'));
       await closedByServer(stalled);
-      await waitFor(
-        () => t.logs.events('connection_refused').some((l) => l.err === 'TLS handshake timed out'),
-        'the handshake timeout is logged',
+      await waitFor('the handshake timeout is logged', () =>
+        t.logs.events('connection_refused').some((l) => l.err === 'TLS handshake timed out'),
       );
-      await waitFor(() => greeted(t), 'the slot is free again');
+      await waitFor('the slot is free again', () => greeted(t));
     } finally {
       await t.close();
     }

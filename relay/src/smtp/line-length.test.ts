@@ -153,7 +153,7 @@ describe('closing a session for errors', () => {
         '4.7.0 relay.test Too many commands without authentication, closing connection',
       );
       await c.waitClosed();
-      await waitFor(() => t.logs.events('connection').length > 0, 'the connection line');
+      await waitFor('the connection line', () => t.logs.events('connection').length > 0);
       assert.equal(t.logs.events('connection')[0]?.reason, 'too_many_errors');
     } finally {
       await t.close();

@@ -56,7 +56,7 @@ async function writeBytewise(client: Socket, server: Socket, data: Buffer): Prom
   const start = server.bytesRead;
   for (const [i, byte] of data.entries()) {
     await write(client, Buffer.from([byte]));
-    await waitFor(() => server.bytesRead >= start + i + 1, `byte ${i} to arrive`);
+    await waitFor(`byte ${i} to arrive`, () => server.bytesRead >= start + i + 1);
   }
 }
 

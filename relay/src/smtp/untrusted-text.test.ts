@@ -63,7 +63,7 @@ describe('text from the client in logs and replies', () => {
     await bad.ehlo();
     assert.equal((await bad.authPlain('alice', 'wrong password')).code, 535);
     await bad.quit();
-    await waitFor(() => t.logs.events('connection').length >= 2, 'both sessions logged');
+    await waitFor('both sessions logged', () => t.logs.events('connection').length >= 2);
 
     const text = t.logs.raw.join('\n');
     assert.ok(!text.includes('Tr0ub4dor'), 'the typed text is in no log line');
@@ -148,7 +148,7 @@ describe('log lines', () => {
       assert.equal(await transaction(c, { from: 'alice@example.com', to }), 250);
       assert.equal((await c.command('FROB')).code, 500);
       await c.quit();
-      await waitFor(() => t.logs.events('connection').length > 0, 'the connection line');
+      await waitFor('the connection line', () => t.logs.events('connection').length > 0);
       const events = new Set(t.logs.lines.map((l) => l.event));
       for (const e of ['rejected', 'auth', 'accepted', 'connection']) assert.ok(events.has(e), e);
       for (const line of t.logs.raw) assert.deepEqual(duplicateKeys(line), [], line);

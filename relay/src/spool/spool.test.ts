@@ -24,7 +24,7 @@ describe('Spool', () => {
   async function spoolWithFilesAhead(name: string): Promise<Spool> {
     const spool = testSpool({ dir: join(dir(), name) });
     await spool.init();
-    await waitFor(async () => (await readdir(spool.incomingDir)).length >= 16, 'files created ahead');
+    await waitFor('files created ahead', async () => (await readdir(spool.incomingDir)).length >= 16);
     return spool;
   }
 
@@ -111,7 +111,7 @@ describe('Spool', () => {
     await spool.removeFile(message.bodyPath);
     // gone from queue/ at once (the removal's commit point), then deleted from trash/
     assert.deepEqual(await readdir(spool.queueDir), []);
-    await waitFor(async () => (await readdir(spool.trashDir)).length === 0, 'trash emptied by the thread');
+    await waitFor('trash emptied by the thread', async () => (await readdir(spool.trashDir)).length === 0);
     await spool.close();
     assert.deepEqual(await readdir(spool.incomingDir), [], 'files made ahead are removed on close');
   });

@@ -46,7 +46,7 @@ describe('MemoryStore memory bounds', () => {
       await store.setCache('a', 'v', 100);
       await store.setCache('b', 'v', 10_000);
       now += 100;
-      await waitFor(async () => store.size === 1, 'the sweep');
+      await waitFor('the sweep', async () => store.size === 1);
       assert.equal(await store.getCache('b'), 'v');
     } finally {
       await store.close();

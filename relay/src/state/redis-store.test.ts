@@ -269,10 +269,6 @@ describe('createRedisClient in sentinel mode', () => {
   let sentinel: RedisSentinelHandle;
   const NAME = 'sluice-test';
 
-  /** waitFor, where a call that fails (as some do during a failover) means "not yet". */
-  const until = (what: string, check: () => Promise<boolean>) =>
-    waitFor(() => check().catch(() => false), what, 20_000);
-
   async function info(node: string[], section: string): Promise<string> {
     const client = await ready(createRedisClient(config(node)) as Redis);
     try {
@@ -285,14 +281,14 @@ describe('createRedisClient in sentinel mode', () => {
   before(async () => {
     master = await startRedisServer();
     replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
-    await until('the replica to sync', async () =>
+    await waitFor('the replica to sync', async () =>
       (await info(replica.nodes, 'replication')).includes('master_link_status:up'),
     );
     sentinel = await startRedisSentinel(NAME, master.port);
     // the sentinel finds the replica through the master's INFO and then talks to it
     const admin = await ready(createRedisClient(config(sentinel.nodes)) as Redis);
     try {
-      await until('the sentinel to know the replica', async () => {
+      await waitFor('the sentinel to know the replica', async () => {
         const replicas = (await admin.call('SENTINEL', 'REPLICAS', NAME)) as string[][];
         return replicas.some((fields) => {
           const flags = fields[fields.indexOf('flags') + 1] ?? '';
@@ -321,7 +317,7 @@ describe('createRedisClient in sentinel mode', () => {
       const admin = await ready(createRedisClient(config(sentinel.nodes)) as Redis);
       try {
         assert.equal(await admin.call('SENTINEL', 'FAILOVER', NAME), 'OK');
-        await until('the replica to become the master', async () => {
+        await waitFor('the replica to become the master', async () => {
           const [, port] = (await admin.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', NAME)) as string[];
           return port === String(replica.port);
         });
@@ -331,7 +327,7 @@ describe('createRedisClient in sentinel mode', () => {
       // The old master is made a replica (READONLY): the client reconnects through the
       // sentinel. A call may fail while it switches (the relay then falls back to memory).
       let remaining: number[] = [];
-      await until('a write to reach the new master', async () => {
+      await waitFor('a write to reach the new master', async () => {
         remaining = (await store.consume(rules, T)).remaining;
         return true;
       });
@@ -342,7 +338,7 @@ describe('createRedisClient in sentinel mode', () => {
       try {
         // the client may have written through the old master just before it became a
         // replica: what it wrote reaches the new master by replication, a moment later
-        await until(
+        await waitFor(
           'the keys on the new master',
           async () => (await scan(onNewMaster, 'sluice:{sentinel}:*')).length > 0,
         );

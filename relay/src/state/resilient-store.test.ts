@@ -58,9 +58,9 @@ describe('ResilientStore', () => {
     const o = client(server);
     o.on('error', () => {});
     other = new RedisStore({ client: o, namespace });
-    await waitFor(async () => store.shared, 'the store to connect');
+    await waitFor('the store to connect', async () => store.shared);
     // commands are refused until a client is connected (no offline queue): wait for both
-    await waitFor(async () => o.status === 'ready', 'the other pod to connect');
+    await waitFor('the other pod to connect', async () => o.status === 'ready');
   }
 
   /** Forgets what connecting logged and emitted, so a test sees only what follows. */
@@ -115,7 +115,9 @@ describe('ResilientStore', () => {
     );
 
     await server.restart();
-    await waitFor(async () => health.at(-1)?.shared === true, 'health to report shared again', 15_000);
+    await waitFor('health to report shared again', async () => health.at(-1)?.shared === true, {
+      timeoutMs: 15_000,
+    });
     assert.equal(store.shared, true);
     assert.equal(store.kind, 'redis');
     assert.equal(logs.count('shared_state_up'), 1);
@@ -143,7 +145,7 @@ describe('ResilientStore', () => {
     assert.equal(logs.count('shared_state_down'), 1);
 
     await server.restart();
-    await waitFor(async () => store.shared, 'the store to be shared again', 15_000);
+    await waitFor('the store to be shared again', async () => store.shared, { timeoutMs: 15_000 });
     assert.equal((await store.consume([rule], T)).allowed, true);
     assert.equal(logs.count('shared_state_up'), 1);
   });
@@ -159,7 +161,7 @@ describe('ResilientStore', () => {
     assert.equal(logs.count('shared_state_down'), 1);
     assert.match(String(logs.lines.find((l) => l.event === 'shared_state_down')?.reason), /timed out/);
     server.resume();
-    await waitFor(async () => store.shared, 'the store to be shared again', 15_000);
+    await waitFor('the store to be shared again', async () => store.shared, { timeoutMs: 15_000 });
     // The timed-out call may still have run once Redis woke up: counted twice then,
     // which errs on the safe side; never lost.
     const [left] = (await store.consume([rule], T)).remaining;

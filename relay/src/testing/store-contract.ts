@@ -34,9 +34,9 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
     });
 
     /** Lets `ms` of TTL time pass, then waits (with a deadline) for the condition. */
-    async function afterTtl(ms: number, condition: () => Promise<boolean>, what: string): Promise<void> {
+    async function afterTtl(ms: number, what: string, condition: () => Promise<boolean>): Promise<void> {
       s.advance?.(ms + 1);
-      await waitFor(condition, what, ms + 5000);
+      await waitFor(what, condition, { timeoutMs: ms + 5000 });
     }
 
     /** How many single units a key admits at `now`, consuming them. */
@@ -200,8 +200,8 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
         assert.deepEqual(await store.recordFailure([rule], T), [true]);
         await afterTtl(
           200,
-          async () => (await store.lockRemaining(['lock:user:heidi']))[0] === 0,
           'the lock to expire',
+          async () => (await store.lockRemaining(['lock:user:heidi']))[0] === 0,
         );
         assert.deepEqual(await store.recordFailure([rule], T + 1000), [true]);
       });
@@ -298,8 +298,8 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
         assert.equal((await store.readUsage(['usage:h:T14'])).length, 1);
         await afterTtl(
           200,
-          async () => (await store.readUsage(['usage:h:T14'])).length === 0,
           'the bucket to expire',
+          async () => (await store.readUsage(['usage:h:T14'])).length === 0,
         );
       });
     });
@@ -371,8 +371,8 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
         assert.equal(await store.getCache('dnsbl:xbl:192.0.2.2'), 'none');
         await afterTtl(
           200,
-          async () => (await store.getCache('dnsbl:xbl:192.0.2.2')) === null,
           'the entry to expire',
+          async () => (await store.getCache('dnsbl:xbl:192.0.2.2')) === null,
         );
         assert.equal(await store.getCache('dnsbl:xbl:192.0.2.1'), 'none');
       });
