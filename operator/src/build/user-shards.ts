@@ -27,19 +27,22 @@ export const MAX_HASH_CHARS = 240;
 export const SHARD_USERS_KEY = 'users.json';
 export const SHARD_FINGERPRINTS_KEY = 'fingerprints.json';
 
-// the top 32 bits of sha256(username), remembered: a reconcile places every user twice
+// the top 29 bits of sha256(username), remembered: a reconcile places every user twice.
+// 29 bits are a small integer V8 keeps in the map's slot (32 would be a heap number
+// each), and more than MAX_SHARDS (2^10) needs.
 const topBits = new Map<string, number>();
 const TOP_BITS_LIMIT = 500_000;
+const BITS = 29;
 
 export function shardIndex(username: string, count: number): number {
   if (count <= 1) return 0;
   let h = topBits.get(username);
   if (h === undefined) {
-    h = createHash('sha256').update(username).digest().readUInt32BE(0);
+    h = createHash('sha256').update(username).digest().readUInt32BE(0) >>> (32 - BITS);
     if (topBits.size >= TOP_BITS_LIMIT) topBits.clear();
     topBits.set(username, h);
   }
-  return h >>> (32 - Math.log2(count));
+  return h >>> (BITS - Math.log2(count));
 }
 
 function nextPowerOfTwo(n: number): number {

@@ -39,6 +39,7 @@ import { HashPool } from '../reconcile/hash-pool.ts';
 import { type SecretObject, secretsOfPolicy } from '../reconcile/policy-inputs.ts';
 import { RelayPolicyReconciler } from '../reconcile/relay-policy.ts';
 import { SendingDomainReconciler } from '../reconcile/sending-domain.ts';
+import { compactShardSecret } from '../reconcile/user-shards.ts';
 import type { UsageSource } from '../usage/relay-usage.ts';
 import { DEFAULT_USAGE_INTERVAL_MS, UsageSummaries } from '../usage/summaries.ts';
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
@@ -207,7 +208,7 @@ class Session {
     this.users = informer<SmtpUser>(SMTP_USERS, undefined, false, (u) => compactSmtpUser(u, strings));
     this.domains = informer<SendingDomain>(SENDING_DOMAINS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
-    this.ownedSecrets = informer<SecretObject>(SECRETS, managed);
+    this.ownedSecrets = informer<SecretObject>(SECRETS, managed, false, compactShardSecret);
     this.secretMeta = informer<SecretObject>(SECRETS, undefined, true, (s) => compactSecretMeta(s, strings));
     this.#referenced = new ReferencedSecrets({ client: o.client, meta: this.secretMeta });
     this.#hashes = new HashPool({

@@ -11,6 +11,10 @@ import type { Lookup, SecretObject } from '../reconcile/policy-inputs.ts';
 /** Above this many Secrets to read in one namespace, a paged list of the namespace is cheaper. */
 const LIST_ABOVE = 64;
 const GET_CONCURRENCY = 8;
+/** The usual Secret types, one string each instead of one per Secret */
+const TYPES = new Map(
+  ['Opaque', 'kubernetes.io/tls', 'kubernetes.io/basic-auth'].map((t) => [t, t] as const),
+);
 
 export class ReferencedSecrets implements Lookup<SecretObject> {
   readonly #client: KubeClient;
@@ -89,16 +93,24 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
     }
   }
 
-  /** Keeps what the reconcile reads: name, version, type and data (100,000 of them: nothing more). */
+  /**
+   * Keeps what the reconcile reads: name, version, type and data (100,000 of them: nothing
+   * more). The metadata is the metadata cache's object when that holds the same version.
+   */
   #keep(s: SecretObject): void {
     const { namespace, name, resourceVersion } = s.metadata;
+    const known = this.#meta.get(namespace ?? '', name)?.metadata;
+    const metadata =
+      known && known.resourceVersion === resourceVersion
+        ? known
+        : {
+            name,
+            ...(namespace ? { namespace } : {}),
+            ...(resourceVersion ? { resourceVersion } : {}),
+          };
     this.#data.set(keyOf(namespace, name), {
-      metadata: {
-        name,
-        ...(namespace ? { namespace } : {}),
-        ...(resourceVersion ? { resourceVersion } : {}),
-      },
-      ...(s.type ? { type: s.type } : {}),
+      metadata,
+      ...(s.type ? { type: TYPES.get(s.type) ?? s.type } : {}),
       ...(s.data ? { data: s.data } : {}),
     });
   }

@@ -54,8 +54,8 @@ export function compactSmtpUser(user: SmtpUser, pool: StringPool): SmtpUser {
     }
   }
   const compact: SmtpUser = {
-    apiVersion: user.apiVersion,
-    kind: user.kind,
+    apiVersion: pool.share(user.apiVersion),
+    kind: pool.share(user.kind),
     metadata,
     spec,
     ...(user.status !== undefined ? { status: user.status } : {}),

@@ -12,7 +12,7 @@ import { keyOf, SECRETS } from '../kube/resources.ts';
 import { apiServerSkip, type ControlPlane, startApiServer } from '../testing/api-server.ts';
 import { HashPool } from './hash-pool.ts';
 import { type Lookup, type SecretObject, secretValue } from './policy-inputs.ts';
-import { UserShards } from './user-shards.ts';
+import { compactShardSecret, UserShards } from './user-shards.ts';
 
 const skip = apiServerSkip();
 const NS = 'default';
@@ -24,16 +24,23 @@ describe('users shards', { skip, timeout: 300_000 }, () => {
   let policy: RelayPolicy;
   let hashA: string;
   let hashB: string;
+  /** the Secrets as the API server has them */
   const owned = new Map<string, SecretObject>();
+  /** what the operator's owned-Secrets cache holds: shards without their data */
+  const cached = new Map<string, SecretObject>();
   const ownedLookup: Lookup<SecretObject> = {
-    get: (namespace, name) => owned.get(keyOf(namespace, name)),
-    list: () => [...owned.values()],
+    get: (namespace, name) => cached.get(keyOf(namespace, name)),
+    list: () => [...cached.values()],
   };
   /** What an informer of the owned Secrets would hold now. */
   const refresh = async () => {
     owned.clear();
+    cached.clear();
     const { items } = await admin.list<SecretObject>(SECRETS, { namespace: NS });
-    for (const s of items) owned.set(keyOf(s.metadata.namespace, s.metadata.name), s);
+    for (const s of items) {
+      owned.set(keyOf(s.metadata.namespace, s.metadata.name), s);
+      cached.set(keyOf(s.metadata.namespace, s.metadata.name), compactShardSecret(s));
+    }
   };
   const usersFile = (shard: SecretObject | undefined) =>
     JSON.parse(secretValue(shard, SHARD_USERS_KEY) ?? '{}') as {
@@ -109,5 +116,6 @@ describe('users shards', { skip, timeout: 300_000 }, () => {
     assert.equal(shards.renders, 6);
     await refresh();
     assert.equal(secretValue(owned.get(keyOf(NS, victim)), SHARD_USERS_KEY), before);
+    assert.equal(cached.get(keyOf(NS, victim))?.data, undefined, 'the cache holds no shard data');
   });
 });

@@ -11,6 +11,7 @@
 //
 // A new shard count writes a new set (the count is in the names) while the pods still
 // mount the old one; the old set is deleted once the StatefulSet has rolled out.
+import { createHash } from 'node:crypto';
 import type { UserRecord } from '@sluice/relay/config-schema';
 import type { RelayPolicy } from '../api/types.ts';
 import { labels, names } from '../build/names.ts';
@@ -33,6 +34,48 @@ import type { HashPool } from './hash-pool.ts';
 import { type Lookup, type SecretObject, secretValue } from './policy-inputs.ts';
 
 export const SHARD_COUNT_LABEL = 'sluice.dev/users-shards';
+
+/**
+ * What the owned-Secrets cache keeps of a shard Secret instead of its data (with 100,000
+ * users the shards' data would be the largest thing the operator holds): a digest of the
+ * data, to tell whether the live shard holds what is desired, and the hash of each user
+ * whose plain password has a fingerprint, to reuse after a restart.
+ */
+export interface ShardDigest {
+  digest: string;
+  learned: ReadonlyArray<readonly [username: string, fingerprint: string, hash: string]>;
+}
+
+export type CachedShard = SecretObject & { shard?: ShardDigest };
+
+function dataDigest(data: Readonly<Record<string, string>> | undefined): string {
+  const h = createHash('sha256');
+  for (const key of [SHARD_USERS_KEY, SHARD_FINGERPRINTS_KEY]) h.update(data?.[key] ?? '').update('\0');
+  return h.digest('base64url');
+}
+
+/** The owned-Secrets cache's transform: shard Secrets lose their data for a ShardDigest; others pass. */
+export function compactShardSecret(secret: SecretObject): CachedShard {
+  if (secret.metadata.labels?.[SHARD_COUNT_LABEL] === undefined || !secret.data) return secret;
+  const learned: Array<readonly [string, string, string]> = [];
+  try {
+    const fingerprints = JSON.parse(secretValue(secret, SHARD_FINGERPRINTS_KEY) ?? '{}') as Record<
+      string,
+      string
+    >;
+    if (Object.keys(fingerprints).length > 0) {
+      const file = JSON.parse(secretValue(secret, SHARD_USERS_KEY) ?? '{}') as { users?: UserRecord[] };
+      for (const u of file.users ?? []) {
+        const fingerprint = fingerprints[u.username];
+        if (fingerprint) learned.push([u.username, fingerprint, u.passwordHash]);
+      }
+    }
+  } catch {
+    // an unreadable shard is rewritten; its users are hashed again
+  }
+  const { data, ...rest } = secret;
+  return { ...rest, shard: { digest: dataDigest(data), learned } };
+}
 /** At most this many pending hashes: shards holding them wait (one password change is written once). */
 const HOLD_PENDING = 16;
 /** Shard writes in flight at once (a new set of 128 shards at cold start). */
@@ -93,7 +136,7 @@ interface Known {
 
 export class UserShards {
   readonly #client: KubeClient;
-  readonly #owned: Lookup<SecretObject>;
+  readonly #owned: Lookup<CachedShard>;
   readonly #pool: HashPool;
   /** policy uid → username → the hash of the password with this fingerprint */
   readonly #known = new Map<string, Map<string, Known>>();
@@ -110,7 +153,7 @@ export class UserShards {
 
   #renders = 0;
 
-  constructor(options: { client: KubeClient; owned: Lookup<SecretObject>; pool: HashPool }) {
+  constructor(options: { client: KubeClient; owned: Lookup<CachedShard>; pool: HashPool }) {
     this.#client = options.client;
     this.#owned = options.owned;
     this.#pool = options.pool;
@@ -122,7 +165,7 @@ export class UserShards {
   }
 
   /** The shard Secrets of a policy in the owned-Secrets cache, by set size. */
-  #liveShards(policy: RelayPolicy): SecretObject[] {
+  #liveShards(policy: RelayPolicy): CachedShard[] {
     const { namespace, uid } = policy.metadata;
     return this.#owned
       .list()
@@ -305,27 +348,16 @@ export class UserShards {
   }
 
   /** Hashes in live shards whose fingerprints say which password they are of (read once per version). */
-  #learn(live: readonly SecretObject[], known: Map<string, Known>): void {
+  #learn(live: readonly CachedShard[], known: Map<string, Known>): void {
     for (const shard of live) {
       const key = keyOf(shard.metadata.namespace, shard.metadata.name);
       const version = shard.metadata.resourceVersion ?? '';
       if (this.#read.get(key) === version) continue;
       this.#read.set(key, version);
-      try {
-        const file = JSON.parse(secretValue(shard, SHARD_USERS_KEY) ?? '{}') as { users?: UserRecord[] };
-        const fingerprints = JSON.parse(secretValue(shard, SHARD_FINGERPRINTS_KEY) ?? '{}') as Record<
-          string,
-          string
-        >;
-        for (const u of file.users ?? []) {
-          const fingerprint = fingerprints[u.username];
-          // what this process computed is newer than what a shard still shows
-          if (fingerprint && !known.has(u.username))
-            known.set(u.username, { fingerprint, hash: u.passwordHash });
-        }
-      } catch {
-        // an unreadable shard is rewritten; its users are hashed again
-      }
+      // what this process computed is newer than what a shard still shows
+      for (const [username, fingerprint, hash] of (shard.shard ?? compactShardSecret(shard).shard)?.learned ??
+        [])
+        if (!known.has(username)) known.set(username, { fingerprint, hash });
     }
   }
 
@@ -336,12 +368,12 @@ export class UserShards {
    */
   async #write(
     desired: KubeObject,
-    live: SecretObject | undefined,
+    live: CachedShard | undefined,
   ): Promise<{ wrote: boolean; version?: string }> {
     const key = keyOf(desired.metadata.namespace, desired.metadata.name);
     const hash = desired.metadata.annotations?.[APPLIED_HASH_ANNOTATION] ?? '';
     // a hand edit of the data leaves the annotation as it was: compare the data too
-    if (live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] === hash && holdsDesired(desired, live))
+    if (live?.metadata.annotations?.[APPLIED_HASH_ANNOTATION] === hash && holdsShard(desired, live))
       return { wrote: false, ...versionOf(live) };
     const mine = this.#applied.get(key);
     if (live && mine?.hash === hash && mine.basedOn === (live.metadata.resourceVersion ?? ''))
@@ -365,8 +397,17 @@ export class UserShards {
   }
 }
 
+/** Whether a live shard (its digest when cached compact) holds the desired one's data and fields. */
+function holdsShard(desired: KubeObject, live: CachedShard): boolean {
+  if (!live.shard) return holdsDesired(desired, live);
+  const { stringData, ...rest } = desired as KubeObject & { stringData?: Record<string, string> };
+  const data: Record<string, string> = {};
+  for (const [k, v] of Object.entries(stringData ?? {})) data[k] = Buffer.from(v, 'utf8').toString('base64');
+  return dataDigest(data) === live.shard.digest && holdsDesired(rest as KubeObject, live);
+}
+
 /** The shard count in use: that of the newest set (an older one waits for the rollout to be deleted). */
-function currentCount(live: readonly SecretObject[]): number {
+function currentCount(live: readonly CachedShard[]): number {
   let best: { created: string; count: number } | undefined;
   for (const s of live) {
     const count = Number(s.metadata.labels?.[SHARD_COUNT_LABEL]);
