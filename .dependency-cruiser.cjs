@@ -1,4 +1,5 @@
-// Import rules that keep the mail path one-directional (make deps; part of make check).
+// Import rules that keep the mail path one-directional and the workspace packages apart
+// (e2e -> operator -> relay, each reached through its exports) (make deps; part of make check).
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -55,21 +56,36 @@ module.exports = {
       to: { path: '^(relay|operator|e2e|tools)/' },
     },
     {
-      name: 'operator-uses-relay-exports',
-      comment: 'Operator and e2e code, tests included, reach the relay only through the @sluice/relay package exports.',
+      name: 'packages-through-exports',
+      comment:
+        'A workspace package (relay, operator, e2e, tools, telemetry, and bench/, fuzz/, scripts/ beside them) reaches another only through its package exports (@sluice/<package>/...), never by a relative path into its folder. fuzz/targets/ is left to the next rule.',
       severity: 'error',
-      from: { path: '^(operator/(src|test)|e2e/src)/' },
-      to: { path: '^relay/', dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'] },
-    },
-    {
-      name: 'bench-uses-workspace-exports',
-      comment: 'Benchmarks reach the relay and the operator only through their package exports, as any other client does.',
-      severity: 'error',
-      from: { path: '^bench/' },
+      from: { path: '^(relay|operator|e2e|bench|fuzz|tools|telemetry|scripts)/', pathNot: '^fuzz/targets/' },
       to: {
-        path: '^(relay|operator|e2e)/',
+        path: '^(relay|operator|e2e|bench|fuzz|tools|telemetry|scripts)/',
+        pathNot: '^$1/',
         dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'],
       },
+    },
+    {
+      name: 'fuzz-targets-reach-relay-internals-only',
+      comment:
+        'The fuzz targets import relay internals by relative path on purpose: they fuzz parsers (PROXY header, ZIP and attachment scanning, config loading, the SMTP session) below any package interface. That is the one exception; other packages they reach through exports.',
+      severity: 'error',
+      from: { path: '^fuzz/targets/' },
+      to: {
+        path: '^(operator|e2e|bench|tools|telemetry|scripts)/',
+        dependencyTypesNot: ['npm', 'npm-dev', 'npm-no-pkg', 'aliased-workspace', 'aliased'],
+      },
+    },
+    {
+      name: 'operator-never-imports-e2e',
+      comment:
+        'Workspace dependencies run one way, e2e -> operator -> relay: the operator, its tests and its test kit never import e2e, through @sluice/e2e or otherwise (the control plane both use is @sluice/operator/testing/control-plane).',
+      severity: 'error',
+      from: { path: '^operator/' },
+      // an import of @sluice/e2e that does not resolve is named by its specifier
+      to: { path: ['^e2e/', '^@sluice/e2e(/|$)'] },
     },
     {
       name: 'no-import-cycles',
@@ -86,5 +102,12 @@ module.exports = {
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
     combinedDependencies: true,
+    // resolve @sluice/<package>/<subpath> through the package's "exports", as Node does, so
+    // that rules and the cycle check see imports between workspace packages too
+    enhancedResolveOptions: {
+      exportsFields: ['exports'],
+      conditionNames: ['import', 'node', 'default'],
+      mainFields: ['module', 'main', 'types'],
+    },
   },
 };

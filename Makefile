@@ -41,7 +41,7 @@ generate: install ## Rewrite generated files (docs/reference pages, CRDs)
 lint: install ## Lint and check formatting (biome)
 	biome check .
 
-deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code, no import cycles
+deps: install ## Import rules (dependency-cruiser, .dependency-cruiser.cjs): one direction for the mail path, no test kits in production code, packages reached only through their exports (e2e -> operator -> relay), no import cycles
 	depcruise --config .dependency-cruiser.cjs relay/src relay/test operator/src operator/test e2e/src bench fuzz tools/src telemetry/src scripts
 
 format: install ## Rewrite files in the project's format

@@ -3,15 +3,16 @@
 // schema, reply table, error catalogue, metric registries) and the CRDs (from the
 // operator's API schema) in crds/ and the chart's crds/. `make generate` writes them;
 // reference.test.ts fails when a file on disk is stale.
+
+import { renderCrds } from '@sluice/operator/crd-render';
+import { OperatorMetrics } from '@sluice/operator/metrics';
+import { RelayConfigSchema, UsersFileSchema } from '@sluice/relay/config-schema';
+import { ERROR_CODES } from '@sluice/relay/errors';
+import { relayMetricsRegistry } from '@sluice/relay/metrics-catalogue';
+import { LIBRARY_REPLIES, REPLIES } from '@sluice/relay/replies';
 import { generatedPage, markdownTable } from '@sluice/tools/markdown';
 import { metricDocs, metricsTable } from '@sluice/tools/metrics-docs';
 import { schemaTable } from '@sluice/tools/schema-table';
-import { renderCrds } from '../operator/src/api/render.ts';
-import { OperatorMetrics } from '../operator/src/server/metrics.ts';
-import { RelayConfigSchema, UsersFileSchema } from '../relay/src/config/schema.ts';
-import { ERROR_CODES } from '../relay/src/errors.ts';
-import { relayMetricsRegistry } from '../relay/src/observability/catalogue.ts';
-import { LIBRARY_REPLIES, REPLIES } from '../relay/src/smtp/replies.ts';
 
 function configPage(): string {
   return generatedPage('Relay configuration reference', '`relay/src/config/schema.ts`', [

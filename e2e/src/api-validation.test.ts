@@ -3,7 +3,7 @@
 // shows a message a person can act on. No operator is needed for that.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { skipUnlessBuilt } from './control-plane.ts';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import { NAMESPACE, type SluiceCluster, startSluiceCluster } from './sluice-cluster.ts';
 
 const skip = skipUnlessBuilt();

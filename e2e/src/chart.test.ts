@@ -13,11 +13,11 @@ import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { OperatorMetrics } from '@sluice/operator/metrics';
+import { networkSettingsFromEnv } from '@sluice/operator/network-policy';
+import { binaryPaths, cacheDir } from '@sluice/operator/testing/control-plane';
 import { startTestRelay, type TestRelay } from '@sluice/relay/testing';
 import { parse, parseAllDocuments } from 'yaml';
-import { networkSettingsFromEnv } from '../../operator/src/build/network-policy.ts';
-import { OperatorMetrics } from '../../operator/src/server/metrics.ts';
-import { binaryPaths, cacheDir } from './control-plane.ts';
 
 const execFileAsync = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -4,9 +4,9 @@
 // `kubectl scale` refused while autoscaling owns the replica count.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { KubeClient, KubeObject } from '@sluice/operator/kube-client';
+import { apiServerSkip, type ControlPlane, startApiServer } from '@sluice/operator/testing/api-server';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import type { KubeClient, KubeObject } from '../../operator/src/kube/client.ts';
-import { apiServerSkip, type ControlPlane, startApiServer } from '../../operator/src/testing/api-server.ts';
 
 const skip = apiServerSkip();
 const NS = 'mail';

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { binaryPaths } from '@sluice/operator/testing/control-plane';
 import { parseAllDocuments } from 'yaml';
-import { binaryPaths } from './control-plane.ts';
 
 const execFileAsync = promisify(execFile);
 export const CHART = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'charts', 'sluice');

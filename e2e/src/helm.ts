@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { binaryPaths } from './control-plane.ts';
+import { binaryPaths } from '@sluice/operator/testing/control-plane';
 
 export interface HelmOptions {
   kubeconfig: string;

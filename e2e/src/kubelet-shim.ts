@@ -36,9 +36,9 @@
 // (operator/src/kube: informers that relist when a watch ends or stalls).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../../operator/src/kube/client.ts';
-import { apiListWatch, Informer } from '../../operator/src/kube/informer.ts';
-import { PODS, type ResourceType, SECRETS, STATEFUL_SETS } from '../../operator/src/kube/resources.ts';
+import { KubeClient, type KubeObject, loadKubeConfig } from '@sluice/operator/kube-client';
+import { apiListWatch, Informer } from '@sluice/operator/kube-informer';
+import { PODS, type ResourceType, SECRETS, STATEFUL_SETS } from '@sluice/operator/kube-resources';
 import { type ConfigMapData, type SecretData, VolumeSourceMissing } from './pod-volumes.ts';
 import type { PodNetwork } from './relay-pod-config.ts';
 import { type PodFiles, type PodSpec, type PodView, ShimPod } from './shim-pod.ts';

@@ -5,9 +5,9 @@
 // ConfigMaps and Secrets the way kubelet does (atomic `..data` swap).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import { freePortOn } from '@sluice/relay/testing/ports';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {
   DOMAIN,

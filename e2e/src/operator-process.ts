@@ -5,8 +5,8 @@
 // and a free port, since 8080 may be taken on this machine.
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ControlPlane } from '@sluice/operator/testing/control-plane';
 import { freePort } from '@sluice/relay/testing/ports';
-import type { ControlPlane } from './control-plane.ts';
 import { PodProcess } from './pod-process.ts';
 
 const OPERATOR_MAIN = resolve(

@@ -11,8 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import { skipUnlessBuilt } from './control-plane.ts';
 import type { PodView } from './kubelet-shim.ts';
 import {
   NAMESPACE,
@@ -27,7 +27,7 @@ import { mailer } from './smtp-clients.ts';
 const skip = skipUnlessBuilt();
 if (skip) console.log(`# SKIP e2e: ${skip}`);
 
-const PLUGIN = fileURLToPath(new URL('../../operator/src/cli/kubectl-sluice.ts', import.meta.url));
+const PLUGIN = fileURLToPath(import.meta.resolve('@sluice/operator/kubectl-sluice'));
 const erin: TestUser = { name: 'erin', username: 'erin', password: 'erin-e2e-Pa55word' };
 /** Its MX host first resolves to 127.0.3.1, where nothing listens: the MX is down. */
 const LATER = 'later.example';

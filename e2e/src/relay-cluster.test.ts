@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import type { SinkMessage } from '@sluice/relay/testing';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import { skipUnlessBuilt } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {

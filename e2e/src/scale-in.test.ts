@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import type { PodView } from './kubelet-shim.ts';
 import {

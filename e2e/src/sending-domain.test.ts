@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { after, before, describe, it } from 'node:test';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import { waitFor } from '@sluice/relay/testing/wait-for';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
-import { skipUnlessBuilt } from './control-plane.ts';
 import { kubectlTables, row } from './kubectl-table.ts';
 import {
   DOMAIN,

@@ -11,6 +11,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { KubeClient, loadKubeConfig } from '@sluice/operator/kube-client';
+import {
+  type ControlPlane,
+  type KubectlResult,
+  startControlPlane,
+} from '@sluice/operator/testing/control-plane';
 import {
   type RedisServerHandle,
   type SmtpSink,
@@ -22,8 +28,6 @@ import {
 import { freePortOn } from '@sluice/relay/testing/ports';
 import { waitFor } from '@sluice/relay/testing/wait-for';
 import { stringify } from 'yaml';
-import { KubeClient, loadKubeConfig } from '../../operator/src/kube/client.ts';
-import { type ControlPlane, type KubectlResult, startControlPlane } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { KubeletShim, type PodView } from './kubelet-shim.ts';
 import { type OperatorProcess, startOperator } from './operator-process.ts';

@@ -10,13 +10,17 @@ import assert from 'node:assert/strict';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { RelayPolicy } from '@sluice/operator/api-types';
+import { Controller } from '@sluice/operator/controller';
+import { KubeClient, type KubeObject, loadKubeConfig } from '@sluice/operator/kube-client';
+import { relayDefaultsFromEnv } from '@sluice/operator/relay-defaults';
+import {
+  type ControlPlane,
+  skipUnlessBuilt,
+  startControlPlane,
+} from '@sluice/operator/testing/control-plane';
+import { OPERATOR_VERSION } from '@sluice/operator/version';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import type { RelayPolicy } from '../../operator/src/api/types.ts';
-import { relayDefaultsFromEnv } from '../../operator/src/build/relay-defaults.ts';
-import { Controller } from '../../operator/src/controller/controller.ts';
-import { KubeClient, type KubeObject, loadKubeConfig } from '../../operator/src/kube/client.ts';
-import { OPERATOR_VERSION } from '../../operator/src/version.ts';
-import { type ControlPlane, skipUnlessBuilt, startControlPlane } from './control-plane.ts';
 import { helm } from './helm.ts';
 import { CHART, operatorEnv, renderChart } from './helm-template.ts';
 

@@ -6,10 +6,10 @@
 // nothing for them); the probe user has a plain password, hashed by the operator.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { KubeObject } from '@sluice/operator/kube-client';
+import { skipUnlessBuilt } from '@sluice/operator/testing/control-plane';
 import { hashPassword } from '@sluice/relay/password';
 import { waitFor } from '@sluice/relay/testing/wait-for';
-import type { KubeObject } from '../../operator/src/kube/client.ts';
-import { skipUnlessBuilt } from './control-plane.ts';
 import {
   NAMESPACE,
   POLICY,

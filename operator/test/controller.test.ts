@@ -1,4 +1,4 @@
-// The operator against a real kube-apiserver and etcd (e2e/src/control-plane.ts): the CRDs
+// The operator against a real kube-apiserver and etcd (operator/src/testing/control-plane.ts): the CRDs
 // from crds/ are installed, resources are created the way kubectl would, and the tests
 // read back what the operator made of them. Skipped, with the build command, when the
 // control-plane binaries are not built.

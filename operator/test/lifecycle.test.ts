@@ -11,7 +11,6 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
-import { binaryPaths } from '@sluice/e2e/control-plane';
 import { waitFor } from '@sluice/relay/testing/wait-for';
 import { parseAllDocuments } from 'yaml';
 import type { RelayPolicy } from '../src/api/types.ts';
@@ -26,6 +25,7 @@ import {
   refuseAtAdmission,
   startApiServer,
 } from '../src/testing/api-server.ts';
+import { binaryPaths } from '../src/testing/control-plane.ts';
 
 const skip = apiServerSkip();
 const execFileAsync = promisify(execFile);

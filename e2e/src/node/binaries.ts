@@ -5,7 +5,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdir, symlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cacheDir, controlPlaneVersions, missingBinaries } from '../control-plane.ts';
+import { cacheDir, controlPlaneVersions, missingBinaries } from '@sluice/operator/testing/control-plane';
 
 /** The command that builds the node's binaries, relative to the repository root. */
 export const NODE_BUILD_COMMAND = 'e2e/node/build.sh';

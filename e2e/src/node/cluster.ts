@@ -13,8 +13,13 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
+import {
+  type ControlPlane,
+  type Managed,
+  startControlPlane,
+  startProcess,
+} from '@sluice/operator/testing/control-plane';
 import { freePort } from '@sluice/relay/testing/ports';
-import { type ControlPlane, type Managed, startControlPlane, startProcess } from '../control-plane.ts';
 import { type NodeBinaries, nodeBinaries } from './binaries.ts';
 import { type Containerd, killLeftovers, SANDBOX_IMAGE, shimPids, startContainerd } from './containerd.ts';
 import {

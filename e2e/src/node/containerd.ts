@@ -4,7 +4,7 @@
 // the overlayfs snapshotter, and the bridge + host-local CNI plugins on the run's bridge.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Managed, startProcess } from '../control-plane.ts';
+import { type Managed, startProcess } from '@sluice/operator/testing/control-plane';
 import type { NodeBinaries } from './binaries.ts';
 import { sh } from './host.ts';
 

@@ -14,7 +14,7 @@ import { access, chmod, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cacheDir } from '../control-plane.ts';
+import { cacheDir } from '@sluice/operator/testing/control-plane';
 import { type BuiltImage, buildImage } from '../image-build.ts';
 import type { NodeCluster } from './cluster.ts';
 import { sh } from './host.ts';

@@ -1,14 +1,14 @@
-// Test support: a real kube-apiserver + etcd (e2e/src/control-plane.ts) with the CRDs
+// Test support: a real kube-apiserver + etcd (control-plane.ts) with the CRDs
 // installed, an admin client, and waiting for a condition with a deadline. No kubelet
 // and no kube-controller-manager run there: nothing starts pods, nothing writes a
 // StatefulSet's status, and no garbage collector deletes owned objects.
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ControlPlane, skipUnlessBuilt, startControlPlane } from '@sluice/e2e/control-plane';
 import { waitFor } from '@sluice/relay/testing/wait-for';
 import { parseAllDocuments } from 'yaml';
 import { KubeClient, type KubeObject, loadKubeConfig } from '../kube/client.ts';
+import { type ControlPlane, skipUnlessBuilt, startControlPlane } from './control-plane.ts';
 
 export type { ControlPlane };
 

@@ -1,6 +1,9 @@
-// A real Kubernetes control plane for the e2e tests: etcd and kube-apiserver, built from
-// their Go modules by e2e/controlplane/build.sh, started on 127.0.0.1 and random ports
-// with a fresh data directory, certificates and service-account keys for each start.
+// A real Kubernetes control plane for the operator's and the e2e tests: etcd and
+// kube-apiserver, built from their Go modules by e2e/controlplane/build.sh, started on
+// 127.0.0.1 and random ports with a fresh data directory, certificates and
+// service-account keys for each start. It lives here, exported as
+// @sluice/operator/testing/control-plane, so that the dependency runs one way:
+// e2e -> operator -> relay.
 //
 // It runs only etcd and kube-apiserver: no kubelet (nothing runs a Pod), no
 // kube-controller-manager (no garbage collection of owned objects, no namespace
@@ -29,7 +32,15 @@ import { waitFor } from '@sluice/relay/testing/wait-for';
 
 const execFileAsync = promisify(execFile);
 
-const CONTROLPLANE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'controlplane');
+// the Go module build.sh builds from stays with the e2e build scripts
+const CONTROLPLANE_DIR = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  'e2e',
+  'controlplane',
+);
 /** The command that builds the binaries, relative to the repository root. */
 export const BUILD_COMMAND = 'e2e/controlplane/build.sh';
 const OPENSSL = process.env.OPENSSL ?? 'openssl';

@@ -1,4 +1,4 @@
-// Smoke test of the e2e control plane: a real etcd and kube-apiserver on loopback, driven
+// Smoke test of the test control plane: a real etcd and kube-apiserver on loopback, driven
 // with the real kubectl. Skips (naming the build command) when the binaries are not in
 // the cache; build them with e2e/controlplane/build.sh.
 import assert from 'node:assert/strict';
