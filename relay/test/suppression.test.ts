@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import type { SuppressionsResponse } from '../src/admin/suppression-api.ts';
 import { runSuppressionCli } from '../src/cli/suppression.ts';
 import {
@@ -101,6 +102,57 @@ describe('suppression shared by two relays', () => {
     assert.equal(refused?.recipient, 'gone@one.test');
     const metrics = await b.relay.metrics.registry.getSingleMetricAsString('sluice_smtp_rejections_total');
     assert.match(metrics, /reason="recipient_suppressed",stage="rcpt"} 1/);
+  });
+
+  it('looks up a pipelined batch of recipients in one Redis call and answers it in one write', async () => {
+    // Redis's own view: every command the relays send, with its arguments
+    const client = new Redis(redis.port);
+    const monitor = await client.monitor();
+    const lookups: string[][] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      // script calls only (the monitor also shows the commands a script runs)
+      const script = /^eval(sha)?$/i.test(args[0] ?? '');
+      if (script && args.some((a) => a.endsWith('suppression:recipients:expiry'))) lookups.push(args);
+    });
+    try {
+      const c = await authenticated(b.port('plain'), 'alice');
+      const readsBefore = c.reads;
+      c.write(
+        'MAIL FROM:<alice@sender.test>\r\nRCPT TO:<new@one.test>\r\nRCPT TO:<GONE@one.test>\r\n' +
+          'RCPT TO:<full@one.test>\r\nDATA\r\n',
+      );
+      const replies = [];
+      for (let i = 0; i < 5; i++) replies.push(await c.reply());
+      assert.deepEqual(
+        replies.map((r) => r.code),
+        [250, 250, 550, 250, 354],
+      );
+      assert.match(
+        replies[2]?.text ?? '',
+        /^5\.1\.1 Recipient <GONE@one\.test> is suppressed: mail to it bounced/,
+      );
+      assert.equal(c.reads - readsBefore, 1, 'the five replies leave in one write');
+      c.write('Subject: batch\r\n\r\nbody\r\n.\r\n');
+      const queued = await c.reply();
+      assert.equal(queued.code, 250);
+      await c.quit();
+      const id = queued.text.split(' ').pop();
+      const stored = (await b.queued()).find((m) => m.envelope.queueId === id);
+      assert.deepEqual(
+        stored?.envelope.recipients.map((r) => r.address),
+        ['new@one.test', 'full@one.test'],
+      );
+      await waitFor(() => lookups.length > 0, 'the monitor to see the lookup');
+      assert.equal(
+        lookups.length,
+        1,
+        `one lookup for the batch: ${JSON.stringify(lookups.map((a) => a.slice(-3)))}`,
+      );
+      assert.deepEqual(lookups[0]?.slice(-3), ['new@one.test', 'gone@one.test', 'full@one.test']);
+    } finally {
+      monitor.disconnect();
+      client.disconnect();
+    }
   });
 
   it('lists and removes suppressions through the admin API and the CLI', async () => {

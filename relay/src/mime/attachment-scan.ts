@@ -33,6 +33,11 @@ const MAX_NESTING = 8;
 // would cost memory and quadratic time. RFC 5322 allows 998 octets; this is far above it.
 const MAX_LINE_BYTES = 1024 * 1024;
 const LF = 0x0a;
+// After a part's header the event loop gets a turn once the scan has run this long since
+// the last one: a socket read can hand over 2 MB at once (libuv reads up to 32 × 64 KB), and
+// hundreds of parts in one turn held the loop for 0.5 s. A turn after every part (three a
+// message with one attachment) cost an event-loop pass each where nothing was waiting.
+const TURN_MS = 2;
 
 // The parts of mailsplit (untyped CommonJS) this file uses.
 interface MailsplitNode {
@@ -72,6 +77,8 @@ class MessageScan extends Writable {
   #text: { node: MailsplitNode; lines: BeginLines } | null = null;
   // Completes a write or final that waits on the parser; called early once the verdict is in.
   #release: (() => void) | null = null;
+  /** When the event loop last had a turn from this scan (performance.now()). */
+  #turnAt = performance.now();
 
   constructor(blocked: ReadonlySet<string>, archives: boolean, limits: MimeLimits, depth: number) {
     super();
@@ -86,10 +93,8 @@ class MessageScan extends Writable {
       objectMode: true,
       write: (part: MailsplitPart, _encoding, callback) => {
         this.#onPart(part).then(
-          // After a part's header (its parameters parsed, up to a few ms at the bounds) the
-          // event loop gets a turn: a socket read can hand over 2 MB at once (libuv reads
-          // up to 32 × 64 KB), and hundreds of parts in one turn held the loop for 0.5 s.
-          () => (part.type === 'node' ? setImmediate(callback) : callback()),
+          // a part's header (its parameters parsed) costs up to a few ms at the bounds
+          () => (part.type === 'node' ? this.#yieldAfterHeader(callback) : callback()),
           (err: unknown) => callback(asError(err)),
         );
       },
@@ -107,6 +112,17 @@ class MessageScan extends Writable {
     this.#result = finished(this).then(() => this.#verdict ?? { kind: 'clean' });
     // Callers may never ask for the result; a destroyed scanner must not crash the process.
     this.#result.catch(() => {});
+  }
+
+  #yieldAfterHeader(callback: () => void): void {
+    if (performance.now() - this.#turnAt < TURN_MS) {
+      callback();
+      return;
+    }
+    setImmediate(() => {
+      this.#turnAt = performance.now();
+      callback();
+    });
   }
 
   /** Resolves once the input has finished; rejects only if the scanner is destroyed first. */

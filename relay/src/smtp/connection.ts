@@ -1,7 +1,8 @@
 // smtp-server's connection, greeting without its 100 ms pregreet pause, with its input
 // parser swapped for SluiceParser (a faster DATA phase, data-parser.ts), and with these
 // changes:
-// - replies to a pipelined batch are held until the end of the tick and leave in one write;
+// - replies to a pipelined batch are held until the parser has handled the chunk it came in
+//   and leave in one write, and the batch's recipients are named ahead to the RCPT stage;
 // - EHLO advertises AUTH only where AUTH would be accepted (after TLS, unless the policy
 //   allows plaintext), and AUTH anywhere else gets 538 before any credential is read
 //   (smtp-server checks this only on a listener that offers STARTTLS);
@@ -57,6 +58,11 @@ export class SluiceConnection extends SMTPConnection {
   #maxErrors: () => number;
   #observer: ReplyObserver;
   #allowPlaintextAuth: () => boolean;
+  #recipientsAhead: ((sessionId: string, addresses: readonly string[]) => void) | undefined;
+  /** The parser of the current input (a new one after STARTTLS). */
+  #parser: SluiceParser | undefined;
+  /** A batch's recipients were named ahead and are still being handled. */
+  #ahead = false;
   /** smtp-server's own 'close' listeners on the plain socket (see upgrade). */
   #libraryCloseListeners: readonly unknown[] = [];
 
@@ -64,12 +70,42 @@ export class SluiceConnection extends SMTPConnection {
     server: SMTPServer,
     socket: Socket,
     socketOptions: ConstructorParameters<typeof SMTPConnection>[2],
-    options: { maxErrors: () => number; observer: ReplyObserver; allowPlaintextAuth: () => boolean },
+    options: {
+      maxErrors: () => number;
+      observer: ReplyObserver;
+      allowPlaintextAuth: () => boolean;
+      /**
+       * The recipients of a pipelined batch of RCPTs, before they are handled; called with
+       * none once the batch has been handled.
+       */
+      recipientsAhead?: (sessionId: string, addresses: readonly string[]) => void;
+    },
   ) {
     super(server, socket, socketOptions);
     this.#maxErrors = options.maxErrors;
     this.#observer = options.observer;
     this.#allowPlaintextAuth = options.allowPlaintextAuth;
+    this.#recipientsAhead = options.recipientsAhead;
+    this.#wire(this._parser as unknown as SluiceParser);
+  }
+
+  /** Connects a parser's hooks: recipients named ahead, and replies flushed when it idles. */
+  #wire(parser: SluiceParser): void {
+    const ahead = this.#recipientsAhead;
+    if (ahead) {
+      parser.onrecipients = (addresses) => {
+        this.#ahead = true;
+        ahead(this.id, addresses);
+      };
+    }
+    parser.onidle = () => {
+      this.#flushReplies();
+      if (this.#ahead) {
+        this.#ahead = false;
+        ahead?.(this.id, []);
+      }
+    };
+    this.#parser = parser;
   }
 
   /**
@@ -158,6 +194,9 @@ export class SluiceConnection extends SMTPConnection {
     const parser = new SluiceParser();
     parser.oncommand = (command, callback) => this._onCommand(command, callback);
     parser.on('error', (err: Error) => this.send(421, `Error: ${err.message}`));
+    // the first parser is made inside smtp-server's constructor, before this class's fields
+    // exist: the constructor wires it then
+    if (#parser in this) this.#wire(parser);
     return parser;
   }
 
@@ -169,17 +208,19 @@ export class SluiceConnection extends SMTPConnection {
   }
 
   /**
-   * Replies made in one turn of the event loop leave in one write: the 250s to a pipelined
-   * batch of RCPTs and the 354 to its DATA (RFC 2920 lets a server buffer its replies up
-   * to the next command that needs an answer first). Any other reply (a refusal, the 220
-   * before a TLS handshake, 221) is written at once, after what is held.
+   * The replies to a pipelined batch leave in one write: the 250s to its MAIL and RCPTs and
+   * the 354 to its DATA are held until the parser has handled the chunk they came in (RFC
+   * 2920 lets a server buffer its replies until it would wait for input), or until the end
+   * of the tick for a reply made outside it. Before, each RCPT's 250 left alone whenever its
+   * check waited for Redis. Any other reply (a refusal, the 220 before a TLS handshake,
+   * 221) is written at once, after what is held.
    */
   #holdReplies(): void {
     const socket = this._socket;
     if (this.#held !== null || socket.destroyed) return;
     this.#held = socket;
     socket.cork();
-    process.nextTick(() => this.#flushReplies());
+    if (!this.#parser?.handlingInput) process.nextTick(() => this.#flushReplies());
   }
 
   /** smtp-server is closing the session for maxAllowedUnauthenticatedCommands. */

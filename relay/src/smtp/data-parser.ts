@@ -9,6 +9,10 @@
 // What the application receives, the byte count, the commands after the data and the
 // start-of-data rules that stop smuggling by segmentation are smtp-server's; a test
 // compares both parsers on random input split at random points.
+// Two hooks for the connection: `onrecipients` names the recipients of a chunk that holds
+// several RCPT commands (a pipelined batch, RFC 2920) before any of them is handled, and
+// `onidle` says that a chunk has been handled and the parser waits for input, which is when
+// replies held for the batch must leave (connection.ts).
 // In command mode, a line longer than MAX_COMMAND_LINE is not kept whole: its first
 // octets go to the connection (which refuses it, line-limits.ts) and the rest is skipped
 // up to its line end, so the session goes on; smtp-server would fail the stream instead.
@@ -30,6 +34,27 @@ type Callback = (err?: Error | null) => void;
 /** Octets of a line kept before it counts as overlong (a CR before the LF may be among them). */
 const KEPT = MAX_COMMAND_LINE + 2;
 
+const RCPT_PATH = /^RCPT TO:[ \t]*<([^<>\r\n]+)>/i;
+/** The most recipients named ahead from one chunk. */
+const MAX_NAMED = 100;
+
+/** The addresses of the RCPT command lines in a chunk, up to a DATA line (its body may follow). */
+export function recipientsIn(chunk: Buffer): string[] {
+  const out: string[] = [];
+  for (let start = 0; start < chunk.length && out.length < MAX_NAMED; ) {
+    const lf = chunk.indexOf(LF, start);
+    if (lf === -1) break;
+    const first = (chunk[start] ?? 0) | 0x20;
+    if (first === 0x64 || first === 0x62) break; // DATA, BDAT
+    if (first === 0x72) {
+      const match = RCPT_PATH.exec(chunk.toString('utf8', start, lf));
+      if (match?.[1]) out.push(match[1]);
+    }
+    start = lf + 1;
+  }
+  return out;
+}
+
 export class SluiceParser extends SMTPStream {
   /** The kept start of an overlong command line while the rest of it is skipped. */
   #overlong: Buffer | undefined;
@@ -39,7 +64,36 @@ export class SluiceParser extends SMTPStream {
     super({ ...options, maxCommandLength: KEPT + 16 });
   }
 
+  /** The recipients of a chunk with two or more RCPT commands, before they are handled. */
+  onrecipients: ((addresses: string[]) => void) | undefined;
+  /** A chunk has been handled: the parser waits for more input. */
+  onidle: (() => void) | undefined;
+  /** Whether a chunk of input is being handled (its commands may still be answered). */
+  #handling = false;
+
+  get handlingInput(): boolean {
+    return this.#handling;
+  }
+
   override _write(chunk: Buffer, encoding: BufferEncoding, next: Callback): void {
+    // smtp-server's own _write calls this again for the rest of a chunk after DATA
+    if (this.#handling) {
+      this.#writeChunk(chunk, encoding, next);
+      return;
+    }
+    this.#handling = true;
+    if (this.onrecipients && !this._dataMode && !this.isClosed && chunk && chunk.length > 0) {
+      const addresses = recipientsIn(chunk);
+      if (addresses.length >= 2) this.onrecipients(addresses);
+    }
+    this.#writeChunk(chunk, encoding, (err) => {
+      this.#handling = false;
+      this.onidle?.();
+      next(err);
+    });
+  }
+
+  #writeChunk(chunk: Buffer, encoding: BufferEncoding, next: Callback): void {
     if (this._dataMode || this.isClosed || !chunk || chunk.length === 0) {
       super._write(chunk, encoding, next);
       return;

@@ -88,6 +88,11 @@ export class SmtpHandlers {
     reply(this.#mail.mailFrom(this.#refusals.session(session.id), address), callback);
   };
 
+  /** A pipelined batch's recipients, before its RCPTs are handled (RcptStage.ahead). */
+  recipientsAhead(sessionId: string, addresses: readonly string[]): void {
+    this.#rcpt.ahead(this.#refusals.session(sessionId), addresses);
+  }
+
   onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
     reply(this.#rcpt.rcptTo(this.#refusals.session(session.id), address), callback);
   };

@@ -168,6 +168,7 @@ export class SmtpListener {
           maxErrors: () => this.#relayConfig.limits.maxBadCommands,
           observer: this.#refusals,
           allowPlaintextAuth: () => this.#relayConfig.auth.allowPlaintext,
+          recipientsAhead: (sessionId, addresses) => this.#handlers.recipientsAhead(sessionId, addresses),
         },
       );
       if (!slot.ok) {

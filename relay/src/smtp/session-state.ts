@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Span } from '../observability/spans.ts';
 import type { MailAllowance } from '../policy/shared-checks.ts';
 import type { DsnNotify } from '../spool/envelope.ts';
+import type { Suppression } from '../suppression/suppression-list.ts';
 
 export interface TransactionState {
   sender: string;
@@ -44,6 +45,8 @@ export interface ConnectionState {
   /** What the last rate-limit consume said is left (lets MAIL FROM skip the store). */
   credit?: MailAllowance['credit'];
   tx?: TransactionState;
+  /** Suppression lookups made for a pipelined batch of RCPTs before they are handled. */
+  suppressionAhead?: Map<string, Promise<Suppression | null>>;
   messages: number;
   rejections: number;
   closeReason?: string;

@@ -270,6 +270,10 @@ export class MemoryStore implements StateStore {
     return f === undefined || f.expiresAt <= now ? null : { field, value: f.value, expiresAt: f.expiresAt };
   }
 
+  async mapGetMany(key: string, fields: readonly string[], now: number): Promise<Array<MapEntry | null>> {
+    return Promise.all(fields.map((field) => this.mapGet(key, field, now)));
+  }
+
   async mapDelete(key: string, field: string): Promise<boolean> {
     const entry = this.#live(key);
     if (entry?.type !== 'map') return false;

@@ -172,6 +172,24 @@ if not at or tonumber(at) <= tonumber(ARGV[2]) then return {} end
 return { at, redis.call('HGET', KEYS[2], ARGV[1]) or '' }
 `;
 
+// KEYS: as MAP_PUT. ARGV: now, then the fields. Returns expiry and value per field, both
+// '' for a field that is not live (a nil would end the list).
+const MAP_GET_MANY = `
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 2, #ARGV do
+  local at = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if at and tonumber(at) > now then
+    out[#out + 1] = at
+    out[#out + 1] = redis.call('HGET', KEYS[2], ARGV[i]) or ''
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+  end
+end
+return out
+`;
+
 const MAP_DELETE = `
 redis.call('HDEL', KEYS[2], ARGV[1])
 return redis.call('ZREM', KEYS[1], ARGV[1])
@@ -195,6 +213,7 @@ interface ScriptCommands {
   sluiceMapEntries(numKeys: number, ...args: Arg[]): Promise<unknown>;
   sluiceMapDelete(numKeys: number, ...args: Arg[]): Promise<unknown>;
   sluiceMapGet(numKeys: number, ...args: Arg[]): Promise<unknown>;
+  sluiceMapGetMany(numKeys: number, ...args: Arg[]): Promise<unknown>;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -233,6 +252,7 @@ export class RedisStore implements StateStore {
     c.defineCommand('sluiceMapEntries', { lua: MAP_ENTRIES, readOnly: true });
     c.defineCommand('sluiceMapDelete', { lua: MAP_DELETE });
     c.defineCommand('sluiceMapGet', { lua: MAP_GET, readOnly: true });
+    c.defineCommand('sluiceMapGetMany', { lua: MAP_GET_MANY, readOnly: true });
     this.#scripts = c as unknown as ScriptCommands;
   }
 
@@ -407,6 +427,19 @@ export class RedisStore implements StateStore {
     }
     if (reply.length === 0) return null;
     return { field, expiresAt: Number(reply[0]), value: String(reply[1]) };
+  }
+
+  async mapGetMany(key: string, fields: readonly string[], now: number): Promise<Array<MapEntry | null>> {
+    if (fields.length === 0) return [];
+    const k = this.#mapKeys(key);
+    const reply = await this.#scripts.sluiceMapGetMany(2, k.expiry, k.values, now, ...fields);
+    if (!Array.isArray(reply) || reply.length !== fields.length * 2) {
+      throw new TypeError(`unexpected reply from a state script: ${JSON.stringify(reply)}`);
+    }
+    return fields.map((field, i) => {
+      const at = String(reply[2 * i]);
+      return at === '' ? null : { field, expiresAt: Number(at), value: String(reply[2 * i + 1]) };
+    });
   }
 
   async mapDelete(key: string, field: string): Promise<boolean> {

@@ -144,6 +144,10 @@ export class ResilientStore extends EventEmitter<{ health: [StateHealth] }> impl
     return this.#call((s) => s.mapGet(key, field, now));
   }
 
+  mapGetMany(key: string, fields: readonly string[], now: number): Promise<Array<MapEntry | null>> {
+    return this.#call((s) => s.mapGetMany(key, fields, now));
+  }
+
   mapDelete(key: string, field: string): Promise<boolean> {
     return this.#call((s) => s.mapDelete(key, field));
   }

@@ -100,6 +100,8 @@ export interface StateStore {
   mapEntries(key: string, now: number): Promise<MapEntry[]>;
   /** One live field of an expiring map, or null. */
   mapGet(key: string, field: string, now: number): Promise<MapEntry | null>;
+  /** Several live fields of an expiring map in one step, each in its place or null. */
+  mapGetMany(key: string, fields: readonly string[], now: number): Promise<Array<MapEntry | null>>;
   /** Removes a field; returns whether it was there. */
   mapDelete(key: string, field: string): Promise<boolean>;
   close(): Promise<void>;

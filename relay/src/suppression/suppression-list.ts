@@ -35,7 +35,7 @@ export interface SuppressionLogger {
 }
 
 export interface SuppressionListOptions {
-  store: Pick<StateStore, 'mapPut' | 'mapGet' | 'mapEntries' | 'mapDelete'>;
+  store: Pick<StateStore, 'mapPut' | 'mapGet' | 'mapGetMany' | 'mapEntries' | 'mapDelete'>;
   config: () => SuppressionConfig;
   now?: () => number;
   logger: SuppressionLogger;
@@ -93,6 +93,17 @@ export class SuppressionList {
     if (!this.#config().enabled) return null;
     const entry = await this.#store.mapGet(SUPPRESSION_KEY, address.toLowerCase(), this.#now());
     return entry === null ? null : toSuppression(entry.field, entry.value, entry.expiresAt);
+  }
+
+  /**
+   * The suppressions of several addresses in one store call (a pipelined batch of RCPTs),
+   * in the order given; all null when suppression is off.
+   */
+  async checkMany(addresses: readonly string[]): Promise<Array<Suppression | null>> {
+    if (!this.#config().enabled) return addresses.map(() => null);
+    const fields = addresses.map((a) => a.toLowerCase());
+    const entries = await this.#store.mapGetMany(SUPPRESSION_KEY, fields, this.#now());
+    return entries.map((e) => (e === null ? null : toSuppression(e.field, e.value, e.expiresAt)));
   }
 
   /** Every live suppression, soonest to expire first. */

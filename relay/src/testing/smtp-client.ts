@@ -18,6 +18,7 @@ export class RawSmtpClient {
   #waiters: Array<() => void> = [];
   #closed = false;
   #pending: string[] = [];
+  #reads = 0;
 
   private constructor(socket: net.Socket) {
     this.#socket = socket;
@@ -69,6 +70,7 @@ export class RawSmtpClient {
   }
 
   #onData(chunk: string): void {
+    this.#reads++;
     this.#buffer += chunk;
     let index = this.#buffer.indexOf('\r\n');
     while (index !== -1) {
@@ -89,6 +91,11 @@ export class RawSmtpClient {
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) w();
+  }
+
+  /** How many reads the replies so far arrived in (several replies written at once arrive in one). */
+  get reads(): number {
+    return this.#reads;
   }
 
   get closed(): boolean {

@@ -341,6 +341,21 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>)
         assert.deepEqual(await store.mapEntries('abuse:none', T), []);
       });
 
+      it('reads several fields in one call, each in its place, null where not live', async () => {
+        await store.mapPut('suppression:recipients', 'gone@one.test', 'g', MINUTE, T, false);
+        await store.mapPut('suppression:recipients', 'old@one.test', 'o', 1000, T, false);
+        assert.deepEqual(
+          await store.mapGetMany(
+            'suppression:recipients',
+            ['nobody@one.test', 'gone@one.test', 'old@one.test'],
+            T + 1000,
+          ),
+          [null, { field: 'gone@one.test', value: 'g', expiresAt: T + MINUTE }, null],
+        );
+        assert.deepEqual(await store.mapGetMany('suppression:none', ['x', 'y'], T), [null, null]);
+        assert.deepEqual(await store.mapGetMany('suppression:recipients', [], T), []);
+      });
+
       it('drops fields at their expiry; an expired field may be set again', async () => {
         await store.mapPut('abuse:suspended', 'carol', 'x', 1000, T, true);
         await store.mapPut('abuse:suspended', 'dave', 'y', 5000, T, true);
