@@ -142,7 +142,7 @@ describe('suppression shared by two relays', () => {
         stored?.envelope.recipients.map((r) => r.address),
         ['new@one.test', 'full@one.test'],
       );
-      await waitFor(() => lookups.length > 0, 'the monitor to see the lookup');
+      await waitFor('the monitor to see the lookup', () => lookups.length > 0);
       assert.equal(
         lookups.length,
         1,
