@@ -11,8 +11,9 @@
 import type { NodeCluster } from './cluster.ts';
 
 export const METRICS_SERVER_IMAGE = 'sluice.test/metrics-server:0.8.0';
-/** How often metrics-server scrapes the kubelet (its minimum is 10 s). */
+/** How often metrics-server scrapes the kubelet (its minimum is 10 s; longer than the kubelet request timeout). */
 const RESOLUTION = '10s';
+const KUBELET_TIMEOUT = '5s';
 
 /** The objects of metrics-server (RBAC, Deployment, Service, APIService) as a kubectl list. */
 export function metricsServerManifest(): string {
@@ -101,6 +102,7 @@ export function metricsServerManifest(): string {
                   '--kubelet-use-node-status-port',
                   '--kubelet-insecure-tls',
                   `--metric-resolution=${RESOLUTION}`,
+                  `--kubelet-request-timeout=${KUBELET_TIMEOUT}`,
                 ],
                 ports: [{ name: 'https', containerPort: 10250, protocol: 'TCP' }],
                 readinessProbe: {
@@ -161,18 +163,35 @@ export async function deployMetricsServer(cluster: NodeCluster): Promise<void> {
     user: '1000:1000',
   });
   await cluster.cp.kubectl(['apply', '-f', '-'], { input: metricsServerManifest() });
-  await cluster.cp.kubectl([
-    'wait',
-    '-n',
-    'kube-system',
-    '--for=condition=Available',
-    'deployment/metrics-server',
-    '--timeout=90s',
-  ]);
-  await cluster.cp.kubectl([
-    'wait',
-    '--for=condition=Available',
-    'apiservice/v1beta1.metrics.k8s.io',
-    '--timeout=60s',
-  ]);
+  try {
+    await cluster.cp.kubectl([
+      'wait',
+      '-n',
+      'kube-system',
+      '--for=condition=Available',
+      'deployment/metrics-server',
+      '--timeout=120s',
+    ]);
+    await cluster.cp.kubectl([
+      'wait',
+      '--for=condition=Available',
+      'apiservice/v1beta1.metrics.k8s.io',
+      '--timeout=60s',
+    ]);
+  } catch (err: unknown) {
+    const show = async (args: string[]) =>
+      (await cluster.cp.kubectl(args).catch((e: unknown) => ({ stdout: String(e) }))).stdout;
+    throw new Error(
+      `metrics-server not available: ${(err as Error).message}\n${await show([
+        'describe',
+        'pods',
+        '-n',
+        'kube-system',
+        '-l',
+        'k8s-app=metrics-server',
+      ])}\n${await show(['logs', '-n', 'kube-system', 'deployment/metrics-server', '--tail=40'])}\n${await show(
+        ['get', 'apiservice', 'v1beta1.metrics.k8s.io', '-o', 'yaml'],
+      )}`,
+    );
+  }
 }
