@@ -105,13 +105,20 @@ export function metricsServerManifest(): string {
                   `--kubelet-request-timeout=${KUBELET_TIMEOUT}`,
                 ],
                 ports: [{ name: 'https', containerPort: 10250, protocol: 'TCP' }],
+                // patient probes: on a loaded machine (the HPA scenario's load) a 1 s
+                // probe timeout took the pod out of its Service, and the metrics API
+                // answered 503 to the HPA
                 readinessProbe: {
                   httpGet: { path: '/readyz', port: 'https', scheme: 'HTTPS' },
                   periodSeconds: 2,
+                  timeoutSeconds: 5,
+                  failureThreshold: 10,
                 },
                 livenessProbe: {
                   httpGet: { path: '/livez', port: 'https', scheme: 'HTTPS' },
                   periodSeconds: 10,
+                  timeoutSeconds: 5,
+                  failureThreshold: 6,
                 },
                 securityContext: {
                   allowPrivilegeEscalation: false,
