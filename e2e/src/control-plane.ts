@@ -467,6 +467,10 @@ async function runKubectl(kubectl: string, args: string[], input?: string): Prom
         else resolve({ stdout, stderr });
       },
     );
+    // kubectl may exit before it reads its input (a NotFound answers at once): the write
+    // then fails with EPIPE, which must not become an uncaught error; the exit status above
+    // reports what happened
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input ?? '');
   });
 }
