@@ -53,7 +53,7 @@ typecheck: install ## Type check (tsc, strict)
 controlplane: ## Build kube-apiserver, etcd, kubectl and helm from Go modules (cached by version)
 	e2e/controlplane/build.sh
 
-node: controlplane ## Build the node's binaries (kubelet, containerd, runc, CNI, CoreDNS, pause) from source (cached by version)
+node: controlplane ## Build the node's binaries (kubelet, containerd, runc, CNI, CoreDNS, metrics-server, pause) from source (cached by version)
 	e2e/node/build.sh
 
 promtool: ## Build promtool from its Go module (cached by version) for the chart's alert-rule tests

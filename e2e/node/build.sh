@@ -11,6 +11,7 @@
 #   runc (seccomp: cgo + libseccomp-dev)          github.com/opencontainers/runc
 #   bridge, host-local, loopback, portmap         github.com/containernetworking/plugins
 #   coredns                                       github.com/coredns/coredns
+#   metrics-server                                sigs.k8s.io/metrics-server
 #   pause (static C binary)                       build/pause/linux/pause.c of the
 #                                                 k8s.io/kubernetes module in the Go cache
 #
@@ -38,7 +39,7 @@ print_only=false
 # Kubernetes' node binaries come from the control plane's go.mod, so the kubelet and the
 # API server are always the same version.
 kube_only="kube-scheduler kube-proxy kube-controller-manager kubelet"
-only="${SLUICE_NODE_ONLY:-$kube_only containerd ctr containerd-shim-runc-v2 runc bridge host-local loopback portmap coredns pause}"
+only="${SLUICE_NODE_ONLY:-$kube_only containerd ctr containerd-shim-runc-v2 runc bridge host-local loopback portmap coredns metrics-server pause}"
 kube_wanted=""
 for n in $kube_only; do [[ " $only " == *" $n "* ]] && kube_wanted+=" $n"; done
 missing=0
@@ -50,6 +51,7 @@ containerd_version=v2.4.2
 runc_version=v1.5.3
 cni_version=v1.10.0
 coredns_version=v1.15.0
+metrics_server_version=v0.8.0
 
 # name | version | package@version | cgo | build tags | ldflags
 cd_mod=github.com/containerd/containerd/v2
@@ -63,6 +65,7 @@ targets=(
   "loopback|$cni_version|github.com/containernetworking/plugins/plugins/main/loopback@$cni_version|0||"
   "portmap|$cni_version|github.com/containernetworking/plugins/plugins/meta/portmap@$cni_version|0||"
   "coredns|$coredns_version|github.com/coredns/coredns@$coredns_version|0||"
+  "metrics-server|$metrics_server_version|sigs.k8s.io/metrics-server/cmd/metrics-server@$metrics_server_version|0||"
 )
 
 $print_only || mkdir -p "$bindir/current"

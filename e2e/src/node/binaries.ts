@@ -22,6 +22,7 @@ const OTHERS = {
   loopback: 'cni_version',
   portmap: 'cni_version',
   coredns: 'coredns_version',
+  'metrics-server': 'metrics_server_version',
 } as const;
 const CNI_PLUGINS = ['bridge', 'host-local', 'loopback', 'portmap'] as const;
 

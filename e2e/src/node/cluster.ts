@@ -144,6 +144,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       serviceAccountAdmission: true,
       kubeletClient: true,
       nodeAuthorization: true,
+      aggregationLayer: true,
       apiServerArgs: [
         '--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement',
         `--service-cluster-ip-range=${serviceSubnet}`,

@@ -1,7 +1,12 @@
 // The product on the real node, one cluster for all scenarios (issue order in the names,
 // run in the order that lets one policy go through a cluster's life):
 //
-//  1. `helm install` runs the operator in-cluster from its image under the chart's
+//  9. (issue 23) The chart installed as the previous release (0.1.0's CRDs, images tagged
+//     0.1.0), a policy without spec.image Ready on it, then the documented upgrade (the
+//     CRDs applied server-side, `helm upgrade`) under steady load through the Service:
+//     the operator and both relay pods roll to the new images, status names the new
+//     relay image and the operator's version, every accepted message is delivered once.
+//  1. The chart (`helm install`, upgraded by 9) runs the operator in-cluster from its image under the chart's
 //     ServiceAccount (the API server enforces OwnerReferencesPermissionEnforcement and
 //     NodeRestriction); a two-replica RelayPolicy and its SmtpUsers become Ready.
 //  2. Mail from a client outside the pod network (the host) through the policy's SMTP
@@ -15,13 +20,16 @@
 //  3. A rolling update (a new image tag: an upgrade) under steady load through the
 //     Service: no connection refused or reset, no message lost or doubled.
 //  7. Autoscaling switched on for a policy running 3 replicas: the StatefulSet never asks
-//     for fewer pods than it runs, ready pods never fall below the minimum.
+//     for fewer pods than it runs, ready pods never fall below the minimum; idle, the HPA
+//     (reading pod CPU from metrics-server) keeps 3; under SMTP load through the Service
+//     it scales out and the new pods become Ready; every message is delivered once.
 //  6. Scale 3 → 1 with mail queued for an unreachable destination: the stopping relays
 //     hand their queues over and every message is delivered once.
 //  8. The spool size grown on a StorageClass without expansion: the policy says so with
 //     SpoolExpansionFailed, keeps serving, and a later change still applies.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { OPERATOR_VERSION } from '@sluice/operator/version';
 import { type SinkMessage, type SmtpSink, startSmtpSink } from '@sluice/relay/testing';
 import { waitFor } from '@sluice/relay/testing/wait-for';
 import { authReply, connectRaw, type Endpoint, mailer, type SmtpError } from '../smtp-clients.ts';
@@ -30,12 +38,17 @@ import { type NodeCluster, startNodeCluster } from './cluster.ts';
 import {
   installSluice,
   NAMESPACE,
+  OPERATOR_IMAGE,
   POLICY,
+  type PolicyStatus,
+  PREVIOUS_OPERATOR_IMAGE,
+  PREVIOUS_RELAY_IMAGE,
   RELAY_IMAGE,
   RELEASE,
   RELEASE_NAMESPACE,
   relayResources,
   USERS,
+  upgradeSluice,
   waitPolicyReady,
 } from './sluice-on-node.ts';
 
@@ -148,14 +161,18 @@ describe('Sluice on the real node', { skip }, () => {
     (await kubectl(['get', 'pods,pvc,statefulset,hpa', '-n', NAMESPACE, '-o', 'wide'])).stdout;
   /** Pods, as the StatefulSet sees them: all of `names`, each Ready, and no other. */
   const waitRelayPods = async (names: string[], what: string, timeoutMs = 240_000) => {
-    await waitFor(
-      what,
-      async () => {
-        const pods = await relayPods();
-        return pods.length === names.length && pods.every((p, i) => p.name === names[i] && p.ready);
-      },
-      { timeoutMs, intervalMs: 1000, detail: allPods },
-    );
+    try {
+      await waitFor(
+        what,
+        async () => {
+          const pods = await relayPods();
+          return pods.length === names.length && pods.every((p, i) => p.name === names[i] && p.ready);
+        },
+        { timeoutMs: timeoutMs, intervalMs: 1000 },
+      );
+    } catch (err: unknown) {
+      throw new Error(`${(err as Error).message}\n${await allPods()}`);
+    }
   };
   const at = (pod: Pod): Endpoint => ({ host: pod.ip, port: SUBMISSION });
   const send = async (to: Endpoint, rcpt: string, subject: string) => {
@@ -167,13 +184,122 @@ describe('Sluice on the real node', { skip }, () => {
     });
     assert.match(info.response, QUEUED, subject);
   };
+  /** The policy's SMTP Service (its ClusterIP, not the headless one) and submission port. */
+  const smtpService = async (): Promise<Endpoint> => {
+    const { stdout } = await kubectl([
+      'get',
+      'service',
+      '-n',
+      NAMESPACE,
+      '-l',
+      'app.kubernetes.io/managed-by=sluice-operator',
+      '-o',
+      'jsonpath={range .items[?(@.spec.clusterIP!="None")]}{.metadata.name} {.spec.clusterIP} {.spec.ports[?(@.name=="submission")].port}{"\\n"}{end}',
+    ]);
+    const line = stdout.split('\n').find((l) => / \d+$/.test(l.trim()));
+    const [, host, port] = line?.trim().split(' ') ?? [];
+    assert.ok(host && port, `the SMTP Service's ClusterIP: ${stdout}`);
+    return { host, port: Number(port) };
+  };
+  /** The steady loads send hundreds of messages as alice. */
+  const loadRateLimits = {
+    perUser: [
+      { what: 'messages', limit: 100_000, windowSeconds: 3600 },
+      { what: 'recipients', limit: 100_000, windowSeconds: 86400 },
+    ],
+  };
+  /** Delivery straight to the MX hosts that cluster DNS names, quick retries. */
+  const delivery = () => ({
+    mode: 'direct',
+    port: sink.port,
+    resolvers: [cluster.dnsIp],
+    allowLocalAddresses: true,
+    retry: { minBackoffSeconds: 1, maxBackoffSeconds: 2 },
+  });
+  /** The policy's settings besides the image (the upgrade starts without one). */
+  const policySpec = () => ({
+    dnsbl: {
+      checkAt: 'connect',
+      resolvers: [cluster.dnsIp],
+      timeoutMs: 2000,
+      zones: [
+        {
+          zone: DNSBL_ZONE,
+          listedCodes: ['127.0.0.2'],
+          message: 'Client host [{ip}] is listed in {zone}',
+        },
+      ],
+    },
+    rateLimits: loadRateLimits,
+    delivery: delivery(),
+  });
+  /** Each relay pod's name and the image its container runs, sorted by name. */
+  const relayImages = async (): Promise<string[]> => {
+    const { stdout } = await kubectl([
+      'get',
+      'pods',
+      '-n',
+      NAMESPACE,
+      '-l',
+      `app.kubernetes.io/instance=${POLICY}`,
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.name} {.spec.containers[0].image}{"\\n"}{end}',
+    ]);
+    return stdout.trim().split('\n').sort();
+  };
+  /**
+   * Clients sending through the Service: `workers` loops, each a new authenticated session
+   * per message, `pauseMs` between messages. What was accepted and what failed is kept.
+   */
+  const steadyLoad = (prefix: string, workers: number, pauseMs: number) => {
+    const sent: string[] = [];
+    const failures: string[] = [];
+    let stopped = false;
+    let running: Promise<void>[] = [];
+    const worker = async (w: number) => {
+      for (let i = 0; !stopped; i++) {
+        const subject = `${prefix} ${w}-${i}`;
+        try {
+          await send(service, `load@${DOMAIN}`, subject);
+          sent.push(subject);
+        } catch (err: unknown) {
+          failures.push(`${subject}: ${(err as Error).message}`);
+        }
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    };
+    return {
+      sent,
+      failures,
+      start() {
+        running = Array.from({ length: workers }, (_, w) => worker(w + 1));
+      },
+      async stop() {
+        stopped = true;
+        await Promise.all(running);
+      },
+    };
+  };
   const exactlyOnce = async (at: SmtpSink, subjects: string[], timeoutMs = 120_000) => {
+    // one pass over the sink per look (the loads deliver thousands of messages)
+    const counts = () => {
+      const count = new Map<string, number>();
+      for (const m of at.messages) {
+        const subject = /\r\nSubject: ([^\r]*)\r\n/.exec(`\r\n${m.raw.toString('utf8')}`)?.[1];
+        if (subject !== undefined) count.set(subject, (count.get(subject) ?? 0) + 1);
+      }
+      return count;
+    };
     await waitFor(
       `${subjects.length} messages at ${at.host}`,
-      () => subjects.every((s) => withSubject(at, s).length > 0),
-      { timeoutMs, intervalMs: 500 },
+      () => {
+        const count = counts();
+        return subjects.every((s) => (count.get(s) ?? 0) > 0);
+      },
+      { timeoutMs: timeoutMs, intervalMs: 500 },
     );
-    for (const s of subjects) assert.equal(withSubject(at, s).length, 1, `${s} delivered once`);
+    const count = counts();
+    for (const s of subjects) assert.equal(count.get(s), 1, `${s} delivered once`);
   };
 
   before(async () => {
@@ -185,7 +311,9 @@ describe('Sluice on the real node', { skip }, () => {
     sink = await startSmtpSink({ host: cluster.nodeIp });
     const reversed = listed.split('.').reverse().join('.');
     await installSluice(cluster, {
-      volumes: 3,
+      previousRelease: true,
+      // up to four relay pods (scenario 7's scale-out), each with its spool claim
+      volumes: 4,
       dns: {
         zones: {
           [DOMAIN]: mxZone(DOMAIN, cluster.nodeIp),
@@ -202,6 +330,90 @@ describe('Sluice on the real node', { skip }, () => {
     for (const s of extraSinks) await s.close();
   });
 
+  describe('scenario 9 (issue 23): the chart upgraded from the previous release under load', () => {
+    test('helm upgrade with the documented CRD step rolls the relays to the new release; every accepted message is delivered once', async (t) => {
+      const { stdout: operatorBefore } = await kubectl([
+        'get',
+        'deployment',
+        `${RELEASE}-operator`,
+        '-n',
+        RELEASE_NAMESPACE,
+        '-o',
+        'jsonpath={.spec.template.spec.containers[0].image}',
+      ]);
+      assert.equal(operatorBefore, PREVIOUS_OPERATOR_IMAGE);
+      await kubectl(['create', 'namespace', NAMESPACE]);
+      // no spec.image: the policy follows the operator's release (the 0.1.0 CRD writes
+      // its own default into it, which the operator treats as unset)
+      await kubectl(['apply', '-f', '-'], relayResources({ ...policySpec(), image: undefined }));
+      const stored = await getJson<{ spec: { image?: string } }>(['relaypolicy', POLICY, '-n', NAMESPACE]);
+      assert.equal(stored.spec.image, 'ghcr.io/sluice-dev/relay:0.1.0', 'the 0.1.0 CRD wrote its default');
+      await waitPolicyReady(cluster);
+      assert.deepEqual(await relayImages(), [
+        `relay-relay-0 ${PREVIOUS_RELAY_IMAGE}`,
+        `relay-relay-1 ${PREVIOUS_RELAY_IMAGE}`,
+      ]);
+      service = await smtpService();
+      const before = await relayPods();
+
+      const load = steadyLoad('upgrade', 2, 100);
+      load.start();
+      let crdStep = '';
+      try {
+        await waitFor('the load running', () => load.sent.length >= 10 || load.failures.length > 0, {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+        });
+        crdStep = await upgradeSluice(cluster);
+        await waitFor(
+          'both relay pods replaced, Ready, and the new relay image in status',
+          async () => {
+            if (load.failures.length > 0) return true; // the assertions after the wait report it
+            const pods = await relayPods();
+            const status = await getJson<{ status?: PolicyStatus }>(['relaypolicy', POLICY, '-n', NAMESPACE]);
+            return (
+              pods.length === 2 &&
+              pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid)) &&
+              status.status?.relayImage === RELAY_IMAGE
+            );
+          },
+          { timeoutMs: 300_000, intervalMs: 1000 },
+        ).catch(async (err: unknown) => {
+          throw new Error(
+            `${(err as Error).message}\nfailures: ${load.failures.join('\n')}\n${await allPods()}`,
+          );
+        });
+        const atUpgrade = load.sent.length;
+        await waitFor(
+          'load after the upgrade',
+          () => load.sent.length >= atUpgrade + 10 || load.failures.length > 0,
+          { timeoutMs: 60_000, intervalMs: 500 },
+        );
+      } finally {
+        await load.stop();
+      }
+      t.diagnostic(`${load.sent.length} messages sent through the upgrade`);
+      assert.match(crdStep, /relaypolicies\.sluice\.dev serverside-applied/);
+      assert.deepEqual(load.failures, []);
+      assert.deepEqual(await relayImages(), [`relay-relay-0 ${RELAY_IMAGE}`, `relay-relay-1 ${RELAY_IMAGE}`]);
+      const status = (await getJson<{ status: PolicyStatus }>(['relaypolicy', POLICY, '-n', NAMESPACE]))
+        .status;
+      assert.equal(status.operatorVersion, OPERATOR_VERSION);
+      assert.equal(status.relayImage, RELAY_IMAGE);
+      const { stdout: operatorAfter } = await kubectl([
+        'get',
+        'deployment',
+        `${RELEASE}-operator`,
+        '-n',
+        RELEASE_NAMESPACE,
+        '-o',
+        'jsonpath={.spec.template.spec.containers[0].image}',
+      ]);
+      assert.equal(operatorAfter, OPERATOR_IMAGE);
+      await exactlyOnce(sink, load.sent);
+    });
+  });
+
   describe('scenario 1: helm install, the operator in-cluster, a policy Ready', () => {
     test('the operator runs from its image as the chart ServiceAccount; two relay pods make the policy Ready', async () => {
       const { stdout: operatorPod } = await kubectl([
@@ -214,38 +426,8 @@ describe('Sluice on the real node', { skip }, () => {
       ]);
       assert.match(operatorPod, new RegExp(`^${RELEASE}-operator sluice\\.test/operator:dev Running$`, 'm'));
 
-      await kubectl(['create', 'namespace', NAMESPACE]);
-      await kubectl(
-        ['apply', '-f', '-'],
-        relayResources({
-          dnsbl: {
-            checkAt: 'connect',
-            resolvers: [cluster.dnsIp],
-            timeoutMs: 2000,
-            zones: [
-              {
-                zone: DNSBL_ZONE,
-                listedCodes: ['127.0.0.2'],
-                message: 'Client host [{ip}] is listed in {zone}',
-              },
-            ],
-          },
-          // the rolling update's steady load sends hundreds of messages as alice
-          rateLimits: {
-            perUser: [
-              { what: 'messages', limit: 100_000, windowSeconds: 3600 },
-              { what: 'recipients', limit: 100_000, windowSeconds: 86400 },
-            ],
-          },
-          delivery: {
-            mode: 'direct',
-            port: sink.port,
-            resolvers: [cluster.dnsIp],
-            allowLocalAddresses: true,
-            retry: { minBackoffSeconds: 1, maxBackoffSeconds: 2 },
-          },
-        }),
-      );
+      // the policy of scenario 9, now pinned to the image it runs: nothing rolls
+      await kubectl(['apply', '-f', '-'], relayResources(policySpec()));
       const status = await waitPolicyReady(cluster);
       const readyCondition = status.conditions?.find((c) => c.type === 'Ready');
       assert.equal(readyCondition?.reason, 'PodsReady');
@@ -290,20 +472,7 @@ describe('Sluice on the real node', { skip }, () => {
         assert.equal(stdout, 'True', `SmtpUser ${user.name} Ready`);
       }
 
-      const { stdout } = await kubectl([
-        'get',
-        'service',
-        '-n',
-        NAMESPACE,
-        '-l',
-        'app.kubernetes.io/managed-by=sluice-operator',
-        '-o',
-        'jsonpath={range .items[?(@.spec.clusterIP!="None")]}{.metadata.name} {.spec.clusterIP} {.spec.ports[?(@.name=="submission")].port}{"\\n"}{end}',
-      ]);
-      const line = stdout.split('\n').find((l) => / \d+$/.test(l.trim()));
-      const [, host, port] = line?.trim().split(' ') ?? [];
-      assert.ok(host && port, `the SMTP Service's ClusterIP: ${stdout}`);
-      service = { host, port: Number(port) };
+      service = await smtpService();
     });
   });
 
@@ -427,7 +596,7 @@ describe('Sluice on the real node', { skip }, () => {
           }
           return Object.keys(delays).length === pods.length;
         },
-        { timeoutMs: 240_000, intervalMs: 500, detail: () => `replies after reloads: ${replies.join('; ')}` },
+        { timeoutMs: 240_000, intervalMs: 500, detail: () => `after reloads: ${replies.join('; ')}` },
       );
       return delays;
     };
@@ -528,23 +697,10 @@ describe('Sluice on the real node', { skip }, () => {
   describe('scenario 3: rolling update under steady load', () => {
     test('an image upgrade rolls both pods while clients send through the Service: nothing refused, lost or doubled', async (t) => {
       const before = await relayPods();
-      const sent: string[] = [];
-      const failures: string[] = [];
-      let stop = false;
-      const worker = async (w: number) => {
-        for (let i = 0; !stop; i++) {
-          const subject = `steady ${w}-${i}`;
-          try {
-            await send(service, `load@${DOMAIN}`, subject);
-            sent.push(subject);
-          } catch (err: unknown) {
-            failures.push(`${subject}: ${(err as Error).message}`);
-          }
-          // a steady rate (about 10 messages a second from both), not a flood of a shared machine
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      };
-      const workers = [worker(1), worker(2)];
+      // a steady rate (about 10 messages a second from both), not a flood of a shared machine
+      const load = steadyLoad('steady', 2, 100);
+      const { sent, failures } = load;
+      load.start();
       try {
         await waitFor('the load running', () => sent.length >= 10 || failures.length > 0, {
           timeoutMs: 60_000,
@@ -556,20 +712,21 @@ describe('Sluice on the real node', { skip }, () => {
         await waitFor(
           'both relay pods replaced and Ready',
           async () => {
-            if (failures.length > 0) return true; // stop at once: the failures are asserted below
+            if (failures.length > 0) return true; // the assertions after the wait report it
             const pods = await relayPods();
             return pods.length === 2 && pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid));
           },
-          { timeoutMs: 300_000, intervalMs: 1000, detail: allPods },
-        );
+          { timeoutMs: 300_000, intervalMs: 1000 },
+        ).catch(async (err: unknown) => {
+          throw new Error(`${(err as Error).message}\nfailures: ${failures.join('\n')}\n${await allPods()}`);
+        });
         const atRollout = sent.length;
         await waitFor('load after the rollout', () => sent.length >= atRollout + 10 || failures.length > 0, {
           timeoutMs: 60_000,
           intervalMs: 500,
         });
       } finally {
-        stop = true;
-        await Promise.all(workers);
+        await load.stop();
       }
       t.diagnostic(`${sent.length} messages sent during the rollout`);
       assert.deepEqual(failures, []);
@@ -579,14 +736,26 @@ describe('Sluice on the real node', { skip }, () => {
   });
 
   describe('scenario 7: autoscaling switched on at 3 replicas', () => {
-    test('the StatefulSet never asks for fewer pods than it runs, and ready pods never fall below the minimum', async (t) => {
+    interface Sts {
+      spec: { replicas?: number };
+      status: { readyReplicas?: number };
+    }
+    interface Hpa {
+      spec: { minReplicas: number; maxReplicas: number };
+      status: {
+        currentMetrics?: { resource?: { current?: { averageUtilization?: number } } }[];
+        conditions?: { type: string; status: string; reason: string; message: string }[];
+      };
+    }
+    const scalingActive = (hpa: Hpa | undefined) =>
+      hpa?.status.conditions?.find((c) => c.type === 'ScalingActive');
+    const utilization = (hpa: Hpa | undefined) =>
+      hpa?.status.currentMetrics?.[0]?.resource?.current?.averageUtilization;
+
+    test('never fewer than the minimum on the way; under load through the Service the HPA scales out', async (t) => {
       await patchPolicy({ spec: { replicas: 3 } });
       await waitRelayPods(['relay-relay-0', 'relay-relay-1', 'relay-relay-2'], 'three relay pods Ready');
       const before = await relayPods();
-      interface Sts {
-        spec: { replicas?: number };
-        status: { readyReplicas?: number };
-      }
       const seen: { replicas: number; ready: number }[] = [];
       let watching = true;
       const watcher = (async () => {
@@ -596,50 +765,100 @@ describe('Sluice on the real node', { skip }, () => {
           await new Promise((r) => setTimeout(r, 250));
         }
       })();
-      interface Hpa {
-        spec: { minReplicas: number; maxReplicas: number };
-        status: { conditions?: { type: string; status: string; reason: string; message: string }[] };
-      }
       let hpa: Hpa | undefined;
+      const getHpa = async () => {
+        hpa = await getJson<Hpa>(['hpa', STATEFULSET, '-n', NAMESPACE]).catch(() => hpa);
+        return hpa;
+      };
+      /** The last HPA read under load that measured the pods (ScalingActive True). */
+      let measured: Hpa | undefined;
+      const load = steadyLoad('autoscaling', 4, 0);
       try {
-        await patchPolicy({ spec: { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 4 } } });
-        // the HPA controller has looked at it once its conditions are set; the autoscaled
-        // pods get a CPU request, so they roll: wait until all three are new and Ready
+        // A CPU request of 30m and a target of 60 % (18m): a relay just started and idle
+        // used about 8m when measured, one under this load 35-50m.
+        await patchPolicy({
+          spec: {
+            resources: { requests: { cpu: '30m' } },
+            autoscaling: {
+              enabled: true,
+              minReplicas: 2,
+              maxReplicas: 4,
+              targetCPUUtilizationPercentage: 60,
+            },
+          },
+        });
+        // The pods roll for their new CPU request; idle, the HPA keeps them at 3 (it
+        // holds a scale-down for five minutes after it first sees a count): wait until
+        // all three are new, Ready and measured (ScalingActive True).
         await waitFor(
-          'the HPA acting and three new relay pods Ready',
+          'the HPA measuring three new Ready relay pods',
           async () => {
-            hpa = await getJson<Hpa>(['hpa', STATEFULSET, '-n', NAMESPACE]).catch(() => undefined);
             const pods = await relayPods();
+            const active = scalingActive(await getHpa())?.status === 'True';
             return (
-              (hpa?.status.conditions?.some((c) => c.type === 'ScalingActive') ?? false) &&
+              active &&
               pods.length === 3 &&
               pods.every((p) => p.ready && !before.some((b) => b.uid === p.uid))
             );
           },
-          {
-            timeoutMs: 400_000,
-            intervalMs: 1000,
-            detail: async () => `${JSON.stringify(hpa)}\n${await allPods()}`,
-          },
+          { timeoutMs: 400_000, intervalMs: 1000 },
+        ).catch(async (err: unknown) => {
+          throw new Error(`${(err as Error).message}\n${JSON.stringify(hpa)}\n${await allPods()}`);
+        });
+        t.diagnostic(`idle: ${utilization(hpa)} % of the CPU request; ${JSON.stringify(scalingActive(hpa))}`);
+        assert.ok(
+          (await getJson<Sts>(['statefulset', STATEFULSET, '-n', NAMESPACE])).spec.replicas === 3,
+          'idle, the HPA leaves three replicas',
         );
+
+        // Load: clients sending through the Service as fast as the relays answer.
+        load.start();
+        await waitFor(
+          'the HPA scaling the StatefulSet out and the new pods Ready',
+          async () => {
+            if (load.failures.length > 0) return true; // the assertions after the wait report it
+            const sts = await getJson<Sts>(['statefulset', STATEFULSET, '-n', NAMESPACE]);
+            const replicas = sts.spec.replicas ?? 0;
+            // the condition is read at each look: a new pod without metrics yet, or
+            // metrics-server briefly unready on a loaded machine, makes it False for a sync
+            if (scalingActive(await getHpa())?.status === 'True') measured = hpa;
+            if (replicas <= 3) return false;
+            const pods = await relayPods();
+            return pods.length === replicas && pods.every((p) => p.ready);
+          },
+          { timeoutMs: 400_000, intervalMs: 2000 },
+        ).catch(async (err: unknown) => {
+          throw new Error(`${(err as Error).message}\n${JSON.stringify(hpa)}\n${await allPods()}`);
+        });
+        await getHpa();
       } finally {
+        await load.stop();
         watching = false;
         await watcher;
       }
-      const scalingActive = hpa?.status.conditions?.find((c) => c.type === 'ScalingActive');
+      const pods = await relayPods();
       t.diagnostic(
-        `HPA ${hpa?.spec.minReplicas}..${hpa?.spec.maxReplicas}, ScalingActive=${scalingActive?.status} ${scalingActive?.reason}: ${scalingActive?.message}`,
+        `under load (${load.sent.length} messages): ${utilization(measured)} % of the request, ${pods.length} Ready pods; ScalingActive=${scalingActive(measured)?.status} ${scalingActive(measured)?.reason}`,
       );
       t.diagnostic(
-        `StatefulSet replicas seen: min ${Math.min(...seen.map((s) => s.replicas))}, ready min ${Math.min(...seen.map((s) => s.ready))} over ${seen.length} reads`,
+        `StatefulSet replicas seen: min ${Math.min(...seen.map((s) => s.replicas))}, max ${Math.max(...seen.map((s) => s.replicas))}, ready min ${Math.min(...seen.map((s) => s.ready))} over ${seen.length} reads`,
       );
+      assert.deepEqual(load.failures, []);
       assert.equal(hpa?.spec.minReplicas, 2);
       assert.equal(hpa?.spec.maxReplicas, 4);
+      assert.equal(scalingActive(measured)?.status, 'True', JSON.stringify(hpa));
+      assert.ok(
+        (utilization(measured) ?? 0) > 60,
+        `${utilization(measured)} % of the CPU request under load`,
+      );
+      assert.ok(pods.length > 3 && pods.length <= 4, `${pods.length} relay pods under load`);
       assert.ok(seen.length > 0);
       for (const s of seen) {
         assert.ok(s.replicas >= 3, `the StatefulSet asked for ${s.replicas} pods while 3 ran`);
         assert.ok(s.ready >= 2, `${s.ready} ready pods, below the minimum of 2`);
       }
+      await exactlyOnce(sink, load.sent);
+
       // autoscaling off again: spec.replicas (3) owns the count
       await patchPolicy({ spec: { autoscaling: { enabled: false } } });
       await waitFor(
@@ -674,8 +893,10 @@ describe('Sluice on the real node', { skip }, () => {
       await waitFor(
         'relay-relay-1 and relay-relay-2 gone',
         async () => (await relayPods(true)).map((p) => p.name).join() === 'relay-relay-0',
-        { timeoutMs: 300_000, intervalMs: 1000, detail: allPods },
-      );
+        { timeoutMs: 300_000, intervalMs: 1000 },
+      ).catch(async (err: unknown) => {
+        throw new Error(`${(err as Error).message}\n${await allPods()}`);
+      });
       await waitPolicyReady(cluster);
       const held = await startSmtpSink({ host: heldHost, port: sink.port });
       extraSinks.push(held);

@@ -132,6 +132,13 @@ export interface ControlPlaneOptions {
   kubeletClient?: boolean;
   /** Authorize kubelets with the Node authorizer before RBAC (`--authorization-mode=Node,RBAC`). */
   nodeAuthorization?: boolean;
+  /**
+   * Turn the aggregation layer on (APIServices served by a pod, e.g. metrics-server): a
+   * front-proxy client certificate and the request-header flags. The cluster CA signs the
+   * front-proxy certificate too (a cluster usually has a CA of its own for it); only the
+   * name front-proxy-client may assert a user in request headers.
+   */
+  aggregationLayer?: boolean;
 }
 
 export interface KubectlResult {
@@ -202,6 +209,21 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         '--kubelet-preferred-address-types=InternalIP',
       );
     }
+    const aggregationArgs: string[] = [];
+    if (options.aggregationLayer) {
+      const proxy = await issueCertificate(pki, 'front-proxy-client', [], 'client');
+      aggregationArgs.push(
+        `--requestheader-client-ca-file=${pki.caCert}`,
+        '--requestheader-allowed-names=front-proxy-client',
+        '--requestheader-username-headers=X-Remote-User',
+        '--requestheader-group-headers=X-Remote-Group',
+        '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+        `--proxy-client-cert-file=${proxy.cert}`,
+        `--proxy-client-key-file=${proxy.key}`,
+        // to the APIService's endpoint (a pod IP on the bridge), not through its ClusterIP
+        '--enable-aggregator-routing=true',
+      );
+    }
     const admin = await issueCertificate(pki, 'admin', ['system:masters'], 'client');
     const saKeyPath = join(dir, 'pki', 'service-account.key');
     const saPubPath = join(dir, 'pki', 'service-account.pub');
@@ -253,6 +275,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         ...(options.serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
         '--allow-privileged=true',
         ...kubeletClientArgs,
+        ...aggregationArgs,
         ...(options.apiServerArgs ?? []),
       ]);
       processes.push(managed);
@@ -454,6 +477,10 @@ async function runKubectl(kubectl: string, args: string[], input?: string): Prom
         else resolve({ stdout, stderr });
       },
     );
+    // kubectl may exit before it reads its input (a NotFound answers at once): the write
+    // then fails with EPIPE, which must not become an uncaught error; the exit status above
+    // reports what happened
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(input ?? '');
   });
 }
