@@ -23,12 +23,16 @@
 //     for fewer pods than it runs, ready pods never fall below the minimum; idle, the HPA
 //     (reading pod CPU from metrics-server) keeps 3; under SMTP load through the Service
 //     it scales out and the new pods become Ready; every message is delivered once.
-//  6. Scale 3 → 1 with mail queued for an unreachable destination: the stopping relays
-//     hand their queues over and every message is delivered once.
+//  6. Scale 3 → 1 with mail queued for an unreachable destination: `kubectl sluice queue
+//     list` shows it on each pod through the pod proxy; the stopping relays hand their
+//     queues over and every message is delivered once.
 //  8. The spool size grown on a StorageClass without expansion: the policy says so with
 //     SpoolExpansionFailed, keeps serving, and a later change still applies.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { OPERATOR_VERSION } from '@sluice/operator/version';
 import { type SinkMessage, type SmtpSink, startSmtpSink } from '@sluice/relay/testing';
 import { waitFor } from '@sluice/relay/testing/wait-for';
@@ -61,6 +65,8 @@ const HELD = 'held.test';
 const DNSBL_ZONE = 'bl.sluice.test';
 const FROM = 'alice@example.com';
 const QUEUED = /^250 2\.0\.0 Ok: queued as (\S+)/;
+/** The `kubectl sluice` plugin, run as an admin runs it */
+const PLUGIN = fileURLToPath(import.meta.resolve('@sluice/operator/kubectl-sluice'));
 const STATEFULSET = `${POLICY}-relay`;
 const SUBMISSION = 587;
 const ADMIN_PORT = 9587;
@@ -183,6 +189,7 @@ describe('Sluice on the real node', { skip }, () => {
       text: `${subject}\n`,
     });
     assert.match(info.response, QUEUED, subject);
+    return QUEUED.exec(info.response)?.[1] as string;
   };
   /** The policy's SMTP Service (its ClusterIP, not the headless one) and submission port. */
   const smtpService = async (): Promise<Endpoint> => {
@@ -873,21 +880,43 @@ describe('Sluice on the real node', { skip }, () => {
   });
 
   describe('scenario 6: scale 3 → 1 with mail queued for an unreachable destination', () => {
-    test('the stopping relays hand their queues over; every message is delivered once', async () => {
+    test('kubectl sluice lists every pod’s queue through the pod proxy; the stopping relays hand their queues over; every message is delivered once', async () => {
       const pods = await relayPods();
       assert.deepEqual(
         pods.map((p) => p.name),
         ['relay-relay-0', 'relay-relay-1', 'relay-relay-2'],
       );
       const subjects: string[] = [];
+      const queued: Array<{ pod: string; id: string }> = [];
       for (const pod of pods.slice(1)) {
         for (const i of [1, 2, 3]) {
           const subject = `queued on ${pod.name} ${i}`;
           // nothing listens at held.test's MX: the relay keeps it queued
-          await send(at(pod), `someone@${HELD}`, subject);
+          queued.push({ pod: pod.name, id: await send(at(pod), `someone@${HELD}`, subject) });
           subjects.push(subject);
         }
       }
+      // what an admin sees with `kubectl sluice queue list`: every relay pod's queue, reached
+      // through the API server's pod proxy (the plugin's default), with the admin token it
+      // reads from the policy's Secret
+      let listed = '';
+      await waitFor(
+        'the six queued messages in `kubectl sluice queue list`',
+        async () => {
+          const { stdout } = await promisify(execFile)(
+            process.execPath,
+            [PLUGIN, 'queue', 'list', '--policy', POLICY, '-n', NAMESPACE],
+            { env: { ...process.env, KUBECONFIG: cluster.cp.kubeconfigPath } },
+          );
+          listed = stdout;
+          const lines = stdout.split('\n');
+          return queued.every(({ pod, id }) =>
+            lines.some((l) => l.startsWith(`${pod} `) && l.includes(` ${id} `)),
+          );
+        },
+        { timeoutMs: 60_000, intervalMs: 1000, detail: () => listed },
+      );
+      assert.match(listed, /^-Pod-+ -Queue ID-+ --Size-- ----Arrival Time---- -Sender\/Recipient-+$/m);
       await patchPolicy({ spec: { replicas: 1 } });
       // the stopping pods gone altogether (not only terminating): what they held, relay-0 holds
       await waitFor(
