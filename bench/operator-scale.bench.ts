@@ -15,7 +15,7 @@
 // operator's resident memory; and the relay's re-read of all shards after one changed.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,7 +99,7 @@ async function memoryCgroup(limitMiB: number): Promise<MemoryCgroup> {
     peak: async () => Number(await read(v2 ? 'memory.peak' : 'memory.max_usage_in_bytes')),
     oomKills: async () =>
       Number(/oom_kill (\d+)/.exec(await read(v2 ? 'memory.events' : 'memory.oom_control'))?.[1] ?? 0),
-    remove: () => rm(dir, { recursive: false }).catch(() => undefined),
+    remove: () => rmdir(dir).catch(() => undefined),
   };
 }
 
@@ -170,7 +170,13 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
         if (m) ok(Number(m[1]));
       }
     });
-    child.once('exit', (code) => fail(new Error(`operator exited (${code}): ${stderr}`)));
+    child.once('exit', (code, signal) =>
+      fail(
+        new Error(
+          `the operator exited (${code ?? signal}${signal === 'SIGKILL' ? ': killed, out of memory?' : ''}): ${stderr}`,
+        ),
+      ),
+    );
   });
   return {
     child,
@@ -325,6 +331,8 @@ interface Result {
   oomKills: number;
   relayColdMs: number;
   relayReloadMs: number;
+  /** why the run stopped early (the operator killed for memory, say); the rest is NaN */
+  failure?: string;
 }
 
 async function runSize(n: number, hash: string): Promise<Result> {
@@ -334,6 +342,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
   cgroup = memoryArg ? await memoryCgroup(Number(memoryArg)) : undefined;
   const dir = await mkdtemp(join(tmpdir(), 'sluice-opscale-'));
   let op: Operator | undefined;
+  let createdIn = Number.NaN;
   try {
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     const created = performance.now();
@@ -365,6 +374,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
       } as KubeObject);
     });
     const createSeconds = (performance.now() - created) / 1000;
+    createdIn = createSeconds;
     console.log(`  ${n} users created in ${createSeconds.toFixed(0)} s`);
 
     // cold start
@@ -505,6 +515,38 @@ async function runSize(n: number, hash: string): Promise<Result> {
       relayColdMs,
       relayReloadMs,
     };
+  } catch (err: unknown) {
+    if (!died) throw err;
+    // the operator stopped on its own: that is the result for this size
+    console.log(`  ${(err as Error).message}`);
+    const nan = Number.NaN;
+    return {
+      users: n,
+      createSeconds: createdIn,
+      ...Object.fromEntries(
+        [
+          'coldSeconds',
+          'coldWrites',
+          'coldHashes',
+          'shards',
+          'largestShardBytes',
+          'totalBytes',
+          'restartSeconds',
+          'restartWrites',
+          'restartHashes',
+          'changeWrites',
+          'changeMs',
+          'newUserWrites',
+          'rssMiB',
+          'heapMiB',
+          'relayColdMs',
+          'relayReloadMs',
+        ].map((k) => [k, nan]),
+      ),
+      peakMiB: (cgroup ? await cgroup.peak() : peakResident) / 2 ** 20,
+      oomKills: (await cgroup?.oomKills()) ?? 0,
+      failure: (err as Error).message,
+    } as Result;
   } finally {
     if (op) await stopOperator(op);
     await cp.stop();
@@ -514,7 +556,10 @@ async function runSize(n: number, hash: string): Promise<Result> {
 }
 
 function report(results: Result[], load: string): string {
-  const row = (label: string, f: (r: Result) => string) => `| ${label} | ${results.map(f).join(' | ')} |`;
+  // a run that stopped early has no number for what it did not reach
+  const cell = (r: Result, text: string) => (r.failure && text.includes('NaN') ? '–' : text);
+  const row = (label: string, f: (r: Result) => string) =>
+    `| ${label} | ${results.map((r) => cell(r, f(r))).join(' | ')} |`;
   return [
     '# Operator at scale',
     '',
@@ -553,6 +598,7 @@ function report(results: Result[], load: string): string {
     ),
     row('relay: read every shard (ms)', (r) => r.relayColdMs.toFixed(0)),
     row('relay: re-read after one shard changed (ms)', (r) => r.relayReloadMs.toFixed(0)),
+    ...(results.some((r) => r.failure) ? [row('stopped early', (r) => r.failure ?? '')] : []),
     '',
   ].join('\n');
 }
