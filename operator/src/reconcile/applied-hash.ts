@@ -61,12 +61,19 @@ export function holdsDesired(desired: KubeObject, live: KubeObject): boolean {
   return contains(asStored(live, desired), live);
 }
 
+/** A Secret's `stringData` as the API server stores it in `data` (base64), added to `data`. */
+export function storedSecretData(
+  stringData: Readonly<Record<string, string>>,
+  data: Record<string, string> = {},
+): Record<string, string> {
+  for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');
+  return data;
+}
+
 function asStored(live: KubeObject, desired: KubeObject): unknown {
   const { stringData, ...rest } = desired as KubeObject & { stringData?: Record<string, string> };
   if (live.kind !== 'Secret' || !stringData) return desired;
-  const data = (rest as { data?: Record<string, string> }).data ?? {};
-  for (const [k, v] of Object.entries(stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');
-  return { ...rest, data };
+  return { ...rest, data: storedSecretData(stringData, (rest as { data?: Record<string, string> }).data) };
 }
 
 function contains(want: unknown, have: unknown): boolean {

@@ -29,7 +29,7 @@ import { type EvaluatedUsers, evaluateUsers, givenHash, type UserInput } from '.
 import { ownedMeta } from '../build/workload.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
 import { keyOf } from '../kube/resources.ts';
-import { APPLIED_HASH_ANNOTATION, holdsDesired, withAppliedHash } from './applied-hash.ts';
+import { APPLIED_HASH_ANNOTATION, holdsDesired, storedSecretData, withAppliedHash } from './applied-hash.ts';
 import type { HashPool } from './hash-pool.ts';
 import { type Lookup, type SecretObject, secretValue } from './policy-inputs.ts';
 
@@ -401,9 +401,10 @@ export class UserShards {
 function holdsShard(desired: KubeObject, live: CachedShard): boolean {
   if (!live.shard) return holdsDesired(desired, live);
   const { stringData, ...rest } = desired as KubeObject & { stringData?: Record<string, string> };
-  const data: Record<string, string> = {};
-  for (const [k, v] of Object.entries(stringData ?? {})) data[k] = Buffer.from(v, 'utf8').toString('base64');
-  return dataDigest(data) === live.shard.digest && holdsDesired(rest as KubeObject, live);
+  return (
+    dataDigest(storedSecretData(stringData ?? {})) === live.shard.digest &&
+    holdsDesired(rest as KubeObject, live)
+  );
 }
 
 /** The shard count in use: that of the newest set (an older one waits for the rollout to be deleted). */
