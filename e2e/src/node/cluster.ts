@@ -20,13 +20,13 @@ import {
   startProcess,
 } from '@sluice/operator/testing/control-plane';
 import { freePort } from '@sluice/relay/testing/ports';
+import { BRIDGE_PREFIX, CGROUP_PREFIX, claimHost, Ledger, RUN_DIR_PREFIX } from './abandoned-runs.ts';
 import { type NodeBinaries, nodeBinaries } from './binaries.ts';
 import { type Containerd, killLeftovers, SANDBOX_IMAGE, shimPids, startContainerd } from './containerd.ts';
 import {
   createBridge,
   createCgroupRoot,
   deleteBridge,
-  kubeletChainsPresent,
   removeCgroupRoot,
   removeKubeletChains,
   setSysctls,
@@ -80,9 +80,14 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const podSubnet = `10.244.${n}.0/24`;
   const serviceSubnet = `10.96.${n}.0/24`;
   const dnsIp = `10.96.${n}.10`;
-  const bridge = `snb${id}`;
-  const cgroupRoot = `sluice-node-${id}`;
-  const dir = await mkdtemp('/tmp/sn-');
+  const bridge = `${BRIDGE_PREFIX}${id}`;
+  const cgroupRoot = `${CGROUP_PREFIX}${id}`;
+  // A run killed before its stop() left its containers, bridge, mounts and chains here.
+  const reclaimed = await claimHost();
+  if (reclaimed.runs.length + reclaimed.bridges.length + reclaimed.cgroups.length > 0)
+    console.log(`reclaimed what abandoned node runs left: ${JSON.stringify(reclaimed)}`);
+  const dir = await mkdtemp(RUN_DIR_PREFIX);
+  const ledger = await Ledger.create(dir);
   const undo: (() => Promise<unknown>)[] = [];
   const processes: Managed[] = [];
   let containerd: Containerd | undefined;
@@ -118,22 +123,22 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   };
 
   try {
-    if (await kubeletChainsPresent())
-      throw new Error(
-        'a kubelet already runs on this machine (its iptables chain KUBE-KUBELET-CANARY is there)',
-      );
     undo.push(() => removeKubeletChains());
+    await ledger.record({ bridge, cgroupRoot });
     await createBridge(bridge, `${nodeIp}/24`);
     undo.push(() => deleteBridge(bridge));
     // The kubelet sets the kernel tunables it expects (protectKernelDefaults: false);
     // set them first so that their old values are recorded and restored.
     undo.push(
-      await setSysctls({
-        'net.ipv4.ip_forward': '1',
-        'vm.overcommit_memory': '1',
-        'kernel.panic': '10',
-        'kernel.panic_on_oops': '1',
-      }),
+      await setSysctls(
+        {
+          'net.ipv4.ip_forward': '1',
+          'vm.overcommit_memory': '1',
+          'kernel.panic': '10',
+          'kernel.panic_on_oops': '1',
+        },
+        (sysctls) => ledger.record({ sysctls }),
+      ),
     );
     const bins = await nodeBinaries(dir);
     await createCgroupRoot(cgroupRoot);
@@ -150,6 +155,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
         `--service-cluster-ip-range=${serviceSubnet}`,
       ],
     });
+    await ledger.record({ controlPlaneDir: cp.dir });
     mark('control plane');
     const kubeconfig = (user: string, groups: string[] = []) =>
       (cp as ControlPlane).kubeconfigFor({ user, groups });

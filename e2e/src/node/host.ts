@@ -34,15 +34,24 @@ export async function deleteBridge(name: string): Promise<void> {
 
 const SYSCTL = '/proc/sys';
 
-/** Sets sysctls and returns a function that puts the previous values back. */
-export async function setSysctls(values: Record<string, string>): Promise<() => Promise<void>> {
+/**
+ * Sets sysctls and returns a function that puts the previous values back; `remember`
+ * gets those previous values (path → value) before anything is written.
+ */
+export async function setSysctls(
+  values: Record<string, string>,
+  remember: (previous: Record<string, string>) => Promise<void> = async () => undefined,
+): Promise<() => Promise<void>> {
   const previous: [string, string][] = [];
   for (const [key, value] of Object.entries(values)) {
     const path = join(SYSCTL, ...key.split('.'));
     const old = (await readFile(path, 'utf8')).trim();
-    if (old === value) continue;
-    await writeFile(path, value);
-    previous.push([path, old]);
+    if (old !== value) previous.push([path, old]);
+  }
+  await remember(Object.fromEntries(previous));
+  for (const [path] of previous) {
+    const key = path.slice(SYSCTL.length + 1).replaceAll('/', '.');
+    await writeFile(path, values[key] as string);
   }
   return async () => {
     for (const [path, old] of previous.reverse()) await writeFile(path, old).catch(() => undefined);
@@ -51,10 +60,16 @@ export async function setSysctls(values: Record<string, string>): Promise<() => 
 
 const CGROUP_V1 = '/sys/fs/cgroup';
 
-/** The cgroup v1 hierarchies mounted here (cpu, memory, ..., systemd), as directories. */
-async function hierarchies(): Promise<string[]> {
+/**
+ * The cgroup v1 hierarchies mounted here (cpu, memory, ..., systemd), as directories;
+ * with `unified`, also the cgroup v2 hierarchy of this hybrid layout (where the kubelet
+ * creates the root's cgroups too).
+ */
+async function hierarchies(unified = false): Promise<string[]> {
   const entries = await readdir(CGROUP_V1, { withFileTypes: true });
-  return entries.filter((e) => e.isDirectory() && e.name !== 'unified').map((e) => join(CGROUP_V1, e.name));
+  return entries
+    .filter((e) => e.isDirectory() && (unified || e.name !== 'unified'))
+    .map((e) => join(CGROUP_V1, e.name));
 }
 
 /** Creates `/<root>` in every hierarchy (the kubelet's cgroupRoot must exist). */
@@ -71,7 +86,7 @@ export async function createCgroupRoot(root: string): Promise<void> {
   }
 }
 
-/** Removes `/<root>` and everything below it in every hierarchy, deepest first. */
+/** Removes `/<root>` and everything below it in every hierarchy (v2 too), deepest first. */
 export async function removeCgroupRoot(root: string): Promise<string[]> {
   const left: string[] = [];
   const removeTree = async (dir: string): Promise<void> => {
@@ -86,7 +101,7 @@ export async function removeCgroupRoot(root: string): Promise<string[]> {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') left.push(dir);
     });
   };
-  for (const h of await hierarchies()) await removeTree(join(h, root));
+  for (const h of await hierarchies(true)) await removeTree(join(h, root));
   return left;
 }
 
@@ -117,14 +132,6 @@ const KUBELET_CHAINS: [table: string, chain: string][] = [
   ['filter', 'KUBE-KUBELET-CANARY'],
   ['filter', 'KUBE-FIREWALL'],
 ];
-
-/** Whether the kubelet's iptables chains are there (another node runs on this machine). */
-export async function kubeletChainsPresent(): Promise<boolean> {
-  return sh('iptables', ['-w', '-t', 'mangle', '-S', 'KUBE-KUBELET-CANARY']).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** Removes the chains (and the jumps to them) that the kubelet adds to iptables. */
 export async function removeKubeletChains(): Promise<void> {

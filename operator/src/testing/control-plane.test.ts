@@ -2,10 +2,14 @@
 // with the real kubectl. Skips (naming the build command) when the binaries are not in
 // the cache; build them with e2e/controlplane/build.sh.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { waitFor } from '@sluice/relay/testing/wait-for';
 import { type ControlPlane, skipUnlessBuilt, startControlPlane } from './control-plane.ts';
 
 const execFileAsync = promisify(execFile);
@@ -129,5 +133,40 @@ describe('control plane (etcd + kube-apiserver on loopback)', { timeout: 300_000
     assert.deepEqual(await pgrep(dir), []);
     for (const pid of pids) assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' });
     assert.equal(existsSync(dir), false);
+  });
+});
+
+describe('a test process killed with SIGKILL', { timeout: 300_000 }, () => {
+  it('takes its etcd and kube-apiserver with it (they run under a parent-death signal)', {
+    skip,
+  }, async () => {
+    const module = new URL('./control-plane.ts', import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `import(${JSON.stringify(module)}).then(async (m) => {
+          const cp = await m.startControlPlane();
+          process.stdout.write(JSON.stringify({ dir: cp.dir }) + '\\n');
+          setInterval(() => {}, 1e9);
+        });`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+    const { dir } = JSON.parse(line) as { dir: string };
+    try {
+      assert.equal((await pgrep(dir)).length, 2, 'etcd and kube-apiserver started');
+      child.kill('SIGKILL');
+      await waitFor('etcd and kube-apiserver gone', async () => (await pgrep(dir)).length === 0, {
+        timeoutMs: 10_000,
+        intervalMs: 100,
+        detail: async () => `still running: ${(await pgrep(dir)).join(', ')}`,
+      });
+    } finally {
+      child.kill('SIGKILL');
+      for (const pid of await pgrep(dir)) process.kill(pid, 'SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -19,7 +19,7 @@
 //     service-account key and checked by the API server like in a real cluster.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { accessSync, constants, createWriteStream, readFileSync } from 'node:fs';
+import { accessSync, constants, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { homedir, tmpdir } from 'node:os';
@@ -367,6 +367,10 @@ export interface Managed {
 
 class PortClash extends Error {}
 
+/** util-linux's setpriv (Debian: essential), where this machine has it. */
+const PDEATHSIG =
+  process.platform === 'linux' && existsSync('/usr/bin/setpriv') ? '/usr/bin/setpriv' : undefined;
+
 /** Starts `path` with its output in `<dir>/<name>.log`; killed if the test process exits. */
 export function startProcess(
   name: string,
@@ -377,7 +381,12 @@ export function startProcess(
 ): Managed {
   const logPath = join(dir, `${name}.log`);
   const log = createWriteStream(logPath, { flags: 'a' });
-  const child: ChildProcess = spawn(path, args, {
+  // Under setpriv --pdeathsig the process is killed when this one dies however it dies
+  // (kill -9, a time limit), not only on a clean exit.
+  const [command, argv] = PDEATHSIG
+    ? [PDEATHSIG, ['--pdeathsig', 'KILL', '--', path, ...args]]
+    : [path, args];
+  const child: ChildProcess = spawn(command, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: env ?? process.env,
   });
