@@ -280,5 +280,16 @@ describe('shaping per destination group and egress address, shared by two relays
       EGRESS,
       'every connection came from a configured egress address',
     );
+    // The helpdesk reads which address sent each delivery from the relays' log lines.
+    const delivered = await waitFor('a delivered line per message', () => {
+      const lines = [...a.logs.events('delivered'), ...b.logs.events('delivered')];
+      return lines.length === 6 && lines;
+    });
+    for (const line of delivered) assert.equal(line.remoteAddress, '127.0.0.2', 'the MX address');
+    assert.deepEqual(
+      delivered.map((l) => `${l.recipient} ${l.localAddress}`).sort(),
+      mx.messages.map((m) => `${m.recipients[0]} ${m.clientAddress}`).sort(),
+      'each delivered line names the egress address that message was sent from',
+    );
   });
 });

@@ -17,6 +17,9 @@ const QUIT_TIMEOUT_MS = 2_000;
 export class OutboundSession implements Poolable {
   /** The MX or smarthost name this connection went to. */
   readonly remoteHost: string;
+  /** The addresses of the connection (this relay's egress address, the server's), once connected. */
+  localAddress: string | undefined;
+  remoteAddress: string | undefined;
   readonly #conn: StuffingSMTPConnection;
   #failed = false;
   /** True while the session is between transactions in a known state (QUIT or reuse is fine). */
@@ -47,6 +50,11 @@ export class OutboundSession implements Poolable {
     const session = new OutboundSession(remoteHost, new StuffingSMTPConnection(options));
     try {
       await session.#run((done) => session.#conn.connect((err) => done(err)));
+      const socket = (
+        session.#conn as unknown as { _socket?: { localAddress?: string; remoteAddress?: string } }
+      )._socket;
+      session.localAddress = socket?.localAddress;
+      session.remoteAddress = socket?.remoteAddress;
       if (auth !== undefined) await session.#run((done) => session.#conn.login(auth, (err) => done(err)));
     } catch (err: unknown) {
       const tls = session.#conn.upgrading === true || isTlsError(err);

@@ -45,6 +45,9 @@ export interface RecipientResult {
   status: string;
   /** The host that answered (MX or smarthost name), when one did. */
   remoteHost?: string;
+  /** The connection's addresses when a host answered: the server's and this relay's (the egress address). */
+  remoteAddress?: string;
+  localAddress?: string;
   /** Why it failed before or without a transaction (null_mx, dns_tempfail, tls_failed, …), for the log. */
   reason?: string;
   /** The next hop offered DSN and was given this recipient's DSN request (RFC 3461). */

@@ -102,16 +102,33 @@ function firstRemoteHost(results: readonly RecipientResult[]): string | undefine
   return results.find((r) => r.remoteHost !== undefined)?.remoteHost;
 }
 
+/** The span's attributes for the server (OpenTelemetry semantic conventions). */
 function remoteHost(results: readonly RecipientResult[]): Record<string, string> {
   const host = firstRemoteHost(results);
-  return host === undefined ? {} : { 'server.address': host };
+  const connected = results.find((r) => r.remoteAddress !== undefined);
+  return {
+    ...(host === undefined ? {} : { 'server.address': host }),
+    ...(connected?.remoteAddress === undefined ? {} : { 'network.peer.address': connected.remoteAddress }),
+    ...(connected?.localAddress === undefined ? {} : { 'network.local.address': connected.localAddress }),
+  };
 }
 
 /** Where an attempt went and, for a local failure, why: for its log line. */
-function attemptContext(results: readonly RecipientResult[]): { remoteHost?: string; reason?: string } {
+function attemptContext(results: readonly RecipientResult[]): {
+  remoteHost?: string;
+  remoteAddress?: string;
+  localAddress?: string;
+  reason?: string;
+} {
   const host = firstRemoteHost(results);
+  const connected = results.find((r) => r.remoteAddress !== undefined);
   const reason = results.find((r) => r.reason !== undefined)?.reason;
-  return { ...(host === undefined ? {} : { remoteHost: host }), ...(reason === undefined ? {} : { reason }) };
+  return {
+    ...(host === undefined ? {} : { remoteHost: host }),
+    ...(connected?.remoteAddress === undefined ? {} : { remoteAddress: connected.remoteAddress }),
+    ...(connected?.localAddress === undefined ? {} : { localAddress: connected.localAddress }),
+    ...(reason === undefined ? {} : { reason }),
+  };
 }
 
 function errorText(err: unknown): string {
@@ -728,6 +745,8 @@ export class DeliveryManager {
           status: recipient.status,
           class: cls,
           remoteHost: recipient.remoteHost,
+          remoteAddress: result.remoteAddress,
+          localAddress: result.localAddress,
         },
         recipient.state,
       );
