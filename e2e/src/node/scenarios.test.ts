@@ -758,6 +758,15 @@ describe('Sluice on the real node', { skip }, () => {
       hpa?.status.conditions?.find((c) => c.type === 'ScalingActive');
     const utilization = (hpa: Hpa | undefined) =>
       hpa?.status.currentMetrics?.[0]?.resource?.current?.averageUtilization;
+    // Whatever fails above, the scenarios after this one run without autoscaling.
+    after(async () => {
+      await patchPolicy({ spec: { autoscaling: { enabled: false } } });
+      await waitFor(
+        'autoscaling off again after scenario 7',
+        async () => (await kubectl(['get', 'hpa', '-n', NAMESPACE, '-o', 'name'])).stdout.trim() === '',
+        { timeoutMs: 120_000, intervalMs: 1000 },
+      );
+    });
 
     test('never fewer than the minimum on the way; under load through the Service the HPA scales out', async (t) => {
       await patchPolicy({ spec: { replicas: 3 } });
