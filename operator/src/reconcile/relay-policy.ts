@@ -108,6 +108,7 @@ export class RelayPolicyReconciler {
   readonly #o: RelayPolicyReconcilerOptions;
   readonly #status: StatusWriter;
   readonly #userStatus: SmtpUserStatusUpdater;
+  readonly #lookupUser = (namespace: string, name: string) => this.#o.users.get(namespace, name);
   readonly #shards: UserShards;
   readonly #now: () => number;
   readonly #random: () => string;
@@ -139,7 +140,6 @@ export class RelayPolicyReconciler {
   async reconcile(key: string): Promise<ReconcileOutcome> {
     const { namespace, name } = splitKey(key);
     const cached = this.#o.policies.get(namespace, name);
-    const users = usersOfPolicy(this.#o.users.list(), namespace, name);
     if (cached?.metadata.deletionTimestamp && finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
       return finishDeletion(
         {
@@ -159,8 +159,13 @@ export class RelayPolicyReconciler {
       this.#o.usage?.forget(key);
       if (cached?.metadata.uid) this.#shards.forget(cached.metadata.uid, key);
       if (cached?.metadata.uid) this.#unsaved.delete(cached.metadata.uid);
+      const outcome = policyNotFound(name, namespace);
       await this.#userStatus.update(
-        users.map((user) => ({ user, outcome: policyNotFound(name, namespace) })),
+        usersOfPolicy(this.#o.users.list(), namespace, name).map((user) => ({
+          user: user.metadata,
+          outcome,
+        })),
+        this.#lookupUser,
       );
       return { changed: 0, statusWritten: false };
     }
@@ -170,7 +175,8 @@ export class RelayPolicyReconciler {
       await setFinalizers(client, cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
     }
     // users that name the policy but that its userSelector leaves out are told so, nothing more
-    const { selected, unselected } = selectUsers(policy, users);
+    // a holder, emptied before the status pass (below) so that the pass keeps no user objects
+    const users = selectUsers(policy, usersOfPolicy(this.#o.users.list(), namespace, name));
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
@@ -224,7 +230,7 @@ export class RelayPolicyReconciler {
     );
     const shards = await this.#shards.reconcile(
       policy,
-      userInputs(selected, this.#o.secrets),
+      userInputs(users.selected, this.#o.secrets),
       handoffPassword,
       fingerprintKey,
     );
@@ -288,7 +294,7 @@ export class RelayPolicyReconciler {
       applyFailures: steps.failures,
       missingSecrets: secrets.missing,
       rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
-      userCount: selected.length,
+      userCount: users.selected.length,
       selector: selectorString(policy),
       versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
     };
@@ -301,17 +307,18 @@ export class RelayPolicyReconciler {
       token: adminToken,
     });
     // a user whose password is still being hashed keeps its status until it is written
-    const leftOut = unselected.length > 0 ? notSelected(policy) : undefined;
-    await this.#userStatus.update(
-      [
-        ...selected.flatMap((user) => {
-          const outcome = outcomes.get(user.metadata.name);
-          return outcome ? [{ user, outcome }] : [];
-        }),
-        ...(leftOut ? unselected.map((user) => ({ user, outcome: leftOut })) : []),
-      ],
-      usage,
-    );
+    const leftOut = users.unselected.length > 0 ? notSelected(policy) : undefined;
+    const entries = [
+      ...users.selected.flatMap((user) => {
+        const outcome = outcomes.get(user.metadata.name);
+        return outcome ? [{ user: user.metadata, outcome }] : [];
+      }),
+      ...(leftOut ? users.unselected.map((user) => ({ user: user.metadata, outcome: leftOut })) : []),
+    ];
+    // each status write brings a new version of its user through the watch: the old one goes
+    users.selected = [];
+    users.unselected = [];
+    await this.#userStatus.update(entries, this.#lookupUser, usage);
     const { changed } = steps;
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
     // the status says what failed; the error makes the work queue retry with backoff
