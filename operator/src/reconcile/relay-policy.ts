@@ -24,6 +24,7 @@ import {
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
 import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, relayImageOf } from '../build/relay-defaults.ts';
 import { policyDomains } from '../build/sending-domains.ts';
+import type { Outcome, UserOutcome } from '../build/users.ts';
 import {
   adminService,
   configMap,
@@ -56,7 +57,7 @@ import {
   usersOfPolicy,
 } from './policy-inputs.ts';
 import { type PolicyFacts, policyStatus } from './policy-status.ts';
-import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
+import { policyNotFound, SmtpUserStatusUpdater, type UserRef } from './smtp-user.ts';
 import { applyStatefulSet, rolledOut, type StatefulSetObject } from './statefulset-apply.ts';
 import { StatusWriter } from './status-writer.ts';
 import { notSelected, selectUsers } from './user-selection.ts';
@@ -235,7 +236,6 @@ export class RelayPolicyReconciler {
       fingerprintKey,
     );
     steps.changed += shards.changed;
-    const built = shards.evaluated;
     // the key shards are written before the config that names their files
     const dkimShards = await writeDkimShards(policy, domains.files, this.#o.owned, (desired, live) =>
       apply(desired, live),
@@ -280,7 +280,6 @@ export class RelayPolicyReconciler {
       steps.deleteOwned('v1', 'Secret', name),
     );
 
-    const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;
     const facts: PolicyFacts = {
       generation: policy.metadata.generation ?? 0,
@@ -293,7 +292,7 @@ export class RelayPolicyReconciler {
       ...(configError ? { configError } : {}),
       applyFailures: steps.failures,
       missingSecrets: secrets.missing,
-      rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
+      rejectedUsers: shards.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
       userCount: users.selected.length,
       selector: selectorString(policy),
       versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
@@ -306,15 +305,7 @@ export class RelayPolicyReconciler {
       url: `http://${n.adminService}.${namespace}.svc:${ADMIN_PORT}`,
       token: adminToken,
     });
-    // a user whose password is still being hashed keeps its status until it is written
-    const leftOut = users.unselected.length > 0 ? notSelected(policy) : undefined;
-    const entries = [
-      ...users.selected.flatMap((user) => {
-        const outcome = outcomes.get(user.metadata.name);
-        return outcome ? [{ user: user.metadata, outcome }] : [];
-      }),
-      ...(leftOut ? users.unselected.map((user) => ({ user: user.metadata, outcome: leftOut })) : []),
-    ];
+    const entries = statusEntries(users, shards.outcomes, notSelected(policy));
     // each status write brings a new version of its user through the watch: the old one goes
     users.selected = [];
     users.unselected = [];
@@ -364,4 +355,21 @@ export class RelayPolicyReconciler {
     });
     return this.#serviceMonitors;
   }
+}
+
+/** Each user's status entry: named by its metadata, with what became of it (selected) or NotSelected. */
+function statusEntries(
+  users: { selected: readonly SmtpUser[]; unselected: readonly SmtpUser[] },
+  outcomes: readonly UserOutcome[],
+  leftOut: Outcome,
+): Array<{ user: UserRef; outcome: Outcome }> {
+  const byName = new Map(outcomes.map((o) => [o.name, o]));
+  const entries: Array<{ user: UserRef; outcome: Outcome }> = [];
+  // a user whose password is still being hashed keeps its status until it is written
+  for (const user of users.selected) {
+    const outcome = byName.get(user.metadata.name);
+    if (outcome) entries.push({ user: user.metadata, outcome });
+  }
+  for (const user of users.unselected) entries.push({ user: user.metadata, outcome: leftOut });
+  return entries;
 }
