@@ -327,6 +327,11 @@ export class RelayPolicyReconciler {
     this.#userStatus.stop();
   }
 
+  /** A version of an SmtpUser reached the cache: a status written before it is in it. */
+  userSeen(uid: string, resourceVersion: string | undefined): void {
+    this.#userStatus.seen(uid, resourceVersion);
+  }
+
   /** Forgets what was remembered about a deleted object (its uid). */
   forget(uid: string): void {
     this.#status.forget(uid);

@@ -229,6 +229,11 @@ export class SmtpUserStatusUpdater {
     }
   }
 
+  /** A version of the user reached the cache (see StatusWriter.seen). */
+  seen(uid: string, resourceVersion: string | undefined): void {
+    this.#writer.seen(uid, resourceVersion);
+  }
+
   forget(uid: string): void {
     this.#writer.forget(uid);
     this.#usage.forget(uid);

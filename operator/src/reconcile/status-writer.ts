@@ -43,6 +43,16 @@ export class StatusWriter {
     return true;
   }
 
+  /**
+   * The cache holds a version of the object (an informer event): what was written on
+   * another version is in it now and is dropped at once, not at the next pass (100,000
+   * status writes of a cold start would otherwise be held until it ends).
+   */
+  seen(uid: string, resourceVersion: string | undefined): void {
+    const mine = this.#written.get(uid);
+    if (mine && mine.basedOn !== (resourceVersion ?? '')) this.#written.delete(uid);
+  }
+
   /** Drops what is remembered about a deleted object. */
   forget(uid: string): void {
     this.#written.delete(uid);
