@@ -289,6 +289,7 @@ class Session {
     const policyKeyOf = (u: SmtpUser) => keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? '');
     const userKey = (u: SmtpUser) => ['user:', keyOf(u.metadata.namespace, u.metadata.name)].join('');
     const userChanged = (u: SmtpUser, old?: SmtpUser) => {
+      if (u.metadata.uid) this.#reconciler.userSeen(u.metadata.uid, u.metadata.resourceVersion);
       const secret = u.spec?.passwordSecretRef?.name;
       this.#release(
         this.#index.setOwner(userKey(u), policyKeyOf(u), secret ? [keyOf(u.metadata.namespace, secret)] : []),

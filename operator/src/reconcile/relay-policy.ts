@@ -24,6 +24,7 @@ import {
 import { buildRelayConfig, restartHash } from '../build/relay-config.ts';
 import { DEFAULT_RELAY_DEFAULTS, type RelayDefaults, relayImageOf } from '../build/relay-defaults.ts';
 import { policyDomains } from '../build/sending-domains.ts';
+import type { Outcome, UserOutcome } from '../build/users.ts';
 import {
   adminService,
   configMap,
@@ -56,7 +57,7 @@ import {
   usersOfPolicy,
 } from './policy-inputs.ts';
 import { type PolicyFacts, policyStatus } from './policy-status.ts';
-import { policyNotFound, SmtpUserStatusUpdater } from './smtp-user.ts';
+import { policyNotFound, SmtpUserStatusUpdater, type UserRef } from './smtp-user.ts';
 import { applyStatefulSet, rolledOut, type StatefulSetObject } from './statefulset-apply.ts';
 import { StatusWriter } from './status-writer.ts';
 import { notSelected, selectUsers } from './user-selection.ts';
@@ -108,6 +109,7 @@ export class RelayPolicyReconciler {
   readonly #o: RelayPolicyReconcilerOptions;
   readonly #status: StatusWriter;
   readonly #userStatus: SmtpUserStatusUpdater;
+  readonly #lookupUser = (namespace: string, name: string) => this.#o.users.get(namespace, name);
   readonly #shards: UserShards;
   readonly #now: () => number;
   readonly #random: () => string;
@@ -139,7 +141,6 @@ export class RelayPolicyReconciler {
   async reconcile(key: string): Promise<ReconcileOutcome> {
     const { namespace, name } = splitKey(key);
     const cached = this.#o.policies.get(namespace, name);
-    const users = usersOfPolicy(this.#o.users.list(), namespace, name);
     if (cached?.metadata.deletionTimestamp && finalizersOf(cached).includes(QUEUED_MAIL_FINALIZER)) {
       return finishDeletion(
         {
@@ -159,8 +160,13 @@ export class RelayPolicyReconciler {
       this.#o.usage?.forget(key);
       if (cached?.metadata.uid) this.#shards.forget(cached.metadata.uid, key);
       if (cached?.metadata.uid) this.#unsaved.delete(cached.metadata.uid);
+      const outcome = policyNotFound(name, namespace);
       await this.#userStatus.update(
-        users.map((user) => ({ user, outcome: policyNotFound(name, namespace) })),
+        usersOfPolicy(this.#o.users.list(), namespace, name).map((user) => ({
+          user: user.metadata,
+          outcome,
+        })),
+        this.#lookupUser,
       );
       return { changed: 0, statusWritten: false };
     }
@@ -170,7 +176,8 @@ export class RelayPolicyReconciler {
       await setFinalizers(client, cached, [...finalizersOf(cached), QUEUED_MAIL_FINALIZER]);
     }
     // users that name the policy but that its userSelector leaves out are told so, nothing more
-    const { selected, unselected } = selectUsers(policy, users);
+    // a holder, emptied before the status pass (below) so that the pass keeps no user objects
+    const users = selectUsers(policy, usersOfPolicy(this.#o.users.list(), namespace, name));
     const n = names(policy);
     const secrets = readPolicySecrets(policy, this.#o.secrets);
     const network = this.#o.network ?? DEFAULT_NETWORK_SETTINGS;
@@ -224,12 +231,11 @@ export class RelayPolicyReconciler {
     );
     const shards = await this.#shards.reconcile(
       policy,
-      userInputs(selected, this.#o.secrets),
+      userInputs(users.selected, this.#o.secrets),
       handoffPassword,
       fingerprintKey,
     );
     steps.changed += shards.changed;
-    const built = shards.evaluated;
     // the key shards are written before the config that names their files
     const dkimShards = await writeDkimShards(policy, domains.files, this.#o.owned, (desired, live) =>
       apply(desired, live),
@@ -274,7 +280,6 @@ export class RelayPolicyReconciler {
       steps.deleteOwned('v1', 'Secret', name),
     );
 
-    const outcomes = new Map(built.outcomes.map((o) => [o.name, o]));
     const { autoscaling } = policy.spec;
     const facts: PolicyFacts = {
       generation: policy.metadata.generation ?? 0,
@@ -287,8 +292,8 @@ export class RelayPolicyReconciler {
       ...(configError ? { configError } : {}),
       applyFailures: steps.failures,
       missingSecrets: secrets.missing,
-      rejectedUsers: built.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
-      userCount: selected.length,
+      rejectedUsers: shards.outcomes.filter((o) => !o.ok).map((o) => ({ name: o.name, reason: o.reason })),
+      userCount: users.selected.length,
       selector: selectorString(policy),
       versions: { operator: OPERATOR_VERSION, relayImage: relayImageOf(policy, defaults) },
     };
@@ -300,18 +305,11 @@ export class RelayPolicyReconciler {
       url: `http://${n.adminService}.${namespace}.svc:${ADMIN_PORT}`,
       token: adminToken,
     });
-    // a user whose password is still being hashed keeps its status until it is written
-    const leftOut = unselected.length > 0 ? notSelected(policy) : undefined;
-    await this.#userStatus.update(
-      [
-        ...selected.flatMap((user) => {
-          const outcome = outcomes.get(user.metadata.name);
-          return outcome ? [{ user, outcome }] : [];
-        }),
-        ...(leftOut ? unselected.map((user) => ({ user, outcome: leftOut })) : []),
-      ],
-      usage,
-    );
+    const entries = statusEntries(users, shards.outcomes, notSelected(policy));
+    // each status write brings a new version of its user through the watch: the old one goes
+    users.selected = [];
+    users.unselected = [];
+    await this.#userStatus.update(entries, this.#lookupUser, usage);
     const { changed } = steps;
     if (changed > 0) this.#o.log?.info({ relayPolicy: key, changed }, 'applied changes');
     // the status says what failed; the error makes the work queue retry with backoff
@@ -327,6 +325,11 @@ export class RelayPolicyReconciler {
   /** Stops writes that run beside the reconciles (usage), when leadership is lost. */
   stop(): void {
     this.#userStatus.stop();
+  }
+
+  /** A version of an SmtpUser reached the cache: a status written before it is in it. */
+  userSeen(uid: string, resourceVersion: string | undefined): void {
+    this.#userStatus.seen(uid, resourceVersion);
   }
 
   /** Forgets what was remembered about a deleted object (its uid). */
@@ -357,4 +360,21 @@ export class RelayPolicyReconciler {
     });
     return this.#serviceMonitors;
   }
+}
+
+/** Each user's status entry: named by its metadata, with what became of it (selected) or NotSelected. */
+function statusEntries(
+  users: { selected: readonly SmtpUser[]; unselected: readonly SmtpUser[] },
+  outcomes: readonly UserOutcome[],
+  leftOut: Outcome,
+): Array<{ user: UserRef; outcome: Outcome }> {
+  const byName = new Map(outcomes.map((o) => [o.name, o]));
+  const entries: Array<{ user: UserRef; outcome: Outcome }> = [];
+  // a user whose password is still being hashed keeps its status until it is written
+  for (const user of users.selected) {
+    const outcome = byName.get(user.metadata.name);
+    if (outcome) entries.push({ user: user.metadata, outcome });
+  }
+  for (const user of users.unselected) entries.push({ user: user.metadata, outcome: leftOut });
+  return entries;
 }

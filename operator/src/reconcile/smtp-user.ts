@@ -93,6 +93,9 @@ export function smtpUserStatus(
   };
 }
 
+/** Which user a status pass means: its metadata as the pass read it. */
+export type UserRef = SmtpUser['metadata'];
+
 export interface UserStatusLogger {
   warn(details: object, message: string): void;
 }
@@ -132,19 +135,28 @@ export class SmtpUserStatusUpdater {
     return { written: this.#usage.written, backlog: this.#usage.backlog };
   }
 
-  /** Writes each user's status (several at once); throws after trying all of them if any write failed. */
+  /**
+   * Writes each user's status (several at once); throws after trying all of them if any write failed.
+   * An entry names its user by the metadata the pass read; the user itself is read from
+   * `lookup` (the informer cache) at its turn, so a pass of 100,000 writes does not keep each
+   * user's old object beside the one the watch brings after its status write. A user gone
+   * or changed since (another version) is left to the reconcile its change queued.
+   */
   async update(
-    entries: ReadonlyArray<{ user: SmtpUser; outcome: Outcome }>,
+    entries: ReadonlyArray<{ user: UserRef; outcome: Outcome }>,
+    lookup: (namespace: string, name: string) => SmtpUser | undefined,
     usage?: PolicyUsage,
   ): Promise<void> {
     const failures: unknown[] = [];
-    const one = async ({ user, outcome }: { user: SmtpUser; outcome: Outcome }) => {
+    const one = async ({ user: ref, outcome }: { user: UserRef; outcome: Outcome }) => {
+      const user = lookup(ref.namespace ?? '', ref.name);
+      if (!user || user.metadata.resourceVersion !== ref.resourceVersion) return;
       try {
         await this.#updateOne(user, outcome, usage);
       } catch (err: unknown) {
         failures.push(err);
         this.#log?.warn(
-          { smtpUser: `${user.metadata.namespace}/${user.metadata.name}`, err: String(err) },
+          { smtpUser: `${ref.namespace}/${ref.name}`, err: String(err) },
           'could not write the SmtpUser status',
         );
       }
@@ -161,17 +173,17 @@ export class SmtpUserStatusUpdater {
   }
 
   /** What a pass saw of a user: the same again means nothing to compare or write. */
-  #seenKey(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): string {
-    return `${user.metadata.resourceVersion}|${outcomeId(outcome)}|${usage ? usageVersion(usage) : ''}`;
+  #seenKey(user: UserRef, outcome: Outcome, usage: PolicyUsage | undefined): string {
+    return `${user.resourceVersion}|${outcomeId(outcome)}|${usage ? usageVersion(usage) : ''}`;
   }
 
-  #unchanged(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): boolean {
-    return this.#seen.get(user.metadata.uid ?? user.metadata.name) === this.#seenKey(user, outcome, usage);
+  #unchanged(user: UserRef, outcome: Outcome, usage: PolicyUsage | undefined): boolean {
+    return this.#seen.get(user.uid ?? user.name) === this.#seenKey(user, outcome, usage);
   }
 
   async #updateOne(user: SmtpUser, outcome: Outcome, usage: PolicyUsage | undefined): Promise<void> {
     // 100,000 users a pass: comparing each status costs seconds; most did not change at all
-    const seen = this.#seenKey(user, outcome, usage);
+    const seen = this.#seenKey(user.metadata, outcome, usage);
     const uid = user.metadata.uid ?? user.metadata.name;
     if (this.#seen.get(uid) === seen) return;
     await this.#compareAndWrite(user, outcome, usage);
@@ -215,6 +227,11 @@ export class SmtpUserStatusUpdater {
         'DetectAbuse',
       );
     }
+  }
+
+  /** A version of the user reached the cache (see StatusWriter.seen). */
+  seen(uid: string, resourceVersion: string | undefined): void {
+    this.#writer.seen(uid, resourceVersion);
   }
 
   forget(uid: string): void {

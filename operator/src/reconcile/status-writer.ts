@@ -12,7 +12,8 @@ export type WithStatus = KubeObject & { status?: Record<string, unknown> };
 export class StatusWriter {
   readonly #client: KubeClient;
   readonly #resource: ResourceType;
-  readonly #written = new Map<string, { basedOn: string; status: Record<string, unknown> }>();
+  /** uid → the resourceVersion written on and the status written, as JSON: a short string, not objects, for 100,000 users */
+  readonly #written = new Map<string, { basedOn: string; status: string }>();
 
   constructor(client: KubeClient, resource: ResourceType) {
     this.#client = client;
@@ -24,7 +25,7 @@ export class StatusWriter {
     const key = live.metadata.uid ?? live.metadata.name;
     const mine = this.#written.get(key);
     if (mine && mine.basedOn === (live.metadata.resourceVersion ?? ''))
-      return { ...live.status, ...mine.status };
+      return { ...live.status, ...(JSON.parse(mine.status) as Record<string, unknown>) };
     // the cache has caught up (a newer version): what was written is in the live status now
     if (mine) this.#written.delete(key);
     return live.status;
@@ -37,9 +38,19 @@ export class StatusWriter {
     await this.#client.patchStatus(this.#resource, namespace ?? '', name, status);
     this.#written.set(uid ?? name, {
       basedOn: resourceVersion ?? '',
-      status: JSON.parse(stableStringify(status)),
+      status: stableStringify(status),
     });
     return true;
+  }
+
+  /**
+   * The cache holds a version of the object (an informer event): what was written on
+   * another version is in it now and is dropped at once, not at the next pass (100,000
+   * status writes of a cold start would otherwise be held until it ends).
+   */
+  seen(uid: string, resourceVersion: string | undefined): void {
+    const mine = this.#written.get(uid);
+    if (mine && mine.basedOn !== (resourceVersion ?? '')) this.#written.delete(uid);
   }
 
   /** Drops what is remembered about a deleted object. */

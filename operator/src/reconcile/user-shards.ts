@@ -89,7 +89,8 @@ export interface ShardSet {
 }
 
 export interface UserShardsResult {
-  evaluated: EvaluatedUsers;
+  /** What became of each user; not the records, which a long status pass would keep alive for nothing */
+  outcomes: EvaluatedUsers['outcomes'];
   set: ShardSet;
   /** Shard Secrets written */
   changed: number;
@@ -314,7 +315,7 @@ export class UserShards {
       const done = await Promise.all(writes.slice(i, i + WRITE_CONCURRENCY).map((w) => w()));
       changed += done.filter(Boolean).length;
     }
-    return { evaluated, set, changed };
+    return { outcomes: evaluated.outcomes, set, changed };
   }
 
   /**
