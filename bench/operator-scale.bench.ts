@@ -132,19 +132,18 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
     },
     stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
   };
-  const child = cgroup
+  const command = cgroup
     ? // joins the cgroup before it becomes the operator, so every byte it uses is counted
-      spawn(
+      [
         '/bin/sh',
-        [
-          '-c',
-          `echo $$ > ${join(cgroup.dir, 'cgroup.procs')} && exec "$0" "$1"`,
-          process.execPath,
-          OPERATOR_MAIN,
-        ],
-        options,
-      )
-    : spawn(process.execPath, [OPERATOR_MAIN], options);
+        '-c',
+        `echo $$ > ${join(cgroup.dir, 'cgroup.procs')} && exec "$0" "$1"`,
+        process.execPath,
+        OPERATOR_MAIN,
+      ]
+    : [process.execPath, OPERATOR_MAIN];
+  // the operator dies with the bench however the bench ends (util-linux's setpriv)
+  const child = spawn('/usr/bin/setpriv', ['--pdeathsig', 'KILL', '--', ...command], options);
   let stopping = false;
   const exited = new Promise<void>((r) =>
     child.once('exit', (code, signal) => {
