@@ -236,6 +236,8 @@ describe('traces of SMTP traffic (in-memory exporter)', () => {
         'sluice.delivery.deferred': 0,
         'sluice.delivery.bounced': 0,
         'server.address': '127.0.0.1',
+        'network.peer.address': '127.0.0.1',
+        'network.local.address': '127.0.0.1',
         'sluice.result': 'delivered',
       });
       assertNoSecrets(spans, [PASSWORD, BODY_MARKER, SUBJECT_MARKER, ...RECIPIENTS]);
