@@ -94,7 +94,13 @@ const NETWORK = {
   },
 };
 
-function startOperator(cp: ControlPlane, identity: string, relayDefaults?: RelayDefaults): Operator {
+/** An operator as a replica would run it; `namespace`: it watches that namespace only. */
+function startOperator(
+  cp: ControlPlane,
+  identity: string,
+  relayDefaults?: RelayDefaults,
+  namespace?: string,
+): Operator {
   const client = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: identity });
   const leases = new KubeClient(loadKubeConfig(cp.kubeconfigPath), { instance: identity });
   const metrics = new Counting();
@@ -106,6 +112,7 @@ function startOperator(cp: ControlPlane, identity: string, relayDefaults?: Relay
     queue: { baseDelayMs: 50, maxDelayMs: 1000 },
     network: NETWORK,
     ...(relayDefaults ? { relayDefaults } : {}),
+    ...(namespace ? { namespace } : {}),
     leaderElection: {
       leases,
       namespace: 'kube-system',
@@ -796,7 +803,10 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
   it('shards many users, hashes nothing and writes nothing after a restart, and rewrites one shard for one change', async () => {
     const ns = await namespace('restart');
     await op.controller.stop(); // (stopped already when the whole file runs)
-    const a = startOperator(cp, 'operator-scale-a');
+    // Both operators watch this test's namespace only: the hashes and writes counted are
+    // its own, not those of policies earlier tests left (an operator that watches them all
+    // hashes again the passwords of a policy whose fingerprint key never reached its Secret).
+    const a = startOperator(cp, 'operator-scale-a', undefined, ns);
     const BULK = 2100;
     try {
       await waitFor('operator-scale-a to lead', () => a.controller.leading);
@@ -858,7 +868,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
 
     const shardsBefore = await userShards(ns);
     assert.equal(shardsBefore.size, 4, '2,104 users: 4 shards of about 500');
-    const b = startOperator(cp, 'operator-scale-b');
+    const b = startOperator(cp, 'operator-scale-b', undefined, ns);
     try {
       await waitFor('operator-scale-b to lead', () => b.controller.leading);
       await waitFor('b to reconcile', () => b.metrics.successes >= 30, { timeoutMs: 60_000 });
