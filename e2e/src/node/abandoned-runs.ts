@@ -9,7 +9,16 @@
 // only while another run (or a kubelet of another installation) is alive.
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deleteBridge, removeCgroupRoot, removeKubeletChains, sh, unmountUnder } from './host.ts';
+import {
+  deleteBridge,
+  hierarchies,
+  processes,
+  removeCgroupRoot,
+  removeKubeletChains,
+  removeKubeProxyTables,
+  sh,
+  unmountUnder,
+} from './host.ts';
 
 /** Where node runs keep their directories (`mkdtemp(RUN_DIR_PREFIX)`). */
 export const RUN_DIR_PREFIX = '/tmp/sn-';
@@ -17,7 +26,6 @@ export const RUN_DIR_PREFIX = '/tmp/sn-';
 export const BRIDGE_PREFIX = 'snb';
 export const CGROUP_PREFIX = 'sluice-node-';
 const LEDGER_FILE = 'node-run.json';
-const CGROUP_V1 = '/sys/fs/cgroup';
 
 export interface RunLedger {
   /** The test process that owns the run, and its start time (a reused pid is not it). */
@@ -92,9 +100,7 @@ async function runDirs(): Promise<string[]> {
 /** Processes (other than this one) whose command line names a path at or below `dir`. */
 async function processesNaming(dir: string): Promise<number[]> {
   const pids: number[] = [];
-  for (const name of await readdir('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid === process.pid) continue;
+  for await (const pid of processes()) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     if (cmdline.split('\0').some((arg) => arg === dir || arg.includes(`${dir}/`))) pids.push(pid);
   }
@@ -110,8 +116,7 @@ async function processesInCgroup(root: string): Promise<number[]> {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
     for (const e of entries) if (e.isDirectory()) await walk(join(dir, e.name));
   };
-  const hierarchies = await readdir(CGROUP_V1, { withFileTypes: true }).catch(() => []);
-  for (const h of hierarchies) if (h.isDirectory()) await walk(join(CGROUP_V1, h.name, root));
+  for (const h of await hierarchies(true).catch(() => [])) await walk(join(h, root));
   pids.delete(process.pid);
   return [...pids];
 }
@@ -142,10 +147,8 @@ async function killAll(pids: number[]): Promise<void> {
 
 async function cgroupRoots(): Promise<string[]> {
   const names = new Set<string>();
-  const hierarchies = await readdir(CGROUP_V1, { withFileTypes: true }).catch(() => []);
-  for (const h of hierarchies) {
-    if (!h.isDirectory()) continue;
-    const entries = await readdir(join(CGROUP_V1, h.name), { withFileTypes: true }).catch(() => []);
+  for (const h of await hierarchies(true).catch(() => [])) {
+    const entries = await readdir(h, { withFileTypes: true }).catch(() => []);
     for (const e of entries) if (e.isDirectory() && e.name.startsWith(CGROUP_PREFIX)) names.add(e.name);
   }
   return [...names];
@@ -161,9 +164,7 @@ async function bridges(): Promise<string[]> {
 /** Pids of processes named kubelet. */
 async function kubelets(): Promise<number[]> {
   const pids: number[] = [];
-  for (const name of await readdir('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
+  for await (const pid of processes()) {
     const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '');
     if (comm.trim() === 'kubelet') pids.push(pid);
   }
@@ -230,8 +231,7 @@ export async function reclaimAbandonedRuns(): Promise<{
   }
   if (live.length === 0) {
     await removeKubeletChains();
-    for (const family of ['ip', 'ip6'])
-      await sh('nft', ['delete', 'table', family, 'kube-proxy']).catch(() => undefined);
+    await removeKubeProxyTables();
   }
   return { live, reclaimed };
 }

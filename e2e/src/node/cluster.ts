@@ -29,6 +29,7 @@ import {
   deleteBridge,
   removeCgroupRoot,
   removeKubeletChains,
+  removeKubeProxyTables,
   setSysctls,
   sh,
   unmountUnder,
@@ -291,10 +292,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
         conntrack: { maxPerCore: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },
       }),
     );
-    undo.push(async () => {
-      for (const family of ['ip', 'ip6'])
-        await sh('nft', ['delete', 'table', family, 'kube-proxy']).catch(() => undefined);
-    });
+    undo.push(removeKubeProxyTables);
     const proxy = startProcess('kube-proxy', bins['kube-proxy'], dir, [`--config=${proxyConfig}`]);
     processes.push(proxy);
     // 200 once its rules are programmed.

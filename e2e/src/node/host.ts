@@ -65,7 +65,7 @@ const CGROUP_V1 = '/sys/fs/cgroup';
  * with `unified`, also the cgroup v2 hierarchy of this hybrid layout (where the kubelet
  * creates the root's cgroups too).
  */
-async function hierarchies(unified = false): Promise<string[]> {
+export async function hierarchies(unified = false): Promise<string[]> {
   const entries = await readdir(CGROUP_V1, { withFileTypes: true });
   return entries
     .filter((e) => e.isDirectory() && (unified || e.name !== 'unified'))
@@ -132,6 +132,20 @@ const KUBELET_CHAINS: [table: string, chain: string][] = [
   ['filter', 'KUBE-KUBELET-CANARY'],
   ['filter', 'KUBE-FIREWALL'],
 ];
+
+/** Deletes kube-proxy's nftables tables (its nftables mode makes one per family). */
+export async function removeKubeProxyTables(): Promise<void> {
+  for (const family of ['ip', 'ip6'])
+    await sh('nft', ['delete', 'table', family, 'kube-proxy']).catch(() => undefined);
+}
+
+/** The pids of the processes running now, other than this one. */
+export async function* processes(): AsyncGenerator<number> {
+  for (const name of await readdir('/proc')) {
+    const pid = Number(name);
+    if (Number.isInteger(pid) && pid !== process.pid) yield pid;
+  }
+}
 
 /** Removes the chains (and the jumps to them) that the kubelet adds to iptables. */
 export async function removeKubeletChains(): Promise<void> {

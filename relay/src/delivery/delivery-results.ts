@@ -62,8 +62,24 @@ export function fromReply(address: string, reply: string, remoteHost: string): R
   return { address, outcome, status, response: reply.replace(/\r?\n/g, ' '), remoteHost };
 }
 
+/** The server a transaction went to, and the connection's addresses when it had one. */
+export interface Peer {
+  remoteHost: string;
+  remoteAddress?: string | undefined;
+  localAddress?: string | undefined;
+}
+
 /** Per-recipient results of one transaction. Only a 2xx to the message data means delivered. */
-export function transactionResults(recipients: string[], sent: Sent, remoteHost: string): RecipientResult[] {
+export function transactionResults(recipients: string[], sent: Sent, peer: Peer): RecipientResult[] {
+  const { remoteHost } = peer;
+  const addresses = {
+    ...(peer.remoteAddress === undefined ? {} : { remoteAddress: peer.remoteAddress }),
+    ...(peer.localAddress === undefined ? {} : { localAddress: peer.localAddress }),
+  };
+  return resultsOf(recipients, sent, remoteHost).map((r) => ({ ...r, ...addresses }));
+}
+
+function resultsOf(recipients: string[], sent: Sent, remoteHost: string): RecipientResult[] {
   const { error } = sent;
   if (error?.command === 'MAIL FROM') {
     const reply = error.response;

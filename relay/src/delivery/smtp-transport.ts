@@ -364,11 +364,7 @@ export class SmtpTransport implements Transport {
           );
           continue;
         }
-        const results = transactionResults(job.recipients, sent, session.remoteHost);
-        for (const r of results) {
-          if (session.remoteAddress !== undefined) r.remoteAddress = session.remoteAddress;
-          if (session.localAddress !== undefined) r.localAddress = session.localAddress;
-        }
+        const results = transactionResults(job.recipients, sent, session);
         // a next hop that offers DSN was given the request: success is its to report now
         if (job.dsn && session.offers('DSN')) {
           for (const r of results) if (r.outcome === 'delivered') r.dsnPassed = true;

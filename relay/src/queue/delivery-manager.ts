@@ -98,18 +98,28 @@ function attemptResult(results: readonly RecipientResult[]): string {
   return outcomes.size === 1 && only ? only : outcomes.size === 0 ? 'empty' : 'mixed';
 }
 
-function firstRemoteHost(results: readonly RecipientResult[]): string | undefined {
-  return results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+/** The server the results name first, and the first connection's addresses. */
+function connection(results: readonly RecipientResult[]): {
+  host?: string;
+  remoteAddress?: string;
+  localAddress?: string;
+} {
+  const host = results.find((r) => r.remoteHost !== undefined)?.remoteHost;
+  const connected = results.find((r) => r.remoteAddress !== undefined);
+  return {
+    ...(host === undefined ? {} : { host }),
+    ...(connected?.remoteAddress === undefined ? {} : { remoteAddress: connected.remoteAddress }),
+    ...(connected?.localAddress === undefined ? {} : { localAddress: connected.localAddress }),
+  };
 }
 
 /** The span's attributes for the server (OpenTelemetry semantic conventions). */
 function remoteHost(results: readonly RecipientResult[]): Record<string, string> {
-  const host = firstRemoteHost(results);
-  const connected = results.find((r) => r.remoteAddress !== undefined);
+  const { host, remoteAddress, localAddress } = connection(results);
   return {
     ...(host === undefined ? {} : { 'server.address': host }),
-    ...(connected?.remoteAddress === undefined ? {} : { 'network.peer.address': connected.remoteAddress }),
-    ...(connected?.localAddress === undefined ? {} : { 'network.local.address': connected.localAddress }),
+    ...(remoteAddress === undefined ? {} : { 'network.peer.address': remoteAddress }),
+    ...(localAddress === undefined ? {} : { 'network.local.address': localAddress }),
   };
 }
 
@@ -120,13 +130,11 @@ function attemptContext(results: readonly RecipientResult[]): {
   localAddress?: string;
   reason?: string;
 } {
-  const host = firstRemoteHost(results);
-  const connected = results.find((r) => r.remoteAddress !== undefined);
+  const { host, ...addresses } = connection(results);
   const reason = results.find((r) => r.reason !== undefined)?.reason;
   return {
     ...(host === undefined ? {} : { remoteHost: host }),
-    ...(connected?.remoteAddress === undefined ? {} : { remoteAddress: connected.remoteAddress }),
-    ...(connected?.localAddress === undefined ? {} : { localAddress: connected.localAddress }),
+    ...addresses,
     ...(reason === undefined ? {} : { reason }),
   };
 }

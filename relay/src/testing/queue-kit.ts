@@ -148,7 +148,7 @@ export async function bootQueue(
   transport: Transport,
   clock: FakeClock,
   config: RelayConfig,
-  limits: { activeLimit?: number } = {},
+  limits: { activeLimit?: number; scanSliceMs?: number } = {},
 ) {
   const spool = testSpool({ dir: spoolDir });
   await spool.init();
