@@ -182,7 +182,7 @@ class Session {
       resource: ResourceType,
       labelSelector?: string,
       metadataOnly = false,
-      transform?: (object: T) => T,
+      transform?: (object: T, previous: T | undefined) => T,
     ) =>
       new Informer<T>({
         listWatch: lw(namespace)<T>(resource, {
@@ -198,18 +198,22 @@ class Session {
       resource: ResourceType,
       labelSelector?: string,
       metadataOnly = false,
-      transform?: (object: T) => T,
+      transform?: (object: T, previous: T | undefined) => T,
     ): WatchedObjects<T> =>
       namespaces.length > 1
         ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, labelSelector, metadataOnly, transform))
         : one<T>(namespaces[0], resource, labelSelector, metadataOnly, transform);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     const strings = new StringPool();
-    this.users = informer<SmtpUser>(SMTP_USERS, undefined, false, (u) => compactSmtpUser(u, strings));
+    this.users = informer<SmtpUser>(SMTP_USERS, undefined, false, (u, previous) =>
+      compactSmtpUser(u, strings, previous),
+    );
     this.domains = informer<SendingDomain>(SENDING_DOMAINS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     this.ownedSecrets = informer<SecretObject>(SECRETS, managed, false, compactShardSecret);
-    this.secretMeta = informer<SecretObject>(SECRETS, undefined, true, (s) => compactSecretMeta(s, strings));
+    this.secretMeta = informer<SecretObject>(SECRETS, undefined, true, (s, previous) =>
+      compactSecretMeta(s, strings, previous),
+    );
     this.#referenced = new ReferencedSecrets({ client: o.client, meta: this.secretMeta });
     this.#hashes = new HashPool({
       ...(o.hashConcurrency !== undefined ? { concurrency: o.hashConcurrency } : {}),
@@ -286,8 +290,12 @@ class Session {
         if (p.metadata.uid) this.#reconciler.forget(p.metadata.uid);
       },
     });
-    const policyKeyOf = (u: SmtpUser) => keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? '');
-    const userKey = (u: SmtpUser) => ['user:', keyOf(u.metadata.namespace, u.metadata.name)].join('');
+    // 100,000 users name a few policies: one string per policy, not one per user in the index
+    const policyKeys = new StringPool(10_000);
+    const policyKeyOf = (u: SmtpUser) =>
+      policyKeys.share(keyOf(u.metadata.namespace, u.spec?.policyRef?.name ?? ''));
+    // the uid is a string the cached user holds already (the same one from version to version)
+    const userKey = (u: SmtpUser) => u.metadata.uid ?? `user:${keyOf(u.metadata.namespace, u.metadata.name)}`;
     const userChanged = (u: SmtpUser, old?: SmtpUser) => {
       if (u.metadata.uid) this.#reconciler.userSeen(u.metadata.uid, u.metadata.resourceVersion);
       const secret = u.spec?.passwordSecretRef?.name;

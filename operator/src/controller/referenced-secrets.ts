@@ -48,7 +48,8 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
 
   /** Reads the data of every Secret in `keys` that exists and is not held at its current version. */
   async ensure(keys: Iterable<string>): Promise<void> {
-    const stale = new Map<string, string[]>();
+    // namespace → name → key (the caller's string, kept as this cache's key rather than a new one)
+    const stale = new Map<string, Map<string, string>>();
     for (const key of keys) {
       const { namespace, name } = splitKey(key);
       const meta = this.#meta.get(namespace, name);
@@ -59,35 +60,39 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
       if (this.#data.get(key)?.metadata.resourceVersion === meta.metadata.resourceVersion) continue;
       let names = stale.get(namespace);
       if (!names) {
-        names = [];
+        names = new Map();
         stale.set(namespace, names);
       }
-      names.push(name);
+      names.set(name, key);
     }
     for (const [namespace, names] of stale) {
-      if (names.length > LIST_ABOVE) await this.#listNamespace(namespace, new Set(names));
+      if (names.size > LIST_ABOVE) await this.#listNamespace(namespace, names);
       else await this.#getEach(namespace, names);
     }
   }
 
-  async #listNamespace(namespace: string, wanted: Set<string>): Promise<void> {
+  async #listNamespace(namespace: string, wanted: ReadonlyMap<string, string>): Promise<void> {
     await this.#client.list<SecretObject>(SECRETS, {
       namespace,
       onPage: (items) => {
         this.#reads++;
-        for (const s of items) if (wanted.has(s.metadata.name)) this.#keep(s);
+        for (const s of items) {
+          const key = wanted.get(s.metadata.name);
+          if (key !== undefined) this.#keep(key, s);
+        }
       },
     });
   }
 
-  async #getEach(namespace: string, names: readonly string[]): Promise<void> {
-    for (let i = 0; i < names.length; i += GET_CONCURRENCY) {
+  async #getEach(namespace: string, names: ReadonlyMap<string, string>): Promise<void> {
+    const wanted = [...names];
+    for (let i = 0; i < wanted.length; i += GET_CONCURRENCY) {
       await Promise.all(
-        names.slice(i, i + GET_CONCURRENCY).map(async (name) => {
+        wanted.slice(i, i + GET_CONCURRENCY).map(async ([name, key]) => {
           this.#reads++;
           const s = await this.#client.get<SecretObject>('v1', 'Secret', namespace, name);
-          if (s) this.#keep(s);
-          else this.#data.delete(keyOf(namespace, name));
+          if (s) this.#keep(key, s);
+          else this.#data.delete(key);
         }),
       );
     }
@@ -97,7 +102,7 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
    * Keeps what the reconcile reads: name, version, type and data (100,000 of them: nothing
    * more). The metadata is the metadata cache's object when that holds the same version.
    */
-  #keep(s: SecretObject): void {
+  #keep(key: string, s: SecretObject): void {
     const { namespace, name, resourceVersion } = s.metadata;
     const known = this.#meta.get(namespace ?? '', name)?.metadata;
     const metadata =
@@ -108,7 +113,7 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
             ...(namespace ? { namespace } : {}),
             ...(resourceVersion ? { resourceVersion } : {}),
           };
-    this.#data.set(keyOf(namespace, name), {
+    this.#data.set(key, {
       metadata,
       ...(s.type ? { type: TYPES.get(s.type) ?? s.type } : {}),
       ...(s.data ? { data: s.data } : {}),

@@ -39,7 +39,7 @@ describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
     const strings = new StringPool();
     informer = new Informer<SmtpUser>({
       listWatch: apiListWatch<SmtpUser>(admin, SMTP_USERS, { namespace: NS }),
-      transform: (u) => compactSmtpUser(u, strings),
+      transform: (u, previous) => compactSmtpUser(u, strings, previous),
     });
     informer.start();
     await informer.synced();
@@ -80,5 +80,33 @@ describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
     assert.equal(watched.metadata.annotations, undefined);
     assert.equal(watched.spec.passwordSecretRef.key, 'password');
     assert.equal(watched.status?.conditions?.[0]?.reason, 'Active');
+  });
+
+  it('gives a new version the cached spec while the generation stays, and a new spec when it moves', async () => {
+    const before = informer.get(NS, 'alice');
+    assert.ok(before?.metadata.resourceVersion);
+    // a status write (the operator makes one per user) is a new version of the same generation
+    await admin.patchStatus(SMTP_USERS, NS, 'alice', { observedGeneration: 1 });
+    const statusOnly = await waitFor('alice after her status write', async () => {
+      const u = informer.get(NS, 'alice');
+      return u && u.metadata.resourceVersion !== before.metadata.resourceVersion ? u : undefined;
+    });
+    assert.equal(statusOnly.metadata.generation, before.metadata.generation);
+    assert.equal(statusOnly.spec, before.spec, 'the same spec object, not an equal copy');
+    assert.equal(statusOnly.status?.observedGeneration, 1);
+
+    // a spec change moves the generation: the new spec is read, with its defaults
+    await admin.apply({
+      ...user('alice', 'first'),
+      spec: { ...user('alice', 'first').spec, suspended: true },
+    } as never);
+    const changed = await waitFor('alice suspended in the cache', async () => {
+      const u = informer.get(NS, 'alice');
+      return u?.spec.suspended ? u : undefined;
+    });
+    assert.notEqual(changed.spec, before.spec);
+    assert.equal(changed.metadata.generation, (before.metadata.generation ?? 0) + 1);
+    assert.equal(changed.spec.passwordSecretRef.key, 'password');
+    assert.equal(before.spec.suspended, false, 'the cached version was not changed in place');
   });
 });

@@ -9,7 +9,7 @@
 // messages, transition times) are shared rather than held once per user.
 import type { SmtpUser } from '../api/types.ts';
 import type { KubeObject } from '../kube/client.ts';
-import { withDefaultsInPlace } from '../reconcile/policy-inputs.ts';
+import { markDefaulted, withDefaultsInPlace } from '../reconcile/policy-inputs.ts';
 
 /** Shares equal strings; forgets everything past `limit` distinct ones (a bound, not a cache that grows). */
 export class StringPool {
@@ -30,28 +30,46 @@ export class StringPool {
 
 type Meta = SmtpUser['metadata'] & Record<string, unknown>;
 
-export function compactSmtpUser(user: SmtpUser, pool: StringPool): SmtpUser {
+/** `now` when it equals `was` (as JSON), else `was`'s own value: an unchanged part is the cached one. */
+function same<V>(now: V, was: V | undefined): V {
+  if (was === undefined || now === undefined) return now;
+  return was === now || JSON.stringify(was) === JSON.stringify(now) ? was : now;
+}
+
+/**
+ * The cached form of an SmtpUser. `previous` is the version the cache holds: a new version
+ * with the same generation has the same spec (the status subresource does not move it),
+ * so it takes the previous version's defaulted spec and the same strings for its name and
+ * uid. Each status write brings a new version of every user; without this, each would
+ * hold strings equal to the last one's but not the same, and so would every map keyed by them.
+ */
+export function compactSmtpUser(user: SmtpUser, pool: StringPool, previous?: SmtpUser): SmtpUser {
   const m = user.metadata as Meta;
+  const was = previous?.metadata.uid !== undefined && previous.metadata.uid === m.uid ? previous : undefined;
+  const wasMeta = was?.metadata as Meta | undefined;
   const metadata = {
-    name: m.name,
+    name: was ? was.metadata.name : m.name,
     namespace: pool.share(m.namespace),
-    ...(m.uid ? { uid: m.uid } : {}),
+    ...(m.uid ? { uid: was ? was.metadata.uid : m.uid } : {}),
     ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
     ...(m.generation !== undefined ? { generation: m.generation } : {}),
     ...(m.creationTimestamp ? { creationTimestamp: pool.share(m.creationTimestamp) } : {}),
     ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
-    ...(m.labels ? { labels: m.labels } : {}),
-    ...(m.ownerReferences ? { ownerReferences: m.ownerReferences } : {}),
-    ...(m.finalizers ? { finalizers: m.finalizers } : {}),
+    ...(m.labels ? { labels: same(m.labels, was?.metadata.labels) } : {}),
+    ...(m.ownerReferences ? { ownerReferences: same(m.ownerReferences, wasMeta?.ownerReferences) } : {}),
+    ...(m.finalizers ? { finalizers: same(m.finalizers, wasMeta?.finalizers) } : {}),
   } as SmtpUser['metadata'];
-  const spec = user.spec;
-  if (spec?.policyRef) spec.policyRef.name = pool.share(spec.policyRef.name);
-  if (spec?.passwordSecretRef?.key) spec.passwordSecretRef.key = pool.share(spec.passwordSecretRef.key);
   const status = user.status as { conditions?: Array<Record<string, unknown>> } | undefined;
   for (const c of status?.conditions ?? []) {
     for (const k of ['type', 'status', 'reason', 'message', 'lastTransitionTime']) {
       if (typeof c[k] === 'string') c[k] = pool.share(c[k] as string);
     }
+  }
+  const unchanged = was && m.generation !== undefined && was.metadata.generation === m.generation;
+  const spec = unchanged ? was.spec : user.spec;
+  if (!unchanged) {
+    if (spec?.policyRef) spec.policyRef.name = pool.share(spec.policyRef.name);
+    if (spec?.passwordSecretRef?.key) spec.passwordSecretRef.key = pool.share(spec.passwordSecretRef.key);
   }
   const compact: SmtpUser = {
     apiVersion: pool.share(user.apiVersion),
@@ -60,18 +78,20 @@ export function compactSmtpUser(user: SmtpUser, pool: StringPool): SmtpUser {
     spec,
     ...(user.status !== undefined ? { status: user.status } : {}),
   };
-  return spec ? withDefaultsInPlace(compact) : compact;
+  if (!spec) return compact;
+  return unchanged ? markDefaulted(compact) : withDefaultsInPlace(compact);
 }
 
 /**
  * What the metadata-only Secret cache keeps of each Secret: which one, at which version
  * (a change means its data is read again when a policy reads it). Nothing else.
  */
-export function compactSecretMeta<T extends KubeObject>(secret: T, pool: StringPool): T {
+export function compactSecretMeta<T extends KubeObject>(secret: T, pool: StringPool, previous?: T): T {
   const { name, namespace, resourceVersion } = secret.metadata;
   return {
     metadata: {
-      name,
+      // the name the previous version's keys hold
+      name: previous?.metadata.name === name ? previous.metadata.name : name,
       ...(namespace ? { namespace: pool.share(namespace) } : {}),
       ...(resourceVersion ? { resourceVersion } : {}),
     },

@@ -153,9 +153,11 @@ export interface InformerOptions<T> {
   /**
    * Applied to every listed or watched object before it is cached (client-go's
    * TransformFunc): keeps only what the operator reads, so a cache of 100,000 objects
-   * holds no more than it must. It may change the object in place.
+   * holds no more than it must. It may change the object in place. `previous` is the
+   * cached version of the same object, if any: what did not change can be taken from it,
+   * so that a new version (each status write brings one) shares its strings and spec.
    */
-  transform?: (object: T) => T;
+  transform?: (object: T, previous: T | undefined) => T;
 }
 
 type WatchOutcome = 'closed' | 'gone' | 'stalled';
@@ -166,7 +168,7 @@ export class Informer<T extends KubeObject> {
   readonly #stallMs: number;
   readonly #backoff: { initial: number; max: number };
   readonly #log: InformerLogger | undefined;
-  readonly #transform: (object: T) => T;
+  readonly #transform: (object: T, previous: T | undefined) => T;
   readonly #cache = new Map<string, T>();
   readonly #handlers: InformerHandlers<T>[] = [];
   readonly #syncWaiters: Array<() => void> = [];
@@ -277,8 +279,10 @@ export class Informer<T extends KubeObject> {
     if (!this.#running) return;
     this.#relists++;
     const fresh = new Map<string, T>();
-    for (const item of items)
-      fresh.set(keyOf(item.metadata.namespace, item.metadata.name), this.#transform(item));
+    for (const item of items) {
+      const key = keyOf(item.metadata.namespace, item.metadata.name);
+      fresh.set(key, this.#transform(item, this.#cache.get(key)));
+    }
     const gone = [...this.#cache.entries()].filter(([key]) => !fresh.has(key));
     for (const [key, old] of gone) {
       this.#cache.delete(key);
@@ -349,13 +353,13 @@ export class Informer<T extends KubeObject> {
         }
         const raw = object as T;
         if (!raw?.metadata) return;
-        const item = type === 'ADDED' || type === 'MODIFIED' ? this.#transform(raw) : raw;
+        const key = keyOf(raw.metadata.namespace, raw.metadata.name);
+        const old = this.#cache.get(key);
+        const item = type === 'ADDED' || type === 'MODIFIED' ? this.#transform(raw, old) : raw;
         this.#lastActivity = Date.now();
         this.#events++;
         if (item.metadata.resourceVersion) this.#resourceVersion = item.metadata.resourceVersion;
         if (type === 'BOOKMARK') return;
-        const key = keyOf(item.metadata.namespace, item.metadata.name);
-        const old = this.#cache.get(key);
         if (type === 'DELETED') {
           this.#cache.delete(key);
           this.#emit((h) => h.delete?.(old ?? item));

@@ -42,6 +42,11 @@ const defaulted = new WeakMap<SmtpUser, SmtpUser>();
  */
 export function withDefaultsInPlace(user: SmtpUser): SmtpUser {
   user.spec = Value.Default(SmtpUserSpecSchema, user.spec) as SmtpUser['spec'];
+  return markDefaulted(user);
+}
+
+/** Says that the object's spec has its defaults already (a spec taken from a defaulted version). */
+export function markDefaulted(user: SmtpUser): SmtpUser {
   defaulted.set(user, user);
   return user;
 }

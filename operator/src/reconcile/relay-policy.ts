@@ -57,7 +57,7 @@ import {
   usersOfPolicy,
 } from './policy-inputs.ts';
 import { type PolicyFacts, policyStatus } from './policy-status.ts';
-import { policyNotFound, SmtpUserStatusUpdater, type UserRef } from './smtp-user.ts';
+import { policyNotFound, SmtpUserStatusUpdater, type UserRef, userRef } from './smtp-user.ts';
 import { applyStatefulSet, rolledOut, type StatefulSetObject } from './statefulset-apply.ts';
 import { StatusWriter } from './status-writer.ts';
 import { notSelected, selectUsers } from './user-selection.ts';
@@ -163,7 +163,7 @@ export class RelayPolicyReconciler {
       const outcome = policyNotFound(name, namespace);
       await this.#userStatus.update(
         usersOfPolicy(this.#o.users.list(), namespace, name).map((user) => ({
-          user: user.metadata,
+          user: userRef(user),
           outcome,
         })),
         this.#lookupUser,
@@ -373,8 +373,8 @@ function statusEntries(
   // a user whose password is still being hashed keeps its status until it is written
   for (const user of users.selected) {
     const outcome = byName.get(user.metadata.name);
-    if (outcome) entries.push({ user: user.metadata, outcome });
+    if (outcome) entries.push({ user: userRef(user), outcome });
   }
-  for (const user of users.unselected) entries.push({ user: user.metadata, outcome: leftOut });
+  for (const user of users.unselected) entries.push({ user: userRef(user), outcome: leftOut });
   return entries;
 }

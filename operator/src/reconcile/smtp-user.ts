@@ -93,8 +93,17 @@ export function smtpUserStatus(
   };
 }
 
-/** Which user a status pass means: its metadata as the pass read it. */
-export type UserRef = SmtpUser['metadata'];
+/**
+ * Which user a status pass means, at the version the pass read: four strings the cached
+ * user holds too, not its metadata object, which the pass would keep alive after the
+ * user's status write has brought a new version.
+ */
+export type UserRef = Pick<SmtpUser['metadata'], 'namespace' | 'name' | 'uid' | 'resourceVersion'>;
+
+export function userRef(user: SmtpUser): UserRef {
+  const { namespace, name, uid, resourceVersion } = user.metadata;
+  return { namespace, name, uid, resourceVersion };
+}
 
 export interface UserStatusLogger {
   warn(details: object, message: string): void;
