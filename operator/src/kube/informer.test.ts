@@ -25,9 +25,10 @@ class Source implements ListWatch<KubeObject> {
     return o;
   }
 
-  async list() {
+  async list(onItem: (item: KubeObject) => void) {
     this.lists++;
-    return { items: [...this.items.values()], resourceVersion: String(this.rv) };
+    for (const item of this.items.values()) onItem(item);
+    return { resourceVersion: String(this.rv) };
   }
 
   async watch(

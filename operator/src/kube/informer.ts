@@ -15,7 +15,11 @@ export interface WatchHandle {
 
 /** Where an informer gets its objects from (an API server, or a test's stand-in). */
 export interface ListWatch<T> {
-  list(): Promise<{ items: T[]; resourceVersion: string }>;
+  /**
+   * Lists every object, handing each to `onItem` as its page arrives (the informer
+   * compacts it then, so a list of 100,000 objects is never held whole as it came).
+   */
+  list(onItem: (item: T) => void): Promise<{ resourceVersion: string }>;
   /**
    * Watches from resourceVersion with bookmarks. `onDone` is called once when the watch
    * ends (with the error, if any); it is not called after abort().
@@ -91,16 +95,15 @@ export function apiListWatch<T extends KubeObject>(
   const path = collectionPath(resource, scope.namespace);
   const trim = scope.metadataOnly ? bare<T> : slim<T>;
   return {
-    list: async () => {
-      // trimmed page by page: 100,000 objects with their managedFields are never held at once
-      const items: T[] = [];
+    list: async (onItem) => {
+      // trimmed and handed on page by page: 100,000 objects with their managedFields are never held at once
       const listed = await client.list<T>(resource, {
         ...scope,
         onPage: (page) => {
-          for (const item of page) items.push(trim(item));
+          for (const item of page) onItem(trim(item));
         },
       });
-      return { resourceVersion: listed.resourceVersion, items };
+      return { resourceVersion: listed.resourceVersion };
     },
     async watch(resourceVersion, onEvent, onDone) {
       let aborted = false;
@@ -275,14 +278,13 @@ export class Informer<T extends KubeObject> {
   }
 
   async #relist(): Promise<void> {
-    const { items, resourceVersion } = await this.#lw.list();
-    if (!this.#running) return;
-    this.#relists++;
     const fresh = new Map<string, T>();
-    for (const item of items) {
+    const { resourceVersion } = await this.#lw.list((item) => {
       const key = keyOf(item.metadata.namespace, item.metadata.name);
       fresh.set(key, this.#transform(item, this.#cache.get(key)));
-    }
+    });
+    if (!this.#running) return;
+    this.#relists++;
     const gone = [...this.#cache.entries()].filter(([key]) => !fresh.has(key));
     for (const [key, old] of gone) {
       this.#cache.delete(key);
