@@ -65,6 +65,8 @@ export interface StartRelayOptions {
   tracer?: Tracer;
   /** The delivery queue's own limits (queue/delivery-manager.ts); benchmarks and tests set them. */
   queue?: { activeLimit?: number; scanSliceMs?: number };
+  /** The SMTP listeners bind with SO_REUSEPORT: one of several worker processes (workers/). */
+  reusePort?: boolean;
 }
 
 async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
@@ -103,6 +105,7 @@ export class Relay implements RelayRuntime {
   #adminPort = 0;
   #deliver: boolean;
   readonly #queueOptions: StartRelayOptions['queue'];
+  readonly #reusePort: boolean;
   #transport?: Transport;
   #delivery?: DeliveryManager;
   #queue?: QueueStore;
@@ -140,6 +143,7 @@ export class Relay implements RelayRuntime {
     });
     this.#deliver = options.deliver ?? true;
     this.#queueOptions = options.queue;
+    this.#reusePort = options.reusePort ?? false;
     this.#now = options.now ?? Date.now;
     this.tracer = options.tracer ?? relayTracer();
     this.#setUsers(options.users);
@@ -326,6 +330,7 @@ export class Relay implements RelayRuntime {
         logger: this.logger,
         refusals,
         slots,
+        reusePort: this.#reusePort,
       });
       await listener.listen();
       this.listeners.push(listener);
