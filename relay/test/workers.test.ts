@@ -183,6 +183,16 @@ describe('workers: 2', () => {
       .reduce((sum, s) => sum + s.value, 0);
     assert.ok((accepted ?? 0) >= 40, `the workers' counters are summed (${accepted})`);
     assert.equal(merged.get('sluice_workers')?.samples[0]?.value, 2);
+    // flags are not summed: each worker's 1 stays 1
+    assert.equal(merged.get('sluice_config_last_reload_successful')?.samples[0]?.value, 1);
+    assert.equal(merged.get('sluice_build_info')?.samples[0]?.value, 1);
+  });
+
+  it('passes SIGHUP on to every worker', async () => {
+    relay.child.kill('SIGHUP');
+    await waitFor('both workers re-read the files', () =>
+      [0, 1].every((w) => relay.events('sighup_reload').some((l) => l.worker === w)),
+    );
   });
 
   it('is ready when every worker is, and answers the queue API for all of them', async () => {
@@ -293,6 +303,38 @@ describe('workers: 3, then 2', () => {
     );
     // a worker that queued some of this mail (the destination is down)
     const victim = relay.events('accepted').slice(earlier)[0]?.worker as number;
+
+    // the queue API answers for both workers: a listing page by page, one message, a flush
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const listed: string[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const page = await fetch(
+        `http://127.0.0.1:${admin}/queue?limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+        { headers: auth },
+      );
+      assert.equal(page.status, 200);
+      const body = (await page.json()) as {
+        messages: Array<{ queueId: string }>;
+        total: number;
+        next: string | null;
+      };
+      assert.equal(body.total, 10);
+      listed.push(...body.messages.map((m) => m.queueId));
+      cursor = body.next;
+    }
+    assert.equal(new Set(listed).size, 10, 'every queued message listed once');
+    for (const queueId of listed.slice(0, 2)) {
+      const shown = await fetch(`http://127.0.0.1:${admin}/queue/${queueId}`, { headers: auth });
+      assert.equal(shown.status, 200);
+      assert.equal(((await shown.json()) as { queueId: string }).queueId, queueId);
+    }
+    const absent = await fetch(`http://127.0.0.1:${admin}/queue/0000000000000000000`, { headers: auth });
+    assert.equal(absent.status, 404);
+    const flush = await fetch(`http://127.0.0.1:${admin}/queue/retry`, { method: 'POST', headers: auth });
+    assert.equal(flush.status, 202);
+    assert.equal(((await flush.json()) as { scheduled: number }).scheduled, 10, 'the counts are summed');
+
     const ready = relay
       .events('worker_ready')
       .filter((l) => l.worker === victim)
