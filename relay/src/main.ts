@@ -159,8 +159,8 @@ async function runWorkerProcess(configPath: string): Promise<void> {
     );
   });
   handleSignals(relay, tracing, () => reloader.close());
-  // the primary watches its own channel: a worker whose primary is gone stops too
-  process.on('disconnect', () => process.emit('SIGTERM', 'SIGTERM'));
+  // a worker whose primary is gone (killed) stops at once: nothing reports its readiness any more
+  process.on('disconnect', () => process.emit('SIGINT', 'SIGINT'));
 }
 
 /** The primary of several workers: forks them, serves the admin port, passes signals on. */

@@ -63,7 +63,12 @@ class RelayProcess {
   }
 }
 
-async function writeConfig(dir: string, workers: number, downstreamPort: number): Promise<string> {
+async function writeConfig(
+  dir: string,
+  workers: number,
+  downstreamPort: number,
+  shutdownDelaySeconds = 0,
+): Promise<string> {
   await writeFile(
     join(dir, 'users.yaml'),
     `users:\n  - username: alice\n    passwordHash: '${await testPasswordHash()}'\n`,
@@ -81,7 +86,7 @@ async function writeConfig(dir: string, workers: number, downstreamPort: number)
       'rateLimits: { perUser: [], concurrentConnectionsPerIp: 200 }',
       'limits: { maxConnectionsPerIp: 200 }',
       `delivery: { mode: smarthost, smarthost: { host: 127.0.0.1, port: ${downstreamPort}, tls: none }, retry: { minBackoffSeconds: 1, maxBackoffSeconds: 2 } }`,
-      'drain: { shutdownDelaySeconds: 0 }',
+      `drain: { shutdownDelaySeconds: ${shutdownDelaySeconds} }`,
       'spoolDir: spool',
       'stateDir: state',
       'usersFile: users.yaml',
@@ -132,7 +137,7 @@ describe('workers: 2', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sluice-workers-'));
     sink = await startSmtpSink();
-    relay = new RelayProcess(await writeConfig(dir, 2, sink.port));
+    relay = new RelayProcess(await writeConfig(dir, 2, sink.port, 300));
     ports = await relay.started();
   });
   after(async () => {
@@ -210,6 +215,29 @@ describe('workers: 2', () => {
     });
     assert.equal(list.status, 200);
     assert.deepEqual(await list.json(), { messages: [], total: 0, next: null, scanning: false });
+  });
+
+  it('on SIGTERM reports not ready at once, keeps accepting through the delay, then drains and exits 0', async () => {
+    relay.child.kill('SIGTERM');
+    await waitFor(
+      'readiness off',
+      async () => (await fetch(`http://127.0.0.1:${ports.admin}/readyz`)).status === 503,
+    );
+    await waitFor('both workers report not ready', () =>
+      [0, 1].every((w) => relay.events('readiness_off').some((l) => l.worker === w)),
+    );
+    assert.equal(await send(ports.smtp, 'during-delay'), 250, 'the listeners still accept during the delay');
+    relay.child.kill('SIGTERM'); // a second signal ends the wait
+    assert.deepEqual(await relay.exited(), { code: 0, signal: null });
+    assert.deepEqual(
+      relay
+        .events('stopped')
+        .filter((l) => typeof l.worker === 'number')
+        .map((l) => l.worker)
+        .sort(),
+      [0, 1],
+      'every worker stopped before the primary exited',
+    );
   });
 });
 
