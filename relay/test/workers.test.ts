@@ -201,6 +201,11 @@ describe('workers: 2', () => {
   });
 
   it('is ready when every worker is, and answers the queue API for all of them', async () => {
+    // each worker's own admin server, which the primary asks
+    const adminPorts = relay
+      .events('started')
+      .flatMap((l) => (typeof l.worker === 'number' ? [l.adminPort] : []));
+    assert.equal(new Set(adminPorts).size, 2, `two admin servers (${adminPorts.join(', ')})`);
     const ready = await fetch(`http://127.0.0.1:${ports.admin}/readyz`);
     assert.equal(ready.status, 200);
     const body = (await ready.json()) as { checks: Array<{ name: string; ok: boolean }> };
@@ -347,7 +352,7 @@ describe('workers: 3, then 2', () => {
         total: number;
         next: string | null;
       };
-      assert.equal(body.total, 10);
+      assert.equal(body.total, 10, JSON.stringify(body));
       listed.push(...body.messages.map((m) => m.queueId));
       cursor = body.next;
     }

@@ -170,23 +170,24 @@ export async function startPrimaryAdmin(options: {
     const answers = await Promise.all(
       all.map((port, i) => {
         const own = cursors[i];
-        if (own === null) return undefined; // this worker's listing is done
         const query = new URLSearchParams(rest);
         if (own) query.set('cursor', own);
+        // a worker whose listing is done is still asked: the total is every worker's
+        if (own === null) query.set('limit', '1');
         return ask(port, request, `/queue?${query}`);
       }),
     );
-    const failed = answers.find((a) => a !== undefined && a.status !== 200);
+    const failed = answers.find((a) => a.status !== 200);
     if (failed) return send(reply, failed);
-    const pages = answers.map((a) => a?.body as QueueListResponse | undefined);
+    const pages = answers.map((a) => a.body as QueueListResponse);
     const messages = pages
-      .flatMap((p) => p?.messages ?? [])
+      .flatMap((p, i) => (cursors[i] === null ? [] : p.messages))
       .sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
     return {
       messages,
-      total: pages.reduce((sum, p) => sum + (p?.total ?? 0), 0),
-      next: encodeCursor(pages.map((p, i) => (cursors[i] === null ? null : (p?.next ?? null)))),
-      scanning: pages.some((p) => p?.scanning === true),
+      total: pages.reduce((sum, p) => sum + p.total, 0),
+      next: encodeCursor(pages.map((p, i) => (cursors[i] === null ? null : p.next))),
+      scanning: pages.some((p) => p.scanning),
     } satisfies QueueListResponse;
   });
 

@@ -47,7 +47,7 @@ export async function runWorker(options: WorkerOptions) {
       return logger;
     },
     adjust: (config) => workerConfig(config, options.index, options.ports),
-    relay: { reusePort: true },
+    relay: { clusterWorker: true },
     // mail of the spools this worker owns is moved into its own before its queue is scanned
     beforeStart: async (config) => {
       const from = await spoolsToAdopt(dirname(config.spoolDir), options.count, options.index);
