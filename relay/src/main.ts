@@ -27,7 +27,7 @@ import { demoPassword, embeddedConfig } from './config/defaults.ts';
 import { loadRelayConfig } from './config/load.ts';
 import type { RelayConfig, UsersFile } from './config/schema.ts';
 import { isSluiceError, SluiceError } from './errors.ts';
-import { createLogger } from './observability/logger.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
 import { Relay } from './relay.ts';
 import { runFromFiles } from './run-from-files.ts';
 import { VERSION } from './version.ts';
@@ -114,18 +114,30 @@ async function runFromFile(configPath: string): Promise<void> {
   const count = workerCount(config.workers);
   if (count > 1) return runSupervisor(configPath, config, count);
   const tracing = await tracingFromEnv();
+  let log: Logger | undefined;
   const { relay, reloader, logger } = await runFromFiles({
     configPath,
-    logger: (first) => createLogger({ level: logLevel(first) }),
+    logger: (first) => {
+      log = createLogger({ level: logLevel(first) });
+      return log;
+    },
     // mail left in worker spools (an earlier run with workers > 1) is delivered from here
     beforeStart: async (first) => {
       const adopted = await adoptSpools({
         from: await spoolsToAdopt(first.spoolDir, 1),
         to: first.spoolDir,
         fsync: true,
+        onCollision: (dir, queueId) =>
+          log?.error(
+            { event: 'spool_adopt_collision', dir, queueId },
+            'a message with this queue id is already queued here; left where it is',
+          ),
       });
       if (adopted.moved > 0)
-        process.stderr.write(`sluice-relay: took over ${adopted.moved} queued messages from worker spools\n`);
+        log?.info(
+          { event: 'spool_adopted', messages: adopted.moved, from: adopted.perSpool },
+          'took over queued mail',
+        );
     },
   });
   process.on('SIGHUP', () => {
