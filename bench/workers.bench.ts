@@ -123,13 +123,14 @@ const report = [
   `${WORKLOAD.label}; Sluice with Redis state, DNSBL, attachment scan, fsync and group commit, delivering`,
   `to the sink. Medians of ${ROUNDS} runs in alternating order. "pinned": the relay's processes on their own`,
   'CPUs (taskset), the load generator, sink and Redis on the others; "shared": every process on every CPU.',
+  "Load average: the machine's 1-minute load when each run started (other work on the same CPUs), median.",
   '',
-  '| workers | CPUs | msgs/s | vs 1 worker (same CPUs) | p99 accept ms | relay CPU ms/msg | load generator CPU ms/msg | failed runs |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  '| workers | CPUs | msgs/s | vs 1 worker (same CPUs) | p99 accept ms | relay CPU ms/msg | load generator CPU ms/msg | load average | failed runs |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ...setups.map((setup) => {
     const rs = records.get(system(setup).key) ?? [];
     const r = rate(setup);
-    return `| ${setup.workers} | ${label(setup)} | ${r.toFixed(0)} | ${(r / base(setup)).toFixed(2)}× | ${median(rs.map((x) => x.p99)).toFixed(1)} | ${median(rs.map((x) => x.cpuMsPerMessage.system)).toFixed(2)} | ${median(rs.map((x) => x.cpuMsPerMessage.loadgen)).toFixed(2)} | ${rs.filter((x) => x.failure).length} |`;
+    return `| ${setup.workers} | ${label(setup)} | ${r.toFixed(0)} | ${(r / base(setup)).toFixed(2)}× | ${median(rs.map((x) => x.p99)).toFixed(1)} | ${median(rs.map((x) => x.cpuMsPerMessage.system)).toFixed(2)} | ${median(rs.map((x) => x.cpuMsPerMessage.loadgen)).toFixed(2)} | ${median(rs.map((x) => x.loadAverage)).toFixed(1)} | ${rs.filter((x) => x.failure).length} |`;
   }),
   '',
   CORES < Math.max(...counts) + 1

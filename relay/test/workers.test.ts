@@ -188,6 +188,8 @@ describe('workers: 2', () => {
       .reduce((sum, s) => sum + s.value, 0);
     assert.ok((accepted ?? 0) >= 40, `the workers' counters are summed (${accepted})`);
     assert.equal(merged.get('sluice_workers')?.samples[0]?.value, 2);
+    const started = merged.get('process_start_time_seconds')?.samples[0]?.value ?? 0;
+    assert.ok(started > 1e9 && started <= Date.now() / 1000, `the primary's start time (${started})`);
     // flags are not summed: each worker's 1 stays 1
     assert.equal(merged.get('sluice_config_last_reload_successful')?.samples[0]?.value, 1);
     assert.equal(merged.get('sluice_build_info')?.samples[0]?.value, 1);
@@ -376,6 +378,8 @@ describe('workers: 3, then 2', () => {
     await waitFor('the worker exit is logged', () =>
       relay.events('worker_exit').some((l) => l.worker === victim && l.signal === 'SIGKILL'),
     );
+    // scraping while the worker is gone or starting answers with the others' metrics
+    assert.equal((await fetch(`http://127.0.0.1:${admin}/metrics`)).status, 200);
     await waitFor(
       'the worker is forked again and serves',
       () => relay.events('worker_ready').filter((l) => l.worker === victim).length >= 2,

@@ -1,7 +1,10 @@
 // The admin port of a relay with several workers, served by the primary. Health and
-// readiness are every worker's; /metrics is the workers' registries merged by prom-client
-// (counters and histograms summed, gauges as each one declares, the names unchanged) plus
-// the primary's own worker metrics. The APIs are the workers' own, reached on their
+// readiness are every worker's; /metrics is the serving workers' registries and the
+// primary's own worker metrics merged by prom-client's AggregatorRegistry.aggregate
+// (counters and histograms summed, gauges as each one declares, the names unchanged).
+// The primary asks the workers itself rather than through clusterMetrics(), which asks
+// every connected worker: one still starting after a restart would not answer, and every
+// scrape would wait 5 s and fail. The APIs are the workers' own, reached on their
 // loopback admin ports with the caller's credentials (each worker checks the bearer
 // token): a message lives in exactly one worker's spool, so a request about one id goes
 // to the worker that has it; a listing is merged oldest first, with one cursor that
@@ -77,7 +80,6 @@ export async function startPrimaryAdmin(options: {
   config: RelayConfig;
 }): Promise<{ port: number; close: () => Promise<void> }> {
   const { supervisor, config } = options;
-  const aggregator = new AggregatorRegistry();
   const server = Fastify({ logger: false });
   /** Every worker's admin port, or undefined while one is not serving. */
   const ports = (): number[] | undefined => {
@@ -122,9 +124,13 @@ export async function startPrimaryAdmin(options: {
   });
 
   server.get('/metrics', async (_request, reply) => {
-    const workers = await aggregator.clusterMetrics();
-    const own = await supervisor.registry.metrics();
-    return reply.header('content-type', aggregator.contentType).send(`${workers}\n${own}`);
+    const workers = await supervisor.workerMetrics();
+    // the primary's first: a metric merges as its first occurrence says (process_start_time_seconds)
+    const own = await supervisor.registry.getMetricsAsJSON();
+    const merged = AggregatorRegistry.aggregate([own, ...workers] as Parameters<
+      typeof AggregatorRegistry.aggregate
+    >[0]);
+    return reply.header('content-type', merged.contentType).send(await merged.metrics());
   });
 
   // one message: the worker that has it answers; the others say 404

@@ -1,5 +1,4 @@
-// What the primary and its workers tell each other over the cluster IPC channel. The
-// metrics requests are prom-client's own (AggregatorRegistry), not listed here.
+// What the primary and its workers tell each other over the cluster IPC channel.
 import { availableParallelism } from 'node:os';
 
 /** A worker is serving: its admin server (loopback, for the primary only) is at adminPort. */
@@ -13,6 +12,26 @@ export interface WorkerReady {
 export interface WorkerSignal {
   type: 'sluice:signal';
   signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP';
+}
+
+/** The primary asks a serving worker for its metrics (prom-client's getMetricsAsJSON). */
+export interface MetricsRequest {
+  type: 'sluice:metrics-request';
+  id: number;
+}
+
+export interface MetricsResponse {
+  type: 'sluice:metrics-response';
+  id: number;
+  metrics: unknown[];
+}
+
+export function isMetricsRequest(message: unknown): message is MetricsRequest {
+  return (message as MetricsRequest | null)?.type === 'sluice:metrics-request';
+}
+
+export function isMetricsResponse(message: unknown): message is MetricsResponse {
+  return (message as MetricsResponse | null)?.type === 'sluice:metrics-response';
 }
 
 export function isWorkerReady(message: unknown): message is WorkerReady {

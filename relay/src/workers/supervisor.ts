@@ -11,7 +11,7 @@ import { SluiceError } from '../errors.ts';
 import { bindAddress } from '../net/bind-address.ts';
 import type { Logger } from '../observability/logger.ts';
 import { loadCertificate } from '../tls/certificate.ts';
-import { isWorkerReady, type WorkerSignal } from './protocol.ts';
+import { isMetricsResponse, isWorkerReady, type MetricsRequest, type WorkerSignal } from './protocol.ts';
 
 /** A worker that died this soon after it was forked waits longer before the next fork. */
 const QUICK_DEATH_MS = 5_000;
@@ -54,6 +54,7 @@ export class Supervisor {
   readonly #slots = new Map<number, Slot>();
   readonly #restarts: Counter;
   #ports: Record<string, number> = {};
+  #metricsRequests = 0;
   #stopping = false;
   #onAllExited: (() => void) | undefined;
   #startFailed: ((err: Error) => void) | undefined;
@@ -79,6 +80,7 @@ export class Supervisor {
     new Gauge({
       name: 'process_start_time_seconds',
       help: 'Start time of the process since unix epoch in seconds.',
+      aggregator: 'first',
       registers: [this.registry],
       collect() {
         this.set(startTime);
@@ -185,6 +187,41 @@ export class Supervisor {
     setTimeout(() => {
       if (!this.#stopping) this.#fork(slot.index);
     }, delay).unref();
+  }
+
+  /**
+   * The metrics of every serving worker (getMetricsAsJSON), for AggregatorRegistry.aggregate.
+   * A worker that does not answer within timeoutMs is left out, and said so in the log.
+   */
+  workerMetrics(timeoutMs = 5_000): Promise<unknown[][]> {
+    const id = ++this.#metricsRequests;
+    const asked = [...this.#slots.values()].filter(
+      (s) => s.adminPort !== undefined && s.worker.isConnected(),
+    );
+    return new Promise((resolve) => {
+      const answers = new Map<Worker, unknown[]>();
+      const finish = () => {
+        clearTimeout(timer);
+        cluster.off('message', onMessage);
+        const silent = asked.filter((s) => !answers.has(s.worker)).map((s) => s.index);
+        if (silent.length > 0)
+          this.#log.warn(
+            { event: 'worker_metrics_missing', workers: silent },
+            'workers left out of /metrics',
+          );
+        resolve([...answers.values()]);
+      };
+      const onMessage = (worker: Worker, message: unknown) => {
+        if (!isMetricsResponse(message) || message.id !== id) return;
+        answers.set(worker, message.metrics);
+        if (answers.size === asked.length) finish();
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      cluster.on('message', onMessage);
+      if (asked.length === 0) finish();
+      for (const slot of asked)
+        slot.worker.send({ type: 'sluice:metrics-request', id } satisfies MetricsRequest);
+    });
   }
 
   /** Passes a signal to every worker. */

@@ -2,13 +2,13 @@
 // own, with its own spool directory (<spoolDir>/w<i>), its SMTP listeners bound with
 // SO_REUSEPORT to the ports the primary chose (the kernel spreads connections over the
 // workers, no handle passes through the primary), and its admin server on loopback, port
-// 0, for the primary to reach. Its metrics go to the primary over the cluster channel.
+// 0, for the primary to reach. Its metrics go to the primary over the cluster channel,
+// asked for only once it serves (a worker still starting would leave the request unanswered).
 import { dirname, join } from 'node:path';
-import { AggregatorRegistry } from 'prom-client';
 import type { RelayConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { runFromFiles } from '../run-from-files.ts';
-import type { WorkerReady } from './protocol.ts';
+import { isMetricsRequest, type MetricsResponse, type WorkerReady } from './protocol.ts';
 import { adoptSpools, spoolsToAdopt, workerSpoolDir } from './spool-ownership.ts';
 
 export interface WorkerOptions {
@@ -68,9 +68,14 @@ export async function runWorker(options: WorkerOptions) {
         );
     },
   });
-  // prom-client answers the primary's metrics requests from this registry
-  new AggregatorRegistry();
-  AggregatorRegistry.setRegistries(started.relay.metrics.registry);
+  const registry = started.relay.metrics.registry;
+  process.on('message', (message: unknown) => {
+    if (!isMetricsRequest(message)) return;
+    void registry.getMetricsAsJSON().then((metrics) => {
+      const response: MetricsResponse = { type: 'sluice:metrics-response', id: message.id, metrics };
+      process.send?.(response);
+    });
+  });
   options.send({ type: 'sluice:worker-ready', index: options.index, adminPort: started.relay.adminPort });
   return started;
 }
