@@ -165,9 +165,10 @@ export class Supervisor {
       if (this.#slots.size === 0) this.#onAllExited?.();
       return;
     }
+    const starting = this.#startFailed !== undefined;
     this.#log.error(
       { event: 'worker_exit', worker: slot.index, pid: worker.process.pid, code, signal },
-      'worker died; forking it again',
+      starting ? 'worker exited before it served; stopping' : 'worker died; forking it again',
     );
     if (this.#startFailed) {
       this.#startFailed(
