@@ -170,9 +170,9 @@ async function runWorkerProcess(configPath: string): Promise<void> {
       (err: unknown) => logger.error({ event: 'config_reload_failed', err }, 'reload on SIGHUP failed'),
     );
   });
+  // a worker whose primary is gone exits at once (node:cluster does so when its channel
+  // closes), as if killed: what it acknowledged is in its spool for the next start
   handleSignals(relay, tracing, () => reloader.close());
-  // a worker whose primary is gone (killed) stops at once: nothing reports its readiness any more
-  process.on('disconnect', () => process.emit('SIGINT', 'SIGINT'));
 }
 
 /** The primary of several workers: forks them, serves the admin port, passes signals on. */
