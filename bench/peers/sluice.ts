@@ -102,22 +102,30 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
   );
   exited.catch(() => {});
   const started = await Promise.race([
-    waitFor('sluice to start', async () => {
-      const text = await readFile(logFile, 'utf8').catch(() => '');
-      for (const line of text.split('\n')) {
-        if (!line.includes('"started"')) continue;
-        const parsed = JSON.parse(line) as {
-          ports: Record<string, number>;
-          adminPort: number;
-          worker?: number;
-        };
-        // with workers > 1 each worker logs its own start; the primary's line (no worker) is the relay's
-        if (parsed.worker === undefined) return parsed;
-      }
-      return undefined;
-    }),
+    waitFor(
+      'sluice to start',
+      async () => {
+        const text = await readFile(logFile, 'utf8').catch(() => '');
+        for (const line of text.split('\n')) {
+          if (!line.includes('"started"')) continue;
+          const parsed = JSON.parse(line) as {
+            ports: Record<string, number>;
+            adminPort: number;
+            worker?: number;
+          };
+          // with workers > 1 each worker logs its own start; the primary's line (no worker) is the relay's
+          if (parsed.worker === undefined) return parsed;
+        }
+        return undefined;
+        // several workers load the relay's modules one after the other: slow on a busy machine
+      },
+      { timeoutMs: 60_000 },
+    ),
     exited,
-  ]);
+  ]).catch(async (err: unknown) => {
+    await stopChild(child, 5_000);
+    throw err;
+  });
   const port = started.ports.submission;
   if (port === undefined) throw new Error('sluice started without a submission port');
   const adminPort = started.adminPort;
