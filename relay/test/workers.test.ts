@@ -248,7 +248,7 @@ describe('workers: 2', () => {
   });
 });
 
-describe('workers: 3, then 2', () => {
+describe('workers: 3, then 2, then 1', () => {
   let dir: string;
   let downstreamPort: number;
   const relays: RelayProcess[] = [];
@@ -392,5 +392,36 @@ describe('workers: 3, then 2', () => {
     await waitFor('every message delivered', () => ids.every((id) => arrivals(again).has(id)), {
       timeoutMs: 60_000,
     });
+  });
+
+  it('back to one process, delivers what the workers left queued', async () => {
+    const relay = relays.at(-1) as RelayProcess;
+    const { smtp } = await relay.started();
+    const sink = sinks.at(-1) as SmtpSink;
+    await sink.close();
+    const ids = Array.from({ length: 10 }, (_, i) => `single-${i}`);
+    assert.deepEqual(
+      await Promise.all(ids.map((id) => send(smtp, id))),
+      ids.map(() => 250),
+    );
+    relay.child.kill('SIGTERM');
+    assert.deepEqual(await relay.exited(), { code: 0, signal: null });
+
+    const again = await startSmtpSink({ port: downstreamPort });
+    sinks.push(again);
+    const single = new RelayProcess(await writeConfig(dir, 1, downstreamPort));
+    relays.push(single);
+    await single.started();
+    await waitFor('every message delivered', () => ids.every((id) => arrivals(again).has(id)), {
+      timeoutMs: 60_000,
+    });
+    await waitFor(
+      'the single process took over the worker spools',
+      () => single.events('spool_adopted').length > 0,
+    );
+    assert.deepEqual(
+      ids.filter((id) => arrivals(again).get(id) !== 1),
+      [],
+    );
   });
 });
