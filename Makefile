@@ -92,6 +92,7 @@ bench: install controlplane ## Benchmarks (not part of make test), Sluice vs Har
 	node bench/syscalls.bench.ts
 	node bench/adversarial.bench.ts
 	node bench/backlog.bench.ts
+	node bench/workers.bench.ts
 	node bench/operator-scale.bench.ts
 
 clean: ## Remove the local spool and generated state

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { hashPassword } from '@sluice/relay/password';
 import { waitFor } from '@sluice/relay/testing/wait-for';
 import type { Context } from '../environment.ts';
+import { processTree } from '../proc-stats.ts';
 import { flushAll } from '../redis-admin.ts';
 import { spawnLogged, stopChild } from '../util.ts';
 import { DNSBL_ZONE, type PeerOptions, POLICY, type RunningPeer } from './peer.ts';
@@ -101,17 +102,30 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
   );
   exited.catch(() => {});
   const started = await Promise.race([
-    waitFor('sluice to start', async () => {
-      const text = await readFile(logFile, 'utf8').catch(() => '');
-      for (const line of text.split('\n')) {
-        if (!line.includes('"started"')) continue;
-        const parsed = JSON.parse(line) as { ports: Record<string, number>; adminPort: number };
-        return parsed;
-      }
-      return undefined;
-    }),
+    waitFor(
+      'sluice to start',
+      async () => {
+        const text = await readFile(logFile, 'utf8').catch(() => '');
+        for (const line of text.split('\n')) {
+          if (!line.includes('"started"')) continue;
+          const parsed = JSON.parse(line) as {
+            ports: Record<string, number>;
+            adminPort: number;
+            worker?: number;
+          };
+          // with workers > 1 each worker logs its own start; the primary's line (no worker) is the relay's
+          if (parsed.worker === undefined) return parsed;
+        }
+        return undefined;
+        // several workers load the relay's modules one after the other: slow on a busy machine
+      },
+      { timeoutMs: 60_000 },
+    ),
     exited,
-  ]);
+  ]).catch(async (err: unknown) => {
+    await stopChild(child, 5_000);
+    throw err;
+  });
   const port = started.ports.submission;
   if (port === undefined) throw new Error('sluice started without a submission port');
   const adminPort = started.adminPort;
@@ -120,7 +134,8 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
     name: 'Sluice',
     port,
     adminPort,
-    pids: () => [pid],
+    // the primary and its workers (workers > 1)
+    pids: () => processTree(pid),
     stop: () => stopChild(child, 30_000),
     async metric(name) {
       const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();

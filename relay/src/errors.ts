@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   SLUICE_ERR_SPOOL: 'A message could not be written to the spool',
   SLUICE_ERR_STATE_UNAVAILABLE: 'Shared state (Redis) is unreachable and the policy says to fail temporarily',
   SLUICE_ERR_USAGE: 'The command line is wrong',
+  SLUICE_ERR_WORKER_START: 'A worker process (workers > 1) exited before it served',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 // Entry point: the only place that reads process.env, argv and signals.
 //   sluice-relay                      the embedded default (./var, loopback ports, demo user)
 //   sluice-relay --config FILE        run from a config file (or SLUICE_CONFIG=FILE)
@@ -23,12 +24,18 @@ import { runQueueCli } from './cli/queue.ts';
 import { runSuppressionCli } from './cli/suppression.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
-import type { UsersFile } from './config/schema.ts';
+import { loadRelayConfig } from './config/load.ts';
+import type { RelayConfig, UsersFile } from './config/schema.ts';
 import { isSluiceError, SluiceError } from './errors.ts';
-import { createLogger } from './observability/logger.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
 import { Relay } from './relay.ts';
 import { runFromFiles } from './run-from-files.ts';
 import { VERSION } from './version.ts';
+import { startPrimaryAdmin } from './workers/primary-admin.ts';
+import { isWorkerSignal, workerCount } from './workers/protocol.ts';
+import { adoptSpools, spoolsToAdopt } from './workers/spool-ownership.ts';
+import { Supervisor } from './workers/supervisor.ts';
+import { runWorker } from './workers/worker.ts';
 
 function usage(): string {
   return [
@@ -98,11 +105,40 @@ async function runEmbedded(): Promise<void> {
   handleSignals(relay, tracing);
 }
 
+function logLevel(config: RelayConfig): string {
+  return process.env.SLUICE_LOG_LEVEL ?? config.log.level;
+}
+
 async function runFromFile(configPath: string): Promise<void> {
+  const config = await loadRelayConfig(configPath);
+  const count = workerCount(config.workers);
+  if (count > 1) return runSupervisor(configPath, config, count);
   const tracing = await tracingFromEnv();
+  let log: Logger | undefined;
   const { relay, reloader, logger } = await runFromFiles({
     configPath,
-    logger: (first) => createLogger({ level: process.env.SLUICE_LOG_LEVEL ?? first.log.level }),
+    logger: (first) => {
+      log = createLogger({ level: logLevel(first) });
+      return log;
+    },
+    // mail left in worker spools (an earlier run with workers > 1) is delivered from here
+    beforeStart: async (first) => {
+      const adopted = await adoptSpools({
+        from: await spoolsToAdopt(first.spoolDir, 1),
+        to: first.spoolDir,
+        fsync: true,
+        onCollision: (dir, queueId) =>
+          log?.error(
+            { event: 'spool_adopt_collision', dir, queueId },
+            'a message with this queue id is already queued here; left where it is',
+          ),
+      });
+      if (adopted.moved > 0)
+        log?.info(
+          { event: 'spool_adopted', messages: adopted.moved, from: adopted.perSpool },
+          'took over queued mail',
+        );
+    },
   });
   process.on('SIGHUP', () => {
     reloader.reload().then(
@@ -111,6 +147,81 @@ async function runFromFile(configPath: string): Promise<void> {
     );
   });
   handleSignals(relay, tracing, () => reloader.close());
+}
+
+/** One worker of several (workers > 1), forked by the primary. */
+async function runWorkerProcess(configPath: string): Promise<void> {
+  const index = Number(process.env.SLUICE_WORKER_INDEX);
+  const count = Number(process.env.SLUICE_WORKER_COUNT);
+  const ports = JSON.parse(process.env.SLUICE_WORKER_PORTS ?? '{}') as Record<string, number>;
+  const tracing = await tracingFromEnv();
+  const { relay, reloader, logger } = await runWorker({
+    configPath,
+    index,
+    count,
+    ports,
+    logger: (first) => createLogger({ level: logLevel(first) }).child({ worker: index }),
+    send: (message) => process.send?.(message),
+  });
+  forwardedSignals();
+  process.on('SIGHUP', () => {
+    reloader.reload().then(
+      (applied) => logger.info({ event: 'sighup_reload', applied }, 'config and users re-read on SIGHUP'),
+      (err: unknown) => logger.error({ event: 'config_reload_failed', err }, 'reload on SIGHUP failed'),
+    );
+  });
+  // a worker whose primary is gone exits at once (node:cluster does so when its channel
+  // closes), as if killed: what it acknowledged is in its spool for the next start
+  handleSignals(relay, tracing, () => reloader.close());
+}
+
+/** The primary of several workers: forks them, serves the admin port, passes signals on. */
+async function runSupervisor(configPath: string, config: RelayConfig, count: number): Promise<void> {
+  const logger = createLogger({ level: logLevel(config) });
+  const supervisor = new Supervisor({
+    config,
+    count,
+    logger,
+    env: (index, ports) => ({
+      SLUICE_WORKER_INDEX: String(index),
+      SLUICE_WORKER_COUNT: String(count),
+      SLUICE_WORKER_PORTS: JSON.stringify(ports),
+      SLUICE_CONFIG_PATH: configPath,
+    }),
+  });
+  try {
+    await supervisor.start();
+  } catch (err: unknown) {
+    supervisor.kill();
+    throw err;
+  }
+  const admin = await startPrimaryAdmin({ supervisor, config });
+  logger.info(
+    { event: 'started', ports: supervisor.ports, adminPort: admin.port, workers: count },
+    'relay started',
+  );
+  process.on('SIGHUP', () => supervisor.signal('SIGHUP'));
+  const stop = (signal: 'SIGTERM' | 'SIGINT') => {
+    supervisor
+      .stop(signal)
+      .then(() => admin.close())
+      .then(
+        () => {
+          logger.info({ event: 'stopped' }, 'every worker stopped');
+          process.exit(0);
+        },
+        (err: unknown) => fail(err),
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** In a worker, a signal the primary passes on acts as if it had been received. */
+function forwardedSignals(): void {
+  process.on('message', (message: unknown) => {
+    if (isWorkerSignal(message)) process.emit(message.signal, message.signal);
+  });
 }
 
 /**
@@ -188,6 +299,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${usage()}\n`);
     return;
   }
+  if (cluster.isWorker) return runWorkerProcess(process.env.SLUICE_CONFIG_PATH ?? '');
   if (command === '--config') {
     const path = rest[0];
     if (!path) throw new Error(usage());

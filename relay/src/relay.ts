@@ -65,6 +65,12 @@ export interface StartRelayOptions {
   tracer?: Tracer;
   /** The delivery queue's own limits (queue/delivery-manager.ts); benchmarks and tests set them. */
   queue?: { activeLimit?: number; scanSliceMs?: number };
+  /**
+   * One of several worker processes (workers/): the SMTP listeners bind with SO_REUSEPORT,
+   * and every socket is the worker's own (exclusive), never one shared through the cluster
+   * primary (which would make each worker's admin port 0 the same round-robin port).
+   */
+  clusterWorker?: boolean;
 }
 
 async function readSecretFile(path: string | undefined, field: string): Promise<string | undefined> {
@@ -103,6 +109,7 @@ export class Relay implements RelayRuntime {
   #adminPort = 0;
   #deliver: boolean;
   readonly #queueOptions: StartRelayOptions['queue'];
+  readonly #clusterWorker: boolean;
   #transport?: Transport;
   #delivery?: DeliveryManager;
   #queue?: QueueStore;
@@ -140,6 +147,7 @@ export class Relay implements RelayRuntime {
     });
     this.#deliver = options.deliver ?? true;
     this.#queueOptions = options.queue;
+    this.#clusterWorker = options.clusterWorker ?? false;
     this.#now = options.now ?? Date.now;
     this.tracer = options.tracer ?? relayTracer();
     this.#setUsers(options.users);
@@ -326,6 +334,7 @@ export class Relay implements RelayRuntime {
         logger: this.logger,
         refusals,
         slots,
+        reusePort: this.#clusterWorker,
       });
       await listener.listen();
       this.listeners.push(listener);
@@ -334,6 +343,7 @@ export class Relay implements RelayRuntime {
       address: await bindAddress(config.admin.address),
       port: config.admin.port,
       registry: this.metrics.registry,
+      exclusive: this.#clusterWorker,
       register: (server) => {
         if (adminToken && this.#delivery)
           registerQueueApi(server, { admin: this.#delivery, token: adminToken });

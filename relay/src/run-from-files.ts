@@ -13,16 +13,22 @@ export interface RunFromFilesOptions {
   /** Reloader debounce; tests that reload on demand set it far beyond their run. */
   debounceMs?: number;
   relay?: Omit<StartRelayOptions, 'config' | 'users' | 'logger'>;
+  /** Applied to every config read, the first and each reload (a worker's own spool and ports). */
+  adjust?: (config: RelayConfig) => RelayConfig;
+  /** Runs once the first config is read, before the relay starts (taking over spools). */
+  beforeStart?: (config: RelayConfig) => Promise<void>;
 }
 
 export async function runFromFiles(
   options: RunFromFilesOptions,
 ): Promise<{ relay: Relay; reloader: Reloader<RelayConfig, UsersFile>; logger: Logger }> {
-  const first = await loadRelayConfig(options.configPath);
+  const adjust = options.adjust ?? ((config: RelayConfig) => config);
+  const load = async (path: string) => adjust(await loadRelayConfig(path));
+  const first = await load(options.configPath);
   const logger = options.logger(first);
   let relay: Relay | undefined;
   const reloader = new Reloader<RelayConfig, UsersFile>({
-    config: { path: options.configPath, load: loadRelayConfig },
+    config: { path: options.configPath, load },
     users: {
       path: first.usersFile,
       load: loadUsersFile,
@@ -43,6 +49,7 @@ export async function runFromFiles(
   });
   try {
     const { config, users } = await reloader.start();
+    await options.beforeStart?.(config);
     relay = await Relay.start({ ...options.relay, config, users, logger });
   } catch (err: unknown) {
     reloader.close();

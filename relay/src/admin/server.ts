@@ -16,6 +16,8 @@ export async function startAdminServer(options: {
   checks: readonly ReadinessCheck[];
   /** Adds further routes (the queue API) before the server listens. */
   register?: (server: FastifyInstance) => void;
+  /** A cluster worker binds its own socket instead of sharing one through the primary (workers/). */
+  exclusive?: boolean;
 }): Promise<{ server: FastifyInstance; port: number }> {
   const server = Fastify({ logger: false });
   options.register?.(server);
@@ -29,7 +31,7 @@ export async function startAdminServer(options: {
     const body = await options.registry.metrics();
     return reply.header('content-type', options.registry.contentType).send(body);
   });
-  await server.listen({ host: options.address, port: options.port });
+  await server.listen({ host: options.address, port: options.port, exclusive: options.exclusive ?? false });
   const address = server.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return { server, port };

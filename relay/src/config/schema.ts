@@ -1065,6 +1065,11 @@ export const RelayConfigSchema = Type.Object(
       default: {},
       description: 'Recipients that bounced (as invalid, by default) are refused at RCPT for a while',
     }),
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
+      default: 1,
+      description:
+        'Processes that share the SMTP ports (SO_REUSEPORT) and the spool, one spool directory w<i> each; auto is os.availableParallelism(), which follows the cgroup CPU limit on Node 24. 1 runs the relay in one process',
+    }),
     spoolDir: Type.String({ minLength: 1, description: 'Directory of the durable queue' }),
     stateDir: Type.Optional(
       Type.String({ minLength: 1, description: 'Directory for generated state (self-signed certificate)' }),
@@ -1152,4 +1157,12 @@ export type UsersFile = Static<typeof UsersFileSchema>;
  * change to them only after a restart (everything else is reloaded in place). The
  * operator hashes these into the pod template, so such a change rolls the pods.
  */
-export const RESTART_FIELDS = ['listeners', 'admin', 'spoolDir', 'stateDir', 'usersFile', 'state'] as const;
+export const RESTART_FIELDS = [
+  'listeners',
+  'admin',
+  'spoolDir',
+  'stateDir',
+  'usersFile',
+  'state',
+  'workers',
+] as const;

@@ -19,12 +19,14 @@ export class AbuseMetrics implements AbuseObserver {
     });
     this.flaggedUsers = new Gauge({
       name: 'sluice_abuse_flagged_users',
+      aggregator: 'max',
       help: 'Accounts with a live abuse flag, by kind (the same on every relay of a policy)',
       labelNames: ['kind'],
       registers,
     });
     this.suspendedUsers = new Gauge({
       name: 'sluice_abuse_suspended_users',
+      aggregator: 'max',
       help: 'Accounts the relays refuse after an automatic abuse suspension',
       registers,
     });

@@ -1,6 +1,8 @@
 // The relay's Prometheus metrics. One registry per relay instance, so tests can run
 // several relays in one process. No label ever carries a user name or an IP address:
-// cardinality stays bounded by the listeners and the closed reason list.
+// cardinality stays bounded by the listeners and the closed reason list. With several
+// workers the primary sums each metric over them (prom-client's AggregatorRegistry); a gauge
+// whose sum means nothing (a flag, a free-space reading, an age) says how it merges instead.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { QUARANTINE_REASONS, RECOVERY_REASONS } from '../queue/damage.ts';
 import { VERSION } from '../version.ts';
@@ -56,6 +58,7 @@ export class RelayMetrics {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     new Gauge({
       name: 'sluice_build_info',
+      aggregator: 'first',
       help: 'Always 1; the labels say which release of the relay runs on which Node.js',
       labelNames: ['version', 'nodejs_version'],
       registers,
@@ -133,6 +136,7 @@ export class RelayMetrics {
     });
     this.configLastReloadSuccessful = new Gauge({
       name: 'sluice_config_last_reload_successful',
+      aggregator: 'min',
       help: 'Whether the last reload of the config and users files applied (1) or was rejected (0), so the relay runs on older files',
       registers,
     });
@@ -157,6 +161,7 @@ export class RelayMetrics {
     });
     this.stateShared = new Gauge({
       name: 'sluice_state_shared',
+      aggregator: 'min',
       help: '1 while shared state (Redis) is in use, 0 while the relay runs on local state',
       registers,
     });
@@ -216,6 +221,7 @@ export class RelayMetrics {
     });
     this.queueOldestAgeSeconds = new Gauge({
       name: 'sluice_queue_oldest_message_age_seconds',
+      aggregator: 'max',
       help: 'Age of the oldest message in the queue (0 when empty)',
       registers,
       collect() {
@@ -237,6 +243,7 @@ export class RelayMetrics {
     });
     this.spoolFreeBytes = new Gauge({
       name: 'sluice_spool_free_bytes',
+      aggregator: 'min',
       help: "Free space on the spool's filesystem for the relay's user, as last read (every 2 s)",
       registers,
       collect() {
@@ -246,6 +253,7 @@ export class RelayMetrics {
     });
     this.spoolReserveBytes = new Gauge({
       name: 'sluice_spool_reserve_bytes',
+      aggregator: 'max',
       help: 'Free space the relay keeps: below it (plus a declared SIZE), MAIL FROM gets 452 4.3.1',
       registers,
       collect() {

@@ -13,6 +13,7 @@ export class OwnIpMetrics implements OwnIpObserver {
     const registers = [registry];
     this.listed = new Gauge({
       name: 'sluice_own_ip_listed',
+      aggregator: 'max',
       help: "1 while one of the relays' own egress addresses is listed in the zone, else 0",
       labelNames: ['zone'],
       registers,

@@ -48,12 +48,14 @@ export class ReputationMetrics implements ShapingObserver {
     });
     this.throttledGroups = new Gauge({
       name: 'sluice_shaping_throttled',
+      aggregator: 'max',
       help: 'A destination group is slowed down or suspended (1) as this relay last read the shared state, by group and action',
       labelNames: ['group', 'action'],
       registers,
     });
     this.limit = new Gauge({
       name: 'sluice_shaping_limit',
+      aggregator: 'max',
       help: "A destination group's limits in force for all relays together, as this relay last read them (connections, connections_per_minute, messages_per_connection, messages_per_second)",
       labelNames: ['group', 'limit'],
       registers,

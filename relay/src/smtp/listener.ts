@@ -46,6 +46,7 @@ export class SmtpListener {
   readonly #refusals: RefusalRecorder;
   readonly #sockets = new Set<net.Socket>();
   readonly #slots: ConnectionSlots;
+  readonly #reusePort: boolean;
 
   constructor(options: {
     listener: ListenerConfig;
@@ -55,9 +56,12 @@ export class SmtpListener {
     logger: Logger;
     refusals: RefusalRecorder;
     slots: ConnectionSlots;
+    /** Binds with SO_REUSEPORT, so that several worker processes share the port (workers/). */
+    reusePort?: boolean;
   }) {
     const { listener, config, certificate, handlers } = options;
     this.#slots = options.slots;
+    this.#reusePort = options.reusePort ?? false;
     this.config = listener;
     this.#relayConfig = config;
     this.#handlers = handlers;
@@ -92,7 +96,10 @@ export class SmtpListener {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.#net.once('error', reject);
-      this.#net.listen(this.config.port, this.config.address, () => {
+      // exclusive: a cluster worker binds the socket itself instead of asking the primary for a
+      // handle, and the kernel spreads new connections over the workers' sockets
+      const sharing = this.#reusePort ? { exclusive: true, reusePort: true } : {};
+      this.#net.listen({ port: this.config.port, host: this.config.address, ...sharing }, () => {
         this.#net.off('error', reject);
         const address = this.#net.address() as net.AddressInfo;
         this.#log.info({ event: 'listening', port: address.port, tls: this.config.tls }, 'SMTP listener up');
