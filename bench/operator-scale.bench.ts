@@ -67,12 +67,14 @@ const SIZES = sizesArg
       ? [10_000, 100_000]
       : [10_000, 30_000];
 
-/** The heap share the chart gives the operator (`operator.heapPercent`), read from its values. */
-const CHART_HEAP_PERCENT = (() => {
+/** The heap share and semi-space size the chart gives the operator (`operator.heapPercent`, `operator.semiSpaceMiB`), read from its values. */
+const [CHART_HEAP_PERCENT, CHART_SEMI_SPACE_MIB] = (() => {
   const values = readFileSync(join(HERE, '..', 'charts', 'sluice', 'values.yaml'), 'utf8');
-  const m = /^ {2}heapPercent: (\d+)/m.exec(values);
-  if (!m?.[1]) throw new Error('operator.heapPercent not found in charts/sluice/values.yaml');
-  return Number(m[1]);
+  return ['heapPercent', 'semiSpaceMiB'].map((field) => {
+    const m = new RegExp(`^ {2}${field}: (\\d+)`, 'm').exec(values);
+    if (!m?.[1]) throw new Error(`operator.${field} not found in charts/sluice/values.yaml`);
+    return Number(m[1]);
+  });
 })();
 
 /** A memory cgroup for the operator (v2 where the machine has it, else v1's memory controller). */
@@ -126,6 +128,7 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
       NODE_OPTIONS: [
         // what the chart's Deployment sets, unless a fixed size is asked for
         heapArg ? `--max-old-space-size=${heapArg}` : `--max-old-space-size-percentage=${CHART_HEAP_PERCENT}`,
+        `--max-semi-space-size=${CHART_SEMI_SPACE_MIB}`,
         snapshotDir ? `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}` : '',
       ].join(' '),
       ...extraEnv,
@@ -562,7 +565,7 @@ function report(results: Result[], load: string): string {
   return [
     '# Operator at scale',
     '',
-    `One RelayPolicy, N SmtpUsers each with its own password Secret (${PLAIN} plain passwords, the rest hashes), a real kube-apiserver and etcd on this machine, the operator as a child process; numbers from its /metrics; operator run with ${heapArg ? `--max-old-space-size=${heapArg}` : `--max-old-space-size-percentage=${CHART_HEAP_PERCENT} (as the chart runs it)`}${memoryArg ? ` in a memory cgroup of ${memoryArg} MiB` : ''}${
+    `One RelayPolicy, N SmtpUsers each with its own password Secret (${PLAIN} plain passwords, the rest hashes), a real kube-apiserver and etcd on this machine, the operator as a child process; numbers from its /metrics; operator run with ${heapArg ? `--max-old-space-size=${heapArg}` : `--max-old-space-size-percentage=${CHART_HEAP_PERCENT} (as the chart runs it)`} --max-semi-space-size=${CHART_SEMI_SPACE_MIB}${memoryArg ? ` in a memory cgroup of ${memoryArg} MiB` : ''}${
       Object.keys(extraEnv).length
         ? `, ${Object.entries(extraEnv)
             .map(([k, v]) => `${k}=${v}`)
