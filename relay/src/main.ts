@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import cluster from 'node:cluster';
 // Entry point: the only place that reads process.env, argv and signals.
 //   sluice-relay                      the embedded default (./var, loopback ports, demo user)
 //   sluice-relay --config FILE        run from a config file (or SLUICE_CONFIG=FILE)
@@ -10,6 +9,7 @@ import cluster from 'node:cluster';
 //   sluice-relay suppression list|show|remove   suppressed recipients (the same variables)
 // OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318) turns on trace export over
 // OTLP/HTTP, OTEL_SERVICE_NAME names the service (sluice-relay); unset, no SDK is loaded.
+import cluster from 'node:cluster';
 import {
   startTracing,
   type Tracing,
