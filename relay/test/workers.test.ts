@@ -204,9 +204,13 @@ describe('workers: 2', () => {
 
   it('is ready when every worker is, and answers the queue API for all of them', async () => {
     // each worker's own admin server, which the primary asks
-    const adminPorts = relay
-      .events('started')
-      .flatMap((l) => (typeof l.worker === 'number' ? [l.adminPort] : []));
+    // (their log lines leave in batches: waited for, not read at once)
+    const adminPorts = await waitFor('both workers started', () => {
+      const found = relay
+        .events('started')
+        .flatMap((l) => (typeof l.worker === 'number' ? [l.adminPort] : []));
+      return found.length >= 2 ? found : undefined;
+    });
     assert.equal(new Set(adminPorts).size, 2, `two admin servers (${adminPorts.join(', ')})`);
     const ready = await fetch(`http://127.0.0.1:${ports.admin}/readyz`);
     assert.equal(ready.status, 200);
@@ -336,8 +340,13 @@ describe('workers: 3, then 2, then 1', () => {
       await Promise.all(ids.map((id) => send(smtp, id))),
       ids.map(() => 250),
     );
-    // a worker that queued some of this mail (the destination is down)
-    const victim = relay.events('accepted').slice(earlier)[0]?.worker as number;
+    // a worker that queued some of this mail (the destination is down); log lines leave in
+    // batches, so the accepted lines may come a moment after the replies
+    const accepted = await waitFor('the accepted lines of the ten messages', () => {
+      const lines = relay.events('accepted').slice(earlier);
+      return lines.length >= ids.length ? lines : undefined;
+    });
+    const victim = accepted[0]?.worker as number;
 
     // the queue API answers for both workers: a listing page by page, one message, a flush
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -374,7 +383,8 @@ describe('workers: 3, then 2, then 1', () => {
       .events('worker_ready')
       .filter((l) => l.worker === victim)
       .at(-1);
-    process.kill(ready?.pid as number, 'SIGKILL');
+    assert.ok(ready?.pid, `worker ${victim} said it was ready, with its pid`);
+    process.kill(ready.pid as number, 'SIGKILL');
     await waitFor('the worker exit is logged', () =>
       relay.events('worker_exit').some((l) => l.worker === victim && l.signal === 'SIGKILL'),
     );
