@@ -345,6 +345,8 @@ async function runSize(n: number, hash: string): Promise<Result> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-opscale-'));
   let op: Operator | undefined;
   let createdIn = Number.NaN;
+  /** what was measured before the operator died, if it did (the cold start, say) */
+  let measured: Partial<Result> = {};
   try {
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     const created = performance.now();
@@ -398,6 +400,14 @@ async function runSize(n: number, hash: string): Promise<Result> {
     console.log(
       `  cold start ${coldSeconds.toFixed(1)} s, ${writesOf(cold)} writes, ${shards.length} shards`,
     );
+    measured = {
+      coldSeconds,
+      coldWrites: writesOf(cold),
+      coldHashes: hashesOf(cold),
+      shards: shards.length,
+      largestShardBytes: Math.max(...sizes),
+      totalBytes: sizes.reduce((a, b) => a + b, 0),
+    };
 
     // restart
     await stopOperator(op);
@@ -518,6 +528,8 @@ async function runSize(n: number, hash: string): Promise<Result> {
       relayReloadMs,
     };
   } catch (err: unknown) {
+    // a request cut off by the operator's death can fail before its exit is seen
+    if (!died && op) await Promise.race([op.exited, new Promise((r) => setTimeout(r, 2000))]);
     if (!died) throw err;
     // the operator stopped on its own: that is the result for this size
     console.log(`  ${(err as Error).message}`);
@@ -545,6 +557,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
           'relayReloadMs',
         ].map((k) => [k, nan]),
       ),
+      ...measured,
       peakMiB: (cgroup ? await cgroup.peak() : peakResident) / 2 ** 20,
       oomKills: (await cgroup?.oomKills()) ?? 0,
       failure: (err as Error).message,
