@@ -560,7 +560,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
       ...measured,
       peakMiB: (cgroup ? await cgroup.peak() : peakResident) / 2 ** 20,
       oomKills: (await cgroup?.oomKills()) ?? 0,
-      failure: (err as Error).message,
+      failure: `${died}: ${(err as Error).message}`,
     } as Result;
   } finally {
     if (op) await stopOperator(op);
