@@ -400,7 +400,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
     console.log(
       `  cold start ${coldSeconds.toFixed(1)} s, ${writesOf(cold)} writes, ${shards.length} shards`,
     );
-    measured = {
+    const coldResult = {
       coldSeconds,
       coldWrites: writesOf(cold),
       coldHashes: hashesOf(cold),
@@ -408,6 +408,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
       largestShardBytes: Math.max(...sizes),
       totalBytes: sizes.reduce((a, b) => a + b, 0),
     };
+    measured = coldResult;
 
     // restart
     await stopOperator(op);
@@ -507,12 +508,7 @@ async function runSize(n: number, hash: string): Promise<Result> {
     return {
       users: n,
       createSeconds,
-      coldSeconds,
-      coldWrites: writesOf(cold),
-      coldHashes: hashesOf(cold),
-      shards: shards.length,
-      largestShardBytes: Math.max(...sizes),
-      totalBytes: sizes.reduce((a, b) => a + b, 0),
+      ...coldResult,
       restartSeconds,
       restartWrites: writesOf(steady),
       restartHashes: hashesOf(steady),

@@ -33,7 +33,7 @@ import { runFromFiles } from './run-from-files.ts';
 import { VERSION } from './version.ts';
 import { startPrimaryAdmin } from './workers/primary-admin.ts';
 import { isWorkerSignal, workerCount } from './workers/protocol.ts';
-import { adoptSpools, spoolsToAdopt } from './workers/spool-ownership.ts';
+import { spoolsToAdopt, takeOverSpools } from './workers/spool-ownership.ts';
 import { Supervisor } from './workers/supervisor.ts';
 import { runWorker } from './workers/worker.ts';
 
@@ -122,23 +122,7 @@ async function runFromFile(configPath: string): Promise<void> {
       return log;
     },
     // mail left in worker spools (an earlier run with workers > 1) is delivered from here
-    beforeStart: async (first) => {
-      const adopted = await adoptSpools({
-        from: await spoolsToAdopt(first.spoolDir, 1),
-        to: first.spoolDir,
-        fsync: true,
-        onCollision: (dir, queueId) =>
-          log?.error(
-            { event: 'spool_adopt_collision', dir, queueId },
-            'a message with this queue id is already queued here; left where it is',
-          ),
-      });
-      if (adopted.moved > 0)
-        log?.info(
-          { event: 'spool_adopted', messages: adopted.moved, from: adopted.perSpool },
-          'took over queued mail',
-        );
-    },
+    beforeStart: async (first) => takeOverSpools(await spoolsToAdopt(first.spoolDir, 1), first.spoolDir, log),
   });
   process.on('SIGHUP', () => {
     reloader.reload().then(

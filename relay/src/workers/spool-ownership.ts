@@ -12,6 +12,7 @@
 // and the queue API shows it.
 import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from '../observability/logger.ts';
 import { fsyncPath } from '../spool/files.ts';
 import { ENVELOPE, LEGACY_BODY, MESSAGE } from '../spool/message-file.ts';
 
@@ -144,4 +145,30 @@ export async function adoptSpools(options: {
     moved += count;
   }
   return { moved, perSpool };
+}
+
+/**
+ * Takes over the mail of `from` into the spool `to` before the relay starts (durably),
+ * and says so in the log: a collision, and how many messages came from where.
+ */
+export async function takeOverSpools(
+  from: readonly string[],
+  to: string,
+  logger: Logger | undefined,
+): Promise<void> {
+  const adopted = await adoptSpools({
+    from,
+    to,
+    fsync: true,
+    onCollision: (dir, queueId) =>
+      logger?.error(
+        { event: 'spool_adopt_collision', dir, queueId },
+        'a message with this queue id is already queued here; left where it is',
+      ),
+  });
+  if (adopted.moved > 0)
+    logger?.info(
+      { event: 'spool_adopted', messages: adopted.moved, from: adopted.perSpool },
+      'took over queued mail',
+    );
 }

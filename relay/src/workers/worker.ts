@@ -9,7 +9,7 @@ import type { RelayConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { runFromFiles } from '../run-from-files.ts';
 import { isMetricsRequest, type MetricsResponse, type WorkerReady } from './protocol.ts';
-import { adoptSpools, spoolsToAdopt, workerSpoolDir } from './spool-ownership.ts';
+import { spoolsToAdopt, takeOverSpools, workerSpoolDir } from './spool-ownership.ts';
 
 export interface WorkerOptions {
   configPath: string;
@@ -49,24 +49,12 @@ export async function runWorker(options: WorkerOptions) {
     adjust: (config) => workerConfig(config, options.index, options.ports),
     relay: { clusterWorker: true },
     // mail of the spools this worker owns is moved into its own before its queue is scanned
-    beforeStart: async (config) => {
-      const from = await spoolsToAdopt(dirname(config.spoolDir), options.count, options.index);
-      const adopted = await adoptSpools({
-        from,
-        to: config.spoolDir,
-        fsync: true,
-        onCollision: (dir, queueId) =>
-          logger?.error(
-            { event: 'spool_adopt_collision', dir, queueId },
-            'a message with this queue id is already queued here; left where it is',
-          ),
-      });
-      if (adopted.moved > 0)
-        logger?.info(
-          { event: 'spool_adopted', messages: adopted.moved, from: adopted.perSpool },
-          'took over queued mail',
-        );
-    },
+    beforeStart: async (config) =>
+      takeOverSpools(
+        await spoolsToAdopt(dirname(config.spoolDir), options.count, options.index),
+        config.spoolDir,
+        logger,
+      ),
   });
   const registry = started.relay.metrics.registry;
   process.on('message', (message: unknown) => {
