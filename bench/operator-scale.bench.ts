@@ -7,6 +7,7 @@
 //   node bench/operator-scale.bench.ts --full     # 10,000 and 100,000 users (about an hour on 2 cores)
 //   node bench/operator-scale.bench.ts --quick    # 1,000 users: checks the harness
 //   --sizes=N,M  --operator-heap=MB (the operator's V8 old space)  --heap-snapshot=DIR
+//   --operator-memory=MiB  --operator-env=K=V  --operator-log=FILE
 //
 // Measured per size, from the operator's own /metrics (a child process, as deployed):
 // cold start to every user in the users shards and Ready; a restart to steady state and
@@ -14,7 +15,7 @@
 // password Secret change to the rewritten shard; the writes of one new user; the
 // operator's resident memory; and the relay's re-read of all shards after one changed.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -54,6 +55,8 @@ const extraEnv = Object.fromEntries(
       return [kv.slice(0, eq), kv.slice(eq + 1)];
     }),
 );
+/** --operator-log=FILE: the operators' log lines go to FILE (with --operator-env=LOG_LEVEL=debug, each write) */
+const logFile = args.find((a) => a.startsWith('--operator-log='))?.slice('--operator-log='.length);
 /** --heap-snapshot=DIR: a heap snapshot of the operator at steady state goes to DIR (to see where its memory is) */
 const snapshotDir = args.find((a) => a.startsWith('--heap-snapshot='))?.slice('--heap-snapshot='.length);
 const SIZES = sizesArg
@@ -162,6 +165,7 @@ async function startOperator(kubeconfig: string): Promise<Operator> {
   const port = await new Promise<number>((ok, fail) => {
     let buffer = '';
     child.stdout?.on('data', (d: Buffer) => {
+      if (logFile) appendFileSync(logFile, d);
       buffer += d.toString();
       for (;;) {
         const nl = buffer.indexOf('\n');

@@ -69,7 +69,11 @@ async function main(): Promise<void> {
   const kubeConfig = loadKubeConfig(env.KUBECONFIG || undefined);
   const client = new KubeClient(kubeConfig, {
     instance: identity,
-    onWrite: (verb) => metrics.kubeWrite(verb),
+    onWrite: (verb, { path }) => {
+      metrics.kubeWrite(verb);
+      // at debug level each write names what it wrote: why an operator at rest writes at all
+      log.debug({ event: 'kube_write', verb, path }, 'write to the Kubernetes API');
+    },
   });
   // Lease renewals go through their own client: the writes metric then shows reconcile
   // writes only, which are zero in steady state

@@ -699,7 +699,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
     }
   });
 
-  it('runs as a process: /readyz and /metrics, and SIGTERM releases the lease', async () => {
+  it('runs as a process: /readyz and /metrics, each write named at debug level, and SIGTERM releases the lease', async () => {
     const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.ts');
     const child = spawn(process.execPath, [main], {
       env: {
@@ -710,6 +710,7 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
         LEASE_NAME: 'sluice-operator-main',
         ADMIN_PORT: '0',
         ADMIN_HOST: '127.0.0.1',
+        LOG_LEVEL: 'debug',
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -737,6 +738,17 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
       });
       assert.match(metrics, /^sluice_operator_leader 1$/m);
       assert.match(metrics, /^sluice_operator_workqueue_depth \d+$/m);
+      // the reconcile's writes, each with what it wrote
+      const writes = output
+        .split('\n')
+        .filter((l) => l.includes('"event":"kube_write"'))
+        .map((l) => JSON.parse(l) as { level: string; verb: string; path: string });
+      assert.ok(
+        writes.some(
+          (w) => w.level === 'debug' && w.verb === 'apply' && /\/configmaps\/[a-z0-9-]+$/.test(w.path),
+        ),
+        `a ConfigMap apply among ${JSON.stringify(writes.slice(0, 5))}`,
+      );
       assert.equal(
         (await admin.getLease('kube-system', 'sluice-operator-main'))?.spec?.holderIdentity,
         'operator-main',

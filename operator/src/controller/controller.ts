@@ -123,6 +123,11 @@ export interface ControllerOptions {
 }
 
 const KIND = 'RelayPolicy';
+/**
+ * The owned Secrets' list page: users shards run to 768 KiB of data each (a third more
+ * in base64), so 16 a page is at most about 16 MiB of response, not 500 shards' worth.
+ */
+const OWNED_SECRETS_PAGE = 16;
 /** Work-queue keys of SendingDomains carry this prefix; bare keys are policies. */
 const DOMAIN_KEY = 'SendingDomain:';
 
@@ -180,38 +185,37 @@ class Session {
     const one = <T extends KubeObject>(
       namespace: string | undefined,
       resource: ResourceType,
-      labelSelector?: string,
-      metadataOnly = false,
+      scope: Omit<ListWatchScope, 'namespace'>,
       transform?: (object: T, previous: T | undefined) => T,
     ) =>
       new Informer<T>({
-        listWatch: lw(namespace)<T>(resource, {
-          ...(labelSelector ? { labelSelector } : {}),
-          ...(metadataOnly ? { metadataOnly } : {}),
-        }),
-        name: `${resource.plural}${metadataOnly ? ' (metadata)' : ''}${namespace ? ` in ${namespace}` : ''}`,
+        listWatch: lw(namespace)<T>(resource, scope),
+        name: `${resource.plural}${scope.metadataOnly ? ' (metadata)' : ''}${namespace ? ` in ${namespace}` : ''}`,
         ...(o.stallMs !== undefined ? { stallMs: o.stallMs } : {}),
         ...(o.log ? { log: o.log } : {}),
         ...(transform ? { transform } : {}),
       });
     const informer = <T extends KubeObject>(
       resource: ResourceType,
-      labelSelector?: string,
-      metadataOnly = false,
+      scope: Omit<ListWatchScope, 'namespace'> = {},
       transform?: (object: T, previous: T | undefined) => T,
     ): WatchedObjects<T> =>
       namespaces.length > 1
-        ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, labelSelector, metadataOnly, transform))
-        : one<T>(namespaces[0], resource, labelSelector, metadataOnly, transform);
+        ? new InformerSet<T>(namespaces, (ns) => one<T>(ns, resource, scope, transform))
+        : one<T>(namespaces[0], resource, scope, transform);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     const strings = new StringPool();
-    this.users = informer<SmtpUser>(SMTP_USERS, undefined, false, (u, previous) =>
-      compactSmtpUser(u, strings, previous),
-    );
+    this.users = informer<SmtpUser>(SMTP_USERS, {}, (u, previous) => compactSmtpUser(u, strings, previous));
     this.domains = informer<SendingDomain>(SENDING_DOMAINS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
-    this.ownedSecrets = informer<SecretObject>(SECRETS, managed, false, compactShardSecret);
-    this.secretMeta = informer<SecretObject>(SECRETS, undefined, true, (s, previous) =>
+    // a start lists every users shard (100,000 users: 128): a few a page, or one response
+    // would hold them all beside their parsed copies
+    this.ownedSecrets = informer<SecretObject>(
+      SECRETS,
+      { labelSelector: managed, pageSize: OWNED_SECRETS_PAGE },
+      compactShardSecret,
+    );
+    this.secretMeta = informer<SecretObject>(SECRETS, { metadataOnly: true }, (s, previous) =>
       compactSecretMeta(s, strings, previous),
     );
     this.#referenced = new ReferencedSecrets({ client: o.client, meta: this.secretMeta });
@@ -220,9 +224,9 @@ class Session {
       onReady: (key) => this.queue.add(key),
       ...(o.metrics?.passwordHashed ? { onHashed: () => o.metrics?.passwordHashed?.() } : {}),
     });
-    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, managed);
-    this.configMaps = informer<KubeObject>(CONFIG_MAPS, managed);
-    this.services = informer<KubeObject>(SERVICES, managed);
+    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, { labelSelector: managed });
+    this.configMaps = informer<KubeObject>(CONFIG_MAPS, { labelSelector: managed });
+    this.services = informer<KubeObject>(SERVICES, { labelSelector: managed });
     this.queue = new WorkQueue(o.queue);
     this.#reconciler = new RelayPolicyReconciler({
       client: o.client,

@@ -4,6 +4,7 @@
 // data of a referenced Secret is read when it is first needed or its version changed:
 // one GET each, or one paged list of the namespace when many are missing at once (an
 // operator start with 100,000 users reads one list, not 100,000 objects).
+import { MANAGED_BY } from '../build/names.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { keyOf, SECRETS, splitKey } from '../kube/resources.ts';
 import type { Lookup, SecretObject } from '../reconcile/policy-inputs.ts';
@@ -72,16 +73,24 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
   }
 
   async #listNamespace(namespace: string, wanted: ReadonlyMap<string, string>): Promise<void> {
+    const missed = new Map(wanted);
     await this.#client.list<SecretObject>(SECRETS, {
       namespace,
+      // not the operator's own Secrets: the users shards (up to 768 KiB each) are no
+      // policy's input, and a restart would read every one of them again here
+      labelSelector: `app.kubernetes.io/managed-by!=${MANAGED_BY}`,
       onPage: (items) => {
         this.#reads++;
         for (const s of items) {
           const key = wanted.get(s.metadata.name);
-          if (key !== undefined) this.#keep(key, s);
+          if (key === undefined) continue;
+          this.#keep(key, s);
+          missed.delete(s.metadata.name);
         }
       },
     });
+    // a referenced Secret that carries the operator's label after all, or came since the list
+    if (missed.size > 0) await this.#getEach(namespace, missed);
   }
 
   async #getEach(namespace: string, names: ReadonlyMap<string, string>): Promise<void> {

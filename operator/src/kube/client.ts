@@ -77,8 +77,8 @@ export interface KubeClientOptions {
   fieldManager?: string;
   /** Who reports Events (events.k8s.io reportingInstance), e.g. the pod name. */
   instance?: string;
-  /** Called before each write request is sent. */
-  onWrite?: (verb: WriteVerb) => void;
+  /** Called before each write request is sent, with the request's method and path. */
+  onWrite?: (verb: WriteVerb, request: { method: string; path: string }) => void;
 }
 
 /** Loads a kubeconfig file, or the in-cluster service account when no path is given. */
@@ -111,7 +111,7 @@ export class KubeClient {
   readonly #paths: ObjectPaths;
   readonly #fieldManager: string;
   readonly #instance: string;
-  readonly #onWrite: ((verb: WriteVerb) => void) | undefined;
+  readonly #onWrite: KubeClientOptions['onWrite'];
   #writes = new Map<WriteVerb, number>();
   #signal: AbortSignal | undefined;
   #options: KubeClientOptions;
@@ -169,7 +169,7 @@ export class KubeClient {
 
   async #write<T>(verb: WriteVerb, req: RawRequest): Promise<T> {
     this.#writes.set(verb, (this.#writes.get(verb) ?? 0) + 1);
-    this.#onWrite?.(verb);
+    this.#onWrite?.(verb, { method: req.method, path: req.path });
     return (await requestJson(this.#kc, this.#req(req))) as T;
   }
 
@@ -229,6 +229,8 @@ export class KubeClient {
       namespace?: string;
       labelSelector?: string;
       metadataOnly?: boolean;
+      /** Objects per page (500 unless given) */
+      pageSize?: number;
       /** Takes each page as it comes (and the result holds no items): a large list is never in memory whole */
       onPage?: (items: T[]) => void;
     } = {},
@@ -243,7 +245,11 @@ export class KubeClient {
         this.#req({
           method: 'GET',
           path: collectionPath(resource, options.namespace),
-          query: { labelSelector: options.labelSelector, limit: LIST_PAGE, continue: next },
+          query: {
+            labelSelector: options.labelSelector,
+            limit: options.pageSize ?? LIST_PAGE,
+            continue: next,
+          },
           ...(options.metadataOnly ? { accept: METADATA_LIST } : {}),
           timeoutMs: 60_000,
         }),

@@ -36,6 +36,8 @@ export interface ListWatchScope {
   labelSelector?: string;
   /** Names, versions and labels only (PartialObjectMetadata): to notice changes of objects whose data is read when needed */
   metadataOnly?: boolean;
+  /** Objects per list page (500 unless given): fewer for large objects, so that no page is large */
+  pageSize?: number;
 }
 
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
