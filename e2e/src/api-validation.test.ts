@@ -110,6 +110,16 @@ describe('the API server refuses invalid resources', { timeout: 300_000 }, () =>
     );
   });
 
+  it('workers that are neither auto nor a number from 1 to 256', { skip }, async () => {
+    const word = await refused(relayPolicy('bad-workers', { workers: 'many' }));
+    assert.match(word, /spec\.workers: Invalid value: "many": spec\.workers in body should match '\^auto\$'/);
+    const zero = await refused(relayPolicy('bad-workers', { workers: 0 }));
+    assert.match(
+      zero,
+      /spec\.workers: Invalid value: 0: spec\.workers in body should be greater than or equal to 1/,
+    );
+  });
+
   it('stores nothing that was refused, and accepts a valid policy with its defaults', { skip }, async () => {
     assert.equal(
       (await c.kubectl(['get', 'relaypolicies,smtpusers', '-n', NAMESPACE, '-o', 'name'])).stdout,
@@ -126,6 +136,7 @@ describe('the API server refuses invalid resources', { timeout: 300_000 }, () =>
           limits: { maxRecipients: number };
           postmaster: string;
           spool: { size: string; reserveMegabytes: number };
+          workers: number | string;
         };
       }
     ).spec;
@@ -133,5 +144,9 @@ describe('the API server refuses invalid resources', { timeout: 300_000 }, () =>
     assert.equal(spec.limits.maxRecipients, 30);
     assert.equal(spec.postmaster, 'noc+relay@example.net');
     assert.deepEqual(spec.spool, { size: '10Gi', reserveMegabytes: 100 });
+    assert.equal(spec.workers, 1);
+    await c.apply(relayPolicy('auto-workers', { workers: 'auto' }));
+    await c.apply(relayPolicy('four-workers', { workers: 4 }));
+    await c.kubectl(['delete', 'relaypolicy', 'auto-workers', 'four-workers', '-n', NAMESPACE]);
   });
 });

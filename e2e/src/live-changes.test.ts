@@ -194,4 +194,49 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
     assert.equal(status.currentRevision, status.updateRevision);
     assert.equal(status.updatedReplicas, 2);
   });
+
+  it('rolls the pods for spec.workers: 2, whose two relay processes then take mail on the same port', {
+    skip,
+  }, async () => {
+    const before = c.pods().map((p) => p.pid);
+    await c.kubectl([
+      'patch',
+      'relaypolicy',
+      POLICY,
+      '-n',
+      NAMESPACE,
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({ spec: { workers: 2 } }),
+    ]);
+    await waitFor(
+      'both pods replaced',
+      () => {
+        const now = c.pods();
+        return now.length === 2 && now.every((p, i) => p.pid !== undefined && p.pid !== before[i]);
+      },
+      { timeoutMs: 90_000 },
+    );
+    await c.waitReady(2);
+    const { stdout } = await c.kubectl(['get', 'relaypolicy', POLICY, '-n', NAMESPACE, '-o', 'json']);
+    const policy = JSON.parse(stdout) as {
+      spec: { listeners: Array<{ name: string; port: number }> };
+      status: { conditions: Array<{ type: string; status: string; reason: string }> };
+    };
+    const port = policy.spec.listeners.find((l) => l.name === 'submission')?.port ?? 0;
+    // Redis holds the shared state: not Degraded for several processes a pod
+    assert.deepEqual(
+      policy.status.conditions.filter((x) => x.type === 'Degraded').map((x) => [x.status, x.reason]),
+      [['False', 'AsExpected']],
+    );
+    for (const ordinal of [0, 1]) {
+      const metrics = await (await fetch(`http://${c.podIp(ordinal)}:9587/metrics`)).text();
+      assert.match(metrics, /^sluice_workers 2$/m, `pod ${ordinal}`);
+      assert.match(metrics, /^sluice_workers_ready 2$/m, `pod ${ordinal}`);
+      const { client, auth } = await login({ host: c.podIp(ordinal), port }, carol.username, NEW_PASSWORD);
+      assert.equal(auth.code, 235, `pod ${ordinal}`);
+      await client.quit();
+    }
+  });
 });

@@ -27,8 +27,13 @@ export function structural(schema: TSchema): Json {
     // a number or a string (a quantity): Kubernetes' one structural anyOf, the string's
     // pattern beside it (it applies to strings only)
     const string = (schema.anyOf as TSchema[]).find((s) => s.type === 'string');
+    const integer = (schema.anyOf as TSchema[]).find((s) => s.type === 'integer');
     out.anyOf = [{ type: 'integer' }, { type: 'string' }];
     if (string?.pattern) out.pattern = string.pattern;
+    // the integer's bounds beside them too (they apply to numbers only)
+    for (const bound of ['minimum', 'maximum'] as const) {
+      if (typeof integer?.[bound] === 'number') out[bound] = integer[bound];
+    }
   } else if (literals?.every((v) => v !== undefined)) {
     out.type = typeof literals[0] === 'number' ? 'integer' : 'string';
     out.enum = literals;

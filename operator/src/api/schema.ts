@@ -561,6 +561,12 @@ export const RelayPolicySpecSchema = cel(
             'How a pod stops: readiness off, the shutdown delay, then listeners closed and the queue drained; terminationGracePeriodSeconds covers all of it',
         },
       ),
+      workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.String({ pattern: '^auto$' })], {
+        'x-kubernetes-int-or-string': true,
+        default: 1,
+        description:
+          "Relay processes per pod, sharing the pod's SMTP ports and spool; auto: one per CPU of the pod's CPU limit (resources.limits.cpu, rounded down), or of the node without a limit. A change rolls the pods. Above 1, use spec.redis: rate limits, lockouts and usage are then counted across the processes, as across pods",
+      }),
       logLevel: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug'].map((l) => Type.Literal(l)),
         { default: 'info', description: 'Log level of the relay pods' },

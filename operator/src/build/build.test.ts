@@ -211,6 +211,17 @@ describe('relay config from a RelayPolicy', () => {
     });
     assert.notEqual(restartHash(buildRelayConfig(listeners)), base, 'a listener change rolls the pods');
   });
+
+  it('gives the relay spec.workers (1 unless set), and a change of it rolls the pods', () => {
+    assert.equal(buildRelayConfig(policy).workers, 1);
+    const four = relayPolicy(meta, { hostname: 'relay.example.net', workers: 4 });
+    assert.equal(buildRelayConfig(four).workers, 4);
+    const auto = relayPolicy(meta, { hostname: 'relay.example.net', workers: 'auto' });
+    assert.equal(buildRelayConfig(auto).workers, 'auto');
+    const base = restartHash(buildRelayConfig(policy));
+    assert.notEqual(restartHash(buildRelayConfig(four)), base);
+    assert.notEqual(restartHash(buildRelayConfig(auto)), restartHash(buildRelayConfig(four)));
+  });
 });
 
 describe('users', () => {

@@ -131,6 +131,7 @@ export function buildRelayConfig(policy: RelayPolicy, inputs: ConfigInputs = {})
     // every interface, IPv4 and IPv6: the pod's address in any cluster network family
     admin: { address: '::', port: ADMIN_PORT, tokenFile: ADMIN_TOKEN_PATH },
     log: { level: spec.logLevel },
+    workers: spec.workers === 'auto' ? 'auto' : Number(spec.workers),
   };
   return validateRelayConfig(raw, `RelayPolicy ${metadata.namespace}/${metadata.name}`);
 }

@@ -79,6 +79,23 @@ describe('RelayPolicy status', () => {
     assert.equal(condition(facts({ sharedState: false, multiplePods: false }), 'Degraded').status, 'False');
   });
 
+  it('is Degraded without shared state when a pod runs several workers', () => {
+    const c = condition(
+      facts({ sharedState: false, multiplePods: false, multipleWorkers: true }),
+      'Degraded',
+    );
+    assert.equal(c.status, 'True');
+    assert.equal(c.reason, 'NoSharedState');
+    assert.equal(
+      c.message,
+      'workers other than 1 without spec.redis: each relay process counts rate limits alone',
+    );
+    assert.equal(
+      condition(facts({ sharedState: true, multiplePods: false, multipleWorkers: true }), 'Degraded').status,
+      'False',
+    );
+  });
+
   it('names the rejected SmtpUsers and their reasons', () => {
     const c = condition(
       facts({

@@ -21,6 +21,8 @@ export interface PolicyFacts {
   desiredReplicas: number;
   /** Whether the policy could run on more than one pod (replicas or autoscaling max) */
   multiplePods: boolean;
+  /** Whether a pod may run more than one relay process (spec.workers other than 1) */
+  multipleWorkers?: boolean;
   sharedState: boolean;
   statefulSet?: StatefulSetState;
   /** The relay refuses the config built from the policy */
@@ -124,6 +126,12 @@ function degradedCondition(f: PolicyFacts): ConditionInput {
     issues.push({
       reason: 'NoSharedState',
       message: 'replicas > 1 without spec.redis: each pod counts rate limits alone',
+    });
+  }
+  if (f.multipleWorkers && !f.sharedState) {
+    issues.push({
+      reason: 'NoSharedState',
+      message: 'workers other than 1 without spec.redis: each relay process counts rate limits alone',
     });
   }
   const first = issues[0];

@@ -287,6 +287,7 @@ export class RelayPolicyReconciler {
         ? (sts?.spec?.replicas ?? autoscaling.minReplicas)
         : policy.spec.replicas,
       multiplePods: autoscaling.enabled ? autoscaling.maxReplicas > 1 : policy.spec.replicas > 1,
+      multipleWorkers: policy.spec.workers !== 1,
       sharedState: policy.spec.redis !== undefined,
       ...(sts ? { statefulSet: { ...sts.status, generation: sts.metadata.generation } } : {}),
       ...(configError ? { configError } : {}),
