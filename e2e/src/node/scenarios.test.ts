@@ -30,7 +30,7 @@
 //     SpoolExpansionFailed, keeps serving, and a later change still applies.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { OPERATOR_VERSION } from '@sluice/operator/version';
@@ -330,6 +330,24 @@ describe('Sluice on the real node', { skip }, () => {
         },
       },
     });
+  });
+  // a scenario that failed says what the cluster looked like: the scenarios share one
+  // cluster, and a later one failing may have its cause in an earlier one
+  afterEach(async (context) => {
+    // TestContext.passed (Node 21.7 and later) is not in @types/node yet
+    const t = context as TestContext & { passed?: boolean };
+    if (t.passed !== false || !cluster) return;
+    const show = async (args: string[], lastLines = 80) => {
+      const { stdout } = await kubectl(args).catch((err: unknown) => ({ stdout: String(err) }));
+      return `$ kubectl ${args.join(' ')}\n${stdout.trimEnd().split('\n').slice(-lastLines).join('\n')}`;
+    };
+    const parts = [
+      await show(['get', 'pods,pvc,statefulset,hpa', '-A', '-o', 'wide']),
+      await show(['get', 'relaypolicy', POLICY, '-n', NAMESPACE, '-o', 'jsonpath={.status}']),
+      await show(['get', 'events', '-A', '--sort-by=.lastTimestamp'], 40),
+      await show(['logs', '-n', RELEASE_NAMESPACE, `deployment/${RELEASE}-operator`, '--tail=60']),
+    ];
+    t.diagnostic(`after the failure of "${t.name}":\n${parts.join('\n')}`);
   });
   after(async () => {
     await cluster?.stop();

@@ -22,6 +22,8 @@ import {
   passwordFingerprint,
   SPLIT_BYTES,
   shardIndex,
+  shardOf,
+  usernameBits,
 } from './user-shards.ts';
 import { evaluateUsers } from './users.ts';
 import { horizontalPodAutoscaler, smtpService, statefulSet } from './workload.ts';
@@ -312,11 +314,12 @@ describe('users shards', () => {
       assert.equal(Math.floor(shardIndex(name, 16) / 2), at8);
     }
     assert.equal(shardIndex('anyone', 1), 0);
+    assert.equal(shardOf(usernameBits('alice'), 8), shardIndex('alice', 8));
   });
 
   it('chooses about 1000 users a shard, keeps a live count within a factor of two, and splits big shards', () => {
     const users = (n: number, bytes = 250) =>
-      Array.from({ length: n }, (_, i) => ({ username: `user${i}`, bytes }));
+      Array.from({ length: n }, (_, i) => ({ username: `user${i}`, bits: usernameBits(`user${i}`), bytes }));
     assert.equal(chooseShardCount(users(10), 0), 1);
     assert.equal(chooseShardCount(users(100_000), 0), 128);
     assert.equal(chooseShardCount(users(100_000), 64), 64, 'within a factor of two: kept');

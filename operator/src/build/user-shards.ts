@@ -27,22 +27,23 @@ export const MAX_HASH_CHARS = 240;
 export const SHARD_USERS_KEY = 'users.json';
 export const SHARD_FINGERPRINTS_KEY = 'fingerprints.json';
 
-// the top 29 bits of sha256(username), remembered: a reconcile places every user twice.
-// 29 bits are a small integer V8 keeps in the map's slot (32 would be a heap number
-// each), and more than MAX_SHARDS (2^10) needs.
-const topBits = new Map<string, number>();
-const TOP_BITS_LIMIT = 500_000;
+// where a user goes: the top 29 bits of sha256(username), for any power-of-two count
+// (29 bits are a small integer V8 keeps in an object's slot, not a heap number, and more
+// than MAX_SHARDS, 2^10, needs). A reconcile keeps them with each placed user.
 const BITS = 29;
 
+/** The top bits of sha256(username) that place it in a shard (see shardOf). */
+export function usernameBits(username: string): number {
+  return createHash('sha256').update(username).digest().readUInt32BE(0) >>> (32 - BITS);
+}
+
+/** The shard of a user with these bits (usernameBits) among `count`, a power of two. */
+export function shardOf(bits: number, count: number): number {
+  return count <= 1 ? 0 : bits >>> (BITS - Math.log2(count));
+}
+
 export function shardIndex(username: string, count: number): number {
-  if (count <= 1) return 0;
-  let h = topBits.get(username);
-  if (h === undefined) {
-    h = createHash('sha256').update(username).digest().readUInt32BE(0) >>> (32 - BITS);
-    if (topBits.size >= TOP_BITS_LIMIT) topBits.clear();
-    topBits.set(username, h);
-  }
-  return h >>> (BITS - Math.log2(count));
+  return count <= 1 ? 0 : shardOf(usernameBits(username), count);
 }
 
 function nextPowerOfTwo(n: number): number {
@@ -66,7 +67,7 @@ export function userBytes(record: UserRecord, fingerprint: string | undefined): 
  * shard would pass SPLIT_BYTES.
  */
 export function chooseShardCount(
-  users: ReadonlyArray<{ username: string; bytes: number }>,
+  users: ReadonlyArray<{ bits: number; bytes: number }>,
   live: number,
 ): number {
   const byCount = Math.min(MAX_SHARDS, nextPowerOfTwo(Math.ceil(users.length / USERS_PER_SHARD)));
@@ -75,10 +76,10 @@ export function chooseShardCount(
   return count;
 }
 
-function largestShard(users: ReadonlyArray<{ username: string; bytes: number }>, count: number): number {
+function largestShard(users: ReadonlyArray<{ bits: number; bytes: number }>, count: number): number {
   const sizes = new Array<number>(count).fill(0);
   for (const u of users) {
-    const i = shardIndex(u.username, count);
+    const i = shardOf(u.bits, count);
     sizes[i] = (sizes[i] ?? 0) + u.bytes;
   }
   return Math.max(0, ...sizes);

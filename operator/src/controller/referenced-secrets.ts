@@ -73,7 +73,7 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
   }
 
   async #listNamespace(namespace: string, wanted: ReadonlyMap<string, string>): Promise<void> {
-    const missed = new Map(wanted);
+    let found = 0;
     await this.#client.list<SecretObject>(SECRETS, {
       namespace,
       // not the operator's own Secrets: the users shards (up to 768 KiB each) are no
@@ -85,12 +85,19 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
           const key = wanted.get(s.metadata.name);
           if (key === undefined) continue;
           this.#keep(key, s);
-          missed.delete(s.metadata.name);
+          found++;
         }
       },
     });
+    if (found === wanted.size) return;
     // a referenced Secret that carries the operator's label after all, or came since the list
-    if (missed.size > 0) await this.#getEach(namespace, missed);
+    const missed = new Map<string, string>();
+    for (const [name, key] of wanted) {
+      const held = this.#data.get(key)?.metadata.resourceVersion;
+      if (held === undefined || held !== this.#meta.get(namespace, name)?.metadata.resourceVersion)
+        missed.set(name, key);
+    }
+    await this.#getEach(namespace, missed);
   }
 
   async #getEach(namespace: string, names: ReadonlyMap<string, string>): Promise<void> {

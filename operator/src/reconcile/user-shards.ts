@@ -23,7 +23,9 @@ import {
   shardData,
   shardIndex,
   shardName,
+  shardOf,
   userBytes,
+  usernameBits,
 } from '../build/user-shards.ts';
 import { type EvaluatedUsers, evaluateUsers, givenHash, type UserInput } from '../build/users.ts';
 import { ownedMeta } from '../build/workload.ts';
@@ -96,11 +98,15 @@ export interface UserShardsResult {
   changed: number;
 }
 
-/** One user as placed in a shard: its record, fingerprint and size, the same object while they stay the same. */
+/**
+ * One user as placed in a shard: its record, fingerprint, size and where it goes
+ * (usernameBits), the same object while they stay the same.
+ */
 interface Placed {
   record: UserRecord;
   fingerprint?: string;
   bytes: number;
+  bits: number;
 }
 
 function sameList(a: unknown, b: unknown): boolean {
@@ -247,6 +253,7 @@ export class UserShards {
         record: r.record,
         ...(r.fingerprint ? { fingerprint: r.fingerprint } : {}),
         bytes: userBytes(r.record, r.fingerprint),
+        bits: was ? was.bits : usernameBits(r.record.username),
       };
       placed.set(r.record.username, entry);
       return entry;
@@ -256,12 +263,15 @@ export class UserShards {
       for (const u of placed.keys()) if (!kept.has(u)) placed.delete(u);
     }
 
-    const sizes = entries.map((e) => ({ username: e.record.username, bytes: e.bytes }));
-    const ready = new Set(sizes.map((s) => s.username));
-    for (const username of evaluated.pending) {
-      if (!ready.has(username)) sizes.push({ username, bytes: username.length + PENDING_HASH_BYTES + 64 });
-    }
-    const count = chooseShardCount(sizes, currentCount(live));
+    // a user is either placed or pending (evaluateUsers), never both
+    const pending = evaluated.pending.map((username) => ({
+      bits: usernameBits(username),
+      bytes: username.length + PENDING_HASH_BYTES + 64,
+    }));
+    const count = chooseShardCount(
+      pending.length > 0 ? [...entries, ...pending] : entries,
+      currentCount(live),
+    );
     const base = names(policy).usersSecret;
     const set: ShardSet = {
       count,
@@ -269,7 +279,7 @@ export class UserShards {
     };
 
     const contents = set.names.map(() => [] as Placed[]);
-    for (const e of entries) contents[shardIndex(e.record.username, count)]?.push(e);
+    for (const e of entries) contents[shardOf(e.bits, count)]?.push(e);
     const held = new Set<number>();
     if (this.#pool.pending(policyKey) <= HOLD_PENDING) {
       for (const username of evaluated.pending) held.add(shardIndex(username, count));
