@@ -45,7 +45,7 @@ import { DEFAULT_USAGE_INTERVAL_MS, UsageSummaries } from '../usage/summaries.ts
 import { operatorTracer, tracedReconcile } from './reconcile-span.ts';
 import { ReferencedSecrets } from './referenced-secrets.ts';
 import { SecretIndex } from './secret-index.ts';
-import { compactSecretMeta, compactSmtpUser, StringPool } from './user-cache.ts';
+import { compactSecretMeta, compactSmtpUser, StatusPool, StringPool } from './user-cache.ts';
 import { WorkQueue, type WorkQueueOptions } from './work-queue.ts';
 
 export interface ControllerLogger extends InformerLogger {
@@ -205,7 +205,10 @@ class Session {
         : one<T>(namespaces[0], resource, scope, transform);
     this.policies = informer<RelayPolicy>(RELAY_POLICIES);
     const strings = new StringPool();
-    this.users = informer<SmtpUser>(SMTP_USERS, {}, (u, previous) => compactSmtpUser(u, strings, previous));
+    const statuses = new StatusPool();
+    this.users = informer<SmtpUser>(SMTP_USERS, {}, (u, previous) =>
+      compactSmtpUser(u, strings, previous, statuses),
+    );
     this.domains = informer<SendingDomain>(SENDING_DOMAINS);
     const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     // a start lists every users shard (100,000 users: 128): a few a page, or one response

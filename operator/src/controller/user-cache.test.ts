@@ -9,7 +9,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { apiListWatch, Informer } from '../kube/informer.ts';
 import { SMTP_USERS } from '../kube/resources.ts';
 import { apiServerSkip, type ControlPlane, startApiServer } from '../testing/api-server.ts';
-import { compactSmtpUser, StringPool } from './user-cache.ts';
+import { compactSmtpUser, StatusPool, StringPool } from './user-cache.ts';
 
 const skip = apiServerSkip();
 const NS = 'default';
@@ -37,9 +37,10 @@ describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
     ({ cp, admin } = await startApiServer());
     await admin.apply(user('alice', 'first') as never);
     const strings = new StringPool();
+    const statuses = new StatusPool();
     informer = new Informer<SmtpUser>({
       listWatch: apiListWatch<SmtpUser>(admin, SMTP_USERS, { namespace: NS }),
-      transform: (u, previous) => compactSmtpUser(u, strings, previous),
+      transform: (u, previous) => compactSmtpUser(u, strings, previous, statuses),
     });
     informer.start();
     await informer.synced();
@@ -108,5 +109,38 @@ describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
     assert.equal(changed.metadata.generation, (before.metadata.generation ?? 0) + 1);
     assert.equal(changed.spec.passwordSecretRef.key, 'password');
     assert.equal(before.spec.suspended, false, 'the cached version was not changed in place');
+  });
+
+  it('holds equal statuses once, frozen, and a status with usage as each user’s own', async () => {
+    const ready = {
+      observedGeneration: 1,
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'True',
+          reason: 'Active',
+          message: 'The user can relay mail',
+          lastTransitionTime: '2026-12-06T00:00:00Z',
+          observedGeneration: 1,
+        },
+      ],
+    };
+    for (const name of ['carol', 'dave', 'erin']) {
+      await admin.apply(user(name, name) as never);
+      await admin.patchStatus(SMTP_USERS, NS, name, ready);
+    }
+    await admin.patchStatus(SMTP_USERS, NS, 'erin', { usage: { messages24h: 3 } });
+    const [carol, dave, erin] = await waitFor('three statuses in the cache', async () => {
+      const users = ['carol', 'dave', 'erin'].map((n) => informer.get(NS, n));
+      return users.every((u) => u?.status?.conditions?.length) && users[2]?.status?.usage ? users : undefined;
+    });
+    assert.deepEqual(carol?.status, ready);
+    assert.equal(carol?.status, dave?.status, 'one object for the equal statuses');
+    assert.ok(Object.isFrozen(carol?.status) && Object.isFrozen(carol?.status?.conditions?.[0]));
+    assert.throws(() => {
+      (carol?.status as { observedGeneration: number }).observedGeneration = 2;
+    }, TypeError);
+    assert.notEqual(erin?.status, carol?.status);
+    assert.equal(Object.isFrozen(erin?.status), false);
   });
 });

@@ -28,6 +28,35 @@ export class StringPool {
   }
 }
 
+/**
+ * Equal SmtpUser statuses as one frozen object. A cold start writes each user's Ready
+ * condition, and the users written in the same second hold equal statuses (the API server
+ * keeps whole seconds): 100,000 users have a few hundred distinct ones. Only statuses of
+ * `observedGeneration` and `conditions` are shared (`usage` is each user's own). Frozen:
+ * a cached status is read, never changed in place.
+ */
+export class StatusPool {
+  readonly #shared = new Map<string, Record<string, unknown>>();
+  readonly #limit: number;
+  constructor(limit = 10_000) {
+    this.#limit = limit;
+  }
+  share(status: Record<string, unknown>): Record<string, unknown> {
+    for (const k of Object.keys(status)) if (k !== 'observedGeneration' && k !== 'conditions') return status;
+    const key = JSON.stringify(status);
+    const kept = this.#shared.get(key);
+    if (kept) return kept;
+    if (this.#shared.size >= this.#limit) this.#shared.clear();
+    const conditions = status.conditions;
+    if (Array.isArray(conditions)) {
+      for (const c of conditions) Object.freeze(c);
+      Object.freeze(conditions);
+    }
+    this.#shared.set(key, Object.freeze(status));
+    return status;
+  }
+}
+
 type Meta = SmtpUser['metadata'] & Record<string, unknown>;
 
 /** `now` when it equals `was` (as JSON), else `was`'s own value: an unchanged part is the cached one. */
@@ -43,7 +72,12 @@ function same<V>(now: V, was: V | undefined): V {
  * uid. Each status write brings a new version of every user; without this, each would
  * hold strings equal to the last one's but not the same, and so would every map keyed by them.
  */
-export function compactSmtpUser(user: SmtpUser, pool: StringPool, previous?: SmtpUser): SmtpUser {
+export function compactSmtpUser(
+  user: SmtpUser,
+  pool: StringPool,
+  previous?: SmtpUser,
+  statuses?: StatusPool,
+): SmtpUser {
   const m = user.metadata as Meta;
   const was = previous?.metadata.uid !== undefined && previous.metadata.uid === m.uid ? previous : undefined;
   const wasMeta = was?.metadata as Meta | undefined;
@@ -76,7 +110,9 @@ export function compactSmtpUser(user: SmtpUser, pool: StringPool, previous?: Smt
     kind: pool.share(user.kind),
     metadata,
     spec,
-    ...(user.status !== undefined ? { status: user.status } : {}),
+    ...(user.status !== undefined
+      ? { status: statuses && user.status ? statuses.share(user.status) : user.status }
+      : {}),
   };
   if (!spec) return compact;
   return unchanged ? markDefaulted(compact) : withDefaultsInPlace(compact);
