@@ -334,11 +334,9 @@ describe('DeliveryManager', () => {
   it('keeps at most activeLimit messages active, and tries only the messages that are due', async () => {
     const transport = new FakeTransport(() => 'deferred');
     const clock = new FakeClock();
-    // the scan in one slice, so it has found all twenty before the first is started: on a
-    // busy machine a 10 ms slice finds some, and the oldest of those goes first
+    // (bootQueue scans in one slice: all twenty are found before the first is started)
     const q = await bootQueue(join(dir(), 'active'), transport, clock, testConfig(dir()), {
       activeLimit: 2,
-      scanSliceMs: 60_000,
     });
     // twenty queued before start, each to its own domain: the connection limits hold none back
     const ids = Array.from({ length: 20 }, (_, i) => newQueueId(clock.now + i));
