@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { pbkdf2 } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -57,6 +58,24 @@ describe('Spool', () => {
     const writer = spool.createWriter(newQueueId());
     writer.write(Buffer.alloc(100_000));
     await writer.abort();
+    assert.deepEqual(await readdir(spool.incomingDir), []);
+    assert.deepEqual(await spool.list(), []);
+  });
+
+  it('abort leaves nothing behind while the message file is still being opened', async () => {
+    // no file thread, so no file made ahead: the writer opens its own file. libuv's four
+    // threads are kept busy so that the open waits behind them (as on a loaded machine)
+    // and the abort comes before it: the file must not appear after the abort
+    const spool = testSpool({ dir: join(dir(), 'b2'), fileThread: false });
+    await spool.init();
+    const busy = Array.from(
+      { length: 4 },
+      () => new Promise((resolve) => pbkdf2('x', 'salt', 300_000, 32, 'sha256', resolve)),
+    );
+    const writer = spool.createWriter(newQueueId());
+    writer.write(Buffer.alloc(100_000));
+    await writer.abort();
+    await Promise.all(busy);
     assert.deepEqual(await readdir(spool.incomingDir), []);
     assert.deepEqual(await spool.list(), []);
   });

@@ -280,7 +280,14 @@ export class SpoolWriter extends Writable {
     if (this.#settled) return;
     this.#settled = true;
     this.#pending = [];
-    if (!this.destroyed) this.destroy();
+    // the stream closes once an open still in flight (_construct) and a write in flight
+    // (_destroy) are done: unlinked before that, the file would appear again (a loaded
+    // machine's libuv threads run the open late)
+    if (!this.closed) {
+      const closed = new Promise<void>((resolve) => this.once('close', () => resolve()));
+      if (!this.destroyed) this.destroy();
+      await closed;
+    }
     await this.#io?.catch(() => undefined);
     this.#close();
     unlinkIfThere(this.#tmpBody);
