@@ -47,6 +47,28 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
   });
 
   const replicas = (): Endpoint[] => [c.submission(0), c.submission(1)];
+  const patchPolicy = (spec: object) =>
+    c.kubectl([
+      'patch',
+      'relaypolicy',
+      POLICY,
+      '-n',
+      NAMESPACE,
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({ spec }),
+    ]);
+  /** Both relay processes are new ones: neither pod runs a pid of `before`. */
+  const podsReplaced = (before: Array<number | undefined>) =>
+    waitFor(
+      'both pods replaced',
+      () => {
+        const now = c.pods();
+        return now.length === 2 && now.every((p, i) => p.pid !== undefined && p.pid !== before[i]);
+      },
+      { timeoutMs: 90_000 },
+    );
   const samePods = () => {
     assert.deepEqual(
       c.pods().map((p) => p.pid),
@@ -112,17 +134,7 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
   });
 
   it('applies a new recipient limit, without a restart', { skip }, async () => {
-    await c.kubectl([
-      'patch',
-      'relaypolicy',
-      POLICY,
-      '-n',
-      NAMESPACE,
-      '--type',
-      'merge',
-      '-p',
-      '{"spec":{"limits":{"maxRecipients":3}}}',
-    ]);
+    await patchPolicy({ limits: { maxRecipients: 3 } });
     const to = ['a', 'b', 'c', 'd'].map((x) => `${x}@${DOMAIN}`);
     for (const pod of replicas()) {
       const fourth = await waitFor(
@@ -156,25 +168,8 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
       { name: 'smtps', port: c.ports.smtps, tls: 'implicit' },
     ];
     const patchedAt = Date.now();
-    await c.kubectl([
-      'patch',
-      'relaypolicy',
-      POLICY,
-      '-n',
-      NAMESPACE,
-      '--type',
-      'merge',
-      '-p',
-      JSON.stringify({ spec: { listeners } }),
-    ]);
-    await waitFor(
-      'both pods replaced',
-      () => {
-        const now = c.pods();
-        return now.length === 2 && now.every((p, i) => p.pid !== undefined && p.pid !== pids[i]);
-      },
-      { timeoutMs: 90_000 },
-    );
+    await patchPolicy({ listeners });
+    await podsReplaced(pids);
     await c.waitReady(2);
     // one at a time, highest ordinal first: pod 0 went only once the new pod 1 was ready
     const steps = c.shim.history.filter((h) => h.at >= patchedAt).map((h) => `${h.action} ${h.pod}`);
@@ -199,25 +194,8 @@ describe('changes made with kubectl reach the running relays', { timeout: 400_00
     skip,
   }, async () => {
     const before = c.pods().map((p) => p.pid);
-    await c.kubectl([
-      'patch',
-      'relaypolicy',
-      POLICY,
-      '-n',
-      NAMESPACE,
-      '--type',
-      'merge',
-      '-p',
-      JSON.stringify({ spec: { workers: 2 } }),
-    ]);
-    await waitFor(
-      'both pods replaced',
-      () => {
-        const now = c.pods();
-        return now.length === 2 && now.every((p, i) => p.pid !== undefined && p.pid !== before[i]);
-      },
-      { timeoutMs: 90_000 },
-    );
+    await patchPolicy({ workers: 2 });
+    await podsReplaced(before);
     await c.waitReady(2);
     const { stdout } = await c.kubectl(['get', 'relaypolicy', POLICY, '-n', NAMESPACE, '-o', 'json']);
     const policy = JSON.parse(stdout) as {

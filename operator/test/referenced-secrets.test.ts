@@ -3,7 +3,7 @@
 // users shards) out, and a GET for a named Secret the list left out.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { MANAGED_BY } from '../src/build/names.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL } from '../src/build/names.ts';
 import { ReferencedSecrets } from '../src/controller/referenced-secrets.ts';
 import type { KubeClient, KubeObject } from '../src/kube/client.ts';
 import { apiListWatch, Informer } from '../src/kube/informer.ts';
@@ -33,7 +33,7 @@ describe('the data of referenced Secrets, from a real API server', { skip, timeo
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     for (let i = 0; i < USERS; i++) await secret(`user-${i}`, `password-${i}`);
     // one the operator manages (as its users shards are), which a policy names all the same
-    await secret('managed', 'managed-password', { 'app.kubernetes.io/managed-by': MANAGED_BY });
+    await secret('managed', 'managed-password', { [MANAGED_BY_LABEL]: MANAGED_BY });
     meta = new Informer<SecretObject>({
       listWatch: apiListWatch(admin, SECRETS, { namespace: NS, metadataOnly: true }),
     });

@@ -4,7 +4,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
 import type { V1Secret } from '@kubernetes/client-node';
 import type { SendingDomain } from '../api/types.ts';
-import { MANAGED_BY, PATHS } from './names.ts';
+import { MANAGED_BY, MANAGED_BY_LABEL, PATHS } from './names.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
 
@@ -106,7 +106,7 @@ export function keySecret(
       name: keySecretName(domain, selector),
       namespace: domain.metadata.namespace,
       labels: {
-        'app.kubernetes.io/managed-by': MANAGED_BY,
+        [MANAGED_BY_LABEL]: MANAGED_BY,
         'app.kubernetes.io/part-of': 'sluice',
         [DKIM_KEY_LABEL]: DKIM_KEY_LABEL_VALUE,
       },

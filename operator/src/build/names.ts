@@ -2,6 +2,10 @@
 import type { RelayPolicy } from '../api/types.ts';
 
 export const MANAGED_BY = 'sluice-operator';
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+/** Label selectors of what the operator made, and of everything else (a customer's Secret, say). */
+export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
+export const NOT_MANAGED_SELECTOR = `${MANAGED_BY_LABEL}!=${MANAGED_BY}`;
 
 export function names(policy: RelayPolicy) {
   const base = policy.metadata.name;
@@ -26,7 +30,7 @@ export function labels(policy: RelayPolicy): Record<string, string> {
   return {
     'app.kubernetes.io/name': 'sluice-relay',
     'app.kubernetes.io/instance': policy.metadata.name,
-    'app.kubernetes.io/managed-by': MANAGED_BY,
+    [MANAGED_BY_LABEL]: MANAGED_BY,
     'app.kubernetes.io/part-of': 'sluice',
   };
 }

@@ -7,7 +7,7 @@
 
 import type { Tracer } from '@opentelemetry/api';
 import type { RelayPolicy, SendingDomain, SmtpUser } from '../api/types.ts';
-import { MANAGED_BY } from '../build/names.ts';
+import { MANAGED_SELECTOR } from '../build/names.ts';
 import type { NetworkSettings } from '../build/network-policy.ts';
 import type { RelayDefaults } from '../build/relay-defaults.ts';
 import type { KubeClient, KubeObject } from '../kube/client.ts';
@@ -210,12 +210,11 @@ class Session {
       compactSmtpUser(u, strings, previous, statuses),
     );
     this.domains = informer<SendingDomain>(SENDING_DOMAINS);
-    const managed = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
     // a start lists every users shard (100,000 users: 128): a few a page, or one response
     // would hold them all beside their parsed copies
     this.ownedSecrets = informer<SecretObject>(
       SECRETS,
-      { labelSelector: managed, pageSize: OWNED_SECRETS_PAGE },
+      { labelSelector: MANAGED_SELECTOR, pageSize: OWNED_SECRETS_PAGE },
       compactShardSecret,
     );
     this.secretMeta = informer<SecretObject>(SECRETS, { metadataOnly: true }, (s, previous) =>
@@ -227,9 +226,9 @@ class Session {
       onReady: (key) => this.queue.add(key),
       ...(o.metrics?.passwordHashed ? { onHashed: () => o.metrics?.passwordHashed?.() } : {}),
     });
-    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, { labelSelector: managed });
-    this.configMaps = informer<KubeObject>(CONFIG_MAPS, { labelSelector: managed });
-    this.services = informer<KubeObject>(SERVICES, { labelSelector: managed });
+    this.statefulSets = informer<KubeObject>(STATEFUL_SETS, { labelSelector: MANAGED_SELECTOR });
+    this.configMaps = informer<KubeObject>(CONFIG_MAPS, { labelSelector: MANAGED_SELECTOR });
+    this.services = informer<KubeObject>(SERVICES, { labelSelector: MANAGED_SELECTOR });
     this.queue = new WorkQueue(o.queue);
     this.#reconciler = new RelayPolicyReconciler({
       client: o.client,

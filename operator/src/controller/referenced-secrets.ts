@@ -4,7 +4,7 @@
 // data of a referenced Secret is read when it is first needed or its version changed:
 // one GET each, or one paged list of the namespace when many are missing at once (an
 // operator start with 100,000 users reads one list, not 100,000 objects).
-import { MANAGED_BY } from '../build/names.ts';
+import { NOT_MANAGED_SELECTOR } from '../build/names.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { keyOf, SECRETS, splitKey } from '../kube/resources.ts';
 import type { Lookup, SecretObject } from '../reconcile/policy-inputs.ts';
@@ -78,7 +78,7 @@ export class ReferencedSecrets implements Lookup<SecretObject> {
       namespace,
       // not the operator's own Secrets: the users shards (up to 768 KiB each) are no
       // policy's input, and a restart would read every one of them again here
-      labelSelector: `app.kubernetes.io/managed-by!=${MANAGED_BY}`,
+      labelSelector: NOT_MANAGED_SELECTOR,
       onPage: (items) => {
         this.#reads++;
         for (const s of items) {

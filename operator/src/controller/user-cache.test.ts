@@ -13,6 +13,20 @@ import { compactSmtpUser, StatusPool, StringPool } from './user-cache.ts';
 
 const skip = apiServerSkip();
 const NS = 'default';
+/** A status the operator writes: Ready, Active. */
+const READY = {
+  observedGeneration: 1,
+  conditions: [
+    {
+      type: 'Ready',
+      status: 'True',
+      reason: 'Active',
+      message: 'The user can relay mail',
+      lastTransitionTime: '2026-12-05T00:00:00Z',
+      observedGeneration: 1,
+    },
+  ],
+};
 
 function user(name: string, note: string): SmtpUser {
   return {
@@ -61,19 +75,7 @@ describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
 
     // a watched change goes through the same transform, status included
     await admin.apply(user('bob', 'second') as never);
-    await admin.patchStatus(SMTP_USERS, NS, 'bob', {
-      observedGeneration: 1,
-      conditions: [
-        {
-          type: 'Ready',
-          status: 'True',
-          reason: 'Active',
-          message: 'The user can relay mail',
-          lastTransitionTime: '2026-12-05T00:00:00Z',
-          observedGeneration: 1,
-        },
-      ],
-    });
+    await admin.patchStatus(SMTP_USERS, NS, 'bob', READY);
     const watched = await waitFor('bob with his status in the cache', async () => {
       const u = informer.get(NS, 'bob');
       return u?.status?.conditions?.length ? u : undefined;
@@ -112,29 +114,16 @@ describe('the SmtpUser cache', { skip, timeout: 300_000 }, () => {
   });
 
   it('holds equal statuses once, frozen, and a status with usage as each user’s own', async () => {
-    const ready = {
-      observedGeneration: 1,
-      conditions: [
-        {
-          type: 'Ready',
-          status: 'True',
-          reason: 'Active',
-          message: 'The user can relay mail',
-          lastTransitionTime: '2026-12-06T00:00:00Z',
-          observedGeneration: 1,
-        },
-      ],
-    };
     for (const name of ['carol', 'dave', 'erin']) {
       await admin.apply(user(name, name) as never);
-      await admin.patchStatus(SMTP_USERS, NS, name, ready);
+      await admin.patchStatus(SMTP_USERS, NS, name, READY);
     }
     await admin.patchStatus(SMTP_USERS, NS, 'erin', { usage: { messages24h: 3 } });
     const [carol, dave, erin] = await waitFor('three statuses in the cache', async () => {
       const users = ['carol', 'dave', 'erin'].map((n) => informer.get(NS, n));
       return users.every((u) => u?.status?.conditions?.length) && users[2]?.status?.usage ? users : undefined;
     });
-    assert.deepEqual(carol?.status, ready);
+    assert.deepEqual(carol?.status, READY);
     assert.equal(carol?.status, dave?.status, 'one object for the equal statuses');
     assert.ok(Object.isFrozen(carol?.status) && Object.isFrozen(carol?.status?.conditions?.[0]));
     assert.throws(() => {
