@@ -339,15 +339,23 @@ export class DeliveryManager {
   retryCount(queueId?: string): number | undefined {
     if (this.#stopping) return undefined;
     if (queueId !== undefined && !this.#known(queueId)) return undefined;
-    const ids = queueId === undefined ? [...this.#scheduler.ids()] : [queueId];
     const now = this.#now();
-    let count = 0;
     // a message in flight is being tried right now; its next schedule follows that attempt
-    for (const id of ids) {
-      if (this.#inFlight.has(id)) continue;
-      this.#scheduler.schedule(id, now);
-      count++;
+    if (queueId !== undefined) {
+      const inFlight = this.#inFlight.has(queueId);
+      if (!inFlight) this.#scheduler.schedule(queueId, now);
+      this.#scheduler.wake();
+      return inFlight ? 0 : 1;
     }
+    // everything: one pass over the schedule (a million ids in tens of ms), then the few
+    // in flight that are scheduled already get their own schedule back
+    const kept: Array<[string, number]> = [];
+    for (const id of this.#inFlight.keys()) {
+      const dueAt = this.#scheduler.dueAt(id);
+      if (dueAt !== undefined) kept.push([id, dueAt]);
+    }
+    const count = this.#scheduler.rescheduleAll(now) - kept.length;
+    for (const [id, dueAt] of kept) this.#scheduler.schedule(id, dueAt);
     this.#scheduler.wake();
     return count;
   }
@@ -475,7 +483,8 @@ export class DeliveryManager {
     const consider = (id: string) => {
       if (id > after && heap.wants(id) && keep(id)) heap.offer(id);
     };
-    for (const id of this.#scheduler.ids()) consider(id);
+    // the k smallest of the schedule, found on its numbers, then the few others
+    for (const id of this.#scheduler.smallestAfter(after, k, keep)) if (heap.wants(id)) heap.offer(id);
     for (const id of this.#inFlight.keys()) consider(id);
     for (const id of this.#held) consider(id);
     return heap.sorted();
@@ -532,8 +541,7 @@ export class DeliveryManager {
     if (this.size === 0) return undefined;
     if (this.#oldest === undefined) {
       // found again only after the oldest left: one pass over the ids
-      let oldest: string | undefined;
-      for (const id of this.#scheduler.ids()) if (oldest === undefined || id < oldest) oldest = id;
+      let oldest = this.#scheduler.smallestId();
       for (const id of this.#inFlight.keys()) if (oldest === undefined || id < oldest) oldest = id;
       this.#oldest = oldest;
     }

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { newQueueId } from '../spool/queue-id.ts';
 import { Scheduler } from './scheduler.ts';
 
 /** A clock and timers that move only when the test says so. */
@@ -168,5 +171,96 @@ describe('Scheduler', () => {
       'every id once, in due order',
     );
     assert.equal(scheduler.size, 0);
+  });
+
+  it('keeps queue ids and ids of other forms apart, through growth, removals and moves, against a plain map', () => {
+    const { clock, scheduler } = setup();
+    const expected = new Map<string, number>();
+    let seed = 11;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    // queue ids close together (one arrival ms apart) and a few of other forms, some of
+    // them one character away from the queue id's form
+    const pool = [
+      ...Array.from({ length: 3000 }, (_, i) => newQueueId(1_700_000_000_000 + (i % 40))),
+      'a',
+      'msg-1',
+      'LT3Q0Q3K0ABCDEF0123',
+      'lt3q0q3k0abcdef0123',
+      '000000000000000000000',
+      '000000000000000000G',
+    ];
+    for (let i = 0; i < 20_000; i++) {
+      const id = pool[random(pool.length)]!;
+      if (random(3) === 0) {
+        scheduler.remove(id);
+        expected.delete(id);
+      } else {
+        const at = clock.now + 1 + random(100_000);
+        scheduler.schedule(id, at);
+        expected.set(id, at);
+      }
+    }
+    assert.equal(scheduler.size, expected.size);
+    for (const id of pool) assert.equal(scheduler.dueAt(id), expected.get(id), id);
+    assert.deepEqual(
+      [...scheduler.ids()].sort(),
+      [...expected.keys()].sort(),
+      'ids come back as they went in',
+    );
+    const sorted = [...expected.keys()].sort();
+    assert.equal(scheduler.smallestId(), sorted[0]);
+    // pages of 7 from the start and from ids in and out of the schedule, with a filter
+    const keep = (id: string) => id.charCodeAt(id.length - 1) % 3 !== 0;
+    for (const after of ['', sorted[5]!, sorted[sorted.length - 3]!, 'a', 'LT', '000000000000000000F']) {
+      const want = sorted.filter((id) => id > after && keep(id)).slice(0, 7);
+      assert.deepEqual(scheduler.smallestAfter(after, 7, keep), want, `after '${after}'`);
+    }
+    // every one fires once, in due order
+    const fired: string[] = [];
+    const drained = new Scheduler({
+      now: () => clock.now,
+      setTimer: clock.setTimer,
+      onDue: (ids) => fired.push(...ids),
+    });
+    for (const [id, at] of expected) drained.schedule(id, at);
+    clock.advance(200_000);
+    assert.deepEqual(
+      fired.map((id) => expected.get(id)),
+      [...expected.values()].sort((a, b) => a - b),
+    );
+    assert.equal(drained.size, 0);
+  });
+
+  it('makes everything due at once in one pass, first scheduled first', () => {
+    const { clock, fired, scheduler } = setup();
+    const ids = Array.from({ length: 50 }, (_, i) => newQueueId(1_700_000_000_000 + i));
+    // scheduled in an order of their own, due over the next hours
+    const order = ids.map((_, i) => ids[(i * 17) % 50]!);
+    for (const [i, id] of order.entries()) scheduler.schedule(id, clock.now + 3_600_000 + (i % 7) * 1000);
+    scheduler.schedule('other', clock.now + 7_200_000);
+    assert.equal(scheduler.rescheduleAll(clock.now), 51);
+    assert.equal(scheduler.nextDueAt(), clock.now);
+    clock.advance(0);
+    assert.deepEqual(fired, [[...order, 'other']]);
+  });
+
+  it('holds a queued id in typed arrays, not as objects on the heap', () => {
+    // the measure of what a queued message that is not due costs (bench/backlog.bench.ts):
+    // ids of the queue's form add nothing the garbage collector walks
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const ids = Array.from({ length: 100_000 }, (_, i) => newQueueId(1_700_000_000_000 + i));
+    const { clock, scheduler } = setup();
+    gc();
+    const before = v8.getHeapStatistics().used_heap_size;
+    for (const id of ids) scheduler.schedule(id, clock.now + 3_600_000);
+    ids.length = 0; // the strings themselves are the caller's
+    gc();
+    const perId = (v8.getHeapStatistics().used_heap_size - before) / 100_000;
+    assert.ok(perId < 4, `${perId.toFixed(1)} bytes of heap a queued id`);
+    assert.equal(scheduler.size, 100_000);
   });
 });
