@@ -66,6 +66,35 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * CPU seconds of a process's threads by thread name, user and system apart (the main
+ * thread is under the process's own name; Node names libuv's pool `libuv-worker`, V8's
+ * helpers `V8 DefaultWorke`, a worker thread `node` unless it names itself).
+ */
+export function threadCpuSeconds(pid: number): Map<string, { user: number; system: number }> {
+  const byName = new Map<string, { user: number; system: number }>();
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const task of tasks) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'latin1');
+      const name = task === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const sum = byName.get(name) ?? { user: 0, system: 0 };
+      sum.user += Number(fields[11]) / 100;
+      sum.system += Number(fields[12]) / 100;
+      byName.set(name, sum);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
+
 export interface MemoryPeak {
   /** Largest sum of VmRSS over the watched processes at one sample. */
   peakRssKb: number;

@@ -5,9 +5,11 @@
 // relay's node (repeatable), for trying runtime settings. --floor measures the library
 // floor (bench/floor-relay.ts) instead of Sluice, --durable-floor the same with fsync; --config '{"log":{"level":"warn"}}'
 // replaces top-level sections of the relay's config, for finding what a setting costs.
+// --threads adds the CPU per message by thread (main, libuv's pool, V8's helpers…), user
+// and system apart, over all rounds.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads]
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +17,7 @@ import { startEnvironment } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import { startFloor } from './peers/floor.ts';
 import { startFullSluice } from './peers/sluice.ts';
-import { cpuSeconds, MemoryWatch } from './proc-stats.ts';
+import { cpuSeconds, MemoryWatch, threadCpuSeconds } from './proc-stats.ts';
 import { awaitArrival } from './run-one.ts';
 
 const { values } = parseArgs({
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     floor: { type: 'boolean' },
     'durable-floor': { type: 'boolean' },
     config: { type: 'string' },
+    threads: { type: 'boolean' },
   },
 });
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
@@ -40,6 +43,21 @@ const p99s: number[] = [];
 const cpus: number[] = [];
 const added: number[] = [];
 const peaks: number[] = [];
+/** CPU seconds by thread name over every round, and the messages they were spent on. */
+const byThread = new Map<string, { user: number; system: number }>();
+let threadMessages = 0;
+const threadTimes = (pids: number[]) => {
+  const sums = new Map<string, { user: number; system: number }>();
+  for (const pid of pids) {
+    for (const [name, t] of threadCpuSeconds(pid)) {
+      const sum = sums.get(name) ?? { user: 0, system: 0 };
+      sum.user += t.user;
+      sum.system += t.system;
+      sums.set(name, sum);
+    }
+  }
+  return sums;
+};
 for (let round = 0; round < rounds; round++) {
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
   const relay =
@@ -73,11 +91,20 @@ for (let round = 0; round < rounds; round++) {
   await awaitArrival(env.sink, warm.accepted, 60_000);
   const cpu = () => relay.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const cpuBefore = cpu();
+  const threadsBefore = threadTimes(relay.pids());
   const memory = new MemoryWatch(() => relay.pids(), 50);
   const result = await load(`quick-${round}`, messages);
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);
   // receiving and delivering: the relay's CPU (all its threads) until the last message arrived
   cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
+  for (const [name, t] of threadTimes(relay.pids())) {
+    const was = threadsBefore.get(name) ?? { user: 0, system: 0 };
+    const sum = byThread.get(name) ?? { user: 0, system: 0 };
+    sum.user += t.user - was.user;
+    sum.system += t.system - was.system;
+    byThread.set(name, sum);
+  }
+  threadMessages += result.accepted.length;
   const peak = memory.stop();
   added.push((peak.peakRssKb - peak.startRssKb) / 1024);
   peaks.push(peak.peakRssKb / 1024);
@@ -94,3 +121,10 @@ process.stdout.write(
     `RSS added ${added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(added).toFixed(0)}), ` +
     `peak RSS median ${median(peaks).toFixed(0)} MiB\n`,
 );
+if (values.threads) {
+  const us = (seconds: number) => ((seconds * 1e6) / threadMessages).toFixed(0).padStart(6);
+  process.stdout.write('CPU µs per message by thread (user + system):\n');
+  for (const [name, t] of [...byThread].sort((a, b) => b[1].user + b[1].system - a[1].user - a[1].system)) {
+    process.stdout.write(`  ${name.padEnd(16)} ${us(t.user + t.system)} = ${us(t.user)} + ${us(t.system)}\n`);
+  }
+}
