@@ -57,6 +57,28 @@ describe('log output', () => {
     assert.deepEqual(line.auth, { username: 'alice', password: '<redacted>' });
   });
 
+  it("never writes a secret a child logger is bound to, escapes its bound text, and an error's password keeps its message", async () => {
+    const out = await run(
+      `import { createLogger } from '${LOGGER}';
+       const log = createLogger().child({ sessionId: 's1', helo: 'in\u202Evoice', password: 'pw-bound', smarthost: { host: 'h', password: 'pw-bound-nested' } });
+       const err = Object.assign(new Error('login refused'), { password: 'pw-in-error' });
+       log.error({ event: 'x', err }, 'failed');`,
+    );
+    assert.doesNotMatch(out, /pw-bound|pw-in-error/);
+    const line = JSON.parse(out.trim()) as {
+      helo: string;
+      password: string;
+      smarthost: unknown;
+      err: { message: string; type: string; password: string };
+    };
+    assert.equal(line.helo, 'in\\u202Evoice');
+    assert.equal(line.password, '<redacted>');
+    assert.deepEqual(line.smarthost, { host: 'h', password: '<redacted>' });
+    assert.equal(line.err.message, 'login refused');
+    assert.equal(line.err.type, 'Error');
+    assert.equal(line.err.password, '<redacted>');
+  });
+
   it('writes a buffered line on exit, also on process.exit()', async () => {
     const out = await run(
       `import { createLogger } from '${LOGGER}';
