@@ -123,7 +123,9 @@ export async function handOff(options: {
       }
     }
   }
-  for (const id of options.ids) if (!handedOff.includes(id) && !kept.includes(id)) kept.push(id);
+  // the ids never tried (the peer went away): kept too; Sets, since a drain can leave a million
+  const tried = new Set([...handedOff, ...kept]);
+  for (const id of options.ids) if (!tried.has(id)) kept.push(id);
   connection.quit();
   return { handedOff, kept };
 }

@@ -211,6 +211,7 @@ describe('Scheduler', () => {
       'ids come back as they went in',
     );
     const sorted = [...expected.keys()].sort();
+    assert.deepEqual(scheduler.sortedIds(), sorted);
     assert.equal(scheduler.smallestId(), sorted[0]);
     // pages of 7 from the start and from ids in and out of the schedule, with a filter
     const keep = (id: string) => id.charCodeAt(id.length - 1) % 3 !== 0;

@@ -81,6 +81,24 @@ function decode(high: number, low: number): string {
   return scratch.toString('latin1', 0, ID_LENGTH);
 }
 
+/** Slots below this and arrival times less than SPAN_LIMIT ms apart pack into one exact double. */
+const SLOT_LIMIT = 2 ** 24;
+const SPAN_LIMIT = 2 ** 29;
+
+/** Two sorted lists of distinct ids as one sorted list. */
+export function mergeSorted(a: string[], b: string[]): string[] {
+  if (b.length === 0) return a;
+  if (a.length === 0) return b;
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i]! < b[j]!)) out.push(a[i++]!);
+    else out.push(b[j++]!);
+  }
+  return out;
+}
+
 /** A table index for an id's numbers (the low part is random; the mix spreads the rest). */
 function hashOf(high: number, low: number, mask: number): number {
   let h = Math.imul((low | 0) ^ Math.imul(high | 0, 0x9e3779b1), 0x85ebca6b);
@@ -170,6 +188,50 @@ export class Scheduler {
   /** Every scheduled id, in no particular order (each made as a string when reached). */
   *ids(): IterableIterator<string> {
     for (let slot = 0; slot < this.#size; slot++) yield this.#idOf(slot);
+  }
+
+  /**
+   * Every scheduled id, smallest first. Queue ids are sorted as numbers: arrival time and
+   * slot packed into one double when the queue spans less than six days (a native sort,
+   * ties on arrival then put in order of their random part), else with a comparator.
+   */
+  sortedIds(): string[] {
+    const high = this.#high;
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    let count = 0;
+    for (let slot = 0; slot < this.#size; slot++) {
+      const h = high[slot]!;
+      if (Number.isNaN(h)) continue;
+      count++;
+      if (h < min) min = h;
+      if (h > max) max = h;
+    }
+    const order = new Int32Array(count);
+    if (count > 0 && max - min < SPAN_LIMIT && this.#size <= SLOT_LIMIT) {
+      const keys = new Float64Array(count);
+      let k = 0;
+      for (let slot = 0; slot < this.#size; slot++) {
+        if (!Number.isNaN(high[slot]!)) keys[k++] = (high[slot]! - min) * SLOT_LIMIT + slot;
+      }
+      keys.sort();
+      for (let i = 0; i < count; i++) order[i] = keys[i]! % SLOT_LIMIT;
+      const low = this.#low;
+      for (let i = 0; i < count; ) {
+        let j = i + 1;
+        while (j < count && high[order[j]!] === high[order[i]!]) j++;
+        if (j - i > 1) order.subarray(i, j).sort((a, b) => low[a]! - low[b]!);
+        i = j;
+      }
+    } else {
+      let k = 0;
+      for (let slot = 0; slot < this.#size; slot++) if (!Number.isNaN(high[slot]!)) order[k++] = slot;
+      order.sort((a, b) => this.#compare(a, b));
+    }
+    return mergeSorted(
+      Array.from(order, (slot) => decode(high[slot]!, this.#low[slot]!)),
+      [...this.#oddSlot.keys()].sort(),
+    );
   }
 
   /** The smallest scheduled id (the oldest, for queue ids), without making the others. */
