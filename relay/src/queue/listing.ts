@@ -59,46 +59,61 @@ export function matchesEnvelope(envelope: SpooledEnvelope, sender?: string, doma
   return true;
 }
 
-/** The k smallest strings offered, kept in a max-heap (a listing page out of a million ids). */
-export class MaxHeap {
+/** Orders strings by UTF-16 code units, as Array#sort does by default. */
+const byCodeUnits = (a: unknown, b: unknown): number =>
+  (a as string) < (b as string) ? -1 : (a as string) > (b as string) ? 1 : 0;
+
+/**
+ * The k smallest items offered, kept in a max-heap (a listing page out of a million ids);
+ * strings unless the caller gives an order (the scheduler keeps slot numbers, ordered as
+ * the ids they stand for).
+ */
+export class MaxHeap<T = string> {
   readonly #k: number;
-  readonly #items: string[] = [];
+  readonly #compare: (a: T, b: T) => number;
+  readonly #items: T[] = [];
 
-  constructor(k: number) {
+  constructor(k: number, compare: (a: T, b: T) => number = byCodeUnits) {
     this.#k = k;
+    this.#compare = compare;
   }
 
-  /** Whether id would be kept (cheap, so the caller can skip its own checks otherwise). */
-  wants(id: string): boolean {
-    return this.#items.length < this.#k || id < this.#items[0]!;
+  /** Whether item would be kept (cheap, so the caller can skip its own checks otherwise). */
+  wants(item: T): boolean {
+    return (
+      this.#items.length < this.#k || (this.#items.length > 0 && this.#compare(item, this.#items[0]!) < 0)
+    );
   }
 
-  offer(id: string): void {
+  /** Keeps item; call only when wants(item) says so. */
+  offer(item: T): void {
     const items = this.#items;
+    const larger = (i: number, j: number) => this.#compare(items[i]!, items[j]!) > 0;
     if (items.length < this.#k) {
-      items.push(id);
+      items.push(item);
       for (let i = items.length - 1; i > 0; ) {
         const parent = (i - 1) >> 1;
-        if (items[parent]! >= items[i]!) break;
+        if (!larger(i, parent)) break;
         [items[parent], items[i]] = [items[i]!, items[parent]!];
         i = parent;
       }
       return;
     }
-    items[0] = id;
+    items[0] = item;
     for (let i = 0; ; ) {
       const left = 2 * i + 1;
       if (left >= items.length) break;
       const right = left + 1;
-      const child = right < items.length && items[right]! > items[left]! ? right : left;
-      if (items[child]! <= items[i]!) break;
+      const child = right < items.length && larger(right, left) ? right : left;
+      if (!larger(child, i)) break;
       [items[child], items[i]] = [items[i]!, items[child]!];
       i = child;
     }
   }
 
-  sorted(): string[] {
-    return [...this.#items].sort();
+  /** What is kept, smallest first. */
+  sorted(): T[] {
+    return [...this.#items].sort(this.#compare);
   }
 }
 

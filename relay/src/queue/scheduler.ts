@@ -8,6 +8,8 @@
 // strings beside a heap added ~240 MiB of RSS at 1,000,000 queued; this way ~116 MiB).
 // An id of another form (a file named by hand, a test's) is kept as a string beside them.
 
+import { MaxHeap } from './listing.ts';
+
 export interface Timer {
   cancel(): void;
 }
@@ -248,8 +250,8 @@ export class Scheduler {
    * one pass over the numbers; only an id that would enter the k is made and shown to keep.
    */
   smallestAfter(after: string, k: number, keep: (id: string) => boolean): string[] {
-    // a bounded max-heap of slots: chosen[0] is the largest kept so far
-    const chosen: number[] = [];
+    // the k smallest slots so far, ordered as their ids
+    const chosen = new MaxHeap<number>(k, (a, b) => this.#compare(a, b));
     const afterCompact = encode(after);
     const afterHigh = keyHigh;
     const afterLow = keyLow;
@@ -261,33 +263,10 @@ export class Scheduler {
       }
       return this.#idOf(slot) > after;
     };
-    const larger = (a: number, b: number) => this.#compare(chosen[a]!, chosen[b]!) > 0;
     for (let slot = 0; slot < this.#size; slot++) {
-      if (k <= 0 || !greaterThanAfter(slot)) continue;
-      if (chosen.length >= k && this.#compare(slot, chosen[0]!) >= 0) continue;
-      if (!keep(this.#idOf(slot))) continue;
-      if (chosen.length < k) {
-        chosen.push(slot);
-        for (let i = chosen.length - 1; i > 0; ) {
-          const parent = (i - 1) >> 1;
-          if (!larger(i, parent)) break;
-          [chosen[parent], chosen[i]] = [chosen[i]!, chosen[parent]!];
-          i = parent;
-        }
-        continue;
-      }
-      chosen[0] = slot;
-      for (let i = 0; ; ) {
-        const left = 2 * i + 1;
-        if (left >= chosen.length) break;
-        const right = left + 1;
-        const child = right < chosen.length && larger(right, left) ? right : left;
-        if (!larger(child, i)) break;
-        [chosen[child], chosen[i]] = [chosen[i]!, chosen[child]!];
-        i = child;
-      }
+      if (greaterThanAfter(slot) && chosen.wants(slot) && keep(this.#idOf(slot))) chosen.offer(slot);
     }
-    return chosen.sort((a, b) => this.#compare(a, b)).map((slot) => this.#idOf(slot));
+    return chosen.sorted().map((slot) => this.#idOf(slot));
   }
 
   /**
