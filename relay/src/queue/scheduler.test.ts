@@ -45,6 +45,41 @@ function setup() {
   return { clock, fired, scheduler };
 }
 
+/**
+ * A seeded mix of schedules, reschedules and removals of ids (due within spreadMs of now);
+ * returns what should be scheduled, id → due time.
+ */
+function mixSchedules(
+  scheduler: Scheduler,
+  now: number,
+  options: {
+    seed: number;
+    operations: number;
+    ids: readonly string[];
+    removeOneIn: number;
+    spreadMs: number;
+  },
+): Map<string, number> {
+  const expected = new Map<string, number>();
+  let seed = options.seed;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let i = 0; i < options.operations; i++) {
+    const id = options.ids[random(options.ids.length)]!;
+    if (random(options.removeOneIn) === 0) {
+      scheduler.remove(id);
+      expected.delete(id);
+    } else {
+      const at = now + 1 + random(options.spreadMs);
+      scheduler.schedule(id, at);
+      expected.set(id, at);
+    }
+  }
+  return expected;
+}
+
 describe('Scheduler', () => {
   it('fires each id at its due time and not before', () => {
     const { clock, fired, scheduler } = setup();
@@ -138,23 +173,14 @@ describe('Scheduler', () => {
       room: () => room,
     });
     // a random mix of schedules, reschedules and removals, checked against a plain map
-    const expected = new Map<string, number>();
-    let seed = 7;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
-    for (let i = 0; i < 2000; i++) {
-      const id = `m${random(500)}`;
-      if (random(5) === 0) {
-        scheduler.remove(id);
-        expected.delete(id);
-      } else {
-        const at = clock.now + 1 + random(1000);
-        scheduler.schedule(id, at);
-        expected.set(id, at);
-      }
-    }
+    const ids = Array.from({ length: 500 }, (_, i) => `m${i}`);
+    const expected = mixSchedules(scheduler, clock.now, {
+      seed: 7,
+      operations: 2000,
+      ids,
+      removeOneIn: 5,
+      spreadMs: 1000,
+    });
     assert.equal(scheduler.size, expected.size);
     for (const [id, at] of expected) assert.equal(scheduler.dueAt(id), at);
     clock.advance(2000);
@@ -175,12 +201,6 @@ describe('Scheduler', () => {
 
   it('keeps queue ids and ids of other forms apart, through growth, removals and moves, against a plain map', () => {
     const { clock, scheduler } = setup();
-    const expected = new Map<string, number>();
-    let seed = 11;
-    const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed % n;
-    };
     // queue ids close together (one arrival ms apart) and a few of other forms, some of
     // them one character away from the queue id's form
     const pool = [
@@ -192,17 +212,13 @@ describe('Scheduler', () => {
       '000000000000000000000',
       '000000000000000000G',
     ];
-    for (let i = 0; i < 20_000; i++) {
-      const id = pool[random(pool.length)]!;
-      if (random(3) === 0) {
-        scheduler.remove(id);
-        expected.delete(id);
-      } else {
-        const at = clock.now + 1 + random(100_000);
-        scheduler.schedule(id, at);
-        expected.set(id, at);
-      }
-    }
+    const expected = mixSchedules(scheduler, clock.now, {
+      seed: 11,
+      operations: 20_000,
+      ids: pool,
+      removeOneIn: 3,
+      spreadMs: 100_000,
+    });
     assert.equal(scheduler.size, expected.size);
     for (const id of pool) assert.equal(scheduler.dueAt(id), expected.get(id), id);
     assert.deepEqual(
