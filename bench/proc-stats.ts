@@ -56,11 +56,21 @@ export function processTree(root: number): number[] {
 }
 
 /** CPU time (user + system, in seconds) of a process itself, its children excluded. */
+/** The name, and user and system CPU seconds, in a /proc stat file's text. */
+function statTimes(stat: string): { name: string; user: number; system: number } {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime, stime in clock ticks (USER_HZ 100)
+  return {
+    name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+    user: Number(fields[11]) / 100,
+    system: Number(fields[12]) / 100,
+  };
+}
+
 export function cpuSeconds(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+    const { user, system } = statTimes(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+    return user + system;
   } catch {
     return 0;
   }
@@ -81,12 +91,11 @@ export function threadCpuSeconds(pid: number): Map<string, { user: number; syste
   }
   for (const task of tasks) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'latin1');
-      const name = task === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const times = statTimes(readFileSync(`/proc/${pid}/task/${task}/stat`, 'latin1'));
+      const name = task === String(pid) ? 'main' : times.name;
       const sum = byName.get(name) ?? { user: 0, system: 0 };
-      sum.user += Number(fields[11]) / 100;
-      sum.system += Number(fields[12]) / 100;
+      sum.user += times.user;
+      sum.system += times.system;
       byName.set(name, sum);
     } catch {
       // the thread ended meanwhile
