@@ -21,7 +21,6 @@ import {
   SHARD_FINGERPRINTS_KEY,
   SHARD_USERS_KEY,
   shardData,
-  shardIndex,
   shardName,
   shardOf,
   userBytes,
@@ -282,7 +281,7 @@ export class UserShards {
     for (const e of entries) contents[shardOf(e.bits, count)]?.push(e);
     const held = new Set<number>();
     if (this.#pool.pending(policyKey) <= HOLD_PENDING) {
-      for (const username of evaluated.pending) held.add(shardIndex(username, count));
+      for (const p of pending) held.add(shardOf(p.bits, count));
     }
 
     const { namespace } = policy.metadata;
