@@ -164,6 +164,34 @@ describe('RedisStore', () => {
     }
   });
 
+  it('sends the calls made in one tick (several sessions at once) in one write, each with its own answer', async () => {
+    const client = (await ready(createRedisClient(config(server.nodes)))) as Redis;
+    const store = new RedisStore({ client, namespace: `batch-${randomUUID()}` });
+    const rule = (user: string) => ({ key: `rate:user:${user}`, cost: 1, limit: 2, windowMs: 60_000 });
+    try {
+      await store.consume([rule('warm')], T); // the script is known to the server from here on
+      const socket = client.stream;
+      const write = socket.write;
+      let writes = 0;
+      socket.write = function (this: typeof socket, ...args: Parameters<typeof write>) {
+        writes++;
+        return write.apply(this, args);
+      } as typeof write;
+      // 20 sessions' checks, three users: each user's third call and later are refused
+      const users = Array.from({ length: 20 }, (_, i) => `u${i % 3}`);
+      const answers = await Promise.all(users.map((u) => store.consume([rule(u)], T)));
+      socket.write = write;
+      assert.equal(writes, 1, 'one write for the 20 calls');
+      assert.equal(answers.filter((a) => a.allowed).length, 6);
+      assert.deepEqual(
+        answers.map((a) => a.allowed),
+        users.map((u, i) => users.slice(0, i).filter((v) => v === u).length < 2),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   it('keeps working after the server forgets its scripts (EVALSHA falls back to EVAL)', async () => {
     const store = await pod(`noscript-${randomUUID()}`);
     const look = await inspector();
