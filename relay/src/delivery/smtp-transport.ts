@@ -320,10 +320,12 @@ export class SmtpTransport implements Transport {
 
     let body: FileHandle | Buffer;
     try {
-      // a small message is read at once, synchronously (see spool/files.ts); a large one streams
-      // the file holds the message's envelope after its job.size bytes
-      body =
-        job.size <= SMALL_WRITE_BYTES
+      // a just-received message's bytes are still in memory (one copy, no file read); else a
+      // small message is read at once, synchronously (see spool/files.ts), and a large one
+      // streams; the file holds the message's envelope after its job.size bytes
+      body = job.body
+        ? Buffer.concat(job.body, job.size)
+        : job.size <= SMALL_WRITE_BYTES
           ? readFileSync(job.bodyPath).subarray(0, job.size)
           : await open(job.bodyPath, 'r');
     } catch (err: unknown) {

@@ -16,6 +16,11 @@ export interface DeliveryJob {
   domain: string;
   /** The message body in the spool: not dot-stuffed. */
   bodyPath: string;
+  /**
+   * The same bytes still in memory (SpooledMessage.body), on a just-received message's
+   * first attempt; absent: read them from bodyPath.
+   */
+  body?: readonly Buffer[];
   size: number;
   /** The body is known to have CRLF line ends only (SpooledEnvelope.crlfOnly). */
   crlfOnly?: boolean;

@@ -1,10 +1,10 @@
 // The delivery manager against a real spool on disk and a fake in-process transport (see
 // testing/queue-kit.ts; the real SMTP transports have their own tests against real SMTP peers).
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { RecipientOutcome } from '../delivery/types.ts';
+import type { DeliveryJob, RecipientOutcome } from '../delivery/types.ts';
 import { newQueueId } from '../spool/queue-id.ts';
 import {
   bootQueue,
@@ -142,6 +142,54 @@ describe('DeliveryManager', () => {
     assert.equal(transport.jobs.length, 8);
     assert.equal(transport.maxInFlight, 3);
     assert.equal(transport.maxPerDomain.get('busy.test'), 2);
+    await q.manager.stop(1000);
+  });
+
+  it("gives a just-received message's first attempt its bytes from memory, within heldBodyBytes; later attempts read the file", async () => {
+    const transport = new FakeTransport((address) =>
+      address.startsWith('later@') ? 'deferred' : 'delivered',
+    );
+    let open = () => {};
+    transport.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const clock = new FakeClock();
+    const q = await bootQueue(join(dir(), 'held'), transport, clock, testConfig(dir()), {
+      heldBodyBytes: 40,
+    });
+    await q.manager.start();
+    const receive = async (id: string, recipient: string, chunks: string[]) => {
+      const writer = q.spool.createWriter(id);
+      for (const chunk of chunks) writer.write(chunk);
+      writer.end();
+      await writer.commit(testEnvelope(id, [recipient], clock.now));
+    };
+    const bytes = (job: DeliveryJob | undefined) =>
+      job?.body && Buffer.concat(job.body.map((b) => Buffer.from(b))).toString('latin1');
+    const jobsOf = (id: string) => transport.jobs.filter((j) => j.queueId === id);
+    const [first, second, third] = [0, 1, 2].map((i) => newQueueId(clock.now + i)) as [
+      string,
+      string,
+      string,
+    ];
+    // 28 bytes held; the second's 29 would make 57, over the 40 allowed while the first is in flight
+    await receive(first, 'later@a.test', ['Subject: one\r\n', '\r\n', 'first body\r\n']);
+    await receive(second, 'now@b.test', ['Subject: two\r\n\r\nsecond body\r\n']);
+    await waitFor('both attempts under way', () => transport.inFlight === 2);
+    assert.equal(bytes(jobsOf(first)[0]), 'Subject: one\r\n\r\nfirst body\r\n');
+    const onDisk = (await readFile(q.queue.bodyPath(first))).subarray(0, jobsOf(first)[0]?.size);
+    assert.equal(onDisk.toString('latin1'), bytes(jobsOf(first)[0]), 'the bytes the file holds');
+    assert.equal(jobsOf(second)[0]?.body, undefined, 'over the allowance: its attempt reads the file');
+    open();
+    await waitFor('first attempts done', () => q.manager.size === 1 && transport.inFlight === 0);
+    // what the finished attempts held is given back: a new message's bytes are kept again
+    await receive(third, 'now@c.test', ['Subject: three\r\n\r\nthird\r\n']);
+    await waitFor('third delivered', () => jobsOf(third).length === 1 && q.manager.size === 1);
+    assert.equal(bytes(jobsOf(third)[0]), 'Subject: three\r\n\r\nthird\r\n');
+    // the retry of the deferred one reads its file
+    clock.advance(300 * SECOND);
+    await waitFor('retried', () => jobsOf(first).length === 2);
+    assert.equal(jobsOf(first)[1]?.body, undefined);
     await q.manager.stop(1000);
   });
 

@@ -69,6 +69,8 @@ export interface DeliveryManagerOptions {
   tracer?: Tracer;
   /** Messages active at once (envelope in memory, attempt under way); DEFAULT_ACTIVE_LIMIT by default. */
   activeLimit?: number;
+  /** Bytes of just-received messages kept for their first attempt (default HELD_BODY_BYTES). */
+  heldBodyBytes?: number;
   /** Longest synchronous slice of the scan at start (QueueStore.scan); 10 ms by default. */
   scanSliceMs?: number;
 }
@@ -83,6 +85,13 @@ export const DEFAULT_ACTIVE_LIMIT = 2_000;
 
 /** Envelopes read from disk at once when many messages come due together (file descriptors). */
 const LOADS_AT_ONCE = 32;
+
+/**
+ * Bytes of just-received messages kept in memory for their first attempt, so that it need
+ * not read the file back (an open, a stat, a read and a close each). Past it, a message's
+ * first attempt reads its file like any other.
+ */
+export const HELD_BODY_BYTES = 16 * 1024 * 1024;
 
 function realTimer(fn: () => void, ms: number): Timer {
   const timer = setTimeout(fn, ms);
@@ -161,6 +170,9 @@ export class DeliveryManager {
   readonly #envelopes = new Map<string, SpooledEnvelope>();
   /** Active messages (loading or being attempted), by queue id: a message has at most one attempt. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** The bytes of just-received messages for their first attempt (SpooledMessage.body). */
+  readonly #bodies = new Map<string, readonly Buffer[]>();
+  #bodyBytes = 0;
   /** Active messages removed through the API before their attempt got going. */
   readonly #removed = new Set<string>();
   /** What stop() found still queued: the hand-off reads them from disk. */
@@ -173,6 +185,7 @@ export class DeliveryManager {
   /** Held messages being moved back (release): a second release of one is a no-op. */
   readonly #releasing = new Set<string>();
   readonly #activeLimit: number;
+  readonly #heldBodyBytes: number;
   readonly #scanSliceMs: number | undefined;
   /** The oldest queue id, once known; undefined when it has to be found again. */
   #oldest: string | undefined;
@@ -193,6 +206,7 @@ export class DeliveryManager {
     this.#observer = options.observer;
     this.#tracer = options.tracer ?? relayTracer();
     this.#activeLimit = options.activeLimit ?? DEFAULT_ACTIVE_LIMIT;
+    this.#heldBodyBytes = options.heldBodyBytes ?? HELD_BODY_BYTES;
     this.#scanSliceMs = options.scanSliceMs;
     this.#hold = new HoldArea({
       spool: this.#spool,
@@ -240,7 +254,7 @@ export class DeliveryManager {
     // subscribed before the scan so a message committed meanwhile is not missed (ids dedupe)
     this.#unsubscribe = this.#spool.onCommitted((message) => {
       try {
-        this.#accept(copyEnvelope(message.envelope));
+        this.#accept(copyEnvelope(message.envelope), message.body);
       } catch (err: unknown) {
         this.#logger.error({ event: 'queue_error', queueId: message.queueId, err }, 'cannot queue message');
       }
@@ -288,7 +302,7 @@ export class DeliveryManager {
   }
 
   /** A message committed now: started at once with the envelope in hand when there is room. */
-  #accept(envelope: SpooledEnvelope): void {
+  #accept(envelope: SpooledEnvelope, body: readonly Buffer[] | undefined): void {
     const { queueId } = envelope;
     if (this.#stopping || this.#known(queueId) || this.#held.has(queueId)) return;
     this.#noteArrival(queueId);
@@ -296,7 +310,7 @@ export class DeliveryManager {
     const waiting = (this.#scheduler.nextDueAt() ?? Number.POSITIVE_INFINITY) <= this.#now();
     if (this.#inFlight.size < this.#activeLimit && !waiting) {
       this.#queue.noteCommitted(queueId);
-      this.#begin(queueId, envelope);
+      this.#begin(queueId, envelope, body);
     } else {
       // read again from disk when its turn comes
       this.#scheduler.schedule(queueId, this.#now());
@@ -590,12 +604,17 @@ export class DeliveryManager {
   }
 
   /** Makes a message active: its envelope (given, or read from disk), then its attempt. */
-  #begin(queueId: string, given?: SpooledEnvelope): void {
+  #begin(queueId: string, given?: SpooledEnvelope, body?: readonly Buffer[]): void {
     if (this.#stopping) return;
     if (this.#inFlight.has(queueId)) {
       // made due again before its attempt finished: it is scheduled again when that has
       this.#again.add(queueId);
       return;
+    }
+    const held = given && body && this.#bodyBytes + given.size <= this.#heldBodyBytes ? given.size : 0;
+    if (held > 0 && body) {
+      this.#bodies.set(queueId, body);
+      this.#bodyBytes += held;
     }
     const run = (given ? Promise.resolve(given) : this.#load(queueId))
       .then((envelope) => {
@@ -621,6 +640,7 @@ export class DeliveryManager {
           this.#scheduler.schedule(queueId, this.#now());
         }
         // a message that waits for its next attempt keeps nothing in memory but its schedule
+        if (held > 0 && this.#bodies.delete(queueId)) this.#bodyBytes -= held;
         if (!this.#stopping) this.#envelopes.delete(queueId);
         this.#queue.forget(queueId);
         this.#scheduler.wake();
@@ -633,6 +653,8 @@ export class DeliveryManager {
     if (!envelope) return;
     const bodyPath = this.#queue.bodyPath(queueId);
     const jobs = planJobs(envelope, this.#config().delivery, bodyPath);
+    const body = this.#bodies.get(queueId);
+    if (body) for (const job of jobs) job.body = body;
     // bounces recorded before a crash whose notice was never queued are reported now
     const bounced: SpooledRecipient[] = envelope.recipients.filter(
       (r) => r.state === 'bounced' && !r.notified,

@@ -44,6 +44,12 @@ export interface SpooledMessage {
   bodyPath: string;
   /** The envelope as committed (size set to the bytes written). */
   envelope: SpooledEnvelope;
+  /**
+   * The message's bytes as written, still in memory: given with a message small enough to
+   * be written in one call at commit, so that its first delivery attempt need not read the
+   * file back. The buffers are never written to again.
+   */
+  body?: readonly Buffer[];
 }
 
 export class Spool {
@@ -256,11 +262,16 @@ export class SpoolWriter extends Writable {
     this.#settled = true;
     const bodyPath = join(this.#spool.queueDir, `${this.queueId}${MESSAGE}`);
     let committed = envelope;
+    let body: Buffer[] | undefined;
     try {
       if (!this.writableFinished) await finished(this);
       // the spool knows how long the message is: readers stop there, before the envelope
       committed = { ...envelope, size: this.bytes };
-      writeAllSync(this.#fd, [...this.#takePending(), envelopeTrailer(committed)]);
+      // all of a small message is still pending here; a large one was partly written before
+      const whole = this.#pendingBytes === this.bytes;
+      const pending = this.#takePending();
+      if (whole) body = pending;
+      writeAllSync(this.#fd, [...pending, envelopeTrailer(committed)]);
       if (this.#fsync) await fsyncFd(this.#fd);
       this.#close();
       renameSync(this.#tmpBody, bodyPath);
@@ -270,7 +281,12 @@ export class SpoolWriter extends Writable {
       for (const path of [this.#tmpBody, bodyPath]) unlinkIfThere(path);
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot commit message ${this.queueId}`, { cause: err });
     }
-    const message: SpooledMessage = { queueId: this.queueId, bodyPath, envelope: committed };
+    const message: SpooledMessage = {
+      queueId: this.queueId,
+      bodyPath,
+      envelope: committed,
+      ...(body ? { body } : {}),
+    };
     this.#onCommitted(message);
     return message;
   }

@@ -148,7 +148,7 @@ export async function bootQueue(
   transport: Transport,
   clock: FakeClock,
   config: RelayConfig,
-  limits: { activeLimit?: number; scanSliceMs?: number } = {},
+  limits: { activeLimit?: number; scanSliceMs?: number; heldBodyBytes?: number } = {},
 ) {
   const spool = testSpool({ dir: spoolDir });
   await spool.init();
