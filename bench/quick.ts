@@ -6,10 +6,11 @@
 // floor (bench/floor-relay.ts) instead of Sluice, --durable-floor the same with fsync; --config '{"log":{"level":"warn"}}'
 // replaces top-level sections of the relay's config, for finding what a setting costs.
 // --threads adds the CPU per message by thread (main, libuv's pool, V8's helpers…), user
-// and system apart, over all rounds.
+// and system apart, over all rounds. --pods N runs N relays sharing Redis, the load spread
+// over them (compare.bench.ts's "two pods").
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N]
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     'durable-floor': { type: 'boolean' },
     config: { type: 'string' },
     threads: { type: 'boolean' },
+    pods: { type: 'string' },
   },
 });
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
@@ -68,11 +70,18 @@ for (let round = 0; round < rounds; round++) {
           sinkPort: env.sink.port,
           durable: values['durable-floor'] === true,
         })
-      : await startFullSluice(env, workDir, values['node-flag'] ?? [], JSON.parse(values.config ?? '{}'));
+      : await startFullSluice(
+          env,
+          workDir,
+          values['node-flag'] ?? [],
+          JSON.parse(values.config ?? '{}'),
+          Number(values.pods ?? 1),
+        );
 
   const load = (runId: string, perConnection: number) =>
     runLoad({
       port: relay.port,
+      ...(relay.ports ? { ports: relay.ports } : {}),
       connections,
       messagesPerConnection: perConnection,
       recipients: 3,
@@ -85,6 +94,7 @@ for (let round = 0; round < rounds; round++) {
   // the compare harness's warm-up (small messages)
   const warm = await warmUp({
     port: relay.port,
+    ...(relay.ports ? { ports: relay.ports } : {}),
     auth: { user: env.user, password: env.password },
     runId: `quick-warm-${round}`,
   });

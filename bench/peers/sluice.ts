@@ -185,16 +185,19 @@ export async function startSluiceReplicas(options: SluiceOptions, n: number): Pr
 
 /**
  * Sluice with everything on, as the benchmarks measure it: Redis state (flushed first),
- * DNSBL against the environment's DNS server, attachment scan, group commit, fsync.
+ * DNSBL against the environment's DNS server, attachment scan, group commit, fsync; with
+ * pods > 1, that many instances sharing the Redis (startSluiceReplicas).
  */
 export async function startFullSluice(
   env: Context,
   workDir: string,
   nodeFlags: string[] = [],
   configOverrides: Record<string, unknown> = {},
+  pods = 1,
 ): Promise<RunningSluice> {
   await flushAll(env.redisPort);
-  return startSluice({
+  const start = pods === 1 ? startSluice : (options: SluiceOptions) => startSluiceReplicas(options, pods);
+  return start({
     workDir,
     sinkPort: env.sink.port,
     certFile: env.certFile,
