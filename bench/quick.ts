@@ -8,13 +8,22 @@
 // --threads adds the CPU per message by thread (main, libuv's pool, V8's helpers…), user
 // and system apart, over all rounds. --pods N runs N relays sharing Redis, the load spread
 // over them (compare.bench.ts's "two pods").
+// --against REF runs the relay of another commit too (its files exported with git archive
+// into a directory of its own, with its own npm ci), alternating with this checkout's
+// round by round under the same harness, and reports each round's pair as a ratio: on a
+// machine whose speed drifts by a third within minutes, only pairs run back to back
+// compare. Its config is this harness's, so REF must accept it.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF]
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startEnvironment } from './environment.ts';
+import { type Context, startEnvironment } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import { startFloor } from './peers/floor.ts';
 import { startFullSluice } from './peers/sluice.ts';
@@ -33,21 +42,57 @@ const { values } = parseArgs({
     config: { type: 'string' },
     threads: { type: 'boolean' },
     pods: { type: 'string' },
+    against: { type: 'string' },
   },
 });
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
 const connections = values.large ? 10 : 20;
 const rounds = Number(values.rounds ?? 4);
 const messages = Number(values.messages ?? (values.large ? 1 : values.medium ? 10 : 50));
-const env = await startEnvironment();
-const rates: number[] = [];
-const p99s: number[] = [];
-const cpus: number[] = [];
-const added: number[] = [];
-const peaks: number[] = [];
-/** CPU seconds by thread name over every round, and the messages they were spent on. */
-const byThread = new Map<string, { user: number; system: number }>();
-let threadMessages = 0;
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+/** One relay under test: this checkout's, or another commit's (--against). */
+interface Variant {
+  label: string;
+  /** The relay's entry point; this checkout's when undefined. */
+  main?: string;
+  rates: number[];
+  p99s: number[];
+  cpus: number[];
+  added: number[];
+  peaks: number[];
+  /** CPU seconds by thread name over every round, and the messages they were spent on. */
+  byThread: Map<string, { user: number; system: number }>;
+  threadMessages: number;
+}
+
+const variant = (label: string, main?: string): Variant => ({
+  label,
+  ...(main ? { main } : {}),
+  rates: [],
+  p99s: [],
+  cpus: [],
+  added: [],
+  peaks: [],
+  byThread: new Map(),
+  threadMessages: 0,
+});
+
+/** The files of a commit in a directory of their own with their packages installed (kept for the next run). */
+function checkout(ref: string): string {
+  const sha = execFileSync('git', ['rev-parse', '--verify', `${ref}^{commit}`], { cwd: ROOT })
+    .toString()
+    .trim();
+  const dir = join(os.tmpdir(), `sluice-quick-${sha.slice(0, 12)}`);
+  if (!existsSync(join(dir, 'node_modules', '.package-lock.json'))) {
+    process.stdout.write(`exporting ${sha.slice(0, 12)} into ${dir} and installing its packages…\n`);
+    execFileSync('mkdir', ['-p', dir]);
+    execFileSync('sh', ['-c', `git archive ${sha} | tar -x -C ${dir}`], { cwd: ROOT });
+    execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'ignore' });
+  }
+  return join(dir, 'relay', 'src', 'main.ts');
+}
+
 const threadTimes = (pids: number[]) => {
   const sums = new Map<string, { user: number; system: number }>();
   for (const pid of pids) {
@@ -60,7 +105,8 @@ const threadTimes = (pids: number[]) => {
   }
   return sums;
 };
-for (let round = 0; round < rounds; round++) {
+
+async function measureRound(env: Context, v: Variant, round: number): Promise<void> {
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
   const relay =
     values.floor || values['durable-floor']
@@ -76,6 +122,7 @@ for (let round = 0; round < rounds; round++) {
           values['node-flag'] ?? [],
           JSON.parse(values.config ?? '{}'),
           Number(values.pods ?? 1),
+          v.main,
         );
 
   const load = (runId: string, perConnection: number) =>
@@ -96,45 +143,70 @@ for (let round = 0; round < rounds; round++) {
     port: relay.port,
     ...(relay.ports ? { ports: relay.ports } : {}),
     auth: { user: env.user, password: env.password },
-    runId: `quick-warm-${round}`,
+    runId: `quick-warm-${v.label}-${round}`,
   });
   await awaitArrival(env.sink, warm.accepted, 60_000);
   const cpu = () => relay.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const cpuBefore = cpu();
   const threadsBefore = threadTimes(relay.pids());
   const memory = new MemoryWatch(() => relay.pids(), 50);
-  const result = await load(`quick-${round}`, messages);
+  const result = await load(`quick-${v.label}-${round}`, messages);
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);
   // receiving and delivering: the relay's CPU (all its threads) until the last message arrived
-  cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
+  v.cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
   for (const [name, t] of threadTimes(relay.pids())) {
     const was = threadsBefore.get(name) ?? { user: 0, system: 0 };
-    const sum = byThread.get(name) ?? { user: 0, system: 0 };
+    const sum = v.byThread.get(name) ?? { user: 0, system: 0 };
     sum.user += t.user - was.user;
     sum.system += t.system - was.system;
-    byThread.set(name, sum);
+    v.byThread.set(name, sum);
   }
-  threadMessages += result.accepted.length;
+  v.threadMessages += result.accepted.length;
   const peak = memory.stop();
-  added.push((peak.peakRssKb - peak.startRssKb) / 1024);
-  peaks.push(peak.peakRssKb / 1024);
+  v.added.push((peak.peakRssKb - peak.startRssKb) / 1024);
+  v.peaks.push(peak.peakRssKb / 1024);
   await relay.stop();
   if (missing.length > 0) throw new Error(`${missing.length} accepted messages never reached the sink`);
-  rates.push(result.msgsPerSecond);
-  p99s.push(percentiles(result.latenciesMs).p99);
+  v.rates.push(result.msgsPerSecond);
+  v.p99s.push(percentiles(result.latenciesMs).p99);
+}
+
+const variants = [variant('this checkout')];
+if (values.against) variants.push(variant(values.against, checkout(values.against)));
+const env = await startEnvironment();
+for (let round = 0; round < rounds; round++) {
+  // the order alternates, so that neither goes first on a machine that drifts
+  for (const v of round % 2 === 0 ? variants : [...variants].reverse()) await measureRound(env, v, round);
 }
 await env.close(process.env.QUICK_KEEP === '1');
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
-process.stdout.write(
-  `msgs/s ${rates.map((r) => r.toFixed(0)).join(' ')}; median ${median(rates).toFixed(0)}, ` +
-    `p99 median ${median(p99s).toFixed(1)} ms, CPU median ${median(cpus).toFixed(2)} ms/msg, ` +
-    `RSS added ${added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(added).toFixed(0)}), ` +
-    `peak RSS median ${median(peaks).toFixed(0)} MiB\n`,
-);
-if (values.threads) {
-  const us = (seconds: number) => ((seconds * 1e6) / threadMessages).toFixed(0).padStart(6);
-  process.stdout.write('CPU µs per message by thread (user + system):\n');
-  for (const [name, t] of [...byThread].sort((a, b) => b[1].user + b[1].system - a[1].user - a[1].system)) {
-    process.stdout.write(`  ${name.padEnd(16)} ${us(t.user + t.system)} = ${us(t.user)} + ${us(t.system)}\n`);
+for (const v of variants) {
+  if (variants.length > 1) process.stdout.write(`${v.label}:\n`);
+  process.stdout.write(
+    `msgs/s ${v.rates.map((r) => r.toFixed(0)).join(' ')}; median ${median(v.rates).toFixed(0)}, ` +
+      `p99 median ${median(v.p99s).toFixed(1)} ms, CPU median ${median(v.cpus).toFixed(2)} ms/msg, ` +
+      `RSS added ${v.added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(v.added).toFixed(0)}), ` +
+      `peak RSS median ${median(v.peaks).toFixed(0)} MiB\n`,
+  );
+  if (values.threads) {
+    const us = (seconds: number) => ((seconds * 1e6) / v.threadMessages).toFixed(0).padStart(6);
+    process.stdout.write('CPU µs per message by thread (user + system):\n');
+    for (const [name, t] of [...v.byThread].sort(
+      (a, b) => b[1].user + b[1].system - a[1].user - a[1].system,
+    )) {
+      process.stdout.write(
+        `  ${name.padEnd(16)} ${us(t.user + t.system)} = ${us(t.user)} + ${us(t.system)}\n`,
+      );
+    }
   }
+}
+const [mine, theirs] = variants;
+if (mine && theirs) {
+  const ratios = (a: number[], b: number[]) => a.map((x, i) => x / (b[i] ?? Number.NaN));
+  const show = (xs: number[]) => `${xs.map((x) => x.toFixed(2)).join(' ')} (median ${median(xs).toFixed(2)})`;
+  process.stdout.write(
+    `this checkout ÷ ${theirs.label}, round by round: CPU per message ${show(ratios(mine.cpus, theirs.cpus))}; ` +
+      `msgs/s ${show(ratios(mine.rates, theirs.rates))}; p99 ${show(ratios(mine.p99s, theirs.p99s))}\n`,
+  );
 }

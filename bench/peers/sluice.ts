@@ -24,6 +24,8 @@ export interface SluiceOptions extends PeerOptions {
   nodeFlags?: string[];
   /** Top-level config sections replaced, for trying what a setting costs (e.g. { log: { level: 'warn' } }). */
   configOverrides?: Record<string, unknown>;
+  /** The relay's entry point: another checkout's relay/src/main.ts (this one's by default). */
+  main?: string;
 }
 
 export interface RunningSluice extends RunningPeer {
@@ -92,7 +94,7 @@ export async function startSluice(options: SluiceOptions): Promise<RunningSluice
   const logFile = join(options.workDir, 'sluice.log');
   const child = spawnLogged(
     process.execPath,
-    [...(options.nodeFlags ?? []), MAIN, '--config', configFile],
+    [...(options.nodeFlags ?? []), options.main ?? MAIN, '--config', configFile],
     logFile,
   );
   const exited = new Promise<never>((_, reject) =>
@@ -194,6 +196,7 @@ export async function startFullSluice(
   nodeFlags: string[] = [],
   configOverrides: Record<string, unknown> = {},
   pods = 1,
+  main?: string,
 ): Promise<RunningSluice> {
   await flushAll(env.redisPort);
   const start = pods === 1 ? startSluice : (options: SluiceOptions) => startSluiceReplicas(options, pods);
@@ -210,5 +213,6 @@ export async function startFullSluice(
     groupCommit: true,
     nodeFlags,
     configOverrides,
+    ...(main ? { main } : {}),
   });
 }
