@@ -9,7 +9,7 @@ E2E_TESTS = $(shell find e2e/src -path e2e/src/node -prune -o -name '*.test.ts' 
 NODE_TESTS = $(shell find e2e/src/node -name '*.test.ts' 2>/dev/null | sort)
 # Fuzz targets (fuzz/README.md) and how long `make test` gives each, in seconds.
 FUZZ_TARGETS ?= proxy-header zip-scan attachment-scan attachment-scan-chunking config-load smtp-session
-FUZZ_SHORT_SECONDS = proxy-header:5 zip-scan:5 attachment-scan:7 attachment-scan-chunking:5 config-load:8 smtp-session:10
+FUZZ_SHORT_SECONDS = proxy-header:5 zip-scan:5 attachment-scan:7 attachment-scan-chunking:5 attachment-scan-plain-text:5 config-load:8 smtp-session:10
 FUZZ_RUNS ?= 1000000
 
 .DEFAULT_GOAL := help

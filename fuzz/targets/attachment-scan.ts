@@ -5,6 +5,8 @@
 // attachment-scan-chunking adds: the answer does not depend on how the bytes were split
 // into writes (whole, three pieces, small pieces; never ending in CR, as in the relay).
 // It is a target of its own because its three scans per input make it a third as fast.
+// attachment-scan-plain-text: a message the scanner reads as one plain text part, without
+// mailsplit (relay/src/mime/plain-text.ts), gets the answer mailsplit's way gives.
 import { once } from 'node:events';
 import { DEFAULT_BLOCKED_EXTENSIONS } from '../../relay/src/config/schema.ts';
 import { AttachmentScanner, type ScanResult } from '../../relay/src/mime/attachment-scan.ts';
@@ -17,8 +19,8 @@ const BLOCKED = normaliseExtensions(DEFAULT_BLOCKED_EXTENSIONS);
 const SMALL_PIECES_UP_TO = 4096;
 
 /** Writes the chunks as a stream would (waiting for drain), each write one timed slice. */
-async function scan(chunks: readonly Buffer[], probe: SliceProbe): Promise<ScanResult> {
-  const scanner = new AttachmentScanner(DEFAULT_BLOCKED_EXTENSIONS);
+async function scan(chunks: readonly Buffer[], probe: SliceProbe, plainText = true): Promise<ScanResult> {
+  const scanner = new AttachmentScanner(DEFAULT_BLOCKED_EXTENSIONS, { plainText });
   for (const chunk of chunks) {
     if (!(await probe.slice(() => scanner.write(chunk)))) await once(scanner, 'drain');
   }
@@ -80,6 +82,8 @@ const DICTIONARY = [
   'begin 644 ',
   'UEsDBA',
   '\r\n\t',
+  'Content-Type: text/plain',
+  'Content-Transfer-Encoding: 7bit',
 ];
 
 export const target: FuzzTarget = {
@@ -105,5 +109,17 @@ export const chunkingTarget: FuzzTarget = {
       const size = 2 + (input.length % 13);
       checkSame(whole, await scan(fixedPieces(input, size), probe), `whole and in pieces of ${size} bytes`);
     }
+  },
+};
+
+export const plainTextTarget: FuzzTarget = {
+  name: 'attachment-scan-plain-text',
+  corpus: 'attachment-scan',
+  maxLength: 16 * 1024,
+  dictionary: DICTIONARY,
+  async run(input, probe) {
+    const mailsplit = await scan([input], probe, false);
+    checkSame(mailsplit, await scan([input], probe), 'read by mailsplit and as plain text');
+    checkSame(mailsplit, await scan(piecesNoCr(input, 3), probe), 'by mailsplit, and in three pieces');
   },
 };

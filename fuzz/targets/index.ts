@@ -34,6 +34,10 @@ export const TARGETS: Readonly<Record<string, TargetEntry>> = {
     coverage: ATTACHMENT_COVERAGE,
     load: async () => (await import('./attachment-scan.ts')).chunkingTarget,
   },
+  'attachment-scan-plain-text': {
+    coverage: ATTACHMENT_COVERAGE,
+    load: async () => (await import('./attachment-scan.ts')).plainTextTarget,
+  },
   'config-load': {
     coverage: ['/relay/src/config/', '/node_modules/yaml/'],
     load: async () => (await import('./config-load.ts')).target,

@@ -7,8 +7,10 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Options as ComposerOptions } from 'nodemailer/lib/mail-composer/index.js';
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
+import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
 import { zip } from '../testing/zip.ts';
 import { AttachmentScanner, DEFAULT_BLOCKED_EXTENSIONS, type ScanResult } from './attachment-scan.ts';
+import { headerEnd, isPlainText } from './plain-text.ts';
 
 const CLEAN: ScanResult = { kind: 'clean' };
 const blocked = (filename: string, extension = 'exe'): ScanResult => ({
@@ -546,5 +548,142 @@ describe('base64 with a stray "=" early on', () => {
     );
     const whole = await scan(found);
     for (const size of [3, 64, 400]) assert.deepEqual(await scan(found, size), whole, `${size}-byte writes`);
+  });
+});
+
+describe('a message that is one plain text part (read without mailsplit)', () => {
+  /** A seeded generator of headers near the line between plain text and MIME, and bodies with uuencoded files. */
+  function generated(seed: number): Buffer {
+    let x = seed;
+    const rnd = (n: number) => {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      return Math.floor((x / 2 ** 31) * n); // the high bits: an LCG's low bits repeat quickly
+    };
+    const pick = <T>(items: readonly T[]): T => items[rnd(items.length)] as T;
+    const eol = rnd(5) === 0 ? '\n' : '\r\n';
+    const types = [
+      undefined,
+      undefined,
+      'Content-Type: text/plain',
+      'Content-Type: text/plain',
+      'Content-Type: text/plain; charset=utf-8',
+      'content-type:TEXT/HTML ; charset="us-ascii"',
+      'Content-Type: text/plain; name="notes.exe"',
+      'Content-Type: text/plain;\r\n\tcharset=utf-8',
+      'Content-Type: =?utf-8?q?text/plain?=',
+      'Content-Type: application/x-msdownload',
+      'Content-Type: application/octet-stream; name="run.exe"',
+      'Content-Type: message/rfc822',
+      'Content-Type: text/x-uuencode',
+      'Content-Type: multipart/mixed; boundary="b"',
+      'Content-Type:',
+    ];
+    const encodings = [
+      undefined,
+      undefined,
+      undefined,
+      'Content-Transfer-Encoding: 7bit',
+      'Content-Transfer-Encoding: 8BIT',
+      'Content-Transfer-Encoding: 7bit (plain)',
+      'Content-Transfer-Encoding: base64',
+      'Content-Transfer-Encoding: quoted-printable',
+      'Content-Transfer-Encoding: x-uuencode',
+    ];
+    const dispositions = [
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      'Content-Disposition: inline',
+      'Content-Disposition: attachment; filename="setup.exe"',
+      'Content-Disposition: attachment',
+    ];
+    const lines = ['From: a@example.com', `Subject: s${seed}`];
+    if (rnd(12) === 0) lines.unshift(`From a@example.com Mon Jan  1 00:00:00 2026`);
+    for (const field of [pick(types), pick(encodings), pick(dispositions)]) {
+      if (field !== undefined) lines.splice(1 + rnd(lines.length), 0, field);
+    }
+    if (rnd(8) === 0) lines.push(pick(types) ?? 'Content-Type: text/plain');
+    const names = ['evil.exe', 'notes.txt', 'a.exe . ', 'x.scr', 'clean.pdf'];
+    const body: string[] = [];
+    for (let i = rnd(6); i > 0; i--) {
+      body.push(
+        pick([
+          'Hello,',
+          '',
+          `begin 644 ${pick(names)}`,
+          `begin-base64 600 ${pick(names)}`,
+          'M4$%30T%,24X@4D5!1$U%',
+          '`',
+          'end',
+          ' begin 644 indented.exe',
+          'beginning of a line',
+          `YmVnaW4gNjQ0IGV2aWwuZXhl`,
+          '--b',
+        ]),
+      );
+    }
+    const headerOnly = rnd(15) === 0;
+    const text = lines.join(eol) + (headerOnly ? '' : `${eol}${eol}${body.join(eol)}${rnd(2) ? eol : ''}`);
+    return Buffer.from(text.replaceAll('\r\n', eol), 'latin1');
+  }
+
+  test('gives what mailsplit gives, for 3,000 generated messages written whole and in random pieces', async () => {
+    const extensions = DEFAULT_BLOCKED_EXTENSIONS;
+    let plain = 0;
+    let plainBlocked = 0;
+    let blockedSeen = 0;
+    for (let seed = 1; seed <= 3000; seed++) {
+      const message = generated(seed);
+      const size = 1 + (seed % 7 === 0 ? 1 : (seed * 7919) % 200);
+      const results: ScanResult[] = [];
+      for (const plainText of [true, false]) {
+        const scanner = new AttachmentScanner(extensions, { plainText });
+        await pipeline(Readable.from(chunks(message, seed % 2 ? Number.POSITIVE_INFINITY : size)), scanner);
+        results.push(await scanner.result());
+      }
+      assert.deepEqual(results[0], results[1], `seed ${seed}: ${JSON.stringify(message.toString('latin1'))}`);
+      const end = headerEnd(message);
+      const isPlain = end !== -1 && isPlainText(message.subarray(0, end), DEFAULT_MIME_LIMITS);
+      if (isPlain) plain++;
+      if (isPlain && results[0]?.kind === 'blocked') plainBlocked++;
+      if (!isPlain && results[0]?.kind === 'blocked') blockedSeen++;
+    }
+    // both paths are well represented, and files are found on both
+    assert.ok(plain > 150 && plain < 2850, `${plain} of 3,000 read as plain text`);
+    assert.ok(plainBlocked > 30, `${plainBlocked} blocked among the plain text ones`);
+    assert.ok(blockedSeen > 300, `${blockedSeen} blocked among the others`);
+  });
+
+  test('finds a uuencoded .exe in a plain text body, across pieces, and passes a clean one', async () => {
+    const message =
+      'From: a@example.com\r\nContent-Type: text/plain\r\n\r\nHi\r\nbegin 644 evil.exe\r\nM\r\n`\r\nend\r\n';
+    assert.deepEqual(await scanBothWays(message), blocked('evil.exe'));
+    assert.deepEqual(await scanBothWays(message.replace('evil.exe', 'notes.txt')), CLEAN);
+  });
+
+  test('says which headers are plain text, and finds the end of a header that comes in pieces', () => {
+    const header = (...fields: string[]) =>
+      Buffer.from(`${['From: a@example.com', ...fields].join('\r\n')}\r\n\r\n`);
+    const limits = DEFAULT_MIME_LIMITS;
+    assert.equal(isPlainText(header(), limits), true);
+    assert.equal(isPlainText(header('Content-Type: text/plain; charset=utf-8'), limits), true);
+    assert.equal(isPlainText(header('Content-Transfer-Encoding: 8bit'), limits), true);
+    for (const field of [
+      'Content-Type: text/plain; name="a.exe"',
+      'Content-Type: application/pdf',
+      'Content-Type: text/plain;\r\n charset=utf-8',
+      'Content-Transfer-Encoding: base64',
+      'Content-Disposition: inline',
+    ]) {
+      assert.equal(isPlainText(header(field), limits), false, field);
+    }
+    assert.equal(isPlainText(header('Content-Type: text/plain', 'Content-Type: text/html'), limits), false);
+    assert.equal(isPlainText(header('X: y'), { ...limits, maxHeaderLines: 1 }), false, 'over a MIME limit');
+    const bytes = Buffer.from('A: b\r\nC: d\r\n\r\nbody');
+    assert.equal(headerEnd(bytes), 14);
+    assert.equal(headerEnd(Buffer.from('\r\nbody')), 2);
+    assert.equal(headerEnd(Buffer.from('A: b\nC: d\n\nbody')), 11);
+    assert.equal(headerEnd(Buffer.from('A: b\r\n')), -1);
   });
 });

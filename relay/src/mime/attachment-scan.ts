@@ -4,12 +4,16 @@
 // bodies stream into a nested scan of their own, zip archives, whose decoded bodies
 // stream past a reader of their file names (zip-scan.ts), and text parts, whose decoded
 // bodies are searched for uuencoded files (uuencode-scan.ts).
+// A message that is one plain text part (plain-text.ts says which, from its header alone)
+// can hold no attachment but a uuencoded one: its body goes straight to that search,
+// without mailsplit, which would find the same one part and do the same.
 import { once } from 'node:events';
 import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
 import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
 import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
+import { headerEnd, isPlainText } from './plain-text.ts';
 import type { ScanResult } from './scan-result.ts';
 import { FastSplitter, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
 import { BeginLines, mayHoldUuencode, UuencodeScan } from './uuencode-scan.ts';
@@ -33,6 +37,7 @@ const MAX_NESTING = 8;
 // would cost memory and quadratic time. RFC 5322 allows 998 octets; this is far above it.
 const MAX_LINE_BYTES = 1024 * 1024;
 const LF = 0x0a;
+const EMPTY = Buffer.alloc(0);
 // After a part's header the event loop gets a turn once the scan has run this long since
 // the last one: a socket read can hand over 2 MB at once (libuv reads up to 32 × 64 KB), and
 // hundreds of parts in one turn held the loop for 0.5 s. A turn after every part (three a
@@ -65,10 +70,20 @@ interface Embedded {
 class MessageScan extends Writable {
   readonly #blocked: ReadonlySet<string>;
   readonly #archives: boolean;
+  /** Whether a plain text message skips mailsplit (plain-text.ts); off only to compare both ways. */
+  readonly #plainText: boolean;
   readonly #limits: MimeLimits;
   readonly #depth: number;
-  readonly #splitter: Transform;
-  readonly #parts: Writable;
+  /** mailsplit's splitter and the writer of its parts: made once the header says MIME is needed. */
+  #splitter: Transform | null = null;
+  #parts: Writable | null = null;
+  /** Until the header has ended: its bytes, kept to decide how the message is read. */
+  #head: Buffer[] | null = [];
+  #headBytes = 0;
+  /** The last two bytes of the header seen so far. */
+  #headTail: Buffer = EMPTY;
+  /** A message that is one plain text part: its body, searched for uuencoded files. */
+  #plain: BeginLines | null = null;
   readonly #result: Promise<ScanResult>;
   #verdict: ScanResult | null = null;
   #lineBytes = 0;
@@ -80,16 +95,32 @@ class MessageScan extends Writable {
   /** When the event loop last had a turn from this scan (performance.now()). */
   #turnAt = performance.now();
 
-  constructor(blocked: ReadonlySet<string>, archives: boolean, limits: MimeLimits, depth: number) {
+  constructor(
+    blocked: ReadonlySet<string>,
+    archives: boolean,
+    limits: MimeLimits,
+    depth: number,
+    plainText: boolean,
+  ) {
     super();
     this.#blocked = blocked;
     this.#archives = archives;
+    this.#plainText = plainText;
+    if (!plainText) this.#head = null;
     this.#limits = limits;
     this.#depth = depth;
+    this.#result = finished(this).then(() => this.#verdict ?? { kind: 'clean' });
+    // Callers may never ask for the result; a destroyed scanner must not crash the process.
+    this.#result.catch(() => {});
+  }
+
+  /** The MIME path: mailsplit's splitter and the handling of each part it emits. */
+  #startMime(): Transform {
     // Embedded messages are scanned by a nested MessageScan rather than by mailsplit, which
     // parses them only when inline and not base64/quoted-printable encoded.
-    this.#splitter = new FastSplitter({ ignoreEmbedded: true, limits });
-    this.#parts = new Writable({
+    const limits = this.#limits;
+    const splitter = new FastSplitter({ ignoreEmbedded: true, limits });
+    const parts = new Writable({
       objectMode: true,
       write: (part: MailsplitPart, _encoding, callback) => {
         this.#onPart(part).then(
@@ -106,12 +137,12 @@ class MessageScan extends Writable {
         );
       },
     });
-    this.#splitter.on('error', (err: unknown) => this.#settle(malformed(err)));
-    this.#parts.on('error', (err: unknown) => this.#settle(malformed(err)));
-    this.#splitter.pipe(this.#parts);
-    this.#result = finished(this).then(() => this.#verdict ?? { kind: 'clean' });
-    // Callers may never ask for the result; a destroyed scanner must not crash the process.
-    this.#result.catch(() => {});
+    splitter.on('error', (err: unknown) => this.#settle(malformed(err)));
+    parts.on('error', (err: unknown) => this.#settle(malformed(err)));
+    splitter.pipe(parts);
+    this.#splitter = splitter;
+    this.#parts = parts;
+    return splitter;
   }
 
   #yieldAfterHeader(callback: () => void): void {
@@ -132,10 +163,67 @@ class MessageScan extends Writable {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
     if (this.#verdict === null) this.#checkLineLength(chunk);
-    // After a verdict the input is drained unread, so the writer never stalls. The verdict
-    // can also come while the splitter handles this very chunk (it parses synchronously).
-    if (this.#verdict !== null || this.#splitter.write(chunk) || this.#verdict !== null) callback();
-    else this.#waitFor(this.#splitter, 'drain', callback);
+    if (this.#verdict !== null) {
+      // after a verdict the input is drained unread, so the writer never stalls
+      callback();
+      return;
+    }
+    if (this.#head !== null) {
+      this.#readHead(chunk, callback);
+      return;
+    }
+    if (this.#plain !== null) {
+      this.#readPlain(chunk);
+      callback();
+      return;
+    }
+    this.#toSplitter(chunk, callback);
+  }
+
+  #toSplitter(chunk: Buffer, callback: () => void): void {
+    const splitter = this.#splitter ?? this.#startMime();
+    // the verdict can come while the splitter handles this very chunk (it parses synchronously)
+    if (splitter.write(chunk) || this.#verdict !== null) callback();
+    else this.#waitFor(splitter, 'drain', callback);
+  }
+
+  /**
+   * Keeps the header until it ends, then decides: one plain text part goes to the search
+   * for uuencoded files, anything else (or a header past maxHeaderBytes) to mailsplit.
+   */
+  #readHead(chunk: Buffer, callback: () => void): void {
+    const head = this.#head ?? [];
+    const before = this.#headBytes;
+    head.push(chunk);
+    this.#headBytes += chunk.length;
+    // only the new bytes are searched, with the two before them (an empty line can
+    // straddle two pieces): a header sent a byte at a time is not searched from its start
+    // at every byte
+    const tail = this.#headTail;
+    const window = tail.length === 0 ? chunk : Buffer.concat([tail, chunk]);
+    const found = headerEnd(window, tail.length);
+    this.#headTail = window.subarray(Math.max(0, window.length - 2));
+    if (found === -1 && this.#headBytes <= this.#limits.maxHeaderBytes) {
+      callback();
+      return;
+    }
+    this.#head = null;
+    const bytes = head.length === 1 ? chunk : Buffer.concat(head, this.#headBytes);
+    const end = found === -1 ? -1 : before - tail.length + found;
+    if (end !== -1 && isPlainText(bytes.subarray(0, end), this.#limits)) {
+      this.#plain = new BeginLines(this.#blocked);
+      this.#readPlain(bytes.subarray(end));
+      callback();
+      return;
+    }
+    this.#toSplitter(bytes, callback);
+  }
+
+  #readPlain(chunk: Buffer): void {
+    const lines = this.#plain;
+    if (lines === null) return;
+    lines.write(chunk);
+    if (lines.verdict !== null) this.#settle(lines.verdict);
   }
 
   override _final(callback: () => void): void {
@@ -143,8 +231,31 @@ class MessageScan extends Writable {
       callback();
       return;
     }
-    this.#waitFor(this.#parts, 'finish', callback);
-    this.#splitter.end();
+    const plain = this.#plain;
+    if (plain !== null) {
+      plain.end();
+      if (plain.verdict !== null) this.#settle(plain.verdict);
+      callback();
+      return;
+    }
+    const finish = (): void => {
+      const parts = this.#parts;
+      const splitter = this.#splitter;
+      if (this.#verdict !== null || parts === null || splitter === null) {
+        callback();
+        return;
+      }
+      this.#waitFor(parts, 'finish', callback);
+      splitter.end();
+    };
+    // a message that ended inside its header (no empty line): mailsplit reads it
+    const head = this.#head;
+    this.#head = null;
+    if (head !== null && head.length > 0) this.#toSplitter(Buffer.concat(head, this.#headBytes), finish);
+    else {
+      if (this.#splitter === null) this.#startMime();
+      finish();
+    }
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
@@ -220,7 +331,13 @@ class MessageScan extends Writable {
       return;
     }
     const decoder = node.getDecoder();
-    const scan = new MessageScan(this.#blocked, this.#archives, this.#limits, this.#depth + 1);
+    const scan = new MessageScan(
+      this.#blocked,
+      this.#archives,
+      this.#limits,
+      this.#depth + 1,
+      this.#plainText,
+    );
     decoder.on('error', (err: unknown) => this.#settle(malformed(err)));
     decoder.pipe(scan);
     this.#embedded = { node, decoder, scan };
@@ -248,8 +365,9 @@ class MessageScan extends Writable {
   }
 
   #teardown(): void {
-    this.#splitter.destroy();
-    this.#parts.destroy();
+    this.#head = null;
+    this.#splitter?.destroy();
+    this.#parts?.destroy();
     this.#embedded?.decoder.destroy();
     this.#embedded?.scan.destroy();
   }
@@ -273,14 +391,25 @@ export class AttachmentScanner extends MessageScan {
   /** inspectArchives: the names inside zip attachments are checked too; limits: bounds on the MIME structure. */
   constructor(
     blockedExtensions: readonly string[],
-    options: { inspectArchives?: boolean; limits?: MimeLimits } = {},
+    options: {
+      inspectArchives?: boolean;
+      limits?: MimeLimits;
+      /** false: a plain text message goes through mailsplit too (for tests that compare). */
+      plainText?: boolean;
+    } = {},
   ) {
     let blocked = normalised.get(blockedExtensions);
     if (!blocked) {
       blocked = normaliseExtensions(blockedExtensions);
       normalised.set(blockedExtensions, blocked);
     }
-    super(blocked, options.inspectArchives ?? true, options.limits ?? DEFAULT_MIME_LIMITS, 0);
+    super(
+      blocked,
+      options.inspectArchives ?? true,
+      options.limits ?? DEFAULT_MIME_LIMITS,
+      0,
+      options.plainText ?? true,
+    );
   }
 }
 

@@ -1,0 +1,65 @@
+// Which messages need no MIME parse to be checked for attachments: those that are one
+// plain text part, said by their header alone. mailsplit would find one part, no file name
+// and a text type, and hand its body to the search for uuencoded files, which is all the
+// attachment check does with it; so the body can go there at once. The test is strict:
+// anything it is not sure of (a Content-Disposition, a second Content-Type, a folded or
+// encoded one, a name parameter, base64 or quoted-printable, a header near a MIME limit)
+// goes to mailsplit as before. A test compares both ways on generated messages.
+import { parseHeaderBlock } from './header-block.ts';
+import type { MimeLimits } from './splitter.ts';
+
+const LF = 0x0a;
+/** The empty line after a line: what ends a header (mailsplit takes "\n" or "\r\n" alone). */
+const EMPTY_LINES = [Buffer.from('\n\n'), Buffer.from('\n\r\n')] as const;
+
+/** One unfolded text type, its parameters on the same line. */
+const PLAIN_TYPE = /^content-type[ \t]*:[ \t]*text\/[a-z0-9!#$&^_.+-]+[ \t]*(?:;[^\r\n]*)?$/i;
+/** A body that needs no decoding to be read. */
+const PLAIN_ENCODING = /^content-transfer-encoding[ \t]*:[ \t]*(?:7bit|8bit|binary)[ \t]*$/i;
+/** Every parameter that carries a file name has "name" in its key (attachment-scan.ts). */
+const NAMES_A_FILE = /name/i;
+
+/**
+ * Where the header ends in the bytes seen so far, kept as `seen` (the message's start):
+ * the offset just past its empty line, or -1 while none has come. `from` is how many
+ * bytes were already searched, so a header that comes in many pieces is not searched
+ * again from its start each time.
+ */
+export function headerEnd(seen: Buffer, from = 0): number {
+  // the message's first line starts the header too: an empty one is an empty header
+  if (from === 0 && seen[0] === LF) return 1;
+  if (from === 0 && seen[0] === 0x0d && seen[1] === LF) return 2;
+  let end = -1;
+  for (const empty of EMPTY_LINES) {
+    const at = seen.indexOf(empty, Math.max(0, from - empty.length + 1));
+    if (at !== -1 && (end === -1 || at + empty.length < end)) end = at + empty.length;
+  }
+  return end;
+}
+
+/** Whether a message with this header (its empty line included) is one plain text part. */
+export function isPlainText(header: Buffer, limits: MimeLimits): boolean {
+  if (header.length > limits.maxHeaderBytes) return false;
+  let lines = 0;
+  for (let at = header.indexOf(LF); at !== -1; at = header.indexOf(LF, at + 1)) lines++;
+  if (lines > limits.maxHeaderLines) return false;
+  const block = parseHeaderBlock(header);
+  if (block.mbox !== false || block.http !== false) return false;
+  let type: string | undefined;
+  let encoding: string | undefined;
+  for (const field of block.fields) {
+    if (field.key === 'content-disposition') return false;
+    if (field.key === 'content-type') {
+      if (type !== undefined) return false;
+      type = field.line;
+    } else if (field.key === 'content-transfer-encoding') {
+      if (encoding !== undefined) return false;
+      encoding = field.line;
+    }
+  }
+  if (type !== undefined) {
+    if (!PLAIN_TYPE.test(type) || NAMES_A_FILE.test(type)) return false;
+    if (type.split(';').length - 1 > limits.maxMimeParameters) return false;
+  }
+  return encoding === undefined || PLAIN_ENCODING.test(encoding);
+}
