@@ -26,6 +26,8 @@ export interface LoadOptions {
   recipients: number;
   /** Size of each message on the wire, headers included. */
   messageBytes: number;
+  /** One text/plain part instead of text with a PDF attachment (messageTemplate). */
+  plainText?: boolean;
   /** Send MAIL/RCPT/DATA in one write when the server advertises PIPELINING. */
   pipelining: boolean;
   starttls: boolean;
@@ -216,7 +218,13 @@ export interface MessageTemplate {
  * A multipart/mixed message of about `bytes` bytes: a short text part and a base64
  * PDF attachment (an allowed type), so every attachment check parses real MIME parts.
  */
-export function messageTemplate(bytes: number, sender: string, recipients: string[]): MessageTemplate {
+export function messageTemplate(
+  bytes: number,
+  sender: string,
+  recipients: string[],
+  plainText = false,
+): MessageTemplate {
+  if (plainText) return plainTemplate(bytes, sender, recipients);
   const boundary = 'bench-boundary-7f3a';
   const date = new Date().toUTCString().replace('GMT', '+0000');
   const to = recipients.join(', ');
@@ -239,6 +247,19 @@ export function messageTemplate(bytes: number, sender: string, recipients: strin
   const lines: string[] = new Array(lineCount);
   for (let i = 0; i < lineCount; i++) lines[i] = raw.slice(i * 76, i * 76 + 76);
   const body = Buffer.from(`${prologue}${lines.join('\r\n')}\r\n${epilogue}`, 'latin1');
+  return { head, body };
+}
+
+/** A text/plain message of about `bytes` bytes, lines of prose: the attachment check's plain text path. */
+function plainTemplate(bytes: number, sender: string, recipients: string[]): MessageTemplate {
+  const date = new Date().toUTCString().replace('GMT', '+0000');
+  const head = (messageId: string) =>
+    `From: Bench <${sender}>\r\nTo: ${recipients.join(', ')}\r\nSubject: benchmark message\r\n` +
+    `Date: ${date}\r\nMessage-ID: <${messageId}>\r\nMIME-Version: 1.0\r\n` +
+    'Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n';
+  const line = 'The report for this week is below; nothing in it needs an answer today.\r\n';
+  const fixed = head('x'.repeat(60)).length;
+  const body = Buffer.from(line.repeat(Math.max(1, Math.ceil((bytes - fixed) / line.length))), 'latin1');
   return { head, body };
 }
 
@@ -273,7 +294,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const sender = options.sender ?? 'alice@bench.test';
   const domain = options.recipientDomain ?? 'sink.bench';
   const recipients = Array.from({ length: options.recipients }, (_, i) => `rcpt${i + 1}@${domain}`);
-  const template = messageTemplate(options.messageBytes, sender, recipients);
+  const template = messageTemplate(options.messageBytes, sender, recipients, options.plainText === true);
   const envelope = `MAIL FROM:<${sender}>\r\n${recipients.map((r) => `RCPT TO:<${r}>\r\n`).join('')}DATA\r\n`;
   const idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
   const accepted: string[] = [];

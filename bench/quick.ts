@@ -12,10 +12,11 @@
 // into a directory of its own, with its own npm ci), alternating with this checkout's
 // round by round under the same harness, and reports each round's pair as a ratio: on a
 // machine whose speed drifts by a third within minutes, only pairs run back to back
-// compare. Its config is this harness's, so REF must accept it.
+// compare. Its config is this harness's, so REF must accept it. --plain sends text/plain
+// messages instead of text with a PDF attachment.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF] [--plain]
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     threads: { type: 'boolean' },
     pods: { type: 'string' },
     against: { type: 'string' },
+    plain: { type: 'boolean' },
   },
 });
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
@@ -133,6 +135,7 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
       messagesPerConnection: perConnection,
       recipients: 3,
       messageBytes: bytes,
+      ...(values.plain ? { plainText: true } : {}),
       pipelining: true,
       starttls: false,
       auth: { user: env.user, password: env.password },
