@@ -576,6 +576,9 @@ describe('a message that is one plain text part (read without mailsplit)', () =>
       'Content-Type: message/rfc822',
       'Content-Type: text/x-uuencode',
       'Content-Type: multipart/mixed; boundary="b"',
+      'Content-Type: text/plain; boundary="b"',
+      'Content-Type: text/plain; charset=us-ascii; boundary=b',
+      'Content-Type: text/plain; format=flowed; delsp=yes',
       'Content-Type:',
     ];
     const encodings = [
@@ -620,6 +623,7 @@ describe('a message that is one plain text part (read without mailsplit)', () =>
           'beginning of a line',
           `YmVnaW4gNjQ0IGV2aWwuZXhl`,
           '--b',
+          '--b\r\nContent-Type: application/octet-stream; name="run.exe"\r\n\r\nTVo=\r\n--b--',
         ]),
       );
     }
@@ -655,6 +659,23 @@ describe('a message that is one plain text part (read without mailsplit)', () =>
     assert.ok(blockedSeen > 300, `${blockedSeen} blocked among the others`);
   });
 
+  test('splits a text/plain part with a boundary parameter at it, as mailsplit does (found by the fuzzer)', async () => {
+    const message = [
+      'From: a@example.com',
+      'Content-Type: text/plain; charset=utf-8; boundary="b"',
+      '',
+      'hi',
+      '--b',
+      'Content-Type: application/octet-stream; name=invoice.exe',
+      'Content-Transfer-Encoding: base64',
+      '',
+      'TVo=',
+      '--b--',
+      '',
+    ].join('\r\n');
+    assert.deepEqual(await scanBothWays(message), blocked('invoice.exe'));
+  });
+
   test('finds a uuencoded .exe in a plain text body, across pieces, and passes a clean one', async () => {
     const message =
       'From: a@example.com\r\nContent-Type: text/plain\r\n\r\nHi\r\nbegin 644 evil.exe\r\nM\r\n`\r\nend\r\n';
@@ -671,6 +692,9 @@ describe('a message that is one plain text part (read without mailsplit)', () =>
     assert.equal(isPlainText(header('Content-Transfer-Encoding: 8bit'), limits), true);
     for (const field of [
       'Content-Type: text/plain; name="a.exe"',
+      'Content-Type: text/plain; boundary="b"',
+      'Content-Type: text/plain; charset=nt-Type: multipart/mixed',
+      `Content-Type: text/plain;${' '.repeat(100_000)}x`,
       'Content-Type: application/pdf',
       'Content-Type: text/plain;\r\n charset=utf-8',
       'Content-Transfer-Encoding: base64',

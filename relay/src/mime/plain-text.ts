@@ -12,8 +12,16 @@ const LF = 0x0a;
 /** The empty line after a line: what ends a header (mailsplit takes "\n" or "\r\n" alone). */
 const EMPTY_LINES = [Buffer.from('\n\n'), Buffer.from('\n\r\n')] as const;
 
-/** One unfolded text type, its parameters on the same line. */
-const PLAIN_TYPE = /^content-type[ \t]*:[ \t]*text\/[a-z0-9!#$&^_.+-]+[ \t]*(?:;[^\r\n]*)?$/i;
+/**
+ * One unfolded text type, with no parameter but the few that say how text is written,
+ * each a plain token. mailsplit reads a boundary parameter on any type, text/plain too,
+ * and then splits the body at it (the fuzzer found a text/plain part holding an .exe
+ * that way), so anything else on the line goes to mailsplit.
+ */
+const PLAIN_TYPE =
+  /^content-type[ \t]*:[ \t]*text\/[a-z0-9!#$&^_.+-]+(?:[ \t]*;[ \t]*(?:charset|format|delsp|reply-type)[ \t]*=[ \t]*(?:"[a-z0-9!#$&^_.+-]*"|[a-z0-9!#$&^_.+-]+))*(?:[ \t]*;)?[ \t]*$/i;
+/** A longer Content-Type line goes to mailsplit (and the expressions here look at short lines only). */
+const MAX_FIELD = 1000;
 /** A body that needs no decoding to be read. */
 const PLAIN_ENCODING = /^content-transfer-encoding[ \t]*:[ \t]*(?:7bit|8bit|binary)[ \t]*$/i;
 /** Every parameter that carries a file name has "name" in its key (attachment-scan.ts). */
@@ -58,8 +66,8 @@ export function isPlainText(header: Buffer, limits: MimeLimits): boolean {
     }
   }
   if (type !== undefined) {
-    if (!PLAIN_TYPE.test(type) || NAMES_A_FILE.test(type)) return false;
+    if (type.length > MAX_FIELD || !PLAIN_TYPE.test(type) || NAMES_A_FILE.test(type)) return false;
     if (type.split(';').length - 1 > limits.maxMimeParameters) return false;
   }
-  return encoding === undefined || PLAIN_ENCODING.test(encoding);
+  return encoding === undefined || (encoding.length <= MAX_FIELD && PLAIN_ENCODING.test(encoding));
 }
