@@ -598,6 +598,8 @@ describe('a message that is one plain text part (read without mailsplit)', () =>
       undefined,
       undefined,
       'Content-Disposition: inline',
+      'Content-Disposition: INLINE ',
+      'Content-Disposition: inline; filename="notes.exe"',
       'Content-Disposition: attachment; filename="setup.exe"',
       'Content-Disposition: attachment',
     ];
@@ -698,10 +700,16 @@ describe('a message that is one plain text part (read without mailsplit)', () =>
       'Content-Type: application/pdf',
       'Content-Type: text/plain;\r\n charset=utf-8',
       'Content-Transfer-Encoding: base64',
-      'Content-Disposition: inline',
+      'Content-Disposition: inline; filename="a.exe"',
+      'Content-Disposition: attachment',
     ]) {
       assert.equal(isPlainText(header(field), limits), false, field);
     }
+    assert.equal(isPlainText(header('Content-Disposition: inline'), limits), true);
+    assert.equal(
+      isPlainText(header('Content-Disposition: inline', 'Content-Disposition: inline'), limits),
+      false,
+    );
     assert.equal(isPlainText(header('Content-Type: text/plain', 'Content-Type: text/html'), limits), false);
     assert.equal(isPlainText(header('X: y'), { ...limits, maxHeaderLines: 1 }), false, 'over a MIME limit');
     const bytes = Buffer.from('A: b\r\nC: d\r\n\r\nbody');

@@ -2,9 +2,10 @@
 // plain text part, said by their header alone. mailsplit would find one part, no file name
 // and a text type, and hand its body to the search for uuencoded files, which is all the
 // attachment check does with it; so the body can go there at once. The test is strict:
-// anything it is not sure of (a Content-Disposition, a second Content-Type, a folded or
-// encoded one, a name parameter, base64 or quoted-printable, a header near a MIME limit)
-// goes to mailsplit as before. A test compares both ways on generated messages.
+// anything it is not sure of (a Content-Disposition other than a bare "inline", a second
+// Content-Type, a folded or encoded one, a parameter other than the few below, base64 or
+// quoted-printable, a header near a MIME limit) goes to mailsplit as before. A test
+// compares both ways on generated messages, and so does a fuzz target.
 import { parseHeaderBlock } from './header-block.ts';
 import type { MimeLimits } from './splitter.ts';
 
@@ -22,6 +23,8 @@ const PLAIN_TYPE =
   /^content-type[ \t]*:[ \t]*text\/[a-z0-9!#$&^_.+-]+(?:[ \t]*;[ \t]*(?:charset|format|delsp|reply-type)[ \t]*=[ \t]*(?:"[a-z0-9!#$&^_.+-]*"|[a-z0-9!#$&^_.+-]+))*(?:[ \t]*;)?[ \t]*$/i;
 /** A longer Content-Type line goes to mailsplit (and the expressions here look at short lines only). */
 const MAX_FIELD = 1000;
+/** A bare inline disposition, which names no file and changes nothing for a text part. */
+const INLINE = /^content-disposition[ \t]*:[ \t]*inline[ \t]*$/i;
 /** A body that needs no decoding to be read. */
 const PLAIN_ENCODING = /^content-transfer-encoding[ \t]*:[ \t]*(?:7bit|8bit|binary)[ \t]*$/i;
 /** Every parameter that carries a file name has "name" in its key (attachment-scan.ts). */
@@ -55,9 +58,12 @@ export function isPlainText(header: Buffer, limits: MimeLimits): boolean {
   if (block.mbox !== false || block.http !== false) return false;
   let type: string | undefined;
   let encoding: string | undefined;
+  let disposition = false;
   for (const field of block.fields) {
-    if (field.key === 'content-disposition') return false;
-    if (field.key === 'content-type') {
+    if (field.key === 'content-disposition') {
+      if (disposition || field.line.length > MAX_FIELD || !INLINE.test(field.line)) return false;
+      disposition = true;
+    } else if (field.key === 'content-type') {
       if (type !== undefined) return false;
       type = field.line;
     } else if (field.key === 'content-transfer-encoding') {
