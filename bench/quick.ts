@@ -18,7 +18,7 @@
 // measurement of record.
 //   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF] [--plain]
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -88,7 +88,7 @@ function checkout(ref: string): string {
   const dir = join(os.tmpdir(), `sluice-quick-${sha.slice(0, 12)}`);
   if (!existsSync(join(dir, 'node_modules', '.package-lock.json'))) {
     process.stdout.write(`exporting ${sha.slice(0, 12)} into ${dir} and installing its packages…\n`);
-    execFileSync('mkdir', ['-p', dir]);
+    mkdirSync(dir, { recursive: true });
     execFileSync('sh', ['-c', `git archive ${sha} | tar -x -C ${dir}`], { cwd: ROOT });
     execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'ignore' });
   }

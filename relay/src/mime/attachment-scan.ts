@@ -12,7 +12,7 @@ import { type Transform, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import libmime from 'libmime';
 import { DEFAULT_MIME_LIMITS } from '../config/schema.ts';
-import { blockedExtension, headerFileNames, normaliseExtensions } from './filename.ts';
+import { blockedExtension, headerFileNames, NAMES_A_FILE, normaliseExtensions } from './filename.ts';
 import { headerEnd, isPlainText } from './plain-text.ts';
 import type { ScanResult } from './scan-result.ts';
 import { FastSplitter, MimeLimitExceeded, type MimeLimits } from './splitter.ts';
@@ -375,13 +375,6 @@ class MessageScan extends Writable {
 
 /** The policy's list, normalised once rather than for every message (keyed by the config's array). */
 const normalised = new WeakMap<readonly string[], ReadonlySet<string>>();
-
-/**
- * Every parameter that carries a file name has "name" in its key (name, filename, and
- * their RFC 2231 forms name*, filename*0*, ...), and unfolding a header cannot make one:
- * a header line without it names no file, and most (boundaries, charsets) have none.
- */
-const NAMES_A_FILE = /name/i;
 
 /**
  * A Writable: write the raw message bytes (CRLF line endings) into it, then read

@@ -6,6 +6,13 @@ import libmime from 'libmime';
 
 const FILENAME_PARAMS: ReadonlySet<string> = new Set(['filename', 'name']);
 
+/**
+ * Every parameter that carries a file name has "name" in its key (name, filename, and
+ * their RFC 2231 forms name*, filename*0*, ...), and unfolding a header cannot make one:
+ * a header line without it names no file, and most (boundaries, charsets) have none.
+ */
+export const NAMES_A_FILE = /name/i;
+
 /** Lower-case, dot-less extensions, e.g. `['.EXE', 'Bat']` → `{'exe', 'bat'}`. */
 export function normaliseExtensions(extensions: Iterable<string>): Set<string> {
   const out = new Set<string>();

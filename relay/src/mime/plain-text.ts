@@ -6,8 +6,9 @@
 // Content-Type, a folded or encoded one, a parameter other than the few below, base64 or
 // quoted-printable, a header near a MIME limit) goes to mailsplit as before. A test
 // compares both ways on generated messages, and so does a fuzz target.
+import { NAMES_A_FILE } from './filename.ts';
 import { parseHeaderBlock } from './header-block.ts';
-import type { MimeLimits } from './splitter.ts';
+import { count, type MimeLimits } from './splitter.ts';
 
 const LF = 0x0a;
 /** The empty line after a line: what ends a header (mailsplit takes "\n" or "\r\n" alone). */
@@ -27,8 +28,6 @@ const MAX_FIELD = 1000;
 const INLINE = /^content-disposition[ \t]*:[ \t]*inline[ \t]*$/i;
 /** A body that needs no decoding to be read. */
 const PLAIN_ENCODING = /^content-transfer-encoding[ \t]*:[ \t]*(?:7bit|8bit|binary)[ \t]*$/i;
-/** Every parameter that carries a file name has "name" in its key (attachment-scan.ts). */
-const NAMES_A_FILE = /name/i;
 
 /**
  * Where the header ends in the bytes seen so far, kept as `seen` (the message's start):
@@ -51,9 +50,7 @@ export function headerEnd(seen: Buffer, from = 0): number {
 /** Whether a message with this header (its empty line included) is one plain text part. */
 export function isPlainText(header: Buffer, limits: MimeLimits): boolean {
   if (header.length > limits.maxHeaderBytes) return false;
-  let lines = 0;
-  for (let at = header.indexOf(LF); at !== -1; at = header.indexOf(LF, at + 1)) lines++;
-  if (lines > limits.maxHeaderLines) return false;
+  if (count(header, LF) > limits.maxHeaderLines) return false;
   const block = parseHeaderBlock(header);
   if (block.mbox !== false || block.http !== false) return false;
   let type: string | undefined;

@@ -76,7 +76,7 @@ const EMPTY = Buffer.alloc(0);
 const PARAMETER_FIELD = /^content-(?:type|disposition)[ \t]*:/i;
 
 /** How many times `byte` occurs in `bytes` (found by native search). */
-function count(bytes: Buffer, byte: number): number {
+export function count(bytes: Buffer, byte: number): number {
   let n = 0;
   for (let at = bytes.indexOf(byte); at !== -1; at = bytes.indexOf(byte, at + 1)) n++;
   return n;
