@@ -12,11 +12,13 @@
 // into a directory of its own, with its own npm ci), alternating with this checkout's
 // round by round under the same harness, and reports each round's pair as a ratio: on a
 // machine whose speed drifts by a third within minutes, only pairs run back to back
-// compare. Its config is this harness's, so REF must accept it. --plain sends text/plain
-// messages instead of text with a PDF attachment.
+// compare. Its config is this harness's, so REF must accept it. --against-node-flag F
+// gives that relay's node a flag of its own (repeatable): with --against HEAD it weighs a
+// runtime setting on the same code. --plain sends text/plain messages instead of text
+// with a PDF attachment.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF] [--plain]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF [--against-node-flag F]] [--plain]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -44,6 +46,7 @@ const { values } = parseArgs({
     threads: { type: 'boolean' },
     pods: { type: 'string' },
     against: { type: 'string' },
+    'against-node-flag': { type: 'string', multiple: true },
     plain: { type: 'boolean' },
   },
 });
@@ -58,6 +61,8 @@ interface Variant {
   label: string;
   /** The relay's entry point; this checkout's when undefined. */
   main?: string;
+  /** Flags for its node beyond --node-flag's. */
+  flags: string[];
   rates: number[];
   p99s: number[];
   cpus: number[];
@@ -68,9 +73,10 @@ interface Variant {
   threadMessages: number;
 }
 
-const variant = (label: string, main?: string): Variant => ({
+const variant = (label: string, main?: string, flags: string[] = []): Variant => ({
   label,
   ...(main ? { main } : {}),
+  flags,
   rates: [],
   p99s: [],
   cpus: [],
@@ -109,6 +115,7 @@ const threadTimes = (pids: number[]) => {
 };
 
 async function measureRound(env: Context, v: Variant, round: number): Promise<void> {
+  const tag = v.label.replace(/[^\w.-]+/g, '_');
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
   const relay =
     values.floor || values['durable-floor']
@@ -121,7 +128,7 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
       : await startFullSluice(
           env,
           workDir,
-          values['node-flag'] ?? [],
+          [...(values['node-flag'] ?? []), ...v.flags],
           JSON.parse(values.config ?? '{}'),
           Number(values.pods ?? 1),
           v.main,
@@ -146,14 +153,14 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
     port: relay.port,
     ...(relay.ports ? { ports: relay.ports } : {}),
     auth: { user: env.user, password: env.password },
-    runId: `quick-warm-${v.label}-${round}`,
+    runId: `quick-warm-${tag}-${round}`,
   });
   await awaitArrival(env.sink, warm.accepted, 60_000);
   const cpu = () => relay.pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   const cpuBefore = cpu();
   const threadsBefore = threadTimes(relay.pids());
   const memory = new MemoryWatch(() => relay.pids(), 50);
-  const result = await load(`quick-${v.label}-${round}`, messages);
+  const result = await load(`quick-${tag}-${round}`, messages);
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);
   // receiving and delivering: the relay's CPU (all its threads) until the last message arrived
   v.cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
@@ -175,7 +182,11 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
 }
 
 const variants = [variant('this checkout')];
-if (values.against) variants.push(variant(values.against, checkout(values.against)));
+if (values.against) {
+  const flags = values['against-node-flag'] ?? [];
+  const label = [values.against, ...flags].join(' ');
+  variants.push(variant(label, checkout(values.against), flags));
+}
 const env = await startEnvironment();
 for (let round = 0; round < rounds; round++) {
   // the order alternates, so that neither goes first on a machine that drifts
