@@ -15,12 +15,15 @@
 // compare. Its config is this harness's, so REF must accept it. --against-node-flag F
 // gives that relay's node a flag of its own (repeatable): with --against HEAD it weighs a
 // runtime setting on the same code. --plain sends text/plain messages instead of text
-// with a PDF attachment.
+// with a PDF attachment. --gc runs the relays with --trace-gc-nvp and reports, from their
+// logs over the measured load, the bytes V8 promoted to the old generation per message and
+// the pauses of its scavenges and mark-compacts: how much garbage outlives a scavenge,
+// which depends far less on the machine's speed than CPU time does.
 // Numbers move ±10 % between runs on a shared 2-core machine; compare.bench.ts is the
 // measurement of record.
-//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF [--against-node-flag F]] [--plain]
+//   node bench/quick.ts [--medium | --large] [--rounds N] [--messages M] [--node-flag F] [--floor | --durable-floor] [--config JSON] [--threads] [--pods N] [--against REF [--against-node-flag F]] [--plain] [--gc]
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +51,7 @@ const { values } = parseArgs({
     against: { type: 'string' },
     'against-node-flag': { type: 'string', multiple: true },
     plain: { type: 'boolean' },
+    gc: { type: 'boolean' },
   },
 });
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
@@ -71,6 +75,14 @@ interface Variant {
   /** CPU seconds by thread name over every round, and the messages they were spent on. */
   byThread: Map<string, { user: number; system: number }>;
   threadMessages: number;
+  /** --gc: V8's collections over the measured loads. */
+  gc: GcTally;
+}
+
+interface GcTally {
+  promotedBytes: number;
+  scavenges: number[];
+  markCompacts: number[];
 }
 
 const variant = (label: string, main?: string, flags: string[] = []): Variant => ({
@@ -84,7 +96,35 @@ const variant = (label: string, main?: string, flags: string[] = []): Variant =>
   peaks: [],
   byThread: new Map(),
   threadMessages: 0,
+  gc: { promotedBytes: 0, scavenges: [], markCompacts: [] },
 });
+
+/** The relays' logs under dir (one per pod) and their sizes now. */
+function logSizes(dir: string): Map<string, number> {
+  const sizes = new Map<string, number>();
+  for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
+    if (name.endsWith('sluice.log')) sizes.set(join(dir, name), statSync(join(dir, name)).size);
+  }
+  return sizes;
+}
+
+/** Adds the --trace-gc-nvp lines written to the logs since `from` (every isolate, workers too). */
+function tallyGc(from: Map<string, number>, into: GcTally): void {
+  for (const [file, offset] of from) {
+    const text = readFileSync(file).subarray(offset).toString('latin1');
+    for (const line of text.split('\n')) {
+      const kind = / gc=(s|mc|ms) /.exec(line)?.[1];
+      const pause = Number(/ pause=([\d.]+)/.exec(line)?.[1]);
+      if (!kind || Number.isNaN(pause)) continue;
+      if (kind === 's') {
+        into.scavenges.push(pause);
+        into.promotedBytes += Number(/ promoted=(\d+)/.exec(line)?.[1] ?? 0);
+      } else {
+        into.markCompacts.push(pause);
+      }
+    }
+  }
+}
 
 /** The files of a commit in a directory of their own with their packages installed (kept for the next run). */
 function checkout(ref: string): string {
@@ -128,7 +168,7 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
       : await startFullSluice(
           env,
           workDir,
-          [...(values['node-flag'] ?? []), ...v.flags],
+          [...(values['node-flag'] ?? []), ...(values.gc ? ['--trace-gc-nvp'] : []), ...v.flags],
           JSON.parse(values.config ?? '{}'),
           Number(values.pods ?? 1),
           v.main,
@@ -160,8 +200,10 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
   const cpuBefore = cpu();
   const threadsBefore = threadTimes(relay.pids());
   const memory = new MemoryWatch(() => relay.pids(), 50);
+  const logsBefore = values.gc ? logSizes(workDir) : undefined;
   const result = await load(`quick-${tag}-${round}`, messages);
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);
+  if (logsBefore) tallyGc(logsBefore, v.gc);
   // receiving and delivering: the relay's CPU (all its threads) until the last message arrived
   v.cpus.push(((cpu() - cpuBefore) * 1000) / result.accepted.length);
   for (const [name, t] of threadTimes(relay.pids())) {
@@ -203,6 +245,16 @@ for (const v of variants) {
       `RSS added ${v.added.map((a) => a.toFixed(0)).join(' ')} MiB (median ${median(v.added).toFixed(0)}), ` +
       `peak RSS median ${median(v.peaks).toFixed(0)} MiB\n`,
   );
+  if (values.gc) {
+    const { promotedBytes, scavenges, markCompacts } = v.gc;
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    process.stdout.write(
+      `GC: promoted ${(promotedBytes / 1024 / v.threadMessages).toFixed(1)} KB per message; ` +
+        `${scavenges.length} scavenges, pause median ${median(scavenges).toFixed(1)} ms, max ${Math.max(...scavenges).toFixed(1)} ms; ` +
+        `${markCompacts.length} mark-compacts, ${((sum(markCompacts) * 1000) / v.threadMessages).toFixed(0)} µs of pause per message; ` +
+        `${((sum(scavenges) * 1000) / v.threadMessages).toFixed(0)} µs of scavenge pause per message\n`,
+    );
+  }
   if (values.threads) {
     const us = (seconds: number) => ((seconds * 1e6) / v.threadMessages).toFixed(0).padStart(6);
     process.stdout.write('CPU µs per message by thread (user + system):\n');
