@@ -29,7 +29,7 @@ const { values } = parseArgs({
 const counts = values.counts.split(',').map(Number);
 const ROUNDS = Number(values.rounds);
 const CORES = os.availableParallelism();
-const ALL = `0-${CORES - 1}`;
+const ALL = cpuRange(0, CORES - 1);
 
 const WORKLOAD: Workload = {
   key: '10k',
@@ -59,10 +59,17 @@ interface Setup {
   cores?: { relay: string; rest: string };
 }
 
+/** taskset's list of CPUs first..last: "0", "0-3". */
+function cpuRange(first: number, last: number): string {
+  return first === last ? String(first) : `${first}-${last}`;
+}
+
+const cpus = (list: string) => `${list.includes('-') ? 'CPUs' : 'CPU'} ${list}`;
+
 function label(setup: Setup): string {
   return setup.cores
-    ? `relay on CPUs ${setup.cores.relay}, load on ${setup.cores.rest}`
-    : `all on CPUs ${ALL}`;
+    ? `relay on ${cpus(setup.cores.relay)}, load on ${cpus(setup.cores.rest)}`
+    : `all on ${cpus(ALL)}`;
 }
 
 function system(setup: Setup): SystemSpec {
@@ -86,7 +93,7 @@ for (const workers of counts) {
   if (CORES >= workers + 1)
     setups.push({
       workers,
-      cores: { relay: workers === 1 ? '0' : `0-${workers - 1}`, rest: `${workers}-${CORES - 1}` },
+      cores: { relay: cpuRange(0, workers - 1), rest: cpuRange(workers, CORES - 1) },
     });
   setups.push({ workers });
 }
