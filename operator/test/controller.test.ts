@@ -738,16 +738,23 @@ describe('operator on a real API server', { skip, timeout: 300_000 }, () => {
       });
       assert.match(metrics, /^sluice_operator_leader 1$/m);
       assert.match(metrics, /^sluice_operator_workqueue_depth \d+$/m);
-      // the reconcile's writes, each with what it wrote
-      const writes = output
-        .split('\n')
-        .filter((l) => l.includes('"event":"kube_write"'))
-        .map((l) => JSON.parse(l) as { level: string; verb: string; path: string });
+      // the reconcile's writes, each with what it wrote; log lines reach standard output in
+      // batches, up to 100 ms after they are made (observability/logger.ts), so the metric can
+      // come first
+      const writes = () =>
+        output
+          .slice(0, output.lastIndexOf('\n')) // whole lines only: a read can end mid-line
+          .split('\n')
+          .filter((l) => l.includes('"event":"kube_write"'))
+          .map((l) => JSON.parse(l) as { level: string; verb: string; path: string });
+      const configMapApply = (w: { level: string; verb: string; path: string }) =>
+        w.level === 'debug' && w.verb === 'apply' && /\/configmaps\/[a-z0-9-]+$/.test(w.path);
+      await waitFor('the ConfigMap apply in the log', () => writes().some(configMapApply)).catch(
+        () => undefined,
+      );
       assert.ok(
-        writes.some(
-          (w) => w.level === 'debug' && w.verb === 'apply' && /\/configmaps\/[a-z0-9-]+$/.test(w.path),
-        ),
-        `a ConfigMap apply among ${JSON.stringify(writes.slice(0, 5))}`,
+        writes().some(configMapApply),
+        `a ConfigMap apply among ${JSON.stringify(writes().slice(0, 5))}`,
       );
       assert.equal(
         (await admin.getLease('kube-system', 'sluice-operator-main'))?.spec?.holderIdentity,
