@@ -357,7 +357,16 @@ describe('drain', () => {
       );
       await leaving.relay.close(200, 0);
       assert.equal((await leaving.queued()).length, 0, 'nothing is left in the leaving relay');
-      await sink.waitForMessages(4, 10_000);
+      await sink.waitForMessages(4, 10_000).catch((err: unknown) => {
+        // what each relay did, for a failure seen once in CI and not again
+        const events = (logs: TestRelay['logs']) =>
+          logs.lines.map((l) =>
+            [l.event, l.queueId, l.result ?? l.reason ?? l.code].filter(Boolean).join(' '),
+          );
+        throw new Error(
+          `${err instanceof Error ? err.message : String(err)}\nleaving: ${events(leaving.logs).join('; ')}\npeer: ${events(peer.logs).join('; ')}`,
+        );
+      });
       assert.deepEqual(sink.messages.map((m) => [m.recipients[0], m.smtpUtf8]).sort(), [
         ['d0@example.net', false],
         ['d1@example.net', false],
