@@ -11,8 +11,6 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { DkimKeyConfig } from '@sluice/relay/config-schema';
 import { loadDkimKeys } from '@sluice/relay/dkim-keys';
 import { MessageSigner } from '@sluice/relay/dkim-signer';
@@ -100,7 +98,8 @@ async function signerAlone(mode: Mode): Promise<number> {
   const started = performance.now();
   for (let i = 0; i < SIGNER_MESSAGES; i++) {
     const signer = new MessageSigner(keys, { maxHeaderBytes: 65536 });
-    await pipeline(Readable.from(chunks), signer);
+    for (const chunk of chunks) signer.update(chunk);
+    signer.end();
     if (signer.outcome.signed !== mode.keys.length > 0) throw new Error(`${mode.name}: unexpected outcome`);
   }
   return ((performance.now() - started) * 1000) / SIGNER_MESSAGES;

@@ -4,7 +4,6 @@
 // made once the message has ended, and travels in the envelope (SpooledEnvelope.headerPrefix):
 // delivery sends it in front of the spooled bytes.
 import { createHash, sign } from 'node:crypto';
-import { Writable } from 'node:stream';
 import bodyHashes from 'mailauth/lib/dkim/body/index.js';
 import tools from 'mailauth/lib/tools.js';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
@@ -122,10 +121,12 @@ function createSha256(data: Buffer): Buffer {
 }
 
 /**
- * A sink beside the spool write: takes the message as stored (CRLF line ends), and at the
- * end gives the DKIM-Signature fields to put in front of it, or why there are none.
+ * Fed beside the spool write (update() with each piece of the message as stored, CRLF line
+ * ends, then end()): gives the DKIM-Signature fields to put in front of it, or why there
+ * are none. A plain object, not a stream: it never waits, so the receiving path calls it
+ * directly rather than through a pipe.
  */
-export class MessageSigner extends Writable {
+export class MessageSigner {
   readonly #keys: DkimKeys;
   readonly #maxHeaderBytes: number;
   readonly #now: () => Date;
@@ -137,18 +138,20 @@ export class MessageSigner extends Writable {
   #hasher: ReturnType<typeof bodyHashes.dkimBody> | undefined;
   #outcome: DkimOutcome | undefined;
 
+  #ended = false;
+
   constructor(keys: DkimKeys, options: { maxHeaderBytes: number; now?: () => Date }) {
-    super();
     this.#keys = keys;
     this.#maxHeaderBytes = options.maxHeaderBytes;
     this.#now = options.now ?? (() => new Date());
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    if (this.#outcome) return callback();
+  /** The next piece of the message. */
+  update(chunk: Buffer): void {
+    if (this.#outcome || this.#ended) return;
     if (this.#fields) {
       this.#hasher?.update(chunk);
-      return callback();
+      return;
     }
     // the end of the header may straddle chunks: search from 3 bytes before this one
     const from = Math.max(0, this.#headBytes - 3);
@@ -159,13 +162,15 @@ export class MessageSigner extends Writable {
     const end = held.indexOf(CRLFCRLF, from);
     if (end < 0) {
       if (this.#headBytes > this.#maxHeaderBytes) this.#giveUp('header_too_big');
-      return callback();
+      return;
     }
     this.#startBody(held.subarray(0, end + 2), held.subarray(end + 4));
-    callback();
   }
 
-  override _final(callback: (err?: Error | null) => void): void {
+  /** The message has ended: the signatures are made (once; later calls do nothing). */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
     if (!this.#outcome && !this.#fields) {
       // a message that is all header: its body is empty
       this.#startBody(Buffer.concat(this.#head), Buffer.alloc(0));
@@ -186,12 +191,11 @@ export class MessageSigner extends Writable {
         };
       }
     }
-    callback();
   }
 
   /**
    * The message's header fields (folded lines joined), whether or not it is signed; once the
-   * stream has finished. Undefined when the header was over limits.maxHeaderBytes.
+   * message has ended. Undefined when the header was over limits.maxHeaderBytes.
    */
   get header(): readonly HeaderField[] | undefined {
     return this.#header;
@@ -210,7 +214,7 @@ export class MessageSigner extends Writable {
       );
   }
 
-  /** What signing came to; valid once the stream has finished. */
+  /** What signing came to; valid once end() was called. */
   get outcome(): DkimOutcome {
     return this.#outcome ?? { signed: false, reason: 'no_key' };
   }

@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
 import { describe, it } from 'node:test';
 import { LineEndingNormaliser } from './line-endings.ts';
 
-async function normalise(chunks: string[]): Promise<{ out: string; bareLf: number; bareCr: number }> {
+function normalise(chunks: string[]): { out: string; bareLf: number; bareCr: number } {
   const n = new LineEndingNormaliser();
-  const out = await buffer(Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))).pipe(n));
+  const pieces = chunks.map((c) => n.normalise(Buffer.from(c, 'latin1')));
+  const rest = n.flushPending();
+  const out = Buffer.concat(rest ? [...pieces, rest] : pieces);
   return { out: out.toString('latin1'), bareLf: n.bareLf, bareCr: n.bareCr };
 }
 
 describe('LineEndingNormaliser', () => {
-  it('leaves CRLF text untouched', async () => {
-    const { out, bareLf, bareCr } = await normalise(['a\r\nb\r\n', 'c\r\n']);
+  it('leaves CRLF text untouched', () => {
+    const { out, bareLf, bareCr } = normalise(['a\r\nb\r\n', 'c\r\n']);
     assert.equal(out, 'a\r\nb\r\nc\r\n');
     assert.equal(bareLf + bareCr, 0);
   });
@@ -23,24 +23,24 @@ describe('LineEndingNormaliser', () => {
     ['\\r\\n.\\n', 'x\r\n.\nDATA\r\n', 'x\r\n.\r\nDATA\r\n'],
     ['\\r.\\r', 'x\r.\rQUIT\r\n', 'x\r\n.\r\nQUIT\r\n'],
   ] as const) {
-    it(`rewrites ${name} so only CRLF line endings remain`, async () => {
-      const { out } = await normalise([input]);
+    it(`rewrites ${name} so only CRLF line endings remain`, () => {
+      const { out } = normalise([input]);
       assert.equal(out, expected);
       assert.equal(out.replace(/\r\n/g, '').match(/[\r\n]/), null);
     });
   }
 
-  it('handles a CR at a chunk boundary, with and without its LF', async () => {
-    assert.equal((await normalise(['a\r', '\nb'])).out, 'a\r\nb');
-    const bare = await normalise(['a\r', 'b\r']);
+  it('handles a CR at a chunk boundary, with and without its LF', () => {
+    assert.equal(normalise(['a\r', '\nb']).out, 'a\r\nb');
+    const bare = normalise(['a\r', 'b\r']);
     assert.equal(bare.out, 'a\r\nb\r\n');
     assert.equal(bare.bareCr, 2);
   });
 
-  it('gives the same bytes however the input is split', async () => {
+  it('gives the same bytes however the input is split', () => {
     const input = 'one\rtwo\nthree\r\nfour\n\r.\r\n\r\r\n\n';
-    const whole = await normalise([input]);
-    const bytewise = await normalise([...input]);
+    const whole = normalise([input]);
+    const bytewise = normalise([...input]);
     assert.equal(bytewise.out, whole.out);
     assert.equal(bytewise.bareCr, whole.bareCr);
     assert.equal(bytewise.bareLf, whole.bareLf);

@@ -2,8 +2,8 @@
 // LF or a bare CR in the body becomes CRLF here, so once delivery dot-stuffs the
 // message, no sequence in it can look like an end-of-data marker to any server
 // downstream (e.g. "\n.\n" or "\r.\r" becomes "\r\n.\r\n", which is then sent as
-// "\r\n..\r\n"). Counts what it changed so the session log can say so.
-import { Transform, type TransformCallback } from 'node:stream';
+// "\r\n..\r\n"). Counts what it changed so the session log can say so. A plain object
+// called with each piece of DATA (normalise(), then flushPending() at the end), not a stream.
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -11,22 +11,12 @@ const CRLF = Buffer.from('\r\n');
 /** A bare CR (also one ending the chunk) or a bare LF (also one starting it). */
 const BARE = /\r(?!\n)|(?<!\r)\n/;
 
-export class LineEndingNormaliser extends Transform {
+export class LineEndingNormaliser {
   /** Bare LF line endings rewritten to CRLF. */
   bareLf = 0;
   /** Bare CR line endings rewritten to CRLF. */
   bareCr = 0;
   #pendingCr = false;
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    callback(null, this.normalise(chunk));
-  }
-
-  override _flush(callback: TransformCallback): void {
-    const rest = this.flushPending();
-    if (rest) this.push(rest);
-    callback();
-  }
 
   /** At the end of the input: a CR still waiting for its LF got none, so it becomes CRLF. */
   flushPending(): Buffer | null {

@@ -1,9 +1,8 @@
 // End of the SMTP transaction: stream DATA through the smuggling defence into the
-// attachment scanner and the spool at once (never buffering the message), then decide.
+// attachment scanner, the DKIM signer and the spool at once (message-intake.ts; never
+// buffering the message), then decide.
 // The message is acknowledged only after the spool has it on disk; every refusal
 // removes what was written.
-import type { Readable, Transform, TransformCallback } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { RelayConfig } from '../config/schema.ts';
 import { type DkimKeys, NO_DKIM_KEYS } from '../dkim/keys.ts';
@@ -22,7 +21,7 @@ import type { Spool, SpoolWriter } from '../spool/spool.ts';
 import type { UsageEvents } from '../usage/recorder.ts';
 import { rfc5322Date } from '../wire/date.ts';
 import { isInternationalised } from '../wire/smtputf8.ts';
-import { LineEndingNormaliser } from './line-endings.ts';
+import { MessageIntake } from './message-intake.ts';
 import { MissingHeaders } from './missing-headers.ts';
 import { receivedHeader } from './received-header.ts';
 import type { RefusalRecorder } from './refusals.ts';
@@ -44,65 +43,6 @@ export interface DataPort {
   readonly tracer: Tracer;
   /** Usage per user, added up in memory (absent where a runtime is built without it). */
   readonly usage?: Pick<UsageEvents, 'accepted'> | undefined;
-}
-
-/**
- * The smuggling defence, which also adds a missing Date or Message-ID and counts what it
- * passes on against the size limit (one stream for all three: a stream per message and a
- * hop per chunk less). The limit applies to the stored form: bare LFs made CRLF can double
- * a body, so smtp-server's count of the bytes received is not enough. Once over the limit
- * (or once smtp-server flags the message as over it) the rest of the data is dropped.
- */
-class GuardedNormaliser extends LineEndingNormaliser {
-  exceeded = false;
-  readonly #source: SMTPServerDataStream;
-  readonly headers: MissingHeaders;
-  /** Bytes that may still be passed on. */
-  #room: number;
-  constructor(source: SMTPServerDataStream, headers: MissingHeaders, room: number) {
-    super();
-    this.#source = source;
-    this.headers = headers;
-    this.#room = room;
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.exceeded || this.#source.sizeExceeded) {
-      this.exceeded = true;
-      callback();
-      return;
-    }
-    this.#pass(this.headers.take(this.normalise(chunk)));
-    callback();
-  }
-  override _flush(callback: TransformCallback): void {
-    if (!this.exceeded) {
-      const rest = this.flushPending();
-      if (rest) this.#pass(this.headers.take(rest));
-      this.#pass(this.headers.end());
-    }
-    callback();
-  }
-  #pass(piece: Buffer | null): void {
-    if (piece === null || this.exceeded) return;
-    this.#room -= piece.length;
-    if (this.#room < 0) this.exceeded = true;
-    else this.push(piece);
-  }
-}
-
-/**
- * source → normaliser, settled when both are done or one fails (then the normaliser is
- * destroyed). stream.pipeline would do it too, but it makes an AbortError and a few more
- * errors, stack traces included, for every message it finishes.
- */
-async function pipeInto(source: Readable, normaliser: Transform): Promise<void> {
-  source.pipe(normaliser);
-  try {
-    await Promise.all([finished(source), finished(normaliser, { readable: false })]);
-  } catch (err: unknown) {
-    normaliser.destroy();
-    throw err;
-  }
 }
 
 /**
@@ -144,25 +84,11 @@ export async function receiveMessage(options: {
     recipients: tx.recipients,
     date: new Date(),
   });
-  // the limit counts the message as it is stored, line ends made CRLF (RFC 1870's count),
-  // without the relay's own Received header: a client that sends exactly the advertised
-  // SIZE is not refused for the trace field the relay adds
-  const normaliser = new GuardedNormaliser(
-    stream,
-    new MissingHeaders({
-      date: () => rfc5322Date(new Date()),
-      messageId: () => `<${queueId}@${config.hostname}>`,
-      removeBcc: !config.headers.keepBcc,
-      // the whole header, so that no Bcc passes: a longer one is refused (maxHeaderBytes)
-      holdBytes: config.limits.maxHeaderBytes + 1024,
-    }),
-    config.limits.maxMessageBytes,
-  );
   const scanner = new AttachmentScanner(config.attachments.blockedExtensions, {
     inspectArchives: config.attachments.inspectArchives,
     limits: config.limits,
   });
-  // DKIM: signs what is spooled, after the Date or Message-ID the normaliser adds
+  // DKIM: signs what is spooled, after the Date or Message-ID the intake adds
   const signer = new MessageSigner(rt.dkim ?? NO_DKIM_KEYS, { maxHeaderBytes: config.limits.maxHeaderBytes });
   let writer: SpoolWriter | undefined;
   // the scan and the spool write run side by side on the same stream, so their spans overlap
@@ -194,6 +120,21 @@ export async function receiveMessage(options: {
   try {
     const spoolWriter = rt.spool.createWriter(queueId);
     writer = spoolWriter;
+    // the limit counts the message as it is stored, line ends made CRLF (RFC 1870's count),
+    // without the relay's own Received header: a client that sends exactly the advertised
+    // SIZE is not refused for the trace field the relay adds
+    const intake = new MessageIntake(
+      stream,
+      new MissingHeaders({
+        date: () => rfc5322Date(new Date()),
+        messageId: () => `<${queueId}@${config.hostname}>`,
+        removeBcc: !config.headers.keepBcc,
+        // the whole header, so that no Bcc passes: a longer one is refused (maxHeaderBytes)
+        holdBytes: config.limits.maxHeaderBytes + 1024,
+      }),
+      config.limits.maxMessageBytes,
+      { writer: spoolWriter, scanner, signer },
+    );
     // listened to from the start: a write can fail (a full disk) while the client is still
     // sending, and an 'error' nobody listens to would be thrown out of the spool's callback
     const written = new Promise<void>((resolve, reject) => {
@@ -201,24 +142,16 @@ export async function receiveMessage(options: {
     });
     written.catch(() => undefined);
     writer.write(received);
-    normaliser.pipe(scanner);
-    normaliser.pipe(writer);
-    normaliser.pipe(signer);
-    const signed = finished(signer);
-    signed.catch(() => undefined);
     const scanned: Promise<ScanResult> = scanner.result();
     // awaited below unless the stream fails first
     scanned.then(
       (scan) => endInspect(scan.kind, scan.kind === 'blocked' ? scan.extension : undefined),
       () => endInspect('failed'),
     );
-    await pipeInto(stream, normaliser);
-    const [scan] = await Promise.all([scanned, written, signed]);
+    await intake.run();
+    const [scan] = await Promise.all([scanned, written]);
 
-    const content = decideContent(
-      { overSize: normaliser.exceeded || stream.sizeExceeded, scan },
-      config.limits,
-    );
+    const content = decideContent({ overSize: intake.exceeded || stream.sizeExceeded, scan }, config.limits);
     if (content.kind === 'refuse') {
       await writer.abort();
       throw refuse(content.refusal, content.vars);
@@ -288,9 +221,9 @@ export async function receiveMessage(options: {
       size: writer.bytes,
       sessionId: state.sessionId,
       tags: state.tags.length ? [...state.tags] : undefined,
-      // everything written went through the normaliser, or is the Received header
+      // everything written went through the intake's normaliser, or is the Received header
       crlfOnly: true,
-      ...(tx.smtpUtf8 ? { smtpUtf8: smtpUtf8Need(tx, normaliser.headers.eightBit) } : {}),
+      ...(tx.smtpUtf8 ? { smtpUtf8: smtpUtf8Need(tx, intake.headers.eightBit) } : {}),
       ...(tx.ret ? { ret: tx.ret } : {}),
       ...(tx.envid !== undefined ? { envid: tx.envid } : {}),
       ...(signer.outcome.signed ? { headerPrefix: signer.outcome.header } : {}),
@@ -311,20 +244,22 @@ export async function receiveMessage(options: {
     rt.metrics.dkimSignaturesTotal.inc(dkimLabels(signer.outcome, rt.dkim ?? NO_DKIM_KEYS, config.senders));
     rt.metrics.receivedBytesTotal.inc(envelope.size);
     rt.metrics.messageSizeBytes.observe(envelope.size);
-    if (normaliser.bareLf) rt.metrics.bareLineEndingsTotal.inc({ kind: 'lf' }, normaliser.bareLf);
-    if (normaliser.bareCr) rt.metrics.bareLineEndingsTotal.inc({ kind: 'cr' }, normaliser.bareCr);
+    if (intake.normaliser.bareLf)
+      rt.metrics.bareLineEndingsTotal.inc({ kind: 'lf' }, intake.normaliser.bareLf);
+    if (intake.normaliser.bareCr)
+      rt.metrics.bareLineEndingsTotal.inc({ kind: 'cr' }, intake.normaliser.bareCr);
     log.info(
       {
         event: 'accepted',
-        messageId: normaliser.headers.messageId,
+        messageId: intake.headers.messageId,
         sender: tx.sender,
         recipients: tx.recipients.length,
         dropped: tx.dropped || undefined,
         size: envelope.size,
-        bareLf: normaliser.bareLf || undefined,
-        bareCr: normaliser.bareCr || undefined,
-        addedHeaders: normaliser.headers.added.length ? normaliser.headers.added : undefined,
-        removedBcc: normaliser.headers.removedBcc || undefined,
+        bareLf: intake.normaliser.bareLf || undefined,
+        bareCr: intake.normaliser.bareCr || undefined,
+        addedHeaders: intake.headers.added.length ? intake.headers.added : undefined,
+        removedBcc: intake.headers.removedBcc || undefined,
         dkim: dkimLogField(signer.outcome),
         dmarc: senders.dmarc,
       },
@@ -353,8 +288,6 @@ export async function receiveMessage(options: {
     throw err;
   } finally {
     endInspect('incomplete');
-    normaliser.unpipe();
     if (!scanner.writableFinished) scanner.destroy();
-    if (!signer.writableFinished) signer.destroy();
   }
 }
