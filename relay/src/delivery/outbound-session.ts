@@ -111,8 +111,11 @@ export class OutboundSession implements Poolable {
     return this.#clean && this.usable;
   }
 
-  /** One transaction; never rejects. The body is streamed and dot-stuffed (dot-stuffing.ts). */
-  async send(job: DeliveryJob, body: Readable): Promise<Sent> {
+  /**
+   * One transaction; never rejects. The body, a stream or all of it in one buffer, is
+   * dot-stuffed on its way (dot-stuffing.ts).
+   */
+  async send(job: DeliveryJob, body: Readable | Buffer): Promise<Sent> {
     // nodemailer keeps its per-recipient bookkeeping on the envelope object it is given
     const envelope: SMTPEnvelope & Partial<Pick<SMTPConnectionEnvelope, 'accepted' | 'rejectedErrors'>> = {
       from: job.sender,
@@ -135,7 +138,7 @@ export class OutboundSession implements Poolable {
       );
     } catch (err: unknown) {
       sent.error = asSmtpError(err);
-      body.destroy();
+      if (!Buffer.isBuffer(body)) body.destroy();
     }
     sent.accepted = envelope.accepted ?? [];
     for (const rejected of envelope.rejectedErrors ?? []) {

@@ -8,7 +8,6 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { isIPv6, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { Readable } from 'node:stream';
 import type { SMTPConnectionOptions } from 'nodemailer/lib/smtp-connection';
 import type { RelayConfig } from '../config/schema.ts';
 import { SluiceError } from '../errors.ts';
@@ -322,11 +321,13 @@ export class SmtpTransport implements Transport {
     try {
       // a just-received message's bytes are still in memory (one copy, no file read); else a
       // small message is read at once, synchronously (see spool/files.ts), and a large one
-      // streams; the file holds the message's envelope after its job.size bytes
+      // streams; the file holds the message's envelope after its job.size bytes. A message
+      // in memory goes to nodemailer as one buffer, its DKIM signatures in front: no stream.
+      const prefix = job.headerPrefix ? [Buffer.from(job.headerPrefix, 'latin1')] : [];
       body = job.body
-        ? Buffer.concat(job.body, job.size)
+        ? Buffer.concat([...prefix, ...job.body])
         : job.size <= SMALL_WRITE_BYTES
-          ? readFileSync(job.bodyPath).subarray(0, job.size)
+          ? Buffer.concat([...prefix, readFileSync(job.bodyPath).subarray(0, job.size)])
           : await open(job.bodyPath, 'r');
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot read the spooled message');
@@ -346,11 +347,16 @@ export class SmtpTransport implements Transport {
         }
         let sent: Sent | undefined;
         try {
-          const spooled = Buffer.isBuffer(body)
-            ? Readable.from([body], { objectMode: false })
-            : new RecycledFileReader(body, job.size, { chunkBytes: READ_CHUNK_BYTES, buffers: READ_BUFFERS });
-          const stream = job.headerPrefix ? withHeaderPrefix(job.headerPrefix, spooled) : spooled;
-          sent = await session.send(job, stream);
+          const message = Buffer.isBuffer(body)
+            ? body
+            : withHeaderPrefix(
+                job.headerPrefix,
+                new RecycledFileReader(body, job.size, {
+                  chunkBytes: READ_CHUNK_BYTES,
+                  buffers: READ_BUFFERS,
+                }),
+              );
+          sent = await session.send(job, message);
         } finally {
           const uses = (this.#uses.get(session) ?? 0) + 1;
           this.#uses.set(session, uses);
