@@ -74,9 +74,10 @@ class MessageScan extends Writable {
   readonly #plainText: boolean;
   readonly #limits: MimeLimits;
   readonly #depth: number;
-  /** mailsplit's splitter and the writer of its parts: made once the header says MIME is needed. */
+  /** mailsplit's splitter: made once the header says MIME is needed. */
   #splitter: Transform | null = null;
-  #parts: Writable | null = null;
+  /** The part being handled while the splitter is paused for it. */
+  #handling: Promise<void> | null = null;
   /** Until the header has ended: its bytes, kept to decide how the message is read. */
   #head: Buffer[] | null = [];
   #headBytes = 0;
@@ -114,46 +115,69 @@ class MessageScan extends Writable {
     this.#result.catch(() => {});
   }
 
-  /** The MIME path: mailsplit's splitter and the handling of each part it emits. */
+  /**
+   * The MIME path: mailsplit's splitter, each part it emits handled as it comes. A part
+   * that needs waiting for (an embedded message's decoder, a turn of the event loop after
+   * a part's header) pauses the splitter until it is done; most parts need none.
+   */
   #startMime(): Transform {
     // Embedded messages are scanned by a nested MessageScan rather than by mailsplit, which
     // parses them only when inline and not base64/quoted-printable encoded.
-    const limits = this.#limits;
-    const splitter = new FastSplitter({ ignoreEmbedded: true, limits });
-    const parts = new Writable({
-      objectMode: true,
-      write: (part: MailsplitPart, _encoding, callback) => {
-        this.#onPart(part).then(
-          // a part's header (its parameters parsed) costs up to a few ms at the bounds
-          () => (part.type === 'node' ? this.#yieldAfterHeader(callback) : callback()),
-          (err: unknown) => callback(asError(err)),
+    const splitter = new FastSplitter({ ignoreEmbedded: true, limits: this.#limits });
+    splitter.on('data', (part: MailsplitPart) => {
+      if (this.#verdict !== null) return;
+      let wait: Promise<void> | null;
+      try {
+        wait = this.#onPart(part);
+      } catch (err: unknown) {
+        this.#settle(malformed(err));
+        return;
+      }
+      // a part's header (its parameters parsed) costs up to a few ms at the bounds
+      const turn = part.type === 'node';
+      if (wait === null && !(turn && this.#turnDue())) return;
+      splitter.pause();
+      const handled = (wait ?? Promise.resolve())
+        .then(() => (turn && this.#turnDue() ? this.#nextTurn() : undefined))
+        .then(
+          () => {
+            this.#handling = null;
+            splitter.resume();
+          },
+          (err: unknown) => this.#settle(malformed(err)),
         );
-      },
-      final: (callback) => {
-        this.#closeText();
-        this.#closeEmbedded().then(
-          () => callback(),
-          (err: unknown) => callback(asError(err)),
+      this.#handling = handled;
+    });
+    // 'end' comes once the splitter has nothing buffered, even while it is paused for the
+    // last part: that part is finished first
+    splitter.on('end', () => {
+      (this.#handling ?? Promise.resolve())
+        .then(() => {
+          if (this.#verdict !== null) return;
+          this.#closeText();
+          return this.#closeEmbedded();
+        })
+        .then(
+          () => this.#release?.(),
+          (err: unknown) => this.#settle(malformed(err)),
         );
-      },
     });
     splitter.on('error', (err: unknown) => this.#settle(malformed(err)));
-    parts.on('error', (err: unknown) => this.#settle(malformed(err)));
-    splitter.pipe(parts);
     this.#splitter = splitter;
-    this.#parts = parts;
     return splitter;
   }
 
-  #yieldAfterHeader(callback: () => void): void {
-    if (performance.now() - this.#turnAt < TURN_MS) {
-      callback();
-      return;
-    }
-    setImmediate(() => {
-      this.#turnAt = performance.now();
-      callback();
-    });
+  #turnDue(): boolean {
+    return performance.now() - this.#turnAt >= TURN_MS;
+  }
+
+  #nextTurn(): Promise<void> {
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        this.#turnAt = performance.now();
+        resolve();
+      }),
+    );
   }
 
   /** Resolves once the input has finished; rejects only if the scanner is destroyed first. */
@@ -239,13 +263,16 @@ class MessageScan extends Writable {
       return;
     }
     const finish = (): void => {
-      const parts = this.#parts;
       const splitter = this.#splitter;
-      if (this.#verdict !== null || parts === null || splitter === null) {
+      if (this.#verdict !== null || splitter === null) {
         callback();
         return;
       }
-      this.#waitFor(parts, 'finish', callback);
+      // done once the splitter has ended and the last part is closed (or at a verdict)
+      this.#release = () => {
+        this.#release = null;
+        callback();
+      };
       splitter.end();
     };
     // a message that ended inside its header (no empty line): mailsplit reads it
@@ -263,7 +290,7 @@ class MessageScan extends Writable {
     callback(err);
   }
 
-  #waitFor(emitter: Transform | Writable, event: 'drain' | 'finish', done: () => void): void {
+  #waitFor(emitter: Transform, event: 'drain', done: () => void): void {
     const release = (): void => {
       emitter.off(event, release);
       this.#release = null;
@@ -281,16 +308,18 @@ class MessageScan extends Writable {
     }
   }
 
-  async #onPart(part: MailsplitPart): Promise<void> {
+  /** Handles one part; a promise when the splitter must wait for it. */
+  #onPart(part: MailsplitPart): Promise<void> | null {
     if (this.#text !== null && (part.type === 'node' || part.node !== this.#text.node)) this.#closeText();
     if (this.#embedded !== null && (part.type === 'node' || part.node !== this.#embedded.node)) {
-      await this.#closeEmbedded();
+      return this.#closeEmbedded().then(() => this.#onPart(part) ?? undefined);
     }
-    if (this.#verdict !== null) return;
+    if (this.#verdict !== null) return null;
     if (part.type === 'node') this.#inspect(part);
-    else if (part.type !== 'body') return;
+    else if (part.type !== 'body') return null;
     else if (this.#text?.node === part.node) this.#text.lines.write(part.value);
-    else if (this.#embedded?.node === part.node) await this.#feedEmbedded(part.value);
+    else if (this.#embedded?.node === part.node) return this.#feedEmbedded(part.value);
+    return null;
   }
 
   #closeText(): void {
@@ -343,9 +372,10 @@ class MessageScan extends Writable {
     this.#embedded = { node, decoder, scan };
   }
 
-  async #feedEmbedded(chunk: Buffer): Promise<void> {
+  #feedEmbedded(chunk: Buffer): Promise<void> | null {
     const decoder = this.#embedded?.decoder;
-    if (decoder !== undefined && !decoder.write(chunk)) await once(decoder, 'drain');
+    if (decoder !== undefined && !decoder.write(chunk)) return once(decoder, 'drain').then(() => {});
+    return null;
   }
 
   async #closeEmbedded(): Promise<void> {
@@ -367,7 +397,6 @@ class MessageScan extends Writable {
   #teardown(): void {
     this.#head = null;
     this.#splitter?.destroy();
-    this.#parts?.destroy();
     this.#embedded?.decoder.destroy();
     this.#embedded?.scan.destroy();
   }
@@ -430,10 +459,6 @@ function firstBlocked(names: readonly string[], blocked: ReadonlySet<string>): B
 /** Unfolded value of a raw header line; mailsplit keeps lines as binary strings. */
 function headerValue(line: string): string {
   return libmime.decodeHeader(Buffer.from(line, 'latin1').toString('utf8')).value;
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }
 
 function malformed(err: unknown): ScanResult {
