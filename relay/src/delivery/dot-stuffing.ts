@@ -4,7 +4,7 @@
 // DataStream does, byte for byte, but finds the few places to change with native
 // Buffer.indexOf scans instead of a JavaScript loop over every byte: on 1 MB messages
 // that loop was the relay's largest single CPU cost (about 6 ms per message).
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { LineDots } from '../wire/line-dots.ts';
 import { recycle } from './recycled-reader.ts';
@@ -17,8 +17,6 @@ const INSERT_LF = Buffer.from('\n');
 const INSERT_LF_DOT = Buffer.from('\n.');
 const INSERT_CR = Buffer.from('\r');
 const INSERT_DOT = Buffer.from('.');
-/** A last chunk up to this size leaves in one write with the end of data. */
-const JOIN_END_BYTES = 16 * 1024;
 
 /**
  * Dot-stuffs and canonicalises line ends; counts bytes in and out as nodemailer's stream
@@ -29,7 +27,7 @@ const JOIN_END_BYTES = 16 * 1024;
 export class DotStuffer extends Transform {
   /** The input has CRLF line ends only (a spooled message): only dots need work. */
   readonly #crlfOnly: boolean;
-  readonly #socket: NodeJS.WritableStream | undefined;
+  readonly #socket: Writable | undefined;
   inByteCount = 0;
   outByteCount = 0;
   /** The last byte of the previous chunk; -1 before the first. */
@@ -40,7 +38,7 @@ export class DotStuffer extends Transform {
    */
   #held: Buffer | null = null;
 
-  constructor(options: { crlfOnly?: boolean; socket?: NodeJS.WritableStream } = {}) {
+  constructor(options: { crlfOnly?: boolean; socket?: Writable } = {}) {
     super();
     this.#crlfOnly = options.crlfOnly === true;
     this.#socket = options.socket;
@@ -69,14 +67,17 @@ export class DotStuffer extends Transform {
     this.outByteCount += end.length;
     const held = this.#held;
     this.#held = null;
-    if (held && held.length > JOIN_END_BYTES) {
-      // copying a large last chunk to save one write is no saving
-      this.#emit(held, () => this.#emit(end, done));
-    } else {
-      const last = held ? Buffer.concat([held, end]) : end;
-      if (held) recycle(held);
-      this.#emit(last, done);
+    if (held === null) {
+      this.#emit(end, done);
+      return;
     }
+    // the last of the message and the end of data leave in one system call (a writev of
+    // both, corked), without a copy that joins them
+    const socket = this.#socket;
+    socket?.cork();
+    this.#emit(held, () => {});
+    this.#emit(end, done);
+    socket?.uncork();
   }
 
   /** Sends a chunk on: to the socket, then recycled; or pushed, without a socket. */
@@ -175,7 +176,7 @@ interface SendInternals {
   _responseActions: Array<(str: string) => void>;
   _actionSMTPStream(str: string, callback: (err: Error | null, str?: string) => void): void;
   _currentDataStream: Transform | false;
-  _socket: NodeJS.WritableStream;
+  _socket: Writable;
 }
 
 /**

@@ -157,7 +157,8 @@ export class MessageSigner {
     const from = Math.max(0, this.#headBytes - 3);
     this.#head.push(chunk);
     this.#headBytes += chunk.length;
-    const held = Buffer.concat(this.#head);
+    // nearly always the whole header is in the first piece: no copy of it
+    const held = this.#head.length === 1 ? chunk : Buffer.concat(this.#head);
     this.#head = [held];
     const end = held.indexOf(CRLFCRLF, from);
     if (end < 0) {
