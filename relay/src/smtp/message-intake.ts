@@ -10,14 +10,20 @@ import type { SMTPServerDataStream } from 'smtp-server';
 import { LineEndingNormaliser } from './line-endings.ts';
 import type { MissingHeaders } from './missing-headers.ts';
 
-/** Where the pieces go: two streams that may push back, and a signer that never does. */
+/** Where the pieces go: the spool and the scanner may push back, the signer never does. */
 export interface IntakeSinks {
-  writer: Writable;
+  /** The spool writer (SpoolWriter): false from write() means wait for drained(). */
+  writer: {
+    write(piece: Buffer): boolean;
+    drained(): Promise<void>;
+    end(): void;
+    readonly errored: Error | null;
+  };
   scanner: Writable;
   signer: { update(piece: Buffer): void; end(): void };
 }
 
-/** Settles once the stream has drained, failed or closed (a failed sink is not waited for). */
+/** Settles once the scanner has drained, failed or closed (a failed sink is not waited for). */
 function drained(stream: Writable): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
@@ -80,7 +86,7 @@ export class MessageIntake {
       this.#pass(this.headers.end());
     }
     const { writer, scanner, signer } = this.#sinks;
-    if (!writer.destroyed) writer.end();
+    writer.end();
     if (!scanner.destroyed) scanner.end();
     signer.end();
   }
@@ -104,10 +110,10 @@ export class MessageIntake {
     const { writer, scanner, signer } = this.#sinks;
     signer.update(piece);
     // a failed spool write is reported once the client has sent it all (receive-message.ts)
-    const writerWaits = !writer.errored && !writer.destroyed && !writer.write(piece);
+    const writerWaits = writer.errored === null && !writer.write(piece);
     const scannerWaits = !scanner.destroyed && !scanner.write(piece);
-    if (writerWaits && scannerWaits) return Promise.all([drained(writer), drained(scanner)]).then(() => {});
-    if (writerWaits) return drained(writer);
+    if (writerWaits && scannerWaits) return Promise.all([writer.drained(), drained(scanner)]).then(() => {});
+    if (writerWaits) return writer.drained();
     if (scannerWaits) return drained(scanner);
     return null;
   }

@@ -135,12 +135,6 @@ export async function receiveMessage(options: {
       config.limits.maxMessageBytes,
       { writer: spoolWriter, scanner, signer },
     );
-    // listened to from the start: a write can fail (a full disk) while the client is still
-    // sending, and an 'error' nobody listens to would be thrown out of the spool's callback
-    const written = new Promise<void>((resolve, reject) => {
-      spoolWriter.once('finish', resolve).once('error', reject);
-    });
-    written.catch(() => undefined);
     writer.write(received);
     const scanned: Promise<ScanResult> = scanner.result();
     // awaited below unless the stream fails first
@@ -149,7 +143,10 @@ export async function receiveMessage(options: {
       () => endInspect('failed'),
     );
     await intake.run();
-    const [scan] = await Promise.all([scanned, written]);
+    // a write can fail (a full disk) while the client is still sending: told once it is done
+    await spoolWriter.drained();
+    if (spoolWriter.errored !== null) throw spoolWriter.errored;
+    const scan = await scanned;
 
     const content = decideContent({ overSize: intake.exceeded || stream.sizeExceeded, scan }, config.limits);
     if (content.kind === 'refuse') {

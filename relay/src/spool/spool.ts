@@ -6,8 +6,6 @@
 import { open, openSync, renameSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { Writable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { SluiceError } from '../errors.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { FileWorker } from './file-worker.ts';
@@ -161,12 +159,14 @@ export class Spool {
 }
 
 /**
- * Streams one message body into the spool; commit() makes it durable, abort() removes it.
+ * Takes one message body into the spool; commit() makes it durable, abort() removes it.
  * A message of up to SMALL_WRITE_BYTES is collected and written with its envelope in one
  * call at commit(); a larger one is written as it arrives, SMALL_WRITE_BYTES at a time
- * (files.ts), and its last piece goes with the envelope.
+ * (files.ts), and its last piece goes with the envelope. Not a stream (one less per
+ * message): write() says when to wait for drained(), and a write that failed is kept in
+ * `errored` and thrown by commit().
  */
-export class SpoolWriter extends Writable {
+export class SpoolWriter {
   readonly queueId: string;
   bytes = 0;
   readonly #spool: Spool;
@@ -175,72 +175,91 @@ export class SpoolWriter extends Writable {
   #fd = -1;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
-  /** The asynchronous write in flight, if any. */
+  /** The open (when no spare file was ready) or the write in flight, if any; never rejects. */
   #io: Promise<void> | null = null;
+  #waiters: Array<() => void> = [];
+  #error: Error | null = null;
   readonly #onCommitted: (message: SpooledMessage) => void;
   #settled = false;
 
   constructor(spool: Spool, queueId: string, fsync: boolean, onCommitted: (m: SpooledMessage) => void) {
-    // not destroyed at 'finish': the file stays open until commit() or abort()
-    super({ autoDestroy: false });
     this.#spool = spool;
     this.queueId = queueId;
     this.#fsync = fsync;
     this.#onCommitted = onCommitted;
     // queue ids are unique, and 'wx' would refuse a clash rather than overwrite
-    // a file the spool's thread created ahead, or one of its own (opened in _construct)
+    // a file the spool's thread created ahead, or one of its own
     const spare = spool.takeSpare();
     this.#tmpBody = spare?.path ?? join(spool.incomingDir, `${queueId}${MESSAGE}`);
     if (spare) this.#fd = spare.fd;
+    else {
+      this.#track(
+        new Promise<void>((resolve, reject) => {
+          open(this.#tmpBody, 'wx', (err, fd) => {
+            if (err) return reject(err);
+            this.#fd = fd;
+            resolve();
+          });
+        }),
+      );
+    }
   }
 
-  override _construct(callback: (error?: Error | null) => void): void {
-    if (this.#fd !== -1) {
-      callback();
-      return;
-    }
-    open(this.#tmpBody, 'wx', (err, fd) => {
-      if (err) return callback(err);
-      this.#fd = fd;
-      callback();
-    });
+  /** Why the file could not be written, once a write (or its open) failed. */
+  get errored(): Error | null {
+    return this.#error;
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.bytes += chunk.length;
-    this.#pending.push(chunk);
-    this.#pendingBytes += chunk.length;
-    if (this.#pendingBytes < SMALL_WRITE_BYTES) {
-      callback();
-      return;
-    }
-    const io = writeAll(this.#fd, this.#takePending());
-    this.#io = io;
-    io.then(
+  /**
+   * The next piece of the message. false: a full batch waits behind a write in flight, so
+   * wait for drained() before the next. After a failure, or once settled, pieces are dropped.
+   */
+  write(chunk: Buffer | string): boolean {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (this.#settled || this.#error !== null) return true;
+    this.bytes += buf.length;
+    this.#pending.push(buf);
+    this.#pendingBytes += buf.length;
+    this.#writeIfDue();
+    return this.#io === null || this.#pendingBytes < SMALL_WRITE_BYTES;
+  }
+
+  /** The last piece, if any. */
+  end(chunk?: Buffer | string): void {
+    if (chunk !== undefined) this.write(chunk);
+  }
+
+  /** Settles once no write is in flight (also when one failed: see `errored`). */
+  drained(): Promise<void> {
+    if (this.#io === null) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #writeIfDue(): void {
+    if (this.#io !== null || this.#error !== null || this.#pendingBytes < SMALL_WRITE_BYTES) return;
+    this.#track(writeAll(this.#fd, this.#takePending()));
+  }
+
+  #track(io: Promise<void>): void {
+    this.#io = io.then(
       () => {
         this.#io = null;
-        callback();
+        if (!this.#settled) this.#writeIfDue();
+        if (this.#io === null) this.#wake();
       },
-      (err: Error) => {
+      (err: unknown) => {
         this.#io = null;
-        callback(err);
+        this.#error ??= err instanceof Error ? err : new Error(String(err));
+        this.#takePending();
+        this.#wake();
       },
     );
   }
 
-  // What is still pending (all of a small message) is written by commit() with the envelope
-  // in one call, and never by a message that is refused: one write per message, not two.
-  override _final(callback: (error?: Error | null) => void): void {
-    callback();
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // never close under a write in flight: the number could be reused by another file
-    const io = this.#io ?? Promise.resolve();
-    io.catch(() => undefined).then(() => {
-      this.#close();
-      callback(err);
-    });
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   #takePending(): Buffer[] {
@@ -264,7 +283,8 @@ export class SpoolWriter extends Writable {
     let committed = envelope;
     let body: Buffer[] | undefined;
     try {
-      if (!this.writableFinished) await finished(this);
+      while (this.#io !== null) await this.#io;
+      if (this.#error !== null) throw this.#error;
       // the spool knows how long the message is: readers stop there, before the envelope
       committed = { ...envelope, size: this.bytes };
       // all of a small message is still pending here; a large one was partly written before
@@ -295,16 +315,11 @@ export class SpoolWriter extends Writable {
   async abort(): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    this.#pending = [];
-    // the stream closes once an open still in flight (_construct) and a write in flight
-    // (_destroy) are done: unlinked before that, the file would appear again (a loaded
-    // machine's libuv threads run the open late)
-    if (!this.closed) {
-      const closed = new Promise<void>((resolve) => this.once('close', () => resolve()));
-      if (!this.destroyed) this.destroy();
-      await closed;
-    }
-    await this.#io?.catch(() => undefined);
+    this.#takePending();
+    // never close under an open or a write in flight: unlinked before the open is done, the
+    // file would appear again (a loaded machine's libuv threads run it late), and a closed
+    // number could be reused by another file
+    while (this.#io !== null) await this.#io;
     this.#close();
     unlinkIfThere(this.#tmpBody);
   }
