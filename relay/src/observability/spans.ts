@@ -63,6 +63,11 @@ export function traceFields(span: Span | undefined): { trace_id?: string; span_i
 
 /** Ends a span with its result; failed marks it as an error (the reason, never reply text). */
 export function endSpan(span: Span, result: string, attributes: Attributes = {}, failed = false): void {
+  // no SDK, or a trace not sampled: nothing to record, so no attributes to build
+  if (!span.isRecording()) {
+    span.end();
+    return;
+  }
   span.setAttributes({ ...attributes, [ATTR.result]: result });
   if (failed) span.setStatus({ code: SpanStatusCode.ERROR, message: result });
   span.end();
@@ -102,7 +107,7 @@ export function traced<T>(
 ): Promise<T> {
   return inSpan(tracer, name, parent, attributes, async (span) => {
     const value = await run();
-    span.setAttributes(describe(value));
+    if (span.isRecording()) span.setAttributes(describe(value));
     return value;
   });
 }
