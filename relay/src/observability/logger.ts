@@ -133,6 +133,9 @@ function writtenFields(fields: Record<string, unknown>): Record<string, unknown>
   return out ?? fields;
 }
 
+/** The mixin's answer for a line outside any recording span (never written to). */
+const NO_TRACE: Readonly<Record<string, never>> = Object.freeze({});
+
 /** The keys each logger is bound to (a logger's bindings do not change once it is made). */
 const boundKeys = new WeakMap<object, ReadonlySet<string>>();
 
@@ -173,10 +176,13 @@ export function createLogger(
       timestamp: isoTime,
       mixin(_fields, _level, logger) {
         const span = trace.getActiveSpan();
-        if (!span?.isRecording() || keysBoundTo(logger as Logger).has('trace_id')) return {};
+        if (!span?.isRecording() || keysBoundTo(logger as Logger).has('trace_id')) return NO_TRACE;
         const { traceId, spanId } = span.spanContext();
         return { trace_id: traceId, span_id: spanId };
       },
+      // pino's own strategy copies every line's fields into the mixin's object, also when
+      // it is empty (no span): the line's own fields are then used as they are
+      mixinMergeStrategy: (fields, mixed) => (mixed === NO_TRACE ? fields : Object.assign(mixed, fields)),
       formatters: {
         level: (label) => ({ level: label }),
         bindings: writtenFields,
@@ -202,9 +208,12 @@ export function createLogger(
   // pino applies formatters.bindings to the root's bindings only (a child's are written as
   // given), so a child's bindings go through the same censor and escapes here; every
   // logger made from this one inherits it
+  // (and the keys it is bound to are known here, without parsing pino's bindings back)
   const child = root.child;
   root.child = function (this: Logger, bindings, childOptions) {
-    return child.call(this, writtenFields(bindings), childOptions);
+    const made = child.call(this, writtenFields(bindings), childOptions);
+    boundKeys.set(made, new Set([...keysBoundTo(this), ...Object.keys(bindings)]));
+    return made;
   } as typeof child;
   return root;
 }
