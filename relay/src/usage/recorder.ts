@@ -56,6 +56,30 @@ interface Pending {
 
 const PERIODS: readonly UsagePeriod[] = ['hour', 'day'];
 
+/**
+ * Counter names per delivery result and reply class, made once: three results and the
+ * classes of the reply rules. Bounded all the same, should a caller pass other strings.
+ */
+const outcomeNames = new Map<string, Map<string, readonly [string, string]>>();
+const MAX_OUTCOME_NAMES = 256;
+let outcomeNameCount = 0;
+
+function outcomeCounters(result: string, cls: string): readonly [string, string] {
+  let byClass = outcomeNames.get(result);
+  let names = byClass?.get(cls);
+  if (names) return names;
+  names = [`${OUTCOME_PREFIX}${result}`, `${OUTCOME_PREFIX}${result}:${cls}`];
+  if (outcomeNameCount < MAX_OUTCOME_NAMES) {
+    if (!byClass) {
+      byClass = new Map();
+      outcomeNames.set(result, byClass);
+    }
+    byClass.set(cls, names);
+    outcomeNameCount++;
+  }
+  return names;
+}
+
 export class UsageRecorder implements UsageEvents {
   readonly #store: Pick<StateStore, 'addUsage'>;
   readonly #config: () => RelayConfig['usage'];
@@ -63,6 +87,12 @@ export class UsageRecorder implements UsageEvents {
   readonly #logger: UsageLogger;
   readonly #onFlush: ((ok: boolean) => void) | undefined;
   #pending = new Map<string, Pending>();
+  /**
+   * The same entries by bucket name and user: both are strings the recorder is given again
+   * and again (their hashes are kept), where the joined key would be a new string to hash
+   * for every event.
+   */
+  #byBucket = new Map<string, Map<string, Pending>>();
   #flushing: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
@@ -97,9 +127,10 @@ export class UsageRecorder implements UsageEvents {
 
   /** One recipient's delivery attempt: its result and the class of the answer. */
   delivery(user: string, result: string, cls: string): void {
+    const [outcome, withClass] = outcomeCounters(result, cls);
     this.#add(user, [
-      [`${OUTCOME_PREFIX}${result}`, 1],
-      [`${OUTCOME_PREFIX}${result}:${cls}`, 1],
+      [outcome, 1],
+      [withClass, 1],
     ]);
   }
 
@@ -146,11 +177,20 @@ export class UsageRecorder implements UsageEvents {
     for (const period of PERIODS) {
       const start = bucketStart(now, period);
       const bucket = this.#bucketName(period, start);
-      const key = `${bucket}\u0000${user}`;
-      let entry = this.#pending.get(key);
+      let users = this.#byBucket.get(bucket);
+      if (!users) {
+        users = new Map();
+        this.#byBucket.set(bucket, users);
+      }
+      let entry = users.get(user);
       if (!entry) {
-        entry = { bucket, period, start, user, counts: new Map(), distinct: new Set() };
-        this.#pending.set(key, entry);
+        const key = `${bucket}\u0000${user}`;
+        entry = this.#pending.get(key);
+        if (!entry) {
+          entry = { bucket, period, start, user, counts: new Map(), distinct: new Set() };
+          this.#pending.set(key, entry);
+        }
+        users.set(user, entry);
       }
       for (const [name, n] of counts) entry.counts.set(name, (entry.counts.get(name) ?? 0) + n);
       if (distinct !== undefined && entry.distinct.size < MAX_DISTINCT_IN_MEMORY)
@@ -162,6 +202,7 @@ export class UsageRecorder implements UsageEvents {
     const batch = this.#pending;
     if (batch.size === 0) return;
     this.#pending = new Map();
+    this.#byBucket = new Map();
     const now = this.#now();
     const updates = [...batch.values()]
       .map(
