@@ -54,6 +54,11 @@ const { values } = parseArgs({
     gc: { type: 'boolean' },
   },
 });
+if (values['against-node-flag'] && !values.against) {
+  // it applies to the other relay only: without one it would be ignored, and the run misread
+  console.error('--against-node-flag needs --against REF (with --against HEAD it weighs a flag on this code)');
+  process.exit(2);
+}
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
 const connections = values.large ? 10 : 20;
 const rounds = Number(values.rounds ?? 4);
