@@ -56,7 +56,9 @@ const { values } = parseArgs({
 });
 if (values['against-node-flag'] && !values.against) {
   // it applies to the other relay only: without one it would be ignored, and the run misread
-  console.error('--against-node-flag needs --against REF (with --against HEAD it weighs a flag on this code)');
+  console.error(
+    '--against-node-flag needs --against REF (with --against HEAD it weighs a flag on this code)',
+  );
   process.exit(2);
 }
 const bytes = values.large ? 30_000_000 : values.medium ? 1_000_000 : 10_000;
