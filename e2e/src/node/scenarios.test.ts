@@ -223,6 +223,30 @@ describe('Sluice on the real node', { skip }, () => {
     allowLocalAddresses: true,
     retry: { minBackoffSeconds: 1, maxBackoffSeconds: 2 },
   });
+  /**
+   * The SMTP Service once it answers 220 through its ClusterIP. Pods Ready (the policy's
+   * Ready condition) is not enough: kube-proxy programs the Service's endpoints a moment
+   * later, and until then a connection to the ClusterIP is refused (seen in CI: the first
+   * second of scenario 9's load).
+   */
+  const answeringSmtpService = async (): Promise<Endpoint> => {
+    const endpoint = await smtpService();
+    await waitFor(
+      'the SMTP Service answering 220 through its ClusterIP',
+      async () => {
+        try {
+          const client = await connectRaw(endpoint);
+          const greeting = await client.greeting();
+          await client.quit();
+          return greeting.code === 220;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    return endpoint;
+  };
   /** The policy's settings besides the image (the upgrade starts without one). */
   const policySpec = () => ({
     dnsbl: {
@@ -378,7 +402,7 @@ describe('Sluice on the real node', { skip }, () => {
         `relay-relay-0 ${PREVIOUS_RELAY_IMAGE}`,
         `relay-relay-1 ${PREVIOUS_RELAY_IMAGE}`,
       ]);
-      service = await smtpService();
+      service = await answeringSmtpService();
       const before = await relayPods();
 
       const load = steadyLoad('upgrade', 2, 100);
@@ -497,7 +521,7 @@ describe('Sluice on the real node', { skip }, () => {
         assert.equal(stdout, 'True', `SmtpUser ${user.name} Ready`);
       }
 
-      service = await smtpService();
+      service = await answeringSmtpService();
     });
   });
 
