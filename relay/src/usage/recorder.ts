@@ -86,13 +86,12 @@ export class UsageRecorder implements UsageEvents {
   readonly #now: () => number;
   readonly #logger: UsageLogger;
   readonly #onFlush: ((ok: boolean) => void) | undefined;
-  #pending = new Map<string, Pending>();
   /**
-   * The same entries by bucket name and user: both are strings the recorder is given again
-   * and again (their hashes are kept), where the joined key would be a new string to hash
-   * for every event.
+   * Entries waiting for the next flush, by bucket name and then user: both are strings the
+   * recorder is given again and again (their hashes are kept), where a joined key would be
+   * a new string to hash for every event.
    */
-  #byBucket = new Map<string, Map<string, Pending>>();
+  #pending = new Map<string, Map<string, Pending>>();
   #flushing: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
@@ -136,7 +135,9 @@ export class UsageRecorder implements UsageEvents {
 
   /** Bucket-and-user entries waiting for the next flush. */
   get pending(): number {
-    return this.#pending.size;
+    let n = 0;
+    for (const users of this.#pending.values()) n += users.size;
+    return n;
   }
 
   /** Writes what has been added up so far in one state-store call. */
@@ -177,20 +178,10 @@ export class UsageRecorder implements UsageEvents {
     for (const period of PERIODS) {
       const start = bucketStart(now, period);
       const bucket = this.#bucketName(period, start);
-      let users = this.#byBucket.get(bucket);
-      if (!users) {
-        users = new Map();
-        this.#byBucket.set(bucket, users);
-      }
-      let entry = users.get(user);
+      let entry = this.#pending.get(bucket)?.get(user);
       if (!entry) {
-        const key = `${bucket}\u0000${user}`;
-        entry = this.#pending.get(key);
-        if (!entry) {
-          entry = { bucket, period, start, user, counts: new Map(), distinct: new Set() };
-          this.#pending.set(key, entry);
-        }
-        users.set(user, entry);
+        entry = { bucket, period, start, user, counts: new Map(), distinct: new Set() };
+        this.#put(entry);
       }
       for (const [name, n] of counts) entry.counts.set(name, (entry.counts.get(name) ?? 0) + n);
       if (distinct !== undefined && entry.distinct.size < MAX_DISTINCT_IN_MEMORY)
@@ -199,12 +190,11 @@ export class UsageRecorder implements UsageEvents {
   }
 
   async #flushOnce(): Promise<void> {
-    const batch = this.#pending;
-    if (batch.size === 0) return;
+    const batch = [...this.#pending.values()].flatMap((users) => [...users.values()]);
+    if (batch.length === 0) return;
     this.#pending = new Map();
-    this.#byBucket = new Map();
     const now = this.#now();
-    const updates = [...batch.values()]
+    const updates = batch
       .map(
         (p): UsageUpdate => ({
           bucket: p.bucket,
@@ -229,7 +219,7 @@ export class UsageRecorder implements UsageEvents {
         );
       }
       this.#failing = true;
-      for (const [key, p] of batch) this.#mergeBack(key, p);
+      for (const p of batch) this.#mergeBack(p);
     }
   }
 
@@ -241,10 +231,20 @@ export class UsageRecorder implements UsageEvents {
     return p.start + PERIOD_MS[p.period] + retention;
   }
 
-  #mergeBack(key: string, p: Pending): void {
-    const newer = this.#pending.get(key);
+  #put(p: Pending): void {
+    let users = this.#pending.get(p.bucket);
+    if (!users) {
+      users = new Map();
+      this.#pending.set(p.bucket, users);
+    }
+    users.set(p.user, p);
+  }
+
+  /** A failed flush's entry, added into whatever has been counted since. */
+  #mergeBack(p: Pending): void {
+    const newer = this.#pending.get(p.bucket)?.get(p.user);
     if (!newer) {
-      this.#pending.set(key, p);
+      this.#put(p);
       return;
     }
     for (const [name, n] of p.counts) newer.counts.set(name, (newer.counts.get(name) ?? 0) + n);
