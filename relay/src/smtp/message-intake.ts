@@ -12,11 +12,13 @@ import type { MissingHeaders } from './missing-headers.ts';
 
 /** Where the pieces go: the spool and the scanner may push back, the signer never does. */
 export interface IntakeSinks {
-  /** The spool writer (SpoolWriter): false from write() means wait for drained(). */
+  /**
+   * The spool writer (SpoolWriter): false from write() means wait for drained(). It needs
+   * no end: the spool's commit writes what it still holds.
+   */
   writer: {
     write(piece: Buffer): boolean;
     drained(): Promise<void>;
-    end(): void;
     readonly errored: Error | null;
   };
   scanner: Writable;
@@ -59,7 +61,7 @@ export class MessageIntake {
   }
 
   /**
-   * Reads the data to its end, passing it on, then ends the sinks. Rejects when the data
+   * Reads the data to its end, passing it on, then ends the scanner and the signer. Rejects when the data
    * stream fails (the client went away mid-DATA); the sinks are then left as they are.
    */
   async run(): Promise<void> {
@@ -85,8 +87,7 @@ export class MessageIntake {
       if (rest) this.#pass(this.headers.take(rest));
       this.#pass(this.headers.end());
     }
-    const { writer, scanner, signer } = this.#sinks;
-    writer.end();
+    const { scanner, signer } = this.#sinks;
     if (!scanner.destroyed) scanner.end();
     signer.end();
   }
