@@ -98,6 +98,11 @@ function unanswered(sent: Sent | undefined): boolean {
   );
 }
 
+/** A message held in memory as one buffer, its DKIM signatures (latin1 header lines) in front. */
+function inOneBuffer(headerPrefix: string | undefined, pieces: readonly Buffer[]): Buffer {
+  return Buffer.concat(headerPrefix ? [Buffer.from(headerPrefix, 'latin1'), ...pieces] : pieces);
+}
+
 /**
  * An internationalised address, or a header with UTF-8 in a message whose client declared
  * SMTPUTF8, may only go to a server that offers SMTPUTF8 (RFC 6531 3.2, 3.4); the session
@@ -323,11 +328,10 @@ export class SmtpTransport implements Transport {
       // small message is read at once, synchronously (see spool/files.ts), and a large one
       // streams; the file holds the message's envelope after its job.size bytes. A message
       // in memory goes to nodemailer as one buffer, its DKIM signatures in front: no stream.
-      const prefix = job.headerPrefix ? [Buffer.from(job.headerPrefix, 'latin1')] : [];
       body = job.body
-        ? Buffer.concat([...prefix, ...job.body])
+        ? inOneBuffer(job.headerPrefix, job.body)
         : job.size <= SMALL_WRITE_BYTES
-          ? Buffer.concat([...prefix, readFileSync(job.bodyPath).subarray(0, job.size)])
+          ? inOneBuffer(job.headerPrefix, [readFileSync(job.bodyPath).subarray(0, job.size)])
           : await open(job.bodyPath, 'r');
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot read the spooled message');
