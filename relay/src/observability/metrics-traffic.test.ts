@@ -1,6 +1,7 @@
 // Counters read from /metrics move by exactly what real SMTP traffic did: messages,
 // recipients and bytes of accepted mail, an AUTH failure, a blocked attachment, and TLS
-// connections by listener and protocol version (STARTTLS and implicit TLS).
+// connections by listener and protocol version (STARTTLS and implicit TLS); the wait for
+// the reply after DATA and the spool commit within it are timed once per message.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
@@ -50,6 +51,7 @@ describe('counters after real SMTP traffic', () => {
 
   it('counts 3 accepted messages of 2 recipients: +3 messages, +6 recipients, +their exact bytes', async () => {
     const before = await scrape();
+    const started = performance.now();
     const client = await submission();
     assert.equal((await client.authPlain('alice', PASSWORD)).code, 235);
     const ids: string[] = [];
@@ -68,9 +70,23 @@ describe('counters after real SMTP traffic', () => {
       async () => (await scrape()).value('sluice_smtp_connections_open', { listener: 'submission' }) === 0,
     );
     const after = await scrape();
+    const elapsed = (performance.now() - started) / 1000;
 
     const messages = 'sluice_smtp_messages_total';
     assert.equal(moved(before, after, messages, { result: 'accepted', reason: 'accepted' }), 3);
+    // the wait for each 250 after the final dot, of which making the message durable is a part
+    const reply = 'sluice_smtp_data_reply_seconds';
+    assert.equal(moved(before, after, `${reply}_count`, { result: 'accepted' }), 3);
+    assert.equal(moved(before, after, `${reply}_count`), 3, 'one reply time per message');
+    const replySeconds = moved(before, after, `${reply}_sum`, { result: 'accepted' });
+    assert.equal(moved(before, after, 'sluice_spool_commit_seconds_count'), 3);
+    const commitSeconds = moved(before, after, 'sluice_spool_commit_seconds_sum');
+    assert.ok(commitSeconds > 0, 'the commits were timed');
+    assert.ok(
+      commitSeconds <= replySeconds,
+      `commits ${commitSeconds} s within the replies' ${replySeconds} s`,
+    );
+    assert.ok(replySeconds < elapsed, `replies ${replySeconds} s within the ${elapsed} s the test took`);
     assert.equal(moved(before, after, messages), 3, 'nothing else at end of DATA');
     assert.equal(moved(before, after, 'sluice_smtp_recipients_total', { result: 'accepted' }), 6);
     assert.equal(moved(before, after, 'sluice_smtp_received_bytes_total'), bytes);
@@ -102,6 +118,10 @@ describe('counters after real SMTP traffic', () => {
     const messages = 'sluice_smtp_messages_total';
     assert.equal(moved(before, after, messages, { result: 'rejected', reason: 'blocked_attachment' }), 1);
     assert.equal(moved(before, after, messages, { result: 'accepted' }), 0);
+    const reply = 'sluice_smtp_data_reply_seconds_count';
+    assert.equal(moved(before, after, reply, { result: 'rejected' }), 1, 'the 550 is timed as rejected');
+    assert.equal(moved(before, after, reply), 1);
+    assert.equal(moved(before, after, 'sluice_spool_commit_seconds_count'), 0, 'nothing committed');
     assert.equal(
       moved(before, after, 'sluice_smtp_received_bytes_total'),
       0,

@@ -25,6 +25,8 @@ export class RelayMetrics {
   readonly recipientsTotal: Counter<'result'>;
   readonly receivedBytesTotal: Counter;
   readonly messageSizeBytes: Histogram;
+  readonly dataReplySeconds: Histogram<'result'>;
+  readonly spoolCommitSeconds: Histogram;
   readonly configReloadsTotal: Counter<'result'>;
   readonly configLastReloadSuccessful: Gauge;
   readonly bareLineEndingsTotal: Counter<'kind'>;
@@ -126,6 +128,19 @@ export class RelayMetrics {
       name: 'sluice_smtp_message_size_bytes',
       help: 'Size of accepted messages',
       buckets: [1e3, 1e4, 1e5, 1e6, 5e6, 1e7, 3e7],
+      registers,
+    });
+    this.dataReplySeconds = new Histogram({
+      name: 'sluice_smtp_data_reply_seconds',
+      help: "Time from the end of a message's DATA to the relay's reply, by result (accepted, rejected, tempfail): how long a client waits for its 250",
+      labelNames: ['result'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.spoolCommitSeconds = new Histogram({
+      name: 'sluice_spool_commit_seconds',
+      help: "Time to make an accepted message durable before its 250: the spool file's last write and fsync, the rename into the queue and the queue directory's fsync",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
     this.configReloadsTotal = new Counter({

@@ -117,6 +117,10 @@ export async function receiveMessage(options: {
     return refusals.refuse(state, 'data', key, vars, fields, log);
   };
 
+  /** When the client's data ended, and how the reply went: for sluice_smtp_data_reply_seconds. */
+  let dataEnded: number | undefined;
+  let replied: 'accepted' | 'rejected' | 'tempfail' | undefined;
+
   try {
     const spoolWriter = rt.spool.createWriter(queueId);
     writer = spoolWriter;
@@ -143,6 +147,7 @@ export async function receiveMessage(options: {
       () => endInspect('failed'),
     );
     await intake.run();
+    dataEnded = performance.now();
     // a write can fail (a full disk) while the client is still sending: told once it is done
     await spoolWriter.drained();
     if (spoolWriter.errored !== null) throw spoolWriter.errored;
@@ -226,7 +231,9 @@ export async function receiveMessage(options: {
       ...(signer.outcome.signed ? { headerPrefix: signer.outcome.header } : {}),
     };
     try {
+      const committing = performance.now();
       await writer.commit(envelope);
+      rt.metrics.spoolCommitSeconds.observe((performance.now() - committing) / 1000);
       endSpool('committed');
     } catch (err: unknown) {
       log.error({ event: 'spool_error', err }, 'cannot write message to spool');
@@ -263,18 +270,22 @@ export async function receiveMessage(options: {
       'message queued',
     );
     const spec = REPLIES.MESSAGE_QUEUED;
+    replied = 'accepted';
     return `${spec.enhanced} ${replyText('MESSAGE_QUEUED', { queueId })}`;
   } catch (err: unknown) {
     // a write that failed mid-message (a full disk): the client sent it all and waits
     const writeError = writer?.errored;
     await writer?.abort();
-    if ((err as SmtpReplyError).responseCode) {
+    const code = (err as SmtpReplyError).responseCode;
+    if (code) {
+      replied = code >= 500 ? 'rejected' : 'tempfail';
       endSpool('removed');
       throw err;
     }
     if (writeError) {
       log.error({ event: 'spool_error', err: writeError }, 'cannot write message to spool');
       endSpool('failed');
+      replied = 'tempfail';
       throw refuse(spoolFailure(writeError), {});
     }
     endSpool('removed');
@@ -284,6 +295,8 @@ export async function receiveMessage(options: {
     log.info({ event: 'aborted', reason: 'client_disconnected', err: String(err) }, 'message aborted');
     throw err;
   } finally {
+    if (dataEnded !== undefined && replied !== undefined)
+      rt.metrics.dataReplySeconds.observe({ result: replied }, (performance.now() - dataEnded) / 1000);
     endInspect('incomplete');
     if (!scanner.writableFinished) scanner.destroy();
   }
