@@ -51,6 +51,10 @@ export interface LoadResult {
   errors: string[];
   /** MAIL FROM written → 250 after the final dot, per accepted message, in ms. */
   latenciesMs: number[];
+  /** The same in two parts: MAIL FROM written → 354 (the envelope's commands), and 354 →
+   * 250 (the message sent, received, checked and stored). */
+  envelopeMs: number[];
+  dataMs: number[];
   /** connect() → 220 greeting, per connection, in ms. */
   greetingMs: number[];
   elapsedSeconds: number;
@@ -299,6 +303,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
   const accepted: string[] = [];
   const latenciesMs: number[] = [];
+  const envelopeMs: number[] = [];
+  const dataMs: number[] = [];
   const greetingMs: number[] = [];
   const errors = new Set<string>();
   let refused = 0;
@@ -328,10 +334,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       for (const r of recipients) await c.command(`RCPT TO:<${r}>`, 250);
       dataReply = await c.command('DATA', 354);
     }
+    const envelopeDone = performance.now();
     c.write(template.head(messageId), template.body, '.\r\n');
     const final = await c.reply();
     if (final.code === 250) {
-      latenciesMs.push(performance.now() - started);
+      const now = performance.now();
+      latenciesMs.push(now - started);
+      envelopeMs.push(envelopeDone - started);
+      dataMs.push(now - envelopeDone);
       accepted.push(messageId);
     } else {
       refused++;
@@ -388,6 +398,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     refused,
     errors: [...errors],
     latenciesMs,
+    envelopeMs,
+    dataMs,
     greetingMs,
     elapsedSeconds,
     msgsPerSecond: accepted.length / elapsedSeconds,

@@ -8,6 +8,8 @@
 // --threads adds the CPU per message by thread (main, libuv's pool, V8's helpers…), user
 // and system apart, over all rounds. --pods N runs N relays sharing Redis, the load spread
 // over them (compare.bench.ts's "two pods").
+// Each round also reads the relays' own account of the wait after the final dot and of the
+// spool commit within it (sluice_smtp_data_reply_seconds, sluice_spool_commit_seconds).
 // --against REF runs the relay of another commit too (its files exported with git archive
 // into a directory of its own, with its own npm ci), alternating with this checkout's
 // round by round under the same harness, and reports each round's pair as a ratio: on a
@@ -32,7 +34,7 @@ import { parseArgs } from 'node:util';
 import { type Context, startEnvironment } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import { startFloor } from './peers/floor.ts';
-import { startFullSluice } from './peers/sluice.ts';
+import { type RunningSluice, startFullSluice } from './peers/sluice.ts';
 import { cpuSeconds, MemoryWatch, threadCpuSeconds } from './proc-stats.ts';
 import { awaitArrival } from './run-one.ts';
 
@@ -76,6 +78,8 @@ interface Variant {
   flags: string[];
   rates: number[];
   p99s: number[];
+  /** Per round: p50 and p99 of MAIL FROM → 354 and of 354 → 250, in ms. */
+  phases: Array<{ envelope: [number, number]; data: [number, number] }>;
   cpus: number[];
   added: number[];
   peaks: number[];
@@ -84,6 +88,38 @@ interface Variant {
   threadMessages: number;
   /** --gc: V8's collections over the measured loads. */
   gc: GcTally;
+  /** The relays' metrics over the measured loads, summed over rounds (absent before 3d03e29). */
+  waits: Waits;
+}
+
+/** Accepted messages' wait from the final dot to the 250, and the spool commit within it. */
+interface Waits {
+  replySeconds: number;
+  replies: number;
+  /** Replies that took longer than 50 ms (the histogram's 0.05 bucket). */
+  over50: number;
+  commitSeconds: number;
+  commits: number;
+}
+
+const NO_WAITS: Waits = { replySeconds: 0, replies: 0, over50: 0, commitSeconds: 0, commits: 0 };
+
+/** The relays' wait metrics now, summed over pods; undefined for a relay without them. */
+async function readWaits(relay: RunningSluice): Promise<Waits | undefined> {
+  const sum = async (name: string, ...labels: string[]) =>
+    (await relay.metric(name))
+      .filter((m) => labels.every((l) => m.labels.includes(l)))
+      .reduce((total, m) => total + m.value, 0);
+  const accepted = 'result="accepted"';
+  const replies = await sum('sluice_smtp_data_reply_seconds_count', accepted);
+  if (replies === 0) return undefined;
+  return {
+    replySeconds: await sum('sluice_smtp_data_reply_seconds_sum', accepted),
+    replies,
+    over50: replies - (await sum('sluice_smtp_data_reply_seconds_bucket', accepted, 'le="0.05"')),
+    commitSeconds: await sum('sluice_spool_commit_seconds_sum'),
+    commits: await sum('sluice_spool_commit_seconds_count'),
+  };
 }
 
 interface GcTally {
@@ -98,12 +134,14 @@ const variant = (label: string, main?: string, flags: string[] = []): Variant =>
   flags,
   rates: [],
   p99s: [],
+  phases: [],
   cpus: [],
   added: [],
   peaks: [],
   byThread: new Map(),
   threadMessages: 0,
   gc: { promotedBytes: 0, scavenges: [], markCompacts: [] },
+  waits: { ...NO_WAITS },
 });
 
 /** The relays' logs under dir (one per pod) and their sizes now. */
@@ -164,22 +202,26 @@ const threadTimes = (pids: number[]) => {
 async function measureRound(env: Context, v: Variant, round: number): Promise<void> {
   const tag = v.label.replace(/[^\w.-]+/g, '_');
   const workDir = await mkdtemp(join(env.tmpRoot, 'quick-'));
+  const floor = values.floor || values['durable-floor'];
+  /** Sluice's relays (not a floor's), whose metrics are read too. */
+  const sluice = floor
+    ? undefined
+    : await startFullSluice(
+        env,
+        workDir,
+        [...(values['node-flag'] ?? []), ...(values.gc ? ['--trace-gc-nvp'] : []), ...v.flags],
+        JSON.parse(values.config ?? '{}'),
+        Number(values.pods ?? 1),
+        v.main,
+      );
   const relay =
-    values.floor || values['durable-floor']
-      ? await startFloor({
-          ...env,
-          workDir,
-          sinkPort: env.sink.port,
-          durable: values['durable-floor'] === true,
-        })
-      : await startFullSluice(
-          env,
-          workDir,
-          [...(values['node-flag'] ?? []), ...(values.gc ? ['--trace-gc-nvp'] : []), ...v.flags],
-          JSON.parse(values.config ?? '{}'),
-          Number(values.pods ?? 1),
-          v.main,
-        );
+    sluice ??
+    (await startFloor({
+      ...env,
+      workDir,
+      sinkPort: env.sink.port,
+      durable: values['durable-floor'] === true,
+    }));
 
   const load = (runId: string, perConnection: number) =>
     runLoad({
@@ -208,7 +250,13 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
   const threadsBefore = threadTimes(relay.pids());
   const memory = new MemoryWatch(() => relay.pids(), 50);
   const logsBefore = values.gc ? logSizes(workDir) : undefined;
+  const waitsBefore = sluice ? await readWaits(sluice) : undefined;
   const result = await load(`quick-${tag}-${round}`, messages);
+  const waitsAfter = sluice && waitsBefore ? await readWaits(sluice) : undefined;
+  if (waitsBefore && waitsAfter) {
+    for (const key of Object.keys(NO_WAITS) as Array<keyof Waits>)
+      v.waits[key] += waitsAfter[key] - waitsBefore[key];
+  }
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);
   if (logsBefore) tallyGc(logsBefore, v.gc);
   // receiving and delivering: the relay's CPU (all its threads) until the last message arrived
@@ -228,6 +276,9 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
   if (missing.length > 0) throw new Error(`${missing.length} accepted messages never reached the sink`);
   v.rates.push(result.msgsPerSecond);
   v.p99s.push(percentiles(result.latenciesMs).p99);
+  const envelope = percentiles(result.envelopeMs);
+  const data = percentiles(result.dataMs);
+  v.phases.push({ envelope: [envelope.p50, envelope.p99], data: [data.p50, data.p99] });
 }
 
 const variants = [variant('this checkout')];
@@ -260,6 +311,21 @@ for (const v of variants) {
         `${scavenges.length} scavenges, pause median ${median(scavenges).toFixed(1)} ms, max ${Math.max(...scavenges).toFixed(1)} ms; ` +
         `${markCompacts.length} mark-compacts, ${((sum(markCompacts) * 1000) / v.threadMessages).toFixed(0)} µs of pause per message; ` +
         `${((sum(scavenges) * 1000) / v.threadMessages).toFixed(0)} µs of scavenge pause per message\n`,
+    );
+  }
+  const phase = (pick: (p: Variant['phases'][number]) => [number, number]) =>
+    `p50 ${median(v.phases.map((p) => pick(p)[0])).toFixed(1)}, p99 ${median(v.phases.map((p) => pick(p)[1])).toFixed(1)} ms`;
+  process.stdout.write(
+    `the load generator's view, medians of the rounds: MAIL FROM → 354 ${phase((p) => p.envelope)}; ` +
+      `354 → 250 ${phase((p) => p.data)}\n`,
+  );
+  const w = v.waits;
+  if (w.replies > 0) {
+    const ms = (seconds: number, n: number) => ((seconds * 1000) / n).toFixed(1);
+    process.stdout.write(
+      `wait for the 250 after the final dot (the relays' metrics): mean ${ms(w.replySeconds, w.replies)} ms, ` +
+        `${((100 * w.over50) / w.replies).toFixed(1)} % over 50 ms; the spool commit within it: ` +
+        `mean ${ms(w.commitSeconds, w.commits)} ms (${((100 * w.commitSeconds) / w.replySeconds).toFixed(0)} % of the wait)\n`,
     );
   }
   if (values.threads) {
