@@ -6,6 +6,7 @@
 // ids that got 250 so the harness can check them against what reached the sink.
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import tls from 'node:tls';
 
 export interface SmtpReply {
@@ -55,6 +56,11 @@ export interface LoadResult {
    * 250 (the message sent, received, checked and stored). */
   envelopeMs: number[];
   dataMs: number[];
+  /** How late the load generator's own event loop ran during the load (p50, p99, max in
+   * ms): a client's own wait to run, which is part of every latency it measures. */
+  ownLoopDelayMs: { p50: number; p99: number; max: number };
+  /** The load generator's own CPU (user + system) per accepted message, in ms. */
+  ownCpuMsPerMessage: number;
   /** connect() → 220 greeting, per connection, in ms. */
   greetingMs: number[];
   elapsedSeconds: number;
@@ -384,6 +390,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }
   };
 
+  // the histogram holds the whole interval between samples: late = interval - resolution
+  const loopResolutionMs = 5;
+  const loopDelay = monitorEventLoopDelay({ resolution: loopResolutionMs });
+  loopDelay.enable();
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: options.connections }, async (_, worker) => {
@@ -393,6 +404,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     }),
   );
   const elapsedSeconds = (performance.now() - started) / 1000;
+  loopDelay.disable();
+  const cpu = process.cpuUsage(cpuBefore);
   return {
     accepted,
     refused,
@@ -400,6 +413,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     latenciesMs,
     envelopeMs,
     dataMs,
+    ownLoopDelayMs: {
+      p50: Math.max(0, loopDelay.percentile(50) / 1e6 - loopResolutionMs),
+      p99: Math.max(0, loopDelay.percentile(99) / 1e6 - loopResolutionMs),
+      max: Math.max(0, loopDelay.max / 1e6 - loopResolutionMs),
+    },
+    ownCpuMsPerMessage: (cpu.user + cpu.system) / 1000 / Math.max(1, accepted.length),
     greetingMs,
     elapsedSeconds,
     msgsPerSecond: accepted.length / elapsedSeconds,

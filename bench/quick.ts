@@ -79,7 +79,12 @@ interface Variant {
   rates: number[];
   p99s: number[];
   /** Per round: p50 and p99 of MAIL FROM → 354 and of 354 → 250, in ms. */
-  phases: Array<{ envelope: [number, number]; data: [number, number] }>;
+  phases: Array<{
+    envelope: [number, number];
+    data: [number, number];
+    ownLoop: [number, number];
+    ownCpu: number;
+  }>;
   cpus: number[];
   added: number[];
   peaks: number[];
@@ -278,7 +283,12 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
   v.p99s.push(percentiles(result.latenciesMs).p99);
   const envelope = percentiles(result.envelopeMs);
   const data = percentiles(result.dataMs);
-  v.phases.push({ envelope: [envelope.p50, envelope.p99], data: [data.p50, data.p99] });
+  v.phases.push({
+    envelope: [envelope.p50, envelope.p99],
+    data: [data.p50, data.p99],
+    ownLoop: [result.ownLoopDelayMs.p50, result.ownLoopDelayMs.p99],
+    ownCpu: result.ownCpuMsPerMessage,
+  });
 }
 
 const variants = [variant('this checkout')];
@@ -317,7 +327,7 @@ for (const v of variants) {
     `p50 ${median(v.phases.map((p) => pick(p)[0])).toFixed(1)}, p99 ${median(v.phases.map((p) => pick(p)[1])).toFixed(1)} ms`;
   process.stdout.write(
     `the load generator's view, medians of the rounds: MAIL FROM → 354 ${phase((p) => p.envelope)}; ` +
-      `354 → 250 ${phase((p) => p.data)}\n`,
+      `354 → 250 ${phase((p) => p.data)}; its own event loop late by ${phase((p) => p.ownLoop)}, its CPU ${median(v.phases.map((p) => p.ownCpu)).toFixed(2)} ms/msg\n`,
   );
   const w = v.waits;
   if (w.replies > 0) {

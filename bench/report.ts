@@ -336,12 +336,12 @@ export function renderReport(input: ReportInput): string {
   line('## Every run');
   line();
   line(
-    '| comparison | system | round | msgs/s | p50 ms | p99 ms | accepted | arrived | refused | peak RSS / PSS MiB | CPU ms/msg: system / load generator / sink | load average at start | result |',
+    '| comparison | system | round | msgs/s | p50 ms | p99 ms | load generator late, p99 ms | accepted | arrived | refused | peak RSS / PSS MiB | CPU ms/msg: system / load generator / sink | load average at start | result |',
   );
-  line('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  line('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of records) {
     line(
-      `| ${r.group} | ${label(r.system)} | ${r.round + 1} | ${fmt(r.msgsPerSecond)} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${r.accepted} | ${r.arrived} | ${r.refused} | ${mib(r.hwmSumKb)} / ${mib(r.peakPssKb)} | ${fmt(r.cpuMsPerMessage.system, 2)} / ${fmt(r.cpuMsPerMessage.loadgen, 2)} / ${fmt(r.cpuMsPerMessage.sink, 2)} | ${fmt(r.loadAverage, 2)} | ${r.failure ? `**failed**: ${r.failure}${r.errors.length ? ` (${r.errors[0]})` : ''}` : 'ok'} |`,
+      `| ${r.group} | ${label(r.system)} | ${r.round + 1} | ${fmt(r.msgsPerSecond)} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.clientLateP99, 1)} | ${r.accepted} | ${r.arrived} | ${r.refused} | ${mib(r.hwmSumKb)} / ${mib(r.peakPssKb)} | ${fmt(r.cpuMsPerMessage.system, 2)} / ${fmt(r.cpuMsPerMessage.loadgen, 2)} / ${fmt(r.cpuMsPerMessage.sink, 2)} | ${fmt(r.loadAverage, 2)} | ${r.failure ? `**failed**: ${r.failure}${r.errors.length ? ` (${r.errors[0]})` : ''}` : 'ok'} |`,
     );
   }
   line();

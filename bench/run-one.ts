@@ -48,6 +48,8 @@ export interface RunRecord {
   p99: number;
   greetingP50: number;
   greetingP99: number;
+  /** How late the load generator's own event loop ran, p99 ms: its share of the latencies. */
+  clientLateP99: number;
   accepted: number;
   refused: number;
   arrived: number;
@@ -130,6 +132,7 @@ export async function runOne(
     p99: Number.NaN,
     greetingP50: Number.NaN,
     greetingP99: Number.NaN,
+    clientLateP99: Number.NaN,
     accepted: 0,
     refused: 0,
     arrived: 0,
@@ -196,6 +199,7 @@ export async function runOne(
       p99: lat.p99,
       greetingP50: greet.p50,
       greetingP99: greet.p99,
+      clientLateP99: result.ownLoopDelayMs.p99,
       accepted: result.accepted.length,
       refused: result.refused,
       errors: result.errors,
