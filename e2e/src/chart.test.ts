@@ -134,6 +134,7 @@ describe('chart dashboard and alert rules', () => {
       'SluiceRelayDown',
       'SluiceSharedStateDown',
       'SluiceSpoolFull',
+      'SluiceSpoolSlow',
       'SluiceSpoolSpaceLow',
     ]);
     for (const r of alerts) {
