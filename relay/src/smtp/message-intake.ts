@@ -61,8 +61,9 @@ export class MessageIntake {
   }
 
   /**
-   * Reads the data to its end, passing it on, then ends the scanner and the signer. Rejects when the data
-   * stream fails (the client went away mid-DATA); the sinks are then left as they are.
+   * Reads the data to its end, passing it on, then ends the scanner and the signer.
+   * Rejects when the data stream fails (the client went away mid-DATA); the sinks are then
+   * left as they are.
    */
   async run(): Promise<void> {
     const source = this.#source;
