@@ -71,6 +71,9 @@ export interface RunRecord {
   dnsQueries: number;
   /** Sluice only: DNSBL lookups by the tier that answered. */
   dnsblTiers?: Record<string, number>;
+  /** Sluice only: the share of accepted messages whose 250 came more than 50 ms after
+   * the final dot, by the relays' own sluice_smtp_data_reply_seconds. */
+  relayReplyOver50?: number;
   errors: string[];
   failure?: string;
 }
@@ -91,6 +94,18 @@ async function sumByLabel(
     out[key] = (out[key] ?? 0) + v.value;
   }
   return out;
+}
+
+/** Accepted messages' replies so far, all and those within 50 ms of the final dot. */
+async function acceptedReplies(peer: RunningSluice): Promise<{ all: number; within50: number }> {
+  let all = 0;
+  let within50 = 0;
+  for (const v of await peer.metric('sluice_smtp_data_reply_seconds_bucket')) {
+    if (!v.labels.includes('result="accepted"')) continue;
+    if (v.labels.includes('le="+Inf"')) all += v.value;
+    if (v.labels.includes('le="0.05"')) within50 += v.value;
+  }
+  return { all, within50 };
 }
 
 const isSluice = (peer: RunningPeer | undefined): peer is RunningSluice =>
@@ -161,6 +176,7 @@ export async function runOne(
     const sluice = isSluice(peer) ? peer : undefined;
     const opsBefore = sluice ? await sumByLabel(sluice, 'sluice_state_operations_total', 'op') : {};
     const tiersBefore = sluice ? await sumByLabel(sluice, 'sluice_dnsbl_lookups_total', 'tier') : {};
+    const repliesBefore = sluice ? await acceptedReplies(sluice) : undefined;
     const redisBefore = sluice ? await commandCalls(ctx.redisPort) : undefined;
     const dnsBefore = ctx.dns.queries();
     const watch = peer ? new MemoryWatch(() => peer?.pids() ?? []) : undefined;
@@ -216,6 +232,10 @@ export async function runOne(
       for (const [op, n] of Object.entries(opsAfter)) {
         record.stateOps[op] = (n - (opsBefore[op] ?? 0)) / result.accepted.length;
       }
+      const repliesAfter = await acceptedReplies(sluice);
+      const replies = repliesAfter.all - (repliesBefore?.all ?? 0);
+      if (replies > 0)
+        record.relayReplyOver50 = 1 - (repliesAfter.within50 - (repliesBefore?.within50 ?? 0)) / replies;
       record.dnsblTiers = {};
       for (const [tier, n] of Object.entries(tiersAfter))
         record.dnsblTiers[tier] = n - (tiersBefore[tier] ?? 0);
