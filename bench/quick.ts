@@ -34,9 +34,9 @@ import { parseArgs } from 'node:util';
 import { type Context, startEnvironment } from './environment.ts';
 import { percentiles, runLoad, warmUp } from './loadgen.ts';
 import { startFloor } from './peers/floor.ts';
-import { type RunningSluice, startFullSluice } from './peers/sluice.ts';
+import { startFullSluice } from './peers/sluice.ts';
 import { cpuSeconds, MemoryWatch, threadCpuSeconds } from './proc-stats.ts';
-import { awaitArrival } from './run-one.ts';
+import { awaitArrival, NO_WAITS, type RelayWaits, relayWaits } from './run-one.ts';
 
 const { values } = parseArgs({
   options: {
@@ -93,38 +93,8 @@ interface Variant {
   threadMessages: number;
   /** --gc: V8's collections over the measured loads. */
   gc: GcTally;
-  /** The relays' metrics over the measured loads, summed over rounds (absent before 3d03e29). */
-  waits: Waits;
-}
-
-/** Accepted messages' wait from the final dot to the 250, and the spool commit within it. */
-interface Waits {
-  replySeconds: number;
-  replies: number;
-  /** Replies that took longer than 50 ms (the histogram's 0.05 bucket). */
-  over50: number;
-  commitSeconds: number;
-  commits: number;
-}
-
-const NO_WAITS: Waits = { replySeconds: 0, replies: 0, over50: 0, commitSeconds: 0, commits: 0 };
-
-/** The relays' wait metrics now, summed over pods; undefined for a relay without them. */
-async function readWaits(relay: RunningSluice): Promise<Waits | undefined> {
-  const sum = async (name: string, ...labels: string[]) =>
-    (await relay.metric(name))
-      .filter((m) => labels.every((l) => m.labels.includes(l)))
-      .reduce((total, m) => total + m.value, 0);
-  const accepted = 'result="accepted"';
-  const replies = await sum('sluice_smtp_data_reply_seconds_count', accepted);
-  if (replies === 0) return undefined;
-  return {
-    replySeconds: await sum('sluice_smtp_data_reply_seconds_sum', accepted),
-    replies,
-    over50: replies - (await sum('sluice_smtp_data_reply_seconds_bucket', accepted, 'le="0.05"')),
-    commitSeconds: await sum('sluice_spool_commit_seconds_sum'),
-    commits: await sum('sluice_spool_commit_seconds_count'),
-  };
+  /** The relays' metrics over the measured loads, summed over rounds (zero for a relay older than 3d03e29). */
+  waits: RelayWaits;
 }
 
 interface GcTally {
@@ -255,11 +225,11 @@ async function measureRound(env: Context, v: Variant, round: number): Promise<vo
   const threadsBefore = threadTimes(relay.pids());
   const memory = new MemoryWatch(() => relay.pids(), 50);
   const logsBefore = values.gc ? logSizes(workDir) : undefined;
-  const waitsBefore = sluice ? await readWaits(sluice) : undefined;
+  const waitsBefore = sluice ? await relayWaits(sluice) : undefined;
   const result = await load(`quick-${tag}-${round}`, messages);
-  const waitsAfter = sluice && waitsBefore ? await readWaits(sluice) : undefined;
-  if (waitsBefore && waitsAfter) {
-    for (const key of Object.keys(NO_WAITS) as Array<keyof Waits>)
+  if (sluice && waitsBefore) {
+    const waitsAfter = await relayWaits(sluice);
+    for (const key of Object.keys(NO_WAITS) as Array<keyof RelayWaits>)
       v.waits[key] += waitsAfter[key] - waitsBefore[key];
   }
   const missing = await awaitArrival(env.sink, result.accepted, 60_000);

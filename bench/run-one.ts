@@ -96,16 +96,36 @@ async function sumByLabel(
   return out;
 }
 
-/** Accepted messages' replies so far, all and those within 50 ms of the final dot. */
-async function acceptedReplies(peer: RunningSluice): Promise<{ all: number; within50: number }> {
-  let all = 0;
-  let within50 = 0;
-  for (const v of await peer.metric('sluice_smtp_data_reply_seconds_bucket')) {
-    if (!v.labels.includes('result="accepted"')) continue;
-    if (v.labels.includes('le="+Inf"')) all += v.value;
-    if (v.labels.includes('le="0.05"')) within50 += v.value;
-  }
-  return { all, within50 };
+/** Accepted messages' wait from the final dot to the 250, and the spool commit within it. */
+export interface RelayWaits {
+  replySeconds: number;
+  replies: number;
+  /** Replies that took longer than 50 ms (the histogram's 0.05 bucket). */
+  over50: number;
+  commitSeconds: number;
+  commits: number;
+}
+
+export const NO_WAITS: RelayWaits = { replySeconds: 0, replies: 0, over50: 0, commitSeconds: 0, commits: 0 };
+
+/**
+ * The relays' own counts so far (sluice_smtp_data_reply_seconds, sluice_spool_commit_seconds),
+ * summed over pods; all zero for a relay without them.
+ */
+export async function relayWaits(peer: RunningSluice): Promise<RelayWaits> {
+  const sum = async (name: string, ...labels: string[]) =>
+    (await peer.metric(name))
+      .filter((m) => labels.every((l) => m.labels.includes(l)))
+      .reduce((total, m) => total + m.value, 0);
+  const accepted = 'result="accepted"';
+  const replies = await sum('sluice_smtp_data_reply_seconds_count', accepted);
+  return {
+    replySeconds: await sum('sluice_smtp_data_reply_seconds_sum', accepted),
+    replies,
+    over50: replies - (await sum('sluice_smtp_data_reply_seconds_bucket', accepted, 'le="0.05"')),
+    commitSeconds: await sum('sluice_spool_commit_seconds_sum'),
+    commits: await sum('sluice_spool_commit_seconds_count'),
+  };
 }
 
 const isSluice = (peer: RunningPeer | undefined): peer is RunningSluice =>
@@ -176,7 +196,7 @@ export async function runOne(
     const sluice = isSluice(peer) ? peer : undefined;
     const opsBefore = sluice ? await sumByLabel(sluice, 'sluice_state_operations_total', 'op') : {};
     const tiersBefore = sluice ? await sumByLabel(sluice, 'sluice_dnsbl_lookups_total', 'tier') : {};
-    const repliesBefore = sluice ? await acceptedReplies(sluice) : undefined;
+    const waitsBefore = sluice ? await relayWaits(sluice) : undefined;
     const redisBefore = sluice ? await commandCalls(ctx.redisPort) : undefined;
     const dnsBefore = ctx.dns.queries();
     const watch = peer ? new MemoryWatch(() => peer?.pids() ?? []) : undefined;
@@ -232,10 +252,9 @@ export async function runOne(
       for (const [op, n] of Object.entries(opsAfter)) {
         record.stateOps[op] = (n - (opsBefore[op] ?? 0)) / result.accepted.length;
       }
-      const repliesAfter = await acceptedReplies(sluice);
-      const replies = repliesAfter.all - (repliesBefore?.all ?? 0);
-      if (replies > 0)
-        record.relayReplyOver50 = 1 - (repliesAfter.within50 - (repliesBefore?.within50 ?? 0)) / replies;
+      const waitsAfter = await relayWaits(sluice);
+      const replies = waitsAfter.replies - (waitsBefore?.replies ?? 0);
+      if (replies > 0) record.relayReplyOver50 = (waitsAfter.over50 - (waitsBefore?.over50 ?? 0)) / replies;
       record.dnsblTiers = {};
       for (const [tier, n] of Object.entries(tiersAfter))
         record.dnsblTiers[tier] = n - (tiersBefore[tier] ?? 0);
