@@ -24,7 +24,7 @@ import { runQueueCli } from './cli/queue.ts';
 import { runSuppressionCli } from './cli/suppression.ts';
 import { runUsageCli } from './cli/usage.ts';
 import { demoPassword, embeddedConfig } from './config/defaults.ts';
-import { loadRelayConfig } from './config/load.ts';
+import { readConfigFile, relayConfigFromText } from './config/load.ts';
 import type { RelayConfig, UsersFile } from './config/schema.ts';
 import { isSluiceError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
@@ -110,13 +110,15 @@ function logLevel(config: RelayConfig): string {
 }
 
 async function runFromFile(configPath: string): Promise<void> {
-  const config = await loadRelayConfig(configPath);
+  const configText = await readConfigFile(configPath);
+  const config = relayConfigFromText(configText, configPath);
   const count = workerCount(config.workers);
   if (count > 1) return runSupervisor(configPath, config, count);
   const tracing = await tracingFromEnv();
   let log: Logger | undefined;
   const { relay, reloader, logger } = await runFromFiles({
     configPath,
+    configText,
     logger: (first) => {
       log = createLogger({ level: logLevel(first) });
       return log;

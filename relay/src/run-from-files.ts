@@ -1,6 +1,12 @@
 // A relay run from a config file and its users file, kept in step with them: the
 // reloader re-reads both on change or SIGHUP and applies them together or not at all.
-import { loadRelayConfig, loadUsersFile, readUsersSource, usersWatchDir } from './config/load.ts';
+import {
+  loadUsersFile,
+  readConfigFile,
+  readUsersSource,
+  relayConfigFromText,
+  usersWatchDir,
+} from './config/load.ts';
 import { Reloader } from './config/reloader.ts';
 import type { RelayConfig, UsersFile } from './config/schema.ts';
 import type { Logger } from './observability/logger.ts';
@@ -8,6 +14,11 @@ import { Relay, type StartRelayOptions } from './relay.ts';
 
 export interface RunFromFilesOptions {
   configPath: string;
+  /**
+   * The config file's text as the caller read it (to decide how to run, say): the logger,
+   * the users file and the relay are then all set up from this one read. Read here when absent.
+   */
+  configText?: string;
   /** The logger, made once the first config is read (its log.level may decide it). */
   logger: (first: RelayConfig) => Logger;
   /** Reloader debounce; tests that reload on demand set it far beyond their run. */
@@ -23,12 +34,13 @@ export async function runFromFiles(
   options: RunFromFilesOptions,
 ): Promise<{ relay: Relay; reloader: Reloader<RelayConfig, UsersFile>; logger: Logger }> {
   const adjust = options.adjust ?? ((config: RelayConfig) => config);
-  const load = async (path: string) => adjust(await loadRelayConfig(path));
-  const first = await load(options.configPath);
+  const parse = (text: string, path: string) => adjust(relayConfigFromText(text, path));
+  const firstText = options.configText ?? (await readConfigFile(options.configPath));
+  const first = parse(firstText, options.configPath);
   const logger = options.logger(first);
   let relay: Relay | undefined;
   const reloader = new Reloader<RelayConfig, UsersFile>({
-    config: { path: options.configPath, load },
+    config: { path: options.configPath, parse, initial: { text: firstText, value: first } },
     users: {
       path: first.usersFile,
       load: loadUsersFile,

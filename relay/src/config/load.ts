@@ -10,7 +10,11 @@ import { ConfigError, validateRelayConfig, validateUsersFile } from './validate.
 
 /** Reads and validates the relay config; relative paths in it are resolved against its directory. */
 export async function loadRelayConfig(path: string): Promise<RelayConfig> {
-  const text = await readConfigFile(path);
+  return relayConfigFromText(await readConfigFile(path), path);
+}
+
+/** The relay config in `text`, read from the file at `path` (whose directory relative paths are resolved against). */
+export function relayConfigFromText(text: string, path: string): RelayConfig {
   const config = validateRelayConfig(parseConfigText(text, path), path);
   return resolveConfigPaths(config, dirname(path));
 }

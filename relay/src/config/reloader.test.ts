@@ -6,7 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { pino } from 'pino';
-import { loadRelayConfig, loadUsersFile, readUsersSource, usersWatchDir } from './load.ts';
+import {
+  loadRelayConfig,
+  loadUsersFile,
+  readConfigFile,
+  readUsersSource,
+  relayConfigFromText,
+  usersWatchDir,
+} from './load.ts';
 import { Reloader, type ReloaderEvents } from './reloader.ts';
 import type { RelayConfig, UsersFile } from './schema.ts';
 import { ConfigError } from './validate.ts';
@@ -40,13 +47,29 @@ interface Applied {
 async function setUp(
   t: TestContext,
   files: { configPath: string; usersPath: string },
-  options: { debounceMs?: number; apply?: (a: Applied) => void; usersDir?: boolean } = {},
+  options: {
+    debounceMs?: number;
+    apply?: (a: Applied) => void;
+    usersDir?: boolean;
+    /** The config's text as a caller read it before start() (as main.ts does). */
+    configText?: string;
+  } = {},
 ) {
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
   const applied: Applied[] = [];
   const reloader = new Reloader<RelayConfig, UsersFile>({
-    config: { path: files.configPath, load: loadRelayConfig },
+    config:
+      options.configText === undefined
+        ? { path: files.configPath, load: loadRelayConfig }
+        : {
+            path: files.configPath,
+            parse: relayConfigFromText,
+            initial: {
+              text: options.configText,
+              value: relayConfigFromText(options.configText, files.configPath),
+            },
+          },
     users: {
       path: files.usersPath,
       load: loadUsersFile,
@@ -158,6 +181,20 @@ describe('Reloader', () => {
     assert.ok(
       logs.some((l) => l.event === 'config_applied' && l.which === 'users' && l.file === files.usersPath),
     );
+  });
+
+  it('starts on the config its caller read, and applies a change made since on the first pass', async (t) => {
+    const files = await plainFiles(30);
+    const read = await readConfigFile(files.configPath);
+    // changed between the caller's read (its logger, its users file) and start()
+    await writeFile(files.configPath, configText(45));
+    const { reloader, initial, applied } = await setUp(t, files, { debounceMs: 600_000, configText: read });
+    assert.equal(initial.config.limits.maxRecipients, 30, 'start() does not read the file again');
+    assert.equal(await reloader.reload(), true);
+    assert.equal(applied.length, 1);
+    assert.equal(applied[0]?.config.limits.maxRecipients, 45);
+    assert.deepEqual(applied[0]?.changed, { config: true, users: false });
+    assert.equal(await reloader.reload(), false, 'the parsed text is what the next pass compares');
   });
 
   it('does not re-apply a file rewritten with identical content', async (t) => {

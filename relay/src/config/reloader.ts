@@ -10,14 +10,29 @@ import { DirectoryWatch } from './dir-watch.ts';
 import { readConfigFile } from './load.ts';
 import { ConfigError } from './validate.ts';
 
-export interface ReloadTarget<T> {
+interface ReloadSource<T> {
   path: string;
-  load: (path: string) => Promise<T>;
   /** The text whose change means a reload; the file's text by default (a users directory lists its shards). */
   read?: (path: string) => Promise<string>;
   /** The directory whose events schedule a re-read; the file's directory by default. */
   watchDir?: string;
+  /**
+   * What the caller already read of the file (`text` as `read` gives it, and its value):
+   * start() takes it rather than reading again, so the process runs on the content it
+   * was set up from. A change since then is applied by the first pass.
+   */
+  initial?: { text: string; value: T };
 }
+
+/**
+ * One watched file: `load` reads and validates it on its own; `parse` validates the text
+ * read for the change check, so that a value and its hash always come from one read.
+ */
+export type ReloadTarget<T> = ReloadSource<T> &
+  (
+    | { load: (path: string) => Promise<T>; parse?: never }
+    | { parse: (text: string, path: string) => T | Promise<T>; load?: never }
+  );
 
 export type ReloadWhich = 'config' | 'users';
 export type ReloadTrigger = 'watch' | 'manual';
@@ -85,8 +100,8 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
   async start(): Promise<{ config: C; users: U }> {
     if (this.#started) throw new Error('Reloader.start() called twice');
     this.#started = true;
-    const config = await readFresh(this.#options.config);
-    const users = await readFresh(this.#options.users);
+    const config = await initialOrFresh(this.#options.config);
+    const users = await initialOrFresh(this.#options.users);
     this.#config = { which: 'config', target: this.#options.config, ...config, rejectedKey: undefined };
     this.#users = { which: 'users', target: this.#options.users, ...users, rejectedKey: undefined };
     if (!this.#closed) this.#watchDirs();
@@ -163,7 +178,7 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
       }
       // content rejected before is loaded again: what it names (a key file beside it, say)
       // may have arrived since, as a volume's files do not all change at once
-      return { value: await slot.target.load(path), hash: key };
+      return { value: await targetValue(slot.target, text), hash: key };
     } catch (err: unknown) {
       this.#reject(slot, key ?? 'unreadable', asSluiceError(err, path), 'warn', trigger);
       return REJECTED;
@@ -249,9 +264,14 @@ export class Reloader<C, U> extends EventEmitter<ReloaderEvents> {
   }
 }
 
-async function readFresh<T>(target: ReloadTarget<T>): Promise<Fresh<T>> {
-  const hash = sha256(await (target.read ?? readConfigFile)(target.path));
-  return { value: await target.load(target.path), hash };
+async function initialOrFresh<T>(target: ReloadTarget<T>): Promise<Fresh<T>> {
+  if (target.initial) return { value: target.initial.value, hash: sha256(target.initial.text) };
+  const text = await (target.read ?? readConfigFile)(target.path);
+  return { value: await targetValue(target, text), hash: sha256(text) };
+}
+
+function targetValue<T>(target: ReloadTarget<T>, text: string): T | Promise<T> {
+  return target.parse ? target.parse(text, target.path) : target.load(target.path);
 }
 
 function sha256(text: string): string {
