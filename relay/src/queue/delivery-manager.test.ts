@@ -114,6 +114,18 @@ describe('DeliveryManager', () => {
     assert.equal(transport.sentTo().filter((a) => a.startsWith('a1@')).length, 1, 'never sent twice');
     assert.deepEqual(await readdir(q.spool.queueDir), []);
     assert.equal(q.dsn.length, 1, 'no further DSN');
+
+    // the delivered message's files wait in trash/ to be reused for new messages; those of
+    // a message removed through the API are deleted (a reader may still have them open)
+    const removed = newQueueId(clock.now + 1);
+    answers['r@hold.test'] = 'deferred';
+    await q.submit(testEnvelope(removed, ['r@hold.test'], clock.now));
+    await waitFor('its first attempt', () => q.events('retry_scheduled').length === 3);
+    assert.equal(await q.manager.remove(removed), true);
+    await waitFor('the removed message deleted from trash/', async () =>
+      (await readdir(q.spool.trashDir)).every((name) => !name.startsWith(removed)),
+    );
+    assert.deepEqual((await readdir(q.spool.trashDir)).sort(), [`${id}.json`, `${id}.msg`]);
     await q.manager.stop(1000);
   });
 

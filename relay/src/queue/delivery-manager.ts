@@ -818,7 +818,8 @@ export class DeliveryManager {
 
   async #finish(envelope: SpooledEnvelope): Promise<void> {
     const { queueId } = envelope;
-    await this.#queue.remove(queueId);
+    // every job has closed the file and every notice has been written from it
+    await this.#queue.remove(queueId, { done: true });
     this.#envelopes.delete(queueId);
     this.#scheduler.remove(queueId);
     this.#inFlight.delete(queueId);

@@ -444,16 +444,21 @@ export class QueueStore {
     });
   }
 
-  /** Takes a message out of the queue, durably: a delivered message must not come back after a crash. */
-  remove(queueId: string): Promise<void> {
+  /**
+   * Takes a message out of the queue, durably: a delivered message must not come back
+   * after a crash. `done`: its delivery is over and nothing reads its files any more,
+   * so they may be reused for new messages (Spool.removeFile).
+   */
+  remove(queueId: string, options: { done?: boolean } = {}): Promise<void> {
     return this.#serial(queueId, async () => {
       const dir = this.#spool.queueDir;
       const { legacy, beside } = this.#layout(queueId);
+      const reuse = { reuse: options.done === true };
       // the commit point first: the message file (older layout: the envelope)
-      await this.#spool.removeFile(join(dir, `${queueId}${legacy ? ENVELOPE : MESSAGE}`));
+      await this.#spool.removeFile(join(dir, `${queueId}${legacy ? ENVELOPE : MESSAGE}`), reuse);
       if (this.#fsync) await this.#committer.sync(dir);
-      if (legacy) await this.#spool.removeFile(join(dir, `${queueId}${LEGACY_BODY}`));
-      else if (beside) await this.#spool.removeFile(this.#envelopePath(queueId));
+      if (legacy) await this.#spool.removeFile(join(dir, `${queueId}${LEGACY_BODY}`), reuse);
+      else if (beside) await this.#spool.removeFile(this.#envelopePath(queueId), reuse);
       this.#layouts.delete(queueId);
     });
   }

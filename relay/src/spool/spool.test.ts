@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { pbkdf2 } from 'node:crypto';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -11,7 +12,7 @@ import { waitFor } from '../testing/wait-for.ts';
 import type { SpooledEnvelope } from './envelope.ts';
 import { readSpooled, readTrailer } from './message-file.ts';
 import { newQueueId, QUEUE_ID_PATTERN } from './queue-id.ts';
-import type { Spool } from './spool.ts';
+import type { Spool, SpoolOptions } from './spool.ts';
 
 function envelope(queueId: string): SpooledEnvelope {
   const recipients: SpooledEnvelope['recipients'] = [{ address: 'b@example.net', state: 'pending' }];
@@ -133,6 +134,90 @@ describe('Spool', () => {
     await waitFor('trash emptied by the thread', async () => (await readdir(spool.trashDir)).length === 0);
     await spool.close();
     assert.deepEqual(await readdir(spool.incomingDir), [], 'files made ahead are removed on close');
+  });
+
+  /** A spool whose delivered messages' files are reused on the given terms. */
+  async function reusingSpool(name: string, fileReuse: NonNullable<SpoolOptions['fileReuse']>) {
+    const spool = testSpool({ dir: join(dir(), name), fileReuse });
+    await spool.init();
+    await waitFor('files created ahead', async () => (await readdir(spool.incomingDir)).length >= 16);
+    const commit = async (text: string) => {
+      const id = newQueueId();
+      const writer = spool.createWriter(id);
+      writer.end(text);
+      return writer.commit(envelope(id));
+    };
+    return { spool, commit };
+  }
+
+  it("makes a delivered message's file the next one's, left whole until it has waited", async () => {
+    const afterMs = 3_000; // far beyond the steps below that must come before it, on a loaded machine too
+    const { spool, commit } = await reusingSpool('reuse', { afterMs, maxFiles: 10, maxBytes: 1 << 20 });
+    /** Takes 20 of the files made ahead, so that the thread is asked for more, and waits for its first. */
+    const useUpFilesAhead = async () => {
+      const before = new Set(await readdir(spool.incomingDir));
+      for (let i = 0; i < 20; i++) await spool.createWriter(newQueueId()).abort();
+      await waitFor('a file made ahead again', async () =>
+        (await readdir(spool.incomingDir)).some((name) => !before.has(name)),
+      );
+    };
+    const delivered = await commit('delivered message');
+    const inode = statSync(delivered.bodyPath).ino;
+    const reader = openSync(delivered.bodyPath, 'r'); // opened before the removal, as a listing may
+    const removedAt = Date.now();
+    try {
+      await spool.removeFile(delivered.bodyPath, { reuse: true });
+      assert.deepEqual(await readdir(spool.queueDir), [], 'gone from queue/ at once');
+      await waitFor('the file waiting in trash/', async () => (await readdir(spool.trashDir)).length === 1);
+      await useUpFilesAhead();
+      assert.ok(Date.now() - removedAt < afterMs, 'the machine was too slow for this test');
+      assert.equal((await readdir(spool.trashDir)).length, 1, 'not reused before it has waited');
+      const read = Buffer.alloc(17);
+      readSync(reader, read, 0, 17, 0);
+      assert.equal(read.toString(), 'delivered message', 'a reader that opened it still reads it');
+    } finally {
+      closeSync(reader);
+    }
+    await new Promise((resolve) => setTimeout(resolve, afterMs - (Date.now() - removedAt) + 100));
+    await useUpFilesAhead();
+    const reused = await waitFor('the delivered file ready again in incoming/', async () => {
+      for (const name of await readdir(spool.incomingDir)) {
+        const stat = statSync(join(spool.incomingDir, name), { throwIfNoEntry: false });
+        if (stat?.ino === inode) return { name, size: stat.size };
+      }
+      return undefined;
+    });
+    assert.match(reused.name, /\.spare$/);
+    assert.equal(reused.size, 0, 'emptied before it is handed out');
+    assert.deepEqual(await readdir(spool.trashDir), []);
+    // the next messages, one of them written into it, are as sent
+    let inReused: string | undefined;
+    for (let i = 0; i < 64 && inReused === undefined; i++) {
+      const message = await commit(`next message ${i}`);
+      assert.equal((await readSpooled(spool.queueDir, message.queueId)).body.toString(), `next message ${i}`);
+      if (statSync(message.bodyPath).ino === inode) inReused = message.queueId;
+    }
+    assert.ok(inReused, 'a later message lives in the reused file');
+  });
+
+  it('keeps at most maxFiles and maxBytes of files for reuse, deleting the oldest, and none after close', async () => {
+    const byCount = await reusingSpool('reuse-count', { afterMs: 60_000, maxFiles: 2, maxBytes: 1 << 20 });
+    const three = [await byCount.commit('one'), await byCount.commit('two'), await byCount.commit('three')];
+    for (const m of three) await byCount.spool.removeFile(m.bodyPath, { reuse: true });
+    const names = three.map((m) => `${m.queueId}.msg`);
+    await waitFor('the newest two wait', async () => {
+      const left = (await readdir(byCount.spool.trashDir)).sort();
+      return left.length === 2 && left.join() === names.slice(1).sort().join();
+    });
+    await byCount.spool.close();
+    assert.deepEqual(await readdir(byCount.spool.trashDir), [], 'close deletes what waits');
+
+    const byBytes = await reusingSpool('reuse-bytes', { afterMs: 60_000, maxFiles: 100, maxBytes: 1 });
+    const big = await byBytes.commit('more than a byte');
+    await byBytes.spool.removeFile(big.bodyPath, { reuse: true });
+    const other = await byBytes.commit('another');
+    await byBytes.spool.removeFile(other.bodyPath);
+    await waitFor('both deleted', async () => (await readdir(byBytes.spool.trashDir)).length === 0);
   });
 
   it("keeps a message being written when the file thread stops (the file is the main thread's)", async () => {

@@ -8,7 +8,8 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { SluiceError } from '../errors.ts';
 import type { SpooledEnvelope } from './envelope.ts';
-import { FileWorker } from './file-worker.ts';
+import type { FileReuse } from './file-thread.ts';
+import { FILE_REUSE, FileWorker } from './file-worker.ts';
 import {
   closeQuietly,
   fsyncFd,
@@ -34,6 +35,8 @@ export interface SpoolOptions {
   fileThread?: boolean;
   /** Told when the file thread fails (the spool then does the work itself). */
   onFileThreadError?: (message: string) => void;
+  /** How delivered messages' files are kept for reuse (FILE_REUSE by default; tests shorten it). */
+  fileReuse?: FileReuse;
 }
 
 export interface SpooledMessage {
@@ -61,6 +64,7 @@ export class Spool {
   readonly #fsync: boolean;
   readonly #fileThread: boolean;
   readonly #onFileThreadError: (message: string) => void;
+  readonly #fileReuse: FileReuse;
   #files: FileWorker | undefined;
   #listeners = new Set<(message: SpooledMessage) => void>();
 
@@ -72,6 +76,7 @@ export class Spool {
     this.#fsync = options.fsync ?? true;
     this.#fileThread = options.fileThread ?? true;
     this.#onFileThreadError = options.onFileThreadError ?? (() => undefined);
+    this.#fileReuse = options.fileReuse ?? FILE_REUSE;
     this.committer =
       options.committer ?? new GroupCommitter({ enabled: options.groupCommit ?? true, fsyncDir: fsyncPath });
   }
@@ -97,7 +102,7 @@ export class Spool {
       throw new SluiceError('SLUICE_ERR_SPOOL', `cannot prepare spool directory ${this.dir}`, { cause: err });
     }
     if (this.#fileThread && !this.#files)
-      this.#files = new FileWorker(this.incomingDir, this.#onFileThreadError);
+      this.#files = new FileWorker(this.incomingDir, this.#onFileThreadError, this.#fileReuse);
   }
 
   /** Stops the file thread (after the deletions asked of it) and removes the files it made ahead. */
@@ -122,9 +127,11 @@ export class Spool {
    * Takes a file out of queue/ (or incoming/): with the file thread, a synchronous
    * rename into trash/, where the thread deletes it; without, an unlink. Either way the
    * name is gone from its directory when this resolves (fsync that directory to make it
-   * durable).
+   * durable). `reuse`: the thread may empty the file a while later and write another
+   * message into it (file-thread.ts); only for a file that nothing reads any more and
+   * nothing will open again, such as a message whose delivery is over.
    */
-  async removeFile(path: string): Promise<void> {
+  async removeFile(path: string, options: { reuse?: boolean } = {}): Promise<void> {
     const files = this.#files;
     if (!files) {
       await unlinkLater(path);
@@ -137,7 +144,8 @@ export class Spool {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    files.unlink(trashed);
+    if (options.reuse) files.reuse(trashed);
+    else files.unlink(trashed);
   }
 
   /** The queue ids in the spool, oldest first (both layouts). */
