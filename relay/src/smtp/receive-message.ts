@@ -122,8 +122,7 @@ export async function receiveMessage(options: {
   let replied: 'accepted' | 'rejected' | 'tempfail' | undefined;
 
   try {
-    const spoolWriter = rt.spool.createWriter(queueId);
-    writer = spoolWriter;
+    writer = rt.spool.createWriter(queueId);
     // the limit counts the message as it is stored, line ends made CRLF (RFC 1870's count),
     // without the relay's own Received header: a client that sends exactly the advertised
     // SIZE is not refused for the trace field the relay adds
@@ -137,7 +136,7 @@ export async function receiveMessage(options: {
         holdBytes: config.limits.maxHeaderBytes + 1024,
       }),
       config.limits.maxMessageBytes,
-      { writer: spoolWriter, scanner, signer },
+      { writer, scanner, signer },
     );
     writer.write(received);
     const scanned: Promise<ScanResult> = scanner.result();
@@ -149,8 +148,8 @@ export async function receiveMessage(options: {
     await intake.run();
     dataEnded = performance.now();
     // a write can fail (a full disk) while the client is still sending: told once it is done
-    await spoolWriter.drained();
-    if (spoolWriter.errored !== null) throw spoolWriter.errored;
+    await writer.drained();
+    if (writer.errored !== null) throw writer.errored;
     const scan = await scanned;
 
     const content = decideContent({ overSize: intake.exceeded || stream.sizeExceeded, scan }, config.limits);
