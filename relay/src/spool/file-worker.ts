@@ -26,8 +26,8 @@ export class FileWorker {
   readonly #worker: Worker;
   readonly #spares: string[] = [];
   #requested = 0;
-  #unlinks: string[] = [];
-  #reuses: string[] = [];
+  readonly #unlinks: string[] = [];
+  readonly #reuses: string[] = [];
   #flushScheduled = false;
   #closed = false;
   #onError: (message: string) => void;
@@ -67,12 +67,7 @@ export class FileWorker {
 
   /** Deletes a file soon, on the thread (batched with others of this turn). */
   unlink(path: string): void {
-    if (this.#closed) {
-      unlinkQuietly(path);
-      return;
-    }
-    this.#unlinks.push(path);
-    this.#scheduleFlush();
+    this.#hand(this.#unlinks, path);
   }
 
   /**
@@ -81,12 +76,7 @@ export class FileWorker {
    * more: a message whose delivery is over.
    */
   reuse(path: string): void {
-    if (this.#closed) {
-      unlinkQuietly(path);
-      return;
-    }
-    this.#reuses.push(path);
-    this.#scheduleFlush();
+    this.#hand(this.#reuses, path);
   }
 
   /** Stops the thread after the deletions asked for; removes the spares nobody took. */
@@ -102,7 +92,13 @@ export class FileWorker {
     await exited;
   }
 
-  #scheduleFlush(): void {
+  /** Adds a file to one of this turn's batches for the thread; deletes it here once the thread is gone. */
+  #hand(batch: string[], path: string): void {
+    if (this.#closed) {
+      unlinkQuietly(path);
+      return;
+    }
+    batch.push(path);
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
     setImmediate(() => {
