@@ -6,10 +6,10 @@
 //
 // A file ready for the next message is, where it can be, the file of a delivered one:
 // creating a file costs ext4 an inode allocation, which while other messages' fsyncs
-// commit its journal took 20–30 times as long as the rename and truncate that reuse one
-// (bench/README.md, "Ninth pass"). A delivered message's file waits in trash/, whole,
-// for `reuseAfterMs` first, so that a reader that opened it before its removal (a
-// listing reading its envelope) still reads what it opened; then it is emptied and
+// commit its journal took about eight times as long as the truncate and rename that
+// reuse one (bench/README.md, "Ninth pass"). A delivered message's file waits in trash/,
+// whole, for `reuse.afterMs` first, so that a reader that opened it before its removal
+// (a listing reading its envelope) still reads what it opened; then it is emptied and
 // renamed into incoming/. What waits is bounded in files and bytes; beyond, the oldest
 // is deleted.
 import { closeSync, openSync, renameSync, statSync, truncateSync } from 'node:fs';
