@@ -65,10 +65,9 @@ function createSpares(count: number): void {
 
 /** Empties the oldest waiting file that has waited long enough and moves it to `path`. */
 function reuseInto(path: string): boolean {
-  const oldest = waiting[0];
-  if (oldest === undefined || performance.now() - oldest.since < reuse.afterMs) return false;
-  waiting.shift();
-  waitingBytes -= oldest.bytes;
+  const first = waiting[0];
+  if (first === undefined || performance.now() - first.since < reuse.afterMs) return false;
+  const oldest = takeOldest();
   try {
     truncateSync(oldest.path, 0);
     renameSync(oldest.path, path);
@@ -91,11 +90,14 @@ function keepForReuse(paths: string[]): void {
     waiting.push({ path, bytes, since: now });
     waitingBytes += bytes;
   }
-  while (waiting.length > reuse.maxFiles || waitingBytes > reuse.maxBytes) {
-    const oldest = waiting.shift() as Waiting;
-    waitingBytes -= oldest.bytes;
-    deleteFile(oldest.path);
-  }
+  while (waiting.length > reuse.maxFiles || waitingBytes > reuse.maxBytes) deleteFile(takeOldest().path);
+}
+
+/** Takes the oldest waiting file out of the count (call only when one waits). */
+function takeOldest(): Waiting {
+  const oldest = waiting.shift() as Waiting;
+  waitingBytes -= oldest.bytes;
+  return oldest;
 }
 
 function deleteFile(path: string): void {

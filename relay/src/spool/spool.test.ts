@@ -23,8 +23,8 @@ describe('Spool', () => {
   const dir = suiteDir('sluice-spool-');
 
   /** A spool whose file thread has created files ahead in incoming/. */
-  async function spoolWithFilesAhead(name: string): Promise<Spool> {
-    const spool = testSpool({ dir: join(dir(), name) });
+  async function spoolWithFilesAhead(name: string, options: Omit<SpoolOptions, 'dir'> = {}): Promise<Spool> {
+    const spool = testSpool({ ...options, dir: join(dir(), name) });
     await spool.init();
     await waitFor('files created ahead', async () => (await readdir(spool.incomingDir)).length >= 16);
     return spool;
@@ -138,9 +138,7 @@ describe('Spool', () => {
 
   /** A spool whose delivered messages' files are reused on the given terms. */
   async function reusingSpool(name: string, fileReuse: NonNullable<SpoolOptions['fileReuse']>) {
-    const spool = testSpool({ dir: join(dir(), name), fileReuse });
-    await spool.init();
-    await waitFor('files created ahead', async () => (await readdir(spool.incomingDir)).length >= 16);
+    const spool = await spoolWithFilesAhead(name, { fileReuse });
     const commit = async (text: string) => {
       const id = newQueueId();
       const writer = spool.createWriter(id);
