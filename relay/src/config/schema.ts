@@ -678,7 +678,8 @@ export const DeliverySchema = Type.Object(
       minimum: 1,
       maximum: 10_000,
       default: 10,
-      description: 'Outgoing SMTP connections per destination domain per relay',
+      description:
+        'Outgoing SMTP connections per destination domain per relay; in smarthost mode, to the smarthost',
     }),
     messagesPerConnection: Type.Integer({
       minimum: 1,

@@ -157,6 +157,33 @@ describe('DeliveryManager', () => {
     await q.manager.stop(1000);
   });
 
+  it('keeps to maxConnectionsPerDomain for the smarthost, whatever the recipient domains', async () => {
+    const transport = new FakeTransport();
+    let open = () => {};
+    transport.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const clock = new FakeClock();
+    const config = testConfig(dir(), {
+      mode: 'smarthost',
+      smarthost: { host: '127.0.0.1', port: 2525, tls: 'none', rejectUnauthorized: true },
+      maxConnections: 5,
+      maxConnectionsPerDomain: 2,
+    });
+    const q = await bootQueue(join(dir(), 'smarthost-limits'), transport, clock, config);
+    for (let i = 0; i < 6; i++)
+      await q.submit(testEnvelope(newQueueId(clock.now + i), [`u${i}@domain${i}.test`], clock.now));
+    await q.manager.start();
+    await waitFor('two connections open', () => transport.inFlight >= 2);
+    await flush();
+    assert.equal(transport.inFlight, 2, 'six domains, one smarthost: two at once');
+    open();
+    await waitFor('all delivered', () => q.manager.size === 0);
+    assert.equal(transport.jobs.length, 6);
+    assert.equal(transport.maxInFlight, 2);
+    await q.manager.stop(1000);
+  });
+
   it("gives a just-received message's first attempt its bytes from memory, within heldBodyBytes; later attempts read the file", async () => {
     const transport = new FakeTransport((address) =>
       address.startsWith('later@') ? 'deferred' : 'delivered',

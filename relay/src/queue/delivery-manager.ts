@@ -86,6 +86,9 @@ export const DEFAULT_ACTIVE_LIMIT = 2_000;
 /** Envelopes read from disk at once when many messages come due together (file descriptors). */
 const LOADS_AT_ONCE = 32;
 
+/** The connection slots' key for the smarthost (no domain or address literal looks like it). */
+const SMARTHOST_SLOTS = '[smarthost]';
+
 /**
  * Bytes of just-received messages kept in memory for their first attempt, so that it need
  * not read the file back (an open, a stat, a read and a close each). Past it, a message's
@@ -223,10 +226,7 @@ export class DeliveryManager {
     });
     this.#slots = new KeyedSemaphore(() => {
       const delivery = this.#config().delivery;
-      // the smarthost is one destination built to take all of the relay's mail
-      const perKey =
-        delivery.mode === 'smarthost' ? Number.POSITIVE_INFINITY : delivery.maxConnectionsPerDomain;
-      return { total: delivery.maxConnections, perKey };
+      return { total: delivery.maxConnections, perKey: delivery.maxConnectionsPerDomain };
     });
   }
 
@@ -683,7 +683,13 @@ export class DeliveryManager {
 
   /** Runs one job; false if it never started because the manager is stopping. */
   async #runJob(job: DeliveryJob, bounced: SpooledRecipient[]): Promise<boolean> {
-    const release = await this.#slots.acquire(job.domain);
+    // a job's slot is its destination's: the recipient domain, or the smarthost, which takes
+    // every domain's mail over at most maxConnectionsPerDomain connections. The transport's
+    // pool keeps to the same limit, so a job waits here, before its file is opened or read
+    // and before its attempt's time starts, rather than inside the transport.
+    const release = await this.#slots.acquire(
+      this.#config().delivery.mode === 'smarthost' ? SMARTHOST_SLOTS : job.domain,
+    );
     if (!release) return false;
     if (this.#stopping) {
       release();
