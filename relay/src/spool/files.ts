@@ -6,7 +6,7 @@
 // files stay in the pool: on ext4 they wait for the journal while other messages' fsyncs
 // commit it (0.1–0.2 ms each, measured), which the event loop must not. fsync and writes
 // of large messages are asynchronous too.
-import { closeSync, fsync, openSync, unlink, unlinkSync, writev, writevSync } from 'node:fs';
+import { closeSync, fdatasync, fsync, openSync, unlink, unlinkSync, writev, writevSync } from 'node:fs';
 
 /** Messages up to this size are written with one synchronous call; larger ones stream. */
 export const SMALL_WRITE_BYTES = 256 * 1024;
@@ -14,6 +14,17 @@ export const SMALL_WRITE_BYTES = 256 * 1024;
 export function fsyncFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
     fsync(fd, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * fdatasync: the file's data and what reading it back needs (its size, its blocks), not its
+ * times. For a file whose times mean nothing (a message file; not an envelope beside one,
+ * whose mtime is its next attempt).
+ */
+export function fdatasyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fdatasync(fd, (err) => (err ? reject(err) : resolve()));
   });
 }
 

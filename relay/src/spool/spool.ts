@@ -12,7 +12,7 @@ import type { FileReuse } from './file-thread.ts';
 import { FILE_REUSE, FileWorker } from './file-worker.ts';
 import {
   closeQuietly,
-  fsyncFd,
+  fdatasyncFd,
   fsyncPath,
   SMALL_WRITE_BYTES,
   unlinkIfThere,
@@ -300,7 +300,7 @@ export class SpoolWriter {
       const pending = this.#takePending();
       if (whole) body = pending;
       writeAllSync(this.#fd, [...pending, envelopeTrailer(committed)]);
-      if (this.#fsync) await fsyncFd(this.#fd);
+      if (this.#fsync) await fdatasyncFd(this.#fd);
       this.#close();
       renameSync(this.#tmpBody, bodyPath);
       if (this.#fsync) await this.#spool.committer.sync(this.#spool.queueDir);
