@@ -131,10 +131,7 @@ describe('DeliveryManager', () => {
 
   it('keeps to maxConnections and maxConnectionsPerDomain', async () => {
     const transport = new FakeTransport();
-    let open = () => {};
-    transport.gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const open = transport.hold();
     const clock = new FakeClock();
     const config = testConfig(dir(), { maxConnections: 3, maxConnectionsPerDomain: 2 });
     const q = await bootQueue(join(dir(), 'limits'), transport, clock, config);
@@ -159,10 +156,7 @@ describe('DeliveryManager', () => {
 
   it('keeps to maxConnectionsPerDomain for the smarthost, whatever the recipient domains', async () => {
     const transport = new FakeTransport();
-    let open = () => {};
-    transport.gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const open = transport.hold();
     const clock = new FakeClock();
     const config = testConfig(dir(), {
       mode: 'smarthost',
@@ -188,10 +182,7 @@ describe('DeliveryManager', () => {
     const transport = new FakeTransport((address) =>
       address.startsWith('later@') ? 'deferred' : 'delivered',
     );
-    let open = () => {};
-    transport.gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const open = transport.hold();
     const clock = new FakeClock();
     const q = await bootQueue(join(dir(), 'held'), transport, clock, testConfig(dir()), {
       heldBodyBytes: 40,
@@ -432,10 +423,7 @@ describe('DeliveryManager', () => {
     // twenty queued before start, each to its own domain: the connection limits hold none back
     const ids = Array.from({ length: 20 }, (_, i) => newQueueId(clock.now + i));
     for (const [i, id] of ids.entries()) await q.submit(testEnvelope(id, [`r@d${i}.test`], clock.now));
-    let open = () => {};
-    transport.gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const open = transport.hold();
     await q.manager.start();
     await waitFor('two attempts under way', () => transport.inFlight === 2);
     await flush();

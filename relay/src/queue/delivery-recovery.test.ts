@@ -210,10 +210,7 @@ describe('DeliveryManager recovery', () => {
   it('does not start jobs still waiting for a connection when it stops', async () => {
     const clock = new FakeClock();
     const transport = new FakeTransport();
-    let open = () => {};
-    transport.gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const open = transport.hold();
     const q = await bootQueue(
       join(dir(), 'stop-waiting'),
       transport,

@@ -82,6 +82,15 @@ export class FakeTransport implements Transport {
     return this.jobs.flatMap((j) => j.recipients);
   }
 
+  /** Holds every job from now on until the function returned is called. */
+  hold(): () => void {
+    let open = () => {};
+    this.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    return open;
+  }
+
   async deliver(job: DeliveryJob): Promise<RecipientResult[]> {
     this.jobs.push(structuredClone(job));
     const inDomain = (this.#perDomain.get(job.domain) ?? 0) + 1;
